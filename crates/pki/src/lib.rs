@@ -1,1 +1,29 @@
+//! A small test PKI for guichet: a CA in a directory, leaf certificates
+//! for gateways and partner applications, revocation with a CRL, and a
+//! readable view of any certificate file.
+//!
+//! A CA directory holds `ca.pem`, `ca.key` (0600), `ca.crl`, `crlnumber`,
+//! `revoked.txt`, and `NAME.pem` / `NAME.key` (0600) per issued name.
+//! Meant for test benches and integration tests, not production PKI: keys
+//! are unencrypted files.
 
+// Tests may panic on the unexpected; the library itself may not.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod ca;
+mod error;
+mod files;
+mod issue;
+mod key;
+mod name;
+mod revoke;
+mod serial;
+mod show;
+mod validity;
+
+pub use ca::{init, CaFiles, CaOptions};
+pub use error::PkiError;
+pub use issue::{issue, IssueRequest, IssuedFiles, Usage, DEFAULT_LEAF_DAYS};
+pub use key::{KeySource, KeyType};
+pub use revoke::{revoke, write_crl};
+pub use show::{show, show_file, CertReport};

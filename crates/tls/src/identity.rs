@@ -74,8 +74,8 @@ pub enum IdentityError {
 impl Identity {
     /// Parses a DER certificate; nothing is verified here.
     pub fn from_der(der: &[u8]) -> Result<Self, IdentityError> {
-        let (_, cert) = X509Certificate::from_der(der)
-            .map_err(|e| IdentityError::Malformed(e.to_string()))?;
+        let (_, cert) =
+            X509Certificate::from_der(der).map_err(|e| IdentityError::Malformed(e.to_string()))?;
         let mut identity = Identity {
             subject: DistinguishedName::from_x509(cert.subject()),
             issuer: DistinguishedName::from_x509(cert.issuer()),
@@ -133,7 +133,12 @@ fn extended_key_usage(cert: &X509Certificate<'_>) -> Option<Vec<String>> {
         (eku.time_stamping, "timeStamping"),
         (eku.ocsp_signing, "OCSPSigning"),
     ];
-    names.extend(known.iter().filter(|(set, _)| *set).map(|(_, n)| n.to_string()));
+    names.extend(
+        known
+            .iter()
+            .filter(|(set, _)| *set)
+            .map(|(_, n)| n.to_string()),
+    );
     names.extend(eku.other.iter().map(|oid| oid.to_id_string()));
     Some(names)
 }
@@ -183,10 +188,9 @@ impl DistinguishedName {
             .map(|atv| {
                 let oid = atv.attr_type().to_id_string();
                 let key = short_attribute_name(&oid).map_or(oid, str::to_string);
-                let value = atv.as_str().map_or_else(
-                    |_| hex_upper(atv.attr_value().data, ""),
-                    str::to_string,
-                );
+                let value = atv
+                    .as_str()
+                    .map_or_else(|_| hex_upper(atv.attr_value().data, ""), str::to_string);
                 (key, value)
             })
             .collect();
@@ -377,7 +381,10 @@ mod tests {
         let hex = "ab".repeat(32);
         let colons = vec!["AB"; 32].join(":");
         assert_eq!(hex.parse::<Fingerprint>().ok(), colons.parse().ok());
-        assert_eq!(colons.parse::<Fingerprint>().map(|f| f.to_string()).ok(), Some(colons));
+        assert_eq!(
+            colons.parse::<Fingerprint>().map(|f| f.to_string()).ok(),
+            Some(colons)
+        );
         assert!("abcd".parse::<Fingerprint>().is_err());
         assert!("zz".repeat(32).parse::<Fingerprint>().is_err());
     }

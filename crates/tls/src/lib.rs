@@ -1,1 +1,19 @@
+//! TLS for guichet: the ANSSI policy, loading of certificate material, peer
+//! identity, the application allowlist, and handshakes that explain their
+//! refusals.
+
+pub mod allowlist;
+pub mod endpoint;
 pub mod identity;
+pub mod material;
+pub mod policy;
+pub mod refusal;
+mod verify;
+
+pub use allowlist::{Allowlist, AppName, AppRule};
+pub use endpoint::{ClientAuth, ClientTls, EndpointError, PeerApp, ServerTls, TlsSettings};
+pub use identity::{DistinguishedName, Fingerprint, Identity, SpkiPin};
+pub use material::{Material, MaterialError, ProfileFiles, Role};
+pub use policy::{MinVersion, RevocationPolicy};
+pub use refusal::{Presented, Refusal, RefusalReason};
+pub use rustls::pki_types::ServerName;

@@ -1,0 +1,318 @@
+//! `guichet check`: everything that can be known about a config without
+//! running it.
+
+use std::fmt;
+use std::net::{IpAddr, ToSocketAddrs};
+use std::path::Path;
+
+use guichet_tls::identity::Identity;
+use guichet_tls::{Material, Role};
+
+use crate::config::{Config, ConfigError, ProfileName, RouteSpec, TlsProfile};
+use crate::state::build_states;
+
+/// Certificates expiring sooner than this are flagged.
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Ok,
+    Warning,
+    Error,
+}
+
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub level: Level,
+    /// What the finding is about: `[tls.eai] cert`, `route "to-dpi"`, ...
+    pub subject: String,
+    pub message: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    fn push(&mut self, level: Level, subject: impl Into<String>, message: impl Into<String>) {
+        self.findings.push(Finding {
+            level,
+            subject: subject.into(),
+            message: message.into(),
+        });
+    }
+
+    pub fn count(&self, level: Level) -> usize {
+        self.findings.iter().filter(|f| f.level == level).count()
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.count(Level::Error) > 0
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for finding in &self.findings {
+            let level = match finding.level {
+                Level::Ok => "ok     ",
+                Level::Warning => "WARNING",
+                Level::Error => "ERROR  ",
+            };
+            writeln!(f, "{level} {}: {}", finding.subject, finding.message)?;
+        }
+        write!(
+            f,
+            "{} error(s), {} warning(s)",
+            self.count(Level::Error),
+            self.count(Level::Warning)
+        )
+    }
+}
+
+/// Checks a config file. A file that does not parse is an `Err`; problems
+/// with what it references are findings.
+pub fn check(path: &Path) -> Result<Report, ConfigError> {
+    let config = Config::load(path)?;
+    let now = unix_now();
+    let mut report = Report::default();
+    report.push(
+        Level::Ok,
+        path.display().to_string(),
+        format!(
+            "{} route(s), {} TLS profile(s), {} application(s)",
+            config.routes.len(),
+            config.profiles.len(),
+            config.apps.len()
+        ),
+    );
+    for profile in config.profiles.values() {
+        check_profile(&config, profile, now, &mut report);
+    }
+    if !report.has_errors() {
+        if let Err(e) = build_states(&config) {
+            report.push(Level::Error, "TLS", e.to_string());
+        }
+    }
+    for route in &config.routes {
+        check_route(route, &mut report);
+    }
+    for app in config.apps.keys() {
+        let used = config.routes.iter().any(|r| {
+            r.listen_tls.as_ref().is_some_and(|t| match &t.auth {
+                crate::config::AuthSpec::Required(rules) => {
+                    rules.iter().any(|rule| &rule.name == app)
+                }
+                crate::config::AuthSpec::NoClientCert => false,
+            })
+        });
+        if !used {
+            report.push(
+                Level::Warning,
+                format!("[[app]] {app}"),
+                "not admitted by any route",
+            );
+        }
+    }
+    Ok(report)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn roles(config: &Config, name: &ProfileName) -> Vec<Role> {
+    let mut roles = Vec::new();
+    if config
+        .routes
+        .iter()
+        .any(|r| r.listen_tls.as_ref().is_some_and(|t| &t.profile == name))
+    {
+        roles.push(Role::Server);
+    }
+    if config
+        .routes
+        .iter()
+        .any(|r| r.forward_tls.as_ref().is_some_and(|t| &t.profile == name))
+    {
+        roles.push(Role::Client);
+    }
+    roles
+}
+
+fn check_profile(config: &Config, profile: &TlsProfile, now: i64, report: &mut Report) {
+    let at = |field: &str| format!("[tls.{}] {field}", profile.name);
+    let material = match Material::load(&profile.files) {
+        Ok(m) => m,
+        Err(e) => return report.push(Level::Error, at(""), e.to_string()),
+    };
+    let roles = roles(config, &profile.name);
+    if roles.is_empty() {
+        report.push(Level::Warning, at(""), "not used by any route");
+    }
+    if let Some(own) = &material.own {
+        expiry(report, &at("cert"), &own.identity, now);
+        report.push(
+            Level::Ok,
+            at("key"),
+            "private key matches the certificate, permissions are tight",
+        );
+        for role in &roles {
+            let usage = match role {
+                Role::Server => "server (listen_tls)",
+                Role::Client => "client (forward_tls)",
+            };
+            match material.verify_own(*role) {
+                Ok(()) if material.roots.is_some() => {
+                    report.push(Level::Ok, at("cert"), format!("chains to the profile's CA, valid as {usage}"))
+                }
+                Ok(()) => {}
+                Err(e) => report.push(
+                    Level::Warning,
+                    at("cert"),
+                    format!("does not verify against the profile's CA as {usage}: {e} (fine only if peers trust another CA)"),
+                ),
+            }
+        }
+    }
+    for der in &material.ca_certs {
+        if let Ok(ca) = Identity::from_der(der) {
+            if !ca.is_ca {
+                report.push(
+                    Level::Warning,
+                    at("ca"),
+                    format!("{} is not a CA certificate", ca.subject),
+                );
+            }
+            expiry(report, &at("ca"), &ca, now);
+        }
+    }
+    for (path, crl) in profile.files.crls.iter().zip(&material.crls) {
+        check_crl(report, &at("crl"), path, crl, now);
+    }
+}
+
+fn expiry(report: &mut Report, subject: &str, id: &Identity, now: i64) {
+    let days = id.days_until_expiry(now);
+    let who = &id.subject;
+    if id.not_before > now {
+        report.push(
+            Level::Error,
+            subject,
+            format!("{who} is not valid before {}", date(id.not_before)),
+        );
+    } else if days < 0 {
+        report.push(
+            Level::Error,
+            subject,
+            format!("{who} EXPIRED on {}", date(id.not_after)),
+        );
+    } else if days < EXPIRY_WARNING_DAYS {
+        report.push(
+            Level::Warning,
+            subject,
+            format!(
+                "{who} expires in {days} day(s), on {}: renew it",
+                date(id.not_after)
+            ),
+        );
+    } else {
+        report.push(
+            Level::Ok,
+            subject,
+            format!("{who} expires in {days} days ({})", date(id.not_after)),
+        );
+    }
+}
+
+fn check_crl(report: &mut Report, subject: &str, path: &Path, crl: &[u8], now: i64) {
+    use x509_parser::prelude::FromDer;
+    let Ok((_, parsed)) = x509_parser::revocation_list::CertificateRevocationList::from_der(crl)
+    else {
+        return;
+    };
+    let revoked = parsed.iter_revoked_certificates().count();
+    let file = path.display();
+    match parsed.next_update() {
+        Some(next) if next.timestamp() < now => report.push(
+            Level::Warning,
+            subject,
+            format!(
+                "{file} is stale: next update was due {}; fetch a fresh CRL",
+                date(next.timestamp())
+            ),
+        ),
+        _ => report.push(
+            Level::Ok,
+            subject,
+            format!("{file}: {revoked} revoked certificate(s)"),
+        ),
+    }
+}
+
+fn check_route(route: &RouteSpec, report: &mut Report) {
+    let subject = format!("route {:?}", route.name.as_str());
+    match (route.forward.host.as_str(), route.forward.port).to_socket_addrs() {
+        Ok(mut addrs) => {
+            if addrs.next().is_none() {
+                report.push(
+                    Level::Error,
+                    &subject,
+                    format!("forward host {} resolves to no address", route.forward.host),
+                );
+            }
+        }
+        Err(e) => report.push(
+            Level::Error,
+            &subject,
+            format!("forward host {} does not resolve: {e}", route.forward.host),
+        ),
+    }
+    if route.listen_tls.is_none() && !route.listen.ip().is_loopback() {
+        report.push(
+            Level::Warning,
+            &subject,
+            format!("listens in clear text on {} (not loopback): patient data may cross the network unencrypted", route.listen),
+        );
+    }
+    let forward_is_loopback = route.forward.host == "localhost"
+        || route
+            .forward
+            .host
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if route.forward_tls.is_none() && !forward_is_loopback {
+        report.push(
+            Level::Warning,
+            &subject,
+            format!("forwards in clear text to {} (not loopback)", route.forward),
+        );
+    }
+    if route.listen_mode() == "tls" {
+        report.push(
+            Level::Warning,
+            &subject,
+            "client_auth = \"none\": any client may connect; prefer mutual TLS with an allowlist",
+        );
+    }
+    report.push(
+        Level::Ok,
+        &subject,
+        format!(
+            "{} {} -> {} {}",
+            route.listen_mode(),
+            route.listen,
+            route.forward_mode(),
+            route.forward
+        ),
+    );
+}
+
+fn date(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .map(|t| format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day()))
+        .unwrap_or_else(|_| unix.to_string())
+}

@@ -1,0 +1,468 @@
+//! The gateway's configuration: one TOML file, many routes.
+//!
+//! [`Config::load`] turns the file into typed, cross-checked values once;
+//! the rest of the gateway never sees a raw string. Every error names the
+//! file and the field (serde's own errors add the line and column).
+
+mod raw;
+mod types;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use guichet_tls::{
+    AppName, AppRule, ClientAuth, DistinguishedName, Fingerprint, MinVersion, ProfileFiles,
+    RevocationPolicy, ServerName, SpkiPin, TlsSettings,
+};
+
+pub use types::{
+    AuthSpec, ForwardTls, Limits, ListenTls, ProfileName, RouteKind, RouteName, RouteSpec, Target,
+    TlsProfile,
+};
+
+use raw::{RawApp, RawConfig, RawLimits, RawProfile, RawRoute};
+
+/// A whole, checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from; relative paths inside are resolved
+    /// against its directory.
+    pub source: PathBuf,
+    pub drain_timeout: Duration,
+    /// How often referenced files are checked for changes; zero disables.
+    pub watch_interval: Duration,
+    pub profiles: BTreeMap<ProfileName, TlsProfile>,
+    pub apps: BTreeMap<AppName, Arc<AppRule>>,
+    pub routes: Vec<RouteSpec>,
+}
+
+/// A configuration that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub message: String,
+}
+
+const DEFAULT_LIMITS: Limits = Limits {
+    connect_timeout: Duration::from_secs(5),
+    handshake_timeout: Duration::from_secs(10),
+    idle_timeout: Duration::from_secs(600),
+    max_connections: 512,
+};
+
+impl Config {
+    /// Reads and checks a config file. Certificate files are not opened
+    /// here (see `material`), only named.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            message: format!("cannot read the config file: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Checks `text` as if it were the content of `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let fail = |message: String| ConfigError {
+            file: path.to_path_buf(),
+            message,
+        };
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| fail(e.to_string().trim_end().to_string()))?;
+        Builder::new(path).build(raw).map_err(fail)
+    }
+
+    /// Every file the configuration depends on, the config file first.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.source.clone()];
+        for profile in self.profiles.values() {
+            let f = &profile.files;
+            files.extend(
+                f.cert
+                    .iter()
+                    .chain(&f.key)
+                    .chain(&f.ca)
+                    .chain(&f.crls)
+                    .cloned(),
+            );
+        }
+        files
+    }
+
+    pub fn route(&self, name: &str) -> Option<&RouteSpec> {
+        self.routes.iter().find(|r| r.name.as_str() == name)
+    }
+}
+
+struct Builder {
+    dir: PathBuf,
+    source: PathBuf,
+}
+
+impl Builder {
+    fn new(path: &Path) -> Self {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        Builder {
+            dir,
+            source: path.to_path_buf(),
+        }
+    }
+
+    fn build(&self, raw: RawConfig) -> Result<Config, String> {
+        let defaults = limits(&raw.defaults, &DEFAULT_LIMITS, "[defaults]")?;
+        let mut profiles = BTreeMap::new();
+        for (name, profile) in &raw.tls {
+            check_name(name, "[tls.NAME]")?;
+            let profile = self.profile(name, profile)?;
+            profiles.insert(profile.name.clone(), profile);
+        }
+        let mut apps = BTreeMap::new();
+        for (i, app) in raw.app.iter().enumerate() {
+            let rule =
+                app_rule(app).map_err(|m| format!("[[app]] #{} ({:?}): {m}", i + 1, app.name))?;
+            if apps.insert(rule.name.clone(), Arc::new(rule)).is_some() {
+                return Err(format!("[[app]] name {:?} is defined twice", app.name));
+            }
+        }
+        let mut routes = Vec::new();
+        let mut names = HashSet::new();
+        let mut addrs = HashSet::new();
+        for raw_route in &raw.route {
+            let route = route(raw_route, &defaults, &profiles, &apps)
+                .map_err(|m| format!("route {:?}: {m}", raw_route.name))?;
+            if !names.insert(route.name.clone()) {
+                return Err(format!("route name {:?} is used twice", raw_route.name));
+            }
+            if !addrs.insert(route.listen) {
+                return Err(format!(
+                    "route {:?}: listen address {} is already used by another route",
+                    raw_route.name, route.listen
+                ));
+            }
+            routes.push(route);
+        }
+        if routes.is_empty() {
+            return Err("no [[route]] defined: nothing to run".into());
+        }
+        Ok(Config {
+            source: self.source.clone(),
+            drain_timeout: duration(
+                raw.gateway.drain_timeout.as_deref(),
+                "[gateway] drain_timeout",
+            )?
+            .unwrap_or(Duration::from_secs(30)),
+            watch_interval: raw
+                .gateway
+                .watch_interval
+                .as_deref()
+                .map(|v| parse_duration(v, "[gateway] watch_interval", true))
+                .transpose()?
+                .unwrap_or(Duration::from_secs(2)),
+            profiles,
+            apps,
+            routes,
+        })
+    }
+
+    fn path(&self, value: &str) -> PathBuf {
+        let p = Path::new(value);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+
+    fn profile(&self, name: &str, raw: &RawProfile) -> Result<TlsProfile, String> {
+        let at = |field: &str| format!("[tls.{name}] {field}");
+        let min_version = match raw.min_version.as_deref() {
+            None | Some("1.2") => MinVersion::Tls12,
+            Some("1.3") => MinVersion::Tls13,
+            Some(other) => {
+                return Err(format!(
+                    "{}: {other:?} is not allowed; use \"1.2\" or \"1.3\"",
+                    at("min_version")
+                ))
+            }
+        };
+        let whole_chain = match raw.crl_scope.as_deref() {
+            None | Some("end-entity") => false,
+            Some("chain") => true,
+            Some(other) => {
+                return Err(format!(
+                    "{}: {other:?}; use \"end-entity\" or \"chain\"",
+                    at("crl_scope")
+                ))
+            }
+        };
+        let allow_unknown = match raw.crl_unknown.as_deref() {
+            None | Some("refuse") => false,
+            Some("allow") => true,
+            Some(other) => {
+                return Err(format!(
+                    "{}: {other:?}; use \"refuse\" or \"allow\"",
+                    at("crl_unknown")
+                ))
+            }
+        };
+        if raw.cert.is_some() != raw.key.is_some() {
+            return Err(format!(
+                "[tls.{name}]: `cert` and `key` go together; give both or neither"
+            ));
+        }
+        if !raw.crl.is_empty() && raw.ca.is_none() {
+            return Err(format!(
+                "{}: CRLs are only used with a `ca` bundle",
+                at("crl")
+            ));
+        }
+        Ok(TlsProfile {
+            name: ProfileName::new(name),
+            files: ProfileFiles {
+                cert: raw.cert.as_deref().map(|v| self.path(v)),
+                key: raw.key.as_deref().map(|v| self.path(v)),
+                ca: raw.ca.as_deref().map(|v| self.path(v)),
+                crls: raw.crl.iter().map(|v| self.path(v)).collect(),
+            },
+            settings: TlsSettings {
+                min_version,
+                revocation: RevocationPolicy {
+                    whole_chain,
+                    allow_unknown,
+                },
+            },
+        })
+    }
+}
+
+/// Route, app and profile names appear in logs and metric labels: keep
+/// them to a safe alphabet.
+fn check_name(name: &str, what: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what}: name {name:?} must be 1-64 characters of A-Z a-z 0-9 - _ ."
+        ))
+    }
+}
+
+fn parse_duration(value: &str, field: &str, zero_ok: bool) -> Result<Duration, String> {
+    let d = humantime::parse_duration(value).map_err(|e| {
+        format!("{field}: {value:?} is not a duration ({e}); write e.g. \"10s\", \"5m\", \"1h\"")
+    })?;
+    if d.is_zero() && !zero_ok {
+        return Err(format!("{field}: must be greater than zero"));
+    }
+    Ok(d)
+}
+
+fn duration(value: Option<&str>, field: &str) -> Result<Option<Duration>, String> {
+    value.map(|v| parse_duration(v, field, false)).transpose()
+}
+
+fn limits(raw: &RawLimits, base: &Limits, at: &str) -> Result<Limits, String> {
+    let field = |f: &str| format!("{at} {f}");
+    let max_connections = match raw.max_connections {
+        None => base.max_connections,
+        Some(n) if (1..=1_000_000).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(format!(
+                "{}: {n} is out of range 1..=1000000",
+                field("max_connections")
+            ))
+        }
+    };
+    Ok(Limits {
+        connect_timeout: duration(raw.connect_timeout.as_deref(), &field("connect_timeout"))?
+            .unwrap_or(base.connect_timeout),
+        handshake_timeout: duration(
+            raw.handshake_timeout.as_deref(),
+            &field("handshake_timeout"),
+        )?
+        .unwrap_or(base.handshake_timeout),
+        idle_timeout: duration(raw.idle_timeout.as_deref(), &field("idle_timeout"))?
+            .unwrap_or(base.idle_timeout),
+        max_connections,
+    })
+}
+
+fn app_rule(raw: &RawApp) -> Result<AppRule, String> {
+    check_name(&raw.name, "name")?;
+    let mut rule = AppRule::named(AppName::new(&raw.name));
+    rule.cn = raw.cn.clone();
+    rule.o = raw.o.clone();
+    rule.ou = raw.ou.clone();
+    rule.issuer_cn = raw.issuer_cn.clone();
+    rule.issuer_dn = raw
+        .issuer_dn
+        .as_deref()
+        .map(str::parse::<DistinguishedName>)
+        .transpose()
+        .map_err(|e| format!("issuer_dn: {e}"))?;
+    rule.san_dns = raw.san_dns.clone();
+    rule.san_uri = raw.san_uri.clone();
+    rule.fingerprint = raw
+        .fingerprint
+        .as_deref()
+        .map(str::parse::<Fingerprint>)
+        .transpose()
+        .map_err(|e| format!("fingerprint: {e}"))?;
+    rule.spki = raw
+        .spki
+        .as_deref()
+        .map(str::parse::<SpkiPin>)
+        .transpose()
+        .map_err(|e| format!("spki: {e}"))?;
+    if !rule.has_criteria() {
+        return Err(
+            "no criterion: give at least one of cn, o, ou, issuer_cn, issuer_dn, san_dns, san_uri, fingerprint, spki"
+                .into(),
+        );
+    }
+    Ok(rule)
+}
+
+fn route(
+    raw: &RawRoute,
+    defaults: &Limits,
+    profiles: &BTreeMap<ProfileName, TlsProfile>,
+    apps: &BTreeMap<AppName, Arc<AppRule>>,
+) -> Result<RouteSpec, String> {
+    check_name(&raw.name, "name")?;
+    let kind = match raw.kind.as_deref() {
+        None | Some("tcp") => RouteKind::Tcp,
+        Some(other) => return Err(format!("kind: {other:?} is not a route kind; use \"tcp\"")),
+    };
+    let listen: SocketAddr = raw.listen.parse().map_err(|_| {
+        format!(
+            "listen: {:?} is not an IP:port address (e.g. \"127.0.0.1:21010\" or \"[::]:6661\")",
+            raw.listen
+        )
+    })?;
+    let forward: Target = raw.forward.parse().map_err(|e| format!("forward: {e}"))?;
+    let profile = |name: &str, field: &str| -> Result<&TlsProfile, String> {
+        profiles
+            .get(name)
+            .ok_or_else(|| format!("{field}: no TLS profile {name:?}; define it as [tls.{name}]"))
+    };
+    let listen_tls = match &raw.listen_tls {
+        None => {
+            if raw.allow.is_some() || raw.client_auth.is_some() {
+                return Err("`allow` and `client_auth` need `listen_tls`: a plain listener cannot check certificates".into());
+            }
+            None
+        }
+        Some(name) => {
+            let p = profile(name, "listen_tls")?;
+            if p.files.cert.is_none() {
+                return Err(format!(
+                    "listen_tls: profile {name:?} has no `cert`/`key` to present"
+                ));
+            }
+            let auth = listen_auth(raw, p, apps)?;
+            Some(ListenTls {
+                profile: p.name.clone(),
+                auth,
+            })
+        }
+    };
+    let forward_tls = match &raw.forward_tls {
+        None => {
+            if raw.server_name.is_some() {
+                return Err("`server_name` needs `forward_tls`".into());
+            }
+            None
+        }
+        Some(name) => {
+            let p = profile(name, "forward_tls")?;
+            if p.files.ca.is_none() {
+                return Err(format!(
+                    "forward_tls: profile {name:?} has no `ca` to verify the server with"
+                ));
+            }
+            let dialled = raw.server_name.as_deref().unwrap_or(&forward.host);
+            let server_name = ServerName::try_from(dialled.to_string())
+                .map_err(|_| format!("server_name: {dialled:?} is not a DNS name or IP address"))?;
+            Some(ForwardTls {
+                profile: p.name.clone(),
+                server_name,
+            })
+        }
+    };
+    Ok(RouteSpec {
+        name: RouteName::new(&raw.name),
+        kind,
+        listen,
+        listen_tls,
+        forward,
+        forward_tls,
+        limits: limits(&raw.limits(), defaults, "")?,
+    })
+}
+
+fn listen_auth(
+    raw: &RawRoute,
+    profile: &TlsProfile,
+    apps: &BTreeMap<AppName, Arc<AppRule>>,
+) -> Result<types::AuthSpec, String> {
+    match raw.client_auth.as_deref() {
+        Some("none") => {
+            if raw.allow.is_some() {
+                return Err("`allow` contradicts client_auth = \"none\"".into());
+            }
+            Ok(types::AuthSpec::NoClientCert)
+        }
+        None | Some("required") => {
+            if profile.files.ca.is_none() {
+                return Err(format!(
+                    "listen_tls: profile {:?} has no `ca` to verify client certificates; add one, or set client_auth = \"none\"",
+                    profile.name.as_str()
+                ));
+            }
+            let allow = raw.allow.as_deref().unwrap_or_default();
+            if allow.is_empty() {
+                return Err("allow: a TLS listener must list the [[app]] names it admits (or set client_auth = \"none\")".into());
+            }
+            let rules = allow
+                .iter()
+                .map(|name| {
+                    apps.get(&AppName::new(name)).cloned().ok_or_else(|| {
+                        format!("allow: no [[app]] named {name:?}; add it with `guichet apps add`")
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(types::AuthSpec::Required(rules))
+        }
+        Some(other) => Err(format!(
+            "client_auth: {other:?}; use \"required\" (default) or \"none\""
+        )),
+    }
+}
+
+impl ListenTls {
+    /// The client-certificate policy this listener enforces.
+    pub fn client_auth(&self) -> ClientAuth {
+        match &self.auth {
+            types::AuthSpec::NoClientCert => ClientAuth::Disabled,
+            types::AuthSpec::Required(rules) => {
+                ClientAuth::Required(guichet_tls::Allowlist::new(rules.clone()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,101 @@
+//! The config file as written: serde structures, nothing checked yet.
+//!
+//! `deny_unknown_fields` everywhere: a misspelt key is an error, never a
+//! silently ignored security setting.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub gateway: RawGateway,
+    #[serde(default)]
+    pub defaults: RawLimits,
+    #[serde(default)]
+    pub tls: BTreeMap<String, RawProfile>,
+    #[serde(default)]
+    pub app: Vec<RawApp>,
+    #[serde(default)]
+    pub route: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    pub drain_timeout: Option<String>,
+    pub watch_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub connect_timeout: Option<String>,
+    pub handshake_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_connections: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProfile {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub ca: Option<String>,
+    #[serde(default)]
+    pub crl: Vec<String>,
+    pub min_version: Option<String>,
+    pub crl_scope: Option<String>,
+    pub crl_unknown: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    pub name: String,
+    pub cn: Option<String>,
+    pub o: Option<String>,
+    pub ou: Option<String>,
+    pub issuer_cn: Option<String>,
+    pub issuer_dn: Option<String>,
+    pub san_dns: Option<String>,
+    pub san_uri: Option<String>,
+    pub fingerprint: Option<String>,
+    pub spki: Option<String>,
+    /// Free text for people (who the partner is); not used for matching.
+    #[allow(dead_code)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    pub kind: Option<String>,
+    pub listen: String,
+    pub listen_tls: Option<String>,
+    pub client_auth: Option<String>,
+    pub allow: Option<Vec<String>>,
+    pub forward: String,
+    pub forward_tls: Option<String>,
+    pub server_name: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub handshake_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_connections: Option<i64>,
+}
+
+impl RawRoute {
+    /// The route's own limits (serde's `flatten` would lose
+    /// `deny_unknown_fields`, so they are spelled out above).
+    pub fn limits(&self) -> RawLimits {
+        RawLimits {
+            connect_timeout: self.connect_timeout.clone(),
+            handshake_timeout: self.handshake_timeout.clone(),
+            idle_timeout: self.idle_timeout.clone(),
+            max_connections: self.max_connections,
+        }
+    }
+}

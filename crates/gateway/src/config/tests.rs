@@ -1,0 +1,162 @@
+use std::path::Path;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, String> {
+    Config::parse(Path::new("/etc/guichet/guichet.toml"), text).map_err(|e| e.to_string())
+}
+
+const PROFILES: &str = r#"
+[tls.eai]
+cert = "pki/eai.pem"
+key = "pki/eai.key"
+ca = "pki/ca.pem"
+crl = ["pki/ca.crl"]
+
+[[app]]
+name = "dpi"
+cn = "dpi"
+issuer_cn = "guichet test CA"
+"#;
+
+#[test]
+fn client_and_server_routes_resolve_paths_and_names() {
+    let config = parse(&format!(
+        r#"{PROFILES}
+[[route]]
+name = "to-dpi"
+listen = "127.0.0.1:21010"
+forward = "127.0.0.1:32100"
+forward_tls = "eai"
+server_name = "dpi"
+
+[[route]]
+name = "from-dpi"
+listen = "127.0.0.1:32200"
+listen_tls = "eai"
+allow = ["dpi"]
+forward = "localhost:22011"
+idle_timeout = "30s"
+"#
+    ))
+    .unwrap();
+    let to = config.route("to-dpi").unwrap();
+    assert_eq!((to.listen_mode(), to.forward_mode()), ("plain", "tls"));
+    assert_eq!(to.forward_tls.as_ref().unwrap().server_name.to_str(), "dpi");
+    let from = config.route("from-dpi").unwrap();
+    assert_eq!((from.listen_mode(), from.forward_mode()), ("mtls", "plain"));
+    assert_eq!(from.limits.idle_timeout, Duration::from_secs(30));
+    assert_eq!(from.limits.max_connections, 512);
+    let files = &config.profiles[&ProfileName::new("eai")].files;
+    assert_eq!(
+        files.cert.as_deref(),
+        Some(Path::new("/etc/guichet/pki/eai.pem"))
+    );
+    assert_eq!(config.watched_files().len(), 5);
+}
+
+#[test]
+fn server_name_defaults_to_forward_host() {
+    let config = parse(&format!(
+        "{PROFILES}\n[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:1\"\nforward = \"dpi.example:2575\"\nforward_tls = \"eai\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.routes[0]
+            .forward_tls
+            .as_ref()
+            .unwrap()
+            .server_name
+            .to_str(),
+        "dpi.example"
+    );
+}
+
+#[track_caller]
+fn assert_error(text: &str, expected: &str) {
+    let err = parse(text).expect_err("config should be refused");
+    assert!(
+        err.contains(expected),
+        "error {err:?} should contain {expected:?}"
+    );
+    assert!(err.starts_with("/etc/guichet/guichet.toml: "), "{err}");
+}
+
+#[test]
+fn bad_configs_name_the_field() {
+    assert_error(
+        "[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:1\"\nforwrd = \"x:1\"\n",
+        "unknown field `forwrd`",
+    );
+    assert_error(
+        "[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:1\"\n",
+        "missing field `forward`",
+    );
+    assert_error("[[route]\n", "line 1");
+    assert_error("", "no [[route]] defined");
+    let route = |extra: &str| {
+        format!("{PROFILES}\n[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:1\"\nforward = \"h:2\"\n{extra}\n")
+    };
+    assert_error(
+        &route("listen_tls = \"eai\""),
+        "must list the [[app]] names it admits",
+    );
+    assert_error(
+        &route("listen_tls = \"eai\"\nallow = [\"ghost\"]"),
+        "no [[app]] named \"ghost\"",
+    );
+    assert_error(
+        &route("listen_tls = \"nope\"\nallow = [\"dpi\"]"),
+        "no TLS profile \"nope\"",
+    );
+    assert_error(&route("allow = [\"dpi\"]"), "need `listen_tls`");
+    assert_error(
+        &route("listen_tls = \"eai\"\nclient_auth = \"none\"\nallow = [\"dpi\"]"),
+        "contradicts",
+    );
+    assert_error(
+        &route("idle_timeout = \"soon\""),
+        "idle_timeout: \"soon\" is not a duration",
+    );
+    assert_error(
+        &route("max_connections = 0"),
+        "max_connections: 0 is out of range",
+    );
+    assert_error(
+        &route("kind = \"udp\""),
+        "kind: \"udp\" is not a route kind",
+    );
+    assert_error(
+        &format!(
+            "{PROFILES}\n[[route]]\nname = \"r\"\nlisten = \"localhost\"\nforward = \"h:2\"\n"
+        ),
+        "listen: \"localhost\" is not an IP:port",
+    );
+    assert_error(
+        &format!(
+            "{PROFILES}\n[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:1\"\nforward = \"h\"\n"
+        ),
+        "forward: \"h\" is not HOST:PORT",
+    );
+    assert_error("[[app]]\nname = \"x\"\n[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:1\"\nforward = \"h:2\"\n", "no criterion");
+    assert_error(
+        "[[app]]\nname = \"x\"\nfingerprint = \"abc\"\n",
+        "fingerprint: a fingerprint is 32 bytes",
+    );
+    assert_error(
+        "[tls.t]\ncert = \"a.pem\"\n",
+        "`cert` and `key` go together",
+    );
+    assert_error(
+        "[tls.t]\nmin_version = \"1.1\"\n",
+        "min_version: \"1.1\" is not allowed",
+    );
+    let twice = format!("{PROFILES}\n[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:1\"\nforward = \"h:2\"\n[[route]]\nname = \"s\"\nlisten = \"127.0.0.1:1\"\nforward = \"h:3\"\n");
+    assert_error(&twice, "already used by another route");
+    assert_error(
+        &format!(
+            "{PROFILES}\n[[route]]\nname = \"r r\"\nlisten = \"127.0.0.1:1\"\nforward = \"h:2\"\n"
+        ),
+        "must be 1-64 characters",
+    );
+}

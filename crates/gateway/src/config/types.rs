@@ -1,0 +1,177 @@
+//! Typed pieces of a checked configuration.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use guichet_tls::{AppRule, ProfileFiles, ServerName, TlsSettings};
+
+/// A route's name: unique in a config, safe in logs and metric labels.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteName(Arc<str>);
+
+/// A TLS profile's name (`[tls.NAME]`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProfileName(Arc<str>);
+
+macro_rules! name_newtype {
+    ($t:ident) => {
+        impl $t {
+            pub fn new(name: &str) -> Self {
+                $t(Arc::from(name))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $t {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+name_newtype!(RouteName);
+name_newtype!(ProfileName);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteKind {
+    /// A byte tunnel: any protocol, bytes untouched.
+    Tcp,
+}
+
+impl RouteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteKind::Tcp => "tcp",
+        }
+    }
+}
+
+/// Where a route forwards to: a host name or IP, resolved at each connect
+/// so DNS changes are followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+}
+
+impl FromStr for Target {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            format!("{s:?} is not HOST:PORT (e.g. \"127.0.0.1:21011\", \"dpi.example:2575\", \"[::1]:2575\")")
+        };
+        let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/') {
+            return Err(bad());
+        }
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if port == 0 {
+            return Err(bad());
+        }
+        Ok(Target {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Deadlines and capacity of one route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub connect_timeout: Duration,
+    pub handshake_timeout: Duration,
+    /// No byte in either direction for this long closes the connection.
+    pub idle_timeout: Duration,
+    /// Connections over this are refused at once, never queued.
+    pub max_connections: usize,
+}
+
+/// A named set of certificate files and protocol settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsProfile {
+    pub name: ProfileName,
+    pub files: ProfileFiles,
+    pub settings: TlsSettings,
+}
+
+/// Who may connect to a TLS listener.
+#[derive(Debug, Clone)]
+pub enum AuthSpec {
+    Required(Vec<Arc<AppRule>>),
+    NoClientCert,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenTls {
+    pub profile: ProfileName,
+    pub auth: AuthSpec,
+}
+
+#[derive(Debug, Clone)]
+pub struct ForwardTls {
+    pub profile: ProfileName,
+    /// The name the server's certificate must carry (SAN DNS or IP).
+    pub server_name: ServerName<'static>,
+}
+
+/// One route, checked.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub name: RouteName,
+    pub kind: RouteKind,
+    pub listen: SocketAddr,
+    pub listen_tls: Option<ListenTls>,
+    pub forward: Target,
+    pub forward_tls: Option<ForwardTls>,
+    pub limits: Limits,
+}
+
+impl RouteSpec {
+    /// `plain`, `tls` or `mtls`, for the listen side.
+    pub fn listen_mode(&self) -> &'static str {
+        match &self.listen_tls {
+            None => "plain",
+            Some(ListenTls {
+                auth: AuthSpec::NoClientCert,
+                ..
+            }) => "tls",
+            Some(_) => "mtls",
+        }
+    }
+
+    pub fn forward_mode(&self) -> &'static str {
+        if self.forward_tls.is_some() {
+            "tls"
+        } else {
+            "plain"
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! One accepted connection, from handshake to close.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use guichet_tls::{Refusal, RefusalReason};
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, field, info, info_span, warn, Instrument, Span};
+
+use crate::metrics::{BytesLabels, Direction, HandshakeLabels, Metrics, Outcome, RouteLabel, Side};
+use crate::proxy::{pump, Activity, Metered, PumpEnd};
+use crate::route::RouteRuntime;
+use crate::state::RouteState;
+use crate::stream::Stream;
+
+/// Serves one connection until it ends or `force` (end of drain) fires.
+/// The permit is held for the connection's whole life.
+pub(crate) async fn handle(
+    route: Arc<RouteRuntime>,
+    tcp: TcpStream,
+    remote: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    force: CancellationToken,
+) {
+    let state = route.current();
+    let span = info_span!("conn", route = %state.spec.name, remote = %remote, app = field::Empty);
+    async move {
+        let name = state.spec.name.as_str();
+        let _open = OpenGuard::new(&route.metrics, name);
+        let outcome = tokio::select! {
+            outcome = serve(&route.metrics, &state, tcp) => outcome,
+            () = force.cancelled() => {
+                info!("closed at the end of the shutdown drain period");
+                Outcome::Drained
+            }
+        };
+        route.metrics.ended(name, outcome);
+        drop(permit);
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Keeps the open-connections gauge right on every exit path.
+struct OpenGuard(Gauge);
+
+impl OpenGuard {
+    fn new(metrics: &Metrics, route: &str) -> Self {
+        let gauge = metrics
+            .connections_open
+            .get_or_create(&RouteLabel {
+                route: route.to_string(),
+            })
+            .clone();
+        gauge.inc();
+        OpenGuard(gauge)
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+async fn serve(metrics: &Metrics, state: &RouteState, tcp: TcpStream) -> Outcome {
+    let spec = &state.spec;
+    let route = spec.name.as_str();
+    let limits = spec.limits;
+    // Small HL7 messages and their ACKs must not wait for Nagle.
+    let _ = tcp.set_nodelay(true);
+    let inbound = match &state.server {
+        None => Stream::Plain(tcp),
+        Some(tls) => {
+            let started = Instant::now();
+            match tls.accept(tcp, limits.handshake_timeout).await {
+                Ok((stream, peer)) => {
+                    observe_handshake(metrics, route, Side::Listen, started);
+                    if let Some(peer) = peer {
+                        Span::current().record("app", peer.app.as_str());
+                        debug!(subject = %peer.identity.subject, "client certificate admitted");
+                    }
+                    Stream::TlsServer(Box::new(stream))
+                }
+                Err(refusal) => {
+                    refuse(metrics, route, Side::Listen, &refusal);
+                    return Outcome::RefusedTls;
+                }
+            }
+        }
+    };
+    let upstream = match connect(
+        &spec.forward.host,
+        spec.forward.port,
+        limits.connect_timeout,
+    )
+    .await
+    {
+        Ok(tcp) => tcp,
+        Err(reason) => {
+            warn!(target_addr = %spec.forward, "forward target unavailable: {reason}; closing the client connection");
+            return Outcome::UpstreamUnavailable;
+        }
+    };
+    let outbound = match (&state.client, &spec.forward_tls) {
+        (Some(tls), Some(forward)) => {
+            let started = Instant::now();
+            match tls
+                .connect(
+                    forward.server_name.clone(),
+                    upstream,
+                    limits.handshake_timeout,
+                )
+                .await
+            {
+                Ok(stream) => {
+                    observe_handshake(metrics, route, Side::Forward, started);
+                    Stream::TlsClient(Box::new(stream))
+                }
+                Err(refusal) => {
+                    refuse(metrics, route, Side::Forward, &refusal);
+                    return Outcome::UpstreamTls;
+                }
+            }
+        }
+        _ => Stream::Plain(upstream),
+    };
+    let bytes = |direction| {
+        metrics
+            .bytes
+            .get_or_create(&BytesLabels {
+                route: route.to_string(),
+                direction,
+            })
+            .clone()
+    };
+    let activity = Activity::new();
+    let mut client = Metered::new(inbound, activity.clone(), bytes(Direction::Upstream));
+    let mut server = Metered::new(outbound, activity, bytes(Direction::Downstream));
+    let end = pump(&mut client, &mut server, limits.idle_timeout).await;
+    let (up, down) = (client.total, server.total);
+    match end {
+        PumpEnd::Closed => {
+            info!(bytes_up = up, bytes_down = down, "connection closed");
+            Outcome::Closed
+        }
+        PumpEnd::Idle => {
+            info!(bytes_up = up, bytes_down = down, idle = ?limits.idle_timeout, "idle timeout: connection closed");
+            Outcome::IdleTimeout
+        }
+        PumpEnd::Error(e) => {
+            // With TLS 1.3 a refused client certificate surfaces here, as
+            // an alert on the first read after the handshake.
+            let reason = RefusalReason::from_io_error(&e);
+            warn!(
+                bytes_up = up,
+                bytes_down = down,
+                reason = reason.as_str(),
+                "connection ended: {e}"
+            );
+            Outcome::Error
+        }
+    }
+}
+
+fn refuse(metrics: &Metrics, route: &str, side: Side, refusal: &Refusal) {
+    metrics.refused(route, side, refusal.reason.as_str());
+    match side {
+        Side::Listen => warn!(reason = refusal.reason.as_str(), "refused: {refusal}"),
+        Side::Forward => warn!(
+            reason = refusal.reason.as_str(),
+            "forward TLS handshake failed: {refusal}; closing the client connection"
+        ),
+    }
+}
+
+fn observe_handshake(metrics: &Metrics, route: &str, side: Side, started: Instant) {
+    metrics
+        .handshake_seconds
+        .get_or_create(&HandshakeLabels {
+            route: route.to_string(),
+            side,
+        })
+        .observe(started.elapsed().as_secs_f64());
+}
+
+/// Resolves and connects within `deadline`, trying each address in turn.
+async fn connect(host: &str, port: u16, deadline: Duration) -> Result<TcpStream, String> {
+    let attempt = async {
+        let mut last = None;
+        let addrs = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(tcp) => {
+                    let _ = tcp.set_nodelay(true);
+                    return Ok(tcp);
+                }
+                Err(e) => last = Some(format!("{addr}: {e}")),
+            }
+        }
+        Err(last.unwrap_or_else(|| format!("{host} resolves to no address")))
+    };
+    match tokio::time::timeout(deadline, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no connection within {}s", deadline.as_secs_f32())),
+    }
+}

@@ -1,0 +1,240 @@
+//! The gateway: every route of one config file, its reloads and its
+//! shutdown.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::config::{Config, ConfigError, RouteName};
+use crate::metrics::{Metrics, ReloadLabels, ReloadOutcome};
+use crate::route::RouteRuntime;
+use crate::state::{build_states, BuildError, RouteState};
+use crate::watch::watch_files;
+
+/// A gateway whose listeners are bound, ready to [`Gateway::run`].
+pub struct Gateway {
+    shared: Arc<Shared>,
+    listeners: Vec<(Arc<RouteRuntime>, TcpListener)>,
+    drain_timeout: Duration,
+    watch_interval: Duration,
+}
+
+/// What the running gateway and its reloads share.
+struct Shared {
+    config_path: PathBuf,
+    routes: BTreeMap<RouteName, Arc<RouteRuntime>>,
+    metrics: Metrics,
+    /// Files whose change triggers a reload (from the config in force).
+    files: Mutex<Vec<PathBuf>>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+/// Triggers reloads of a running gateway (SIGHUP, file changes, tests).
+#[derive(Clone)]
+pub struct Reloader {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Material(#[from] BuildError),
+    #[error("route {route:?}: cannot listen on {addr}: {source}")]
+    Bind {
+        route: RouteName,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A reload that was refused; the previous configuration stays in force.
+#[derive(Debug, thiserror::Error)]
+#[error("reload refused, previous configuration kept: {0}")]
+pub struct ReloadError(String);
+
+impl Gateway {
+    /// Loads all certificate material and binds every listener; fails
+    /// without listening at all if any route cannot start.
+    pub async fn bind(config: Config, metrics: Metrics) -> Result<Gateway, GatewayError> {
+        let states = build_states(&config)?;
+        let mut listeners = Vec::new();
+        let mut routes = BTreeMap::new();
+        for (name, state) in states {
+            let addr = state.spec.listen;
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| GatewayError::Bind {
+                    route: name.clone(),
+                    addr,
+                    source,
+                })?;
+            let route = Arc::new(RouteRuntime::new(state, metrics.clone()));
+            listeners.push((route.clone(), listener));
+            routes.insert(name, route);
+        }
+        Ok(Gateway {
+            shared: Arc::new(Shared {
+                config_path: config.source.clone(),
+                routes,
+                metrics,
+                files: Mutex::new(config.watched_files()),
+                reloading: tokio::sync::Mutex::new(()),
+            }),
+            listeners,
+            drain_timeout: config.drain_timeout,
+            watch_interval: config.watch_interval,
+        })
+    }
+
+    /// The address a route actually listens on (useful with port 0).
+    pub fn local_addr(&self, route: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(r, _)| r.name.as_str() == route)
+            .and_then(|(_, l)| l.local_addr().ok())
+    }
+
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting and lets
+    /// open connections finish for up to the drain timeout.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let force = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let mut accept_loops = JoinSet::new();
+        for (route, listener) in self.listeners {
+            let spec = route.current().spec.clone();
+            info!(
+                route = %spec.name,
+                listen = %listener.local_addr().map_or(spec.listen, |a| a),
+                listen_mode = spec.listen_mode(),
+                forward = %spec.forward,
+                forward_mode = spec.forward_mode(),
+                "route listening"
+            );
+            accept_loops.spawn(route.accept_loop(
+                listener,
+                shutdown.clone(),
+                force.clone(),
+                tracker.clone(),
+            ));
+        }
+        if !self.watch_interval.is_zero() {
+            let reloader = Reloader {
+                shared: self.shared.clone(),
+            };
+            tokio::spawn(watch_files(reloader, self.watch_interval, shutdown.clone()));
+        }
+        shutdown.cancelled().await;
+        while accept_loops.join_next().await.is_some() {}
+        tracker.close();
+        let open = tracker.len();
+        if open > 0 {
+            info!(open, drain = ?self.drain_timeout, "shutting down: waiting for open connections to finish");
+        }
+        if tokio::time::timeout(self.drain_timeout, tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                open = tracker.len(),
+                "drain timeout reached: closing the remaining connections"
+            );
+            force.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+        }
+        info!("gateway stopped");
+    }
+}
+
+impl Reloader {
+    /// Re-reads the config file and every certificate, key, CA bundle and
+    /// CRL, then swaps them in for new connections. On any error nothing
+    /// changes. `cause` says what asked for it, for the log.
+    pub async fn reload(&self, cause: &str) -> Result<(), ReloadError> {
+        let _one_at_a_time = self.shared.reloading.lock().await;
+        let shared = self.shared.clone();
+        let result = tokio::task::spawn_blocking(move || shared.reload())
+            .await
+            .map_err(|e| ReloadError(format!("reload task failed: {e}")))
+            .and_then(|r| r);
+        let outcome = match &result {
+            Ok(()) => {
+                info!(cause, "reloaded configuration and certificates");
+                ReloadOutcome::Ok
+            }
+            Err(e) => {
+                error!(cause, "{e}");
+                ReloadOutcome::Error
+            }
+        };
+        self.shared
+            .metrics
+            .reloads
+            .get_or_create(&ReloadLabels { outcome })
+            .inc();
+        result
+    }
+
+    /// The files a change of which should trigger a reload.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.shared
+            .files
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Shared {
+    fn reload(&self) -> Result<(), ReloadError> {
+        let config = Config::load(&self.config_path).map_err(|e| ReloadError(e.to_string()))?;
+        let mut states = build_states(&config).map_err(|e| ReloadError(e.to_string()))?;
+        for (name, route) in &self.routes {
+            match states.remove(name) {
+                Some(new) => {
+                    warn_restart_needed(&route.current(), &new);
+                    route.replace(new);
+                }
+                None => {
+                    warn!(route = %name, "route removed from the config: it keeps running until restart")
+                }
+            }
+        }
+        for name in states.keys() {
+            warn!(route = %name, "new route in the config: it starts at the next restart");
+        }
+        if let Ok(mut files) = self.files.lock() {
+            *files = config.watched_files();
+        }
+        Ok(())
+    }
+}
+
+fn warn_restart_needed(old: &RouteState, new: &RouteState) {
+    let (old, new) = (&old.spec, &new.spec);
+    if old.listen != new.listen
+        || old.kind != new.kind
+        || old.limits.max_connections != new.limits.max_connections
+    {
+        warn!(
+            route = %old.name,
+            "listen address, kind and max_connections change only at restart; the rest is reloaded"
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! A running route: its listener's accept loop and its swappable state.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::RouteName;
+use crate::connection::handle;
+use crate::metrics::{Metrics, Side};
+use crate::state::RouteState;
+
+pub(crate) struct RouteRuntime {
+    pub name: RouteName,
+    state: ArcSwap<RouteState>,
+    /// One permit per open connection; fixed at start.
+    permits: Arc<Semaphore>,
+    pub metrics: Metrics,
+    over_limit: LogThrottle,
+}
+
+impl RouteRuntime {
+    pub fn new(state: RouteState, metrics: Metrics) -> Self {
+        RouteRuntime {
+            name: state.spec.name.clone(),
+            permits: Arc::new(Semaphore::new(state.spec.limits.max_connections)),
+            state: ArcSwap::from_pointee(state),
+            metrics,
+            over_limit: LogThrottle::default(),
+        }
+    }
+
+    /// The state new connections use; a connection keeps the one it
+    /// started with.
+    pub fn current(&self) -> Arc<RouteState> {
+        self.state.load_full()
+    }
+
+    pub fn replace(&self, state: RouteState) {
+        self.state.store(Arc::new(state));
+    }
+
+    /// Accepts until `shutdown`; every connection is spawned on `tracker`
+    /// so shutdown can wait for it. Over the limit, a connection is closed
+    /// at once: the loop never waits for a permit.
+    pub async fn accept_loop(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+        force: CancellationToken,
+        tracker: TaskTracker,
+    ) {
+        loop {
+            let accepted = tokio::select! {
+                () = shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (tcp, remote) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    warn!(route = %self.name, "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            match self.permits.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    tracker.spawn(handle(self.clone(), tcp, remote, permit, force.clone()));
+                }
+                Err(_) => self.refuse_over_limit(remote),
+            }
+        }
+        info!(route = %self.name, "stopped accepting");
+    }
+
+    fn refuse_over_limit(&self, remote: SocketAddr) {
+        self.metrics
+            .refused(self.name.as_str(), Side::Listen, "max_connections");
+        if let Some(suppressed) = self.over_limit.allow() {
+            warn!(
+                route = %self.name,
+                remote = %remote,
+                reason = "max_connections",
+                suppressed,
+                "refused: route at its max_connections ({})",
+                self.current().spec.limits.max_connections
+            );
+        }
+    }
+}
+
+/// At most one log line per second for a repeated event, with the count of
+/// lines suppressed since the last one (a flood must not flood the logs).
+#[derive(Default)]
+struct LogThrottle {
+    last_second: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl LogThrottle {
+    fn allow(&self) -> Option<u64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if self.last_second.swap(now, Ordering::Relaxed) == now {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        } else {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! A route's live state: its checked spec and the TLS ends built from the
+//! certificate material. Rebuilt whole on reload and swapped atomically.
+
+use std::collections::BTreeMap;
+
+use guichet_tls::{ClientTls, EndpointError, Material, MaterialError, ServerTls};
+
+use crate::config::{Config, ProfileName, RouteName, RouteSpec};
+
+pub struct RouteState {
+    pub spec: RouteSpec,
+    pub server: Option<ServerTls>,
+    pub client: Option<ClientTls>,
+}
+
+/// Why certificate material could not be turned into TLS ends.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("[tls.{profile}]: {source}")]
+    Material {
+        profile: ProfileName,
+        source: MaterialError,
+    },
+    #[error("route {route:?}: {source}")]
+    Endpoint {
+        route: RouteName,
+        source: EndpointError,
+    },
+}
+
+/// Loads every profile the routes use (once each) and builds each route's
+/// TLS ends. Nothing is changed on error: the caller keeps what it had.
+pub fn build_states(config: &Config) -> Result<BTreeMap<RouteName, RouteState>, BuildError> {
+    let mut materials: BTreeMap<&ProfileName, Material> = BTreeMap::new();
+    for route in &config.routes {
+        let used = route
+            .listen_tls
+            .as_ref()
+            .map(|t| &t.profile)
+            .into_iter()
+            .chain(route.forward_tls.as_ref().map(|t| &t.profile));
+        for name in used {
+            if !materials.contains_key(name) {
+                let profile = &config.profiles[name];
+                let material =
+                    Material::load(&profile.files).map_err(|source| BuildError::Material {
+                        profile: name.clone(),
+                        source,
+                    })?;
+                materials.insert(name, material);
+            }
+        }
+    }
+    let mut states = BTreeMap::new();
+    for spec in &config.routes {
+        let endpoint_err = |source| BuildError::Endpoint {
+            route: spec.name.clone(),
+            source,
+        };
+        let server = match &spec.listen_tls {
+            Some(tls) => {
+                let settings = config.profiles[&tls.profile].settings;
+                Some(
+                    ServerTls::new(&materials[&tls.profile], tls.client_auth(), settings)
+                        .map_err(endpoint_err)?,
+                )
+            }
+            None => None,
+        };
+        let client = match &spec.forward_tls {
+            Some(tls) => {
+                let settings = config.profiles[&tls.profile].settings;
+                Some(ClientTls::new(&materials[&tls.profile], settings).map_err(endpoint_err)?)
+            }
+            None => None,
+        };
+        states.insert(
+            spec.name.clone(),
+            RouteState {
+                spec: spec.clone(),
+                server,
+                client,
+            },
+        );
+    }
+    Ok(states)
+}

@@ -1,0 +1,197 @@
+//! `guichet pki issue`: a leaf certificate for a gateway, a partner
+//! application or a test peer, signed by a CA directory.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+    SerialNumber,
+};
+use time::OffsetDateTime;
+
+use crate::ca::{Ca, CaDir};
+use crate::name::CertName;
+use crate::{files, key, serial, validity, KeySource, PkiError};
+
+/// Which side of a TLS connection the certificate may authenticate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Usage {
+    /// serverAuth and clientAuth: one certificate for a gateway that both
+    /// accepts and originates connections.
+    #[default]
+    Both,
+    ClientOnly,
+    ServerOnly,
+}
+
+/// What to certify. Build with [`IssueRequest::new`] and adjust fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueRequest {
+    /// Common name, first DNS name and file stem (`NAME.pem`, `NAME.key`).
+    pub name: String,
+    /// Extra DNS names, after `name`.
+    pub dns: Vec<String>,
+    pub ips: Vec<IpAddr>,
+    /// Lifetime in days from `not_before`.
+    pub days: u32,
+    pub usage: Usage,
+    /// Subject organizational unit (OU).
+    pub ou: Option<String>,
+    /// Subject organization (O).
+    pub o: Option<String>,
+    pub key: KeySource,
+    /// Start of validity; `None` means one minute ago. Tests set it to make
+    /// certificates that are expired or not yet valid.
+    pub not_before: Option<OffsetDateTime>,
+}
+
+/// What `issue` wrote, or used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedFiles {
+    /// `NAME.pem` in the CA directory.
+    pub cert: PathBuf,
+    /// `NAME.key` (0600) for a generated key; the caller's own file for
+    /// [`KeySource::Existing`], which is left untouched.
+    pub key: PathBuf,
+}
+
+/// Default leaf lifetime: the longest that browsers accepted, which keeps
+/// test certificates working for a couple of years.
+pub const DEFAULT_LEAF_DAYS: u32 = 825;
+
+impl IssueRequest {
+    /// Both usages, an ECDSA P-256 key, 825 days from a minute ago.
+    pub fn new(name: impl Into<String>) -> Self {
+        IssueRequest {
+            name: name.into(),
+            dns: Vec::new(),
+            ips: Vec::new(),
+            days: DEFAULT_LEAF_DAYS,
+            usage: Usage::Both,
+            ou: None,
+            o: None,
+            key: KeySource::default(),
+            not_before: None,
+        }
+    }
+}
+
+/// Signs a certificate for `req` with the CA in `ca_dir` and writes it to
+/// `ca_dir/NAME.pem` (and a fresh key to `ca_dir/NAME.key`), replacing any
+/// earlier certificate of that name.
+pub fn issue(ca_dir: &Path, req: &IssueRequest) -> Result<IssuedFiles, PkiError> {
+    let name = CertName::parse(&req.name, ca_dir)?;
+    let ca = Ca::load(ca_dir)?;
+    let cert_path = ca.dir.leaf_cert(name.as_str());
+    let (subject_key, key_path) = subject_key(&ca.dir, &name, &req.key)?;
+    let params = leaf_params(&name, req, key::is_rsa(&subject_key), &cert_path)?;
+    let cert = params
+        .signed_by(&subject_key, &ca.issuer)
+        .map_err(PkiError::crypto(&cert_path))?;
+    if let KeySource::Generate(_) = req.key {
+        files::write_private(&key_path, subject_key.serialize_pem().as_bytes())?;
+    }
+    files::write_public(&cert_path, cert.pem().as_bytes())?;
+    Ok(IssuedFiles {
+        cert: cert_path,
+        key: key_path,
+    })
+}
+
+fn subject_key(
+    dir: &CaDir,
+    name: &CertName,
+    source: &KeySource,
+) -> Result<(KeyPair, PathBuf), PkiError> {
+    match source {
+        KeySource::Generate(key_type) => {
+            let path = dir.leaf_key(name.as_str());
+            Ok((key_type.generate(&path)?, path))
+        }
+        KeySource::Existing(path) => Ok((key::load(path)?, path.clone())),
+    }
+}
+
+fn leaf_params(
+    name: &CertName,
+    req: &IssueRequest,
+    rsa: bool,
+    path: &Path,
+) -> Result<CertificateParams, PkiError> {
+    let (not_before, not_after) = validity::window(req.not_before, req.days, path)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = subject(name, req);
+    params.subject_alt_names = subject_alt_names(name, req, path)?;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = key_usages(rsa);
+    params.extended_key_usages = extended_key_usages(req.usage);
+    params.use_authority_key_identifier_extension = true;
+    params.serial_number = Some(SerialNumber::from_slice(
+        &serial::random().map_err(PkiError::crypto(path))?,
+    ));
+    params.not_before = not_before;
+    params.not_after = not_after;
+    Ok(params)
+}
+
+/// `O=…, OU=…, CN=NAME`, most significant first as X.500 orders them.
+fn subject(name: &CertName, req: &IssueRequest) -> rcgen::DistinguishedName {
+    let mut dn = rcgen::DistinguishedName::new();
+    if let Some(o) = &req.o {
+        dn.push(DnType::OrganizationName, o.as_str());
+    }
+    if let Some(ou) = &req.ou {
+        dn.push(DnType::OrganizationalUnitName, ou.as_str());
+    }
+    dn.push(DnType::CommonName, name.as_str());
+    dn
+}
+
+/// NAME first, then each extra DNS name once, then the IP addresses.
+fn subject_alt_names(
+    name: &CertName,
+    req: &IssueRequest,
+    path: &Path,
+) -> Result<Vec<SanType>, PkiError> {
+    let mut hosts: Vec<&str> = vec![name.as_str()];
+    for dns in &req.dns {
+        if !hosts.iter().any(|h| h.eq_ignore_ascii_case(dns)) {
+            hosts.push(dns);
+        }
+    }
+    let mut sans = hosts
+        .into_iter()
+        .map(|host| dns_name(host, path))
+        .collect::<Result<Vec<_>, _>>()?;
+    sans.extend(req.ips.iter().copied().map(SanType::IpAddress));
+    Ok(sans)
+}
+
+fn dns_name(host: &str, path: &Path) -> Result<SanType, PkiError> {
+    let invalid = || PkiError::InvalidDnsName {
+        name: host.to_string(),
+        path: path.to_path_buf(),
+    };
+    if host.is_empty() || !host.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid());
+    }
+    host.try_into().map(SanType::DnsName).map_err(|_| invalid())
+}
+
+fn key_usages(rsa: bool) -> Vec<KeyUsagePurpose> {
+    let mut usages = vec![KeyUsagePurpose::DigitalSignature];
+    if rsa {
+        usages.push(KeyUsagePurpose::KeyEncipherment);
+    }
+    usages
+}
+
+fn extended_key_usages(usage: Usage) -> Vec<ExtendedKeyUsagePurpose> {
+    use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    match usage {
+        Usage::Both => vec![ServerAuth, ClientAuth],
+        Usage::ClientOnly => vec![ClientAuth],
+        Usage::ServerOnly => vec![ServerAuth],
+    }
+}

@@ -1,0 +1,129 @@
+//! Which partner applications a listener admits, recognised by certificate.
+//!
+//! A valid chain only proves that some CA vouched for the peer; the
+//! allowlist says *which* peer it must be. Every field given in an `[[app]]`
+//! entry must match (AND); a listener admits a peer when any of its apps
+//! matches (OR).
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::identity::{DistinguishedName, Fingerprint, Identity, SpkiPin};
+
+/// The name of one partner application, as written in `[[app]] name`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AppName(Arc<str>);
+
+impl AppName {
+    pub fn new(name: &str) -> Self {
+        AppName(Arc::from(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AppName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How to recognise one application's certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRule {
+    pub name: AppName,
+    pub cn: Option<String>,
+    pub o: Option<String>,
+    pub ou: Option<String>,
+    pub issuer_cn: Option<String>,
+    pub issuer_dn: Option<DistinguishedName>,
+    pub san_dns: Option<String>,
+    pub san_uri: Option<String>,
+    pub fingerprint: Option<Fingerprint>,
+    pub spki: Option<SpkiPin>,
+}
+
+impl AppRule {
+    /// A rule with no criterion yet; [`AppRule::has_criteria`] must hold
+    /// before it is used, or it would match every certificate.
+    pub fn named(name: AppName) -> Self {
+        AppRule {
+            name,
+            cn: None,
+            o: None,
+            ou: None,
+            issuer_cn: None,
+            issuer_dn: None,
+            san_dns: None,
+            san_uri: None,
+            fingerprint: None,
+            spki: None,
+        }
+    }
+
+    pub fn has_criteria(&self) -> bool {
+        self.cn.is_some()
+            || self.o.is_some()
+            || self.ou.is_some()
+            || self.issuer_cn.is_some()
+            || self.issuer_dn.is_some()
+            || self.san_dns.is_some()
+            || self.san_uri.is_some()
+            || self.fingerprint.is_some()
+            || self.spki.is_some()
+    }
+
+    /// True when every criterion given matches the certificate.
+    pub fn matches(&self, id: &Identity) -> bool {
+        self.has_criteria()
+            && attr_matches(&self.cn, &id.subject, "CN")
+            && attr_matches(&self.o, &id.subject, "O")
+            && attr_matches(&self.ou, &id.subject, "OU")
+            && attr_matches(&self.issuer_cn, &id.issuer, "CN")
+            && self
+                .issuer_dn
+                .as_ref()
+                .is_none_or(|dn| dn.same_as(&id.issuer))
+            && self
+                .san_dns
+                .as_ref()
+                .is_none_or(|want| id.san_dns.iter().any(|d| d.eq_ignore_ascii_case(want)))
+            && self
+                .san_uri
+                .as_ref()
+                .is_none_or(|want| id.san_uri.iter().any(|u| u == want))
+            && self.fingerprint.is_none_or(|f| f == id.fingerprint)
+            && self.spki.is_none_or(|p| p == id.spki)
+    }
+}
+
+fn attr_matches(want: &Option<String>, dn: &DistinguishedName, attribute: &str) -> bool {
+    want.as_ref()
+        .is_none_or(|want| dn.values(attribute).any(|v| v == want))
+}
+
+/// The applications one listener admits.
+#[derive(Debug, Clone, Default)]
+pub struct Allowlist {
+    rules: Vec<Arc<AppRule>>,
+}
+
+impl Allowlist {
+    pub fn new(rules: Vec<Arc<AppRule>>) -> Self {
+        Allowlist { rules }
+    }
+
+    /// The first admitted application whose rule matches, if any.
+    pub fn admit(&self, id: &Identity) -> Option<&AppName> {
+        self.rules
+            .iter()
+            .find(|rule| rule.matches(id))
+            .map(|rule| &rule.name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &AppName> {
+        self.rules.iter().map(|r| &r.name)
+    }
+}

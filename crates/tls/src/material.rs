@@ -1,0 +1,300 @@
+//! Reading certificates, keys, CA bundles and CRLs from disk.
+//!
+//! Every error names the file it came from and says what to do: these are
+//! the messages an operator sees from `guichet check` and on a failed reload.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use rustls::RootCertStore;
+
+use crate::identity::Identity;
+use crate::policy::provider;
+
+/// The files one TLS profile names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileFiles {
+    /// Our certificate, followed by any intermediates.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// CA bundle that peers' certificates must chain to.
+    pub ca: Option<PathBuf>,
+    pub crls: Vec<PathBuf>,
+}
+
+/// Our own certificate chain and the matching private key.
+#[derive(Debug)]
+pub struct OwnCert {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub identity: Identity,
+}
+
+/// Everything one TLS profile loaded, checked and ready to build configs.
+#[derive(Debug)]
+pub struct Material {
+    pub own: Option<OwnCert>,
+    /// Trust anchors as certificates (for reports) and as a store.
+    pub ca_certs: Vec<CertificateDer<'static>>,
+    pub roots: Option<Arc<RootCertStore>>,
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MaterialError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} holds no {what} (expected a PEM block such as -----BEGIN {pem_label}-----)")]
+    Empty {
+        path: PathBuf,
+        what: &'static str,
+        pem_label: &'static str,
+    },
+    #[error("{path} is not a valid {what}: {reason}")]
+    Invalid {
+        path: PathBuf,
+        what: &'static str,
+        reason: String,
+    },
+    #[error(
+        "private key {path} is accessible to other users (mode {mode:04o}); run `chmod 600 {path}`"
+    )]
+    KeyPermissions { path: PathBuf, mode: u32 },
+    #[error("private key {key} does not belong to certificate {cert}")]
+    KeyMismatch { cert: PathBuf, key: PathBuf },
+    #[error("{0} is given without {1}: a certificate needs its key and a key its certificate")]
+    Unpaired(&'static str, &'static str),
+}
+
+impl Material {
+    /// Loads and cross-checks the files of one profile.
+    pub fn load(files: &ProfileFiles) -> Result<Material, MaterialError> {
+        let own = match (&files.cert, &files.key) {
+            (Some(cert), Some(key)) => Some(load_own_cert(cert, key)?),
+            (None, None) => None,
+            (Some(_), None) => return Err(MaterialError::Unpaired("cert", "key")),
+            (None, Some(_)) => return Err(MaterialError::Unpaired("key", "cert")),
+        };
+        let (ca_certs, roots) = match &files.ca {
+            Some(path) => {
+                let certs = load_certs(path, "CA bundle")?;
+                let store = root_store(path, &certs)?;
+                (certs, Some(Arc::new(store)))
+            }
+            None => (Vec::new(), None),
+        };
+        let crls = files
+            .crls
+            .iter()
+            .map(|path| load_crl(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Material {
+            own,
+            ca_certs,
+            roots,
+            crls,
+        })
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, MaterialError> {
+    fs::read(path).map_err(|source| MaterialError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads every certificate of a PEM file, in order.
+pub fn load_certs(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, MaterialError> {
+    let bytes = read(path)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| MaterialError::Invalid {
+            path: path.to_path_buf(),
+            what,
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(MaterialError::Empty {
+            path: path.to_path_buf(),
+            what,
+            pem_label: "CERTIFICATE",
+        });
+    }
+    for cert in &certs {
+        Identity::from_der(cert).map_err(|e| MaterialError::Invalid {
+            path: path.to_path_buf(),
+            what,
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(certs)
+}
+
+/// Reads a private key after checking that other users cannot read it.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, MaterialError> {
+    check_key_permissions(path)?;
+    let bytes = read(path)?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => MaterialError::Empty {
+            path: path.to_path_buf(),
+            what: "private key",
+            pem_label: "PRIVATE KEY",
+        },
+        other => MaterialError::Invalid {
+            path: path.to_path_buf(),
+            what: "private key",
+            reason: other.to_string(),
+        },
+    })
+}
+
+/// Group read is allowed (a `guichet` group owning `/etc/guichet` is a common
+/// layout); group write and any access by others are refused.
+fn check_key_permissions(path: &Path) -> Result<(), MaterialError> {
+    let meta = fs::metadata(path).map_err(|source| MaterialError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o027 != 0 {
+        return Err(MaterialError::KeyPermissions {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+fn load_own_cert(cert_path: &Path, key_path: &Path) -> Result<OwnCert, MaterialError> {
+    let chain = load_certs(cert_path, "certificate")?;
+    let key = load_key(key_path)?;
+    let signing_key = provider()
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(|e| MaterialError::Invalid {
+            path: key_path.to_path_buf(),
+            what: "private key (ECDSA P-256/P-384, RSA or Ed25519)",
+            reason: e.to_string(),
+        })?;
+    let certified = CertifiedKey::new(chain.clone(), signing_key);
+    if let Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) =
+        certified.keys_match()
+    {
+        return Err(MaterialError::KeyMismatch {
+            cert: cert_path.to_path_buf(),
+            key: key_path.to_path_buf(),
+        });
+    }
+    let identity = Identity::from_der(&chain[0]).map_err(|e| MaterialError::Invalid {
+        path: cert_path.to_path_buf(),
+        what: "certificate",
+        reason: e.to_string(),
+    })?;
+    Ok(OwnCert {
+        chain,
+        key,
+        identity,
+    })
+}
+
+fn root_store(
+    path: &Path,
+    certs: &[CertificateDer<'static>],
+) -> Result<RootCertStore, MaterialError> {
+    let mut store = RootCertStore::empty();
+    for cert in certs {
+        store
+            .add(cert.clone())
+            .map_err(|e| MaterialError::Invalid {
+                path: path.to_path_buf(),
+                what: "CA certificate",
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(store)
+}
+
+/// Reads a CRL in PEM (`X509 CRL`) or DER form.
+pub fn load_crl(path: &Path) -> Result<CertificateRevocationListDer<'static>, MaterialError> {
+    let bytes = read(path)?;
+    let invalid = |reason: String| MaterialError::Invalid {
+        path: path.to_path_buf(),
+        what: "certificate revocation list",
+        reason,
+    };
+    let crl = if bytes.starts_with(b"-----") {
+        CertificateRevocationListDer::from_pem_slice(&bytes).map_err(|e| invalid(e.to_string()))?
+    } else {
+        CertificateRevocationListDer::from(bytes)
+    };
+    parse_crl(&crl).map_err(invalid)?;
+    Ok(crl)
+}
+
+/// Parses the CRL now so a broken file is reported at load, not at the
+/// first handshake.
+fn parse_crl(crl: &CertificateRevocationListDer<'_>) -> Result<(), String> {
+    use x509_parser::prelude::FromDer;
+    x509_parser::revocation_list::CertificateRevocationList::from_der(crl)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// What our own certificate is used for in a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Presented by a TLS listener (needs serverAuth).
+    Server,
+    /// Presented to a forward target (needs clientAuth).
+    Client,
+}
+
+impl Material {
+    /// Checks that our own certificate chains to this profile's CA bundle
+    /// and carries the extended key usage `role` needs. Peers may trust
+    /// another CA, so callers report a failure as a warning.
+    pub fn verify_own(&self, role: Role) -> Result<(), rustls::Error> {
+        let (Some(own), Some(roots)) = (&self.own, &self.roots) else {
+            return Ok(());
+        };
+        let now = rustls::pki_types::UnixTime::now();
+        let (leaf, intermediates) = (&own.chain[0], &own.chain[1..]);
+        match role {
+            Role::Server => {
+                let parsed = rustls::server::ParsedCertificate::try_from(leaf)?;
+                rustls::client::verify_server_cert_signed_by_trust_anchor(
+                    &parsed,
+                    roots,
+                    intermediates,
+                    now,
+                    provider().signature_verification_algorithms.all,
+                )
+            }
+            Role::Client => {
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    roots.clone(),
+                    provider(),
+                )
+                .with_crls(self.crls.iter().cloned())
+                .allow_unknown_revocation_status()
+                .build()
+                .map_err(|e| rustls::Error::General(e.to_string()))?;
+                verifier
+                    .verify_client_cert(leaf, intermediates, now)
+                    .map(|_| ())
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Why a peer was refused, in words an operator acts on.
+
+use std::fmt;
+use std::io;
+
+use rustls::{CertificateError, Error as TlsError};
+
+use crate::identity::{Fingerprint, Identity};
+
+/// The reason a TLS peer was refused. The `as_str` form is a fixed label
+/// set, safe for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefusalReason {
+    UnknownCa,
+    Expired,
+    NotYetValid,
+    Revoked,
+    RevocationUnknown,
+    WrongUsage,
+    NotAllowed,
+    NoCertificate,
+    NameMismatch,
+    BadSignature,
+    BadCertificate,
+    IncompatibleProtocol,
+    PeerAlert,
+    HandshakeTimeout,
+    HandshakeFailed,
+}
+
+impl RefusalReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalReason::UnknownCa => "unknown_ca",
+            RefusalReason::Expired => "expired",
+            RefusalReason::NotYetValid => "not_yet_valid",
+            RefusalReason::Revoked => "revoked",
+            RefusalReason::RevocationUnknown => "revocation_unknown",
+            RefusalReason::WrongUsage => "wrong_usage",
+            RefusalReason::NotAllowed => "not_allowed",
+            RefusalReason::NoCertificate => "no_certificate",
+            RefusalReason::NameMismatch => "name_mismatch",
+            RefusalReason::BadSignature => "bad_signature",
+            RefusalReason::BadCertificate => "bad_certificate",
+            RefusalReason::IncompatibleProtocol => "incompatible_protocol",
+            RefusalReason::PeerAlert => "peer_alert",
+            RefusalReason::HandshakeTimeout => "handshake_timeout",
+            RefusalReason::HandshakeFailed => "handshake_failed",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            RefusalReason::UnknownCa => "certificate not issued by a trusted CA",
+            RefusalReason::Expired => "certificate expired",
+            RefusalReason::NotYetValid => "certificate not yet valid",
+            RefusalReason::Revoked => "certificate revoked",
+            RefusalReason::RevocationUnknown => "revocation status unknown (no CRL for the issuer)",
+            RefusalReason::WrongUsage => "certificate not valid for this usage (extended key usage)",
+            RefusalReason::NotAllowed => "certificate not on this route's allowlist",
+            RefusalReason::NoCertificate => "no client certificate presented",
+            RefusalReason::NameMismatch => "server certificate does not match the dialled name",
+            RefusalReason::BadSignature => "bad certificate signature",
+            RefusalReason::BadCertificate => "malformed or unacceptable certificate",
+            RefusalReason::IncompatibleProtocol => {
+                "no common protocol version, cipher suite or group (TLS 1.2+ with ECDHE and AEAD only)"
+            }
+            RefusalReason::PeerAlert => "the peer refused the handshake",
+            RefusalReason::HandshakeTimeout => "TLS handshake timed out",
+            RefusalReason::HandshakeFailed => "TLS handshake failed",
+        }
+    }
+
+    fn from_certificate_error(e: &CertificateError) -> Self {
+        use CertificateError as C;
+        match e {
+            C::UnknownIssuer => RefusalReason::UnknownCa,
+            C::Expired | C::ExpiredContext { .. } => RefusalReason::Expired,
+            C::NotValidYet | C::NotValidYetContext { .. } => RefusalReason::NotYetValid,
+            C::Revoked => RefusalReason::Revoked,
+            C::UnknownRevocationStatus
+            | C::ExpiredRevocationList
+            | C::ExpiredRevocationListContext { .. } => RefusalReason::RevocationUnknown,
+            C::InvalidPurpose | C::InvalidPurposeContext { .. } => RefusalReason::WrongUsage,
+            C::ApplicationVerificationFailure => RefusalReason::NotAllowed,
+            C::NotValidForName | C::NotValidForNameContext { .. } => RefusalReason::NameMismatch,
+            C::BadSignature
+            | C::UnsupportedSignatureAlgorithmContext { .. }
+            | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+                RefusalReason::BadSignature
+            }
+            _ => RefusalReason::BadCertificate,
+        }
+    }
+
+    /// Classifies an error from a TLS handshake.
+    pub fn from_tls_error(e: &TlsError) -> Self {
+        match e {
+            TlsError::InvalidCertificate(c) => Self::from_certificate_error(c),
+            TlsError::NoCertificatesPresented => RefusalReason::NoCertificate,
+            TlsError::PeerIncompatible(_) => RefusalReason::IncompatibleProtocol,
+            TlsError::AlertReceived(_) => RefusalReason::PeerAlert,
+            _ => RefusalReason::HandshakeFailed,
+        }
+    }
+
+    /// Classifies an I/O error from a TLS stream (handshake or later: with
+    /// TLS 1.3 a client learns of its refusal on its first read).
+    pub fn from_io_error(e: &io::Error) -> Self {
+        match tls_error(e) {
+            Some(tls) => Self::from_tls_error(tls),
+            None if e.kind() == io::ErrorKind::TimedOut => RefusalReason::HandshakeTimeout,
+            None => RefusalReason::HandshakeFailed,
+        }
+    }
+}
+
+/// The rustls error inside an I/O error, if that is what it carries.
+pub fn tls_error(e: &io::Error) -> Option<&TlsError> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<TlsError>())
+}
+
+/// Subject and fingerprint of the certificate a refused peer presented:
+/// enough to find it, nothing about what it would have sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    pub subject: String,
+    pub fingerprint: Fingerprint,
+}
+
+impl Presented {
+    pub fn of(identity: &Identity) -> Self {
+        Presented {
+            subject: identity.subject.to_string(),
+            fingerprint: identity.fingerprint,
+        }
+    }
+}
+
+/// One refused handshake.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub reason: RefusalReason,
+    /// The library's own words (alert name, expected name, ...).
+    pub detail: String,
+    pub presented: Option<Presented>,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.reason.describe(), self.detail)?;
+        if let Some(p) = &self.presented {
+            write!(
+                f,
+                "; presented subject \"{}\", sha256 {}",
+                p.subject, p.fingerprint
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Refusal {}

@@ -1,0 +1,150 @@
+//! Certificate verifiers that wrap the webpki ones to add the allowlist and
+//! to remember what the peer presented.
+//!
+//! A failed handshake only yields an error; the log must still name the
+//! certificate that was refused. The verifiers run synchronously inside the
+//! handshake future's poll, so they write what they saw into a task-local
+//! slot that [`crate::handshake`] scopes around each handshake.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
+
+use crate::allowlist::{Allowlist, AppName};
+use crate::identity::Identity;
+
+/// What the verifiers saw during one handshake.
+#[derive(Debug, Default)]
+pub(crate) struct Observed {
+    pub presented: Option<CertificateDer<'static>>,
+    pub admitted: Option<(AppName, Arc<Identity>)>,
+}
+
+tokio::task_local! {
+    pub(crate) static OBSERVED: RefCell<Observed>;
+}
+
+fn record_presented(cert: &CertificateDer<'_>) {
+    // Outside a scoped handshake (never in guichet's own paths) there is
+    // simply nothing to record into.
+    let _ = OBSERVED.try_with(|o| o.borrow_mut().presented = Some(cert.clone().into_owned()));
+}
+
+fn record_admitted(app: &AppName, identity: Identity) {
+    let _ =
+        OBSERVED.try_with(|o| o.borrow_mut().admitted = Some((app.clone(), Arc::new(identity))));
+}
+
+/// Chain, validity and CRL checks by webpki, then the route's allowlist.
+#[derive(Debug)]
+pub(crate) struct AllowlistVerifier {
+    pub inner: Arc<dyn ClientCertVerifier>,
+    pub allowlist: Allowlist,
+}
+
+impl ClientCertVerifier for AllowlistVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        record_presented(end_entity);
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let identity = Identity::from_der(end_entity)
+            .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        match self.allowlist.admit(&identity) {
+            Some(app) => {
+                record_admitted(app, identity);
+                Ok(ClientCertVerified::assertion())
+            }
+            None => Err(Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// webpki's server verification (chain, CRLs and the dialled name), keeping
+/// a copy of the presented certificate for the refusal log.
+#[derive(Debug)]
+pub(crate) struct RecordingServerVerifier {
+    pub inner: Arc<WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for RecordingServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        record_presented(end_entity);
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
