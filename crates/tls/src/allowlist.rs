@@ -127,3 +127,91 @@ impl Allowlist {
         self.rules.iter().map(|r| &r.name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{CertificateParams, DistinguishedName as RcgenDn, DnType, Issuer, KeyPair, SanType};
+
+    use super::*;
+
+    /// A certificate for IGC Santé-like identities: CN, O, two OUs, SANs,
+    /// issued by "CN=Test CA, O=ASIP".
+    fn identity() -> Identity {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::default();
+        let mut ca_dn = RcgenDn::new();
+        ca_dn.push(DnType::OrganizationName, "ASIP");
+        ca_dn.push(DnType::CommonName, "Test CA");
+        ca_params.distinguished_name = ca_dn;
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let mut params = CertificateParams::default();
+        let mut dn = RcgenDn::new();
+        dn.push(DnType::OrganizationName, "CH Val de Lys");
+        dn.push(DnType::OrganizationalUnitName, "1750000001");
+        // rcgen keeps one value per type: a custom type with OU's OID adds
+        // the second OU.
+        dn.push(DnType::CustomDnType(vec![2, 5, 4, 11]), "Pharmacie");
+        dn.push(DnType::CommonName, "EAI-PROD");
+        params.distinguished_name = dn;
+        params.subject_alt_names = vec![
+            SanType::DnsName("eai.chvdl.example".try_into().unwrap()),
+            SanType::URI("urn:oid:1.2.250.1.71.4.2.2:1750000001".try_into().unwrap()),
+        ];
+        let cert = params.signed_by(&KeyPair::generate().unwrap(), &issuer).unwrap();
+        Identity::from_der(cert.der()).unwrap()
+    }
+
+    fn rule() -> AppRule {
+        AppRule::named(AppName::new("eai"))
+    }
+
+    #[test]
+    fn every_given_field_must_match() {
+        let id = identity();
+        let mut r = rule();
+        assert!(!r.matches(&id), "a rule without criteria matches nothing");
+        r.cn = Some("EAI-PROD".into());
+        r.ou = Some("1750000001".into());
+        r.issuer_dn = Some("o=ASIP, cn=Test CA".parse().unwrap());
+        assert!(r.matches(&id));
+        r.o = Some("Another hospital".into());
+        assert!(!r.matches(&id), "one wrong field refuses");
+    }
+
+    #[test]
+    fn multi_valued_attributes_match_any_value() {
+        let id = identity();
+        let mut r = rule();
+        r.ou = Some("Pharmacie".into());
+        assert!(r.matches(&id));
+        r.ou = Some("pharmacie".into());
+        assert!(!r.matches(&id), "subject values compare exactly");
+    }
+
+    #[test]
+    fn sans_fingerprint_and_pin() {
+        let id = identity();
+        let mut r = rule();
+        r.san_dns = Some("EAI.chvdl.example".into());
+        r.san_uri = Some("urn:oid:1.2.250.1.71.4.2.2:1750000001".into());
+        r.fingerprint = Some(id.fingerprint);
+        r.spki = Some(id.spki);
+        assert!(r.matches(&id));
+        r.spki = Some(SpkiPin([0; 32]));
+        assert!(!r.matches(&id));
+    }
+
+    #[test]
+    fn allowlist_names_the_first_matching_app() {
+        let id = identity();
+        let mut other = AppRule::named(AppName::new("lab"));
+        other.cn = Some("LAB".into());
+        let mut eai = rule();
+        eai.issuer_cn = Some("Test CA".into());
+        let list = Allowlist::new(vec![Arc::new(other), Arc::new(eai)]);
+        assert_eq!(list.admit(&id).map(AppName::as_str), Some("eai"));
+        assert!(Allowlist::default().admit(&id).is_none());
+    }
+}
