@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use guichet_tls::{Refusal, RefusalReason};
 use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
@@ -104,6 +105,7 @@ async fn serve(metrics: &Metrics, state: &RouteState, tcp: TcpStream) -> Outcome
         Ok(tcp) => tcp,
         Err(reason) => {
             warn!(target_addr = %spec.forward, "forward target unavailable: {reason}; closing the client connection");
+            close(inbound, limits.handshake_timeout).await;
             return Outcome::UpstreamUnavailable;
         }
     };
@@ -124,6 +126,7 @@ async fn serve(metrics: &Metrics, state: &RouteState, tcp: TcpStream) -> Outcome
                 }
                 Err(refusal) => {
                     refuse(metrics, route, Side::Forward, &refusal);
+                    close(inbound, limits.handshake_timeout).await;
                     return Outcome::UpstreamTls;
                 }
             }
@@ -166,6 +169,13 @@ async fn serve(metrics: &Metrics, state: &RouteState, tcp: TcpStream) -> Outcome
             Outcome::Error
         }
     }
+}
+
+/// Ends a client connection that has nothing to be forwarded to with TLS
+/// close_notify (then FIN), so the client reads a clean end of stream
+/// rather than a truncation error.
+async fn close(mut inbound: Stream, deadline: Duration) {
+    let _ = tokio::time::timeout(deadline, inbound.shutdown()).await;
 }
 
 fn refuse(metrics: &Metrics, route: &str, side: Side, refusal: &Refusal) {

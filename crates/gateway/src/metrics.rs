@@ -3,7 +3,9 @@
 //! Label values come from the configuration (route names) or from small
 //! fixed sets; nothing from a peer or a message ever becomes a label.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -16,7 +18,7 @@ pub struct RouteLabel {
 }
 
 /// How a connection ended.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Outcome {
     /// Both sides closed normally.
     Closed,
@@ -42,7 +44,7 @@ pub struct OutcomeLabels {
 }
 
 /// Which side of the route a TLS handshake or a refusal concerns.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Side {
     Listen,
     Forward,
@@ -63,7 +65,7 @@ pub struct HandshakeLabels {
 }
 
 /// `upstream`: from the connecting peer towards the forward target.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Direction {
     Upstream,
     Downstream,
@@ -75,7 +77,7 @@ pub struct BytesLabels {
     pub direction: Direction,
 }
 
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum ReloadOutcome {
     Ok,
     Error,
@@ -177,3 +179,36 @@ impl Metrics {
             .inc();
     }
 }
+
+/// Label values in Prometheus' usual snake_case, from the variant names.
+macro_rules! snake_case_label {
+    ($t:ty { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $t {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(<$t>::$variant => $text),+
+                }
+            }
+        }
+
+        impl EncodeLabelValue for $t {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+                encoder.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+snake_case_label!(Outcome {
+    Closed => "closed",
+    RefusedTls => "refused_tls",
+    RefusedLimit => "refused_limit",
+    UpstreamUnavailable => "upstream_unavailable",
+    UpstreamTls => "upstream_tls",
+    IdleTimeout => "idle_timeout",
+    Drained => "drained",
+    Error => "error",
+});
+snake_case_label!(Side { Listen => "listen", Forward => "forward" });
+snake_case_label!(Direction { Upstream => "upstream", Downstream => "downstream" });
+snake_case_label!(ReloadOutcome { Ok => "ok", Error => "error" });

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::config::RouteName;
 use crate::connection::handle;
-use crate::metrics::{Metrics, Side};
+use crate::metrics::{Metrics, Outcome, Side};
 use crate::state::RouteState;
 
 pub(crate) struct RouteRuntime {
@@ -84,6 +84,8 @@ impl RouteRuntime {
     fn refuse_over_limit(&self, remote: SocketAddr) {
         self.metrics
             .refused(self.name.as_str(), Side::Listen, "max_connections");
+        self.metrics
+            .ended(self.name.as_str(), Outcome::RefusedLimit);
         if let Some(suppressed) = self.over_limit.allow() {
             warn!(
                 route = %self.name,

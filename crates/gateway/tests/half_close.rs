@@ -1,0 +1,126 @@
+//! Half-close: a client that sends its request and shuts down its write
+//! side still receives the whole reply, which the backend only writes
+//! after it has read the request to its end.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use guichet_pki::Usage;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const REQUEST: &[u8] = b"MSH|^~\\&|EAI|CHU|DPI|CHU|20240101||QRY^A19|9|P|2.5\rQRD|1\r";
+
+/// Sends the request, shuts down the write side, reads to the end.
+async fn exchange(addr: std::net::SocketAddr) -> Vec<u8> {
+    let mut stream = tcp(addr).await;
+    bounded("write", stream.write_all(REQUEST)).await.unwrap();
+    bounded("shutdown", stream.shutdown()).await.unwrap();
+    let mut reply = Vec::new();
+    bounded("reply", stream.read_to_end(&mut reply))
+        .await
+        .unwrap();
+    reply
+}
+
+#[tokio::test]
+async fn reply_after_request_end_through_a_plain_route() {
+    let pki = Pki::new();
+    // Several TLS records' worth, so the tail cannot be lost unnoticed.
+    let reply = payload(300_000);
+    let backend = reply_after_eof_backend(reply.clone()).await;
+    let gateway = Running::start(
+        &pki.config_path(),
+        &format!(
+            "{}[[route]]\nname = \"plain\"\nlisten = \"127.0.0.1:0\"\nforward = \"{}\"\n",
+            gateway_section("1s", "0s"),
+            backend.target(),
+        ),
+    )
+    .await;
+
+    let got = exchange(gateway.addr("plain")).await;
+    assert_eq!(got.len(), reply.len());
+    assert!(got == reply, "reply differs");
+    assert_eq!(backend.received(), REQUEST);
+    gateway.wait_connections("plain", outcome::CLOSED, 1).await;
+    assert_eq!(gateway.bytes("plain", UPSTREAM), REQUEST.len() as u64);
+    assert_eq!(gateway.bytes("plain", DOWNSTREAM), reply.len() as u64);
+}
+
+#[tokio::test]
+async fn reply_after_request_end_through_a_tls_pair() {
+    let pki = Pki::new();
+    let dpi = pki.issue("dpi", Usage::ServerOnly);
+    let eai = pki.issue("eai", Usage::ClientOnly);
+    let reply = payload(300_000);
+    let backend = reply_after_eof_backend(reply.clone()).await;
+    let server = Running::start(
+        &pki.tmp.path().join("server.toml"),
+        &format!(
+            "{}{}{}[[route]]\nname = \"from-eai\"\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"dpi\"\nallow = [\"eai\"]\nforward = \"{}\"\n",
+            gateway_section("1s", "0s"),
+            profile("dpi", Some(&dpi), &pki.ca_cert(), Some(&pki.crl())),
+            app("eai", "eai"),
+            backend.target(),
+        ),
+    )
+    .await;
+    let client = Running::start(
+        &pki.config_path(),
+        &format!(
+            "{}{}[[route]]\nname = \"to-dpi\"\nlisten = \"127.0.0.1:0\"\nforward = \"{}\"\nforward_tls = \"eai\"\nserver_name = \"dpi\"\n",
+            gateway_section("1s", "0s"),
+            profile("eai", Some(&eai), &pki.ca_cert(), None),
+            server.addr("from-eai"),
+        ),
+    )
+    .await;
+
+    let got = exchange(client.addr("to-dpi")).await;
+    assert_eq!(got.len(), reply.len());
+    assert!(got == reply, "reply differs");
+    assert_eq!(backend.received(), REQUEST);
+    client.wait_connections("to-dpi", outcome::CLOSED, 1).await;
+    server
+        .wait_connections("from-eai", outcome::CLOSED, 1)
+        .await;
+    assert_eq!(client.connections("to-dpi", outcome::ERROR), 0);
+    assert_eq!(server.connections("from-eai", outcome::ERROR), 0);
+}
+
+#[tokio::test]
+async fn reply_after_request_end_from_a_tls_client() {
+    let pki = Pki::new();
+    let gw = pki.issue("gw", Usage::ServerOnly);
+    let eai = pki.issue("eai", Usage::ClientOnly);
+    let reply = payload(100_000);
+    let backend = reply_after_eof_backend(reply.clone()).await;
+    let gateway = Running::start(
+        &pki.config_path(),
+        &format!(
+            "{}{}{}[[route]]\nname = \"from-eai\"\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"gw\"\nallow = [\"eai\"]\nforward = \"{}\"\n",
+            gateway_section("1s", "0s"),
+            profile("gw", Some(&gw), &pki.ca_cert(), Some(&pki.crl())),
+            app("eai", "eai"),
+            backend.target(),
+        ),
+    )
+    .await;
+
+    let mut stream = tls(&pki.client(Some(&eai)), gateway.addr("from-eai"), "gw")
+        .await
+        .unwrap();
+    bounded("write", stream.write_all(REQUEST)).await.unwrap();
+    // close_notify, then FIN: the TLS way to say "request complete".
+    bounded("shutdown", stream.shutdown()).await.unwrap();
+    let mut got = Vec::new();
+    bounded("reply", stream.read_to_end(&mut got))
+        .await
+        .unwrap();
+    assert!(got == reply, "reply differs ({} bytes)", got.len());
+    assert_eq!(backend.received(), REQUEST);
+    gateway
+        .wait_connections("from-eai", outcome::CLOSED, 1)
+        .await;
+}
