@@ -130,7 +130,9 @@ impl Allowlist {
 
 #[cfg(test)]
 mod tests {
-    use rcgen::{CertificateParams, DistinguishedName as RcgenDn, DnType, Issuer, KeyPair, SanType};
+    use rcgen::{
+        CertificateParams, DistinguishedName as RcgenDn, DnType, Issuer, KeyPair, SanType,
+    };
 
     use super::*;
 
@@ -159,7 +161,9 @@ mod tests {
             SanType::DnsName("eai.chvdl.example".try_into().unwrap()),
             SanType::URI("urn:oid:1.2.250.1.71.4.2.2:1750000001".try_into().unwrap()),
         ];
-        let cert = params.signed_by(&KeyPair::generate().unwrap(), &issuer).unwrap();
+        let cert = params
+            .signed_by(&KeyPair::generate().unwrap(), &issuer)
+            .unwrap();
         Identity::from_der(cert.der()).unwrap()
     }
 

@@ -182,36 +182,21 @@ impl Builder {
 
     fn profile(&self, name: &str, raw: &RawProfile) -> Result<TlsProfile, String> {
         let at = |field: &str| format!("[tls.{name}] {field}");
-        let min_version = match raw.min_version.as_deref() {
-            None | Some("1.2") => MinVersion::Tls12,
-            Some("1.3") => MinVersion::Tls13,
-            Some(other) => {
-                return Err(format!(
-                    "{}: {other:?} is not allowed; use \"1.2\" or \"1.3\"",
-                    at("min_version")
-                ))
-            }
-        };
-        let whole_chain = match raw.crl_scope.as_deref() {
-            None | Some("end-entity") => false,
-            Some("chain") => true,
-            Some(other) => {
-                return Err(format!(
-                    "{}: {other:?}; use \"end-entity\" or \"chain\"",
-                    at("crl_scope")
-                ))
-            }
-        };
-        let allow_unknown = match raw.crl_unknown.as_deref() {
-            None | Some("refuse") => false,
-            Some("allow") => true,
-            Some(other) => {
-                return Err(format!(
-                    "{}: {other:?}; use \"refuse\" or \"allow\"",
-                    at("crl_unknown")
-                ))
-            }
-        };
+        let min_version = choice(
+            raw.min_version.as_deref(),
+            &at("min_version"),
+            &[("1.2", MinVersion::Tls12), ("1.3", MinVersion::Tls13)],
+        )?;
+        let whole_chain = choice(
+            raw.crl_scope.as_deref(),
+            &at("crl_scope"),
+            &[("end-entity", false), ("chain", true)],
+        )?;
+        let allow_unknown = choice(
+            raw.crl_unknown.as_deref(),
+            &at("crl_unknown"),
+            &[("refuse", false), ("allow", true)],
+        )?;
         if raw.cert.is_some() != raw.key.is_some() {
             return Err(format!(
                 "[tls.{name}]: `cert` and `key` go together; give both or neither"
@@ -240,6 +225,24 @@ impl Builder {
             },
         })
     }
+}
+
+/// One of a fixed set of words; absent means the first.
+fn choice<T: Copy>(value: Option<&str>, field: &str, options: &[(&str, T)]) -> Result<T, String> {
+    let Some(value) = value else {
+        return Ok(options[0].1);
+    };
+    options
+        .iter()
+        .find(|(word, _)| *word == value)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let words: Vec<String> = options.iter().map(|(w, _)| format!("{w:?}")).collect();
+            format!(
+                "{field}: {value:?} is not allowed; use {}",
+                words.join(" or ")
+            )
+        })
 }
 
 /// Route, app and profile names appear in logs and metric labels: keep
@@ -342,10 +345,7 @@ fn route(
     apps: &BTreeMap<AppName, Arc<AppRule>>,
 ) -> Result<RouteSpec, String> {
     check_name(&raw.name, "name")?;
-    let kind = match raw.kind.as_deref() {
-        None | Some("tcp") => RouteKind::Tcp,
-        Some(other) => return Err(format!("kind: {other:?} is not a route kind; use \"tcp\"")),
-    };
+    let kind = choice(raw.kind.as_deref(), "kind", &[("tcp", RouteKind::Tcp)])?;
     let listen: SocketAddr = raw.listen.parse().map_err(|_| {
         format!(
             "listen: {:?} is not an IP:port address (e.g. \"127.0.0.1:21010\" or \"[::]:6661\")",

@@ -124,7 +124,7 @@ fn bad_configs_name_the_field() {
     );
     assert_error(
         &route("kind = \"udp\""),
-        "kind: \"udp\" is not a route kind",
+        "kind: \"udp\" is not allowed; use \"tcp\"",
     );
     assert_error(
         &format!(
