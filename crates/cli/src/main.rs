@@ -13,7 +13,8 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    logging::init(args.log_format);
+    let log_format = args.log_format;
+    logging::init(log_format);
     let result = match args.command {
         cli::Command::Run(a) => run::run(&a),
         cli::Command::Check(a) => run::check(&a),
@@ -23,7 +24,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            match log_format {
+                cli::LogFormat::Text => eprintln!("error: {e:#}"),
+                cli::LogFormat::Json => tracing::error!("{e:#}"),
+            }
             ExitCode::FAILURE
         }
     }

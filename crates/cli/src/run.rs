@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use guichet_gateway::{check, Config, Gateway, Metrics};
-use tokio::signal::unix::{signal, SignalKind};
+use guichet_gateway::{check, Config, Gateway, Metrics, Reloader};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -18,31 +18,44 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async {
+        // Handlers first: a SIGHUP sent as soon as a port answers must
+        // reload, not kill the process.
+        let signals = Signals::install()?;
         let gateway = Gateway::bind(config, Metrics::default()).await?;
         let shutdown = CancellationToken::new();
-        tokio::spawn(signals(gateway.reloader(), shutdown.clone()));
+        tokio::spawn(signals.serve(gateway.reloader(), shutdown.clone()));
         gateway.run(shutdown).await;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-/// SIGHUP reloads; SIGTERM or SIGINT starts the graceful shutdown.
-async fn signals(
-    reloader: guichet_gateway::Reloader,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    loop {
-        tokio::select! {
-            _ = hup.recv() => { let _ = reloader.reload("SIGHUP").await; }
-            _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
-            _ = int.recv() => { info!("SIGINT: shutting down"); break; }
-        }
+struct Signals {
+    hup: Signal,
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        let install = |kind| signal(kind).context("cannot install signal handlers");
+        Ok(Signals {
+            hup: install(SignalKind::hangup())?,
+            term: install(SignalKind::terminate())?,
+            int: install(SignalKind::interrupt())?,
+        })
     }
-    shutdown.cancel();
-    Ok(())
+
+    /// SIGHUP reloads; SIGTERM or SIGINT starts the graceful shutdown.
+    async fn serve(mut self, reloader: Reloader, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = self.hup.recv() => { let _ = reloader.reload("SIGHUP").await; }
+                _ = self.term.recv() => { info!("SIGTERM: shutting down"); break; }
+                _ = self.int.recv() => { info!("SIGINT: shutting down"); break; }
+            }
+        }
+        shutdown.cancel();
+    }
 }
 
 pub fn check(args: &ConfigArgs) -> anyhow::Result<ExitCode> {

@@ -144,7 +144,11 @@ fn roles(config: &Config, name: &ProfileName) -> Vec<Role> {
 }
 
 fn check_profile(config: &Config, profile: &TlsProfile, now: i64, report: &mut Report) {
-    let at = |field: &str| format!("[tls.{}] {field}", profile.name);
+    let at = |field: &str| {
+        format!("[tls.{}] {field}", profile.name)
+            .trim_end()
+            .to_string()
+    };
     let material = match Material::load(&profile.files) {
         Ok(m) => m,
         Err(e) => return report.push(Level::Error, at(""), e.to_string()),

@@ -50,11 +50,11 @@ pub enum GatewayError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Material(#[from] BuildError),
-    #[error("route {route:?}: cannot listen on {addr}: {source}")]
+    #[error("route \"{route}\": cannot listen on {addr}: {error}")]
     Bind {
         route: RouteName,
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -74,10 +74,10 @@ impl Gateway {
             let addr = state.spec.listen;
             let listener = TcpListener::bind(addr)
                 .await
-                .map_err(|source| GatewayError::Bind {
+                .map_err(|error| GatewayError::Bind {
                     route: name.clone(),
                     addr,
-                    source,
+                    error,
                 })?;
             let route = Arc::new(RouteRuntime::new(state, metrics.clone()));
             listeners.push((route.clone(), listener));

@@ -16,15 +16,15 @@ pub struct RouteState {
 /// Why certificate material could not be turned into TLS ends.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("[tls.{profile}]: {source}")]
+    #[error("[tls.{profile}]: {error}")]
     Material {
         profile: ProfileName,
-        source: MaterialError,
+        error: MaterialError,
     },
-    #[error("route {route:?}: {source}")]
+    #[error("route \"{route}\": {error}")]
     Endpoint {
         route: RouteName,
-        source: EndpointError,
+        error: EndpointError,
     },
 }
 
@@ -43,9 +43,9 @@ pub fn build_states(config: &Config) -> Result<BTreeMap<RouteName, RouteState>, 
             if !materials.contains_key(name) {
                 let profile = &config.profiles[name];
                 let material =
-                    Material::load(&profile.files).map_err(|source| BuildError::Material {
+                    Material::load(&profile.files).map_err(|error| BuildError::Material {
                         profile: name.clone(),
-                        source,
+                        error,
                     })?;
                 materials.insert(name, material);
             }
@@ -53,9 +53,9 @@ pub fn build_states(config: &Config) -> Result<BTreeMap<RouteName, RouteState>, 
     }
     let mut states = BTreeMap::new();
     for spec in &config.routes {
-        let endpoint_err = |source| BuildError::Endpoint {
+        let endpoint_err = |error| BuildError::Endpoint {
             route: spec.name.clone(),
-            source,
+            error,
         };
         let server = match &spec.listen_tls {
             Some(tls) => {

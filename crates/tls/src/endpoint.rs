@@ -46,9 +46,23 @@ pub enum EndpointError {
     #[error("verifying peers needs a `ca` bundle in the profile")]
     MissingCa,
     #[error("cannot use the CA bundle or CRLs: {0}")]
-    Verifier(#[from] rustls::server::VerifierBuilderError),
+    Verifier(rustls::server::VerifierBuilderError),
     #[error("TLS configuration refused: {0}")]
-    Rustls(#[from] rustls::Error),
+    Rustls(rustls::Error),
+}
+
+// By hand rather than `#[from]`, which would also make the inner error a
+// `source` and print it twice in a `{:#}` chain.
+impl From<rustls::server::VerifierBuilderError> for EndpointError {
+    fn from(e: rustls::server::VerifierBuilderError) -> Self {
+        EndpointError::Verifier(e)
+    }
+}
+
+impl From<rustls::Error> for EndpointError {
+    fn from(e: rustls::Error) -> Self {
+        EndpointError::Rustls(e)
+    }
 }
 
 /// The peer admitted on a listener: which application, and its certificate.

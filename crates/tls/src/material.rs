@@ -47,10 +47,12 @@ pub struct Material {
 
 #[derive(Debug, thiserror::Error)]
 pub enum MaterialError {
-    #[error("cannot read {path}: {source}")]
+    /// The I/O error is part of the message, not a separate cause, so a
+    /// `{:#}` chain says it once.
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path} holds no {what} (expected a PEM block such as -----BEGIN {pem_label}-----)")]
     Empty {
@@ -106,9 +108,9 @@ impl Material {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, MaterialError> {
-    fs::read(path).map_err(|source| MaterialError::Read {
+    fs::read(path).map_err(|error| MaterialError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -163,9 +165,9 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, MaterialError> {
 /// Group read is allowed (a `guichet` group owning `/etc/guichet` is a common
 /// layout); group write and any access by others are refused.
 fn check_key_permissions(path: &Path) -> Result<(), MaterialError> {
-    let meta = fs::metadata(path).map_err(|source| MaterialError::Read {
+    let meta = fs::metadata(path).map_err(|error| MaterialError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o027 != 0 {

@@ -23,6 +23,7 @@ pub enum RefusalReason {
     BadSignature,
     BadCertificate,
     IncompatibleProtocol,
+    ProtocolVersion,
     PeerAlert,
     HandshakeTimeout,
     HandshakeFailed,
@@ -43,6 +44,7 @@ impl RefusalReason {
             RefusalReason::BadSignature => "bad_signature",
             RefusalReason::BadCertificate => "bad_certificate",
             RefusalReason::IncompatibleProtocol => "incompatible_protocol",
+            RefusalReason::ProtocolVersion => "protocol_version",
             RefusalReason::PeerAlert => "peer_alert",
             RefusalReason::HandshakeTimeout => "handshake_timeout",
             RefusalReason::HandshakeFailed => "handshake_failed",
@@ -64,6 +66,9 @@ impl RefusalReason {
             RefusalReason::BadCertificate => "malformed or unacceptable certificate",
             RefusalReason::IncompatibleProtocol => {
                 "no common protocol version, cipher suite or group (TLS 1.2+ with ECDHE and AEAD only)"
+            }
+            RefusalReason::ProtocolVersion => {
+                "the peer offers only protocol versions below TLS 1.2 (TLS 1.2 and 1.3 are required)"
             }
             RefusalReason::PeerAlert => "the peer refused the handshake",
             RefusalReason::HandshakeTimeout => "TLS handshake timed out",
@@ -98,9 +103,23 @@ impl RefusalReason {
         match e {
             TlsError::InvalidCertificate(c) => Self::from_certificate_error(c),
             TlsError::NoCertificatesPresented => RefusalReason::NoCertificate,
-            TlsError::PeerIncompatible(_) => RefusalReason::IncompatibleProtocol,
+            TlsError::PeerIncompatible(p) => Self::from_incompatibility(p),
             TlsError::AlertReceived(_) => RefusalReason::PeerAlert,
             _ => RefusalReason::HandshakeFailed,
+        }
+    }
+
+    /// A ClientHello from TLS 1.0/1.1 lacks the extensions every TLS 1.2+
+    /// hello carries; rustls notices that before it compares versions.
+    fn from_incompatibility(p: &rustls::PeerIncompatible) -> Self {
+        use rustls::PeerIncompatible as P;
+        match p {
+            P::SignatureAlgorithmsExtensionRequired
+            | P::SupportedVersionsExtensionRequired
+            | P::Tls12NotOffered
+            | P::Tls12NotOfferedOrEnabled
+            | P::ServerDoesNotSupportTls12Or13 => RefusalReason::ProtocolVersion,
+            _ => RefusalReason::IncompatibleProtocol,
         }
     }
 

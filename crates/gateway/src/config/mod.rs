@@ -140,7 +140,8 @@ impl Builder {
             if !names.insert(route.name.clone()) {
                 return Err(format!("route name {:?} is used twice", raw_route.name));
             }
-            if !addrs.insert(route.listen) {
+            // Port 0 (any free port, used by tests) may repeat.
+            if route.listen.port() != 0 && !addrs.insert(route.listen) {
                 return Err(format!(
                     "route {:?}: listen address {} is already used by another route",
                     raw_route.name, route.listen

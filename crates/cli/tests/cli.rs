@@ -1,0 +1,451 @@
+//! `guichet check` and `guichet pki`, run as a user would, in a temporary
+//! directory.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output};
+
+use common::{app, have, profile, run_bounded, show, Bench, WAIT};
+
+/// A valid two-route config (client and server tunnel) using `srv` and the
+/// test CA; `extra` is appended.
+fn config(bench: &Bench, extra: &str) -> String {
+    format!(
+        "{}{}\
+[[route]]
+name = \"to-dpi\"
+listen = \"127.0.0.1:21010\"
+forward = \"localhost:32100\"
+forward_tls = \"srv\"
+server_name = \"localhost\"
+
+[[route]]
+name = \"from-dpi\"
+listen = \"127.0.0.1:32200\"
+listen_tls = \"srv\"
+allow = [\"partner\"]
+forward = \"127.0.0.1:22011\"
+{extra}",
+        profile("srv", bench, Some("srv"), true),
+        app("partner", "partner"),
+    )
+}
+
+/// A bench with the certificates [`config`] uses.
+fn bench() -> Bench {
+    let bench = Bench::new();
+    bench.issue("srv", &["--dns", "localhost", "--ip", "127.0.0.1"]);
+    bench.issue("partner", &["--client-only"]);
+    bench
+}
+
+fn check(bench: &Bench, text: &str) -> Output {
+    let path = bench.write("guichet.toml", text);
+    bench.guichet(&["check", "-c", path.to_str().expect("utf-8 path")])
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A config refused before any file is opened: non-zero exit, nothing on
+/// stdout, exactly one `error:` on stderr naming the file, containing all
+/// of `expected`.
+#[track_caller]
+fn assert_refused(bench: &Bench, text: &str, expected: &[&str]) {
+    let out = check(bench, text);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "should fail:\n{}", show(&out));
+    assert_eq!(stdout(&out), "", "{}", show(&out));
+    assert_eq!(err.matches("error:").count(), 1, "{}", show(&out));
+    assert!(
+        err.starts_with(&format!("error: {}: ", bench.p("guichet.toml"))),
+        "the error names the config file:\n{}",
+        show(&out)
+    );
+    for e in expected {
+        assert!(
+            err.contains(e),
+            "stderr should contain {e:?}:\n{}",
+            show(&out)
+        );
+    }
+}
+
+/// A config that parses but whose files are wrong: exit 1, one `ERROR`
+/// finding containing all of `expected`, and the summary says 1 error.
+#[track_caller]
+fn assert_one_finding(bench: &Bench, text: &str, expected: &[&str]) {
+    let out = check(bench, text);
+    let report = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let errors: Vec<&str> = report.lines().filter(|l| l.starts_with("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "exactly one ERROR line:\n{}", show(&out));
+    for e in expected {
+        assert!(
+            errors[0].contains(e),
+            "{:?} should contain {e:?}",
+            errors[0]
+        );
+    }
+    assert!(report.contains("1 error(s)"), "{}", show(&out));
+}
+
+#[test]
+fn check_accepts_a_valid_config_and_reports_each_part() {
+    let bench = bench();
+    let out = check(&bench, &config(&bench, ""));
+    assert!(out.status.success(), "{}", show(&out));
+    let report = stdout(&out);
+    for expected in [
+        "2 route(s), 1 TLS profile(s), 1 application(s)",
+        "ok      [tls.srv] cert: CN=srv expires in",
+        "ok      [tls.srv] key: private key matches the certificate, permissions are tight",
+        "ok      [tls.srv] cert: chains to the profile's CA, valid as server (listen_tls)",
+        "ok      [tls.srv] cert: chains to the profile's CA, valid as client (forward_tls)",
+        "[tls.srv] crl: ",
+        "ca.crl: 0 revoked certificate(s)",
+        "ok      route \"to-dpi\": plain 127.0.0.1:21010 -> tls localhost:32100",
+        "ok      route \"from-dpi\": mtls 127.0.0.1:32200 -> plain 127.0.0.1:22011",
+    ] {
+        assert!(report.contains(expected), "missing {expected:?}:\n{report}");
+    }
+    assert!(
+        report.trim_end().ends_with("0 error(s), 0 warning(s)"),
+        "{report}"
+    );
+    assert!(!report.contains("ERROR") && !report.contains("WARNING"));
+}
+
+#[test]
+fn check_names_the_line_of_a_toml_syntax_error() {
+    let bench = bench();
+    // Line 3 has an unterminated string.
+    let text = "[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:1\nforward = \"h:2\"\n";
+    assert_refused(&bench, text, &["line 3"]);
+}
+
+#[test]
+fn check_names_an_unknown_key() {
+    let bench = bench();
+    let text = config(&bench, "").replace("forward = \"127.0.0.1", "forwrd = \"127.0.0.1");
+    assert_refused(&bench, &text, &["unknown field `forwrd`", "line "]);
+}
+
+#[test]
+fn check_names_an_unknown_app_in_allow() {
+    let bench = bench();
+    let text = config(&bench, "").replace("[\"partner\"]", "[\"ghost\"]");
+    assert_refused(
+        &bench,
+        &text,
+        &[
+            "route \"from-dpi\"",
+            "allow: no [[app]] named \"ghost\"",
+            "guichet apps add",
+        ],
+    );
+}
+
+#[test]
+fn check_names_a_missing_certificate_file() {
+    let bench = bench();
+    let text = config(&bench, "").replace("pki/srv.pem", "pki/nope.pem");
+    assert_one_finding(
+        &bench,
+        &text,
+        &[
+            "[tls.srv]",
+            &format!("cannot read {}", bench.p("pki/nope.pem")),
+        ],
+    );
+}
+
+#[test]
+fn check_refuses_a_private_key_readable_by_others() {
+    let bench = bench();
+    let key = bench.path("pki/srv.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let key = key.display().to_string();
+    assert_one_finding(
+        &bench,
+        &config(&bench, ""),
+        &[
+            &format!("private key {key} is accessible to other users (mode 0644)"),
+            &format!("run `chmod 600 {key}`"),
+        ],
+    );
+}
+
+#[test]
+fn check_refuses_a_key_that_does_not_match_the_certificate() {
+    let bench = bench();
+    bench.issue("other", &[]);
+    let text = config(&bench, "").replace("pki/srv.key", "pki/other.key");
+    assert_one_finding(
+        &bench,
+        &text,
+        &[&format!(
+            "private key {} does not belong to certificate {}",
+            bench.p("pki/other.key"),
+            bench.p("pki/srv.pem")
+        )],
+    );
+}
+
+#[test]
+fn check_warns_of_a_certificate_expiring_within_30_days() {
+    let bench = bench();
+    bench.issue("srv", &["--days", "10", "--dns", "localhost"]);
+    let out = check(&bench, &config(&bench, ""));
+    assert!(
+        out.status.success(),
+        "a warning is not an error:\n{}",
+        show(&out)
+    );
+    let report = stdout(&out);
+    let warning = report
+        .lines()
+        .find(|l| l.starts_with("WARNING [tls.srv] cert: CN=srv expires in"))
+        .unwrap_or_else(|| panic!("no expiry warning:\n{report}"));
+    assert!(warning.contains("renew it"), "{warning}");
+    let days: i64 = warning
+        .split("expires in ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no day count in {warning:?}"));
+    assert!((9..=10).contains(&days), "{warning}");
+    assert!(report.contains("0 error(s), 1 warning(s)"), "{report}");
+}
+
+#[test]
+fn pki_init_writes_the_ca_key_0600_and_an_empty_crl() {
+    let bench = Bench::new();
+    for file in ["ca.pem", "ca.key", "ca.crl"] {
+        assert!(bench.path(&format!("pki/{file}")).is_file(), "{file}");
+    }
+    let mode = |f: &str| {
+        std::fs::metadata(bench.path(f))
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("pki/ca.key"), 0o600);
+    let pem = std::fs::read_to_string(bench.path("pki/ca.pem")).expect("ca.pem");
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    let crl = std::fs::read_to_string(bench.path("pki/ca.crl")).expect("ca.crl");
+    assert!(crl.starts_with("-----BEGIN X509 CRL-----"), "{crl}");
+    let shown = bench.ok(&["pki", "show", "pki/ca.pem"]);
+    assert!(
+        shown.contains("Subject:      CN=guichet test CA"),
+        "{shown}"
+    );
+    assert!(shown.contains("CA:           yes"), "{shown}");
+    if have("openssl") {
+        let out = openssl(&bench, &["crl", "-in", "pki/ca.crl", "-noout", "-text"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", show(&out));
+        assert!(text.contains("No Revoked Certificates"), "{text}");
+    }
+}
+
+#[test]
+fn pki_init_refuses_to_overwrite_a_ca() {
+    let bench = Bench::new();
+    let before = std::fs::read(bench.path("pki/ca.pem")).expect("ca.pem");
+    let key_before = std::fs::read(bench.path("pki/ca.key")).expect("ca.key");
+    let out = bench.guichet(&["pki", "init", "--out", "pki"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("pki/ca.key already exists: refusing to overwrite"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(
+        std::fs::read(bench.path("pki/ca.pem")).expect("ca.pem"),
+        before
+    );
+    assert_eq!(
+        std::fs::read(bench.path("pki/ca.key")).expect("ca.key"),
+        key_before
+    );
+}
+
+#[test]
+fn pki_issue_and_show_cover_names_usage_and_fingerprints() {
+    let bench = Bench::new();
+    let out = bench.ok(&[
+        "pki",
+        "issue",
+        "--ca",
+        "pki",
+        "--name",
+        "labo",
+        "--dns",
+        "labo.example",
+        "--ip",
+        "127.0.0.1",
+        "--client-only",
+        "--ou",
+        "1750000001",
+        "--o",
+        "CHU Test",
+    ]);
+    assert!(
+        out.contains("pki/labo.pem") && out.contains("pki/labo.key"),
+        "{out}"
+    );
+    let mode = std::fs::metadata(bench.path("pki/labo.key"))
+        .expect("key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let shown = bench.ok(&["pki", "show", "pki/labo.pem"]);
+    let line = |label: &str| -> String {
+        shown
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {label:?} line:\n{shown}"))
+    };
+    assert_eq!(line("Subject:"), "O=CHU Test, OU=1750000001, CN=labo");
+    assert_eq!(line("Issuer:"), "CN=guichet test CA");
+    assert_eq!(line("DNS names:"), "labo, labo.example");
+    assert_eq!(line("IP addresses:"), "127.0.0.1");
+    assert_eq!(line("Key usage:"), "clientAuth");
+    assert_eq!(line("CA:"), "no");
+    let sha256 = line("SHA-256:");
+    assert_eq!(sha256.len(), 32 * 3 - 1, "{sha256}");
+    let spki = line("SPKI pin:");
+    assert!(spki.starts_with("sha256//"), "{spki}");
+
+    // The default usage is both, and a server-only certificate says so.
+    bench.issue("gw", &["--server-only"]);
+    let gw = bench.ok(&["pki", "show", "pki/gw.pem"]);
+    assert!(gw.contains("Key usage:    serverAuth\n"), "{gw}");
+    bench.issue("both", &[]);
+    let both = bench.ok(&["pki", "show", "pki/both.pem"]);
+    assert!(
+        both.contains("Key usage:    serverAuth, clientAuth\n"),
+        "{both}"
+    );
+
+    // An outside tool computes the same fingerprint and SPKI pin.
+    if !have("openssl") {
+        return;
+    }
+    let out = openssl(
+        &bench,
+        &[
+            "x509",
+            "-in",
+            "pki/labo.pem",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.trim().ends_with(&format!("={sha256}")),
+        "openssl says {text:?}, guichet {sha256:?}"
+    );
+    let mut pin = Command::new("sh");
+    pin.arg("-c")
+        .arg(
+            "openssl x509 -in pki/labo.pem -noout -pubkey \
+             | openssl pkey -pubin -outform DER \
+             | openssl dgst -sha256 -binary | openssl base64 -A",
+        )
+        .current_dir(bench.dir.path())
+        .env("OPENSSL_CONF", "/dev/null");
+    let out = run_bounded(pin, WAIT);
+    let pin = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(format!("sha256//{}", pin.trim()), spki, "{}", show(&out));
+}
+
+#[test]
+fn pki_revoke_lists_the_serial_in_the_crl() {
+    let bench = Bench::new();
+    bench.issue("gone", &[]);
+    let serial = bench
+        .ok(&["pki", "show", "pki/gone.pem"])
+        .lines()
+        .find_map(|l| l.strip_prefix("Serial:").map(|s| s.trim().to_string()))
+        .expect("serial line");
+    let out = bench.ok(&["pki", "revoke", "--ca", "pki", "--name", "gone"]);
+    assert!(out.contains("revoked gone"), "{out}");
+    if !have("openssl") {
+        return;
+    }
+    let out = openssl(&bench, &["crl", "-in", "pki/ca.crl", "-noout", "-text"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_uppercase();
+    assert!(
+        text.contains(&format!("SERIAL NUMBER: {serial}")),
+        "serial {serial} not in the CRL:\n{text}"
+    );
+}
+
+fn openssl(bench: &Bench, args: &[&str]) -> Output {
+    let mut cmd = Command::new("openssl");
+    cmd.args(args)
+        .current_dir(bench.dir.path())
+        .env("OPENSSL_CONF", "/dev/null");
+    run_bounded(cmd, WAIT)
+}
+
+/// `guichet run` with a config whose files are wrong, bounded.
+fn run_once(bench: &Bench, text: &str) -> Output {
+    let path = bench.write("guichet.toml", text);
+    bench.guichet(&["run", "-c", path.to_str().expect("utf-8 path")])
+}
+
+/// A gateway that cannot start says why once, naming the file.
+#[test]
+fn run_reports_a_missing_certificate_once() {
+    let bench = bench();
+    let text = config(&bench, "").replace("pki/srv.pem", "pki/nope.pem");
+    let out = run_once(&bench, &text);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = stderr(&out);
+    let path = bench.p("pki/nope.pem");
+    assert!(err.starts_with("error: [tls.srv]: "), "{err}");
+    assert_eq!(
+        err.matches(&format!("cannot read {path}")).count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}
+
+/// A busy listen address names the route as written in the config.
+#[test]
+#[ignore = "bug: GatewayError::Bind formats the route with {:?} (`route RouteName(\"r\")`) and, \
+            through `guichet run`'s {:#}, repeats the io::Error"]
+fn run_reports_a_busy_listen_address_once() {
+    let bench = Bench::new();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = busy.local_addr().expect("address").port();
+    let text = format!(
+        "[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:{port}\"\nforward = \"127.0.0.1:9\"\n"
+    );
+    let out = run_once(&bench, &text);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!(
+            "error: route \"r\": cannot listen on 127.0.0.1:{port}: "
+        )),
+        "{err}"
+    );
+    assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
+}
