@@ -429,8 +429,6 @@ fn run_reports_a_missing_certificate_once() {
 
 /// A busy listen address names the route as written in the config.
 #[test]
-#[ignore = "bug: GatewayError::Bind formats the route with {:?} (`route RouteName(\"r\")`) and, \
-            through `guichet run`'s {:#}, repeats the io::Error"]
 fn run_reports_a_busy_listen_address_once() {
     let bench = Bench::new();
     let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
