@@ -129,6 +129,7 @@ pub enum KeyTypeArg {
 pub enum AppsCommand {
     /// Add an application recognised by a certificate (comments and layout of the file are kept).
     Add {
+        /// The configuration file (TOML) to read or edit.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
         /// Name of the application, used in route `allow` lists.
@@ -152,11 +153,13 @@ pub enum AppsCommand {
     },
     /// List the applications and the routes that admit each.
     List {
+        /// The configuration file (TOML) to read or edit.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
     /// Remove an application and take it off every route's allow list.
     Remove {
+        /// The configuration file (TOML) to read or edit.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
         #[arg(long)]
