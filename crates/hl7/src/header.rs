@@ -1,0 +1,264 @@
+//! The metadata of a message and of an ACK: what events and logs may carry.
+//!
+//! Only MSH (or FHS/BHS) and MSA fields are read here, never PID, PV1, OBX
+//! or any other segment that holds patient data. Values are kept "as
+//! written" (escape sequences and component separators included, decoded
+//! with the message's character set), so a log shows what was on the wire.
+
+use crate::charset::Charset;
+use crate::message::{Field, Message, Segment};
+
+/// The PHI-free identity of a message, read from its header.
+///
+/// For a batch (FHS/BHS first) the applications and facilities come from
+/// the batch header, `message_type` is its id ("FHS" or "BHS"),
+/// `control_id` is FHS-11/BHS-11, and the rest comes from the first MSH
+/// inside the batch (empty when there is none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// MSH-3, the whole HD as written (e.g. "EAI^1.2.3^ISO").
+    pub sending_application: String,
+    /// MSH-4.
+    pub sending_facility: String,
+    /// MSH-5.
+    pub receiving_application: String,
+    /// MSH-6.
+    pub receiving_facility: String,
+    /// MSH-9 as written, e.g. "ADT^A01^ADT_A01".
+    pub message_type: String,
+    /// MSH-10, what the ACK's MSA-2 must repeat.
+    pub control_id: String,
+    /// MSH-11 (P, T, D...).
+    pub processing_id: String,
+    /// MSH-12 as written, e.g. "2.5^FRA^2.11".
+    pub version: String,
+    /// MSH-15; `None` when empty or unknown.
+    pub accept_ack: Option<AckMode>,
+    /// MSH-16; `None` when empty or unknown.
+    pub application_ack: Option<AckMode>,
+    /// MSH-18 (first repetition).
+    pub charset: Charset,
+}
+
+/// When an acknowledgment is wanted (HL7 table 0155, MSH-15/MSH-16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AckMode {
+    /// AL: always.
+    Always,
+    /// NE: never.
+    Never,
+    /// ER: only on error or reject.
+    Error,
+    /// SU: only on success.
+    Success,
+}
+
+/// MSA-1 (HL7 table 0008).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AckCode {
+    /// Application accept (original mode, or application ACK in enhanced).
+    AA,
+    /// Application error.
+    AE,
+    /// Application reject.
+    AR,
+    /// Commit accept (enhanced mode accept ACK).
+    CA,
+    /// Commit error.
+    CE,
+    /// Commit reject.
+    CR,
+}
+
+/// The PHI-free content of an ACK: its code and the id it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckSummary {
+    /// MSA-1; `None` when absent or not in table 0008.
+    pub code: Option<AckCode>,
+    /// MSA-2, the MSH-10 of the acknowledged message, as written.
+    pub acknowledged_id: String,
+}
+
+/// The header fields a message's metadata and its ACK are built from, as
+/// views of the original bytes (shared by [`Header::read`] and the ACK
+/// builder, which copies them without decoding).
+pub(crate) struct HeaderFields<'a> {
+    pub sending_application: Field<'a>,
+    pub sending_facility: Field<'a>,
+    pub receiving_application: Field<'a>,
+    pub receiving_facility: Field<'a>,
+    pub message_type: Field<'a>,
+    pub control_id: Field<'a>,
+    pub processing_id: Field<'a>,
+    pub version: Field<'a>,
+    pub accept_ack: Field<'a>,
+    pub application_ack: Field<'a>,
+    pub charset: Field<'a>,
+}
+
+impl<'a> HeaderFields<'a> {
+    /// Finds the fields in MSH, or in FHS/BHS and the first MSH of a batch.
+    pub(crate) fn locate(msg: &Message<'a>) -> Self {
+        let head = msg.header();
+        let msh = msg.first_msh();
+        let from_msh = |n: usize| msh.map_or(Field::empty(msg.delimiters()), |s| s.field(n));
+        let (message_type, control_id) = identity(head);
+        HeaderFields {
+            sending_application: head.field(3),
+            sending_facility: head.field(4),
+            receiving_application: head.field(5),
+            receiving_facility: head.field(6),
+            message_type,
+            control_id,
+            processing_id: from_msh(11),
+            version: from_msh(12),
+            accept_ack: from_msh(15),
+            application_ack: from_msh(16),
+            charset: from_msh(18),
+        }
+    }
+}
+
+/// (message type, control id) of a header segment: MSH-9/MSH-10, or the
+/// segment id and FHS-11/BHS-11 for a batch.
+fn identity(head: Segment<'_>) -> (Field<'_>, Field<'_>) {
+    if head.id() == b"MSH" {
+        (head.field(9), head.field(10))
+    } else {
+        (head.field(0), head.field(11))
+    }
+}
+
+impl Header {
+    /// Reads the header fields of `msg`, and nothing else.
+    pub fn read(msg: &Message<'_>) -> Header {
+        let f = HeaderFields::locate(msg);
+        let charset = Charset::from_msh18(f.charset.repetition(1).raw());
+        let text = |field: Field<'_>| charset.decode(field.raw()).into_owned();
+        Header {
+            sending_application: text(f.sending_application),
+            sending_facility: text(f.sending_facility),
+            receiving_application: text(f.receiving_application),
+            receiving_facility: text(f.receiving_facility),
+            message_type: text(f.message_type),
+            control_id: text(f.control_id),
+            processing_id: text(f.processing_id),
+            version: text(f.version),
+            accept_ack: AckMode::from_code(f.accept_ack.raw()),
+            application_ack: AckMode::from_code(f.application_ack.raw()),
+            charset,
+        }
+    }
+
+    /// MSH-9.1, the message code ("ADT", "ORU", "ACK").
+    pub fn code(&self) -> &str {
+        split_message_type(&self.message_type).0
+    }
+
+    /// MSH-9.2, the trigger event ("A01"); empty when absent.
+    pub fn trigger(&self) -> &str {
+        split_message_type(&self.message_type).1
+    }
+
+    /// Whether this message is itself an acknowledgment (MSH-9.1 "ACK").
+    pub fn is_ack(&self) -> bool {
+        self.code() == "ACK"
+    }
+
+    /// Enhanced acknowledgment mode: MSH-15 or MSH-16 holds a known value.
+    /// Both empty (or unknown) means original mode, where every message gets
+    /// one application ACK.
+    pub fn is_enhanced_mode(&self) -> bool {
+        self.accept_ack.is_some() || self.application_ack.is_some()
+    }
+}
+
+/// Splits MSH-9 into code and trigger without knowing the component
+/// separator: a message code is alphanumeric (table 0076) and delimiters
+/// never are, so the first other character is the separator.
+fn split_message_type(message_type: &str) -> (&str, &str) {
+    let Some(sep_at) = message_type.find(|c: char| !c.is_ascii_alphanumeric()) else {
+        return (message_type, "");
+    };
+    let (code, rest) = message_type.split_at(sep_at);
+    let mut rest = rest.chars();
+    let sep = rest.next().unwrap_or('^');
+    let trigger = rest.as_str().split(sep).next().unwrap_or_default();
+    (code, trigger)
+}
+
+impl AckMode {
+    /// Reads MSH-15/MSH-16 (case and surrounding spaces ignored).
+    pub fn from_code(code: &[u8]) -> Option<AckMode> {
+        let code = code.trim_ascii();
+        let modes = [
+            AckMode::Always,
+            AckMode::Never,
+            AckMode::Error,
+            AckMode::Success,
+        ];
+        modes
+            .into_iter()
+            .find(|m| code.eq_ignore_ascii_case(m.code().as_bytes()))
+    }
+
+    /// The table 0155 code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AckMode::Always => "AL",
+            AckMode::Never => "NE",
+            AckMode::Error => "ER",
+            AckMode::Success => "SU",
+        }
+    }
+}
+
+impl AckCode {
+    /// Reads MSA-1 (case and surrounding spaces ignored).
+    pub fn from_code(code: &[u8]) -> Option<AckCode> {
+        let code = code.trim_ascii();
+        let all = [
+            AckCode::AA,
+            AckCode::AE,
+            AckCode::AR,
+            AckCode::CA,
+            AckCode::CE,
+            AckCode::CR,
+        ];
+        all.into_iter()
+            .find(|c| code.eq_ignore_ascii_case(c.as_str().as_bytes()))
+    }
+
+    /// The table 0008 code.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AckCode::AA => "AA",
+            AckCode::AE => "AE",
+            AckCode::AR => "AR",
+            AckCode::CA => "CA",
+            AckCode::CE => "CE",
+            AckCode::CR => "CR",
+        }
+    }
+
+    /// A positive outcome (AA or CA).
+    pub fn is_accept(&self) -> bool {
+        matches!(self, AckCode::AA | AckCode::CA)
+    }
+
+    /// A commit (accept) ACK of enhanced mode: CA, CE or CR.
+    pub fn is_commit(&self) -> bool {
+        matches!(self, AckCode::CA | AckCode::CE | AckCode::CR)
+    }
+}
+
+impl AckSummary {
+    /// Reads MSA-1 and MSA-2; `None` when the message has no MSA.
+    pub fn read(msg: &Message<'_>) -> Option<AckSummary> {
+        let msa = msg.segment("MSA")?;
+        Some(AckSummary {
+            code: AckCode::from_code(msa.field(1).raw()),
+            acknowledged_id: msg.charset().decode(msa.field(2).raw()).into_owned(),
+        })
+    }
+}
