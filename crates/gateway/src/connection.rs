@@ -13,8 +13,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, field, info, info_span, warn, Instrument, Span};
 
+use crate::config::RouteKind;
 use crate::metrics::{BytesLabels, Direction, HandshakeLabels, Metrics, Outcome, RouteLabel, Side};
 use crate::proxy::{pump, Activity, Metered, PumpEnd};
+use crate::relay::{relay, Peer};
 use crate::route::RouteRuntime;
 use crate::state::RouteState;
 use crate::stream::Stream;
@@ -34,7 +36,7 @@ pub(crate) async fn handle(
         let name = state.spec.name.as_str();
         let _open = OpenGuard::new(&route.metrics, name);
         let outcome = tokio::select! {
-            outcome = serve(&route.metrics, &state, tcp) => outcome,
+            outcome = serve(&route, &state, tcp, remote) => outcome,
             () = force.cancelled() => {
                 info!("closed at the end of the shutdown drain period");
                 Outcome::Drained
@@ -69,12 +71,19 @@ impl Drop for OpenGuard {
     }
 }
 
-async fn serve(metrics: &Metrics, state: &RouteState, tcp: TcpStream) -> Outcome {
+async fn serve(
+    route_rt: &RouteRuntime,
+    state: &RouteState,
+    tcp: TcpStream,
+    remote: SocketAddr,
+) -> Outcome {
+    let metrics = &route_rt.metrics;
     let spec = &state.spec;
     let route = spec.name.as_str();
     let limits = spec.limits;
     // Small HL7 messages and their ACKs must not wait for Nagle.
     let _ = tcp.set_nodelay(true);
+    let mut peer_app = None;
     let inbound = match &state.server {
         None => Stream::Plain(tcp),
         Some(tls) => {
@@ -82,10 +91,11 @@ async fn serve(metrics: &Metrics, state: &RouteState, tcp: TcpStream) -> Outcome
             match tls.accept(tcp, limits.handshake_timeout).await {
                 Ok((stream, peer)) => {
                     observe_handshake(metrics, route, Side::Listen, started);
-                    if let Some(peer) = peer {
+                    if let Some(peer) = &peer {
                         Span::current().record("app", peer.app.as_str());
                         debug!(subject = %peer.identity.subject, "client certificate admitted");
                     }
+                    peer_app = peer.map(|p| p.app);
                     Stream::TlsServer(Box::new(stream))
                 }
                 Err(refusal) => {
@@ -144,8 +154,28 @@ async fn serve(metrics: &Metrics, state: &RouteState, tcp: TcpStream) -> Outcome
     };
     let activity = Activity::new();
     let mut client = Metered::new(inbound, activity.clone(), bytes(Direction::Upstream));
-    let mut server = Metered::new(outbound, activity, bytes(Direction::Downstream));
-    let end = pump(&mut client, &mut server, limits.idle_timeout).await;
+    let mut server = Metered::new(outbound, activity.clone(), bytes(Direction::Downstream));
+    let end = match spec.kind {
+        RouteKind::Tcp => pump(&mut client, &mut server, limits.idle_timeout).await,
+        RouteKind::Mllp(settings) => {
+            let peer = Peer {
+                route: spec.name.clone(),
+                remote,
+                app: peer_app,
+            };
+            relay(
+                &mut client,
+                &mut server,
+                activity,
+                limits.idle_timeout,
+                peer,
+                settings,
+                &route_rt.events,
+                metrics,
+            )
+            .await
+        }
+    };
     let (up, down) = (client.total, server.total);
     match end {
         PumpEnd::Closed => {

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigError, RouteName};
+use crate::events::EventBus;
 use crate::metrics::{Metrics, ReloadLabels, ReloadOutcome};
 use crate::route::RouteRuntime;
 use crate::state::{build_states, BuildError, RouteState};
@@ -23,6 +24,7 @@ use crate::watch::watch_files;
 pub struct Gateway {
     shared: Arc<Shared>,
     listeners: Vec<(Arc<RouteRuntime>, TcpListener)>,
+    events: EventBus,
     drain_timeout: Duration,
     watch_interval: Duration,
 }
@@ -67,6 +69,7 @@ impl Gateway {
     /// Loads all certificate material and binds every listener; fails
     /// without listening at all if any route cannot start.
     pub async fn bind(config: Config, metrics: Metrics) -> Result<Gateway, GatewayError> {
+        let events = EventBus::default();
         let states = build_states(&config)?;
         let mut listeners = Vec::new();
         let mut routes = BTreeMap::new();
@@ -79,7 +82,7 @@ impl Gateway {
                     addr,
                     error,
                 })?;
-            let route = Arc::new(RouteRuntime::new(state, metrics.clone()));
+            let route = Arc::new(RouteRuntime::new(state, metrics.clone(), events.clone()));
             listeners.push((route.clone(), listener));
             routes.insert(name, route);
         }
@@ -92,6 +95,7 @@ impl Gateway {
                 reloading: tokio::sync::Mutex::new(()),
             }),
             listeners,
+            events,
             drain_timeout: config.drain_timeout,
             watch_interval: config.watch_interval,
         })
@@ -103,6 +107,11 @@ impl Gateway {
             .iter()
             .find(|(r, _)| r.name.as_str() == route)
             .and_then(|(_, l)| l.local_addr().ok())
+    }
+
+    /// The stream of message events of every `mllp` route.
+    pub fn events(&self) -> EventBus {
+        self.events.clone()
     }
 
     pub fn reloader(&self) -> Reloader {

@@ -4,14 +4,17 @@
 pub mod check;
 pub mod config;
 mod connection;
+pub mod events;
 mod gateway;
 pub mod metrics;
 mod proxy;
+mod relay;
 mod route;
 mod state;
 mod stream;
 mod watch;
 
 pub use config::{Config, ConfigError};
+pub use events::{EventBus, MessageEvent, MessageOutcome};
 pub use gateway::{Gateway, GatewayError, ReloadError, Reloader};
 pub use metrics::Metrics;

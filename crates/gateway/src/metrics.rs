@@ -77,6 +77,22 @@ pub struct BytesLabels {
     pub direction: Direction,
 }
 
+/// Messages on an `mllp` route by outcome: an ACK code (`AA`...), or one
+/// of the fixed words of `MessageOutcome::label`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MessageLabels {
+    pub route: String,
+    pub outcome: &'static str,
+}
+
+/// Framing problems on an `mllp` route: too_large, truncated,
+/// discarded_bytes, io.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FrameErrorLabels {
+    pub route: String,
+    pub kind: &'static str,
+}
+
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum ReloadOutcome {
     Ok,
@@ -97,6 +113,11 @@ pub struct Metrics {
     pub handshake_seconds: Family<HandshakeLabels, Histogram>,
     pub bytes: Family<BytesLabels, Counter>,
     pub reloads: Family<ReloadLabels, Counter>,
+    pub messages: Family<MessageLabels, Counter>,
+    pub message_roundtrip_seconds: Family<RouteLabel, Histogram>,
+    pub ack_mismatches: Family<RouteLabel, Counter>,
+    pub acks_overdue: Family<RouteLabel, Counter>,
+    pub frame_errors: Family<FrameErrorLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -110,6 +131,13 @@ impl Default for Metrics {
             }),
             bytes: Family::default(),
             reloads: Family::default(),
+            messages: Family::default(),
+            message_roundtrip_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.000_25, 2.0, 18))
+            }),
+            ack_mismatches: Family::default(),
+            acks_overdue: Family::default(),
+            frame_errors: Family::default(),
         }
     }
 }
@@ -148,6 +176,31 @@ impl Metrics {
             "Configuration and certificate reloads, per outcome",
             self.reloads.clone(),
         );
+        r.register(
+            "messages",
+            "HL7 messages on mllp routes, per route and outcome (ACK code)",
+            self.messages.clone(),
+        );
+        r.register(
+            "message_roundtrip_seconds",
+            "Time from a message's end to its ACK, per mllp route",
+            self.message_roundtrip_seconds.clone(),
+        );
+        r.register(
+            "ack_mismatches",
+            "ACKs whose MSA-2 is not the MSH-10 of the message they answer",
+            self.ack_mismatches.clone(),
+        );
+        r.register(
+            "acks_overdue",
+            "Messages still without ACK after ack_timeout",
+            self.acks_overdue.clone(),
+        );
+        r.register(
+            "frame_errors",
+            "MLLP framing problems, per route and kind",
+            self.frame_errors.clone(),
+        );
     }
 
     /// The metrics in Prometheus text format.
@@ -170,6 +223,38 @@ impl Metrics {
             .inc();
     }
 
+    pub fn message(&self, route: &str, outcome: &'static str) {
+        self.messages
+            .get_or_create(&MessageLabels {
+                route: route.to_string(),
+                outcome,
+            })
+            .inc();
+    }
+
+    pub fn roundtrip(&self, route: &str, latency: std::time::Duration) {
+        self.message_roundtrip_seconds
+            .get_or_create(&route_label(route))
+            .observe(latency.as_secs_f64());
+    }
+
+    pub fn ack_mismatch(&self, route: &str) {
+        self.ack_mismatches.get_or_create(&route_label(route)).inc();
+    }
+
+    pub fn ack_overdue(&self, route: &str) {
+        self.acks_overdue.get_or_create(&route_label(route)).inc();
+    }
+
+    pub fn frame_error(&self, route: &str, kind: &'static str) {
+        self.frame_errors
+            .get_or_create(&FrameErrorLabels {
+                route: route.to_string(),
+                kind,
+            })
+            .inc();
+    }
+
     pub fn ended(&self, route: &str, outcome: Outcome) {
         self.connections
             .get_or_create(&OutcomeLabels {
@@ -177,6 +262,12 @@ impl Metrics {
                 outcome,
             })
             .inc();
+    }
+}
+
+fn route_label(route: &str) -> RouteLabel {
+    RouteLabel {
+        route: route.to_string(),
     }
 }
 

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::config::RouteName;
 use crate::connection::handle;
+use crate::events::EventBus;
 use crate::metrics::{Metrics, Outcome, Side};
 use crate::state::RouteState;
 
@@ -23,16 +24,18 @@ pub(crate) struct RouteRuntime {
     /// One permit per open connection; fixed at start.
     permits: Arc<Semaphore>,
     pub metrics: Metrics,
+    pub events: EventBus,
     over_limit: LogThrottle,
 }
 
 impl RouteRuntime {
-    pub fn new(state: RouteState, metrics: Metrics) -> Self {
+    pub fn new(state: RouteState, metrics: Metrics, events: EventBus) -> Self {
         RouteRuntime {
             name: state.spec.name.clone(),
             permits: Arc::new(Semaphore::new(state.spec.limits.max_connections)),
             state: ArcSwap::from_pointee(state),
             metrics,
+            events,
             over_limit: LogThrottle::default(),
         }
     }

@@ -19,8 +19,8 @@ use guichet_tls::{
 };
 
 pub use types::{
-    AuthSpec, ForwardTls, Limits, ListenTls, ProfileName, RouteKind, RouteName, RouteSpec, Target,
-    TlsProfile,
+    AuthSpec, ForwardTls, Limits, ListenTls, MllpSettings, NonHl7Policy, ProfileName, RouteKind,
+    RouteName, RouteSpec, Target, TlsProfile,
 };
 
 use raw::{RawApp, RawConfig, RawLimits, RawProfile, RawRoute};
@@ -346,7 +346,7 @@ fn route(
     apps: &BTreeMap<AppName, Arc<AppRule>>,
 ) -> Result<RouteSpec, String> {
     check_name(&raw.name, "name")?;
-    let kind = choice(raw.kind.as_deref(), "kind", &[("tcp", RouteKind::Tcp)])?;
+    let kind = route_kind(raw)?;
     let listen: SocketAddr = raw.listen.parse().map_err(|_| {
         format!(
             "listen: {:?} is not an IP:port address (e.g. \"127.0.0.1:21010\" or \"[::]:6661\")",
@@ -412,6 +412,48 @@ fn route(
         forward_tls,
         limits: limits(&raw.limits(), defaults, "")?,
     })
+}
+
+const DEFAULT_MAX_FRAME: i64 = 16 * 1024 * 1024;
+
+fn route_kind(raw: &RawRoute) -> Result<RouteKind, String> {
+    let mllp = choice(
+        raw.kind.as_deref(),
+        "kind",
+        &[("tcp", false), ("mllp", true)],
+    )?;
+    if !mllp {
+        let stray = [
+            ("max_frame_bytes", raw.max_frame_bytes.is_some()),
+            ("non_hl7", raw.non_hl7.is_some()),
+            ("ack_timeout", raw.ack_timeout.is_some()),
+        ];
+        if let Some((field, _)) = stray.iter().find(|(_, set)| *set) {
+            return Err(format!("{field}: only for kind = \"mllp\" routes"));
+        }
+        return Ok(RouteKind::Tcp);
+    }
+    let max_frame = match raw.max_frame_bytes.unwrap_or(DEFAULT_MAX_FRAME) {
+        n @ 1024..=1_073_741_824 => n as usize,
+        n => {
+            return Err(format!(
+                "max_frame_bytes: {n} is out of range 1024..=1073741824"
+            ))
+        }
+    };
+    Ok(RouteKind::Mllp(MllpSettings {
+        max_frame,
+        non_hl7: choice(
+            raw.non_hl7.as_deref(),
+            "non_hl7",
+            &[
+                ("reject", NonHl7Policy::Reject),
+                ("pass", NonHl7Policy::Pass),
+            ],
+        )?,
+        ack_timeout: duration(raw.ack_timeout.as_deref(), "ack_timeout")?
+            .unwrap_or(Duration::from_secs(30)),
+    }))
 }
 
 fn listen_auth(

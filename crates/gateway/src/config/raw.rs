@@ -85,6 +85,10 @@ pub struct RawRoute {
     pub handshake_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub max_connections: Option<i64>,
+    /// `mllp` routes only.
+    pub max_frame_bytes: Option<i64>,
+    pub non_hl7: Option<String>,
+    pub ack_timeout: Option<String>,
 }
 
 impl RawRoute {

@@ -124,7 +124,7 @@ fn bad_configs_name_the_field() {
     );
     assert_error(
         &route("kind = \"udp\""),
-        "kind: \"udp\" is not allowed; use \"tcp\"",
+        "kind: \"udp\" is not allowed; use \"tcp\" or \"mllp\"",
     );
     assert_error(
         &format!(
@@ -158,5 +158,43 @@ fn bad_configs_name_the_field() {
             "{PROFILES}\n[[route]]\nname = \"r r\"\nlisten = \"127.0.0.1:1\"\nforward = \"h:2\"\n"
         ),
         "must be 1-64 characters",
+    );
+}
+
+#[test]
+fn mllp_routes_take_frame_and_ack_settings() {
+    let base = "[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:1\"\nforward = \"h:2\"\n";
+    let config = parse(&format!("{base}kind = \"mllp\"\n")).unwrap();
+    assert_eq!(
+        config.routes[0].kind,
+        RouteKind::Mllp(MllpSettings {
+            max_frame: 16 * 1024 * 1024,
+            non_hl7: NonHl7Policy::Reject,
+            ack_timeout: Duration::from_secs(30),
+        })
+    );
+    let config = parse(&format!(
+        "{base}kind = \"mllp\"\nmax_frame_bytes = 65536\nnon_hl7 = \"pass\"\nack_timeout = \"5s\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.routes[0].kind,
+        RouteKind::Mllp(MllpSettings {
+            max_frame: 65536,
+            non_hl7: NonHl7Policy::Pass,
+            ack_timeout: Duration::from_secs(5),
+        })
+    );
+    assert_error(
+        &format!("{base}non_hl7 = \"pass\"\n"),
+        "non_hl7: only for kind = \"mllp\" routes",
+    );
+    assert_error(
+        &format!("{base}kind = \"mllp\"\nmax_frame_bytes = 10\n"),
+        "max_frame_bytes: 10 is out of range",
+    );
+    assert_error(
+        &format!("{base}kind = \"mllp\"\nnon_hl7 = \"drop\"\n"),
+        "non_hl7: \"drop\" is not allowed",
     );
 }

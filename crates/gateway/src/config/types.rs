@@ -49,14 +49,38 @@ name_newtype!(ProfileName);
 pub enum RouteKind {
     /// A byte tunnel: any protocol, bytes untouched.
     Tcp,
+    /// HL7 v2 over MLLP: frame-aware, one event per message and its ACK.
+    Mllp(MllpSettings),
 }
 
 impl RouteKind {
     pub fn as_str(self) -> &'static str {
         match self {
             RouteKind::Tcp => "tcp",
+            RouteKind::Mllp(_) => "mllp",
         }
     }
+}
+
+/// What an `mllp` route does beyond forwarding frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MllpSettings {
+    /// A frame larger than this closes the connection: memory per
+    /// connection stays bounded whatever the peer sends.
+    pub max_frame: usize,
+    pub non_hl7: NonHl7Policy,
+    /// A message whose ACK has not come back by then is reported as
+    /// unacknowledged (the connection is left to the applications).
+    pub ack_timeout: Duration,
+}
+
+/// What to do with a frame that holds no HL7 message (no MSH).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonHl7Policy {
+    /// Answer the sender with an AR and an ERR segment; forward nothing.
+    Reject,
+    /// Forward it untouched, and report it.
+    Pass,
 }
 
 /// Where a route forwards to: a host name or IP, resolved at each connect

@@ -1,0 +1,139 @@
+//! One event per HL7 message that crosses an `mllp` route.
+//!
+//! Events carry metadata only: MSH-3/4/5/6/9/10/12, sizes, the ACK code and
+//! whether MSA-2 matched. They go to the log and to an in-process stream
+//! that the status page and the journal subscribe to. A slow subscriber
+//! loses the oldest events (broadcast); it never slows the data plane.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use guichet_hl7::{AckCode, Header};
+use guichet_tls::AppName;
+use tokio::sync::broadcast;
+use tracing::{info, warn};
+
+use crate::config::RouteName;
+
+/// What happened to one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageOutcome {
+    /// The receiver answered. `code` is MSA-1 (None when absent or unknown).
+    Acknowledged {
+        code: Option<AckCode>,
+        /// MSA-2 equals the message's MSH-10: a mismatch is a known cause
+        /// of silent loss in integration engines.
+        id_matches: bool,
+        latency: Duration,
+    },
+    /// The connection closed before any ACK came back.
+    Unacknowledged,
+    /// Not HL7 (no MSH): guichet answered AR itself and forwarded nothing.
+    RejectedNotHl7,
+    /// Not HL7 (no MSH): forwarded untouched by route policy.
+    PassedNotHl7,
+    /// An ACK arrived with no message waiting for one.
+    UnsolicitedAck { code: Option<AckCode> },
+}
+
+/// One message, as the gateway saw it.
+#[derive(Debug, Clone)]
+pub struct MessageEvent {
+    /// When the message (or the unsolicited ACK) arrived.
+    pub at: SystemTime,
+    pub route: RouteName,
+    pub remote: SocketAddr,
+    /// The sender's application, from its certificate (mTLS listeners).
+    pub peer_app: Option<AppName>,
+    /// MSH metadata; `None` for frames that are not HL7.
+    pub header: Option<Header>,
+    /// Payload bytes, without MLLP framing.
+    pub size: usize,
+    pub outcome: MessageOutcome,
+}
+
+impl MessageOutcome {
+    /// A fixed label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            MessageOutcome::Acknowledged {
+                code: Some(code), ..
+            } => code.as_str(),
+            MessageOutcome::Acknowledged { code: None, .. } => "no_code",
+            MessageOutcome::Unacknowledged => "unacknowledged",
+            MessageOutcome::RejectedNotHl7 => "rejected_not_hl7",
+            MessageOutcome::PassedNotHl7 => "passed_not_hl7",
+            MessageOutcome::UnsolicitedAck { .. } => "unsolicited_ack",
+        }
+    }
+}
+
+/// The stream of message events, shared by every route of a gateway.
+#[derive(Clone)]
+pub struct EventBus {
+    tx: broadcast::Sender<Arc<MessageEvent>>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        EventBus::new(4096)
+    }
+}
+
+impl EventBus {
+    pub fn new(capacity: usize) -> Self {
+        EventBus {
+            tx: broadcast::channel(capacity).0,
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<MessageEvent>> {
+        self.tx.subscribe()
+    }
+
+    /// Logs the event and hands it to subscribers, if any.
+    pub(crate) fn publish(&self, event: MessageEvent) {
+        log(&event);
+        let _ = self.tx.send(Arc::new(event));
+    }
+}
+
+fn log(e: &MessageEvent) {
+    let empty = String::new();
+    let (kind, id, sender, receiver, version) = match &e.header {
+        Some(h) => (
+            &h.message_type,
+            &h.control_id,
+            &h.sending_application,
+            &h.receiving_application,
+            &h.version,
+        ),
+        None => (&empty, &empty, &empty, &empty, &empty),
+    };
+    let outcome = e.outcome.label();
+    match &e.outcome {
+        MessageOutcome::Acknowledged {
+            id_matches: true,
+            latency,
+            ..
+        } => info!(
+            message_type = %kind, control_id = %id, sender = %sender, receiver = %receiver,
+            version = %version, size = e.size, ack = outcome, latency_ms = latency.as_secs_f64() * 1e3,
+            "message acknowledged"
+        ),
+        MessageOutcome::Acknowledged { latency, .. } => warn!(
+            message_type = %kind, control_id = %id, sender = %sender, receiver = %receiver,
+            version = %version, size = e.size, ack = outcome, latency_ms = latency.as_secs_f64() * 1e3,
+            "ACK does not acknowledge this message: its MSA-2 differs from the message's MSH-10"
+        ),
+        MessageOutcome::PassedNotHl7 => info!(
+            size = e.size,
+            outcome, "frame without MSH forwarded (non_hl7 = \"pass\")"
+        ),
+        _ => warn!(
+            message_type = %kind, control_id = %id, sender = %sender, receiver = %receiver,
+            size = e.size, outcome, "message not acknowledged"
+        ),
+    }
+}

@@ -1,0 +1,30 @@
+//! Simulators for testing MLLP flows: a sender and a receiver that speak
+//! correct, bounded MLLP (one outstanding message per connection, an ACK
+//! deadline, MSA-2 checked, ACKs built by the book), with or without
+//! (mutual) TLS, and realistic French test messages (IHE PAM FR).
+//!
+//! The CLI's `guichet send`, `guichet listen` and `guichet demo` print what
+//! these functions report; nothing here writes to stdout.
+
+pub mod input;
+mod latency;
+pub mod listener;
+pub mod report;
+pub mod sender;
+pub mod stamp;
+pub mod templates;
+pub mod tls;
+
+pub use input::{Input, InputError, Outgoing};
+pub use listener::{
+    listen, AckPolicy, ListenError, ListenEvent, ListenHandle, ListenOptions, ListenStats, Received,
+};
+pub use report::{Outcome, SendResult, SendSummary};
+pub use sender::{send, SendError, SendOptions};
+pub use templates::{Template, TemplateContext, UnknownTemplate};
+pub use tls::{TlsClientOptions, TlsServerOptions, TlsSetupError};
+
+/// A byte stream, plain or TLS, behind one type.
+pub(crate) trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+pub(crate) type BoxedIo = Box<dyn Io>;
