@@ -10,15 +10,14 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use guichet_hl7::{
-    build_reject_for_unparseable, AckCode, AckRequest, AckSummary, ErrorCode, ErrorDetail, Header,
-    Message, MllpCodec, MllpError, ParseOptions, Severity,
+    build_reject_for_unparseable, stamp, AckCode, AckRequest, AckSummary, ErrorCode, ErrorDetail,
+    Header, Message, MllpCodec, MllpError, ParseOptions, Severity,
 };
 use guichet_tls::AppName;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -343,8 +342,8 @@ async fn sleep_until(at: Option<Instant>) {
 
 /// The AR guichet answers a frame without MSH with.
 fn reject_not_hl7() -> Vec<u8> {
-    let control_id = next_control_id();
-    let timestamp = hl7_timestamp(SystemTime::now());
+    let control_id = stamp::next_control_id();
+    let timestamp = stamp::now_timestamp();
     build_reject_for_unparseable(&AckRequest {
         code: AckCode::AR,
         control_id: &control_id,
@@ -356,31 +355,4 @@ fn reject_not_hl7() -> Vec<u8> {
             location: None,
         }),
     })
-}
-
-/// Control ids for guichet's own messages: the process start time and a
-/// counter, so ids stay unique across restarts too.
-fn next_control_id() -> String {
-    static STARTED: OnceLock<u64> = OnceLock::new();
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    let started = STARTED.get_or_init(|| {
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-    });
-    format!("GU{started:X}{:06}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-/// `YYYYMMDDHHMMSS` in UTC, HL7's DTM.
-pub(crate) fn hl7_timestamp(at: SystemTime) -> String {
-    let t = time::OffsetDateTime::from(at);
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
 }

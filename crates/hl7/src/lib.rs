@@ -13,6 +13,7 @@ pub mod escape;
 pub mod header;
 pub mod message;
 pub mod mllp;
+pub mod stamp;
 
 pub use ack::{
     accept_ack_due, application_ack_due, build_ack, build_reject_for_unparseable, AckRequest,

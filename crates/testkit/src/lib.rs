@@ -11,7 +11,7 @@ mod latency;
 pub mod listener;
 pub mod report;
 pub mod sender;
-pub mod stamp;
+pub use guichet_hl7::stamp;
 pub mod templates;
 pub mod tls;
 
