@@ -43,6 +43,108 @@ pub enum Command {
     /// The allowlist of partner applications, recognised by certificate.
     #[command(subcommand)]
     Apps(AppsCommand),
+    /// Send HL7 messages over MLLP and check every ACK (a sending application simulator).
+    Send(SendArgs),
+    /// Receive HL7 messages over MLLP and answer ACKs (a receiving application simulator).
+    Listen(ListenArgs),
+    /// The whole EAI <-> DPI scenario on this machine: throwaway PKI, two gateways with
+    /// mutual TLS both ways, simulated applications, and a live trace of every message.
+    Demo(DemoArgs),
+}
+
+/// TLS towards a receiver or gateway.
+#[derive(Args, Debug)]
+pub struct ClientTlsArgs {
+    /// CA bundle to verify the server with; enables TLS.
+    #[arg(long, value_name = "CA.pem")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate to present (mutual TLS).
+    #[arg(
+        long,
+        value_name = "CERT.pem",
+        requires = "tls_ca",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Name the server certificate must carry (default: the host of --to).
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    pub server_name: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    /// Where to send: the receiver, or a gateway in front of it.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub to: String,
+    /// A file of HL7 messages (several allowed; \n or \r\n line ends are fine).
+    #[arg(
+        value_name = "FILE",
+        required_unless_present = "template",
+        conflicts_with = "template"
+    )]
+    pub file: Option<PathBuf>,
+    /// A built-in French (IHE PAM FR) message, fresh control id and time on every send.
+    #[arg(long, value_name = "NAME", value_parser = guichet_testkit::Template::NAMES)]
+    pub template: Option<String>,
+    /// Messages to send in all (default: each message of the file, or one template message).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Pace between messages, e.g. 20s, 500ms (default: as fast as ACKs come back).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub every: Option<std::time::Duration>,
+    /// Connections side by side, each with one message in flight.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub conns: u64,
+    /// How long to wait for each ACK.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub ack_timeout: std::time::Duration,
+    /// Sending application^facility (templates only).
+    #[arg(long, default_value = "EAI^CHU", value_name = "APP^FACILITY")]
+    pub from: String,
+    /// Receiving application^facility (templates only).
+    #[arg(long, default_value = "DPI^CHU", value_name = "APP^FACILITY")]
+    pub to_app: String,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ListenArgs {
+    /// Address to listen on, e.g. 127.0.0.1:2575.
+    #[arg(long, value_name = "ADDR")]
+    pub on: std::net::SocketAddr,
+    /// ACK code to answer with; "none" never answers.
+    #[arg(long, default_value = "aa", value_parser = guichet_testkit::AckPolicy::NAMES)]
+    pub ack: String,
+    /// Wait this many milliseconds before each ACK.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub delay: u64,
+    /// Print each whole message, not only its header (the messages are test data).
+    #[arg(long)]
+    pub show: bool,
+    /// Certificate to present: enables TLS.
+    #[arg(long, value_name = "CERT.pem", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates issued by this CA (mutual TLS).
+    #[arg(long, value_name = "CA.pem", requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Pace of each simulated application.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub every: std::time::Duration,
+    /// Stop after this many messages each way (default: until Ctrl-C).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Keep the generated PKI and configurations in this directory (default: a temporary one).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -3,9 +3,13 @@
 
 mod apps;
 mod cli;
+mod demo;
+mod listen;
 mod logging;
 mod pki;
 mod run;
+mod runtime;
+mod send;
 
 use std::process::ExitCode;
 
@@ -14,12 +18,20 @@ use clap::Parser;
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let log_format = args.log_format;
-    logging::init(log_format);
+    // The demo prints its own trace; gateway logs would drown it.
+    let default_level = match args.command {
+        cli::Command::Demo(_) => "warn",
+        _ => "info",
+    };
+    logging::init(log_format, default_level);
     let result = match args.command {
         cli::Command::Run(a) => run::run(&a),
         cli::Command::Check(a) => run::check(&a),
         cli::Command::Pki(a) => pki::pki(a),
         cli::Command::Apps(a) => apps::apps(a),
+        cli::Command::Send(a) => send::send_command(a),
+        cli::Command::Listen(a) => listen::listen_command(a),
+        cli::Command::Demo(a) => demo::demo(a),
     };
     match result {
         Ok(code) => code,

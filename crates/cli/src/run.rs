@@ -12,12 +12,7 @@ use crate::cli::ConfigArgs;
 
 pub fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("guichet")
-        .build()
-        .context("cannot start the runtime")?;
-    runtime.block_on(async {
+    crate::runtime::runtime()?.block_on(async {
         // Handlers first: a SIGHUP sent as soon as a port answers must
         // reload, not kill the process.
         let signals = Signals::install()?;

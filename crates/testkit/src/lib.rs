@@ -11,10 +11,10 @@ mod latency;
 pub mod listener;
 pub mod report;
 pub mod sender;
-pub use guichet_hl7::stamp;
 pub mod templates;
 pub mod tls;
 
+pub use guichet_hl7::stamp;
 pub use input::{Input, InputError, Outgoing};
 pub use listener::{
     listen, AckPolicy, ListenError, ListenEvent, ListenHandle, ListenOptions, ListenStats, Received,
