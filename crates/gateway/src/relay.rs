@@ -17,11 +17,11 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use guichet_hl7::{
     build_reject_for_unparseable, stamp, AckCode, AckRequest, AckSummary, ErrorCode, ErrorDetail,
-    Header, Message, MllpCodec, MllpError, ParseOptions, Severity,
+    Frame, Header, Message, MllpCodec, MllpError, ParseOptions, Severity,
 };
 use guichet_tls::AppName;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tracing::warn;
@@ -36,6 +36,19 @@ pub(crate) struct Peer {
     pub route: RouteName,
     pub remote: SocketAddr,
     pub app: Option<AppName>,
+}
+
+/// What the sender is owed, in the order it sent: MLLP answers in order,
+/// so a pipelining sender pairs answers with messages by position.
+enum Owed {
+    /// A message forwarded to the receiver, waiting for its ACK.
+    Ack(Waiting),
+    /// A frame without MSH passed to the receiver (`non_hl7 = "pass"`):
+    /// its answer is forwarded, but was already reported.
+    PassedReply,
+    /// guichet's own answer (an AR for a frame without MSH), held until
+    /// every answer owed before it has gone back.
+    OwnReply(Bytes),
 }
 
 /// A message forwarded and not yet acknowledged.
@@ -53,7 +66,9 @@ struct Relay<'a> {
     settings: MllpSettings,
     events: &'a EventBus,
     metrics: &'a Metrics,
-    waiting: Mutex<VecDeque<Waiting>>,
+    owed: Mutex<VecDeque<Owed>>,
+    /// Wakes the downstream side when an own reply is queued.
+    reply_queued: Notify,
 }
 
 /// Why a relayed connection ended early.
@@ -70,6 +85,9 @@ enum RelayError {
 
 /// Relays frames both ways until both directions end, a framing error,
 /// or `idle` passes with no byte either way.
+// The connection's parts, each from a different owner; a struct to carry
+// them would be used once.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn relay<C, S>(
     client: C,
     server: S,
@@ -89,21 +107,19 @@ where
         settings,
         events,
         metrics,
-        waiting: Mutex::new(VecDeque::new()),
+        owed: Mutex::new(VecDeque::new()),
+        reply_queued: Notify::new(),
     };
     let (client_rd, client_wr) = tokio::io::split(client);
     let (server_rd, server_wr) = tokio::io::split(server);
     let codec = MllpCodec::new(settings.max_frame);
-    let (replies_tx, replies_rx) = mpsc::channel(16);
     let upstream = relay.upstream(
         FramedRead::new(client_rd, codec.clone()),
         FramedWrite::new(server_wr, codec.clone()),
-        replies_tx,
     );
     let downstream = relay.downstream(
         FramedRead::new(server_rd, codec.clone()),
         FramedWrite::new(client_wr, codec),
-        replies_rx,
     );
     let end = tokio::select! {
         result = async { tokio::try_join!(upstream, downstream) } => match result {
@@ -125,25 +141,33 @@ impl Relay<'_> {
         &self,
         mut frames: FramedRead<R, MllpCodec>,
         mut to_server: FramedWrite<W, MllpCodec>,
-        replies: mpsc::Sender<Bytes>,
     ) -> Result<(), RelayError>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
         while let Some(frame) = frames.next().await {
-            let frame = frame.map_err(|error| self.frame_error("sender", error))?;
+            let Some(frame) = self.frame_or_end("sender", frame)? else {
+                break;
+            };
             self.report_discarded("sender", frame.discarded);
             let size = frame.payload.len();
             match Message::parse_with(&frame.payload, ParseOptions::default()) {
                 Ok(message) => {
                     let header = Header::read(&message);
-                    self.push_waiting(header, size);
+                    self.owe(Owed::Ack(Waiting {
+                        header,
+                        size,
+                        at: SystemTime::now(),
+                        since: Instant::now(),
+                        overdue: false,
+                    }));
                     to_server.send(frame.payload).await.map_err(io_error)?;
                 }
                 Err(_) => match self.settings.non_hl7 {
                     NonHl7Policy::Pass => {
                         self.publish(None, size, SystemTime::now(), MessageOutcome::PassedNotHl7);
+                        self.owe(Owed::PassedReply);
                         to_server.send(frame.payload).await.map_err(io_error)?;
                     }
                     NonHl7Policy::Reject => {
@@ -153,9 +177,8 @@ impl Relay<'_> {
                             SystemTime::now(),
                             MessageOutcome::RejectedNotHl7,
                         );
-                        if replies.send(Bytes::from(reject_not_hl7())).await.is_err() {
-                            break;
-                        }
+                        self.owe(Owed::OwnReply(Bytes::from(reject_not_hl7())));
+                        self.reply_queued.notify_one();
                     }
                 },
             }
@@ -165,33 +188,34 @@ impl Relay<'_> {
         Ok(())
     }
 
-    /// Receiver → sender: match each ACK with the oldest waiting message,
-    /// then forward it; also sends guichet's own rejects.
+    /// Receiver → sender: match each ACK with the oldest message owed
+    /// one, then forward it; guichet's own replies go back in their turn.
     async fn downstream<R, W>(
         &self,
         mut frames: FramedRead<R, MllpCodec>,
         mut to_client: FramedWrite<W, MllpCodec>,
-        mut replies: mpsc::Receiver<Bytes>,
     ) -> Result<(), RelayError>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let mut replies_open = true;
         loop {
             let overdue_at = self.next_overdue();
             tokio::select! {
+                biased;
+                () = self.reply_queued.notified() => self.send_own_replies(&mut to_client).await?,
                 frame = frames.next() => {
                     let Some(frame) = frame else { break };
-                    let frame = frame.map_err(|error| self.frame_error("receiver", error))?;
+                    let Some(frame) = self.frame_or_end("receiver", frame)? else {
+                        break;
+                    };
                     self.report_discarded("receiver", frame.discarded);
+                    // Replies owed before this answer go first.
+                    self.send_own_replies(&mut to_client).await?;
                     self.acknowledged(&frame.payload);
                     to_client.send(frame.payload).await.map_err(io_error)?;
+                    self.send_own_replies(&mut to_client).await?;
                 }
-                reply = replies.recv(), if replies_open => match reply {
-                    Some(reply) => to_client.send(reply).await.map_err(io_error)?,
-                    None => replies_open = false,
-                },
                 () = sleep_until(overdue_at) => self.report_overdue(),
             }
         }
@@ -199,16 +223,32 @@ impl Relay<'_> {
         Ok(())
     }
 
-    fn push_waiting(&self, header: Header, size: usize) {
-        let entry = Waiting {
-            header,
-            size,
-            at: SystemTime::now(),
-            since: Instant::now(),
-            overdue: false,
-        };
-        if let Ok(mut waiting) = self.waiting.lock() {
-            waiting.push_back(entry);
+    fn owe(&self, owed: Owed) {
+        if let Ok(mut queue) = self.owed.lock() {
+            queue.push_back(owed);
+        }
+    }
+
+    /// Writes guichet's own replies that have reached the front.
+    async fn send_own_replies<W>(
+        &self,
+        to_client: &mut FramedWrite<W, MllpCodec>,
+    ) -> Result<(), RelayError>
+    where
+        W: AsyncWrite + Unpin,
+    {
+        loop {
+            let reply = match self.owed.lock() {
+                Ok(mut queue) => match queue.front() {
+                    Some(Owed::OwnReply(_)) => match queue.pop_front() {
+                        Some(Owed::OwnReply(reply)) => reply,
+                        _ => return Ok(()),
+                    },
+                    _ => return Ok(()),
+                },
+                Err(_) => return Ok(()),
+            };
+            to_client.send(reply).await.map_err(io_error)?;
         }
     }
 
@@ -217,18 +257,25 @@ impl Relay<'_> {
         let parsed = Message::parse_with(payload, ParseOptions::default()).ok();
         let summary = parsed.as_ref().and_then(AckSummary::read);
         let code = summary.as_ref().and_then(|s| s.code);
-        let first = self.waiting.lock().ok().and_then(|mut w| w.pop_front());
-        let Some(waiting) = first else {
-            let header = parsed.as_ref().map(Header::read);
-            self.metrics
-                .message(self.peer.route.as_str(), "unsolicited_ack");
-            self.publish(
-                header,
-                payload.len(),
-                SystemTime::now(),
-                MessageOutcome::UnsolicitedAck { code },
-            );
-            return;
+        let first = self
+            .owed
+            .lock()
+            .ok()
+            .and_then(|mut queue| queue.pop_front());
+        let waiting = match first {
+            Some(Owed::Ack(waiting)) => waiting,
+            Some(Owed::PassedReply) => return,
+            Some(Owed::OwnReply(_)) | None => {
+                // Own replies at the front were sent just before this frame.
+                let header = parsed.as_ref().map(Header::read);
+                self.publish(
+                    header,
+                    payload.len(),
+                    SystemTime::now(),
+                    MessageOutcome::UnsolicitedAck { code },
+                );
+                return;
+            }
         };
         let id_matches = summary
             .as_ref()
@@ -248,20 +295,25 @@ impl Relay<'_> {
 
     /// When the oldest waiting message becomes overdue, if it is not yet.
     fn next_overdue(&self) -> Option<Instant> {
-        let waiting = self.waiting.lock().ok()?;
-        waiting
+        let queue = self.owed.lock().ok()?;
+        queue
             .iter()
+            .filter_map(awaited)
             .find(|w| !w.overdue)
             .map(|w| w.since + self.settings.ack_timeout)
     }
 
     fn report_overdue(&self) {
-        let Ok(mut waiting) = self.waiting.lock() else {
+        let Ok(mut queue) = self.owed.lock() else {
             return;
         };
         let timeout = self.settings.ack_timeout;
-        for w in waiting
+        for w in queue
             .iter_mut()
+            .filter_map(|owed| match owed {
+                Owed::Ack(w) => Some(w),
+                _ => None,
+            })
             .filter(|w| !w.overdue && w.since.elapsed() >= timeout)
         {
             w.overdue = true;
@@ -277,11 +329,12 @@ impl Relay<'_> {
 
     /// Every message still waiting when the connection ends.
     fn unacknowledged(&self) {
-        let left: Vec<Waiting> = match self.waiting.lock() {
-            Ok(mut waiting) => waiting.drain(..).collect(),
+        let left: Vec<Owed> = match self.owed.lock() {
+            Ok(mut queue) => queue.drain(..).collect(),
             Err(_) => return,
         };
-        for w in left {
+        for owed in left {
+            let Owed::Ack(w) = owed else { continue };
             self.publish(Some(w.header), w.size, w.at, MessageOutcome::Unacknowledged);
         }
     }
@@ -314,6 +367,25 @@ impl Relay<'_> {
         }
     }
 
+    /// A frame, or `None` when the stream ended after bytes outside any
+    /// frame (a stray CR LF after the last one): those are counted like
+    /// noise before a frame, and that direction ends normally so the ACKs
+    /// still in flight the other way are delivered.
+    fn frame_or_end(
+        &self,
+        side: &'static str,
+        frame: Result<Frame, MllpError>,
+    ) -> Result<Option<Frame>, RelayError> {
+        match frame {
+            Ok(frame) => Ok(Some(frame)),
+            Err(MllpError::TrailingGarbage { bytes }) => {
+                self.report_discarded(side, bytes);
+                Ok(None)
+            }
+            Err(error) => Err(self.frame_error(side, error)),
+        }
+    }
+
     fn frame_error(&self, side: &'static str, error: MllpError) -> RelayError {
         let kind = match &error {
             MllpError::TooLarge { .. } => "too_large",
@@ -323,6 +395,13 @@ impl Relay<'_> {
         };
         self.metrics.frame_error(self.peer.route.as_str(), kind);
         RelayError::Frame { side, error }
+    }
+}
+
+fn awaited(owed: &Owed) -> Option<&Waiting> {
+    match owed {
+        Owed::Ack(w) => Some(w),
+        _ => None,
     }
 }
 

@@ -16,15 +16,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use guichet_gateway::{Config, Gateway, Metrics, Reloader};
+use bytes::BytesMut;
+use guichet_gateway::{Config, EventBus, Gateway, MessageEvent, Metrics, Reloader};
+use guichet_hl7::{build_ack, frame, AckCode, AckRequest, Header, Message, MllpCodec};
 use guichet_pki::{CaOptions, IssueRequest, IssuedFiles, Usage};
 use guichet_tls::{
     ClientAuth, ClientTls, Material, ProfileFiles, Refusal, ServerName, ServerTls, TlsSettings,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_rustls::client::TlsStream;
+use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 /// The longest any single network step may take before the test fails.
@@ -196,6 +200,9 @@ pub fn app(name: &str, cn: &str) -> String {
 /// A gateway running from a config file, with everything a test reads.
 pub struct Running {
     pub metrics: Metrics,
+    /// The gateway's message events (`mllp` routes); subscribe before
+    /// sending to see every event.
+    pub events: EventBus,
     pub reloader: Reloader,
     pub shutdown: CancellationToken,
     addrs: BTreeMap<String, SocketAddr>,
@@ -222,10 +229,12 @@ impl Running {
             })
             .collect();
         let reloader = gateway.reloader();
+        let events = gateway.events();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(gateway.run(shutdown.clone()));
         Running {
             metrics,
+            events,
             reloader,
             shutdown,
             addrs,
@@ -305,6 +314,40 @@ impl Running {
         )
     }
 
+    /// `guichet_messages_total`: messages on an `mllp` route by outcome.
+    pub fn messages(&self, route: &str, outcome: &str) -> u64 {
+        self.value(
+            "guichet_messages_total",
+            &[("route", route), ("outcome", outcome)],
+        )
+    }
+
+    /// `guichet_frame_errors_total` of one route and kind.
+    pub fn frame_errors(&self, route: &str, kind: &str) -> u64 {
+        self.value(
+            "guichet_frame_errors_total",
+            &[("route", route), ("kind", kind)],
+        )
+    }
+
+    pub fn ack_mismatches(&self, route: &str) -> u64 {
+        self.value("guichet_ack_mismatches_total", &[("route", route)])
+    }
+
+    pub fn acks_overdue(&self, route: &str) -> u64 {
+        self.value("guichet_acks_overdue_total", &[("route", route)])
+    }
+
+    /// Messages counted on `route` under any outcome.
+    pub fn all_messages(&self, route: &str) -> u64 {
+        sum_family_where(&self.metrics.render(), "guichet_messages_total", route)
+    }
+
+    /// Frame errors counted on `route` under any kind.
+    pub fn all_frame_errors(&self, route: &str) -> u64 {
+        sum_family_where(&self.metrics.render(), "guichet_frame_errors_total", route)
+    }
+
     /// Every refusal counted on any route, side and reason.
     pub fn all_refusals(&self) -> u64 {
         sum_family(&self.metrics.render(), "guichet_refusals_total")
@@ -358,6 +401,15 @@ fn sum_family(text: &str, name: &str) -> u64 {
     text.lines()
         .filter_map(parse_sample)
         .filter(|(n, _, _)| *n == name)
+        .map(|(_, _, v)| v as u64)
+        .sum()
+}
+
+/// The sum of `name` over the samples of one route.
+fn sum_family_where(text: &str, name: &str, route: &str) -> u64 {
+    text.lines()
+        .filter_map(parse_sample)
+        .filter(|(n, l, _)| *n == name && l.get("route") == Some(&route))
         .map(|(_, _, v)| v as u64)
         .sum()
 }
@@ -548,4 +600,287 @@ pub async fn expect_refused(client: &ClientTls, addr: SocketAddr, name: &str) {
 /// A recognisable payload of `len` bytes.
 pub fn payload(len: usize) -> Vec<u8> {
     (0..len).map(|i| b"0123456789abcdefghij"[i % 20]).collect()
+}
+
+// -------------------------------------------------------- MLLP peers
+
+/// Label values of `guichet_messages_total` and `guichet_frame_errors_total`
+/// (`MessageOutcome::label` and the relay's fixed kinds).
+pub mod mllp_label {
+    pub const UNACKNOWLEDGED: &str = "unacknowledged";
+    pub const REJECTED_NOT_HL7: &str = "rejected_not_hl7";
+    pub const PASSED_NOT_HL7: &str = "passed_not_hl7";
+    pub const UNSOLICITED_ACK: &str = "unsolicited_ack";
+    pub const TOO_LARGE: &str = "too_large";
+    pub const TRUNCATED: &str = "truncated";
+    pub const DISCARDED_BYTES: &str = "discarded_bytes";
+}
+
+/// How an MLLP receiver behind the gateway answers each message.
+#[derive(Debug, Clone)]
+pub struct AckPlan {
+    /// MSA-1 of every ACK.
+    pub code: AckCode,
+    /// MSA-2 differs from the message's MSH-10.
+    pub wrong_id: bool,
+    /// Waited before each ACK.
+    pub delay: Duration,
+    /// Never answer.
+    pub silent: bool,
+    /// Answer only after reading the sender's end of stream.
+    pub after_eof: bool,
+    /// An ACK payload sent right after accept, before anything is read.
+    pub unsolicited: Option<Vec<u8>>,
+    /// Answer frames that are not HL7 with an AR (as some engines do).
+    pub answer_not_hl7: bool,
+}
+
+impl AckPlan {
+    /// AA to every message, at once.
+    pub fn accept() -> AckPlan {
+        AckPlan {
+            code: AckCode::AA,
+            wrong_id: false,
+            delay: Duration::ZERO,
+            silent: false,
+            after_eof: false,
+            unsolicited: None,
+            answer_not_hl7: false,
+        }
+    }
+
+    pub fn code(code: AckCode) -> AckPlan {
+        AckPlan {
+            code,
+            ..AckPlan::accept()
+        }
+    }
+}
+
+/// An MLLP receiver (tokio + `MllpCodec`) answering per its [`AckPlan`],
+/// with what it saw and sent. Frames that are not HL7 get no answer.
+#[derive(Clone)]
+pub struct MllpBackend {
+    pub addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    /// Connections whose end of stream was read (then closed).
+    ended: Arc<AtomicUsize>,
+    /// Every byte read, over all connections.
+    raw: Arc<Mutex<Vec<u8>>>,
+    /// Payloads of the frames read, in order.
+    received: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Payloads of the frames sent (ACKs), in order.
+    sent: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl MllpBackend {
+    pub async fn start(plan: AckPlan) -> MllpBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let backend = MllpBackend {
+            addr: listener.local_addr().unwrap(),
+            accepted: Arc::default(),
+            ended: Arc::default(),
+            raw: Arc::default(),
+            received: Arc::default(),
+            sent: Arc::default(),
+        };
+        let seen = backend.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                seen.accepted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(seen.clone().serve(tcp, plan.clone()));
+            }
+        });
+        backend
+    }
+
+    /// The `forward = "..."` value that reaches this receiver.
+    pub fn target(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    pub fn raw(&self) -> Vec<u8> {
+        self.raw.lock().unwrap().clone()
+    }
+
+    pub fn received(&self) -> Vec<Vec<u8>> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn sent(&self) -> Vec<Vec<u8>> {
+        self.sent.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` connections have reached their end of stream, so
+    /// everything the gateway forwarded on them has been read.
+    pub async fn wait_ended(&self, n: usize) {
+        bounded("backend connections ended", async {
+            while self.ended.load(Ordering::SeqCst) < n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert_eq!(self.ended.load(Ordering::SeqCst), n, "connections ended");
+    }
+
+    async fn serve(self, tcp: TcpStream, plan: AckPlan) {
+        let (mut rd, mut wr) = tcp.into_split();
+        if let Some(ack) = &plan.unsolicited {
+            self.sent.lock().unwrap().push(ack.clone());
+            let _ = wr.write_all(&frame(ack)).await;
+        }
+        let mut codec = MllpCodec::new(64 * 1024 * 1024);
+        let mut buf = BytesMut::new();
+        let mut later = Vec::new();
+        loop {
+            buf.reserve(64 * 1024);
+            let before = buf.len();
+            match rd.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => self.raw.lock().unwrap().extend_from_slice(&buf[before..]),
+            }
+            while let Ok(Some(frame)) = codec.decode(&mut buf) {
+                let n = {
+                    let mut received = self.received.lock().unwrap();
+                    received.push(frame.payload.to_vec());
+                    received.len()
+                };
+                let Some(ack) = answer(&frame.payload, &plan, n) else {
+                    continue;
+                };
+                if plan.after_eof {
+                    later.push(ack);
+                } else if self.send(&mut wr, ack, plan.delay).await.is_err() {
+                    return;
+                }
+            }
+        }
+        for ack in later {
+            let _ = self.send(&mut wr, ack, Duration::ZERO).await;
+        }
+        let _ = wr.shutdown().await;
+        self.ended.fetch_add(1, Ordering::SeqCst);
+    }
+
+    async fn send<W: AsyncWrite + Unpin>(
+        &self,
+        wr: &mut W,
+        ack: Vec<u8>,
+        delay: Duration,
+    ) -> std::io::Result<()> {
+        tokio::time::sleep(delay).await;
+        // Recorded first: once the sender reads it, it is in `sent`.
+        self.sent.lock().unwrap().push(ack.clone());
+        wr.write_all(&frame(&ack)).await
+    }
+}
+
+/// The ACK of the `n`th message, per `plan`; `None` for silence or for a
+/// frame that is not HL7.
+fn answer(payload: &[u8], plan: &AckPlan, n: usize) -> Option<Vec<u8>> {
+    if plan.silent {
+        return None;
+    }
+    let Ok(message) = Message::parse(payload) else {
+        return plan.answer_not_hl7.then(|| NOT_HL7_ANSWER.to_vec());
+    };
+    let ack = ack_for(&message, plan.code, &format!("ACK{n}"));
+    if !plan.wrong_id {
+        return Some(ack);
+    }
+    let id = Header::read(&message).control_id;
+    let msa = format!("\rMSA|{}|{id}", plan.code.as_str());
+    let text = String::from_utf8(ack).unwrap();
+    assert!(text.contains(&msa), "{text:?}");
+    Some(text.replace(&msa, &format!("{msa}-OTHER")).into_bytes())
+}
+
+/// What a backend with `answer_not_hl7` answers to a frame without MSH.
+pub const NOT_HL7_ANSWER: &[u8] =
+    b"MSH|^~\\&|DPI|CHU|||20250101000000||ACK|BACKEND1|P|2.5\rMSA|AR|\r";
+
+/// `build_ack` with a fixed timestamp.
+pub fn ack_for(message: &Message<'_>, code: AckCode, control_id: &str) -> Vec<u8> {
+    build_ack(
+        message,
+        &AckRequest {
+            code,
+            control_id,
+            timestamp: "20240101120000",
+            text: None,
+            error: None,
+        },
+    )
+}
+
+/// Frames read from one stream, one at a time, each read bounded by [`WAIT`].
+pub struct FrameReader {
+    codec: MllpCodec,
+    buf: BytesMut,
+}
+
+impl Default for FrameReader {
+    fn default() -> Self {
+        FrameReader {
+            codec: MllpCodec::new(64 * 1024 * 1024),
+            buf: BytesMut::new(),
+        }
+    }
+}
+
+impl FrameReader {
+    /// The next frame's payload; `None` at a clean end of stream.
+    pub async fn next<R: AsyncRead + Unpin>(&mut self, rd: &mut R) -> Option<Vec<u8>> {
+        bounded("MLLP frame", async {
+            loop {
+                if let Some(frame) = self.codec.decode(&mut self.buf).unwrap() {
+                    assert_eq!(frame.discarded, 0, "bytes outside any frame");
+                    return Some(frame.payload.to_vec());
+                }
+                self.buf.reserve(64 * 1024);
+                if rd.read_buf(&mut self.buf).await.unwrap() == 0 {
+                    let last = self.codec.decode_eof(&mut self.buf).unwrap();
+                    return last.map(|f| f.payload.to_vec());
+                }
+            }
+        })
+        .await
+    }
+
+    /// The next frame, which must come.
+    pub async fn frame<R: AsyncRead + Unpin>(&mut self, rd: &mut R) -> Vec<u8> {
+        self.next(rd).await.expect("a frame, got end of stream")
+    }
+
+    /// Every frame up to the end of stream.
+    pub async fn until_end<R: AsyncRead + Unpin>(&mut self, rd: &mut R) -> Vec<Vec<u8>> {
+        let mut frames = Vec::new();
+        while let Some(frame) = self.next(rd).await {
+            frames.push(frame);
+        }
+        frames
+    }
+}
+
+/// Writes `payloads`, each framed, in one write.
+pub async fn send_frames<W: AsyncWrite + Unpin>(wr: &mut W, payloads: &[&[u8]]) {
+    let bytes: Vec<u8> = payloads.iter().flat_map(|p| frame(p)).collect();
+    bounded("write frames", wr.write_all(&bytes)).await.unwrap();
+}
+
+/// The next message event, bounded by [`WAIT`].
+pub async fn next_event(rx: &mut broadcast::Receiver<Arc<MessageEvent>>) -> Arc<MessageEvent> {
+    bounded("message event", rx.recv()).await.unwrap()
+}
+
+/// Fails if an event is waiting.
+pub fn no_more_events(rx: &mut broadcast::Receiver<Arc<MessageEvent>>) {
+    match rx.try_recv() {
+        Err(broadcast::error::TryRecvError::Empty) => {}
+        other => panic!("expected no more message events, got {other:?}"),
+    }
 }
