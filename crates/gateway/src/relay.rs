@@ -42,7 +42,7 @@ pub(crate) struct Peer {
 /// so a pipelining sender pairs answers with messages by position.
 enum Owed {
     /// A message forwarded to the receiver, waiting for its ACK.
-    Ack(Waiting),
+    Ack(Box<Waiting>),
     /// A frame without MSH passed to the receiver (`non_hl7 = "pass"`):
     /// its answer is forwarded, but was already reported.
     PassedReply,
@@ -155,13 +155,13 @@ impl Relay<'_> {
             match Message::parse_with(&frame.payload, ParseOptions::default()) {
                 Ok(message) => {
                     let header = Header::read(&message);
-                    self.owe(Owed::Ack(Waiting {
+                    self.owe(Owed::Ack(Box::new(Waiting {
                         header,
                         size,
                         at: SystemTime::now(),
                         since: Instant::now(),
                         overdue: false,
-                    }));
+                    })));
                     to_server.send(frame.payload).await.map_err(io_error)?;
                 }
                 Err(_) => match self.settings.non_hl7 {
@@ -263,7 +263,7 @@ impl Relay<'_> {
             .ok()
             .and_then(|mut queue| queue.pop_front());
         let waiting = match first {
-            Some(Owed::Ack(waiting)) => waiting,
+            Some(Owed::Ack(waiting)) => *waiting,
             Some(Owed::PassedReply) => return,
             Some(Owed::OwnReply(_)) | None => {
                 // Own replies at the front were sent just before this frame.
