@@ -28,3 +28,15 @@ pub use tls::{TlsClientOptions, TlsServerOptions, TlsSetupError};
 pub(crate) trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 pub(crate) type BoxedIo = Box<dyn Io>;
+
+/// An error and its sources, `: `-separated: `MllpError::Io` says only
+/// "MLLP stream", the I/O error under it says what happened.
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text += &format!(": {e}");
+        source = e.source();
+    }
+    text
+}

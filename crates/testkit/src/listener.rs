@@ -31,7 +31,7 @@ use tracing::Instrument;
 
 use crate::stamp::{next_control_id, now_timestamp};
 use crate::tls::{TlsServerOptions, TlsSetupError};
-use crate::BoxedIo;
+use crate::{chain, BoxedIo};
 
 /// What the listener answers to each message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -337,7 +337,7 @@ async fn serve(
         let frame = match next {
             Ok(Some(Ok(frame))) => frame,
             Ok(None) => break None,
-            Ok(Some(Err(e))) => break Some(e.to_string()),
+            Ok(Some(Err(e))) => break Some(chain(&e)),
             Err(_) => break Some(format!("idle for {:?}", shared.idle_timeout)),
         };
         messages += 1;
@@ -466,7 +466,7 @@ impl Shared {
         }
         match timeout(WRITE_TIMEOUT, framed.send(Bytes::from(ack))).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("cannot write the ACK: {e}")),
+            Ok(Err(e)) => Err(format!("cannot write the ACK: {}", chain(&e))),
             Err(_) => Err(format!("the peer read no ACK for {WRITE_TIMEOUT:?}")),
         }
     }

@@ -24,7 +24,7 @@ use tracing::Instrument;
 use crate::input::{Input, Outgoing};
 use crate::report::{Outcome, SendResult, SendSummary};
 use crate::tls::{TlsClientOptions, TlsSetupError};
-use crate::BoxedIo;
+use crate::{chain, BoxedIo};
 
 /// What `guichet send` is asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,6 +265,15 @@ async fn worker(plan: Arc<Plan>, conn: usize, results: mpsc::Sender<SendResult>)
             break;
         }
     }
+    // A clean end (TLS close_notify, then FIN): the receiver sees a closed
+    // connection, not a truncated one.
+    if let Some(mut open) = link {
+        let _ = timeout(
+            plan.connect_timeout,
+            SinkExt::<bytes::Bytes>::close(&mut open),
+        )
+        .await;
+    }
 }
 
 /// Waits before the next connection attempt; false when cancelled.
@@ -297,7 +306,7 @@ async fn exchange(link: &mut Link, out: &Outgoing, ack_timeout: Duration) -> Sen
     match timeout_at(deadline, link.send(out.bytes.clone())).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            result.error = Some(format!("cannot write the message: {e}"));
+            result.error = Some(format!("cannot write the message: {}", chain(&e)));
             return result;
         }
         Err(_) => {
@@ -309,7 +318,7 @@ async fn exchange(link: &mut Link, out: &Outgoing, ack_timeout: Duration) -> Sen
     result.latency = started.elapsed();
     match answer {
         Ok(Some(Ok(frame))) => judge(&frame.payload, &mut result),
-        Ok(Some(Err(e))) => result.error = Some(format!("cannot read the ACK: {e}")),
+        Ok(Some(Err(e))) => result.error = Some(format!("cannot read the ACK: {}", chain(&e))),
         Ok(None) => result.error = Some("connection closed by the peer before the ACK".into()),
         Err(_) => result.error = Some(format!("no ACK within {ack_timeout:?}")),
     }

@@ -539,3 +539,23 @@ pub fn profile(name: &str, bench: &Bench, cert: Option<&str>, ca: bool) -> Strin
 pub fn app(name: &str, cn: &str) -> String {
     format!("[[app]]\nname = \"{name}\"\ncn = \"{cn}\"\nissuer_cn = \"guichet test CA\"\n\n")
 }
+
+impl Bench {
+    /// Starts `guichet listen --on 127.0.0.1:0 EXTRA...` in the bench
+    /// directory and returns it with the port it reports it bound.
+    pub fn listen(&self, extra: &[&str]) -> (Proc, u16) {
+        let mut cmd = Command::new(guichet_bin());
+        cmd.args(["listen", "--on", "127.0.0.1:0"])
+            .args(extra)
+            .current_dir(self.dir.path())
+            .env_remove("RUST_LOG");
+        let proc = Proc::spawn("guichet listen", cmd);
+        let line = proc.wait_line("`listening on`", |l| l.starts_with("listening on "));
+        let port = line
+            .strip_prefix("listening on 127.0.0.1:")
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        (proc, port)
+    }
+}
