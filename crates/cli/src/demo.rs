@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use guichet_gateway::{Config, Gateway, MessageEvent, MessageOutcome, Metrics};
+use guichet_gateway::{AdminServer, Config, Gateway, MessageEvent, MessageOutcome, Metrics};
 use guichet_pki::{CaOptions, IssueRequest};
 use guichet_testkit::{
     listen, send, Input, ListenEvent, ListenOptions, SendOptions, SendResult, SendSummary,
@@ -65,12 +65,17 @@ fn prepare(dir: &Path) -> anyhow::Result<()> {
 }
 
 async fn run(dir: &Path, args: &DemoArgs) -> anyhow::Result<ExitCode> {
-    let eai_gw = gateway(&dir.join("eai.toml"))
+    let (eai_gw, eai_admin) = gateway(&dir.join("eai.toml"))
         .await
         .context("EAI-side gateway")?;
-    let dpi_gw = gateway(&dir.join("dpi.toml"))
+    let (dpi_gw, dpi_admin) = gateway(&dir.join("dpi.toml"))
         .await
         .context("DPI-side gateway")?;
+    let admins: Vec<String> = [&eai_admin, &dpi_admin]
+        .into_iter()
+        .flatten()
+        .map(|a| format!("http://{}/status", a.local_addr()))
+        .collect();
     let trace_gw = (eai_gw.events().subscribe(), dpi_gw.events().subscribe());
     let gateways_stop = CancellationToken::new();
     let gateways = [
@@ -93,9 +98,10 @@ async fn run(dir: &Path, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         apps_stop.clone(),
     )
     .await?;
-    let printer = tokio::spawn(print_trace(trace_gw, (eai_rx, dpi_rx)));
+    let trace_done = CancellationToken::new();
+    let printer = tokio::spawn(print_trace(trace_gw, (eai_rx, dpi_rx), trace_done.clone()));
 
-    banner(dir, args);
+    banner(dir, args, &admins);
     let senders_stop = CancellationToken::new();
     cancel_on_ctrl_c(senders_stop.clone());
     let (eai, dpi) = tokio::join!(
@@ -128,6 +134,7 @@ async fn run(dir: &Path, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     for gateway in gateways {
         let _ = gateway.await;
     }
+    trace_done.cancel();
     let _ = printer.await;
     println!("EAI app: {eai}");
     println!("DPI app: {dpi}");
@@ -138,12 +145,18 @@ async fn run(dir: &Path, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn gateway(config: &Path) -> anyhow::Result<Gateway> {
+/// A gateway and its admin server (status page, metrics).
+async fn gateway(config: &Path) -> anyhow::Result<(Gateway, Option<AdminServer>)> {
     let config = Config::load(config)?;
-    Ok(Gateway::bind(config, Metrics::default()).await?)
+    let admin = config.admin;
+    let gateway = Gateway::bind(config, Metrics::default()).await?;
+    let admin = admin
+        .map(|addr| AdminServer::start(addr, gateway.status()))
+        .transpose()?;
+    Ok((gateway, admin))
 }
 
-fn banner(dir: &Path, args: &DemoArgs) {
+fn banner(dir: &Path, args: &DemoArgs, admins: &[String]) {
     println!(
         "guichet demo: EAI <-> DPI over mutual TLS, files in {}",
         dir.display()
@@ -157,6 +170,12 @@ fn banner(dir: &Path, args: &DemoArgs) {
         "  one ADT^A01 and one MDM^T02 every {}, {count}",
         humantime::format_duration(args.every)
     );
+    if !admins.is_empty() {
+        println!(
+            "  status pages: {} (metrics at /metrics)",
+            admins.join(" and ")
+        );
+    }
     println!();
 }
 
@@ -180,20 +199,34 @@ async fn simulate(
 
 type GatewayEvents = broadcast::Receiver<Arc<MessageEvent>>;
 
-/// Prints what both gateways and both receiving applications report, until
-/// all of them have stopped.
+/// Prints what both gateways and both receiving applications report until
+/// `done`, then what is still queued. (The gateways' event streams stay
+/// open while their status boards live, so their end cannot be awaited.)
 async fn print_trace(
     (mut eai_gw, mut dpi_gw): (GatewayEvents, GatewayEvents),
     (mut eai_app, mut dpi_app): (mpsc::Receiver<ListenEvent>, mpsc::Receiver<ListenEvent>),
+    done: CancellationToken,
 ) {
-    let (mut gw_open, mut app_open) = ([true, true], [true, true]);
-    while gw_open.contains(&true) || app_open.contains(&true) {
+    loop {
         tokio::select! {
-            e = eai_gw.recv(), if gw_open[0] => gw_open[0] = print_gateway("EAI gw ", e),
-            e = dpi_gw.recv(), if gw_open[1] => gw_open[1] = print_gateway("DPI gw ", e),
-            e = eai_app.recv(), if app_open[0] => app_open[0] = print_app("EAI app", e),
-            e = dpi_app.recv(), if app_open[1] => app_open[1] = print_app("DPI app", e),
+            Ok(e) = eai_gw.recv() => print_gateway("EAI gw ", &e),
+            Ok(e) = dpi_gw.recv() => print_gateway("DPI gw ", &e),
+            Some(e) = eai_app.recv() => print_app("EAI app", &e),
+            Some(e) = dpi_app.recv() => print_app("DPI app", &e),
+            () = done.cancelled() => break,
         }
+    }
+    while let Ok(e) = dpi_app.try_recv() {
+        print_app("DPI app", &e);
+    }
+    while let Ok(e) = eai_app.try_recv() {
+        print_app("EAI app", &e);
+    }
+    while let Ok(e) = dpi_gw.try_recv() {
+        print_gateway("DPI gw ", &e);
+    }
+    while let Ok(e) = eai_gw.try_recv() {
+        print_gateway("EAI gw ", &e);
     }
 }
 
@@ -210,16 +243,7 @@ fn now() -> String {
     )
 }
 
-/// Returns whether the stream is still open.
-fn print_gateway(who: &str, event: Result<Arc<MessageEvent>, broadcast::error::RecvError>) -> bool {
-    let e = match event {
-        Ok(e) => e,
-        Err(broadcast::error::RecvError::Lagged(n)) => {
-            println!("{} [{who}] ({n} events skipped)", now());
-            return true;
-        }
-        Err(broadcast::error::RecvError::Closed) => return false,
-    };
+fn print_gateway(who: &str, e: &MessageEvent) {
     let (kind, id) = e.header.as_ref().map_or(("(not HL7)", ""), |h| {
         (h.message_type.as_str(), h.control_id.as_str())
     });
@@ -245,11 +269,9 @@ fn print_gateway(who: &str, event: Result<Arc<MessageEvent>, broadcast::error::R
         now(),
         e.route.as_str()
     );
-    true
 }
 
-fn print_app(who: &str, event: Option<ListenEvent>) -> bool {
-    let Some(event) = event else { return false };
+fn print_app(who: &str, event: &ListenEvent) {
     if let ListenEvent::Message(r) = event {
         let ack = r.ack.map_or("none", |a| a.as_str());
         if let Some(h) = &r.header {
@@ -263,7 +285,6 @@ fn print_app(who: &str, event: Option<ListenEvent>) -> bool {
             );
         }
     }
-    true
 }
 
 fn print_sent(who: &str, r: &SendResult) {

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use guichet_gateway::{check, Config, Gateway, Metrics, Reloader};
+use guichet_gateway::{check, AdminServer, Config, Gateway, Metrics, Reloader};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -16,7 +16,13 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
         // Handlers first: a SIGHUP sent as soon as a port answers must
         // reload, not kill the process.
         let signals = Signals::install()?;
+        let admin_addr = config.admin;
         let gateway = Gateway::bind(config, Metrics::default()).await?;
+        // Started once the material is loaded: /readyz turns 200 when the
+        // routes accept.
+        let _admin = admin_addr
+            .map(|addr| AdminServer::start(addr, gateway.status()))
+            .transpose()?;
         let shutdown = CancellationToken::new();
         tokio::spawn(signals.serve(gateway.reloader(), shutdown.clone()));
         gateway.run(shutdown).await;

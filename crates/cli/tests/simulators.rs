@@ -59,7 +59,7 @@ struct Tunnel {
 /// Ports `guichet demo` listens on (examples/tunnel/*.toml). Only
 /// [`demo_runs_both_ways_headless_and_keeps_its_files_when_asked`] may use
 /// them; every other test listens on port 0.
-const DEMO_PORTS: [u16; 6] = [21010, 21011, 22010, 22011, 32100, 32200];
+const DEMO_PORTS: [u16; 8] = [21010, 21011, 22010, 22011, 32100, 32200, 9010, 9020];
 
 /// Marker placed in PID-5 of tunnelled messages: it must reach the
 /// receiver and never a gateway log.

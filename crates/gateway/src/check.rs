@@ -91,7 +91,7 @@ pub fn check(path: &Path) -> Result<Report, ConfigError> {
         check_profile(&config, profile, now, &mut report);
     }
     if !report.has_errors() {
-        if let Err(e) = build_states(&config) {
+        if let Err(e) = build_states(&config).map(|_| ()) {
             report.push(Level::Error, "TLS", e.to_string());
         }
     }

@@ -99,7 +99,7 @@ async fn serve(
                     Stream::TlsServer(Box::new(stream))
                 }
                 Err(refusal) => {
-                    refuse(metrics, route, Side::Listen, &refusal);
+                    refuse(route_rt, remote, Side::Listen, &refusal);
                     return Outcome::RefusedTls;
                 }
             }
@@ -135,7 +135,7 @@ async fn serve(
                     Stream::TlsClient(Box::new(stream))
                 }
                 Err(refusal) => {
-                    refuse(metrics, route, Side::Forward, &refusal);
+                    refuse(route_rt, remote, Side::Forward, &refusal);
                     close(inbound, limits.handshake_timeout).await;
                     return Outcome::UpstreamTls;
                 }
@@ -208,8 +208,13 @@ async fn close(mut inbound: Stream, deadline: Duration) {
     let _ = tokio::time::timeout(deadline, inbound.shutdown()).await;
 }
 
-fn refuse(metrics: &Metrics, route: &str, side: Side, refusal: &Refusal) {
-    metrics.refused(route, side, refusal.reason.as_str());
+fn refuse(route_rt: &RouteRuntime, remote: SocketAddr, side: Side, refusal: &Refusal) {
+    let route = route_rt.name.as_str();
+    let reason = refusal.reason.as_str();
+    route_rt.metrics.refused(route, side, reason);
+    route_rt
+        .status
+        .refused(route, side, remote, reason, Some(refusal));
     match side {
         Side::Listen => warn!(reason = refusal.reason.as_str(), "refused: {refusal}"),
         Side::Forward => warn!(

@@ -5,8 +5,9 @@
 //! that the status page and the journal subscribe to. A slow subscriber
 //! loses the oldest events (broadcast); it never slows the data plane.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use guichet_hl7::{AckCode, Header};
@@ -54,6 +55,21 @@ pub struct MessageEvent {
 }
 
 impl MessageOutcome {
+    /// Every value [`MessageOutcome::label`] can take.
+    pub const LABELS: [&'static str; 11] = [
+        "AA",
+        "AE",
+        "AR",
+        "CA",
+        "CE",
+        "CR",
+        "no_code",
+        "unacknowledged",
+        "rejected_not_hl7",
+        "passed_not_hl7",
+        "unsolicited_ack",
+    ];
+
     /// A fixed label for logs and metrics.
     pub fn label(&self) -> &'static str {
         match self {
@@ -73,7 +89,12 @@ impl MessageOutcome {
 #[derive(Clone)]
 pub struct EventBus {
     tx: broadcast::Sender<Arc<MessageEvent>>,
+    /// The last events, newest last, for the status page.
+    recent: Arc<Mutex<VecDeque<Arc<MessageEvent>>>>,
 }
+
+/// Events kept for the status page.
+const RECENT: usize = 100;
 
 impl Default for EventBus {
     fn default() -> Self {
@@ -85,6 +106,7 @@ impl EventBus {
     pub fn new(capacity: usize) -> Self {
         EventBus {
             tx: broadcast::channel(capacity).0,
+            recent: Arc::new(Mutex::new(VecDeque::with_capacity(RECENT))),
         }
     }
 
@@ -92,10 +114,26 @@ impl EventBus {
         self.tx.subscribe()
     }
 
-    /// Logs the event and hands it to subscribers, if any.
+    /// The last events, oldest first.
+    pub fn recent(&self) -> Vec<Arc<MessageEvent>> {
+        self.recent
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Logs the event, keeps it among the recent ones and hands it to
+    /// subscribers, if any.
     pub(crate) fn publish(&self, event: MessageEvent) {
         log(&event);
-        let _ = self.tx.send(Arc::new(event));
+        let event = Arc::new(event);
+        if let Ok(mut recent) = self.recent.lock() {
+            if recent.len() == RECENT {
+                recent.pop_front();
+            }
+            recent.push_back(event.clone());
+        }
+        let _ = self.tx.send(event);
     }
 }
 

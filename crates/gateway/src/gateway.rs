@@ -17,7 +17,8 @@ use crate::config::{Config, ConfigError, RouteName};
 use crate::events::EventBus;
 use crate::metrics::{Metrics, ReloadLabels, ReloadOutcome};
 use crate::route::RouteRuntime;
-use crate::state::{build_states, BuildError, RouteState};
+use crate::state::{build_states, BuildError, Built, RouteState};
+use crate::status::StatusBoard;
 use crate::watch::watch_files;
 
 /// A gateway whose listeners are bound, ready to [`Gateway::run`].
@@ -36,6 +37,7 @@ struct Shared {
     metrics: Metrics,
     /// Files whose change triggers a reload (from the config in force).
     files: Mutex<Vec<PathBuf>>,
+    status: Arc<StatusBoard>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
 }
@@ -70,7 +72,16 @@ impl Gateway {
     /// without listening at all if any route cannot start.
     pub async fn bind(config: Config, metrics: Metrics) -> Result<Gateway, GatewayError> {
         let events = EventBus::default();
-        let states = build_states(&config)?;
+        let Built {
+            states,
+            certificates,
+        } = build_states(&config)?;
+        let status = Arc::new(StatusBoard::new(
+            &config,
+            certificates,
+            events.clone(),
+            metrics.clone(),
+        ));
         let mut listeners = Vec::new();
         let mut routes = BTreeMap::new();
         for (name, state) in states {
@@ -82,7 +93,12 @@ impl Gateway {
                     addr,
                     error,
                 })?;
-            let route = Arc::new(RouteRuntime::new(state, metrics.clone(), events.clone()));
+            let route = Arc::new(RouteRuntime::new(
+                state,
+                metrics.clone(),
+                events.clone(),
+                status.clone(),
+            ));
             listeners.push((route.clone(), listener));
             routes.insert(name, route);
         }
@@ -93,6 +109,7 @@ impl Gateway {
                 metrics,
                 files: Mutex::new(config.watched_files()),
                 reloading: tokio::sync::Mutex::new(()),
+                status,
             }),
             listeners,
             events,
@@ -112,6 +129,12 @@ impl Gateway {
     /// The stream of message events of every `mllp` route.
     pub fn events(&self) -> EventBus {
         self.events.clone()
+    }
+
+    /// What the admin server shows: routes, counts, recent messages and
+    /// refusals, certificates, readiness.
+    pub fn status(&self) -> Arc<StatusBoard> {
+        self.shared.status.clone()
     }
 
     pub fn reloader(&self) -> Reloader {
@@ -149,7 +172,9 @@ impl Gateway {
             };
             tokio::spawn(watch_files(reloader, self.watch_interval, shutdown.clone()));
         }
+        self.shared.status.set_ready(true);
         shutdown.cancelled().await;
+        self.shared.status.set_ready(false);
         while accept_loops.join_next().await.is_some() {}
         tracker.close();
         let open = tracker.len();
@@ -185,10 +210,12 @@ impl Reloader {
         let outcome = match &result {
             Ok(()) => {
                 info!(cause, "reloaded configuration and certificates");
+                self.shared.status.record_reload(cause, None);
                 ReloadOutcome::Ok
             }
             Err(e) => {
                 error!(cause, "{e}");
+                self.shared.status.record_reload(cause, Some(e.to_string()));
                 ReloadOutcome::Error
             }
         };
@@ -213,7 +240,10 @@ impl Reloader {
 impl Shared {
     fn reload(&self) -> Result<(), ReloadError> {
         let config = Config::load(&self.config_path).map_err(|e| ReloadError(e.to_string()))?;
-        let mut states = build_states(&config).map_err(|e| ReloadError(e.to_string()))?;
+        let Built {
+            mut states,
+            certificates,
+        } = build_states(&config).map_err(|e| ReloadError(e.to_string()))?;
         for (name, route) in &self.routes {
             match states.remove(name) {
                 Some(new) => {
@@ -231,6 +261,7 @@ impl Shared {
         if let Ok(mut files) = self.files.lock() {
             *files = config.watched_files();
         }
+        self.status.reloaded(&config, certificates);
         Ok(())
     }
 }

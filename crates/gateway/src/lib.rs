@@ -1,6 +1,7 @@
 //! The guichet gateway: configuration, routes, forwarding, reload and
 //! shutdown.
 
+pub mod admin;
 pub mod check;
 pub mod config;
 mod connection;
@@ -11,10 +12,13 @@ mod proxy;
 mod relay;
 mod route;
 mod state;
+pub mod status;
 mod stream;
 mod watch;
 
+pub use admin::{AdminError, AdminServer};
 pub use config::{Config, ConfigError};
 pub use events::{EventBus, MessageEvent, MessageOutcome};
 pub use gateway::{Gateway, GatewayError, ReloadError, Reloader};
 pub use metrics::Metrics;
+pub use status::StatusBoard;

@@ -93,6 +93,15 @@ pub struct FrameErrorLabels {
     pub kind: &'static str,
 }
 
+/// One configured certificate file (labels from the configuration only).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct CertLabels {
+    pub profile: String,
+    /// `certificate` (ours) or `ca`.
+    pub role: &'static str,
+    pub file: String,
+}
+
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum ReloadOutcome {
     Ok,
@@ -118,6 +127,8 @@ pub struct Metrics {
     pub ack_mismatches: Family<RouteLabel, Counter>,
     pub acks_overdue: Family<RouteLabel, Counter>,
     pub frame_errors: Family<FrameErrorLabels, Counter>,
+    /// Set from the status board at each scrape.
+    pub certificate_expiry: Family<CertLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -138,6 +149,7 @@ impl Default for Metrics {
             ack_mismatches: Family::default(),
             acks_overdue: Family::default(),
             frame_errors: Family::default(),
+            certificate_expiry: Family::default(),
         }
     }
 }
@@ -200,6 +212,11 @@ impl Metrics {
             "frame_errors",
             "MLLP framing problems, per route and kind",
             self.frame_errors.clone(),
+        );
+        r.register(
+            "certificate_expiry_seconds",
+            "Seconds until a configured certificate expires (the earliest of a CA bundle)",
+            self.certificate_expiry.clone(),
         );
     }
 
@@ -265,6 +282,17 @@ impl Metrics {
     }
 }
 
+/// Refusals not caused by TLS.
+pub const OVER_LIMIT: &str = "max_connections";
+
+/// Every refusal reason label: the TLS ones and [`OVER_LIMIT`].
+pub fn refusal_reasons() -> impl Iterator<Item = &'static str> {
+    guichet_tls::RefusalReason::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .chain(std::iter::once(OVER_LIMIT))
+}
+
 fn route_label(route: &str) -> RouteLabel {
     RouteLabel {
         route: route.to_string(),
@@ -275,6 +303,8 @@ fn route_label(route: &str) -> RouteLabel {
 macro_rules! snake_case_label {
     ($t:ty { $($variant:ident => $text:literal),+ $(,)? }) => {
         impl $t {
+            pub const ALL: &'static [$t] = &[$(<$t>::$variant),+];
+
             pub fn as_str(self) -> &'static str {
                 match self {
                     $(<$t>::$variant => $text),+

@@ -17,6 +17,7 @@ use crate::connection::handle;
 use crate::events::EventBus;
 use crate::metrics::{Metrics, Outcome, Side};
 use crate::state::RouteState;
+use crate::status::StatusBoard;
 
 pub(crate) struct RouteRuntime {
     pub name: RouteName,
@@ -25,17 +26,24 @@ pub(crate) struct RouteRuntime {
     permits: Arc<Semaphore>,
     pub metrics: Metrics,
     pub events: EventBus,
+    pub status: Arc<StatusBoard>,
     over_limit: LogThrottle,
 }
 
 impl RouteRuntime {
-    pub fn new(state: RouteState, metrics: Metrics, events: EventBus) -> Self {
+    pub fn new(
+        state: RouteState,
+        metrics: Metrics,
+        events: EventBus,
+        status: Arc<StatusBoard>,
+    ) -> Self {
         RouteRuntime {
             name: state.spec.name.clone(),
             permits: Arc::new(Semaphore::new(state.spec.limits.max_connections)),
             state: ArcSwap::from_pointee(state),
             metrics,
             events,
+            status,
             over_limit: LogThrottle::default(),
         }
     }
@@ -86,7 +94,14 @@ impl RouteRuntime {
 
     fn refuse_over_limit(&self, remote: SocketAddr) {
         self.metrics
-            .refused(self.name.as_str(), Side::Listen, "max_connections");
+            .refused(self.name.as_str(), Side::Listen, crate::metrics::OVER_LIMIT);
+        self.status.refused(
+            self.name.as_str(),
+            Side::Listen,
+            remote,
+            crate::metrics::OVER_LIMIT,
+            None,
+        );
         self.metrics
             .ended(self.name.as_str(), Outcome::RefusedLimit);
         if let Some(suppressed) = self.over_limit.allow() {

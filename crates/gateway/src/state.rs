@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use guichet_tls::{ClientTls, EndpointError, Material, MaterialError, ServerTls};
+use guichet_tls::{ClientTls, EndpointError, Identity, Material, MaterialError, ServerTls};
 
 use crate::config::{Config, ProfileName, RouteName, RouteSpec};
+use crate::status::{cert_status, CertStatus};
 
 pub struct RouteState {
     pub spec: RouteSpec,
@@ -28,9 +29,15 @@ pub enum BuildError {
     },
 }
 
+/// Route states ready to swap in, and the certificates they were built from.
+pub struct Built {
+    pub states: BTreeMap<RouteName, RouteState>,
+    pub certificates: Vec<CertStatus>,
+}
+
 /// Loads every profile the routes use (once each) and builds each route's
 /// TLS ends. Nothing is changed on error: the caller keeps what it had.
-pub fn build_states(config: &Config) -> Result<BTreeMap<RouteName, RouteState>, BuildError> {
+pub fn build_states(config: &Config) -> Result<Built, BuildError> {
     let mut materials: BTreeMap<&ProfileName, Material> = BTreeMap::new();
     for route in &config.routes {
         let used = route
@@ -83,5 +90,30 @@ pub fn build_states(config: &Config) -> Result<BTreeMap<RouteName, RouteState>, 
             },
         );
     }
-    Ok(states)
+    let certificates = materials
+        .iter()
+        .flat_map(|(name, material)| certificates(config, name, material))
+        .collect();
+    Ok(Built {
+        states,
+        certificates,
+    })
+}
+
+fn certificates(config: &Config, name: &ProfileName, material: &Material) -> Vec<CertStatus> {
+    let files = &config.profiles[name].files;
+    let profile = name.as_str();
+    let own = material
+        .own
+        .as_ref()
+        .zip(files.cert.as_deref())
+        .map(|(own, file)| cert_status(profile, "certificate", file, &own.identity));
+    let cas = files.ca.as_deref().into_iter().flat_map(|file| {
+        material
+            .ca_certs
+            .iter()
+            .filter_map(|der| Identity::from_der(der).ok())
+            .map(move |id| cert_status(profile, "ca", file, &id))
+    });
+    own.into_iter().chain(cas).collect()
 }

@@ -30,6 +30,25 @@ pub enum RefusalReason {
 }
 
 impl RefusalReason {
+    pub const ALL: [RefusalReason; 16] = [
+        RefusalReason::UnknownCa,
+        RefusalReason::Expired,
+        RefusalReason::NotYetValid,
+        RefusalReason::Revoked,
+        RefusalReason::RevocationUnknown,
+        RefusalReason::WrongUsage,
+        RefusalReason::NotAllowed,
+        RefusalReason::NoCertificate,
+        RefusalReason::NameMismatch,
+        RefusalReason::BadSignature,
+        RefusalReason::BadCertificate,
+        RefusalReason::IncompatibleProtocol,
+        RefusalReason::ProtocolVersion,
+        RefusalReason::PeerAlert,
+        RefusalReason::HandshakeTimeout,
+        RefusalReason::HandshakeFailed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RefusalReason::UnknownCa => "unknown_ca",
@@ -166,9 +185,16 @@ pub struct Refusal {
     pub presented: Option<Presented>,
 }
 
+impl Refusal {
+    /// The reason and the library's detail, without the certificate.
+    pub fn summary(&self) -> String {
+        format!("{} ({})", self.reason.describe(), self.detail)
+    }
+}
+
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.reason.describe(), self.detail)?;
+        f.write_str(&self.summary())?;
         if let Some(p) = &self.presented {
             write!(
                 f,

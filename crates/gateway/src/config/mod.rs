@@ -34,6 +34,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// How often referenced files are checked for changes; zero disables.
     pub watch_interval: Duration,
+    /// Where the admin server (metrics, health, status page) listens.
+    pub admin: Option<SocketAddr>,
     pub profiles: BTreeMap<ProfileName, TlsProfile>,
     pub apps: BTreeMap<AppName, Arc<AppRule>>,
     pub routes: Vec<RouteSpec>,
@@ -166,6 +168,15 @@ impl Builder {
                 .map(|v| parse_duration(v, "[gateway] watch_interval", true))
                 .transpose()?
                 .unwrap_or(Duration::from_secs(2)),
+            admin: raw
+                .admin
+                .as_ref()
+                .map(|a| {
+                    a.listen.parse::<SocketAddr>().map_err(|_| {
+                        format!("[admin] listen: {:?} is not an IP:port address (e.g. \"127.0.0.1:9010\")", a.listen)
+                    })
+                })
+                .transpose()?,
             profiles,
             apps,
             routes,

@@ -12,6 +12,7 @@ use serde::Deserialize;
 pub struct RawConfig {
     #[serde(default)]
     pub gateway: RawGateway,
+    pub admin: Option<RawAdmin>,
     #[serde(default)]
     pub defaults: RawLimits,
     #[serde(default)]
@@ -27,6 +28,12 @@ pub struct RawConfig {
 pub struct RawGateway {
     pub drain_timeout: Option<String>,
     pub watch_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: String,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]

@@ -1,0 +1,223 @@
+//! The `/status` page: one self-contained HTML document (no script, no
+//! CDN), readable on a laptop, refreshed by the browser every 5 seconds.
+
+use std::fmt::Write as _;
+
+use crate::status::Snapshot;
+
+const STYLE: &str = "
+body{font:14px/1.4 system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5rem;color:#1d2330;background:#f6f7f9}
+h1{font-size:1.4rem;margin:0 0 .2rem}h2{font-size:1.1rem;margin:1.6rem 0 .5rem}
+.meta{color:#5a6172}.ok{color:#17743a;font-weight:600}.bad{color:#b3261e;font-weight:600}
+table{border-collapse:collapse;width:100%;background:#fff;box-shadow:0 1px 2px #0001}
+th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #e4e6eb;vertical-align:top}
+th{background:#eef0f4;font-weight:600}td{overflow-wrap:anywhere}.t{white-space:nowrap}tr.warn td{background:#fff4e5}tr.err td{background:#fdecea}
+code{font:12px ui-monospace,monospace}.empty{color:#5a6172;font-style:italic;padding:.5rem}
+.mode{display:inline-block;padding:0 .4rem;border-radius:.3rem;background:#e8eefc;font-size:12px}
+.mode.plain{background:#fdecea}";
+
+pub fn render(s: &Snapshot) -> String {
+    let mut h = String::with_capacity(16 * 1024);
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=en><head><meta charset=utf-8>\
+         <meta http-equiv=refresh content=5><meta name=viewport content='width=device-width,initial-scale=1'>\
+         <title>guichet status</title><style>{STYLE}</style></head><body>\
+         <h1>guichet {}</h1><div class=meta>config <code>{}</code> · up {} · {} · {}</div>",
+        e(s.version),
+        e(&s.config),
+        uptime(s.uptime_seconds),
+        if s.ready { "<span class=ok>ready</span>" } else { "<span class=bad>not ready</span>" },
+        reload(s),
+    );
+    routes(&mut h, s);
+    certificates(&mut h, s);
+    refusals(&mut h, s);
+    messages(&mut h, s);
+    let _ = write!(h, "<p class=meta>as of {} · JSON at <a href=/api/status>/api/status</a> · <a href=/metrics>/metrics</a></p></body></html>", e(&s.now));
+    h
+}
+
+fn reload(s: &Snapshot) -> String {
+    match &s.last_reload {
+        None => "no reload yet".into(),
+        Some(r) if r.ok => format!(
+            "last reload {} ({}) <span class=ok>ok</span>",
+            time_of_day(&r.at),
+            e(&r.cause)
+        ),
+        Some(r) => format!(
+            "last reload {} ({}) <span class=bad>refused</span>: {}",
+            time_of_day(&r.at),
+            e(&r.cause),
+            e(r.error.as_deref().unwrap_or(""))
+        ),
+    }
+}
+
+fn routes(h: &mut String, s: &Snapshot) {
+    h.push_str("<h2>Routes</h2><table><tr><th>route</th><th>kind</th><th>listen</th><th>admits</th><th>forward</th><th>open</th><th>ended connections</th><th>refused</th><th>messages</th></tr>");
+    for r in &s.routes {
+        let _ = write!(
+            h,
+            "<tr><td><b>{}</b></td><td>{}</td><td><span class='mode {lm}'>{lm}</span> <code>{}</code></td><td>{}</td>\
+             <td><span class='mode {fm}'>{fm}</span> <code>{}</code>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            e(&r.name),
+            r.kind,
+            e(&r.listen),
+            if r.allow.is_empty() { "—".into() } else { e(&r.allow.join(", ")) },
+            e(&r.forward),
+            r.server_name.as_deref().map(|n| format!(" as <code>{}</code>", e(n))).unwrap_or_default(),
+            r.open_connections,
+            counts(r.connections.iter()),
+            r.refusals,
+            counts(r.messages.iter()),
+            lm = r.listen_mode,
+            fm = r.forward_mode,
+        );
+    }
+    h.push_str("</table>");
+}
+
+fn counts<'a>(items: impl Iterator<Item = (&'a &'static str, &'a u64)>) -> String {
+    let parts: Vec<String> = items.map(|(k, v)| format!("{} {v}", e(k))).collect();
+    if parts.is_empty() {
+        "—".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn certificates(h: &mut String, s: &Snapshot) {
+    h.push_str("<h2>Certificates</h2><table><tr><th>profile</th><th>role</th><th>subject</th><th>issuer</th><th>expires</th><th>days left</th><th>SHA-256</th></tr>");
+    for c in &s.certificates {
+        let class = if c.days_left < 0 {
+            "err"
+        } else if c.warning {
+            "warn"
+        } else {
+            ""
+        };
+        let _ = write!(
+            h,
+            "<tr class='{class}'><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            e(&c.cert.profile),
+            c.cert.role,
+            e(&c.cert.subject),
+            e(&c.cert.issuer),
+            e(&c.cert.not_after),
+            c.days_left,
+            e(&short(&c.cert.fingerprint)),
+        );
+    }
+    if s.certificates.is_empty() {
+        h.push_str("<tr><td colspan=7 class=empty>no TLS profile in use</td></tr>");
+    }
+    h.push_str("</table>");
+}
+
+fn refusals(h: &mut String, s: &Snapshot) {
+    h.push_str("<h2>Recent refusals</h2><table><tr><th>time</th><th>route</th><th>side</th><th>remote</th><th>reason</th><th>certificate presented</th></tr>");
+    for r in &s.recent_refusals {
+        let cert = match (&r.subject, &r.fingerprint) {
+            (Some(subject), Some(fp)) => format!("{} <code>{}</code>", e(subject), e(&short(fp))),
+            _ => "—".into(),
+        };
+        let _ = write!(
+            h,
+            "<tr class=err><td class=t>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td><b>{}</b><br>{}</td><td>{cert}</td></tr>",
+            time_of_day(&r.at),
+            e(&r.route),
+            r.side,
+            e(&r.remote),
+            r.reason,
+            e(&r.description),
+        );
+    }
+    if s.recent_refusals.is_empty() {
+        h.push_str("<tr><td colspan=6 class=empty>no refusal</td></tr>");
+    }
+    h.push_str("</table>");
+}
+
+fn messages(h: &mut String, s: &Snapshot) {
+    h.push_str("<h2>Recent messages</h2><table><tr><th>time</th><th>route</th><th>from</th><th>type</th><th>control id</th><th>ACK</th><th>latency</th></tr>");
+    for m in &s.recent_messages {
+        let class = match (m.outcome, m.id_matches) {
+            ("AA" | "CA", Some(true)) => "",
+            _ => "warn",
+        };
+        let from = m.peer_app.as_deref().map_or_else(
+            || e(&m.sender),
+            |app| format!("{} ({})", e(&m.sender), e(app)),
+        );
+        let ack = match m.id_matches {
+            Some(false) => format!("{} — MSA-2 does not match", m.outcome),
+            _ => m.outcome.to_string(),
+        };
+        let _ = write!(
+            h,
+            "<tr class='{class}'><td class=t>{}</td><td>{}</td><td>{from}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            time_of_day(&m.at),
+            e(&m.route),
+            e(&m.message_type),
+            e(&m.control_id),
+            e(&ack),
+            m.latency_ms.map(|l| format!("{l:.1} ms")).unwrap_or_else(|| "—".into()),
+        );
+    }
+    if s.recent_messages.is_empty() {
+        h.push_str("<tr><td colspan=7 class=empty>no message yet (mllp routes only)</td></tr>");
+    }
+    h.push_str("</table>");
+}
+
+/// `HH:MM:SS.mmm` of an RFC 3339 time, the whole value on hover.
+fn time_of_day(rfc3339: &str) -> String {
+    let shown = rfc3339.get(11..23).unwrap_or(rfc3339);
+    format!("<span title='{}'>{}</span>", e(rfc3339), e(shown))
+}
+
+fn uptime(seconds: u64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86_400),
+    }
+}
+
+/// The first 8 bytes of a colon-separated fingerprint, enough to tell
+/// certificates apart on screen (the JSON has the whole value).
+fn short(fingerprint: &str) -> String {
+    fingerprint.split(':').take(8).collect::<Vec<_>>().join(":")
+}
+
+/// HTML-escapes text for element content and quoted attributes.
+fn e(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            e("<b a='1'>&\"</b>"),
+            "&lt;b a=&#39;1&#39;&gt;&amp;&quot;&lt;/b&gt;"
+        );
+    }
+}

@@ -1,0 +1,424 @@
+//! What a person or a monitoring system may ask of a running gateway:
+//! routes, live counts, recent messages and refusals, certificates.
+//!
+//! Everything here is metadata: message events carry MSH fields and ACK
+//! codes only, refusals carry certificate subjects and fingerprints.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use guichet_tls::{Identity, Refusal};
+use serde::Serialize;
+
+use crate::config::{AuthSpec, Config, RouteSpec};
+use crate::events::{EventBus, MessageEvent, MessageOutcome};
+use crate::metrics::{
+    CertLabels, MessageLabels, Metrics, Outcome, OutcomeLabels, RefusalLabels, RouteLabel, Side,
+};
+
+/// Refusals kept for the status page.
+const RECENT_REFUSALS: usize = 100;
+
+/// Certificates expiring sooner than this are highlighted.
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// The live state the admin server reads.
+pub struct StatusBoard {
+    started: SystemTime,
+    config_path: PathBuf,
+    ready: AtomicBool,
+    routes: ArcSwap<Vec<RouteSpec>>,
+    certificates: ArcSwap<Vec<CertStatus>>,
+    refusals: Mutex<VecDeque<RefusalRecord>>,
+    last_reload: Mutex<Option<ReloadRecord>>,
+    events: EventBus,
+    metrics: Metrics,
+}
+
+/// One certificate of the configuration in force.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertStatus {
+    pub profile: String,
+    /// `certificate` (ours) or `ca` (trusted for peers).
+    pub role: &'static str,
+    pub file: String,
+    pub subject: String,
+    pub issuer: String,
+    pub not_after: String,
+    /// Unix seconds, for computing days left at read time.
+    #[serde(skip)]
+    pub not_after_unix: i64,
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusalRecord {
+    pub at: String,
+    pub route: String,
+    pub side: &'static str,
+    pub remote: String,
+    pub reason: &'static str,
+    pub description: String,
+    pub subject: Option<String>,
+    pub fingerprint: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadRecord {
+    pub at: String,
+    pub cause: String,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+/// The whole status, as `/api/status` returns it.
+#[derive(Debug, Serialize)]
+pub struct Snapshot {
+    pub version: &'static str,
+    pub now: String,
+    pub started: String,
+    pub uptime_seconds: u64,
+    pub config: String,
+    pub ready: bool,
+    pub last_reload: Option<ReloadRecord>,
+    pub routes: Vec<RouteStatus>,
+    pub certificates: Vec<CertView>,
+    pub recent_messages: Vec<MessageRecord>,
+    pub recent_refusals: Vec<RefusalRecord>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RouteStatus {
+    pub name: String,
+    pub kind: &'static str,
+    pub listen: String,
+    pub listen_mode: &'static str,
+    pub allow: Vec<String>,
+    pub forward: String,
+    pub forward_mode: &'static str,
+    pub server_name: Option<String>,
+    pub open_connections: i64,
+    /// Ended connections by outcome (non-zero only).
+    pub connections: BTreeMap<&'static str, u64>,
+    pub refusals: u64,
+    /// Messages by outcome (`mllp` routes; non-zero only).
+    pub messages: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CertView {
+    #[serde(flatten)]
+    pub cert: CertStatus,
+    pub days_left: i64,
+    /// Expires within [`EXPIRY_WARNING_DAYS`], or already expired.
+    pub warning: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MessageRecord {
+    pub at: String,
+    pub route: String,
+    pub peer_app: Option<String>,
+    pub sender: String,
+    pub receiver: String,
+    pub message_type: String,
+    pub control_id: String,
+    pub version: String,
+    pub size: usize,
+    pub outcome: &'static str,
+    pub id_matches: Option<bool>,
+    pub latency_ms: Option<f64>,
+}
+
+impl StatusBoard {
+    pub(crate) fn new(
+        config: &Config,
+        certificates: Vec<CertStatus>,
+        events: EventBus,
+        metrics: Metrics,
+    ) -> Self {
+        StatusBoard {
+            started: SystemTime::now(),
+            config_path: config.source.clone(),
+            ready: AtomicBool::new(false),
+            routes: ArcSwap::from_pointee(config.routes.clone()),
+            certificates: ArcSwap::from_pointee(certificates),
+            refusals: Mutex::new(VecDeque::with_capacity(RECENT_REFUSALS)),
+            last_reload: Mutex::new(None),
+            events,
+            metrics,
+        }
+    }
+
+    /// Listeners bound, material loaded and accept loops running.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub(crate) fn reloaded(&self, config: &Config, certificates: Vec<CertStatus>) {
+        self.routes
+            .store(std::sync::Arc::new(config.routes.clone()));
+        self.certificates.store(std::sync::Arc::new(certificates));
+    }
+
+    pub(crate) fn record_reload(&self, cause: &str, error: Option<String>) {
+        if let Ok(mut last) = self.last_reload.lock() {
+            *last = Some(ReloadRecord {
+                at: rfc3339(SystemTime::now()),
+                cause: cause.to_string(),
+                ok: error.is_none(),
+                error,
+            });
+        }
+    }
+
+    pub(crate) fn refused(
+        &self,
+        route: &str,
+        side: Side,
+        remote: SocketAddr,
+        reason: &'static str,
+        refusal: Option<&Refusal>,
+    ) {
+        let record = RefusalRecord {
+            at: rfc3339(SystemTime::now()),
+            route: route.to_string(),
+            side: side.as_str(),
+            remote: remote.to_string(),
+            reason,
+            description: refusal.map_or_else(
+                || "route at its max_connections".to_string(),
+                Refusal::summary,
+            ),
+            subject: refusal
+                .and_then(|r| r.presented.as_ref())
+                .map(|p| p.subject.clone()),
+            fingerprint: refusal
+                .and_then(|r| r.presented.as_ref())
+                .map(|p| p.fingerprint.to_string()),
+        };
+        if let Ok(mut recent) = self.refusals.lock() {
+            if recent.len() == RECENT_REFUSALS {
+                recent.pop_front();
+            }
+            recent.push_back(record);
+        }
+    }
+
+    /// Seconds until each configured certificate expires, for `/metrics`;
+    /// the earliest one for a CA bundle of several.
+    pub fn certificate_expiry(&self) -> BTreeMap<CertLabels, i64> {
+        let now = unix_now();
+        let mut out = BTreeMap::new();
+        for c in self.certificates.load().iter() {
+            let labels = CertLabels {
+                profile: c.profile.clone(),
+                role: c.role,
+                file: c.file.clone(),
+            };
+            let left = c.not_after_unix - now;
+            out.entry(labels)
+                .and_modify(|s: &mut i64| *s = (*s).min(left))
+                .or_insert(left);
+        }
+        out
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let now = SystemTime::now();
+        let unix = unix_now();
+        Snapshot {
+            version: env!("CARGO_PKG_VERSION"),
+            now: rfc3339(now),
+            started: rfc3339(self.started),
+            uptime_seconds: now.duration_since(self.started).map_or(0, |d| d.as_secs()),
+            config: self.config_path.display().to_string(),
+            ready: self.is_ready(),
+            last_reload: self.last_reload.lock().ok().and_then(|r| r.clone()),
+            routes: self
+                .routes
+                .load()
+                .iter()
+                .map(|r| self.route_status(r))
+                .collect(),
+            certificates: self
+                .certificates
+                .load()
+                .iter()
+                .map(|c| {
+                    let days_left = (c.not_after_unix - unix).div_euclid(86_400);
+                    CertView {
+                        cert: c.clone(),
+                        days_left,
+                        warning: days_left < EXPIRY_WARNING_DAYS,
+                    }
+                })
+                .collect(),
+            recent_messages: self
+                .events
+                .recent()
+                .iter()
+                .rev()
+                .map(|e| message_record(e))
+                .collect(),
+            recent_refusals: self
+                .refusals
+                .lock()
+                .map(|r| r.iter().rev().cloned().collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn route_status(&self, spec: &RouteSpec) -> RouteStatus {
+        let route = spec.name.as_str().to_string();
+        let m = &self.metrics;
+        let open = m
+            .connections_open
+            .get(&RouteLabel {
+                route: route.clone(),
+            })
+            .map_or(0, |g| g.get());
+        let connections = Outcome::ALL
+            .iter()
+            .filter_map(|&outcome| {
+                let n = m
+                    .connections
+                    .get(&OutcomeLabels {
+                        route: route.clone(),
+                        outcome,
+                    })?
+                    .get();
+                (n > 0).then_some((outcome.as_str(), n))
+            })
+            .collect();
+        let refusals = crate::metrics::refusal_reasons()
+            .flat_map(|reason| [Side::Listen, Side::Forward].map(|side| (reason, side)))
+            .filter_map(|(reason, side)| {
+                m.refusals
+                    .get(&RefusalLabels {
+                        route: route.clone(),
+                        side,
+                        reason,
+                    })
+                    .map(|c| c.get())
+            })
+            .sum();
+        let messages = MessageOutcome::LABELS
+            .iter()
+            .filter_map(|&outcome| {
+                let n = m
+                    .messages
+                    .get(&MessageLabels {
+                        route: route.clone(),
+                        outcome,
+                    })?
+                    .get();
+                (n > 0).then_some((outcome, n))
+            })
+            .collect();
+        RouteStatus {
+            name: route,
+            kind: spec.kind.as_str(),
+            listen: spec.listen.to_string(),
+            listen_mode: spec.listen_mode(),
+            allow: match &spec.listen_tls {
+                Some(tls) => match &tls.auth {
+                    AuthSpec::Required(rules) => rules.iter().map(|r| r.name.to_string()).collect(),
+                    AuthSpec::NoClientCert => Vec::new(),
+                },
+                None => Vec::new(),
+            },
+            forward: spec.forward.to_string(),
+            forward_mode: spec.forward_mode(),
+            server_name: spec
+                .forward_tls
+                .as_ref()
+                .map(|t| t.server_name.to_str().into_owned()),
+            open_connections: open,
+            connections,
+            refusals,
+            messages,
+        }
+    }
+}
+
+fn message_record(e: &MessageEvent) -> MessageRecord {
+    let h = e.header.as_ref();
+    let text = |f: fn(&guichet_hl7::Header) -> &String| h.map(f).cloned().unwrap_or_default();
+    let (id_matches, latency_ms) = match &e.outcome {
+        MessageOutcome::Acknowledged {
+            id_matches,
+            latency,
+            ..
+        } => (Some(*id_matches), Some(latency.as_secs_f64() * 1e3)),
+        _ => (None, None),
+    };
+    MessageRecord {
+        at: rfc3339(e.at),
+        route: e.route.to_string(),
+        peer_app: e.peer_app.as_ref().map(ToString::to_string),
+        sender: text(|h| &h.sending_application),
+        receiver: text(|h| &h.receiving_application),
+        message_type: text(|h| &h.message_type),
+        control_id: text(|h| &h.control_id),
+        version: text(|h| &h.version),
+        size: e.size,
+        outcome: e.outcome.label(),
+        id_matches,
+        latency_ms,
+    }
+}
+
+/// The certificates a profile loaded, for the status page and metrics.
+pub(crate) fn cert_status(
+    profile: &str,
+    role: &'static str,
+    file: &std::path::Path,
+    id: &Identity,
+) -> CertStatus {
+    CertStatus {
+        profile: profile.to_string(),
+        role,
+        file: file.display().to_string(),
+        subject: id.subject.to_string(),
+        issuer: id.issuer.to_string(),
+        not_after: rfc3339_unix(id.not_after),
+        not_after_unix: id.not_after,
+        fingerprint: id.fingerprint.to_string(),
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn rfc3339_unix(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
