@@ -170,8 +170,7 @@ async fn serve(
                 limits.idle_timeout,
                 peer,
                 settings,
-                &route_rt.events,
-                metrics,
+                route_rt,
             )
             .await
         }

@@ -70,6 +70,27 @@ impl MessageOutcome {
         "unsolicited_ack",
     ];
 
+    /// The position of [`MessageOutcome::label`] in [`MessageOutcome::LABELS`].
+    pub fn index(&self) -> usize {
+        match self {
+            MessageOutcome::Acknowledged {
+                code: Some(code), ..
+            } => match code {
+                AckCode::AA => 0,
+                AckCode::AE => 1,
+                AckCode::AR => 2,
+                AckCode::CA => 3,
+                AckCode::CE => 4,
+                AckCode::CR => 5,
+            },
+            MessageOutcome::Acknowledged { code: None, .. } => 6,
+            MessageOutcome::Unacknowledged => 7,
+            MessageOutcome::RejectedNotHl7 => 8,
+            MessageOutcome::PassedNotHl7 => 9,
+            MessageOutcome::UnsolicitedAck { .. } => 10,
+        }
+    }
+
     /// A fixed label for logs and metrics.
     pub fn label(&self) -> &'static str {
         match self {

@@ -240,29 +240,6 @@ impl Metrics {
             .inc();
     }
 
-    pub fn message(&self, route: &str, outcome: &'static str) {
-        self.messages
-            .get_or_create(&MessageLabels {
-                route: route.to_string(),
-                outcome,
-            })
-            .inc();
-    }
-
-    pub fn roundtrip(&self, route: &str, latency: std::time::Duration) {
-        self.message_roundtrip_seconds
-            .get_or_create(&route_label(route))
-            .observe(latency.as_secs_f64());
-    }
-
-    pub fn ack_mismatch(&self, route: &str) {
-        self.ack_mismatches.get_or_create(&route_label(route)).inc();
-    }
-
-    pub fn ack_overdue(&self, route: &str) {
-        self.acks_overdue.get_or_create(&route_label(route)).inc();
-    }
-
     pub fn frame_error(&self, route: &str, kind: &'static str) {
         self.frame_errors
             .get_or_create(&FrameErrorLabels {
@@ -279,6 +256,49 @@ impl Metrics {
                 outcome,
             })
             .inc();
+    }
+}
+
+/// One route's per-message metric handles, resolved once when the route
+/// starts: the message path then touches atomics only, never a family's
+/// map or a label allocation.
+#[derive(Clone)]
+pub struct RouteMetrics {
+    /// By [`crate::events::MessageOutcome::index`].
+    messages: Vec<Counter>,
+    pub roundtrip: Histogram,
+    pub ack_mismatches: Counter,
+    pub acks_overdue: Counter,
+}
+
+impl RouteMetrics {
+    pub fn message(&self, outcome: &crate::events::MessageOutcome) {
+        if let Some(counter) = self.messages.get(outcome.index()) {
+            counter.inc();
+        }
+    }
+}
+
+impl Metrics {
+    /// The handles of one route's per-message metrics.
+    pub fn route(&self, route: &str) -> RouteMetrics {
+        let label = route_label(route);
+        RouteMetrics {
+            messages: crate::events::MessageOutcome::LABELS
+                .iter()
+                .map(|&outcome| {
+                    self.messages
+                        .get_or_create(&MessageLabels {
+                            route: route.to_string(),
+                            outcome,
+                        })
+                        .clone()
+                })
+                .collect(),
+            roundtrip: self.message_roundtrip_seconds.get_or_create(&label).clone(),
+            ack_mismatches: self.ack_mismatches.get_or_create(&label).clone(),
+            acks_overdue: self.acks_overdue.get_or_create(&label).clone(),
+        }
     }
 }
 

@@ -27,9 +27,9 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use tracing::warn;
 
 use crate::config::{MllpSettings, NonHl7Policy, RouteName};
-use crate::events::{EventBus, MessageEvent, MessageOutcome};
-use crate::metrics::Metrics;
+use crate::events::{MessageEvent, MessageOutcome};
 use crate::proxy::{Activity, PumpEnd};
+use crate::route::RouteRuntime;
 
 /// Who is on the other end, for events.
 pub(crate) struct Peer {
@@ -64,8 +64,8 @@ struct Waiting {
 struct Relay<'a> {
     peer: Peer,
     settings: MllpSettings,
-    events: &'a EventBus,
-    metrics: &'a Metrics,
+    /// Metrics, counters and the event bus of the route.
+    route: &'a RouteRuntime,
     owed: Mutex<VecDeque<Owed>>,
     /// Wakes the downstream side when an own reply is queued.
     reply_queued: Notify,
@@ -87,7 +87,6 @@ enum RelayError {
 /// or `idle` passes with no byte either way.
 // The connection's parts, each from a different owner; a struct to carry
 // them would be used once.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn relay<C, S>(
     client: C,
     server: S,
@@ -95,8 +94,7 @@ pub(crate) async fn relay<C, S>(
     idle: Duration,
     peer: Peer,
     settings: MllpSettings,
-    events: &EventBus,
-    metrics: &Metrics,
+    route: &RouteRuntime,
 ) -> PumpEnd
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -105,8 +103,7 @@ where
     let relay = Relay {
         peer,
         settings,
-        events,
-        metrics,
+        route,
         owed: Mutex::new(VecDeque::new()),
         reply_queued: Notify::new(),
     };
@@ -281,9 +278,9 @@ impl Relay<'_> {
             .as_ref()
             .is_some_and(|s| s.acknowledged_id == waiting.header.control_id);
         let latency = waiting.since.elapsed();
-        self.metrics.roundtrip(self.peer.route.as_str(), latency);
+        self.route.counters.roundtrip.observe(latency.as_secs_f64());
         if !id_matches {
-            self.metrics.ack_mismatch(self.peer.route.as_str());
+            self.route.counters.ack_mismatches.inc();
         }
         let outcome = MessageOutcome::Acknowledged {
             code,
@@ -317,7 +314,7 @@ impl Relay<'_> {
             .filter(|w| !w.overdue && w.since.elapsed() >= timeout)
         {
             w.overdue = true;
-            self.metrics.ack_overdue(self.peer.route.as_str());
+            self.route.counters.acks_overdue.inc();
             warn!(
                 message_type = %w.header.message_type,
                 control_id = %w.header.control_id,
@@ -346,9 +343,8 @@ impl Relay<'_> {
         at: SystemTime,
         outcome: MessageOutcome,
     ) {
-        self.metrics
-            .message(self.peer.route.as_str(), outcome.label());
-        self.events.publish(MessageEvent {
+        self.route.counters.message(&outcome);
+        self.route.events.publish(MessageEvent {
             at,
             route: self.peer.route.clone(),
             remote: self.peer.remote,
@@ -361,7 +357,8 @@ impl Relay<'_> {
 
     fn report_discarded(&self, side: &'static str, bytes: usize) {
         if bytes > 0 {
-            self.metrics
+            self.route
+                .metrics
                 .frame_error(self.peer.route.as_str(), "discarded_bytes");
             warn!(side, bytes, "bytes outside any MLLP frame discarded");
         }
@@ -393,7 +390,9 @@ impl Relay<'_> {
             MllpError::TrailingGarbage { .. } => "discarded_bytes",
             MllpError::Io(_) => "io",
         };
-        self.metrics.frame_error(self.peer.route.as_str(), kind);
+        self.route
+            .metrics
+            .frame_error(self.peer.route.as_str(), kind);
         RelayError::Frame { side, error }
     }
 }

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use crate::config::RouteName;
 use crate::connection::handle;
 use crate::events::EventBus;
-use crate::metrics::{Metrics, Outcome, Side};
+use crate::metrics::{Metrics, Outcome, RouteMetrics, Side};
 use crate::state::RouteState;
 use crate::status::StatusBoard;
 
@@ -25,6 +25,8 @@ pub(crate) struct RouteRuntime {
     /// One permit per open connection; fixed at start.
     permits: Arc<Semaphore>,
     pub metrics: Metrics,
+    /// Handles of the per-message metrics, resolved once.
+    pub counters: RouteMetrics,
     pub events: EventBus,
     pub status: Arc<StatusBoard>,
     over_limit: LogThrottle,
@@ -40,6 +42,7 @@ impl RouteRuntime {
         RouteRuntime {
             name: state.spec.name.clone(),
             permits: Arc::new(Semaphore::new(state.spec.limits.max_connections)),
+            counters: metrics.route(state.spec.name.as_str()),
             state: ArcSwap::from_pointee(state),
             metrics,
             events,

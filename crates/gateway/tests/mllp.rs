@@ -520,8 +520,7 @@ const MARKER: &str = "SECRET-PATIENT-4242";
 
 #[tokio::test]
 async fn patient_data_never_reaches_events_metrics_or_logs() {
-    let logs = Capture::default();
-    let _guard = tracing::subscriber::set_default(logs.clone());
+    let logs = global_capture();
     let pki = Pki::new();
     let backend = MllpBackend::start(AckPlan::accept()).await;
     let gateway = plain_gateway(&pki, &backend, "").await;
@@ -701,9 +700,23 @@ async fn ack_written_after_the_senders_end_of_stream_still_arrives() {
 
 // ------------------------------------------------------------- logs
 
-/// A `tracing` subscriber keeping every event and span field as text.
-/// Installed per test thread (`set_default`): `#[tokio::test]` runs the
-/// gateway's tasks on that thread.
+/// The log capture, installed once as this test binary's global subscriber:
+/// a thread-local one (`set_default`) races with the callsite interest
+/// cache when tests run side by side and may miss lines.
+fn global_capture() -> Capture {
+    static CAPTURE: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+    CAPTURE
+        .get_or_init(|| {
+            let capture = Capture::default();
+            tracing::subscriber::set_global_default(capture.clone())
+                .expect("no other global subscriber");
+            capture
+        })
+        .clone()
+}
+
+/// A `tracing` subscriber keeping every event and span field as text (see
+/// [`global_capture`]).
 #[derive(Clone, Default)]
 struct Capture {
     text: Arc<Mutex<String>>,

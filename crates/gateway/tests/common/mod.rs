@@ -884,3 +884,207 @@ pub fn no_more_events(rx: &mut broadcast::Receiver<Arc<MessageEvent>>) {
         other => panic!("expected no more message events, got {other:?}"),
     }
 }
+
+// -------------------------------------------------------------- admin
+
+/// A gateway bound from a config file but not yet running, with its admin
+/// server on 127.0.0.1:0 already answering: the order `guichet run` uses.
+pub struct Bound {
+    pub gateway: Gateway,
+    pub admin: guichet_gateway::AdminServer,
+    pub metrics: Metrics,
+    names: Vec<String>,
+}
+
+impl Bound {
+    /// Writes `text` to `path`, binds every route and starts the admin
+    /// server on the gateway's status board.
+    pub async fn new(path: &Path, text: &str) -> Bound {
+        std::fs::write(path, text).unwrap();
+        let config = Config::load(path).unwrap();
+        let names = config
+            .routes
+            .iter()
+            .map(|r| r.name.as_str().to_string())
+            .collect();
+        let metrics = Metrics::default();
+        let gateway = Gateway::bind(config, metrics.clone()).await.unwrap();
+        let admin =
+            guichet_gateway::AdminServer::start("127.0.0.1:0".parse().unwrap(), gateway.status())
+                .unwrap();
+        Bound {
+            gateway,
+            admin,
+            metrics,
+            names,
+        }
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr()
+    }
+
+    /// Starts `run`; the admin server keeps serving.
+    pub fn run(self) -> WithAdmin {
+        let Bound {
+            gateway,
+            admin,
+            metrics,
+            names,
+        } = self;
+        let addrs = names
+            .into_iter()
+            .map(|name| {
+                let addr = gateway.local_addr(&name).unwrap();
+                (name, addr)
+            })
+            .collect();
+        let reloader = gateway.reloader();
+        let events = gateway.events();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(gateway.run(shutdown.clone()));
+        let running = Running {
+            metrics,
+            events,
+            reloader,
+            shutdown,
+            addrs,
+            task: Some(task),
+        };
+        WithAdmin { running, admin }
+    }
+}
+
+/// A running gateway and its admin server.
+pub struct WithAdmin {
+    pub running: Running,
+    pub admin: guichet_gateway::AdminServer,
+}
+
+impl WithAdmin {
+    /// [`Bound::new`] then [`Bound::run`].
+    pub async fn start(path: &Path, text: &str) -> WithAdmin {
+        Bound::new(path, text).await.run()
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr()
+    }
+
+    /// `GET path` on the admin server.
+    pub async fn get(&self, path: &str) -> HttpResponse {
+        http(self.admin_addr(), "GET", path).await
+    }
+
+    /// `/api/status`, which must be a 200 with JSON.
+    pub async fn api_status(&self) -> serde_json::Value {
+        let response = self.get("/api/status").await;
+        assert_eq!(response.status, 200, "{response:?}");
+        assert_eq!(response.header("content-type"), Some("application/json"));
+        serde_json::from_str(&response.body)
+            .unwrap_or_else(|e| panic!("/api/status is not JSON ({e}):\n{}", response.body))
+    }
+}
+
+/// One HTTP/1.1 response, read to the end of the connection.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The first header called `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Parses a whole response; the body must be exactly Content-Length
+    /// bytes (none for `HEAD`).
+    fn parse(raw: &[u8], method: &str) -> HttpResponse {
+        let text = String::from_utf8(raw.to_vec()).expect("a UTF-8 response");
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no end of headers in {text:?}"));
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let status = status_line
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let headers: Vec<(String, String)> = lines
+            .map(|line| {
+                let (name, value) = line
+                    .split_once(':')
+                    .unwrap_or_else(|| panic!("bad header line {line:?}"));
+                (name.to_ascii_lowercase(), value.trim().to_string())
+            })
+            .collect();
+        let response = HttpResponse {
+            status,
+            headers,
+            body: body.to_string(),
+        };
+        assert_eq!(response.header("transfer-encoding"), None, "{text:?}");
+        let length: usize = response
+            .header("content-length")
+            .unwrap_or_else(|| panic!("no content-length in {text:?}"))
+            .parse()
+            .unwrap();
+        let want = if method == "HEAD" { 0 } else { length };
+        assert_eq!(response.body.len(), want, "body length of {text:?}");
+        response
+    }
+}
+
+fn http_request(addr: SocketAddr, method: &str, path: &str) -> String {
+    format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+}
+
+/// `METHOD path` on a fresh connection (`Connection: close`), every step
+/// bounded by [`WAIT`].
+pub async fn http(addr: SocketAddr, method: &str, path: &str) -> HttpResponse {
+    let mut stream = tcp(addr).await;
+    let request = http_request(addr, method, path);
+    bounded("HTTP request", stream.write_all(request.as_bytes()))
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    bounded("HTTP response", stream.read_to_end(&mut raw))
+        .await
+        .unwrap();
+    HttpResponse::parse(&raw, method)
+}
+
+/// `GET path` with blocking std sockets, from any thread (no runtime).
+pub fn http_blocking(addr: SocketAddr, path: &str) -> std::io::Result<HttpResponse> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, WAIT)?;
+    stream.set_read_timeout(Some(WAIT))?;
+    stream.set_write_timeout(Some(WAIT))?;
+    stream.write_all(http_request(addr, "GET", path).as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    Ok(HttpResponse::parse(&raw, "GET"))
+}
+
+/// Polls `path` until it answers `want`, or fails with the last answer.
+pub async fn wait_status(addr: SocketAddr, path: &str, want: u16) -> HttpResponse {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let response = http(addr, "GET", path).await;
+        if response.status == want {
+            return response;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("{path} never answered {want} within {WAIT:?}: {response:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
