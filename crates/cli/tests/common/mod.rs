@@ -559,3 +559,44 @@ impl Bench {
         (proc, port)
     }
 }
+
+/// `GET path` on 127.0.0.1:`port` over HTTP/1.1 with `Connection: close`,
+/// bounded by [`WAIT`]: the status code and the body.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(WAIT))?;
+    stream.set_write_timeout(Some(WAIT))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let bad = || std::io::Error::other(format!("not an HTTP response: {text:?}"));
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(bad)?;
+    let code = head
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(bad)?;
+    Ok((code, body.to_string()))
+}
+
+/// Polls `GET path` until `done(code, body)` holds; returns the body.
+/// Panics with the last answer after [`WAIT`].
+pub fn wait_http(port: u16, path: &str, what: &str, done: impl Fn(u16, &str) -> bool) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let answer = http_get(port, path);
+        if let Ok((code, body)) = &answer {
+            if done(*code, body) {
+                return body.clone();
+            }
+        }
+        if Instant::now() >= deadline {
+            panic!("GET {path}: no {what} within {WAIT:?}; last answer: {answer:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}

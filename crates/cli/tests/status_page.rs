@@ -1,0 +1,285 @@
+//! The status page as a person sees it: the real `guichet run` with
+//! `[admin] listen`, real traffic from `guichet send` through an mTLS route
+//! to `guichet listen`, refused clients, and the page rendered by headless
+//! Chromium (the DOM after rendering, and a screenshot).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{app, free_port, have, http_get, profile, run_bounded, show, wait_http, Bench, Echo};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Chromium is killed (and the test fails) after this long.
+const BROWSER_WAIT: Duration = Duration::from_secs(30);
+
+const ROUTE: &str = "from-eai";
+const TCP_ROUTE: &str = "to-lab";
+
+/// Headless Chromium with a fresh profile in `dir`, nothing fetched but
+/// the page.
+fn chromium(dir: &Path) -> Command {
+    let mut cmd = Command::new(CHROMIUM);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ])
+    .arg(format!("--user-data-dir={}", dir.display()));
+    cmd
+}
+
+/// The text a person reads in each table row of the section headed
+/// `heading`: tags dropped, entities decoded, spaces squeezed.
+fn rows(dom: &str, heading: &str) -> Vec<String> {
+    let start = dom
+        .find(&format!("<h2>{heading}</h2>"))
+        .unwrap_or_else(|| panic!("no section {heading:?} in:\n{dom}"));
+    let section = &dom[start..];
+    let table = &section[..section.find("</table>").expect("end of the table")];
+    table.split("<tr").skip(2).map(visible_text).collect()
+}
+
+fn visible_text(html: &str) -> String {
+    // Past the `>` that closes the `<tr` the split left open.
+    let html = html.split_once('>').map_or("", |(_, cells)| cells);
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                text.push(' ');
+            }
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    let text = text
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The one row of `rows` holding every word of `words` (as whole words).
+#[track_caller]
+fn row<'a>(rows: &'a [String], words: &[&str]) -> &'a str {
+    let found: Vec<&String> = rows
+        .iter()
+        .filter(|r| words.iter().all(|w| has_word(r, w)))
+        .collect();
+    assert_eq!(found.len(), 1, "one row with {words:?} in {rows:#?}");
+    found[0]
+}
+
+fn has_word(text: &str, word: &str) -> bool {
+    text.split(|c: char| c.is_whitespace() || c == ',')
+        .any(|w| w == word)
+        || (word.contains(' ') && text.contains(word))
+}
+
+/// Control ids of the messages `guichet send` reports answered AA.
+fn accepted_ids(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.len() > 6 && w[5] == "ACK" && w[6] == "AA")
+        .map(|w| w[3].to_string())
+        .collect()
+}
+
+/// Where a developer finds the screenshot after the run: the target
+/// directory (`CARGO_TARGET_DIR` when set).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+}
+
+#[test]
+fn status_page_in_a_browser_shows_routes_messages_refusals_and_certificates() {
+    if !Path::new(CHROMIUM).is_file() {
+        eprintln!("SKIPPED: chromium not installed");
+        return;
+    }
+    let bench = Bench::new();
+    bench.issue("gw", &["--dns", "localhost", "--ip", "127.0.0.1"]);
+    bench.issue("eai", &["--client-only"]);
+    let (listen, listen_port) = bench.listen(&[]);
+    let echo = Echo::start();
+    let admin = free_port();
+    let gateway = bench.run(
+        "guichet.toml",
+        &format!(
+            "[gateway]\nwatch_interval = \"0s\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n{}{}\
+             [[route]]\nname = \"{ROUTE}\"\nkind = \"mllp\"\nlisten = \"127.0.0.1:0\"\n\
+             listen_tls = \"gw\"\nallow = [\"eai\"]\nforward = \"127.0.0.1:{listen_port}\"\n\n\
+             [[route]]\nname = \"{TCP_ROUTE}\"\nlisten = \"127.0.0.1:0\"\nforward = \"{}\"\n",
+            profile("gw", &bench, Some("gw"), true),
+            app("eai", "eai"),
+            echo.addr(),
+        ),
+    );
+    let port = gateway.route_port(ROUTE).to_string();
+    wait_http(admin, "/readyz", "200", |code, _| code == 200);
+
+    // Two messages from the admitted application.
+    let to = format!("127.0.0.1:{port}");
+    let tls = ["--tls-ca", "pki/ca.pem", "--server-name", "localhost"];
+    let mut args = vec![
+        "send",
+        "--to",
+        to.as_str(),
+        "--template",
+        "adt-a01",
+        "--count",
+        "2",
+    ];
+    args.extend_from_slice(&tls);
+    args.extend_from_slice(&["--tls-cert", "pki/eai.pem", "--tls-key", "pki/eai.key"]);
+    let sent = bench.ok(&args);
+    let ids = accepted_ids(&sent);
+    assert_eq!(ids.len(), 2, "{sent}");
+    assert_ne!(ids[0], ids[1]);
+
+    // A client without a certificate.
+    let mut args = vec!["send", "--to", to.as_str(), "--template", "adt-a01"];
+    args.extend_from_slice(&tls);
+    let out = bench.guichet(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    // And one whose certificate comes from another CA.
+    let openssl = have("openssl");
+    if openssl {
+        bench.ok(&["pki", "init", "--out", "other", "--cn", "Other CA"]);
+        bench.ok(&[
+            "pki",
+            "issue",
+            "--ca",
+            "other",
+            "--name",
+            "intruder",
+            "--client-only",
+        ]);
+        let mut cmd = Command::new("openssl");
+        cmd.args([
+            "s_client",
+            "-connect",
+            to.as_str(),
+            "-servername",
+            "localhost",
+        ])
+        .args(["-CAfile", &bench.p("pki/ca.pem")])
+        .args(["-cert", &bench.p("other/intruder.pem")])
+        .args(["-key", &bench.p("other/intruder.key")])
+        .current_dir(bench.dir.path())
+        .env("OPENSSL_CONF", "/dev/null");
+        let _ = run_bounded(cmd, common::WAIT);
+    }
+    let refusals = 1 + usize::from(openssl);
+    let metrics = wait_http(admin, "/metrics", "the messages and refusals", |_, text| {
+        text.contains(&format!(
+            "guichet_messages_total{{route=\"{ROUTE}\",outcome=\"AA\"}} 2\n"
+        )) && text.contains(&format!(
+            "guichet_connections_total{{route=\"{ROUTE}\",outcome=\"refused_tls\"}} {refusals}\n"
+        ))
+    });
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+    let (code, _) = http_get(admin, "/nope").expect("admin server");
+    assert_eq!(code, 404);
+
+    // What the browser renders.
+    let url = format!("http://127.0.0.1:{admin}/status");
+    let mut cmd = chromium(&bench.path("chromium-dom"));
+    cmd.arg("--dump-dom").arg(&url);
+    let out = run_bounded(cmd, BROWSER_WAIT);
+    assert!(out.status.success(), "{}", show(&out));
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(dom.contains("<title>guichet status</title>"), "{dom}");
+    assert!(
+        dom.contains(&format!("<h1>guichet {}</h1>", env!("CARGO_PKG_VERSION"))),
+        "{dom}"
+    );
+    assert!(dom.contains("<span class=\"ok\">ready</span>"), "{dom}");
+    assert!(!dom.contains("SECRET") && !dom.contains("DOE^"), "{dom}");
+
+    let routes = rows(&dom, "Routes");
+    assert_eq!(routes.len(), 2, "{routes:#?}");
+    let mllp = row(&routes, &[ROUTE, "mllp", "mtls", "eai"]);
+    assert!(
+        mllp.contains(&format!("plain 127.0.0.1:{listen_port}")),
+        "{mllp}"
+    );
+    assert!(mllp.contains("AA 2"), "{mllp}");
+    assert!(mllp.contains(&format!("refused_tls {refusals}")), "{mllp}");
+    let tcp = row(&routes, &[TCP_ROUTE, "tcp"]);
+    assert!(tcp.contains(&format!("plain {}", echo.addr())), "{tcp}");
+
+    let messages = rows(&dom, "Recent messages");
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    for id in &ids {
+        row(&messages, &[id, ROUTE, "AA", "ADT^A01^ADT_A01", "(eai)"]);
+    }
+
+    let refused = rows(&dom, "Recent refusals");
+    assert_eq!(refused.len(), refusals, "{refused:#?}");
+    let none = row(&refused, &[ROUTE, "listen", "no_certificate"]);
+    assert!(none.contains("no client certificate presented"), "{none}");
+    assert!(none.ends_with(" —"), "no certificate to show: {none}");
+    if openssl {
+        let intruder = row(&refused, &[ROUTE, "listen", "unknown_ca"]);
+        assert!(
+            intruder.contains("certificate not issued by a trusted CA"),
+            "{intruder}"
+        );
+        assert!(intruder.contains("CN=intruder"), "{intruder}");
+    }
+
+    let certs = rows(&dom, "Certificates");
+    assert_eq!(certs.len(), 2, "{certs:#?}");
+    let ours = row(&certs, &["gw", "certificate"]);
+    assert!(ours.contains("CN=gw"), "{ours}");
+    assert!(
+        has_word(ours, &(guichet_pki::DEFAULT_LEAF_DAYS - 1).to_string()),
+        "days left: {ours}"
+    );
+    let ca = row(&certs, &["gw", "ca"]);
+    assert!(ca.contains("CN=guichet test CA"), "{ca}");
+
+    // A screenshot, for a person to look at.
+    let shot = bench.path("status-page.png");
+    let mut cmd = chromium(&bench.path("chromium-shot"));
+    cmd.arg("--window-size=1400,1000")
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url);
+    let out = run_bounded(cmd, BROWSER_WAIT);
+    assert!(out.status.success(), "{}", show(&out));
+    let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("{}: {e}", shot.display()));
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(
+        png.len() > 10 * 1024,
+        "a nearly blank page: {} bytes",
+        png.len()
+    );
+    let kept = target_dir().join("status-page.png");
+    if let Some(dir) = kept.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::copy(&shot, &kept).unwrap_or_else(|e| panic!("{}: {e}", kept.display()));
+    println!("status page screenshot: {}", kept.display());
+
+    drop(gateway);
+    drop(listen);
+}
