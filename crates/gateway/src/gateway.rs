@@ -93,6 +93,9 @@ impl Gateway {
                     addr,
                     error,
                 })?;
+            if let Ok(bound) = listener.local_addr() {
+                status.bound(name.as_str(), bound);
+            }
             let route = Arc::new(RouteRuntime::new(
                 state,
                 metrics.clone(),

@@ -33,6 +33,8 @@ pub struct StatusBoard {
     config_path: PathBuf,
     ready: AtomicBool,
     routes: ArcSwap<Vec<RouteSpec>>,
+    /// Addresses actually bound (differ from the config with port 0).
+    bound: Mutex<BTreeMap<String, SocketAddr>>,
     certificates: ArcSwap<Vec<CertStatus>>,
     refusals: Mutex<VecDeque<RefusalRecord>>,
     last_reload: Mutex<Option<ReloadRecord>>,
@@ -147,6 +149,7 @@ impl StatusBoard {
             config_path: config.source.clone(),
             ready: AtomicBool::new(false),
             routes: ArcSwap::from_pointee(config.routes.clone()),
+            bound: Mutex::new(BTreeMap::new()),
             certificates: ArcSwap::from_pointee(certificates),
             refusals: Mutex::new(VecDeque::with_capacity(RECENT_REFUSALS)),
             last_reload: Mutex::new(None),
@@ -158,6 +161,12 @@ impl StatusBoard {
     /// Listeners bound, material loaded and accept loops running.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn bound(&self, route: &str, addr: SocketAddr) {
+        if let Ok(mut bound) = self.bound.lock() {
+            bound.insert(route.to_string(), addr);
+        }
     }
 
     pub(crate) fn set_ready(&self, ready: bool) {
@@ -332,7 +341,13 @@ impl StatusBoard {
         RouteStatus {
             name: route,
             kind: spec.kind.as_str(),
-            listen: spec.listen.to_string(),
+            listen: self
+                .bound
+                .lock()
+                .ok()
+                .and_then(|b| b.get(spec.name.as_str()).copied())
+                .unwrap_or(spec.listen)
+                .to_string(),
             listen_mode: spec.listen_mode(),
             allow: match &spec.listen_tls {
                 Some(tls) => match &tls.auth {

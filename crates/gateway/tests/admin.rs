@@ -507,12 +507,13 @@ async fn api_status_describes_routes_messages_refusals_and_certificates() {
     );
     assert_eq!(s["last_reload"], Value::Null);
     assert_eq!(s["routes"].as_array().unwrap().len(), 2, "{s:#}");
+    // Port 0 in the config: the status shows the port actually bound.
     assert_eq!(
         route_entry(&s, ROUTE),
         &json!({
             "name": ROUTE,
             "kind": "mllp",
-            "listen": "127.0.0.1:0",
+            "listen": gw.addr(ROUTE).to_string(),
             "listen_mode": "mtls",
             "allow": ["eai"],
             "forward": forward.to_string(),
@@ -529,7 +530,7 @@ async fn api_status_describes_routes_messages_refusals_and_certificates() {
         &json!({
             "name": "out",
             "kind": "tcp",
-            "listen": "127.0.0.1:0",
+            "listen": gw.addr("out").to_string(),
             "listen_mode": "plain",
             "allow": [],
             "forward": dpi_backend.target(),
