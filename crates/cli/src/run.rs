@@ -12,7 +12,7 @@ use crate::cli::ConfigArgs;
 
 pub fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
-    crate::runtime::runtime()?.block_on(async {
+    crate::runtime::runtime_with(config.workers)?.block_on(async {
         // Handlers first: a SIGHUP sent as soon as a port answers must
         // reload, not kill the process.
         let signals = Signals::install()?;

@@ -5,7 +5,23 @@ use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
 pub fn runtime() -> anyhow::Result<Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    runtime_with(None)
+}
+
+/// `workers` threads serving connections (`None`: one per CPU). One worker
+/// is a single-threaded runtime: no work stealing, no wake-ups across
+/// threads, the lowest latency per message.
+pub fn runtime_with(workers: Option<usize>) -> anyhow::Result<Runtime> {
+    let mut builder = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder
         .enable_all()
         .thread_name("guichet")
         .build()

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use guichet_hl7::{
     build_reject_for_unparseable, stamp, AckCode, AckRequest, AckSummary, ErrorCode, ErrorDetail,
@@ -110,14 +110,8 @@ where
     let (client_rd, client_wr) = tokio::io::split(client);
     let (server_rd, server_wr) = tokio::io::split(server);
     let codec = MllpCodec::new(settings.max_frame);
-    let upstream = relay.upstream(
-        FramedRead::new(client_rd, codec.clone()),
-        FramedWrite::new(server_wr, codec.clone()),
-    );
-    let downstream = relay.downstream(
-        FramedRead::new(server_rd, codec.clone()),
-        FramedWrite::new(client_wr, codec),
-    );
+    let upstream = relay.upstream(reader(client_rd, &codec), writer(server_wr, &codec));
+    let downstream = relay.downstream(reader(server_rd, &codec), writer(client_wr, &codec));
     let end = tokio::select! {
         result = async { tokio::try_join!(upstream, downstream) } => match result {
             Ok(_) => PumpEnd::Closed,
@@ -148,6 +142,7 @@ impl Relay<'_> {
                 break;
             };
             self.report_discarded("sender", frame.discarded);
+            trim(frames.read_buffer_mut(), READ_BUFFER);
             let size = frame.payload.len();
             match Message::parse_with(&frame.payload, ParseOptions::default()) {
                 Ok(message) => {
@@ -159,13 +154,13 @@ impl Relay<'_> {
                         since: Instant::now(),
                         overdue: false,
                     })));
-                    to_server.send(frame.payload).await.map_err(io_error)?;
+                    forward(&mut to_server, frame.payload).await?;
                 }
                 Err(_) => match self.settings.non_hl7 {
                     NonHl7Policy::Pass => {
                         self.publish(None, size, SystemTime::now(), MessageOutcome::PassedNotHl7);
                         self.owe(Owed::PassedReply);
-                        to_server.send(frame.payload).await.map_err(io_error)?;
+                        forward(&mut to_server, frame.payload).await?;
                     }
                     NonHl7Policy::Reject => {
                         self.publish(
@@ -207,10 +202,11 @@ impl Relay<'_> {
                         break;
                     };
                     self.report_discarded("receiver", frame.discarded);
+                    trim(frames.read_buffer_mut(), READ_BUFFER);
                     // Replies owed before this answer go first.
                     self.send_own_replies(&mut to_client).await?;
                     self.acknowledged(&frame.payload);
-                    to_client.send(frame.payload).await.map_err(io_error)?;
+                    forward(&mut to_client, frame.payload).await?;
                     self.send_own_replies(&mut to_client).await?;
                 }
                 () = sleep_until(overdue_at) => self.report_overdue(),
@@ -245,7 +241,7 @@ impl Relay<'_> {
                 },
                 Err(_) => return Ok(()),
             };
-            to_client.send(reply).await.map_err(io_error)?;
+            forward(to_client, reply).await?;
         }
     }
 
@@ -395,6 +391,42 @@ impl Relay<'_> {
             .frame_error(self.peer.route.as_str(), kind);
         RelayError::Frame { side, error }
     }
+}
+
+/// Read buffers start small and grow with the frames; write buffers start
+/// empty. An idle connection then holds a few KiB, not the 32 KiB of four
+/// default-sized codec buffers (what a gateway holding 10,000 mostly idle
+/// MLLP links pays for).
+const READ_BUFFER: usize = 2 * 1024;
+
+/// A buffer grown past this by one large message is given back once empty.
+const KEEP_BUFFER: usize = 64 * 1024;
+
+fn reader<R: AsyncRead>(io: R, codec: &MllpCodec) -> FramedRead<R, MllpCodec> {
+    FramedRead::with_capacity(io, codec.clone(), READ_BUFFER)
+}
+
+fn writer<W: AsyncWrite>(io: W, codec: &MllpCodec) -> FramedWrite<W, MllpCodec> {
+    let mut writer = FramedWrite::with_capacity(io, codec.clone(), 0);
+    writer.set_backpressure_boundary(READ_BUFFER);
+    writer
+}
+
+/// Gives back what one large message made a buffer grow to.
+fn trim(buffer: &mut BytesMut, keep: usize) {
+    if buffer.is_empty() && buffer.capacity() > KEEP_BUFFER {
+        *buffer = BytesMut::with_capacity(keep);
+    }
+}
+
+/// Sends a frame, then trims the write buffer.
+async fn forward<W: AsyncWrite + Unpin>(
+    to: &mut FramedWrite<W, MllpCodec>,
+    payload: Bytes,
+) -> Result<(), RelayError> {
+    to.send(payload).await.map_err(io_error)?;
+    trim(to.write_buffer_mut(), 0);
+    Ok(())
 }
 
 fn awaited(owed: &Owed) -> Option<&Waiting> {

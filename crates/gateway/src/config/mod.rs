@@ -34,6 +34,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// How often referenced files are checked for changes; zero disables.
     pub watch_interval: Duration,
+    /// Threads serving connections; `None`: one per CPU.
+    pub workers: Option<usize>,
     /// Where the admin server (metrics, health, status page) listens.
     pub admin: Option<SocketAddr>,
     pub profiles: BTreeMap<ProfileName, TlsProfile>,
@@ -168,6 +170,11 @@ impl Builder {
                 .map(|v| parse_duration(v, "[gateway] watch_interval", true))
                 .transpose()?
                 .unwrap_or(Duration::from_secs(2)),
+            workers: match raw.gateway.workers {
+                None => None,
+                Some(n @ 1..=256) => Some(n as usize),
+                Some(n) => return Err(format!("[gateway] workers: {n} is out of range 1..=256")),
+            },
             admin: raw
                 .admin
                 .as_ref()

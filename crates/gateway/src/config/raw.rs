@@ -28,6 +28,7 @@ pub struct RawConfig {
 pub struct RawGateway {
     pub drain_timeout: Option<String>,
     pub watch_interval: Option<String>,
+    pub workers: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
