@@ -142,7 +142,6 @@ impl Relay<'_> {
                 break;
             };
             self.report_discarded("sender", frame.discarded);
-            trim(frames.read_buffer_mut(), READ_BUFFER);
             let size = frame.payload.len();
             match Message::parse_with(&frame.payload, ParseOptions::default()) {
                 Ok(message) => {
@@ -155,12 +154,14 @@ impl Relay<'_> {
                         overdue: false,
                     })));
                     forward(&mut to_server, frame.payload).await?;
+                    refill(frames.read_buffer_mut());
                 }
                 Err(_) => match self.settings.non_hl7 {
                     NonHl7Policy::Pass => {
                         self.publish(None, size, SystemTime::now(), MessageOutcome::PassedNotHl7);
                         self.owe(Owed::PassedReply);
                         forward(&mut to_server, frame.payload).await?;
+                        refill(frames.read_buffer_mut());
                     }
                     NonHl7Policy::Reject => {
                         self.publish(
@@ -202,11 +203,11 @@ impl Relay<'_> {
                         break;
                     };
                     self.report_discarded("receiver", frame.discarded);
-                    trim(frames.read_buffer_mut(), READ_BUFFER);
                     // Replies owed before this answer go first.
                     self.send_own_replies(&mut to_client).await?;
                     self.acknowledged(&frame.payload);
                     forward(&mut to_client, frame.payload).await?;
+                    refill(frames.read_buffer_mut());
                     self.send_own_replies(&mut to_client).await?;
                 }
                 () = sleep_until(overdue_at) => self.report_overdue(),
@@ -416,6 +417,22 @@ fn writer<W: AsyncWrite>(io: W, codec: &MllpCodec) -> FramedWrite<W, MllpCodec> 
 fn trim(buffer: &mut BytesMut, keep: usize) {
     if buffer.is_empty() && buffer.capacity() > KEEP_BUFFER {
         *buffer = BytesMut::with_capacity(keep);
+    }
+}
+
+/// Keeps room for a whole next message once the read buffer is drained:
+/// cut from a small buffer, a frame leaves only the tail of it, and the
+/// next message would take two reads (and two decode passes). Once the
+/// forwarded frame is dropped, this reclaims the same allocation; a large
+/// one is given back.
+fn refill(buffer: &mut BytesMut) {
+    if !buffer.is_empty() {
+        return;
+    }
+    if buffer.capacity() > KEEP_BUFFER {
+        *buffer = BytesMut::with_capacity(READ_BUFFER);
+    } else {
+        buffer.reserve(READ_BUFFER);
     }
 }
 

@@ -227,10 +227,13 @@ pub fn frame(payload: &[u8]) -> Vec<u8> {
 }
 
 /// Index of the first end block followed by a CR, searching from `from`.
+/// Where the end sequence 0x1C 0x0D starts, from `from` on. `memchr`
+/// finds the rare 0x1C with SIMD; a byte-pair scan cost a quarter of the
+/// relay's instructions per message.
 fn find_end(bytes: &[u8], from: usize) -> Option<usize> {
     let rest = bytes.get(from..)?;
-    rest.windows(2)
-        .position(|pair| pair == [END_BLOCK, CARRIAGE_RETURN])
+    memchr::memchr_iter(END_BLOCK, rest)
+        .find(|&at| rest.get(at + 1) == Some(&CARRIAGE_RETURN))
         .map(|at| from + at)
 }
 

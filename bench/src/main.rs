@@ -1,0 +1,398 @@
+//! `guichet-bench run`: guichet against HAProxy, stunnel and the direct
+//! path, in one run, on the EAI <-> DPI tunnel topology; writes
+//! docs/BENCHMARKS.md. See `guichet-bench run --help`.
+
+mod children;
+mod histogram;
+mod load;
+mod machine;
+mod message;
+mod peers;
+mod pki;
+mod procfs;
+mod report;
+mod scenario;
+mod sink;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use time::OffsetDateTime;
+
+use crate::peers::{Peer, Setup};
+use crate::scenario::{Measurement, Outcome, Plan, Scenario};
+
+/// Measures guichet against HAProxy, stunnel and the direct path.
+#[derive(Parser, Debug)]
+#[command(name = "guichet-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run every scenario on every peer and write docs/BENCHMARKS.md.
+    Run(RunArgs),
+    /// The MLLP ACK sink the benchmark starts as its own process.
+    #[command(hide = true)]
+    Sink {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// A smoke run: one round of 1.5 s per scenario, 1000 idle
+    /// connections. Prints the report; writes it only with --out.
+    #[arg(long)]
+    quick: bool,
+    /// Measured seconds per round of a throughput scenario [default: 5,
+    /// --quick 1.5].
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Warm-up seconds before each round [default: 1, --quick 0.5].
+    #[arg(long)]
+    warmup: Option<f64>,
+    /// Rounds per throughput scenario and peer; the median is reported
+    /// [default: 3, --quick 1].
+    #[arg(long)]
+    rounds: Option<u32>,
+    /// Connections of the many-connections scenario.
+    #[arg(long, default_value_t = 32)]
+    conns: u32,
+    /// Concurrent senders of the connection-per-message scenario.
+    #[arg(long, default_value_t = 8)]
+    handshake_senders: u32,
+    /// Idle connections [default: 10000, --quick 1000], capped by the
+    /// descriptor limit.
+    #[arg(long)]
+    idle_conns: Option<u32>,
+    /// Only these peers (comma-separated). The report is then printed, not
+    /// written, unless --out is given.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    peers: Vec<PeerArg>,
+    /// Only these scenarios (comma-separated); as for --peers.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    scenarios: Vec<ScenarioArg>,
+    /// The guichet binary to measure [default: `cargo build --release -p
+    /// guichet`, then target/release/guichet].
+    #[arg(long, value_name = "PATH")]
+    guichet: Option<PathBuf>,
+    /// guichet's `[gateway] workers` [default: guichet's own, one per CPU].
+    #[arg(long, value_name = "N")]
+    guichet_workers: Option<u32>,
+    /// Write the report here [default: docs/BENCHMARKS.md for a full run].
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Keep the working directory (certificates, configs, gateway logs).
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PeerArg {
+    Guichet,
+    Haproxy,
+    Stunnel,
+    Direct,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ScenarioArg {
+    One,
+    Many,
+    Handshake,
+    Idle,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Run(args) => run(&args),
+        Cmd::Sink { listen } => sink::run(listen).map(|()| ExitCode::SUCCESS),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("guichet-bench: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    procfs::raise_own_nofile();
+    let workspace = workspace_root();
+    let plan = plan(args)?;
+    let guichet = match &args.guichet {
+        Some(path) => path.clone(),
+        None => build_guichet(&workspace)?,
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("guichet-bench-")
+        .tempdir()?;
+    let setup = Setup {
+        dir: dir.path().to_path_buf(),
+        certs: pki::create(dir.path())?,
+        guichet,
+        haproxy: find_program("haproxy"),
+        stunnel: find_program("stunnel4").or_else(|| find_program("stunnel")),
+        max_connections: plan.idle_conns,
+        guichet_workers: args.guichet_workers,
+    };
+    announce_missing(&plan, &setup);
+    let date = now();
+    let measurements = measure_all(&plan, &setup)?;
+    let command = command_line();
+    let machine = machine::describe(&setup, &workspace);
+    let markdown = report::Run {
+        plan: &plan,
+        machine: &machine,
+        command: &command,
+        date: &date,
+        measurements: &measurements,
+    }
+    .markdown();
+    println!("{markdown}");
+    if let Some(out) = report_path(args, &workspace) {
+        std::fs::write(&out, &markdown)
+            .with_context(|| format!("cannot write {}", out.display()))?;
+        eprintln!("report written to {}", out.display());
+    }
+    if args.keep {
+        eprintln!("working directory kept: {}", dir.keep().display());
+    }
+    Ok(exit_code(&measurements))
+}
+
+/// The sizes of the run, from the arguments and the descriptor limit.
+fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
+    let (seconds, warmup, rounds, idle) = if args.quick {
+        (1.5, 0.5, 1, 1000)
+    } else {
+        (5.0, 1.0, 3, 10_000)
+    };
+    let seconds = args.seconds.unwrap_or(seconds);
+    let warmup = args.warmup.unwrap_or(warmup);
+    if seconds <= 0.0 || warmup < 0.0 {
+        bail!("--seconds must be positive and --warmup not negative");
+    }
+    Ok(Plan {
+        warmup: Duration::from_secs_f64(warmup),
+        measured: Duration::from_secs_f64(seconds),
+        many_conns: args.conns.max(1),
+        handshake_senders: args.handshake_senders.max(1),
+        idle_conns: capped_idle(args.idle_conns.unwrap_or(idle)),
+        rounds: args.rounds.unwrap_or(rounds).max(1),
+        peers: selected(&args.peers, &Peer::ALL, peer),
+        scenarios: selected(&args.scenarios, &Scenario::ALL, scenario),
+        exe: std::env::current_exe().context("cannot find the benchmark's own binary")?,
+    })
+}
+
+fn selected<A: Copy, T: Copy>(chosen: &[A], all: &[T], map: fn(A) -> T) -> Vec<T> {
+    if chosen.is_empty() {
+        all.to_vec()
+    } else {
+        chosen.iter().copied().map(map).collect()
+    }
+}
+
+fn peer(arg: PeerArg) -> Peer {
+    match arg {
+        PeerArg::Guichet => Peer::Guichet,
+        PeerArg::Haproxy => Peer::Haproxy,
+        PeerArg::Stunnel => Peer::Stunnel,
+        PeerArg::Direct => Peer::Direct,
+    }
+}
+
+fn scenario(arg: ScenarioArg) -> Scenario {
+    match arg {
+        ScenarioArg::One => Scenario::OneConnection,
+        ScenarioArg::Many => Scenario::ManyConnections,
+        ScenarioArg::Handshake => Scenario::HandshakePerMessage,
+        ScenarioArg::Idle => Scenario::Idle,
+    }
+}
+
+/// Every gateway holds two descriptors per proxied connection, and
+/// stunnel admits 125/256 of its descriptor limit as clients: the idle
+/// count must fit both under the hard limit children inherit.
+fn capped_idle(wanted: u32) -> u32 {
+    let Some(hard) = procfs::nofile_hard_limit() else {
+        return wanted;
+    };
+    let cap = (hard.saturating_mul(125) / 256).saturating_sub(50) / 100 * 100;
+    let cap = u32::try_from(cap).unwrap_or(u32::MAX);
+    if wanted > cap {
+        eprintln!(
+            "idle connections capped at {cap} (not {wanted}): the hard limit on open files is {hard} \
+             and cannot be raised here (each gateway needs two descriptors per connection)"
+        );
+    }
+    wanted.min(cap).max(1)
+}
+
+/// Every (scenario, peer), one after the other; Ctrl-C or SIGTERM stops
+/// the run and, by dropping it, every process it started.
+fn measure_all(plan: &Plan, setup: &Setup) -> anyhow::Result<Vec<Measurement>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            measurements = measure_each(plan, setup) => Ok(measurements),
+            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+            _ = terminate.recv() => bail!("terminated"),
+        }
+    })
+}
+
+/// Rounds of one scenario interleave the peers, each round in a rotated
+/// order, so a slow patch of the machine does not fall on one peer.
+async fn measure_each(plan: &Plan, setup: &Setup) -> Vec<Measurement> {
+    let mut measurements = Vec::new();
+    for &scenario in &plan.scenarios {
+        let rounds = match scenario {
+            Scenario::Idle => 1,
+            _ => plan.rounds,
+        };
+        let mut outcomes: Vec<Vec<Outcome>> = plan.peers.iter().map(|_| Vec::new()).collect();
+        for round in 0..rounds as usize {
+            for i in 0..plan.peers.len() {
+                let at = (i + round) % plan.peers.len();
+                let peer = plan.peers[at];
+                eprint!(
+                    "{} / {peer} (round {}/{rounds}): ",
+                    scenario.label(plan),
+                    round + 1
+                );
+                let outcome = scenario::measure(plan, setup, scenario, peer).await;
+                eprintln!("{}", summary(&outcome));
+                outcomes[at].push(outcome);
+            }
+        }
+        for (&peer, outcomes) in plan.peers.iter().zip(outcomes) {
+            measurements.push(Measurement {
+                scenario,
+                peer,
+                outcome: scenario::combine(outcomes),
+            });
+        }
+    }
+    measurements
+}
+
+/// One line of progress.
+fn summary(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Throughput(t) => format!(
+            "{} msgs/s, p99 {}, {} errors, {} bad ACKs",
+            report::rate(t.per_second()),
+            t.stats
+                .latency
+                .quantile(0.99)
+                .map_or("—".to_owned(), report::latency),
+            t.stats.errors,
+            t.stats.mismatches
+        ),
+        Outcome::Idle(idle) => format!(
+            "{:.1} KiB/conn for the pair, {} errors",
+            idle.pair_per_conn(),
+            idle.stats.errors
+        ),
+        Outcome::Skipped(why) => format!("skipped: {why}"),
+        Outcome::Failed(e) => format!("FAILED: {e}"),
+    }
+}
+
+fn announce_missing(plan: &Plan, setup: &Setup) {
+    for peer in &plan.peers {
+        if let Some(why) = peer.missing(setup) {
+            eprintln!("{why}: skipping {peer}");
+        }
+    }
+}
+
+/// Builds the guichet binary next to this one's build and returns it.
+fn build_guichet(workspace: &Path) -> anyhow::Result<PathBuf> {
+    eprintln!("building guichet: cargo build --release -p guichet");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-p", "guichet"])
+        .current_dir(workspace)
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("cargo build --release -p guichet failed ({status})");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace.join("target"), PathBuf::from);
+    Ok(target.join("release").join("guichet"))
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// A program on PATH, or in the sbin directories root's PATH has.
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// docs/BENCHMARKS.md for a full run; `--out` wins; nothing for a quick
+/// or partial run.
+fn report_path(args: &RunArgs, workspace: &Path) -> Option<PathBuf> {
+    if let Some(out) = &args.out {
+        return Some(out.clone());
+    }
+    let full = !args.quick
+        && args.peers.is_empty()
+        && args.scenarios.is_empty()
+        && args.guichet_workers.is_none();
+    full.then(|| workspace.join("docs").join("BENCHMARKS.md"))
+}
+
+/// The command as a person types it from the repository root.
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    format!("cargo run --release -p guichet-bench -- {}", args.join(" "))
+}
+
+fn now() -> String {
+    let t = OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
+}
+
+/// Non-zero when a measurement failed or a run was invalid.
+fn exit_code(measurements: &[Measurement]) -> ExitCode {
+    let bad = measurements.iter().any(|m| match &m.outcome {
+        Outcome::Failed(_) => true,
+        Outcome::Throughput(t) => !t.stats.is_valid(),
+        Outcome::Idle(idle) => idle.stats.errors > 0 || idle.stats.mismatches > 0,
+        Outcome::Skipped(_) => false,
+    });
+    if bad {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

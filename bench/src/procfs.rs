@@ -1,0 +1,109 @@
+//! What the benchmark reads from /proc: resident memory and CPU time of
+//! the gateways, listening sockets, descriptor limits.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+/// VmRSS of /proc/PID/status, in KiB.
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no VmRSS in {path}"))
+}
+
+/// User plus system CPU time of the process PID, all threads.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    let ticks = utime + stime;
+    let hz = clock_ticks_per_second();
+    Some(Duration::from_secs(ticks / hz) + Duration::from_nanos((ticks % hz) * 1_000_000_000 / hz))
+}
+
+/// CLK_TCK, from `getconf` (no libc here: the crate forbids unsafe code).
+fn clock_ticks_per_second() -> u64 {
+    static HZ: OnceLock<u64> = OnceLock::new();
+    *HZ.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|&hz| hz > 0)
+            .unwrap_or(100)
+    })
+}
+
+/// Whether a socket listens on `addr` (IPv4 only, which is all we use).
+pub fn is_listening(addr: SocketAddr) -> anyhow::Result<bool> {
+    let SocketAddr::V4(v4) = addr else {
+        bail!("{addr}: only IPv4 addresses are used here");
+    };
+    let wanted = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(v4.ip().octets()),
+        v4.port()
+    );
+    let table = std::fs::read_to_string("/proc/net/tcp").context("cannot read /proc/net/tcp")?;
+    Ok(table.lines().skip(1).any(|line| {
+        let mut fields = line.split_whitespace().skip(1);
+        let local = fields.next();
+        let state = fields.nth(1);
+        local == Some(wanted.as_str()) && state == Some("0A")
+    }))
+}
+
+/// The hard limit on open files of this process (children inherit it).
+pub fn nofile_hard_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    match line.split_whitespace().nth(4)? {
+        "unlimited" => Some(u64::MAX),
+        hard => hard.parse().ok(),
+    }
+}
+
+/// Raises this process's soft descriptor limit to its hard limit (with
+/// `prlimit`): the load generator holds one descriptor per idle connection.
+pub fn raise_own_nofile() {
+    if let Some(hard) = nofile_hard_limit().filter(|&h| h != u64::MAX) {
+        let _ = Command::new("prlimit")
+            .arg(format!("--pid={}", std::process::id()))
+            .arg(format!("--nofile={hard}:{hard}"))
+            .output();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bound_listener_is_seen_and_then_gone() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert!(is_listening(addr).unwrap());
+        drop(listener);
+        assert!(!is_listening(addr).unwrap());
+    }
+
+    #[test]
+    fn this_process_has_memory_and_cpu_time() {
+        let pid = std::process::id();
+        assert!(rss_kib(pid).unwrap() > 0);
+        assert!(cpu_time(pid).is_some());
+    }
+}

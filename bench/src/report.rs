@@ -1,0 +1,519 @@
+//! docs/BENCHMARKS.md: the table, the ratios, the targets, the machine and
+//! the command, written from one run.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::load::Stats;
+use crate::machine::Machine;
+use crate::message::MESSAGE_BYTES;
+use crate::peers::Peer;
+use crate::scenario::{Measurement, Outcome, Plan, Scenario, Throughput};
+
+/// Everything the report is written from.
+pub struct Run<'a> {
+    pub plan: &'a Plan,
+    pub machine: &'a Machine,
+    pub command: &'a str,
+    pub date: &'a str,
+    pub measurements: &'a [Measurement],
+}
+
+/// Whether a target was reached.
+enum Verdict {
+    Met,
+    NotMet,
+    Unknown(&'static str),
+}
+
+impl Run<'_> {
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        self.header(&mut out);
+        self.results(&mut out);
+        self.ratios(&mut out);
+        self.targets(&mut out);
+        self.idle_detail(&mut out);
+        self.problems(&mut out);
+        self.method(&mut out);
+        out
+    }
+
+    fn header(&self, out: &mut String) {
+        let m = self.machine;
+        let p = self.plan;
+        let _ = write!(
+            out,
+            "# Benchmarks
+
+guichet against the tunnels a hospital would deploy instead, measured in
+the same run on the same machine, on the EAI <-> DPI tunnel topology:
+
+```text
+load generator -> client-side gateway (plain in, mTLS out) -> server-side gateway (mTLS in, plain out) -> MLLP ACK sink
+```
+
+Each gateway is its own process. Figures from a shared machine are noisy:
+compare the ratios between peers of one run, not absolute numbers across
+runs.
+
+- Date: {date}
+- Command (from the repository root): `{command}`
+- Machine: {cores} cores ({cpu}), {memory}, Linux {kernel}; the load
+  generator, both gateways and the sink share these cores
+- guichet: {guichet}
+- HAProxy: {haproxy}
+- stunnel: {stunnel}
+- Message: a {MESSAGE_BYTES}-byte HL7 v2.5 ADT^A01 (IHE PAM FR), a fresh MSH-10 each;
+  the sink answers each with an AA; the load generator checks every ACK's
+  MSA-1 and MSA-2
+- TLS: 1.3 only, ECDSA P-256 certificates from `guichet pki`, client
+  certificates required, server name and CRL checked, on every peer
+- Each throughput scenario: {rounds} round(s) per peer, the peers
+  interleaved; each round {warmup:?} of warm-up, then {measured:?} measured,
+  with a fresh sink and a fresh pair of gateways; the median round is
+  reported, with the range of all rounds
+
+",
+            date = self.date,
+            command = self.command,
+            cores = m.cores,
+            cpu = m.cpu,
+            memory = m.memory,
+            kernel = m.kernel,
+            guichet = m.guichet,
+            haproxy = m.haproxy,
+            stunnel = m.stunnel,
+            rounds = p.rounds,
+            warmup = p.warmup,
+            measured = p.measured,
+        );
+    }
+
+    fn results(&self, out: &mut String) {
+        out.push_str(
+            "## Results
+
+msgs/s is the median round, with the lowest and highest rounds in
+parentheses; the latencies and CPU are those of the median round.
+Latencies are from the load generator: sending the message to reading its
+whole ACK (for a connection per message, connecting included). Gateway CPU
+is the user + system time of both gateway processes during the measured
+window, divided by the messages answered. KiB/conn is the growth of the
+resident memory (VmRSS) of both gateway processes, client side + server
+side, divided by the connections held open.
+
+| scenario | peer | msgs/s | p50 | p99 | p99.9 | gateway CPU/msg | KiB/conn | ACK checks |
+|---|---|---:|---:|---:|---:|---:|---:|---|
+",
+        );
+        for m in self.measurements {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |",
+                m.scenario.label(self.plan),
+                m.peer,
+                row(&m.outcome)
+            );
+        }
+        out.push('\n');
+    }
+
+    fn ratios(&self, out: &mut String) {
+        out.push_str(
+            "## Ratios
+
+Messages per second of guichet divided by the other peer's (above 1:
+guichet is faster). For idle connections, guichet's KiB per connection
+divided by the other's (below 1: guichet uses less memory).
+
+| scenario | guichet / HAProxy | guichet / stunnel | guichet / direct |
+|---|---:|---:|---:|
+",
+        );
+        for scenario in self.scenarios() {
+            let cells: Vec<String> = [Peer::Haproxy, Peer::Stunnel, Peer::Direct]
+                .into_iter()
+                .map(|other| self.ratio(scenario, other).map_or("—".to_owned(), times))
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} |",
+                scenario.label(self.plan),
+                cells.join(" | ")
+            );
+        }
+        out.push('\n');
+    }
+
+    fn targets(&self, out: &mut String) {
+        out.push_str(
+            "## Targets (issue 4)
+
+| target | measured | verdict |
+|---|---|---|
+",
+        );
+        for (target, measured, verdict) in self.verdicts() {
+            let verdict = match verdict {
+                Verdict::Met => "met".to_owned(),
+                Verdict::NotMet => "**not met**".to_owned(),
+                Verdict::Unknown(why) => format!("not measured ({why})"),
+            };
+            let _ = writeln!(out, "| {target} | {measured} | {verdict} |");
+        }
+        out.push('\n');
+    }
+
+    fn verdicts(&self) -> Vec<(String, String, Verdict)> {
+        let many = self.plan.many_conns;
+        vec![
+            self.rate_target(
+                Scenario::OneConnection,
+                1.2,
+                "1 connection: at least 1.2x HAProxy's messages/s".to_owned(),
+            ),
+            self.many_target(format!(
+                "{many} connections: at least 1.5x HAProxy's messages/s, with a lower p99"
+            )),
+            self.rate_target(
+                Scenario::HandshakePerMessage,
+                1.5,
+                "a connection (handshake) per message: at least 1.5x HAProxy (guichet \
+                 resumes sessions, HAProxy does full handshakes: see below)"
+                    .to_owned(),
+            ),
+            self.idle_target(),
+        ]
+    }
+
+    fn rate_target(
+        &self,
+        scenario: Scenario,
+        factor: f64,
+        text: String,
+    ) -> (String, String, Verdict) {
+        match self.ratio(scenario, Peer::Haproxy) {
+            Some(r) => (text, times(r), verdict(r >= factor)),
+            None => (text, "—".to_owned(), self.unknown(scenario)),
+        }
+    }
+
+    fn many_target(&self, text: String) -> (String, String, Verdict) {
+        let scenario = Scenario::ManyConnections;
+        let p99 = |peer| {
+            self.throughput(scenario, peer)
+                .and_then(|t| t.stats.latency.quantile(0.99))
+        };
+        match (
+            self.ratio(scenario, Peer::Haproxy),
+            p99(Peer::Guichet),
+            p99(Peer::Haproxy),
+        ) {
+            (Some(r), Some(ours), Some(theirs)) => (
+                text,
+                format!("{}, p99 {} vs {}", times(r), latency(ours), latency(theirs)),
+                verdict(r >= 1.5 && ours < theirs),
+            ),
+            _ => (text, "—".to_owned(), self.unknown(scenario)),
+        }
+    }
+
+    fn idle_target(&self) -> (String, String, Verdict) {
+        let text =
+            "idle connections: less resident memory per connection than HAProxy and than stunnel"
+                .to_owned();
+        let kib = |peer| self.idle_kib(peer);
+        match (kib(Peer::Guichet), kib(Peer::Haproxy), kib(Peer::Stunnel)) {
+            (Some(ours), Some(h), Some(s)) => (
+                text,
+                format!("{ours:.1} vs {h:.1} (HAProxy) and {s:.1} (stunnel) KiB/conn"),
+                verdict(ours < h && ours < s),
+            ),
+            _ => (text, "—".to_owned(), self.unknown(Scenario::Idle)),
+        }
+    }
+
+    fn unknown(&self, scenario: Scenario) -> Verdict {
+        let missing = |peer| {
+            self.measurements
+                .iter()
+                .find(|m| m.scenario == scenario && m.peer == peer)
+                .map(|m| &m.outcome)
+        };
+        match (missing(Peer::Guichet), missing(Peer::Haproxy)) {
+            (_, Some(Outcome::Skipped(_))) => Verdict::Unknown("HAProxy not installed"),
+            (None, _) | (_, None) => Verdict::Unknown("scenario not run"),
+            _ => Verdict::Unknown("a run failed or was invalid"),
+        }
+    }
+
+    fn idle_detail(&self, out: &mut String) {
+        let idle: Vec<_> = self
+            .measurements
+            .iter()
+            .filter_map(|m| match &m.outcome {
+                Outcome::Idle(idle) => Some((m.peer, idle)),
+                _ => None,
+            })
+            .collect();
+        if idle.is_empty() {
+            return;
+        }
+        out.push_str(
+            "## Idle connections in detail
+
+Each connection carried one message and its ACK, then stayed open, so every
+hop (load -> client side -> server side -> sink) is established and has
+carried data.
+
+| peer | process | VmRSS before | VmRSS after | KiB/conn | opening time |
+|---|---|---:|---:|---:|---:|
+",
+        );
+        for (peer, memory) in idle {
+            for ((name, before, after), per_conn) in memory.sides.iter().zip(memory.per_conn()) {
+                let _ = writeln!(
+                    out,
+                    "| {peer} | {name} | {} | {} | {per_conn:.1} | {:.1} s |",
+                    mib(*before),
+                    mib(*after),
+                    memory.opening.as_secs_f64()
+                );
+            }
+        }
+        out.push('\n');
+    }
+
+    fn problems(&self, out: &mut String) {
+        let problems: Vec<String> = self
+            .measurements
+            .iter()
+            .filter_map(|m| {
+                problem(&m.outcome)
+                    .map(|p| format!("- {}, {}: {p}", m.scenario.label(self.plan), m.peer))
+            })
+            .collect();
+        if problems.is_empty() {
+            return;
+        }
+        out.push_str("## Failed, invalid or skipped measurements\n\n");
+        out.push_str(&problems.join("\n"));
+        out.push_str("\n\n");
+    }
+
+    fn method(&self, out: &mut String) {
+        let _ = write!(
+            out,
+            "## How it is measured
+
+- guichet: two `guichet run` processes with `kind = \"mllp\"` routes (every
+  message parsed, its ACK matched and an event published), `RUST_LOG=warn`,
+  `min_version = \"1.3\"`, the server side admitting only app `eai`.
+- HAProxy: `mode tcp`, `nbthread` = cores (guichet's worker threads);
+  client side `server ... ssl verify required ca-file crl-file crt sni
+  str(dpi) verifyhost dpi`, server side `bind ... ssl crt ca-file crl-file
+  verify required` and a rule admitting only CN `eai`; `ssl-min-ver TLSv1.3`.
+- stunnel: `client = yes`, `verifyChain`, `CAfile`, `CRLfile`,
+  `checkHost = dpi` on the client side; `verifyChain`, `requireCert`,
+  `checkHost = eai` on the server side; `sslVersionMin = TLSv1.3`;
+  `socket = l:TCP_NODELAY=1`, `socket = r:TCP_NODELAY=1`; `debug = warning`.
+- direct: the load generator talks to the sink; the physical limit of this
+  machine for the load generator and sink alone.
+- The load generator (Rust, tokio) keeps one message in flight per
+  connection, as an MLLP sender waiting for its ACK does; {many} connections
+  for the many-connections scenario; {senders} concurrent senders for the
+  connection-per-message one. A run with any connection error or any ACK
+  whose MSA-2 is not the message's MSH-10 is marked invalid.
+- Connection per message: each peer keeps its TLS session defaults.
+  guichet (rustls: client session cache, server stateful tickets) resumes
+  TLS 1.3 sessions between its two gateways: a fresh ECDHE exchange, but
+  no certificate sent, signed or verified again. HAProxy and stunnel, as
+  configured here, were seen on the wire (record sizes under strace) to
+  run a full handshake with certificates on every connection. The ratio
+  for this scenario is therefore guichet's default against theirs, not
+  full handshake against full handshake.
+- Idle connections: {idle} connections. Each gateway process holds two
+  descriptors per proxied connection, and stunnel admits at most
+  125/256 of its descriptor limit as clients: the count is capped by the
+  machine's hard `RLIMIT_NOFILE` ({limit}).
+
+",
+            many = self.plan.many_conns,
+            senders = self.plan.handshake_senders,
+            idle = self.plan.idle_conns,
+            limit = crate::procfs::nofile_hard_limit()
+                .map_or_else(|| "unknown".to_owned(), |l| l.to_string()),
+        );
+    }
+
+    fn scenarios(&self) -> Vec<Scenario> {
+        Scenario::ALL
+            .into_iter()
+            .filter(|s| self.measurements.iter().any(|m| m.scenario == *s))
+            .collect()
+    }
+
+    fn throughput(&self, scenario: Scenario, peer: Peer) -> Option<&Throughput> {
+        self.measurements.iter().find_map(|m| match &m.outcome {
+            Outcome::Throughput(t)
+                if m.scenario == scenario && m.peer == peer && t.stats.is_valid() =>
+            {
+                Some(t)
+            }
+            _ => None,
+        })
+    }
+
+    fn idle_kib(&self, peer: Peer) -> Option<f64> {
+        self.measurements.iter().find_map(|m| match &m.outcome {
+            Outcome::Idle(idle)
+                if m.peer == peer && idle.stats.errors == 0 && idle.stats.mismatches == 0 =>
+            {
+                Some(idle.pair_per_conn())
+            }
+            _ => None,
+        })
+    }
+
+    /// guichet divided by `other`: messages/s, or KiB/conn when idle.
+    fn ratio(&self, scenario: Scenario, other: Peer) -> Option<f64> {
+        let value = |peer| match scenario {
+            Scenario::Idle => self.idle_kib(peer),
+            _ => self.throughput(scenario, peer).map(Throughput::per_second),
+        };
+        let theirs = value(other)?;
+        (theirs > 0.0).then(|| value(Peer::Guichet).map(|ours| ours / theirs))?
+    }
+}
+
+/// The cells after scenario and peer.
+fn row(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Throughput(t) => {
+            let q = |q| t.stats.latency.quantile(q).map_or("—".to_owned(), latency);
+            let cpu = t.cpu_per_message().map_or("—".to_owned(), latency);
+            format!(
+                "{} | {} | {} | {} | {cpu} | — | {}",
+                rates(t),
+                q(0.5),
+                q(0.99),
+                q(0.999),
+                checks(&t.stats)
+            )
+        }
+        Outcome::Idle(idle) => {
+            let sides = idle.per_conn();
+            let split = sides
+                .iter()
+                .map(|k| format!("{k:.1}"))
+                .collect::<Vec<_>>()
+                .join(" + ");
+            format!(
+                "— | — | — | — | — | **{:.1}** ({split}) | {}",
+                idle.pair_per_conn(),
+                checks(&idle.stats)
+            )
+        }
+        Outcome::Skipped(why) => format!("— | — | — | — | — | — | skipped: {why}"),
+        Outcome::Failed(_) => "— | — | — | — | — | — | **failed** (below)".to_owned(),
+    }
+}
+
+/// `6,452 (6,300–6,700)`: the median and the range of the rounds.
+fn rates(t: &Throughput) -> String {
+    let median = rate(t.per_second());
+    let low = t.rounds.iter().copied().reduce(f64::min);
+    let high = t.rounds.iter().copied().reduce(f64::max);
+    match (low, high) {
+        (Some(low), Some(high)) if t.rounds.len() > 1 => {
+            format!("{median} ({}–{})", rate(low), rate(high))
+        }
+        _ => median,
+    }
+}
+
+fn checks(stats: &Stats) -> String {
+    if stats.errors == 0 && stats.mismatches == 0 {
+        format!("ok, {} ACKs", rate(stats.messages as f64))
+    } else {
+        format!(
+            "**invalid**: {} errors, {} bad ACKs",
+            stats.errors, stats.mismatches
+        )
+    }
+}
+
+fn problem(outcome: &Outcome) -> Option<String> {
+    match outcome {
+        Outcome::Failed(e) => Some(format!("failed: {e}")),
+        Outcome::Throughput(Throughput { stats, .. })
+        | Outcome::Idle(crate::scenario::IdleMemory { stats, .. })
+            if stats.errors > 0 || stats.mismatches > 0 =>
+        {
+            Some(format!(
+                "invalid: {} errors, {} bad ACKs; first error: {}",
+                stats.errors,
+                stats.mismatches,
+                stats.first_error.as_deref().unwrap_or("none")
+            ))
+        }
+        _ => None,
+    }
+}
+
+fn verdict(met: bool) -> Verdict {
+    if met {
+        Verdict::Met
+    } else {
+        Verdict::NotMet
+    }
+}
+
+/// `12,345`.
+pub fn rate(per_second: f64) -> String {
+    let n = per_second.round() as u64;
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `87 µs`, `1.25 ms`, `1.50 s`.
+pub fn latency(d: Duration) -> String {
+    let micros = d.as_secs_f64() * 1e6;
+    if micros < 1_000.0 {
+        format!("{micros:.0} µs")
+    } else if micros < 1_000_000.0 {
+        format!("{:.2} ms", micros / 1e3)
+    } else {
+        format!("{:.2} s", micros / 1e6)
+    }
+}
+
+fn times(ratio: f64) -> String {
+    format!("{ratio:.2}x")
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_as_people_write_them() {
+        assert_eq!(rate(1234567.4), "1,234,567");
+        assert_eq!(rate(999.0), "999");
+        assert_eq!(latency(Duration::from_micros(87)), "87 µs");
+        assert_eq!(latency(Duration::from_micros(1250)), "1.25 ms");
+        assert_eq!(times(1.234), "1.23x");
+    }
+}

@@ -1,0 +1,288 @@
+//! The four scenarios of the benchmark and how one (scenario, peer) is
+//! measured: fresh sink, fresh pair of gateways, load, checks.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::children::{free_port, Child};
+use crate::load::{self, Stats, Window};
+use crate::message::LoadMessage;
+use crate::peers::{Pair, Peer, Setup};
+use crate::procfs::cpu_time;
+
+/// Time given to the gateways to settle before and after idle connections
+/// are opened, so RSS reflects steady state.
+const SETTLE: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// One connection, one message at a time: latency-bound.
+    OneConnection,
+    /// Many connections at once: throughput-bound.
+    ManyConnections,
+    /// A new connection, so TLS handshakes between the gateways, per message.
+    HandshakePerMessage,
+    /// Many idle mTLS connections held open: memory per connection.
+    Idle,
+}
+
+/// The sizes of a run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub warmup: Duration,
+    pub measured: Duration,
+    pub many_conns: u32,
+    pub handshake_senders: u32,
+    pub idle_conns: u32,
+    /// Times each throughput scenario is measured per peer; the median is
+    /// reported (scheduling on a small shared machine varies between runs).
+    pub rounds: u32,
+    pub peers: Vec<Peer>,
+    pub scenarios: Vec<Scenario>,
+    /// The bench binary itself, which runs the sink.
+    pub exe: PathBuf,
+}
+
+/// What one (scenario, peer) gave.
+#[derive(Debug)]
+pub enum Outcome {
+    Throughput(Throughput),
+    Idle(IdleMemory),
+    /// Not run, and why (peer not installed, no gateway to measure).
+    Skipped(String),
+    /// The measurement itself failed (a gateway did not start, died...).
+    Failed(String),
+}
+
+#[derive(Debug)]
+pub struct Throughput {
+    pub stats: Stats,
+    pub measured: Duration,
+    /// CPU time of both gateway processes inside the window.
+    pub gateway_cpu: Option<Duration>,
+    /// Messages per second of every round, in the order measured; this
+    /// round is the median one.
+    pub rounds: Vec<f64>,
+}
+
+#[derive(Debug)]
+pub struct IdleMemory {
+    pub conns: u32,
+    pub stats: Stats,
+    /// How long opening the connections (and one message each) took.
+    pub opening: Duration,
+    /// Per gateway process: name, VmRSS before and after, in KiB.
+    pub sides: Vec<(String, u64, u64)>,
+}
+
+#[derive(Debug)]
+pub struct Measurement {
+    pub scenario: Scenario,
+    pub peer: Peer,
+    pub outcome: Outcome,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 4] = [
+        Scenario::OneConnection,
+        Scenario::ManyConnections,
+        Scenario::HandshakePerMessage,
+        Scenario::Idle,
+    ];
+
+    /// The row label, with the plan's sizes.
+    pub fn label(self, plan: &Plan) -> String {
+        match self {
+            Scenario::OneConnection => "1 connection".to_owned(),
+            Scenario::ManyConnections => format!("{} connections", plan.many_conns),
+            Scenario::HandshakePerMessage => format!(
+                "connection per message ({} senders)",
+                plan.handshake_senders
+            ),
+            Scenario::Idle => format!("{} idle connections", plan.idle_conns),
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Scenario::OneConnection => "one",
+            Scenario::ManyConnections => "many",
+            Scenario::HandshakePerMessage => "handshake",
+            Scenario::Idle => "idle",
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+impl Throughput {
+    pub fn per_second(&self) -> f64 {
+        self.stats.messages as f64 / self.measured.as_secs_f64()
+    }
+
+    /// Gateway CPU (both processes) per message answered.
+    pub fn cpu_per_message(&self) -> Option<Duration> {
+        let messages = u32::try_from(self.stats.messages).ok().filter(|&m| m > 0)?;
+        Some(self.gateway_cpu? / messages)
+    }
+}
+
+impl IdleMemory {
+    /// KiB per connection of each gateway process.
+    pub fn per_conn(&self) -> Vec<f64> {
+        self.sides
+            .iter()
+            .map(|(_, before, after)| after.saturating_sub(*before) as f64 / f64::from(self.conns))
+            .collect()
+    }
+
+    pub fn pair_per_conn(&self) -> f64 {
+        self.per_conn().iter().sum()
+    }
+}
+
+/// One outcome from the rounds of a (scenario, peer): the first failure or
+/// invalid round if any (a run with errors is not hidden by a good one),
+/// else the round with the median messages per second.
+pub fn combine(outcomes: Vec<Outcome>) -> Outcome {
+    let mut rounds = Vec::new();
+    let mut good = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Throughput(t) if t.stats.is_valid() => {
+                rounds.push(t.per_second());
+                good.push(t);
+            }
+            other => return other,
+        }
+    }
+    good.sort_by(|a, b| a.per_second().total_cmp(&b.per_second()));
+    let Some(mut median) = good.into_iter().nth(rounds.len() / 2) else {
+        return Outcome::Failed("no round was measured".to_owned());
+    };
+    median.rounds = rounds;
+    Outcome::Throughput(median)
+}
+
+/// Measures `scenario` on `peer`, with its own sink and gateways.
+pub async fn measure(plan: &Plan, setup: &Setup, scenario: Scenario, peer: Peer) -> Outcome {
+    if let Some(why) = peer.missing(setup) {
+        return Outcome::Skipped(why.to_owned());
+    }
+    if scenario == Scenario::Idle && peer == Peer::Direct {
+        return Outcome::Skipped("no gateway to measure".to_owned());
+    }
+    match run(plan, setup, scenario, peer).await {
+        Ok(outcome) => outcome,
+        Err(e) => Outcome::Failed(format!("{e:#}")),
+    }
+}
+
+async fn run(
+    plan: &Plan,
+    setup: &Setup,
+    scenario: Scenario,
+    peer: Peer,
+) -> anyhow::Result<Outcome> {
+    let tag = format!("{}-{}", scenario.key(), peer.name().to_lowercase());
+    let (_sink, sink_addr) = start_sink(plan, setup, &tag).await?;
+    let mut pair = peer.start(setup, sink_addr, &tag).await?;
+    let message = LoadMessage::adt_a01();
+    let outcome = match scenario {
+        Scenario::Idle => Outcome::Idle(idle(plan, &pair, &message).await?),
+        _ => Outcome::Throughput(throughput(plan, &pair, scenario, &message).await),
+    };
+    pair.check_alive()?;
+    Ok(outcome)
+}
+
+/// The sink, as its own process, on a fresh port.
+async fn start_sink(plan: &Plan, setup: &Setup, tag: &str) -> anyhow::Result<(Child, SocketAddr)> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let listen = addr.to_string();
+    let log = setup.dir.join(format!("{tag}-sink.log"));
+    let mut sink = Child::spawn("sink", &plan.exe, &["sink", "--listen", &listen], &[], &log)?;
+    sink.wait_listening(addr, Duration::from_secs(10)).await?;
+    Ok((sink, addr))
+}
+
+async fn throughput(
+    plan: &Plan,
+    pair: &Pair,
+    scenario: Scenario,
+    message: &LoadMessage,
+) -> Throughput {
+    let window = Window::starting_now(plan.warmup, plan.measured);
+    let entry = pair.entry;
+    let load = async {
+        match scenario {
+            Scenario::HandshakePerMessage => {
+                load::per_message(entry, plan.handshake_senders, window, message).await
+            }
+            Scenario::OneConnection => load::persistent(entry, 1, window, message).await,
+            _ => load::persistent(entry, plan.many_conns, window, message).await,
+        }
+    };
+    let cpu = async {
+        tokio::time::sleep_until(window.measure_from.into()).await;
+        let before = pair_cpu(pair);
+        tokio::time::sleep_until(window.end.into()).await;
+        Some(pair_cpu(pair)?.saturating_sub(before?))
+    };
+    let (stats, gateway_cpu) = tokio::join!(load, cpu);
+    let mut throughput = Throughput {
+        stats,
+        measured: window.measured(),
+        gateway_cpu: gateway_cpu.filter(|_| !pair.gateways.is_empty()),
+        rounds: Vec::new(),
+    };
+    throughput.rounds.push(throughput.per_second());
+    throughput
+}
+
+/// CPU time used so far by both gateways of the pair.
+fn pair_cpu(pair: &Pair) -> Option<Duration> {
+    pair.gateways.iter().map(|g| cpu_time(g.pid())).sum()
+}
+
+async fn idle(plan: &Plan, pair: &Pair, message: &LoadMessage) -> anyhow::Result<IdleMemory> {
+    // One message first, so what the first connection initialises once
+    // (TLS contexts, session caches, thread pools) is not counted.
+    let (warm, _) = load::open_idle(pair.entry, 1, message).await;
+    drop(warm);
+    tokio::time::sleep(SETTLE).await;
+    let before = rss(pair)?;
+    let started = Instant::now();
+    let (clients, stats) = load::open_idle(pair.entry, plan.idle_conns, message).await;
+    let opening = started.elapsed();
+    tokio::time::sleep(SETTLE).await;
+    let after = rss(pair)?;
+    drop(clients);
+    let sides = pair
+        .gateways
+        .iter()
+        .zip(before.into_iter().zip(after))
+        .map(|(g, (b, a))| (g.name().to_owned(), b, a))
+        .collect();
+    Ok(IdleMemory {
+        conns: plan.idle_conns,
+        stats,
+        opening,
+        sides,
+    })
+}
+
+fn rss(pair: &Pair) -> anyhow::Result<Vec<u64>> {
+    pair.gateways
+        .iter()
+        .map(|g| g.rss_kib().with_context(|| format!("RSS of {}", g.name())))
+        .collect()
+}
