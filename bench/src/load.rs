@@ -19,8 +19,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::codec::Decoder;
 
-use crate::histogram::Histogram;
 use crate::message::{check_ack, AckCheck, ControlId, LoadMessage};
+use guichet_testkit::latency::Histogram;
 
 /// Longest wait for one ACK (or one connection) before it counts as an error.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);

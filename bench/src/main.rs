@@ -3,7 +3,6 @@
 //! docs/BENCHMARKS.md. See `guichet-bench run --help`.
 
 mod children;
-mod histogram;
 mod load;
 mod machine;
 mod message;

@@ -7,7 +7,7 @@
 //! these functions report; nothing here writes to stdout.
 
 pub mod input;
-mod latency;
+pub mod latency;
 pub mod listener;
 pub mod report;
 pub mod sender;
