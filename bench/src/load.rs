@@ -144,12 +144,10 @@ pub async fn persistent(
     window: Window,
     message: &LoadMessage,
 ) -> Stats {
-    let mut tasks = JoinSet::new();
-    for conn in 0..conns {
-        let message = message.clone();
-        tasks.spawn(async move { one_connection(addr, conn, window, &message).await });
-    }
-    collect(tasks).await
+    senders(conns, message, move |conn, message| async move {
+        one_connection(addr, conn, window, &message).await
+    })
+    .await
 }
 
 async fn one_connection(
@@ -190,10 +188,21 @@ pub async fn per_message(
     window: Window,
     message: &LoadMessage,
 ) -> Stats {
+    senders(clients, message, move |conn, message| async move {
+        connection_per_message(addr, conn, window, &message).await
+    })
+    .await
+}
+
+/// Runs `count` senders side by side and merges what they measured.
+async fn senders<F, Fut>(count: u32, message: &LoadMessage, sender: F) -> Stats
+where
+    F: Fn(u32, LoadMessage) -> Fut,
+    Fut: std::future::Future<Output = Stats> + Send + 'static,
+{
     let mut tasks = JoinSet::new();
-    for conn in 0..clients {
-        let message = message.clone();
-        tasks.spawn(async move { connection_per_message(addr, conn, window, &message).await });
+    for conn in 0..count {
+        tasks.spawn(sender(conn, message.clone()));
     }
     collect(tasks).await
 }
