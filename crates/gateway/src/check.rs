@@ -11,7 +11,8 @@ use guichet_tls::{Material, Role};
 use crate::config::{Config, ConfigError, ProfileName, RouteSpec, TlsProfile};
 use crate::state::build_states;
 
-/// Certificates expiring sooner than this are flagged.
+/// Certificates expiring sooner than this are flagged by `check` and
+/// highlighted on the status page.
 pub const EXPIRY_WARNING_DAYS: i64 = 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -118,7 +119,7 @@ pub fn check(path: &Path) -> Result<Report, ConfigError> {
     Ok(report)
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

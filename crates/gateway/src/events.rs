@@ -196,3 +196,38 @@ fn log(e: &MessageEvent) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// `index` and `LABELS` are kept by hand beside `label`: they must agree.
+    #[test]
+    fn labels_index_and_label_agree() {
+        let acknowledged = |code| MessageOutcome::Acknowledged {
+            code,
+            id_matches: true,
+            latency: Duration::ZERO,
+        };
+        let all = [
+            acknowledged(Some(AckCode::AA)),
+            acknowledged(Some(AckCode::AE)),
+            acknowledged(Some(AckCode::AR)),
+            acknowledged(Some(AckCode::CA)),
+            acknowledged(Some(AckCode::CE)),
+            acknowledged(Some(AckCode::CR)),
+            acknowledged(None),
+            MessageOutcome::Unacknowledged,
+            MessageOutcome::RejectedNotHl7,
+            MessageOutcome::PassedNotHl7,
+            MessageOutcome::UnsolicitedAck { code: None },
+        ];
+        assert_eq!(all.len(), MessageOutcome::LABELS.len());
+        for (i, outcome) in all.iter().enumerate() {
+            assert_eq!(outcome.index(), i);
+            assert_eq!(MessageOutcome::LABELS[i], outcome.label());
+        }
+    }
+}

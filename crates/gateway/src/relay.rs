@@ -413,10 +413,10 @@ fn writer<W: AsyncWrite>(io: W, codec: &MllpCodec) -> FramedWrite<W, MllpCodec> 
     writer
 }
 
-/// Gives back what one large message made a buffer grow to.
-fn trim(buffer: &mut BytesMut, keep: usize) {
+/// Gives back what one large message made a write buffer grow to.
+fn trim(buffer: &mut BytesMut) {
     if buffer.is_empty() && buffer.capacity() > KEEP_BUFFER {
-        *buffer = BytesMut::with_capacity(keep);
+        *buffer = BytesMut::new();
     }
 }
 
@@ -442,7 +442,7 @@ async fn forward<W: AsyncWrite + Unpin>(
     payload: Bytes,
 ) -> Result<(), RelayError> {
     to.send(payload).await.map_err(io_error)?;
-    trim(to.write_buffer_mut(), 0);
+    trim(to.write_buffer_mut());
     Ok(())
 }
 

@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 use guichet_tls::{Identity, Refusal};
 use serde::Serialize;
 
+use crate::check::{unix_now, EXPIRY_WARNING_DAYS};
 use crate::config::{AuthSpec, Config, RouteSpec};
 use crate::events::{EventBus, MessageEvent, MessageOutcome};
 use crate::metrics::{
@@ -23,9 +24,6 @@ use crate::metrics::{
 
 /// Refusals kept for the status page.
 const RECENT_REFUSALS: usize = 100;
-
-/// Certificates expiring sooner than this are highlighted.
-pub const EXPIRY_WARNING_DAYS: i64 = 30;
 
 /// The live state the admin server reads.
 pub struct StatusBoard {
@@ -414,12 +412,6 @@ pub(crate) fn cert_status(
         not_after_unix: id.not_after,
         fingerprint: id.fingerprint.to_string(),
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn rfc3339(t: SystemTime) -> String {
