@@ -47,9 +47,91 @@ pub enum Command {
     Send(SendArgs),
     /// Receive HL7 messages over MLLP and answer ACKs (a receiving application simulator).
     Listen(ListenArgs),
+    /// The store-and-forward journal: list, show, replay and prune stored messages, queue figures.
+    Journal(JournalArgs),
     /// The whole EAI <-> DPI scenario on this machine: throwaway PKI, two gateways with
     /// mutual TLS both ways, simulated applications, and a live trace of every message.
     Demo(DemoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct JournalArgs {
+    /// The gateway's configuration file: its [journal] section says where the journal is
+    /// (needed by every command but keygen).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: JournalCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JournalCommand {
+    /// Stored messages, newest first (metadata only: MSH fields, state, ACK codes).
+    List(JournalListArgs),
+    /// One message's metadata; --body also prints the message itself (patient data: audited).
+    Show {
+        id: i64,
+        /// Print the stored message too. The access is recorded in the journal and logged.
+        #[arg(long)]
+        body: bool,
+    },
+    /// Put messages back in line for delivery: one by id, or a route's dead (and failed) ones.
+    Replay(JournalReplayArgs),
+    /// Delete delivered bodies and old records now, per the retention settings or the given ages.
+    Prune {
+        /// Delete bodies of messages delivered longer ago than this (default: [journal] retain_bodies).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        bodies_older_than: Option<std::time::Duration>,
+        /// Delete whole records received longer ago than this (default: [journal] retain_events).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        records_older_than: Option<std::time::Duration>,
+    },
+    /// Queue depth, oldest message waiting, dead and delivered counts, per route.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a new random key for sealing stored bodies ([journal] body_key), mode 0600.
+    Keygen {
+        /// The key file to create (refused if it exists).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct JournalListArgs {
+    #[arg(long)]
+    pub route: Option<String>,
+    /// queued, in_flight, failed, delivered or dead.
+    #[arg(long, value_parser = |s: &str| s.parse::<guichet_journal::State>())]
+    pub state: Option<guichet_journal::State>,
+    /// Only messages received within this long, e.g. 2h, 3d.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// MSH-9, e.g. ADT^A01 (also matches ADT^A01^ADT_A01).
+    #[arg(long = "type", value_name = "MSH-9")]
+    pub message_type: Option<String>,
+    /// MSH-10.
+    #[arg(long, value_name = "MSH-10")]
+    pub control_id: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct JournalReplayArgs {
+    /// The message to send again.
+    #[arg(required_unless_present = "route", conflicts_with = "route")]
+    pub id: Option<i64>,
+    /// Every dead message of this route (add --failed for those waiting for a retry too).
+    #[arg(long)]
+    pub route: Option<String>,
+    #[arg(long, requires = "route")]
+    pub failed: bool,
 }
 
 /// TLS towards a receiver or gateway.

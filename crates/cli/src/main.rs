@@ -4,6 +4,7 @@
 mod apps;
 mod cli;
 mod demo;
+mod journal;
 mod listen;
 mod logging;
 mod pki;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         cli::Command::Apps(a) => apps::apps(a),
         cli::Command::Send(a) => send::send_command(a),
         cli::Command::Listen(a) => listen::listen_command(a),
+        cli::Command::Journal(a) => journal::journal_command(a),
         cli::Command::Demo(a) => demo::demo(a),
     };
     match result {

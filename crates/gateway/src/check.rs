@@ -99,6 +99,9 @@ pub fn check(path: &Path) -> Result<Report, ConfigError> {
     for route in &config.routes {
         check_route(route, &mut report);
     }
+    if let Some(journal) = &config.journal {
+        check_journal(journal, &mut report);
+    }
     for app in config.apps.keys() {
         let used = config.routes.iter().any(|r| {
             r.listen_tls.as_ref().is_some_and(|t| match &t.auth {
@@ -117,6 +120,64 @@ pub fn check(path: &Path) -> Result<Report, ConfigError> {
         }
     }
     Ok(report)
+}
+
+/// What can be known of the journal without opening it (opening a SQLite
+/// journal that does not exist yet would create it).
+fn check_journal(spec: &crate::config::JournalSpec, report: &mut Report) {
+    let subject = "[journal]";
+    match &spec.store {
+        guichet_journal::StoreSpec::Sqlite(path) => {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if !dir.is_dir() {
+                report.push(
+                    Level::Error,
+                    subject,
+                    format!("store: folder {} does not exist", dir.display()),
+                );
+            } else if path.exists() {
+                report.push(
+                    Level::Ok,
+                    subject,
+                    format!(
+                        "SQLite journal {} (checked in depth at start-up)",
+                        path.display()
+                    ),
+                );
+            } else {
+                report.push(
+                    Level::Ok,
+                    subject,
+                    format!(
+                        "SQLite journal {} will be created (mode 0600) at first start",
+                        path.display()
+                    ),
+                );
+            }
+        }
+        guichet_journal::StoreSpec::Postgres(_) => report.push(
+            Level::Ok,
+            subject,
+            format!(
+                "PostgreSQL journal {} as node {:?} (lease {:?})",
+                spec.store, spec.node, spec.lease_timeout
+            ),
+        ),
+    }
+    match spec.body_key.as_deref() {
+        Some(key) => match guichet_journal::BodyKey::load(key) {
+            Ok(k) => report.push(Level::Ok, subject, format!("body_key {} (key id {})", key.display(), k.id_hex())),
+            Err(e) => report.push(Level::Error, subject, e.to_string()),
+        },
+        None => report.push(
+            Level::Warning,
+            subject,
+            "stored bodies are not sealed (patient data at rest in clear): set body_key, or rely on disk encryption",
+        ),
+    }
 }
 
 pub(crate) fn unix_now() -> i64 {

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, field, info, info_span, warn, Instrument, Span};
 
 use crate::config::RouteKind;
+use crate::ingest::Ingest;
 use crate::metrics::{BytesLabels, Direction, HandshakeLabels, Metrics, Outcome, RouteLabel, Side};
 use crate::proxy::{pump, Activity, Metered, PumpEnd};
 use crate::relay::{relay, Peer};
@@ -105,43 +106,31 @@ async fn serve(
             }
         }
     };
-    let upstream = match connect(
-        &spec.forward.host,
-        spec.forward.port,
-        limits.connect_timeout,
-    )
-    .await
-    {
-        Ok(tcp) => tcp,
-        Err(reason) => {
-            warn!(target_addr = %spec.forward, "forward target unavailable: {reason}; closing the client connection");
-            close(inbound, limits.handshake_timeout).await;
-            return Outcome::UpstreamUnavailable;
-        }
-    };
-    let outbound = match (&state.client, &spec.forward_tls) {
-        (Some(tls), Some(forward)) => {
-            let started = Instant::now();
-            match tls
-                .connect(
-                    forward.server_name.clone(),
-                    upstream,
-                    limits.handshake_timeout,
-                )
-                .await
-            {
-                Ok(stream) => {
+    let stored = route_rt
+        .store_forward
+        .as_ref()
+        .zip(spec.store_and_forward());
+    let outbound = match stored {
+        // Store-and-forward: the receiver is the delivery worker's business.
+        Some(_) => None,
+        None => match open_forward(state).await {
+            Ok((stream, handshake)) => {
+                if let Some(started) = handshake {
                     observe_handshake(metrics, route, Side::Forward, started);
-                    Stream::TlsClient(Box::new(stream))
                 }
-                Err(refusal) => {
-                    refuse(route_rt, remote, Side::Forward, &refusal);
-                    close(inbound, limits.handshake_timeout).await;
-                    return Outcome::UpstreamTls;
-                }
+                Some(stream)
             }
-        }
-        _ => Stream::Plain(upstream),
+            Err(ForwardError::Unavailable(reason)) => {
+                warn!(target_addr = %spec.forward, "forward target unavailable: {reason}; closing the client connection");
+                close(inbound, limits.handshake_timeout).await;
+                return Outcome::UpstreamUnavailable;
+            }
+            Err(ForwardError::Tls(refusal)) => {
+                refuse(route_rt, remote, Side::Forward, &refusal);
+                close(inbound, limits.handshake_timeout).await;
+                return Outcome::UpstreamTls;
+            }
+        },
     };
     let bytes = |direction| {
         metrics
@@ -154,28 +143,49 @@ async fn serve(
     };
     let activity = Activity::new();
     let mut client = Metered::new(inbound, activity.clone(), bytes(Direction::Upstream));
-    let mut server = Metered::new(outbound, activity.clone(), bytes(Direction::Downstream));
-    let end = match spec.kind {
-        RouteKind::Tcp => pump(&mut client, &mut server, limits.idle_timeout).await,
-        RouteKind::Mllp(settings) => {
-            let peer = Peer {
-                route: spec.name.clone(),
-                remote,
-                app: peer_app,
+    let peer = Peer {
+        route: spec.name.clone(),
+        remote,
+        app: peer_app,
+    };
+    let (end, up, down) = match (outbound, stored, spec.kind) {
+        (Some(outbound), _, kind) => {
+            let mut server = Metered::new(outbound, activity.clone(), bytes(Direction::Downstream));
+            let end = match kind {
+                RouteKind::Tcp => pump(&mut client, &mut server, limits.idle_timeout).await,
+                RouteKind::Mllp(settings) => {
+                    relay(
+                        &mut client,
+                        &mut server,
+                        activity,
+                        limits.idle_timeout,
+                        peer,
+                        settings,
+                        route_rt,
+                    )
+                    .await
+                }
             };
-            relay(
-                &mut client,
-                &mut server,
-                activity,
-                limits.idle_timeout,
+            (end, client.total, server.total)
+        }
+        (None, Some((sf, policy)), RouteKind::Mllp(settings)) => {
+            let ingest = Ingest {
                 peer,
                 settings,
-                route_rt,
-            )
-            .await
+                policy,
+                route: route_rt,
+                journal: &sf.journal,
+                stored: &sf.stored,
+            };
+            let end = ingest
+                .serve(&mut client, activity, limits.idle_timeout)
+                .await;
+            (end, client.total, 0)
         }
+        // A stored route is always mllp with a journal: `outbound` is set
+        // otherwise.
+        (None, _, _) => return Outcome::Error,
     };
-    let (up, down) = (client.total, server.total);
     match end {
         PumpEnd::Closed => {
             info!(bytes_up = up, bytes_down = down, "connection closed");
@@ -207,7 +217,7 @@ async fn close(mut inbound: Stream, deadline: Duration) {
     let _ = tokio::time::timeout(deadline, inbound.shutdown()).await;
 }
 
-fn refuse(route_rt: &RouteRuntime, remote: SocketAddr, side: Side, refusal: &Refusal) {
+pub(crate) fn refuse(route_rt: &RouteRuntime, remote: SocketAddr, side: Side, refusal: &Refusal) {
     let route = route_rt.name.as_str();
     let reason = refusal.reason.as_str();
     route_rt.metrics.refused(route, side, reason);
@@ -223,7 +233,7 @@ fn refuse(route_rt: &RouteRuntime, remote: SocketAddr, side: Side, refusal: &Ref
     }
 }
 
-fn observe_handshake(metrics: &Metrics, route: &str, side: Side, started: Instant) {
+pub(crate) fn observe_handshake(metrics: &Metrics, route: &str, side: Side, started: Instant) {
     metrics
         .handshake_seconds
         .get_or_create(&HandshakeLabels {
@@ -231,6 +241,40 @@ fn observe_handshake(metrics: &Metrics, route: &str, side: Side, started: Instan
             side,
         })
         .observe(started.elapsed().as_secs_f64());
+}
+
+/// Why the forward side could not be opened.
+pub(crate) enum ForwardError {
+    /// No TCP connection (resolution, refusal, timeout).
+    Unavailable(String),
+    /// The receiver's TLS handshake failed (name, CA, revoked...).
+    Tls(Refusal),
+}
+
+/// Connects to the route's forward target, with TLS when configured.
+/// Also returns when the TLS handshake started, for its metric.
+pub(crate) async fn open_forward(
+    state: &RouteState,
+) -> Result<(Stream, Option<Instant>), ForwardError> {
+    let spec = &state.spec;
+    let limits = spec.limits;
+    let tcp = connect(
+        &spec.forward.host,
+        spec.forward.port,
+        limits.connect_timeout,
+    )
+    .await
+    .map_err(ForwardError::Unavailable)?;
+    match (&state.client, &spec.forward_tls) {
+        (Some(tls), Some(forward)) => {
+            let started = Instant::now();
+            tls.connect(forward.server_name.clone(), tcp, limits.handshake_timeout)
+                .await
+                .map(|stream| (Stream::TlsClient(Box::new(stream)), Some(started)))
+                .map_err(ForwardError::Tls)
+        }
+        _ => Ok((Stream::Plain(tcp), None)),
+    }
 }
 
 /// Resolves and connects within `deadline`, trying each address in turn.

@@ -36,6 +36,15 @@ pub enum MessageOutcome {
     PassedNotHl7,
     /// An ACK arrived with no message waiting for one.
     UnsolicitedAck { code: Option<AckCode> },
+    /// Store-and-forward: stored in the journal, then acknowledged by
+    /// guichet; delivery follows.
+    Stored,
+    /// Store-and-forward: already stored within the duplicate window;
+    /// acknowledged again, not queued twice.
+    Duplicate,
+    /// Store-and-forward: the journal could not store it; the sender got
+    /// an error ACK (or the connection was closed), never an accept.
+    NotStored,
 }
 
 /// One message, as the gateway saw it.
@@ -56,7 +65,7 @@ pub struct MessageEvent {
 
 impl MessageOutcome {
     /// Every value [`MessageOutcome::label`] can take.
-    pub const LABELS: [&'static str; 11] = [
+    pub const LABELS: [&'static str; 14] = [
         "AA",
         "AE",
         "AR",
@@ -68,6 +77,9 @@ impl MessageOutcome {
         "rejected_not_hl7",
         "passed_not_hl7",
         "unsolicited_ack",
+        "stored",
+        "duplicate",
+        "not_stored",
     ];
 
     /// The position of [`MessageOutcome::label`] in [`MessageOutcome::LABELS`].
@@ -88,6 +100,9 @@ impl MessageOutcome {
             MessageOutcome::RejectedNotHl7 => 8,
             MessageOutcome::PassedNotHl7 => 9,
             MessageOutcome::UnsolicitedAck { .. } => 10,
+            MessageOutcome::Stored => 11,
+            MessageOutcome::Duplicate => 12,
+            MessageOutcome::NotStored => 13,
         }
     }
 
@@ -102,6 +117,9 @@ impl MessageOutcome {
             MessageOutcome::RejectedNotHl7 => "rejected_not_hl7",
             MessageOutcome::PassedNotHl7 => "passed_not_hl7",
             MessageOutcome::UnsolicitedAck { .. } => "unsolicited_ack",
+            MessageOutcome::Stored => "stored",
+            MessageOutcome::Duplicate => "duplicate",
+            MessageOutcome::NotStored => "not_stored",
         }
     }
 }
@@ -190,6 +208,14 @@ fn log(e: &MessageEvent) {
             size = e.size,
             outcome, "frame without MSH forwarded (non_hl7 = \"pass\")"
         ),
+        MessageOutcome::Stored | MessageOutcome::Duplicate => info!(
+            message_type = %kind, control_id = %id, sender = %sender, receiver = %receiver,
+            version = %version, size = e.size, outcome, "message stored and acknowledged to the sender"
+        ),
+        MessageOutcome::NotStored => warn!(
+            message_type = %kind, control_id = %id, sender = %sender, receiver = %receiver,
+            size = e.size, outcome, "message not stored: the sender was answered with an error"
+        ),
         _ => warn!(
             message_type = %kind, control_id = %id, sender = %sender, receiver = %receiver,
             size = e.size, outcome, "message not acknowledged"
@@ -223,6 +249,9 @@ mod tests {
             MessageOutcome::RejectedNotHl7,
             MessageOutcome::PassedNotHl7,
             MessageOutcome::UnsolicitedAck { code: None },
+            MessageOutcome::Stored,
+            MessageOutcome::Duplicate,
+            MessageOutcome::NotStored,
         ];
         assert_eq!(all.len(), MessageOutcome::LABELS.len());
         for (i, outcome) in all.iter().enumerate() {

@@ -13,10 +13,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, ConfigError, RouteName};
+use guichet_journal::{BodyKey, Journal, JournalError, OpenOptions};
+use tokio::sync::Notify;
+
+use crate::config::{Config, ConfigError, JournalSpec, RouteName};
+use crate::deliver::Worker;
 use crate::events::EventBus;
+use crate::housekeeping;
 use crate::metrics::{Metrics, ReloadLabels, ReloadOutcome};
-use crate::route::RouteRuntime;
+use crate::route::{RouteRuntime, StoreForward};
 use crate::state::{build_states, BuildError, Built, RouteState};
 use crate::status::StatusBoard;
 use crate::watch::watch_files;
@@ -28,12 +33,16 @@ pub struct Gateway {
     events: EventBus,
     drain_timeout: Duration,
     watch_interval: Duration,
+    /// Open when the config has a `[journal]`.
+    journal: Option<(Journal, JournalSpec)>,
 }
 
 /// What the running gateway and its reloads share.
 struct Shared {
     config_path: PathBuf,
     routes: BTreeMap<RouteName, Arc<RouteRuntime>>,
+    /// The `[journal]` in force: it changes only at restart.
+    journal: Option<JournalSpec>,
     metrics: Metrics,
     /// Files whose change triggers a reload (from the config in force).
     files: Mutex<Vec<PathBuf>>,
@@ -54,6 +63,8 @@ pub enum GatewayError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Material(#[from] BuildError),
+    #[error("{0}")]
+    Journal(#[from] JournalError),
     #[error("route \"{route}\": cannot listen on {addr}: {error}")]
     Bind {
         route: RouteName,
@@ -82,9 +93,20 @@ impl Gateway {
             events.clone(),
             metrics.clone(),
         ));
+        let journal = match &config.journal {
+            Some(spec) => Some((open_journal(spec).await?, spec.clone())),
+            None => None,
+        };
         let mut listeners = Vec::new();
         let mut routes = BTreeMap::new();
         for (name, state) in states {
+            let store_forward = match (&journal, state.spec.store_and_forward()) {
+                (Some((journal, _)), Some(_)) => Some(StoreForward {
+                    journal: journal.clone(),
+                    stored: Arc::new(Notify::new()),
+                }),
+                _ => None,
+            };
             let addr = state.spec.listen;
             let listener = TcpListener::bind(addr)
                 .await
@@ -101,6 +123,7 @@ impl Gateway {
                 metrics.clone(),
                 events.clone(),
                 status.clone(),
+                store_forward,
             ));
             listeners.push((route.clone(), listener));
             routes.insert(name, route);
@@ -109,6 +132,7 @@ impl Gateway {
             shared: Arc::new(Shared {
                 config_path: config.source.clone(),
                 routes,
+                journal: config.journal.clone(),
                 metrics,
                 files: Mutex::new(config.watched_files()),
                 reloading: tokio::sync::Mutex::new(()),
@@ -118,6 +142,7 @@ impl Gateway {
             events,
             drain_timeout: config.drain_timeout,
             watch_interval: config.watch_interval,
+            journal,
         })
     }
 
@@ -151,6 +176,8 @@ impl Gateway {
     pub async fn run(self, shutdown: CancellationToken) {
         let force = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let stop_delivery = CancellationToken::new();
+        let background = self.start_journal_work(&stop_delivery);
         let mut accept_loops = JoinSet::new();
         for (route, listener) in self.listeners {
             let spec = route.current().spec.clone();
@@ -195,8 +222,66 @@ impl Gateway {
             force.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
         }
+        // Senders are gone: delivery stops last, giving its lease back.
+        stop_delivery.cancel();
+        background.close();
+        if tokio::time::timeout(Duration::from_secs(10), background.wait())
+            .await
+            .is_err()
+        {
+            warn!("delivery workers did not stop within 10s");
+        }
         info!("gateway stopped");
     }
+
+    /// Starts the delivery worker of every store-and-forward route, the
+    /// queue figures and the pruning.
+    fn start_journal_work(&self, stop: &CancellationToken) -> TaskTracker {
+        let tracker = TaskTracker::new();
+        let Some((journal, spec)) = &self.journal else {
+            return tracker;
+        };
+        let mut stored_routes = Vec::new();
+        for route in self.shared.routes.values() {
+            let (Some(sf), Some(policy)) = (
+                &route.store_forward,
+                route.current().spec.store_and_forward(),
+            ) else {
+                continue;
+            };
+            stored_routes.push(route.name.to_string());
+            let worker = Worker {
+                route: route.clone(),
+                journal: journal.clone(),
+                node: spec.node.clone(),
+                lease_ttl: spec.lease_timeout,
+                policy,
+                wake: sf.stored.clone(),
+            };
+            tracker.spawn(worker.run(stop.clone()));
+        }
+        tracker.spawn(housekeeping::publish_stats(
+            journal.clone(),
+            stored_routes,
+            self.shared.metrics.clone(),
+            self.shared.status.clone(),
+            stop.clone(),
+        ));
+        tracker.spawn(housekeeping::prune(
+            journal.clone(),
+            spec.clone(),
+            stop.clone(),
+        ));
+        tracker
+    }
+}
+
+/// Opens the journal, with its body key when one is configured.
+async fn open_journal(spec: &JournalSpec) -> Result<Journal, JournalError> {
+    let key = spec.body_key.as_deref().map(BodyKey::load).transpose()?;
+    let journal = guichet_journal::open(&spec.store, OpenOptions { key }).await?;
+    info!(store = %spec.store, node = %spec.node, "journal open");
+    Ok(journal)
 }
 
 impl Reloader {
@@ -243,6 +328,22 @@ impl Reloader {
 impl Shared {
     fn reload(&self) -> Result<(), ReloadError> {
         let config = Config::load(&self.config_path).map_err(|e| ReloadError(e.to_string()))?;
+        if config.journal != self.journal {
+            return Err(ReloadError(
+                "the [journal] section changed: it changes only at restart".into(),
+            ));
+        }
+        for (name, route) in &self.routes {
+            let running = route.store_forward.is_some();
+            if config
+                .route(name.as_str())
+                .is_some_and(|r| r.store_and_forward().is_some() != running)
+            {
+                return Err(ReloadError(format!(
+                    "route \"{name}\": its delivery mode changed; it changes only at restart"
+                )));
+            }
+        }
         let Built {
             mut states,
             certificates,

@@ -102,6 +102,14 @@ pub struct CertLabels {
     pub file: String,
 }
 
+/// Delivery attempts of a store-and-forward route, by result: `delivered`,
+/// `retry` (AR, AE within retries, timeout, connection), `dead`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    pub route: String,
+    pub result: &'static str,
+}
+
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum ReloadOutcome {
     Ok,
@@ -129,6 +137,17 @@ pub struct Metrics {
     pub frame_errors: Family<FrameErrorLabels, Counter>,
     /// Set from the status board at each scrape.
     pub certificate_expiry: Family<CertLabels, Gauge>,
+    /// Store-and-forward: messages owed to the receiver (from the journal).
+    pub queue_depth: Family<RouteLabel, Gauge>,
+    /// Store-and-forward: age of the oldest message owed, 0 when none.
+    pub queue_oldest_seconds: Family<RouteLabel, Gauge>,
+    /// Store-and-forward: messages given up, waiting for an operator.
+    pub dead_messages: Family<RouteLabel, Gauge>,
+    pub delivery_attempts: Family<AttemptLabels, Counter>,
+    /// 1 while this node holds the route's delivery lease.
+    pub delivery_lease: Family<RouteLabel, Gauge>,
+    /// Messages the journal could not store (the sender got an error).
+    pub journal_failures: Family<RouteLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -150,6 +169,12 @@ impl Default for Metrics {
             acks_overdue: Family::default(),
             frame_errors: Family::default(),
             certificate_expiry: Family::default(),
+            queue_depth: Family::default(),
+            queue_oldest_seconds: Family::default(),
+            dead_messages: Family::default(),
+            delivery_attempts: Family::default(),
+            delivery_lease: Family::default(),
+            journal_failures: Family::default(),
         }
     }
 }
@@ -218,6 +243,36 @@ impl Metrics {
             "Seconds until a configured certificate expires (the earliest of a CA bundle)",
             self.certificate_expiry.clone(),
         );
+        r.register(
+            "queue_depth",
+            "Store-and-forward: messages stored and not yet delivered, per route",
+            self.queue_depth.clone(),
+        );
+        r.register(
+            "queue_oldest_seconds",
+            "Store-and-forward: age of the oldest message not yet delivered, per route",
+            self.queue_oldest_seconds.clone(),
+        );
+        r.register(
+            "dead_messages",
+            "Store-and-forward: messages given up (replay with `guichet journal replay`), per route",
+            self.dead_messages.clone(),
+        );
+        r.register(
+            "delivery_attempts",
+            "Store-and-forward: delivery attempts, per route and result",
+            self.delivery_attempts.clone(),
+        );
+        r.register(
+            "delivery_lease",
+            "Store-and-forward: 1 while this node delivers the route (holds its lease)",
+            self.delivery_lease.clone(),
+        );
+        r.register(
+            "journal_failures",
+            "Store-and-forward: messages the journal could not store (sender answered with an error)",
+            self.journal_failures.clone(),
+        );
     }
 
     /// The metrics in Prometheus text format.
@@ -269,7 +324,13 @@ pub struct RouteMetrics {
     pub roundtrip: Histogram,
     pub ack_mismatches: Counter,
     pub acks_overdue: Counter,
+    pub journal_failures: Counter,
+    /// By result: delivered, retry, dead.
+    pub attempts: [Counter; 3],
 }
+
+/// The `result` labels of [`RouteMetrics::attempts`].
+pub const ATTEMPT_RESULTS: [&str; 3] = ["delivered", "retry", "dead"];
 
 impl RouteMetrics {
     pub fn message(&self, outcome: &crate::events::MessageOutcome) {
@@ -298,6 +359,15 @@ impl Metrics {
             roundtrip: self.message_roundtrip_seconds.get_or_create(&label).clone(),
             ack_mismatches: self.ack_mismatches.get_or_create(&label).clone(),
             acks_overdue: self.acks_overdue.get_or_create(&label).clone(),
+            journal_failures: self.journal_failures.get_or_create(&label).clone(),
+            attempts: ATTEMPT_RESULTS.map(|result| {
+                self.delivery_attempts
+                    .get_or_create(&AttemptLabels {
+                        route: route.to_string(),
+                        result,
+                    })
+                    .clone()
+            }),
         }
     }
 }

@@ -381,15 +381,9 @@ impl Relay<'_> {
     }
 
     fn frame_error(&self, side: &'static str, error: MllpError) -> RelayError {
-        let kind = match &error {
-            MllpError::TooLarge { .. } => "too_large",
-            MllpError::Truncated { .. } => "truncated",
-            MllpError::TrailingGarbage { .. } => "discarded_bytes",
-            MllpError::Io(_) => "io",
-        };
         self.route
             .metrics
-            .frame_error(self.peer.route.as_str(), kind);
+            .frame_error(self.peer.route.as_str(), frame_kind(&error));
         RelayError::Frame { side, error }
     }
 }
@@ -467,8 +461,18 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// The metric label of a framing error.
+pub(crate) fn frame_kind(error: &MllpError) -> &'static str {
+    match error {
+        MllpError::TooLarge { .. } => "too_large",
+        MllpError::Truncated { .. } => "truncated",
+        MllpError::TrailingGarbage { .. } => "discarded_bytes",
+        MllpError::Io(_) => "io",
+    }
+}
+
 /// The AR guichet answers a frame without MSH with.
-fn reject_not_hl7() -> Vec<u8> {
+pub(crate) fn reject_not_hl7() -> Vec<u8> {
     let control_id = stamp::next_control_id();
     let timestamp = stamp::now_timestamp();
     build_reject_for_unparseable(&AckRequest {

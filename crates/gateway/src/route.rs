@@ -29,7 +29,17 @@ pub(crate) struct RouteRuntime {
     pub counters: RouteMetrics,
     pub events: EventBus,
     pub status: Arc<StatusBoard>,
+    /// Set for store-and-forward routes: fixed at start (changing the
+    /// delivery mode needs a restart).
+    pub store_forward: Option<StoreForward>,
     over_limit: LogThrottle,
+}
+
+/// What a store-and-forward route's connections and worker share.
+pub(crate) struct StoreForward {
+    pub journal: guichet_journal::Journal,
+    /// Ingest wakes the delivery worker with it.
+    pub stored: Arc<tokio::sync::Notify>,
 }
 
 impl RouteRuntime {
@@ -38,8 +48,10 @@ impl RouteRuntime {
         metrics: Metrics,
         events: EventBus,
         status: Arc<StatusBoard>,
+        store_forward: Option<StoreForward>,
     ) -> Self {
         RouteRuntime {
+            store_forward,
             name: state.spec.name.clone(),
             permits: Arc::new(Semaphore::new(state.spec.limits.max_connections)),
             counters: metrics.route(state.spec.name.as_str()),

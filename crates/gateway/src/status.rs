@@ -16,7 +16,7 @@ use guichet_tls::{Identity, Refusal};
 use serde::Serialize;
 
 use crate::check::{unix_now, EXPIRY_WARNING_DAYS};
-use crate::config::{AuthSpec, Config, RouteSpec};
+use crate::config::{AuthSpec, Config, RouteKind, RouteSpec};
 use crate::events::{EventBus, MessageEvent, MessageOutcome};
 use crate::metrics::{
     CertLabels, MessageLabels, Metrics, Outcome, OutcomeLabels, RefusalLabels, RouteLabel, Side,
@@ -38,6 +38,24 @@ pub struct StatusBoard {
     last_reload: Mutex<Option<ReloadRecord>>,
     events: EventBus,
     metrics: Metrics,
+    /// The journal's last queue figures, per store-and-forward route.
+    queues: Mutex<BTreeMap<String, QueueStatus>>,
+}
+
+/// A store-and-forward route's queue, as last read from the journal.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueStatus {
+    /// Stored and not yet delivered.
+    pub depth: u64,
+    pub in_flight: u64,
+    /// Waiting for a retry after a failed attempt.
+    pub failed: u64,
+    /// Given up; an operator may replay them.
+    pub dead: u64,
+    pub delivered: u64,
+    pub oldest_pending_age_seconds: Option<i64>,
+    /// Whether this node delivers the route now.
+    pub delivering_here: bool,
 }
 
 /// One certificate of the configuration in force.
@@ -108,6 +126,10 @@ pub struct RouteStatus {
     pub refusals: u64,
     /// Messages by outcome (`mllp` routes; non-zero only).
     pub messages: BTreeMap<&'static str, u64>,
+    /// `store-and-forward` or `passthrough` (`mllp` routes).
+    pub delivery: Option<&'static str>,
+    /// Store-and-forward routes: the journal's queue.
+    pub queue: Option<QueueStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -151,6 +173,7 @@ impl StatusBoard {
             certificates: ArcSwap::from_pointee(certificates),
             refusals: Mutex::new(VecDeque::with_capacity(RECENT_REFUSALS)),
             last_reload: Mutex::new(None),
+            queues: Mutex::new(BTreeMap::new()),
             events,
             metrics,
         }
@@ -364,6 +387,49 @@ impl StatusBoard {
             connections,
             refusals,
             messages,
+            delivery: match spec.kind {
+                RouteKind::Mllp(_) if spec.store_and_forward().is_some() => {
+                    Some("store-and-forward")
+                }
+                RouteKind::Mllp(_) => Some("passthrough"),
+                RouteKind::Tcp => None,
+            },
+            queue: spec
+                .store_and_forward()
+                .and_then(|_| self.queues.lock().ok()?.get(spec.name.as_str()).cloned())
+                .map(|mut q| {
+                    q.delivering_here = m
+                        .delivery_lease
+                        .get(&RouteLabel {
+                            route: spec.name.to_string(),
+                        })
+                        .is_some_and(|g| g.get() == 1);
+                    q
+                }),
+        }
+    }
+
+    /// Keeps the journal's latest queue figures for the page.
+    pub(crate) fn journal_stats(&self, stats: Vec<guichet_journal::RouteStats>, now_ms: i64) {
+        let queues = stats
+            .into_iter()
+            .map(|s| {
+                let status = QueueStatus {
+                    depth: s.depth,
+                    in_flight: s.in_flight,
+                    failed: s.failed,
+                    dead: s.dead,
+                    delivered: s.delivered,
+                    oldest_pending_age_seconds: s
+                        .oldest_pending_ms
+                        .map(|at| (now_ms - at).max(0) / 1000),
+                    delivering_here: false,
+                };
+                (s.route, status)
+            })
+            .collect();
+        if let Ok(mut q) = self.queues.lock() {
+            *q = queues;
         }
     }
 }

@@ -69,3 +69,14 @@ impl AsyncWrite for Stream {
         }
     }
 }
+
+impl Stream {
+    /// The address of the other end of the TCP connection.
+    pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        match self {
+            Stream::Plain(s) => s.peer_addr(),
+            Stream::TlsServer(s) => s.get_ref().0.peer_addr(),
+            Stream::TlsClient(s) => s.get_ref().0.peer_addr(),
+        }
+    }
+}

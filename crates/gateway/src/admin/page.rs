@@ -56,14 +56,17 @@ fn reload(s: &Snapshot) -> String {
 }
 
 fn routes(h: &mut String, s: &Snapshot) {
-    h.push_str("<h2>Routes</h2><table><tr><th>route</th><th>kind</th><th>listen</th><th>admits</th><th>forward</th><th>open</th><th>ended connections</th><th>refused</th><th>messages</th></tr>");
+    h.push_str("<h2>Routes</h2><table><tr><th>route</th><th>kind</th><th>listen</th><th>admits</th><th>forward</th><th>open</th><th>ended connections</th><th>refused</th><th>messages</th><th>queue</th></tr>");
     for r in &s.routes {
         let _ = write!(
             h,
             "<tr><td><b>{}</b></td><td>{}</td><td><span class='mode {lm}'>{lm}</span> <code>{}</code></td><td>{}</td>\
-             <td><span class='mode {fm}'>{fm}</span> <code>{}</code>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+             <td><span class='mode {fm}'>{fm}</span> <code>{}</code>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             e(&r.name),
-            r.kind,
+            match r.delivery {
+                Some("store-and-forward") => "mllp, store-and-forward",
+                _ => r.kind,
+            },
             e(&r.listen),
             if r.allow.is_empty() { "—".into() } else { e(&r.allow.join(", ")) },
             e(&r.forward),
@@ -72,11 +75,38 @@ fn routes(h: &mut String, s: &Snapshot) {
             counts(r.connections.iter()),
             r.refusals,
             counts(r.messages.iter()),
+            queue(r.queue.as_ref()),
             lm = r.listen_mode,
             fm = r.forward_mode,
         );
     }
     h.push_str("</table>");
+}
+
+/// A store-and-forward route's queue: depth, oldest wait, dead, and
+/// whether this node delivers it.
+fn queue(q: Option<&crate::status::QueueStatus>) -> String {
+    let Some(q) = q else {
+        return "—".into();
+    };
+    let oldest = q
+        .oldest_pending_age_seconds
+        .map(|s| format!(", oldest {s} s"))
+        .unwrap_or_default();
+    let dead = if q.dead > 0 {
+        format!(", <b>{} dead</b>", q.dead)
+    } else {
+        String::new()
+    };
+    let here = if q.delivering_here {
+        "delivering here"
+    } else {
+        "delivered by another node"
+    };
+    format!(
+        "{} waiting{oldest}{dead}; {} delivered; {here}",
+        q.depth, q.delivered
+    )
 }
 
 fn counts<'a>(items: impl Iterator<Item = (&'a &'static str, &'a u64)>) -> String {

@@ -19,11 +19,11 @@ use guichet_tls::{
 };
 
 pub use types::{
-    AuthSpec, ForwardTls, Limits, ListenTls, MllpSettings, NonHl7Policy, ProfileName, RouteKind,
-    RouteName, RouteSpec, Target, TlsProfile,
+    AuthSpec, Delivery, ForwardPolicy, ForwardTls, JournalSpec, Limits, ListenTls, MllpSettings,
+    NonHl7Policy, ProfileName, RouteKind, RouteName, RouteSpec, Target, TlsProfile,
 };
 
-use raw::{RawApp, RawConfig, RawLimits, RawProfile, RawRoute};
+use raw::{RawApp, RawConfig, RawJournal, RawLimits, RawProfile, RawRoute};
 
 /// A whole, checked configuration.
 #[derive(Debug, Clone)]
@@ -41,6 +41,9 @@ pub struct Config {
     pub profiles: BTreeMap<ProfileName, TlsProfile>,
     pub apps: BTreeMap<AppName, Arc<AppRule>>,
     pub routes: Vec<RouteSpec>,
+    /// Where store-and-forward routes keep messages; required when one
+    /// route uses it.
+    pub journal: Option<JournalSpec>,
 }
 
 /// A configuration that cannot be used, with where and why.
@@ -156,7 +159,17 @@ impl Builder {
         if routes.is_empty() {
             return Err("no [[route]] defined: nothing to run".into());
         }
+        let journal = raw.journal.as_ref().map(|j| self.journal(j)).transpose()?;
+        if journal.is_none() {
+            if let Some(route) = routes.iter().find(|r| r.store_and_forward().is_some()) {
+                return Err(format!(
+                    "route {:?}: delivery = \"store-and-forward\" needs a [journal] section (e.g. store = \"journal.db\")",
+                    route.name.as_str()
+                ));
+            }
+        }
         Ok(Config {
+            journal,
             source: self.source.clone(),
             drain_timeout: duration(
                 raw.gateway.drain_timeout.as_deref(),
@@ -197,6 +210,39 @@ impl Builder {
         } else {
             self.dir.join(p)
         }
+    }
+
+    fn journal(&self, raw: &RawJournal) -> Result<JournalSpec, String> {
+        let at = |field: &str| format!("[journal] {field}");
+        if raw.store.trim().is_empty() {
+            return Err(format!(
+                "{}: give a SQLite file (e.g. \"journal.db\") or a postgres:// URL",
+                at("store")
+            ));
+        }
+        let node = raw.node.clone().unwrap_or_else(default_node);
+        check_name(&node, &at("node"))?;
+        let lease_timeout = duration(raw.lease_timeout.as_deref(), &at("lease_timeout"))?
+            .unwrap_or(Duration::from_secs(15));
+        if lease_timeout < Duration::from_secs(2) {
+            return Err(format!(
+                "{}: at least 2s (it is renewed every third of it)",
+                at("lease_timeout")
+            ));
+        }
+        let day = Duration::from_secs(86_400);
+        Ok(JournalSpec {
+            store: guichet_journal::StoreSpec::parse(&raw.store, &self.dir),
+            node,
+            lease_timeout,
+            body_key: raw.body_key.as_deref().map(|v| self.path(v)),
+            retain_bodies: duration(raw.retain_bodies.as_deref(), &at("retain_bodies"))?
+                .unwrap_or(7 * day),
+            retain_events: duration(raw.retain_events.as_deref(), &at("retain_events"))?
+                .unwrap_or(400 * day),
+            prune_interval: duration(raw.prune_interval.as_deref(), &at("prune_interval"))?
+                .unwrap_or(Duration::from_secs(3600)),
+        })
     }
 
     fn profile(&self, name: &str, raw: &RawProfile) -> Result<TlsProfile, String> {
@@ -244,6 +290,15 @@ impl Builder {
             },
         })
     }
+}
+
+/// The host's name: unique per node in most deployments.
+fn default_node() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| check_name(h, "").is_ok())
+        .unwrap_or_else(|| "guichet".to_string())
 }
 
 /// One of a fixed set of words; absent means the first.
@@ -445,6 +500,7 @@ fn route_kind(raw: &RawRoute) -> Result<RouteKind, String> {
             ("max_frame_bytes", raw.max_frame_bytes.is_some()),
             ("non_hl7", raw.non_hl7.is_some()),
             ("ack_timeout", raw.ack_timeout.is_some()),
+            ("delivery", raw.delivery.is_some()),
         ];
         if let Some((field, _)) = stray.iter().find(|(_, set)| *set) {
             return Err(format!("{field}: only for kind = \"mllp\" routes"));
@@ -459,18 +515,67 @@ fn route_kind(raw: &RawRoute) -> Result<RouteKind, String> {
             ))
         }
     };
+    let non_hl7 = choice(
+        raw.non_hl7.as_deref(),
+        "non_hl7",
+        &[
+            ("reject", NonHl7Policy::Reject),
+            ("pass", NonHl7Policy::Pass),
+        ],
+    )?;
+    let delivery = delivery(raw)?;
+    if non_hl7 == NonHl7Policy::Pass && delivery != Delivery::Passthrough {
+        return Err("non_hl7 = \"pass\" needs delivery = \"passthrough\": a frame without MSH cannot be stored, acknowledged and delivered as a message".into());
+    }
     Ok(RouteKind::Mllp(MllpSettings {
         max_frame,
-        non_hl7: choice(
-            raw.non_hl7.as_deref(),
-            "non_hl7",
-            &[
-                ("reject", NonHl7Policy::Reject),
-                ("pass", NonHl7Policy::Pass),
-            ],
-        )?,
+        non_hl7,
         ack_timeout: duration(raw.ack_timeout.as_deref(), "ack_timeout")?
             .unwrap_or(Duration::from_secs(30)),
+        delivery,
+    }))
+}
+
+fn delivery(raw: &RawRoute) -> Result<Delivery, String> {
+    let stored = choice(
+        raw.delivery.as_deref(),
+        "delivery",
+        &[("passthrough", false), ("store-and-forward", true)],
+    )?;
+    if !stored {
+        let stray = [
+            ("retry_initial", raw.retry_initial.is_some()),
+            ("retry_max", raw.retry_max.is_some()),
+            ("ae_retries", raw.ae_retries.is_some()),
+            ("duplicate_window", raw.duplicate_window.is_some()),
+        ];
+        if let Some((field, _)) = stray.iter().find(|(_, set)| *set) {
+            return Err(format!(
+                "{field}: only for delivery = \"store-and-forward\" routes"
+            ));
+        }
+        return Ok(Delivery::Passthrough);
+    }
+    let retry_initial =
+        duration(raw.retry_initial.as_deref(), "retry_initial")?.unwrap_or(Duration::from_secs(1));
+    let retry_max =
+        duration(raw.retry_max.as_deref(), "retry_max")?.unwrap_or(Duration::from_secs(60));
+    if retry_max < retry_initial {
+        return Err("retry_max: must not be shorter than retry_initial".into());
+    }
+    let ae_retries = match raw.ae_retries.unwrap_or(3) {
+        n @ 0..=1000 => n as u32,
+        n => return Err(format!("ae_retries: {n} is out of range 0..=1000")),
+    };
+    let duplicate_window = match raw.duplicate_window.as_deref() {
+        None => Some(Duration::from_secs(86_400)),
+        Some(v) => Some(parse_duration(v, "duplicate_window", true)?).filter(|d| !d.is_zero()),
+    };
+    Ok(Delivery::StoreAndForward(ForwardPolicy {
+        retry_initial,
+        retry_max,
+        ae_retries,
+        duplicate_window,
     }))
 }
 

@@ -21,6 +21,19 @@ pub struct RawConfig {
     pub app: Vec<RawApp>,
     #[serde(default)]
     pub route: Vec<RawRoute>,
+    pub journal: Option<RawJournal>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawJournal {
+    pub store: String,
+    pub node: Option<String>,
+    pub lease_timeout: Option<String>,
+    pub body_key: Option<String>,
+    pub retain_bodies: Option<String>,
+    pub retain_events: Option<String>,
+    pub prune_interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -97,6 +110,13 @@ pub struct RawRoute {
     pub max_frame_bytes: Option<i64>,
     pub non_hl7: Option<String>,
     pub ack_timeout: Option<String>,
+    /// `mllp` routes: "passthrough" (default) or "store-and-forward".
+    pub delivery: Option<String>,
+    /// Store-and-forward routes only.
+    pub retry_initial: Option<String>,
+    pub retry_max: Option<String>,
+    pub ae_retries: Option<i64>,
+    pub duplicate_window: Option<String>,
 }
 
 impl RawRoute {

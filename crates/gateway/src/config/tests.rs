@@ -171,6 +171,7 @@ fn mllp_routes_take_frame_and_ack_settings() {
             max_frame: 16 * 1024 * 1024,
             non_hl7: NonHl7Policy::Reject,
             ack_timeout: Duration::from_secs(30),
+            delivery: Delivery::Passthrough,
         })
     );
     let config = parse(&format!(
@@ -183,6 +184,7 @@ fn mllp_routes_take_frame_and_ack_settings() {
             max_frame: 65536,
             non_hl7: NonHl7Policy::Pass,
             ack_timeout: Duration::from_secs(5),
+            delivery: Delivery::Passthrough,
         })
     );
     assert_error(
@@ -197,4 +199,64 @@ fn mllp_routes_take_frame_and_ack_settings() {
         &format!("{base}kind = \"mllp\"\nnon_hl7 = \"drop\"\n"),
         "non_hl7: \"drop\" is not allowed",
     );
+}
+
+#[test]
+fn store_and_forward_routes_need_a_journal_and_take_delivery_settings() {
+    let base =
+        "[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:1\"\nforward = \"h:2\"\nkind = \"mllp\"\n";
+    assert_error(
+        &format!("{base}delivery = \"store-and-forward\"\n"),
+        "route \"r\": delivery = \"store-and-forward\" needs a [journal] section",
+    );
+    let journal = "[journal]\nstore = \"journal.db\"\nnode = \"a\"\n";
+    let config = parse(&format!(
+        "{journal}{base}delivery = \"store-and-forward\"\nretry_initial = \"2s\"\nretry_max = \"30s\"\nae_retries = 1\nduplicate_window = \"0s\"\n"
+    ))
+    .unwrap();
+    let policy = config.routes[0].store_and_forward().unwrap();
+    assert_eq!(
+        policy,
+        ForwardPolicy {
+            retry_initial: Duration::from_secs(2),
+            retry_max: Duration::from_secs(30),
+            ae_retries: 1,
+            duplicate_window: None,
+        }
+    );
+    assert_eq!(policy.backoff(1), Duration::from_secs(2));
+    assert_eq!(policy.backoff(3), Duration::from_secs(8));
+    assert_eq!(policy.backoff(30), Duration::from_secs(30));
+    let spec = config.journal.unwrap();
+    assert_eq!(spec.node, "a");
+    assert_eq!(spec.retain_bodies, Duration::from_secs(7 * 86_400));
+    assert_eq!(spec.retain_events, Duration::from_secs(400 * 86_400));
+    assert_eq!(
+        spec.store,
+        guichet_journal::StoreSpec::Sqlite(std::path::PathBuf::from("/etc/guichet/journal.db"))
+    );
+    assert_error(
+        &format!("{journal}{base}delivery = \"store-and-forward\"\nnon_hl7 = \"pass\"\n"),
+        "non_hl7 = \"pass\" needs delivery = \"passthrough\"",
+    );
+    assert_error(
+        &format!("{base}retry_max = \"1s\"\n"),
+        "retry_max: only for delivery = \"store-and-forward\" routes",
+    );
+    assert_error(
+        &format!("{journal}{base}delivery = \"store-and-forward\"\nretry_initial = \"10s\"\nretry_max = \"1s\"\n"),
+        "retry_max: must not be shorter than retry_initial",
+    );
+    assert_error(
+        &format!("[journal]\nstore = \"j.db\"\nlease_timeout = \"1s\"\n{base}"),
+        "[journal] lease_timeout: at least 2s",
+    );
+    let pg = parse(&format!(
+        "[journal]\nstore = \"postgres://g:pw@db/guichet\"\n{base}"
+    ))
+    .unwrap();
+    assert!(matches!(
+        pg.journal.unwrap().store,
+        guichet_journal::StoreSpec::Postgres(_)
+    ));
 }

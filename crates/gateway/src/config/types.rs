@@ -70,8 +70,60 @@ pub struct MllpSettings {
     pub max_frame: usize,
     pub non_hl7: NonHl7Policy,
     /// A message whose ACK has not come back by then is reported as
-    /// unacknowledged (the connection is left to the applications).
+    /// unacknowledged (the connection is left to the applications); in
+    /// store-and-forward, the attempt fails and is retried.
     pub ack_timeout: Duration,
+    pub delivery: Delivery,
+}
+
+/// Who acknowledges the sender on an `mllp` route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The receiver's own ACK goes back to the sender.
+    Passthrough,
+    /// guichet stores each message in the journal, acknowledges it once
+    /// stored, and delivers it itself, in order, with retries.
+    StoreAndForward(ForwardPolicy),
+}
+
+/// How a store-and-forward route delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardPolicy {
+    /// First wait after a failed attempt; doubled each time up to `retry_max`.
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// AE answers retried this many times before the message is dead.
+    pub ae_retries: u32,
+    /// A message with the (sender, MSH-10) of one stored this recently is
+    /// acknowledged again but not queued twice; `None` disables.
+    pub duplicate_window: Option<Duration>,
+}
+
+impl ForwardPolicy {
+    /// The wait before attempt `attempts + 1`, after `attempts` failures.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let factor = 1u32 << attempts.saturating_sub(1).min(20);
+        self.retry_initial
+            .saturating_mul(factor)
+            .min(self.retry_max)
+    }
+}
+
+/// The `[journal]` section: where store-and-forward routes keep messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalSpec {
+    pub store: guichet_journal::StoreSpec,
+    /// This node's name in the delivery leases (PostgreSQL, several nodes).
+    pub node: String,
+    /// A node that stops renewing a route's lease loses it after this.
+    pub lease_timeout: Duration,
+    /// Seals stored bodies (AES-256-GCM) when set.
+    pub body_key: Option<std::path::PathBuf>,
+    /// Bodies are deleted this long after delivery.
+    pub retain_bodies: Duration,
+    /// Metadata of delivered messages is kept this long.
+    pub retain_events: Duration,
+    pub prune_interval: Duration,
 }
 
 /// What to do with a frame that holds no HL7 message (no MSH).
@@ -188,6 +240,17 @@ impl RouteSpec {
                 ..
             }) => "tls",
             Some(_) => "mtls",
+        }
+    }
+
+    /// The delivery policy when this is a store-and-forward route.
+    pub fn store_and_forward(&self) -> Option<ForwardPolicy> {
+        match self.kind {
+            RouteKind::Mllp(MllpSettings {
+                delivery: Delivery::StoreAndForward(policy),
+                ..
+            }) => Some(policy),
+            _ => None,
         }
     }
 

@@ -1,0 +1,523 @@
+//! The receiver side of a store-and-forward route: one worker per route
+//! delivers the journal's queue, in order, one message outstanding at a
+//! time, while this node holds the route's lease.
+//!
+//! A message leaves the head of the queue only when the receiver accepts
+//! it (AA or CA with MSA-2 = its MSH-10), or when it is given up (AE past
+//! the route's retries): until then it is retried with a capped
+//! exponential backoff and nothing behind it is sent.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use guichet_hl7::{AckCode, AckSummary, Header, Message, MllpCodec, ParseOptions};
+use guichet_journal::{Claimed, Journal, Outcome};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::config::{ForwardPolicy, RouteKind};
+use crate::connection::{observe_handshake, open_forward, ForwardError};
+use crate::events::{MessageEvent, MessageOutcome};
+use crate::ingest::unix_ms;
+use crate::metrics::{RouteLabel, Side};
+use crate::route::RouteRuntime;
+use crate::stream::Stream;
+
+/// Messages claimed from the journal at a time.
+const CLAIM: usize = 32;
+
+/// How often an idle worker looks at the journal without being woken
+/// (messages ingested by another node, replays by an operator).
+const POLL: Duration = Duration::from_millis(500);
+
+/// The delivery worker of one route.
+pub(crate) struct Worker {
+    pub route: Arc<RouteRuntime>,
+    pub journal: Journal,
+    pub node: String,
+    pub lease_ttl: Duration,
+    pub policy: ForwardPolicy,
+    pub wake: Arc<Notify>,
+}
+
+/// Why the worker stopped delivering for now.
+enum Pause {
+    Shutdown,
+    LeaseLost,
+}
+
+/// The open connection to the receiver.
+struct Receiver {
+    framed: Framed<Stream, MllpCodec>,
+    addr: SocketAddr,
+    /// The last control id accepted on this connection: a late second ACK
+    /// for it (an application ACK after a commit ACK) is skipped.
+    last_accepted: Option<String>,
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Accepted {
+        code: AckCode,
+        latency: Duration,
+    },
+    /// Answered, but not accepted (AE, AR, CE, CR, no code).
+    Refused {
+        code: Option<AckCode>,
+        latency: Duration,
+    },
+    /// No usable answer: connection, timeout, wrong MSA-2.
+    Failed(String),
+}
+
+impl Worker {
+    /// Delivers until `shutdown`; gives the lease back on the way out.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let span = info_span!("delivery", route = %self.route.name, node = %self.node);
+        async move {
+            let mut receiver = None;
+            let mut holding = false;
+            while !shutdown.is_cancelled() {
+                if !holding {
+                    holding = self.take_lease(&shutdown).await;
+                    continue;
+                }
+                match self.deliver_batch(&mut receiver, &shutdown).await {
+                    Ok(()) => {}
+                    Err(Pause::Shutdown) => break,
+                    Err(Pause::LeaseLost) => {
+                        warn!("delivery lease lost: another node delivers this route now");
+                        receiver = None;
+                        holding = false;
+                        self.lease_gauge(false);
+                    }
+                }
+            }
+            if holding {
+                let name = self.route.name.as_str();
+                if let Err(e) = self.journal.recover(name).await {
+                    warn!("could not put claimed messages back in line: {e}");
+                }
+                let _ = self.journal.release_lease(name, &self.node).await;
+                self.lease_gauge(false);
+            }
+            info!("delivery stopped");
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Tries to take the route's lease; on success puts back in line what
+    /// a previous holder left in flight. Waits a little when refused.
+    async fn take_lease(&self, shutdown: &CancellationToken) -> bool {
+        let name = self.route.name.as_str();
+        match self.renew().await {
+            Ok(true) => match self.journal.recover(name).await {
+                Ok(recovered) => {
+                    info!(recovered, "delivery lease taken: delivering this route");
+                    self.lease_gauge(true);
+                    return true;
+                }
+                Err(e) => warn!("journal unavailable, delivery waits: {e}"),
+            },
+            Ok(false) => {}
+            Err(e) => warn!("journal unavailable, delivery waits: {e}"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = tokio::time::sleep(self.lease_ttl / 3) => {}
+        }
+        false
+    }
+
+    async fn renew(&self) -> Result<bool, guichet_journal::JournalError> {
+        let ttl = self.lease_ttl.as_millis() as i64;
+        let now = unix_ms(SystemTime::now());
+        self.journal
+            .acquire_lease(self.route.name.as_str(), &self.node, now, ttl)
+            .await
+    }
+
+    /// Claims the next messages and delivers them one by one; waits for
+    /// new ones when the queue is empty.
+    async fn deliver_batch(
+        &self,
+        receiver: &mut Option<Receiver>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Pause> {
+        let mut renew_at = Instant::now() + self.lease_ttl / 3;
+        let batch = match self.journal.claim(self.route.name.as_str(), CLAIM).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                warn!("journal unavailable, delivery waits: {e}");
+                return self.idle(&mut renew_at, shutdown, POLL).await;
+            }
+        };
+        if batch.is_empty() {
+            return self.idle(&mut renew_at, shutdown, POLL).await;
+        }
+        for message in batch {
+            self.deliver(message, receiver, &mut renew_at, shutdown)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for a wake-up, `wait`, or shutdown, renewing the lease.
+    async fn idle(
+        &self,
+        renew_at: &mut Instant,
+        shutdown: &CancellationToken,
+        wait: Duration,
+    ) -> Result<(), Pause> {
+        let until = Instant::now() + wait;
+        loop {
+            self.keep_lease(renew_at).await?;
+            let step = until.min(*renew_at);
+            tokio::select! {
+                () = shutdown.cancelled() => return Err(Pause::Shutdown),
+                () = self.wake.notified() => return Ok(()),
+                () = tokio::time::sleep_until(step) => {
+                    if Instant::now() >= until {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Renews the lease when due; a refusal means another node has it.
+    async fn keep_lease(&self, renew_at: &mut Instant) -> Result<(), Pause> {
+        if Instant::now() < *renew_at {
+            return Ok(());
+        }
+        match self.renew().await {
+            Ok(true) => {
+                *renew_at = Instant::now() + self.lease_ttl / 3;
+                Ok(())
+            }
+            Ok(false) => Err(Pause::LeaseLost),
+            Err(e) => {
+                // Cannot tell: stop before the lease may expire under us.
+                warn!("cannot renew the delivery lease: {e}");
+                Err(Pause::LeaseLost)
+            }
+        }
+    }
+
+    /// Attempts one message until it is delivered or given up.
+    async fn deliver(
+        &self,
+        mut message: Claimed,
+        receiver: &mut Option<Receiver>,
+        renew_at: &mut Instant,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Pause> {
+        let header = Message::parse_with(&message.body, ParseOptions::default())
+            .ok()
+            .map(|m| Header::read(&m));
+        let body = Bytes::from(std::mem::take(&mut message.body));
+        if message.redelivered {
+            warn!(
+                id = %message.id,
+                control_id = %message.meta.control_id,
+                "redelivering a message that may already have reached the receiver (in flight at a crash, a lease takeover or replayed)"
+            );
+        }
+        let mut attempts = message.attempts;
+        let mut not_before = message.next_attempt_at_ms;
+        loop {
+            if let Some(at) = not_before {
+                self.wait_until_ms(at, renew_at, shutdown).await?;
+            }
+            self.keep_lease(renew_at).await?;
+            let result = self
+                .attempt(&body, &message.meta.control_id, receiver, shutdown)
+                .await?;
+            attempts += 1;
+            let outcome = self.judge(&result, attempts);
+            self.report(
+                &message,
+                header.clone(),
+                body.len(),
+                &result,
+                &outcome,
+                receiver,
+            );
+            // Not awaited: the journal applies records before later claims.
+            let recorded = self.journal.record(message.id, outcome.clone());
+            tokio::spawn(async move {
+                if let Err(e) = recorded.await {
+                    warn!(
+                        "could not record a delivery outcome (the message will be sent again): {e}"
+                    );
+                }
+            });
+            match outcome {
+                Outcome::Retry {
+                    next_attempt_at_ms, ..
+                } => not_before = Some(next_attempt_at_ms),
+                Outcome::Delivered { .. } | Outcome::Dead { .. } => return Ok(()),
+            }
+        }
+    }
+
+    /// Sleeps until `at_ms` (wall clock), renewing the lease.
+    async fn wait_until_ms(
+        &self,
+        at_ms: i64,
+        renew_at: &mut Instant,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Pause> {
+        loop {
+            let now = unix_ms(SystemTime::now());
+            if now >= at_ms {
+                return Ok(());
+            }
+            self.keep_lease(renew_at).await?;
+            let left = Duration::from_millis((at_ms - now) as u64);
+            let step = (Instant::now() + left).min(*renew_at);
+            tokio::select! {
+                () = shutdown.cancelled() => return Err(Pause::Shutdown),
+                () = tokio::time::sleep_until(step) => {}
+            }
+        }
+    }
+
+    /// Sends the message and reads its ACK, opening the connection first
+    /// when needed. A failed attempt drops the connection: after a
+    /// timeout or a stray ACK the stream can no longer be trusted.
+    async fn attempt(
+        &self,
+        body: &Bytes,
+        control_id: &str,
+        receiver: &mut Option<Receiver>,
+        shutdown: &CancellationToken,
+    ) -> Result<Attempt, Pause> {
+        if receiver.is_none() {
+            match self.connect().await {
+                Ok(r) => *receiver = Some(r),
+                Err(reason) => return Ok(Attempt::Failed(reason)),
+            }
+        }
+        let Some(open) = receiver.as_mut() else {
+            return Ok(Attempt::Failed("no connection".into()));
+        };
+        let timeout = self.ack_timeout();
+        let result = tokio::select! {
+            () = shutdown.cancelled() => return Err(Pause::Shutdown),
+            result = tokio::time::timeout(timeout, exchange(open, body.clone(), control_id)) => result,
+        };
+        let attempt = match result {
+            Ok(attempt) => attempt,
+            Err(_) => Attempt::Failed(format!("no ACK within {}s", timeout.as_secs_f64())),
+        };
+        match &attempt {
+            Attempt::Accepted { .. } => open.last_accepted = Some(control_id.to_string()),
+            Attempt::Failed(_) => *receiver = None,
+            Attempt::Refused { .. } => {}
+        }
+        Ok(attempt)
+    }
+
+    async fn connect(&self) -> Result<Receiver, String> {
+        let state = self.route.current();
+        match open_forward(&state).await {
+            Ok((stream, handshake)) => {
+                if let Some(started) = handshake {
+                    observe_handshake(
+                        &self.route.metrics,
+                        self.route.name.as_str(),
+                        Side::Forward,
+                        started,
+                    );
+                }
+                let addr = stream.peer_addr().map_err(|e| e.to_string())?;
+                let codec = MllpCodec::new(self.max_frame());
+                Ok(Receiver {
+                    framed: Framed::new(stream, codec),
+                    addr,
+                    last_accepted: None,
+                })
+            }
+            Err(ForwardError::Unavailable(reason)) => {
+                Err(format!("receiver unavailable: {reason}"))
+            }
+            Err(ForwardError::Tls(refusal)) => {
+                let route = self.route.name.as_str();
+                self.route
+                    .metrics
+                    .refused(route, Side::Forward, refusal.reason.as_str());
+                Err(format!("receiver TLS handshake failed: {refusal}"))
+            }
+        }
+    }
+
+    /// The journal outcome of an attempt.
+    fn judge(&self, attempt: &Attempt, attempts: u32) -> Outcome {
+        let now = unix_ms(SystemTime::now());
+        let retry = |error: String, ack_code: Option<AckCode>| Outcome::Retry {
+            error,
+            ack_code: ack_code.map(|c| c.as_str().to_string()),
+            next_attempt_at_ms: now + self.policy.backoff(attempts).as_millis() as i64,
+        };
+        match attempt {
+            Attempt::Accepted { code, .. } => Outcome::Delivered {
+                ack_code: code.as_str().to_string(),
+                at_ms: now,
+            },
+            Attempt::Refused {
+                code: Some(AckCode::AE),
+                ..
+            } if attempts > self.policy.ae_retries => Outcome::Dead {
+                error: format!("AE from the receiver after {attempts} attempts"),
+                ack_code: Some("AE".into()),
+                at_ms: now,
+            },
+            Attempt::Refused { code, .. } => retry(
+                format!(
+                    "receiver answered {}",
+                    code.map_or("an ACK without a valid MSA-1", |c| c.as_str())
+                ),
+                *code,
+            ),
+            Attempt::Failed(reason) => retry(reason.clone(), None),
+        }
+    }
+
+    /// Logs, counts and publishes one attempt (metadata only).
+    fn report(
+        &self,
+        message: &Claimed,
+        header: Option<Header>,
+        size: usize,
+        attempt: &Attempt,
+        outcome: &Outcome,
+        receiver: &Option<Receiver>,
+    ) {
+        let counters = &self.route.counters;
+        let (id, control_id) = (message.id, &message.meta.control_id);
+        let index = match outcome {
+            Outcome::Delivered { .. } => 0,
+            Outcome::Retry {
+                error,
+                next_attempt_at_ms,
+                ..
+            } => {
+                let retry_in_s = (next_attempt_at_ms - unix_ms(SystemTime::now())) as f64 / 1e3;
+                warn!(%id, %control_id, retry_in_s, "delivery attempt failed: {error}");
+                1
+            }
+            Outcome::Dead { error, .. } => {
+                warn!(%id, %control_id, "message given up: {error}; once fixed, replay it with `guichet journal replay {id}`");
+                2
+            }
+        };
+        counters.attempts[index].inc();
+        let outcome = match attempt {
+            Attempt::Accepted { code, latency }
+            | Attempt::Refused {
+                code: Some(code),
+                latency,
+            } => {
+                counters.roundtrip.observe(latency.as_secs_f64());
+                MessageOutcome::Acknowledged {
+                    code: Some(*code),
+                    id_matches: true,
+                    latency: *latency,
+                }
+            }
+            Attempt::Refused {
+                code: None,
+                latency,
+            } => MessageOutcome::Acknowledged {
+                code: None,
+                id_matches: true,
+                latency: *latency,
+            },
+            Attempt::Failed(_) => MessageOutcome::Unacknowledged,
+        };
+        counters.message(&outcome);
+        let remote = receiver
+            .as_ref()
+            .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |r| r.addr);
+        self.route.events.publish(MessageEvent {
+            at: SystemTime::now(),
+            route: self.route.name.clone(),
+            remote,
+            peer_app: None,
+            header,
+            size,
+            outcome,
+        });
+    }
+
+    fn lease_gauge(&self, held: bool) {
+        self.route
+            .metrics
+            .delivery_lease
+            .get_or_create(&RouteLabel {
+                route: self.route.name.to_string(),
+            })
+            .set(i64::from(held));
+    }
+
+    fn ack_timeout(&self) -> Duration {
+        match self.route.current().spec.kind {
+            RouteKind::Mllp(settings) => settings.ack_timeout,
+            RouteKind::Tcp => Duration::from_secs(30),
+        }
+    }
+
+    fn max_frame(&self) -> usize {
+        match self.route.current().spec.kind {
+            RouteKind::Mllp(settings) => settings.max_frame,
+            RouteKind::Tcp => 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Sends one message and reads until its ACK. A second ACK for the
+/// message accepted just before (enhanced mode: an application ACK after
+/// the commit ACK) is skipped; any other MSA-2 fails the attempt.
+async fn exchange(receiver: &mut Receiver, body: Bytes, control_id: &str) -> Attempt {
+    let sent = Instant::now();
+    if let Err(e) = receiver.framed.send(body).await {
+        return Attempt::Failed(format!("send failed: {e}"));
+    }
+    loop {
+        let frame = match receiver.framed.next().await {
+            None => {
+                return Attempt::Failed("the receiver closed the connection before its ACK".into())
+            }
+            Some(Err(e)) => return Attempt::Failed(format!("reading the ACK failed: {e}")),
+            Some(Ok(frame)) => frame,
+        };
+        let latency = sent.elapsed();
+        let summary = Message::parse_with(&frame.payload, ParseOptions::default())
+            .ok()
+            .and_then(|m| AckSummary::read(&m));
+        let Some(summary) = summary else {
+            return Attempt::Failed("the receiver's answer is not an ACK (no MSA)".into());
+        };
+        if summary.acknowledged_id != control_id {
+            if receiver.last_accepted.as_deref() == Some(summary.acknowledged_id.as_str()) {
+                continue;
+            }
+            return Attempt::Failed(
+                "the receiver's ACK does not acknowledge this message (MSA-2 differs from MSH-10)"
+                    .into(),
+            );
+        }
+        return match summary.code {
+            Some(code @ (AckCode::AA | AckCode::CA)) => Attempt::Accepted { code, latency },
+            code => Attempt::Refused { code, latency },
+        };
+    }
+}

@@ -1,0 +1,340 @@
+//! The sender side of a store-and-forward route: every message is stored
+//! in the journal, and only then acknowledged, by guichet itself.
+//!
+//! The promise: no sender ever receives an accept (AA, or CA in enhanced
+//! mode) for a message that is not durably stored. When the journal
+//! cannot store, the sender gets AE (original mode) or CE (enhanced mode
+//! asking for it) and sends again; an enhanced-mode sender that asked for
+//! no error ACK has its connection closed, which it must treat as a
+//! failure to send.
+//!
+//! Frames a sender pipelines are taken together and stored in one
+//! journal batch; answers go back in the order the messages came.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use guichet_hl7::{
+    accept_ack_due, build_ack, stamp, AckCode, AckRequest, ErrorCode, ErrorDetail, Frame, Header,
+    Message, MllpCodec, MllpError, ParseOptions, Severity,
+};
+use guichet_journal::{Ingested, Journal, Meta, NewMessage};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tracing::warn;
+
+use crate::config::{ForwardPolicy, MllpSettings};
+use crate::events::{MessageEvent, MessageOutcome};
+use crate::proxy::{Activity, PumpEnd};
+use crate::relay::{frame_kind, reject_not_hl7, Peer};
+use crate::route::RouteRuntime;
+
+/// Frames a pipelining sender has already sent are stored together, up to
+/// this many per journal batch.
+const MAX_BATCH: usize = 64;
+
+/// What a frame became.
+enum Received {
+    Message { header: Box<Header>, body: Bytes },
+    NotHl7,
+}
+
+/// The answer owed for one frame.
+enum Answer {
+    Reply(Vec<u8>),
+    /// Nothing to send (enhanced mode, not asked for).
+    Nothing,
+    /// The sender asked for no error ACK but must not believe the message
+    /// was taken: end the connection.
+    Close,
+}
+
+/// Everything one store-and-forward connection needs.
+pub(crate) struct Ingest<'a> {
+    pub peer: Peer,
+    pub settings: MllpSettings,
+    pub policy: ForwardPolicy,
+    pub route: &'a RouteRuntime,
+    pub journal: &'a Journal,
+    /// Wakes the route's delivery worker when something was stored.
+    pub stored: &'a tokio::sync::Notify,
+}
+
+impl Ingest<'_> {
+    /// Reads, stores and answers until the sender closes, a framing error,
+    /// or `idle` passes with no byte.
+    pub async fn serve<C>(&self, client: C, activity: Arc<Activity>, idle: Duration) -> PumpEnd
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (rd, wr) = tokio::io::split(client);
+        let codec = MllpCodec::new(self.settings.max_frame);
+        let mut frames = FramedRead::new(rd, codec.clone());
+        let mut replies = FramedWrite::new(wr, codec);
+        let work = async {
+            loop {
+                let Some(batch) = self.next_batch(&mut frames).await? else {
+                    return Ok(());
+                };
+                let answers = self.store(batch).await;
+                for answer in answers {
+                    match answer {
+                        Answer::Reply(bytes) => replies.feed(Bytes::from(bytes)).await?,
+                        Answer::Nothing => {}
+                        Answer::Close => {
+                            SinkExt::<Bytes>::flush(&mut replies).await?;
+                            return Ok(());
+                        }
+                    }
+                }
+                SinkExt::<Bytes>::flush(&mut replies).await?;
+            }
+        };
+        tokio::select! {
+            result = work => match result {
+                Ok(()) => PumpEnd::Closed,
+                Err(e) => PumpEnd::Error(self.io_error(e)),
+            },
+            () = activity.idle_for(idle) => PumpEnd::Idle,
+        }
+    }
+
+    /// The next frame, and those already buffered behind it; `None` at the
+    /// end of the stream.
+    async fn next_batch<R: AsyncRead + Unpin>(
+        &self,
+        frames: &mut FramedRead<R, MllpCodec>,
+    ) -> Result<Option<Vec<Received>>, MllpError> {
+        let Some(first) = self.frame(frames.next().await)? else {
+            return Ok(None);
+        };
+        let mut batch = vec![self.received(first)];
+        while batch.len() < MAX_BATCH {
+            match frames.next().now_or_never() {
+                Some(next) => match self.frame(next)? {
+                    Some(frame) => batch.push(self.received(frame)),
+                    None => break,
+                },
+                None => break,
+            }
+        }
+        Ok(Some(batch))
+    }
+
+    /// A frame, `None` at the end of the stream (or after stray bytes
+    /// following the last frame, which are counted).
+    fn frame(&self, next: Option<Result<Frame, MllpError>>) -> Result<Option<Frame>, MllpError> {
+        match next {
+            None => Ok(None),
+            Some(Ok(frame)) => {
+                self.discarded(frame.discarded);
+                Ok(Some(frame))
+            }
+            Some(Err(MllpError::TrailingGarbage { bytes })) => {
+                self.discarded(bytes);
+                Ok(None)
+            }
+            Some(Err(e)) => {
+                self.route
+                    .metrics
+                    .frame_error(self.peer.route.as_str(), frame_kind(&e));
+                Err(e)
+            }
+        }
+    }
+
+    fn received(&self, frame: Frame) -> Received {
+        match Message::parse_with(&frame.payload, ParseOptions::default()) {
+            Ok(message) => Received::Message {
+                header: Box::new(Header::read(&message)),
+                body: frame.payload,
+            },
+            Err(_) => Received::NotHl7,
+        }
+    }
+
+    /// Stores the batch's messages in one journal call and says what to
+    /// answer each frame, in order.
+    async fn store(&self, batch: Vec<Received>) -> Vec<Answer> {
+        let at = SystemTime::now();
+        let news: Vec<NewMessage> = batch
+            .iter()
+            .filter_map(|r| match r {
+                Received::Message { header, body } => Some(self.new_message(header, body, at)),
+                Received::NotHl7 => None,
+            })
+            .collect();
+        let mut results = if news.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.journal.ingest(news).await
+        };
+        if let Err(e) = &results {
+            self.route.counters.journal_failures.inc();
+            warn!(reason = %e, "journal could not store; answering the sender with an error");
+        } else {
+            self.stored.notify_one();
+        }
+        let mut stored = results.as_mut().map(|r| r.drain(..));
+        batch
+            .into_iter()
+            .map(|received| match received {
+                Received::NotHl7 => {
+                    self.publish(None, 0, at, MessageOutcome::RejectedNotHl7);
+                    Answer::Reply(reject_not_hl7())
+                }
+                Received::Message { header, body } => {
+                    let outcome = match &mut stored {
+                        Ok(iter) => iter.next(),
+                        Err(_) => None,
+                    };
+                    self.answer(*header, &body, at, outcome)
+                }
+            })
+            .collect()
+    }
+
+    fn new_message(&self, header: &Header, body: &Bytes, at: SystemTime) -> NewMessage {
+        let received_at_ms = unix_ms(at);
+        let dedup_key = match &self.peer.app {
+            Some(app) => format!("app:{app}"),
+            None => format!(
+                "msh:{}|{}",
+                header.sending_application, header.sending_facility
+            ),
+        };
+        NewMessage {
+            route: self.peer.route.as_str().to_string(),
+            received_at_ms,
+            peer_app: self.peer.app.as_ref().map(|a| a.as_str().to_string()),
+            peer_addr: self.peer.remote.to_string(),
+            dedup_key,
+            dedup_since_ms: self
+                .policy
+                .duplicate_window
+                .map(|w| received_at_ms.saturating_sub(w.as_millis() as i64)),
+            meta: meta(header),
+            body: body.to_vec(),
+            sealed: false,
+        }
+    }
+
+    /// The answer for one message, given what the journal did with it
+    /// (`None`: not stored).
+    fn answer(
+        &self,
+        header: Header,
+        body: &[u8],
+        at: SystemTime,
+        outcome: Option<Ingested>,
+    ) -> Answer {
+        let enhanced = header.is_enhanced_mode();
+        let (code, event) = match (outcome, enhanced) {
+            (Some(Ingested::Stored(_)), false) => (AckCode::AA, MessageOutcome::Stored),
+            (Some(Ingested::Duplicate(_)), false) => (AckCode::AA, MessageOutcome::Duplicate),
+            (Some(Ingested::Stored(_)), true) => (AckCode::CA, MessageOutcome::Stored),
+            (Some(Ingested::Duplicate(_)), true) => (AckCode::CA, MessageOutcome::Duplicate),
+            (None, false) => (AckCode::AE, MessageOutcome::NotStored),
+            (None, true) => (AckCode::CE, MessageOutcome::NotStored),
+        };
+        let failed = event == MessageOutcome::NotStored;
+        let wanted = !enhanced || accept_ack_due(&header, code);
+        let size = body.len();
+        let reply = wanted.then(|| ack(body, code, failed));
+        self.publish(Some(header), size, at, event);
+        match reply {
+            Some(Some(bytes)) => Answer::Reply(bytes),
+            // An ACK cannot be built for a message that parsed before:
+            // never answer an accept we cannot write; close instead.
+            Some(None) => Answer::Close,
+            None if failed => Answer::Close,
+            None => Answer::Nothing,
+        }
+    }
+
+    fn publish(
+        &self,
+        header: Option<Header>,
+        size: usize,
+        at: SystemTime,
+        outcome: MessageOutcome,
+    ) {
+        self.route.counters.message(&outcome);
+        self.route.events.publish(MessageEvent {
+            at,
+            route: self.peer.route.clone(),
+            remote: self.peer.remote,
+            peer_app: self.peer.app.clone(),
+            header,
+            size,
+            outcome,
+        });
+    }
+
+    fn discarded(&self, bytes: usize) {
+        if bytes > 0 {
+            self.route
+                .metrics
+                .frame_error(self.peer.route.as_str(), "discarded_bytes");
+            warn!(
+                side = "sender",
+                bytes, "bytes outside any MLLP frame discarded"
+            );
+        }
+    }
+
+    fn io_error(&self, e: MllpError) -> std::io::Error {
+        match e {
+            MllpError::Io(io) => io,
+            other => std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()),
+        }
+    }
+}
+
+/// guichet's own ACK for a message it stored (or could not store).
+fn ack(body: &[u8], code: AckCode, failed: bool) -> Option<Vec<u8>> {
+    let message = Message::parse_with(body, ParseOptions::default()).ok()?;
+    let control_id = stamp::next_control_id();
+    let timestamp = stamp::now_timestamp();
+    let (text, error) = if failed {
+        (
+            Some("message not stored by the gateway (journal unavailable): send it again"),
+            Some(ErrorDetail {
+                code: ErrorCode::ApplicationInternalError,
+                severity: Severity::Error,
+                location: None,
+            }),
+        )
+    } else {
+        (None, None)
+    };
+    Some(build_ack(
+        &message,
+        &AckRequest {
+            code,
+            control_id: &control_id,
+            timestamp: &timestamp,
+            text,
+            error,
+        },
+    ))
+}
+
+pub(crate) fn meta(header: &Header) -> Meta {
+    Meta {
+        sending_application: header.sending_application.clone(),
+        sending_facility: header.sending_facility.clone(),
+        receiving_application: header.receiving_application.clone(),
+        receiving_facility: header.receiving_facility.clone(),
+        message_type: header.message_type.clone(),
+        control_id: header.control_id.clone(),
+        version: header.version.clone(),
+    }
+}
+
+pub(crate) fn unix_ms(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,179 @@
+//! PostgreSQL backend: several guichet nodes share one database, hence
+//! one set of queues. Every node ingests; each route's queue is delivered
+//! by the node holding its lease.
+//!
+//! Each node keeps two connections: the writer's (every write, in call
+//! order, grouped into shared commits: see [`writer`]) and the reader's
+//! (listings, bodies, stats, and pruning: see [`reader`]).
+//!
+//! **No TLS to the database yet**: connections are plain TCP and carry
+//! message bodies and the password, so the database must be on loopback
+//! or a private network (a URL with `sslmode=require` is refused rather
+//! than silently downgraded). TLS is a follow-up.
+//!
+//! Delivery order: ids come from one identity sequence, and a route's
+//! queue is claimed in id order. Two nodes ingesting on one route may
+//! commit ids out of order (node A takes id 7, node B takes 8 and commits
+//! first), so 8 may be delivered before 7. Per sender, order holds: a
+//! sender sends its next message only after the ACK, i.e. after the
+//! commit, so its next id is both larger and later.
+//!
+//! Leases compare times given by the callers (`now_ms`), as the SQLite
+//! backend does. That keeps both backends' semantics identical and lets
+//! tests drive time; the cost is that nodes must keep their clocks in
+//! sync (NTP): a node whose clock runs ahead by more than a lease's TTL
+//! could take a live lease. Keep TTLs well above the expected skew.
+
+mod ops;
+mod pipeline;
+mod reader;
+mod rows;
+mod schema;
+mod session;
+mod writer;
+
+use std::sync::Arc;
+
+use reader::Reader;
+use session::Target;
+use writer::{Done, Handle, Op, Session};
+
+use crate::{
+    BoxFuture, Claimed, Filter, Ingested, JournalError, MessageId, MessageRecord, NewMessage,
+    Outcome, PruneReport, Replay, RouteStats, Store,
+};
+
+/// The journal on a PostgreSQL database.
+pub(crate) struct PgStore {
+    writer: Handle,
+    reader: Arc<Reader>,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database`),
+    /// migrates the schema, and starts the writer. The database must exist;
+    /// the tables are created in the user's default schema.
+    pub(crate) async fn connect(url: &str) -> Result<PgStore, JournalError> {
+        let target = Target::parse(url)?;
+        let open_error = |reason: String| JournalError::Open {
+            location: target.location().to_string(),
+            reason,
+        };
+        let mut client = target.connect("writer").await.map_err(open_error)?;
+        schema::migrate(&mut client, &target).await?;
+        let session = Session::new(client).await.map_err(open_error)?;
+        let reader = target.connect("reader").await.map_err(open_error)?;
+        Ok(PgStore {
+            writer: writer::spawn(target.clone(), session),
+            reader: Arc::new(Reader::new(target, reader)),
+        })
+    }
+
+    /// Runs `read` on the reader, as a future that owns what it needs.
+    fn read<T, F>(&self, read: impl FnOnce(Arc<Reader>) -> F) -> BoxFuture<Result<T, JournalError>>
+    where
+        F: std::future::Future<Output = Result<T, JournalError>> + Send + 'static,
+    {
+        Box::pin(read(self.reader.clone()))
+    }
+}
+
+impl Store for PgStore {
+    fn ingest(&self, batch: Vec<NewMessage>) -> BoxFuture<Result<Vec<Ingested>, JournalError>> {
+        if batch.is_empty() {
+            return Box::pin(async { Ok(Vec::new()) });
+        }
+        self.writer.submit(Op::Ingest(batch), Done::ingested)
+    }
+
+    fn acquire_lease(
+        &self,
+        route: &str,
+        node: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> BoxFuture<Result<bool, JournalError>> {
+        let op = Op::AcquireLease {
+            route: route.to_string(),
+            node: node.to_string(),
+            now_ms,
+            ttl_ms,
+        };
+        self.writer.submit(op, Done::held)
+    }
+
+    fn release_lease(&self, route: &str, node: &str) -> BoxFuture<Result<(), JournalError>> {
+        let op = Op::ReleaseLease {
+            route: route.to_string(),
+            node: node.to_string(),
+        };
+        self.writer.submit(op, Done::unit)
+    }
+
+    fn recover(&self, route: &str) -> BoxFuture<Result<u64, JournalError>> {
+        self.writer
+            .submit(Op::Recover(route.to_string()), Done::count)
+    }
+
+    fn claim(&self, route: &str, limit: usize) -> BoxFuture<Result<Vec<Claimed>, JournalError>> {
+        let op = Op::Claim {
+            route: route.to_string(),
+            limit,
+        };
+        self.writer.submit(op, Done::claimed)
+    }
+
+    fn record(&self, id: MessageId, outcome: Outcome) -> BoxFuture<Result<(), JournalError>> {
+        self.writer.submit(Op::Record { id, outcome }, Done::unit)
+    }
+
+    fn replay(&self, which: Replay) -> BoxFuture<Result<u64, JournalError>> {
+        self.writer.submit(Op::Replay(which), Done::count)
+    }
+
+    fn list(&self, filter: Filter) -> BoxFuture<Result<Vec<MessageRecord>, JournalError>> {
+        self.read(|reader| async move { reader.list(filter).await })
+    }
+
+    fn get(&self, id: MessageId) -> BoxFuture<Result<MessageRecord, JournalError>> {
+        self.read(|reader| async move { reader.get(id).await })
+    }
+
+    fn body(&self, id: MessageId) -> BoxFuture<Result<Vec<u8>, JournalError>> {
+        self.read(|reader| async move { reader.body(id).await })
+    }
+
+    fn audit(
+        &self,
+        at_ms: i64,
+        actor: &str,
+        action: &str,
+        id: Option<MessageId>,
+    ) -> BoxFuture<Result<(), JournalError>> {
+        let op = Op::Audit {
+            at_ms,
+            actor: actor.to_string(),
+            action: action.to_string(),
+            id,
+        };
+        self.writer.submit(op, Done::unit)
+    }
+
+    /// Waits for the writes queued before it, then prunes on the reader's
+    /// connection, so that ingest never waits behind it.
+    fn prune(
+        &self,
+        bodies_before_ms: i64,
+        records_before_ms: i64,
+    ) -> BoxFuture<Result<PruneReport, JournalError>> {
+        let applied = self.writer.submit(Op::Barrier, Done::unit);
+        self.read(|reader| async move {
+            applied.await?;
+            reader.prune(bodies_before_ms, records_before_ms).await
+        })
+    }
+
+    fn stats(&self) -> BoxFuture<Result<Vec<RouteStats>, JournalError>> {
+        self.read(|reader| async move { reader.stats().await })
+    }
+}

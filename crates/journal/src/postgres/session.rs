@@ -1,0 +1,147 @@
+//! Reaching PostgreSQL: the parsed connection settings, bounded connects,
+//! reconnection pacing, and error texts that never carry a value.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::JournalError;
+
+/// A connect that takes longer than this counts as the database being down.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// TCP keepalive probes start after this much silence, so a database host
+/// that vanished (no RST) is noticed in about a minute instead of hours.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+
+/// Where the journal's database is, parsed once from the `store` URL.
+///
+/// The URL may hold a password: only [`Target::location`], which leaves
+/// it out, ever reaches a log or an error.
+#[derive(Clone)]
+pub(super) struct Target {
+    config: Config,
+    location: String,
+}
+
+impl Target {
+    /// Parses a `postgres://` URL. TLS to the database is not supported
+    /// yet, so a URL that demands it is refused rather than downgraded.
+    pub(super) fn parse(url: &str) -> Result<Target, JournalError> {
+        let mut config: Config = url.parse().map_err(|_| JournalError::Open {
+            location: "postgres".into(),
+            reason:
+                "invalid connection string: expected postgres://user:password@host:port/database"
+                    .into(),
+        })?;
+        let location = location_of(&config);
+        if config.get_ssl_mode() == SslMode::Require {
+            return Err(JournalError::Open {
+                location,
+                reason: "sslmode=require: TLS to PostgreSQL is not supported yet; \
+                         reach the database on loopback or a private network with sslmode=disable"
+                    .into(),
+            });
+        }
+        config
+            .ssl_mode(SslMode::Disable)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .keepalives_idle(KEEPALIVE_IDLE);
+        Ok(Target { config, location })
+    }
+
+    /// `postgres://user@host:port/database`, without the password.
+    pub(super) fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Opens one connection, named `guichet-journal-<role>` in
+    /// `pg_stat_activity`; its I/O runs on a task of its own.
+    pub(super) async fn connect(&self, role: &str) -> Result<Client, String> {
+        let mut config = self.config.clone();
+        config.application_name(format!("guichet-journal-{role}"));
+        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
+            .await
+            .map_err(|_| {
+                format!(
+                    "no answer from {} within {CONNECT_TIMEOUT:?}",
+                    self.location
+                )
+            })?
+            .map_err(|e| format!("{}: {}", self.location, describe(&e)))?;
+        let role = role.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(role, error = %describe(&e), "journal database connection ended");
+            }
+        });
+        Ok(client)
+    }
+}
+
+fn location_of(config: &Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(name)) => name.clone(),
+        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config
+        .get_user()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
+    let database = config.get_dbname().unwrap_or("");
+    format!("postgres://{user}{host}:{port}/{database}")
+}
+
+/// An error's text for logs and [`JournalError`]s.
+///
+/// A server error's DETAIL can quote the values of a row (a unique
+/// violation does), and `tokio_postgres::Error`'s `Display` chain prints
+/// it: only the SQLSTATE and the primary message are kept.
+pub(super) fn describe(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    }
+    let io = std::error::Error::source(error).and_then(|s| s.downcast_ref::<std::io::Error>());
+    match io {
+        Some(io) => format!("{error}: {io}"),
+        None => error.to_string(),
+    }
+}
+
+/// Paces reconnection attempts: right away after a connection is lost,
+/// then doubling waits while the database stays unreachable. Requests
+/// arriving during a wait fail at once instead of queueing behind it.
+pub(super) struct Backoff {
+    wait: Duration,
+    retry_at: Option<Instant>,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(2);
+
+    pub(super) fn new() -> Backoff {
+        Backoff {
+            wait: Backoff::FIRST,
+            retry_at: None,
+        }
+    }
+
+    /// An attempt may be made now.
+    pub(super) fn ready(&self) -> bool {
+        self.retry_at.is_none_or(|at| Instant::now() >= at)
+    }
+
+    pub(super) fn failed(&mut self) {
+        self.retry_at = Some(Instant::now() + self.wait);
+        self.wait = (self.wait * 2).min(Backoff::MAX);
+    }
+
+    pub(super) fn succeeded(&mut self) {
+        *self = Backoff::new();
+    }
+}

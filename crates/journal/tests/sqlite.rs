@@ -1,0 +1,460 @@
+//! The SQLite backend: the shared suite on a file in a temporary folder,
+//! then what only a file can get wrong (mode, damage, group commit).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod suite;
+
+use std::path::{Path, PathBuf};
+
+use guichet_journal::StoreSpec;
+use suite::{Harness, Skip};
+
+/// One journal file per case, in its own temporary folder.
+async fn fresh(_test: &'static str) -> Result<Harness, Skip> {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let path = dir.path().join("journal.db");
+    let folder = dir.path().to_path_buf();
+    let harness = Harness::from_spec(StoreSpec::Sqlite(path), dir);
+    Ok(harness.with_dump(move || {
+        let folder = folder.clone();
+        async move { read_folder(&folder) }
+    }))
+}
+
+/// Every byte of every file in `folder`: the database, its WAL, its
+/// shared memory.
+fn read_folder(folder: &Path) -> Vec<u8> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
+        .expect("the journal folder")
+        .map(|entry| entry.expect("a folder entry").path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|file| std::fs::read(file).expect("a journal file"))
+        .collect()
+}
+
+journal_suite!(fresh);
+
+// ---- SQLite only ----
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use guichet_journal::{Ingested, Journal, JournalError, OpenOptions};
+use suite::fixtures::{body, message, store, store_n};
+use tempfile::TempDir;
+
+fn journal_path(dir: &TempDir) -> PathBuf {
+    dir.path().join("journal.db")
+}
+
+async fn open(path: &Path) -> Result<Journal, JournalError> {
+    guichet_journal::open(
+        &StoreSpec::Sqlite(path.to_path_buf()),
+        OpenOptions::default(),
+    )
+    .await
+}
+
+/// A journal holding `n` stored messages, closed again.
+async fn closed_journal(n: usize) -> (TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = journal_path(&dir);
+    let journal = open(&path).await.unwrap();
+    for chunk in 0..n.div_ceil(50) {
+        let batch = (0..50.min(n - chunk * 50))
+            .map(|i| message("adt", &format!("C{chunk}-{i}"), 1000))
+            .collect();
+        journal.ingest(batch).await.unwrap();
+    }
+    drop(journal);
+    wait_closed(&path).await;
+    (dir, path)
+}
+
+/// Waits until every connection to `path` has closed: the last one to
+/// close checkpoints the WAL and deletes it.
+async fn wait_closed(path: &Path) {
+    let wal = side_file(path, "-wal");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while wal.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the journal's connections did not close"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn side_file(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The refusal's text, which must name the file.
+async fn refusal(path: &Path) -> String {
+    match open(path).await {
+        Err(e @ JournalError::Open { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains(&path.display().to_string()), "{text}");
+            text
+        }
+        Err(other) => panic!("expected an Open error, got {other:?}"),
+        Ok(_) => panic!("{} was opened", path.display()),
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn a_new_journal_is_private_and_alone_in_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = journal_path(&dir);
+    let journal = open(&path).await.unwrap();
+    store(&journal, message("adt", "C1", 1000)).await;
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&side_file(&path, "-wal")), 0o600);
+    assert_eq!(mode(&side_file(&path, "-shm")), 0o600);
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["journal.db", "journal.db-shm", "journal.db-wal"]);
+}
+
+#[tokio::test]
+async fn a_missing_folder_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent").join("journal.db");
+    let text = refusal(&path).await;
+    assert!(text.contains("does not exist"), "{text}");
+    assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn an_empty_file_is_refused_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = journal_path(&dir);
+    std::fs::write(&path, b"").unwrap();
+    let text = refusal(&path).await;
+    assert!(
+        text.contains("is empty (0 bytes)") && text.contains("backup"),
+        "{text}"
+    );
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn a_file_of_random_bytes_is_refused_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = journal_path(&dir);
+    let noise: Vec<u8> = (0..8192u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&path, &noise).unwrap();
+    let text = refusal(&path).await;
+    assert!(text.contains("is not an SQLite database"), "{text}");
+    assert_eq!(std::fs::read(&path).unwrap(), noise);
+}
+
+#[tokio::test]
+async fn a_foreign_sqlite_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = journal_path(&dir);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TABLE patients (name TEXT); INSERT INTO patients VALUES ('x');")
+        .unwrap();
+    drop(conn);
+    let text = refusal(&path).await;
+    assert!(text.contains("not a guichet journal"), "{text}");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 1, "the foreign database was changed");
+}
+
+#[tokio::test]
+async fn a_truncated_journal_is_refused() {
+    let (_dir, path) = closed_journal(200).await;
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        len > 16 * 4096,
+        "the journal is too small to truncate: {len}"
+    );
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(len / 2).unwrap();
+    drop(file);
+    let text = refusal(&path).await;
+    assert!(
+        text.contains("is truncated") && text.contains(&format!("{} bytes", len / 2)),
+        "{text}"
+    );
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), len / 2);
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(50).unwrap();
+    drop(file);
+    let text = refusal(&path).await;
+    assert!(text.contains("is truncated: 50 bytes"), "{text}");
+}
+
+#[tokio::test]
+async fn a_journal_damaged_in_the_middle_is_refused() {
+    let (_dir, path) = closed_journal(200).await;
+    let mut bytes = std::fs::read(&path).unwrap();
+    let page = u16::from_be_bytes([bytes[16], bytes[17]]) as usize;
+    let pages = bytes.len() / page;
+    assert!(pages > 16, "{pages} pages");
+    let middle = pages / 2 * page;
+    bytes[middle..middle + 4 * page].fill(0x5a);
+    std::fs::write(&path, &bytes).unwrap();
+    let text = refusal(&path).await;
+    assert!(
+        text.contains("is damaged") && text.contains("backup"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_journal_from_a_newer_guichet_is_refused() {
+    let (_dir, path) = closed_journal(1).await;
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (99, 0)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let text = refusal(&path).await;
+    assert!(text.contains("newer guichet (schema version 99"), "{text}");
+}
+
+/// What a crash leaves (the file and its WAL, with commits not yet
+/// checkpointed) opens, with every committed message.
+#[tokio::test]
+async fn a_journal_copied_with_its_wal_opens_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = journal_path(&dir);
+    let journal = open(&path).await.unwrap();
+    let ids = store_n(&journal, "adt", 300).await;
+    let copy = tempfile::tempdir().unwrap();
+    let copied = journal_path(&copy);
+    std::fs::copy(&path, &copied).unwrap();
+    std::fs::copy(side_file(&path, "-wal"), side_file(&copied, "-wal")).unwrap();
+    let reopened = open(&copied).await.unwrap();
+    let claimed = reopened.claim("adt", 1000).await.unwrap();
+    assert_eq!(claimed.iter().map(|c| c.id).collect::<Vec<_>>(), ids);
+    assert_eq!(claimed[299].body, body("C299"));
+}
+
+#[tokio::test]
+async fn dropping_the_last_handle_closes_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = journal_path(&dir);
+    let journal = open(&path).await.unwrap();
+    let second = journal.clone();
+    store(&journal, message("adt", "C1", 1000)).await;
+    drop(journal);
+    store(&second, message("adt", "C2", 1000)).await;
+    assert!(side_file(&path, "-wal").exists());
+    drop(second);
+    wait_closed(&path).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_ingests_share_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(&journal_path(&dir)).await.unwrap();
+    let before = journal.commits();
+    for i in 0..5 {
+        store(&journal, message("adt", &format!("S{i}"), 1000)).await;
+    }
+    assert_eq!(
+        journal.commits() - before,
+        5,
+        "one commit per awaited ingest"
+    );
+    let before = journal.commits();
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let journal = journal.clone();
+            tokio::spawn(
+                async move { store(&journal, message("adt", &format!("C{i}"), 1000)).await },
+            )
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.unwrap());
+    }
+    let commits = journal.commits() - before;
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 64);
+    assert!(
+        (1..=16).contains(&commits),
+        "{commits} commits for 64 concurrent ingests"
+    );
+}
+
+/// A batch that cannot commit answers every request with the failure, and
+/// stores none of them; reads go on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_that_cannot_commit_stores_nothing_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = journal_path(&dir);
+    let journal = open(&path).await.unwrap();
+    let first = store(&journal, message("adt", "C0", 1000)).await;
+    let intruder = rusqlite::Connection::open(&path).unwrap();
+    intruder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let before = journal.commits();
+    let ingests: Vec<_> = (1..=8)
+        .map(|i| {
+            let journal = journal.clone();
+            tokio::spawn(async move {
+                journal
+                    .ingest(vec![message("adt", &format!("C{i}"), 1000)])
+                    .await
+            })
+        })
+        .collect();
+    // reads do not wait for the write lock
+    let started = Instant::now();
+    assert_eq!(journal.list(Default::default()).await.unwrap().len(), 1);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    for ingest in ingests {
+        match ingest.await.unwrap() {
+            Err(e @ JournalError::Unavailable(_)) => assert!(!e.to_string().contains("DUPONT")),
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
+    assert_eq!(journal.commits(), before);
+    intruder.execute_batch("ROLLBACK").unwrap();
+    let listed: Vec<_> = journal
+        .list(Default::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(listed, vec![first]);
+    let next = store(&journal, message("adt", "C9", 1000)).await;
+    assert!(next > first);
+}
+
+/// Every message whose ingest returned survives a SIGKILL of the process
+/// right after. The child is this test binary running
+/// `child_ingests_until_killed`.
+#[tokio::test]
+async fn acknowledged_messages_survive_sigkill() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let path = journal_path(&dir);
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_ingests_until_killed",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("GUICHET_JOURNAL_CHILD", &path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut acked = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("ACK ") {
+            let (id, cid) = rest.split_once(' ').unwrap();
+            acked.push((id.parse::<i64>().unwrap(), cid.to_string()));
+            if acked.len() == 300 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(acked.len(), 300, "the child stopped early");
+    let journal = open(&path).await.unwrap();
+    for (id, cid) in &acked {
+        let id = guichet_journal::MessageId(*id);
+        assert_eq!(journal.get(id).await.unwrap().meta.control_id, *cid);
+        assert_eq!(journal.body(id).await.unwrap(), body(cid));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "the child of acknowledged_messages_survive_sigkill"]
+async fn child_ingests_until_killed() {
+    let Some(path) = std::env::var_os("GUICHET_JOURNAL_CHILD") else {
+        return;
+    };
+    let journal = open(Path::new(&path)).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|task| {
+            let journal = journal.clone();
+            tokio::spawn(async move {
+                for seq in 0.. {
+                    let cid = format!("K{task}-{seq}");
+                    let id = store(&journal, message("adt", &cid, 1000)).await;
+                    println!("ACK {id} {cid}");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+/// `cargo test --release -p guichet-journal --test sqlite -- --ignored
+/// --nocapture ingest_throughput`: 32 tasks, 1 KiB messages, one message
+/// per durable ingest.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement, not a check"]
+async fn ingest_throughput() {
+    const TASKS: usize = 32;
+    const PER_TASK: usize = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(&journal_path(&dir)).await.unwrap();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let journal = journal.clone();
+            tokio::spawn(async move {
+                for seq in 0..PER_TASK {
+                    let mut m = message("adt", &format!("T{task}-{seq}"), 1000);
+                    m.body.resize(1024, b'x');
+                    let out = journal.ingest(vec![m]).await.unwrap();
+                    assert!(matches!(out[..], [Ingested::Stored(_)]));
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let total = TASKS * PER_TASK;
+    println!(
+        "{total} messages of 1 KiB from {TASKS} tasks in {:.2} s: {:.0} msgs/s, {} commits ({:.1} messages per fsync)",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64(),
+        journal.commits(),
+        total as f64 / journal.commits() as f64
+    );
+}
