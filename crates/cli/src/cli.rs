@@ -86,7 +86,7 @@ pub enum JournalCommand {
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         records_older_than: Option<std::time::Duration>,
     },
-    /// Queue depth, oldest message waiting, dead and delivered counts, per route.
+    /// Queue depth, oldest message waiting and dead messages, per route (routes with nothing owed are not listed).
     Stats {
         #[arg(long)]
         json: bool,

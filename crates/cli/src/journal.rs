@@ -172,8 +172,8 @@ async fn stats(journal: &Journal, json: bool) -> anyhow::Result<ExitCode> {
     if !json {
         writeln!(
             out,
-            "{:<16}  {:>8}  {:>9}  {:>7}  {:>6}  {:>10}  {:>12}",
-            "ROUTE", "DEPTH", "IN FLIGHT", "FAILED", "DEAD", "DELIVERED", "OLDEST (s)"
+            "{:<16}  {:>8}  {:>9}  {:>7}  {:>6}  {:>12}",
+            "ROUTE", "DEPTH", "IN FLIGHT", "FAILED", "DEAD", "OLDEST (s)"
         )?;
     }
     for s in &stats {
@@ -185,20 +185,18 @@ async fn stats(journal: &Journal, json: bool) -> anyhow::Result<ExitCode> {
                 "in_flight": s.in_flight,
                 "failed": s.failed,
                 "dead": s.dead,
-                "delivered": s.delivered,
                 "oldest_pending_age_seconds": oldest,
             });
             writeln!(out, "{line}")?;
         } else {
             writeln!(
                 out,
-                "{:<16}  {:>8}  {:>9}  {:>7}  {:>6}  {:>10}  {:>12}",
+                "{:<16}  {:>8}  {:>9}  {:>7}  {:>6}  {:>12}",
                 s.route,
                 s.depth,
                 s.in_flight,
                 s.failed,
                 s.dead,
-                s.delivered,
                 oldest.map_or("-".to_string(), |o| o.to_string())
             )?;
         }

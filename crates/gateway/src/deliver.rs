@@ -83,12 +83,21 @@ impl Worker {
         async move {
             let mut receiver = None;
             let mut holding = false;
+            // When the lease is next due for renewal. Kept across batches:
+            // under steady traffic no batch waits, and a due date reset
+            // per batch would never come, letting the lease expire while
+            // this node still delivers.
+            let mut renew_at = Instant::now();
             while !shutdown.is_cancelled() {
                 if !holding {
                     holding = self.take_lease(&shutdown).await;
+                    renew_at = Instant::now() + self.lease_ttl / 3;
                     continue;
                 }
-                match self.deliver_batch(&mut receiver, &shutdown).await {
+                match self
+                    .deliver_batch(&mut receiver, &mut renew_at, &shutdown)
+                    .await
+                {
                     Ok(()) => {}
                     Err(Pause::Shutdown) => break,
                     Err(Pause::LeaseLost) => {
@@ -149,22 +158,21 @@ impl Worker {
     async fn deliver_batch(
         &self,
         receiver: &mut Option<Receiver>,
+        renew_at: &mut Instant,
         shutdown: &CancellationToken,
     ) -> Result<(), Pause> {
-        let mut renew_at = Instant::now() + self.lease_ttl / 3;
         let batch = match self.journal.claim(self.route.name.as_str(), CLAIM).await {
             Ok(batch) => batch,
             Err(e) => {
                 warn!("journal unavailable, delivery waits: {e}");
-                return self.idle(&mut renew_at, shutdown, POLL).await;
+                return self.idle(renew_at, shutdown, POLL).await;
             }
         };
         if batch.is_empty() {
-            return self.idle(&mut renew_at, shutdown, POLL).await;
+            return self.idle(renew_at, shutdown, POLL).await;
         }
         for message in batch {
-            self.deliver(message, receiver, &mut renew_at, shutdown)
-                .await?;
+            self.deliver(message, receiver, renew_at, shutdown).await?;
         }
         Ok(())
     }
@@ -194,12 +202,19 @@ impl Worker {
 
     /// Renews the lease when due; a refusal means another node has it.
     async fn keep_lease(&self, renew_at: &mut Instant) -> Result<(), Pause> {
-        if Instant::now() < *renew_at {
+        let now = Instant::now();
+        if now < *renew_at {
             return Ok(());
+        }
+        // `renew_at` is a third into the lease: past its end, another node
+        // may hold it already, whatever the database says next.
+        if now >= *renew_at + self.lease_ttl * 2 / 3 {
+            warn!("the delivery lease ran out before it could be renewed (node overloaded?)");
+            return Err(Pause::LeaseLost);
         }
         match self.renew().await {
             Ok(true) => {
-                *renew_at = Instant::now() + self.lease_ttl / 3;
+                *renew_at = now + self.lease_ttl / 3;
                 Ok(())
             }
             Ok(false) => Err(Pause::LeaseLost),
@@ -238,7 +253,13 @@ impl Worker {
             }
             self.keep_lease(renew_at).await?;
             let result = self
-                .attempt(&body, &message.meta.control_id, receiver, shutdown)
+                .attempt(
+                    &body,
+                    &message.meta.control_id,
+                    receiver,
+                    renew_at,
+                    shutdown,
+                )
                 .await?;
             attempts += 1;
             let outcome = self.judge(&result, attempts);
@@ -298,6 +319,7 @@ impl Worker {
         body: &Bytes,
         control_id: &str,
         receiver: &mut Option<Receiver>,
+        renew_at: &mut Instant,
         shutdown: &CancellationToken,
     ) -> Result<Attempt, Pause> {
         if receiver.is_none() {
@@ -310,13 +332,23 @@ impl Worker {
             return Ok(Attempt::Failed("no connection".into()));
         };
         let timeout = self.ack_timeout();
-        let result = tokio::select! {
-            () = shutdown.cancelled() => return Err(Pause::Shutdown),
-            result = tokio::time::timeout(timeout, exchange(open, body.clone(), control_id)) => result,
-        };
-        let attempt = match result {
-            Ok(attempt) => attempt,
-            Err(_) => Attempt::Failed(format!("no ACK within {}s", timeout.as_secs_f64())),
+        let deadline = Instant::now() + timeout;
+        let attempt = {
+            let exchange = exchange(open, body.clone(), control_id);
+            tokio::pin!(exchange);
+            // The lease is renewed while a slow receiver thinks: an
+            // ack_timeout longer than the lease must not let another node
+            // take the route mid-attempt.
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return Err(Pause::Shutdown),
+                    attempt = &mut exchange => break attempt,
+                    () = tokio::time::sleep_until(deadline) => {
+                        break Attempt::Failed(format!("no ACK within {}s", timeout.as_secs_f64()));
+                    }
+                    () = tokio::time::sleep_until(*renew_at) => self.keep_lease(renew_at).await?,
+                }
+            }
         };
         match &attempt {
             Attempt::Accepted { .. } => open.last_accepted = Some(control_id.to_string()),

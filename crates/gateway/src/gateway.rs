@@ -63,7 +63,7 @@ pub enum GatewayError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Material(#[from] BuildError),
-    #[error("{0}")]
+    #[error(transparent)]
     Journal(#[from] JournalError),
     #[error("route \"{route}\": cannot listen on {addr}: {error}")]
     Bind {

@@ -43,7 +43,7 @@ pub struct StatusBoard {
 }
 
 /// A store-and-forward route's queue, as last read from the journal.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct QueueStatus {
     /// Stored and not yet delivered.
     pub depth: u64,
@@ -52,7 +52,6 @@ pub struct QueueStatus {
     pub failed: u64,
     /// Given up; an operator may replay them.
     pub dead: u64,
-    pub delivered: u64,
     pub oldest_pending_age_seconds: Option<i64>,
     /// Whether this node delivers the route now.
     pub delivering_here: bool,
@@ -396,7 +395,14 @@ impl StatusBoard {
             },
             queue: spec
                 .store_and_forward()
-                .and_then(|_| self.queues.lock().ok()?.get(spec.name.as_str()).cloned())
+                .map(|_| {
+                    // A route the journal did not list has nothing owed.
+                    self.queues
+                        .lock()
+                        .ok()
+                        .and_then(|q| q.get(spec.name.as_str()).cloned())
+                        .unwrap_or_default()
+                })
                 .map(|mut q| {
                     q.delivering_here = m
                         .delivery_lease
@@ -419,7 +425,6 @@ impl StatusBoard {
                     in_flight: s.in_flight,
                     failed: s.failed,
                     dead: s.dead,
-                    delivered: s.delivered,
                     oldest_pending_age_seconds: s
                         .oldest_pending_ms
                         .map(|at| (now_ms - at).max(0) / 1000),

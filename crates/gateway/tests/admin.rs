@@ -344,7 +344,7 @@ async fn no_message_content_in_metrics_status_or_api() {
                 "route" => value == ROUTE,
                 "file" => value.starts_with(c.pki.tmp.path().to_str().unwrap()),
                 "profile" => value == "gw",
-                "outcome" | "side" | "reason" | "direction" | "role" | "kind" => value
+                "outcome" | "side" | "reason" | "direction" | "role" | "kind" | "result" => value
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_'),
                 "le" => true,
@@ -523,6 +523,8 @@ async fn api_status_describes_routes_messages_refusals_and_certificates() {
             "connections": {"refused_tls": 2},
             "refusals": 2,
             "messages": {"AA": 1, "AE": 1},
+            "delivery": "passthrough",
+            "queue": null,
         })
     );
     assert_eq!(
@@ -540,6 +542,8 @@ async fn api_status_describes_routes_messages_refusals_and_certificates() {
             "connections": {},
             "refusals": 0,
             "messages": {},
+            "delivery": null,
+            "queue": null,
         })
     );
 

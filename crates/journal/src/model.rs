@@ -232,6 +232,9 @@ pub struct PruneReport {
 }
 
 /// One route's queue, for the status page, /metrics and `journal stats`.
+/// Only messages still owed and dead ones are counted: both are read from
+/// partial indexes, so the cost does not grow with the delivered history
+/// (delivery counts are in /metrics).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteStats {
     pub route: String,
@@ -240,7 +243,6 @@ pub struct RouteStats {
     pub in_flight: u64,
     pub failed: u64,
     pub dead: u64,
-    pub delivered: u64,
     /// Receive time of the oldest message still owed.
     pub oldest_pending_ms: Option<i64>,
 }

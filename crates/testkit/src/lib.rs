@@ -9,6 +9,7 @@
 pub mod input;
 pub mod latency;
 pub mod listener;
+pub mod postgres;
 pub mod report;
 pub mod sender;
 pub mod templates;

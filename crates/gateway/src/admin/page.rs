@@ -103,10 +103,7 @@ fn queue(q: Option<&crate::status::QueueStatus>) -> String {
     } else {
         "delivered by another node"
     };
-    format!(
-        "{} waiting{oldest}{dead}; {} delivered; {here}",
-        q.depth, q.delivered
-    )
+    format!("{} waiting{oldest}{dead}; {here}", q.depth)
 }
 
 fn counts<'a>(items: impl Iterator<Item = (&'a &'static str, &'a u64)>) -> String {

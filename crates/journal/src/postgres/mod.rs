@@ -3,8 +3,12 @@
 //! by the node holding its lease.
 //!
 //! Each node keeps two connections: the writer's (every write, in call
-//! order, grouped into shared commits: see [`writer`]) and the reader's
-//! (listings, bodies, stats, and pruning: see [`reader`]).
+//! order, grouped into shared commits: see [`writer`] and [`group`]) and
+//! the reader's (listings, bodies, stats, and pruning: see [`reader`]).
+//! Ingest commits with the database's `synchronous_commit` (forced `on`
+//! if it is `off`); groups of bookkeeping only (claims, outcomes,
+//! recovery) commit without waiting for the WAL flush, since losing them
+//! means a redelivery, never a loss.
 //!
 //! **No TLS to the database yet**: connections are plain TCP and carry
 //! message bodies and the password, so the database must be on loopback
@@ -19,14 +23,19 @@
 //! commit, so its next id is both larger and later.
 //!
 //! Leases compare times given by the callers (`now_ms`), as the SQLite
-//! backend does. That keeps both backends' semantics identical and lets
-//! tests drive time; the cost is that nodes must keep their clocks in
-//! sync (NTP): a node whose clock runs ahead by more than a lease's TTL
-//! could take a live lease. Keep TTLs well above the expected skew.
+//! backend does, rather than the database's `now()`: both backends keep
+//! one meaning of [`Store::acquire_lease`], and callers (tests) can drive
+//! time. The cost is that nodes must keep their clocks in sync (NTP): a
+//! node whose clock runs ahead by more than a lease's TTL could take a
+//! live lease. Keep TTLs well above the expected skew; a node whose clock
+//! is more than a second from the database's says so at start.
 
+mod group;
+mod ingest;
 mod ops;
 mod pipeline;
 mod reader;
+mod request;
 mod rows;
 mod schema;
 mod session;
@@ -35,8 +44,9 @@ mod writer;
 use std::sync::Arc;
 
 use reader::Reader;
+use request::{Done, Op};
 use session::Target;
-use writer::{Done, Handle, Op, Session};
+use writer::{Handle, Session};
 
 use crate::{
     BoxFuture, Claimed, Filter, Ingested, JournalError, MessageId, MessageRecord, NewMessage,
@@ -61,6 +71,7 @@ impl PgStore {
         };
         let mut client = target.connect("writer").await.map_err(open_error)?;
         schema::migrate(&mut client, &target).await?;
+        session::check_clock(&client, &target).await;
         let session = Session::new(client).await.map_err(open_error)?;
         let reader = target.connect("reader").await.map_err(open_error)?;
         Ok(PgStore {

@@ -1,55 +1,74 @@
-//! The writer's operations: one prepared statement each (an ingest runs
-//! one per message), so that a whole group of requests is sent at once
-//! and answered in one round trip (pipelining).
+//! The writer's statements, prepared once per connection: one per
+//! request, except ingests, which are stored a run at a time (see
+//! [`super::group`]).
 //!
-//! Rule that keeps call order: an operation sends all of its statements
-//! when first polled, never one after awaiting another. A later request's
-//! statements would otherwise overtake its second statement.
+//! Each function here returns a [`Step`] that sends exactly one statement
+//! when first polled: steps polled in order are sent in order.
 
 use std::future::Future;
-use std::pin::Pin;
 
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
-use super::pipeline::{join_in_order, Pinned};
+use super::pipeline::Pinned;
+use super::request::{Done, Op};
 use super::rows::{self, CLAIMED_COLUMNS};
-use super::writer::{Done, Op};
-use crate::{Ingested, JournalError, MessageId, NewMessage, Outcome, Replay};
+use crate::{JournalError, MessageId, NewMessage, Outcome, Replay};
 
-/// A statement's result: `Err` aborted the transaction; `Ok(Err)` is an
-/// answer for the caller (not found, no body) that leaves it intact.
-pub(super) type Step<'a> = Pin<
-    Box<dyn Future<Output = Result<Result<Done, JournalError>, tokio_postgres::Error>> + Send + 'a>,
->;
+/// What one statement answered. `Err` aborted the transaction.
+pub(super) enum Output {
+    /// Nothing to read (BEGIN, locks, COMMIT).
+    Unit,
+    /// A request's answer: `Err` here is for the caller (not found, no
+    /// body) and leaves the transaction intact.
+    Answer(Result<Done, JournalError>),
+    /// For each message of an ingest run, the stored one it repeats.
+    Earlier(Vec<Option<MessageId>>),
+    /// The ids of a run's inserted rows, in insertion order.
+    Inserted(Vec<MessageId>),
+}
+
+pub(super) type Step<'a> = Pinned<'a, Result<Output, tokio_postgres::Error>>;
 
 /// Namespace of the advisory locks that serialise duplicate detection
 /// between nodes (first key of `pg_advisory_xact_lock(int, int)`).
 const DEDUP_LOCK: i32 = 0x6775_6963;
 
-/// Stores one message unless an earlier one of the same route, sender
-/// and control id was received at or after `$16` (`NULL`: no window).
-const INGEST: &str = "
-WITH earlier AS (
-    SELECT id FROM messages
-    WHERE $16::BIGINT IS NOT NULL AND route = $1::TEXT AND dedup_key = $5::TEXT
-      AND control_id = $11::TEXT AND received_at_ms >= $16::BIGINT
-    ORDER BY id
-    LIMIT 1
-), stored AS (
-    INSERT INTO messages (route, received_at_ms, peer_app, peer_addr, dedup_key,
-        sending_application, sending_facility, receiving_application, receiving_facility,
-        message_type, control_id, version, body, body_len, sealed, state)
-    SELECT $1::TEXT, $2::BIGINT, $3::TEXT, $4::TEXT, $5::TEXT, $6::TEXT, $7::TEXT, $8::TEXT,
-        $9::TEXT, $10::TEXT, $11::TEXT, $12::TEXT, $13::BYTEA, $14::BIGINT, $15::BOOLEAN, 'queued'
-    WHERE NOT EXISTS (SELECT 1 FROM earlier)
-    RETURNING id
-)
-SELECT id, FALSE AS duplicate FROM stored
-UNION ALL
-SELECT id, TRUE AS duplicate FROM earlier";
+/// For each message, the first stored one of the same route, sender and
+/// control id received at or after its window's start (`NULL`: no window).
+const EARLIER: &str = "
+SELECT CASE WHEN t.since IS NULL THEN NULL ELSE (
+    SELECT m.id FROM messages m
+    WHERE m.route = t.route AND m.dedup_key = t.dedup_key AND m.control_id = t.control_id
+      AND m.received_at_ms >= t.since
+    ORDER BY m.id
+    LIMIT 1) END AS earlier
+FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[])
+    WITH ORDINALITY AS t(route, dedup_key, control_id, since, ord)
+ORDER BY t.ord";
 
-/// Locks the batch's duplicate keys in one global order (no deadlock
-/// between nodes), so that two nodes cannot both store one message.
+/// Stores a run of messages in array order: ids are drawn in that order
+/// (the sort comes before the identity default is computed) and RETURNING
+/// follows it; [`super::group`] checks that the ids increase.
+const INSERT_RUN: &str = "
+INSERT INTO messages (route, received_at_ms, peer_app, peer_addr, dedup_key,
+    sending_application, sending_facility, receiving_application, receiving_facility,
+    message_type, control_id, version, body, body_len, sealed, state)
+SELECT route, received_at_ms, peer_app, peer_addr, dedup_key, sending_application,
+    sending_facility, receiving_application, receiving_facility, message_type, control_id,
+    version, body, octet_length(body), sealed, 'queued'
+FROM unnest($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[],
+        $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::TEXT[],
+        $13::BYTEA[], $14::BOOLEAN[])
+    WITH ORDINALITY AS t(route, received_at_ms, peer_app, peer_addr, dedup_key,
+        sending_application, sending_facility, receiving_application, receiving_facility,
+        message_type, control_id, version, body, sealed, ord)
+ORDER BY t.ord
+RETURNING id";
+
+/// Locks a group's duplicate keys in one global order (no deadlock
+/// between nodes), so that two nodes cannot both store one message: the
+/// second waits for the first's commit, then sees its row.
 const DEDUP_LOCKS: &str = "
 SELECT pg_advisory_xact_lock($4::INTEGER, key) FROM (
     SELECT DISTINCT hashtext(r || chr(31) || d || chr(31) || c) AS key
@@ -86,7 +105,8 @@ INSERT INTO audit (at_ms, actor, action, message_id) VALUES ($1::BIGINT, $2::TEX
 
 /// The writer's statements, prepared once per connection.
 pub(super) struct Statements {
-    ingest: Statement,
+    earlier: Statement,
+    insert_run: Statement,
     dedup_locks: Statement,
     acquire_lease: Statement,
     release_lease: Statement,
@@ -116,14 +136,15 @@ impl Statements {
             "UPDATE messages SET {REPLAYED}
              WHERE route = $1::TEXT AND state = ANY($2::TEXT[]) AND body IS NOT NULL"
         );
-        let (ingest, dedup_locks, acquire_lease, release_lease, recover) = tokio::try_join!(
-            client.prepare(INGEST),
+        let (earlier, insert_run, dedup_locks, acquire_lease, release_lease) = tokio::try_join!(
+            client.prepare(EARLIER),
+            client.prepare(INSERT_RUN),
             client.prepare(DEDUP_LOCKS),
             client.prepare(ACQUIRE_LEASE),
             client.prepare(RELEASE_LEASE),
-            client.prepare(RECOVER),
         )?;
-        let (claim, record, replay_one, replay_route, audit) = tokio::try_join!(
+        let (recover, claim, record, replay_one, replay_route, audit) = tokio::try_join!(
+            client.prepare(RECOVER),
             client.prepare(&claim),
             client.prepare(RECORD),
             client.prepare(&replay_one),
@@ -131,7 +152,8 @@ impl Statements {
             client.prepare(AUDIT),
         )?;
         Ok(Statements {
-            ingest,
+            earlier,
+            insert_run,
             dedup_locks,
             acquire_lease,
             release_lease,
@@ -145,48 +167,57 @@ impl Statements {
     }
 }
 
-/// The statement(s) of one request.
-pub(super) fn run<'a>(client: &'a Client, statements: &'a Statements, op: &'a Op) -> Step<'a> {
+/// The statement of one request other than an ingest (ingests are
+/// stored by runs: [`earlier`], [`insert_run`]).
+pub(super) fn request<'a>(client: &'a Client, statements: &'a Statements, op: &'a Op) -> Step<'a> {
     match op {
-        Op::Ingest(batch) => Box::pin(ingest(client, statements, batch)),
+        Op::Ingest(_) => {
+            answer(async { Ok(Err(JournalError::Query("an ingest outside its run".into()))) })
+        }
         Op::AcquireLease {
             route,
             node,
             now_ms,
             ttl_ms,
-        } => Box::pin(async move {
+        } => answer(async move {
             let rows = client
                 .query(&statements.acquire_lease, &[route, node, now_ms, ttl_ms])
                 .await?;
             Ok(Ok(Done::Held(!rows.is_empty())))
         }),
-        Op::ReleaseLease { route, node } => Box::pin(async move {
+        Op::ReleaseLease { route, node } => answer(async move {
             client
                 .execute(&statements.release_lease, &[route, node])
                 .await?;
             Ok(Ok(Done::Unit))
         }),
-        Op::Recover(route) => Box::pin(async move {
+        Op::Recover(route) => answer(async move {
             let count = client.execute(&statements.recover, &[route]).await?;
             Ok(Ok(Done::Count(count)))
         }),
-        Op::Claim { route, limit } => Box::pin(claim(client, statements, route, *limit)),
-        Op::Record { id, outcome } => Box::pin(record(client, statements, *id, outcome)),
-        Op::Replay(which) => Box::pin(replay(client, statements, which)),
+        Op::Claim { route, limit } => answer(claim(client, statements, route, *limit)),
+        Op::Record { id, outcome } => answer(record(client, statements, *id, outcome)),
+        Op::Replay(which) => answer(replay(client, statements, which)),
         Op::Audit {
             at_ms,
             actor,
             action,
             id,
-        } => Box::pin(async move {
+        } => answer(async move {
             let id = id.map(|id| id.0);
             client
                 .execute(&statements.audit, &[at_ms, actor, action, &id])
                 .await?;
             Ok(Ok(Done::Unit))
         }),
-        Op::Barrier => Box::pin(async { Ok(Ok(Done::Unit)) }),
+        Op::Barrier => answer(async { Ok(Ok(Done::Unit)) }),
     }
+}
+
+type Answer = Result<Result<Done, JournalError>, tokio_postgres::Error>;
+
+fn answer<'a>(future: impl Future<Output = Answer> + Send + 'a) -> Step<'a> {
+    Box::pin(async move { future.await.map(Output::Answer) })
 }
 
 /// The advisory locks of every message of `ops` that asks for duplicate
@@ -216,67 +247,101 @@ pub(super) fn dedup_locks<'a>(
                 &[&routes, &keys, &controls, &DEDUP_LOCK],
             )
             .await?;
-        Ok(Ok(Done::Unit))
+        Ok(Output::Unit)
     }))
 }
 
-async fn ingest(
-    client: &Client,
-    statements: &Statements,
-    batch: &[NewMessage],
-) -> Result<Result<Done, JournalError>, tokio_postgres::Error> {
-    let inserts = batch
-        .iter()
-        .map(|message| Box::pin(ingest_one(client, statements, message)) as Pinned<'_, _>)
-        .collect();
-    let results = join_in_order(inserts).await;
-    let ingested = results.into_iter().collect::<Result<Vec<_>, _>>()?;
-    Ok(Ok(Done::Ingested(ingested)))
-}
-
-async fn ingest_one(
-    client: &Client,
-    statements: &Statements,
-    m: &NewMessage,
-) -> Result<Ingested, tokio_postgres::Error> {
-    let body_len = m.body.len() as i64;
-    let meta = &m.meta;
-    let row = client
-        .query_one(
-            &statements.ingest,
-            &[
-                &m.route,
-                &m.received_at_ms,
-                &m.peer_app,
-                &m.peer_addr,
-                &m.dedup_key,
-                &meta.sending_application,
-                &meta.sending_facility,
-                &meta.receiving_application,
-                &meta.receiving_facility,
-                &meta.message_type,
-                &meta.control_id,
-                &meta.version,
-                &m.body,
-                &body_len,
-                &m.sealed,
-                &m.dedup_since_ms,
-            ],
-        )
-        .await?;
-    let id = MessageId(row.try_get("id")?);
-    Ok(match row.try_get("duplicate")? {
-        true => Ingested::Duplicate(id),
-        false => Ingested::Stored(id),
+/// Looks up, for each message of a run, the stored message it repeats.
+pub(super) fn earlier<'a>(
+    client: &'a Client,
+    statements: &'a Statements,
+    run: &[&'a NewMessage],
+) -> Step<'a> {
+    let routes: Vec<&str> = run.iter().map(|m| m.route.as_str()).collect();
+    let keys: Vec<&str> = run.iter().map(|m| m.dedup_key.as_str()).collect();
+    let controls: Vec<&str> = run.iter().map(|m| m.meta.control_id.as_str()).collect();
+    let since: Vec<Option<i64>> = run.iter().map(|m| m.dedup_since_ms).collect();
+    Box::pin(async move {
+        let rows = client
+            .query(&statements.earlier, &[&routes, &keys, &controls, &since])
+            .await?;
+        let earlier = rows
+            .iter()
+            .map(|row| {
+                row.try_get::<_, Option<i64>>("earlier")
+                    .map(|id| id.map(MessageId))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Output::Earlier(earlier))
     })
 }
 
-async fn claim(
-    client: &Client,
-    statements: &Statements,
-    route: &str,
-    limit: usize,
-) -> Result<Result<Done, JournalError>, tokio_postgres::Error> {
+/// Stores a run's messages with one statement.
+pub(super) fn insert_run<'a>(
+    client: &'a Client,
+    statements: &'a Statements,
+    run: &[&'a NewMessage],
+) -> Step<'a> {
+    let column = |f: fn(&'a NewMessage) -> &'a str| run.iter().map(|m| f(m)).collect::<Vec<&str>>();
+    let routes = column(|m| &m.route);
+    let peer_addrs = column(|m| &m.peer_addr);
+    let dedup_keys = column(|m| &m.dedup_key);
+    let sending_applications = column(|m| &m.meta.sending_application);
+    let sending_facilities = column(|m| &m.meta.sending_facility);
+    let receiving_applications = column(|m| &m.meta.receiving_application);
+    let receiving_facilities = column(|m| &m.meta.receiving_facility);
+    let message_types = column(|m| &m.meta.message_type);
+    let control_ids = column(|m| &m.meta.control_id);
+    let versions = column(|m| &m.meta.version);
+    let received: Vec<i64> = run.iter().map(|m| m.received_at_ms).collect();
+    let peer_apps: Vec<Option<&str>> = run.iter().map(|m| m.peer_app.as_deref()).collect();
+    let bodies: Vec<&[u8]> = run.iter().map(|m| m.body.as_slice()).collect();
+    let sealed: Vec<bool> = run.iter().map(|m| m.sealed).collect();
+    Box::pin(async move {
+        let params: [&(dyn ToSql + Sync); 14] = [
+            &routes,
+            &received,
+            &peer_apps,
+            &peer_addrs,
+            &dedup_keys,
+            &sending_applications,
+            &sending_facilities,
+            &receiving_applications,
+            &receiving_facilities,
+            &message_types,
+            &control_ids,
+            &versions,
+            &bodies,
+            &sealed,
+        ];
+        let rows = client.query(&statements.insert_run, &params).await?;
+        let ids = rows
+            .iter()
+            .map(|row| row.try_get("id").map(MessageId))
+            .collect::<Result<_, _>>()?;
+        Ok(Output::Inserted(ids))
+    })
+}
+
+pub(super) fn begin(client: &Client, lazy: bool) -> Step<'_> {
+    let sql = match lazy {
+        true => "BEGIN; SET LOCAL synchronous_commit = off",
+        false => "BEGIN",
+    };
+    Box::pin(async move {
+        client.batch_execute(sql).await?;
+        Ok(Output::Unit)
+    })
+}
+
+pub(super) fn commit(client: &Client) -> Step<'_> {
+    Box::pin(async move {
+        client.batch_execute("COMMIT").await?;
+        Ok(Output::Unit)
+    })
+}
+
+async fn claim(client: &Client, statements: &Statements, route: &str, limit: usize) -> Answer {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = client.query(&statements.claim, &[&route, &limit]).await?;
     let claimed: Result<Vec<_>, _> = rows.iter().map(rows::claimed).collect();
@@ -291,7 +356,7 @@ async fn record(
     statements: &Statements,
     id: MessageId,
     outcome: &Outcome,
-) -> Result<Result<Done, JournalError>, tokio_postgres::Error> {
+) -> Answer {
     let (state, error, ack_code, next_attempt_at_ms, finished_at_ms) = match outcome {
         Outcome::Delivered { ack_code, at_ms } => {
             ("delivered", None, Some(ack_code), None, Some(*at_ms))
@@ -313,30 +378,21 @@ async fn record(
             at_ms,
         } => ("dead", Some(error), ack_code.as_ref(), None, Some(*at_ms)),
     };
-    let updated = client
-        .execute(
-            &statements.record,
-            &[
-                &id.0,
-                &state,
-                &error,
-                &ack_code,
-                &next_attempt_at_ms,
-                &finished_at_ms,
-            ],
-        )
-        .await?;
-    Ok(match updated {
+    let params: [&(dyn ToSql + Sync); 6] = [
+        &id.0,
+        &state,
+        &error,
+        &ack_code,
+        &next_attempt_at_ms,
+        &finished_at_ms,
+    ];
+    Ok(match client.execute(&statements.record, &params).await? {
         0 => Err(JournalError::NotFound(id)),
         _ => Ok(Done::Unit),
     })
 }
 
-async fn replay(
-    client: &Client,
-    statements: &Statements,
-    which: &Replay,
-) -> Result<Result<Done, JournalError>, tokio_postgres::Error> {
+async fn replay(client: &Client, statements: &Statements, which: &Replay) -> Answer {
     match which {
         Replay::One(id) => {
             let row = client.query_one(&statements.replay_one, &[&id.0]).await?;

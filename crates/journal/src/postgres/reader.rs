@@ -3,10 +3,11 @@
 //!
 //! Prune runs here too, in small single-statement transactions, after the
 //! writer has applied every write queued before it (see
-//! [`super::writer::Op::Barrier`]). It only touches delivered and dead
+//! [`super::request::Op::Barrier`]). It only touches delivered and dead
 //! messages, which ingest never does, so the two never wait on each other.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Mutex;
 use tokio_postgres::types::{ToSql, Type};
@@ -16,27 +17,31 @@ use super::rows::{self, get, RECORD_COLUMNS};
 use super::session::{describe, Backoff, Target};
 use crate::{Filter, JournalError, MessageId, MessageRecord, PruneReport, RouteStats};
 
+/// A read (or prune chunk) that takes longer is abandoned with its
+/// connection.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Rows changed per prune statement: each is a short transaction.
 const PRUNE_CHUNK: i64 = 1000;
 
 const LIST_DEFAULT_LIMIT: usize = 100;
 
-/// Bodies of finished messages, from `$2` on (the cursor), finished
-/// before `$1`. Returns how many and where the next chunk starts.
+/// Bodies of up to `$2` messages finished before `$1`, through the
+/// partial index of those that still have one. The state is checked again
+/// on the row updated, in case a replay moved it meanwhile.
 const PRUNE_BODIES: &str = "
 WITH chunk AS (
     SELECT id FROM messages
-    WHERE finished_at_ms < $1 AND finished_at_ms >= $2 AND body IS NOT NULL
-      AND state IN ('delivered', 'dead')
-    ORDER BY finished_at_ms
-    LIMIT $3
+    WHERE finished_at_ms < $1 AND body IS NOT NULL AND state IN ('delivered', 'dead')
+    LIMIT $2
 ), pruned AS (
     UPDATE messages m SET body = NULL
     FROM chunk WHERE m.id = chunk.id AND m.state IN ('delivered', 'dead')
-    RETURNING m.finished_at_ms
+    RETURNING m.id
 )
-SELECT count(*) AS pruned, max(finished_at_ms) AS cursor FROM pruned";
+SELECT count(*) AS changed FROM pruned";
 
+/// Up to `$2` finished messages received before `$1`.
 const PRUNE_RECORDS: &str = "
 WITH chunk AS (
     SELECT id FROM messages
@@ -47,17 +52,26 @@ WITH chunk AS (
     WHERE m.id = chunk.id AND m.state IN ('delivered', 'dead')
     RETURNING m.id
 )
-SELECT count(*) AS deleted FROM deleted";
+SELECT count(*) AS changed FROM deleted";
 
+/// Pending and dead rows only, each from its partial index: the cost does
+/// not grow with the delivered history.
+/// Only messages still owed, and dead ones, each read through its
+/// partial index: the cost does not grow with the delivered history.
 const STATS: &str = "
 SELECT route,
     count(*) FILTER (WHERE state IN ('queued', 'in_flight', 'failed')) AS depth,
     count(*) FILTER (WHERE state = 'in_flight') AS in_flight,
     count(*) FILTER (WHERE state = 'failed') AS failed,
     count(*) FILTER (WHERE state = 'dead') AS dead,
-    count(*) FILTER (WHERE state = 'delivered') AS delivered,
     min(received_at_ms) FILTER (WHERE state IN ('queued', 'in_flight', 'failed')) AS oldest
-FROM messages GROUP BY route ORDER BY route";
+FROM (
+    SELECT route, state, received_at_ms FROM messages
+    WHERE state IN ('queued', 'in_flight', 'failed')
+    UNION ALL
+    SELECT route, state, received_at_ms FROM messages WHERE state = 'dead'
+) AS owed_or_dead
+GROUP BY route ORDER BY route";
 
 /// The read connection, opened again on demand after it is lost.
 pub(super) struct Reader {
@@ -122,40 +136,30 @@ impl Reader {
         bodies_before_ms: i64,
         records_before_ms: i64,
     ) -> Result<PruneReport, JournalError> {
-        let mut report = PruneReport::default();
-        let mut cursor = i64::MIN;
+        Ok(PruneReport {
+            bodies_deleted: self.in_chunks(PRUNE_BODIES, bodies_before_ms).await?,
+            records_deleted: self.in_chunks(PRUNE_RECORDS, records_before_ms).await?,
+        })
+    }
+
+    /// Runs a prune statement until it changes nothing; how many it changed.
+    async fn in_chunks(&self, sql: &str, before_ms: i64) -> Result<u64, JournalError> {
+        let mut total = 0;
         loop {
             let params: Params = vec![
-                (Box::new(bodies_before_ms), Type::INT8),
-                (Box::new(cursor), Type::INT8),
+                (Box::new(before_ms), Type::INT8),
                 (Box::new(PRUNE_CHUNK), Type::INT8),
             ];
-            let rows = self.query(PRUNE_BODIES, params).await?;
-            let Some(row) = rows.first() else { break };
-            let pruned: i64 = get(row, "pruned")?;
-            report.bodies_deleted += pruned as u64;
-            match get::<Option<i64>>(row, "cursor")? {
-                Some(next) if pruned > 0 => cursor = next,
-                _ => break,
-            }
-        }
-        loop {
-            let params: Params = vec![
-                (Box::new(records_before_ms), Type::INT8),
-                (Box::new(PRUNE_CHUNK), Type::INT8),
-            ];
-            let rows = self.query(PRUNE_RECORDS, params).await?;
-            let deleted: i64 = rows
+            let rows = self.query(sql, params).await?;
+            let changed = rows
                 .first()
-                .map(|row| get(row, "deleted"))
-                .transpose()?
-                .unwrap_or(0);
-            report.records_deleted += deleted as u64;
-            if deleted == 0 {
-                break;
+                .map(|row| get::<i64>(row, "changed"))
+                .transpose()?;
+            match changed.unwrap_or(0) {
+                0 => return Ok(total),
+                n => total += n as u64,
             }
         }
-        Ok(report)
     }
 
     /// One statement, typed (no separate prepare round trip).
@@ -165,10 +169,27 @@ impl Reader {
             .iter()
             .map(|(value, ty)| (value.as_ref() as &(dyn ToSql + Sync), ty.clone()))
             .collect();
-        client
-            .query_typed(sql, &typed)
-            .await
-            .map_err(|e| JournalError::Query(describe(&e)))
+        match tokio::time::timeout(READ_TIMEOUT, client.query_typed(sql, &typed)).await {
+            Ok(rows) => rows.map_err(|e| JournalError::Query(describe(&e))),
+            Err(_) => {
+                self.forget(&client).await;
+                Err(JournalError::Query(format!(
+                    "no answer from the journal database within {READ_TIMEOUT:?}"
+                )))
+            }
+        }
+    }
+
+    /// Drops a connection that stopped answering; the next read opens another.
+    async fn forget(&self, client: &Arc<Client>) {
+        let mut connection = self.connection.lock().await;
+        if connection
+            .client
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, client))
+        {
+            connection.client = None;
+        }
     }
 
     /// The connection, reconnecting if it was lost and the backoff allows.
@@ -194,7 +215,8 @@ impl Reader {
             Err(reason) => {
                 connection.backoff.failed();
                 Err(JournalError::Query(format!(
-                    "journal database unreachable: {reason}"
+                    "journal database {} unreachable: {reason}",
+                    self.target.location()
                 )))
             }
         }
@@ -268,7 +290,6 @@ fn route_stats(row: &Row) -> Result<RouteStats, JournalError> {
         in_flight: count("in_flight")?,
         failed: count("failed")?,
         dead: count("dead")?,
-        delivered: count("delivered")?,
         oldest_pending_ms: get(row, "oldest")?,
     })
 }

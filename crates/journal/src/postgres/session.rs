@@ -58,19 +58,15 @@ impl Target {
     }
 
     /// Opens one connection, named `guichet-journal-<role>` in
-    /// `pg_stat_activity`; its I/O runs on a task of its own.
+    /// `pg_stat_activity`; its I/O runs on a task of its own. The error
+    /// does not repeat the location.
     pub(super) async fn connect(&self, role: &str) -> Result<Client, String> {
         let mut config = self.config.clone();
         config.application_name(format!("guichet-journal-{role}"));
         let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
             .await
-            .map_err(|_| {
-                format!(
-                    "no answer from {} within {CONNECT_TIMEOUT:?}",
-                    self.location
-                )
-            })?
-            .map_err(|e| format!("{}: {}", self.location, describe(&e)))?;
+            .map_err(|_| format!("no answer within {CONNECT_TIMEOUT:?}"))?
+            .map_err(|e| describe(&e))?;
         let role = role.to_string();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -94,6 +90,39 @@ fn location_of(config: &Config) -> String {
         .unwrap_or_default();
     let database = config.get_dbname().unwrap_or("");
     format!("postgres://{user}{host}:{port}/{database}")
+}
+
+/// Leases compare the nodes' clocks: warn when this node's is further
+/// than this from the database's (which all nodes share).
+const CLOCK_SKEW_WARNING_MS: i64 = 1000;
+
+/// Warns when this node's clock is far from the database's: leases are
+/// compared on the nodes' clocks (see the module's documentation).
+pub(super) async fn check_clock(client: &Client, target: &Target) {
+    let before = unix_ms();
+    let sql = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT";
+    let Ok(database_ms) = client
+        .query_one(sql, &[])
+        .await
+        .and_then(|row| row.try_get::<_, i64>(0))
+    else {
+        return;
+    };
+    let skew_ms = (before + unix_ms()) / 2 - database_ms;
+    if skew_ms.abs() > CLOCK_SKEW_WARNING_MS {
+        tracing::warn!(
+            database = target.location(),
+            skew_ms,
+            "this node's clock differs from the journal database's: \
+             route leases assume synchronised clocks (NTP)"
+        );
+    }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// An error's text for logs and [`JournalError`]s.

@@ -4,9 +4,9 @@
 //!
 //! Requests enter a bounded queue when the [`crate::Store`] method is
 //! called, not when its future is awaited, so a `record` then a `claim`
-//! apply in that order. A group's statements are pipelined (see
-//! [`super::pipeline`]); a group of ingests costs about two round trips
-//! and one WAL flush.
+//! apply in that order. A group's statements are pipelined, and a run of
+//! ingests is stored by one statement (see [`super::group`]): a group of
+//! ingests costs one or two round trips and one WAL flush.
 //!
 //! A transaction that fails answers every request in it with an error,
 //! never with success. If the failure came from one request's data, the
@@ -21,145 +21,29 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
 
-use super::ops::{self, Statements, Step};
-use super::pipeline::join_in_order;
+use super::group::{self, Answers, Failure};
+use super::ops::Statements;
+use super::request::{Done, Op, Request};
 use super::session::{describe, Backoff, Target};
-use crate::{BoxFuture, Claimed, Ingested, JournalError, MessageId, NewMessage, Outcome, Replay};
+use crate::{BoxFuture, JournalError};
 
 /// Requests waiting for the writer beyond this are refused (Unavailable):
 /// the database is not keeping up, better an error ACK than unbounded memory.
 const QUEUE_CAPACITY: usize = 8192;
 
-/// At most this many requests, or messages, in one transaction.
+/// A group stops growing past any of these: requests, messages, body
+/// bytes (one statement carries a run's bodies).
 const MAX_GROUP_REQUESTS: usize = 512;
 const MAX_GROUP_MESSAGES: usize = 2048;
+const MAX_GROUP_BYTES: usize = 16 << 20;
+
+/// Opening a session (connect, settings, prepared statements) that takes
+/// longer than this counts as a failed attempt.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A group that takes longer than this is abandoned with its connection
 /// (its outcome unknown, its requests answered Unavailable).
 const GROUP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// One write, as queued for the writer.
-pub(super) enum Op {
-    Ingest(Vec<NewMessage>),
-    AcquireLease {
-        route: String,
-        node: String,
-        now_ms: i64,
-        ttl_ms: i64,
-    },
-    ReleaseLease {
-        route: String,
-        node: String,
-    },
-    Recover(String),
-    Claim {
-        route: String,
-        limit: usize,
-    },
-    Record {
-        id: MessageId,
-        outcome: Outcome,
-    },
-    Replay(Replay),
-    Audit {
-        at_ms: i64,
-        actor: String,
-        action: String,
-        id: Option<MessageId>,
-    },
-    /// Answered once every write queued before it has been applied
-    /// (prune runs after it, off the writer).
-    Barrier,
-}
-
-impl Op {
-    /// Its failure, in the caller's terms: an ingest that could not be
-    /// made durable, or another query that failed (as on SQLite).
-    fn failure(&self, reason: String) -> JournalError {
-        match self {
-            Op::Ingest(_) => JournalError::Unavailable(reason),
-            _ => JournalError::Query(reason),
-        }
-    }
-
-    /// Losing it in a crash of the database only repeats a delivery (a
-    /// lost `record` or `claim`) or a recovery: its commit need not wait
-    /// for the WAL flush. Leases stay durable: a lost renewal could let a
-    /// second node deliver beside the holder.
-    fn can_commit_lazily(&self) -> bool {
-        matches!(
-            self,
-            Op::Record { .. } | Op::Claim { .. } | Op::Recover(_) | Op::Barrier
-        )
-    }
-
-    fn messages(&self) -> usize {
-        match self {
-            Op::Ingest(batch) => batch.len(),
-            _ => 1,
-        }
-    }
-}
-
-/// What a request produced.
-pub(super) enum Done {
-    Ingested(Vec<Ingested>),
-    Held(bool),
-    Count(u64),
-    Claimed(Vec<Claimed>),
-    Unit,
-}
-
-impl Done {
-    pub(super) fn ingested(self) -> Option<Vec<Ingested>> {
-        match self {
-            Done::Ingested(ingested) => Some(ingested),
-            _ => None,
-        }
-    }
-
-    pub(super) fn held(self) -> Option<bool> {
-        match self {
-            Done::Held(held) => Some(held),
-            _ => None,
-        }
-    }
-
-    pub(super) fn count(self) -> Option<u64> {
-        match self {
-            Done::Count(count) => Some(count),
-            _ => None,
-        }
-    }
-
-    pub(super) fn claimed(self) -> Option<Vec<Claimed>> {
-        match self {
-            Done::Claimed(claimed) => Some(claimed),
-            _ => None,
-        }
-    }
-
-    pub(super) fn unit(self) -> Option<()> {
-        matches!(self, Done::Unit).then_some(())
-    }
-}
-
-struct Request {
-    op: Op,
-    reply: oneshot::Sender<Result<Done, JournalError>>,
-}
-
-impl Request {
-    fn answer(self, result: Result<Done, JournalError>) {
-        // The caller may have stopped waiting: nothing to tell then.
-        let _ = self.reply.send(result);
-    }
-
-    fn fail(self, reason: &str) {
-        let error = self.op.failure(reason.to_string());
-        self.answer(Err(error));
-    }
-}
 
 /// The store's side of the writer: queues requests.
 pub(super) struct Handle {
@@ -222,12 +106,16 @@ pub(super) struct Session {
 impl Session {
     /// Readies `client` for writing. Ingest's durability rests on
     /// `synchronous_commit`: a database or role that turned it off gets it
-    /// back on for this session (stronger settings are kept).
+    /// back on for this session (stronger settings are kept). A node cut
+    /// off in the middle of a transaction must not hold its locks (lease
+    /// rows, duplicate keys) for long: the server ends such a transaction
+    /// after a minute of silence.
     pub(super) async fn new(client: Client) -> Result<Session, String> {
         client
             .batch_execute(
                 "SELECT set_config('synchronous_commit', 'on', false)
-                 WHERE current_setting('synchronous_commit') = 'off'",
+                 WHERE current_setting('synchronous_commit') = 'off';
+                 SET idle_in_transaction_session_timeout = '60s'",
             )
             .await
             .map_err(|e| describe(&e))?;
@@ -240,15 +128,6 @@ impl Session {
     async fn open(target: &Target) -> Result<Session, String> {
         Session::new(target.connect("writer").await?).await
     }
-}
-
-/// Why a group was not committed.
-enum Failure {
-    /// The transaction failed and was rolled back; the connection is fine.
-    Aborted(String),
-    /// The connection is gone (or in an unknown state): the outcome of an
-    /// interrupted commit is unknown, so nothing is reported as stored.
-    Lost(String),
 }
 
 struct Writer {
@@ -270,13 +149,18 @@ impl Writer {
 
     /// `first` and whatever else is already waiting, within the limits.
     fn gather(&mut self, first: Request) -> Vec<Request> {
-        let mut messages = first.op.messages();
+        let (mut messages, mut bytes) = first.op.weight();
         let mut group = vec![first];
-        while group.len() < MAX_GROUP_REQUESTS && messages < MAX_GROUP_MESSAGES {
+        while group.len() < MAX_GROUP_REQUESTS
+            && messages < MAX_GROUP_MESSAGES
+            && bytes < MAX_GROUP_BYTES
+        {
             let Ok(request) = self.requests.try_recv() else {
                 break;
             };
-            messages += request.op.messages();
+            let (more_messages, more_bytes) = request.op.weight();
+            messages += more_messages;
+            bytes += more_bytes;
             group.push(request);
         }
         group
@@ -284,7 +168,11 @@ impl Writer {
 
     async fn serve(&mut self, group: Vec<Request>) {
         if !self.connected().await {
-            let reason = format!("journal database unreachable: {}", self.down_reason);
+            let reason = format!(
+                "journal database {} unreachable: {}",
+                self.target.location(),
+                self.down_reason
+            );
             group.into_iter().for_each(|request| request.fail(&reason));
             return;
         }
@@ -337,7 +225,8 @@ impl Writer {
         if !self.backoff.ready() {
             return false;
         }
-        match Session::open(&self.target).await {
+        let opened = tokio::time::timeout(SESSION_TIMEOUT, Session::open(&self.target)).await;
+        match opened.unwrap_or_else(|_| Err(format!("no session within {SESSION_TIMEOUT:?}"))) {
             Ok(session) => {
                 tracing::info!(
                     database = self.target.location(),
@@ -356,79 +245,20 @@ impl Writer {
     }
 
     /// One transaction for `group`, bounded in time.
-    async fn attempt(
-        &mut self,
-        group: &[Request],
-    ) -> Result<Vec<Result<Done, JournalError>>, Failure> {
+    async fn attempt(&mut self, group: &[Request]) -> Result<Answers, Failure> {
         let Some(session) = &self.session else {
             return Err(Failure::Lost("not connected".into()));
         };
-        match tokio::time::timeout(GROUP_TIMEOUT, transaction(session, group)).await {
+        let transaction = group::transaction(&session.client, &session.statements, group);
+        match tokio::time::timeout(GROUP_TIMEOUT, transaction).await {
             Ok(result) => result,
             Err(_) => Err(Failure::Lost(format!("no answer within {GROUP_TIMEOUT:?}"))),
         }
     }
 }
 
-fn answer_all(group: Vec<Request>, results: Vec<Result<Done, JournalError>>) {
+fn answer_all(group: Vec<Request>, results: Answers) {
     for (request, result) in group.into_iter().zip(results) {
         request.answer(result);
-    }
-}
-
-/// BEGIN, the group's statements and COMMIT: all but the COMMIT sent at
-/// once, the COMMIT once every statement has succeeded.
-async fn transaction(
-    session: &Session,
-    group: &[Request],
-) -> Result<Vec<Result<Done, JournalError>>, Failure> {
-    let client = &session.client;
-    let lazy = group.iter().all(|request| request.op.can_commit_lazily());
-    let mut steps: Vec<Step<'_>> = vec![Box::pin(begin(client, lazy))];
-    steps.extend(ops::dedup_locks(
-        client,
-        &session.statements,
-        group.iter().map(|r| &r.op),
-    ));
-    let preamble = steps.len();
-    steps.extend(
-        group
-            .iter()
-            .map(|request| ops::run(client, &session.statements, &request.op)),
-    );
-    let mut results = Vec::with_capacity(steps.len());
-    for result in join_in_order(steps).await {
-        match result {
-            Ok(answer) => results.push(answer),
-            Err(e) => return Err(abort(client, &e).await),
-        }
-    }
-    if let Err(e) = client.batch_execute("COMMIT").await {
-        return Err(abort(client, &e).await);
-    }
-    Ok(results.split_off(preamble))
-}
-
-async fn begin(
-    client: &Client,
-    lazy: bool,
-) -> Result<Result<Done, JournalError>, tokio_postgres::Error> {
-    let sql = match lazy {
-        true => "BEGIN; SET LOCAL synchronous_commit = off",
-        false => "BEGIN",
-    };
-    client.batch_execute(sql).await?;
-    Ok(Ok(Done::Unit))
-}
-
-/// Rolls back after `error`; a connection that cannot is treated as lost.
-async fn abort(client: &Client, error: &tokio_postgres::Error) -> Failure {
-    let reason = describe(error);
-    if client.is_closed() {
-        return Failure::Lost(reason);
-    }
-    match client.batch_execute("ROLLBACK").await {
-        Ok(()) => Failure::Aborted(reason),
-        Err(e) => Failure::Lost(format!("{reason}; then {}", describe(&e))),
     }
 }

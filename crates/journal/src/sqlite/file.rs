@@ -35,7 +35,11 @@ pub(super) fn refuse(path: &Path, reason: impl Into<String>) -> JournalError {
 pub(super) fn prepare(path: &Path) -> Result<(), JournalError> {
     match fs::symlink_metadata(path) {
         Ok(_) => check_existing(path),
-        Err(e) if e.kind() == ErrorKind::NotFound => create(path),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            create(path)?;
+            first_open_in_process(path);
+            Ok(())
+        }
         Err(e) => Err(refuse(path, format!("cannot be read: {e}"))),
     }
 }
@@ -116,9 +120,31 @@ fn check_existing(path: &Path) -> Result<(), JournalError> {
             format!("is empty (0 bytes), not a journal: {ADVICE}"),
         ));
     }
-    let header = read_header(path)?;
-    check_header(path, &header, meta.len())?;
+    if first_open_in_process(path) {
+        let header = read_header(path)?;
+        check_header(path, &header, meta.len())?;
+    }
     check_database(path)
+}
+
+/// Whether this process has not opened `path` as a journal before.
+///
+/// Reading the header with a plain file descriptor is only safe then: on
+/// Linux, closing any descriptor of a file drops every POSIX lock this
+/// process holds on it, including the locks of SQLite connections already
+/// open on it, after which another process may delete the live WAL. SQLite
+/// itself shares one descriptor per file for this reason. A journal opened
+/// again in the same process (tests, several handles) was checked the first
+/// time; `quick_check` still runs through SQLite every time.
+fn first_open_in_process(path: &Path) -> bool {
+    static OPENED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<PathBuf>>> =
+        std::sync::OnceLock::new();
+    let key = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    OPENED
+        .get_or_init(Default::default)
+        .lock()
+        .map(|mut opened| opened.insert(key))
+        .unwrap_or(false)
 }
 
 fn read_header(path: &Path) -> Result<Vec<u8>, JournalError> {

@@ -47,6 +47,7 @@ CREATE TABLE messages (
 );
 CREATE INDEX messages_pending ON messages (route, id)
     WHERE state IN ('queued', 'in_flight', 'failed');
+CREATE INDEX messages_dead ON messages (route) WHERE state = 'dead';
 CREATE INDEX messages_dedup ON messages (route, dedup_key, control_id, received_at_ms);
 CREATE INDEX messages_received ON messages (received_at_ms);
 CREATE INDEX messages_finished ON messages (finished_at_ms) WHERE body IS NOT NULL;

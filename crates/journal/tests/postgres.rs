@@ -1,0 +1,593 @@
+//! The journal on PostgreSQL: the shared suite, then what only a shared
+//! database shows: two nodes racing for leases and ingesting the same
+//! retransmissions, a node dying with its lease, sessions killed, a
+//! database that refuses sessions or writes, migrations at once.
+//!
+//! Each test gets a database of its own from `guichet_testkit::postgres`
+//! (`./scripts/setup` starts the server; without one they print SKIPPED,
+//! and fail on CI).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod suite;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use guichet_journal::{open, Filter, Ingested, Journal, JournalError, OpenOptions, StoreSpec};
+use guichet_testkit::postgres::TestDatabase;
+use suite::fixtures::{body, deduped, message};
+use suite::{Harness, Skip};
+use tokio_postgres::{Client, NoTls};
+
+async fn fresh(_test: &'static str) -> Result<Harness, Skip> {
+    let database = TestDatabase::try_create().await.map_err(Skip)?;
+    let spec = StoreSpec::Postgres(database.url().to_string());
+    let url = database.url().to_string();
+    Ok(Harness::from_spec(spec, database).with_dump(move || dump(url.clone())))
+}
+
+journal_suite!(fresh);
+
+/// Every byte the journal keeps: each row as text, and bodies raw.
+async fn dump(url: String) -> Vec<u8> {
+    let client = connect(&url).await;
+    let mut raw = Vec::new();
+    let sql = "SELECT convert_to(m::text, 'UTF8') AS text, body FROM messages m";
+    for row in client.query(sql, &[]).await.unwrap() {
+        raw.extend(row.get::<_, Vec<u8>>("text"));
+        raw.extend(row.get::<_, Option<Vec<u8>>>("body").unwrap_or_default());
+    }
+    for table in ["audit", "leases", "schema_migrations"] {
+        let sql = format!("SELECT convert_to(t::text, 'UTF8') FROM {table} t");
+        for row in client.query(&sql, &[]).await.unwrap() {
+            raw.extend(row.get::<_, Vec<u8>>(0));
+        }
+    }
+    raw
+}
+
+// ---- helpers ----
+
+async fn database() -> Option<TestDatabase> {
+    TestDatabase::create().await
+}
+
+async fn node(database: &TestDatabase) -> Journal {
+    let spec = StoreSpec::Postgres(database.url().to_string());
+    open(&spec, OpenOptions::default()).await.unwrap()
+}
+
+/// A direct session on `url`, to look at the tables.
+async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+async fn count(database: &TestDatabase, sql: &str) -> i64 {
+    connect(database.url())
+        .await
+        .query_one(sql, &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn control_ids(database: &TestDatabase) -> std::collections::BTreeSet<String> {
+    let rows = connect(database.url())
+        .await
+        .query("SELECT control_id FROM messages", &[])
+        .await
+        .unwrap();
+    rows.iter().map(|row| row.get(0)).collect()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Ingests one message; it must be stored or refused as Unavailable.
+async fn try_ingest(journal: &Journal, control_id: &str) -> Option<Ingested> {
+    match journal
+        .ingest(vec![message("adt", control_id, now_ms())])
+        .await
+    {
+        Ok(out) => Some(out[0]),
+        Err(JournalError::Unavailable(reason)) => {
+            assert!(
+                !reason.contains("guichet:guichet") && !reason.contains("DUPONT"),
+                "{reason}"
+            );
+            None
+        }
+        Err(other) => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+/// Ingests until one is stored (panics after `within`); returns how many
+/// attempts were refused first.
+async fn ingest_until_stored(journal: &Journal, within: Duration) -> usize {
+    let start = Instant::now();
+    let mut refused = 0;
+    while try_ingest(journal, &format!("R{refused}")).await.is_none() {
+        refused += 1;
+        assert!(
+            start.elapsed() < within,
+            "ingest still refused after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    refused
+}
+
+// ---- leases between nodes ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_nodes_never_both_win_a_lease() {
+    let Some(db) = database().await else { return };
+    let (a, b) = (node(&db).await, node(&db).await);
+    for round in 0..20 {
+        let route = format!("route-{round}");
+        let (won_a, won_b) = tokio::join!(
+            a.acquire_lease(&route, "node-a", 1000, 500),
+            b.acquire_lease(&route, "node-b", 1000, 500),
+        );
+        assert!(
+            won_a.unwrap() ^ won_b.unwrap(),
+            "round {round}: exactly one node must win"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_holders_lease_is_taken_over_after_its_ttl_and_its_messages_recovered() {
+    let Some(db) = database().await else { return };
+    const TTL_MS: i64 = 600;
+    let (a, b) = (node(&db).await, node(&db).await);
+    let batch = (0..3).map(|i| message("adt", &format!("C{i}"), 1000 + i));
+    let stored = a.ingest(batch.collect()).await.unwrap();
+    let ids: Vec<_> = stored.into_iter().map(Ingested::id).collect();
+    let taken_at = now_ms();
+    assert!(a
+        .acquire_lease("adt", "node-a", taken_at, TTL_MS)
+        .await
+        .unwrap());
+    assert_eq!(a.claim("adt", 2).await.unwrap().len(), 2);
+    drop(a); // node-a dies with two messages in flight, its lease unreleased
+
+    // node-b polls with the real clock: refused until the TTL has run out, then taken
+    loop {
+        let now = now_ms();
+        let won = b.acquire_lease("adt", "node-b", now, TTL_MS).await.unwrap();
+        assert_eq!(won, now >= taken_at + TTL_MS, "at {} ms", now - taken_at);
+        if won {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(b.recover("adt").await.unwrap(), 2);
+    let claimed = b.claim("adt", 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|c| c.id).collect::<Vec<_>>(), ids);
+    let flags: Vec<_> = claimed.iter().map(|c| c.redelivered).collect();
+    assert_eq!(flags, vec![true, true, false]);
+}
+
+// ---- ingest from two nodes ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_store_each_retransmission_once_and_every_message() {
+    let Some(db) = database().await else { return };
+    let nodes = [node(&db).await, node(&db).await];
+    let mut tasks = Vec::new();
+    for (n, journal) in nodes.iter().enumerate() {
+        for task in 0..16 {
+            let journal = journal.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut out = Vec::new();
+                for seq in 0..20 {
+                    // the same message reaches both nodes (a sender's retransmission) ...
+                    let shared = format!("S{task}-{seq}");
+                    let got = journal
+                        .ingest(vec![deduped(message("adt", &shared, 1000), 0)])
+                        .await
+                        .unwrap();
+                    out.push((shared, got[0]));
+                    // ... and one only this node
+                    let own = format!("N{n}-{task}-{seq}");
+                    let got = journal
+                        .ingest(vec![deduped(message("adt", &own, 1000), 0)])
+                        .await
+                        .unwrap();
+                    out.push((own, got[0]));
+                }
+                out
+            }));
+        }
+    }
+    let mut by_control_id = std::collections::BTreeMap::<String, Vec<Ingested>>::new();
+    for task in tasks {
+        for (control_id, ingested) in task.await.unwrap() {
+            by_control_id.entry(control_id).or_default().push(ingested);
+        }
+    }
+    assert_eq!(by_control_id.len(), 16 * 20 * 3);
+    for (control_id, outcomes) in &by_control_id {
+        let stored: Vec<_> = outcomes
+            .iter()
+            .filter(|o| matches!(o, Ingested::Stored(_)))
+            .collect();
+        assert_eq!(stored.len(), 1, "{control_id}: {outcomes:?}");
+        assert!(
+            outcomes.iter().all(|o| o.id() == stored[0].id()),
+            "{control_id}: {outcomes:?}"
+        );
+    }
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM messages").await,
+        16 * 20 * 3
+    );
+    let claimed = nodes[0].claim("adt", 2000).await.unwrap();
+    assert_eq!(claimed.len(), 16 * 20 * 3);
+    assert!(claimed.iter().all(|c| c.body == body(&c.meta.control_id)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_the_database_rejects_fails_alone() {
+    let Some(db) = database().await else { return };
+    let journal = node(&db).await;
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let journal = journal.clone();
+            tokio::spawn(async move {
+                // PostgreSQL text cannot hold NUL: this one fails its group
+                let control_id = if i == 7 {
+                    "BAD\0".to_string()
+                } else {
+                    format!("C{i}")
+                };
+                journal
+                    .ingest(vec![message("adt", &control_id, 1000)])
+                    .await
+            })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        match (i, task.await.unwrap()) {
+            (7, Err(JournalError::Unavailable(_))) => {}
+            (7, other) => panic!("expected Unavailable, got {other:?}"),
+            (_, result) => assert!(matches!(result.unwrap()[..], [Ingested::Stored(_)])),
+        }
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM messages").await, 31);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ingests_and_claims_queued_together_apply_in_call_order() {
+    let Some(db) = database().await else { return };
+    let j = node(&db).await;
+    let c1 = j
+        .ingest(vec![deduped(message("adt", "C1", 1000), 0)])
+        .await
+        .unwrap()[0]
+        .id();
+    // a large first request keeps the writer busy while the others queue
+    // behind it, so that they share a transaction
+    let busy: Vec<_> = (0..500)
+        .map(|i| message("other", &format!("B{i}"), 1000))
+        .collect();
+    let dedup = |control_id: &str| deduped(message("adt", control_id, 1000), 0);
+    let (busy, first, claimed, second, claimed_again, third) = tokio::join!(
+        biased;
+        j.ingest(busy),
+        j.ingest(vec![dedup("C1"), dedup("C2")]),
+        j.claim("adt", 10),
+        j.ingest(vec![dedup("C2"), dedup("C3")]),
+        j.claim("adt", 10),
+        j.ingest(vec![dedup("C3")]),
+    );
+    assert_eq!(busy.unwrap().len(), 500);
+    let first = first.unwrap();
+    let Ingested::Stored(c2) = first[1] else {
+        panic!("{first:?}")
+    };
+    assert_eq!(first, vec![Ingested::Duplicate(c1), Ingested::Stored(c2)]);
+    let ids =
+        |claimed: Vec<guichet_journal::Claimed>| claimed.iter().map(|c| c.id).collect::<Vec<_>>();
+    assert_eq!(ids(claimed.unwrap()), vec![c1, c2]);
+    let second = second.unwrap();
+    let Ingested::Stored(c3) = second[1] else {
+        panic!("{second:?}")
+    };
+    assert_eq!(second, vec![Ingested::Duplicate(c2), Ingested::Stored(c3)]);
+    assert_eq!(ids(claimed_again.unwrap()), vec![c3]);
+    assert_eq!(third.unwrap(), vec![Ingested::Duplicate(c3)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_route_delivered_while_senders_retransmit_gets_each_message_once() {
+    let Some(db) = database().await else { return };
+    let j = node(&db).await;
+    let senders: Vec<_> = (0..16)
+        .map(|sender| {
+            let j = j.clone();
+            tokio::spawn(async move {
+                for seq in 0..25 {
+                    let m = deduped(message("adt", &format!("S{sender}-{seq}"), now_ms()), 0);
+                    let first = j.ingest(vec![m.clone()]).await.unwrap()[0];
+                    // the sender did not get our ACK and sends it again
+                    let again = j.ingest(vec![m]).await.unwrap()[0];
+                    assert!(matches!(first, Ingested::Stored(_)), "{first:?}");
+                    assert_eq!(again, Ingested::Duplicate(first.id()));
+                }
+            })
+        })
+        .collect();
+    let mut delivered = std::collections::BTreeSet::new();
+    let start = Instant::now();
+    while delivered.len() < 16 * 25 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{} delivered",
+            delivered.len()
+        );
+        let claimed = j.claim("adt", 7).await.unwrap();
+        let ids: Vec<_> = claimed.iter().map(|c| c.id).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        let records: Vec<_> = ids
+            .iter()
+            .map(|id| j.record(*id, suite::fixtures::delivered(1)))
+            .collect();
+        for (id, record) in ids.iter().zip(records) {
+            record.await.unwrap();
+            assert!(delivered.insert(*id), "{id} claimed twice");
+        }
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    assert!(j.claim("adt", 10).await.unwrap().is_empty());
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM messages WHERE state = 'delivered'"
+        )
+        .await,
+        400
+    );
+}
+
+// ---- the database going away ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_writer_reconnects_after_its_session_is_killed() {
+    let Some(db) = database().await else { return };
+    let journal = node(&db).await;
+    assert!(try_ingest(&journal, "before").await.is_some());
+    assert!(db.terminate_connections().await >= 2);
+    let refused = ingest_until_stored(&journal, Duration::from_secs(10)).await;
+    for i in 0..20 {
+        assert!(try_ingest(&journal, &format!("after-{i}")).await.is_some());
+    }
+    // every message reported stored is there (a refused one may be too:
+    // a session killed during its commit leaves the outcome unknown)
+    let stored = control_ids(&db).await;
+    let reported = ["before".to_string(), format!("R{refused}")]
+        .into_iter()
+        .chain((0..20).map(|i| format!("after-{i}")));
+    for control_id in reported {
+        assert!(
+            stored.contains(&control_id),
+            "{control_id} reported stored, missing"
+        );
+    }
+    assert!(stored.len() <= 22 + refused, "{stored:?}");
+    assert_eq!(
+        journal.list(Filter::default()).await.unwrap().len(),
+        stored.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ingest_fails_fast_while_the_database_refuses_sessions_then_resumes() {
+    let Some(db) = database().await else { return };
+    let journal = node(&db).await;
+    assert!(try_ingest(&journal, "before").await.is_some());
+    let admin = db.admin().await;
+    let name = db.name();
+    admin
+        .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        .await
+        .unwrap();
+    db.terminate_connections().await;
+    for i in 0..5 {
+        let start = Instant::now();
+        assert_eq!(
+            try_ingest(&journal, &format!("down-{i}")).await,
+            None,
+            "stored while down"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "a refusal took {:?}",
+            start.elapsed()
+        );
+    }
+    assert!(matches!(journal.stats().await, Err(JournalError::Query(_))));
+    admin
+        .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+    ingest_until_stored(&journal, Duration::from_secs(10)).await;
+    assert_eq!(count(&db, "SELECT count(*) FROM messages").await, 2);
+    assert_eq!(journal.list(Filter::default()).await.unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_only_database_never_reports_an_ingest_as_stored() {
+    let Some(db) = database().await else { return };
+    let journal = node(&db).await;
+    assert!(try_ingest(&journal, "before").await.is_some());
+    let admin = db.admin().await;
+    let name = db.name();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} SET default_transaction_read_only = on"
+        ))
+        .await
+        .unwrap();
+    db.terminate_connections().await;
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let journal = journal.clone();
+            tokio::spawn(async move {
+                for seq in 0..5 {
+                    assert_eq!(
+                        try_ingest(&journal, &format!("ro-{i}-{seq}")).await,
+                        None,
+                        "stored read-only"
+                    );
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM messages").await, 1);
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} RESET default_transaction_read_only"
+        ))
+        .await
+        .unwrap();
+    db.terminate_connections().await;
+    ingest_until_stored(&journal, Duration::from_secs(10)).await;
+    assert_eq!(count(&db, "SELECT count(*) FROM messages").await, 2);
+}
+
+// ---- schema and connection settings ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_starting_at_once_migrate_once() {
+    let Some(db) = database().await else { return };
+    let spec = StoreSpec::Postgres(db.url().to_string());
+    let opens: Vec<_> = (0..6)
+        .map(|_| {
+            let spec = spec.clone();
+            tokio::spawn(async move { open(&spec, OpenOptions::default()).await.map(drop) })
+        })
+        .collect();
+    for opened in opens {
+        opened.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM schema_migrations").await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_schema_from_a_newer_guichet_is_refused() {
+    let Some(db) = database().await else { return };
+    drop(node(&db).await);
+    connect(db.url())
+        .await
+        .batch_execute("INSERT INTO schema_migrations VALUES (99, 0)")
+        .await
+        .unwrap();
+    let spec = StoreSpec::Postgres(db.url().to_string());
+    match open(&spec, OpenOptions::default()).await {
+        Err(JournalError::Open { reason, .. }) => {
+            assert!(reason.contains("newer guichet"), "{reason}")
+        }
+        other => panic!("expected Open, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_password_never_appears_in_errors() {
+    let Some(db) = database().await else { return };
+    let url = db.url().replacen(":guichet@", ":not-the-password-4711@", 1);
+    assert_ne!(
+        url,
+        db.url(),
+        "the test expects the setup's role in the URL"
+    );
+    let error = open(&StoreSpec::Postgres(url), OpenOptions::default())
+        .await
+        .unwrap_err();
+    let shown = format!("{error} {error:?}");
+    assert!(shown.contains("password authentication failed"), "{shown}");
+    assert!(!shown.contains("not-the-password-4711"), "{shown}");
+}
+
+#[tokio::test]
+async fn tls_to_the_database_is_refused_rather_than_downgraded() {
+    let spec =
+        StoreSpec::Postgres("postgres://guichet:s3cret@db.invalid/guichet?sslmode=require".into());
+    match open(&spec, OpenOptions::default()).await {
+        Err(JournalError::Open { location, reason }) => {
+            assert_eq!(location, "postgres://guichet@db.invalid:5432/guichet");
+            assert!(
+                reason.contains("TLS to PostgreSQL is not supported yet"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected Open, got {other:?}"),
+    }
+}
+
+// ---- throughput ----
+
+/// `cargo nextest run --release -p guichet-journal --test postgres --run-ignored only durable_ingest_rate --no-capture`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement, not a check"]
+async fn durable_ingest_rate_32_senders_1kib() {
+    let Some(db) = database().await else { return };
+    let journal = node(&db).await;
+    let setting: String = connect(db.url())
+        .await
+        .query_one("SHOW synchronous_commit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    for dedup in [false, true] {
+        let (total, rate) = ingest_rate(&journal, dedup, Duration::from_secs(5)).await;
+        println!(
+            "durable ingest, 32 senders, 1 KiB bodies, duplicate detection {}: \
+             {total} messages, {rate:.0} msgs/s (synchronous_commit={setting})",
+            if dedup { "on" } else { "off" },
+        );
+    }
+}
+
+/// 32 senders each ingesting one message at a time for `run_for`.
+async fn ingest_rate(journal: &Journal, dedup: bool, run_for: Duration) -> (u64, f64) {
+    let start = Instant::now();
+    let senders: Vec<_> = (0..32)
+        .map(|sender| {
+            let journal = journal.clone();
+            tokio::spawn(async move {
+                let mut sent = 0u64;
+                while start.elapsed() < run_for {
+                    let at = now_ms();
+                    let mut m = message("adt", &format!("S{sender}-{dedup}-{sent}"), at);
+                    m.body = vec![b'x'; 1024];
+                    m.dedup_since_ms = dedup.then_some(at - 3_600_000);
+                    journal.ingest(vec![m]).await.unwrap();
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for sender in senders {
+        total += sender.await.unwrap();
+    }
+    (total, total as f64 / start.elapsed().as_secs_f64())
+}
