@@ -59,6 +59,9 @@ impl TestDatabase {
             Ok(admin) => admin,
             Err(e) => return Err(unreachable(&admin_url, &e)),
         };
+        if is_loopback(&admin_url) {
+            drop_orphans(&admin).await;
+        }
         let name = unique_name();
         if let Err(e) = admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
@@ -149,6 +152,33 @@ async fn drop_database(admin_url: &str, name: &str) {
     }
 }
 
+/// Drops the databases left by test processes that died before dropping
+/// theirs (a timeout kills a test without running destructors): those
+/// whose creator's pid is no longer running here. The pid is in the name;
+/// only a server on loopback is known to serve this machine's processes.
+async fn drop_orphans(admin: &Client) {
+    let sql = "SELECT datname FROM pg_database WHERE datname LIKE 'guichet\\_t\\_%'";
+    let Ok(rows) = admin.query(sql, &[]).await else {
+        return;
+    };
+    for name in rows
+        .iter()
+        .filter_map(|row| row.try_get::<_, String>(0).ok())
+    {
+        let creator = name
+            .split('_')
+            .nth(2)
+            .and_then(|pid| pid.parse::<u32>().ok());
+        let orphan =
+            creator.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if orphan {
+            let _ = admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+        }
+    }
+}
+
 async fn connect(url: &str) -> Result<Client, String> {
     let attempt = tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(url, NoTls));
     let (client, connection) = match attempt.await {
@@ -179,7 +209,8 @@ fn unreachable(admin_url: &str, error: &str) -> String {
 }
 
 /// `guichet_t_<pid>_<counter>_<random>`: unique across concurrent test
-/// processes, and recognisable if a crashed run leaves one behind.
+/// processes, and recognisable if a crashed run leaves one behind (see
+/// [`drop_orphans`]).
 fn unique_name() -> String {
     let random = RandomState::new().hash_one(std::time::SystemTime::now()) as u32;
     let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -193,6 +224,15 @@ fn with_database(url: &str, name: &str) -> String {
     let (authority, tail) = rest.split_at(end);
     let query = tail.find('?').map_or("", |i| &tail[i..]);
     format!("{scheme}://{authority}/{name}{query}")
+}
+
+fn is_loopback(url: &str) -> bool {
+    let host = url.split_once('@').map_or(url, |(_, rest)| rest);
+    let host = host.split_once("://").map_or(host, |(_, rest)| rest);
+    ["127.0.0.1", "localhost", "[::1]"].iter().any(|local| {
+        host.strip_prefix(local)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/', '?']))
+    })
 }
 
 fn redact(url: &str) -> String {
@@ -224,6 +264,15 @@ mod tests {
             redact(url),
             "postgres://guichet:***@127.0.0.1:5432/postgres?sslmode=disable"
         );
+    }
+
+    #[test]
+    fn only_loopback_servers_are_local() {
+        assert!(is_loopback(DEFAULT_URL));
+        assert!(is_loopback("postgres://localhost/postgres"));
+        assert!(is_loopback("postgres://u:p@[::1]:5433/x"));
+        assert!(!is_loopback("postgres://u:p@127.0.0.1.example:5432/x"));
+        assert!(!is_loopback("postgres://u:p@db.example/x"));
     }
 
     #[test]

@@ -12,9 +12,12 @@ use crate::JournalError;
 /// A connect that takes longer than this counts as the database being down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// TCP keepalive probes start after this much silence, so a database host
-/// that vanished (no RST) is noticed in about a minute instead of hours.
+/// TCP keepalive probes start after 30 s of silence, then every 10 s, and
+/// 3 unanswered ones end the connection: a database host that vanished
+/// (no RST) is noticed in about a minute instead of hours.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 3;
 
 /// Where the journal's database is, parsed once from the `store` URL.
 ///
@@ -48,7 +51,9 @@ impl Target {
         config
             .ssl_mode(SslMode::Disable)
             .connect_timeout(CONNECT_TIMEOUT)
-            .keepalives_idle(KEEPALIVE_IDLE);
+            .keepalives_idle(KEEPALIVE_IDLE)
+            .keepalives_interval(KEEPALIVE_INTERVAL)
+            .keepalives_retries(KEEPALIVE_RETRIES);
         Ok(Target { config, location })
     }
 

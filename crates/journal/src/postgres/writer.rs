@@ -143,7 +143,11 @@ impl Writer {
     async fn run(mut self) {
         while let Some(first) = self.requests.recv().await {
             let group = self.gather(first);
+            let answered = group.len();
             self.serve(group).await;
+            if answered > 1 {
+                let_answered_senders_queue().await;
+            }
         }
     }
 
@@ -254,6 +258,17 @@ impl Writer {
             Ok(result) => result,
             Err(_) => Err(Failure::Lost(format!("no answer within {GROUP_TIMEOUT:?}"))),
         }
+    }
+}
+
+/// Gives the tasks just answered a moment to queue their next request
+/// before the next group is gathered. Without it, senders split into
+/// cohorts that miss each other's commit by microseconds, and each WAL
+/// flush covers half of them (measured: 16 instead of 32 ingests per
+/// flush with 32 senders, and nearly half the rate).
+async fn let_answered_senders_queue() {
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
     }
 }
 

@@ -32,16 +32,13 @@ pub(super) fn refuse(path: &Path, reason: impl Into<String>) -> JournalError {
 
 /// Makes sure `path` holds a sound guichet journal, creating it when it is
 /// missing. Blocking.
-pub(super) fn prepare(path: &Path) -> Result<(), JournalError> {
+pub(super) fn prepare(path: &Path) -> Result<OpenGuard, JournalError> {
     match fs::symlink_metadata(path) {
-        Ok(_) => check_existing(path),
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            create(path)?;
-            first_open_in_process(path);
-            Ok(())
-        }
-        Err(e) => Err(refuse(path, format!("cannot be read: {e}"))),
+        Ok(_) => check_existing(path)?,
+        Err(e) if e.kind() == ErrorKind::NotFound => create(path)?,
+        Err(e) => return Err(refuse(path, format!("cannot be read: {e}"))),
     }
+    Ok(OpenGuard::new(path))
 }
 
 /// Builds the new journal under a temporary name and links it into place
@@ -120,31 +117,66 @@ fn check_existing(path: &Path) -> Result<(), JournalError> {
             format!("is empty (0 bytes), not a journal: {ADVICE}"),
         ));
     }
-    if first_open_in_process(path) {
+    if unopened_in_process(path) {
         let header = read_header(path)?;
         check_header(path, &header, meta.len())?;
     }
     check_database(path)
 }
 
-/// Whether this process has not opened `path` as a journal before.
+/// Counts this process's open stores per journal file, so that the raw
+/// header check runs only while none is open.
 ///
 /// Reading the header with a plain file descriptor is only safe then: on
-/// Linux, closing any descriptor of a file drops every POSIX lock this
-/// process holds on it, including the locks of SQLite connections already
-/// open on it, after which another process may delete the live WAL. SQLite
-/// itself shares one descriptor per file for this reason. A journal opened
-/// again in the same process (tests, several handles) was checked the first
-/// time; `quick_check` still runs through SQLite every time.
-fn first_open_in_process(path: &Path) -> bool {
-    static OPENED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<PathBuf>>> =
-        std::sync::OnceLock::new();
-    let key = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    OPENED
-        .get_or_init(Default::default)
+/// Linux, closing any descriptor of a file drops every POSIX lock the
+/// process holds on it, including the locks of SQLite connections open on
+/// it, after which another process may delete the live WAL. (SQLite shares
+/// one descriptor per file for this reason.) A journal opened again while
+/// open was checked the first time; `quick_check` runs through SQLite at
+/// every open.
+pub(super) struct OpenGuard(PathBuf);
+
+type Registry = std::sync::Mutex<std::collections::HashMap<PathBuf, usize>>;
+
+fn registry() -> &'static Registry {
+    static OPEN: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+    OPEN.get_or_init(Default::default)
+}
+
+fn registry_key(path: &Path) -> PathBuf {
+    fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// No store of this process has `path` open.
+fn unopened_in_process(path: &Path) -> bool {
+    let key = registry_key(path);
+    registry()
         .lock()
-        .map(|mut opened| opened.insert(key))
+        .map(|open| open.get(&key).copied().unwrap_or(0) == 0)
         .unwrap_or(false)
+}
+
+impl OpenGuard {
+    fn new(path: &Path) -> OpenGuard {
+        let key = registry_key(path);
+        if let Ok(mut open) = registry().lock() {
+            *open.entry(key.clone()).or_insert(0) += 1;
+        }
+        OpenGuard(key)
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        if let Ok(mut open) = registry().lock() {
+            if let Some(count) = open.get_mut(&self.0) {
+                *count -= 1;
+                if *count == 0 {
+                    open.remove(&self.0);
+                }
+            }
+        }
+    }
 }
 
 fn read_header(path: &Path) -> Result<Vec<u8>, JournalError> {

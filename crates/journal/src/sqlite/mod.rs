@@ -31,6 +31,7 @@ use writer::Writer;
 pub(crate) struct SqliteStore {
     writer: Writer,
     readers: Arc<Readers>,
+    _open: file::OpenGuard,
 }
 
 impl SqliteStore {
@@ -45,13 +46,14 @@ impl SqliteStore {
 }
 
 fn open_blocking(path: &Path) -> Result<SqliteStore, JournalError> {
-    file::prepare(path)?;
+    let open = file::prepare(path)?;
     let conn = write_connection(path)?;
     let writer = Writer::start(conn)
         .map_err(|e| file::refuse(path, format!("cannot start its writer thread: {e}")))?;
     Ok(SqliteStore {
         writer,
         readers: Readers::new(path),
+        _open: open,
     })
 }
 
