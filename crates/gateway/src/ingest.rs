@@ -26,7 +26,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use tracing::warn;
 
 use crate::config::{ForwardPolicy, MllpSettings};
-use crate::events::{MessageEvent, MessageOutcome};
+use crate::events::MessageOutcome;
 use crate::proxy::{Activity, PumpEnd};
 use crate::relay::{frame_kind, reject_not_hl7, Peer};
 use crate::route::RouteRuntime;
@@ -261,28 +261,11 @@ impl Ingest<'_> {
         at: SystemTime,
         outcome: MessageOutcome,
     ) {
-        self.route.counters.message(&outcome);
-        self.route.events.publish(MessageEvent {
-            at,
-            route: self.peer.route.clone(),
-            remote: self.peer.remote,
-            peer_app: self.peer.app.clone(),
-            header,
-            size,
-            outcome,
-        });
+        self.peer.publish(self.route, header, size, at, outcome);
     }
 
     fn discarded(&self, bytes: usize) {
-        if bytes > 0 {
-            self.route
-                .metrics
-                .frame_error(self.peer.route.as_str(), "discarded_bytes");
-            warn!(
-                side = "sender",
-                bytes, "bytes outside any MLLP frame discarded"
-            );
-        }
+        self.peer.discarded(self.route, "sender", bytes);
     }
 
     fn io_error(&self, e: MllpError) -> std::io::Error {

@@ -38,6 +38,39 @@ pub(crate) struct Peer {
     pub app: Option<AppName>,
 }
 
+impl Peer {
+    /// Counts and publishes one message event of this connection.
+    pub(crate) fn publish(
+        &self,
+        route: &RouteRuntime,
+        header: Option<Header>,
+        size: usize,
+        at: SystemTime,
+        outcome: MessageOutcome,
+    ) {
+        route.counters.message(&outcome);
+        route.events.publish(MessageEvent {
+            at,
+            route: self.route.clone(),
+            remote: self.remote,
+            peer_app: self.app.clone(),
+            header,
+            size,
+            outcome,
+        });
+    }
+
+    /// Counts and logs bytes found outside any MLLP frame.
+    pub(crate) fn discarded(&self, route: &RouteRuntime, side: &'static str, bytes: usize) {
+        if bytes > 0 {
+            route
+                .metrics
+                .frame_error(self.route.as_str(), "discarded_bytes");
+            warn!(side, bytes, "bytes outside any MLLP frame discarded");
+        }
+    }
+}
+
 /// What the sender is owed, in the order it sent: MLLP answers in order,
 /// so a pipelining sender pairs answers with messages by position.
 enum Owed {
@@ -340,25 +373,11 @@ impl Relay<'_> {
         at: SystemTime,
         outcome: MessageOutcome,
     ) {
-        self.route.counters.message(&outcome);
-        self.route.events.publish(MessageEvent {
-            at,
-            route: self.peer.route.clone(),
-            remote: self.peer.remote,
-            peer_app: self.peer.app.clone(),
-            header,
-            size,
-            outcome,
-        });
+        self.peer.publish(self.route, header, size, at, outcome);
     }
 
     fn report_discarded(&self, side: &'static str, bytes: usize) {
-        if bytes > 0 {
-            self.route
-                .metrics
-                .frame_error(self.peer.route.as_str(), "discarded_bytes");
-            warn!(side, bytes, "bytes outside any MLLP frame discarded");
-        }
+        self.peer.discarded(self.route, side, bytes);
     }
 
     /// A frame, or `None` when the stream ended after bytes outside any
