@@ -99,6 +99,26 @@ impl Child {
         }
     }
 
+    /// Waits until the child exits by itself; fails with the log's end if
+    /// it does not within `within`, or exits with a failure.
+    pub async fn wait_exit(&mut self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.inner.try_wait()? {
+                Some(status) if status.success() => return Ok(()),
+                Some(status) => bail!("{} exited ({status}){}", self.name, self.log_tail()),
+                None if Instant::now() > deadline => {
+                    bail!(
+                        "{} still running after {within:?}{}",
+                        self.name,
+                        self.log_tail()
+                    )
+                }
+                None => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+
     /// Resident memory, in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
         procfs::rss_kib(self.pid())

@@ -65,6 +65,15 @@ impl Window {
         }
     }
 
+    /// From now on, for a day: every answer counts.
+    pub fn always() -> Window {
+        let now = Instant::now();
+        Window {
+            measure_from: now,
+            end: now + Duration::from_secs(86_400),
+        }
+    }
+
     pub fn measured(&self) -> Duration {
         self.end - self.measure_from
     }
@@ -145,15 +154,32 @@ pub async fn persistent(
     message: &LoadMessage,
 ) -> Stats {
     senders(conns, message, move |conn, message| async move {
-        one_connection(addr, conn, window, &message).await
+        one_connection(addr, conn, window, u64::MAX, &message).await
     })
     .await
 }
 
+/// `conns` connections sending `total` messages between them, each
+/// message once its connection's previous one is acknowledged; every
+/// answered message counts.
+pub async fn exactly(addr: SocketAddr, conns: u32, total: u64, message: &LoadMessage) -> Stats {
+    let window = Window::always();
+    let conns = conns.max(1);
+    senders(conns, message, move |conn, message| async move {
+        let share =
+            total / u64::from(conns) + u64::from(u64::from(conn) < total % u64::from(conns));
+        one_connection(addr, conn, window, share, &message).await
+    })
+    .await
+}
+
+/// Sends on one connection until the window ends or `most` messages
+/// were sent.
 async fn one_connection(
     addr: SocketAddr,
     conn: u32,
     window: Window,
+    most: u64,
     message: &LoadMessage,
 ) -> Stats {
     let mut stats = Stats::default();
@@ -165,7 +191,7 @@ async fn one_connection(
         }
     };
     let mut seq = 0;
-    while Instant::now() < window.end {
+    while seq < most && Instant::now() < window.end {
         seq += 1;
         let sent = Instant::now();
         match client.exchange(ControlId::new(conn, seq)).await {
@@ -250,10 +276,7 @@ pub async fn open_idle(addr: SocketAddr, n: u32, message: &LoadMessage) -> (Vec<
     }
     let mut clients = Vec::with_capacity(n as usize);
     let mut stats = Stats::default();
-    let always = Window {
-        measure_from: Instant::now(),
-        end: Instant::now() + Duration::from_secs(86_400),
-    };
+    let always = Window::always();
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok(Ok((client, check))) => {

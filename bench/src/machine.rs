@@ -14,6 +14,11 @@ pub struct Machine {
     pub guichet: String,
     pub stunnel: String,
     pub haproxy: String,
+    /// The file system of the run's directory, where SQLite journals are.
+    pub disk: String,
+    /// The PostgreSQL server journals are measured on, and its durability
+    /// settings.
+    pub postgres: String,
 }
 
 /// Reads /proc and asks each program for its version.
@@ -32,7 +37,41 @@ pub fn describe(setup: &Setup, workspace: &Path) -> Machine {
             .haproxy
             .as_deref()
             .map_or_else(not_installed, haproxy_version),
+        disk: disk(&setup.dir),
+        postgres: postgres_version(),
     }
+}
+
+/// `ext4 on /dev/vda`.
+fn disk(dir: &Path) -> String {
+    let dir = dir.display().to_string();
+    let text = output(Path::new("df"), &["--output=fstype,source", &dir]);
+    let mut fields = text.lines().nth(1).unwrap_or_default().split_whitespace();
+    match (fields.next(), fields.next()) {
+        (Some(fstype), Some(source)) => format!("{fstype} on {source}"),
+        _ => "unknown".to_owned(),
+    }
+}
+
+/// `PostgreSQL 15.18, fsync on, synchronous_commit on`, asked of the
+/// server the journal scenarios use.
+fn postgres_version() -> String {
+    let url = std::env::var(guichet_testkit::postgres::URL_VARIABLE)
+        .unwrap_or_else(|_| guichet_testkit::postgres::DEFAULT_URL.to_owned());
+    let sql = "SELECT current_setting('server_version') || ', fsync ' || current_setting('fsync') \
+               || ', synchronous_commit ' || current_setting('synchronous_commit') \
+               || ', wal_sync_method ' || current_setting('wal_sync_method')";
+    let answer = Command::new("psql")
+        .args([url.as_str(), "-XAtc", sql])
+        .env("PGCONNECT_TIMEOUT", "3")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    answer.map_or_else(
+        || "not reachable (or psql not installed)".to_owned(),
+        |v| format!("PostgreSQL {v}"),
+    )
 }
 
 fn not_installed() -> String {

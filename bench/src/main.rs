@@ -3,6 +3,7 @@
 //! docs/BENCHMARKS.md. See `guichet-bench run --help`.
 
 mod children;
+mod journal;
 mod load;
 mod machine;
 mod message;
@@ -22,6 +23,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use time::OffsetDateTime;
 
+use crate::journal::Store;
 use crate::peers::{Peer, Setup};
 use crate::scenario::{Measurement, Outcome, Plan, Scenario};
 
@@ -42,6 +44,12 @@ enum Cmd {
     Sink {
         #[arg(long)]
         listen: SocketAddr,
+        /// Count distinct messages; exit once this many are answered.
+        #[arg(long, requires = "report")]
+        expect: Option<u64>,
+        /// Where the count and its time are written on exit.
+        #[arg(long, requires = "expect")]
+        report: Option<PathBuf>,
     },
 }
 
@@ -72,6 +80,10 @@ struct RunArgs {
     /// descriptor limit.
     #[arg(long)]
     idle_conns: Option<u32>,
+    /// Messages stored with the receiver down, then delivered, by a drain
+    /// scenario [default: 50000, --quick 10000].
+    #[arg(long, value_name = "N")]
+    drain_messages: Option<u64>,
     /// Only these peers (comma-separated). The report is then printed, not
     /// written, unless --out is given.
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -89,6 +101,11 @@ struct RunArgs {
     /// Write the report here [default: docs/BENCHMARKS.md for a full run].
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Store-and-forward scenarios only: replace the "Store-and-forward
+    /// journal" section of the existing report (--out, or
+    /// docs/BENCHMARKS.md) and keep the rest of it.
+    #[arg(long)]
+    merge: bool,
     /// Keep the working directory (certificates, configs, gateway logs).
     #[arg(long)]
     keep: bool,
@@ -108,13 +125,36 @@ enum ScenarioArg {
     Many,
     Handshake,
     Idle,
+    /// Every store-and-forward scenario below (guichet only).
+    Journal,
+    /// One guichet, passthrough route, 1 connection.
+    PassthroughOne,
+    /// One guichet, passthrough route, --conns connections.
+    PassthroughMany,
+    /// One guichet, store-and-forward into SQLite, --conns connections.
+    SfSqlite,
+    /// The same into PostgreSQL (GUICHET_TEST_POSTGRES).
+    SfPostgres,
+    /// A SQLite journal filled with the receiver down, then delivered.
+    DrainSqlite,
+    /// The same with PostgreSQL.
+    DrainPostgres,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Run(args) => run(&args),
-        Cmd::Sink { listen } => sink::run(listen).map(|()| ExitCode::SUCCESS),
+        Cmd::Sink {
+            listen,
+            expect,
+            report,
+        } => {
+            let expect = expect
+                .zip(report)
+                .map(|(messages, report)| sink::Expect { messages, report });
+            sink::run(listen, expect).map(|()| ExitCode::SUCCESS)
+        }
     };
     result.unwrap_or_else(|e| {
         eprintln!("guichet-bench: {e:#}");
@@ -126,6 +166,12 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     procfs::raise_own_nofile();
     let workspace = workspace_root();
     let plan = plan(args)?;
+    if args.merge && !plan.scenarios.iter().all(|s| s.is_journal()) {
+        bail!(
+            "--merge replaces only the store-and-forward section: give --scenarios journal \
+             (or some of its scenarios); the other scenarios are written by a full run"
+        );
+    }
     let guichet = match &args.guichet {
         Some(path) => path.clone(),
         None => build_guichet(&workspace)?,
@@ -147,19 +193,23 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let measurements = measure_all(&plan, &setup)?;
     let command = command_line();
     let machine = machine::describe(&setup, &workspace);
-    let markdown = report::Run {
+    let run = report::Run {
         plan: &plan,
         machine: &machine,
         command: &command,
         date: &date,
         measurements: &measurements,
-    }
-    .markdown();
-    println!("{markdown}");
-    if let Some(out) = report_path(args, &workspace) {
-        std::fs::write(&out, &markdown)
-            .with_context(|| format!("cannot write {}", out.display()))?;
-        eprintln!("report written to {}", out.display());
+    };
+    if args.merge {
+        merge_report(&run, args, &workspace)?;
+    } else {
+        let markdown = run.markdown();
+        println!("{markdown}");
+        if let Some(out) = report_path(args, &workspace) {
+            std::fs::write(&out, &markdown)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            eprintln!("report written to {}", out.display());
+        }
     }
     if args.keep {
         eprintln!("working directory kept: {}", dir.keep().display());
@@ -169,10 +219,10 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 
 /// The sizes of the run, from the arguments and the descriptor limit.
 fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
-    let (seconds, warmup, rounds, idle) = if args.quick {
-        (1.5, 0.5, 1, 1000)
+    let (seconds, warmup, rounds, idle, drain) = if args.quick {
+        (1.5, 0.5, 1, 1000, 10_000)
     } else {
-        (5.0, 1.0, 3, 10_000)
+        (5.0, 1.0, 3, 10_000, 50_000)
     };
     let seconds = args.seconds.unwrap_or(seconds);
     let warmup = args.warmup.unwrap_or(warmup);
@@ -185,9 +235,10 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
         many_conns: args.conns.max(1),
         handshake_senders: args.handshake_senders.max(1),
         idle_conns: capped_idle(args.idle_conns.unwrap_or(idle)),
+        drain_messages: args.drain_messages.unwrap_or(drain).max(1),
         rounds: args.rounds.unwrap_or(rounds).max(1),
         peers: selected(&args.peers, &Peer::ALL, peer),
-        scenarios: selected(&args.scenarios, &Scenario::ALL, scenario),
+        scenarios: selected_scenarios(&args.scenarios),
         exe: std::env::current_exe().context("cannot find the benchmark's own binary")?,
     })
 }
@@ -200,6 +251,20 @@ fn selected<A: Copy, T: Copy>(chosen: &[A], all: &[T], map: fn(A) -> T) -> Vec<T
     }
 }
 
+/// The scenarios chosen, in the order given, each once.
+fn selected_scenarios(chosen: &[ScenarioArg]) -> Vec<Scenario> {
+    if chosen.is_empty() {
+        return Scenario::ALL.to_vec();
+    }
+    let mut scenarios = Vec::new();
+    for s in chosen.iter().flat_map(|&arg| scenario(arg)) {
+        if !scenarios.contains(&s) {
+            scenarios.push(s);
+        }
+    }
+    scenarios
+}
+
 fn peer(arg: PeerArg) -> Peer {
     match arg {
         PeerArg::Guichet => Peer::Guichet,
@@ -209,13 +274,21 @@ fn peer(arg: PeerArg) -> Peer {
     }
 }
 
-fn scenario(arg: ScenarioArg) -> Scenario {
-    match arg {
+fn scenario(arg: ScenarioArg) -> Vec<Scenario> {
+    let one = match arg {
         ScenarioArg::One => Scenario::OneConnection,
         ScenarioArg::Many => Scenario::ManyConnections,
         ScenarioArg::Handshake => Scenario::HandshakePerMessage,
         ScenarioArg::Idle => Scenario::Idle,
-    }
+        ScenarioArg::Journal => return Scenario::JOURNAL.to_vec(),
+        ScenarioArg::PassthroughOne => Scenario::PassthroughOne,
+        ScenarioArg::PassthroughMany => Scenario::PassthroughMany,
+        ScenarioArg::SfSqlite => Scenario::StoreAndForward(Store::Sqlite),
+        ScenarioArg::SfPostgres => Scenario::StoreAndForward(Store::Postgres),
+        ScenarioArg::DrainSqlite => Scenario::Drain(Store::Sqlite),
+        ScenarioArg::DrainPostgres => Scenario::Drain(Store::Postgres),
+    };
+    vec![one]
 }
 
 /// Every gateway holds two descriptors per proxied connection, and
@@ -254,30 +327,67 @@ fn measure_all(plan: &Plan, setup: &Setup) -> anyhow::Result<Vec<Measurement>> {
 }
 
 /// Rounds of one scenario interleave the peers, each round in a rotated
-/// order, so a slow patch of the machine does not fall on one peer.
+/// order, so a slow patch of the machine does not fall on one peer. The
+/// store-and-forward scenarios, compared with one another rather than
+/// with peers, interleave with each other the same way: round 1 of each,
+/// then round 2 of each...
 async fn measure_each(plan: &Plan, setup: &Setup) -> Vec<Measurement> {
     let mut measurements = Vec::new();
-    for &scenario in &plan.scenarios {
-        let rounds = match scenario {
-            Scenario::Idle => 1,
-            _ => plan.rounds,
-        };
-        let mut outcomes: Vec<Vec<Outcome>> = plan.peers.iter().map(|_| Vec::new()).collect();
-        for round in 0..rounds as usize {
-            for i in 0..plan.peers.len() {
-                let at = (i + round) % plan.peers.len();
-                let peer = plan.peers[at];
+    for &scenario in plan.scenarios.iter().filter(|s| !s.is_journal()) {
+        measurements.extend(measure_rounds(plan, setup, &[scenario]).await);
+    }
+    let journal: Vec<Scenario> = plan
+        .scenarios
+        .iter()
+        .copied()
+        .filter(|s| s.is_journal())
+        .collect();
+    measurements.extend(measure_rounds(plan, setup, &journal).await);
+    measurements
+}
+
+/// Every round of `scenarios` on the peers each runs on, interleaved.
+async fn measure_rounds(plan: &Plan, setup: &Setup, scenarios: &[Scenario]) -> Vec<Measurement> {
+    let rounds = match scenarios {
+        [Scenario::Idle] => 1,
+        _ => plan.rounds,
+    };
+    let runs: Vec<(Scenario, Vec<Peer>)> = scenarios
+        .iter()
+        .map(|&s| {
+            (
+                s,
+                plan.peers
+                    .iter()
+                    .copied()
+                    .filter(|&p| s.runs_on(p))
+                    .collect(),
+            )
+        })
+        .collect();
+    let mut outcomes: Vec<Vec<Vec<Outcome>>> = runs
+        .iter()
+        .map(|(_, peers)| peers.iter().map(|_| Vec::new()).collect())
+        .collect();
+    for round in 0..rounds as usize {
+        for ((scenario, peers), outcomes) in runs.iter().zip(&mut outcomes) {
+            for i in 0..peers.len() {
+                let at = (i + round) % peers.len();
+                let peer = peers[at];
                 eprint!(
                     "{} / {peer} (round {}/{rounds}): ",
                     scenario.label(plan),
                     round + 1
                 );
-                let outcome = scenario::measure(plan, setup, scenario, peer).await;
+                let outcome = scenario::measure(plan, setup, *scenario, peer).await;
                 eprintln!("{}", summary(&outcome));
                 outcomes[at].push(outcome);
             }
         }
-        for (&peer, outcomes) in plan.peers.iter().zip(outcomes) {
+    }
+    let mut measurements = Vec::new();
+    for ((scenario, peers), outcomes) in runs.into_iter().zip(outcomes) {
+        for (peer, outcomes) in peers.into_iter().zip(outcomes) {
             measurements.push(Measurement {
                 scenario,
                 peer,
@@ -292,19 +402,29 @@ async fn measure_each(plan: &Plan, setup: &Setup) -> Vec<Measurement> {
 fn summary(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Throughput(t) => format!(
-            "{} msgs/s, p99 {}, {} errors, {} bad ACKs",
+            "{} msgs/s, p99 {}, {} errors, {} bad ACKs{}",
             report::rate(t.per_second()),
             t.stats
                 .latency
                 .quantile(0.99)
                 .map_or("—".to_owned(), report::latency),
             t.stats.errors,
-            t.stats.mismatches
+            t.stats.mismatches,
+            t.backlog
+                .map_or(String::new(), |n| format!(", {n} not yet delivered"))
         ),
         Outcome::Idle(idle) => format!(
             "{:.1} KiB/conn for the pair, {} errors",
             idle.pair_per_conn(),
             idle.stats.errors
+        ),
+        Outcome::Drain(drain) => format!(
+            "filled at {} msgs/s, then {} of {} delivered at {} msgs/s, {} duplicates",
+            report::rate(drain.fill_per_second()),
+            drain.count.messages,
+            drain.expected,
+            report::rate(drain.per_second()),
+            drain.count.duplicates
         ),
         Outcome::Skipped(why) => format!("skipped: {why}"),
         Outcome::Failed(e) => format!("FAILED: {e}"),
@@ -316,6 +436,10 @@ fn announce_missing(plan: &Plan, setup: &Setup) {
         if let Some(why) = peer.missing(setup) {
             eprintln!("{why}: skipping {peer}");
         }
+    }
+    let journal = plan.scenarios.iter().any(|s| s.is_journal());
+    if journal && !plan.peers.contains(&Peer::Guichet) {
+        eprintln!("the store-and-forward scenarios run on guichet only, which --peers leaves out");
     }
 }
 
@@ -363,6 +487,27 @@ fn report_path(args: &RunArgs, workspace: &Path) -> Option<PathBuf> {
     full.then(|| workspace.join("docs").join("BENCHMARKS.md"))
 }
 
+/// Replaces the store-and-forward section of the existing report and
+/// keeps the rest; the section carries its own date and command.
+fn merge_report(run: &report::Run<'_>, args: &RunArgs, workspace: &Path) -> anyhow::Result<()> {
+    let section = run.journal_section();
+    println!("{section}");
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| workspace.join("docs").join("BENCHMARKS.md"));
+    let existing = std::fs::read_to_string(&out).with_context(|| {
+        format!(
+            "cannot read {} to merge into (run the full benchmark first, or give --out)",
+            out.display()
+        )
+    })?;
+    std::fs::write(&out, report::merge_section(&existing, &section))
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!("store-and-forward section written to {}", out.display());
+    Ok(())
+}
+
 /// The command as a person types it from the repository root.
 fn command_line() -> String {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -387,6 +532,7 @@ fn exit_code(measurements: &[Measurement]) -> ExitCode {
         Outcome::Failed(_) => true,
         Outcome::Throughput(t) => !t.stats.is_valid(),
         Outcome::Idle(idle) => idle.stats.errors > 0 || idle.stats.mismatches > 0,
+        Outcome::Drain(drain) => !drain.is_valid(),
         Outcome::Skipped(_) => false,
     });
     if bad {

@@ -138,12 +138,12 @@ impl Pair {
     }
 }
 
-fn local(port: u16) -> SocketAddr {
+pub(crate) fn local(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
 /// Writes a config file and returns its path as a string for arguments.
-fn write_config(dir: &Path, name: &str, text: &str) -> anyhow::Result<String> {
+pub(crate) fn write_config(dir: &Path, name: &str, text: &str) -> anyhow::Result<String> {
     let path = dir.join(name);
     std::fs::write(&path, text)?;
     Ok(path.display().to_string())

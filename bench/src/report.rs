@@ -1,5 +1,10 @@
 //! docs/BENCHMARKS.md: the table, the ratios, the targets, the machine and
-//! the command, written from one run.
+//! the command, written from one run. The store-and-forward section is in
+//! [`journal`].
+
+mod journal;
+
+pub use journal::merge_section;
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -28,6 +33,9 @@ enum Verdict {
 
 impl Run<'_> {
     pub fn markdown(&self) -> String {
+        if !self.has_tunnel() {
+            return self.journal_section();
+        }
         let mut out = String::new();
         self.header(&mut out);
         self.results(&mut out);
@@ -35,8 +43,16 @@ impl Run<'_> {
         self.targets(&mut out);
         self.idle_detail(&mut out);
         self.problems(&mut out);
+        if self.has_journal() {
+            out.push_str(&self.journal_section());
+        }
         self.method(&mut out);
         out
+    }
+
+    /// Whether any scenario of the tunnel topology was measured.
+    fn has_tunnel(&self) -> bool {
+        self.measurements.iter().any(|m| !m.scenario.is_journal())
     }
 
     fn header(&self, out: &mut String) {
@@ -107,7 +123,11 @@ side, divided by the connections held open.
 |---|---|---:|---:|---:|---:|---:|---:|---|
 ",
         );
-        for m in self.measurements {
+        for m in self
+            .measurements
+            .iter()
+            .filter(|m| !m.scenario.is_journal())
+        {
             let _ = writeln!(
                 out,
                 "| {} | {} | {} |",
@@ -289,6 +309,7 @@ carried data.
         let problems: Vec<String> = self
             .measurements
             .iter()
+            .filter(|m| !m.scenario.is_journal())
             .filter_map(|m| {
                 problem(&m.outcome)
                     .map(|p| format!("- {}, {}: {p}", m.scenario.label(self.plan), m.peer))
@@ -350,7 +371,7 @@ carried data.
     fn scenarios(&self) -> Vec<Scenario> {
         Scenario::ALL
             .into_iter()
-            .filter(|s| self.measurements.iter().any(|m| m.scenario == *s))
+            .filter(|s| !s.is_journal() && self.measurements.iter().any(|m| m.scenario == *s))
             .collect()
     }
 
@@ -395,7 +416,7 @@ fn row(outcome: &Outcome) -> String {
             let cpu = t.cpu_per_message().map_or("—".to_owned(), latency);
             format!(
                 "{} | {} | {} | {} | {cpu} | — | {}",
-                rates(t),
+                rates(t.per_second(), &t.rounds),
                 q(0.5),
                 q(0.99),
                 q(0.999),
@@ -415,18 +436,23 @@ fn row(outcome: &Outcome) -> String {
                 checks(&idle.stats)
             )
         }
+        Outcome::Drain(d) => format!(
+            "{} | — | — | — | — | — | {} delivered",
+            rates(d.per_second(), &d.rounds),
+            rate(d.count.messages as f64)
+        ),
         Outcome::Skipped(why) => format!("— | — | — | — | — | — | skipped: {why}"),
         Outcome::Failed(_) => "— | — | — | — | — | — | **failed** (below)".to_owned(),
     }
 }
 
 /// `6,452 (6,300–6,700)`: the median and the range of the rounds.
-fn rates(t: &Throughput) -> String {
-    let median = rate(t.per_second());
-    let low = t.rounds.iter().copied().reduce(f64::min);
-    let high = t.rounds.iter().copied().reduce(f64::max);
+fn rates(median: f64, rounds: &[f64]) -> String {
+    let median = rate(median);
+    let low = rounds.iter().copied().reduce(f64::min);
+    let high = rounds.iter().copied().reduce(f64::max);
     match (low, high) {
-        (Some(low), Some(high)) if t.rounds.len() > 1 => {
+        (Some(low), Some(high)) if rounds.len() > 1 => {
             format!("{median} ({}–{})", rate(low), rate(high))
         }
         _ => median,

@@ -1,5 +1,7 @@
-//! The four scenarios of the benchmark and how one (scenario, peer) is
-//! measured: fresh sink, fresh pair of gateways, load, checks.
+//! The scenarios of the benchmark and how one (scenario, peer) is
+//! measured: fresh sink, fresh pair of gateways, load, checks. The
+//! store-and-forward scenarios, guichet's alone, are measured in
+//! [`crate::journal`].
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -9,10 +11,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::children::{free_port, Child};
+use crate::journal::Store;
 use crate::load::{self, Stats, Window};
 use crate::message::LoadMessage;
 use crate::peers::{Pair, Peer, Setup};
 use crate::procfs::cpu_time;
+use crate::sink::Count;
 
 /// Time given to the gateways to settle before and after idle connections
 /// are opened, so RSS reflects steady state.
@@ -28,6 +32,16 @@ pub enum Scenario {
     HandshakePerMessage,
     /// Many idle mTLS connections held open: memory per connection.
     Idle,
+    /// One guichet, plain MLLP, a passthrough route, one connection: what
+    /// a drain of the journal is compared with.
+    PassthroughOne,
+    /// The same with many connections: what store-and-forward costs.
+    PassthroughMany,
+    /// One guichet, a store-and-forward route, many senders: every ACK
+    /// waits for a durable commit.
+    StoreAndForward(Store),
+    /// The journal filled with the receiver down, then delivered to it.
+    Drain(Store),
 }
 
 /// The sizes of a run.
@@ -38,6 +52,8 @@ pub struct Plan {
     pub many_conns: u32,
     pub handshake_senders: u32,
     pub idle_conns: u32,
+    /// Messages stored, then delivered, by a drain scenario.
+    pub drain_messages: u64,
     /// Times each throughput scenario is measured per peer; the median is
     /// reported (scheduling on a small shared machine varies between runs).
     pub rounds: u32,
@@ -52,6 +68,7 @@ pub struct Plan {
 pub enum Outcome {
     Throughput(Throughput),
     Idle(IdleMemory),
+    Drain(Drain),
     /// Not run, and why (peer not installed, no gateway to measure).
     Skipped(String),
     /// The measurement itself failed (a gateway did not start, died...).
@@ -67,6 +84,9 @@ pub struct Throughput {
     /// Messages per second of every round, in the order measured; this
     /// round is the median one.
     pub rounds: Vec<f64>,
+    /// Store-and-forward: messages acknowledged but not yet delivered when
+    /// the window ended (the journal's queue depth).
+    pub backlog: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -79,6 +99,23 @@ pub struct IdleMemory {
     pub sides: Vec<(String, u64, u64)>,
 }
 
+/// A journal filled, then delivered to a fast receiver.
+#[derive(Debug)]
+pub struct Drain {
+    /// Filling: the senders' view (every message acknowledged by guichet,
+    /// the receiver down).
+    pub fill: Stats,
+    pub fill_took: Duration,
+    /// What the receiver counted.
+    pub count: Count,
+    /// The messages the receiver was expected to get.
+    pub expected: u64,
+    /// guichet's CPU time while it delivered.
+    pub gateway_cpu: Option<Duration>,
+    /// Messages per second of every round, in the order measured.
+    pub rounds: Vec<f64>,
+}
+
 #[derive(Debug)]
 pub struct Measurement {
     pub scenario: Scenario,
@@ -87,12 +124,38 @@ pub struct Measurement {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::OneConnection,
         Scenario::ManyConnections,
         Scenario::HandshakePerMessage,
         Scenario::Idle,
+        Scenario::PassthroughOne,
+        Scenario::PassthroughMany,
+        Scenario::StoreAndForward(Store::Sqlite),
+        Scenario::StoreAndForward(Store::Postgres),
+        Scenario::Drain(Store::Sqlite),
+        Scenario::Drain(Store::Postgres),
     ];
+
+    /// The store-and-forward scenarios (and their passthrough baselines).
+    pub const JOURNAL: [Scenario; 6] = [
+        Scenario::PassthroughOne,
+        Scenario::PassthroughMany,
+        Scenario::StoreAndForward(Store::Sqlite),
+        Scenario::StoreAndForward(Store::Postgres),
+        Scenario::Drain(Store::Sqlite),
+        Scenario::Drain(Store::Postgres),
+    ];
+
+    /// Measured on one guichet, not on the tunnel of every peer.
+    pub fn is_journal(self) -> bool {
+        Scenario::JOURNAL.contains(&self)
+    }
+
+    /// Whether `peer` takes part: the other peers have no journal.
+    pub fn runs_on(self, peer: Peer) -> bool {
+        !self.is_journal() || peer == Peer::Guichet
+    }
 
     /// The row label, with the plan's sizes.
     pub fn label(self, plan: &Plan) -> String {
@@ -104,6 +167,18 @@ impl Scenario {
                 plan.handshake_senders
             ),
             Scenario::Idle => format!("{} idle connections", plan.idle_conns),
+            Scenario::PassthroughOne => "passthrough, 1 connection".to_owned(),
+            Scenario::PassthroughMany => format!("passthrough, {} connections", plan.many_conns),
+            Scenario::StoreAndForward(store) => {
+                format!(
+                    "store-and-forward, {store}, {} connections",
+                    plan.many_conns
+                )
+            }
+            Scenario::Drain(store) => format!(
+                "drain, {store}, 1 connection ({} messages)",
+                crate::report::rate(plan.drain_messages as f64)
+            ),
         }
     }
 
@@ -113,6 +188,12 @@ impl Scenario {
             Scenario::ManyConnections => "many",
             Scenario::HandshakePerMessage => "handshake",
             Scenario::Idle => "idle",
+            Scenario::PassthroughOne => "passthrough-one",
+            Scenario::PassthroughMany => "passthrough-many",
+            Scenario::StoreAndForward(Store::Sqlite) => "sf-sqlite",
+            Scenario::StoreAndForward(Store::Postgres) => "sf-postgres",
+            Scenario::Drain(Store::Sqlite) => "drain-sqlite",
+            Scenario::Drain(Store::Postgres) => "drain-postgres",
         }
     }
 }
@@ -132,6 +213,53 @@ impl Throughput {
     pub fn cpu_per_message(&self) -> Option<Duration> {
         let messages = u32::try_from(self.stats.messages).ok().filter(|&m| m > 0)?;
         Some(self.gateway_cpu? / messages)
+    }
+}
+
+impl Drain {
+    /// Messages delivered per second, from the receiver's first message to
+    /// its last ACK.
+    pub fn per_second(&self) -> f64 {
+        let took = self.count.took.as_secs_f64();
+        if took > 0.0 {
+            self.count.messages as f64 / took
+        } else {
+            0.0
+        }
+    }
+
+    /// Messages acknowledged per second while filling (nothing delivered).
+    pub fn fill_per_second(&self) -> f64 {
+        self.fill.messages as f64 / self.fill_took.as_secs_f64().max(f64::EPSILON)
+    }
+
+    /// Every message filled was acknowledged and delivered.
+    pub fn is_valid(&self) -> bool {
+        self.fill.is_valid() && self.count.messages == self.expected
+    }
+
+    pub fn cpu_per_message(&self) -> Option<Duration> {
+        let messages = u32::try_from(self.count.messages).ok().filter(|&m| m > 0)?;
+        Some(self.gateway_cpu? / messages)
+    }
+}
+
+impl Outcome {
+    /// Messages per second of a valid round, by which rounds are ranked.
+    fn rate(&self) -> Option<f64> {
+        match self {
+            Outcome::Throughput(t) if t.stats.is_valid() => Some(t.per_second()),
+            Outcome::Drain(d) if d.is_valid() => Some(d.per_second()),
+            _ => None,
+        }
+    }
+
+    fn set_rounds(&mut self, rounds: Vec<f64>) {
+        match self {
+            Outcome::Throughput(t) => t.rounds = rounds,
+            Outcome::Drain(d) => d.rounds = rounds,
+            _ => {}
+        }
     }
 }
 
@@ -156,20 +284,20 @@ pub fn combine(outcomes: Vec<Outcome>) -> Outcome {
     let mut rounds = Vec::new();
     let mut good = Vec::new();
     for outcome in outcomes {
-        match outcome {
-            Outcome::Throughput(t) if t.stats.is_valid() => {
-                rounds.push(t.per_second());
-                good.push(t);
+        match outcome.rate() {
+            Some(rate) => {
+                rounds.push(rate);
+                good.push((rate, outcome));
             }
-            other => return other,
+            None => return outcome,
         }
     }
-    good.sort_by(|a, b| a.per_second().total_cmp(&b.per_second()));
-    let Some(mut median) = good.into_iter().nth(rounds.len() / 2) else {
+    good.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let Some((_, mut median)) = good.into_iter().nth(rounds.len() / 2) else {
         return Outcome::Failed("no round was measured".to_owned());
     };
-    median.rounds = rounds;
-    Outcome::Throughput(median)
+    median.set_rounds(rounds);
+    median
 }
 
 /// Measures `scenario` on `peer`, with its own sink and gateways.
@@ -179,6 +307,9 @@ pub async fn measure(plan: &Plan, setup: &Setup, scenario: Scenario, peer: Peer)
     }
     if scenario == Scenario::Idle && peer == Peer::Direct {
         return Outcome::Skipped("no gateway to measure".to_owned());
+    }
+    if scenario.is_journal() {
+        return crate::journal::measure(plan, setup, scenario, peer).await;
     }
     match run(plan, setup, scenario, peer).await {
         Ok(outcome) => outcome,
@@ -205,16 +336,34 @@ async fn run(
 }
 
 /// The sink, as its own process, on a fresh port.
-async fn start_sink(plan: &Plan, setup: &Setup, tag: &str) -> anyhow::Result<(Child, SocketAddr)> {
+pub async fn start_sink(
+    plan: &Plan,
+    setup: &Setup,
+    tag: &str,
+) -> anyhow::Result<(Child, SocketAddr)> {
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    let listen = addr.to_string();
-    let log = setup.dir.join(format!("{tag}-sink.log"));
-    let mut sink = Child::spawn("sink", &plan.exe, &["sink", "--listen", &listen], &[], &log)?;
-    sink.wait_listening(addr, Duration::from_secs(10)).await?;
+    let sink = start_sink_at(plan, setup, tag, addr, &[]).await?;
     Ok((sink, addr))
 }
 
-async fn throughput(
+/// The sink on `addr`, with `extra` arguments.
+pub async fn start_sink_at(
+    plan: &Plan,
+    setup: &Setup,
+    tag: &str,
+    addr: SocketAddr,
+    extra: &[&str],
+) -> anyhow::Result<Child> {
+    let listen = addr.to_string();
+    let log = setup.dir.join(format!("{tag}-sink.log"));
+    let mut args = vec!["sink", "--listen", &listen];
+    args.extend_from_slice(extra);
+    let mut sink = Child::spawn("sink", &plan.exe, &args, &[], &log)?;
+    sink.wait_listening(addr, Duration::from_secs(10)).await?;
+    Ok(sink)
+}
+
+pub async fn throughput(
     plan: &Plan,
     pair: &Pair,
     scenario: Scenario,
@@ -227,7 +376,9 @@ async fn throughput(
             Scenario::HandshakePerMessage => {
                 load::per_message(entry, plan.handshake_senders, window, message).await
             }
-            Scenario::OneConnection => load::persistent(entry, 1, window, message).await,
+            Scenario::OneConnection | Scenario::PassthroughOne => {
+                load::persistent(entry, 1, window, message).await
+            }
             _ => load::persistent(entry, plan.many_conns, window, message).await,
         }
     };
@@ -243,13 +394,14 @@ async fn throughput(
         measured: window.measured(),
         gateway_cpu: gateway_cpu.filter(|_| !pair.gateways.is_empty()),
         rounds: Vec::new(),
+        backlog: None,
     };
     throughput.rounds.push(throughput.per_second());
     throughput
 }
 
 /// CPU time used so far by both gateways of the pair.
-fn pair_cpu(pair: &Pair) -> Option<Duration> {
+pub fn pair_cpu(pair: &Pair) -> Option<Duration> {
     pair.gateways.iter().map(|g| cpu_time(g.pid())).sum()
 }
 

@@ -7,14 +7,17 @@
 //! the route's retries): until then it is retried with a capped
 //! exponential backoff and nothing behind it is sent.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use guichet_hl7::{AckCode, AckSummary, Header, Message, MllpCodec, ParseOptions};
-use guichet_journal::{Claimed, Journal, Outcome};
+use guichet_journal::{Claimed, Journal, JournalError, MessageId, Outcome};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::codec::Framed;
@@ -36,6 +39,9 @@ const CLAIM: usize = 32;
 /// (messages ingested by another node, replays by an operator).
 const POLL: Duration = Duration::from_millis(500);
 
+/// Longest a settled outcome waits to be recorded with the ones after it.
+const RECORD_DELAY: Duration = Duration::from_millis(50);
+
 /// The delivery worker of one route.
 pub(crate) struct Worker {
     pub route: Arc<RouteRuntime>,
@@ -44,6 +50,22 @@ pub(crate) struct Worker {
     pub lease_ttl: Duration,
     pub policy: ForwardPolicy,
     pub wake: Arc<Notify>,
+}
+
+/// A claim already queued in the journal, awaited for the next batch.
+type ClaimAhead = Pin<Box<dyn Future<Output = Result<Vec<Claimed>, JournalError>> + Send>>;
+
+/// Outcomes settled (delivered, dead) and not yet recorded. Recorded
+/// together, they share one journal transaction (with the next claim,
+/// queued behind them) instead of taking one each, which on one
+/// connection was most of the journal's cost per message. They wait at
+/// most [`RECORD_DELAY`], and are recorded before any retry wait, any
+/// pause and the next claim; a crash meanwhile only repeats their
+/// delivery (flagged `redelivered`), as a lost record always could.
+#[derive(Default)]
+struct Settled {
+    outcomes: Vec<(MessageId, Outcome)>,
+    since: Option<Instant>,
 }
 
 /// Why the worker stopped delivering for now.
@@ -88,20 +110,24 @@ impl Worker {
             // per batch would never come, letting the lease expire while
             // this node still delivers.
             let mut renew_at = Instant::now();
+            let mut ahead = None;
             while !shutdown.is_cancelled() {
                 if !holding {
                     holding = self.take_lease(&shutdown).await;
                     renew_at = Instant::now() + self.lease_ttl / 3;
                     continue;
                 }
-                match self
-                    .deliver_batch(&mut receiver, &mut renew_at, &shutdown)
-                    .await
-                {
+                let delivered = self
+                    .deliver_batch(&mut receiver, &mut renew_at, &mut ahead, &shutdown)
+                    .await;
+                match delivered {
                     Ok(()) => {}
                     Err(Pause::Shutdown) => break,
                     Err(Pause::LeaseLost) => {
                         warn!("delivery lease lost: another node delivers this route now");
+                        // What it claimed goes back in line when the lease
+                        // is taken again (`recover`), or by the new holder.
+                        ahead = None;
                         receiver = None;
                         holding = false;
                         self.lease_gauge(false);
@@ -153,15 +179,23 @@ impl Worker {
             .await
     }
 
-    /// Claims the next messages and delivers them one by one; waits for
-    /// new ones when the queue is empty.
+    /// Claims the next messages (or takes those claimed ahead) and
+    /// delivers them one by one; waits for new ones when the queue is
+    /// empty. While a full batch is delivered the next one is claimed: on
+    /// a backlog the journal's work overlaps the receiver's instead of
+    /// adding to it.
     async fn deliver_batch(
         &self,
         receiver: &mut Option<Receiver>,
         renew_at: &mut Instant,
+        ahead: &mut Option<ClaimAhead>,
         shutdown: &CancellationToken,
     ) -> Result<(), Pause> {
-        let batch = match self.journal.claim(self.route.name.as_str(), CLAIM).await {
+        let claimed = match ahead.take() {
+            Some(claim) => claim.await,
+            None => self.journal.claim(self.route.name.as_str(), CLAIM).await,
+        };
+        let batch = match claimed {
             Ok(batch) => batch,
             Err(e) => {
                 warn!("journal unavailable, delivery waits: {e}");
@@ -171,10 +205,70 @@ impl Worker {
         if batch.is_empty() {
             return self.idle(renew_at, shutdown, POLL).await;
         }
-        for message in batch {
-            self.deliver(message, receiver, renew_at, shutdown).await?;
+        // A full batch means a backlog: claim the next one ahead. A short
+        // one emptied the queue; claiming again at once would only take
+        // the few messages arriving meanwhile, a journal write for each.
+        if batch.len() == CLAIM {
+            *ahead = Some(self.claim_ahead().await);
         }
+        let mut settled = Settled::default();
+        for message in batch {
+            let delivered = self
+                .deliver(message, receiver, renew_at, shutdown, &mut settled)
+                .await;
+            if delivered.is_err() || settled.is_due() {
+                self.record(&mut settled);
+            }
+            delivered?;
+        }
+        self.record(&mut settled);
         Ok(())
+    }
+
+    /// Starts claiming the batch after this one: polled once here, so its
+    /// request is queued before any outcome of this batch is recorded. (A
+    /// message retried in this batch becomes `failed`, which is
+    /// claimable: a claim queued after that record would take it twice.)
+    /// `Journal::claim` queues its request on its first poll.
+    async fn claim_ahead(&self) -> ClaimAhead {
+        let journal = self.journal.clone();
+        let route = self.route.name.to_string();
+        let mut claim: ClaimAhead = Box::pin(async move { journal.claim(&route, CLAIM).await });
+        let mut answered = None;
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = claim.as_mut().poll(cx) {
+                answered = Some(result);
+            }
+            Poll::Ready(())
+        })
+        .await;
+        match answered {
+            Some(result) => Box::pin(std::future::ready(result)),
+            None => claim,
+        }
+    }
+
+    /// Queues the settled outcomes now (so the next claim sees them) and
+    /// lets a task await them.
+    fn record(&self, settled: &mut Settled) {
+        if settled.outcomes.is_empty() {
+            return;
+        }
+        settled.since = None;
+        let recorded: Vec<_> = settled
+            .outcomes
+            .drain(..)
+            .map(|(id, outcome)| self.journal.record(id, outcome))
+            .collect();
+        tokio::spawn(async move {
+            for recorded in recorded {
+                if let Err(e) = recorded.await {
+                    warn!(
+                        "could not record a delivery outcome (the message will be sent again): {e}"
+                    );
+                }
+            }
+        });
     }
 
     /// Waits for a wake-up, `wait`, or shutdown, renewing the lease.
@@ -233,6 +327,7 @@ impl Worker {
         receiver: &mut Option<Receiver>,
         renew_at: &mut Instant,
         shutdown: &CancellationToken,
+        settled: &mut Settled,
     ) -> Result<(), Pause> {
         let header = Message::parse_with(&message.body, ParseOptions::default())
             .ok()
@@ -271,20 +366,19 @@ impl Worker {
                 &outcome,
                 receiver,
             );
-            // Not awaited: the journal applies records before later claims.
-            let recorded = self.journal.record(message.id, outcome.clone());
-            tokio::spawn(async move {
-                if let Err(e) = recorded.await {
-                    warn!(
-                        "could not record a delivery outcome (the message will be sent again): {e}"
-                    );
-                }
-            });
             match outcome {
                 Outcome::Retry {
                     next_attempt_at_ms, ..
-                } => not_before = Some(next_attempt_at_ms),
-                Outcome::Delivered { .. } | Outcome::Dead { .. } => return Ok(()),
+                } => {
+                    // Recorded before the wait, with what was settled before.
+                    settled.outcomes.push((message.id, outcome));
+                    self.record(settled);
+                    not_before = Some(next_attempt_at_ms);
+                }
+                Outcome::Delivered { .. } | Outcome::Dead { .. } => {
+                    settled.push(message.id, outcome);
+                    return Ok(());
+                }
             }
         }
     }
@@ -512,6 +606,18 @@ impl Worker {
             RouteKind::Mllp(settings) => settings.max_frame,
             RouteKind::Tcp => 16 * 1024 * 1024,
         }
+    }
+}
+
+impl Settled {
+    fn push(&mut self, id: MessageId, outcome: Outcome) {
+        self.since.get_or_insert_with(Instant::now);
+        self.outcomes.push((id, outcome));
+    }
+
+    fn is_due(&self) -> bool {
+        self.since
+            .is_some_and(|since| since.elapsed() >= RECORD_DELAY)
     }
 }
 
