@@ -167,22 +167,7 @@ divided by the other's (below 1: guichet uses less memory).
     }
 
     fn targets(&self, out: &mut String) {
-        out.push_str(
-            "## Targets (issue 4)
-
-| target | measured | verdict |
-|---|---|---|
-",
-        );
-        for (target, measured, verdict) in self.verdicts() {
-            let verdict = match verdict {
-                Verdict::Met => "met".to_owned(),
-                Verdict::NotMet => "**not met**".to_owned(),
-                Verdict::Unknown(why) => format!("not measured ({why})"),
-            };
-            let _ = writeln!(out, "| {target} | {measured} | {verdict} |");
-        }
-        out.push('\n');
+        targets_table(out, "## Targets (issue 4)", self.verdicts());
     }
 
     fn verdicts(&self) -> Vec<(String, String, Verdict)> {
@@ -528,6 +513,23 @@ fn times(ratio: f64) -> String {
 
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// A heading and a table of targets with what was measured and the verdict.
+fn targets_table(out: &mut String, heading: &str, verdicts: Vec<(String, String, Verdict)>) {
+    let _ = write!(
+        out,
+        "{heading}\n\n| target | measured | verdict |\n|---|---|---|\n"
+    );
+    for (target, measured, verdict) in verdicts {
+        let verdict = match verdict {
+            Verdict::Met => "met".to_owned(),
+            Verdict::NotMet => "**not met**".to_owned(),
+            Verdict::Unknown(why) => format!("not measured ({why})"),
+        };
+        let _ = writeln!(out, "| {target} | {measured} | {verdict} |");
+    }
+    out.push('\n');
 }
 
 #[cfg(test)]

@@ -180,22 +180,11 @@ slower).
     }
 
     fn journal_targets(&self, out: &mut String) {
-        out.push_str(
-            "### Targets (store-and-forward)
-
-| target | measured | verdict |
-|---|---|---|
-",
+        super::targets_table(
+            out,
+            "### Targets (store-and-forward)",
+            self.journal_verdicts(),
         );
-        for (target, measured, verdict) in self.journal_verdicts() {
-            let verdict = match verdict {
-                Verdict::Met => "met".to_owned(),
-                Verdict::NotMet => "**not met**".to_owned(),
-                Verdict::Unknown(why) => format!("not measured ({why})"),
-            };
-            let _ = writeln!(out, "| {target} | {measured} | {verdict} |");
-        }
-        out.push('\n');
     }
 
     fn journal_verdicts(&self) -> Vec<(String, String, Verdict)> {
