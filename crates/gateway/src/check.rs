@@ -319,42 +319,65 @@ fn check_crl(report: &mut Report, subject: &str, path: &Path, crl: &[u8], now: i
     }
 }
 
+/// Where a route sends data: its forward target, or each rule's upstream.
+fn destinations(route: &RouteSpec) -> Vec<(String, &str, u16, bool)> {
+    match (&route.forward, route.http()) {
+        (Some(target), _) => vec![(
+            "forward".to_string(),
+            target.host.as_str(),
+            target.port,
+            route.forward_tls.is_some(),
+        )],
+        (None, Some(http)) => http
+            .rules
+            .iter()
+            .map(|rule| {
+                (
+                    format!("rule {:?}: upstream", rule.name.as_str()),
+                    rule.upstream.host.as_str(),
+                    rule.upstream.port,
+                    rule.upstream.tls.is_some(),
+                )
+            })
+            .collect(),
+        (None, None) => Vec::new(),
+    }
+}
+
 fn check_route(route: &RouteSpec, report: &mut Report) {
     let subject = format!("route {:?}", route.name.as_str());
-    match (route.forward.host.as_str(), route.forward.port).to_socket_addrs() {
-        Ok(mut addrs) => {
-            if addrs.next().is_none() {
-                report.push(
-                    Level::Error,
-                    &subject,
-                    format!("forward host {} resolves to no address", route.forward.host),
-                );
+    for (what, host, port, tls) in destinations(route) {
+        match (host, port).to_socket_addrs() {
+            Ok(mut addrs) => {
+                if addrs.next().is_none() {
+                    report.push(
+                        Level::Error,
+                        &subject,
+                        format!("{what} host {host} resolves to no address"),
+                    );
+                }
             }
+            Err(e) => report.push(
+                Level::Error,
+                &subject,
+                format!("{what} host {host} does not resolve: {e}"),
+            ),
         }
-        Err(e) => report.push(
-            Level::Error,
-            &subject,
-            format!("forward host {} does not resolve: {e}", route.forward.host),
-        ),
+        let loopback =
+            host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if !tls && !loopback {
+            report.push(
+                Level::Warning,
+                &subject,
+                format!("{what}: clear text to {host}:{port} (not loopback)"),
+            );
+        }
     }
     if route.listen_tls.is_none() && !route.listen.ip().is_loopback() {
         report.push(
             Level::Warning,
             &subject,
             format!("listens in clear text on {} (not loopback): patient data may cross the network unencrypted", route.listen),
-        );
-    }
-    let forward_is_loopback = route.forward.host == "localhost"
-        || route
-            .forward
-            .host
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if route.forward_tls.is_none() && !forward_is_loopback {
-        report.push(
-            Level::Warning,
-            &subject,
-            format!("forwards in clear text to {} (not loopback)", route.forward),
         );
     }
     if route.listen_mode() == "tls" {
@@ -364,6 +387,22 @@ fn check_route(route: &RouteSpec, report: &mut Report) {
             "client_auth = \"none\": any client may connect; prefer mutual TLS with an allowlist",
         );
     }
+    if let Some(http) = route.http() {
+        if http.rate.is_none() {
+            report.push(
+                Level::Warning,
+                &subject,
+                "no rate_limit: one partner application can take the whole capacity of the upstreams",
+            );
+        }
+        if http.query_in_log {
+            report.push(
+                Level::Warning,
+                &subject,
+                "query_in_log = true: query strings (which may carry patient identifiers) are written to the access log",
+            );
+        }
+    }
     report.push(
         Level::Ok,
         &subject,
@@ -372,7 +411,7 @@ fn check_route(route: &RouteSpec, report: &mut Report) {
             route.listen_mode(),
             route.listen,
             route.forward_mode(),
-            route.forward
+            route.forward_label()
         ),
     );
 }

@@ -29,6 +29,7 @@ pub(crate) async fn handle(
     tcp: TcpStream,
     remote: SocketAddr,
     permit: OwnedSemaphorePermit,
+    shutdown: CancellationToken,
     force: CancellationToken,
 ) {
     let state = route.current();
@@ -37,7 +38,7 @@ pub(crate) async fn handle(
         let name = state.spec.name.as_str();
         let _open = OpenGuard::new(&route.metrics, name);
         let outcome = tokio::select! {
-            outcome = serve(&route, &state, tcp, remote) => outcome,
+            outcome = serve(&route, &state, tcp, remote, shutdown) => outcome,
             () = force.cancelled() => {
                 info!("closed at the end of the shutdown drain period");
                 Outcome::Drained
@@ -73,10 +74,11 @@ impl Drop for OpenGuard {
 }
 
 async fn serve(
-    route_rt: &RouteRuntime,
+    route_rt: &Arc<RouteRuntime>,
     state: &RouteState,
     tcp: TcpStream,
     remote: SocketAddr,
+    shutdown: CancellationToken,
 ) -> Outcome {
     let metrics = &route_rt.metrics;
     let spec = &state.spec;
@@ -96,7 +98,7 @@ async fn serve(
                         Span::current().record("app", peer.app.as_str());
                         debug!(subject = %peer.identity.subject, "client certificate admitted");
                     }
-                    peer_app = peer.map(|p| p.app);
+                    peer_app = peer;
                     Stream::TlsServer(Box::new(stream))
                 }
                 Err(refusal) => {
@@ -106,6 +108,32 @@ async fn serve(
             }
         }
     };
+    let bytes = |direction| {
+        metrics
+            .bytes
+            .get_or_create(&BytesLabels {
+                route: route.to_string(),
+                direction,
+            })
+            .clone()
+    };
+    if let (RouteKind::Http(http), Some(peer)) = (&spec.kind, &peer_app) {
+        let activity = Activity::new();
+        let client = Metered::new(inbound, activity.clone(), bytes(Direction::Upstream));
+        let end = crate::http::serve(
+            route_rt.clone(),
+            http,
+            client,
+            activity,
+            limits.idle_timeout,
+            remote,
+            peer.clone(),
+            shutdown,
+        )
+        .await;
+        return ended(end, 0, 0, limits.idle_timeout);
+    }
+    let peer_app = peer_app.map(|p| p.app);
     let stored = route_rt
         .store_forward
         .as_ref()
@@ -121,7 +149,7 @@ async fn serve(
                 Some(stream)
             }
             Err(ForwardError::Unavailable(reason)) => {
-                warn!(target_addr = %spec.forward, "forward target unavailable: {reason}; closing the client connection");
+                warn!(target_addr = %spec.forward_label(), "forward target unavailable: {reason}; closing the client connection");
                 close(inbound, limits.handshake_timeout).await;
                 return Outcome::UpstreamUnavailable;
             }
@@ -132,15 +160,6 @@ async fn serve(
             }
         },
     };
-    let bytes = |direction| {
-        metrics
-            .bytes
-            .get_or_create(&BytesLabels {
-                route: route.to_string(),
-                direction,
-            })
-            .clone()
-    };
     let activity = Activity::new();
     let mut client = Metered::new(inbound, activity.clone(), bytes(Direction::Upstream));
     let peer = Peer {
@@ -148,11 +167,10 @@ async fn serve(
         remote,
         app: peer_app,
     };
-    let (end, up, down) = match (outbound, stored, spec.kind) {
+    let (end, up, down) = match (outbound, stored, &spec.kind) {
         (Some(outbound), _, kind) => {
             let mut server = Metered::new(outbound, activity.clone(), bytes(Direction::Downstream));
             let end = match kind {
-                RouteKind::Tcp => pump(&mut client, &mut server, limits.idle_timeout).await,
                 RouteKind::Mllp(settings) => {
                     relay(
                         &mut client,
@@ -160,10 +178,13 @@ async fn serve(
                         activity,
                         limits.idle_timeout,
                         peer,
-                        settings,
+                        *settings,
                         route_rt,
                     )
                     .await
+                }
+                RouteKind::Tcp | RouteKind::Http(_) => {
+                    pump(&mut client, &mut server, limits.idle_timeout).await
                 }
             };
             (end, client.total, server.total)
@@ -171,7 +192,7 @@ async fn serve(
         (None, Some((sf, policy)), RouteKind::Mllp(settings)) => {
             let ingest = Ingest {
                 peer,
-                settings,
+                settings: *settings,
                 policy,
                 route: route_rt,
                 journal: &sf.journal,
@@ -186,13 +207,18 @@ async fn serve(
         // otherwise.
         (None, _, _) => return Outcome::Error,
     };
+    ended(end, up, down, limits.idle_timeout)
+}
+
+/// Logs how a connection ended and says it for the metrics.
+fn ended(end: PumpEnd, up: u64, down: u64, idle: Duration) -> Outcome {
     match end {
         PumpEnd::Closed => {
             info!(bytes_up = up, bytes_down = down, "connection closed");
             Outcome::Closed
         }
         PumpEnd::Idle => {
-            info!(bytes_up = up, bytes_down = down, idle = ?limits.idle_timeout, "idle timeout: connection closed");
+            info!(bytes_up = up, bytes_down = down, idle = ?idle, "idle timeout: connection closed");
             Outcome::IdleTimeout
         }
         PumpEnd::Error(e) => {
@@ -258,13 +284,13 @@ pub(crate) async fn open_forward(
 ) -> Result<(Stream, Option<Instant>), ForwardError> {
     let spec = &state.spec;
     let limits = spec.limits;
-    let tcp = connect(
-        &spec.forward.host,
-        spec.forward.port,
-        limits.connect_timeout,
-    )
-    .await
-    .map_err(ForwardError::Unavailable)?;
+    let forward = spec
+        .forward
+        .as_ref()
+        .ok_or_else(|| ForwardError::Unavailable("this route has no forward target".into()))?;
+    let tcp = connect(&forward.host, forward.port, limits.connect_timeout)
+        .await
+        .map_err(ForwardError::Unavailable)?;
     match (&state.client, &spec.forward_tls) {
         (Some(tls), Some(forward)) => {
             let started = Instant::now();
@@ -278,7 +304,11 @@ pub(crate) async fn open_forward(
 }
 
 /// Resolves and connects within `deadline`, trying each address in turn.
-async fn connect(host: &str, port: u16, deadline: Duration) -> Result<TcpStream, String> {
+pub(crate) async fn connect(
+    host: &str,
+    port: u16,
+    deadline: Duration,
+) -> Result<TcpStream, String> {
     let attempt = async {
         let mut last = None;
         let addrs = tokio::net::lookup_host((host, port))

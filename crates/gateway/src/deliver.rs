@@ -595,16 +595,16 @@ impl Worker {
     }
 
     fn ack_timeout(&self) -> Duration {
-        match self.route.current().spec.kind {
+        match &self.route.current().spec.kind {
             RouteKind::Mllp(settings) => settings.ack_timeout,
-            RouteKind::Tcp => Duration::from_secs(30),
+            RouteKind::Tcp | RouteKind::Http(_) => Duration::from_secs(30),
         }
     }
 
     fn max_frame(&self) -> usize {
-        match self.route.current().spec.kind {
+        match &self.route.current().spec.kind {
             RouteKind::Mllp(settings) => settings.max_frame,
-            RouteKind::Tcp => 16 * 1024 * 1024,
+            RouteKind::Tcp | RouteKind::Http(_) => 16 * 1024 * 1024,
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::config::{Config, ConfigError, JournalSpec, RouteName};
 use crate::deliver::Worker;
 use crate::events::EventBus;
 use crate::housekeeping;
+use crate::http::{AccessLogger, HttpRuntime};
 use crate::metrics::{Metrics, ReloadLabels, ReloadOutcome};
 use crate::route::{RouteRuntime, StoreForward};
 use crate::state::{build_states, BuildError, Built, RouteState};
@@ -65,6 +66,11 @@ pub enum GatewayError {
     Material(#[from] BuildError),
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error("route \"{route}\": cannot open its access log: {error}")]
+    AccessLog {
+        route: RouteName,
+        error: std::io::Error,
+    },
     #[error("route \"{route}\": cannot listen on {addr}: {error}")]
     Bind {
         route: RouteName,
@@ -118,12 +124,26 @@ impl Gateway {
             if let Ok(bound) = listener.local_addr() {
                 status.bound(name.as_str(), bound);
             }
+            let http = match state.spec.http() {
+                Some(spec) => {
+                    let access =
+                        AccessLogger::open(&spec.access_log, name.as_str()).map_err(|error| {
+                            GatewayError::AccessLog {
+                                route: name.clone(),
+                                error,
+                            }
+                        })?;
+                    Some(HttpRuntime::new(access))
+                }
+                None => None,
+            };
             let route = Arc::new(RouteRuntime::new(
                 state,
                 metrics.clone(),
                 events.clone(),
                 status.clone(),
                 store_forward,
+                http,
             ));
             listeners.push((route.clone(), listener));
             routes.insert(name, route);
@@ -185,7 +205,7 @@ impl Gateway {
                 route = %spec.name,
                 listen = %listener.local_addr().map_or(spec.listen, |a| a),
                 listen_mode = spec.listen_mode(),
-                forward = %spec.forward,
+                forward = %spec.forward_label(),
                 forward_mode = spec.forward_mode(),
                 "route listening"
             );
@@ -373,7 +393,7 @@ impl Shared {
 fn warn_restart_needed(old: &RouteState, new: &RouteState) {
     let (old, new) = (&old.spec, &new.spec);
     if old.listen != new.listen
-        || old.kind != new.kind
+        || old.kind.as_str() != new.kind.as_str()
         || old.limits.max_connections != new.limits.max_connections
     {
         warn!(

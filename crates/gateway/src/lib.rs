@@ -9,6 +9,7 @@ mod deliver;
 pub mod events;
 mod gateway;
 mod housekeeping;
+pub mod http;
 mod ingest;
 pub mod metrics;
 mod proxy;

@@ -110,6 +110,30 @@ pub struct AttemptLabels {
     pub result: &'static str,
 }
 
+/// Requests on an `http` route; `rule` and `app` are `-` when none matched.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub route: String,
+    pub rule: String,
+    pub app: String,
+    /// `2xx`, `4xx`...
+    pub class: &'static str,
+}
+
+/// Requests guichet answered itself, by reason (`not_admitted`, `no_rule`,
+/// `rate_limited`, `upstream_timeout`...).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpRefusalLabels {
+    pub route: String,
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpRuleLabels {
+    pub route: String,
+    pub rule: String,
+}
+
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum ReloadOutcome {
     Ok,
@@ -148,6 +172,9 @@ pub struct Metrics {
     pub delivery_lease: Family<RouteLabel, Gauge>,
     /// Messages the journal could not store (the sender got an error).
     pub journal_failures: Family<RouteLabel, Counter>,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_refusals: Family<HttpRefusalLabels, Counter>,
+    pub http_request_seconds: Family<HttpRuleLabels, Histogram>,
 }
 
 impl Default for Metrics {
@@ -175,6 +202,11 @@ impl Default for Metrics {
             delivery_attempts: Family::default(),
             delivery_lease: Family::default(),
             journal_failures: Family::default(),
+            http_requests: Family::default(),
+            http_refusals: Family::default(),
+            http_request_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.000_25, 2.0, 18))
+            }),
         }
     }
 }
@@ -272,6 +304,21 @@ impl Metrics {
             "journal_failures",
             "Store-and-forward: messages the journal could not store (sender answered with an error)",
             self.journal_failures.clone(),
+        );
+        r.register(
+            "http_requests",
+            "Requests on http routes, per route, rule, application and status class",
+            self.http_requests.clone(),
+        );
+        r.register(
+            "http_refusals",
+            "Requests on http routes answered by guichet itself, per route and reason",
+            self.http_refusals.clone(),
+        );
+        r.register(
+            "http_request_seconds",
+            "Time from a request's arrival to the end of its response, per http route and rule",
+            self.http_request_seconds.clone(),
         );
     }
 

@@ -32,6 +32,9 @@ pub(crate) struct RouteRuntime {
     /// Set for store-and-forward routes: fixed at start (changing the
     /// delivery mode needs a restart).
     pub store_forward: Option<StoreForward>,
+    /// Set for `http` routes: rate buckets and the access log, fixed at
+    /// start.
+    pub http: Option<crate::http::HttpRuntime>,
     over_limit: LogThrottle,
 }
 
@@ -49,9 +52,11 @@ impl RouteRuntime {
         events: EventBus,
         status: Arc<StatusBoard>,
         store_forward: Option<StoreForward>,
+        http: Option<crate::http::HttpRuntime>,
     ) -> Self {
         RouteRuntime {
             store_forward,
+            http,
             name: state.spec.name.clone(),
             permits: Arc::new(Semaphore::new(state.spec.limits.max_connections)),
             counters: metrics.route(state.spec.name.as_str()),
@@ -99,7 +104,14 @@ impl RouteRuntime {
             };
             match self.permits.clone().try_acquire_owned() {
                 Ok(permit) => {
-                    tracker.spawn(handle(self.clone(), tcp, remote, permit, force.clone()));
+                    tracker.spawn(handle(
+                        self.clone(),
+                        tcp,
+                        remote,
+                        permit,
+                        shutdown.clone(),
+                        force.clone(),
+                    ));
                 }
                 Err(_) => self.refuse_over_limit(remote),
             }
@@ -135,13 +147,13 @@ impl RouteRuntime {
 /// At most one log line per second for a repeated event, with the count of
 /// lines suppressed since the last one (a flood must not flood the logs).
 #[derive(Default)]
-struct LogThrottle {
+pub(crate) struct LogThrottle {
     last_second: AtomicU64,
     suppressed: AtomicU64,
 }
 
 impl LogThrottle {
-    fn allow(&self) -> Option<u64> {
+    pub(crate) fn allow(&self) -> Option<u64> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

@@ -6,12 +6,21 @@ use std::collections::BTreeMap;
 use guichet_tls::{ClientTls, EndpointError, Identity, Material, MaterialError, ServerTls};
 
 use crate::config::{Config, ProfileName, RouteName, RouteSpec};
+use crate::http::{UpstreamClient, ALPN};
 use crate::status::{cert_status, CertStatus};
 
 pub struct RouteState {
     pub spec: RouteSpec,
     pub server: Option<ServerTls>,
     pub client: Option<ClientTls>,
+    /// `http` routes: each rule's upstream pool, in rule order.
+    pub http: Option<HttpState>,
+}
+
+/// The upstream pools of an `http` route's rules; rebuilt with the state,
+/// so a reload also renews the upstreams' TLS material.
+pub struct HttpState {
+    pub upstreams: Vec<UpstreamClient>,
 }
 
 /// Why certificate material could not be turned into TLS ends.
@@ -40,12 +49,18 @@ pub struct Built {
 pub fn build_states(config: &Config) -> Result<Built, BuildError> {
     let mut materials: BTreeMap<&ProfileName, Material> = BTreeMap::new();
     for route in &config.routes {
+        let upstream_profiles = route
+            .http()
+            .into_iter()
+            .flat_map(|h| h.rules.iter())
+            .filter_map(|rule| rule.upstream.tls.as_ref().map(|t| &t.profile));
         let used = route
             .listen_tls
             .as_ref()
             .map(|t| &t.profile)
             .into_iter()
-            .chain(route.forward_tls.as_ref().map(|t| &t.profile));
+            .chain(route.forward_tls.as_ref().map(|t| &t.profile))
+            .chain(upstream_profiles);
         for name in used {
             if !materials.contains_key(name) {
                 let profile = &config.profiles[name];
@@ -64,13 +79,45 @@ pub fn build_states(config: &Config) -> Result<Built, BuildError> {
             route: spec.name.clone(),
             error,
         };
+        let alpn: &[&[u8]] = if spec.http().is_some() { &ALPN } else { &[] };
         let server = match &spec.listen_tls {
             Some(tls) => {
                 let settings = config.profiles[&tls.profile].settings;
                 Some(
-                    ServerTls::new(&materials[&tls.profile], tls.client_auth(), settings)
-                        .map_err(endpoint_err)?,
+                    ServerTls::with_alpn(
+                        &materials[&tls.profile],
+                        tls.client_auth(),
+                        settings,
+                        alpn,
+                    )
+                    .map_err(endpoint_err)?,
                 )
+            }
+            None => None,
+        };
+        let http = match spec.http() {
+            Some(http) => {
+                let mut upstreams = Vec::with_capacity(http.rules.len());
+                for rule in &http.rules {
+                    let tls = match &rule.upstream.tls {
+                        Some(tls) => Some(
+                            ClientTls::with_alpn(
+                                &materials[&tls.profile],
+                                config.profiles[&tls.profile].settings,
+                                &ALPN,
+                            )
+                            .map_err(endpoint_err)?,
+                        ),
+                        None => None,
+                    };
+                    upstreams.push(UpstreamClient::new(
+                        &rule.upstream,
+                        tls,
+                        spec.limits.connect_timeout,
+                        spec.limits.handshake_timeout,
+                    ));
+                }
+                Some(HttpState { upstreams })
             }
             None => None,
         };
@@ -87,6 +134,7 @@ pub fn build_states(config: &Config) -> Result<Built, BuildError> {
                 spec: spec.clone(),
                 server,
                 client,
+                http,
             },
         );
     }

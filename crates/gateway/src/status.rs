@@ -376,7 +376,7 @@ impl StatusBoard {
                 },
                 None => Vec::new(),
             },
-            forward: spec.forward.to_string(),
+            forward: spec.forward_label(),
             forward_mode: spec.forward_mode(),
             server_name: spec
                 .forward_tls
@@ -386,12 +386,12 @@ impl StatusBoard {
             connections,
             refusals,
             messages,
-            delivery: match spec.kind {
+            delivery: match &spec.kind {
                 RouteKind::Mllp(_) if spec.store_and_forward().is_some() => {
                     Some("store-and-forward")
                 }
                 RouteKind::Mllp(_) => Some("passthrough"),
-                RouteKind::Tcp => None,
+                RouteKind::Tcp | RouteKind::Http(_) => None,
             },
             queue: spec
                 .store_and_forward()

@@ -91,6 +91,17 @@ impl ServerTls {
         auth: ClientAuth,
         settings: TlsSettings,
     ) -> Result<Self, EndpointError> {
+        Self::with_alpn(material, auth, settings, &[])
+    }
+
+    /// A server end that offers these ALPN protocols, in preference order
+    /// (`h2`, `http/1.1` for HTTPS).
+    pub fn with_alpn(
+        material: &Material,
+        auth: ClientAuth,
+        settings: TlsSettings,
+        alpn: &[&[u8]],
+    ) -> Result<Self, EndpointError> {
         let own = material.own.as_ref().ok_or(EndpointError::MissingOwnCert)?;
         let builder = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(versions(settings.min_version))?;
@@ -115,6 +126,7 @@ impl ServerTls {
         };
         let mut config = builder.with_single_cert(own.chain.clone(), own.key.clone_key())?;
         config.ignore_client_order = true;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(ServerTls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             allowlist,
@@ -177,6 +189,15 @@ fn resumed_peer<IO>(
 
 impl ClientTls {
     pub fn new(material: &Material, settings: TlsSettings) -> Result<Self, EndpointError> {
+        Self::with_alpn(material, settings, &[])
+    }
+
+    /// A client end that offers these ALPN protocols, in preference order.
+    pub fn with_alpn(
+        material: &Material,
+        settings: TlsSettings,
+        alpn: &[&[u8]],
+    ) -> Result<Self, EndpointError> {
         let roots: Arc<RootCertStore> = material.roots.clone().ok_or(EndpointError::MissingCa)?;
         let mut webpki = WebPkiServerVerifier::builder_with_provider(roots, provider())
             .with_crls(material.crls.iter().cloned());
@@ -193,10 +214,11 @@ impl ClientTls {
             .with_protocol_versions(versions(settings.min_version))?
             .dangerous()
             .with_custom_certificate_verifier(verifier);
-        let config = match &material.own {
+        let mut config = match &material.own {
             Some(own) => builder.with_client_auth_cert(own.chain.clone(), own.key.clone_key())?,
             None => builder.with_no_client_auth(),
         };
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(ClientTls {
             connector: TlsConnector::from(Arc::new(config)),
         })

@@ -4,6 +4,7 @@
 //! the rest of the gateway never sees a raw string. Every error names the
 //! file and the field (serde's own errors add the line and column).
 
+mod http;
 mod raw;
 mod types;
 
@@ -18,6 +19,9 @@ use guichet_tls::{
     RevocationPolicy, ServerName, SpkiPin, TlsSettings,
 };
 
+pub use http::{
+    has_dot_segment, AccessLog, HttpRule, HttpSpec, IdentityForms, RateLimit, RuleName, Upstream,
+};
 pub use types::{
     AuthSpec, Delivery, ForwardPolicy, ForwardTls, JournalSpec, Limits, ListenTls, MllpSettings,
     NonHl7Policy, ProfileName, RouteKind, RouteName, RouteSpec, Target, TlsProfile,
@@ -142,7 +146,7 @@ impl Builder {
         let mut names = HashSet::new();
         let mut addrs = HashSet::new();
         for raw_route in &raw.route {
-            let route = route(raw_route, &defaults, &profiles, &apps)
+            let route = route(raw_route, &defaults, &profiles, &apps, &self.dir)
                 .map_err(|m| format!("route {:?}: {m}", raw_route.name))?;
             if !names.insert(route.name.clone()) {
                 return Err(format!("route name {:?} is used twice", raw_route.name));
@@ -417,22 +421,39 @@ fn route(
     defaults: &Limits,
     profiles: &BTreeMap<ProfileName, TlsProfile>,
     apps: &BTreeMap<AppName, Arc<AppRule>>,
+    dir: &Path,
 ) -> Result<RouteSpec, String> {
     check_name(&raw.name, "name")?;
-    let kind = route_kind(raw)?;
+    let kind = route_kind(raw, profiles, apps, dir)?;
+    let is_http = matches!(kind, RouteKind::Http(_));
     let listen: SocketAddr = raw.listen.parse().map_err(|_| {
         format!(
             "listen: {:?} is not an IP:port address (e.g. \"127.0.0.1:21010\" or \"[::]:6661\")",
             raw.listen
         )
     })?;
-    let forward: Target = raw.forward.parse().map_err(|e| format!("forward: {e}"))?;
+    let forward: Option<Target> = match (&raw.forward, is_http) {
+        (Some(_), true) => {
+            return Err(
+                "forward: an http route names its upstreams in its [[route.rule]] tables".into(),
+            )
+        }
+        (None, true) => None,
+        (None, false) => return Err("forward: missing (HOST:PORT to forward to)".into()),
+        (Some(f), false) => Some(f.parse().map_err(|e| format!("forward: {e}"))?),
+    };
     let profile = |name: &str, field: &str| -> Result<&TlsProfile, String> {
         profiles
             .get(name)
             .ok_or_else(|| format!("{field}: no TLS profile {name:?}; define it as [tls.{name}]"))
     };
     let listen_tls = match &raw.listen_tls {
+        None if is_http => {
+            return Err(
+                "listen_tls: an http route serves HTTPS only; name the profile with its cert, key and ca"
+                    .into(),
+            )
+        }
         None => {
             if raw.allow.is_some() || raw.client_auth.is_some() {
                 return Err("`allow` and `client_auth` need `listen_tls`: a plain listener cannot check certificates".into());
@@ -446,7 +467,7 @@ fn route(
                     "listen_tls: profile {name:?} has no `cert`/`key` to present"
                 ));
             }
-            let auth = listen_auth(raw, p, apps)?;
+            let auth = listen_auth(raw, p, apps, is_http)?;
             Some(ListenTls {
                 profile: p.name.clone(),
                 auth,
@@ -460,6 +481,11 @@ fn route(
             }
             None
         }
+        Some(_) if is_http => {
+            return Err(
+                "forward_tls: an http route sets upstream_tls in each [[route.rule]]".into(),
+            )
+        }
         Some(name) => {
             let p = profile(name, "forward_tls")?;
             if p.files.ca.is_none() {
@@ -467,7 +493,8 @@ fn route(
                     "forward_tls: profile {name:?} has no `ca` to verify the server with"
                 ));
             }
-            let dialled = raw.server_name.as_deref().unwrap_or(&forward.host);
+            let host = forward.as_ref().map_or("", |f| f.host.as_str());
+            let dialled = raw.server_name.as_deref().unwrap_or(host);
             let server_name = ServerName::try_from(dialled.to_string())
                 .map_err(|_| format!("server_name: {dialled:?} is not a DNS name or IP address"))?;
             Some(ForwardTls {
@@ -489,13 +516,34 @@ fn route(
 
 const DEFAULT_MAX_FRAME: i64 = 16 * 1024 * 1024;
 
-fn route_kind(raw: &RawRoute) -> Result<RouteKind, String> {
-    let mllp = choice(
+#[derive(Clone, Copy, PartialEq)]
+enum KindWord {
+    Tcp,
+    Mllp,
+    Http,
+}
+
+fn route_kind(
+    raw: &RawRoute,
+    profiles: &BTreeMap<ProfileName, TlsProfile>,
+    apps: &BTreeMap<AppName, Arc<AppRule>>,
+    dir: &Path,
+) -> Result<RouteKind, String> {
+    let word = choice(
         raw.kind.as_deref(),
         "kind",
-        &[("tcp", false), ("mllp", true)],
+        &[
+            ("tcp", KindWord::Tcp),
+            ("mllp", KindWord::Mllp),
+            ("http", KindWord::Http),
+        ],
     )?;
-    if !mllp {
+    if word != KindWord::Http {
+        if let Some(field) = http::http_only_fields(raw) {
+            return Err(format!("{field}: only for kind = \"http\" routes"));
+        }
+    }
+    if word != KindWord::Mllp {
         let stray = [
             ("max_frame_bytes", raw.max_frame_bytes.is_some()),
             ("non_hl7", raw.non_hl7.is_some()),
@@ -505,7 +553,10 @@ fn route_kind(raw: &RawRoute) -> Result<RouteKind, String> {
         if let Some((field, _)) = stray.iter().find(|(_, set)| *set) {
             return Err(format!("{field}: only for kind = \"mllp\" routes"));
         }
-        return Ok(RouteKind::Tcp);
+        return Ok(match word {
+            KindWord::Http => RouteKind::Http(Arc::new(http::http_spec(raw, profiles, apps, dir)?)),
+            _ => RouteKind::Tcp,
+        });
     }
     let max_frame = match raw.max_frame_bytes.unwrap_or(DEFAULT_MAX_FRAME) {
         n @ 1024..=1_073_741_824 => n as usize,
@@ -583,8 +634,13 @@ fn listen_auth(
     raw: &RawRoute,
     profile: &TlsProfile,
     apps: &BTreeMap<AppName, Arc<AppRule>>,
+    is_http: bool,
 ) -> Result<types::AuthSpec, String> {
     match raw.client_auth.as_deref() {
+        Some("none") if is_http => Err(
+            "client_auth: an http route admits applications by certificate; it cannot be \"none\""
+                .into(),
+        ),
         Some("none") => {
             if raw.allow.is_some() {
                 return Err("`allow` contradicts client_auth = \"none\"".into());
@@ -597,6 +653,11 @@ fn listen_auth(
                     "listen_tls: profile {:?} has no `ca` to verify client certificates; add one, or set client_auth = \"none\"",
                     profile.name.as_str()
                 ));
+            }
+            if is_http && raw.allow.is_none() {
+                // Any listed application may connect; each rule then says
+                // which of them it admits (403 otherwise).
+                return Ok(types::AuthSpec::Required(apps.values().cloned().collect()));
             }
             let allow = raw.allow.as_deref().unwrap_or_default();
             if allow.is_empty() {

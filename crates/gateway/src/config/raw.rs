@@ -99,7 +99,8 @@ pub struct RawRoute {
     pub listen_tls: Option<String>,
     pub client_auth: Option<String>,
     pub allow: Option<Vec<String>>,
-    pub forward: String,
+    /// `tcp` and `mllp` routes; `http` routes name upstreams per rule.
+    pub forward: Option<String>,
     pub forward_tls: Option<String>,
     pub server_name: Option<String>,
     pub connect_timeout: Option<String>,
@@ -117,6 +118,31 @@ pub struct RawRoute {
     pub retry_max: Option<String>,
     pub ae_retries: Option<i64>,
     pub duplicate_window: Option<String>,
+    /// `http` routes only.
+    pub rule: Option<Vec<RawRule>>,
+    pub identity_headers: Option<Vec<String>>,
+    pub rate_limit: Option<f64>,
+    pub rate_burst: Option<i64>,
+    pub max_header_bytes: Option<i64>,
+    pub max_body_bytes: Option<i64>,
+    pub header_timeout: Option<String>,
+    pub response_timeout: Option<String>,
+    pub access_log: Option<String>,
+    pub query_in_log: Option<bool>,
+}
+
+/// One `[[route.rule]]` of an `http` route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub name: String,
+    pub host: Option<String>,
+    pub path: String,
+    pub upstream: String,
+    pub upstream_tls: Option<String>,
+    pub server_name: Option<String>,
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 impl RawRoute {

@@ -90,7 +90,7 @@ fn bad_configs_name_the_field() {
     );
     assert_error(
         "[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:1\"\n",
-        "missing field `forward`",
+        "route \"r\": forward: missing",
     );
     assert_error("[[route]\n", "line 1");
     assert_error("", "no [[route]] defined");
@@ -161,13 +161,20 @@ fn bad_configs_name_the_field() {
     );
 }
 
+fn mllp(kind: &RouteKind) -> MllpSettings {
+    match kind {
+        RouteKind::Mllp(settings) => *settings,
+        other => panic!("not an mllp route: {other:?}"),
+    }
+}
+
 #[test]
 fn mllp_routes_take_frame_and_ack_settings() {
     let base = "[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:1\"\nforward = \"h:2\"\n";
     let config = parse(&format!("{base}kind = \"mllp\"\n")).unwrap();
     assert_eq!(
-        config.routes[0].kind,
-        RouteKind::Mllp(MllpSettings {
+        mllp(&config.routes[0].kind),
+        (MllpSettings {
             max_frame: 16 * 1024 * 1024,
             non_hl7: NonHl7Policy::Reject,
             ack_timeout: Duration::from_secs(30),
@@ -179,8 +186,8 @@ fn mllp_routes_take_frame_and_ack_settings() {
     ))
     .unwrap();
     assert_eq!(
-        config.routes[0].kind,
-        RouteKind::Mllp(MllpSettings {
+        mllp(&config.routes[0].kind),
+        (MllpSettings {
             max_frame: 65536,
             non_hl7: NonHl7Policy::Pass,
             ack_timeout: Duration::from_secs(5),
@@ -259,4 +266,138 @@ fn store_and_forward_routes_need_a_journal_and_take_delivery_settings() {
         pg.journal.unwrap().store,
         guichet_journal::StoreSpec::Postgres(_)
     ));
+}
+
+const HTTP_ROUTE: &str = r#"
+[tls.upstream]
+ca = "pki/ca.pem"
+cert = "pki/gw-client.pem"
+key = "pki/gw-client.key"
+
+[[app]]
+name = "partner-a"
+cn = "partner-a"
+ou = "1750000001"
+
+[[app]]
+name = "partner-b"
+cn = "partner-b"
+
+[[route]]
+name = "guichet-unique"
+kind = "http"
+listen = "127.0.0.1:8443"
+listen_tls = "eai"
+rate_limit = 20
+access_log = "logs/access.jsonl"
+
+[[route.rule]]
+name = "ror-internal"
+path = "/ror/internal/"
+upstream = "http://127.0.0.1:18081"
+allow = ["partner-a"]
+
+[[route.rule]]
+name = "ror-interop"
+host = "ROR.example.org"
+path = "/ror/interop"
+upstream = "https://ror.example.org:8443/api/"
+upstream_tls = "upstream"
+allow = ["partner-a", "partner-b"]
+"#;
+
+#[test]
+fn http_routes_take_rules_upstreams_and_limits() {
+    let config = parse(&format!("{PROFILES}{HTTP_ROUTE}")).unwrap();
+    let route = config.route("guichet-unique").unwrap();
+    let http = route.http().unwrap();
+    assert_eq!(route.forward, None);
+    assert_eq!(route.listen_mode(), "mtls");
+    assert_eq!(route.forward_mode(), "mixed");
+    assert_eq!(
+        route.forward_label(),
+        "http://127.0.0.1:18081, https://ror.example.org:8443"
+    );
+    // Without `allow` on the route, every [[app]] may complete the handshake.
+    match &route.listen_tls.as_ref().unwrap().auth {
+        AuthSpec::Required(apps) => assert_eq!(apps.len(), 3),
+        AuthSpec::NoClientCert => panic!("client certificates are required"),
+    }
+    assert_eq!(http.rules.len(), 2);
+    let interop = &http.rules[1];
+    assert_eq!(interop.host.as_deref(), Some("ror.example.org"));
+    assert_eq!(interop.upstream.authority(), "ror.example.org:8443");
+    assert_eq!(interop.upstream.base_path.as_deref(), Some("/api/"));
+    assert!(interop.takes_path("/ror/interop"));
+    assert!(interop.takes_path("/ror/interop/beds"));
+    assert!(!interop.takes_path("/ror/interoperability"));
+    let rate = http.rate.unwrap();
+    assert_eq!((rate.per_second, rate.burst), (20.0, 20));
+    assert_eq!(
+        http.access_log,
+        AccessLog::File("/etc/guichet/logs/access.jsonl".into())
+    );
+    assert!(!http.query_in_log);
+    assert!(http.identity_headers.traefik && http.identity_headers.envoy);
+    // The upstream's client certificate is watched for reloads too.
+    assert!(config
+        .watched_files()
+        .contains(&"/etc/guichet/pki/gw-client.key".into()));
+}
+
+#[test]
+fn http_routes_refuse_what_they_cannot_honour() {
+    let with = |extra: &str| {
+        format!("{PROFILES}{HTTP_ROUTE}")
+            .replace("rate_limit = 20\n", &format!("rate_limit = 20\n{extra}\n"))
+    };
+    assert_error(
+        &with("forward = \"127.0.0.1:1\""),
+        "an http route names its upstreams in its [[route.rule]] tables",
+    );
+    assert_error(&with("client_auth = \"none\""), "cannot be \"none\"");
+    assert_error(
+        &with("identity_headers = [\"nginx\"]"),
+        "\"nginx\" is not allowed",
+    );
+    assert_error(&with("rate_burst = 0"), "rate_burst: 0 is out of range");
+    let text = format!("{PROFILES}{HTTP_ROUTE}");
+    assert_error(
+        &text.replace("allow = [\"partner-a\"]", "allow = [\"partner-z\"]"),
+        "rule \"ror-internal\": allow: no [[app]] named \"partner-z\"",
+    );
+    assert_error(
+        &text.replace("allow = [\"partner-a\"]", "allow = []"),
+        "allow: list the [[app]] names this rule admits",
+    );
+    assert_error(
+        &text.replace("path = \"/ror/internal/\"", "path = \"/ror/../internal/\""),
+        "must be a plain path prefix",
+    );
+    assert_error(
+        &text.replace("upstream_tls = \"upstream\"\n", ""),
+        "an https:// upstream needs a [tls.NAME] profile",
+    );
+    assert_error(
+        &text.replace("http://127.0.0.1:18081", "ftp://127.0.0.1:18081"),
+        "is not an http:// or https:// URL",
+    );
+    assert_error(
+        &text
+            .replace("path = \"/ror/interop\"", "path = \"/ror/internal/\"")
+            .replace("host = \"ROR.example.org\"\n", ""),
+        "match the same host and path",
+    );
+    assert_error(
+        &text.replace("listen_tls = \"eai\"\n", ""),
+        "an http route serves HTTPS only",
+    );
+    // Without rules there is nothing to serve.
+    let no_rules = &text[..text.find("[[route.rule]]").unwrap()];
+    assert_error(no_rules, "needs at least one [[route.rule]]");
+    // http settings on another kind are mistakes, not silently ignored.
+    assert_error(
+        "[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:1\"\nforward = \"h:2\"\nrate_limit = 5\n",
+        "rate_limit: only for kind = \"http\" routes",
+    );
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use guichet_tls::{AppRule, ProfileFiles, ServerName, TlsSettings};
 
+use super::http::HttpSpec;
+
 /// A route's name: unique in a config, safe in logs and metric labels.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RouteName(Arc<str>);
@@ -45,19 +47,22 @@ macro_rules! name_newtype {
 name_newtype!(RouteName);
 name_newtype!(ProfileName);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum RouteKind {
     /// A byte tunnel: any protocol, bytes untouched.
     Tcp,
     /// HL7 v2 over MLLP: frame-aware, one event per message and its ACK.
     Mllp(MllpSettings),
+    /// An HTTPS reverse proxy: rules by host and path, an allowlist each.
+    Http(Arc<HttpSpec>),
 }
 
 impl RouteKind {
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &'static str {
         match self {
             RouteKind::Tcp => "tcp",
             RouteKind::Mllp(_) => "mllp",
+            RouteKind::Http(_) => "http",
         }
     }
 }
@@ -225,7 +230,8 @@ pub struct RouteSpec {
     pub kind: RouteKind,
     pub listen: SocketAddr,
     pub listen_tls: Option<ListenTls>,
-    pub forward: Target,
+    /// `None` on `http` routes, whose rules name their upstreams.
+    pub forward: Option<Target>,
     pub forward_tls: Option<ForwardTls>,
     pub limits: Limits,
 }
@@ -245,16 +251,54 @@ impl RouteSpec {
 
     /// The delivery policy when this is a store-and-forward route.
     pub fn store_and_forward(&self) -> Option<ForwardPolicy> {
-        match self.kind {
+        match &self.kind {
             RouteKind::Mllp(MllpSettings {
                 delivery: Delivery::StoreAndForward(policy),
                 ..
-            }) => Some(policy),
+            }) => Some(*policy),
             _ => None,
         }
     }
 
+    /// The `http` settings when this is an `http` route.
+    pub fn http(&self) -> Option<&Arc<HttpSpec>> {
+        match &self.kind {
+            RouteKind::Http(spec) => Some(spec),
+            _ => None,
+        }
+    }
+
+    /// Where the route forwards, for people: the target, or the upstreams
+    /// of an `http` route's rules.
+    pub fn forward_label(&self) -> String {
+        match (&self.forward, self.http()) {
+            (Some(target), _) => target.to_string(),
+            (None, Some(http)) => {
+                let mut origins: Vec<&str> = http
+                    .rules
+                    .iter()
+                    .map(|r| r.upstream.origin.as_str())
+                    .collect();
+                origins.dedup();
+                origins.join(", ")
+            }
+            (None, None) => String::new(),
+        }
+    }
+
     pub fn forward_mode(&self) -> &'static str {
+        if let Some(http) = self.http() {
+            return match http
+                .rules
+                .iter()
+                .filter(|r| r.upstream.tls.is_some())
+                .count()
+            {
+                0 => "plain",
+                n if n == http.rules.len() => "tls",
+                _ => "mixed",
+            };
+        }
         if self.forward_tls.is_some() {
             "tls"
         } else {

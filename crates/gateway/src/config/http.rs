@@ -1,0 +1,417 @@
+//! The `http` route kind: an HTTPS reverse proxy whose rules, matched by
+//! host and path prefix, each name an upstream and the applications they
+//! admit.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use guichet_tls::{Allowlist, AppName, AppRule, Identity, ServerName};
+
+use super::raw::{RawRoute, RawRule};
+use super::types::{ForwardTls, ProfileName, Target, TlsProfile};
+use super::{check_name, choice, duration};
+
+/// What an `http` route does with each request.
+#[derive(Debug, Clone)]
+pub struct HttpSpec {
+    pub rules: Vec<HttpRule>,
+    /// The forms in which the client certificate is described upstream.
+    pub identity_headers: IdentityForms,
+    /// Requests per second per application; `None`: no limit.
+    pub rate: Option<RateLimit>,
+    pub max_header_bytes: usize,
+    pub max_body_bytes: u64,
+    /// A request head must arrive whole within this (slow clients).
+    pub header_timeout: Duration,
+    /// The upstream must send its response head within this.
+    pub response_timeout: Duration,
+    pub access_log: AccessLog,
+    /// Whether the access log keeps query strings (they may carry patient
+    /// identifiers: off by default).
+    pub query_in_log: bool,
+}
+
+/// Which identity header forms go to the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdentityForms {
+    /// `X-Forwarded-Tls-Client-Cert-Info`, as Traefik writes it.
+    pub traefik: bool,
+    /// `x-forwarded-client-cert`, as Envoy writes it.
+    pub envoy: bool,
+}
+
+/// A token bucket per application.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+/// Where the JSON access log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    Stdout,
+    File(PathBuf),
+}
+
+/// A rule's name: unique in its route, safe in logs and metric labels.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleName(Arc<str>);
+
+impl RuleName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RuleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One rule: which requests it takes, where it sends them, whom it admits.
+#[derive(Debug, Clone)]
+pub struct HttpRule {
+    pub name: RuleName,
+    /// Lower case, without port; `None` matches any host.
+    pub host: Option<String>,
+    /// A path prefix, matched on segment boundaries.
+    pub path: String,
+    pub upstream: Upstream,
+    pub allow: Allowlist,
+}
+
+impl HttpRule {
+    /// Whether `path` is under this rule's prefix: `/ror/interop` takes
+    /// `/ror/interop` and `/ror/interop/x`, never `/ror/interoperability`.
+    pub fn takes_path(&self, path: &str) -> bool {
+        let prefix = self.path.as_str();
+        match path.strip_prefix(prefix) {
+            None => false,
+            Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        }
+    }
+
+    /// The application this rule admits for a certificate, if any.
+    pub fn admit(&self, identity: &Identity) -> Option<&AppName> {
+        self.allow.admit(identity)
+    }
+}
+
+/// Where a rule sends its requests.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub host: String,
+    pub port: u16,
+    /// Set for `https://` upstreams.
+    pub tls: Option<ForwardTls>,
+    /// With a path in the upstream URL, it replaces the rule's prefix
+    /// (`/ror/interop/x` to `/api/x`); without, the path goes unchanged.
+    pub base_path: Option<String>,
+    /// `scheme://host:port` as configured, for logs and the access log.
+    pub origin: String,
+}
+
+impl Upstream {
+    /// The `host:port` authority requests to this upstream carry.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+pub(super) const DEFAULT_MAX_HEADER: usize = 16 * 1024;
+pub(super) const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
+
+/// Checks an `http` route's own settings and rules.
+pub(super) fn http_spec(
+    raw: &RawRoute,
+    profiles: &BTreeMap<ProfileName, TlsProfile>,
+    apps: &BTreeMap<AppName, Arc<AppRule>>,
+    dir: &std::path::Path,
+) -> Result<HttpSpec, String> {
+    let identity_headers = match &raw.identity_headers {
+        None => IdentityForms {
+            traefik: true,
+            envoy: true,
+        },
+        Some(forms) => {
+            let mut chosen = IdentityForms {
+                traefik: false,
+                envoy: false,
+            };
+            for form in forms {
+                let traefik = choice(
+                    Some(form.as_str()),
+                    "identity_headers",
+                    &[("traefik", true), ("envoy", false)],
+                )?;
+                if traefik {
+                    chosen.traefik = true;
+                } else {
+                    chosen.envoy = true;
+                }
+            }
+            chosen
+        }
+    };
+    let rate = match (raw.rate_limit, raw.rate_burst) {
+        (None, None) => None,
+        (None, Some(_)) => return Err("rate_burst: needs rate_limit".into()),
+        (Some(rate), burst) => {
+            if !(rate.is_finite() && rate > 0.0 && rate <= 1_000_000.0) {
+                return Err(format!(
+                    "rate_limit: {rate} is out of range (requests per second, above 0, at most 1000000)"
+                ));
+            }
+            let burst = match burst {
+                None => (rate.ceil() as u32).max(1),
+                Some(b @ 1..=1_000_000) => b as u32,
+                Some(b) => return Err(format!("rate_burst: {b} is out of range 1..=1000000")),
+            };
+            Some(RateLimit {
+                per_second: rate,
+                burst,
+            })
+        }
+    };
+    let max_header_bytes = match raw.max_header_bytes {
+        None => DEFAULT_MAX_HEADER,
+        Some(n @ 1024..=1_048_576) => n as usize,
+        Some(n) => {
+            return Err(format!(
+                "max_header_bytes: {n} is out of range 1024..=1048576"
+            ))
+        }
+    };
+    let max_body_bytes = match raw.max_body_bytes {
+        None => DEFAULT_MAX_BODY,
+        Some(n @ 0..=1_099_511_627_776) => n as u64,
+        Some(n) => {
+            return Err(format!(
+                "max_body_bytes: {n} is out of range 0..=1099511627776"
+            ))
+        }
+    };
+    let access_log = match raw.access_log.as_deref() {
+        None | Some("-") => AccessLog::Stdout,
+        Some("") => return Err("access_log: give a file, or \"-\" for standard output".into()),
+        Some(file) => {
+            let p = std::path::Path::new(file);
+            AccessLog::File(if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                dir.join(p)
+            })
+        }
+    };
+    let rules = raw.rule.as_deref().unwrap_or_default();
+    if rules.is_empty() {
+        return Err(
+            "an http route needs at least one [[route.rule]] (name, path, upstream, allow)".into(),
+        );
+    }
+    let mut checked: Vec<HttpRule> = Vec::with_capacity(rules.len());
+    for raw_rule in rules {
+        let rule = http_rule(raw_rule, profiles, apps)
+            .map_err(|m| format!("rule {:?}: {m}", raw_rule.name))?;
+        if checked.iter().any(|r| r.name == rule.name) {
+            return Err(format!("rule name {:?} is used twice", raw_rule.name));
+        }
+        if let Some(same) = checked
+            .iter()
+            .find(|r| r.host == rule.host && r.path == rule.path)
+        {
+            return Err(format!(
+                "rules {:?} and {:?} match the same host and path: one would never be used",
+                same.name.as_str(),
+                raw_rule.name
+            ));
+        }
+        checked.push(rule);
+    }
+    Ok(HttpSpec {
+        rules: checked,
+        identity_headers,
+        rate,
+        max_header_bytes,
+        max_body_bytes,
+        header_timeout: duration(raw.header_timeout.as_deref(), "header_timeout")?
+            .unwrap_or(Duration::from_secs(10)),
+        response_timeout: duration(raw.response_timeout.as_deref(), "response_timeout")?
+            .unwrap_or(Duration::from_secs(30)),
+        access_log,
+        query_in_log: raw.query_in_log.unwrap_or(false),
+    })
+}
+
+fn http_rule(
+    raw: &RawRule,
+    profiles: &BTreeMap<ProfileName, TlsProfile>,
+    apps: &BTreeMap<AppName, Arc<AppRule>>,
+) -> Result<HttpRule, String> {
+    check_name(&raw.name, "name")?;
+    let host = raw
+        .host
+        .as_deref()
+        .map(|h| {
+            let h = h.trim().to_ascii_lowercase();
+            if h.is_empty()
+                || h.contains(|c: char| !(c.is_ascii_alphanumeric() || "-.".contains(c)))
+            {
+                Err(format!(
+                    "host: {h:?} is not a host name (no port, no scheme; e.g. \"ror.example.org\")"
+                ))
+            } else {
+                Ok(h)
+            }
+        })
+        .transpose()?;
+    let path = raw.path.clone();
+    if !path.starts_with('/') || path.contains(['?', '#', '%', '\\']) || has_dot_segment(&path) {
+        return Err(format!(
+            "path: {path:?} must be a plain path prefix starting with \"/\" (e.g. \"/ror/interop/\")"
+        ));
+    }
+    let upstream = upstream(raw, profiles)?;
+    if raw.allow.is_empty() {
+        return Err("allow: list the [[app]] names this rule admits".into());
+    }
+    let rules = raw
+        .allow
+        .iter()
+        .map(|name| {
+            apps.get(&AppName::new(name)).cloned().ok_or_else(|| {
+                format!("allow: no [[app]] named {name:?}; add it with `guichet apps add`")
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(HttpRule {
+        name: RuleName(Arc::from(raw.name.as_str())),
+        host,
+        path,
+        upstream,
+        allow: Allowlist::new(rules),
+    })
+}
+
+fn upstream(
+    raw: &RawRule,
+    profiles: &BTreeMap<ProfileName, TlsProfile>,
+) -> Result<Upstream, String> {
+    let url = raw.upstream.as_str();
+    let bad = || {
+        format!(
+            "upstream: {url:?} is not an http:// or https:// URL (e.g. \"http://127.0.0.1:18081\")"
+        )
+    };
+    let (https, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (true, rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        (false, rest)
+    } else {
+        return Err(bad());
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], Some(&rest[i..])),
+        None => (rest, None),
+    };
+    if authority.contains('@') || rest.contains(['?', '#']) {
+        return Err(format!(
+            "upstream: {url:?}: no user, query or fragment in an upstream URL"
+        ));
+    }
+    let with_port = authority
+        .rsplit_once(':')
+        .is_some_and(|(h, _)| !h.starts_with('[') || h.ends_with(']'));
+    let target: Target = if with_port {
+        authority.parse().map_err(|_| bad())?
+    } else {
+        format!("{authority}:{}", if https { 443 } else { 80 })
+            .parse()
+            .map_err(|_| bad())?
+    };
+    let Target { host, port } = target;
+    let base_path = path
+        .filter(|p| *p != "/")
+        .map(|p| {
+            if p.contains(['%', '\\']) || has_dot_segment(p) {
+                Err(format!("upstream: {url:?}: the path must be plain"))
+            } else {
+                Ok(p.to_string())
+            }
+        })
+        .transpose()?;
+    let tls = match (&raw.upstream_tls, https) {
+        (None, false) => {
+            if raw.server_name.is_some() {
+                return Err("server_name: only for https:// upstreams".into());
+            }
+            None
+        }
+        (Some(_), false) => {
+            return Err("upstream_tls: the upstream is http://; use an https:// URL".into())
+        }
+        (None, true) => {
+            return Err(
+                "upstream_tls: an https:// upstream needs a [tls.NAME] profile with the `ca` that verifies it"
+                    .into(),
+            )
+        }
+        (Some(name), true) => {
+            let profile = profiles.get(name.as_str()).ok_or_else(|| {
+                format!("upstream_tls: no TLS profile {name:?}; define it as [tls.{name}]")
+            })?;
+            if profile.files.ca.is_none() {
+                return Err(format!(
+                    "upstream_tls: profile {name:?} has no `ca` to verify the upstream with"
+                ));
+            }
+            let dialled = raw.server_name.as_deref().unwrap_or(&host);
+            let server_name = ServerName::try_from(dialled.to_string())
+                .map_err(|_| format!("server_name: {dialled:?} is not a DNS name or IP address"))?;
+            Some(ForwardTls {
+                profile: profile.name.clone(),
+                server_name,
+            })
+        }
+    };
+    Ok(Upstream {
+        origin: format!("{}://{}", if https { "https" } else { "http" }, authority),
+        host,
+        port,
+        tls,
+        base_path,
+    })
+}
+
+/// Whether a path holds a `.` or `..` segment.
+pub fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|s| s == "." || s == "..")
+}
+
+/// Fields that only mean something on `http` routes.
+pub(super) fn http_only_fields(raw: &RawRoute) -> Option<&'static str> {
+    [
+        ("rule", raw.rule.is_some()),
+        ("identity_headers", raw.identity_headers.is_some()),
+        ("rate_limit", raw.rate_limit.is_some()),
+        ("rate_burst", raw.rate_burst.is_some()),
+        ("max_header_bytes", raw.max_header_bytes.is_some()),
+        ("max_body_bytes", raw.max_body_bytes.is_some()),
+        ("header_timeout", raw.header_timeout.is_some()),
+        ("response_timeout", raw.response_timeout.is_some()),
+        ("access_log", raw.access_log.is_some()),
+        ("query_in_log", raw.query_in_log.is_some()),
+    ]
+    .into_iter()
+    .find(|(_, set)| *set)
+    .map(|(field, _)| field)
+}

@@ -1,0 +1,138 @@
+//! The JSON access log of `http` routes: one line per request, written by
+//! its own thread so a slow disk never holds a request.
+//!
+//! A line carries who (application, certificate subject and fingerprint,
+//! address), what (method, host, path without its query string unless the
+//! route keeps it), and how it went (status, bytes, duration, upstream,
+//! guichet's reason when it answered itself). Never a header value or a
+//! body: those may hold patient data.
+
+use std::fs::OpenOptions;
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use serde::Serialize;
+use tracing::warn;
+
+use crate::config::AccessLog;
+
+/// One request, as logged.
+#[derive(Debug, Serialize)]
+pub struct AccessRecord {
+    /// RFC 3339, when the request arrived.
+    pub time: String,
+    pub route: String,
+    pub rule: Option<String>,
+    pub app: Option<String>,
+    pub subject: String,
+    pub fingerprint: String,
+    pub client: String,
+    pub protocol: &'static str,
+    pub method: String,
+    pub host: Option<String>,
+    pub path: String,
+    pub status: u16,
+    /// Request body bytes read from the client.
+    pub bytes_in: u64,
+    /// Response body bytes sent to the client.
+    pub bytes_out: u64,
+    pub duration_ms: f64,
+    pub upstream: Option<String>,
+    /// Set when guichet answered itself (see `Refused::as_str`).
+    pub reason: Option<&'static str>,
+    /// False when the response body was cut before its end.
+    pub complete: bool,
+}
+
+/// Where records go; cheap to clone.
+#[derive(Clone)]
+pub struct AccessLogger {
+    tx: SyncSender<AccessRecord>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// Lines waiting beyond this are dropped (and counted) rather than making
+/// requests wait for the disk.
+const QUEUE: usize = 65_536;
+
+impl AccessLogger {
+    /// Opens the log (a file is created 0640 and appended to) and starts
+    /// its writer thread.
+    pub fn open(target: &AccessLog, route: &str) -> io::Result<AccessLogger> {
+        let out: Box<dyn Write + Send> = match target {
+            AccessLog::Stdout => Box::new(io::stdout()),
+            AccessLog::File(path) => Box::new(open_file(path)?),
+        };
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name(format!("access-{route}"))
+            .spawn(move || write_lines(rx, BufWriter::with_capacity(64 * 1024, out)))?;
+        Ok(AccessLogger {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    pub fn log(&self, record: AccessRecord) {
+        match self.tx.try_send(record) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed);
+                if n.is_power_of_two() {
+                    warn!(dropped = n + 1, "access log writer behind: lines dropped");
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Lines dropped because the writer was behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+fn open_file(path: &Path) -> io::Result<std::fs::File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("access log {}: {e}", path.display())))
+}
+
+/// Writes lines as they come; flushes whenever the queue is empty.
+fn write_lines(rx: Receiver<AccessRecord>, mut out: BufWriter<Box<dyn Write + Send>>) {
+    let mut failing = false;
+    while let Ok(record) = rx.recv() {
+        let mut next = Some(record);
+        while let Some(record) = next {
+            let line = serde_json::to_vec(&record).unwrap_or_default();
+            let written = out.write_all(&line).and_then(|()| out.write_all(b"\n"));
+            report(&mut failing, written);
+            next = rx.try_recv().ok();
+        }
+        let flushed = out.flush();
+        report(&mut failing, flushed);
+    }
+    let _ = out.flush();
+}
+
+/// One warning when writing starts failing, one when it works again.
+fn report(failing: &mut bool, result: io::Result<()>) {
+    match result {
+        Err(e) if !*failing => {
+            *failing = true;
+            warn!("cannot write the access log: {e}");
+        }
+        Ok(()) if *failing => {
+            *failing = false;
+            warn!("access log writable again");
+        }
+        _ => {}
+    }
+}

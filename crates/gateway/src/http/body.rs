@@ -1,0 +1,158 @@
+//! Bodies streamed through the proxy, frame by frame, never gathered: the
+//! request's is counted and cut at the route's limit, the response's is
+//! counted and reports the request once it ends or is dropped.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+use super::upstream::BoxError;
+
+/// The request body went over the route's `max_body_bytes`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body over {0} bytes")]
+pub struct TooLarge(pub u64);
+
+/// A request body that counts its bytes and fails past `limit`.
+pub struct Capped<B> {
+    inner: B,
+    limit: u64,
+    seen: Arc<AtomicU64>,
+}
+
+impl<B> Capped<B> {
+    pub fn new(inner: B, limit: u64, seen: Arc<AtomicU64>) -> Self {
+        Capped { inner, limit, seen }
+    }
+}
+
+impl<B> Body for Capped<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let total = this.seen.fetch_add(data.len() as u64, Ordering::Relaxed)
+                        + data.len() as u64;
+                    if total > this.limit {
+                        return Poll::Ready(Some(Err(Box::new(TooLarge(this.limit)))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Called once with the response body's byte count and whether it was
+/// sent whole.
+pub trait OnEnd: Send + 'static {
+    fn ended(self, bytes: u64, complete: bool);
+}
+
+/// A response body that counts its bytes and calls `on_end` when it ends,
+/// fails, or is dropped by a client that went away.
+pub struct Tracked<B, E: OnEnd> {
+    inner: B,
+    bytes: u64,
+    /// A body empty from the start may never be polled: dropping it is
+    /// its normal end.
+    empty: bool,
+    on_end: Option<E>,
+}
+
+impl<B: Body, E: OnEnd> Tracked<B, E> {
+    pub fn new(inner: B, on_end: E) -> Self {
+        Tracked {
+            empty: inner.is_end_stream(),
+            inner,
+            bytes: 0,
+            on_end: Some(on_end),
+        }
+    }
+}
+
+impl<B, E: OnEnd> Tracked<B, E> {
+    fn finish(&mut self, complete: bool) {
+        if let Some(on_end) = self.on_end.take() {
+            on_end.ended(self.bytes, complete);
+        }
+    }
+}
+
+impl<B, E: OnEnd> Drop for Tracked<B, E> {
+    fn drop(&mut self) {
+        self.finish(self.empty);
+    }
+}
+
+impl<B, E> Body for Tracked<B, E>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+    E: OnEnd + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes += data.len() as u64;
+                }
+                if this.inner.is_end_stream() {
+                    this.finish(true);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.finish(false);
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                this.finish(true);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,277 @@
+//! The headers an `http` route sends upstream: the client's own, minus
+//! hop-by-hop headers and every header that could claim an identity, plus
+//! guichet's statement of who the client is.
+//!
+//! Upstreams trust these headers because guichet sets them; a client that
+//! sends its own copy must never get it through, whatever its case or how
+//! many times it repeats it.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use guichet_tls::{AppName, Identity};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::IdentityForms;
+
+pub const APP: &str = "x-guichet-app";
+pub const RULE: &str = "x-guichet-rule";
+pub const FINGERPRINT: &str = "x-guichet-cert-fingerprint";
+pub const TRAEFIK_INFO: &str = "x-forwarded-tls-client-cert-info";
+pub const ENVOY_XFCC: &str = "x-forwarded-client-cert";
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1): they concern one connection and
+/// are never forwarded.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Whether a client header could pass for a statement by a proxy about the
+/// client (its address, its certificate, its application).
+fn claims_identity(name: &str) -> bool {
+    name.starts_with("x-forwarded-")
+        || name == "forwarded"
+        || name == "x-real-ip"
+        || name == "x-client-ip"
+        || name.starts_with("x-guichet-")
+        || name.starts_with("x-ssl-")
+        || name.starts_with("ssl-client")
+        || name.starts_with("x-client-cert")
+        || name == "client-cert"
+        || name == "client-cert-chain"
+}
+
+/// Removes hop-by-hop headers, including those the `Connection` header
+/// names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Removes every header a client could use to pretend to be someone.
+pub fn strip_identity_claims(headers: &mut HeaderMap) {
+    let claimed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| claims_identity(name.as_str()))
+        .cloned()
+        .collect();
+    for name in claimed {
+        headers.remove(name);
+    }
+}
+
+/// Who the client is, as the upstream is told.
+pub struct Forwarded<'a> {
+    pub app: &'a AppName,
+    pub rule: &'a str,
+    pub identity: &'a Identity,
+    pub client_ip: IpAddr,
+    /// The host the client asked for, as it wrote it.
+    pub host: Option<&'a HeaderValue>,
+    pub forms: IdentityForms,
+}
+
+impl Forwarded<'_> {
+    /// Writes guichet's identity headers (after the client's copies were
+    /// stripped).
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        let id = self.identity;
+        set(headers, APP, self.app.as_str());
+        set(headers, RULE, self.rule);
+        set(headers, FINGERPRINT, &hex_lower(&id.fingerprint.0));
+        set(headers, "x-forwarded-for", &self.client_ip.to_string());
+        headers.insert(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static("https"),
+        );
+        if let Some(host) = self.host {
+            headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
+        }
+        if self.forms.traefik {
+            set(headers, TRAEFIK_INFO, &traefik_info(id));
+        }
+        if self.forms.envoy {
+            set(headers, ENVOY_XFCC, &envoy_xfcc(id));
+        }
+    }
+}
+
+/// Sets a header from text that was made header-safe by its builder.
+fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    let value = HeaderValue::from_str(value)
+        .unwrap_or_else(|_| HeaderValue::from_str(&escape_unsafe(value)).unwrap_or(EMPTY));
+    headers.insert(HeaderName::from_static(name), value);
+}
+
+const EMPTY: HeaderValue = HeaderValue::from_static("");
+
+/// Traefik's `X-Forwarded-Tls-Client-Cert-Info`: `Subject="...";
+/// Issuer="...";SerialNumber="...";NB="...";NA="...";SAN="..."`, the whole
+/// URL-encoded.
+pub fn traefik_info(id: &Identity) -> String {
+    let dn = |name: &guichet_tls::DistinguishedName| {
+        name.to_string().split(", ").collect::<Vec<_>>().join(",")
+    };
+    let sans: Vec<String> = id
+        .san_dns
+        .iter()
+        .chain(&id.san_email)
+        .chain(&id.san_uri)
+        .cloned()
+        .chain(id.san_ip.iter().map(ToString::to_string))
+        .collect();
+    let info = format!(
+        "Subject=\"{}\";Issuer=\"{}\";SerialNumber=\"{}\";NB=\"{}\";NA=\"{}\";SAN=\"{}\"",
+        dn(&id.subject),
+        dn(&id.issuer),
+        id.serial,
+        id.not_before,
+        id.not_after,
+        sans.join(",")
+    );
+    query_escape(&info)
+}
+
+/// Envoy's `x-forwarded-client-cert`: `Hash=<sha256 hex>;Subject="...";
+/// URI=...;DNS=...`.
+pub fn envoy_xfcc(id: &Identity) -> String {
+    let mut out = format!(
+        "Hash={};Subject=\"{}\"",
+        hex_lower(&id.fingerprint.0),
+        id.subject.to_string().replace('"', "\\\"")
+    );
+    for uri in &id.san_uri {
+        let _ = write!(out, ";URI={}", xfcc_value(uri));
+    }
+    for dns in &id.san_dns {
+        let _ = write!(out, ";DNS={}", xfcc_value(dns));
+    }
+    escape_unsafe(&out)
+}
+
+/// XFCC values with `,;=` or quotes are quoted.
+fn xfcc_value(v: &str) -> String {
+    if v.contains([',', ';', '=', '"']) {
+        format!("\"{}\"", v.replace('"', "\\\""))
+    } else {
+        v.to_string()
+    }
+}
+
+pub fn hex_lower(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Go's `url.QueryEscape`, which Traefik uses: unreserved characters stay,
+/// space becomes `+`, every other byte `%XX`.
+pub fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3 / 2);
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
+}
+
+/// Percent-encodes control and non-ASCII bytes so the text is a valid
+/// header value (certificate names may hold accents).
+fn escape_unsafe(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_claims_are_recognised_in_any_case() {
+        let mut headers = HeaderMap::new();
+        for name in [
+            "X-Forwarded-For",
+            "x-forwarded-client-cert",
+            "X-FORWARDED-TLS-CLIENT-CERT-INFO",
+            "Forwarded",
+            "X-Real-IP",
+            "X-Guichet-App",
+            "X-SSL-Client-Cert",
+            "ssl-client-verify",
+        ] {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("spoofed"),
+            );
+        }
+        headers.append("x-forwarded-for", HeaderValue::from_static("second copy"));
+        headers.insert("accept", HeaderValue::from_static("application/json"));
+        strip_identity_claims(&mut headers);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert!(headers.contains_key("accept"));
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-trace"),
+        );
+        headers.insert("x-trace", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("te", HeaderValue::from_static("trailers"));
+        headers.insert("content-type", HeaderValue::from_static("text/plain"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+    }
+
+    #[test]
+    fn query_escape_is_gos() {
+        assert_eq!(
+            query_escape("Subject=\"CN=a b,O=é\";"),
+            "Subject%3D%22CN%3Da+b%2CO%3D%C3%A9%22%3B"
+        );
+    }
+
+    #[test]
+    fn unsafe_bytes_are_escaped_for_headers() {
+        assert_eq!(escape_unsafe("O=Hôpital\n%"), "O=H%C3%B4pital%0A%25");
+        assert!(HeaderValue::from_str(&escape_unsafe("é\r\n")).is_ok());
+    }
+}

@@ -1,0 +1,480 @@
+//! `http` routes: the HTTPS gateway in front of regional services.
+//!
+//! The TLS handshake proves which application is calling (its certificate
+//! is verified against the CA and CRLs, and recognised by an `[[app]]`).
+//! Each request is then matched to a rule by host and path prefix; the
+//! rule admits the application or the request gets a 403. Admitted
+//! requests go to the rule's upstream with the client's identity in
+//! headers that only guichet can set. Rules are read from the route's
+//! current state at every request: a reload that removes a partner applies
+//! to its next request, even on an open keep-alive connection.
+
+mod access;
+mod body;
+pub mod headers;
+mod problem;
+mod ratelimit;
+mod upstream;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use guichet_tls::{AppName, PeerApp};
+use http::header::{HeaderValue, HOST};
+use http::{Request, Response, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use time::format_description::well_known::Rfc3339;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+pub use access::AccessLogger;
+pub use ratelimit::RateLimiter;
+pub use upstream::UpstreamClient;
+
+use crate::config::{has_dot_segment, HttpRule, HttpSpec};
+use crate::metrics::{HttpLabels, HttpRefusalLabels, HttpRuleLabels};
+use crate::proxy::{Activity, Metered, PumpEnd};
+use crate::route::{LogThrottle, RouteRuntime};
+use crate::stream::Stream;
+use access::AccessRecord;
+use body::{Capped, OnEnd, TooLarge, Tracked};
+use problem::{problem, Refused};
+use upstream::{Body, BoxError, ConnectError};
+
+/// What an `http` route keeps for its whole life, across reloads.
+pub(crate) struct HttpRuntime {
+    pub limiter: RateLimiter,
+    pub access: AccessLogger,
+    refusals_log: LogThrottle,
+}
+
+impl HttpRuntime {
+    pub fn new(access: AccessLogger) -> Self {
+        HttpRuntime {
+            limiter: RateLimiter::default(),
+            access,
+            refusals_log: LogThrottle::default(),
+        }
+    }
+}
+
+/// The TLS ALPN protocols an `http` listener offers and an https upstream
+/// is asked for, in preference order.
+pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// One client connection: who it is, for every request it sends.
+struct Conn {
+    route: Arc<RouteRuntime>,
+    remote: SocketAddr,
+    peer: PeerApp,
+    /// Formatted once per connection for the access log.
+    subject: String,
+    fingerprint: String,
+}
+
+/// Serves HTTP/1.1 or HTTP/2 (by ALPN) on an admitted TLS connection until
+/// the client closes, it stays idle for `idle`, or shutdown asks it to
+/// finish (in-flight requests complete; HTTP/2 gets a GOAWAY).
+pub(crate) async fn serve(
+    route: Arc<RouteRuntime>,
+    spec: &HttpSpec,
+    io: Metered<Stream>,
+    activity: Arc<Activity>,
+    idle: Duration,
+    remote: SocketAddr,
+    peer: PeerApp,
+    shutdown: CancellationToken,
+) -> PumpEnd {
+    let conn = Arc::new(Conn {
+        subject: peer.identity.subject.to_string(),
+        fingerprint: headers::hex_lower(&peer.identity.fingerprint.0),
+        route,
+        remote,
+        peer,
+    });
+    let service = service_fn(move |request| {
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(conn.handle(request).await) }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(spec.header_timeout)
+        .max_buf_size(spec.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(spec.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256);
+    let served = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(served);
+    let mut draining = false;
+    let result = loop {
+        tokio::select! {
+            result = served.as_mut() => break result,
+            () = shutdown.cancelled(), if !draining => {
+                draining = true;
+                served.as_mut().graceful_shutdown();
+            }
+            () = activity.idle_for(idle) => return PumpEnd::Idle,
+        }
+    };
+    match result {
+        Ok(()) => PumpEnd::Closed,
+        Err(e) => PumpEnd::Error(connection_error(e)),
+    }
+}
+
+/// hyper's connection errors as I/O errors; a client too slow to send its
+/// request head reads as a timeout.
+fn connection_error(e: BoxError) -> std::io::Error {
+    let timeout = e
+        .downcast_ref::<hyper::Error>()
+        .is_some_and(hyper::Error::is_timeout);
+    if timeout {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "request head not received within header_timeout",
+        )
+    } else {
+        std::io::Error::other(e)
+    }
+}
+
+/// What the access log and the metrics need once a response has ended.
+struct Finish {
+    conn: Arc<Conn>,
+    record: AccessRecord,
+    started: Instant,
+    bytes_in: Arc<AtomicU64>,
+}
+
+impl OnEnd for Finish {
+    fn ended(mut self, bytes: u64, complete: bool) {
+        let route = &self.conn.route;
+        let elapsed = self.started.elapsed();
+        self.record.bytes_out = bytes;
+        self.record.bytes_in = self.bytes_in.load(Ordering::Relaxed);
+        self.record.complete = complete;
+        self.record.duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
+        let metrics = &route.metrics;
+        let rule = self.record.rule.clone().unwrap_or_else(|| "-".into());
+        metrics
+            .http_requests
+            .get_or_create(&HttpLabels {
+                route: route.name.to_string(),
+                rule: rule.clone(),
+                app: self.record.app.clone().unwrap_or_else(|| "-".into()),
+                class: status_class(self.record.status),
+            })
+            .inc();
+        metrics
+            .http_request_seconds
+            .get_or_create(&HttpRuleLabels {
+                route: route.name.to_string(),
+                rule,
+            })
+            .observe(elapsed.as_secs_f64());
+        if let Some(http) = &route.http {
+            http.access.log(self.record);
+        }
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    }
+}
+
+impl Conn {
+    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+        let started = Instant::now();
+        let state = self.route.current();
+        let host = request_host(&request);
+        let path = request.uri().path().to_string();
+        let logged_path = match request.uri().query() {
+            Some(query) if state.spec.http().is_some_and(|h| h.query_in_log) => {
+                format!("{path}?{query}")
+            }
+            Some(_) => format!("{path}?REDACTED"),
+            None => path.clone(),
+        };
+        let mut finish = Finish {
+            record: AccessRecord {
+                time: now_rfc3339(),
+                route: self.route.name.to_string(),
+                rule: None,
+                app: Some(self.peer.app.to_string()),
+                subject: self.subject.clone(),
+                fingerprint: self.fingerprint.clone(),
+                client: self.remote.ip().to_string(),
+                protocol: protocol(request.version()),
+                method: request.method().to_string(),
+                host: host.clone(),
+                path: logged_path,
+                status: 0,
+                bytes_in: 0,
+                bytes_out: 0,
+                duration_ms: 0.0,
+                upstream: None,
+                reason: None,
+                complete: false,
+            },
+            conn: self.clone(),
+            started,
+            bytes_in: Arc::new(AtomicU64::new(0)),
+        };
+        let Some((spec, upstreams)) = state.spec.http().zip(state.http.as_ref()) else {
+            // The route's kind changed in the file; it applies at restart.
+            return self.refuse(finish, Refused::UpstreamUnavailable, None, None);
+        };
+        if !path.starts_with('/') {
+            return self.refuse(finish, Refused::BadRequest, None, None);
+        }
+        if !is_plain_path(&path) {
+            return self.refuse(finish, Refused::BadPath, None, None);
+        }
+        let Some((index, rule)) = find_rule(spec, host.as_deref(), &path) else {
+            return self.refuse(finish, Refused::NoRule, None, None);
+        };
+        finish.record.rule = Some(rule.name.to_string());
+        let Some(app) = rule.admit(&self.peer.identity).cloned() else {
+            return self.refuse(finish, Refused::NotAdmitted, Some(rule), None);
+        };
+        finish.record.app = Some(app.to_string());
+        if let (Some(limit), Some(http)) = (spec.rate, &self.route.http) {
+            if let Err(wait) = http.limiter.take(&app, limit, started.into_std()) {
+                let retry = wait.as_secs_f64().ceil().max(1.0) as u64;
+                return self.refuse(finish, Refused::RateLimited, Some(rule), Some(retry));
+            }
+        }
+        let declared = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > spec.max_body_bytes) {
+            return self.refuse(finish, Refused::BodyTooLarge, Some(rule), None);
+        }
+        let upstream = &upstreams.upstreams[index];
+        finish.record.upstream = Some(rule.upstream.origin.clone());
+        let forwarded = match self.upstream_request(request, spec, rule, &app, upstream, &finish) {
+            Ok(request) => request,
+            Err(()) => return self.refuse(finish, Refused::BadRequest, Some(rule), None),
+        };
+        let answer = tokio::time::timeout(spec.response_timeout, upstream.request(forwarded)).await;
+        let response = match answer {
+            Err(_) => return self.refuse(finish, Refused::UpstreamTimeout, Some(rule), None),
+            Ok(Err(e)) => {
+                let refused = classify(&e);
+                return self.refuse(finish, refused, Some(rule), None);
+            }
+            Ok(Ok(response)) => response,
+        };
+        let (mut parts, body) = response.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers);
+        parts.version = Version::default();
+        finish.record.status = parts.status.as_u16();
+        Response::from_parts(parts, Tracked::new(body, finish).boxed_unsync())
+    }
+
+    /// The request as the upstream gets it: its URI on the upstream, the
+    /// client's headers without hop-by-hop and identity claims, guichet's
+    /// identity headers, and the body capped at the route's limit.
+    fn upstream_request(
+        &self,
+        request: Request<Incoming>,
+        spec: &HttpSpec,
+        rule: &HttpRule,
+        app: &AppName,
+        upstream: &UpstreamClient,
+        finish: &Finish,
+    ) -> Result<Request<Body>, ()> {
+        let (mut parts, body) = request.into_parts();
+        let path = rewrite_path(rule, parts.uri.path());
+        let path_and_query = match parts.uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        };
+        let original_host = parts.headers.remove(HOST).or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        parts.uri = upstream.uri(&path_and_query).map_err(|_| ())?;
+        parts.version = Version::HTTP_11;
+        headers::strip_hop_by_hop(&mut parts.headers);
+        headers::strip_identity_claims(&mut parts.headers);
+        headers::Forwarded {
+            app,
+            rule: rule.name.as_str(),
+            identity: &self.peer.identity,
+            client_ip: self.remote.ip(),
+            host: original_host.as_ref(),
+            forms: spec.identity_headers,
+        }
+        .apply(&mut parts.headers);
+        let body = Capped::new(body, spec.max_body_bytes, finish.bytes_in.clone()).boxed_unsync();
+        Ok(Request::from_parts(parts, body))
+    }
+
+    /// Answers with a problem body, logs the refusal and counts it.
+    fn refuse(
+        &self,
+        mut finish: Finish,
+        refused: Refused,
+        rule: Option<&HttpRule>,
+        retry_after: Option<u64>,
+    ) -> Response<Body> {
+        let route = &self.route;
+        route
+            .metrics
+            .http_refusals
+            .get_or_create(&HttpRefusalLabels {
+                route: route.name.to_string(),
+                reason: refused.as_str(),
+            })
+            .inc();
+        let rule_name = rule.map(|r| r.name.as_str());
+        let suppressed = route.http.as_ref().and_then(|h| h.refusals_log.allow());
+        if let Some(suppressed) = suppressed {
+            warn!(
+                route = %route.name,
+                remote = %self.remote,
+                app = %self.peer.app,
+                rule = rule_name.unwrap_or("-"),
+                reason = refused.as_str(),
+                status = refused.status().as_u16(),
+                suppressed,
+                "request refused"
+            );
+        }
+        let response = problem(refused, rule_name, retry_after);
+        finish.record.status = response.status().as_u16();
+        finish.record.reason = Some(refused.as_str());
+        let (parts, body) = response.into_parts();
+        Response::from_parts(parts, Tracked::new(Full::new(body), finish).boxed_unsync())
+    }
+}
+
+/// What went wrong talking to the upstream.
+fn classify(error: &hyper_util::client::legacy::Error) -> Refused {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(connect) = e.downcast_ref::<ConnectError>() {
+            return match connect {
+                ConnectError::Unavailable(_) => Refused::UpstreamUnavailable,
+                ConnectError::Tls(_) => Refused::UpstreamTls,
+            };
+        }
+        if e.downcast_ref::<TooLarge>().is_some() {
+            return Refused::BodyTooLarge;
+        }
+        source = e.source();
+    }
+    if error.is_connect() {
+        Refused::UpstreamUnavailable
+    } else {
+        Refused::UpstreamError
+    }
+}
+
+/// The host a request is for, lower case and without port: the URI's
+/// authority (HTTP/2, absolute form) or the Host header.
+fn request_host<B>(request: &Request<B>) -> Option<String> {
+    let raw = match request.uri().authority() {
+        Some(authority) => authority.host().to_string(),
+        None => {
+            let value = request.headers().get(HOST)?.to_str().ok()?;
+            let authority: http::uri::Authority = value.parse().ok()?;
+            authority.host().to_string()
+        }
+    };
+    Some(raw.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// A path guichet can match safely: no dot segments, no empty segments,
+/// no encoded dot, slash or backslash. An upstream that normalises such a
+/// path could otherwise serve what another rule protects.
+pub fn is_plain_path(path: &str) -> bool {
+    let lower_has = |needle: &str| {
+        path.as_bytes()
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+    };
+    !(has_dot_segment(path)
+        || path.contains("//")
+        || path.contains('\\')
+        || lower_has("%2e")
+        || lower_has("%2f")
+        || lower_has("%5c")
+        || lower_has("%00"))
+}
+
+/// The rule for a request: host-specific rules first, then the longest
+/// path prefix.
+fn find_rule<'s>(
+    spec: &'s HttpSpec,
+    host: Option<&str>,
+    path: &str,
+) -> Option<(usize, &'s HttpRule)> {
+    let best = |with_host: bool| {
+        spec.rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| match (&r.host, with_host) {
+                (Some(h), true) => host == Some(h.as_str()),
+                (None, false) => true,
+                _ => false,
+            })
+            .filter(|(_, r)| r.takes_path(path))
+            .max_by_key(|(_, r)| r.path.len())
+    };
+    best(true).or_else(|| best(false))
+}
+
+/// The path on the upstream: unchanged, or with the rule's prefix replaced
+/// by the upstream URL's path.
+fn rewrite_path(rule: &HttpRule, path: &str) -> String {
+    let Some(base) = &rule.upstream.base_path else {
+        return path.to_string();
+    };
+    let rest = path.strip_prefix(rule.path.as_str()).unwrap_or(path);
+    match (base.ends_with('/'), rest.starts_with('/')) {
+        (true, true) => format!("{base}{}", &rest[1..]),
+        (false, false) if !rest.is_empty() => format!("{base}/{rest}"),
+        _ => format!("{base}{rest}"),
+    }
+}
+
+fn protocol(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

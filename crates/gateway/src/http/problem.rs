@@ -1,0 +1,138 @@
+//! Error answers as `application/problem+json` (RFC 9457). They name the
+//! rule concerned, never the allowlist, the certificate or the request.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use serde::Serialize;
+
+/// Why guichet answered itself instead of the upstream; also the `reason`
+/// label of `guichet_http_refusals_total` and the access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    BadPath,
+    BadRequest,
+    NoRule,
+    NotAdmitted,
+    RateLimited,
+    BodyTooLarge,
+    UpstreamUnavailable,
+    UpstreamTls,
+    UpstreamTimeout,
+    UpstreamError,
+}
+
+impl Refused {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refused::BadPath => "bad_path",
+            Refused::BadRequest => "bad_request",
+            Refused::NoRule => "no_rule",
+            Refused::NotAdmitted => "not_admitted",
+            Refused::RateLimited => "rate_limited",
+            Refused::BodyTooLarge => "body_too_large",
+            Refused::UpstreamUnavailable => "upstream_unavailable",
+            Refused::UpstreamTls => "upstream_tls",
+            Refused::UpstreamTimeout => "upstream_timeout",
+            Refused::UpstreamError => "upstream_error",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refused::BadPath | Refused::BadRequest => StatusCode::BAD_REQUEST,
+            Refused::NoRule => StatusCode::NOT_FOUND,
+            Refused::NotAdmitted => StatusCode::FORBIDDEN,
+            Refused::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Refused::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refused::UpstreamUnavailable | Refused::UpstreamTls | Refused::UpstreamError => {
+                StatusCode::BAD_GATEWAY
+            }
+            Refused::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a str>,
+}
+
+/// The problem answer for a refusal; `rule` is the matched rule's name.
+pub fn problem(refused: Refused, rule: Option<&str>, retry_after: Option<u64>) -> Response<Bytes> {
+    let status = refused.status();
+    let named = |what: &str| match rule {
+        Some(rule) => format!("{what} (rule \"{rule}\")"),
+        None => what.to_string(),
+    };
+    let detail = match refused {
+        Refused::BadPath => {
+            "the path holds dot segments or encoded separators; send it normalised".to_string()
+        }
+        Refused::BadRequest => "the request has no usable host or path".to_string(),
+        Refused::NoRule => "no rule of this gateway serves this host and path".to_string(),
+        Refused::NotAdmitted => match rule {
+            Some(rule) => format!("your application is not admitted by rule \"{rule}\""),
+            None => "your application is not admitted".to_string(),
+        },
+        Refused::RateLimited => named("request rate over your application's limit; retry later"),
+        Refused::BodyTooLarge => named("request body over the size this gateway accepts"),
+        Refused::UpstreamUnavailable => named("the service behind this gateway is unreachable"),
+        Refused::UpstreamTls => {
+            named("the service behind this gateway failed its TLS verification")
+        }
+        Refused::UpstreamTimeout => named("the service behind this gateway did not answer in time"),
+        Refused::UpstreamError => named("the service behind this gateway broke the exchange"),
+    };
+    let body = Problem {
+        kind: "about:blank",
+        title: status.canonical_reason().unwrap_or("Error"),
+        status: status.as_u16(),
+        detail,
+        rule,
+    };
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    let mut response = Response::new(Bytes::from(json));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(seconds) = retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forbidden_names_the_rule_only() {
+        let response = problem(Refused::NotAdmitted, Some("ror-internal"), None);
+        assert_eq!(response.status(), 403);
+        let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(body["rule"], "ror-internal");
+        assert_eq!(body["status"], 403);
+        assert!(body["detail"].as_str().unwrap().contains("ror-internal"));
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+    }
+
+    #[test]
+    fn rate_limited_says_when_to_retry() {
+        let response = problem(Refused::RateLimited, Some("r"), Some(2));
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()["retry-after"], "2");
+    }
+}
