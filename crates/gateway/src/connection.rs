@@ -120,7 +120,7 @@ async fn serve(
     if let (RouteKind::Http(http), Some(peer)) = (&spec.kind, &peer_app) {
         let activity = Activity::new();
         let client = Metered::new(inbound, activity.clone(), bytes(Direction::Upstream));
-        let end = crate::http::serve(
+        let end: (PumpEnd, u64) = crate::http::serve(
             route_rt.clone(),
             http,
             client,
@@ -131,7 +131,8 @@ async fn serve(
             shutdown,
         )
         .await;
-        return ended(end, 0, 0, limits.idle_timeout);
+        let (end, requests) = end;
+        return ended(end, Traffic::Requests(requests), limits.idle_timeout);
     }
     let peer_app = peer_app.map(|p| p.app);
     let stored = route_rt
@@ -207,18 +208,37 @@ async fn serve(
         // otherwise.
         (None, _, _) => return Outcome::Error,
     };
-    ended(end, up, down, limits.idle_timeout)
+    ended(end, Traffic::Bytes { up, down }, limits.idle_timeout)
+}
+
+/// What a connection carried, for its last log line.
+enum Traffic {
+    Bytes {
+        up: u64,
+        down: u64,
+    },
+    /// `http` routes: requests served (their bytes are in the access log).
+    Requests(u64),
+}
+
+impl std::fmt::Display for Traffic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Traffic::Bytes { up, down } => write!(f, "bytes up {up}, down {down}"),
+            Traffic::Requests(n) => write!(f, "{n} request(s)"),
+        }
+    }
 }
 
 /// Logs how a connection ended and says it for the metrics.
-fn ended(end: PumpEnd, up: u64, down: u64, idle: Duration) -> Outcome {
+fn ended(end: PumpEnd, traffic: Traffic, idle: Duration) -> Outcome {
     match end {
         PumpEnd::Closed => {
-            info!(bytes_up = up, bytes_down = down, "connection closed");
+            info!(%traffic, "connection closed");
             Outcome::Closed
         }
         PumpEnd::Idle => {
-            info!(bytes_up = up, bytes_down = down, idle = ?idle, "idle timeout: connection closed");
+            info!(%traffic, idle = ?idle, "idle timeout: connection closed");
             Outcome::IdleTimeout
         }
         PumpEnd::Error(e) => {
@@ -226,8 +246,7 @@ fn ended(end: PumpEnd, up: u64, down: u64, idle: Duration) -> Outcome {
             // an alert on the first read after the handshake.
             let reason = RefusalReason::from_io_error(&e);
             warn!(
-                bytes_up = up,
-                bytes_down = down,
+                %traffic,
                 reason = reason.as_str(),
                 "connection ended: {e}"
             );

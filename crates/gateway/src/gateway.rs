@@ -392,6 +392,11 @@ impl Shared {
 
 fn warn_restart_needed(old: &RouteState, new: &RouteState) {
     let (old, new) = (&old.spec, &new.spec);
+    if let (Some(was), Some(now)) = (old.http(), new.http()) {
+        if was.access_log != now.access_log {
+            warn!(route = %old.name, "access_log changes only at restart; the log stays where it was");
+        }
+    }
     if old.listen != new.listen
         || old.kind.as_str() != new.kind.as_str()
         || old.limits.max_connections != new.limits.max_connections

@@ -197,6 +197,35 @@ impl DistinguishedName {
         DistinguishedName { attributes }
     }
 
+    /// Every `(attribute, value)` pair, in certificate order.
+    pub fn attributes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.attributes
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// RFC 4514 text (`CN=a,OU=b,O=c`: the last RDN first, special
+    /// characters escaped), as Envoy and Go print names.
+    pub fn rfc4514(&self) -> String {
+        let mut parts: Vec<String> = self
+            .attributes()
+            .map(|(k, v)| {
+                let mut escaped = String::with_capacity(v.len());
+                for (i, c) in v.chars().enumerate() {
+                    let edge = (i == 0 && (c == ' ' || c == '#'))
+                        || (i + 1 == v.chars().count() && c == ' ');
+                    if edge || matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';') {
+                        escaped.push('\\');
+                    }
+                    escaped.push(c);
+                }
+                format!("{k}={escaped}")
+            })
+            .collect();
+        parts.reverse();
+        parts.join(",")
+    }
+
     /// All values of one attribute (`CN`, `OU`, ...), in certificate order.
     pub fn values<'a>(&'a self, attribute: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.attributes
@@ -375,6 +404,13 @@ impl FromStr for SpkiPin {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc4514_puts_the_last_rdn_first_and_escapes() {
+        let dn: DistinguishedName = "O=CH A\\, B, OU=1750000001, CN=partner+a".parse().unwrap();
+        assert_eq!(dn.rfc4514(), "CN=partner\\+a,OU=1750000001,O=CH A\\, B");
+        assert_eq!(dn.attributes().count(), 3);
+    }
 
     #[test]
     fn fingerprint_accepts_colons_and_case() {

@@ -109,8 +109,9 @@ pub struct Upstream {
     pub port: u16,
     /// Set for `https://` upstreams.
     pub tls: Option<ForwardTls>,
-    /// With a path in the upstream URL, it replaces the rule's prefix
-    /// (`/ror/interop/x` to `/api/x`); without, the path goes unchanged.
+    /// With a path in the upstream URL (even `/`), it replaces the rule's
+    /// prefix (`/ror/interop/x` to `/api/x`), as nginx's `proxy_pass` does;
+    /// without, the path goes unchanged.
     pub base_path: Option<String>,
     /// `scheme://host:port` as configured, for logs and the access log.
     pub origin: String,
@@ -340,7 +341,6 @@ fn upstream(
     };
     let Target { host, port } = target;
     let base_path = path
-        .filter(|p| *p != "/")
         .map(|p| {
             if p.contains(['%', '\\']) || has_dot_segment(p) {
                 Err(format!("upstream: {url:?}: the path must be plain"))

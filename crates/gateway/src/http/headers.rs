@@ -143,12 +143,37 @@ pub fn traefik_info(id: &Identity) -> String {
         "Subject=\"{}\";Issuer=\"{}\";SerialNumber=\"{}\";NB=\"{}\";NA=\"{}\";SAN=\"{}\"",
         dn(&id.subject),
         dn(&id.issuer),
-        id.serial,
+        decimal_serial(&id.serial),
         id.not_before,
         id.not_after,
         sans.join(",")
     );
     query_escape(&info)
+}
+
+/// A hex serial number in decimal, as Go's `big.Int.String()` (and so
+/// Traefik) prints it.
+fn decimal_serial(hex: &str) -> String {
+    let mut digits: Vec<u8> = hex
+        .chars()
+        .filter_map(|c| c.to_digit(16))
+        .map(|d| d as u8)
+        .collect();
+    let mut decimal = Vec::new();
+    while digits.iter().any(|d| *d != 0) {
+        // One long division of the base-16 number by 10.
+        let mut remainder = 0u32;
+        for d in &mut digits {
+            let value = remainder * 16 + u32::from(*d);
+            *d = (value / 10) as u8;
+            remainder = value % 10;
+        }
+        decimal.push(b'0' + remainder as u8);
+    }
+    if decimal.is_empty() {
+        return "0".into();
+    }
+    decimal.iter().rev().map(|d| *d as char).collect()
 }
 
 /// Envoy's `x-forwarded-client-cert`: `Hash=<sha256 hex>;Subject="...";
@@ -157,7 +182,7 @@ pub fn envoy_xfcc(id: &Identity) -> String {
     let mut out = format!(
         "Hash={};Subject=\"{}\"",
         hex_lower(&id.fingerprint.0),
-        id.subject.to_string().replace('"', "\\\"")
+        id.subject.rfc4514().replace('"', "\\\"")
     );
     for uri in &id.san_uri {
         let _ = write!(out, ";URI={}", xfcc_value(uri));
@@ -259,6 +284,16 @@ mod tests {
         headers.insert("content-type", HeaderValue::from_static("text/plain"));
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");
+    }
+
+    #[test]
+    fn serials_print_in_decimal_like_go() {
+        assert_eq!(decimal_serial("0"), "0");
+        assert_eq!(decimal_serial("FF"), "255");
+        assert_eq!(
+            decimal_serial("432FFB61810BAEC0208031F9117B5E91"),
+            "89307412279820470522867246709054594705"
+        );
     }
 
     #[test]

@@ -78,6 +78,7 @@ struct Conn {
     /// Formatted once per connection for the access log.
     subject: String,
     fingerprint: String,
+    requests: AtomicU64,
 }
 
 /// Serves HTTP/1.1 or HTTP/2 (by ALPN) on an admitted TLS connection until
@@ -92,14 +93,16 @@ pub(crate) async fn serve(
     remote: SocketAddr,
     peer: PeerApp,
     shutdown: CancellationToken,
-) -> PumpEnd {
+) -> (PumpEnd, u64) {
     let conn = Arc::new(Conn {
+        requests: AtomicU64::new(0),
         subject: peer.identity.subject.to_string(),
         fingerprint: headers::hex_lower(&peer.identity.fingerprint.0),
         route,
         remote,
         peer,
     });
+    let counted = conn.clone();
     let service = service_fn(move |request| {
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(conn.handle(request).await) }
@@ -120,18 +123,20 @@ pub(crate) async fn serve(
     let mut draining = false;
     let result = loop {
         tokio::select! {
-            result = served.as_mut() => break result,
+            result = served.as_mut() => break Some(result),
             () = shutdown.cancelled(), if !draining => {
                 draining = true;
                 served.as_mut().graceful_shutdown();
             }
-            () = activity.idle_for(idle) => return PumpEnd::Idle,
+            () = activity.idle_for(idle) => break None,
         }
     };
-    match result {
-        Ok(()) => PumpEnd::Closed,
-        Err(e) => PumpEnd::Error(connection_error(e)),
-    }
+    let end = match result {
+        None => PumpEnd::Idle,
+        Some(Ok(())) => PumpEnd::Closed,
+        Some(Err(e)) => PumpEnd::Error(connection_error(e)),
+    };
+    (end, counted.requests.load(Ordering::Relaxed))
 }
 
 /// hyper's connection errors as I/O errors; a client too slow to send its
@@ -203,6 +208,7 @@ fn status_class(status: u16) -> &'static str {
 impl Conn {
     async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
         let started = Instant::now();
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let state = self.route.current();
         let host = request_host(&request);
         let path = request.uri().path().to_string();

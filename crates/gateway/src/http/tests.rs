@@ -117,6 +117,7 @@ fn upstream_paths_replace_the_prefix_like_proxy_pass() {
             rule("kept", None, "/kept/", "http://127.0.0.1:1"),
             rule("slash", None, "/ror/interop/", "http://127.0.0.1:2/api/"),
             rule("bare", None, "/ror/internal", "http://127.0.0.1:3/v2"),
+            rule("root", None, "/ror/annuaire/", "http://127.0.0.1:4/"),
         ]
         .concat(),
     );
@@ -129,6 +130,7 @@ fn upstream_paths_replace_the_prefix_like_proxy_pass() {
     assert_eq!(rewrite_path(r("slash"), "/ror/interop/"), "/api/");
     assert_eq!(rewrite_path(r("bare"), "/ror/internal/x"), "/v2/x");
     assert_eq!(rewrite_path(r("bare"), "/ror/internal"), "/v2");
+    assert_eq!(rewrite_path(r("root"), "/ror/annuaire/rpps/1"), "/rpps/1");
 }
 
 #[test]
