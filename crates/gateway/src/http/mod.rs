@@ -134,24 +134,32 @@ pub(crate) async fn serve(
     let end = match result {
         None => PumpEnd::Idle,
         Some(Ok(())) => PumpEnd::Closed,
-        Some(Err(e)) => PumpEnd::Error(connection_error(e)),
+        Some(Err(e)) => match client_fault(&e) {
+            // Refused like a request, and said once, here.
+            Some(refused) => {
+                counted.refused(refused);
+                warn!(
+                    reason = refused.as_str(),
+                    "request head refused: {e}; connection closed"
+                );
+                PumpEnd::Closed
+            }
+            None => PumpEnd::Error(std::io::Error::other(e)),
+        },
     };
     (end, counted.requests.load(Ordering::Relaxed))
 }
 
-/// hyper's connection errors as I/O errors; a client too slow to send its
-/// request head reads as a timeout.
-fn connection_error(e: BoxError) -> std::io::Error {
-    let timeout = e
-        .downcast_ref::<hyper::Error>()
-        .is_some_and(hyper::Error::is_timeout);
-    if timeout {
-        std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "request head not received within header_timeout",
-        )
+/// A connection error that is the client's fault: a request head too slow
+/// to come, or too large.
+fn client_fault(e: &BoxError) -> Option<Refused> {
+    let e = e.downcast_ref::<hyper::Error>()?;
+    if e.is_timeout() {
+        Some(Refused::HeaderTimeout)
+    } else if e.is_parse_too_large() {
+        Some(Refused::HeaderTooLarge)
     } else {
-        std::io::Error::other(e)
+        None
     }
 }
 
@@ -339,14 +347,7 @@ impl Conn {
         Ok(Request::from_parts(parts, body))
     }
 
-    /// Answers with a problem body, logs the refusal and counts it.
-    fn refuse(
-        &self,
-        mut finish: Finish,
-        refused: Refused,
-        rule: Option<&HttpRule>,
-        retry_after: Option<u64>,
-    ) -> Response<Body> {
+    fn refused(&self, refused: Refused) {
         let route = &self.route;
         route
             .metrics
@@ -356,6 +357,18 @@ impl Conn {
                 reason: refused.as_str(),
             })
             .inc();
+    }
+
+    /// Answers with a problem body, logs the refusal and counts it.
+    fn refuse(
+        &self,
+        mut finish: Finish,
+        refused: Refused,
+        rule: Option<&HttpRule>,
+        retry_after: Option<u64>,
+    ) -> Response<Body> {
+        let route = &self.route;
+        self.refused(refused);
         let rule_name = rule.map(|r| r.name.as_str());
         let suppressed = route.http.as_ref().and_then(|h| h.refusals_log.allow());
         if let Some(suppressed) = suppressed {

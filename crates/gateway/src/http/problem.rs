@@ -11,6 +11,11 @@ use serde::Serialize;
 pub enum Refused {
     BadPath,
     BadRequest,
+    /// The request head did not arrive within `header_timeout` (hyper
+    /// closes the connection; counted and logged).
+    HeaderTimeout,
+    /// The request head is over `max_header_bytes` (hyper answers 431).
+    HeaderTooLarge,
     NoRule,
     NotAdmitted,
     RateLimited,
@@ -26,6 +31,8 @@ impl Refused {
         match self {
             Refused::BadPath => "bad_path",
             Refused::BadRequest => "bad_request",
+            Refused::HeaderTimeout => "header_timeout",
+            Refused::HeaderTooLarge => "header_too_large",
             Refused::NoRule => "no_rule",
             Refused::NotAdmitted => "not_admitted",
             Refused::RateLimited => "rate_limited",
@@ -40,6 +47,8 @@ impl Refused {
     pub fn status(self) -> StatusCode {
         match self {
             Refused::BadPath | Refused::BadRequest => StatusCode::BAD_REQUEST,
+            Refused::HeaderTimeout => StatusCode::REQUEST_TIMEOUT,
+            Refused::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refused::NoRule => StatusCode::NOT_FOUND,
             Refused::NotAdmitted => StatusCode::FORBIDDEN,
             Refused::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -75,6 +84,8 @@ pub fn problem(refused: Refused, rule: Option<&str>, retry_after: Option<u64>) -
             "the path holds dot segments or encoded separators; send it normalised".to_string()
         }
         Refused::BadRequest => "the request has no usable host or path".to_string(),
+        Refused::HeaderTimeout => "the request head did not arrive in time".to_string(),
+        Refused::HeaderTooLarge => "the request head is over the size accepted".to_string(),
         Refused::NoRule => "no rule of this gateway serves this host and path".to_string(),
         Refused::NotAdmitted => match rule {
             Some(rule) => format!("your application is not admitted by rule \"{rule}\""),
