@@ -117,15 +117,14 @@ async fn serve(
             })
             .clone()
     };
-    if let (RouteKind::Http(http), Some(peer)) = (&spec.kind, &peer_app) {
+    if let (RouteKind::Http(_), Some(peer)) = (&spec.kind, &peer_app) {
         let activity = Activity::new();
         let client = Metered::new(inbound, activity.clone(), bytes(Direction::Upstream));
         let end: (PumpEnd, u64) = crate::http::serve(
             route_rt.clone(),
-            http,
+            state,
             client,
             activity,
-            limits.idle_timeout,
             remote,
             peer.clone(),
             shutdown,
@@ -221,32 +220,35 @@ enum Traffic {
     Requests(u64),
 }
 
-impl std::fmt::Display for Traffic {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Traffic::Bytes { up, down } => write!(f, "bytes up {up}, down {down}"),
-            Traffic::Requests(n) => write!(f, "{n} request(s)"),
+/// Logs a connection's end with its traffic as fields (`bytes_up` and
+/// `bytes_down`, or `requests`).
+macro_rules! log_end {
+    ($level:ident, $traffic:expr, $($rest:tt)*) => {
+        match $traffic {
+            Traffic::Bytes { up, down } => $level!(bytes_up = up, bytes_down = down, $($rest)*),
+            Traffic::Requests(n) => $level!(requests = n, $($rest)*),
         }
-    }
+    };
 }
 
 /// Logs how a connection ended and says it for the metrics.
 fn ended(end: PumpEnd, traffic: Traffic, idle: Duration) -> Outcome {
     match end {
         PumpEnd::Closed => {
-            info!(%traffic, "connection closed");
+            log_end!(info, traffic, "connection closed");
             Outcome::Closed
         }
         PumpEnd::Idle => {
-            info!(%traffic, idle = ?idle, "idle timeout: connection closed");
+            log_end!(info, traffic, idle = ?idle, "idle timeout: connection closed");
             Outcome::IdleTimeout
         }
         PumpEnd::Error(e) => {
             // With TLS 1.3 a refused client certificate surfaces here, as
             // an alert on the first read after the handshake.
             let reason = RefusalReason::from_io_error(&e);
-            warn!(
-                %traffic,
+            log_end!(
+                warn,
+                traffic,
                 reason = reason.as_str(),
                 "connection ended: {e}"
             );

@@ -43,6 +43,7 @@ use crate::config::{has_dot_segment, HttpRule, HttpSpec};
 use crate::metrics::{HttpLabels, HttpRefusalLabels, HttpRuleLabels};
 use crate::proxy::{Activity, Metered, PumpEnd};
 use crate::route::{LogThrottle, RouteRuntime};
+use crate::state::RouteState;
 use crate::stream::Stream;
 use access::AccessRecord;
 use body::{Capped, OnEnd, TooLarge, Tracked};
@@ -66,6 +67,10 @@ impl HttpRuntime {
     }
 }
 
+/// Why `admit` refused a request, the index of the rule that matched if
+/// one did, and the `Retry-After` seconds for a rate limit.
+type Denied = (Refused, Option<usize>, Option<u64>);
+
 /// The TLS ALPN protocols an `http` listener offers and an https upstream
 /// is asked for, in preference order.
 pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -86,14 +91,17 @@ struct Conn {
 /// finish (in-flight requests complete; HTTP/2 gets a GOAWAY).
 pub(crate) async fn serve(
     route: Arc<RouteRuntime>,
-    spec: &HttpSpec,
+    state: &RouteState,
     io: Metered<Stream>,
     activity: Arc<Activity>,
-    idle: Duration,
     remote: SocketAddr,
     peer: PeerApp,
     shutdown: CancellationToken,
 ) -> (PumpEnd, u64) {
+    let idle = state.spec.limits.idle_timeout;
+    let Some(spec) = state.spec.http() else {
+        return (PumpEnd::Closed, 0);
+    };
     let conn = Arc::new(Conn {
         requests: AtomicU64::new(0),
         subject: peer.identity.subject.to_string(),
@@ -219,13 +227,13 @@ impl Conn {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let state = self.route.current();
         let host = request_host(&request);
-        let path = request.uri().path().to_string();
+        let path = request.uri().path();
         let logged_path = match request.uri().query() {
             Some(query) if state.spec.http().is_some_and(|h| h.query_in_log) => {
                 format!("{path}?{query}")
             }
             Some(_) => format!("{path}?REDACTED"),
-            None => path.clone(),
+            None => path.to_string(),
         };
         let mut finish = Finish {
             record: AccessRecord {
@@ -238,7 +246,7 @@ impl Conn {
                 client: self.remote.ip().to_string(),
                 protocol: protocol(request.version()),
                 method: request.method().to_string(),
-                host: host.clone(),
+                host,
                 path: logged_path,
                 status: 0,
                 bytes_in: 0,
@@ -254,36 +262,18 @@ impl Conn {
         };
         let Some((spec, upstreams)) = state.spec.http().zip(state.http.as_ref()) else {
             // The route's kind changed in the file; it applies at restart.
+            drain(request.into_body());
             return self.refuse(finish, Refused::UpstreamUnavailable, None, None);
         };
-        if !path.starts_with('/') {
-            return self.refuse(finish, Refused::BadRequest, None, None);
-        }
-        if !is_plain_path(&path) {
-            return self.refuse(finish, Refused::BadPath, None, None);
-        }
-        let Some((index, rule)) = find_rule(spec, host.as_deref(), &path) else {
-            return self.refuse(finish, Refused::NoRule, None, None);
-        };
-        finish.record.rule = Some(rule.name.to_string());
-        let Some(app) = rule.admit(&self.peer.identity).cloned() else {
-            return self.refuse(finish, Refused::NotAdmitted, Some(rule), None);
-        };
-        finish.record.app = Some(app.to_string());
-        if let (Some(limit), Some(http)) = (spec.rate, &self.route.http) {
-            if let Err(wait) = http.limiter.take(&app, limit, started.into_std()) {
-                let retry = wait.as_secs_f64().ceil().max(1.0) as u64;
-                return self.refuse(finish, Refused::RateLimited, Some(rule), Some(retry));
+        let (index, app) = match self.admit(&request, spec, &mut finish, started) {
+            Ok(admitted) => admitted,
+            Err((refused, rule, retry_after)) => {
+                drain(request.into_body());
+                let rule = rule.map(|i| &spec.rules[i]);
+                return self.refuse(finish, refused, rule, retry_after);
             }
-        }
-        let declared = request
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > spec.max_body_bytes) {
-            return self.refuse(finish, Refused::BodyTooLarge, Some(rule), None);
-        }
+        };
+        let rule = &spec.rules[index];
         let upstream = &upstreams.upstreams[index];
         finish.record.upstream = Some(rule.upstream.origin.clone());
         let forwarded = match self.upstream_request(request, spec, rule, &app, upstream, &finish) {
@@ -304,6 +294,49 @@ impl Conn {
         parts.version = Version::default();
         finish.record.status = parts.status.as_u16();
         Response::from_parts(parts, Tracked::new(body, finish).boxed_unsync())
+    }
+
+    /// The checks before a request may go upstream, in order: a plain path,
+    /// a rule, an application the rule admits, the rate, the declared
+    /// size. Gives the rule's index and the admitted application, or why
+    /// not (with the rule's index once one matched).
+    fn admit(
+        &self,
+        request: &Request<Incoming>,
+        spec: &HttpSpec,
+        finish: &mut Finish,
+        now: Instant,
+    ) -> Result<(usize, AppName), Denied> {
+        let path = request.uri().path();
+        if !path.starts_with('/') {
+            return Err((Refused::BadRequest, None, None));
+        }
+        if !is_plain_path(path) {
+            return Err((Refused::BadPath, None, None));
+        }
+        let Some((index, rule)) = find_rule(spec, finish.record.host.as_deref(), path) else {
+            return Err((Refused::NoRule, None, None));
+        };
+        finish.record.rule = Some(rule.name.to_string());
+        let Some(app) = rule.admit(&self.peer.identity).cloned() else {
+            return Err((Refused::NotAdmitted, Some(index), None));
+        };
+        finish.record.app = Some(app.to_string());
+        if let (Some(limit), Some(http)) = (spec.rate, &self.route.http) {
+            if let Err(wait) = http.limiter.take(&app, limit, now.into_std()) {
+                let retry = wait.as_secs_f64().ceil().max(1.0) as u64;
+                return Err((Refused::RateLimited, Some(index), Some(retry)));
+            }
+        }
+        let declared = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > spec.max_body_bytes) {
+            return Err((Refused::BodyTooLarge, Some(index), None));
+        }
+        Ok((index, app))
     }
 
     /// The request as the upstream gets it: its URI on the upstream, the
@@ -390,6 +423,34 @@ impl Conn {
         Response::from_parts(parts, Tracked::new(Full::new(body), finish).boxed_unsync())
     }
 }
+
+/// Reads and discards what is left of a refused request's body, within
+/// bounds, so the client can finish sending and read the answer: without
+/// it HTTP/2 resets the stream and HTTP/1.1 closes the connection under a
+/// client still uploading.
+fn drain(mut body: Incoming) {
+    use http_body::Body as _;
+    if body.is_end_stream() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut left: u64 = DRAIN_BYTES;
+        let reading = async {
+            while let Some(Ok(frame)) = body.frame().await {
+                let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                match left.checked_sub(n) {
+                    Some(rest) => left = rest,
+                    None => break,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, reading).await;
+    });
+}
+
+/// At most this much of a refused body is read before giving up on it.
+const DRAIN_BYTES: u64 = 4 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
 
 /// What went wrong talking to the upstream.
 fn classify(error: &hyper_util::client::legacy::Error) -> Refused {

@@ -8,6 +8,8 @@
 // Each test file uses its own part of this module.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;

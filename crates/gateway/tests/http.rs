@@ -1,0 +1,952 @@
+//! Issue 6: `http` routes, the HTTPS gateway in front of regional
+//! services. curl is the partner application (its certificate, HTTP/1.1
+//! or HTTP/2 by ALPN); the services behind are real HTTP servers on
+//! 127.0.0.1 that report what reached them. A keep-alive client (hyper
+//! over rustls) stands in for curl where one connection must outlive a
+//! reload.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::http::{
+    alpn_client, full, unsized_body, upstream_mtls, Curl, KeepAlive, Seen, Upstream, SLOW,
+};
+use common::{
+    app, cert_der, closed_port, gateway_section, metric_value, profile, tls, toml_path, Pki,
+    Running, LISTEN, WAIT,
+};
+use guichet_pki::{IssueRequest, IssuedFiles, Usage};
+use guichet_tls::Identity;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const ROUTE: &str = "guichet-unique";
+/// The name on the gateway's certificate, which clients dial.
+const GW: &str = "gw";
+const APP_A: &str = "partner-a";
+const APP_B: &str = "partner-b";
+const APP_C: &str = "partner-c";
+const RULE_A: &str = "rule-a";
+const RULE_B: &str = "rule-b";
+
+// ------------------------------------------------------------ config
+
+/// The parts of the config file a test chooses.
+#[derive(Clone, Default)]
+struct Layout {
+    /// Lines of the `[[route]]` table, before its rules.
+    route: String,
+    /// `[[route.rule]]` tables.
+    rules: String,
+    /// `[tls.NAME]` profiles (and `[[app]]`s) beyond the standard ones.
+    extra: String,
+}
+
+impl Layout {
+    /// `rule-a` (`/a/`, partner-a) and `rule-b` (`/b/`, partner-a and
+    /// partner-b), both to `echo`; partner-c is admitted by no rule.
+    fn standard(echo: &Upstream) -> Layout {
+        Layout::default().rules_to(echo, &[APP_A], &[APP_A, APP_B])
+    }
+
+    /// `rule-a` and `rule-b` to `echo`, admitting `a` and `b`.
+    fn rules_to(self, echo: &Upstream, a: &[&str], b: &[&str]) -> Layout {
+        self.rule(&rule(RULE_A, "/a/", &echo.url(), a, ""))
+            .rule(&rule(RULE_B, "/b/", &echo.url(), b, ""))
+    }
+
+    fn route(mut self, lines: &str) -> Layout {
+        self.route += lines;
+        self.route += "\n";
+        self
+    }
+
+    fn rule(mut self, text: &str) -> Layout {
+        self.rules += text;
+        self
+    }
+
+    fn extra(mut self, text: &str) -> Layout {
+        self.extra += text;
+        self
+    }
+}
+
+/// One `[[route.rule]]`.
+fn rule(name: &str, path: &str, upstream: &str, allow: &[&str], more: &str) -> String {
+    let allow: Vec<String> = allow.iter().map(|a| format!("{a:?}")).collect();
+    format!(
+        "[[route.rule]]\nname = \"{name}\"\npath = \"{path}\"\nupstream = \"{upstream}\"\nallow = [{}]\n{more}\n",
+        allow.join(", ")
+    )
+}
+
+/// partner-a, partner-b and partner-c, by CN from the test CA.
+fn standard_apps() -> String {
+    [APP_A, APP_B, APP_C].map(|name| app(name, name)).concat()
+}
+
+fn config(pki: &Pki, gw: &IssuedFiles, access: &Path, apps: &str, layout: &Layout) -> String {
+    format!(
+        "{}{}{}{apps}[[route]]\nname = \"{ROUTE}\"\nkind = \"http\"\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"gw\"\naccess_log = {}\n{}\n{}",
+        gateway_section("1s", "0s"),
+        profile("gw", Some(gw), &pki.ca_cert(), Some(&pki.crl())),
+        layout.extra,
+        toml_path(access),
+        layout.route,
+        layout.rules,
+    )
+}
+
+// -------------------------------------------------------------- site
+
+/// A gateway with one `http` route, its partners' certificates, and the
+/// echo upstream behind it.
+struct Site {
+    pki: Pki,
+    gw: IssuedFiles,
+    a: IssuedFiles,
+    b: IssuedFiles,
+    c: IssuedFiles,
+    echo: Upstream,
+    access: PathBuf,
+    gateway: Running,
+}
+
+impl Site {
+    async fn start(pki: Pki, echo: Upstream, layout: &Layout) -> Site {
+        let gw = pki.issue(GW, Usage::ServerOnly);
+        let [a, b, c] = [APP_A, APP_B, APP_C].map(|name| pki.issue(name, Usage::ClientOnly));
+        let access = pki.tmp.path().join("access.jsonl");
+        let text = config(&pki, &gw, &access, &standard_apps(), layout);
+        let gateway = Running::start(&pki.config_path(), &text).await;
+        Site {
+            pki,
+            gw,
+            a,
+            b,
+            c,
+            echo,
+            access,
+            gateway,
+        }
+    }
+
+    /// [`Layout::standard`], with `route` lines.
+    async fn standard(route: &str) -> Site {
+        let echo = Upstream::plain().await;
+        let layout = Layout::standard(&echo).route(route);
+        Site::start(Pki::new(), echo, &layout).await
+    }
+
+    fn curl(&self, cert: &IssuedFiles) -> Curl {
+        Curl {
+            addr: self.gateway.addr(ROUTE),
+            name: GW.into(),
+            ca: self.pki.ca_cert(),
+            cert: Some(cert.clone()),
+            dir: self.pki.tmp.path().to_path_buf(),
+        }
+    }
+
+    async fn keep_alive(&self, cert: &IssuedFiles, h2: bool) -> KeepAlive {
+        let alpn: &[&[u8]] = if h2 { &[b"h2"] } else { &[b"http/1.1"] };
+        let tls = alpn_client(Some(cert), &self.pki.ca_cert(), alpn);
+        KeepAlive::connect(&tls, self.gateway.addr(ROUTE), GW, h2).await
+    }
+
+    /// Rewrites the config file (the gateway reads it at its next reload).
+    fn rewrite(&self, apps: &str, layout: &Layout) {
+        let text = config(&self.pki, &self.gw, &self.access, apps, layout);
+        std::fs::write(self.pki.config_path(), text).unwrap();
+    }
+
+    /// Requests are counted when their response ends: poll.
+    async fn wait_requests(&self, rule: &str, app: &str, class: &str, want: u64) {
+        self.gateway
+            .wait_value(
+                "guichet_http_requests_total",
+                &[
+                    ("route", ROUTE),
+                    ("rule", rule),
+                    ("app", app),
+                    ("class", class),
+                ],
+                want,
+            )
+            .await;
+    }
+
+    fn refusals(&self, reason: &str) -> u64 {
+        self.gateway.value(
+            "guichet_http_refusals_total",
+            &[("route", ROUTE), ("reason", reason)],
+        )
+    }
+
+    async fn wait_refusals(&self, reason: &str, want: u64) {
+        self.gateway
+            .wait_value(
+                "guichet_http_refusals_total",
+                &[("route", ROUTE), ("reason", reason)],
+                want,
+            )
+            .await;
+    }
+
+    /// Every sample of `guichet_http_requests_total`, summed.
+    fn all_requests(&self) -> u64 {
+        self.gateway
+            .metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with("guichet_http_requests_total{"))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+/// The SHA-256 of a certificate, lower-case hex: envoy's `Hash`.
+fn fingerprint(cert: &IssuedFiles) -> String {
+    let id = Identity::from_der(&cert_der(&cert.cert)).unwrap();
+    id.fingerprint.0.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn seen_apps(seen: &[Seen]) -> Vec<String> {
+    seen.iter()
+        .map(|s| s.one("x-guichet-app").to_string())
+        .collect()
+}
+
+// ------------------------------------------------------ 1. admission
+
+#[tokio::test]
+async fn each_partner_reaches_only_the_rules_that_admit_it() {
+    let s = Site::standard("").await;
+    let (a, b, c) = (s.curl(&s.a), s.curl(&s.b), s.curl(&s.c));
+
+    let echoed = a.run("/a/beds", &[]).await.echoed();
+    assert_eq!(echoed["path"], "/a/beds");
+    a.run("/b/beds", &[]).await.echoed();
+    b.run("/b/beds", &[]).await.echoed();
+    b.run("/a/beds", &[]).await.problem(403, Some(RULE_A));
+    // partner-c completes the handshake ([[app]]) but no rule admits it.
+    c.run("/a/beds", &[]).await.problem(403, Some(RULE_A));
+    c.run("/b/beds", &[]).await.problem(403, Some(RULE_B));
+
+    let seen = s.echo.seen();
+    assert_eq!(seen_apps(&seen), [APP_A, APP_A, APP_B]);
+    let rules: Vec<&str> = seen.iter().map(|s| s.one("x-guichet-rule")).collect();
+    assert_eq!(rules, [RULE_A, RULE_B, RULE_B]);
+
+    for (rule, app, class) in [
+        (RULE_A, APP_A, "2xx"),
+        (RULE_B, APP_A, "2xx"),
+        (RULE_B, APP_B, "2xx"),
+        (RULE_A, APP_B, "4xx"),
+        (RULE_A, APP_C, "4xx"),
+        (RULE_B, APP_C, "4xx"),
+    ] {
+        s.wait_requests(rule, app, class, 1).await;
+    }
+    assert_eq!(s.all_requests(), 6, "{}", s.gateway.metrics.render());
+    assert_eq!(s.refusals("not_admitted"), 3);
+    assert_eq!(s.gateway.all_refusals(), 0, "no TLS refusal");
+}
+
+#[tokio::test]
+async fn certificates_no_app_matches_fail_the_handshake() {
+    let s = Site::standard("").await;
+    // Same CA, but no [[app]] has this CN.
+    let stranger = s.pki.issue("stranger", Usage::ClientOnly);
+    // The name of an admitted partner, from another CA.
+    let other_ca = s.pki.other_ca("other-ca");
+    let forged = guichet_pki::issue(
+        &other_ca,
+        &IssueRequest {
+            usage: Usage::ClientOnly,
+            ..IssueRequest::new(APP_A)
+        },
+    )
+    .unwrap();
+
+    for (cert, reason) in [(&stranger, "not_allowed"), (&forged, "unknown_ca")] {
+        let out = s.curl(cert).run("/a/beds", &[]).await;
+        assert_ne!(out.exit, 0, "{out:?}");
+        assert_eq!(out.status, 0, "an HTTP answer came: {out:?}");
+        s.gateway.wait_refusals(ROUTE, LISTEN, reason, 1).await;
+    }
+    let mut anonymous = s.curl(&s.a);
+    anonymous.cert = None;
+    let out = anonymous.run("/a/beds", &[]).await;
+    assert_eq!(out.status, 0, "an HTTP answer came: {out:?}");
+    s.gateway
+        .wait_refusals(ROUTE, LISTEN, "no_certificate", 1)
+        .await;
+
+    assert_eq!(s.gateway.all_refusals(), 3, "{}", s.gateway.metrics.render());
+    assert!(s.echo.seen().is_empty(), "{:#?}", s.echo.seen());
+    assert_eq!(s.all_requests(), 0);
+    // The control: partner-a itself gets through.
+    s.curl(&s.a).run("/a/beds", &[]).await.echoed();
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_and_unsafe_paths_are_400() {
+    let s = Site::standard("").await;
+    let a = s.curl(&s.a);
+    let unknown = ["/c/beds", "/", "/a", "/ab/beds", "/A/beds"];
+    let unsafe_paths = [
+        "/a/../b/beds",
+        "/a/./beds",
+        "/a/%2e%2e/b/beds",
+        "/a/%2E%2e/b/beds",
+        "/a/.%2e/b/beds",
+        "/a//beds",
+        "/a/x%2Fy",
+        "/a/x%5cy",
+        "/a/x%00y",
+    ];
+    for protocol in ["--http1.1", "--http2"] {
+        for path in unknown {
+            let out = a.run(path, &[protocol, "--path-as-is"]).await;
+            out.problem(404, None);
+        }
+        for path in unsafe_paths {
+            let out = a.run(path, &[protocol, "--path-as-is"]).await;
+            out.problem(400, None);
+        }
+    }
+    assert!(s.echo.seen().is_empty(), "{:#?}", s.echo.seen());
+    let (n404, n400) = (2 * unknown.len() as u64, 2 * unsafe_paths.len() as u64);
+    s.wait_requests("-", APP_A, "4xx", n404 + n400).await;
+    assert_eq!(s.refusals("no_rule"), n404);
+    assert_eq!(s.refusals("bad_path"), n400);
+    // A plain path under the same prefix is served.
+    a.run("/a/beds", &["--path-as-is"]).await.echoed();
+}
+
+// ------------------------------------------------ 2. identity headers
+
+/// Headers a client could use to pass for another application, address
+/// or certificate: every one holds "SPOOF" or 6.6.6.6 / 7.7.7.7.
+const SPOOFED: [&str; 15] = [
+    "X-Forwarded-For: 6.6.6.6",
+    "x-forwarded-for: 7.7.7.7, 6.6.6.6",
+    "X-FORWARDED-CLIENT-CERT: Hash=SPOOF;Subject=\"CN=admin\"",
+    "X-Forwarded-Tls-Client-Cert-Info: Subject%3D%22CN%3DSPOOF%22",
+    "X-Forwarded-Tls-Client-Cert: SPOOF",
+    "X-Guichet-App: SPOOF-admin",
+    "x-GUICHET-app: SPOOF-root",
+    "X-Guichet-Rule: SPOOF",
+    "X-Guichet-Cert-Fingerprint: SPOOF",
+    "Forwarded: for=6.6.6.6;by=SPOOF",
+    "X-Real-IP: 6.6.6.6",
+    "x-real-ip: SPOOF",
+    "X-Forwarded-Proto: SPOOF",
+    "X-Forwarded-Host: SPOOF.example",
+    "X-Client-IP: SPOOF",
+];
+
+#[tokio::test]
+async fn spoofed_identity_headers_never_reach_the_upstream() {
+    let s = Site::standard("").await;
+    let a = s.curl(&s.a);
+    let hash = fingerprint(&s.a);
+    for protocol in ["--http1.1", "--http2"] {
+        let mut args = vec![protocol, "-H", "X-Keep: kept"];
+        for header in SPOOFED {
+            args.extend(["-H", header]);
+        }
+        let out = a.run("/a/beds", &args).await;
+        let want_version = if protocol == "--http2" { "2" } else { "1.1" };
+        assert_eq!(out.version, want_version, "{out:?}");
+        out.echoed();
+        let seen = s.echo.seen().pop().unwrap();
+        for (name, value) in &seen.headers {
+            let lower = value.to_ascii_lowercase();
+            assert!(
+                !lower.contains("spoof") && !value.contains("6.6.6.6") && !value.contains("7.7.7.7"),
+                "{protocol}: the client's {name}: {value} reached the upstream"
+            );
+        }
+        assert_eq!(seen.one("x-guichet-app"), APP_A);
+        assert_eq!(seen.one("x-guichet-rule"), RULE_A);
+        assert_eq!(seen.one("x-guichet-cert-fingerprint"), hash);
+        assert_eq!(seen.one("x-forwarded-for"), "127.0.0.1");
+        assert_eq!(seen.one("x-forwarded-proto"), "https");
+        let host = format!("{GW}:{}", s.gateway.addr(ROUTE).port());
+        assert_eq!(seen.one("x-forwarded-host"), host);
+        let xfcc = seen.one("x-forwarded-client-cert");
+        assert!(xfcc.starts_with(&format!("Hash={hash};")), "{xfcc}");
+        assert!(xfcc.contains("CN=partner-a"), "{xfcc}");
+        let info = seen.one("x-forwarded-tls-client-cert-info");
+        assert!(info.contains("CN%3Dpartner-a"), "{info}");
+        assert!(info.contains("CN%3Dguichet+test+CA"), "{info}");
+        for gone in [
+            "forwarded",
+            "x-real-ip",
+            "x-client-ip",
+            "x-forwarded-tls-client-cert",
+        ] {
+            assert!(seen.all(gone).is_empty(), "{protocol}: {gone} passed");
+        }
+        assert_eq!(seen.one("x-keep"), "kept", "ordinary headers pass");
+    }
+    assert_eq!(s.echo.seen().len(), 2);
+}
+
+// ------------------------------------------------- 3. HTTP/2, HTTP/1.1
+
+#[tokio::test]
+async fn http2_and_http11_both_reach_the_upstream() {
+    let s = Site::standard("").await;
+    let a = s.curl(&s.a);
+    for (args, version) in [
+        (&["--http2"][..], "2"),
+        (&["--http1.1"][..], "1.1"),
+        // curl's own choice: h2 offered first, and taken.
+        (&[][..], "2"),
+    ] {
+        let out = a.run("/a/beds?day=1", args).await;
+        assert_eq!(out.version, version, "{args:?}: {out:?}");
+        assert_eq!(out.echoed()["path"], "/a/beds?day=1");
+    }
+    // Bodies pass whole both ways.
+    let body = "x".repeat(100_000);
+    for protocol in ["--http2", "--http1.1"] {
+        let out = a
+            .run("/b/upload", &[protocol, "--data-binary", &body])
+            .await;
+        let echoed = out.echoed();
+        assert_eq!(echoed["method"], "POST");
+        assert_eq!(echoed["body_bytes"], 100_000, "{protocol}");
+        assert_eq!(echoed["body_error"], Value::Null);
+    }
+    // The same through keep-alive connections of each kind.
+    for h2 in [true, false] {
+        let mut client = s.keep_alive(&s.a, h2).await;
+        for _ in 0..3 {
+            let answer = client.get("/b/beds").await.unwrap();
+            assert_eq!(answer.status, 200, "{answer:?}");
+            assert_eq!(answer.json()["path"], "/b/beds");
+        }
+    }
+    assert_eq!(s.echo.seen().len(), 3 + 2 + 6);
+    s.wait_requests(RULE_A, APP_A, "2xx", 3).await;
+    s.wait_requests(RULE_B, APP_A, "2xx", 8).await;
+}
+
+// ---------------------------------------------------- 4. body limits
+
+#[tokio::test]
+async fn bodies_over_max_body_bytes_are_413() {
+    const LIMIT: usize = 1024 * 1024;
+    let s = Site::standard(&format!("max_body_bytes = {LIMIT}")).await;
+    let a = s.curl(&s.a);
+    let dir = s.pki.tmp.path();
+    let at_limit = dir.join("at-limit.bin");
+    let over = dir.join("over.bin");
+    std::fs::write(&at_limit, vec![b'a'; LIMIT]).unwrap();
+    std::fs::write(&over, vec![b'o'; 3 * LIMIT]).unwrap();
+    let file = |p: &Path| format!("@{}", p.display());
+    let (at_limit_arg, over_arg) = (file(&at_limit), file(&over));
+    let chunked = "Transfer-Encoding: chunked";
+
+    // At the limit: served, whole, with a length and chunked.
+    for extra in [
+        vec!["--http1.1", "--data-binary", &at_limit_arg],
+        vec!["--http1.1", "-H", chunked, "--data-binary", &at_limit_arg],
+        vec!["--http2", "--data-binary", &at_limit_arg],
+    ] {
+        let echoed = a.run("/a/upload", &extra).await.echoed();
+        assert_eq!(echoed["body_bytes"], LIMIT, "{extra:?}");
+    }
+    let served = s.echo.seen().len();
+
+    // Over, with a Content-Length: refused before the upstream is asked.
+    let out = a
+        .run("/a/upload", &["--http1.1", "--data-binary", &over_arg])
+        .await;
+    out.problem(413, Some(RULE_A));
+    assert_eq!(s.echo.seen().len(), served, "the upstream was asked");
+    // Over, chunked: cut once past the limit.
+    let out = a
+        .run(
+            "/a/upload",
+            &["--http1.1", "-H", chunked, "--data-binary", &over_arg],
+        )
+        .await;
+    out.problem(413, Some(RULE_A));
+
+    // HTTP/2, with and without content-length. (curl 7.88 reports its own
+    // error 92 when an HTTP/2 answer comes while it is still uploading,
+    // so hyper is the client here.) The connection stays usable.
+    let mut h2 = s.keep_alive(&s.a, true).await;
+    let data = Bytes::from(vec![b'o'; 3 * LIMIT]);
+    for body in [full(data.clone()), unsized_body(data.clone())] {
+        let request = h2.request("POST", "/a/upload").body(body).unwrap();
+        h2.send(request).await.unwrap().problem(413, Some(RULE_A));
+        assert_eq!(h2.get("/a/beds").await.unwrap().status, 200);
+    }
+    // And an HTTP/2 body of unknown length at the limit passes.
+    let request = h2
+        .request("POST", "/a/upload")
+        .body(unsized_body(Bytes::from(vec![b'a'; LIMIT])))
+        .unwrap();
+    let answer = h2.send(request).await.unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.json()["body_bytes"], LIMIT);
+
+    s.wait_refusals("body_too_large", 4).await;
+    for seen in s.echo.seen() {
+        assert!(seen.body_bytes <= LIMIT as u64, "{seen:#?}");
+    }
+    s.wait_requests(RULE_A, APP_A, "4xx", 4).await;
+}
+
+// ------------------------------------------------- 5. slow clients
+
+/// A connection that sends part of a request head, a line now and then,
+/// is closed once `header_timeout` has passed (not at `idle_timeout`: it
+/// is never idle); returns how long it stayed open.
+async fn drip_until_closed(s: &Site, head: &[u8]) -> Duration {
+    let client = alpn_client(Some(&s.a), &s.pki.ca_cert(), &[b"http/1.1"]);
+    let mut stream = tls(&client, s.gateway.addr(ROUTE), GW).await.unwrap();
+    let started = Instant::now();
+    stream.write_all(head).await.unwrap();
+    stream.flush().await.unwrap();
+    let mut buf = [0u8; 4096];
+    let mut answered = Vec::new();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still open after {:?}; answered {:?}",
+            started.elapsed(),
+            String::from_utf8_lossy(&answered)
+        );
+        match tokio::time::timeout(Duration::from_millis(250), stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return started.elapsed(),
+            Ok(Ok(n)) => answered.extend_from_slice(&buf[..n]),
+            Err(_) => {
+                let more = stream.write_all(b"X-Drip: 1\r\n").await;
+                if more.is_err() || stream.flush().await.is_err() {
+                    return started.elapsed();
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_slow_request_head_is_cut_off() {
+    let s = Site::standard("header_timeout = \"1s\"\nidle_timeout = \"30s\"").await;
+    let open = drip_until_closed(&s, b"GET /a/beds HTTP/1.1\r\nHost: gw\r\n").await;
+    assert!(
+        open >= Duration::from_millis(900) && open < Duration::from_secs(5),
+        "closed after {open:?}"
+    );
+    assert!(s.echo.seen().is_empty());
+    // The gateway still serves, on both protocols.
+    let a = s.curl(&s.a);
+    a.run("/a/beds", &["--http1.1"]).await.echoed();
+    a.run("/a/beds", &["--http2"]).await.echoed();
+}
+
+#[tokio::test]
+async fn a_silent_client_is_cut_off_at_header_timeout() {
+    let s = Site::standard("header_timeout = \"1s\"\nidle_timeout = \"30s\"").await;
+    let client = alpn_client(Some(&s.a), &s.pki.ca_cert(), &[b"http/1.1"]);
+    let mut stream = tls(&client, s.gateway.addr(ROUTE), GW).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(8), stream.read(&mut buf)).await;
+    let open = started.elapsed();
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "a client that sent nothing after the handshake was still connected \
+         after {open:?} (header_timeout 1s, idle_timeout 30s): {read:?}"
+    );
+    assert!(open < Duration::from_secs(5), "closed after {open:?}");
+    s.curl(&s.a).run("/a/beds", &[]).await.echoed();
+}
+
+// --------------------------------------------- 6. upstream failures
+
+#[tokio::test]
+async fn upstream_down_is_502_and_too_slow_is_504() {
+    let echo = Upstream::plain().await;
+    let down = closed_port().await;
+    let layout = Layout::standard(&echo)
+        .route("response_timeout = \"1s\"\nconnect_timeout = \"2s\"")
+        .rule(&rule(
+            "rule-down",
+            "/down/",
+            &format!("http://{down}"),
+            &[APP_A],
+            "",
+        ));
+    let s = Site::start(Pki::new(), echo, &layout).await;
+    let a = s.curl(&s.a);
+
+    a.run("/down/beds", &[]).await.problem(502, Some("rule-down"));
+    s.wait_refusals("upstream_unavailable", 1).await;
+    s.wait_requests("rule-down", APP_A, "5xx", 1).await;
+
+    let started = Instant::now();
+    let out = a.run("/a/slow", &[]).await;
+    let waited = started.elapsed();
+    out.problem(504, Some(RULE_A));
+    assert!(
+        waited >= Duration::from_millis(900) && waited < SLOW,
+        "504 after {waited:?}"
+    );
+    s.wait_refusals("upstream_timeout", 1).await;
+    s.wait_requests(RULE_A, APP_A, "5xx", 1).await;
+
+    // A quick answer on the same rule is the control.
+    a.run("/a/beds", &[]).await.echoed();
+    s.wait_requests(RULE_A, APP_A, "2xx", 1).await;
+}
+
+// ------------------------------------------------ 7. https upstream
+
+#[tokio::test]
+async fn https_upstream_sees_guichets_client_certificate() {
+    let pki = Pki::new();
+    let upstream_cert = pki.issue("upstream", Usage::ServerOnly);
+    let client_cert = pki.issue("gw-client", Usage::ClientOnly);
+    let secured = Upstream::tls(upstream_mtls(&upstream_cert, &pki.ca_cert(), "gw-client")).await;
+    let url = format!("https://{}", secured.addr);
+    let echo = Upstream::plain().await;
+    let tls_rule = |name: &str, path: &str, profile: &str| {
+        rule(
+            name,
+            path,
+            &url,
+            &[APP_A],
+            &format!("upstream_tls = \"{profile}\"\nserver_name = \"upstream\"\n"),
+        )
+    };
+    let layout = Layout::standard(&echo)
+        .extra(&profile(
+            "upstream-mtls",
+            Some(&client_cert),
+            &pki.ca_cert(),
+            None,
+        ))
+        .extra(&profile("upstream-anon", None, &pki.ca_cert(), None))
+        .rule(&tls_rule("rule-mtls", "/mtls/", "upstream-mtls"))
+        .rule(&tls_rule("rule-anon", "/anon/", "upstream-anon"));
+    let s = Site::start(pki, echo, &layout).await;
+    let a = s.curl(&s.a);
+
+    for _ in 0..2 {
+        let echoed = a.run("/mtls/beds", &[]).await.echoed();
+        assert_eq!(echoed["peer"], "guichet", "{echoed}");
+        // ALPN on the upstream side picked HTTP/2.
+        assert_eq!(echoed["version"], "HTTP/2.0", "{echoed}");
+    }
+    let seen = secured.seen();
+    assert_eq!(seen_apps(&seen), [APP_A, APP_A]);
+    assert_eq!(seen[0].one("x-guichet-rule"), "rule-mtls");
+    assert_eq!(secured.refused(), 0);
+    s.wait_requests("rule-mtls", APP_A, "2xx", 2).await;
+
+    // Without a client certificate the upstream refuses the handshake;
+    // the partner gets a 502 that says so.
+    let out = a.run("/anon/beds", &[]).await;
+    out.problem(502, Some("rule-anon"));
+    assert_eq!(secured.seen().len(), 2, "the refused request got through");
+    assert!(secured.refused() >= 1);
+    s.wait_requests("rule-anon", APP_A, "5xx", 1).await;
+    let render = s.gateway.metrics.render();
+    let reason = ["upstream_tls", "upstream_error", "upstream_unavailable"]
+        .into_iter()
+        .find(|r| {
+            metric_value(
+                &render,
+                "guichet_http_refusals_total",
+                &[("route", ROUTE), ("reason", r)],
+            ) == 1
+        });
+    // The upstream's refusal is a TLS failure: the reason must say so
+    // (an operator reads it to fix the profile, not the service).
+    assert_eq!(reason, Some("upstream_tls"), "{render}");
+}
+
+// ------------------------------------------------------ 8. rate limit
+
+#[tokio::test]
+async fn rate_limit_answers_429_per_application() {
+    // 0.5/s with a burst of 2: the third request in a row is refused
+    // unless two whole seconds pass, which no loaded machine needs.
+    let s = Site::standard("rate_limit = 0.5\nrate_burst = 2").await;
+    let mut a = s.keep_alive(&s.a, false).await;
+    for _ in 0..2 {
+        assert_eq!(a.get("/a/beds").await.unwrap().status, 200);
+    }
+    let third = a.get("/a/beds").await.unwrap();
+    third.problem(429, Some(RULE_A));
+    let retry: u64 = third
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After: {retry}");
+    // The bucket is the application's, whatever the rule.
+    a.get("/b/beds").await.unwrap().problem(429, Some(RULE_B));
+
+    // Another application has its own bucket.
+    let mut b = s.keep_alive(&s.b, true).await;
+    for _ in 0..2 {
+        assert_eq!(b.get("/b/beds").await.unwrap().status, 200);
+    }
+    assert_eq!(seen_apps(&s.echo.seen()), [APP_A, APP_A, APP_B, APP_B]);
+    s.wait_refusals("rate_limited", 2).await;
+    s.wait_requests(RULE_A, APP_A, "4xx", 1).await;
+    s.wait_requests(RULE_B, APP_B, "2xx", 2).await;
+}
+
+// ----------------------------------------------------------- 9. reload
+
+/// Requests that kept going during reloads: successes and failures.
+#[derive(Clone, Default)]
+struct Flow {
+    ok: Arc<AtomicUsize>,
+    failures: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Flow {
+    fn record(&self, who: &str, answer: Result<common::http::Answer, String>) {
+        match answer {
+            Ok(a) if a.status == 200 => {
+                self.ok.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(a) => self.failures.lock().unwrap().push(format!("{who}: {a:?}")),
+            Err(e) => self.failures.lock().unwrap().push(format!("{who}: {e}")),
+        }
+    }
+
+    /// Waits until `n` more requests succeeded.
+    async fn wait_more(&self, n: usize) {
+        let target = self.ok.load(Ordering::SeqCst) + n;
+        common::bounded("requests during reloads", async {
+            while self.ok.load(Ordering::SeqCst) < target && self.failures.lock().unwrap().is_empty()
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn reloads_never_fail_requests_and_apply_to_open_connections() {
+    let s = Site::standard("").await;
+    let flow = Flow::default();
+    let mut tasks = Vec::new();
+    for h2 in [false, true] {
+        let mut client = s.keep_alive(&s.a, h2).await;
+        let flow = flow.clone();
+        tasks.push(tokio::spawn(async move {
+            while !flow.stop.load(Ordering::SeqCst) {
+                let who = if h2 { "h2 keep-alive" } else { "h1 keep-alive" };
+                flow.record(who, client.get("/a/beds").await);
+            }
+        }));
+    }
+    // And a new connection (new handshake) per request.
+    let fresh = alpn_client(Some(&s.a), &s.pki.ca_cert(), &[b"http/1.1"]);
+    let addr = s.gateway.addr(ROUTE);
+    let fresh_flow = flow.clone();
+    tasks.push(tokio::spawn(async move {
+        while !fresh_flow.stop.load(Ordering::SeqCst) {
+            let mut client = KeepAlive::connect(&fresh, addr, GW, false).await;
+            fresh_flow.record("new connection", client.get("/b/beds").await);
+        }
+    }));
+
+    // Other applications come and go; partner-a's rights never change.
+    for round in 0..6 {
+        let extra: Vec<String> = (0..round % 3 + 1).map(|i| format!("extra-{i}")).collect();
+        let apps = standard_apps()
+            + &extra
+                .iter()
+                .map(|name| app(name, name))
+                .collect::<String>();
+        let mut b_allow = vec![APP_A, APP_B];
+        b_allow.extend(extra.iter().map(String::as_str));
+        let layout = Layout::default().rules_to(&s.echo, &[APP_A], &b_allow);
+        s.rewrite(&apps, &layout);
+        s.gateway.reloader.reload("test").await.unwrap();
+        flow.wait_more(5).await;
+    }
+    flow.stop.store(true, Ordering::SeqCst);
+    for task in tasks {
+        common::bounded("request loop end", task).await.unwrap();
+    }
+    let failures = flow.failures.lock().unwrap().clone();
+    assert!(failures.is_empty(), "requests failed during reloads: {failures:#?}");
+    assert!(flow.ok.load(Ordering::SeqCst) >= 30);
+    assert_eq!(s.gateway.reloads(common::outcome::RELOAD_OK), 6);
+
+    // partner-a leaves rule-a: its next request on an open connection is
+    // refused; rule-b still admits it on that same connection.
+    let mut h1 = s.keep_alive(&s.a, false).await;
+    let mut h2 = s.keep_alive(&s.a, true).await;
+    for client in [&mut h1, &mut h2] {
+        assert_eq!(client.get("/a/beds").await.unwrap().status, 200);
+    }
+    let layout = Layout::default().rules_to(&s.echo, &[APP_B], &[APP_A, APP_B]);
+    s.rewrite(&standard_apps(), &layout);
+    s.gateway.reloader.reload("test").await.unwrap();
+    for client in [&mut h1, &mut h2] {
+        let refused = client.get("/a/beds").await.unwrap();
+        refused.problem(403, Some(RULE_A));
+        assert_eq!(client.get("/b/beds").await.unwrap().status, 200);
+    }
+    // And partner-b, newly admitted, gets in.
+    s.curl(&s.b).run("/a/beds", &[]).await.echoed();
+}
+
+// ------------------------------------------------------ 10. access log
+
+/// The access log's lines once it holds `n` (it is written by its own
+/// thread).
+async fn access_lines(path: &Path, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        if lines.len() >= n || Instant::now() >= deadline {
+            assert_eq!(lines.len(), n, "{text}");
+            return lines
+                .iter()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The fields a line may have: none holds a header value or a body.
+const ACCESS_FIELDS: [&str; 18] = [
+    "time",
+    "route",
+    "rule",
+    "app",
+    "subject",
+    "fingerprint",
+    "client",
+    "protocol",
+    "method",
+    "host",
+    "path",
+    "status",
+    "bytes_in",
+    "bytes_out",
+    "duration_ms",
+    "upstream",
+    "reason",
+    "complete",
+];
+
+#[tokio::test]
+async fn access_log_has_one_json_line_per_request_and_no_content() {
+    let s = Site::standard("").await;
+    let a = s.curl(&s.a);
+    let got = a
+        .run(
+            "/a/beds?nir=185057800608436&name=DUPONT",
+            &[
+                "-H",
+                "Authorization: Bearer SECRET-TOKEN",
+                "-H",
+                "Cookie: session=SECRET-COOKIE",
+                "-H",
+                "X-Patient: SECRET-PATIENT",
+            ],
+        )
+        .await;
+    got.echoed();
+    let body = "PID|1||SECRET-IPP^^^CHU||DUPONT^JEAN";
+    let posted = a
+        .run("/a/upload", &["--http1.1", "--data-binary", body])
+        .await;
+    assert_eq!(posted.echoed()["body_bytes"], body.len());
+    let refused = s.curl(&s.b).run("/a/beds?ipp=SECRET-IPP", &[]).await;
+    refused.problem(403, Some(RULE_A));
+
+    let lines = access_lines(&s.access, 3).await;
+    let text = std::fs::read_to_string(&s.access).unwrap();
+    for secret in ["SECRET", "DUPONT", "185057800608436", "nir=", "Bearer"] {
+        assert!(!text.contains(secret), "{secret} in the access log:\n{text}");
+    }
+    for line in &lines {
+        for key in line.as_object().unwrap().keys() {
+            assert!(ACCESS_FIELDS.contains(&key.as_str()), "{key} in {line}");
+        }
+        assert_eq!(line["route"], ROUTE);
+        assert_eq!(line["client"], "127.0.0.1");
+        assert!(line["duration_ms"].as_f64().is_some_and(|d| d >= 0.0), "{line}");
+        assert!(line["time"].as_str().is_some_and(|t| t.contains('T')), "{line}");
+    }
+    let find = |method: &str, status: u64| {
+        lines
+            .iter()
+            .find(|l| l["method"] == method && l["status"] == status)
+            .unwrap_or_else(|| panic!("no {method} {status} in {lines:#?}"))
+    };
+
+    let get = find("GET", 200);
+    assert_eq!(get["app"], APP_A);
+    assert_eq!(get["rule"], RULE_A);
+    assert!(get["subject"].as_str().unwrap().contains("CN=partner-a"), "{get}");
+    assert_eq!(get["fingerprint"], fingerprint(&s.a));
+    assert_eq!(get["path"], "/a/beds?REDACTED");
+    assert_eq!(get["protocol"], "HTTP/2");
+    assert_eq!(get["bytes_in"], 0);
+    assert_eq!(get["bytes_out"], got.body.len());
+    assert_eq!(get["upstream"], s.echo.url());
+    assert_eq!(get["reason"], Value::Null);
+    assert_eq!(get["complete"], true, "{get}");
+
+    let post = find("POST", 200);
+    assert_eq!(post["path"], "/a/upload");
+    assert_eq!(post["protocol"], "HTTP/1.1");
+    assert_eq!(post["bytes_in"], body.len());
+    assert_eq!(post["bytes_out"], posted.body.len());
+    assert_eq!(post["complete"], true, "{post}");
+
+    let forbidden = find("GET", 403);
+    assert_eq!(forbidden["app"], APP_B);
+    assert_eq!(forbidden["rule"], RULE_A);
+    assert_eq!(forbidden["fingerprint"], fingerprint(&s.b));
+    assert_eq!(forbidden["path"], "/a/beds?REDACTED");
+    assert_eq!(forbidden["reason"], "not_admitted");
+    assert_eq!(forbidden["bytes_out"], refused.body.len());
+}
+
+/// Guards against a keep-alive helper that would quietly reconnect: a
+/// request after the gateway closed the connection must fail.
+#[tokio::test]
+async fn keep_alive_client_never_reconnects() {
+    let s = Site::standard("").await;
+    let mut client = s.keep_alive(&s.a, false).await;
+    let request = client
+        .request("GET", "/a/beds")
+        .header("connection", "close")
+        .body(full(""))
+        .unwrap();
+    assert_eq!(client.send(request).await.unwrap().status, 200);
+    assert!(client.get("/a/beds").await.is_err());
+    assert_eq!(s.echo.seen().len(), 1);
+}
