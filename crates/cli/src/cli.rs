@@ -256,13 +256,19 @@ pub enum PkiCommand {
     /// Issue a certificate signed by the CA in DIR: DIR/NAME.pem and DIR/NAME.key (0600).
     ///
     /// By default it is valid for both server and client use, with SAN DNS=NAME.
+    ///
+    /// A partner's test certificate shaped like an IGC Santé organisation certificate
+    /// (AUTH_CLI): --client-only --o "CH EXAMPLE" --finess 750000001 --cn "ROR client".
     Issue {
         /// The CA directory (made by `pki init`).
         #[arg(long, value_name = "DIR")]
         ca: PathBuf,
-        /// Certificate name: subject CN, first DNS SAN and file name.
+        /// Certificate name: file name, first DNS SAN, and subject CN unless --cn is given.
         #[arg(long)]
         name: String,
+        /// Subject common name when it differs from NAME (any text up to 64 characters).
+        #[arg(long, value_name = "TEXT")]
+        cn: Option<String>,
         /// Extra DNS name in the SAN (repeatable).
         #[arg(long = "dns", value_name = "HOST")]
         dns: Vec<String>,
@@ -278,10 +284,16 @@ pub enum PkiCommand {
         #[arg(long)]
         server_only: bool,
         /// Organisational unit (IGC Santé puts 1+FINESS or 3+SIRET here).
-        #[arg(long)]
+        #[arg(long, value_name = "TEXT")]
         ou: Option<String>,
-        /// Organisation.
-        #[arg(long)]
+        /// Set OU to 1+FINESS, as IGC Santé does for a health establishment (9 characters).
+        #[arg(long, value_name = "NUMBER", conflicts_with_all = ["ou", "siret"])]
+        finess: Option<String>,
+        /// Set OU to 3+SIRET, as IGC Santé does for a company (14 digits).
+        #[arg(long, value_name = "NUMBER", conflicts_with = "ou")]
+        siret: Option<String>,
+        /// Organisation (up to 64 characters).
+        #[arg(long, value_name = "TEXT")]
         o: Option<String>,
         /// Certify this existing PKCS#8 key (e.g. RSA from openssl) instead of generating one.
         #[arg(long, value_name = "KEY.pem", conflicts_with = "key_type")]
@@ -316,7 +328,7 @@ pub enum AppsCommand {
         /// The configuration file (TOML) to read or edit.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
-        /// Name of the application, used in route `allow` lists.
+        /// Name of the application, used in the `allow` lists of routes and rules.
         #[arg(long)]
         name: String,
         /// A certificate of the application (PEM).
@@ -331,17 +343,23 @@ pub enum AppsCommand {
             value_delimiter = ','
         )]
         fields: Vec<String>,
-        /// Also admit the application on these routes (repeatable).
-        #[arg(long = "allow-on", value_name = "ROUTE")]
+        /// Also admit the application on these routes (repeatable, or comma-separated). On an
+        /// http route, name a rule: ROUTE/RULE adds it to that rule's allow list.
+        #[arg(
+            long = "allow-on",
+            visible_alias = "routes",
+            value_name = "ROUTE[/RULE]",
+            value_delimiter = ','
+        )]
         allow_on: Vec<String>,
     },
-    /// List the applications and the routes that admit each.
+    /// List the applications and the routes (ROUTE, or ROUTE/RULE on http routes) that admit each.
     List {
         /// The configuration file (TOML) to read or edit.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Remove an application and take it off every route's allow list.
+    /// Remove an application and take it off every allow list (routes and http rules).
     Remove {
         /// The configuration file (TOML) to read or edit.
         #[arg(short, long, value_name = "FILE")]

@@ -28,6 +28,21 @@ pub enum PkiError {
         reason: &'static str,
     },
 
+    #[error("subject {field} {value:?} (for {path}) {reason}; give 1 to 64 characters, no control characters (shorten a long organisation name, as IGC Santé does)")]
+    InvalidSubject {
+        field: &'static str,
+        value: String,
+        path: PathBuf,
+        reason: &'static str,
+    },
+
+    #[error("{registry} number {number:?} is not {expected}")]
+    InvalidStructureId {
+        registry: &'static str,
+        number: String,
+        expected: &'static str,
+    },
+
     #[error("DNS name {name:?} (for {path}) is not a host name; give printable ASCII without spaces, e.g. hl7.example.org")]
     InvalidDnsName { name: String, path: PathBuf },
 

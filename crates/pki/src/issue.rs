@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 
 use crate::ca::{Ca, CaDir};
 use crate::name::CertName;
+use crate::subject::check_attribute;
 use crate::{files, key, serial, validity, KeySource, PkiError};
 
 /// Which side of a TLS connection the certificate may authenticate.
@@ -28,15 +29,21 @@ pub enum Usage {
 /// What to certify. Build with [`IssueRequest::new`] and adjust fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssueRequest {
-    /// Common name, first DNS name and file stem (`NAME.pem`, `NAME.key`).
+    /// File stem (`NAME.pem`, `NAME.key`), first DNS name, and common
+    /// name unless `cn` says otherwise.
     pub name: String,
+    /// Subject common name (CN) when it is not `name`: partner
+    /// certificates carry application names that are no file names, such
+    /// as "ROR client - GHT Nord" in an IGC Santé certificate.
+    pub cn: Option<String>,
     /// Extra DNS names, after `name`.
     pub dns: Vec<String>,
     pub ips: Vec<IpAddr>,
     /// Lifetime in days from `not_before`.
     pub days: u32,
     pub usage: Usage,
-    /// Subject organizational unit (OU).
+    /// Subject organizational unit (OU); IGC Santé puts the structure's
+    /// identifier here (see [`crate::Registry::ou`]).
     pub ou: Option<String>,
     /// Subject organization (O).
     pub o: Option<String>,
@@ -65,6 +72,7 @@ impl IssueRequest {
     pub fn new(name: impl Into<String>) -> Self {
         IssueRequest {
             name: name.into(),
+            cn: None,
             dns: Vec::new(),
             ips: Vec::new(),
             days: DEFAULT_LEAF_DAYS,
@@ -82,6 +90,7 @@ impl IssueRequest {
 /// earlier certificate of that name.
 pub fn issue(ca_dir: &Path, req: &IssueRequest) -> Result<IssuedFiles, PkiError> {
     let name = CertName::parse(&req.name, ca_dir)?;
+    check_subject(req, &CaDir::new(ca_dir).leaf_cert(name.as_str()))?;
     let ca = Ca::load(ca_dir)?;
     let cert_path = ca.dir.leaf_cert(name.as_str());
     let (subject_key, key_path) = subject_key(&ca.dir, &name, &req.key)?;
@@ -97,6 +106,17 @@ pub fn issue(ca_dir: &Path, req: &IssueRequest) -> Result<IssuedFiles, PkiError>
         cert: cert_path,
         key: key_path,
     })
+}
+
+/// Checks the O, OU and CN texts, before any file is touched.
+fn check_subject(req: &IssueRequest, path: &Path) -> Result<(), PkiError> {
+    let attributes = [("O", &req.o), ("OU", &req.ou), ("CN", &req.cn)];
+    for (field, value) in attributes {
+        if let Some(value) = value {
+            check_attribute(field, value, path)?;
+        }
+    }
+    Ok(())
 }
 
 fn subject_key(
@@ -135,7 +155,8 @@ fn leaf_params(
     Ok(params)
 }
 
-/// `O=…, OU=…, CN=NAME`, most significant first as X.500 orders them.
+/// `O=…, OU=…, CN=…`, most significant first as X.500 orders them; the
+/// CN is `cn`, or else NAME.
 fn subject(name: &CertName, req: &IssueRequest) -> rcgen::DistinguishedName {
     let mut dn = rcgen::DistinguishedName::new();
     if let Some(o) = &req.o {
@@ -144,7 +165,8 @@ fn subject(name: &CertName, req: &IssueRequest) -> rcgen::DistinguishedName {
     if let Some(ou) = &req.ou {
         dn.push(DnType::OrganizationalUnitName, ou.as_str());
     }
-    dn.push(DnType::CommonName, name.as_str());
+    let cn = req.cn.as_deref().unwrap_or(name.as_str());
+    dn.push(DnType::CommonName, cn);
     dn
 }
 
@@ -193,5 +215,108 @@ fn extended_key_usages(usage: Usage) -> Vec<ExtendedKeyUsagePurpose> {
         Usage::Both => vec![ServerAuth, ClientAuth],
         Usage::ClientOnly => vec![ClientAuth],
         Usage::ServerOnly => vec![ServerAuth],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use guichet_tls::identity::Identity;
+
+    use super::*;
+    use crate::{CaOptions, Registry};
+
+    fn new_ca() -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        crate::init(tmp.path(), &CaOptions::default()).unwrap();
+        tmp
+    }
+
+    fn identity(cert: &Path) -> Identity {
+        let pem = std::fs::read(cert).unwrap();
+        let ders = crate::show::certificates(&pem, cert).unwrap();
+        Identity::from_der(&ders[0]).unwrap()
+    }
+
+    /// What a partner's IGC Santé organisation certificate (AUTH_CLI)
+    /// looks like, as far as guichet reads it.
+    fn igc_sante_client() -> IssueRequest {
+        IssueRequest {
+            cn: Some("ROR client - GHT Nord".into()),
+            o: Some("CENTRE HOSPITALIER DE SAINT-DENIS".into()),
+            ou: Some(Registry::Finess.ou("930000005").unwrap()),
+            usage: Usage::ClientOnly,
+            ..IssueRequest::new("partner-a")
+        }
+    }
+
+    #[test]
+    fn an_igc_sante_shaped_client_certificate() {
+        let tmp = new_ca();
+        let files = issue(tmp.path(), &igc_sante_client()).unwrap();
+        assert_eq!(files.cert, tmp.path().join("partner-a.pem"));
+        assert_eq!(files.key, tmp.path().join("partner-a.key"));
+        let id = identity(&files.cert);
+        assert_eq!(
+            id.subject.to_string(),
+            "O=CENTRE HOSPITALIER DE SAINT-DENIS, OU=1930000005, CN=ROR client - GHT Nord"
+        );
+        assert_eq!(id.subject.common_name(), Some("ROR client - GHT Nord"));
+        assert_eq!(id.issuer.to_string(), "CN=guichet test CA");
+        assert_eq!(id.extended_key_usage, Some(vec!["clientAuth".to_string()]));
+        assert_eq!(id.san_dns, ["partner-a"], "NAME stays the first DNS name");
+    }
+
+    #[test]
+    fn without_cn_the_name_is_the_common_name() {
+        let tmp = new_ca();
+        let req = IssueRequest {
+            cn: None,
+            ..igc_sante_client()
+        };
+        let id = identity(&issue(tmp.path(), &req).unwrap().cert);
+        assert_eq!(
+            id.subject.to_string(),
+            "O=CENTRE HOSPITALIER DE SAINT-DENIS, OU=1930000005, CN=partner-a"
+        );
+    }
+
+    #[test]
+    fn a_bad_subject_is_refused_before_touching_files() {
+        let tmp = new_ca();
+        let cert = tmp.path().join("partner-a.pem");
+        for (req, field) in [
+            (
+                IssueRequest {
+                    o: Some("CENTRE HOSPITALIER ".repeat(4)),
+                    ..igc_sante_client()
+                },
+                "O",
+            ),
+            (
+                IssueRequest {
+                    ou: Some(String::new()),
+                    ..igc_sante_client()
+                },
+                "OU",
+            ),
+            (
+                IssueRequest {
+                    cn: Some("two\nlines".into()),
+                    ..igc_sante_client()
+                },
+                "CN",
+            ),
+        ] {
+            let err = issue(tmp.path(), &req).unwrap_err();
+            match &err {
+                PkiError::InvalidSubject { field: f, path, .. } => {
+                    assert_eq!((*f, path), (field, &cert), "{err}");
+                }
+                other => panic!("unexpected {other}"),
+            }
+            assert!(!cert.exists() && !tmp.path().join("partner-a.key").exists());
+        }
     }
 }

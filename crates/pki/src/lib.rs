@@ -19,6 +19,7 @@ mod name;
 mod revoke;
 mod serial;
 mod show;
+mod subject;
 mod validity;
 
 pub use ca::{init, CaFiles, CaOptions};
@@ -27,3 +28,4 @@ pub use issue::{issue, IssueRequest, IssuedFiles, Usage, DEFAULT_LEAF_DAYS};
 pub use key::{KeySource, KeyType};
 pub use revoke::{revoke, write_crl};
 pub use show::{show, show_file, CertReport};
+pub use subject::Registry;

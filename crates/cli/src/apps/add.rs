@@ -1,5 +1,5 @@
 //! `guichet apps add`: a new `[[app]]` built from a certificate, and the
-//! `--allow-on` routes that admit it.
+//! `--allow-on` routes, or rules of `http` routes, that admit it.
 
 use std::path::Path;
 
@@ -9,7 +9,8 @@ use guichet_tls::{AppName, Identity};
 use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, Value};
 
 use super::document::{
-    app_names, app_tables_mut, asks_no_certificate, finish, parse_document, route_mut,
+    allow_list, app_names, app_tables_mut, asks_no_certificate, finish, is_http, join_or,
+    parse_document, route_mut, rule_mut, rule_names,
 };
 use super::Change;
 
@@ -124,9 +125,8 @@ pub(super) fn add(
         path.display(),
         describe(&criteria)
     )];
-    for route in request.allow_on {
-        allow_on(&mut doc, path, route, request.name)?;
-        report.push(format!("route {route:?} now admits {:?}", request.name));
+    for target in request.allow_on {
+        report.extend(allow_on(&mut doc, path, target, request.name)?);
     }
     let text = finish(path, text, &doc)?;
     ensure_matches(path, &text, request, &identity)?;
@@ -249,28 +249,114 @@ fn next_position(table: &Table) -> usize {
         .unwrap_or(0)
 }
 
-/// Adds `app` to the `allow` list of `route`.
-fn allow_on(doc: &mut DocumentMut, path: &Path, route: &str, app: &str) -> anyhow::Result<()> {
-    let table = route_mut(doc, path, route)?;
-    if !table.contains_key("listen_tls") {
+/// Where `--allow-on` admits an application: a route, or one rule of an
+/// `http` route (`ROUTE/RULE`; names cannot contain `/`).
+struct AllowTarget<'a> {
+    route: &'a str,
+    rule: Option<&'a str>,
+}
+
+impl<'a> AllowTarget<'a> {
+    fn parse(text: &'a str) -> Self {
+        match text.split_once('/') {
+            Some((route, rule)) => AllowTarget {
+                route,
+                rule: Some(rule),
+            },
+            None => AllowTarget {
+                route: text,
+                rule: None,
+            },
+        }
+    }
+}
+
+/// Adds `app` to the `allow` list `target` names; returns the lines that
+/// tell the operator what changed.
+fn allow_on(
+    doc: &mut DocumentMut,
+    path: &Path,
+    target: &str,
+    app: &str,
+) -> anyhow::Result<Vec<String>> {
+    let AllowTarget { route: name, rule } = AllowTarget::parse(target);
+    let route = route_mut(doc, path, name)?;
+    takes_certificates(route, path, name)?;
+    match (is_http(route), rule) {
+        (false, None) => {
+            add_to_allow(route, path, &format!("route {name:?}"), app)?;
+            Ok(vec![format!("route {name:?} now admits {app:?}")])
+        }
+        (false, Some(_)) => bail!(
+            "{}: route {name:?} is not an http route, so it has no rules; give --allow-on {name}",
+            path.display()
+        ),
+        (true, None) => bail!(
+            "{}: route {name:?} is an http route: each of its rules has its own allow list; give --allow-on {name}/RULE (rules: {})",
+            path.display(),
+            join_or(&rule_names(route), ", ", "none")
+        ),
+        (true, Some(rule)) => allow_on_rule(route, path, name, rule, app),
+    }
+}
+
+/// Adds `app` to a rule of an `http` route, and to the route's own
+/// `allow` when it has one: that list decides who completes the TLS
+/// handshake, so an application missing there never reaches its rules.
+fn allow_on_rule(
+    route: &mut Table,
+    path: &Path,
+    name: &str,
+    rule: &str,
+    app: &str,
+) -> anyhow::Result<Vec<String>> {
+    let table = rule_mut(route, path, name, rule)?;
+    add_to_allow(
+        table,
+        path,
+        &format!("rule {rule:?} of route {name:?}"),
+        app,
+    )?;
+    let mut report = vec![format!(
+        "rule {rule:?} of route {name:?} now admits {app:?}"
+    )];
+    if route.contains_key("allow") && !allow_list(route).iter().any(|a| a == app) {
+        add_to_allow(route, path, &format!("route {name:?}"), app)?;
+        report.push(format!(
+            "route {name:?} now lets {app:?} connect (the route's own allow list)"
+        ));
+    }
+    Ok(report)
+}
+
+/// Refuses routes that take no client certificate: nothing there could
+/// tell one application from another.
+fn takes_certificates(route: &Table, path: &Path, name: &str) -> anyhow::Result<()> {
+    if !route.contains_key("listen_tls") {
         bail!(
-            "{}: route {route:?} has no `listen_tls`: a plain listener cannot check certificates, so it admits no applications",
+            "{}: route {name:?} has no `listen_tls`: a plain listener cannot check certificates, so it admits no applications",
             path.display()
         );
     }
-    if asks_no_certificate(table) {
+    if asks_no_certificate(route) {
         bail!(
-            "{}: route {route:?} has client_auth = \"none\": it asks for no client certificate; remove that line first",
+            "{}: route {name:?} has client_auth = \"none\": it asks for no client certificate; remove that line first",
             path.display()
         );
     }
+    Ok(())
+}
+
+/// Adds `app` once to the `allow` array of `table` (a route or a rule,
+/// named `label` in errors), creating the array if needed.
+fn add_to_allow(table: &mut Table, path: &Path, label: &str, app: &str) -> anyhow::Result<()> {
     let allow = table
         .entry("allow")
         .or_insert_with(|| toml_edit::value(Array::new()))
         .as_array_mut()
         .ok_or_else(|| {
             anyhow!(
-                "{}: route {route:?}: `allow` is not a list of names",
+                "{}: {label}: `allow` is not a list of names",
                 path.display()
             )
         })?;

@@ -1,6 +1,6 @@
 //! The `toml_edit` helpers that add, remove and list share: the `[[app]]`
-//! tables, the `[[route]]` tables and their `allow` lists, and the final
-//! check of an edited document.
+//! tables, the `[[route]]` tables, the `[[route.rule]]` tables of `http`
+//! routes, their `allow` lists, and the final check of an edited document.
 
 use std::path::Path;
 
@@ -97,12 +97,65 @@ pub(super) fn route_mut<'d>(
         })
 }
 
+/// Whether the route is `kind = "http"`: its `[[route.rule]]` tables say
+/// who may call what, and its own `allow` (optional) only who may connect.
+pub(super) fn is_http(route: &Table) -> bool {
+    route.get("kind").and_then(Item::as_str) == Some("http")
+}
+
+/// The `[[route.rule]]` tables of a route, in file order.
+pub(super) fn rules(route: &Table) -> impl Iterator<Item = &Table> {
+    route
+        .get("rule")
+        .and_then(Item::as_array_of_tables)
+        .into_iter()
+        .flat_map(ArrayOfTables::iter)
+}
+
+/// [`rules`], for editing.
+pub(super) fn rules_mut(route: &mut Table) -> impl Iterator<Item = &mut Table> {
+    route
+        .get_mut("rule")
+        .and_then(Item::as_array_of_tables_mut)
+        .into_iter()
+        .flat_map(ArrayOfTables::iter_mut)
+}
+
+pub(super) fn rule_name(rule: &Table) -> String {
+    name_of(rule).unwrap_or("?").to_string()
+}
+
+/// The rule names of a route, for error messages.
+pub(super) fn rule_names(route: &Table) -> Vec<String> {
+    rules(route).map(rule_name).collect()
+}
+
+/// The rule `rule` of `route`, which is named `route_label` in errors.
+pub(super) fn rule_mut<'r>(
+    route: &'r mut Table,
+    path: &Path,
+    route_label: &str,
+    rule: &str,
+) -> anyhow::Result<&'r mut Table> {
+    let known = rule_names(route);
+    rules_mut(route)
+        .find(|t| name_of(t) == Some(rule))
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: route {route_label:?} has no [[route.rule]] named {rule:?} (rules: {})",
+                path.display(),
+                join_or(&known, ", ", "none")
+            )
+        })
+}
+
 fn name_of(table: &Table) -> Option<&str> {
     table.get("name").and_then(Item::as_str)
 }
 
-pub(super) fn allow_list(route: &Table) -> Vec<String> {
-    route
+/// The names in the `allow` of a route or rule; empty when there is none.
+pub(super) fn allow_list(table: &Table) -> Vec<String> {
+    table
         .get("allow")
         .and_then(Item::as_array)
         .map(|a| {

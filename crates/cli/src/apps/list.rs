@@ -5,7 +5,8 @@ use std::path::Path;
 use toml_edit::{DocumentMut, Table};
 
 use super::document::{
-    allow_list, app_name, app_tables, join_or, parse_document, route_name, routes,
+    allow_list, app_name, app_tables, is_http, join_or, parse_document, route_name, routes,
+    rule_name, rules,
 };
 
 /// The `[[app]]` keys that select certificates, in schema order.
@@ -21,7 +22,8 @@ const CRITERIA_KEYS: [&str; 9] = [
     "spki",
 ];
 
-/// The applications of the config as a table: name, criteria, routes.
+/// The applications of the config as a table: name, criteria, and where
+/// each is admitted.
 pub(super) fn list(path: &Path, text: &str) -> anyhow::Result<String> {
     let doc = parse_document(path, text)?;
     let rows: Vec<[String; 3]> = app_tables(&doc, path)?
@@ -62,13 +64,36 @@ fn app_criteria(app: &Table) -> String {
     join_or(&parts, "; ", "-")
 }
 
-/// The routes whose `allow` names `app`, or `-`.
+/// Where `app` is admitted, or `-`: the routes whose `allow` names it, and
+/// `ROUTE/RULE` for each rule of an `http` route whose `allow` names it.
+/// A rule the route's own `allow` makes unreachable is flagged.
 fn admitting(doc: &DocumentMut, app: &str) -> String {
     let names: Vec<String> = routes(doc)
-        .filter(|t| allow_list(t).iter().any(|a| a == app))
-        .map(route_name)
+        .flat_map(|route| admitting_on(route, app))
         .collect();
     join_or(&names, ", ", "-")
+}
+
+fn admitting_on(route: &Table, app: &str) -> Vec<String> {
+    let names = |table: &Table| allow_list(table).iter().any(|a| a == app);
+    if !is_http(route) {
+        return names(route)
+            .then(|| route_name(route))
+            .into_iter()
+            .collect();
+    }
+    let blocked = route.contains_key("allow") && !names(route);
+    rules(route)
+        .filter(|rule| names(rule))
+        .map(|rule| {
+            let pair = format!("{}/{}", route_name(route), rule_name(rule));
+            if blocked {
+                format!("{pair} (not in the route's allow: refused at TLS)")
+            } else {
+                pair
+            }
+        })
+        .collect()
 }
 
 fn render_table(header: [String; 3], rows: &[[String; 3]]) -> String {

@@ -1,14 +1,14 @@
 //! `guichet apps remove`: drop an `[[app]]` and every `allow` entry that
-//! names it.
+//! names it, on routes and on the rules of `http` routes.
 
 use std::path::Path;
 
 use anyhow::bail;
-use toml_edit::{Array, DocumentMut, Item};
+use toml_edit::{Array, DocumentMut, Item, Table};
 
 use super::document::{
-    allow_list, app_names, app_tables_mut, asks_no_certificate, finish, join_or, parse_document,
-    route_name, routes, routes_mut,
+    allow_list, app_names, app_tables_mut, asks_no_certificate, finish, is_http, join_or,
+    parse_document, route_name, routes, routes_mut, rule_name, rules, rules_mut,
 };
 use super::Change;
 
@@ -23,12 +23,12 @@ pub(super) fn remove(path: &Path, text: &str, name: &str) -> anyhow::Result<Chan
             join_or(&names, ", ", "none")
         );
     };
-    let orphaned = routes_left_without_apps(&doc, name);
+    let orphaned = left_without_apps(&doc, name);
     if !orphaned.is_empty() {
         bail!(
-            "{}: removing {name:?} would leave route(s) {} admitting no application; add another app to their `allow` first, or remove the route(s)",
+            "{}: removing {name:?} would leave {} admitting no application; add another app to their `allow` first, or remove them",
             path.display(),
-            orphaned.join(", ")
+            orphaned.join(" and ")
         );
     }
     if let Some(item) = doc.get_mut("app") {
@@ -50,32 +50,63 @@ pub(super) fn remove(path: &Path, text: &str, name: &str) -> anyhow::Result<Chan
     Ok(Change { text, report })
 }
 
-/// TLS routes that admit `name` and nobody else, which `guichet run`
-/// would refuse once it is gone; the operator has to decide about them.
-fn routes_left_without_apps(doc: &DocumentMut, name: &str) -> Vec<String> {
-    routes(doc)
-        .filter(|t| t.contains_key("listen_tls"))
-        .filter(|t| !asks_no_certificate(t))
-        .filter(|t| {
-            let allow = allow_list(t);
-            allow.iter().any(|a| a == name) && allow.iter().all(|a| a == name)
+/// The TLS routes, and the rules of `http` routes, that admit `name` and
+/// nobody else, as `route(s) "a", "b"` and `rule(s) "r/x"`: the gateway
+/// would refuse them once it is gone (or a rule would serve nobody), so
+/// the operator has to decide about them.
+fn left_without_apps(doc: &DocumentMut, name: &str) -> Vec<String> {
+    let only = |table: &Table| {
+        let allow = allow_list(table);
+        allow.iter().any(|a| a == name) && allow.iter().all(|a| a == name)
+    };
+    let checked = || {
+        routes(doc).filter(|route| route.contains_key("listen_tls") && !asks_no_certificate(route))
+    };
+    let emptied_routes: Vec<String> = checked()
+        .filter(|route| only(route))
+        .map(|route| format!("{:?}", route_name(route)))
+        .collect();
+    let emptied_rules: Vec<String> = checked()
+        .filter(|route| is_http(route))
+        .flat_map(|route| {
+            rules(route)
+                .filter(|rule| only(rule))
+                .map(move |rule| format!("\"{}/{}\"", route_name(route), rule_name(rule)))
         })
-        .map(|t| format!("{:?}", route_name(t)))
-        .collect()
+        .collect();
+    let mut out = Vec::new();
+    if !emptied_routes.is_empty() {
+        out.push(format!("route(s) {}", emptied_routes.join(", ")));
+    }
+    if !emptied_rules.is_empty() {
+        out.push(format!("rule(s) {}", emptied_rules.join(", ")));
+    }
+    out
 }
 
-/// Removes `name` from every `allow` array; returns the routes changed.
+/// Removes `name` from every `allow` array of the routes and of their
+/// rules; returns what changed, as `ROUTE` or `ROUTE/RULE`.
 fn strip_allow(doc: &mut DocumentMut, name: &str) -> Vec<String> {
     let mut changed = Vec::new();
     for route in routes_mut(doc) {
         let route_name = route_name(route);
-        if let Some(allow) = route.get_mut("allow").and_then(Item::as_array_mut) {
-            if remove_name(allow, name) {
-                changed.push(route_name);
+        if strip_from(route, name) {
+            changed.push(route_name.clone());
+        }
+        for rule in rules_mut(route) {
+            if strip_from(rule, name) {
+                changed.push(format!("{route_name}/{}", rule_name(rule)));
             }
         }
     }
     changed
+}
+
+fn strip_from(table: &mut Table, name: &str) -> bool {
+    table
+        .get_mut("allow")
+        .and_then(Item::as_array_mut)
+        .is_some_and(|allow| remove_name(allow, name))
 }
 
 /// Removes every `name` from `array`, keeping the layout of the rest: the

@@ -383,3 +383,322 @@ fn add_through_the_file_keeps_its_permissions() {
     let leftovers = fs::read_dir(b.config.parent().unwrap()).unwrap().count();
     assert_eq!(leftovers, 2, "only guichet.toml and pki/");
 }
+
+/// An `http` route in the format of issue 6, beside a tunnel route.
+const HTTP: &str = r#"# the regional guichet unique
+
+[tls.gateway]
+cert = "pki/dpi.pem"
+key = "pki/dpi.key"
+ca = "pki/ca.pem"
+
+[[app]]
+name = "partner-a"
+cn = "partner-a"
+issuer_dn = "CN=guichet test CA"
+
+[[app]]
+name = "partner-b"
+cn = "partner-b"
+issuer_dn = "CN=guichet test CA"
+
+[[route]]
+name = "guichet-unique"
+kind = "http"
+listen = "127.0.0.1:8443"
+listen_tls = "gateway"
+
+[[route.rule]]
+name = "ror-internal"
+path = "/ror/internal/"
+upstream = "http://127.0.0.1:18081"
+allow = ["partner-a"]   # internal API: partner-a only
+
+[[route.rule]]
+name = "ror-interop"
+path = "/ror/interop/"
+upstream = "http://127.0.0.1:18082"
+allow = [
+    "partner-a",
+    "partner-b",
+]
+
+[[route]]
+name = "from-eai"
+listen = "127.0.0.1:32200"
+listen_tls = "gateway"
+allow = ["partner-b"]
+forward = "127.0.0.1:22011"
+"#;
+
+/// A partner's certificate shaped like an IGC Santé organisation
+/// certificate: O, OU = 1 + FINESS, an application name as CN.
+fn igc_sante_partner(b: &Bench) -> PathBuf {
+    let pki = b.config.parent().unwrap().join("pki");
+    let req = IssueRequest {
+        cn: Some("ROR client - GHT Nord".into()),
+        o: Some("CENTRE HOSPITALIER DE SAINT-DENIS".into()),
+        ou: Some(guichet_pki::Registry::Finess.ou("930000005").unwrap()),
+        usage: guichet_pki::Usage::ClientOnly,
+        ..IssueRequest::new("partner-c")
+    };
+    guichet_pki::issue(&pki, &req).unwrap().cert
+}
+
+/// `HTTP` after `apps add --name partner-c --allow-on` each of `targets`.
+fn http_with(b: &Bench, cert: &Path, targets: &[&str]) -> anyhow::Result<Change> {
+    add_app(b, HTTP, "partner-c", cert, &DEFAULT_FIELDS, targets)
+}
+
+#[test]
+fn add_an_igc_sante_partner_to_one_rule_of_an_http_route() {
+    let b = bench();
+    let cert = igc_sante_partner(&b);
+    let change = http_with(&b, &cert, &["guichet-unique/ror-internal"]).unwrap();
+    let id = identity(&cert);
+    let app = format!(
+        "\n# added by guichet apps add from {} on 2024-05-01 (subject \"{}\", sha256 {})\n\
+         [[app]]\nname = \"partner-c\"\ncn = \"ROR client - GHT Nord\"\nou = \"1930000005\"\nissuer_dn = \"CN=guichet test CA\"\n",
+        cert.display(),
+        id.subject,
+        id.fingerprint
+    );
+    let expected = HTTP
+        .replace(
+            "cn = \"partner-b\"\nissuer_dn = \"CN=guichet test CA\"\n",
+            &format!("cn = \"partner-b\"\nissuer_dn = \"CN=guichet test CA\"\n{app}"),
+        )
+        .replace(
+            "allow = [\"partner-a\"]   # internal API",
+            "allow = [\"partner-a\", \"partner-c\"]   # internal API",
+        );
+    assert_eq!(change.text, expected);
+    assert!(rule(&b, &change.text, "partner-c").matches(&id));
+    assert_eq!(
+        change.report[1..],
+        ["rule \"ror-internal\" of route \"guichet-unique\" now admits \"partner-c\""]
+    );
+}
+
+#[test]
+fn add_to_several_rules_and_routes_keeps_each_list_layout() {
+    let b = bench();
+    let targets = [
+        "guichet-unique/ror-interop",
+        "from-eai",
+        "guichet-unique/ror-internal",
+    ];
+    let change = http_with(&b, &b.eai, &targets).unwrap();
+    assert!(change
+        .text
+        .contains("allow = [\n    \"partner-a\",\n    \"partner-b\",\n    \"partner-c\",\n]\n"));
+    assert!(change
+        .text
+        .contains("allow = [\"partner-a\", \"partner-c\"]   # internal API"));
+    assert!(change
+        .text
+        .contains("allow = [\"partner-b\", \"partner-c\"]\nforward"));
+    assert_eq!(
+        change.report[1..],
+        [
+            "rule \"ror-interop\" of route \"guichet-unique\" now admits \"partner-c\"",
+            "route \"from-eai\" now admits \"partner-c\"",
+            "rule \"ror-internal\" of route \"guichet-unique\" now admits \"partner-c\"",
+        ]
+    );
+}
+
+#[test]
+fn add_to_a_rule_also_opens_an_explicit_route_allow() {
+    let b = bench();
+    let text = HTTP.replace(
+        "listen_tls = \"gateway\"\n\n[[route.rule]]",
+        "listen_tls = \"gateway\"\nallow = [\"partner-a\", \"partner-b\"]\n\n[[route.rule]]",
+    );
+    let change = add_app(
+        &b,
+        &text,
+        "partner-c",
+        &b.eai,
+        &DEFAULT_FIELDS,
+        &["guichet-unique/ror-interop"],
+    )
+    .unwrap();
+    assert!(change
+        .text
+        .contains("listen_tls = \"gateway\"\nallow = [\"partner-a\", \"partner-b\", \"partner-c\"]\n\n[[route.rule]]"));
+    assert_eq!(
+        change.report[1..],
+        [
+            "rule \"ror-interop\" of route \"guichet-unique\" now admits \"partner-c\"",
+            "route \"guichet-unique\" now lets \"partner-c\" connect (the route's own allow list)",
+        ]
+    );
+}
+
+#[test]
+fn add_to_a_rule_without_allow_creates_it() {
+    let b = bench();
+    let text = HTTP.replace(
+        "allow = [\"partner-a\"]   # internal API: partner-a only\n",
+        "",
+    );
+    let change = add_app(
+        &b,
+        &text,
+        "partner-c",
+        &b.eai,
+        &DEFAULT_FIELDS,
+        &["guichet-unique/ror-internal"],
+    )
+    .unwrap();
+    assert!(change
+        .text
+        .contains("upstream = \"http://127.0.0.1:18081\"\nallow = [\"partner-c\"]\n"));
+}
+
+#[test]
+fn an_http_route_needs_a_rule_and_other_routes_refuse_one() {
+    let b = bench();
+    assert_err(
+        http_with(&b, &b.eai, &["guichet-unique"]),
+        "route \"guichet-unique\" is an http route: each of its rules has its own allow list; give --allow-on guichet-unique/RULE (rules: ror-internal, ror-interop)",
+    );
+    assert_err(
+        http_with(&b, &b.eai, &["guichet-unique/ror"]),
+        "route \"guichet-unique\" has no [[route.rule]] named \"ror\" (rules: ror-internal, ror-interop)",
+    );
+    assert_err(
+        http_with(&b, &b.eai, &["from-eai/ror-internal"]),
+        "route \"from-eai\" is not an http route, so it has no rules; give --allow-on from-eai",
+    );
+    assert_err(
+        http_with(&b, &b.eai, &["ror/ror-internal"]),
+        "no [[route]] named \"ror\" (routes: guichet-unique, from-eai)",
+    );
+}
+
+#[test]
+fn list_shows_route_rule_pairs() {
+    let b = bench();
+    let text = http_with(&b, &b.eai, &[]).unwrap().text;
+    let out = list(&b.config, &text).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(
+        lines[1].ends_with("  guichet-unique/ror-internal, guichet-unique/ror-interop"),
+        "{out}"
+    );
+    assert!(
+        lines[2].ends_with("  guichet-unique/ror-interop, from-eai"),
+        "{out}"
+    );
+    assert!(lines[3].starts_with("partner-c "), "{out}");
+    assert!(lines[3].ends_with(" -"), "{out}");
+}
+
+#[test]
+fn list_flags_a_rule_the_route_allow_makes_unreachable() {
+    let b = bench();
+    let text = HTTP.replace(
+        "listen_tls = \"gateway\"\n\n[[route.rule]]",
+        "listen_tls = \"gateway\"\nallow = [\"partner-a\"]\n\n[[route.rule]]",
+    );
+    let out = list(&b.config, &text).unwrap();
+    let partner_b = out.lines().find(|l| l.starts_with("partner-b")).unwrap();
+    assert!(
+        partner_b.ends_with(
+            "  guichet-unique/ror-interop (not in the route's allow: refused at TLS), from-eai"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn remove_takes_the_app_off_rules_and_routes() {
+    let b = bench();
+    let targets = ["guichet-unique/ror-interop", "from-eai"];
+    let added = http_with(&b, &b.eai, &targets).unwrap().text;
+    let change = remove(&b.config, &added, "partner-c").unwrap();
+    assert_eq!(change.text, HTTP);
+    assert_eq!(
+        change.report[1],
+        "taken off the allow list of: guichet-unique/ror-interop, from-eai"
+    );
+    assert_err(
+        remove(&b.config, HTTP, "partner-b"),
+        "removing \"partner-b\" would leave route(s) \"from-eai\" admitting no application",
+    );
+}
+
+#[test]
+fn remove_refuses_to_empty_a_rule() {
+    let b = bench();
+    assert_err(
+        remove(&b.config, HTTP, "partner-a"),
+        "removing \"partner-a\" would leave rule(s) \"guichet-unique/ror-internal\" admitting no application; add another app to their `allow` first, or remove them",
+    );
+    let text = HTTP.replace(
+        "allow = [\"partner-b\"]\nforward",
+        "allow = [\"partner-a\"]\nforward",
+    );
+    assert_err(
+        remove(&b.config, &text, "partner-a"),
+        "would leave route(s) \"from-eai\" and rule(s) \"guichet-unique/ror-internal\" admitting no application",
+    );
+}
+
+#[test]
+fn remove_from_a_rule_keeps_the_others() {
+    let b = bench();
+    let text = HTTP.replace(
+        "allow = [\"partner-a\"]   # internal",
+        "allow = [\"partner-a\", \"partner-b\"]   # internal",
+    );
+    let text = text.replace(
+        "allow = [\"partner-b\"]\nforward",
+        "allow = [\"partner-a\", \"partner-b\"]\nforward",
+    );
+    let change = remove(&b.config, &text, "partner-b").unwrap();
+    assert!(change
+        .text
+        .contains("allow = [\"partner-a\"]   # internal API: partner-a only\n"));
+    assert!(change.text.contains("allow = [\n    \"partner-a\",\n]\n"));
+    assert!(!change.text.contains("partner-b"));
+    assert_eq!(
+        change.report[1],
+        "taken off the allow list of: guichet-unique/ror-internal, guichet-unique/ror-interop, from-eai"
+    );
+}
+
+#[test]
+fn allow_on_takes_routes_as_an_alias_and_commas() {
+    use clap::Parser as _;
+    let cli = crate::cli::Cli::try_parse_from([
+        "guichet",
+        "apps",
+        "add",
+        "-c",
+        "guichet.toml",
+        "--name",
+        "partner-c",
+        "--cert",
+        "partner-c.pem",
+        "--routes",
+        "guichet-unique/ror-internal,from-eai",
+        "--allow-on",
+        "guichet-unique/ror-interop",
+    ])
+    .unwrap();
+    let crate::cli::Command::Apps(AppsCommand::Add { allow_on, .. }) = cli.command else {
+        panic!("not apps add");
+    };
+    assert_eq!(
+        allow_on,
+        [
+            "guichet-unique/ror-internal",
+            "from-eai",
+            "guichet-unique/ror-interop"
+        ]
+    );
+}
