@@ -5,6 +5,8 @@
 #
 # Run from this folder:  ./make-pki.sh
 # Another binary:        GUICHET=../../target/debug/guichet ./make-pki.sh
+# From the sources:      GUICHET="cargo run -q --release --" ./make-pki.sh
+# From the sources:      GUICHET="cargo run -q --release --" ./make-pki.sh
 #
 # pki/ holds private keys: it is git-ignored, and every clone makes its own.
 # The [[app]] entries of guichet.toml match issuer + CN + OU, which this
@@ -13,16 +15,16 @@ set -eu
 cd "$(dirname "$0")"
 guichet=${GUICHET:-guichet}
 
-"$guichet" pki init --out pki
+$guichet pki init --out pki
 
 # What partners dial: https://localhost:8443 or https://127.0.0.1:8443.
-"$guichet" pki issue --ca pki --name gateway --server-only \
+$guichet pki issue --ca pki --name gateway --server-only \
     --dns localhost --ip 127.0.0.1
 
 # Partners. The FINESS numbers are made up (department 99 does not exist).
-"$guichet" pki issue --ca pki --name partner-a --client-only \
+$guichet pki issue --ca pki --name partner-a --client-only \
     --o "CENTRE HOSPITALIER EXEMPLE A" --finess 990000017 --cn "Partner A ROR client"
-"$guichet" pki issue --ca pki --name partner-b --client-only \
+$guichet pki issue --ca pki --name partner-b --client-only \
     --o "CLINIQUE EXEMPLE B" --finess 990000025 --cn "Partner B ROR client"
-"$guichet" pki issue --ca pki --name partner-c --client-only \
+$guichet pki issue --ca pki --name partner-c --client-only \
     --o "EHPAD EXEMPLE C" --finess 990000033 --cn "Partner C ROR client"
