@@ -72,6 +72,12 @@ impl<S> Metered<S> {
     }
 }
 
+impl<S> Metered<S> {
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
     fn poll_read(
         self: Pin<&mut Self>,

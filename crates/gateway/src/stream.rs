@@ -26,6 +26,17 @@ macro_rules! each {
     };
 }
 
+impl Stream {
+    /// The protocol agreed by TLS ALPN, if any.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        match self {
+            Stream::Plain(_) => None,
+            Stream::TlsServer(s) => s.get_ref().1.alpn_protocol(),
+            Stream::TlsClient(s) => s.get_ref().1.alpn_protocol(),
+        }
+    }
+}
+
 impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,

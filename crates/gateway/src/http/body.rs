@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
 
 use super::upstream::BoxError;
 
@@ -17,24 +18,26 @@ use super::upstream::BoxError;
 #[error("request body over {0} bytes")]
 pub struct TooLarge(pub u64);
 
-/// A request body that counts its bytes and fails past `limit`.
-pub struct Capped<B> {
-    inner: B,
+/// A request body that counts its bytes and fails past `limit`. Past it,
+/// the rest of the client's body is drained (within bounds) so the client
+/// can read the 413 guichet answers.
+pub struct Capped {
+    inner: Option<Incoming>,
     limit: u64,
     seen: Arc<AtomicU64>,
 }
 
-impl<B> Capped<B> {
-    pub fn new(inner: B, limit: u64, seen: Arc<AtomicU64>) -> Self {
-        Capped { inner, limit, seen }
+impl Capped {
+    pub fn new(inner: Incoming, limit: u64, seen: Arc<AtomicU64>) -> Self {
+        Capped {
+            inner: Some(inner),
+            limit,
+            seen,
+        }
     }
 }
 
-impl<B> Body for Capped<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
+impl Body for Capped {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -43,12 +46,18 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Some(Err(Box::new(TooLarge(this.limit)))));
+        };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    let total = this.seen.fetch_add(data.len() as u64, Ordering::Relaxed)
-                        + data.len() as u64;
+                    let n = data.len() as u64;
+                    let total = this.seen.fetch_add(n, Ordering::Relaxed) + n;
                     if total > this.limit {
+                        if let Some(rest) = this.inner.take() {
+                            super::drain(rest);
+                        }
                         return Poll::Ready(Some(Err(Box::new(TooLarge(this.limit)))));
                     }
                 }
@@ -61,11 +70,13 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(SizeHint::default, Body::size_hint)
     }
 }
 

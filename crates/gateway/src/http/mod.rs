@@ -27,9 +27,9 @@ use http::header::{HeaderValue, HOST};
 use http::{Request, Response, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use time::format_description::well_known::Rfc3339;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -48,7 +48,7 @@ use crate::stream::Stream;
 use access::AccessRecord;
 use body::{Capped, OnEnd, TooLarge, Tracked};
 use problem::{problem, Refused};
-use upstream::{Body, BoxError, ConnectError};
+use upstream::{Body, ConnectError};
 
 /// What an `http` route keeps for its whole life, across reloads.
 pub(crate) struct HttpRuntime {
@@ -84,6 +84,7 @@ struct Conn {
     subject: String,
     fingerprint: String,
     requests: AtomicU64,
+    heads: Arc<HeadClock>,
 }
 
 /// Serves HTTP/1.1 or HTTP/2 (by ALPN) on an admitted TLS connection until
@@ -104,6 +105,7 @@ pub(crate) async fn serve(
     };
     let conn = Arc::new(Conn {
         requests: AtomicU64::new(0),
+        heads: Arc::new(HeadClock::new()),
         subject: peer.identity.subject.to_string(),
         fingerprint: headers::hex_lower(&peer.identity.fingerprint.0),
         route,
@@ -115,59 +117,235 @@ pub(crate) async fn serve(
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(conn.handle(request).await) }
     });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(spec.header_timeout)
-        .max_buf_size(spec.max_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(spec.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256);
-    let served = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(served);
-    let mut draining = false;
-    let result = loop {
-        tokio::select! {
-            result = served.as_mut() => break Some(result),
-            () = shutdown.cancelled(), if !draining => {
-                draining = true;
-                served.as_mut().graceful_shutdown();
-            }
-            () = activity.idle_for(idle) => break None,
-        }
+    let h2 = io.get_ref().alpn() == Some(b"h2".as_slice());
+    let heads = counted.heads.clone();
+    heads.set_h2(h2);
+    let io = TokioIo::new(HeadWatch {
+        inner: io,
+        clock: heads.clone(),
+    });
+    let header_timeout = spec.header_timeout;
+    let result = if h2 {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            // Above the route's limit: heads between the two are refused
+            // by `admit`, with a problem body, a count and a log line.
+            .max_header_list_size(h2_header_list_limit(spec.max_header_bytes))
+            .max_concurrent_streams(256);
+        let served = builder.serve_connection(io, service);
+        drive!(served, shutdown, activity, idle, heads, header_timeout)
+    } else {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .max_header_size(spec.max_header_bytes);
+        let served = builder.serve_connection(io, service);
+        drive!(served, shutdown, activity, idle, heads, header_timeout)
     };
     let end = match result {
-        None => PumpEnd::Idle,
-        Some(Ok(())) => PumpEnd::Closed,
-        Some(Err(e)) => match client_fault(&e) {
-            // Refused like a request, and said once, here.
-            Some(refused) => {
-                counted.refused(refused);
-                warn!(
-                    reason = refused.as_str(),
-                    "request head refused: {e}; connection closed"
-                );
-                PumpEnd::Closed
-            }
-            None => PumpEnd::Error(std::io::Error::other(e)),
-        },
+        Driven::Idle => PumpEnd::Idle,
+        Driven::HeadTimeout => {
+            counted.refused(Refused::HeaderTimeout);
+            warn!(
+                reason = Refused::HeaderTimeout.as_str(),
+                timeout = ?header_timeout,
+                "request head not received in time; connection closed"
+            );
+            PumpEnd::Closed
+        }
+        Driven::Ended(Ok(())) => PumpEnd::Closed,
+        Driven::Ended(Err(e)) if e.is_parse_too_large() => {
+            // hyper answered 431: refused like a request, and said once.
+            counted.refused(Refused::HeaderTooLarge);
+            warn!(
+                reason = Refused::HeaderTooLarge.as_str(),
+                "request head over max_header_bytes; connection closed"
+            );
+            PumpEnd::Closed
+        }
+        Driven::Ended(Err(e)) => PumpEnd::Error(std::io::Error::other(e)),
     };
     (end, counted.requests.load(Ordering::Relaxed))
 }
 
-/// A connection error that is the client's fault: a request head too slow
-/// to come, or too large.
-fn client_fault(e: &BoxError) -> Option<Refused> {
-    let e = e.downcast_ref::<hyper::Error>()?;
-    if e.is_timeout() {
-        Some(Refused::HeaderTimeout)
-    } else if e.is_parse_too_large() {
-        Some(Refused::HeaderTooLarge)
-    } else {
-        None
+/// How a served connection ended.
+enum Driven {
+    Ended(hyper::Result<()>),
+    Idle,
+    HeadTimeout,
+}
+
+/// Runs a hyper connection until it ends, stays idle, lets a request head
+/// wait past `header_timeout`, or shutdown asks it to finish (in-flight
+/// requests complete; HTTP/2 gets a GOAWAY).
+macro_rules! drive {
+    ($served:ident, $shutdown:ident, $activity:ident, $idle:ident, $heads:ident, $timeout:ident) => {{
+        tokio::pin!($served);
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                result = $served.as_mut() => break Driven::Ended(result),
+                () = $shutdown.cancelled(), if !draining => {
+                    draining = true;
+                    $served.as_mut().graceful_shutdown();
+                }
+                () = $activity.idle_for($idle) => break Driven::Idle,
+                () = $heads.overdue($timeout) => break Driven::HeadTimeout,
+            }
+        }
+    }};
+}
+use drive;
+
+/// The h2 header list limit: four times the route's, so heads in between
+/// reach `admit` and get guichet's own 431 (counted, logged, problem
+/// body); beyond, h2 refuses the stream itself before decoding it all.
+fn h2_header_list_limit(max_header_bytes: usize) -> u32 {
+    u32::try_from(max_header_bytes.saturating_mul(4)).unwrap_or(u32::MAX)
+}
+
+/// When a request head started arriving and has not been read whole yet.
+///
+/// The clock runs from the connection's start until its first request,
+/// and again from the first byte after each response until the next
+/// request: a client idle between requests is `idle_timeout`'s business,
+/// one that starts a request and stalls is cut at `header_timeout`, as
+/// nginx's `client_header_timeout` does. On HTTP/2 it runs until the first
+/// request only (PINGs and other frames are not request heads).
+pub(crate) struct HeadClock {
+    start: std::time::Instant,
+    /// Milliseconds since `start` + 1 when a head is pending; 0 when none.
+    pending: AtomicU64,
+    inflight: AtomicU64,
+    /// Set on HTTP/2 once the first request arrived: the clock stops.
+    done: std::sync::atomic::AtomicBool,
+    h2: std::sync::atomic::AtomicBool,
+}
+
+impl HeadClock {
+    fn new() -> Self {
+        HeadClock {
+            start: std::time::Instant::now(),
+            pending: AtomicU64::new(1),
+            inflight: AtomicU64::new(0),
+            done: std::sync::atomic::AtomicBool::new(false),
+            h2: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn set_h2(&self, h2: bool) {
+        self.h2.store(h2, Ordering::Relaxed);
+    }
+
+    fn now_mark(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Bytes came from the client.
+    fn bytes(&self) {
+        if self.inflight.load(Ordering::Relaxed) == 0
+            && !self.done.load(Ordering::Relaxed)
+            && self.pending.load(Ordering::Relaxed) == 0
+        {
+            let _ = self.pending.compare_exchange(
+                0,
+                self.now_mark(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// A request head was read whole.
+    fn request(&self) {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        self.pending.store(0, Ordering::Relaxed);
+        if self.h2.load(Ordering::Relaxed) {
+            self.done.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A response ended.
+    fn response(&self) {
+        self.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Completes once a pending head has waited `timeout`.
+    async fn overdue(&self, timeout: Duration) {
+        loop {
+            let pending = self.pending.load(Ordering::Relaxed);
+            if pending == 0 || self.done.load(Ordering::Relaxed) {
+                // Nothing pending: look again a timeout later.
+                tokio::time::sleep(timeout).await;
+                continue;
+            }
+            let since = Duration::from_millis(pending - 1);
+            let deadline = self.start + since + timeout;
+            if std::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    }
+}
+
+/// The client side's I/O, telling the head clock when bytes arrive.
+struct HeadWatch {
+    inner: Metered<Stream>,
+    clock: Arc<HeadClock>,
+}
+
+impl tokio::io::AsyncRead for HeadWatch {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.clock.bytes();
+        }
+        poll
+    }
+}
+
+impl tokio::io::AsyncWrite for HeadWatch {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 
@@ -181,6 +359,7 @@ struct Finish {
 
 impl OnEnd for Finish {
     fn ended(mut self, bytes: u64, complete: bool) {
+        self.conn.heads.response();
         let route = &self.conn.route;
         let elapsed = self.started.elapsed();
         self.record.bytes_out = bytes;
@@ -225,6 +404,7 @@ impl Conn {
     async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
         let started = Instant::now();
         self.requests.fetch_add(1, Ordering::Relaxed);
+        self.heads.request();
         let state = self.route.current();
         let host = request_host(&request);
         let path = request.uri().path();
@@ -307,6 +487,11 @@ impl Conn {
         finish: &mut Finish,
         now: Instant,
     ) -> Result<(usize, AppName), Denied> {
+        if head_size(request) > spec.max_header_bytes {
+            // HTTP/1.1 heads are held to the limit by hyper (431 before
+            // this); HTTP/2 ones up to four times it reach here.
+            return Err((Refused::HeaderTooLarge, None, None));
+        }
         let path = request.uri().path();
         if !path.starts_with('/') {
             return Err((Refused::BadRequest, None, None));
@@ -424,11 +609,28 @@ impl Conn {
     }
 }
 
+/// A request head's size as HTTP/2 counts it against a header list limit:
+/// each field's name and value plus 32 bytes, pseudo-headers included.
+fn head_size<B>(request: &Request<B>) -> usize {
+    let fields: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum();
+    let uri = request.uri();
+    let pseudo = request.method().as_str().len()
+        + uri.path_and_query().map_or(1, |pq| pq.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + 5
+        + 4 * 32;
+    fields + pseudo
+}
+
 /// Reads and discards what is left of a refused request's body, within
 /// bounds, so the client can finish sending and read the answer: without
 /// it HTTP/2 resets the stream and HTTP/1.1 closes the connection under a
 /// client still uploading.
-fn drain(mut body: Incoming) {
+pub(crate) fn drain(mut body: Incoming) {
     use http_body::Body as _;
     if body.is_end_stream() {
         return;
@@ -464,6 +666,16 @@ fn classify(error: &hyper_util::client::legacy::Error) -> Refused {
         }
         if e.downcast_ref::<TooLarge>().is_some() {
             return Refused::BodyTooLarge;
+        }
+        // With TLS 1.3 an upstream refusing guichet's certificate says so
+        // in an alert on the first read after the handshake.
+        let alert = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .is_some_and(|tls| matches!(tls, rustls::Error::AlertReceived(_)));
+        if alert {
+            return Refused::UpstreamTls;
         }
         source = e.source();
     }

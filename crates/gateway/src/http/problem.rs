@@ -94,9 +94,9 @@ pub fn problem(refused: Refused, rule: Option<&str>, retry_after: Option<u64>) -
         Refused::RateLimited => named("request rate over your application's limit; retry later"),
         Refused::BodyTooLarge => named("request body over the size this gateway accepts"),
         Refused::UpstreamUnavailable => named("the service behind this gateway is unreachable"),
-        Refused::UpstreamTls => {
-            named("the service behind this gateway failed its TLS verification")
-        }
+        Refused::UpstreamTls => named(
+            "the TLS session between this gateway and the service behind it failed (certificate refused on either side)",
+        ),
         Refused::UpstreamTimeout => named("the service behind this gateway did not answer in time"),
         Refused::UpstreamError => named("the service behind this gateway broke the exchange"),
     };

@@ -274,7 +274,6 @@ pub struct Curl {
 }
 
 /// What curl reported.
-#[derive(Debug)]
 pub struct CurlOut {
     /// curl's exit code (0: a response was received, whatever its status).
     pub exit: i32,
@@ -286,6 +285,25 @@ pub struct CurlOut {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub stderr: String,
+}
+
+impl std::fmt::Debug for CurlOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut body = self.text();
+        if body.len() > 600 {
+            let cut = (600..=body.len()).find(|&i| body.is_char_boundary(i));
+            body.truncate(cut.unwrap_or(body.len()));
+            body += "...";
+        }
+        f.debug_struct("CurlOut")
+            .field("exit", &self.exit)
+            .field("status", &self.status)
+            .field("version", &self.version)
+            .field("headers", &self.headers)
+            .field("body", &body)
+            .field("stderr", &self.stderr)
+            .finish()
+    }
 }
 
 impl CurlOut {
@@ -482,7 +500,12 @@ pub fn alpn_client(cert: Option<&IssuedFiles>, ca: &Path, alpn: &[&[u8]]) -> Cli
         ca: Some(ca.to_path_buf()),
         crls: Vec::new(),
     };
-    ClientTls::with_alpn(&Material::load(&files).unwrap(), TlsSettings::default(), alpn).unwrap()
+    ClientTls::with_alpn(
+        &Material::load(&files).unwrap(),
+        TlsSettings::default(),
+        alpn,
+    )
+    .unwrap()
 }
 
 /// A request body of [`KeepAlive`].
@@ -526,12 +549,8 @@ pub struct Answer {
 
 impl Answer {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "not JSON ({e}): {:?}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
