@@ -79,12 +79,31 @@ pub fn strip_identity_claims(headers: &mut HeaderMap) {
     }
 }
 
+/// What the upstream is told about a client's certificate and address:
+/// the same for every request of a connection, so built once.
+pub struct ClientHeaders {
+    fingerprint: HeaderValue,
+    client_ip: HeaderValue,
+    traefik: HeaderValue,
+    envoy: HeaderValue,
+}
+
+impl ClientHeaders {
+    pub fn new(identity: &Identity, client_ip: IpAddr) -> Self {
+        ClientHeaders {
+            fingerprint: value(&hex_lower(&identity.fingerprint.0)),
+            client_ip: value(&client_ip.to_string()),
+            traefik: value(&traefik_info(identity)),
+            envoy: value(&envoy_xfcc(identity)),
+        }
+    }
+}
+
 /// Who the client is, as the upstream is told.
 pub struct Forwarded<'a> {
     pub app: &'a AppName,
     pub rule: &'a str,
-    pub identity: &'a Identity,
-    pub client_ip: IpAddr,
+    pub client: &'a ClientHeaders,
     /// The host the client asked for, as it wrote it.
     pub host: Option<&'a HeaderValue>,
     pub forms: IdentityForms,
@@ -94,11 +113,17 @@ impl Forwarded<'_> {
     /// Writes guichet's identity headers (after the client's copies were
     /// stripped).
     pub fn apply(&self, headers: &mut HeaderMap) {
-        let id = self.identity;
+        let client = self.client;
         set(headers, APP, self.app.as_str());
         set(headers, RULE, self.rule);
-        set(headers, FINGERPRINT, &hex_lower(&id.fingerprint.0));
-        set(headers, "x-forwarded-for", &self.client_ip.to_string());
+        headers.insert(
+            HeaderName::from_static(FINGERPRINT),
+            client.fingerprint.clone(),
+        );
+        headers.insert(
+            HeaderName::from_static("x-forwarded-for"),
+            client.client_ip.clone(),
+        );
         headers.insert(
             HeaderName::from_static("x-forwarded-proto"),
             HeaderValue::from_static("https"),
@@ -107,19 +132,26 @@ impl Forwarded<'_> {
             headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
         }
         if self.forms.traefik {
-            set(headers, TRAEFIK_INFO, &traefik_info(id));
+            headers.insert(
+                HeaderName::from_static(TRAEFIK_INFO),
+                client.traefik.clone(),
+            );
         }
         if self.forms.envoy {
-            set(headers, ENVOY_XFCC, &envoy_xfcc(id));
+            headers.insert(HeaderName::from_static(ENVOY_XFCC), client.envoy.clone());
         }
     }
 }
 
 /// Sets a header from text that was made header-safe by its builder.
-fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    let value = HeaderValue::from_str(value)
-        .unwrap_or_else(|_| HeaderValue::from_str(&escape_unsafe(value)).unwrap_or(EMPTY));
-    headers.insert(HeaderName::from_static(name), value);
+fn set(headers: &mut HeaderMap, name: &'static str, text: &str) {
+    headers.insert(HeaderName::from_static(name), value(text));
+}
+
+/// A header value from text, escaping what a header cannot carry.
+fn value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text)
+        .unwrap_or_else(|_| HeaderValue::from_str(&escape_unsafe(text)).unwrap_or(EMPTY))
 }
 
 const EMPTY: HeaderValue = HeaderValue::from_static("");

@@ -85,6 +85,8 @@ struct Conn {
     fingerprint: String,
     requests: AtomicU64,
     heads: Arc<HeadClock>,
+    /// The identity headers, built once.
+    headers: headers::ClientHeaders,
 }
 
 /// Serves HTTP/1.1 or HTTP/2 (by ALPN) on an admitted TLS connection until
@@ -106,6 +108,7 @@ pub(crate) async fn serve(
     let conn = Arc::new(Conn {
         requests: AtomicU64::new(0),
         heads: Arc::new(HeadClock::new()),
+        headers: headers::ClientHeaders::new(&peer.identity, remote.ip()),
         subject: peer.identity.subject.to_string(),
         fingerprint: headers::hex_lower(&peer.identity.fingerprint.0),
         route,
@@ -555,8 +558,7 @@ impl Conn {
         headers::Forwarded {
             app,
             rule: rule.name.as_str(),
-            identity: &self.peer.identity,
-            client_ip: self.remote.ip(),
+            client: &self.headers,
             host: original_host.as_ref(),
             forms: spec.identity_headers,
         }
