@@ -387,6 +387,25 @@ fn check_route(route: &RouteSpec, report: &mut Report) {
             "client_auth = \"none\": any client may connect; prefer mutual TLS with an allowlist",
         );
     }
+    if let (Some(http), Some(tls)) = (route.http(), &route.listen_tls) {
+        if let crate::config::AuthSpec::Required(apps) = &tls.auth {
+            for app in apps {
+                let admitted = http.rules.iter().any(|rule| {
+                    rule.allow.names().any(|name| *name == app.name)
+                });
+                if !admitted {
+                    report.push(
+                        Level::Warning,
+                        &subject,
+                        format!(
+                            "application {:?} completes the TLS handshake but no rule admits it: its requests get 403",
+                            app.name.as_str()
+                        ),
+                    );
+                }
+            }
+        }
+    }
     if let Some(http) = route.http() {
         if http.rate.is_none() {
             report.push(
