@@ -21,11 +21,17 @@ use crate::procfs;
 const RAISE_NOFILE: &str =
     "ulimit -n 65536 2>/dev/null || ulimit -n \"$(ulimit -Hn)\" 2>/dev/null; exec \"$0\" \"$@\"";
 
+/// How long a child stopped with SIGTERM may take before it is killed.
+const TERM_GRACE: Duration = Duration::from_secs(5);
+
 /// A running child process, killed and reaped on drop.
 pub struct Child {
     name: String,
     inner: std::process::Child,
     log: PathBuf,
+    /// Stop with SIGTERM first (a master process that must stop its
+    /// workers), then SIGKILL after [`TERM_GRACE`].
+    sigterm: bool,
 }
 
 impl Child {
@@ -54,7 +60,16 @@ impl Child {
             name: name.to_owned(),
             inner,
             log: log.to_path_buf(),
+            sigterm: false,
         })
+    }
+
+    /// Stops the child with SIGTERM on drop, and waits for it (up to
+    /// [`TERM_GRACE`]) before killing it: nginx's master stops its workers
+    /// on SIGTERM, while SIGKILL would leave them running.
+    pub fn stop_with_sigterm(mut self) -> Child {
+        self.sigterm = true;
+        self
     }
 
     pub fn pid(&self) -> u32 {
@@ -138,8 +153,32 @@ impl Child {
 
 impl Drop for Child {
     fn drop(&mut self) {
+        if self.sigterm && self.terminate() {
+            return;
+        }
         let _ = self.inner.kill();
         let _ = self.inner.wait();
+    }
+}
+
+impl Child {
+    /// SIGTERM (with kill(1): this crate has no unsafe code for libc),
+    /// then waits; whether the child has exited.
+    fn terminate(&mut self) -> bool {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        let deadline = Instant::now() + TERM_GRACE;
+        while sent && Instant::now() < deadline {
+            match self.inner.try_wait() {
+                Ok(Some(_)) => return true,
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(_) => return false,
+            }
+        }
+        false
     }
 }
 

@@ -14,6 +14,8 @@ pub struct Machine {
     pub guichet: String,
     pub stunnel: String,
     pub haproxy: String,
+    pub nginx: String,
+    pub caddy: String,
     /// The file system of the run's directory, where SQLite journals are.
     pub disk: String,
     /// The PostgreSQL server journals are measured on, and its durability
@@ -37,6 +39,14 @@ pub fn describe(setup: &Setup, workspace: &Path) -> Machine {
             .haproxy
             .as_deref()
             .map_or_else(not_installed, haproxy_version),
+        nginx: setup
+            .nginx
+            .as_deref()
+            .map_or_else(not_installed, nginx_version),
+        caddy: setup
+            .caddy
+            .as_deref()
+            .map_or_else(not_installed, caddy_version),
         disk: disk(&setup.dir),
         postgres: postgres_version(),
     }
@@ -200,6 +210,42 @@ fn haproxy_version(binary: &Path) -> String {
         .find_map(|l| l.trim().strip_prefix("Running on OpenSSL version : "))
         .map(|v| v.trim().to_owned());
     [Some(name), openssl]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `nginx 1.22.1, OpenSSL 3.0.19` (the library it runs with).
+fn nginx_version(binary: &Path) -> String {
+    let text = output(binary, &["-V"]);
+    let name = text
+        .lines()
+        .find_map(|l| l.split_once("nginx/").map(|(_, v)| v.trim().to_owned()))
+        .map_or_else(|| "nginx".to_owned(), |v| format!("nginx {v}"));
+    let openssl = text.lines().find_map(|l| {
+        let (_, rest) = l.split_once("running with ")?;
+        let mut words = rest.split_whitespace();
+        Some(format!("{} {}", words.next()?, words.next()?))
+    });
+    [Some(name), openssl]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `Caddy 2.6.2, go1.19.8` (its TLS is Go's crypto/tls).
+fn caddy_version(binary: &Path) -> String {
+    let version = output(binary, &["version"]);
+    let name = version
+        .split_whitespace()
+        .next()
+        .map_or_else(|| "Caddy".to_owned(), |v| format!("Caddy {v}"));
+    let go = output(binary, &["build-info"])
+        .lines()
+        .find_map(|l| l.strip_prefix("go\t").map(|v| v.trim().to_owned()));
+    [Some(name), go]
         .into_iter()
         .flatten()
         .collect::<Vec<_>>()

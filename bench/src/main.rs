@@ -1,8 +1,10 @@
 //! `guichet-bench run`: guichet against HAProxy, stunnel and the direct
-//! path, in one run, on the EAI <-> DPI tunnel topology; writes
-//! docs/BENCHMARKS.md. See `guichet-bench run --help`.
+//! path, in one run, on the EAI <-> DPI tunnel topology, and against nginx
+//! and Caddy as an HTTPS gateway; writes docs/BENCHMARKS.md. See
+//! `guichet-bench run --help`.
 
 mod children;
+mod http;
 mod journal;
 mod load;
 mod machine;
@@ -27,7 +29,8 @@ use crate::journal::Store;
 use crate::peers::{Peer, Setup};
 use crate::scenario::{Measurement, Outcome, Plan, Scenario};
 
-/// Measures guichet against HAProxy, stunnel and the direct path.
+/// Measures guichet against HAProxy, stunnel and the direct path, and
+/// against nginx and Caddy as an HTTPS gateway.
 #[derive(Parser, Debug)]
 #[command(name = "guichet-bench", version)]
 struct Cli {
@@ -51,6 +54,46 @@ enum Cmd {
         #[arg(long, requires = "expect")]
         report: Option<PathBuf>,
     },
+    /// The HTTP application behind the HTTPS gateways, as its own process.
+    #[command(hide = true)]
+    Upstream {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+    /// The HTTPS load generator, as its own process.
+    #[command(hide = true)]
+    HttpLoad(HttpLoadArgs),
+}
+
+#[derive(Args, Debug)]
+struct HttpLoadArgs {
+    /// The gateway's HTTPS address.
+    #[arg(long)]
+    target: SocketAddr,
+    #[arg(long, value_enum)]
+    mode: http::load::Mode,
+    /// Connections (keep-alive) or concurrent clients (handshake).
+    #[arg(long, default_value_t = 1)]
+    conns: u32,
+    /// The CA that issued the gateway's certificate.
+    #[arg(long)]
+    ca: PathBuf,
+    /// The client certificate presented, and its key.
+    #[arg(long)]
+    cert: PathBuf,
+    #[arg(long)]
+    key: PathBuf,
+    /// When the warm-up starts, in nanoseconds since the Unix epoch
+    /// [default: now].
+    #[arg(long)]
+    start_at: Option<u64>,
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// The tally is written here, the latencies beside it (`.latencies`).
+    #[arg(long)]
+    report: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -73,9 +116,17 @@ struct RunArgs {
     /// Connections of the many-connections scenario.
     #[arg(long, default_value_t = 32)]
     conns: u32,
-    /// Concurrent senders of the connection-per-message scenario.
+    /// Concurrent senders of the connection-per-message scenario, and
+    /// concurrent clients of the HTTPS connection-per-request one.
     #[arg(long, default_value_t = 8)]
     handshake_senders: u32,
+    /// Kept-alive connections of the HTTPS many-connections scenario.
+    #[arg(long, default_value_t = 64)]
+    http_conns: u32,
+    /// Whether the HTTPS gateways write an access log (each to a file in
+    /// the run's directory; nginx's buffered).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    http_access_log: bool,
     /// Idle connections [default: 10000, --quick 1000], capped by the
     /// descriptor limit.
     #[arg(long)]
@@ -101,9 +152,10 @@ struct RunArgs {
     /// Write the report here [default: docs/BENCHMARKS.md for a full run].
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
-    /// Store-and-forward scenarios only: replace the "Store-and-forward
-    /// journal" section of the existing report (--out, or
-    /// docs/BENCHMARKS.md) and keep the rest of it.
+    /// Store-and-forward and HTTPS scenarios only: replace the
+    /// "Store-and-forward journal" and/or "HTTPS gateway" section of the
+    /// existing report (--out, or docs/BENCHMARKS.md) with this run's and
+    /// keep the rest of it.
     #[arg(long)]
     merge: bool,
     /// Keep the working directory (certificates, configs, gateway logs).
@@ -117,6 +169,8 @@ enum PeerArg {
     Haproxy,
     Stunnel,
     Direct,
+    Nginx,
+    Caddy,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -139,6 +193,14 @@ enum ScenarioArg {
     DrainSqlite,
     /// The same with PostgreSQL.
     DrainPostgres,
+    /// Every HTTPS gateway scenario below (guichet, nginx, Caddy).
+    Http,
+    /// HTTPS, one kept-alive connection.
+    HttpOne,
+    /// HTTPS, --http-conns kept-alive connections.
+    HttpMany,
+    /// HTTPS, a new connection (full handshake) per request.
+    HttpHandshake,
 }
 
 fn main() -> ExitCode {
@@ -155,6 +217,8 @@ fn main() -> ExitCode {
                 .map(|(messages, report)| sink::Expect { messages, report });
             sink::run(listen, expect).map(|()| ExitCode::SUCCESS)
         }
+        Cmd::Upstream { listen } => http::upstream::run(listen).map(|()| ExitCode::SUCCESS),
+        Cmd::HttpLoad(args) => http_load(&args).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| {
         eprintln!("guichet-bench: {e:#}");
@@ -166,10 +230,11 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     procfs::raise_own_nofile();
     let workspace = workspace_root();
     let plan = plan(args)?;
-    if args.merge && !plan.scenarios.iter().all(|s| s.is_journal()) {
+    if args.merge && plan.scenarios.iter().any(|s| s.is_tunnel()) {
         bail!(
-            "--merge replaces only the store-and-forward section: give --scenarios journal \
-             (or some of its scenarios); the other scenarios are written by a full run"
+            "--merge replaces only the store-and-forward and HTTPS gateway sections: give \
+             --scenarios journal and/or http (or some of their scenarios); the tunnel scenarios \
+             are written by a full run"
         );
     }
     let guichet = match &args.guichet {
@@ -185,6 +250,8 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         guichet,
         haproxy: find_program("haproxy"),
         stunnel: find_program("stunnel4").or_else(|| find_program("stunnel")),
+        nginx: find_program("nginx"),
+        caddy: find_program("caddy"),
         max_connections: plan.idle_conns,
         guichet_workers: args.guichet_workers,
     };
@@ -235,6 +302,8 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
         many_conns: args.conns.max(1),
         handshake_senders: args.handshake_senders.max(1),
         idle_conns: capped_idle(args.idle_conns.unwrap_or(idle)),
+        http_conns: args.http_conns.max(1),
+        http_access_log: args.http_access_log,
         drain_messages: args.drain_messages.unwrap_or(drain).max(1),
         rounds: args.rounds.unwrap_or(rounds).max(1),
         peers: selected(&args.peers, &Peer::ALL, peer),
@@ -271,6 +340,8 @@ fn peer(arg: PeerArg) -> Peer {
         PeerArg::Haproxy => Peer::Haproxy,
         PeerArg::Stunnel => Peer::Stunnel,
         PeerArg::Direct => Peer::Direct,
+        PeerArg::Nginx => Peer::Nginx,
+        PeerArg::Caddy => Peer::Caddy,
     }
 }
 
@@ -287,6 +358,10 @@ fn scenario(arg: ScenarioArg) -> Vec<Scenario> {
         ScenarioArg::SfPostgres => Scenario::StoreAndForward(Store::Postgres),
         ScenarioArg::DrainSqlite => Scenario::Drain(Store::Sqlite),
         ScenarioArg::DrainPostgres => Scenario::Drain(Store::Postgres),
+        ScenarioArg::Http => return Scenario::HTTP.to_vec(),
+        ScenarioArg::HttpOne => Scenario::HttpOne,
+        ScenarioArg::HttpMany => Scenario::HttpMany,
+        ScenarioArg::HttpHandshake => Scenario::HttpHandshake,
     };
     vec![one]
 }
@@ -401,6 +476,21 @@ async fn measure_rounds(plan: &Plan, setup: &Setup, scenarios: &[Scenario]) -> V
 /// One line of progress.
 fn summary(outcome: &Outcome) -> String {
     match outcome {
+        Outcome::Throughput(t) if t.http.is_some() => format!(
+            "{} req/s, p50 {}, p99 {}, gateway CPU/req {}, {} errors, {} bad responses",
+            report::rate(t.per_second()),
+            t.stats
+                .latency
+                .quantile(0.5)
+                .map_or("—".to_owned(), report::latency),
+            t.stats
+                .latency
+                .quantile(0.99)
+                .map_or("—".to_owned(), report::latency),
+            t.cpu_per_message().map_or("—".to_owned(), report::latency),
+            t.stats.errors,
+            t.stats.mismatches,
+        ),
         Outcome::Throughput(t) => format!(
             "{} msgs/s, p99 {}, {} errors, {} bad ACKs{}",
             report::rate(t.per_second()),
@@ -433,6 +523,9 @@ fn summary(outcome: &Outcome) -> String {
 
 fn announce_missing(plan: &Plan, setup: &Setup) {
     for peer in &plan.peers {
+        if !plan.scenarios.iter().any(|s| s.runs_on(*peer)) {
+            continue;
+        }
         if let Some(why) = peer.missing(setup) {
             eprintln!("{why}: skipping {peer}");
         }
@@ -487,11 +580,14 @@ fn report_path(args: &RunArgs, workspace: &Path) -> Option<PathBuf> {
     full.then(|| workspace.join("docs").join("BENCHMARKS.md"))
 }
 
-/// Replaces the store-and-forward section of the existing report and
-/// keeps the rest; the section carries its own date and command.
+/// Replaces the store-and-forward and/or HTTPS gateway section of the
+/// existing report with this run's and keeps the rest; each section
+/// carries its own date and command.
 fn merge_report(run: &report::Run<'_>, args: &RunArgs, workspace: &Path) -> anyhow::Result<()> {
-    let section = run.journal_section();
-    println!("{section}");
+    let sections = run.own_sections();
+    for (_, section) in &sections {
+        println!("{section}");
+    }
     let out = args
         .out
         .clone()
@@ -502,10 +598,38 @@ fn merge_report(run: &report::Run<'_>, args: &RunArgs, workspace: &Path) -> anyh
             out.display()
         )
     })?;
-    std::fs::write(&out, report::merge_section(&existing, &section))
-        .with_context(|| format!("cannot write {}", out.display()))?;
-    eprintln!("store-and-forward section written to {}", out.display());
+    let merged = sections.iter().fold(existing, |text, (heading, section)| {
+        report::merge_section(&text, heading, section)
+    });
+    std::fs::write(&out, merged).with_context(|| format!("cannot write {}", out.display()))?;
+    let names: Vec<&str> = sections
+        .iter()
+        .map(|(heading, _)| heading.trim_start_matches('#').trim())
+        .collect();
+    eprintln!("{} written to {}", names.join(" and "), out.display());
     Ok(())
+}
+
+/// `guichet-bench http-load`: the load generator's own process.
+fn http_load(args: &HttpLoadArgs) -> anyhow::Result<()> {
+    if args.seconds <= 0.0 || args.warmup < 0.0 {
+        bail!("--seconds must be positive and --warmup not negative");
+    }
+    let spec = http::load::Spec {
+        target: args.target,
+        mode: args.mode,
+        conns: args.conns.max(1),
+        ca: args.ca.clone(),
+        cert: args.cert.clone(),
+        key: args.key.clone(),
+        start_at: args
+            .start_at
+            .unwrap_or_else(|| http::load::start_at(Duration::ZERO)),
+        warmup: Duration::from_secs_f64(args.warmup),
+        measured: Duration::from_secs_f64(args.seconds),
+        report: args.report.clone(),
+    };
+    http::load::run(&spec)
 }
 
 /// The command as a person types it from the repository root.

@@ -1,4 +1,5 @@
-//! The tunnels compared, each as a pair of gateway processes:
+//! The peers, and the tunnels compared, each as a pair of gateway
+//! processes:
 //!
 //! ```text
 //! load -> client-side gateway (plain in, mTLS out) -> server-side gateway (mTLS in, plain out) -> sink
@@ -7,6 +8,9 @@
 //! Every peer gets the same certificates, TLS 1.3 only, client
 //! certificates required and verified, the server certificate checked for
 //! the name `dpi`, and CRLs checked, as in `examples/tunnel/`.
+//!
+//! nginx and Caddy are HTTPS gateways, not tunnels: they take part in the
+//! HTTPS scenarios only, started by [`crate::http`].
 
 mod guichet;
 mod haproxy;
@@ -30,6 +34,9 @@ pub enum Peer {
     Stunnel,
     /// No tunnel: the load generator talks to the sink. The physical limit.
     Direct,
+    /// HTTPS gateways only.
+    Nginx,
+    Caddy,
 }
 
 /// What every peer's configuration is made from.
@@ -42,6 +49,8 @@ pub struct Setup {
     /// `None` when HAProxy is not installed: that peer is skipped.
     pub haproxy: Option<PathBuf>,
     pub stunnel: Option<PathBuf>,
+    pub nginx: Option<PathBuf>,
+    pub caddy: Option<PathBuf>,
     /// Connections each gateway must accept (the idle scenario's count).
     pub max_connections: u32,
     /// guichet's `[gateway] workers`; `None` keeps its default (one per
@@ -68,7 +77,14 @@ pub struct Pair {
 }
 
 impl Peer {
-    pub const ALL: [Peer; 4] = [Peer::Guichet, Peer::Haproxy, Peer::Stunnel, Peer::Direct];
+    pub const ALL: [Peer; 6] = [
+        Peer::Guichet,
+        Peer::Haproxy,
+        Peer::Stunnel,
+        Peer::Direct,
+        Peer::Nginx,
+        Peer::Caddy,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -76,6 +92,8 @@ impl Peer {
             Peer::Haproxy => "HAProxy",
             Peer::Stunnel => "stunnel",
             Peer::Direct => "direct",
+            Peer::Nginx => "nginx",
+            Peer::Caddy => "Caddy",
         }
     }
 
@@ -87,6 +105,12 @@ impl Peer {
             }
             Peer::Stunnel if setup.stunnel.is_none() => {
                 Some("stunnel not installed (apt-get install -y stunnel4)")
+            }
+            Peer::Nginx if setup.nginx.is_none() => {
+                Some("nginx not installed (apt-get install -y nginx)")
+            }
+            Peer::Caddy if setup.caddy.is_none() => {
+                Some("caddy not installed (apt-get install -y caddy)")
             }
             _ => None,
         }
@@ -112,6 +136,7 @@ impl Peer {
             Peer::Haproxy => haproxy::start(setup, &layout, &dir)?,
             Peer::Stunnel => stunnel::start(setup, &layout, &dir)?,
             Peer::Direct => Vec::new(),
+            Peer::Nginx | Peer::Caddy => anyhow::bail!("{self} is not a tunnel"),
         };
         let [client, server] = gateways.as_mut_slice() else {
             anyhow::bail!("{self}: expected two gateway processes");
@@ -150,6 +175,6 @@ pub(crate) fn write_config(dir: &Path, name: &str, text: &str) -> anyhow::Result
 }
 
 /// A path as a config file writes it.
-fn p(path: &Path) -> String {
+pub(crate) fn p(path: &Path) -> String {
     path.display().to_string()
 }

@@ -1,5 +1,8 @@
 //! The certificates of a run: a throwaway CA and one ECDSA P-256
 //! certificate per side, from guichet's own test PKI, used by every peer.
+//! The HTTPS gateway scenarios reuse them: `dpi` is the gateway's server
+//! certificate, `eai` the admitted partner's client certificate, and
+//! `intruder` a certificate of the same CA that no allowlist admits.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -28,6 +31,9 @@ pub struct Certs {
     pub eai: Identity,
     /// The patient record's side (server-side gateway), CN `dpi`.
     pub dpi: Identity,
+    /// Issued by the same CA but on no allowlist, CN `intruder`: every
+    /// gateway must refuse it.
+    pub intruder: Identity,
 }
 
 /// Creates the CA and both certificates in `dir/pki`.
@@ -46,6 +52,7 @@ pub fn create(dir: &Path) -> anyhow::Result<Certs> {
         crl: ca.crl,
         eai: identity(&pki, "eai")?,
         dpi: identity(&pki, "dpi")?,
+        intruder: identity(&pki, "intruder")?,
     })
 }
 

@@ -32,6 +32,48 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_secs(ticks / hz) + Duration::from_nanos((ticks % hz) * 1_000_000_000 / hz))
 }
 
+/// CPU time of the process PID and of every process descended from it
+/// (nginx's master and its workers).
+pub fn tree_cpu_time(pid: u32) -> Option<Duration> {
+    let own = cpu_time(pid)?;
+    Some(
+        descendants(pid)
+            .into_iter()
+            .filter_map(cpu_time)
+            .fold(own, |total, cpu| total + cpu),
+    )
+}
+
+/// Every process whose chain of parents leads to `root`.
+fn descendants(root: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parents: Vec<(u32, u32)> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, parent(pid)?)))
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let of = found[i];
+        found.extend(parents.iter().filter(|(_, pp)| *pp == of).map(|(p, _)| *p));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// The parent of PID, from /proc/PID/stat.
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// CLK_TCK, from `getconf` (no libc here: the crate forbids unsafe code).
 fn clock_ticks_per_second() -> u64 {
     static HZ: OnceLock<u64> = OnceLock::new();
@@ -98,6 +140,20 @@ mod tests {
         assert!(is_listening(addr).unwrap());
         drop(listener);
         assert!(!is_listening(addr).unwrap());
+    }
+
+    #[test]
+    fn a_child_counts_in_its_parents_tree() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let me = std::process::id();
+        assert!(descendants(me).contains(&child.id()));
+        assert_eq!(parent(child.id()), Some(me));
+        assert!(tree_cpu_time(me).is_some());
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     #[test]

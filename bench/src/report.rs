@@ -1,10 +1,10 @@
 //! docs/BENCHMARKS.md: the table, the ratios, the targets, the machine and
 //! the command, written from one run. The store-and-forward section is in
-//! [`journal`].
+//! [`journal`], the HTTPS gateway one in [`http`]: both are
+//! self-contained, so `--merge` can replace either in an existing report.
 
+mod http;
 mod journal;
-
-pub use journal::merge_section;
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -34,7 +34,11 @@ enum Verdict {
 impl Run<'_> {
     pub fn markdown(&self) -> String {
         if !self.has_tunnel() {
-            return self.journal_section();
+            return self
+                .own_sections()
+                .into_iter()
+                .map(|(_, section)| section)
+                .collect();
         }
         let mut out = String::new();
         self.header(&mut out);
@@ -43,16 +47,29 @@ impl Run<'_> {
         self.targets(&mut out);
         self.idle_detail(&mut out);
         self.problems(&mut out);
-        if self.has_journal() {
-            out.push_str(&self.journal_section());
+        for (_, section) in self.own_sections() {
+            out.push_str(&section);
         }
         self.method(&mut out);
         out
     }
 
+    /// The self-contained sections this run measured, each with its
+    /// heading: store-and-forward, HTTPS gateway.
+    pub fn own_sections(&self) -> Vec<(&'static str, String)> {
+        let mut sections = Vec::new();
+        if self.has_journal() {
+            sections.push((journal::HEADING, self.journal_section()));
+        }
+        if self.has_http() {
+            sections.push((http::HEADING, self.http_section()));
+        }
+        sections
+    }
+
     /// Whether any scenario of the tunnel topology was measured.
     fn has_tunnel(&self) -> bool {
-        self.measurements.iter().any(|m| !m.scenario.is_journal())
+        self.measurements.iter().any(|m| m.scenario.is_tunnel())
     }
 
     fn header(&self, out: &mut String) {
@@ -123,11 +140,7 @@ side, divided by the connections held open.
 |---|---|---:|---:|---:|---:|---:|---:|---|
 ",
         );
-        for m in self
-            .measurements
-            .iter()
-            .filter(|m| !m.scenario.is_journal())
-        {
+        for m in self.measurements.iter().filter(|m| m.scenario.is_tunnel()) {
             let _ = writeln!(
                 out,
                 "| {} | {} | {} |",
@@ -294,7 +307,7 @@ carried data.
         let problems: Vec<String> = self
             .measurements
             .iter()
-            .filter(|m| !m.scenario.is_journal())
+            .filter(|m| m.scenario.is_tunnel())
             .filter_map(|m| {
                 problem(&m.outcome)
                     .map(|p| format!("- {}, {}: {p}", m.scenario.label(self.plan), m.peer))
@@ -356,7 +369,7 @@ carried data.
     fn scenarios(&self) -> Vec<Scenario> {
         Scenario::ALL
             .into_iter()
-            .filter(|s| !s.is_journal() && self.measurements.iter().any(|m| m.scenario == *s))
+            .filter(|s| s.is_tunnel() && self.measurements.iter().any(|m| m.scenario == *s))
             .collect()
     }
 
@@ -515,6 +528,44 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
+/// The heading before which a self-contained section goes the first
+/// time, in a full report.
+const METHOD: &str = "## How it is measured\n";
+
+/// `existing` with the section under `heading` (up to the next `## `)
+/// replaced by `section`; without one, `section` goes before "How it is
+/// measured", or at the end.
+pub fn merge_section(existing: &str, heading: &str, section: &str) -> String {
+    let (before, after) = match heading_at(existing, heading) {
+        Some(start) => {
+            let body = start + heading.len();
+            let end = existing[body..]
+                .find("\n## ")
+                .map_or(existing.len(), |i| body + i + 1);
+            (&existing[..start], &existing[end..])
+        }
+        None => {
+            let at = heading_at(existing, METHOD).unwrap_or(existing.len());
+            (&existing[..at], &existing[at..])
+        }
+    };
+    let mut merged = before.to_owned();
+    if !merged.is_empty() && !merged.ends_with("\n\n") {
+        merged.push_str(if merged.ends_with('\n') { "\n" } else { "\n\n" });
+    }
+    merged.push_str(section);
+    merged.push_str(after);
+    merged
+}
+
+/// Where the line `heading` starts in `text`.
+fn heading_at(text: &str, heading: &str) -> Option<usize> {
+    if text.starts_with(heading) {
+        return Some(0);
+    }
+    text.find(&format!("\n{heading}")).map(|i| i + 1)
+}
+
 /// A heading and a table of targets with what was measured and the verdict.
 fn targets_table(out: &mut String, heading: &str, verdicts: Vec<(String, String, Verdict)>) {
     let _ = write!(
@@ -543,5 +594,55 @@ mod tests {
         assert_eq!(latency(Duration::from_micros(87)), "87 µs");
         assert_eq!(latency(Duration::from_micros(1250)), "1.25 ms");
         assert_eq!(times(1.234), "1.23x");
+    }
+
+    const HEADING: &str = "## Store-and-forward journal\n";
+    const SECTION: &str = "## Store-and-forward journal\n\nnew figures\n\n";
+
+    #[test]
+    fn the_section_goes_before_the_method_the_first_time() {
+        let report = "# Benchmarks\n\n## Targets (issue 4)\n\nt\n\n## How it is measured\n\nm\n";
+        assert_eq!(
+            merge_section(report, HEADING, SECTION),
+            "# Benchmarks\n\n## Targets (issue 4)\n\nt\n\n## Store-and-forward journal\n\n\
+             new figures\n\n## How it is measured\n\nm\n"
+        );
+    }
+
+    #[test]
+    fn a_previous_section_is_replaced_with_its_subsections_and_the_rest_kept() {
+        let report =
+            "# B\n\n## Store-and-forward journal\n\nold\n\n### Targets (store-and-forward)\n\n\
+                      old targets\n\n## How it is measured\n\nm\n";
+        assert_eq!(
+            merge_section(report, HEADING, SECTION),
+            "# B\n\n## Store-and-forward journal\n\nnew figures\n\n## How it is measured\n\nm\n"
+        );
+    }
+
+    #[test]
+    fn a_report_without_the_method_gets_the_section_at_the_end() {
+        assert_eq!(
+            merge_section("# B\n\ntext\n", HEADING, SECTION),
+            format!("# B\n\ntext\n\n{SECTION}")
+        );
+    }
+
+    #[test]
+    fn two_sections_merge_one_after_the_other_and_each_replaces_only_its_own() {
+        let http = "## HTTPS gateway\n\nhttp figures\n\n";
+        let report = "# B\n\n## Store-and-forward journal\n\nold\n\n## How it is measured\n\nm\n";
+        let once = merge_section(report, "## HTTPS gateway\n", http);
+        assert_eq!(
+            once,
+            "# B\n\n## Store-and-forward journal\n\nold\n\n## HTTPS gateway\n\nhttp figures\n\n\
+             ## How it is measured\n\nm\n"
+        );
+        let twice = merge_section(&once, HEADING, SECTION);
+        assert_eq!(
+            twice,
+            "# B\n\n## Store-and-forward journal\n\nnew figures\n\n## HTTPS gateway\n\n\
+             http figures\n\n## How it is measured\n\nm\n"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The scenarios of the benchmark and how one (scenario, peer) is
 //! measured: fresh sink, fresh pair of gateways, load, checks. The
 //! store-and-forward scenarios, guichet's alone, are measured in
-//! [`crate::journal`].
+//! [`crate::journal`]; the HTTPS gateway ones in [`crate::http`].
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -42,6 +42,12 @@ pub enum Scenario {
     StoreAndForward(Store),
     /// The journal filled with the receiver down, then delivered to it.
     Drain(Store),
+    /// HTTPS gateway, one kept-alive connection, one request at a time.
+    HttpOne,
+    /// HTTPS gateway, many kept-alive connections.
+    HttpMany,
+    /// HTTPS gateway, a new connection (full TLS handshake) per request.
+    HttpHandshake,
 }
 
 /// The sizes of a run.
@@ -52,6 +58,11 @@ pub struct Plan {
     pub many_conns: u32,
     pub handshake_senders: u32,
     pub idle_conns: u32,
+    /// Kept-alive connections of the HTTPS many-connections scenario.
+    pub http_conns: u32,
+    /// Whether the HTTPS gateways write an access log (each to a file in
+    /// the run's directory).
+    pub http_access_log: bool,
     /// Messages stored, then delivered, by a drain scenario.
     pub drain_messages: u64,
     /// Times each throughput scenario is measured per peer; the median is
@@ -87,6 +98,9 @@ pub struct Throughput {
     /// Store-and-forward: messages acknowledged but not yet delivered when
     /// the window ended (the journal's queue depth).
     pub backlog: Option<u64>,
+    /// HTTPS scenarios: the TLS negotiated, the load generator's CPU, how
+    /// the allowlist refused.
+    pub http: Option<crate::http::Detail>,
 }
 
 #[derive(Debug)]
@@ -124,7 +138,7 @@ pub struct Measurement {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 13] = [
         Scenario::OneConnection,
         Scenario::ManyConnections,
         Scenario::HandshakePerMessage,
@@ -135,6 +149,16 @@ impl Scenario {
         Scenario::StoreAndForward(Store::Postgres),
         Scenario::Drain(Store::Sqlite),
         Scenario::Drain(Store::Postgres),
+        Scenario::HttpOne,
+        Scenario::HttpMany,
+        Scenario::HttpHandshake,
+    ];
+
+    /// The HTTPS gateway scenarios.
+    pub const HTTP: [Scenario; 3] = [
+        Scenario::HttpOne,
+        Scenario::HttpMany,
+        Scenario::HttpHandshake,
     ];
 
     /// The store-and-forward scenarios (and their passthrough baselines).
@@ -152,9 +176,24 @@ impl Scenario {
         Scenario::JOURNAL.contains(&self)
     }
 
-    /// Whether `peer` takes part: the other peers have no journal.
+    /// Measured on an HTTPS gateway.
+    pub fn is_http(self) -> bool {
+        Scenario::HTTP.contains(&self)
+    }
+
+    /// Measured on the tunnel of every tunnel peer.
+    pub fn is_tunnel(self) -> bool {
+        !self.is_journal() && !self.is_http()
+    }
+
+    /// Whether `peer` takes part: only guichet has a journal, and nginx
+    /// and Caddy are HTTPS gateways, not tunnels.
     pub fn runs_on(self, peer: Peer) -> bool {
-        !self.is_journal() || peer == Peer::Guichet
+        match peer {
+            Peer::Guichet => true,
+            Peer::Nginx | Peer::Caddy => self.is_http(),
+            Peer::Haproxy | Peer::Stunnel | Peer::Direct => self.is_tunnel(),
+        }
     }
 
     /// The row label, with the plan's sizes.
@@ -179,6 +218,12 @@ impl Scenario {
                 "drain, {store}, 1 connection ({} messages)",
                 crate::report::rate(plan.drain_messages as f64)
             ),
+            Scenario::HttpOne => "keep-alive, 1 connection".to_owned(),
+            Scenario::HttpMany => format!("keep-alive, {} connections", plan.http_conns),
+            Scenario::HttpHandshake => format!(
+                "new TLS connection per request ({} clients)",
+                plan.handshake_senders
+            ),
         }
     }
 
@@ -194,6 +239,9 @@ impl Scenario {
             Scenario::StoreAndForward(Store::Postgres) => "sf-postgres",
             Scenario::Drain(Store::Sqlite) => "drain-sqlite",
             Scenario::Drain(Store::Postgres) => "drain-postgres",
+            Scenario::HttpOne => "http-one",
+            Scenario::HttpMany => "http-many",
+            Scenario::HttpHandshake => "http-handshake",
         }
     }
 }
@@ -311,6 +359,9 @@ pub async fn measure(plan: &Plan, setup: &Setup, scenario: Scenario, peer: Peer)
     if scenario.is_journal() {
         return crate::journal::measure(plan, setup, scenario, peer).await;
     }
+    if scenario.is_http() {
+        return crate::http::measure(plan, setup, scenario, peer).await;
+    }
     match run(plan, setup, scenario, peer).await {
         Ok(outcome) => outcome,
         Err(e) => Outcome::Failed(format!("{e:#}")),
@@ -395,6 +446,7 @@ pub async fn throughput(
         gateway_cpu: gateway_cpu.filter(|_| !pair.gateways.is_empty()),
         rounds: Vec::new(),
         backlog: None,
+        http: None,
     };
     throughput.rounds.push(throughput.per_second());
     throughput

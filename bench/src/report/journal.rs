@@ -1,6 +1,5 @@
 //! The "Store-and-forward journal" section: guichet alone, its journal's
-//! ingest and drain rates against its own passthrough route, the targets,
-//! and how the section replaces its previous version in an existing report.
+//! ingest and drain rates against its own passthrough route, the targets.
 
 use std::fmt::Write;
 
@@ -9,10 +8,8 @@ use crate::journal::{Store, NO_JOURNAL};
 use crate::peers::Peer;
 use crate::scenario::{Drain, Outcome, Scenario, Throughput};
 
-/// The section's heading, by which [`merge_section`] finds it.
-const HEADING: &str = "## Store-and-forward journal\n";
-/// The section that follows it in a full report.
-const NEXT: &str = "## How it is measured\n";
+/// The section's heading, by which [`super::merge_section`] finds it.
+pub(super) const HEADING: &str = "## Store-and-forward journal\n";
 
 /// Acknowledged messages per second wanted from 32 senders.
 const INGEST_TARGET: [(Store, f64); 2] = [(Store::Sqlite, 20_000.0), (Store::Postgres, 10_000.0)];
@@ -353,74 +350,5 @@ fn drain_checks(d: &Drain) -> String {
         )
     } else {
         "**invalid** (below)".to_owned()
-    }
-}
-
-/// `existing` with its store-and-forward section replaced by `section`;
-/// without one, `section` goes before "How it is measured", or at the end.
-pub fn merge_section(existing: &str, section: &str) -> String {
-    let (before, after) = match heading_at(existing, HEADING) {
-        Some(start) => {
-            let body = start + HEADING.len();
-            let end = existing[body..]
-                .find("\n## ")
-                .map_or(existing.len(), |i| body + i + 1);
-            (&existing[..start], &existing[end..])
-        }
-        None => {
-            let at = heading_at(existing, NEXT).unwrap_or(existing.len());
-            (&existing[..at], &existing[at..])
-        }
-    };
-    let mut merged = before.to_owned();
-    if !merged.is_empty() && !merged.ends_with("\n\n") {
-        merged.push_str(if merged.ends_with('\n') { "\n" } else { "\n\n" });
-    }
-    merged.push_str(section);
-    merged.push_str(after);
-    merged
-}
-
-/// Where the line `heading` starts in `text`.
-fn heading_at(text: &str, heading: &str) -> Option<usize> {
-    if text.starts_with(heading) {
-        return Some(0);
-    }
-    text.find(&format!("\n{heading}")).map(|i| i + 1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SECTION: &str = "## Store-and-forward journal\n\nnew figures\n\n";
-
-    #[test]
-    fn the_section_goes_before_the_method_the_first_time() {
-        let report = "# Benchmarks\n\n## Targets (issue 4)\n\nt\n\n## How it is measured\n\nm\n";
-        assert_eq!(
-            merge_section(report, SECTION),
-            "# Benchmarks\n\n## Targets (issue 4)\n\nt\n\n## Store-and-forward journal\n\n\
-             new figures\n\n## How it is measured\n\nm\n"
-        );
-    }
-
-    #[test]
-    fn a_previous_section_is_replaced_with_its_subsections_and_the_rest_kept() {
-        let report =
-            "# B\n\n## Store-and-forward journal\n\nold\n\n### Targets (store-and-forward)\n\n\
-                      old targets\n\n## How it is measured\n\nm\n";
-        assert_eq!(
-            merge_section(report, SECTION),
-            "# B\n\n## Store-and-forward journal\n\nnew figures\n\n## How it is measured\n\nm\n"
-        );
-    }
-
-    #[test]
-    fn a_report_without_the_method_gets_the_section_at_the_end() {
-        assert_eq!(
-            merge_section("# B\n\ntext\n", SECTION),
-            format!("# B\n\ntext\n\n{SECTION}")
-        );
     }
 }

@@ -1,0 +1,268 @@
+//! The HTTPS gateway scenarios (issue 6): guichet's `http` route against
+//! nginx and Caddy, each alone in front of the same upstream, with the
+//! same certificates.
+//!
+//! ```text
+//! load generator (HTTPS, client certificate) -> gateway (mTLS, allowlist) -> upstream (plain HTTP/1.1)
+//! ```
+//!
+//! Each round starts a fresh upstream and a fresh gateway, checks that
+//! the gateway admits the partner and refuses a certificate on no
+//! allowlist, then runs the load generator as its own process while the
+//! gateway's CPU time (every process of it: nginx's workers) is sampled
+//! over the measured window.
+
+mod caddy;
+pub mod client;
+mod guichet;
+pub mod load;
+mod nginx;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::children::{free_port, Child};
+use crate::peers::{local, Peer, Setup};
+use crate::procfs::tree_cpu_time;
+use crate::scenario::{Outcome, Plan, Scenario, Throughput};
+use client::{Client, Request};
+use load::Mode;
+
+/// What the upstream answers to every request: 200 and this document.
+pub const BODY: &[u8] = br#"{"finess":"750000001","service":"ror","beds":{"available":12,"total":48},"updated":"2025-01-01T08:00:00Z"}"#;
+
+/// How long the upstream and a gateway may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Between starting the load generator and its window: time to start and
+/// to load its certificates.
+const LEAD: Duration = Duration::from_millis(300);
+/// How long the load generator may take to finish after its window (the
+/// requests in flight, then writing its report).
+const FINISH: Duration = Duration::from_secs(30);
+
+/// What a gateway's configuration is made of, besides the certificates.
+#[derive(Debug, Clone, Copy)]
+pub struct Round<'a> {
+    /// The gateway's HTTPS listener.
+    pub listen: SocketAddr,
+    /// The upstream's plain HTTP listener.
+    pub upstream: SocketAddr,
+    /// Where its config, logs, pid file and temporary files go.
+    pub dir: &'a Path,
+    /// Whether it writes an access log (to a file in `dir`).
+    pub access_log: bool,
+}
+
+/// What an HTTPS round adds to its throughput figures.
+#[derive(Debug, Clone)]
+pub struct Detail {
+    /// As the load generator saw it: version, suite, group, handshake kind.
+    pub tls: Option<String>,
+    /// The load generator's CPU time inside the window.
+    pub load_cpu: Option<Duration>,
+    /// The upstream's CPU time inside the window.
+    pub upstream_cpu: Option<Duration>,
+    /// How the gateway refused a certificate on no allowlist.
+    pub refusal: String,
+}
+
+/// Measures one round of an HTTPS scenario on `peer`.
+pub async fn measure(plan: &Plan, setup: &Setup, scenario: Scenario, peer: Peer) -> Outcome {
+    if let Some(why) = peer.missing(setup) {
+        return Outcome::Skipped(why.to_owned());
+    }
+    match run(plan, setup, scenario, peer).await {
+        Ok(throughput) => Outcome::Throughput(throughput),
+        Err(e) => Outcome::Failed(format!("{e:#}")),
+    }
+}
+
+async fn run(
+    plan: &Plan,
+    setup: &Setup,
+    scenario: Scenario,
+    peer: Peer,
+) -> anyhow::Result<Throughput> {
+    let dir = setup
+        .dir
+        .join(format!("{}-{}", scenario.key(), peer.name().to_lowercase()));
+    std::fs::create_dir_all(&dir)?;
+    let round = Round {
+        listen: local(free_port()?),
+        upstream: local(free_port()?),
+        dir: &dir,
+        access_log: plan.http_access_log,
+    };
+    let mut upstream = start_upstream(plan, round.upstream, &dir).await?;
+    let mut gateway = match peer {
+        Peer::Guichet => guichet::start(setup, &round)?,
+        Peer::Nginx => nginx::start(setup, &round)?,
+        Peer::Caddy => caddy::start(setup, &round)?,
+        _ => bail!("{peer} is not an HTTPS gateway"),
+    };
+    gateway.wait_listening(round.listen, START_TIMEOUT).await?;
+    let refusal = check_allowlist(setup, round.listen)
+        .await
+        .with_context(|| format!("{peer} before the load"))?;
+    let processes = Processes {
+        gateway: &gateway,
+        upstream: &upstream,
+    };
+    let throughput = generate(plan, setup, scenario, processes, &round, refusal).await?;
+    gateway.check_alive()?;
+    upstream.check_alive()?;
+    Ok(throughput)
+}
+
+async fn start_upstream(plan: &Plan, addr: SocketAddr, dir: &Path) -> anyhow::Result<Child> {
+    let listen = addr.to_string();
+    let args = ["upstream", "--listen", &listen];
+    let mut upstream = Child::spawn("upstream", &plan.exe, &args, &[], &dir.join("upstream.log"))?;
+    upstream.wait_listening(addr, START_TIMEOUT).await?;
+    Ok(upstream)
+}
+
+/// The partner gets the upstream's answer through the gateway; a
+/// certificate of the same CA on no allowlist is refused, during the
+/// handshake or with a 403. Returns how it was refused.
+async fn check_allowlist(setup: &Setup, addr: SocketAddr) -> anyhow::Result<String> {
+    let certs = &setup.certs;
+    let partner = Client::new(addr, &certs.ca, &certs.eai.cert, &certs.eai.key, false)?;
+    let response = async { partner.connect().await?.exchange(Request::Close).await }
+        .await
+        .context("the admitted partner's request failed")?;
+    if response.status != 200 || response.body != BODY {
+        bail!(
+            "the admitted partner got status {} and {} bytes, not the upstream's answer",
+            response.status,
+            response.body.len()
+        );
+    }
+    let intruder = Client::new(
+        addr,
+        &certs.ca,
+        &certs.intruder.cert,
+        &certs.intruder.key,
+        false,
+    )?;
+    let refused = async { intruder.connect().await?.exchange(Request::Close).await }.await;
+    match refused {
+        Ok(response) if response.status == 403 => Ok("403 per request".to_owned()),
+        Ok(response) => bail!(
+            "allowlist not enforced: a certificate on no allowlist got status {}",
+            response.status
+        ),
+        Err(e) => Ok(format!("refused in the TLS handshake ({})", root_cause(&e))),
+    }
+}
+
+/// The innermost error's text: the TLS alert, for a refusal.
+fn root_cause(e: &anyhow::Error) -> String {
+    e.chain()
+        .last()
+        .map_or_else(String::new, ToString::to_string)
+}
+
+/// The processes whose CPU time a round samples.
+#[derive(Clone, Copy)]
+struct Processes<'a> {
+    gateway: &'a Child,
+    upstream: &'a Child,
+}
+
+impl Processes<'_> {
+    /// CPU time so far of the gateway (every process of it) and the upstream.
+    fn cpu(self) -> [Option<Duration>; 2] {
+        [
+            tree_cpu_time(self.gateway.pid()),
+            tree_cpu_time(self.upstream.pid()),
+        ]
+    }
+}
+
+/// Runs the load generator over the plan's window and samples the
+/// gateway's and the upstream's CPU time over the measured part.
+async fn generate(
+    plan: &Plan,
+    setup: &Setup,
+    scenario: Scenario,
+    processes: Processes<'_>,
+    round: &Round<'_>,
+    refusal: String,
+) -> anyhow::Result<Throughput> {
+    let (mode, conns) = match scenario {
+        Scenario::HttpOne => (Mode::KeepAlive, 1),
+        Scenario::HttpMany => (Mode::KeepAlive, plan.http_conns),
+        Scenario::HttpHandshake => (Mode::Handshake, plan.handshake_senders),
+        _ => bail!("{scenario} is not an HTTPS scenario"),
+    };
+    let start_at = load::start_at(LEAD);
+    let (_, window) = load::window_at(start_at, plan.warmup, plan.measured);
+    let report = round.dir.join("load-report");
+    let certs = &setup.certs;
+    let args: Vec<String> = vec![
+        "http-load".into(),
+        "--target".into(),
+        round.listen.to_string(),
+        "--mode".into(),
+        match mode {
+            Mode::KeepAlive => "keep-alive",
+            Mode::Handshake => "handshake",
+        }
+        .into(),
+        "--conns".into(),
+        conns.to_string(),
+        "--ca".into(),
+        crate::peers::p(&certs.ca),
+        "--cert".into(),
+        crate::peers::p(&certs.eai.cert),
+        "--key".into(),
+        crate::peers::p(&certs.eai.key),
+        "--start-at".into(),
+        start_at.to_string(),
+        "--warmup".into(),
+        plan.warmup.as_secs_f64().to_string(),
+        "--seconds".into(),
+        plan.measured.as_secs_f64().to_string(),
+        "--report".into(),
+        crate::peers::p(&report),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut generator = Child::spawn(
+        "load generator",
+        &plan.exe,
+        &args,
+        &[],
+        &round.dir.join("load.log"),
+    )?;
+    tokio::time::sleep_until(window.measure_from.into()).await;
+    let before = processes.cpu();
+    tokio::time::sleep_until(window.end.into()).await;
+    let after = processes.cpu();
+    let [gateway_cpu, upstream_cpu] = [0, 1].map(|i| {
+        after[i]
+            .zip(before[i])
+            .map(|(after, before)| after.saturating_sub(before))
+    });
+    generator.wait_exit(FINISH).await?;
+    let outcome = load::read(&report)?;
+    let mut throughput = Throughput {
+        stats: outcome.stats,
+        measured: window.measured(),
+        gateway_cpu,
+        rounds: Vec::new(),
+        backlog: None,
+        http: Some(Detail {
+            tls: outcome.tls,
+            load_cpu: outcome.cpu,
+            upstream_cpu,
+            refusal,
+        }),
+    };
+    throughput.rounds.push(throughput.per_second());
+    Ok(throughput)
+}

@@ -1,0 +1,76 @@
+//! guichet as the HTTPS gateway: one `guichet run` with one `http` route
+//! and one rule admitting the partner's application: chain and CRL
+//! checked, identity headers (both forms, the default) sent upstream, logs
+//! at `warn`.
+//!
+//! A second application, `other` (the intruder's certificate), is known
+//! to the route but not admitted by the rule: it completes the handshake
+//! and gets a 403 per request, as with nginx's fingerprint map.
+
+use super::Round;
+use crate::children::Child;
+use crate::peers::{p, write_config, Setup};
+
+pub(super) fn start(setup: &Setup, round: &Round<'_>) -> anyhow::Result<Child> {
+    let config = write_config(round.dir, "guichet.toml", &config(setup, round))?;
+    Child::spawn(
+        "guichet",
+        &setup.guichet,
+        &["run", "-c", &config],
+        &[("RUST_LOG", "warn")],
+        &round.dir.join("guichet.log"),
+    )
+}
+
+fn config(setup: &Setup, round: &Round<'_>) -> String {
+    let certs = &setup.certs;
+    let access_log = if round.access_log {
+        format!("access_log = \"{}\"\n", p(&round.dir.join("access.jsonl")))
+    } else {
+        String::new()
+    };
+    format!(
+        r#"[gateway]
+drain_timeout = "1s"
+{workers}
+[tls.gateway]
+cert = "{cert}"
+key = "{key}"
+ca = "{ca}"
+crl = ["{crl}"]
+
+[[app]]
+name = "partner"
+cn = "eai"
+issuer_dn = "CN=guichet test CA"
+
+[[app]]
+name = "other"
+cn = "intruder"
+issuer_dn = "CN=guichet test CA"
+
+[[route]]
+name = "guichet-unique"
+kind = "http"
+listen = "{listen}"
+listen_tls = "gateway"
+idle_timeout = "60s"
+max_connections = 4096
+{access_log}
+[[route.rule]]
+name = "ror"
+path = "/ror/"
+upstream = "http://{upstream}"
+allow = ["partner"]
+"#,
+        workers = setup
+            .guichet_workers
+            .map_or_else(String::new, |n| format!("workers = {n}\n")),
+        cert = p(&certs.dpi.cert),
+        key = p(&certs.dpi.key),
+        ca = p(&certs.ca),
+        crl = p(&certs.crl),
+        listen = round.listen,
+        upstream = round.upstream,
+    )
+}
