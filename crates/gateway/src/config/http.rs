@@ -114,7 +114,7 @@ pub struct Upstream {
     /// without, the path goes unchanged.
     pub base_path: Option<String>,
     /// `scheme://host:port` as configured, for logs and the access log.
-    pub origin: String,
+    pub origin: Arc<str>,
 }
 
 impl Upstream {
@@ -384,7 +384,11 @@ fn upstream(
         }
     };
     Ok(Upstream {
-        origin: format!("{}://{}", if https { "https" } else { "http" }, authority),
+        origin: Arc::from(format!(
+            "{}://{}",
+            if https { "https" } else { "http" },
+            authority
+        )),
         host,
         port,
         tls,

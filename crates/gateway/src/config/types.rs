@@ -274,11 +274,8 @@ impl RouteSpec {
         match (&self.forward, self.http()) {
             (Some(target), _) => target.to_string(),
             (None, Some(http)) => {
-                let mut origins: Vec<&str> = http
-                    .rules
-                    .iter()
-                    .map(|r| r.upstream.origin.as_str())
-                    .collect();
+                let mut origins: Vec<&str> =
+                    http.rules.iter().map(|r| &*r.upstream.origin).collect();
                 origins.dedup();
                 origins.join(", ")
             }

@@ -30,7 +30,6 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use time::format_description::well_known::Rfc3339;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -39,7 +38,7 @@ pub use access::AccessLogger;
 pub use ratelimit::RateLimiter;
 pub use upstream::UpstreamClient;
 
-use crate::config::{has_dot_segment, HttpRule, HttpSpec};
+use crate::config::{has_dot_segment, HttpRule, HttpSpec, RuleName};
 use crate::metrics::{HttpLabels, HttpRefusalLabels, HttpRuleLabels};
 use crate::proxy::{Activity, Metered, PumpEnd};
 use crate::route::{LogThrottle, RouteRuntime};
@@ -48,6 +47,8 @@ use crate::stream::Stream;
 use access::AccessRecord;
 use body::{Capped, OnEnd, TooLarge, Tracked};
 use problem::{problem, Refused};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use upstream::{Body, ConnectError};
 
 /// What an `http` route keeps for its whole life, across reloads.
@@ -81,8 +82,13 @@ struct Conn {
     remote: SocketAddr,
     peer: PeerApp,
     /// Formatted once per connection for the access log.
-    subject: String,
-    fingerprint: String,
+    route_name: Arc<str>,
+    subject: Arc<str>,
+    fingerprint: Arc<str>,
+    client: Arc<str>,
+    /// Metric handles this connection has used, so a request touches
+    /// atomics only, not the families' label maps.
+    metric_handles: std::sync::Mutex<Vec<MetricHandles>>,
     requests: AtomicU64,
     heads: Arc<HeadClock>,
     /// The identity headers, built once.
@@ -109,8 +115,11 @@ pub(crate) async fn serve(
         requests: AtomicU64::new(0),
         heads: Arc::new(HeadClock::new()),
         headers: headers::ClientHeaders::new(&peer.identity, remote.ip()),
-        subject: peer.identity.subject.to_string(),
-        fingerprint: headers::hex_lower(&peer.identity.fingerprint.0),
+        route_name: Arc::from(route.name.as_str()),
+        subject: Arc::from(peer.identity.subject.to_string()),
+        fingerprint: Arc::from(headers::hex_lower(&peer.identity.fingerprint.0)),
+        client: Arc::from(remote.ip().to_string()),
+        metric_handles: std::sync::Mutex::new(Vec::new()),
         route,
         remote,
         peer,
@@ -369,27 +378,74 @@ impl OnEnd for Finish {
         self.record.bytes_in = self.bytes_in.load(Ordering::Relaxed);
         self.record.complete = complete;
         self.record.duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
-        let metrics = &route.metrics;
-        let rule = self.record.rule.clone().unwrap_or_else(|| "-".into());
-        metrics
-            .http_requests
-            .get_or_create(&HttpLabels {
-                route: route.name.to_string(),
-                rule: rule.clone(),
-                app: self.record.app.clone().unwrap_or_else(|| "-".into()),
-                class: status_class(self.record.status),
-            })
-            .inc();
-        metrics
-            .http_request_seconds
-            .get_or_create(&HttpRuleLabels {
-                route: route.name.to_string(),
-                rule,
-            })
-            .observe(elapsed.as_secs_f64());
+        let class = status_class(self.record.status);
+        let (requests, seconds) =
+            self.conn
+                .metric_handles(self.record.rule.as_ref(), self.record.app.as_ref(), class);
+        requests.inc();
+        seconds.observe(elapsed.as_secs_f64());
         if let Some(http) = &route.http {
             http.access.log(self.record);
         }
+    }
+}
+
+/// One (rule, app, status class)'s metric handles.
+struct MetricHandles {
+    rule: Option<RuleName>,
+    app: Option<AppName>,
+    class: &'static str,
+    requests: Counter,
+    seconds: Histogram,
+}
+
+impl Conn {
+    fn metric_handles(
+        &self,
+        rule: Option<&RuleName>,
+        app: Option<&AppName>,
+        class: &'static str,
+    ) -> (Counter, Histogram) {
+        let mut cache = match self.metric_handles.lock() {
+            Ok(cache) => cache,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let found = cache
+            .iter()
+            .find(|h| h.rule.as_ref() == rule && h.app.as_ref() == app && h.class == class);
+        if let Some(h) = found {
+            return (h.requests.clone(), h.seconds.clone());
+        }
+        let metrics = &self.route.metrics;
+        let rule_label = rule.map_or("-", RuleName::as_str).to_string();
+        let requests = metrics
+            .http_requests
+            .get_or_create(&HttpLabels {
+                route: self.route.name.to_string(),
+                rule: rule_label.clone(),
+                app: app.map_or("-", AppName::as_str).to_string(),
+                class,
+            })
+            .clone();
+        let seconds = metrics
+            .http_request_seconds
+            .get_or_create(&HttpRuleLabels {
+                route: self.route.name.to_string(),
+                rule: rule_label,
+            })
+            .clone();
+        // Bounded by rules x apps x classes; a cap keeps it so whatever
+        // the config.
+        if cache.len() < 64 {
+            cache.push(MetricHandles {
+                rule: rule.cloned(),
+                app: app.cloned(),
+                class,
+                requests: requests.clone(),
+                seconds: seconds.clone(),
+            });
+        }
+        (requests, seconds)
     }
 }
 
@@ -420,15 +476,15 @@ impl Conn {
         };
         let mut finish = Finish {
             record: AccessRecord {
-                time: now_rfc3339(),
-                route: self.route.name.to_string(),
+                time: std::time::SystemTime::now(),
+                route: self.route_name.clone(),
                 rule: None,
-                app: Some(self.peer.app.to_string()),
+                app: Some(self.peer.app.clone()),
                 subject: self.subject.clone(),
                 fingerprint: self.fingerprint.clone(),
-                client: self.remote.ip().to_string(),
+                client: self.client.clone(),
                 protocol: protocol(request.version()),
-                method: request.method().to_string(),
+                method: request.method().clone(),
                 host,
                 path: logged_path,
                 status: 0,
@@ -505,11 +561,11 @@ impl Conn {
         let Some((index, rule)) = find_rule(spec, finish.record.host.as_deref(), path) else {
             return Err((Refused::NoRule, None, None));
         };
-        finish.record.rule = Some(rule.name.to_string());
+        finish.record.rule = Some(rule.name.clone());
         let Some(app) = rule.admit(&self.peer.identity).cloned() else {
             return Err((Refused::NotAdmitted, Some(index), None));
         };
-        finish.record.app = Some(app.to_string());
+        finish.record.app = Some(app.clone());
         if let (Some(limit), Some(http)) = (spec.rate, &self.route.http) {
             if let Err(wait) = http.limiter.take(&app, limit, now.into_std()) {
                 let retry = wait.as_secs_f64().ceil().max(1.0) as u64;
@@ -762,12 +818,6 @@ fn protocol(version: Version) -> &'static str {
         Version::HTTP_10 => "HTTP/1.0",
         _ => "HTTP/1.1",
     }
-}
-
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&Rfc3339)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
