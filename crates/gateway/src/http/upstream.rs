@@ -3,7 +3,6 @@
 //! HTTP/2 or HTTP/1.1 by ALPN.
 
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -15,7 +14,6 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::config::Upstream;
 use crate::connection::connect;
@@ -103,7 +101,7 @@ struct Connector {
 }
 
 impl tower_service::Service<Uri> for Connector {
-    type Response = TokioIo<UpstreamIo>;
+    type Response = TokioIo<Stream>;
     type Error = ConnectError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
 
@@ -118,77 +116,25 @@ impl tower_service::Service<Uri> for Connector {
                 .await
                 .map_err(ConnectError::Unavailable)?;
             let Some((tls, name)) = this.tls else {
-                return Ok(TokioIo::new(UpstreamIo {
-                    stream: Stream::Plain(tcp),
-                    h2: false,
-                }));
+                return Ok(TokioIo::new(Stream::Plain(tcp)));
             };
             let stream = tls
                 .connect(name, tcp, this.handshake_timeout)
                 .await
                 .map_err(ConnectError::Tls)?;
-            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            Ok(TokioIo::new(UpstreamIo {
-                stream: Stream::TlsClient(Box::new(stream)),
-                h2,
-            }))
+            Ok(TokioIo::new(Stream::TlsClient(Box::new(stream))))
         })
     }
 }
 
-/// A connection to an upstream, and whether it speaks HTTP/2.
-pub struct UpstreamIo {
-    stream: Stream,
-    h2: bool,
-}
-
-impl Connection for UpstreamIo {
+/// hyper's pool learns from ALPN whether a connection speaks HTTP/2.
+impl Connection for Stream {
     fn connected(&self) -> Connected {
         let connected = Connected::new();
-        if self.h2 {
+        if self.alpn() == Some(b"h2".as_slice()) {
             connected.negotiated_h2()
         } else {
             connected
         }
-    }
-}
-
-impl AsyncRead for UpstreamIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for UpstreamIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
     }
 }
