@@ -31,6 +31,12 @@ pub enum BuildError {
         profile: ProfileName,
         error: MaterialError,
     },
+    #[error("route \"{route}\", rule \"{rule}\": upstream address: {error}")]
+    Upstream {
+        route: RouteName,
+        rule: String,
+        error: String,
+    },
     #[error("route \"{route}\": {error}")]
     Endpoint {
         route: RouteName,
@@ -110,12 +116,18 @@ pub fn build_states(config: &Config) -> Result<Built, BuildError> {
                         ),
                         None => None,
                     };
-                    upstreams.push(UpstreamClient::new(
+                    let client = UpstreamClient::new(
                         &rule.upstream,
                         tls,
                         spec.limits.connect_timeout,
                         spec.limits.handshake_timeout,
-                    ));
+                    )
+                    .map_err(|e| BuildError::Upstream {
+                        route: spec.name.clone(),
+                        rule: rule.name.to_string(),
+                        error: e.to_string(),
+                    })?;
+                    upstreams.push(client);
                 }
                 Some(HttpState { upstreams })
             }

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use guichet_tls::{AppName, PeerApp};
 use http::header::{HeaderValue, HOST};
+use http::uri::PathAndQuery;
 use http::{Request, Response, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -596,10 +597,17 @@ impl Conn {
         finish: &Finish,
     ) -> Result<Request<Body>, ()> {
         let (mut parts, body) = request.into_parts();
-        let path = rewrite_path(rule, parts.uri.path());
-        let path_and_query = match parts.uri.query() {
-            Some(query) => format!("{path}?{query}"),
-            None => path,
+        let path_and_query = match (&rule.upstream.base_path, parts.uri.path_and_query()) {
+            // Unchanged: the request's own, shared, not copied.
+            (None, Some(pq)) => pq.clone(),
+            _ => {
+                let path = rewrite_path(rule, parts.uri.path());
+                let text = match parts.uri.query() {
+                    Some(query) => format!("{path}?{query}"),
+                    None => path,
+                };
+                PathAndQuery::try_from(text).map_err(|_| ())?
+            }
         };
         let original_host = parts.headers.remove(HOST).or_else(|| {
             parts
@@ -607,7 +615,7 @@ impl Conn {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        parts.uri = upstream.uri(&path_and_query).map_err(|_| ())?;
+        parts.uri = upstream.uri(path_and_query).map_err(|_| ())?;
         parts.version = Version::HTTP_11;
         headers::strip_hop_by_hop(&mut parts.headers);
         headers::strip_identity_claims(&mut parts.headers);

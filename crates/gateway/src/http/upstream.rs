@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use guichet_tls::{ClientTls, Refusal, ServerName};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::Uri;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::client::legacy::connect::{Connected, Connection};
@@ -26,9 +27,9 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 #[derive(Clone)]
 pub struct UpstreamClient {
     client: Client<Connector, Body>,
-    /// `http` or `https`.
-    scheme: &'static str,
-    authority: String,
+    /// Parsed once: every request's URI is built from them.
+    scheme: Scheme,
+    authority: Authority,
 }
 
 /// Why no connection to the upstream could be had.
@@ -46,7 +47,8 @@ impl UpstreamClient {
         tls: Option<ClientTls>,
         connect_timeout: Duration,
         handshake_timeout: Duration,
-    ) -> Self {
+    ) -> Result<Self, http::uri::InvalidUri> {
+        let authority: Authority = upstream.authority().parse()?;
         let server_name = upstream.tls.as_ref().map(|t| t.server_name.clone());
         let connector = Connector {
             host: upstream.host.clone(),
@@ -61,24 +63,24 @@ impl UpstreamClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(1024)
             .build(connector);
-        UpstreamClient {
+        Ok(UpstreamClient {
             client,
             scheme: if upstream.tls.is_some() {
-                "https"
+                Scheme::HTTPS
             } else {
-                "http"
+                Scheme::HTTP
             },
-            authority: upstream.authority(),
-        }
+            authority,
+        })
     }
 
     /// The absolute URI of `path_and_query` on this upstream.
-    pub fn uri(&self, path_and_query: &str) -> Result<Uri, http::Error> {
-        Uri::builder()
-            .scheme(self.scheme)
-            .authority(self.authority.as_str())
-            .path_and_query(path_and_query)
-            .build()
+    pub fn uri(&self, path_and_query: PathAndQuery) -> Result<Uri, http::Error> {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        Ok(Uri::from_parts(parts)?)
     }
 
     pub fn request(
