@@ -28,7 +28,7 @@ use anyhow::{bail, Context};
 use crate::children::{free_port, Child};
 use crate::peers::{local, Peer, Setup};
 use crate::procfs::tree_cpu_time;
-use crate::scenario::{Outcome, Plan, Scenario, Throughput};
+use crate::scenario::{Plan, Scenario, Throughput};
 use client::{Client, Request};
 use load::Mode;
 
@@ -70,18 +70,9 @@ pub struct Detail {
     pub refusal: String,
 }
 
-/// Measures one round of an HTTPS scenario on `peer`.
-pub async fn measure(plan: &Plan, setup: &Setup, scenario: Scenario, peer: Peer) -> Outcome {
-    if let Some(why) = peer.missing(setup) {
-        return Outcome::Skipped(why.to_owned());
-    }
-    match run(plan, setup, scenario, peer).await {
-        Ok(throughput) => Outcome::Throughput(throughput),
-        Err(e) => Outcome::Failed(format!("{e:#}")),
-    }
-}
-
-async fn run(
+/// Measures one round of an HTTPS scenario on `peer` (installed: see
+/// [`crate::scenario::measure`]).
+pub async fn measure(
     plan: &Plan,
     setup: &Setup,
     scenario: Scenario,

@@ -190,11 +190,7 @@ fn stunnel_version(binary: &Path) -> String {
         l.split_once("Running  with ")
             .map(|(_, v)| v.trim().to_owned())
     });
-    [Some(name), openssl]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(", ")
+    with_library(name, openssl)
 }
 
 /// `HAProxy 2.6.12-1+deb12u4, OpenSSL 3.0.19`.
@@ -209,11 +205,7 @@ fn haproxy_version(binary: &Path) -> String {
         .lines()
         .find_map(|l| l.trim().strip_prefix("Running on OpenSSL version : "))
         .map(|v| v.trim().to_owned());
-    [Some(name), openssl]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(", ")
+    with_library(name, openssl)
 }
 
 /// `nginx 1.22.1, OpenSSL 3.0.19` (the library it runs with).
@@ -228,11 +220,7 @@ fn nginx_version(binary: &Path) -> String {
         let mut words = rest.split_whitespace();
         Some(format!("{} {}", words.next()?, words.next()?))
     });
-    [Some(name), openssl]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(", ")
+    with_library(name, openssl)
 }
 
 /// `Caddy 2.6.2, go1.19.8` (its TLS is Go's crypto/tls).
@@ -245,9 +233,14 @@ fn caddy_version(binary: &Path) -> String {
     let go = output(binary, &["build-info"])
         .lines()
         .find_map(|l| l.strip_prefix("go\t").map(|v| v.trim().to_owned()));
-    [Some(name), go]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(", ")
+    with_library(name, go)
+}
+
+/// `name, library` (the TLS library a program runs with), or `name` alone
+/// when the program did not say.
+fn with_library(name: String, library: Option<String>) -> String {
+    match library {
+        Some(library) => format!("{name}, {library}"),
+        None => name,
+    }
 }

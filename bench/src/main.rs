@@ -479,25 +479,16 @@ fn summary(outcome: &Outcome) -> String {
         Outcome::Throughput(t) if t.http.is_some() => format!(
             "{} req/s, p50 {}, p99 {}, gateway CPU/req {}, {} errors, {} bad responses",
             report::rate(t.per_second()),
-            t.stats
-                .latency
-                .quantile(0.5)
-                .map_or("—".to_owned(), report::latency),
-            t.stats
-                .latency
-                .quantile(0.99)
-                .map_or("—".to_owned(), report::latency),
-            t.cpu_per_message().map_or("—".to_owned(), report::latency),
+            report::quantile(&t.stats, 0.5),
+            report::quantile(&t.stats, 0.99),
+            report::latency_or_dash(t.cpu_per_message()),
             t.stats.errors,
             t.stats.mismatches,
         ),
         Outcome::Throughput(t) => format!(
             "{} msgs/s, p99 {}, {} errors, {} bad ACKs{}",
             report::rate(t.per_second()),
-            t.stats
-                .latency
-                .quantile(0.99)
-                .map_or("—".to_owned(), report::latency),
+            report::quantile(&t.stats, 0.99),
             t.stats.errors,
             t.stats.mismatches,
             t.backlog

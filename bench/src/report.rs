@@ -33,7 +33,7 @@ enum Verdict {
 
 impl Run<'_> {
     pub fn markdown(&self) -> String {
-        if !self.has_tunnel() {
+        if !self.measured_any(Scenario::is_tunnel) {
             return self
                 .own_sections()
                 .into_iter()
@@ -58,18 +58,38 @@ impl Run<'_> {
     /// heading: store-and-forward, HTTPS gateway.
     pub fn own_sections(&self) -> Vec<(&'static str, String)> {
         let mut sections = Vec::new();
-        if self.has_journal() {
+        if self.measured_any(Scenario::is_journal) {
             sections.push((journal::HEADING, self.journal_section()));
         }
-        if self.has_http() {
+        if self.measured_any(Scenario::is_http) {
             sections.push((http::HEADING, self.http_section()));
         }
         sections
     }
 
-    /// Whether any scenario of the tunnel topology was measured.
-    fn has_tunnel(&self) -> bool {
-        self.measurements.iter().any(|m| m.scenario.is_tunnel())
+    /// Whether any scenario of a kind (`Scenario::is_tunnel`...) was
+    /// measured.
+    fn measured_any(&self, kind: fn(Scenario) -> bool) -> bool {
+        self.measurements.iter().any(|m| kind(m.scenario))
+    }
+
+    /// The lines every section's header starts with: the date, the
+    /// command, and the machine, whose cores the load generator shares
+    /// with `others`.
+    fn provenance(&self, others: &str) -> String {
+        let m = self.machine;
+        format!(
+            "- Date: {date}
+- Command (from the repository root): `{command}`
+- Machine: {cores} cores ({cpu}), {memory}, Linux {kernel}; the load
+  generator, {others} share these cores",
+            date = self.date,
+            command = self.command,
+            cores = m.cores,
+            cpu = m.cpu,
+            memory = m.memory,
+            kernel = m.kernel,
+        )
     }
 
     fn header(&self, out: &mut String) {
@@ -90,10 +110,7 @@ Each gateway is its own process. Figures from a shared machine are noisy:
 compare the ratios between peers of one run, not absolute numbers across
 runs.
 
-- Date: {date}
-- Command (from the repository root): `{command}`
-- Machine: {cores} cores ({cpu}), {memory}, Linux {kernel}; the load
-  generator, both gateways and the sink share these cores
+{provenance}
 - guichet: {guichet}
 - HAProxy: {haproxy}
 - stunnel: {stunnel}
@@ -108,12 +125,7 @@ runs.
   reported, with the range of all rounds
 
 ",
-            date = self.date,
-            command = self.command,
-            cores = m.cores,
-            cpu = m.cpu,
-            memory = m.memory,
-            kernel = m.kernel,
+            provenance = self.provenance("both gateways and the sink"),
             guichet = m.guichet,
             haproxy = m.haproxy,
             stunnel = m.stunnel,
@@ -188,52 +200,71 @@ divided by the other's (below 1: guichet uses less memory).
         vec![
             self.rate_target(
                 Scenario::OneConnection,
+                Peer::Haproxy,
                 1.2,
                 "1 connection: at least 1.2x HAProxy's messages/s".to_owned(),
+                Self::unknown,
             ),
-            self.many_target(format!(
-                "{many} connections: at least 1.5x HAProxy's messages/s, with a lower p99"
-            )),
+            self.rate_and_p99_target(
+                Scenario::ManyConnections,
+                Peer::Haproxy,
+                1.5,
+                format!("{many} connections: at least 1.5x HAProxy's messages/s, with a lower p99"),
+                Self::unknown,
+            ),
             self.rate_target(
                 Scenario::HandshakePerMessage,
+                Peer::Haproxy,
                 1.5,
                 "a connection (handshake) per message: at least 1.5x HAProxy (guichet \
                  resumes sessions, HAProxy does full handshakes: see below)"
                     .to_owned(),
+                Self::unknown,
             ),
             self.idle_target(),
         ]
     }
 
+    /// The target `text`: guichet's messages/s in `scenario` at least
+    /// `factor` times `other`'s; `unknown` says why when either is missing.
     fn rate_target(
         &self,
         scenario: Scenario,
+        other: Peer,
         factor: f64,
         text: String,
+        unknown: fn(&Self, Scenario) -> Verdict,
     ) -> (String, String, Verdict) {
-        match self.ratio(scenario, Peer::Haproxy) {
+        match self.throughput_ratio(scenario, Peer::Guichet, other) {
             Some(r) => (text, times(r), verdict(r >= factor)),
-            None => (text, "—".to_owned(), self.unknown(scenario)),
+            None => (text, "—".to_owned(), unknown(self, scenario)),
         }
     }
 
-    fn many_target(&self, text: String) -> (String, String, Verdict) {
-        let scenario = Scenario::ManyConnections;
+    /// [`Self::rate_target`], and guichet's p99 lower than `other`'s.
+    fn rate_and_p99_target(
+        &self,
+        scenario: Scenario,
+        other: Peer,
+        factor: f64,
+        text: String,
+        unknown: fn(&Self, Scenario) -> Verdict,
+    ) -> (String, String, Verdict) {
         let p99 = |peer| {
             self.throughput(scenario, peer)
                 .and_then(|t| t.stats.latency.quantile(0.99))
         };
         match (
-            self.ratio(scenario, Peer::Haproxy),
+            self.throughput_ratio(scenario, Peer::Guichet, other),
             p99(Peer::Guichet),
-            p99(Peer::Haproxy),
+            p99(other),
         ) {
             (Some(r), Some(ours), Some(theirs)) => (
                 text,
                 format!("{}, p99 {} vs {}", times(r), latency(ours), latency(theirs)),
-                verdict(r >= 1.5 && ours < theirs),
+                verdict(r >= factor && ours < theirs),
             ),
-            _ => (text, "—".to_owned(), self.unknown(scenario)),
+            _ => (text, "—".to_owned(), unknown(self, scenario)),
         }
     }
 
@@ -253,12 +284,7 @@ divided by the other's (below 1: guichet uses less memory).
     }
 
     fn unknown(&self, scenario: Scenario) -> Verdict {
-        let missing = |peer| {
-            self.measurements
-                .iter()
-                .find(|m| m.scenario == scenario && m.peer == peer)
-                .map(|m| &m.outcome)
-        };
+        let missing = |peer| self.outcome(scenario, peer);
         match (missing(Peer::Guichet), missing(Peer::Haproxy)) {
             (_, Some(Outcome::Skipped(_))) => Verdict::Unknown("HAProxy not installed"),
             (None, _) | (_, None) => Verdict::Unknown("scenario not run"),
@@ -313,12 +339,7 @@ carried data.
                     .map(|p| format!("- {}, {}: {p}", m.scenario.label(self.plan), m.peer))
             })
             .collect();
-        if problems.is_empty() {
-            return;
-        }
-        out.push_str("## Failed, invalid or skipped measurements\n\n");
-        out.push_str(&problems.join("\n"));
-        out.push_str("\n\n");
+        problems_list(out, "## Failed, invalid or skipped measurements", &problems);
     }
 
     fn method(&self, out: &mut String) {
@@ -373,6 +394,14 @@ carried data.
             .collect()
     }
 
+    /// What (`scenario`, `peer`) gave, if it was measured.
+    fn outcome(&self, scenario: Scenario, peer: Peer) -> Option<&Outcome> {
+        self.measurements
+            .iter()
+            .find(|m| m.scenario == scenario && m.peer == peer)
+            .map(|m| &m.outcome)
+    }
+
     fn throughput(&self, scenario: Scenario, peer: Peer) -> Option<&Throughput> {
         self.measurements.iter().find_map(|m| match &m.outcome {
             Outcome::Throughput(t)
@@ -397,30 +426,24 @@ carried data.
 
     /// guichet divided by `other`: messages/s, or KiB/conn when idle.
     fn ratio(&self, scenario: Scenario, other: Peer) -> Option<f64> {
-        let value = |peer| match scenario {
-            Scenario::Idle => self.idle_kib(peer),
-            _ => self.throughput(scenario, peer).map(Throughput::per_second),
-        };
-        let theirs = value(other)?;
-        (theirs > 0.0).then(|| value(Peer::Guichet).map(|ours| ours / theirs))?
+        match scenario {
+            Scenario::Idle => quotient(self.idle_kib(Peer::Guichet), self.idle_kib(other)),
+            _ => self.throughput_ratio(scenario, Peer::Guichet, other),
+        }
+    }
+
+    /// `ours`'s messages (or requests) per second over `theirs`'s, both
+    /// valid, in `scenario`.
+    fn throughput_ratio(&self, scenario: Scenario, ours: Peer, theirs: Peer) -> Option<f64> {
+        let per_second = |peer| self.throughput(scenario, peer).map(Throughput::per_second);
+        quotient(per_second(ours), per_second(theirs))
     }
 }
 
 /// The cells after scenario and peer.
 fn row(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Throughput(t) => {
-            let q = |q| t.stats.latency.quantile(q).map_or("—".to_owned(), latency);
-            let cpu = t.cpu_per_message().map_or("—".to_owned(), latency);
-            format!(
-                "{} | {} | {} | {} | {cpu} | — | {}",
-                rates(t.per_second(), &t.rounds),
-                q(0.5),
-                q(0.99),
-                q(0.999),
-                checks(&t.stats)
-            )
-        }
+        Outcome::Throughput(t) => format!("{} | — | {}", throughput_cells(t), checks(&t.stats)),
         Outcome::Idle(idle) => {
             let sides = idle.per_conn();
             let split = sides
@@ -442,6 +465,25 @@ fn row(outcome: &Outcome) -> String {
         Outcome::Skipped(why) => format!("— | — | — | — | — | — | skipped: {why}"),
         Outcome::Failed(_) => "— | — | — | — | — | — | **failed** (below)".to_owned(),
     }
+}
+
+/// `ours / theirs`, when both are known and `theirs` is above zero.
+fn quotient(ours: Option<f64>, theirs: Option<f64>) -> Option<f64> {
+    let theirs = theirs.filter(|&t| t > 0.0)?;
+    Some(ours? / theirs)
+}
+
+/// The cells every throughput row starts with: the rate with its range,
+/// p50, p99, p99.9, and the gateway's CPU per message.
+fn throughput_cells(t: &Throughput) -> String {
+    format!(
+        "{} | {} | {} | {} | {}",
+        rates(t.per_second(), &t.rounds),
+        quantile(&t.stats, 0.5),
+        quantile(&t.stats, 0.99),
+        quantile(&t.stats, 0.999),
+        latency_or_dash(t.cpu_per_message())
+    )
 }
 
 /// `6,452 (6,300–6,700)`: the median and the range of the rounds.
@@ -520,6 +562,16 @@ pub fn latency(d: Duration) -> String {
     }
 }
 
+/// [`latency`], or `—` when there is none.
+pub fn latency_or_dash(d: Option<Duration>) -> String {
+    d.map_or("—".to_owned(), latency)
+}
+
+/// The latency at quantile `q` of a run, or `—`.
+pub fn quantile(stats: &Stats, q: f64) -> String {
+    latency_or_dash(stats.latency.quantile(q))
+}
+
 fn times(ratio: f64) -> String {
     format!("{ratio:.2}x")
 }
@@ -581,6 +633,15 @@ fn targets_table(out: &mut String, heading: &str, verdicts: Vec<(String, String,
         let _ = writeln!(out, "| {target} | {measured} | {verdict} |");
     }
     out.push('\n');
+}
+
+/// A heading and a list of what failed, was invalid or skipped; nothing
+/// when all went well.
+fn problems_list(out: &mut String, heading: &str, problems: &[String]) {
+    if problems.is_empty() {
+        return;
+    }
+    let _ = write!(out, "{heading}\n\n{}\n\n", problems.join("\n"));
 }
 
 #[cfg(test)]

@@ -359,13 +359,14 @@ pub async fn measure(plan: &Plan, setup: &Setup, scenario: Scenario, peer: Peer)
     if scenario.is_journal() {
         return crate::journal::measure(plan, setup, scenario, peer).await;
     }
-    if scenario.is_http() {
-        return crate::http::measure(plan, setup, scenario, peer).await;
-    }
-    match run(plan, setup, scenario, peer).await {
-        Ok(outcome) => outcome,
-        Err(e) => Outcome::Failed(format!("{e:#}")),
-    }
+    let result = if scenario.is_http() {
+        crate::http::measure(plan, setup, scenario, peer)
+            .await
+            .map(Outcome::Throughput)
+    } else {
+        run(plan, setup, scenario, peer).await
+    };
+    result.unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")))
 }
 
 async fn run(

@@ -4,7 +4,10 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::{checks, latency, problem, rate, rates, targets_table, times, verdict, Run, Verdict};
+use super::{
+    checks, latency_or_dash, problem, problems_list, rate, targets_table, throughput_cells, times,
+    Run, Verdict,
+};
 use crate::http::client::PATH;
 use crate::http::{Detail, BODY};
 use crate::peers::Peer;
@@ -22,11 +25,6 @@ const KEEP_ALIVE_TARGET: f64 = 1.2;
 const HANDSHAKE_TARGET: f64 = 1.0;
 
 impl Run<'_> {
-    /// Whether any HTTPS scenario was measured.
-    pub(super) fn has_http(&self) -> bool {
-        self.measurements.iter().any(|m| m.scenario.is_http())
-    }
-
     /// The whole section, self-contained (date, command, machine), so it
     /// can replace its previous version in a report from another run.
     pub fn http_section(&self) -> String {
@@ -57,10 +55,7 @@ same certificates, measured in the same run.
 load generator (HTTPS, client certificate) -> gateway (mTLS in, allowlist, HTTP/1.1 out, pooled) -> upstream (plain HTTP/1.1)
 ```
 
-- Date: {date}
-- Command (from the repository root): `{command}`
-- Machine: {cores} cores ({cpu}), {memory}, Linux {kernel}; the load
-  generator, the gateway and the upstream share these cores
+{provenance}
 - guichet: {guichet}
 - nginx: {nginx}
 - Caddy: {caddy}
@@ -90,12 +85,8 @@ fast here. vs nginx: requests/s divided by nginx's (above 1: faster).
 | scenario | peer | req/s | p50 | p99 | p99.9 | CPU/req: gateway | load generator | upstream | vs nginx | checks |
 |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|
 ",
-            date = self.date,
-            command = self.command,
+            provenance = self.provenance("the gateway and the upstream"),
             cores = m.cores,
-            cpu = m.cpu,
-            memory = m.memory,
-            kernel = m.kernel,
             guichet = m.guichet,
             nginx = m.nginx,
             caddy = m.caddy,
@@ -109,21 +100,17 @@ fast here. vs nginx: requests/s divided by nginx's (above 1: faster).
     fn http_table(&self, out: &mut String) {
         for scenario in Scenario::HTTP {
             for peer in PEERS {
-                let Some(m) = self
-                    .measurements
-                    .iter()
-                    .find(|m| m.scenario == scenario && m.peer == peer)
-                else {
+                let Some(outcome) = self.outcome(scenario, peer) else {
                     continue;
                 };
                 let vs_nginx = self
-                    .http_ratio(scenario, peer)
+                    .throughput_ratio(scenario, peer, Peer::Nginx)
                     .map_or("—".to_owned(), times);
                 let _ = writeln!(
                     out,
                     "| {} | {peer} | {} |",
                     scenario.label(self.plan),
-                    http_row(&m.outcome, &vs_nginx)
+                    http_row(outcome, &vs_nginx)
                 );
             }
         }
@@ -137,42 +124,29 @@ fast here. vs nginx: requests/s divided by nginx's (above 1: faster).
                 "{}: at least {KEEP_ALIVE_TARGET}x nginx's requests/s, with a lower p99",
                 scenario.label(self.plan)
             );
-            let p99 = |peer| {
-                self.throughput(scenario, peer)
-                    .and_then(|t| t.stats.latency.quantile(0.99))
-            };
-            verdicts.push(
-                match (
-                    self.http_ratio(scenario, Peer::Guichet),
-                    p99(Peer::Guichet),
-                    p99(Peer::Nginx),
-                ) {
-                    (Some(r), Some(ours), Some(theirs)) => (
-                        text,
-                        format!("{}, p99 {} vs {}", times(r), latency(ours), latency(theirs)),
-                        verdict(r >= KEEP_ALIVE_TARGET && ours < theirs),
-                    ),
-                    _ => (text, "—".to_owned(), self.http_unknown(scenario)),
-                },
-            );
+            verdicts.push(self.rate_and_p99_target(
+                scenario,
+                Peer::Nginx,
+                KEEP_ALIVE_TARGET,
+                text,
+                Self::http_unknown,
+            ));
         }
         let scenario = Scenario::HttpHandshake;
         let text = format!("{}: at least nginx's requests/s", scenario.label(self.plan));
-        verdicts.push(match self.http_ratio(scenario, Peer::Guichet) {
-            Some(r) => (text, times(r), verdict(r >= HANDSHAKE_TARGET)),
-            None => (text, "—".to_owned(), self.http_unknown(scenario)),
-        });
+        verdicts.push(self.rate_target(
+            scenario,
+            Peer::Nginx,
+            HANDSHAKE_TARGET,
+            text,
+            Self::http_unknown,
+        ));
         verdicts
     }
 
     /// Why a target has no figure.
     fn http_unknown(&self, scenario: Scenario) -> Verdict {
-        let outcome = |peer| {
-            self.measurements
-                .iter()
-                .find(|m| m.scenario == scenario && m.peer == peer)
-                .map(|m| &m.outcome)
-        };
+        let outcome = |peer| self.outcome(scenario, peer);
         match (outcome(Peer::Guichet), outcome(Peer::Nginx)) {
             (None, _) | (_, None) => Verdict::Unknown("scenario not run"),
             (Some(Outcome::Skipped(_)), _) | (_, Some(Outcome::Skipped(_))) => {
@@ -180,13 +154,6 @@ fast here. vs nginx: requests/s divided by nginx's (above 1: faster).
             }
             _ => Verdict::Unknown("a run failed or was invalid: see below"),
         }
-    }
-
-    /// `peer`'s requests/s over nginx's.
-    fn http_ratio(&self, scenario: Scenario, peer: Peer) -> Option<f64> {
-        let theirs = self.throughput(scenario, Peer::Nginx)?.per_second();
-        let ours = self.throughput(scenario, peer)?.per_second();
-        (theirs > 0.0).then_some(ours / theirs)
     }
 
     fn http_method(&self, out: &mut String) {
@@ -293,12 +260,11 @@ fast here. vs nginx: requests/s divided by nginx's (above 1: faster).
                 }
             })
             .collect();
-        if problems.is_empty() {
-            return;
-        }
-        out.push_str("### Failed, invalid or skipped (HTTPS gateway)\n\n");
-        out.push_str(&problems.join("\n"));
-        out.push_str("\n\n");
+        problems_list(
+            out,
+            "### Failed, invalid or skipped (HTTPS gateway)",
+            &problems,
+        );
     }
 }
 
@@ -306,19 +272,13 @@ fast here. vs nginx: requests/s divided by nginx's (above 1: faster).
 fn http_row(outcome: &Outcome, vs_nginx: &str) -> String {
     match outcome {
         Outcome::Throughput(t) => {
-            let q = |q| t.stats.latency.quantile(q).map_or("—".to_owned(), latency);
-            let cpu = t.cpu_per_message().map_or("—".to_owned(), latency);
-            let per_request = |cpu: fn(&Detail) -> Option<Duration>| {
-                per_request(t, cpu).map_or("—".to_owned(), latency)
-            };
-            let load_cpu = per_request(|d| d.load_cpu);
-            let upstream_cpu = per_request(|d| d.upstream_cpu);
+            let per_request =
+                |cpu: fn(&Detail) -> Option<Duration>| latency_or_dash(per_request(t, cpu));
             format!(
-                "{} | {} | {} | {} | {cpu} | {load_cpu} | {upstream_cpu} | {vs_nginx} | {}",
-                rates(t.per_second(), &t.rounds),
-                q(0.5),
-                q(0.99),
-                q(0.999),
+                "{} | {} | {} | {vs_nginx} | {}",
+                throughput_cells(t),
+                per_request(|d| d.load_cpu),
+                per_request(|d| d.upstream_cpu),
                 http_checks(t)
             )
         }

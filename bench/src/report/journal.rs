@@ -3,7 +3,10 @@
 
 use std::fmt::Write;
 
-use super::{checks, latency, rate, times, verdict, Run, Verdict};
+use super::{
+    checks, latency_or_dash, problems_list, quantile, rate, throughput_cells, times, verdict, Run,
+    Verdict,
+};
 use crate::journal::{Store, NO_JOURNAL};
 use crate::peers::Peer;
 use crate::scenario::{Drain, Outcome, Scenario, Throughput};
@@ -17,11 +20,6 @@ const INGEST_TARGET: [(Store, f64); 2] = [(Store::Sqlite, 20_000.0), (Store::Pos
 const DRAIN_TARGET: f64 = 0.8;
 
 impl Run<'_> {
-    /// Whether any store-and-forward scenario was measured.
-    pub(super) fn has_journal(&self) -> bool {
-        self.measurements.iter().any(|m| m.scenario.is_journal())
-    }
-
     /// The whole section, self-contained (date, command, machine), so it
     /// can replace its previous version in a report from another run.
     pub fn journal_section(&self) -> String {
@@ -35,7 +33,6 @@ impl Run<'_> {
     }
 
     fn journal_header(&self, out: &mut String) {
-        let m = self.machine;
         let p = self.plan;
         let _ = write!(
             out,
@@ -48,11 +45,7 @@ comparison is guichet's own passthrough route, measured in the same run.
 load generator -> guichet (one plain MLLP route) -> MLLP ACK sink
 ```
 
-- Date: {date}
-- Command (from the repository root): `{command}`
-- Machine: {cores} cores ({cpu}), {memory}, Linux {kernel}; the load
-  generator, guichet, its journal (SQLite in guichet's process, or the
-  PostgreSQL server) and the sink share these cores
+{provenance}
 - guichet: {guichet}, one process, `RUST_LOG=warn`; the route is
   `kind = \"mllp\"` with `delivery = \"store-and-forward\"`, or
   `\"passthrough\"` for the baselines; `duplicate_window` at its default
@@ -85,15 +78,13 @@ load generator -> guichet (one plain MLLP route) -> MLLP ACK sink
 | scenario | msgs/s | p50 | p99 | p99.9 | guichet CPU/msg | checks |
 |---|---:|---:|---:|---:|---:|---|
 ",
-            date = self.date,
-            command = self.command,
-            cores = m.cores,
-            cpu = m.cpu,
-            memory = m.memory,
-            kernel = m.kernel,
-            guichet = m.guichet,
-            disk = m.disk,
-            postgres = m.postgres,
+            provenance = self.provenance(
+                "guichet, its journal (SQLite in guichet's process, or the
+  PostgreSQL server) and the sink"
+            ),
+            guichet = self.machine.guichet,
+            disk = self.machine.disk,
+            postgres = self.machine.postgres,
             drain = rate(p.drain_messages as f64),
             many = p.many_conns,
             rounds = p.rounds,
@@ -136,8 +127,8 @@ slower).
             let (Some(stored), Some(passthrough)) = (stored, passthrough) else {
                 continue;
             };
-            let q = |t: &Throughput, q| t.stats.latency.quantile(q).map_or("—".to_owned(), latency);
-            let cpu = |t: &Throughput| t.cpu_per_message().map_or("—".to_owned(), latency);
+            let q = |t: &Throughput, q| quantile(&t.stats, q);
+            let cpu = |t: &Throughput| latency_or_dash(t.cpu_per_message());
             let cpu_ratio = stored
                 .cpu_per_message()
                 .zip(passthrough.cpu_per_message())
@@ -269,19 +260,15 @@ slower).
                 }
             })
             .collect();
-        if problems.is_empty() {
-            return;
-        }
-        out.push_str("### Failed, invalid or skipped (store-and-forward)\n\n");
-        out.push_str(&problems.join("\n"));
-        out.push_str("\n\n");
+        problems_list(
+            out,
+            "### Failed, invalid or skipped (store-and-forward)",
+            &problems,
+        );
     }
 
     fn guichet_outcome(&self, scenario: Scenario) -> Option<&Outcome> {
-        self.measurements
-            .iter()
-            .find(|m| m.scenario == scenario && m.peer == Peer::Guichet)
-            .map(|m| &m.outcome)
+        self.outcome(scenario, Peer::Guichet)
     }
 
     fn journal_throughput(&self, scenario: Scenario) -> Option<&Throughput> {
@@ -308,28 +295,19 @@ fn outcome_is_invalid(outcome: &Outcome) -> bool {
 fn journal_row(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Throughput(t) => {
-            let q = |q| t.stats.latency.quantile(q).map_or("—".to_owned(), latency);
-            let cpu = t.cpu_per_message().map_or("—".to_owned(), latency);
             let backlog = t.backlog.map_or(String::new(), |n| {
                 format!(
                     "; {} acknowledged, not yet delivered at the end",
                     rate(n as f64)
                 )
             });
-            format!(
-                "{} | {} | {} | {} | {cpu} | {}{backlog}",
-                super::rates(t.per_second(), &t.rounds),
-                q(0.5),
-                q(0.99),
-                q(0.999),
-                checks(&t.stats)
-            )
+            format!("{} | {}{backlog}", throughput_cells(t), checks(&t.stats))
         }
         Outcome::Drain(d) => {
-            let cpu = d.cpu_per_message().map_or("—".to_owned(), latency);
             format!(
-                "{} | — | — | — | {cpu} | {}",
+                "{} | — | — | — | {} | {}",
                 super::rates(d.per_second(), &d.rounds),
+                latency_or_dash(d.cpu_per_message()),
                 drain_checks(d)
             )
         }

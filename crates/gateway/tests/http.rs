@@ -540,18 +540,22 @@ async fn http2_and_http11_both_reach_the_upstream() {
 
 // ---------------------------------------------------- 4. body limits
 
+/// A file of `len` bytes `byte` in the test's directory: its path, and
+/// the `@path` argument by which curl sends it.
+fn body_file(s: &Site, name: &str, byte: u8, len: usize) -> (PathBuf, String) {
+    let path = s.pki.tmp.path().join(name);
+    std::fs::write(&path, vec![byte; len]).unwrap();
+    let arg = format!("@{}", path.display());
+    (path, arg)
+}
+
 #[tokio::test]
 async fn bodies_over_max_body_bytes_are_413() {
     const LIMIT: usize = 1024 * 1024;
     let s = Site::standard(&format!("max_body_bytes = {LIMIT}")).await;
     let a = s.curl(&s.a);
-    let dir = s.pki.tmp.path();
-    let at_limit = dir.join("at-limit.bin");
-    let over = dir.join("over.bin");
-    std::fs::write(&at_limit, vec![b'a'; LIMIT]).unwrap();
-    std::fs::write(&over, vec![b'o'; 3 * LIMIT]).unwrap();
-    let file = |p: &Path| format!("@{}", p.display());
-    let (at_limit_arg, over_arg) = (file(&at_limit), file(&over));
+    let (_, at_limit_arg) = body_file(&s, "at-limit.bin", b'a', LIMIT);
+    let (_, over_arg) = body_file(&s, "over.bin", b'o', 3 * LIMIT);
     let chunked = "Transfer-Encoding: chunked";
 
     // At the limit: served, whole, with a length and chunked.
@@ -611,9 +615,7 @@ async fn a_body_cut_at_max_body_bytes_still_gets_its_413() {
     const LIMIT: usize = 1024 * 1024;
     let s = Site::standard(&format!("max_body_bytes = {LIMIT}")).await;
     let a = s.curl(&s.a);
-    let over = s.pki.tmp.path().join("over.bin");
-    std::fs::write(&over, vec![b'o'; 3 * LIMIT]).unwrap();
-    let over_arg = format!("@{}", over.display());
+    let (over, over_arg) = body_file(&s, "over.bin", b'o', 3 * LIMIT);
     for _ in 0..3 {
         let out = a
             .run_with_stdin(

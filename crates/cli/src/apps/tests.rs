@@ -447,7 +447,12 @@ fn igc_sante_partner(b: &Bench) -> PathBuf {
 
 /// `HTTP` after `apps add --name partner-c --allow-on` each of `targets`.
 fn http_with(b: &Bench, cert: &Path, targets: &[&str]) -> anyhow::Result<Change> {
-    add_app(b, HTTP, "partner-c", cert, &DEFAULT_FIELDS, targets)
+    add_partner_c(b, HTTP, cert, targets)
+}
+
+/// `text` after `apps add --name partner-c --allow-on` each of `targets`.
+fn add_partner_c(b: &Bench, text: &str, cert: &Path, targets: &[&str]) -> anyhow::Result<Change> {
+    add_app(b, text, "partner-c", cert, &DEFAULT_FIELDS, targets)
 }
 
 #[test]
@@ -515,15 +520,7 @@ fn add_to_a_rule_also_opens_an_explicit_route_allow() {
         "listen_tls = \"gateway\"\n\n[[route.rule]]",
         "listen_tls = \"gateway\"\nallow = [\"partner-a\", \"partner-b\"]\n\n[[route.rule]]",
     );
-    let change = add_app(
-        &b,
-        &text,
-        "partner-c",
-        &b.eai,
-        &DEFAULT_FIELDS,
-        &["guichet-unique/ror-interop"],
-    )
-    .unwrap();
+    let change = add_partner_c(&b, &text, &b.eai, &["guichet-unique/ror-interop"]).unwrap();
     assert!(change
         .text
         .contains("listen_tls = \"gateway\"\nallow = [\"partner-a\", \"partner-b\", \"partner-c\"]\n\n[[route.rule]]"));
@@ -543,15 +540,7 @@ fn add_to_a_rule_without_allow_creates_it() {
         "allow = [\"partner-a\"]   # internal API: partner-a only\n",
         "",
     );
-    let change = add_app(
-        &b,
-        &text,
-        "partner-c",
-        &b.eai,
-        &DEFAULT_FIELDS,
-        &["guichet-unique/ror-internal"],
-    )
-    .unwrap();
+    let change = add_partner_c(&b, &text, &b.eai, &["guichet-unique/ror-internal"]).unwrap();
     assert!(change
         .text
         .contains("upstream = \"http://127.0.0.1:18081\"\nallow = [\"partner-c\"]\n"));

@@ -30,7 +30,7 @@ use hyper_util::server::conn::auto;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-use super::{bounded, tcp, WAIT};
+use super::{bounded, header_values, tcp, WAIT};
 
 /// How long an upstream takes to answer a request whose path holds
 /// `/slow`: far beyond the `response_timeout` tests set, and finite.
@@ -62,11 +62,7 @@ pub struct Seen {
 impl Seen {
     /// Every value of header `name` (lower case).
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        header_values(&self.headers, name).collect()
     }
 
     /// The value of a header that must be there exactly once.
@@ -308,10 +304,7 @@ impl std::fmt::Debug for CurlOut {
 
 impl CurlOut {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        header_values(&self.headers, name).next()
     }
 
     pub fn text(&self) -> String {

@@ -988,6 +988,18 @@ impl WithAdmin {
     }
 }
 
+/// The values of header `name` (lower case), in order, among `headers`
+/// as received (names in lower case).
+pub fn header_values<'a: 'n, 'n>(
+    headers: &'a [(String, String)],
+    name: &'n str,
+) -> impl Iterator<Item = &'a str> + 'n {
+    headers
+        .iter()
+        .filter(move |(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
 /// One HTTP/1.1 response, read to the end of the connection.
 #[derive(Debug)]
 pub struct HttpResponse {
@@ -1000,10 +1012,7 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// The first header called `name` (lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        header_values(&self.headers, name).next()
     }
 
     /// Parses a whole response; the body must be exactly Content-Length
