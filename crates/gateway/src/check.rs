@@ -390,9 +390,10 @@ fn check_route(route: &RouteSpec, report: &mut Report) {
     if let (Some(http), Some(tls)) = (route.http(), &route.listen_tls) {
         if let crate::config::AuthSpec::Required(apps) = &tls.auth {
             for app in apps {
-                let admitted = http.rules.iter().any(|rule| {
-                    rule.allow.names().any(|name| *name == app.name)
-                });
+                let admitted = http
+                    .rules
+                    .iter()
+                    .any(|rule| rule.allow.names().any(|name| *name == app.name));
                 if !admitted {
                     report.push(
                         Level::Warning,
