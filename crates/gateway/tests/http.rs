@@ -892,8 +892,8 @@ async fn https_upstream_sees_guichets_client_certificate() {
         });
     // Under TLS 1.3 the client's side of the handshake completes before
     // the upstream checks the certificate; its refusal (an alert) comes
-    // with the first read, so it counts as a broken exchange.
-    assert_eq!(reason, Some("upstream_error"), "{render}");
+    // with the first read, and still counts as a TLS failure.
+    assert_eq!(reason, Some("upstream_tls"), "{render}");
 }
 
 // ------------------------------------------------------ 8. rate limit

@@ -675,6 +675,18 @@ impl Conn {
     }
 }
 
+/// Whether an I/O error is a TLS alert from the peer, as a rustls error or
+/// as its text.
+fn is_tls_alert(e: &std::io::Error) -> bool {
+    match guichet_tls::refusal::tls_error(e) {
+        Some(tls) => matches!(tls, rustls::Error::AlertReceived(_)),
+        None => {
+            e.kind() == std::io::ErrorKind::InvalidData
+                && e.to_string().starts_with("received fatal alert")
+        }
+    }
+}
+
 /// A request head's size as HTTP/2 counts it against a header list limit:
 /// each field's name and value plus 32 bytes, pseudo-headers included.
 fn head_size<B>(request: &Request<B>) -> usize {
@@ -734,13 +746,9 @@ fn classify(error: &hyper_util::client::legacy::Error) -> Refused {
             return Refused::BodyTooLarge;
         }
         // With TLS 1.3 an upstream refusing guichet's certificate says so
-        // in an alert on the first read after the handshake.
-        let alert = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            .is_some_and(|tls| matches!(tls, rustls::Error::AlertReceived(_)));
-        if alert {
+        // in an alert on the first read after the handshake; by then the
+        // rustls error has become the text of an I/O error.
+        if e.downcast_ref::<std::io::Error>().is_some_and(is_tls_alert) {
             return Refused::UpstreamTls;
         }
         source = e.source();
