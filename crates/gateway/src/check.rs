@@ -408,6 +408,16 @@ fn check_route(route: &RouteSpec, report: &mut Report) {
         }
     }
     if let Some(http) = route.http() {
+        if route.limits.idle_timeout < http.response_timeout {
+            report.push(
+                Level::Warning,
+                &subject,
+                format!(
+                    "idle_timeout ({:?}) is shorter than response_timeout ({:?}): a request waiting for a slow upstream loses its connection before its 504",
+                    route.limits.idle_timeout, http.response_timeout
+                ),
+            );
+        }
         if http.rate.is_none() {
             report.push(
                 Level::Warning,

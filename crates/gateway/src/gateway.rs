@@ -354,6 +354,18 @@ impl Shared {
             ));
         }
         for (name, route) in &self.routes {
+            let kind = route.current().spec.kind.as_str();
+            if let Some(new) = config.route(name.as_str()) {
+                if new.kind.as_str() != kind {
+                    // A route must never run half as one kind, half as
+                    // another (an http route's rate limits and access log
+                    // are set up at start).
+                    return Err(ReloadError(format!(
+                        "route \"{name}\": its kind changed from {kind} to {}; it changes only at restart",
+                        new.kind.as_str()
+                    )));
+                }
+            }
             let running = route.store_forward.is_some();
             if config
                 .route(name.as_str())
@@ -397,13 +409,10 @@ fn warn_restart_needed(old: &RouteState, new: &RouteState) {
             warn!(route = %old.name, "access_log changes only at restart; the log stays where it was");
         }
     }
-    if old.listen != new.listen
-        || old.kind.as_str() != new.kind.as_str()
-        || old.limits.max_connections != new.limits.max_connections
-    {
+    if old.listen != new.listen || old.limits.max_connections != new.limits.max_connections {
         warn!(
             route = %old.name,
-            "listen address, kind and max_connections change only at restart; the rest is reloaded"
+            "listen address and max_connections change only at restart; the rest is reloaded"
         );
     }
 }

@@ -316,7 +316,8 @@ async fn certificates_no_app_matches_fail_the_handshake() {
 async fn unknown_paths_are_404_and_unsafe_paths_are_400() {
     let s = Site::standard("").await;
     let a = s.curl(&s.a);
-    let unknown = ["/c/beds", "/", "/a", "/ab/beds", "/A/beds"];
+    // `/a` is rule-a's own place (its prefix is `/a/`): see below.
+    let unknown = ["/c/beds", "/", "/ab/beds", "/A/beds"];
     let unsafe_paths = [
         "/a/../b/beds",
         "/a/./beds",
@@ -327,6 +328,9 @@ async fn unknown_paths_are_404_and_unsafe_paths_are_400() {
         "/a/x%2Fy",
         "/a/x%5cy",
         "/a/x%00y",
+        "/a;x/beds",
+        "/b/..;/a/beds",
+        "/a/x%25y",
     ];
     for protocol in ["--http1.1", "--http2"] {
         for path in unknown {
@@ -343,8 +347,14 @@ async fn unknown_paths_are_404_and_unsafe_paths_are_400() {
     s.wait_requests("-", APP_A, "4xx", n404 + n400).await;
     assert_eq!(s.refusals("no_rule"), n404);
     assert_eq!(s.refusals("bad_path"), n400);
-    // A plain path under the same prefix is served.
+    // A plain path under the same prefix is served, and so is the prefix
+    // without its slash; an encoded letter is decoded before matching, and
+    // the upstream gets the path that was matched.
     a.run("/a/beds", &["--path-as-is"]).await.echoed();
+    let bare = a.run("/a", &["--path-as-is"]).await.echoed();
+    assert_eq!(bare["path"], "/a", "{bare}");
+    let encoded = a.run("/%61/beds", &["--path-as-is"]).await.echoed();
+    assert_eq!(encoded["path"], "/a/beds", "{encoded}");
 }
 
 #[tokio::test]
@@ -414,7 +424,7 @@ async fn host_rules_come_first_then_the_longest_prefix_and_paths_are_rewritten()
 
 /// Headers a client could use to pass for another application, address
 /// or certificate: every one holds "SPOOF" or 6.6.6.6 / 7.7.7.7.
-const SPOOFED: [&str; 15] = [
+const SPOOFED: [&str; 21] = [
     "X-Forwarded-For: 6.6.6.6",
     "x-forwarded-for: 7.7.7.7, 6.6.6.6",
     "X-FORWARDED-CLIENT-CERT: Hash=SPOOF;Subject=\"CN=admin\"",
@@ -430,6 +440,14 @@ const SPOOFED: [&str; 15] = [
     "X-Forwarded-Proto: SPOOF",
     "X-Forwarded-Host: SPOOF.example",
     "X-Client-IP: SPOOF",
+    // CGI-style servers read `_` as `-`.
+    "X_Guichet_App: SPOOF-underscore",
+    "X_Forwarded_For: 6.6.6.6",
+    // Routing headers some frameworks trust over the path.
+    "X-Original-URL: /SPOOF/internal",
+    "X-Rewrite-URL: /SPOOF/internal",
+    "True-Client-IP: 6.6.6.6",
+    "CF-Connecting-IP: 6.6.6.6",
 ];
 
 #[tokio::test]

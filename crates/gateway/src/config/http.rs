@@ -88,10 +88,14 @@ pub struct HttpRule {
 impl HttpRule {
     /// Whether `path` is under this rule's prefix: `/ror/interop` takes
     /// `/ror/interop` and `/ror/interop/x`, never `/ror/interoperability`.
+    ///
+    /// A prefix with a trailing slash also takes the path without it
+    /// (`/ror/internal/` takes `/ror/internal`): a broader rule must not
+    /// serve what the upstream reads as the same place.
     pub fn takes_path(&self, path: &str) -> bool {
         let prefix = self.path.as_str();
         match path.strip_prefix(prefix) {
-            None => false,
+            None => prefix.len() > 1 && prefix.strip_suffix('/') == Some(path),
             Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
         }
     }

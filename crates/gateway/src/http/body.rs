@@ -12,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::upstream::BoxError;
+use super::HeadClock;
 
 /// The request body went over the route's `max_body_bytes`.
 #[derive(Debug, thiserror::Error)]
@@ -25,14 +26,16 @@ pub struct Capped {
     inner: Option<Incoming>,
     limit: u64,
     seen: Arc<AtomicU64>,
+    heads: Arc<HeadClock>,
 }
 
 impl Capped {
-    pub fn new(inner: Incoming, limit: u64, seen: Arc<AtomicU64>) -> Self {
+    pub fn new(inner: Incoming, limit: u64, seen: Arc<AtomicU64>, heads: Arc<HeadClock>) -> Self {
         Capped {
             inner: Some(inner),
             limit,
             seen,
+            heads,
         }
     }
 }
@@ -56,7 +59,7 @@ impl Body for Capped {
                     let total = this.seen.fetch_add(n, Ordering::Relaxed) + n;
                     if total > this.limit {
                         if let Some(rest) = this.inner.take() {
-                            super::drain(rest);
+                            super::drain(rest, Some(&this.heads));
                         }
                         return Poll::Ready(Some(Err(Box::new(TooLarge(this.limit)))));
                     }

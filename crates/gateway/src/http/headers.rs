@@ -37,7 +37,14 @@ const HOP_BY_HOP: [&str; 9] = [
 /// Whether a client header could pass for a statement by a proxy about the
 /// client (its address, its certificate, its application).
 fn claims_identity(name: &str) -> bool {
-    name.starts_with("x-forwarded-")
+    // CGI, WSGI, PHP-FPM and uWSGI read `X_Guichet_App` as `X-Guichet-App`:
+    // names with `_` go, as nginx drops them by default.
+    name.contains('_')
+        || name.starts_with("x-forwarded")
+        || name.starts_with("x-original-")
+        || name == "x-rewrite-url"
+        || name == "true-client-ip"
+        || name == "cf-connecting-ip"
         || name == "forwarded"
         || name == "x-real-ip"
         || name == "x-client-ip"
@@ -214,7 +221,9 @@ pub fn envoy_xfcc(id: &Identity) -> String {
     let mut out = format!(
         "Hash={};Subject=\"{}\"",
         hex_lower(&id.fingerprint.0),
-        id.subject.rfc4514().replace('"', "\\\"")
+        // RFC 4514 already escapes `"` and `\` with a backslash, which is
+        // what a quoted XFCC value needs.
+        id.subject.rfc4514()
     );
     for uri in &id.san_uri {
         let _ = write!(out, ";URI={}", xfcc_value(uri));
@@ -225,10 +234,11 @@ pub fn envoy_xfcc(id: &Identity) -> String {
     escape_unsafe(&out)
 }
 
-/// XFCC values with `,;=` or quotes are quoted.
+/// XFCC values with `,;=`, quotes or backslashes are quoted, those two
+/// escaped.
 fn xfcc_value(v: &str) -> String {
-    if v.contains([',', ';', '=', '"']) {
-        format!("\"{}\"", v.replace('"', "\\\""))
+    if v.contains([',', ';', '=', '"', '\\']) {
+        format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
     } else {
         v.to_string()
     }

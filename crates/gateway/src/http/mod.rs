@@ -145,7 +145,7 @@ pub(crate) async fn serve(
             // Above the route's limit: heads between the two are refused
             // by `admit`, with a problem body, a count and a log line.
             .max_header_list_size(h2_header_list_limit(spec.max_header_bytes))
-            .max_concurrent_streams(256);
+            .max_concurrent_streams(100);
         let served = builder.serve_connection(io, service);
         drive!(served, shutdown, activity, idle, heads, header_timeout)
     } else {
@@ -391,6 +391,60 @@ impl OnEnd for Finish {
     }
 }
 
+/// A request waiting for its upstream; dropped with its request when the
+/// client goes away, it logs and counts it as status 499.
+struct Abandoned(Option<Finish>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let Some(mut finish) = self.0.take() {
+            finish.record.status = 499;
+            finish.record.reason = Some("client_closed");
+            finish.ended(0, false);
+        }
+    }
+}
+
+/// At most this much of a path goes to the access log: a line stays a
+/// line, and the log's queue stays bounded in bytes.
+const LOGGED_PATH: usize = 2048;
+
+/// The start of `path`, cut on a character boundary at `LOGGED_PATH`.
+fn clip(path: &str) -> &str {
+    if path.len() <= LOGGED_PATH {
+        return path;
+    }
+    let mut end = LOGGED_PATH;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
+}
+
+/// A problem response with no access-log bookkeeping (never expected).
+fn problem_body(response: Response<bytes::Bytes>) -> Response<Body> {
+    let (parts, body) = response.into_parts();
+    Response::from_parts(
+        parts,
+        Full::new(body)
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    )
+}
+
+/// An error and its sources on one line, for the log (upstream errors
+/// carry addresses and TLS reasons, never request content).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
 /// One (rule, app, status class)'s metric handles.
 struct MetricHandles {
     rule: Option<RuleName>,
@@ -466,14 +520,19 @@ impl Conn {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.heads.request();
         let state = self.route.current();
-        let host = request_host(&request);
+        let authority = request_authority(&request);
+        let host = authority
+            .as_ref()
+            .ok()
+            .and_then(|a| a.as_ref())
+            .map(host_of);
         let path = request.uri().path();
         let logged_path = match request.uri().query() {
             Some(query) if state.spec.http().is_some_and(|h| h.query_in_log) => {
-                format!("{path}?{query}")
+                clip(&format!("{path}?{query}")).to_string()
             }
-            Some(_) => format!("{path}?REDACTED"),
-            None => path.to_string(),
+            Some(_) => format!("{}?REDACTED", clip(path)),
+            None => clip(path).to_string(),
         };
         let mut finish = Finish {
             record: AccessRecord {
@@ -502,13 +561,43 @@ impl Conn {
         };
         let Some((spec, upstreams)) = state.spec.http().zip(state.http.as_ref()) else {
             // The route's kind changed in the file; it applies at restart.
-            drain(request.into_body());
+            drain(request.into_body(), Some(&self.heads));
             return self.refuse(finish, Refused::UpstreamUnavailable, None, None);
         };
+        let Ok(authority) = authority else {
+            drain(request.into_body(), Some(&self.heads));
+            return self.refuse(finish, Refused::BadRequest, None, None);
+        };
+        let mut request = request;
+        // One authority from here on: the one the rule is chosen on, and
+        // the one the upstream is told (without any userinfo).
+        request.headers_mut().remove(HOST);
+        if let Some(authority) = &authority {
+            let text = match authority.port() {
+                Some(port) => format!("{}:{port}", authority.host()),
+                None => authority.host().to_string(),
+            };
+            if let Ok(value) = HeaderValue::from_str(&text) {
+                request.headers_mut().insert(HOST, value);
+            }
+        }
+        match normalize_path(request.uri().path()) {
+            None => {
+                drain(request.into_body(), Some(&self.heads));
+                return self.refuse(finish, Refused::BadPath, None, None);
+            }
+            Some(std::borrow::Cow::Owned(path)) => {
+                if set_path(&mut request, &path).is_err() {
+                    drain(request.into_body(), Some(&self.heads));
+                    return self.refuse(finish, Refused::BadPath, None, None);
+                }
+            }
+            Some(std::borrow::Cow::Borrowed(_)) => {}
+        }
         let (index, app) = match self.admit(&request, spec, &mut finish, started) {
             Ok(admitted) => admitted,
             Err((refused, rule, retry_after)) => {
-                drain(request.into_body());
+                drain(request.into_body(), Some(&self.heads));
                 let rule = rule.map(|i| &spec.rules[i]);
                 return self.refuse(finish, refused, rule, retry_after);
             }
@@ -520,11 +609,29 @@ impl Conn {
             Ok(request) => request,
             Err(()) => return self.refuse(finish, Refused::BadRequest, Some(rule), None),
         };
+        // Should the client go away while the upstream works, the request
+        // is still logged and counted (499, client_closed).
+        let mut waiting = Abandoned(Some(finish));
         let answer = tokio::time::timeout(spec.response_timeout, upstream.request(forwarded)).await;
+        let Some(mut finish) = waiting.0.take() else {
+            return problem_body(problem(
+                Refused::UpstreamError,
+                Some(rule.name.as_str()),
+                None,
+            ));
+        };
         let response = match answer {
             Err(_) => return self.refuse(finish, Refused::UpstreamTimeout, Some(rule), None),
             Ok(Err(e)) => {
                 let refused = classify(&e);
+                warn!(
+                    route = %self.route.name,
+                    rule = %rule.name,
+                    upstream = %rule.upstream.origin,
+                    reason = refused.as_str(),
+                    "upstream exchange failed: {}",
+                    error_chain(&e)
+                );
                 return self.refuse(finish, refused, Some(rule), None);
             }
             Ok(Ok(response)) => response,
@@ -555,9 +662,6 @@ impl Conn {
         let path = request.uri().path();
         if !path.starts_with('/') {
             return Err((Refused::BadRequest, None, None));
-        }
-        if !is_plain_path(path) {
-            return Err((Refused::BadPath, None, None));
         }
         let Some((index, rule)) = find_rule(spec, finish.record.host.as_deref(), path) else {
             return Err((Refused::NoRule, None, None));
@@ -609,12 +713,8 @@ impl Conn {
                 PathAndQuery::try_from(text).map_err(|_| ())?
             }
         };
-        let original_host = parts.headers.remove(HOST).or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+        // The authority the rule was chosen on (`handle` put it there).
+        let original_host = parts.headers.remove(HOST);
         parts.uri = upstream.uri(path_and_query).map_err(|_| ())?;
         parts.version = Version::HTTP_11;
         headers::strip_hop_by_hop(&mut parts.headers);
@@ -627,7 +727,13 @@ impl Conn {
             forms: spec.identity_headers,
         }
         .apply(&mut parts.headers);
-        let body = Capped::new(body, spec.max_body_bytes, finish.bytes_in.clone()).boxed_unsync();
+        let body = Capped::new(
+            body,
+            spec.max_body_bytes,
+            finish.bytes_in.clone(),
+            self.heads.clone(),
+        )
+        .boxed_unsync();
         Ok(Request::from_parts(parts, body))
     }
 
@@ -675,6 +781,18 @@ impl Conn {
     }
 }
 
+/// Replaces a request's path (keeping its query).
+fn set_path<B>(request: &mut Request<B>, path: &str) -> Result<(), ()> {
+    let text = match request.uri().query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_string(),
+    };
+    let mut parts = request.uri().clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::try_from(text).map_err(|_| ())?);
+    *request.uri_mut() = http::Uri::from_parts(parts).map_err(|_| ())?;
+    Ok(())
+}
+
 /// Whether an I/O error is a TLS alert from the peer, as a rustls error or
 /// as its text.
 fn is_tls_alert(e: &std::io::Error) -> bool {
@@ -708,11 +826,17 @@ fn head_size<B>(request: &Request<B>) -> usize {
 /// bounds, so the client can finish sending and read the answer: without
 /// it HTTP/2 resets the stream and HTTP/1.1 closes the connection under a
 /// client still uploading.
-pub(crate) fn drain(mut body: Incoming) {
+pub(crate) fn drain(mut body: Incoming, heads: Option<&Arc<HeadClock>>) {
     use http_body::Body as _;
     if body.is_end_stream() {
         return;
     }
+    // The connection is still busy with this request while its body comes
+    // in: its bytes are no new request head.
+    let busy = heads.map(|h| {
+        h.inflight.fetch_add(1, Ordering::Relaxed);
+        h.clone()
+    });
     tokio::spawn(async move {
         let mut left: u64 = DRAIN_BYTES;
         let reading = async {
@@ -725,6 +849,9 @@ pub(crate) fn drain(mut body: Incoming) {
             }
         };
         let _ = tokio::time::timeout(DRAIN_TIME, reading).await;
+        if let Some(heads) = busy {
+            heads.response();
+        }
     });
 }
 
@@ -760,36 +887,95 @@ fn classify(error: &hyper_util::client::legacy::Error) -> Refused {
     }
 }
 
-/// The host a request is for, lower case and without port: the URI's
-/// authority (HTTP/2, absolute form) or the Host header.
-fn request_host<B>(request: &Request<B>) -> Option<String> {
-    let raw = match request.uri().authority() {
-        Some(authority) => authority.host().to_string(),
-        None => {
-            let value = request.headers().get(HOST)?.to_str().ok()?;
-            let authority: http::uri::Authority = value.parse().ok()?;
-            authority.host().to_string()
-        }
+/// The authority a request is for: the URI's (HTTP/2 `:authority`, or an
+/// absolute-form request) or the Host header. When both are given they
+/// must agree (RFC 9113 §8.3.1, RFC 9112 §3.2.2): the rule is chosen on
+/// one and the upstream told the other otherwise. `Err` on a mismatch or a
+/// Host header that is no authority.
+fn request_authority<B>(request: &Request<B>) -> Result<Option<http::uri::Authority>, ()> {
+    let header = match request.headers().get(HOST) {
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.parse::<http::uri::Authority>().ok())
+                .ok_or(())?,
+        ),
+        None => None,
     };
-    Some(raw.trim_end_matches('.').to_ascii_lowercase())
+    match (request.uri().authority(), header) {
+        (Some(uri), Some(header)) => {
+            if uri.host().eq_ignore_ascii_case(header.host()) && uri.port_u16() == header.port_u16()
+            {
+                Ok(Some(uri.clone()))
+            } else {
+                Err(())
+            }
+        }
+        (Some(uri), None) => Ok(Some(uri.clone())),
+        (None, header) => Ok(header),
+    }
 }
 
-/// A path guichet can match safely: no dot segments, no empty segments,
-/// no encoded dot, slash or backslash. An upstream that normalises such a
-/// path could otherwise serve what another rule protects.
-pub fn is_plain_path(path: &str) -> bool {
-    let lower_has = |needle: &str| {
-        path.as_bytes()
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+/// The host part of an authority, lower case, for rule matching and logs.
+fn host_of(authority: &http::uri::Authority) -> String {
+    authority.host().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The host a request is for, lower case and without port (see
+/// `request_host` for when there is none or it is ambiguous).
+#[cfg(test)]
+fn request_host<B>(request: &Request<B>) -> Option<String> {
+    request_authority(request)
+        .ok()
+        .flatten()
+        .as_ref()
+        .map(host_of)
+}
+
+/// The path guichet matches and forwards, or `None` when it cannot be
+/// matched safely. Percent-encoded unreserved characters are decoded
+/// (`/ror/%69nternal` is `/ror/internal`), so the rule chosen is the one
+/// the upstream's own decoding would choose; what stays refused is what an
+/// upstream could read as structure: dot segments, empty segments, `;`
+/// parameters (`..;`), backslashes, and encoded `/`, `\`, `%`, `;` or
+/// control characters.
+pub fn normalize_path(path: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let bytes = path.as_bytes();
+    let mut out: Option<Vec<u8>> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let decoded = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+            if decoded.is_ascii_alphanumeric() || b"-._~".contains(&decoded) {
+                out.get_or_insert_with(|| bytes[..i].to_vec()).push(decoded);
+                i += 3;
+                continue;
+            }
+            if decoded < 0x20 || decoded == 0x7f || b"/\\%;".contains(&decoded) {
+                return None;
+            }
+        }
+        if let Some(out) = out.as_mut() {
+            out.push(b);
+        }
+        i += 1;
+    }
+    let normalized = match out {
+        Some(decoded) => std::borrow::Cow::Owned(String::from_utf8(decoded).ok()?),
+        None => std::borrow::Cow::Borrowed(path),
     };
-    !(has_dot_segment(path)
-        || path.contains("//")
-        || path.contains('\\')
-        || lower_has("%2e")
-        || lower_has("%2f")
-        || lower_has("%5c")
-        || lower_has("%00"))
+    let unsafe_shape = has_dot_segment(&normalized)
+        || normalized.contains("//")
+        || normalized.contains(['\\', ';']);
+    (!unsafe_shape).then_some(normalized)
+}
+
+/// Whether `normalize_path` accepts a path.
+pub fn is_plain_path(path: &str) -> bool {
+    normalize_path(path).is_some()
 }
 
 /// The rule for a request: host-specific rules first, then the longest
@@ -820,7 +1006,7 @@ fn rewrite_path(rule: &HttpRule, path: &str) -> String {
     let Some(base) = &rule.upstream.base_path else {
         return path.to_string();
     };
-    let rest = path.strip_prefix(rule.path.as_str()).unwrap_or(path);
+    let rest = path.strip_prefix(rule.path.as_str()).unwrap_or("");
     match (base.ends_with('/'), rest.starts_with('/')) {
         (true, true) => format!("{base}{}", &rest[1..]),
         (false, false) if !rest.is_empty() => format!("{base}/{rest}"),

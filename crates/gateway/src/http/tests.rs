@@ -100,6 +100,15 @@ fn paths_that_an_upstream_could_normalise_are_refused() {
     ] {
         assert!(!is_plain_path(bad), "{bad} should be refused");
     }
+    for bad in [
+        "/ror/internal;x/beds",
+        "/ror/x/..;/internal/beds",
+        "/a%25b",
+        "/a%3bb",
+        "/a%0ab",
+    ] {
+        assert!(!is_plain_path(bad), "{bad} should be refused");
+    }
     for good in [
         "/",
         "/ror/interop/beds",
@@ -148,4 +157,60 @@ fn host_comes_from_authority_or_header_without_port() {
     assert_eq!(request_host(&request).as_deref(), Some("annuaire.example"));
     let request = Request::builder().uri("/x").body(()).unwrap();
     assert_eq!(request_host(&request), None);
+}
+
+#[test]
+fn encoded_unreserved_characters_are_decoded_before_matching() {
+    assert_eq!(
+        normalize_path("/ror/%69nternal/beds").as_deref(),
+        Some("/ror/internal/beds")
+    );
+    assert_eq!(
+        normalize_path("/ror/interop/a%20b").as_deref(),
+        Some("/ror/interop/a%20b")
+    );
+    assert_eq!(normalize_path("/bad%2"), None);
+    assert_eq!(normalize_path("/bad%zz"), None);
+    let spec = spec(
+        &[
+            rule("public", None, "/ror/", "http://127.0.0.1:1"),
+            rule("internal", None, "/ror/internal/", "http://127.0.0.1:2"),
+        ]
+        .concat(),
+    );
+    // Without the trailing slash it is still the protected place.
+    assert_eq!(
+        matched(&spec, None, "/ror/internal").as_deref(),
+        Some("internal")
+    );
+    let r = spec
+        .rules
+        .iter()
+        .find(|r| r.name.as_str() == "internal")
+        .unwrap();
+    assert_eq!(rewrite_path(r, "/ror/internal"), "/ror/internal");
+}
+
+#[test]
+fn a_host_header_must_agree_with_the_authority() {
+    let agree = Request::builder()
+        .uri("https://ror.example/x")
+        .header(HOST, "ROR.example")
+        .body(())
+        .unwrap();
+    assert!(request_authority(&agree).is_ok());
+    let differ = Request::builder()
+        .uri("https://public.example/x")
+        .header(HOST, "admin.example")
+        .body(())
+        .unwrap();
+    assert!(request_authority(&differ).is_err());
+}
+
+#[test]
+fn logged_paths_are_clipped_on_a_character_boundary() {
+    let long = format!("/{}", "é".repeat(3000));
+    let clipped = clip(&long);
+    assert!(clipped.len() <= LOGGED_PATH);
+    assert!(long.starts_with(clipped));
 }
