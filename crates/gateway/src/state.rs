@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use guichet_tls::{ClientTls, EndpointError, Identity, Material, MaterialError, ServerTls};
+use guichet_tls::{
+    ClientTls, EndpointError, Identity, Material, MaterialError, Revoked, ServerTls,
+};
 
 use crate::config::{Config, ProfileName, RouteName, RouteSpec};
 use crate::http::{UpstreamClient, ALPN};
@@ -21,6 +23,9 @@ pub struct RouteState {
 /// so a reload also renews the upstreams' TLS material.
 pub struct HttpState {
     pub upstreams: Vec<UpstreamClient>,
+    /// What the listener's CRLs revoke now: checked at every request, so a
+    /// CRL update reaches connections admitted before it.
+    pub revoked: Revoked,
 }
 
 /// Why certificate material could not be turned into TLS ends.
@@ -129,7 +134,14 @@ pub fn build_states(config: &Config) -> Result<Built, BuildError> {
                     })?;
                     upstreams.push(client);
                 }
-                Some(HttpState { upstreams })
+                let revoked = spec
+                    .listen_tls
+                    .as_ref()
+                    .map(|tls| {
+                        Revoked::from_crls(materials[&tls.profile].crls.iter().map(|c| c.as_ref()))
+                    })
+                    .unwrap_or_default();
+                Some(HttpState { upstreams, revoked })
             }
             None => None,
         };

@@ -1195,3 +1195,24 @@ async fn keep_alive_client_never_reconnects() {
     assert!(client.get("/a/beds").await.is_err());
     assert_eq!(s.echo.seen().len(), 1);
 }
+
+/// The handshake is over for a connection admitted before its certificate
+/// was revoked: the CRL in force is checked at every request instead.
+#[tokio::test]
+async fn a_certificate_revoked_after_its_handshake_is_refused_on_its_next_request() {
+    let s = Site::standard("").await;
+    let mut h1 = s.keep_alive(&s.a, false).await;
+    let mut h2 = s.keep_alive(&s.a, true).await;
+    for client in [&mut h1, &mut h2] {
+        assert_eq!(client.get("/a/beds").await.unwrap().status, 200);
+    }
+    guichet_pki::revoke(&s.pki.ca, APP_A).unwrap();
+    s.gateway.reloader.reload("test").await.unwrap();
+    for client in [&mut h1, &mut h2] {
+        let answer = client.get("/a/beds").await.unwrap();
+        assert_eq!(answer.status, 403, "{answer:?}");
+    }
+    assert_eq!(s.refusals("revoked"), 2);
+    // partner-b, not revoked, goes on.
+    s.curl(&s.b).run("/b/beds", &[]).await.echoed();
+}

@@ -165,6 +165,46 @@ fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
     }
 }
 
+/// The certificates a set of CRLs revokes, as (issuer, serial) pairs: for
+/// checking a peer admitted before a CRL update, whose handshake is over.
+#[derive(Debug, Clone, Default)]
+pub struct Revoked {
+    entries: std::collections::HashSet<(String, String)>,
+}
+
+impl Revoked {
+    /// Reads the CRLs (DER); one that does not parse adds nothing (the
+    /// verifier built from the same files has refused it already).
+    pub fn from_crls<'a>(crls: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        use x509_parser::prelude::FromDer;
+        let mut entries = std::collections::HashSet::new();
+        for der in crls {
+            let Ok((_, crl)) =
+                x509_parser::revocation_list::CertificateRevocationList::from_der(der)
+            else {
+                continue;
+            };
+            let issuer = DistinguishedName::from_x509(crl.issuer()).to_string();
+            for revoked in crl.iter_revoked_certificates() {
+                entries.insert((issuer.clone(), hex_upper(revoked.raw_serial(), "")));
+            }
+        }
+        Revoked { entries }
+    }
+
+    /// Whether these CRLs revoke this certificate.
+    pub fn contains(&self, id: &Identity) -> bool {
+        !self.entries.is_empty()
+            && self
+                .entries
+                .contains(&(id.issuer.to_string(), id.serial.clone()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
     let mut out = [0u8; 32];

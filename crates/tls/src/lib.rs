@@ -12,7 +12,7 @@ mod verify;
 
 pub use allowlist::{Allowlist, AppName, AppRule};
 pub use endpoint::{ClientAuth, ClientTls, EndpointError, PeerApp, ServerTls, TlsSettings};
-pub use identity::{DistinguishedName, Fingerprint, Identity, SpkiPin};
+pub use identity::{DistinguishedName, Fingerprint, Identity, Revoked, SpkiPin};
 pub use material::{Material, MaterialError, ProfileFiles, Role};
 pub use policy::{MinVersion, RevocationPolicy};
 pub use refusal::{Presented, Refusal, RefusalReason};

@@ -594,6 +594,10 @@ impl Conn {
             }
             Some(std::borrow::Cow::Borrowed(_)) => {}
         }
+        if upstreams.revoked.contains(&self.peer.identity) {
+            drain(request.into_body(), Some(&self.heads));
+            return self.refuse(finish, Refused::Revoked, None, None);
+        }
         let (index, app) = match self.admit(&request, spec, &mut finish, started) {
             Ok(admitted) => admitted,
             Err((refused, rule, retry_after)) => {

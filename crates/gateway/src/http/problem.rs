@@ -18,6 +18,8 @@ pub enum Refused {
     HeaderTooLarge,
     NoRule,
     NotAdmitted,
+    /// The certificate was revoked after this connection's handshake.
+    Revoked,
     RateLimited,
     BodyTooLarge,
     UpstreamUnavailable,
@@ -35,6 +37,7 @@ impl Refused {
             Refused::HeaderTooLarge => "header_too_large",
             Refused::NoRule => "no_rule",
             Refused::NotAdmitted => "not_admitted",
+            Refused::Revoked => "revoked",
             Refused::RateLimited => "rate_limited",
             Refused::BodyTooLarge => "body_too_large",
             Refused::UpstreamUnavailable => "upstream_unavailable",
@@ -50,7 +53,7 @@ impl Refused {
             Refused::HeaderTimeout => StatusCode::REQUEST_TIMEOUT,
             Refused::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refused::NoRule => StatusCode::NOT_FOUND,
-            Refused::NotAdmitted => StatusCode::FORBIDDEN,
+            Refused::NotAdmitted | Refused::Revoked => StatusCode::FORBIDDEN,
             Refused::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Refused::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refused::UpstreamUnavailable | Refused::UpstreamTls | Refused::UpstreamError => {
@@ -91,6 +94,7 @@ pub fn problem(refused: Refused, rule: Option<&str>, retry_after: Option<u64>) -
             Some(rule) => format!("your application is not admitted by rule \"{rule}\""),
             None => "your application is not admitted".to_string(),
         },
+        Refused::Revoked => "your certificate has been revoked".to_string(),
         Refused::RateLimited => named("request rate over your application's limit; retry later"),
         Refused::BodyTooLarge => named("request body over the size this gateway accepts"),
         Refused::UpstreamUnavailable => named("the service behind this gateway is unreachable"),
