@@ -133,7 +133,7 @@ impl Gateway {
                                 error,
                             }
                         })?;
-                    Some(HttpRuntime::new(access))
+                    Some(HttpRuntime::new(access, spec.max_upstream_requests))
                 }
                 None => None,
             };
@@ -407,6 +407,9 @@ fn warn_restart_needed(old: &RouteState, new: &RouteState) {
     if let (Some(was), Some(now)) = (old.http(), new.http()) {
         if was.access_log != now.access_log {
             warn!(route = %old.name, "access_log changes only at restart; the log stays where it was");
+        }
+        if was.max_upstream_requests != now.max_upstream_requests {
+            warn!(route = %old.name, "max_upstream_requests changes only at restart");
         }
     }
     if old.listen != new.listen || old.limits.max_connections != new.limits.max_connections {

@@ -1216,3 +1216,36 @@ async fn a_certificate_revoked_after_its_handshake_is_refused_on_its_next_reques
     // partner-b, not revoked, goes on.
     s.curl(&s.b).run("/b/beds", &[]).await.echoed();
 }
+
+/// Requests in flight to the upstreams are bounded per route: past
+/// `max_upstream_requests`, 503 with Retry-After, and the slot comes back
+/// once the response has ended.
+#[tokio::test]
+async fn requests_in_flight_upstream_are_capped() {
+    let s = Site::standard("max_upstream_requests = 1\nresponse_timeout = \"10s\"").await;
+    let a = s.curl(&s.a);
+    // The slow request holds the only slot for SLOW (4 s).
+    let slow = tokio::spawn({
+        let a = s.curl(&s.a);
+        async move { a.run("/a/slow", &[]).await }
+    });
+    // Once the slow request is in flight, the next one finds no slot.
+    let deadline = Instant::now() + Duration::from_millis(3500);
+    let busy = loop {
+        let out = a.run("/a/beds", &[]).await;
+        if out.status == 503 || Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    busy.problem(503, Some(RULE_A));
+    assert!(
+        busy.headers
+            .iter()
+            .any(|(n, v)| n == "retry-after" && v == "1"),
+        "{busy:?}"
+    );
+    slow.await.unwrap().echoed();
+    a.run("/a/beds", &[]).await.echoed();
+    assert_eq!(s.refusals("upstream_busy"), 1);
+}

@@ -28,6 +28,10 @@ pub struct HttpSpec {
     pub header_timeout: Duration,
     /// The upstream must send its response head within this.
     pub response_timeout: Duration,
+    /// Requests of this route in flight to its upstreams at once; more get
+    /// 503 (each holds an upstream connection: sockets stay bounded).
+    /// Fixed at start.
+    pub max_upstream_requests: usize,
     pub access_log: AccessLog,
     /// Whether the access log keeps query strings (they may carry patient
     /// identifiers: off by default).
@@ -134,6 +138,7 @@ impl Upstream {
 
 pub(super) const DEFAULT_MAX_HEADER: usize = 16 * 1024;
 pub(super) const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
+pub(super) const DEFAULT_MAX_UPSTREAM: usize = 1024;
 
 /// Checks an `http` route's own settings and rules.
 pub(super) fn http_spec(
@@ -250,6 +255,15 @@ pub(super) fn http_spec(
         max_body_bytes,
         header_timeout: duration(raw.header_timeout.as_deref(), "header_timeout")?
             .unwrap_or(Duration::from_secs(10)),
+        max_upstream_requests: match raw.max_upstream_requests {
+            None => DEFAULT_MAX_UPSTREAM,
+            Some(n @ 1..=1_000_000) => n as usize,
+            Some(n) => {
+                return Err(format!(
+                    "max_upstream_requests: {n} is out of range 1..=1000000"
+                ))
+            }
+        },
         response_timeout: duration(raw.response_timeout.as_deref(), "response_timeout")?
             .unwrap_or(Duration::from_secs(30)),
         access_log,
@@ -416,6 +430,7 @@ pub(super) fn http_only_fields(raw: &RawRoute) -> Option<&'static str> {
         ("max_body_bytes", raw.max_body_bytes.is_some()),
         ("header_timeout", raw.header_timeout.is_some()),
         ("response_timeout", raw.response_timeout.is_some()),
+        ("max_upstream_requests", raw.max_upstream_requests.is_some()),
         ("access_log", raw.access_log.is_some()),
         ("query_in_log", raw.query_in_log.is_some()),
     ]

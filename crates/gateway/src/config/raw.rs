@@ -127,6 +127,7 @@ pub struct RawRoute {
     pub max_body_bytes: Option<i64>,
     pub header_timeout: Option<String>,
     pub response_timeout: Option<String>,
+    pub max_upstream_requests: Option<i64>,
     pub access_log: Option<String>,
     pub query_in_log: Option<bool>,
 }

@@ -57,14 +57,17 @@ pub(crate) struct HttpRuntime {
     pub limiter: RateLimiter,
     pub access: AccessLogger,
     refusals_log: LogThrottle,
+    /// One permit per request in flight to an upstream.
+    upstream_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl HttpRuntime {
-    pub fn new(access: AccessLogger) -> Self {
+    pub fn new(access: AccessLogger, max_upstream_requests: usize) -> Self {
         HttpRuntime {
             limiter: RateLimiter::default(),
             access,
             refusals_log: LogThrottle::default(),
+            upstream_slots: Arc::new(tokio::sync::Semaphore::new(max_upstream_requests)),
         }
     }
 }
@@ -365,6 +368,8 @@ impl tokio::io::AsyncWrite for HeadWatch {
 /// What the access log and the metrics need once a response has ended.
 struct Finish {
     conn: Arc<Conn>,
+    /// The upstream slot this request holds, if it went upstream.
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
     record: AccessRecord,
     started: Instant,
     bytes_in: Arc<AtomicU64>,
@@ -556,6 +561,7 @@ impl Conn {
                 complete: false,
             },
             conn: self.clone(),
+            slot: None,
             started,
             bytes_in: Arc::new(AtomicU64::new(0)),
         };
@@ -607,6 +613,18 @@ impl Conn {
             }
         };
         let rule = &spec.rules[index];
+        // Held until the response has ended (in `Finish`).
+        let slot = match &self.route.http {
+            Some(http) => match http.upstream_slots.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    drain(request.into_body(), Some(&self.heads));
+                    return self.refuse(finish, Refused::UpstreamBusy, Some(rule), Some(1));
+                }
+            },
+            None => None,
+        };
+        finish.slot = slot;
         let upstream = &upstreams.upstreams[index];
         finish.record.upstream = Some(rule.upstream.origin.clone());
         let forwarded = match self.upstream_request(request, spec, rule, &app, upstream, &finish) {

@@ -23,6 +23,8 @@ pub enum Refused {
     RateLimited,
     BodyTooLarge,
     UpstreamUnavailable,
+    /// The route's `max_upstream_requests` are all in flight.
+    UpstreamBusy,
     UpstreamTls,
     UpstreamTimeout,
     UpstreamError,
@@ -41,6 +43,7 @@ impl Refused {
             Refused::RateLimited => "rate_limited",
             Refused::BodyTooLarge => "body_too_large",
             Refused::UpstreamUnavailable => "upstream_unavailable",
+            Refused::UpstreamBusy => "upstream_busy",
             Refused::UpstreamTls => "upstream_tls",
             Refused::UpstreamTimeout => "upstream_timeout",
             Refused::UpstreamError => "upstream_error",
@@ -60,6 +63,7 @@ impl Refused {
                 StatusCode::BAD_GATEWAY
             }
             Refused::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Refused::UpstreamBusy => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -98,6 +102,7 @@ pub fn problem(refused: Refused, rule: Option<&str>, retry_after: Option<u64>) -
         Refused::RateLimited => named("request rate over your application's limit; retry later"),
         Refused::BodyTooLarge => named("request body over the size this gateway accepts"),
         Refused::UpstreamUnavailable => named("the service behind this gateway is unreachable"),
+        Refused::UpstreamBusy => named("this gateway has too many requests in flight; retry later"),
         Refused::UpstreamTls => named(
             "the TLS session between this gateway and the service behind it failed (certificate refused on either side)",
         ),
