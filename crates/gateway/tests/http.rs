@@ -1249,3 +1249,22 @@ async fn requests_in_flight_upstream_are_capped() {
     a.run("/a/beds", &[]).await.echoed();
     assert_eq!(s.refusals("upstream_busy"), 1);
 }
+
+/// `response_timeout` is the upstream's time to answer once it has the
+/// whole request: a slow upload is not a slow upstream.
+#[tokio::test]
+async fn a_slow_upload_is_not_a_slow_upstream() {
+    let s = Site::standard("response_timeout = \"1s\"").await;
+    let a = s.curl(&s.a);
+    // 240 KiB at 80 KiB/s: about 3 s of upload, three times the timeout.
+    let (_, body) = body_file(&s, "slow-upload.bin", b'u', 240 * 1024);
+    let out = a
+        .run(
+            "/a/upload",
+            &["--http1.1", "--data-binary", &body, "--limit-rate", "80K"],
+        )
+        .await;
+    let echoed = out.echoed();
+    assert_eq!(echoed["body_bytes"], 240 * 1024, "{echoed}");
+    assert_eq!(s.refusals("upstream_timeout"), 0);
+}

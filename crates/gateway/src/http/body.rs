@@ -27,15 +27,36 @@ pub struct Capped {
     limit: u64,
     seen: Arc<AtomicU64>,
     heads: Arc<HeadClock>,
+    /// Told once the body has been read whole (or failed).
+    sent: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+/// Completes once a request's body has been read whole (or failed).
+pub type Sent = tokio::sync::oneshot::Receiver<()>;
+
 impl Capped {
-    pub fn new(inner: Incoming, limit: u64, seen: Arc<AtomicU64>, heads: Arc<HeadClock>) -> Self {
-        Capped {
+    pub fn new(
+        inner: Incoming,
+        limit: u64,
+        seen: Arc<AtomicU64>,
+        heads: Arc<HeadClock>,
+    ) -> (Self, Sent) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // An empty body may never be polled: it is sent already.
+        let sent = (!inner.is_end_stream()).then_some(tx);
+        let capped = Capped {
             inner: Some(inner),
             limit,
             seen,
             heads,
+            sent,
+        };
+        (capped, rx)
+    }
+
+    fn sent(&mut self) {
+        if let Some(sent) = self.sent.take() {
+            let _ = sent.send(());
         }
     }
 }
@@ -61,13 +82,23 @@ impl Body for Capped {
                         if let Some(rest) = this.inner.take() {
                             super::drain(rest, Some(&this.heads));
                         }
+                        this.sent();
                         return Poll::Ready(Some(Err(Box::new(TooLarge(this.limit)))));
                     }
                 }
+                if this.inner.as_ref().is_none_or(Body::is_end_stream) {
+                    this.sent();
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) => {
+                this.sent();
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                this.sent();
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }

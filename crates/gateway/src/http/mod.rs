@@ -634,7 +634,17 @@ impl Conn {
         // Should the client go away while the upstream works, the request
         // is still logged and counted (499, client_closed).
         let mut waiting = Abandoned(Some(finish));
-        let answer = tokio::time::timeout(spec.response_timeout, upstream.request(forwarded)).await;
+        // `response_timeout` runs once the request's body is sent: a large
+        // upload on a slow link is no slow upstream.
+        let (forwarded, sent) = forwarded;
+        let late = async {
+            let _ = sent.await;
+            tokio::time::sleep(spec.response_timeout).await;
+        };
+        let answer = tokio::select! {
+            answer = upstream.request(forwarded) => Ok(answer),
+            () = late => Err(()),
+        };
         let Some(mut finish) = waiting.0.take() else {
             return problem_body(problem(
                 Refused::UpstreamError,
@@ -721,7 +731,7 @@ impl Conn {
         app: &AppName,
         upstream: &UpstreamClient,
         finish: &Finish,
-    ) -> Result<Request<Body>, ()> {
+    ) -> Result<(Request<Body>, body::Sent), ()> {
         let (mut parts, body) = request.into_parts();
         let path_and_query = match (&rule.upstream.base_path, parts.uri.path_and_query()) {
             // Unchanged: the request's own, shared, not copied.
@@ -749,14 +759,13 @@ impl Conn {
             forms: spec.identity_headers,
         }
         .apply(&mut parts.headers);
-        let body = Capped::new(
+        let (body, sent) = Capped::new(
             body,
             spec.max_body_bytes,
             finish.bytes_in.clone(),
             self.heads.clone(),
-        )
-        .boxed_unsync();
-        Ok(Request::from_parts(parts, body))
+        );
+        Ok((Request::from_parts(parts, body.boxed_unsync()), sent))
     }
 
     fn refused(&self, refused: Refused) {
