@@ -1229,8 +1229,10 @@ async fn requests_in_flight_upstream_are_capped() {
         let a = s.curl(&s.a);
         async move { a.run("/a/slow", &[]).await }
     });
-    // Once the slow request is in flight, the next one finds no slot.
-    let deadline = Instant::now() + Duration::from_millis(3500);
+    // Once the slow request is in flight, the next one finds no slot. A
+    // head start keeps a quick request from taking the slot first.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let deadline = Instant::now() + Duration::from_millis(2500);
     let busy = loop {
         let out = a.run("/a/beds", &[]).await;
         if out.status == 503 || Instant::now() > deadline {
