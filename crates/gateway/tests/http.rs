@@ -941,8 +941,15 @@ async fn rate_limit_answers_429_per_application() {
     for _ in 0..2 {
         assert_eq!(b.get("/b/beds").await.unwrap().status, 200);
     }
+    // Refused requests spend tokens too: partner-c, on no rule, gets its
+    // 403 twice, then 429.
+    let mut c = s.keep_alive(&s.c, false).await;
+    for _ in 0..2 {
+        assert_eq!(c.get("/a/beds").await.unwrap().status, 403);
+    }
+    c.get("/a/beds").await.unwrap().problem(429, Some(RULE_A));
     assert_eq!(seen_apps(&s.echo.seen()), [APP_A, APP_A, APP_B, APP_B]);
-    s.wait_refusals("rate_limited", 2).await;
+    s.wait_refusals("rate_limited", 3).await;
     s.wait_requests(RULE_A, APP_A, "4xx", 1).await;
     s.wait_requests(RULE_B, APP_B, "2xx", 2).await;
 }

@@ -675,16 +675,49 @@ impl Conn {
         Response::from_parts(parts, Tracked::new(body, finish).boxed_unsync())
     }
 
-    /// The checks before a request may go upstream, in order: a plain path,
-    /// a rule, an application the rule admits, the rate, the declared
-    /// size. Gives the rule's index and the admitted application, or why
-    /// not (with the rule's index once one matched).
+    /// The checks before a request may go upstream: a rule and an
+    /// application it admits, the rate (spent by refused requests too),
+    /// the declared size. Gives the rule's index and the admitted
+    /// application, or why not (with the rule's index once one matched).
     fn admit(
         &self,
         request: &Request<Incoming>,
         spec: &HttpSpec,
         finish: &mut Finish,
         now: Instant,
+    ) -> Result<(usize, AppName), Denied> {
+        let checked = self.match_rule(request, spec, finish);
+        // Every request spends a token, refused ones too: a partner cannot
+        // flood the gateway with 404s or 403s either. A refused one spends
+        // the application its certificate was recognised as.
+        if let (Some(limit), Some(http)) = (spec.rate, &self.route.http) {
+            let (app, rule) = match &checked {
+                Ok((index, app)) => (app, Some(*index)),
+                Err((_, rule, _)) => (&self.peer.app, *rule),
+            };
+            if let Err(wait) = http.limiter.take(app, limit, now.into_std()) {
+                let retry = wait.as_secs_f64().ceil().max(1.0) as u64;
+                return Err((Refused::RateLimited, rule, Some(retry)));
+            }
+        }
+        let (index, app) = checked?;
+        let declared = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > spec.max_body_bytes) {
+            return Err((Refused::BodyTooLarge, Some(index), None));
+        }
+        Ok((index, app))
+    }
+
+    /// The request's rule and the application it admits, or why not.
+    fn match_rule(
+        &self,
+        request: &Request<Incoming>,
+        spec: &HttpSpec,
+        finish: &mut Finish,
     ) -> Result<(usize, AppName), Denied> {
         if head_size(request) > spec.max_header_bytes {
             // HTTP/1.1 heads are held to the limit by hyper (431 before
@@ -703,20 +736,6 @@ impl Conn {
             return Err((Refused::NotAdmitted, Some(index), None));
         };
         finish.record.app = Some(app.clone());
-        if let (Some(limit), Some(http)) = (spec.rate, &self.route.http) {
-            if let Err(wait) = http.limiter.take(&app, limit, now.into_std()) {
-                let retry = wait.as_secs_f64().ceil().max(1.0) as u64;
-                return Err((Refused::RateLimited, Some(index), Some(retry)));
-            }
-        }
-        let declared = request
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > spec.max_body_bytes) {
-            return Err((Refused::BodyTooLarge, Some(index), None));
-        }
         Ok((index, app))
     }
 
