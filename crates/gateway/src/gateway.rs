@@ -394,6 +394,12 @@ impl Shared {
         for name in states.keys() {
             warn!(route = %name, "new route in the config: it starts at the next restart");
         }
+        // Log rotation moves the access logs away and reloads: new files.
+        for route in self.routes.values() {
+            if let Some(http) = &route.http {
+                http.access.reopen();
+            }
+        }
         if let Ok(mut files) = self.files.lock() {
             *files = config.watched_files();
         }

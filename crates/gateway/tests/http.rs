@@ -1277,3 +1277,22 @@ async fn a_slow_upload_is_not_a_slow_upstream() {
     assert_eq!(echoed["body_bytes"], 240 * 1024, "{echoed}");
     assert_eq!(s.refusals("upstream_timeout"), 0);
 }
+
+/// Log rotation moves the access log away and reloads: lines go on in a
+/// new file at the configured path, none lost.
+#[tokio::test]
+async fn a_reload_reopens_the_access_log() {
+    let s = Site::standard("").await;
+    let a = s.curl(&s.a);
+    a.run("/a/before", &[]).await.echoed();
+    let before = access_lines(&s.access, 1).await;
+    assert_eq!(before[0]["path"], "/a/before");
+    let rotated = s.access.with_extension("jsonl.1");
+    std::fs::rename(&s.access, &rotated).unwrap();
+    s.gateway.reloader.reload("rotate").await.unwrap();
+    a.run("/a/after", &[]).await.echoed();
+    let after = access_lines(&s.access, 1).await;
+    assert_eq!(after[0]["path"], "/a/after");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert_eq!(old.lines().count(), 1, "{old}");
+}

@@ -11,14 +11,14 @@ use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 
 use guichet_tls::AppName;
 use serde::{Serialize, Serializer};
 use std::time::{Duration, SystemTime};
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::config::{AccessLog, RuleName};
 
@@ -78,6 +78,9 @@ fn method<S: Serializer>(method: &http::Method, s: S) -> Result<S::Ok, S::Error>
 pub struct AccessLogger {
     tx: SyncSender<AccessRecord>,
     dropped: Arc<AtomicU64>,
+    /// Set by a reload: the writer opens the file again (log rotation
+    /// moves it away and expects a new one).
+    reopen: Arc<AtomicBool>,
 }
 
 /// Lines waiting beyond this are dropped (and counted) rather than making
@@ -93,13 +96,27 @@ impl AccessLogger {
             AccessLog::File(path) => Box::new(open_file(path)?),
         };
         let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let reopen = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            rx,
+            out: BufWriter::with_capacity(64 * 1024, out),
+            target: target.clone(),
+            reopen: reopen.clone(),
+            failing: false,
+        };
         std::thread::Builder::new()
             .name(format!("access-{route}"))
-            .spawn(move || write_lines(rx, BufWriter::with_capacity(64 * 1024, out)))?;
+            .spawn(move || writer.run())?;
         Ok(AccessLogger {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
+            reopen,
         })
+    }
+
+    /// Has the writer open its file again before its next lines.
+    pub fn reopen(&self) {
+        self.reopen.store(true, Ordering::SeqCst);
     }
 
     pub fn log(&self, record: AccessRecord) {
@@ -135,32 +152,63 @@ fn open_file(path: &Path) -> io::Result<std::fs::File> {
 /// load); lines reach the file within this delay instead.
 const BATCH: Duration = Duration::from_millis(100);
 
-/// Writes what has queued every `BATCH`, then flushes; ends (after a last
-/// flush) once every logger is gone.
-fn write_lines(rx: Receiver<AccessRecord>, mut out: BufWriter<Box<dyn Write + Send>>) {
-    let mut failing = false;
-    loop {
-        std::thread::sleep(BATCH);
-        let mut open = true;
+/// The writer thread's side.
+struct Writer {
+    rx: Receiver<AccessRecord>,
+    out: BufWriter<Box<dyn Write + Send>>,
+    target: AccessLog,
+    reopen: Arc<AtomicBool>,
+    failing: bool,
+}
+
+impl Writer {
+    /// Writes what has queued every `BATCH`, then flushes; ends (after a
+    /// last flush) once every logger is gone.
+    fn run(mut self) {
         loop {
-            match rx.try_recv() {
-                Ok(record) => {
-                    let written = serde_json::to_writer(&mut out, &record)
-                        .map_err(io::Error::other)
-                        .and_then(|()| out.write_all(b"\n"));
-                    report(&mut failing, written);
+            std::thread::sleep(BATCH);
+            let mut open = true;
+            loop {
+                // Checked per line: a line logged after a reload goes to
+                // the new file.
+                if self.reopen.swap(false, Ordering::SeqCst) {
+                    self.reopen_file();
                 }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    open = false;
-                    break;
+                match self.rx.try_recv() {
+                    Ok(record) => {
+                        let written = serde_json::to_writer(&mut self.out, &record)
+                            .map_err(io::Error::other)
+                            .and_then(|()| self.out.write_all(b"\n"));
+                        report(&mut self.failing, written);
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
                 }
             }
+            let flushed = self.out.flush();
+            report(&mut self.failing, flushed);
+            if !open {
+                return;
+            }
         }
-        let flushed = out.flush();
-        report(&mut failing, flushed);
-        if !open {
+    }
+
+    /// Flushes to the old file, then appends to the file at the path now.
+    fn reopen_file(&mut self) {
+        let AccessLog::File(path) = &self.target else {
             return;
+        };
+        let flushed = self.out.flush();
+        report(&mut self.failing, flushed);
+        match open_file(path) {
+            Ok(file) => {
+                self.out = BufWriter::with_capacity(64 * 1024, Box::new(file));
+                info!(file = %path.display(), "access log reopened");
+            }
+            Err(e) => warn!("cannot reopen the access log, writing on to the old file: {e}"),
         }
     }
 }
