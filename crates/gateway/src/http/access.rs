@@ -20,7 +20,7 @@ use serde::{Serialize, Serializer};
 use std::time::{Duration, SystemTime};
 use tracing::{info, warn};
 
-use crate::config::{AccessLog, RuleName};
+use crate::config::{AccessLog, RouteName, RuleName};
 
 /// One request, as logged. Built on the request path from shared and
 /// borrowed parts; turned into text by the writer thread.
@@ -29,7 +29,8 @@ pub struct AccessRecord {
     /// RFC 3339, when the request arrived.
     #[serde(serialize_with = "rfc3339")]
     pub time: SystemTime,
-    pub route: Arc<str>,
+    #[serde(serialize_with = "shown")]
+    pub route: RouteName,
     #[serde(serialize_with = "text")]
     pub rule: Option<RuleName>,
     #[serde(serialize_with = "text")]
@@ -60,6 +61,10 @@ fn rfc3339<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     s.serialize_str(&text)
+}
+
+fn shown<S: Serializer, T: std::fmt::Display>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
 }
 
 fn text<S: Serializer, T: std::fmt::Display>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {

@@ -7,7 +7,6 @@
 //! many times it repeats it.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
 
 use guichet_tls::{AppName, Identity};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -96,10 +95,12 @@ pub struct ClientHeaders {
 }
 
 impl ClientHeaders {
-    pub fn new(identity: &Identity, client_ip: IpAddr) -> Self {
+    /// `fingerprint` is the certificate's SHA-256 in lower-case hex,
+    /// `client_ip` the client's address, as the access log writes them.
+    pub fn new(identity: &Identity, fingerprint: &str, client_ip: &str) -> Self {
         ClientHeaders {
-            fingerprint: value(&hex_lower(&identity.fingerprint.0)),
-            client_ip: value(&client_ip.to_string()),
+            fingerprint: value(fingerprint),
+            client_ip: value(client_ip),
             traefik: value(&traefik_info(identity)),
             envoy: value(&envoy_xfcc(identity)),
         }

@@ -43,7 +43,7 @@ use crate::config::{has_dot_segment, HttpRule, HttpSpec, RuleName};
 use crate::metrics::{HttpLabels, HttpRefusalLabels, HttpRuleLabels};
 use crate::proxy::{Activity, Metered, PumpEnd};
 use crate::route::{LogThrottle, RouteRuntime};
-use crate::state::RouteState;
+use crate::state::{HttpState, RouteState};
 use crate::stream::Stream;
 use access::AccessRecord;
 use body::{Capped, OnEnd, TooLarge, Tracked};
@@ -86,7 +86,6 @@ struct Conn {
     remote: SocketAddr,
     peer: PeerApp,
     /// Formatted once per connection for the access log.
-    route_name: Arc<str>,
     subject: Arc<str>,
     fingerprint: Arc<str>,
     client: Arc<str>,
@@ -115,14 +114,16 @@ pub(crate) async fn serve(
     let Some(spec) = state.spec.http() else {
         return (PumpEnd::Closed, 0);
     };
+    let h2 = io.get_ref().alpn() == Some(b"h2".as_slice());
+    let fingerprint = headers::hex_lower(&peer.identity.fingerprint.0);
+    let client = remote.ip().to_string();
     let conn = Arc::new(Conn {
         requests: AtomicU64::new(0),
-        heads: Arc::new(HeadClock::new()),
-        headers: headers::ClientHeaders::new(&peer.identity, remote.ip()),
-        route_name: Arc::from(route.name.as_str()),
+        heads: Arc::new(HeadClock::new(h2)),
+        headers: headers::ClientHeaders::new(&peer.identity, &fingerprint, &client),
         subject: Arc::from(peer.identity.subject.to_string()),
-        fingerprint: Arc::from(headers::hex_lower(&peer.identity.fingerprint.0)),
-        client: Arc::from(remote.ip().to_string()),
+        fingerprint: Arc::from(fingerprint),
+        client: Arc::from(client),
         metric_handles: std::sync::Mutex::new(Vec::new()),
         route,
         remote,
@@ -133,9 +134,7 @@ pub(crate) async fn serve(
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(conn.handle(request).await) }
     });
-    let h2 = io.get_ref().alpn() == Some(b"h2".as_slice());
     let heads = counted.heads.clone();
-    heads.set_h2(h2);
     let io = TokioIo::new(HeadWatch {
         inner: io,
         clock: heads.clone(),
@@ -237,22 +236,18 @@ pub(crate) struct HeadClock {
     inflight: AtomicU64,
     /// Set on HTTP/2 once the first request arrived: the clock stops.
     done: std::sync::atomic::AtomicBool,
-    h2: std::sync::atomic::AtomicBool,
+    h2: bool,
 }
 
 impl HeadClock {
-    fn new() -> Self {
+    fn new(h2: bool) -> Self {
         HeadClock {
             start: std::time::Instant::now(),
             pending: AtomicU64::new(1),
             inflight: AtomicU64::new(0),
             done: std::sync::atomic::AtomicBool::new(false),
-            h2: std::sync::atomic::AtomicBool::new(false),
+            h2,
         }
-    }
-
-    fn set_h2(&self, h2: bool) {
-        self.h2.store(h2, Ordering::Relaxed);
     }
 
     fn now_mark(&self) -> u64 {
@@ -278,7 +273,7 @@ impl HeadClock {
     fn request(&self) {
         self.inflight.fetch_add(1, Ordering::Relaxed);
         self.pending.store(0, Ordering::Relaxed);
-        if self.h2.load(Ordering::Relaxed) {
+        if self.h2 {
             self.done.store(true, Ordering::Relaxed);
         }
     }
@@ -400,6 +395,14 @@ impl OnEnd for Finish {
 /// client goes away, it logs and counts it as status 499.
 struct Abandoned(Option<Finish>);
 
+impl Abandoned {
+    /// The request, answered: nothing to log on its behalf any more.
+    fn disarm(mut self) -> Finish {
+        // Built with `Some` and only emptied here or on drop.
+        self.0.take().expect("an armed request")
+    }
+}
+
 impl Drop for Abandoned {
     fn drop(&mut self) {
         if let Some(mut finish) = self.0.take() {
@@ -424,17 +427,6 @@ fn clip(path: &str) -> &str {
         end -= 1;
     }
     &path[..end]
-}
-
-/// A problem response with no access-log bookkeeping (never expected).
-fn problem_body(response: Response<bytes::Bytes>) -> Response<Body> {
-    let (parts, body) = response.into_parts();
-    Response::from_parts(
-        parts,
-        Full::new(body)
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    )
 }
 
 /// An error and its sources on one line, for the log (upstream errors
@@ -542,7 +534,7 @@ impl Conn {
         let mut finish = Finish {
             record: AccessRecord {
                 time: std::time::SystemTime::now(),
-                route: self.route_name.clone(),
+                route: self.route.name.clone(),
                 rule: None,
                 app: Some(self.peer.app.clone()),
                 subject: self.subject.clone(),
@@ -567,76 +559,38 @@ impl Conn {
         };
         let Some((spec, upstreams)) = state.spec.http().zip(state.http.as_ref()) else {
             // The route's kind changed in the file; it applies at restart.
-            drain(request.into_body(), Some(&self.heads));
-            return self.refuse(finish, Refused::UpstreamUnavailable, None, None);
-        };
-        let Ok(authority) = authority else {
-            drain(request.into_body(), Some(&self.heads));
-            return self.refuse(finish, Refused::BadRequest, None, None);
+            return self.deny(
+                request,
+                finish,
+                (Refused::UpstreamUnavailable, None, None),
+                &[],
+            );
         };
         let mut request = request;
-        // One authority from here on: the one the rule is chosen on, and
-        // the one the upstream is told (without any userinfo).
-        request.headers_mut().remove(HOST);
-        if let Some(authority) = &authority {
-            let text = match authority.port() {
-                Some(port) => format!("{}:{port}", authority.host()),
-                None => authority.host().to_string(),
-            };
-            if let Ok(value) = HeaderValue::from_str(&text) {
-                request.headers_mut().insert(HOST, value);
-            }
-        }
-        match normalize_path(request.uri().path()) {
-            None => {
-                drain(request.into_body(), Some(&self.heads));
-                return self.refuse(finish, Refused::BadPath, None, None);
-            }
-            Some(std::borrow::Cow::Owned(path)) => {
-                if set_path(&mut request, &path).is_err() {
-                    drain(request.into_body(), Some(&self.heads));
-                    return self.refuse(finish, Refused::BadPath, None, None);
-                }
-            }
-            Some(std::borrow::Cow::Borrowed(_)) => {}
-        }
-        if upstreams.revoked.contains(&self.peer.identity) {
-            drain(request.into_body(), Some(&self.heads));
-            return self.refuse(finish, Refused::Revoked, None, None);
-        }
-        let (index, app) = match self.admit(&request, spec, &mut finish, started) {
+        let (index, app) = match self.prepare(
+            &mut request,
+            authority,
+            spec,
+            upstreams,
+            &mut finish,
+            started,
+        ) {
             Ok(admitted) => admitted,
-            Err((refused, rule, retry_after)) => {
-                drain(request.into_body(), Some(&self.heads));
-                let rule = rule.map(|i| &spec.rules[i]);
-                return self.refuse(finish, refused, rule, retry_after);
-            }
+            Err(denied) => return self.deny(request, finish, denied, &spec.rules),
         };
         let rule = &spec.rules[index];
-        // Held until the response has ended (in `Finish`).
-        let slot = match &self.route.http {
-            Some(http) => match http.upstream_slots.clone().try_acquire_owned() {
-                Ok(slot) => Some(slot),
-                Err(_) => {
-                    drain(request.into_body(), Some(&self.heads));
-                    return self.refuse(finish, Refused::UpstreamBusy, Some(rule), Some(1));
-                }
-            },
-            None => None,
-        };
-        finish.slot = slot;
         let upstream = &upstreams.upstreams[index];
         finish.record.upstream = Some(rule.upstream.origin.clone());
-        let forwarded = match self.upstream_request(request, spec, rule, &app, upstream, &finish) {
-            Ok(request) => request,
-            Err(()) => return self.refuse(finish, Refused::BadRequest, Some(rule), None),
-        };
+        let (forwarded, sent) =
+            match self.upstream_request(request, spec, rule, &app, upstream, &finish) {
+                Ok(pair) => pair,
+                Err(()) => return self.refuse(finish, Refused::BadRequest, Some(rule), None),
+            };
         // Should the client go away while the upstream works, the request
         // is still logged and counted (499, client_closed).
-        let mut waiting = Abandoned(Some(finish));
+        let waiting = Abandoned(Some(finish));
         // `response_timeout` runs once the request's body is sent: a large
         // upload on a slow link is no slow upstream.
-        let (forwarded, sent) = forwarded;
         let late = async {
             let _ = sent.await;
             tokio::time::sleep(spec.response_timeout).await;
@@ -645,13 +599,7 @@ impl Conn {
             answer = upstream.request(forwarded) => Ok(answer),
             () = late => Err(()),
         };
-        let Some(mut finish) = waiting.0.take() else {
-            return problem_body(problem(
-                Refused::UpstreamError,
-                Some(rule.name.as_str()),
-                None,
-            ));
-        };
+        let mut finish = waiting.disarm();
         let response = match answer {
             Err(_) => return self.refuse(finish, Refused::UpstreamTimeout, Some(rule), None),
             Ok(Err(e)) => {
@@ -673,6 +621,52 @@ impl Conn {
         parts.version = Version::default();
         finish.record.status = parts.status.as_u16();
         Response::from_parts(parts, Tracked::new(body, finish).boxed_unsync())
+    }
+
+    /// Everything before a request may go upstream: one authority, a path
+    /// that can be matched safely, a certificate not revoked since its
+    /// handshake, `admit`, and a free upstream slot (kept in `finish`
+    /// until the response ends). The request's Host and path are
+    /// rewritten to what was matched.
+    fn prepare(
+        &self,
+        request: &mut Request<Incoming>,
+        authority: Result<Option<http::uri::Authority>, ()>,
+        spec: &HttpSpec,
+        upstreams: &HttpState,
+        finish: &mut Finish,
+        now: Instant,
+    ) -> Result<(usize, AppName), Denied> {
+        let authority = authority.map_err(|()| (Refused::BadRequest, None, None))?;
+        // One authority from here on: the one the rule is chosen on, and
+        // the one the upstream is told (without any userinfo).
+        request.headers_mut().remove(HOST);
+        if let Some(authority) = &authority {
+            let text = match authority.port() {
+                Some(port) => format!("{}:{port}", authority.host()),
+                None => authority.host().to_string(),
+            };
+            if let Ok(value) = HeaderValue::from_str(&text) {
+                request.headers_mut().insert(HOST, value);
+            }
+        }
+        let bad_path = (Refused::BadPath, None, None);
+        match normalize_path(request.uri().path()) {
+            None => return Err(bad_path),
+            Some(std::borrow::Cow::Owned(path)) => {
+                set_path(request, &path).map_err(|()| bad_path)?;
+            }
+            Some(std::borrow::Cow::Borrowed(_)) => {}
+        }
+        if upstreams.revoked.contains(&self.peer.identity) {
+            return Err((Refused::Revoked, None, None));
+        }
+        let (index, app) = self.admit(request, spec, finish, now)?;
+        if let Some(http) = &self.route.http {
+            let slot = http.upstream_slots.clone().try_acquire_owned();
+            finish.slot = Some(slot.map_err(|_| (Refused::UpstreamBusy, Some(index), Some(1)))?);
+        }
+        Ok((index, app))
     }
 
     /// The checks before a request may go upstream: a rule and an
@@ -755,14 +749,7 @@ impl Conn {
         let path_and_query = match (&rule.upstream.base_path, parts.uri.path_and_query()) {
             // Unchanged: the request's own, shared, not copied.
             (None, Some(pq)) => pq.clone(),
-            _ => {
-                let path = rewrite_path(rule, parts.uri.path());
-                let text = match parts.uri.query() {
-                    Some(query) => format!("{path}?{query}"),
-                    None => path,
-                };
-                PathAndQuery::try_from(text).map_err(|_| ())?
-            }
+            _ => with_query(&rewrite_path(rule, parts.uri.path()), parts.uri.query())?,
         };
         // The authority the rule was chosen on (`handle` put it there).
         let original_host = parts.headers.remove(HOST);
@@ -799,6 +786,20 @@ impl Conn {
             .inc();
     }
 
+    /// Refuses a request that did not go upstream: what is left of its
+    /// body is drained so the client can read the answer.
+    fn deny(
+        &self,
+        request: Request<Incoming>,
+        finish: Finish,
+        (refused, rule, retry_after): Denied,
+        rules: &[HttpRule],
+    ) -> Response<Body> {
+        drain(request.into_body(), Some(&self.heads));
+        let rule = rule.and_then(|i| rules.get(i));
+        self.refuse(finish, refused, rule, retry_after)
+    }
+
     /// Answers with a problem body, logs the refusal and counts it.
     fn refuse(
         &self,
@@ -831,14 +832,19 @@ impl Conn {
     }
 }
 
-/// Replaces a request's path (keeping its query).
-fn set_path<B>(request: &mut Request<B>, path: &str) -> Result<(), ()> {
-    let text = match request.uri().query() {
+/// A path and a query as one.
+fn with_query(path: &str, query: Option<&str>) -> Result<PathAndQuery, ()> {
+    let text = match query {
         Some(query) => format!("{path}?{query}"),
         None => path.to_string(),
     };
+    PathAndQuery::try_from(text).map_err(|_| ())
+}
+
+/// Replaces a request's path (keeping its query).
+fn set_path<B>(request: &mut Request<B>, path: &str) -> Result<(), ()> {
     let mut parts = request.uri().clone().into_parts();
-    parts.path_and_query = Some(PathAndQuery::try_from(text).map_err(|_| ())?);
+    parts.path_and_query = Some(with_query(path, request.uri().query())?);
     *request.uri_mut() = http::Uri::from_parts(parts).map_err(|_| ())?;
     Ok(())
 }
