@@ -21,10 +21,12 @@ pub enum StoreSpec {
 
 impl StoreSpec {
     /// `postgres://` or `postgresql://` is PostgreSQL; anything else is a
-    /// SQLite file, relative paths taken from `base` (the config's folder).
+    /// SQLite file. Relative paths, the SQLite file's and the URL's
+    /// `sslrootcert`, `sslcert` and `sslkey`, are taken from `base` (the
+    /// config's folder).
     pub fn parse(value: &str, base: &Path) -> StoreSpec {
         if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-            StoreSpec::Postgres(value.to_string())
+            StoreSpec::Postgres(crate::postgres::resolve_files(value, base))
         } else {
             StoreSpec::Sqlite(base.join(value))
         }

@@ -34,6 +34,7 @@ pub use model::{
     Claimed, Filter, Ingested, MessageId, MessageRecord, Meta, NewMessage, Outcome, PruneReport,
     Replay, RouteStats, State,
 };
+pub use postgres::{PgSslMode, PgTransport};
 pub use seal::BodyKey;
 
 use std::future::Future;

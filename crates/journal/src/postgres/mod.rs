@@ -10,10 +10,11 @@
 //! recovery) commit without waiting for the WAL flush, since losing them
 //! means a redelivery, never a loss.
 //!
-//! **No TLS to the database yet**: connections are plain TCP and carry
-//! message bodies and the password, so the database must be on loopback
-//! or a private network (a URL with `sslmode=require` is refused rather
-//! than silently downgraded). TLS is a follow-up.
+//! Connections carry message bodies and the password: off loopback they
+//! should use TLS, set with libpq's `sslmode` (`verify-full` recommended),
+//! `sslrootcert`, `sslcert` and `sslkey` in the URL (see [`tls`]). A URL
+//! without `sslmode` is plain TCP, and start-up warns when that, or an
+//! unauthenticated `require`, reaches another machine.
 //!
 //! Delivery order: ids come from one identity sequence, and a route's
 //! queue is claimed in id order. Two nodes ingesting on one route may
@@ -39,7 +40,12 @@ mod request;
 mod rows;
 mod schema;
 mod session;
+mod tls;
 mod writer;
+
+pub use session::PgTransport;
+pub(crate) use tls::resolve_files;
+pub use tls::PgSslMode;
 
 use std::sync::Arc;
 
@@ -65,6 +71,9 @@ impl PgStore {
     /// the tables are created in the user's default schema.
     pub(crate) async fn connect(url: &str) -> Result<PgStore, JournalError> {
         let target = Target::parse(url)?;
+        if let Some(weakness) = target.transport().weakness() {
+            tracing::warn!(database = target.location(), "journal database: {weakness}");
+        }
         let open_error = |reason: String| JournalError::Open {
             location: target.location().to_string(),
             reason,

@@ -1,12 +1,16 @@
 //! Reaching PostgreSQL: the parsed connection settings, bounded connects,
 //! reconnection pacing, and error texts that never carry a value.
 
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::tls::{self, PgSslMode};
 use crate::JournalError;
 
 /// A connect that takes longer than this counts as the database being down.
@@ -27,39 +31,104 @@ const KEEPALIVE_RETRIES: u32 = 3;
 pub(super) struct Target {
     config: Config,
     location: String,
+    /// The connector for TLS modes; `None` for plain TCP.
+    tls: Option<MakeRustlsConnect>,
+    transport: PgTransport,
+}
+
+/// How the journal reaches its database: what `guichet check` reports and
+/// what start-up warns about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgTransport {
+    pub mode: PgSslMode,
+    /// The hosts dialled, as written: names, addresses or socket folders.
+    pub hosts: Vec<String>,
+    /// Every host is a loopback address, `localhost` or a Unix socket
+    /// (or `hostaddr` says so): nothing crosses a network.
+    pub local: bool,
+    /// The CA bundle the database's certificate must chain to.
+    pub root_cert: Option<PathBuf>,
+    /// The client certificate presented, if any.
+    pub client_cert: Option<PathBuf>,
+}
+
+impl PgTransport {
+    /// Reads a `postgres://` URL and the TLS files it names (a CA that does
+    /// not parse, a key others can read are errors), without connecting.
+    pub fn inspect(url: &str) -> Result<PgTransport, JournalError> {
+        Target::parse(url).map(|target| target.transport)
+    }
+
+    /// What an operator should hear at start-up, when the transport is
+    /// weaker than it could be; `None` when it is sound.
+    pub fn weakness(&self) -> Option<String> {
+        match self.mode {
+            PgSslMode::Disable if !self.local => Some(format!(
+                "plain TCP to {}: message bodies (unless sealed with body_key) and the password \
+                 cross the network in clear; use sslmode=verify-full with sslrootcert",
+                self.hosts.join(",")
+            )),
+            PgSslMode::Require => Some(
+                "sslmode=require encrypts but does not authenticate the database: whoever sits \
+                 on the path can pose as it and read every body; use sslmode=verify-full with \
+                 sslrootcert"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
 }
 
 impl Target {
-    /// Parses a `postgres://` URL. TLS to the database is not supported
-    /// yet, so a URL that demands it is refused rather than downgraded.
+    /// Parses a `postgres://` URL, its TLS parameters included (see
+    /// [`super::tls`]), and loads the TLS files it names.
     pub(super) fn parse(url: &str) -> Result<Target, JournalError> {
-        let mut config: Config = url.parse().map_err(|_| JournalError::Open {
+        let invalid = |reason: String| JournalError::Open {
             location: "postgres".into(),
-            reason:
+            reason,
+        };
+        let (rest, files) = tls::split_url(url).map_err(invalid)?;
+        let mut config: Config = rest.parse().map_err(|_| {
+            invalid(
                 "invalid connection string: expected postgres://user:password@host:port/database"
                     .into(),
+            )
         })?;
         let location = location_of(&config);
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(JournalError::Open {
-                location,
-                reason: "sslmode=require: TLS to PostgreSQL is not supported yet; \
-                         reach the database on loopback or a private network with sslmode=disable"
-                    .into(),
-            });
-        }
+        let tls = files
+            .client_config()
+            .map_err(|reason| JournalError::Open {
+                location: location.clone(),
+                reason,
+            })?
+            .map(MakeRustlsConnect::new);
+        let transport = transport_of(&config, &files);
+        let mode = if tls.is_some() {
+            SslMode::Require
+        } else {
+            SslMode::Disable
+        };
         config
-            .ssl_mode(SslMode::Disable)
+            .ssl_mode(mode)
             .connect_timeout(CONNECT_TIMEOUT)
             .keepalives_idle(KEEPALIVE_IDLE)
             .keepalives_interval(KEEPALIVE_INTERVAL)
             .keepalives_retries(KEEPALIVE_RETRIES);
-        Ok(Target { config, location })
+        Ok(Target {
+            config,
+            location,
+            tls,
+            transport,
+        })
     }
 
     /// `postgres://user@host:port/database`, without the password.
     pub(super) fn location(&self) -> &str {
         &self.location
+    }
+
+    pub(super) fn transport(&self) -> &PgTransport {
+        &self.transport
     }
 
     /// Opens one connection, named `guichet-journal-<role>` in
@@ -68,18 +137,74 @@ impl Target {
     pub(super) async fn connect(&self, role: &str) -> Result<Client, String> {
         let mut config = self.config.clone();
         config.application_name(format!("guichet-journal-{role}"));
-        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
-            .await
-            .map_err(|_| format!("no answer within {CONNECT_TIMEOUT:?}"))?
-            .map_err(|e| describe(&e))?;
-        let role = role.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(role, error = %describe(&e), "journal database connection ended");
-            }
-        });
+        let client = match &self.tls {
+            Some(tls) => start(config.connect(tls.clone()), role).await?,
+            None => start(config.connect(NoTls), role).await?,
+        };
         Ok(client)
     }
+}
+
+/// Waits for a connection within [`CONNECT_TIMEOUT`], then runs its I/O on
+/// a task of its own.
+async fn start<S, T>(
+    connecting: impl std::future::Future<
+        Output = Result<(Client, tokio_postgres::Connection<S, T>), tokio_postgres::Error>,
+    >,
+    role: &str,
+) -> Result<Client, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| format!("no answer within {CONNECT_TIMEOUT:?}"))?
+        .map_err(|e| {
+            let text = describe(&e);
+            format!("{text}{}", tls::hint(&text))
+        })?;
+    let role = role.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(role, error = %describe(&e), "journal database connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// The hosts dialled and whether they are all on this machine.
+fn transport_of(config: &Config, files: &tls::TlsFiles) -> PgTransport {
+    use tokio_postgres::config::Host;
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|host| match host {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let local = if config.get_hostaddrs().is_empty() {
+        config.get_hosts().iter().all(|host| match host {
+            Host::Tcp(name) => is_loopback(name),
+            Host::Unix(_) => true,
+        })
+    } else {
+        config.get_hostaddrs().iter().all(IpAddr::is_loopback)
+    };
+    PgTransport {
+        mode: files.mode,
+        hosts,
+        local,
+        root_cert: files.root_cert.clone(),
+        client_cert: files.client.as_ref().map(|(cert, _)| cert.clone()),
+    }
+}
+
+fn is_loopback(name: &str) -> bool {
+    let bare = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn location_of(config: &Config) -> String {
