@@ -224,6 +224,65 @@ fn check_warns_of_a_certificate_expiring_within_30_days() {
     assert!(report.contains("0 error(s), 1 warning(s)"), "{report}");
 }
 
+/// `check` on a PostgreSQL journal: the transport's line for `store`,
+/// and whether it is a finding.
+fn journal_transport(bench: &Bench, store: &str) -> (String, std::process::ExitStatus) {
+    let out = check(
+        bench,
+        &config(bench, &format!("\n[journal]\nstore = \"{store}\"\n")),
+    );
+    let report = stdout(&out);
+    assert!(!report.contains("s3cret"), "the password leaked:\n{report}");
+    let line = report
+        .lines()
+        .find(|l| l.contains("[journal] store:"))
+        .unwrap_or_else(|| panic!("no [journal] store line:\n{}", show(&out)))
+        .to_string();
+    (line, out.status)
+}
+
+#[test]
+fn check_reports_how_the_journal_reaches_postgresql() {
+    let bench = bench();
+    let url = "postgres://guichet:s3cret@";
+    let ca = "sslrootcert=pki/ca.pem";
+    let client = "sslcert=pki/partner.pem&sslkey=pki/partner.key";
+    let cases = [
+        (format!("{url}db.example/j"), "WARNING [journal] store: plain TCP to db.example: message bodies (unless sealed with body_key) and the password cross the network in clear"),
+        (format!("{url}127.0.0.1:5432/j"), "ok      [journal] store: plain TCP on this machine"),
+        (format!("{url}db.example/j?sslmode=require"), "WARNING [journal] store: sslmode=require encrypts but does not authenticate the database"),
+        (format!("{url}db.example/j?sslmode=verify-ca&{ca}"), "ok      [journal] store: TLS, certificate chain checked against"),
+        (format!("{url}db.example/j?sslmode=verify-full&{ca}&{client}"), "ok      [journal] store: TLS, certificate and name checked against"),
+        (format!("{url}db.example/j?sslmode=prefer"), "ERROR   [journal] store: journal postgres://guichet@db.example:5432/j: sslmode=prefer would fall back to plain TCP"),
+        (format!("{url}db.example/j?sslmode=verify-full&sslrootcert=pki/none.pem"), "ERROR   [journal] store: journal postgres://guichet@db.example:5432/j: cannot read"),
+    ];
+    for (store, expected) in &cases {
+        let (line, status) = journal_transport(&bench, store);
+        assert!(line.starts_with(expected), "{store}: {line}");
+        assert_eq!(
+            status.success(),
+            !expected.starts_with("ERROR"),
+            "{store}: {line}"
+        );
+    }
+    let (line, _) = journal_transport(&bench, &cases[3].0);
+    assert!(
+        line.contains(&format!(
+            "against {} (sslmode=verify-ca); note: the database's name is not checked",
+            bench.p("pki/ca.pem")
+        )),
+        "{line}"
+    );
+    let (line, _) = journal_transport(&bench, &cases[4].0);
+    assert!(
+        line.ends_with(&format!(
+            "(sslmode=verify-full); client certificate {}",
+            bench.p("pki/partner.pem")
+        )),
+        "{line}"
+    );
+}
+
 #[test]
 fn pki_init_writes_the_ca_key_0600_and_an_empty_crl() {
     let bench = Bench::new();

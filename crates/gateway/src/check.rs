@@ -158,14 +158,17 @@ fn check_journal(spec: &crate::config::JournalSpec, report: &mut Report) {
                 );
             }
         }
-        guichet_journal::StoreSpec::Postgres(_) => report.push(
-            Level::Ok,
-            subject,
-            format!(
-                "PostgreSQL journal {} as node {:?} (lease {:?})",
-                spec.store, spec.node, spec.lease_timeout
-            ),
-        ),
+        guichet_journal::StoreSpec::Postgres(url) => {
+            report.push(
+                Level::Ok,
+                subject,
+                format!(
+                    "PostgreSQL journal {} as node {:?} (lease {:?})",
+                    spec.store, spec.node, spec.lease_timeout
+                ),
+            );
+            check_postgres_transport(url, report);
+        }
     }
     match spec.body_key.as_deref() {
         Some(key) => match guichet_journal::BodyKey::load(key) {
@@ -178,6 +181,51 @@ fn check_journal(spec: &crate::config::JournalSpec, report: &mut Report) {
             "stored bodies are not sealed (patient data at rest in clear): set body_key, or rely on disk encryption",
         ),
     }
+}
+
+/// How the journal reaches PostgreSQL: the TLS files are loaded (the
+/// database is not contacted), and anything short of `verify-full` off
+/// this machine is said.
+fn check_postgres_transport(url: &str, report: &mut Report) {
+    use guichet_journal::{PgSslMode, PgTransport};
+    let subject = "[journal] store";
+    let transport = match PgTransport::inspect(url) {
+        Ok(transport) => transport,
+        Err(e) => return report.push(Level::Error, subject, e.to_string()),
+    };
+    let ca = |t: &PgTransport| {
+        t.root_cert
+            .as_deref()
+            .map_or_else(String::new, |p| p.display().to_string())
+    };
+    let (level, mut message) = match (transport.mode, transport.weakness()) {
+        (_, Some(weakness)) => (Level::Warning, weakness),
+        (PgSslMode::Disable, None) => (
+            Level::Ok,
+            "plain TCP on this machine (loopback or Unix socket): nothing crosses a network".into(),
+        ),
+        (PgSslMode::VerifyCa, None) => (
+            Level::Ok,
+            format!(
+                "TLS, certificate chain checked against {} (sslmode=verify-ca); note: the \
+                 database's name is not checked, so any server holding a certificate of that \
+                 CA passes: sslmode=verify-full is recommended",
+                ca(&transport)
+            ),
+        ),
+        (_, None) => (
+            Level::Ok,
+            format!(
+                "TLS, certificate and name checked against {} (sslmode={})",
+                ca(&transport),
+                transport.mode.as_str()
+            ),
+        ),
+    };
+    if let Some(cert) = &transport.client_cert {
+        message.push_str(&format!("; client certificate {}", cert.display()));
+    }
+    report.push(level, subject, message);
 }
 
 pub(crate) fn unix_now() -> i64 {

@@ -525,17 +525,17 @@ async fn the_password_never_appears_in_errors() {
     assert!(!shown.contains("not-the-password-4711"), "{shown}");
 }
 
+/// `prefer` falls back to plain TCP without a word: refused before any
+/// connection (TLS itself is tested in `postgres_tls.rs`).
 #[tokio::test]
-async fn tls_to_the_database_is_refused_rather_than_downgraded() {
+async fn sslmode_prefer_is_refused_rather_than_silently_downgraded() {
     let spec =
-        StoreSpec::Postgres("postgres://guichet:s3cret@db.invalid/guichet?sslmode=require".into());
+        StoreSpec::Postgres("postgres://guichet:s3cret@db.invalid/guichet?sslmode=prefer".into());
     match open(&spec, OpenOptions::default()).await {
         Err(JournalError::Open { location, reason }) => {
             assert_eq!(location, "postgres://guichet@db.invalid:5432/guichet");
-            assert!(
-                reason.contains("TLS to PostgreSQL is not supported yet"),
-                "{reason}"
-            );
+            assert!(reason.contains("does not downgrade silently"), "{reason}");
+            assert!(!reason.contains("s3cret"), "{reason}");
         }
         other => panic!("expected Open, got {other:?}"),
     }

@@ -87,7 +87,7 @@ impl Target {
             location: "postgres".into(),
             reason,
         };
-        let (rest, files) = tls::split_url(url).map_err(invalid)?;
+        let (rest, parameters) = tls::split_parameters(url).map_err(invalid)?;
         let mut config: Config = rest.parse().map_err(|_| {
             invalid(
                 "invalid connection string: expected postgres://user:password@host:port/database"
@@ -95,12 +95,14 @@ impl Target {
             )
         })?;
         let location = location_of(&config);
+        let refused = |reason: String| JournalError::Open {
+            location: location.clone(),
+            reason,
+        };
+        let files = parameters.files().map_err(refused)?;
         let tls = files
             .client_config()
-            .map_err(|reason| JournalError::Open {
-                location: location.clone(),
-                reason,
-            })?
+            .map_err(refused)?
             .map(MakeRustlsConnect::new);
         let transport = transport_of(&config, &files);
         let mode = if tls.is_some() {

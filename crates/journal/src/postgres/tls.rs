@@ -75,9 +75,29 @@ const PATH_SET: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
+/// The TLS parameters of a URL, as written.
+#[derive(Debug, Default)]
+pub(super) struct TlsParameters([Option<String>; 4]);
+
+impl TlsParameters {
+    /// The effective mode and files, or why they contradict each other.
+    pub(super) fn files(self) -> Result<TlsFiles, String> {
+        let [mode, root, cert, key] = self.0;
+        tls_files(mode.as_deref(), root, cert, key)
+    }
+}
+
 /// Splits `url` into the URL tokio-postgres parses (our parameters
 /// removed) and the TLS settings. Errors never quote the URL.
-pub(super) fn split_url(url: &str) -> Result<(String, TlsFiles), String> {
+#[cfg(test)]
+fn split_url(url: &str) -> Result<(String, TlsFiles), String> {
+    let (rest, parameters) = split_parameters(url)?;
+    Ok((rest, parameters.files()?))
+}
+
+/// Splits `url` into the URL tokio-postgres parses (our parameters
+/// removed) and our parameters, unchecked. Errors never quote the URL.
+pub(super) fn split_parameters(url: &str) -> Result<(String, TlsParameters), String> {
     let (head, query) = split_query(url);
     let mut kept = Vec::new();
     let mut own: [Option<String>; 4] = Default::default();
@@ -95,14 +115,12 @@ pub(super) fn split_url(url: &str) -> Result<(String, TlsFiles), String> {
             None => kept.push(pair),
         }
     }
-    let [mode, root, cert, key] = own;
-    let files = tls_files(mode.as_deref(), root, cert, key)?;
     let rest = if kept.is_empty() {
         head.to_string()
     } else {
         format!("{head}?{}", kept.join("&"))
     };
-    Ok((rest, files))
+    Ok((rest, TlsParameters(own)))
 }
 
 /// The URL before its query, and the query. tokio-postgres ends the
