@@ -99,6 +99,48 @@ async fn verify_full_with_the_right_ca_stores_and_delivers() {
     assert!(transport.local, "hostaddr is loopback: {transport:?}");
 }
 
+/// The writer reconnects after the database ends its session: over TLS
+/// again (the server admits nothing else).
+#[tokio::test]
+async fn a_lost_session_comes_back_over_tls() {
+    let Some(cluster) = cluster().await else {
+        return;
+    };
+    let journal = journal(&verify_full(&cluster, "ca.pem")).await.unwrap();
+    round_trip(&journal).await;
+    let sql = "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+               WHERE application_name LIKE 'guichet-journal-%'";
+    let ended: i64 = cluster
+        .admin("postgres")
+        .await
+        .query_one(sql, &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ended, 2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let stored = journal
+            .ingest(vec![message("adt", &format!("AGAIN{n}"), now_ms())])
+            .await;
+        if stored.is_ok() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still refused: {stored:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let sessions = journal_sessions(&cluster, OPEN_DB).await;
+    assert!(
+        !sessions.is_empty() && sessions.iter().all(|(ssl, _)| *ssl),
+        "{sessions:?}"
+    );
+}
+
 #[tokio::test]
 async fn wrong_ca_is_refused_with_a_clear_error() {
     let Some(cluster) = cluster().await else {
@@ -209,6 +251,14 @@ async fn plain_connection_to_a_hostssl_only_server_is_refused() {
         assert!(text.contains("no encryption"), "{text}");
         assert!(text.contains("set sslmode=verify-full"), "{text}");
     }
+}
+
+/// No server needed: refused when the URL is read.
+#[test]
+fn tls_over_a_unix_socket_is_refused() {
+    let url = "postgres://guichet@%2Fvar%2Frun%2Fpostgresql/journal?sslmode=require";
+    let error = PgTransport::inspect(url).unwrap_err().to_string();
+    assert!(error.contains("TLS on TCP only"), "{error}");
 }
 
 /// No server needed: the key is refused when the URL is read.

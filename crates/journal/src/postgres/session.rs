@@ -100,6 +100,13 @@ impl Target {
             reason,
         };
         let files = parameters.files().map_err(refused)?;
+        if files.mode != PgSslMode::Disable && only_unix_sockets(&config) {
+            return Err(refused(format!(
+                "sslmode={} over a Unix socket: PostgreSQL speaks TLS on TCP only, and a socket \
+                 never leaves this machine; use sslmode=disable",
+                files.mode.as_str()
+            )));
+        }
         let tls = files
             .client_config()
             .map_err(refused)?
@@ -201,6 +208,14 @@ fn transport_of(config: &Config, files: &tls::TlsFiles) -> PgTransport {
         root_cert: files.root_cert.clone(),
         client_cert: files.client.as_ref().map(|(cert, _)| cert.clone()),
     }
+}
+
+fn only_unix_sockets(config: &Config) -> bool {
+    let hosts = config.get_hosts();
+    !hosts.is_empty()
+        && hosts
+            .iter()
+            .all(|host| matches!(host, tokio_postgres::config::Host::Unix(_)))
 }
 
 fn is_loopback(name: &str) -> bool {
