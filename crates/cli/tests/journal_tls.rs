@@ -115,4 +115,21 @@ fn store_and_forward_over_a_verify_full_journal_delivers_every_message() {
         "no transport warning expected:\n{}",
         gateway.log()
     );
+    drop(gateway);
+
+    // The same database without authenticating it: it works, and start-up
+    // says what is missing.
+    let unverified = format!(
+        "postgres://guichet:{PASSWORD}@127.0.0.1:{}/{OPEN_DB}?sslmode=require",
+        cluster.port
+    );
+    let gateway = bench.run("require.toml", &config.replace(&store, &unverified));
+    let warning = gateway.wait_line("the transport warning", |l| l.contains("journal database:"));
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(
+        warning.contains("sslmode=require encrypts but does not authenticate"),
+        "{warning}"
+    );
+    assert!(!warning.contains(PASSWORD), "{warning}");
+    gateway.route_port("adt");
 }
