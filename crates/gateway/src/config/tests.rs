@@ -266,6 +266,18 @@ fn store_and_forward_routes_need_a_journal_and_take_delivery_settings() {
         pg.journal.unwrap().store,
         guichet_journal::StoreSpec::Postgres(_)
     ));
+    // TLS files named in the URL are taken from the config's folder.
+    let tls = parse(&format!(
+        "[journal]\nstore = \"postgres://g:pw@db/guichet?sslmode=verify-full&sslrootcert=pki/db-ca.pem\"\n{base}"
+    ))
+    .unwrap();
+    assert_eq!(
+        tls.journal.unwrap().store,
+        guichet_journal::StoreSpec::Postgres(
+            "postgres://g:pw@db/guichet?sslmode=verify-full&sslrootcert=/etc/guichet/pki/db-ca.pem"
+                .into()
+        )
+    );
 }
 
 const HTTP_ROUTE: &str = r#"
