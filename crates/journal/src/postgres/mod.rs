@@ -41,11 +41,12 @@ mod rows;
 mod schema;
 mod session;
 mod tls;
+mod transport;
 mod writer;
 
-pub use session::PgTransport;
 pub(crate) use tls::resolve_files;
 pub use tls::PgSslMode;
+pub use transport::PgTransport;
 
 use std::sync::Arc;
 

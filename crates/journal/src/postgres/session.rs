@@ -1,8 +1,6 @@
 //! Reaching PostgreSQL: the parsed connection settings, bounded connects,
 //! reconnection pacing, and error texts that never carry a value.
 
-use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -11,6 +9,7 @@ use tokio_postgres::{Client, Config, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::tls::{self, PgSslMode};
+use super::transport::{only_unix_sockets, transport_of, PgTransport};
 use crate::JournalError;
 
 /// A connect that takes longer than this counts as the database being down.
@@ -34,49 +33,6 @@ pub(super) struct Target {
     /// The connector for TLS modes; `None` for plain TCP.
     tls: Option<MakeRustlsConnect>,
     transport: PgTransport,
-}
-
-/// How the journal reaches its database: what `guichet check` reports and
-/// what start-up warns about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PgTransport {
-    pub mode: PgSslMode,
-    /// The hosts dialled, as written: names, addresses or socket folders.
-    pub hosts: Vec<String>,
-    /// Every host is a loopback address, `localhost` or a Unix socket
-    /// (or `hostaddr` says so): nothing crosses a network.
-    pub local: bool,
-    /// The CA bundle the database's certificate must chain to.
-    pub root_cert: Option<PathBuf>,
-    /// The client certificate presented, if any.
-    pub client_cert: Option<PathBuf>,
-}
-
-impl PgTransport {
-    /// Reads a `postgres://` URL and the TLS files it names (a CA that does
-    /// not parse, a key others can read are errors), without connecting.
-    pub fn inspect(url: &str) -> Result<PgTransport, JournalError> {
-        Target::parse(url).map(|target| target.transport)
-    }
-
-    /// What an operator should hear at start-up, when the transport is
-    /// weaker than it could be; `None` when it is sound.
-    pub fn weakness(&self) -> Option<String> {
-        match self.mode {
-            PgSslMode::Disable if !self.local => Some(format!(
-                "plain TCP to {}: message bodies (unless sealed with body_key) and the password \
-                 cross the network in clear; use sslmode=verify-full with sslrootcert",
-                self.hosts.join(",")
-            )),
-            PgSslMode::Require => Some(
-                "sslmode=require encrypts but does not authenticate the database: whoever sits \
-                 on the path can pose as it and read every body; use sslmode=verify-full with \
-                 sslrootcert"
-                    .into(),
-            ),
-            _ => None,
-        }
-    }
 }
 
 impl Target {
@@ -180,48 +136,6 @@ where
         }
     });
     Ok(client)
-}
-
-/// The hosts dialled and whether they are all on this machine.
-fn transport_of(config: &Config, files: &tls::TlsFiles) -> PgTransport {
-    use tokio_postgres::config::Host;
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .map(|host| match host {
-            Host::Tcp(name) => name.clone(),
-            Host::Unix(path) => path.display().to_string(),
-        })
-        .collect();
-    let local = if config.get_hostaddrs().is_empty() {
-        config.get_hosts().iter().all(|host| match host {
-            Host::Tcp(name) => is_loopback(name),
-            Host::Unix(_) => true,
-        })
-    } else {
-        config.get_hostaddrs().iter().all(IpAddr::is_loopback)
-    };
-    PgTransport {
-        mode: files.mode,
-        hosts,
-        local,
-        root_cert: files.root_cert.clone(),
-        client_cert: files.client.as_ref().map(|(cert, _)| cert.clone()),
-    }
-}
-
-fn only_unix_sockets(config: &Config) -> bool {
-    let hosts = config.get_hosts();
-    !hosts.is_empty()
-        && hosts
-            .iter()
-            .all(|host| matches!(host, tokio_postgres::config::Host::Unix(_)))
-}
-
-fn is_loopback(name: &str) -> bool {
-    let bare = name.trim_start_matches('[').trim_end_matches(']');
-    name.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn location_of(config: &Config) -> String {
