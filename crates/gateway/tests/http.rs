@@ -424,7 +424,7 @@ async fn host_rules_come_first_then_the_longest_prefix_and_paths_are_rewritten()
 
 /// Headers a client could use to pass for another application, address
 /// or certificate: every one holds "SPOOF" or 6.6.6.6 / 7.7.7.7.
-const SPOOFED: [&str; 21] = [
+const SPOOFED: &[&str] = &[
     "X-Forwarded-For: 6.6.6.6",
     "x-forwarded-for: 7.7.7.7, 6.6.6.6",
     "X-FORWARDED-CLIENT-CERT: Hash=SPOOF;Subject=\"CN=admin\"",
@@ -448,10 +448,28 @@ const SPOOFED: [&str; 21] = [
     "X-Rewrite-URL: /SPOOF/internal",
     "True-Client-IP: 6.6.6.6",
     "CF-Connecting-IP: 6.6.6.6",
+    // F5: identities vouched for by authenticating proxies, the
+    // certificate headers of IIS, AWS and nginx setups, and their kin.
+    "X-Remote-User: SPOOF-admin",
+    "x-REMOTE-user: SPOOF-second",
+    "Remote-User: SPOOF-admin",
+    "Remote-Groups: SPOOF-admins",
+    "X-Authenticated-User: SPOOF-admin",
+    "X-ARR-ClientCert: SPOOF",
+    "X-Client-Verify: SUCCESS-SPOOF",
+    "X-Amzn-Mtls-Clientcert: SPOOF",
+    "X-Cluster-Client-IP: 6.6.6.6",
+    "X-Forwarded-User: SPOOF-admin",
+    "X-Auth-Request-Email: SPOOF@example.org",
+    "X-WEBAUTH-USER: SPOOF-admin",
+    "X-Client-DN: CN=SPOOF",
+    "Ssl-Client-Subject-DN: CN=SPOOF",
+    "WL-Proxy-Client-IP: 6.6.6.6",
 ];
 
+/// F5 (and the identity headers before it): over HTTP/1.1 and HTTP/2.
 #[tokio::test]
-async fn spoofed_identity_headers_never_reach_the_upstream() {
+async fn f5_spoofed_identity_headers_never_reach_the_upstream() {
     let s = Site::standard("").await;
     let a = s.curl(&s.a);
     let hash = fingerprint(&s.a);
@@ -492,6 +510,13 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
             "x-real-ip",
             "x-client-ip",
             "x-forwarded-tls-client-cert",
+            "x-remote-user",
+            "remote-user",
+            "x-authenticated-user",
+            "x-arr-clientcert",
+            "x-client-verify",
+            "x-amzn-mtls-clientcert",
+            "x-cluster-client-ip",
         ] {
             assert!(seen.all(gone).is_empty(), "{protocol}: {gone} passed");
         }
