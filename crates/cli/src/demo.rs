@@ -148,10 +148,10 @@ async fn run(dir: &Path, args: &DemoArgs) -> anyhow::Result<ExitCode> {
 /// A gateway and its admin server (status page, metrics).
 async fn gateway(config: &Path) -> anyhow::Result<(Gateway, Option<AdminServer>)> {
     let config = Config::load(config)?;
-    let admin = config.admin;
+    let admin = AdminServer::prepare(&config)?;
     let gateway = Gateway::bind(config, Metrics::default()).await?;
     let admin = admin
-        .map(|addr| AdminServer::start(addr, gateway.status()))
+        .map(|admin| admin.start(gateway.status()))
         .transpose()?;
     Ok((gateway, admin))
 }

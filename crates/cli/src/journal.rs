@@ -17,6 +17,7 @@ use guichet_journal::{
 };
 use tracing::warn;
 
+use crate::actor::actor;
 use crate::cli::{JournalArgs, JournalCommand, JournalListArgs, JournalReplayArgs};
 
 pub fn journal_command(args: JournalArgs) -> anyhow::Result<ExitCode> {
@@ -303,12 +304,4 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Who runs the command, for the audit record.
-fn actor() -> String {
-    let user = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("{user} (cli)")
 }

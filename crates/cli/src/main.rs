@@ -1,6 +1,7 @@
 //! `guichet`: secure tunnels and flow checks for hospital information
 //! systems. This file parses arguments and hands off to the libraries.
 
+mod actor;
 mod apps;
 mod cli;
 mod demo;

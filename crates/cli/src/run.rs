@@ -16,12 +16,14 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
         // Handlers first: a SIGHUP sent as soon as a port answers must
         // reload, not kill the process.
         let signals = Signals::install()?;
-        let admin_addr = config.admin;
+        // Bound and checked before the routes: an exposed admin listener
+        // stops start-up before any route accepts.
+        let admin = AdminServer::prepare(&config)?;
         let gateway = Gateway::bind(config, Metrics::default()).await?;
         // Started once the material is loaded: /readyz turns 200 when the
         // routes accept.
-        let _admin = admin_addr
-            .map(|addr| AdminServer::start(addr, gateway.status()))
+        let _admin = admin
+            .map(|admin| admin.start(gateway.status()))
             .transpose()?;
         let shutdown = CancellationToken::new();
         tokio::spawn(signals.serve(gateway.reloader(), shutdown.clone()));

@@ -506,3 +506,147 @@ fn run_reports_a_busy_listen_address_once() {
     );
     assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
 }
+
+// ------------------------------------------------------------ [admin]
+
+/// One route that never carries traffic in these tests, and `[admin]`
+/// with `lines`.
+fn with_admin(bench: &Bench, lines: &str) -> String {
+    format!(
+        "{}{}[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:0\"\nforward = \"127.0.0.1:9\"\n\n[admin]\n{lines}\n",
+        profile("srv", bench, Some("srv"), true),
+        app("monitoring", "monitoring"),
+    )
+}
+
+/// F9: an admin listener off loopback with neither TLS nor
+/// authentication shows partners' subjects, fingerprints and addresses to
+/// anyone: `guichet run` refuses to start (before any listener binds),
+/// and `guichet check` says so as an error; `insecure = true` makes it a
+/// warning, and protection (tls + allow, or tls + token) makes it fine.
+#[test]
+fn f9_admin_off_loopback_unprotected_is_refused_by_run_and_flagged_by_check() {
+    let bench = bench();
+    let port = common::free_port();
+    let exposed = with_admin(&bench, &format!("listen = \"0.0.0.0:{port}\""));
+    let out = run_once(&bench, &exposed);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "[admin] listen = \"0.0.0.0:{port}\": plain HTTP off loopback"
+        )) && err.contains("insecure = true"),
+        "{err}"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the refused admin listener was bound"
+    );
+    assert_one_finding(
+        &bench,
+        &exposed,
+        &[
+            "[admin]",
+            "plain HTTP off loopback",
+            "`guichet run` refuses to start",
+        ],
+    );
+
+    // Explicitly insecure: a warning, not an error.
+    let insecure = with_admin(
+        &bench,
+        &format!("listen = \"0.0.0.0:{port}\"\ninsecure = true"),
+    );
+    let out = check(&bench, &insecure);
+    let report = stdout(&out);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        report.contains("WARNING [admin]: insecure = true: plain HTTP off loopback"),
+        "{report}"
+    );
+
+    // TLS without client certificates or a token is still open to all.
+    let tls_only = with_admin(
+        &bench,
+        &format!("listen = \"0.0.0.0:{port}\"\ntls = \"srv\""),
+    );
+    assert_one_finding(
+        &bench,
+        &tls_only,
+        &["[admin]", "HTTPS off loopback without client certificates"],
+    );
+
+    // Protected: no finding about exposure.
+    for protection in [
+        "tls = \"srv\"\nallow = [\"monitoring\"]".to_string(),
+        format!("tls = \"srv\"\ntoken_file = \"{}\"", token_file(&bench)),
+    ] {
+        let text = with_admin(
+            &bench,
+            &format!("listen = \"0.0.0.0:{port}\"\n{protection}"),
+        );
+        let out = check(&bench, &text);
+        let report = stdout(&out);
+        assert!(out.status.success(), "{}", show(&out));
+        assert!(
+            report.contains("ok      [admin]: https://0.0.0.0:"),
+            "{report}"
+        );
+        assert!(!report.contains("WARNING [admin]"), "{report}");
+    }
+}
+
+/// A private token file of 32 hex characters.
+fn token_file(bench: &Bench) -> String {
+    let path = bench.write("admin.token", "00112233445566778899aabbccddeeff\n");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    path.display().to_string()
+}
+
+/// `check` reports how the admin listener is protected and refuses a
+/// token file others can read or a guessable token; `allow` without
+/// `tls` and unknown applications are config errors.
+#[test]
+fn check_reports_the_admin_listeners_protection() {
+    let bench = bench();
+    let loopback = with_admin(&bench, "listen = \"127.0.0.1:9010\"");
+    let report = stdout(&check(&bench, &loopback));
+    assert!(
+        report.contains("ok      [admin]: http://127.0.0.1:9010: reading it takes nothing")
+            && report.contains("any local user or process can read partners' details"),
+        "{report}"
+    );
+    let token = token_file(&bench);
+    let both = with_admin(
+        &bench,
+        &format!("listen = \"127.0.0.1:9010\"\ntls = \"srv\"\nallow = [\"monitoring\"]\ntoken_file = \"{token}\""),
+    );
+    let out = check(&bench, &both);
+    let report = stdout(&out);
+    assert!(
+        report.contains("https://127.0.0.1:9010: reading it takes an admitted client certificate and the bearer token"),
+        "{report}"
+    );
+    assert!(report.ends_with("0 error(s), 0 warning(s)\n"), "{report}");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    assert_one_finding(&bench, &both, &["token_file", "chmod 600"]);
+    std::fs::write(&token, "guessable\n").expect("write");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    assert_one_finding(&bench, &both, &["token_file", "at least 16"]);
+    assert_refused(
+        &bench,
+        &with_admin(
+            &bench,
+            "listen = \"127.0.0.1:9010\"\nallow = [\"monitoring\"]",
+        ),
+        &["[admin] allow: client certificates need `tls"],
+    );
+    assert_refused(
+        &bench,
+        &with_admin(
+            &bench,
+            "listen = \"127.0.0.1:9010\"\ntls = \"srv\"\nallow = [\"nobody\"]",
+        ),
+        &["[admin] allow: no [[app]] named \"nobody\""],
+    );
+}

@@ -644,6 +644,57 @@ fn dead_message_replayed_with_the_cli_is_delivered_once_the_receiver_accepts() {
     assert!(audit[0].ends_with(&format!("|replay|{dead}")), "{audit:?}");
 }
 
+/// `NAME (uid N` of the user running the tests, as `id` (coreutils)
+/// reads them from the kernel and the passwd database.
+fn real_actor() -> String {
+    let id = |flag: &str| {
+        let out = run_bounded(
+            {
+                let mut cmd = Command::new("id");
+                cmd.arg(flag);
+                cmd
+            },
+            WAIT,
+        );
+        assert!(out.status.success(), "{}", show(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    format!("{} (uid {}", id("-un"), id("-u"))
+}
+
+/// F6: the audit row of `journal show --body` (a read of patient data)
+/// names the real uid and its user name; `USER`, `LOGNAME` and
+/// `SUDO_USER`, which anyone can set, cannot choose it. SUDO_USER is kept
+/// only as a claim, and cannot forge the rest of the record.
+#[test]
+fn f6_show_body_audits_the_real_user_not_user_or_sudo_user() {
+    let bench = Bench::new();
+    let receiver = Receiver::start();
+    let (gateway, _, delivered) = dead_and_delivered(&bench, &receiver);
+    let mut cmd = Command::new(guichet_bin());
+    cmd.args(["journal", "-c", "guichet.toml", "show", "--body"])
+        .arg(delivered.to_string())
+        .current_dir(bench.dir.path())
+        .env("USER", "chief-physician")
+        .env("LOGNAME", "chief-physician")
+        .env("SUDO_USER", "dr.house|show_body|1");
+    let out = run_bounded(cmd, WAIT);
+    stop(gateway);
+    assert!(out.status.success(), "{}", show(&out));
+    let audit = audit_rows(&bench);
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    let (actor, rest) = audit[0].split_once('|').unwrap();
+    assert_eq!(rest, format!("show_body|{delivered}"), "{audit:?}");
+    assert!(actor.starts_with(&real_actor()), "{actor}");
+    assert!(
+        actor.ends_with(", claims SUDO_USER=dr.houseshow_body1, cli)"),
+        "{actor}"
+    );
+    assert!(!actor.contains("chief-physician"), "{actor}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains(&real_actor()), "{log}");
+}
+
 /// `guichet journal` list, show, stats and prune: metadata only (no PID
 /// field of any message, in any output), `show --body` prints the
 /// message and records who did it in the journal's audit table.
@@ -748,9 +799,12 @@ fn journal_cli_lists_shows_stats_and_prunes_without_patient_data() {
         "{}",
         show(&out)
     );
-    assert_eq!(
-        audit_rows(&bench),
-        [format!("auditor (cli)|show_body|{delivered}")]
+    let audit = audit_rows(&bench);
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert!(
+        audit[0].starts_with(&real_actor())
+            && audit[0].ends_with(&format!("|show_body|{delivered}")),
+        "{audit:?}"
     );
 
     let pruned = journal(&["prune", "--bodies-older-than", "0s"]);

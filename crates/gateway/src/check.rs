@@ -102,15 +102,20 @@ pub fn check(path: &Path) -> Result<Report, ConfigError> {
     if let Some(journal) = &config.journal {
         check_journal(journal, &mut report);
     }
+    if let Some(admin) = &config.admin {
+        check_admin(admin, &mut report);
+    }
     for app in config.apps.keys() {
-        let used = config.routes.iter().any(|r| {
-            r.listen_tls.as_ref().is_some_and(|t| match &t.auth {
-                crate::config::AuthSpec::Required(rules) => {
-                    rules.iter().any(|rule| &rule.name == app)
-                }
-                crate::config::AuthSpec::NoClientCert => false,
-            })
-        });
+        let admits = |t: &crate::config::ListenTls| match &t.auth {
+            crate::config::AuthSpec::Required(rules) => rules.iter().any(|rule| &rule.name == app),
+            crate::config::AuthSpec::NoClientCert => false,
+        };
+        let used = config
+            .routes
+            .iter()
+            .filter_map(|r| r.listen_tls.as_ref())
+            .chain(config.admin.as_ref().and_then(|a| a.tls.as_ref()))
+            .any(admits);
         if !used {
             report.push(
                 Level::Warning,
@@ -228,6 +233,65 @@ fn check_postgres_transport(url: &str, report: &mut Report) {
     report.push(level, subject, message);
 }
 
+/// How the admin listener is protected, and every way it is weaker than
+/// it could be. `/status` shows partners' certificate subjects,
+/// fingerprints and addresses.
+fn check_admin(spec: &crate::config::AdminSpec, report: &mut Report) {
+    let subject = "[admin]";
+    let scheme = if spec.tls.is_some() { "https" } else { "http" };
+    let who = match (spec.client_certificates(), spec.token_file.is_some()) {
+        (true, true) => "an admitted client certificate and the bearer token",
+        (true, false) => "an admitted client certificate",
+        (false, true) => "the bearer token (but on /healthz and /readyz)",
+        (false, false) => "nothing",
+    };
+    report.push(
+        Level::Ok,
+        subject,
+        format!("{scheme}://{}: reading it takes {who}", spec.listen),
+    );
+    if let Some(path) = &spec.token_file {
+        match crate::admin::read_token(path) {
+            Ok(_) => report.push(
+                Level::Ok,
+                subject,
+                format!("token_file {}: private, long enough", path.display()),
+            ),
+            Err(e) => report.push(Level::Error, subject, e.to_string()),
+        }
+    }
+    match (spec.exposure(), spec.insecure) {
+        (Some(why), false) => report.push(
+            Level::Error,
+            subject,
+            format!("listen = \"{}\": {why}; `guichet run` refuses to start. Add tls = \"PROFILE\" with allow = [\"APP\"] or token_file, keep it on 127.0.0.1, or set insecure = true", spec.listen),
+        ),
+        (Some(why), true) => report.push(
+            Level::Warning,
+            subject,
+            format!("insecure = true: {why}"),
+        ),
+        (None, true) => report.push(
+            Level::Warning,
+            subject,
+            "insecure = true is set but not needed: remove it, so `guichet run` refuses this listener should its protection ever be removed",
+        ),
+        (None, false) if !spec.authenticated() => report.push(
+            Level::Ok,
+            subject,
+            "on loopback without authentication: any local user or process can read partners' details; token_file restricts it",
+        ),
+        (None, false) => {}
+    }
+    if spec.tls.is_none() && spec.token_file.is_some() && spec.on_loopback() {
+        report.push(
+            Level::Ok,
+            subject,
+            "the token crosses loopback in clear: fine on this host, add tls before moving it off loopback",
+        );
+    }
+}
+
 pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -236,10 +300,13 @@ pub(crate) fn unix_now() -> i64 {
 
 fn roles(config: &Config, name: &ProfileName) -> Vec<Role> {
     let mut roles = Vec::new();
+    let admin_tls = config.admin.as_ref().and_then(|a| a.tls.as_ref());
     if config
         .routes
         .iter()
-        .any(|r| r.listen_tls.as_ref().is_some_and(|t| &t.profile == name))
+        .filter_map(|r| r.listen_tls.as_ref())
+        .chain(admin_tls)
+        .any(|t| &t.profile == name)
     {
         roles.push(Role::Server);
     }

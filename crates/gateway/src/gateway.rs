@@ -44,6 +44,10 @@ struct Shared {
     routes: BTreeMap<RouteName, Arc<RouteRuntime>>,
     /// The `[journal]` in force: it changes only at restart.
     journal: Option<JournalSpec>,
+    /// The `[admin]` section in force, as text: it changes only at
+    /// restart (its certificate and token files are re-read by the admin
+    /// server itself).
+    admin: String,
     metrics: Metrics,
     /// Files whose change triggers a reload (from the config in force).
     files: Mutex<Vec<PathBuf>>,
@@ -153,6 +157,7 @@ impl Gateway {
                 config_path: config.source.clone(),
                 routes,
                 journal: config.journal.clone(),
+                admin: format!("{:?}", config.admin),
                 metrics,
                 files: Mutex::new(config.watched_files()),
                 reloading: tokio::sync::Mutex::new(()),
@@ -393,6 +398,9 @@ impl Shared {
         }
         for name in states.keys() {
             warn!(route = %name, "new route in the config: it starts at the next restart");
+        }
+        if format!("{:?}", config.admin) != self.admin {
+            warn!("[admin] changed: it applies at the next restart; the admin listener keeps its settings");
         }
         // Log rotation moves the access logs away and reloads: new files.
         for route in self.routes.values() {

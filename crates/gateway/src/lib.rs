@@ -20,7 +20,7 @@ pub mod status;
 mod stream;
 mod watch;
 
-pub use admin::{AdminError, AdminServer};
+pub use admin::{AdminError, AdminListener, AdminServer};
 pub use config::{Config, ConfigError};
 pub use events::{EventBus, MessageEvent, MessageOutcome};
 pub use gateway::{Gateway, GatewayError, ReloadError, Reloader};

@@ -128,6 +128,13 @@ pub struct HttpRefusalLabels {
     pub reason: &'static str,
 }
 
+/// Connections and requests the admin listener refused, by reason
+/// (`no_token`, `bad_token`, or a TLS refusal reason: `not_allowed`...).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdminRefusalLabels {
+    pub reason: &'static str,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpRuleLabels {
     pub route: String,
@@ -175,6 +182,7 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_refusals: Family<HttpRefusalLabels, Counter>,
     pub http_request_seconds: Family<HttpRuleLabels, Histogram>,
+    pub admin_refusals: Family<AdminRefusalLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -207,6 +215,7 @@ impl Default for Metrics {
             http_request_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.000_25, 2.0, 18))
             }),
+            admin_refusals: Family::default(),
         }
     }
 }
@@ -319,6 +328,11 @@ impl Metrics {
             "http_request_seconds",
             "Time from a request's arrival to the end of its response, per http route and rule",
             self.http_request_seconds.clone(),
+        );
+        r.register(
+            "admin_refusals",
+            "Connections and requests the admin listener refused, per reason",
+            self.admin_refusals.clone(),
         );
     }
 

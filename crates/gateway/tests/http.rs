@@ -424,7 +424,7 @@ async fn host_rules_come_first_then_the_longest_prefix_and_paths_are_rewritten()
 
 /// Headers a client could use to pass for another application, address
 /// or certificate: every one holds "SPOOF" or 6.6.6.6 / 7.7.7.7.
-const SPOOFED: [&str; 21] = [
+const SPOOFED: &[&str] = &[
     "X-Forwarded-For: 6.6.6.6",
     "x-forwarded-for: 7.7.7.7, 6.6.6.6",
     "X-FORWARDED-CLIENT-CERT: Hash=SPOOF;Subject=\"CN=admin\"",
@@ -448,10 +448,28 @@ const SPOOFED: [&str; 21] = [
     "X-Rewrite-URL: /SPOOF/internal",
     "True-Client-IP: 6.6.6.6",
     "CF-Connecting-IP: 6.6.6.6",
+    // F5: identities vouched for by authenticating proxies, the
+    // certificate headers of IIS, AWS and nginx setups, and their kin.
+    "X-Remote-User: SPOOF-admin",
+    "x-REMOTE-user: SPOOF-second",
+    "Remote-User: SPOOF-admin",
+    "Remote-Groups: SPOOF-admins",
+    "X-Authenticated-User: SPOOF-admin",
+    "X-ARR-ClientCert: SPOOF",
+    "X-Client-Verify: SUCCESS-SPOOF",
+    "X-Amzn-Mtls-Clientcert: SPOOF",
+    "X-Cluster-Client-IP: 6.6.6.6",
+    "X-Forwarded-User: SPOOF-admin",
+    "X-Auth-Request-Email: SPOOF@example.org",
+    "X-WEBAUTH-USER: SPOOF-admin",
+    "X-Client-DN: CN=SPOOF",
+    "Ssl-Client-Subject-DN: CN=SPOOF",
+    "WL-Proxy-Client-IP: 6.6.6.6",
 ];
 
+/// F5 (and the identity headers before it): over HTTP/1.1 and HTTP/2.
 #[tokio::test]
-async fn spoofed_identity_headers_never_reach_the_upstream() {
+async fn f5_spoofed_identity_headers_never_reach_the_upstream() {
     let s = Site::standard("").await;
     let a = s.curl(&s.a);
     let hash = fingerprint(&s.a);
@@ -492,6 +510,13 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
             "x-real-ip",
             "x-client-ip",
             "x-forwarded-tls-client-cert",
+            "x-remote-user",
+            "remote-user",
+            "x-authenticated-user",
+            "x-arr-clientcert",
+            "x-client-verify",
+            "x-amzn-mtls-clientcert",
+            "x-cluster-client-ip",
         ] {
             assert!(seen.all(gone).is_empty(), "{protocol}: {gone} passed");
         }
@@ -661,6 +686,96 @@ async fn a_body_cut_at_max_body_bytes_still_gets_its_413() {
         assert!(seen.body_bytes <= LIMIT as u64, "{seen:#?}");
     }
     s.wait_refusals("body_too_large", 6).await;
+}
+
+// ------------------------------------------- 4b. malformed requests
+
+/// Sends `request` as is over TLS (HTTP/1.1) and reads the answer until
+/// the gateway closes the connection.
+async fn raw_exchange(s: &Site, request: &[u8]) -> String {
+    let client = alpn_client(Some(&s.a), &s.pki.ca_cert(), &[b"http/1.1"]);
+    let mut stream = tls(&client, s.gateway.addr(ROUTE), GW).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    stream.flush().await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await;
+    assert!(
+        read.is_ok(),
+        "no end of answer: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The status code and the problem body's `detail` of a raw answer.
+fn status_and_detail(answer: &str) -> (u16, String) {
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {answer:?}"));
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let detail = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["detail"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    (status, detail)
+}
+
+/// F8: two `Host` headers are a 400 (RFC 9112 §3.2), counted as
+/// `bad_host`; the upstream sees nothing.
+#[tokio::test]
+async fn f8_two_host_headers_are_400_bad_host() {
+    let s = Site::standard("").await;
+    for hosts in ["Host: gw\r\nHost: gw", "Host: gw\r\nHost: annuaire.example"] {
+        let request = format!("GET /a/beds HTTP/1.1\r\n{hosts}\r\nConnection: close\r\n\r\n");
+        let answer = raw_exchange(&s, request.as_bytes()).await;
+        let (status, detail) = status_and_detail(&answer);
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer.contains("application/problem+json"), "{answer}");
+        assert!(detail.contains("host more than once"), "{answer}");
+    }
+    s.wait_refusals("bad_host", 2).await;
+    assert!(s.echo.seen().is_empty(), "{:#?}", s.echo.seen());
+    // One Host still goes through.
+    let one = raw_exchange(
+        &s,
+        b"GET /a/beds HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_and_detail(&one).0, 200, "{one}");
+}
+
+/// F8: a malformed chunked body from the client is the client's fault: a
+/// 400 counted as `bad_request_body`, never a 502 counted as
+/// `upstream_error` (which feeds the failing-upstream alert).
+#[tokio::test]
+async fn f8_a_malformed_chunked_body_is_400_not_upstream_error() {
+    let s = Site::standard("").await;
+    let bodies: [&[u8]; 3] = [
+        // A chunk size that is no hex number.
+        b"5\r\nhello\r\nZZ\r\nworld\r\n0\r\n\r\n",
+        // A chunk longer than its size, with no CRLF where one must be.
+        b"3\r\nhello\r\n0\r\n\r\n",
+        // A chunk size overflowing 64 bits.
+        b"5\r\nhello\r\nFFFFFFFFFFFFFFFFFF\r\nx\r\n0\r\n\r\n",
+    ];
+    for body in bodies {
+        let mut request =
+            b"POST /a/beds HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        request.extend_from_slice(body);
+        let answer = raw_exchange(&s, &request).await;
+        let (status, detail) = status_and_detail(&answer);
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            detail.contains("request body could not be read"),
+            "{answer}"
+        );
+    }
+    s.wait_refusals("bad_request_body", 3).await;
+    assert_eq!(s.refusals("upstream_error"), 0);
+    s.wait_requests(RULE_A, APP_A, "4xx", 3).await;
+    assert_eq!(s.refusals("upstream_unavailable"), 0);
 }
 
 // ------------------------------------------------- 5. slow clients

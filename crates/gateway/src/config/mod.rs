@@ -23,11 +23,11 @@ pub use http::{
     has_dot_segment, AccessLog, HttpRule, HttpSpec, IdentityForms, RateLimit, RuleName, Upstream,
 };
 pub use types::{
-    AuthSpec, Delivery, ForwardPolicy, ForwardTls, JournalSpec, Limits, ListenTls, MllpSettings,
-    NonHl7Policy, ProfileName, RouteKind, RouteName, RouteSpec, Target, TlsProfile,
+    AdminSpec, AuthSpec, Delivery, ForwardPolicy, ForwardTls, JournalSpec, Limits, ListenTls,
+    MllpSettings, NonHl7Policy, ProfileName, RouteKind, RouteName, RouteSpec, Target, TlsProfile,
 };
 
-use raw::{RawApp, RawConfig, RawJournal, RawLimits, RawProfile, RawRoute};
+use raw::{RawAdmin, RawApp, RawConfig, RawJournal, RawLimits, RawProfile, RawRoute};
 
 /// A whole, checked configuration.
 #[derive(Debug, Clone)]
@@ -40,8 +40,9 @@ pub struct Config {
     pub watch_interval: Duration,
     /// Threads serving connections; `None`: one per CPU.
     pub workers: Option<usize>,
-    /// Where the admin server (metrics, health, status page) listens.
-    pub admin: Option<SocketAddr>,
+    /// The admin server (metrics, health, status page): where it listens
+    /// and how it is protected.
+    pub admin: Option<AdminSpec>,
     pub profiles: BTreeMap<ProfileName, TlsProfile>,
     pub apps: BTreeMap<AppName, Arc<AppRule>>,
     pub routes: Vec<RouteSpec>,
@@ -195,11 +196,7 @@ impl Builder {
             admin: raw
                 .admin
                 .as_ref()
-                .map(|a| {
-                    a.listen.parse::<SocketAddr>().map_err(|_| {
-                        format!("[admin] listen: {:?} is not an IP:port address (e.g. \"127.0.0.1:9010\")", a.listen)
-                    })
-                })
+                .map(|a| self.admin(a, &profiles, &apps))
                 .transpose()?,
             profiles,
             apps,
@@ -214,6 +211,37 @@ impl Builder {
         } else {
             self.dir.join(p)
         }
+    }
+
+    fn admin(
+        &self,
+        raw: &RawAdmin,
+        profiles: &BTreeMap<ProfileName, TlsProfile>,
+        apps: &BTreeMap<AppName, Arc<AppRule>>,
+    ) -> Result<AdminSpec, String> {
+        let listen = raw.listen.parse::<SocketAddr>().map_err(|_| {
+            format!(
+                "[admin] listen: {:?} is not an IP:port address (e.g. \"127.0.0.1:9010\")",
+                raw.listen
+            )
+        })?;
+        let tls = match (&raw.tls, &raw.allow) {
+            (None, Some(_)) => {
+                return Err("[admin] allow: client certificates need `tls = \"PROFILE\"`".into())
+            }
+            (None, None) => None,
+            (Some(name), allow) => Some(admin_tls(name, allow.as_deref(), profiles, apps)?),
+        };
+        let token_file = match raw.token_file.as_deref() {
+            Some("") => return Err("[admin] token_file: give the path of the token's file".into()),
+            other => other.map(|v| self.path(v)),
+        };
+        Ok(AdminSpec {
+            listen,
+            tls,
+            token_file,
+            insecure: raw.insecure.unwrap_or(false),
+        })
     }
 
     fn journal(&self, raw: &RawJournal) -> Result<JournalSpec, String> {
@@ -677,6 +705,51 @@ fn listen_auth(
             "client_auth: {other:?}; use \"required\" (default) or \"none\""
         )),
     }
+}
+
+/// The admin listener's TLS: the profile presents its certificate;
+/// `allow` names the applications whose client certificates it admits
+/// (none asked for without it).
+fn admin_tls(
+    name: &str,
+    allow: Option<&[String]>,
+    profiles: &BTreeMap<ProfileName, TlsProfile>,
+    apps: &BTreeMap<AppName, Arc<AppRule>>,
+) -> Result<ListenTls, String> {
+    let profile = profiles.get(name).ok_or_else(|| {
+        format!("[admin] tls: no TLS profile {name:?}; define it as [tls.{name}]")
+    })?;
+    if profile.files.cert.is_none() {
+        return Err(format!(
+            "[admin] tls: profile {name:?} has no `cert`/`key` to present"
+        ));
+    }
+    let Some(allow) = allow else {
+        return Ok(ListenTls {
+            profile: profile.name.clone(),
+            auth: AuthSpec::NoClientCert,
+        });
+    };
+    if allow.is_empty() {
+        return Err("[admin] allow: list the [[app]] names admitted, or leave `allow` out".into());
+    }
+    if profile.files.ca.is_none() {
+        return Err(format!(
+            "[admin] tls: profile {name:?} has no `ca` to verify client certificates with"
+        ));
+    }
+    let rules = allow
+        .iter()
+        .map(|app| {
+            apps.get(&AppName::new(app)).cloned().ok_or_else(|| {
+                format!("[admin] allow: no [[app]] named {app:?}; add it with `guichet apps add`")
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ListenTls {
+        profile: profile.name.clone(),
+        auth: AuthSpec::Required(rules),
+    })
 }
 
 impl ListenTls {

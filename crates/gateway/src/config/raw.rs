@@ -48,6 +48,14 @@ pub struct RawGateway {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: String,
+    /// A `[tls.NAME]` profile: the admin listener serves HTTPS with it.
+    pub tls: Option<String>,
+    /// `[[app]]` names whose client certificate opens the admin listener.
+    pub allow: Option<Vec<String>>,
+    /// A file (mode 0600) holding the bearer token requests must carry.
+    pub token_file: Option<String>,
+    /// Serve unprotected off loopback anyway (an explicit choice).
+    pub insecure: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -214,6 +215,58 @@ pub enum AuthSpec {
 pub struct ListenTls {
     pub profile: ProfileName,
     pub auth: AuthSpec,
+}
+
+/// The admin listener (metrics, health, status page) and its protection.
+///
+/// `/status` and `/api/status` show partners' certificate subjects,
+/// fingerprints and addresses: off loopback they need a client
+/// certificate (`tls` with `allow`) or a token over TLS, unless
+/// `insecure` says otherwise explicitly.
+#[derive(Debug, Clone)]
+pub struct AdminSpec {
+    pub listen: SocketAddr,
+    /// HTTPS with this profile; `auth` says whose client certificates
+    /// are admitted (the handshake refuses the others).
+    pub tls: Option<ListenTls>,
+    /// The bearer token's file, required on every path but `/healthz`
+    /// and `/readyz`; re-read when it changes.
+    pub token_file: Option<PathBuf>,
+    /// Serve off loopback without protection anyway.
+    pub insecure: bool,
+}
+
+impl AdminSpec {
+    /// Whether only this host can reach the listener.
+    pub fn on_loopback(&self) -> bool {
+        self.listen.ip().is_loopback()
+    }
+
+    /// Whether requests must prove who sends them (a client certificate
+    /// of an admitted application, or the token).
+    pub fn authenticated(&self) -> bool {
+        self.client_certificates() || self.token_file.is_some()
+    }
+
+    /// Whether the TLS handshake requires an admitted client certificate.
+    pub fn client_certificates(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_some_and(|t| matches!(t.auth, AuthSpec::Required(_)))
+    }
+
+    /// Why the listener is not fit to leave loopback, if it is not:
+    /// `guichet run` refuses it unless `insecure = true`.
+    pub fn exposure(&self) -> Option<&'static str> {
+        if self.on_loopback() {
+            return None;
+        }
+        match (&self.tls, self.authenticated()) {
+            (None, _) => Some("plain HTTP off loopback: the status page (partners' certificate subjects, fingerprints and addresses), metrics and any token cross the network in clear"),
+            (Some(_), false) => Some("HTTPS off loopback without client certificates (`allow`) or `token_file`: anyone who reaches it reads partners' certificate subjects, fingerprints and addresses"),
+            (Some(_), true) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -19,6 +19,13 @@ use super::HeadClock;
 #[error("request body over {0} bytes")]
 pub struct TooLarge(pub u64);
 
+/// The client's request body could not be read (malformed chunked
+/// encoding, a connection cut mid-body): marks the failure as the
+/// client's, so it is answered 400 and never counted against the upstream.
+#[derive(Debug, thiserror::Error)]
+#[error("request body from the client: {0}")]
+pub struct ClientBody(#[source] pub hyper::Error);
+
 /// A request body that counts its bytes and fails past `limit`. Past it,
 /// the rest of the client's body is drained (within bounds) so the client
 /// can read the 413 guichet answers.
@@ -93,7 +100,7 @@ impl Body for Capped {
             }
             Poll::Ready(Some(Err(e))) => {
                 this.sent();
-                Poll::Ready(Some(Err(e.into())))
+                Poll::Ready(Some(Err(Box::new(ClientBody(e)))))
             }
             Poll::Ready(None) => {
                 this.sent();

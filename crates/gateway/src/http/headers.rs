@@ -33,26 +33,69 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
+/// Header names a proxy sets to tell the application behind it who the
+/// client is, by prefix. The family is "identity asserted by whoever sits
+/// in front": the client's address, its certificate and how it verified,
+/// and the user or consumer an authenticating proxy (oauth2-proxy,
+/// Authelia, Apache, IIS ARR, AWS ALB, Google IAP, Cloudflare Access, Kong,
+/// Azure EasyAuth, WebLogic and WebSphere plug-ins, Envoy...) vouches for.
+/// An application behind guichet may trust any of them, so none may come
+/// from a client.
+const CLAIM_PREFIXES: [&str; 26] = [
+    // Addresses, protocol, host and the forwarded certificate.
+    "x-forwarded",
+    "x-original-",
+    "x-guichet-",
+    // Client certificates and their verification (nginx, HAProxy, Apache).
+    "x-ssl-",
+    "ssl-client",
+    "x-client-",
+    "client-cert",
+    // Users vouched for by an authenticating proxy.
+    "x-remote-",
+    "remote-",
+    "x-authenticated-",
+    "x-auth-request-",
+    "x-auth-user",
+    "x-webauth-",
+    "x-consumer-",
+    "x-credential-",
+    "x-anonymous-consumer",
+    "x-goog-authenticated-",
+    "x-goog-iap-",
+    "cf-access-",
+    "x-ms-client-principal",
+    "x-ms-token-",
+    // Certificates and users set by cloud and vendor front ends.
+    "x-arr-",
+    "x-amzn-",
+    "x-envoy-",
+    "wl-proxy-",
+    // WebSphere's plug-in ($WSRA: address, $WSCC: certificate, ...).
+    "$ws",
+];
+
+/// Exact names in the same family that share no prefix.
+const CLAIM_NAMES: [&str; 8] = [
+    "forwarded",
+    "x-real-ip",
+    "x-rewrite-url",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-cluster-client-ip",
+    "proxy-client-ip",
+];
+
 /// Whether a client header could pass for a statement by a proxy about the
-/// client (its address, its certificate, its application).
+/// client (its address, its certificate, its user, its application).
+/// `name` is lower case, as `http` stores header names.
 fn claims_identity(name: &str) -> bool {
     // CGI, WSGI, PHP-FPM and uWSGI read `X_Guichet_App` as `X-Guichet-App`:
     // names with `_` go, as nginx drops them by default.
     name.contains('_')
-        || name.starts_with("x-forwarded")
-        || name.starts_with("x-original-")
-        || name == "x-rewrite-url"
-        || name == "true-client-ip"
-        || name == "cf-connecting-ip"
-        || name == "forwarded"
-        || name == "x-real-ip"
-        || name == "x-client-ip"
-        || name.starts_with("x-guichet-")
-        || name.starts_with("x-ssl-")
-        || name.starts_with("ssl-client")
-        || name.starts_with("x-client-cert")
-        || name == "client-cert"
-        || name == "client-cert-chain"
+        || CLAIM_PREFIXES.iter().any(|p| name.starts_with(p))
+        || CLAIM_NAMES.contains(&name)
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header
@@ -312,6 +355,64 @@ mod tests {
         strip_identity_claims(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");
         assert!(headers.contains_key("accept"));
+    }
+
+    /// F5: the auth-proxy identity headers a hostile test got through,
+    /// and their families, go in any case and however often repeated.
+    #[test]
+    fn f5_auth_proxy_identity_headers_are_stripped() {
+        let claimed = [
+            "X-Remote-User",
+            "Remote-User",
+            "X-Authenticated-User",
+            "X-ARR-ClientCert",
+            "X-Client-Verify",
+            "X-Amzn-Mtls-Clientcert",
+            "X-Cluster-Client-IP",
+            "x-remote-user",
+            "X-REMOTE-USER",
+            "rEmOtE-uSeR",
+            "Remote-Groups",
+            "Remote-Email",
+            "X-Remote-Group",
+            "X-Forwarded-User",
+            "X-Forwarded-Email",
+            "X-Auth-Request-User",
+            "X-Auth-Request-Email",
+            "X-WEBAUTH-USER",
+            "X-SSL-Client-S-DN",
+            "Ssl-Client-Verify",
+            "X-Client-DN",
+            "X-Client-S-DN",
+            "X-Amzn-Oidc-Identity",
+            "X-Goog-Authenticated-User-Email",
+            "Cf-Access-Authenticated-User-Email",
+            "X-MS-CLIENT-PRINCIPAL-NAME",
+            "X-Consumer-Username",
+            "WL-Proxy-Client-Cert",
+            "$WSCC",
+            "Proxy-Client-IP",
+            "Fastly-Client-IP",
+            "X-Envoy-External-Address",
+        ];
+        let mut headers = HeaderMap::new();
+        for name in claimed {
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            headers.append(name.clone(), HeaderValue::from_static("spoofed"));
+            headers.append(name, HeaderValue::from_static("again"));
+        }
+        headers.insert("accept", HeaderValue::from_static("*/*"));
+        headers.insert("x-request-id", HeaderValue::from_static("abc"));
+        headers.insert("authorization", HeaderValue::from_static("Bearer t"));
+        headers.insert("remoteness", HeaderValue::from_static("kept"));
+        strip_identity_claims(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            ["accept", "authorization", "remoteness", "x-request-id"],
+            "{headers:?}"
+        );
     }
 
     #[test]

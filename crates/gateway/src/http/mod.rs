@@ -46,7 +46,7 @@ use crate::route::{LogThrottle, RouteRuntime};
 use crate::state::{HttpState, RouteState};
 use crate::stream::Stream;
 use access::AccessRecord;
-use body::{Capped, OnEnd, TooLarge, Tracked};
+use body::{Capped, ClientBody, OnEnd, TooLarge, Tracked};
 use problem::{problem, Refused};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
@@ -604,6 +604,10 @@ impl Conn {
             Err(_) => return self.refuse(finish, Refused::UpstreamTimeout, Some(rule), None),
             Ok(Err(e)) => {
                 let refused = classify(&e);
+                if refused == Refused::BadRequestBody {
+                    // The client's fault: `refuse` logs it as a refusal.
+                    return self.refuse(finish, refused, Some(rule), None);
+                }
                 warn!(
                     route = %self.route.name,
                     rule = %rule.name,
@@ -637,7 +641,7 @@ impl Conn {
         finish: &mut Finish,
         now: Instant,
     ) -> Result<(usize, AppName), Denied> {
-        let authority = authority.map_err(|()| (Refused::BadRequest, None, None))?;
+        let authority = authority.map_err(|()| (Refused::BadHost, None, None))?;
         // One authority from here on: the one the rule is chosen on, and
         // the one the upstream is told (without any userinfo).
         request.headers_mut().remove(HOST);
@@ -928,6 +932,9 @@ fn classify(error: &hyper_util::client::legacy::Error) -> Refused {
         if e.downcast_ref::<TooLarge>().is_some() {
             return Refused::BodyTooLarge;
         }
+        if e.downcast_ref::<ClientBody>().is_some() {
+            return Refused::BadRequestBody;
+        }
         // With TLS 1.3 an upstream refusing guichet's certificate says so
         // in an alert on the first read after the handshake; by then the
         // rustls error has become the text of an I/O error.
@@ -946,10 +953,16 @@ fn classify(error: &hyper_util::client::legacy::Error) -> Refused {
 /// The authority a request is for: the URI's (HTTP/2 `:authority`, or an
 /// absolute-form request) or the Host header. When both are given they
 /// must agree (RFC 9113 §8.3.1, RFC 9112 §3.2.2): the rule is chosen on
-/// one and the upstream told the other otherwise. `Err` on a mismatch or a
-/// Host header that is no authority.
+/// one and the upstream told the other otherwise. `Err` on a mismatch, a
+/// Host header that is no authority, or more than one Host header.
 fn request_authority<B>(request: &Request<B>) -> Result<Option<http::uri::Authority>, ()> {
-    let header = match request.headers().get(HOST) {
+    let mut hosts = request.headers().get_all(HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        // RFC 9112 §3.2: more than one Host is a 400.
+        return Err(());
+    }
+    let header = match first {
         Some(value) => Some(
             value
                 .to_str()

@@ -11,6 +11,15 @@ use serde::Serialize;
 pub enum Refused {
     BadPath,
     BadRequest,
+    /// Two `Host` headers, a Host that is no authority, or a Host that
+    /// disagrees with the HTTP/2 `:authority` (RFC 9112 §3.2, RFC 9113
+    /// §8.3.1): the rule would be chosen on one and the upstream told
+    /// another.
+    BadHost,
+    /// The client's request body could not be read: malformed chunked
+    /// encoding, or cut before its end. The client's fault, not the
+    /// upstream's: it must not feed the failing-upstream alert.
+    BadRequestBody,
     /// The request head did not arrive within `header_timeout` (hyper
     /// closes the connection; counted and logged).
     HeaderTimeout,
@@ -35,6 +44,8 @@ impl Refused {
         match self {
             Refused::BadPath => "bad_path",
             Refused::BadRequest => "bad_request",
+            Refused::BadHost => "bad_host",
+            Refused::BadRequestBody => "bad_request_body",
             Refused::HeaderTimeout => "header_timeout",
             Refused::HeaderTooLarge => "header_too_large",
             Refused::NoRule => "no_rule",
@@ -52,7 +63,9 @@ impl Refused {
 
     pub fn status(self) -> StatusCode {
         match self {
-            Refused::BadPath | Refused::BadRequest => StatusCode::BAD_REQUEST,
+            Refused::BadPath | Refused::BadRequest | Refused::BadHost | Refused::BadRequestBody => {
+                StatusCode::BAD_REQUEST
+            }
             Refused::HeaderTimeout => StatusCode::REQUEST_TIMEOUT,
             Refused::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refused::NoRule => StatusCode::NOT_FOUND,
@@ -91,6 +104,12 @@ pub fn problem(refused: Refused, rule: Option<&str>, retry_after: Option<u64>) -
             "the path holds dot segments or encoded separators; send it normalised".to_string()
         }
         Refused::BadRequest => "the request has no usable host or path".to_string(),
+        Refused::BadHost => {
+            "the request names its host more than once, or in two ways that disagree (Host and :authority); send one Host".to_string()
+        }
+        Refused::BadRequestBody => {
+            named("the request body could not be read (malformed chunked encoding, or cut before its end)")
+        }
         Refused::HeaderTimeout => "the request head did not arrive in time".to_string(),
         Refused::HeaderTooLarge => "the request head is over the size accepted".to_string(),
         Refused::NoRule => "no rule of this gateway serves this host and path".to_string(),

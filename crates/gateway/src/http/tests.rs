@@ -207,6 +207,20 @@ fn a_host_header_must_agree_with_the_authority() {
     assert!(request_authority(&differ).is_err());
 }
 
+/// F8: two Host headers are refused, even when they agree.
+#[test]
+fn f8_two_host_headers_are_refused() {
+    for (first, second) in [("ror.example", "admin.example"), ("gw", "gw")] {
+        let twice = Request::builder()
+            .uri("/x")
+            .header(HOST, first)
+            .header(HOST, second)
+            .body(())
+            .unwrap();
+        assert!(request_authority(&twice).is_err(), "{first}, {second}");
+    }
+}
+
 #[test]
 fn logged_paths_are_clipped_on_a_character_boundary() {
     let long = format!("/{}", "é".repeat(3000));
