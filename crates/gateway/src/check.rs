@@ -221,11 +221,7 @@ fn check_profile(config: &Config, profile: &TlsProfile, now: i64, report: &mut R
     }
     if let Some(own) = &material.own {
         expiry(report, &at("cert"), &own.identity, now);
-        report.push(
-            Level::Ok,
-            at("key"),
-            "private key matches the certificate, permissions are tight",
-        );
+        own_key(report, profile, &at);
         for role in &roles {
             let usage = match role {
                 Role::Server => "server (listen_tls)",
@@ -258,6 +254,31 @@ fn check_profile(config: &Config, profile: &TlsProfile, now: i64, report: &mut R
     }
     for (path, crl) in profile.files.crls.iter().zip(&material.crls) {
         check_crl(report, &at("crl"), path, crl, now);
+    }
+}
+
+/// Where our private key comes from, and how well it is kept.
+fn own_key(report: &mut Report, profile: &TlsProfile, at: &dyn Fn(&str) -> String) {
+    use guichet_tls::PasswordSource;
+    let files = &profile.files;
+    if files.key.is_some() {
+        return report.push(
+            Level::Ok,
+            at("key"),
+            "private key matches the certificate, permissions are tight",
+        );
+    }
+    report.push(
+        Level::Ok,
+        at("cert"),
+        "PKCS#12: password accepted, the private key matches the certificate, permissions are tight",
+    );
+    if let Some(PasswordSource::Env(var)) = &files.password {
+        report.push(
+            Level::Warning,
+            at("password_env"),
+            format!("the PKCS#12 password is in the environment variable {var}, which child processes inherit and `systemctl show`/`/proc/PID/environ` reveal; prefer password_file (mode 0600, or a systemd credential)"),
+        );
     }
 }
 
