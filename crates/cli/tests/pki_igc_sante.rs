@@ -80,7 +80,19 @@ fn pki_show_reads_an_openssl_pkcs12_with_its_chain() {
 
         let text = bench.ok(&["pki", "show", file, "--password-file", "pw"]);
         assert!(
-            text.starts_with(&format!("PKCS#12:      {file}\nPrivate key:  matches certificate 1 (ECDSA P-256)\nCertificates: 2 (guichet presents certificate 1)\n")),
+            text.starts_with(&format!("PKCS#12:      {file}\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nPrivate key:  matches certificate 1 (ECDSA P-256)\nCertificates: 2 (guichet presents certificate 1)\n"),
+            "{text}"
+        );
+        let legacy = extra.is_some();
+        assert_eq!(
+            field(&text, "Protection:")[0].ends_with(
+                "(LEGACY: re-export with OpenSSL 3 defaults, AES-256-CBC and HMAC-SHA256)"
+            ),
+            legacy,
             "{text}"
         );
         assert!(

@@ -273,6 +273,18 @@ fn own_key(report: &mut Report, profile: &TlsProfile, at: &dyn Fn(&str) -> Strin
         at("cert"),
         "PKCS#12: password accepted, the private key matches the certificate, permissions are tight",
     );
+    let protection = files
+        .cert
+        .as_deref()
+        .and_then(|cert| std::fs::read(cert).ok())
+        .and_then(|bytes| guichet_tls::pkcs12::protection(&bytes));
+    if let Some(p) = protection.filter(|p| p.legacy) {
+        report.push(
+            Level::Warning,
+            at("cert"),
+            format!("PKCS#12 protected with legacy algorithms ({p}): a copy of the file is cheap to attack; re-export it with OpenSSL 3 defaults (openssl pkcs12 -export: AES-256-CBC, HMAC-SHA256)"),
+        );
+    }
     if let Some(PasswordSource::Env(var)) = &files.password {
         report.push(
             Level::Warning,

@@ -15,7 +15,7 @@ use guichet_gateway::check::{check, Level};
 use guichet_gateway::Config;
 use guichet_pki::{IssuedFiles, Usage};
 use guichet_tls::identity::Identity;
-use guichet_tls::pkcs12::{decode, Password};
+use guichet_tls::pkcs12::{decode, protection, Password};
 use guichet_tls::{Material, MaterialError, PasswordSource, Pkcs12Error, ProfileFiles};
 
 const ROUTE: &str = "from-eai";
@@ -170,10 +170,41 @@ fn default_and_legacy_exports_hold_the_leaf_its_key_and_the_chain() {
     let pki = Pki::new();
     let gw = pki.issue("gw", Usage::Both);
     let password = Password::new(PASSWORD);
-    for extra in [&[][..], &["-legacy"][..], &["-descert"][..]] {
+    let aes = "PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC)";
+    let des3 = "pbeWithSHA1And3-KeyTripleDES-CBC (3DES)";
+    let sha256_mac = "HMAC-SHA256, 2048 iterations";
+    for (extra, key, certs, mac, legacy) in [
+        (&[][..], aes, aes, sha256_mac, false),
+        (
+            &["-legacy"][..],
+            des3,
+            "pbeWithSHA1And40BitRC2-CBC",
+            "HMAC-SHA1, 2048 iterations",
+            true,
+        ),
+        (&["-descert"][..], aes, des3, sha256_mac, false),
+        (
+            &["-keypbe", "NONE"][..],
+            "none (in clear)",
+            aes,
+            sha256_mac,
+            true,
+        ),
+    ] {
         let p12 = pki.tmp.path().join("gw.p12");
         export(&pki, &gw, &p12, extra);
         let bytes = std::fs::read(&p12).unwrap();
+        let found = protection(&bytes).unwrap();
+        assert_eq!(
+            (found.key, found.certificates, found.mac, found.legacy),
+            (
+                vec![key.to_string()],
+                vec![certs.to_string()],
+                Some(mac.to_string()),
+                legacy
+            ),
+            "{extra:?}"
+        );
         let bundle = decode(&p12, &bytes, &password).unwrap();
         assert_eq!(
             bundle.chain.iter().map(|c| c.to_vec()).collect::<Vec<_>>(),
@@ -208,6 +239,16 @@ fn wrong_missing_and_exposed_passwords_are_clear_errors() {
     assert!(text.contains("wrong password"), "{text}");
     assert!(
         !text.contains("guess") && !text.contains(PASSWORD),
+        "{text}"
+    );
+
+    // Right password, cipher guichet cannot read: said so, not "wrong password".
+    let camellia = pki.tmp.path().join("camellia.p12");
+    export(&pki, &gw, &camellia, &["-keypbe", "camellia-256-cbc"]);
+    let source = PasswordSource::File(password_file(&pki, PASSWORD));
+    let text = load_error(&camellia, Some(source));
+    assert!(
+        text.contains("uses a protection guichet cannot read"),
         "{text}"
     );
 
@@ -336,5 +377,19 @@ fn check_accepts_a_pkcs12_profile_and_warns_on_a_password_in_the_environment() {
     assert!(
         warning.contains(var) && warning.contains("password_file"),
         "{warning}"
+    );
+    assert_eq!(finding("[tls.gw] cert", Level::Warning), None, "{report}");
+
+    export(&pki, &gw, &p12, &["-legacy"]);
+    let report = check(&pki.config_path()).unwrap();
+    let warning = report
+        .findings
+        .iter()
+        .find(|f| f.subject == "[tls.gw] cert" && f.level == Level::Warning)
+        .map(|f| f.message.clone())
+        .unwrap_or_default();
+    assert!(
+        warning.starts_with("PKCS#12 protected with legacy algorithms (key pbeWithSHA1And3-KeyTripleDES-CBC (3DES);"),
+        "{report}"
     );
 }

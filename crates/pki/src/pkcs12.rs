@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use guichet_tls::pkcs12::{decode, named_like_pkcs12, shaped_like_pkcs12, Password};
+use guichet_tls::pkcs12::{decode, named_like_pkcs12, protection, shaped_like_pkcs12, Password};
 use guichet_tls::{PasswordSource, Pkcs12Error};
 use time::OffsetDateTime;
 
@@ -46,8 +46,9 @@ pub fn show_pkcs12(path: &Path, password: Option<&PasswordSource>) -> Result<Str
     };
     let sent = bundle.tls_chain().len();
     let mut out = format!(
-        "PKCS#12:      {}\nPrivate key:  {key}\nCertificates: {} (guichet presents {})\n",
+        "PKCS#12:      {}\nProtection:   {}\nPrivate key:  {key}\nCertificates: {} (guichet presents {})\n",
         path.display(),
+        protection_note(&bytes),
         all.len(),
         presented(sent),
     );
@@ -60,6 +61,16 @@ pub fn show_pkcs12(path: &Path, password: Option<&PasswordSource>) -> Result<Str
         ));
     }
     Ok(out)
+}
+
+fn protection_note(bytes: &[u8]) -> String {
+    match protection(bytes) {
+        Some(p) if p.legacy => {
+            format!("{p} (LEGACY: re-export with OpenSSL 3 defaults, AES-256-CBC and HMAC-SHA256)")
+        }
+        Some(p) => p.to_string(),
+        None => "unknown".to_string(),
+    }
 }
 
 fn presented(sent: usize) -> String {

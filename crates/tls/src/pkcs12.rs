@@ -23,6 +23,10 @@ use x509_parser::prelude::FromDer;
 
 use crate::material::{self, MaterialError, OwnCert};
 
+mod protection;
+
+pub use protection::{protection, Protection};
+
 /// Where the password of a PKCS#12 file comes from. Only the place is
 /// kept in the configuration, never the password itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,8 +144,9 @@ pub fn shaped_like_pkcs12(bytes: &[u8]) -> bool {
 
 /// Decodes `bytes`, the content of `path` (named in errors only).
 pub fn decode(path: &Path, bytes: &[u8], password: &Password) -> Result<Pkcs12Bundle, Pkcs12Error> {
-    let archive =
-        Pkcs12Archive::from_pkcs12(bytes, &password.0).map_err(|e| decode_error(path, e))?;
+    let has_mac = protection(bytes).is_some_and(|p| p.mac.is_some());
+    let archive = Pkcs12Archive::from_pkcs12(bytes, &password.0)
+        .map_err(|e| decode_error(path, e, has_mac))?;
     let count = archive.keys.len();
     let Some(key) = archive.keys.first().filter(|_| count == 1) else {
         return Err(Pkcs12Error::KeyCount {
@@ -172,21 +177,32 @@ pub fn decode(path: &Path, bytes: &[u8], password: &Password) -> Result<Pkcs12Bu
     })
 }
 
-/// Never quotes the password: the crate's errors do not carry it.
-fn decode_error(path: &Path, error: P12Error) -> Pkcs12Error {
+/// Never quotes the password: the crate's errors do not carry it. Once a
+/// MAC has verified, the password is right, so a failed decryption means
+/// an unsupported scheme, not a wrong password.
+fn decode_error(path: &Path, error: P12Error, has_mac: bool) -> Pkcs12Error {
     let path = path.to_path_buf();
     match error {
-        P12Error::MacError(_) | P12Error::UnpadError | P12Error::Pkcs5Error(_) => {
+        P12Error::MacError(_) => Pkcs12Error::WrongPassword { path },
+        P12Error::UnpadError | P12Error::Pkcs5Error(_) if !has_mac => {
             Pkcs12Error::WrongPassword { path }
         }
         P12Error::UnsupportedEncryptionScheme
         | P12Error::UnsupportedMacAlgorithm
         | P12Error::UnsupportedContentType
         | P12Error::UnsupportedCertificateType
-        | P12Error::InvalidParameters => Pkcs12Error::Unsupported {
+        | P12Error::InvalidParameters
+        | P12Error::UnpadError
+        | P12Error::Pkcs5Error(_) => Pkcs12Error::Unsupported {
             path,
             reason: error.to_string(),
         },
+        P12Error::DerError(e) if e.to_string().contains("unsupported OID") => {
+            Pkcs12Error::Unsupported {
+                path,
+                reason: e.to_string(),
+            }
+        }
         other => Pkcs12Error::Invalid {
             path,
             reason: other.to_string(),
