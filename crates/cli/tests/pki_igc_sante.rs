@@ -1,6 +1,7 @@
 //! IGC Santé material from the command line: `guichet pki show` on a
 //! PKCS#12 file made by the real `openssl pkcs12 -export`, and
 //! `guichet pki csr` checked by `openssl req -verify`.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

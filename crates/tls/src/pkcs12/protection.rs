@@ -37,8 +37,10 @@ const IN_CLEAR: &str = "none (in clear)";
 pub fn protection(der: &[u8]) -> Option<Protection> {
     let (_, pfx) = parse_ber(der).ok()?;
     let items = seq(&pfx)?;
-    let mut found = Protection::default();
-    found.mac = items.get(2).and_then(mac);
+    let mut found = Protection {
+        mac: items.get(2).and_then(mac),
+        ..Protection::default()
+    };
     let auth_safe = content_info(items.get(1)?)?;
     let (DATA, Some(octets)) = (auth_safe.0.as_str(), auth_safe.1.and_then(octets)) else {
         return None;
