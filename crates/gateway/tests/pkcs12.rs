@@ -393,3 +393,128 @@ fn check_accepts_a_pkcs12_profile_and_warns_on_a_password_in_the_environment() {
         "{report}"
     );
 }
+
+/// `openssl` in `dir`.
+fn openssl_in(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (Debian package openssl) is needed by the PKCS#12 tests");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `NAME.key` and `NAME.pem` in `dir`, signed by `issuer` (or
+/// self-signed), with the extensions `ext`.
+fn openssl_cert(dir: &Path, name: &str, issuer: Option<&str>, ext: &str) {
+    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+    let (key, csr, pem, extfile) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+        format!("{name}.ext"),
+    );
+    let subject = format!("/CN={name}");
+    openssl_in(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &subject,
+        ],
+    );
+    let mut args = vec![
+        "x509", "-req", "-in", &csr, "-out", &pem, "-days", "30", "-extfile", &extfile,
+    ];
+    let (ca_pem, ca_key);
+    match issuer {
+        Some(issuer) => {
+            ca_pem = format!("{issuer}.pem");
+            ca_key = format!("{issuer}.key");
+            args.extend(["-CA", &ca_pem, "-CAkey", &ca_key, "-CAcreateserial"]);
+        }
+        None => args.extend(["-key", &key]),
+    }
+    openssl_in(dir, &args);
+}
+
+#[tokio::test]
+async fn intermediates_of_the_bag_follow_the_leaf_in_chain_order() {
+    let pki = Pki::new();
+    let dir = pki.tmp.path();
+    let ca = "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n";
+    openssl_cert(dir, "root", None, ca);
+    openssl_cert(dir, "intermediate", Some("root"), ca);
+    openssl_cert(
+        dir,
+        "gw",
+        Some("intermediate"),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:gw\n",
+    );
+    // The bag lists the root first and holds an unrelated CA: the chain
+    // follows issuers, not file order.
+    let mut bag = std::fs::read(dir.join("root.pem")).unwrap();
+    bag.extend(std::fs::read(pki.ca_cert()).unwrap());
+    bag.extend(std::fs::read(dir.join("intermediate.pem")).unwrap());
+    std::fs::write(dir.join("bag.pem"), bag).unwrap();
+    let pass = format!("pass:{PASSWORD}");
+    openssl_in(
+        dir,
+        &[
+            "pkcs12",
+            "-export",
+            "-in",
+            "gw.pem",
+            "-inkey",
+            "gw.key",
+            "-certfile",
+            "bag.pem",
+            "-passout",
+            &pass,
+            "-out",
+            "gw.p12",
+        ],
+    );
+    let p12 = dir.join("gw.p12");
+    chmod(&p12, 0o600);
+
+    let der = |name: &str| cert_der(&dir.join(format!("{name}.pem")));
+    let bytes = std::fs::read(&p12).unwrap();
+    let bundle = decode(&p12, &bytes, &Password::new(PASSWORD)).unwrap();
+    let ders = |certs: &[rustls::pki_types::CertificateDer<'_>]| {
+        certs.iter().map(|c| c.to_vec()).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ders(&bundle.chain),
+        [der("gw"), der("intermediate"), der("root")]
+    );
+    assert_eq!(ders(&bundle.others), [cert_der(&pki.ca_cert())]);
+    assert_eq!(ders(&bundle.tls_chain()), [der("gw"), der("intermediate")]);
+
+    // A client that trusts only the root completes the handshake: the
+    // intermediate is sent.
+    let eai = pki.issue("eai", Usage::ClientOnly);
+    let password = password_file(&pki, PASSWORD);
+    let backend = echo_backend().await;
+    let text = route_config(&pki, &p12, &password, &backend, "0s");
+    let gateway = Running::start(&pki.config_path(), &text).await;
+    let client = client_tls(Some(&eai), &dir.join("root.pem"));
+    let mut stream = tls(&client, gateway.addr(ROUTE), "gw").await.unwrap();
+    let presented = stream.get_ref().1.peer_certificates().unwrap();
+    assert_eq!(ders(presented), [der("gw"), der("intermediate")]);
+    echo_once(&mut stream, b"via the intermediate\r").await;
+}
