@@ -259,7 +259,6 @@ fn check_profile(config: &Config, profile: &TlsProfile, now: i64, report: &mut R
 
 /// Where our private key comes from, and how well it is kept.
 fn own_key(report: &mut Report, profile: &TlsProfile, at: &dyn Fn(&str) -> String) {
-    use guichet_tls::PasswordSource;
     let files = &profile.files;
     if files.key.is_some() {
         return report.push(
@@ -273,6 +272,14 @@ fn own_key(report: &mut Report, profile: &TlsProfile, at: &dyn Fn(&str) -> Strin
         at("cert"),
         "PKCS#12: password accepted, the private key matches the certificate, permissions are tight",
     );
+    pkcs12_findings(report, profile, at);
+}
+
+/// How well the key inside a PKCS#12 `cert` is kept: its encryption, and
+/// where and what its password is.
+fn pkcs12_findings(report: &mut Report, profile: &TlsProfile, at: &dyn Fn(&str) -> String) {
+    use guichet_tls::PasswordSource;
+    let files = &profile.files;
     let protection = files
         .cert
         .as_deref()
@@ -290,6 +297,18 @@ fn own_key(report: &mut Report, profile: &TlsProfile, at: &dyn Fn(&str) -> Strin
             Level::Warning,
             at("password_env"),
             format!("the PKCS#12 password is in the environment variable {var}, which child processes inherit and `systemctl show`/`/proc/PID/environ` reveal; prefer password_file (mode 0600, or a systemd credential)"),
+        );
+    }
+    let empty = files
+        .password
+        .as_ref()
+        .and_then(|source| source.read().ok())
+        .is_some_and(|password| password.is_empty());
+    if empty {
+        report.push(
+            Level::Warning,
+            at("cert"),
+            "the PKCS#12 password is empty: the key in the file is as good as unencrypted; re-export it with a strong password",
         );
     }
 }

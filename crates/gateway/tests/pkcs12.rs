@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use guichet_gateway::check::{check, Level};
+use guichet_gateway::check::{check, Level, Report};
 use guichet_gateway::Config;
 use guichet_pki::{IssuedFiles, Usage};
 use guichet_tls::identity::Identity;
@@ -342,8 +342,16 @@ fn config_keys_of_a_pkcs12_profile_go_together() {
     assert!(watched.contains(&dir.join("gw.pass")), "{watched:?}");
 }
 
+fn finding(report: &Report, subject: &str, level: Level) -> Option<String> {
+    report
+        .findings
+        .iter()
+        .find(|f| f.subject == subject && f.level == level)
+        .map(|f| f.message.clone())
+}
+
 #[test]
-fn check_accepts_a_pkcs12_profile_and_warns_on_a_password_in_the_environment() {
+fn check_accepts_a_pkcs12_profile_and_flags_how_its_key_is_weakly_kept() {
     let pki = Pki::new();
     let gw = pki.issue("gw", Usage::ServerOnly);
     let p12 = pki.tmp.path().join("gw.p12");
@@ -359,27 +367,48 @@ fn check_accepts_a_pkcs12_profile_and_warns_on_a_password_in_the_environment() {
     );
     std::fs::write(pki.config_path(), text).unwrap();
     let report = check(&pki.config_path()).unwrap();
-    let finding = |subject: &str, level: Level| {
-        report
-            .findings
-            .iter()
-            .find(|f| f.subject == subject && f.level == level)
-            .map(|f| f.message.clone())
-    };
     assert!(!report.has_errors(), "{report}");
-    let ok = finding("[tls.gw] cert", Level::Ok).unwrap_or_default();
+    let ok = finding(&report, "[tls.gw] cert", Level::Ok).unwrap_or_default();
     assert!(
         report.to_string().contains("PKCS#12: password accepted"),
         "{report}"
     );
     assert!(!ok.is_empty(), "{report}");
-    let warning = finding("[tls.gw] password_env", Level::Warning).expect("password_env warning");
+    let warning =
+        finding(&report, "[tls.gw] password_env", Level::Warning).expect("password_env warning");
     assert!(
         warning.contains(var) && warning.contains("password_file"),
         "{warning}"
     );
-    assert_eq!(finding("[tls.gw] cert", Level::Warning), None, "{report}");
+    assert_eq!(
+        finding(&report, "[tls.gw] cert", Level::Warning),
+        None,
+        "{report}"
+    );
 
+    // An empty password is accepted, and flagged.
+    std::env::set_var(var, "");
+    openssl(&[
+        "pkcs12",
+        "-export",
+        "-in",
+        gw.cert.to_str().unwrap(),
+        "-inkey",
+        gw.key.to_str().unwrap(),
+        "-passout",
+        "pass:",
+        "-out",
+        p12.to_str().unwrap(),
+    ]);
+    let report = check(&pki.config_path()).unwrap();
+    assert!(!report.has_errors(), "{report}");
+    assert_eq!(
+        finding(&report, "[tls.gw] cert", Level::Warning).as_deref(),
+        Some("the PKCS#12 password is empty: the key in the file is as good as unencrypted; re-export it with a strong password"),
+        "{report}"
+    );
+
+    std::env::set_var(var, PASSWORD);
     export(&pki, &gw, &p12, &["-legacy"]);
     let report = check(&pki.config_path()).unwrap();
     let warning = report

@@ -102,6 +102,11 @@ impl Password {
     pub fn new(text: impl Into<String>) -> Self {
         Password(text.into())
     }
+
+    /// An empty password protects nothing: `check` says so.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl fmt::Debug for Password {
