@@ -9,7 +9,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::{have, run_bounded, show, Bench, WAIT};
+use std::io::Write;
+
+use common::{app, have, run_bounded, show, Bench, Echo, Proc, WAIT};
 
 const PASSWORD: &str = "s3cret-IGC";
 
@@ -261,4 +263,78 @@ fn pki_csr_writes_a_private_key_and_a_request_openssl_verifies() {
         "{stderr}"
     );
     assert!(!bench.path("x.key").exists());
+}
+
+/// `guichet check` and `guichet run` from a profile whose `cert` is an
+/// openssl-made PKCS#12 file; `openssl s_client` verifies the gateway's
+/// certificate by name and reaches the backend.
+#[test]
+fn a_gateway_serves_openssl_s_client_from_a_pkcs12_profile() {
+    if !openssl_present() {
+        return;
+    }
+    let bench = Bench::new();
+    bench.issue("gw", &["--dns", "localhost", "--server-only"]);
+    bench.issue("partner", &["--client-only"]);
+    let pass = format!("pass:{PASSWORD}");
+    openssl(
+        &bench,
+        &[
+            "pkcs12",
+            "-export",
+            "-in",
+            "pki/gw.pem",
+            "-inkey",
+            "pki/gw.key",
+            "-certfile",
+            "pki/ca.pem",
+            "-passout",
+            &pass,
+            "-out",
+            "gw.p12",
+        ],
+    );
+    bench.write("gw.pass", &format!("{PASSWORD}\n"));
+    for file in ["gw.p12", "gw.pass"] {
+        std::fs::set_permissions(bench.path(file), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let echo = Echo::start();
+    let config = format!(
+        "[tls.gw]\ncert = \"gw.p12\"\npassword_file = \"gw.pass\"\nca = \"pki/ca.pem\"\n\n{}[[route]]\nname = \"in\"\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"gw\"\nallow = [\"partner\"]\nforward = \"{}\"\n",
+        app("partner", "partner"),
+        echo.addr()
+    );
+    bench.write("guichet.toml", &config);
+    let report = bench.ok(&["check", "-c", "guichet.toml"]);
+    assert!(
+        report.contains("ok      [tls.gw] cert: PKCS#12: password accepted"),
+        "{report}"
+    );
+
+    let gateway = bench.run("guichet.toml", &config);
+    let port = gateway.route_port("in");
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args([
+            "-CAfile",
+            "pki/ca.pem",
+            "-cert",
+            "pki/partner.pem",
+            "-key",
+            "pki/partner.key",
+        ])
+        .args([
+            "-verify_return_error",
+            "-verify_hostname",
+            "localhost",
+            "-quiet",
+        ])
+        .current_dir(bench.dir.path());
+    let (client, mut stdin) = Proc::spawn_with_stdin("openssl s_client", cmd);
+    let line = "MSH|^~\\&|LABO|CHU|DPI|CHU|20250101||ORU^R01|4711|P|2.5";
+    stdin
+        .write_all(format!("{line}\n").as_bytes())
+        .expect("write to s_client");
+    client.wait_line("echoed by the backend", |l| l == line);
+    assert_eq!(echo.accepted(), 1);
 }
