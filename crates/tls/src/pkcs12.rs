@@ -284,6 +284,22 @@ impl Pkcs12Bundle {
         }
         chain
     }
+
+    /// Whether the private key belongs to the leaf, as a TLS peer would
+    /// find out; `Err` says why the key cannot be used at all.
+    pub fn key_matches_leaf(&self) -> Result<bool, String> {
+        let key = crate::policy::provider()
+            .key_provider
+            .load_private_key(self.key.clone_key())
+            .map_err(|e| e.to_string())?;
+        let certified = rustls::sign::CertifiedKey::new(self.chain.clone(), key);
+        Ok(!matches!(
+            certified.keys_match(),
+            Err(rustls::Error::InconsistentKeys(
+                rustls::InconsistentKeys::KeyMismatch
+            ))
+        ))
+    }
 }
 
 fn is_self_signed(der: &[u8]) -> bool {
@@ -308,22 +324,4 @@ pub(crate) fn load_own_cert(
         .read()?;
     let bundle = decode(path, &bytes, &password)?;
     material::own_cert(bundle.tls_chain(), bundle.key, path, path)
-}
-
-impl Pkcs12Bundle {
-    /// Whether the private key belongs to the leaf, as a TLS peer would
-    /// find out; `Err` says why the key cannot be used at all.
-    pub fn key_matches_leaf(&self) -> Result<bool, String> {
-        let key = crate::policy::provider()
-            .key_provider
-            .load_private_key(self.key.clone_key())
-            .map_err(|e| e.to_string())?;
-        let certified = rustls::sign::CertifiedKey::new(self.chain.clone(), key);
-        Ok(!matches!(
-            certified.keys_match(),
-            Err(rustls::Error::InconsistentKeys(
-                rustls::InconsistentKeys::KeyMismatch
-            ))
-        ))
-    }
 }
