@@ -263,3 +263,74 @@ impl fmt::Display for Protection {
         )
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use p12_keystore::{
+        Certificate, EncryptionAlgorithm, KeyStore, KeyStoreEntry, MacAlgorithm, PrivateKey,
+        PrivateKeyChain,
+    };
+
+    use super::*;
+
+    /// A PKCS#12 file written by `p12-keystore` itself, with a fresh key.
+    fn p12(encryption: EncryptionAlgorithm, mac: MacAlgorithm) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["gw".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let chain = PrivateKeyChain::new(
+            b"id".as_slice(),
+            PrivateKey::from_der(&key.serialize_der()).unwrap(),
+            [Certificate::from_der(cert.der()).unwrap()],
+        );
+        let mut store = KeyStore::new();
+        store.add_entry("gw", KeyStoreEntry::PrivateKeyChain(chain));
+        store
+            .writer("pw")
+            .encryption_algorithm(encryption)
+            .mac_algorithm(mac)
+            .write()
+            .unwrap()
+    }
+
+    #[test]
+    fn modern_and_legacy_files_are_told_apart() {
+        let modern = protection(&p12(
+            EncryptionAlgorithm::PbeWithHmacSha256AndAes256,
+            MacAlgorithm::HmacSha256,
+        ))
+        .unwrap();
+        assert_eq!(modern.key, ["PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC)"]);
+        assert!(modern.mac.as_deref().unwrap().starts_with("HMAC-SHA256, "));
+        assert!(!modern.legacy);
+        let legacy = protection(&p12(
+            EncryptionAlgorithm::PbeWithShaAnd3KeyTripleDesCbc,
+            MacAlgorithm::HmacSha1,
+        ))
+        .unwrap();
+        assert_eq!(legacy.key, ["pbeWithSHA1And3-KeyTripleDES-CBC (3DES)"]);
+        assert!(legacy.legacy);
+    }
+
+    /// Every truncation and a flipped byte anywhere: an answer or `None`,
+    /// never a panic (the file is the operator's, but may be damaged).
+    #[test]
+    fn damaged_files_never_panic() {
+        let good = p12(
+            EncryptionAlgorithm::PbeWithHmacSha256AndAes256,
+            MacAlgorithm::HmacSha256,
+        );
+        for len in 0..good.len() {
+            let _ = protection(&good[..len]);
+        }
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0xA5;
+            let _ = protection(&bad);
+        }
+        assert_eq!(protection(b"-----BEGIN CERTIFICATE-----"), None);
+    }
+}
