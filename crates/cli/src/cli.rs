@@ -37,7 +37,8 @@ pub enum Command {
     Run(ConfigArgs),
     /// Validate a config file without running it: syntax, certificates, keys, chains, expiry, names.
     Check(ConfigArgs),
-    /// A test PKI: a CA, certificates for gateways and partners, revocation, inspection.
+    /// A test PKI (CA, certificates for gateways and partners, revocation), inspection of
+    /// certificates and PKCS#12 files, and requests (CSR) for real IGC Santé certificates.
     #[command(subcommand)]
     Pki(PkiCommand),
     /// The allowlist of partner applications, recognised by certificate.
