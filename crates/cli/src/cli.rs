@@ -37,7 +37,8 @@ pub enum Command {
     Run(ConfigArgs),
     /// Validate a config file without running it: syntax, certificates, keys, chains, expiry, names.
     Check(ConfigArgs),
-    /// A test PKI: a CA, certificates for gateways and partners, revocation, inspection.
+    /// A test PKI (CA, certificates for gateways and partners, revocation), inspection of
+    /// certificates and PKCS#12 files, and requests (CSR) for real IGC Santé certificates.
     #[command(subcommand)]
     Pki(PkiCommand),
     /// The allowlist of partner applications, recognised by certificate.
@@ -309,10 +310,68 @@ pub enum PkiCommand {
         name: String,
     },
     /// Show a certificate: subject, issuer, SANs, usage, validity, SHA-256 fingerprint, SPKI pin.
+    ///
+    /// A PKCS#12 file (.p12/.pfx, e.g. an IGC Santé software certificate) shows every
+    /// certificate it holds, the chain, and whether the private key matches.
     Show {
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        /// The password of a PKCS#12 FILE, in this file (trailing newline ignored; mode 0600).
+        #[arg(long, value_name = "FILE", conflicts_with = "password_env")]
+        password_file: Option<PathBuf>,
+        /// The password of a PKCS#12 FILE, in this environment variable.
+        #[arg(long, value_name = "VAR")]
+        password_env: Option<String>,
     },
+    /// Write a new private key (mode 0600) and a certificate signing request (PKCS#10) to
+    /// order an IGC Santé organisation certificate (server or AUTH_CLI) from the ANS.
+    ///
+    /// The subject is C=FR, O=ORG, OU=1+FINESS (or 3+SIRET), CN=NAME. Existing files are
+    /// never overwritten. Example:
+    /// guichet pki csr --o "CH EXAMPLE" --finess 750000001 --cn hl7.ch-example.fr --key-type rsa2048
+    Csr {
+        /// Organisation (O), as registered for the structure.
+        #[arg(long, value_name = "ORG")]
+        o: String,
+        /// The structure's FINESS number (9 characters): OU becomes 1+FINESS.
+        #[arg(
+            long,
+            value_name = "NUMBER",
+            required_unless_present = "siret",
+            conflicts_with = "siret"
+        )]
+        finess: Option<String>,
+        /// The structure's SIRET number (14 digits): OU becomes 3+SIRET.
+        #[arg(long, value_name = "NUMBER")]
+        siret: Option<String>,
+        /// Common name (CN): the server's host name, or the application's name for AUTH_CLI.
+        #[arg(long, value_name = "NAME")]
+        cn: String,
+        /// DNS name in the subjectAltName (repeatable); default: the CN if it is a host name.
+        #[arg(long = "dns", value_name = "HOST")]
+        dns: Vec<String>,
+        /// Key type: rsa2048 is what IGC Santé has long issued (needs the openssl command);
+        /// p256/p384 are generated in-process.
+        #[arg(long, value_enum, default_value_t = CsrKeyTypeArg::P256)]
+        key_type: CsrKeyTypeArg,
+        /// Directory for NAME.key and NAME.csr (NAME from the CN); default: the current directory.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["key", "csr"])]
+        out: Option<PathBuf>,
+        /// Where to write the new private key (instead of --out).
+        #[arg(long, value_name = "KEY.pem", requires = "csr")]
+        key: Option<PathBuf>,
+        /// Where to write the request (instead of --out).
+        #[arg(long, value_name = "REQ.csr", requires = "key")]
+        csr: Option<PathBuf>,
+    },
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum CsrKeyTypeArg {
+    Rsa2048,
+    Rsa3072,
+    P256,
+    P384,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]

@@ -336,11 +336,7 @@ fn check_profile(config: &Config, profile: &TlsProfile, now: i64, report: &mut R
     }
     if let Some(own) = &material.own {
         expiry(report, &at("cert"), &own.identity, now);
-        report.push(
-            Level::Ok,
-            at("key"),
-            "private key matches the certificate, permissions are tight",
-        );
+        own_key(report, profile, &at);
         for role in &roles {
             let usage = match role {
                 Role::Server => "server (listen_tls)",
@@ -373,6 +369,62 @@ fn check_profile(config: &Config, profile: &TlsProfile, now: i64, report: &mut R
     }
     for (path, crl) in profile.files.crls.iter().zip(&material.crls) {
         check_crl(report, &at("crl"), path, crl, now);
+    }
+}
+
+/// Where our private key comes from, and how well it is kept.
+fn own_key(report: &mut Report, profile: &TlsProfile, at: &dyn Fn(&str) -> String) {
+    let files = &profile.files;
+    if files.key.is_some() {
+        return report.push(
+            Level::Ok,
+            at("key"),
+            "private key matches the certificate, permissions are tight",
+        );
+    }
+    report.push(
+        Level::Ok,
+        at("cert"),
+        "PKCS#12: password accepted, the private key matches the certificate, permissions are tight",
+    );
+    pkcs12_findings(report, profile, at);
+}
+
+/// How well the key inside a PKCS#12 `cert` is kept: its encryption, and
+/// where and what its password is.
+fn pkcs12_findings(report: &mut Report, profile: &TlsProfile, at: &dyn Fn(&str) -> String) {
+    use guichet_tls::PasswordSource;
+    let files = &profile.files;
+    let protection = files
+        .cert
+        .as_deref()
+        .and_then(|cert| std::fs::read(cert).ok())
+        .and_then(|bytes| guichet_tls::pkcs12::protection(&bytes));
+    if let Some(p) = protection.filter(|p| p.legacy) {
+        report.push(
+            Level::Warning,
+            at("cert"),
+            format!("PKCS#12 protected with legacy algorithms ({p}): a copy of the file is cheap to attack; re-export it with OpenSSL 3 defaults (openssl pkcs12 -export: AES-256-CBC, HMAC-SHA256)"),
+        );
+    }
+    if let Some(PasswordSource::Env(var)) = &files.password {
+        report.push(
+            Level::Warning,
+            at("password_env"),
+            format!("the PKCS#12 password is in the environment variable {var}, which child processes inherit and `systemctl show`/`/proc/PID/environ` reveal; prefer password_file (mode 0600, or a systemd credential)"),
+        );
+    }
+    let empty = files
+        .password
+        .as_ref()
+        .and_then(|source| source.read().ok())
+        .is_some_and(|password| password.is_empty());
+    if empty {
+        report.push(
+            Level::Warning,
+            at("cert"),
+            "the PKCS#12 password is empty: the key in the file is as good as unencrypted; re-export it with a strong password",
+        );
     }
 }
 

@@ -74,6 +74,18 @@ pub enum PkiError {
     #[error("{path} does not hold a CRL number ({content:?}); put the number of the last CRL issued in it, or delete it to start again at 1")]
     BadCrlNumber { path: PathBuf, content: String },
 
+    #[error(transparent)]
+    Pkcs12(#[from] guichet_tls::Pkcs12Error),
+
+    #[error("{path} is protected by a password; give it with --password-file FILE (mode 0600) or --password-env VAR")]
+    Pkcs12Password { path: PathBuf },
+
+    #[error("{path} already exists: refusing to overwrite it; choose another --out directory (or --key/--csr paths), or move the old file away")]
+    Exists { path: PathBuf },
+
+    #[error("cannot generate an RSA key with `openssl genpkey` ({reason}); install openssl (Debian package openssl), or use --key-type p256")]
+    RsaGeneration { reason: String },
+
     #[error("cannot produce {path}: {cause}; check the CA key and the requested names")]
     Crypto { path: PathBuf, cause: rcgen::Error },
 }

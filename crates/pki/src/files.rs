@@ -40,6 +40,27 @@ pub(crate) fn create_private(path: &Path, contents: &[u8]) -> Result<(), PkiErro
     fill(&mut file, contents).map_err(PkiError::io("write", path))
 }
 
+/// Creates a private (0600) file that must not exist yet (a new key of
+/// `pki csr`): an operator's key is never overwritten.
+pub(crate) fn create_new_private(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
+    create_new_with(path, contents, PRIVATE)
+}
+
+/// Creates a world-readable file that must not exist yet.
+pub(crate) fn create_new_public(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
+    create_new_with(path, contents, PUBLIC)
+}
+
+fn create_new_with(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
+    let mut file = create_new(path, mode).map_err(|e| match e.kind() {
+        io::ErrorKind::AlreadyExists => PkiError::Exists {
+            path: path.to_path_buf(),
+        },
+        _ => PkiError::io("create", path)(e),
+    })?;
+    fill(&mut file, contents).map_err(PkiError::io("write", path))
+}
+
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, PkiError> {
     fs::read(path).map_err(PkiError::io("read", path))
 }

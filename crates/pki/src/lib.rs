@@ -11,11 +11,13 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod ca;
+mod csr;
 mod error;
 mod files;
 mod issue;
 mod key;
 mod name;
+mod pkcs12;
 mod revoke;
 mod serial;
 mod show;
@@ -23,9 +25,11 @@ mod subject;
 mod validity;
 
 pub use ca::{init, CaFiles, CaOptions};
+pub use csr::{csr, CsrFiles, CsrKeyType, CsrRequest};
 pub use error::PkiError;
 pub use issue::{issue, IssueRequest, IssuedFiles, Usage, DEFAULT_LEAF_DAYS};
 pub use key::{KeySource, KeyType};
+pub use pkcs12::{is_pkcs12, show_pkcs12};
 pub use revoke::{revoke, write_crl};
 pub use show::{show, show_file, CertReport};
 pub use subject::Registry;

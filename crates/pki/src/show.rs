@@ -81,6 +81,11 @@ fn bad(path: &Path, reason: String) -> PkiError {
 }
 
 impl CertReport {
+    /// The report of one DER certificate read from `path`.
+    pub(crate) fn from_der(der: &[u8], now: i64, path: &Path) -> Result<Self, PkiError> {
+        Self::new(der, now, path)
+    }
+
     fn new(der: &[u8], now: i64, path: &Path) -> Result<Self, PkiError> {
         let identity = Identity::from_der(der).map_err(|e| bad(path, e.to_string()))?;
         Ok(CertReport { identity, now })

@@ -52,7 +52,7 @@ impl TlsClientOptions {
             cert: self.cert.clone(),
             key: self.key.clone(),
             ca: Some(self.ca.clone()),
-            crls: Vec::new(),
+            ..ProfileFiles::default()
         })?;
         let client = ClientTls::new(&material, TlsSettings::default())?;
         let name = self.server_name.as_deref().unwrap_or(host);
@@ -69,7 +69,7 @@ impl TlsServerOptions {
             cert: Some(self.cert.clone()),
             key: Some(self.key.clone()),
             ca: self.ca.clone(),
-            crls: Vec::new(),
+            ..ProfileFiles::default()
         })?;
         let auth = match self.ca {
             Some(_) => ClientAuth::Required(any_client_of(&material)),

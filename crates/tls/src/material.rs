@@ -14,6 +14,7 @@ use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 
 use crate::identity::Identity;
+use crate::pkcs12::{PasswordSource, Pkcs12Error};
 use crate::policy::provider;
 
 /// The files one TLS profile names.
@@ -22,6 +23,8 @@ pub struct ProfileFiles {
     /// Our certificate, followed by any intermediates.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// The password of a PKCS#12 `cert` (which then holds the key too).
+    pub password: Option<PasswordSource>,
     /// CA bundle that peers' certificates must chain to.
     pub ca: Option<PathBuf>,
     pub crls: Vec<PathBuf>,
@@ -74,6 +77,8 @@ pub enum MaterialError {
     KeyMismatch { cert: PathBuf, key: PathBuf },
     #[error("{0} is given without {1}: a certificate needs its key and a key its certificate")]
     Unpaired(&'static str, &'static str),
+    #[error(transparent)]
+    Pkcs12(#[from] Pkcs12Error),
 }
 
 impl Material {
@@ -81,8 +86,10 @@ impl Material {
     pub fn load(files: &ProfileFiles) -> Result<Material, MaterialError> {
         let own = match (&files.cert, &files.key) {
             (Some(cert), Some(key)) => Some(load_own_cert(cert, key)?),
+            (Some(cert), None) => {
+                Some(crate::pkcs12::load_own_cert(cert, files.password.as_ref())?)
+            }
             (None, None) => None,
-            (Some(_), None) => return Err(MaterialError::Unpaired("cert", "key")),
             (None, Some(_)) => return Err(MaterialError::Unpaired("key", "cert")),
         };
         let (ca_certs, roots) = match &files.ca {
@@ -107,7 +114,7 @@ impl Material {
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, MaterialError> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, MaterialError> {
     fs::read(path).map_err(|error| MaterialError::Read {
         path: path.to_path_buf(),
         error,
@@ -164,7 +171,7 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, MaterialError> {
 
 /// Group read is allowed (a `guichet` group owning `/etc/guichet` is a common
 /// layout); group write and any access by others are refused.
-fn check_key_permissions(path: &Path) -> Result<(), MaterialError> {
+pub(crate) fn check_key_permissions(path: &Path) -> Result<(), MaterialError> {
     let meta = fs::metadata(path).map_err(|error| MaterialError::Read {
         path: path.to_path_buf(),
         error,
@@ -182,6 +189,17 @@ fn check_key_permissions(path: &Path) -> Result<(), MaterialError> {
 fn load_own_cert(cert_path: &Path, key_path: &Path) -> Result<OwnCert, MaterialError> {
     let chain = load_certs(cert_path, "certificate")?;
     let key = load_key(key_path)?;
+    own_cert(chain, key, cert_path, key_path)
+}
+
+/// Checks that `key` belongs to the leaf of `chain` (read from
+/// `cert_path` and `key_path`, the same file for PKCS#12).
+pub(crate) fn own_cert(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<OwnCert, MaterialError> {
     let signing_key = provider()
         .key_provider
         .load_private_key(key.clone_key())

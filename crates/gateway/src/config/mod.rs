@@ -5,6 +5,7 @@
 //! file and the field (serde's own errors add the line and column).
 
 mod http;
+mod own_cert;
 mod raw;
 mod types;
 
@@ -101,6 +102,7 @@ impl Config {
                     .chain(&f.crls)
                     .cloned(),
             );
+            files.extend(f.password.as_ref().and_then(|p| p.file()).map(Into::into));
         }
         files
     }
@@ -294,11 +296,7 @@ impl Builder {
             &at("crl_unknown"),
             &[("refuse", false), ("allow", true)],
         )?;
-        if raw.cert.is_some() != raw.key.is_some() {
-            return Err(format!(
-                "[tls.{name}]: `cert` and `key` go together; give both or neither"
-            ));
-        }
+        let password = self.own_cert(name, raw)?;
         if !raw.crl.is_empty() && raw.ca.is_none() {
             return Err(format!(
                 "{}: CRLs are only used with a `ca` bundle",
@@ -310,6 +308,7 @@ impl Builder {
             files: ProfileFiles {
                 cert: raw.cert.as_deref().map(|v| self.path(v)),
                 key: raw.key.as_deref().map(|v| self.path(v)),
+                password,
                 ca: raw.ca.as_deref().map(|v| self.path(v)),
                 crls: raw.crl.iter().map(|v| self.path(v)).collect(),
             },

@@ -72,6 +72,9 @@ pub struct RawLimits {
 pub struct RawProfile {
     pub cert: Option<String>,
     pub key: Option<String>,
+    /// Password of a PKCS#12 `cert`, in a file or an environment variable.
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
     pub ca: Option<String>,
     #[serde(default)]
     pub crl: Vec<String>,

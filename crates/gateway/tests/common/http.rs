@@ -236,7 +236,7 @@ pub fn upstream_mtls(cert: &IssuedFiles, ca: &Path, client_cn: &str) -> ServerTl
         cert: Some(cert.cert.clone()),
         key: Some(cert.key.clone()),
         ca: Some(ca.to_path_buf()),
-        crls: Vec::new(),
+        ..ProfileFiles::default()
     };
     let rule = AppRule {
         cn: Some(client_cn.to_string()),
@@ -491,7 +491,7 @@ pub fn alpn_client(cert: Option<&IssuedFiles>, ca: &Path, alpn: &[&[u8]]) -> Cli
         cert: cert.map(|c| c.cert.clone()),
         key: cert.map(|c| c.key.clone()),
         ca: Some(ca.to_path_buf()),
-        crls: Vec::new(),
+        ..ProfileFiles::default()
     };
     ClientTls::with_alpn(
         &Material::load(&files).unwrap(),

@@ -130,7 +130,7 @@ pub fn client_tls(cert: Option<&IssuedFiles>, ca: &Path) -> ClientTls {
         cert: cert.map(|c| c.cert.clone()),
         key: cert.map(|c| c.key.clone()),
         ca: Some(ca.to_path_buf()),
-        crls: Vec::new(),
+        ..ProfileFiles::default()
     };
     ClientTls::new(&Material::load(&files).unwrap(), TlsSettings::default()).unwrap()
 }
@@ -141,7 +141,7 @@ pub fn server_tls(cert: &IssuedFiles, ca: Option<&Path>, auth: ClientAuth) -> Se
         cert: Some(cert.cert.clone()),
         key: Some(cert.key.clone()),
         ca: ca.map(Path::to_path_buf),
-        crls: Vec::new(),
+        ..ProfileFiles::default()
     };
     let settings = TlsSettings {
         revocation: guichet_tls::RevocationPolicy {
