@@ -7,18 +7,19 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::ServerName;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::{client, server, TlsAcceptor, TlsConnector};
 
 use crate::allowlist::{Allowlist, AppName};
 use crate::identity::Identity;
 use crate::material::Material;
+use crate::ocsp::{self, OcspChecker, Stapler};
 use crate::policy::{provider, versions, MinVersion, RevocationPolicy};
 use crate::refusal::{Presented, Refusal, RefusalReason};
 use crate::verify::{AllowlistVerifier, Observed, RecordingServerVerifier, OBSERVED};
@@ -77,12 +78,16 @@ pub struct PeerApp {
 pub struct ServerTls {
     acceptor: TlsAcceptor,
     allowlist: Option<Allowlist>,
+    /// Checks client certificates with OCSP (see [`ServerTls::with_ocsp`]).
+    ocsp: Option<Arc<OcspChecker>>,
 }
 
 /// The client end of a TLS forward side.
 #[derive(Clone)]
 pub struct ClientTls {
     connector: TlsConnector,
+    /// Checks server certificates with OCSP (see [`ClientTls::with_ocsp`]).
+    ocsp: Option<Arc<OcspChecker>>,
 }
 
 impl ServerTls {
@@ -130,6 +135,7 @@ impl ServerTls {
         Ok(ServerTls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             allowlist,
+            ocsp: None,
         })
     }
 
@@ -145,8 +151,10 @@ impl ServerTls {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let (result, observed) = observe(deadline, self.acceptor.accept(io)).await;
-        let stream = result.map_err(|e| refusal(e, &observed))?;
+        let started = Instant::now();
+        let (result, observed) =
+            observe(deadline, self.ocsp.clone(), self.acceptor.accept(io)).await;
+        let mut stream = result.map_err(|e| refusal(e, &observed))?;
         let peer = match (&self.allowlist, observed.admitted) {
             (None, _) => None,
             (Some(_), Some((app, identity))) => Some(PeerApp { app, identity }),
@@ -154,8 +162,41 @@ impl ServerTls {
             // certificate comes back from the session and is matched again.
             (Some(allowlist), None) => Some(resumed_peer(allowlist, &stream)?),
         };
+        if let (Some(checker), Some(_), false) = (&self.ocsp, &peer, observed.ocsp_settled) {
+            let chain = stream.get_ref().1.peer_certificates().unwrap_or_default();
+            let left = deadline.saturating_sub(started.elapsed());
+            if let Err(refused) = ocsp::after_handshake(checker, chain, left).await {
+                close_refused(&mut stream).await;
+                return Err(refused);
+            }
+        }
         Ok((stream, peer))
     }
+}
+
+impl ServerTls {
+    /// Checks client certificates with OCSP and, with a stapler, staples
+    /// our own certificate's response. Without a stapler the config is
+    /// left as built.
+    pub fn with_ocsp(
+        mut self,
+        checker: Option<Arc<OcspChecker>>,
+        stapler: Option<Arc<Stapler>>,
+    ) -> Self {
+        self.ocsp = checker;
+        if let Some(stapler) = stapler {
+            let mut config = ServerConfig::clone(self.acceptor.config());
+            config.cert_resolver = stapler.resolver();
+            self.acceptor = TlsAcceptor::from(Arc::new(config));
+        }
+        self
+    }
+}
+
+/// A peer refused after the handshake is told with close_notify, within a
+/// short bound: a peer that does not read must not hold the task.
+async fn close_refused<S: AsyncWrite + Unpin>(stream: &mut S) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
 }
 
 fn resumed_peer<IO>(
@@ -221,6 +262,7 @@ impl ClientTls {
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(ClientTls {
             connector: TlsConnector::from(Arc::new(config)),
+            ocsp: None,
         })
     }
 
@@ -235,18 +277,48 @@ impl ClientTls {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let (result, observed) = observe(deadline, self.connector.connect(server_name, io)).await;
-        result.map_err(|e| refusal(e, &observed))
+        let started = Instant::now();
+        let (result, observed) = observe(
+            deadline,
+            self.ocsp.clone(),
+            self.connector.connect(server_name, io),
+        )
+        .await;
+        let mut stream = result.map_err(|e| refusal(e, &observed))?;
+        if let (Some(checker), false) = (&self.ocsp, observed.ocsp_settled) {
+            let chain = stream.get_ref().1.peer_certificates().unwrap_or_default();
+            let left = deadline.saturating_sub(started.elapsed());
+            if let Err(refused) = ocsp::after_handshake(checker, chain, left).await {
+                close_refused(&mut stream).await;
+                return Err(refused);
+            }
+        }
+        Ok(stream)
+    }
+
+    /// Checks the server's certificate with OCSP: its stapled response
+    /// when it sends one, else the responder.
+    pub fn with_ocsp(mut self, checker: Option<Arc<OcspChecker>>) -> Self {
+        self.ocsp = checker;
+        self
     }
 }
 
 /// Runs a handshake with a fresh observation slot and a deadline.
-async fn observe<F, T>(deadline: Duration, handshake: F) -> (Result<T, HandshakeError>, Observed)
+async fn observe<F, T>(
+    deadline: Duration,
+    ocsp: Option<Arc<OcspChecker>>,
+    handshake: F,
+) -> (Result<T, HandshakeError>, Observed)
 where
     F: Future<Output = std::io::Result<T>>,
 {
+    let slot = Observed {
+        ocsp,
+        ..Observed::default()
+    };
     OBSERVED
-        .scope(RefCell::new(Observed::default()), async move {
+        .scope(RefCell::new(slot), async move {
             let result = match tokio::time::timeout(deadline, handshake).await {
                 Ok(Ok(stream)) => Ok(stream),
                 Ok(Err(e)) => Err(HandshakeError::Io(e)),
