@@ -175,6 +175,8 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_refusals: Family<HttpRefusalLabels, Counter>,
     pub http_request_seconds: Family<HttpRuleLabels, Histogram>,
+    /// OCSP checks of peers and stapling (see [`crate::ocsp`]).
+    pub ocsp: crate::ocsp::OcspMetrics,
 }
 
 impl Default for Metrics {
@@ -207,6 +209,7 @@ impl Default for Metrics {
             http_request_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.000_25, 2.0, 18))
             }),
+            ocsp: crate::ocsp::OcspMetrics::default(),
         }
     }
 }
@@ -320,6 +323,7 @@ impl Metrics {
             "Time from a request's arrival to the end of its response, per http route and rule",
             self.http_request_seconds.clone(),
         );
+        self.ocsp.register(r);
     }
 
     /// The metrics in Prometheus text format.

@@ -5,6 +5,7 @@
 //! file and the field (serde's own errors add the line and column).
 
 mod http;
+mod ocsp;
 mod raw;
 mod types;
 
@@ -292,6 +293,7 @@ impl Builder {
                     allow_unknown,
                 },
             },
+            ocsp: ocsp::policy(name, raw)?,
         })
     }
 }
