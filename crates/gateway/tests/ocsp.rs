@@ -496,3 +496,87 @@ async fn ocsp_forward_side_refuses_a_revoked_server() {
         "no byte reaches a revoked server"
     );
 }
+
+#[tokio::test]
+async fn ocsp_forward_side_uses_the_staple_the_server_sends() {
+    if !have_openssl() {
+        return;
+    }
+    let (responder, bench) = responder_and_bench().await;
+    let backend = echo_backend().await;
+    // "front" staples its own status; "via" dials it with ocsp = "hard".
+    let front = bench.gateway("hard", None, &backend).await;
+    wait_stapled(&front).await;
+    let mut up = profile(
+        "up",
+        Some(&bench.eai),
+        &bench.pki.ca_cert(),
+        Some(&bench.pki.crl()),
+    );
+    up = up.trim_end().to_string() + "\nocsp = \"hard\"\n\n";
+    let via_text = format!(
+        "{}{up}[[route]]\nname = \"via\"\nlisten = \"127.0.0.1:0\"\nforward = \"{}\"\nforward_tls = \"up\"\nserver_name = \"gw\"\n",
+        gateway_section("1s", "0s"),
+        front.addr(ROUTE),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let via = Running::start(&dir.path().join("via.toml"), &via_text).await;
+    let before = responder.requests();
+    let mut client = tcp(via.addr("via")).await;
+    echo_once(&mut client, b"MSH|through two gateways\r").await;
+    assert_eq!(
+        via.value(
+            "guichet_ocsp_checks_total",
+            &[("profile", "up"), ("result", "good"), ("source", "staple")],
+        ),
+        1
+    );
+    // Only "front" asked the responder (about the eai client certificate).
+    assert_eq!(responder.requests() - before, 1);
+}
+
+#[tokio::test]
+async fn ocsp_response_from_an_unauthorised_signer_is_not_believed() {
+    if !have_openssl() {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/ocsp", listener.local_addr().unwrap());
+    let mut bench = Bench::new(&url);
+    // Same CA, but no OCSPSigning usage: it may not speak for the CA.
+    bench.signing.signer = bench.pki.issue("impostor", Usage::ClientOnly);
+    let responder = Responder::serve(listener, bench.signing.clone());
+    let backend = echo_backend().await;
+    let gateway = bench.gateway("hard", None, &backend).await;
+    let client = bench.pki.client(Some(&bench.eai));
+    expect_refused(&client, gateway.addr(ROUTE), "gw").await;
+    gateway
+        .wait_refusals(ROUTE, LISTEN, "revocation_unknown", 1)
+        .await;
+    assert!(responder.requests() >= 1);
+    assert_eq!(checks(&gateway, "error", "responder"), 1);
+    assert_eq!(checks(&gateway, "good", "responder"), 0);
+    assert_eq!(backend.accepted(), 0);
+}
+
+#[tokio::test]
+async fn ocsp_response_signed_by_the_ca_itself_is_believed() {
+    if !have_openssl() {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/ocsp", listener.local_addr().unwrap());
+    let mut bench = Bench::new(&url);
+    bench.signing.signer = IssuedFiles {
+        cert: bench.pki.ca_cert(),
+        key: bench.pki.ca.join("ca.key"),
+    };
+    let responder = Responder::serve(listener, bench.signing.clone());
+    let backend = echo_backend().await;
+    let gateway = bench.gateway("hard", None, &backend).await;
+    let client = bench.pki.client(Some(&bench.eai));
+    let mut stream = tls(&client, gateway.addr(ROUTE), "gw").await.unwrap();
+    echo_once(&mut stream, b"MSH|signed by the CA\r").await;
+    assert!(responder.requests() >= 1);
+    assert_eq!(checks(&gateway, "good", "responder"), 1);
+}

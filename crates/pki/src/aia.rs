@@ -65,6 +65,39 @@ mod tests {
     }
 
     #[test]
+    fn an_issued_certificate_names_its_responder() {
+        use x509_parser::extensions::{GeneralName, ParsedExtension};
+        let tmp = tempfile::tempdir().unwrap();
+        crate::init(tmp.path(), &crate::CaOptions::default()).unwrap();
+        let req = crate::IssueRequest {
+            ocsp_url: Some("http://127.0.0.1:8080/ocsp".into()),
+            ocsp_signing: true,
+            ..crate::IssueRequest::new("responder")
+        };
+        let files = crate::issue(tmp.path(), &req).unwrap();
+        let pem = std::fs::read(&files.cert).unwrap();
+        let der = crate::show::certificates(&pem, &files.cert).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der[0]).unwrap();
+        let urls: Vec<String> = cert
+            .extensions()
+            .iter()
+            .filter_map(|e| match e.parsed_extension() {
+                ParsedExtension::AuthorityInfoAccess(aia) => Some(aia),
+                _ => None,
+            })
+            .flat_map(|aia| aia.accessdescs.iter())
+            .filter(|d| d.access_method.to_id_string() == "1.3.6.1.5.5.7.48.1")
+            .filter_map(|d| match &d.access_location {
+                GeneralName::URI(uri) => Some(uri.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(urls, ["http://127.0.0.1:8080/ocsp"]);
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.ocsp_signing && eku.server_auth && eku.client_auth);
+    }
+
+    #[test]
     fn only_http_urls_are_written() {
         let path = Path::new("x.pem");
         assert!(ocsp_extension("http://127.0.0.1:8080/", path).is_ok());
