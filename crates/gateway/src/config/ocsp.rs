@@ -36,3 +36,52 @@ pub(super) fn policy(name: &str, raw: &RawProfile) -> Result<OcspPolicy, String>
     }
     Ok(OcspPolicy { mode, url })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Result<OcspPolicy, String> {
+        let raw: RawProfile = toml::from_str(text).map_err(|e| e.to_string())?;
+        policy("p", &raw)
+    }
+
+    #[test]
+    fn off_by_default_and_the_three_modes() {
+        assert_eq!(read("ca = \"ca.pem\"").unwrap(), OcspPolicy::default());
+        for (word, mode) in [
+            ("off", OcspMode::Off),
+            ("soft", OcspMode::Soft),
+            ("hard", OcspMode::Hard),
+        ] {
+            let p = read(&format!("ca = \"ca.pem\"\nocsp = \"{word}\"")).unwrap();
+            assert_eq!(p.mode, mode);
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let err = read("ca = \"ca.pem\"\nocsp = \"strict\"").unwrap_err();
+        assert!(
+            err.starts_with("[tls.p] ocsp: \"strict\" is not allowed"),
+            "{err}"
+        );
+        let err = read("ca = \"ca.pem\"\nocsp = \"hard\"\nocsp_url = \"https://o.example/\"")
+            .unwrap_err();
+        assert!(err.starts_with("[tls.p] ocsp_url: "), "{err}");
+        let err = read("ca = \"ca.pem\"\nocsp_url = \"http://o.example/\"").unwrap_err();
+        assert!(err.contains("ocsp is \"off\""), "{err}");
+        let err = read("ocsp = \"hard\"").unwrap_err();
+        assert!(err.contains("has neither"), "{err}");
+    }
+
+    #[test]
+    fn ocsp_url_is_kept() {
+        let p = read("ca = \"ca.pem\"\nocsp = \"soft\"\nocsp_url = \"http://127.0.0.1:8080/ocsp\"")
+            .unwrap();
+        assert_eq!(
+            p.url.map(|u| u.to_string()).as_deref(),
+            Some("http://127.0.0.1:8080/ocsp")
+        );
+    }
+}

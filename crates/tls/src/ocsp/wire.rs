@@ -348,3 +348,70 @@ pub(crate) fn responder_urls(cert: &Certificate) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+    /// A CA named `CN=Test CA` and its issuer handle.
+    fn ca() -> (Certificate, Issuer<'static, KeyPair>) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Test CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        (parse_cert(cert.der()).unwrap(), Issuer::new(params, key))
+    }
+
+    fn leaf(issuer: &Issuer<'static, KeyPair>) -> Certificate {
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(vec!["peer".to_string()]).unwrap();
+        parse_cert(params.signed_by(&key, issuer).unwrap().der()).unwrap()
+    }
+
+    #[test]
+    fn the_issuer_is_found_by_key_not_only_by_name() {
+        let (real, real_issuer) = ca();
+        // Same name, another key: a look-alike that did not sign the leaf.
+        let (impostor, _) = ca();
+        let peer = leaf(&real_issuer);
+        let found = find_issuer(&peer, [&impostor, &real]).unwrap();
+        assert_eq!(found, &real);
+        assert!(find_issuer(&peer, [&impostor]).is_none());
+    }
+
+    #[test]
+    fn the_request_names_the_certificate_with_sha1_hashes() {
+        let (ca_cert, issuer) = ca();
+        let peer = leaf(&issuer);
+        let id = cert_id(&peer, &ca_cert).unwrap();
+        assert_eq!(id.hash_algorithm.oid, ID_SHA1);
+        assert_eq!(id.issuer_name_hash.as_bytes().len(), 20);
+        assert_eq!(id.serial_number, peer.tbs_certificate.serial_number);
+        let decoded = OcspRequest::from_der(&request(&id).unwrap()).unwrap();
+        assert_eq!(decoded.tbs_request.request_list[0].req_cert, id);
+        assert!(decoded.optional_signature.is_none());
+    }
+
+    #[test]
+    fn garbage_and_refusals_are_errors_not_answers() {
+        let (ca_cert, issuer) = ca();
+        let id = cert_id(&leaf(&issuer), &ca_cert).unwrap();
+        let now = SystemTime::now();
+        assert!(matches!(
+            verify_response(b"not der", &id, &ca_cert, now),
+            Err(WireError::Malformed { .. })
+        ));
+        // OCSPResponse { responseStatus tryLater(3) }, as a busy responder says.
+        let try_later = [0x30, 0x03, 0x0a, 0x01, 0x03];
+        assert_eq!(
+            verify_response(&try_later, &id, &ca_cert, now),
+            Err(WireError::NotSuccessful(OcspResponseStatus::TryLater))
+        );
+    }
+}
