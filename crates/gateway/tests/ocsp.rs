@@ -580,3 +580,90 @@ async fn ocsp_response_signed_by_the_ca_itself_is_believed() {
     assert!(responder.requests() >= 1);
     assert_eq!(checks(&gateway, "good", "responder"), 1);
 }
+
+#[tokio::test]
+async fn ocsp_silent_responder_hard_refuses_within_the_handshake_deadline() {
+    if !have_openssl() {
+        return;
+    }
+    // Accepts connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bench = Bench::new(&format!("http://{}/ocsp", silent.local_addr().unwrap()));
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = silent.accept().await {
+            held.push(tcp);
+        }
+    });
+    let backend = echo_backend().await;
+    let text = bench.config("hard", None, &backend.target()) + "handshake_timeout = \"1s\"\n";
+    let gateway = Running::start(&bench.pki.config_path(), &text).await;
+    let client = bench.pki.client(Some(&bench.eai));
+    let started = std::time::Instant::now();
+    expect_refused(&client, gateway.addr(ROUTE), "gw").await;
+    gateway
+        .wait_refusals(ROUTE, LISTEN, "revocation_unknown", 1)
+        .await;
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(900) && took < std::time::Duration::from_secs(3),
+        "refused after {took:?}, expected about the 1s handshake_timeout"
+    );
+    assert_eq!(checks(&gateway, "error", "responder"), 1);
+    assert_eq!(backend.accepted(), 0);
+    holder.abort();
+}
+
+#[tokio::test]
+async fn ocsp_staple_survives_a_failed_refresh() {
+    use guichet_gateway::ocsp::OcspMetrics;
+    use guichet_tls::{Material, OcspMode, OcspPolicy, ProfileFiles, Stapler};
+    if !have_openssl() {
+        return;
+    }
+    let (responder, bench) = responder_and_bench().await;
+    let material = Material::load(&ProfileFiles {
+        cert: Some(bench.gw.cert.clone()),
+        key: Some(bench.gw.key.clone()),
+        ca: Some(bench.pki.ca_cert()),
+        crls: Vec::new(),
+    })
+    .unwrap();
+    let policy = OcspPolicy {
+        mode: OcspMode::Hard,
+        url: None,
+    };
+    let metrics = OcspMetrics::default();
+    let stapler = Stapler::new("gw", &policy, &material, Arc::new(metrics.clone()))
+        .unwrap()
+        .expect("the certificate names a responder");
+    assert_eq!(stapler.staple(), None);
+    stapler.refresh().await;
+    let good = stapler.staple().expect("stapled after a good fetch");
+    drop(responder);
+    // Let the runtime drop the aborted responder task and its listener.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    stapler.refresh().await;
+    assert_eq!(
+        stapler.staple(),
+        Some(good),
+        "the last good response is kept"
+    );
+    let text = {
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        out
+    };
+    assert!(
+        text.contains("ocsp_staple_failures_total{profile=\"gw\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ocsp_staple_next_update_seconds{profile=\"gw\"} "),
+        "{text}"
+    );
+}
