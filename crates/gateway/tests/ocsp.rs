@@ -667,3 +667,56 @@ async fn ocsp_staple_survives_a_failed_refresh() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn ocsp_http_upstream_tls_refuses_a_revoked_upstream() {
+    use common::http::{alpn_client, KeepAlive, Upstream};
+    if !have_openssl() {
+        return;
+    }
+    let (responder, bench) = responder_and_bench().await;
+    let upstream = Upstream::tls(server_tls(
+        &bench.server_revoked,
+        None,
+        guichet_tls::ClientAuth::Disabled,
+    ))
+    .await;
+    let up = profile("up", None, &bench.pki.ca_cert(), Some(&bench.pki.crl()));
+    let text = format!(
+        "{}{}{}\nocsp = \"hard\"\n\n{}[[route]]\nname = \"{ROUTE}\"\nkind = \"http\"\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"gw\"\naccess_log = {}\n\n[[route.rule]]\nname = \"beds\"\npath = \"/\"\nupstream = \"https://{}\"\nupstream_tls = \"up\"\nserver_name = \"upstream\"\nallow = [\"eai\"]\n",
+        gateway_section("1s", "0s"),
+        profile("gw", Some(&bench.gw), &bench.pki.ca_cert(), Some(&bench.pki.crl())),
+        up.trim_end(),
+        app("eai", "eai"),
+        toml_path(&bench.pki.tmp.path().join("access.log")),
+        upstream.addr,
+    );
+    let gateway = Running::start(&bench.pki.config_path(), &text).await;
+    let client = alpn_client(Some(&bench.eai), &bench.pki.ca_cert(), &[b"http/1.1"]);
+    let mut conn = KeepAlive::connect(&client, gateway.addr(ROUTE), "gw", false).await;
+    let answer = conn.get("/beds").await.unwrap();
+    assert_eq!(answer.status, 502, "{answer:?}");
+    assert_eq!(
+        gateway.value(
+            "guichet_http_refusals_total",
+            &[("route", ROUTE), ("reason", "upstream_tls")],
+        ),
+        1
+    );
+    assert_eq!(
+        gateway.value(
+            "guichet_ocsp_checks_total",
+            &[
+                ("profile", "up"),
+                ("result", "revoked"),
+                ("source", "responder")
+            ],
+        ),
+        1
+    );
+    assert_eq!(responder.requests(), 1);
+    assert!(
+        upstream.seen().is_empty(),
+        "no request reaches a revoked upstream"
+    );
+}
