@@ -720,3 +720,39 @@ async fn ocsp_http_upstream_tls_refuses_a_revoked_upstream() {
         "no request reaches a revoked upstream"
     );
 }
+
+#[tokio::test]
+async fn ocsp_responder_that_timed_out_is_not_waited_for_again_at_once() {
+    if !have_openssl() {
+        return;
+    }
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bench = Bench::new(&format!("http://{}/ocsp", silent.local_addr().unwrap()));
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = silent.accept().await {
+            held.push(tcp);
+        }
+    });
+    let backend = echo_backend().await;
+    let text = bench.config("soft", None, &backend.target()) + "handshake_timeout = \"1s\"\n";
+    let gateway = Running::start(&bench.pki.config_path(), &text).await;
+    let client = bench.pki.client(Some(&bench.eai));
+    let mut waited = Vec::new();
+    for round in 0..2 {
+        let started = std::time::Instant::now();
+        let mut stream = tls(&client, gateway.addr(ROUTE), "gw").await.unwrap();
+        echo_once(&mut stream, format!("MSH|{round}\r").as_bytes()).await;
+        waited.push(started.elapsed());
+    }
+    assert!(
+        waited[0] >= std::time::Duration::from_millis(900),
+        "{waited:?}"
+    );
+    assert!(
+        waited[1] < std::time::Duration::from_millis(500),
+        "{waited:?}"
+    );
+    assert_eq!(checks(&gateway, "error", "responder"), 2);
+    holder.abort();
+}

@@ -20,7 +20,7 @@ mod wire;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use rustls::pki_types::CertificateDer;
 use rustls::{CertificateError, Error as TlsError};
@@ -43,6 +43,11 @@ const CACHE_CAPACITY: usize = 10_000;
 /// A query never waits longer than this, even when the handshake deadline
 /// leaves more: in `soft` mode a slow responder must not slow every peer.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A responder that did not answer is not asked again for this long: while
+/// it is down, peers are refused (`hard`) or admitted (`soft`) at once
+/// instead of each waiting for the query to time out.
+const RESPONDER_BACKOFF: Duration = Duration::from_secs(10);
 
 /// An answer without nextUpdate ("newer information is always available")
 /// is reused for this long.
@@ -172,6 +177,8 @@ pub struct OcspChecker {
     /// no intermediate.
     anchors: Vec<Certificate>,
     cache: Cache,
+    /// Responders that failed to answer, and until when they are skipped.
+    down: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
     events: Arc<dyn OcspEvents>,
 }
 
@@ -206,6 +213,7 @@ impl OcspChecker {
             policy: policy.clone(),
             anchors,
             cache: Cache::new(CACHE_CAPACITY),
+            down: Default::default(),
             events,
         })))
     }
@@ -280,13 +288,41 @@ impl OcspChecker {
         let url = self.responder(&cert)?;
         let id = wire::cert_id(&cert, &issuer).map_err(|e| e.to_string())?;
         let request = wire::request(&id).map_err(|e| e.to_string())?;
-        let body = fetch::post(&url, request, deadline)
-            .await
-            .map_err(|e| e.to_string())?;
+        self.check_up(&url)?;
+        let body = fetch::post(&url, request, deadline).await.map_err(|e| {
+            self.mark_down(&url);
+            e.to_string()
+        })?;
         let answer = wire::verify_response(&body, &id, &issuer, SystemTime::now())
             .map_err(|e| format!("{url}: {e}"))?;
         self.remember(&cert, &answer, SystemTime::now());
         Ok((answer.state, OcspSource::Responder))
+    }
+
+    /// Refuses at once to ask a responder that failed moments ago.
+    fn check_up(&self, url: &ResponderUrl) -> Result<(), String> {
+        let Ok(mut down) = self.down.lock() else {
+            return Ok(());
+        };
+        let key = url.to_string();
+        match down.get(&key) {
+            Some(until) if *until > Instant::now() => Err(format!(
+                "OCSP responder {key} did not answer moments ago; asking again after {}s",
+                RESPONDER_BACKOFF.as_secs()
+            )),
+            Some(_) => {
+                down.remove(&key);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn mark_down(&self, url: &ResponderUrl) {
+        if let Ok(mut down) = self.down.lock() {
+            // Bounded by the responders the trusted CAs name.
+            down.insert(url.to_string(), Instant::now() + RESPONDER_BACKOFF);
+        }
     }
 
     fn remember(&self, cert: &Certificate, answer: &wire::Answer, now: SystemTime) {
