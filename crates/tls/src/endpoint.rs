@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::ServerName;
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -162,13 +162,17 @@ impl ServerTls {
             // certificate comes back from the session and is matched again.
             (Some(allowlist), None) => Some(resumed_peer(allowlist, &stream)?),
         };
-        if let (Some(checker), Some(_), false) = (&self.ocsp, &peer, observed.ocsp_settled) {
-            let chain = stream.get_ref().1.peer_certificates().unwrap_or_default();
+        if peer.is_some() {
+            let chain = peer_chain(stream.get_ref().1);
             let left = deadline.saturating_sub(started.elapsed());
-            if let Err(refused) = ocsp::after_handshake(checker, chain, left).await {
-                close_refused(&mut stream).await;
-                return Err(refused);
-            }
+            finish_ocsp(
+                self.ocsp.as_deref(),
+                observed.ocsp_settled,
+                chain,
+                &mut stream,
+                left,
+            )
+            .await?;
         }
         Ok((stream, peer))
     }
@@ -193,10 +197,30 @@ impl ServerTls {
     }
 }
 
-/// A peer refused after the handshake is told with close_notify, within a
-/// short bound: a peer that does not read must not hold the task.
-async fn close_refused<S: AsyncWrite + Unpin>(stream: &mut S) {
+/// The peer's certificates, leaf first (also after a resumed session).
+fn peer_chain(connection: &rustls::CommonState) -> Vec<CertificateDer<'static>> {
+    connection.peer_certificates().unwrap_or_default().to_vec()
+}
+
+/// Asks the OCSP responder when the handshake did not settle the peer's
+/// status (`settled`: from the cache or a staple). A refused peer is told with close_notify, within a short bound:
+/// a peer that does not read must not hold the task.
+async fn finish_ocsp<S: AsyncWrite + Unpin>(
+    checker: Option<&OcspChecker>,
+    settled: bool,
+    chain: Vec<CertificateDer<'static>>,
+    stream: &mut S,
+    left: Duration,
+) -> Result<(), Refusal> {
+    let Some(checker) = checker.filter(|_| !settled) else {
+        return Ok(());
+    };
+    let refused = match ocsp::after_handshake(checker, &chain, left).await {
+        Ok(()) => return Ok(()),
+        Err(refused) => refused,
+    };
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+    Err(refused)
 }
 
 fn resumed_peer<IO>(
@@ -285,14 +309,16 @@ impl ClientTls {
         )
         .await;
         let mut stream = result.map_err(|e| refusal(e, &observed))?;
-        if let (Some(checker), false) = (&self.ocsp, observed.ocsp_settled) {
-            let chain = stream.get_ref().1.peer_certificates().unwrap_or_default();
-            let left = deadline.saturating_sub(started.elapsed());
-            if let Err(refused) = ocsp::after_handshake(checker, chain, left).await {
-                close_refused(&mut stream).await;
-                return Err(refused);
-            }
-        }
+        let chain = peer_chain(stream.get_ref().1);
+        let left = deadline.saturating_sub(started.elapsed());
+        finish_ocsp(
+            self.ocsp.as_deref(),
+            observed.ocsp_settled,
+            chain,
+            &mut stream,
+            left,
+        )
+        .await?;
         Ok(stream)
     }
 
