@@ -756,3 +756,25 @@ async fn ocsp_responder_that_timed_out_is_not_waited_for_again_at_once() {
     assert_eq!(checks(&gateway, "error", "responder"), 2);
     holder.abort();
 }
+
+#[tokio::test]
+async fn ocsp_hard_refuses_a_certificate_that_names_no_responder() {
+    if !have_openssl() {
+        return;
+    }
+    let (responder, mut bench) = responder_and_bench().await;
+    // Reissued without an AIA entry, and no ocsp_url in the profile.
+    bench.eai = bench.pki.issue("eai", Usage::ClientOnly);
+    let backend = echo_backend().await;
+    let gateway = bench.gateway("hard", None, &backend).await;
+    wait_stapled(&gateway).await;
+    let before = responder.requests();
+    let client = bench.pki.client(Some(&bench.eai));
+    expect_refused(&client, gateway.addr(ROUTE), "gw").await;
+    gateway
+        .wait_refusals(ROUTE, LISTEN, "revocation_unknown", 1)
+        .await;
+    assert_eq!(responder.requests(), before, "nobody to ask");
+    assert_eq!(checks(&gateway, "error", "responder"), 1);
+    assert_eq!(backend.accepted(), 0);
+}

@@ -189,9 +189,10 @@ impl Stapler {
 /// Half-way to nextUpdate, so a failed refresh has time to be retried
 /// before the staple goes stale.
 fn next_refresh(next_update: Option<SystemTime>, now: SystemTime) -> Duration {
-    let left = next_update
-        .and_then(|n| n.duration_since(now).ok())
-        .unwrap_or(2 * MAX_INTERVAL);
+    let left = match next_update {
+        Some(next) => next.duration_since(now).unwrap_or_default(),
+        None => 2 * MAX_INTERVAL,
+    };
     (left / 2).clamp(MIN_INTERVAL, MAX_INTERVAL)
 }
 
@@ -201,5 +202,25 @@ struct StapleResolver(Arc<Stapler>);
 impl ResolvesServerCert for StapleResolver {
     fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.0.current.load_full())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refreshes_come_half_way_to_next_update_within_bounds() {
+        let now = SystemTime::now();
+        let in_secs = |s: u64| Some(now + Duration::from_secs(s));
+        assert_eq!(next_refresh(in_secs(1200), now), Duration::from_secs(600));
+        assert_eq!(next_refresh(in_secs(7 * 86400), now), MAX_INTERVAL);
+        assert_eq!(next_refresh(in_secs(10), now), MIN_INTERVAL);
+        assert_eq!(next_refresh(None, now), MAX_INTERVAL);
+        // Already past (within the clock skew allowed): soon.
+        assert_eq!(
+            next_refresh(Some(now - Duration::from_secs(5)), now),
+            MIN_INTERVAL
+        );
     }
 }
