@@ -301,6 +301,12 @@ pub enum PkiCommand {
         key: Option<PathBuf>,
         #[arg(long, value_enum)]
         key_type: Option<KeyTypeArg>,
+        /// OCSP responder named in the certificate (Authority Information Access), e.g. http://ocsp.example.org/.
+        #[arg(long, value_name = "URL")]
+        ocsp_url: Option<String>,
+        /// Add the OCSPSigning usage: a delegated responder that signs OCSP answers for this CA.
+        #[arg(long)]
+        ocsp_signing: bool,
     },
     /// Revoke DIR/NAME.pem and rewrite DIR/ca.crl.
     Revoke {

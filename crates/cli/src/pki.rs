@@ -190,6 +190,8 @@ fn issue_request(command: PkiCommand) -> anyhow::Result<(PathBuf, IssueRequest)>
         o,
         key,
         key_type: kt,
+        ocsp_url,
+        ocsp_signing,
     } = command
     else {
         anyhow::bail!("not a `pki issue` command");
@@ -206,6 +208,8 @@ fn issue_request(command: PkiCommand) -> anyhow::Result<(PathBuf, IssueRequest)>
     req.days = days;
     req.ou = ou;
     req.o = o;
+    req.ocsp_url = ocsp_url;
+    req.ocsp_signing = ocsp_signing;
     req.usage = match (client_only, server_only) {
         (true, _) => Usage::ClientOnly,
         (_, true) => Usage::ServerOnly,

@@ -92,7 +92,7 @@ pub fn check(path: &Path) -> Result<Report, ConfigError> {
         check_profile(&config, profile, now, &mut report);
     }
     if !report.has_errors() {
-        if let Err(e) = build_states(&config).map(|_| ()) {
+        if let Err(e) = build_states(&config, &crate::ocsp::OcspMetrics::default()).map(|_| ()) {
             report.push(Level::Error, "TLS", e.to_string());
         }
     }
@@ -370,6 +370,7 @@ fn check_profile(config: &Config, profile: &TlsProfile, now: i64, report: &mut R
     for (path, crl) in profile.files.crls.iter().zip(&material.crls) {
         check_crl(report, &at("crl"), path, crl, now);
     }
+    check_ocsp(profile, &material, &roles, report);
 }
 
 /// Where our private key comes from, and how well it is kept.
@@ -617,4 +618,54 @@ fn date(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .map(|t| format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day()))
         .unwrap_or_else(|_| unix.to_string())
+}
+
+/// The OCSP mode of a profile, and what it leaves open.
+fn check_ocsp(profile: &TlsProfile, material: &Material, roles: &[Role], report: &mut Report) {
+    use guichet_tls::OcspMode;
+    let subject = format!("[tls.{}] ocsp", profile.name);
+    let policy = &profile.ocsp;
+    match policy.mode {
+        OcspMode::Off => {
+            return report.push(
+                Level::Ok,
+                subject,
+                "off: peers' revocation is checked with CRLs only; set ocsp = \"hard\" to ask their responders too",
+            )
+        }
+        OcspMode::Soft => report.push(
+            Level::Warning,
+            &subject,
+            "soft: a peer whose OCSP status cannot be established (responder down, unreachable, unknown certificate) is admitted; use \"hard\" to refuse it",
+        ),
+        OcspMode::Hard => report.push(
+            Level::Ok,
+            &subject,
+            "hard: peers are refused when revoked or when their status cannot be established",
+        ),
+    }
+    match &policy.url {
+        Some(url) => report.push(Level::Ok, &subject, format!("every peer is checked with {url}")),
+        None => report.push(
+            Level::Ok,
+            &subject,
+            "peers are checked with the responder their certificate names (AIA); a certificate naming none has no OCSP status",
+        ),
+    }
+    if let (Some(own), true) = (&material.own, roles.contains(&Role::Server)) {
+        let named = guichet_tls::ocsp::responders_of(&own.chain[0]);
+        if policy.url.is_none() && named.is_empty() {
+            report.push(
+                Level::Warning,
+                &subject,
+                "our certificate names no OCSP responder and ocsp_url is not set: nothing is stapled, peers must fetch our status themselves",
+            );
+        } else {
+            report.push(
+                Level::Ok,
+                &subject,
+                "our certificate's OCSP response is stapled (fetched at start and before its nextUpdate)",
+            );
+        }
+    }
 }

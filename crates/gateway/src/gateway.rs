@@ -96,7 +96,9 @@ impl Gateway {
         let Built {
             states,
             certificates,
-        } = build_states(&config)?;
+            staplers,
+        } = build_states(&config, &metrics.ocsp)?;
+        staplers.iter().for_each(guichet_tls::Stapler::spawn);
         let status = Arc::new(StatusBoard::new(
             &config,
             certificates,
@@ -384,7 +386,9 @@ impl Shared {
         let Built {
             mut states,
             certificates,
-        } = build_states(&config).map_err(|e| ReloadError(e.to_string()))?;
+            staplers,
+        } = build_states(&config, &self.metrics.ocsp).map_err(|e| ReloadError(e.to_string()))?;
+        staplers.iter().for_each(guichet_tls::Stapler::spawn);
         for (name, route) in &self.routes {
             match states.remove(name) {
                 Some(new) => {

@@ -12,6 +12,7 @@ mod housekeeping;
 pub mod http;
 mod ingest;
 pub mod metrics;
+pub mod ocsp;
 mod proxy;
 mod relay;
 mod route;

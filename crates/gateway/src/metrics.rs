@@ -183,6 +183,8 @@ pub struct Metrics {
     pub http_refusals: Family<HttpRefusalLabels, Counter>,
     pub http_request_seconds: Family<HttpRuleLabels, Histogram>,
     pub admin_refusals: Family<AdminRefusalLabels, Counter>,
+    /// OCSP checks of peers and stapling (see [`crate::ocsp`]).
+    pub ocsp: crate::ocsp::OcspMetrics,
 }
 
 impl Default for Metrics {
@@ -216,6 +218,7 @@ impl Default for Metrics {
                 Histogram::new(exponential_buckets(0.000_25, 2.0, 18))
             }),
             admin_refusals: Family::default(),
+            ocsp: crate::ocsp::OcspMetrics::default(),
         }
     }
 }
@@ -334,6 +337,7 @@ impl Metrics {
             "Connections and requests the admin listener refused, per reason",
             self.admin_refusals.clone(),
         );
+        self.ocsp.register(r);
     }
 
     /// The metrics in Prometheus text format.

@@ -9,6 +9,7 @@ use guichet_tls::{
 
 use crate::config::{Config, ProfileName, RouteName, RouteSpec};
 use crate::http::{UpstreamClient, ALPN};
+use crate::ocsp::{profile_ocsp, OcspMetrics, ProfileOcsp};
 use crate::status::{cert_status, CertStatus};
 
 pub struct RouteState {
@@ -42,6 +43,11 @@ pub enum BuildError {
         rule: String,
         error: String,
     },
+    #[error("[tls.{profile}] ocsp: {error}")]
+    Ocsp {
+        profile: ProfileName,
+        error: guichet_tls::ocsp::OcspError,
+    },
     #[error("route \"{route}\": {error}")]
     Endpoint {
         route: RouteName,
@@ -53,11 +59,14 @@ pub enum BuildError {
 pub struct Built {
     pub states: BTreeMap<RouteName, RouteState>,
     pub certificates: Vec<CertStatus>,
+    /// Our own certificates' OCSP staplers, one per listening profile that
+    /// staples: [`guichet_tls::Stapler::spawn`] starts their refreshes.
+    pub staplers: Vec<std::sync::Arc<guichet_tls::Stapler>>,
 }
 
 /// Loads every profile the routes use (once each) and builds each route's
 /// TLS ends. Nothing is changed on error: the caller keeps what it had.
-pub fn build_states(config: &Config) -> Result<Built, BuildError> {
+pub fn build_states(config: &Config, ocsp_metrics: &OcspMetrics) -> Result<Built, BuildError> {
     let mut materials: BTreeMap<&ProfileName, Material> = BTreeMap::new();
     for route in &config.routes {
         let upstream_profiles = route
@@ -84,6 +93,9 @@ pub fn build_states(config: &Config) -> Result<Built, BuildError> {
             }
         }
     }
+    let ocsp = ocsp_ends(config, &materials, ocsp_metrics)?;
+    let mut staplers: BTreeMap<&ProfileName, std::sync::Arc<guichet_tls::Stapler>> =
+        BTreeMap::new();
     let mut states = BTreeMap::new();
     for spec in &config.routes {
         let endpoint_err = |error| BuildError::Endpoint {
@@ -101,11 +113,20 @@ pub fn build_states(config: &Config) -> Result<Built, BuildError> {
                         settings,
                         alpn,
                     )
-                    .map_err(endpoint_err)?,
+                    .map_err(endpoint_err)?
+                    .with_ocsp(
+                        ocsp[&tls.profile].checker.clone(),
+                        ocsp[&tls.profile].stapler.clone(),
+                    ),
                 )
             }
             None => None,
         };
+        if let Some(tls) = &spec.listen_tls {
+            if let Some(stapler) = &ocsp[&tls.profile].stapler {
+                staplers.insert(&tls.profile, stapler.clone());
+            }
+        }
         let http = match spec.http() {
             Some(http) => {
                 let mut upstreams = Vec::with_capacity(http.rules.len());
@@ -117,7 +138,8 @@ pub fn build_states(config: &Config) -> Result<Built, BuildError> {
                                 config.profiles[&tls.profile].settings,
                                 &ALPN,
                             )
-                            .map_err(endpoint_err)?,
+                            .map_err(endpoint_err)?
+                            .with_ocsp(ocsp[&tls.profile].checker.clone()),
                         ),
                         None => None,
                     };
@@ -148,7 +170,11 @@ pub fn build_states(config: &Config) -> Result<Built, BuildError> {
         let client = match &spec.forward_tls {
             Some(tls) => {
                 let settings = config.profiles[&tls.profile].settings;
-                Some(ClientTls::new(&materials[&tls.profile], settings).map_err(endpoint_err)?)
+                Some(
+                    ClientTls::new(&materials[&tls.profile], settings)
+                        .map_err(endpoint_err)?
+                        .with_ocsp(ocsp[&tls.profile].checker.clone()),
+                )
             }
             None => None,
         };
@@ -169,7 +195,28 @@ pub fn build_states(config: &Config) -> Result<Built, BuildError> {
     Ok(Built {
         states,
         certificates,
+        staplers: staplers.into_values().collect(),
     })
+}
+
+/// Each used profile's OCSP checker and stapler, built once and shared by
+/// its routes (so they share one answer cache).
+fn ocsp_ends<'a>(
+    config: &Config,
+    materials: &BTreeMap<&'a ProfileName, Material>,
+    metrics: &OcspMetrics,
+) -> Result<BTreeMap<&'a ProfileName, ProfileOcsp>, BuildError> {
+    materials
+        .iter()
+        .map(|(name, material)| {
+            profile_ocsp(&config.profiles[*name], material, metrics)
+                .map(|ends| (*name, ends))
+                .map_err(|error| BuildError::Ocsp {
+                    profile: (*name).clone(),
+                    error,
+                })
+        })
+        .collect()
 }
 
 fn certificates(config: &Config, name: &ProfileName, material: &Material) -> Vec<CertStatus> {

@@ -46,6 +46,9 @@ pub enum PkiError {
     #[error("DNS name {name:?} (for {path}) is not a host name; give printable ASCII without spaces, e.g. hl7.example.org")]
     InvalidDnsName { name: String, path: PathBuf },
 
+    #[error("OCSP responder URL {url:?} (for {path}) is not usable; give an http:// URL without spaces, e.g. http://ocsp.example.org/")]
+    InvalidOcspUrl { url: String, path: PathBuf },
+
     #[error("{path}: a validity of {days} days starting {not_before} is out of range; give --days between 1 and a few thousand")]
     InvalidValidity {
         path: PathBuf,

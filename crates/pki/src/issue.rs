@@ -51,6 +51,12 @@ pub struct IssueRequest {
     /// Start of validity; `None` means one minute ago. Tests set it to make
     /// certificates that are expired or not yet valid.
     pub not_before: Option<OffsetDateTime>,
+    /// OCSP responder named in the certificate (Authority Information
+    /// Access), where peers ask whether it is revoked.
+    pub ocsp_url: Option<String>,
+    /// Adds the OCSPSigning extended key usage: a delegated responder's
+    /// certificate, which signs OCSP answers for this CA.
+    pub ocsp_signing: bool,
 }
 
 /// What `issue` wrote, or used.
@@ -81,6 +87,8 @@ impl IssueRequest {
             o: None,
             key: KeySource::default(),
             not_before: None,
+            ocsp_url: None,
+            ocsp_signing: false,
         }
     }
 }
@@ -146,6 +154,16 @@ fn leaf_params(
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = key_usages(rsa);
     params.extended_key_usages = extended_key_usages(req.usage);
+    if req.ocsp_signing {
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::OcspSigning);
+    }
+    if let Some(url) = &req.ocsp_url {
+        params
+            .custom_extensions
+            .push(crate::aia::ocsp_extension(url, path)?);
+    }
     params.use_authority_key_identifier_extension = true;
     params.serial_number = Some(SerialNumber::from_slice(
         &serial::random().map_err(PkiError::crypto(path))?,

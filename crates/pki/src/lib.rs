@@ -10,6 +10,7 @@
 // Tests may panic on the unexpected; the library itself may not.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod aia;
 mod ca;
 mod csr;
 mod error;

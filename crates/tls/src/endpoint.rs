@@ -7,18 +7,19 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::ServerName;
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::{client, server, TlsAcceptor, TlsConnector};
 
 use crate::allowlist::{Allowlist, AppName};
 use crate::identity::Identity;
 use crate::material::Material;
+use crate::ocsp::{self, OcspChecker, Stapler};
 use crate::policy::{provider, versions, MinVersion, RevocationPolicy};
 use crate::refusal::{Presented, Refusal, RefusalReason};
 use crate::verify::{AllowlistVerifier, Observed, RecordingServerVerifier, OBSERVED};
@@ -77,12 +78,16 @@ pub struct PeerApp {
 pub struct ServerTls {
     acceptor: TlsAcceptor,
     allowlist: Option<Allowlist>,
+    /// Checks client certificates with OCSP (see [`ServerTls::with_ocsp`]).
+    ocsp: Option<Arc<OcspChecker>>,
 }
 
 /// The client end of a TLS forward side.
 #[derive(Clone)]
 pub struct ClientTls {
     connector: TlsConnector,
+    /// Checks server certificates with OCSP (see [`ClientTls::with_ocsp`]).
+    ocsp: Option<Arc<OcspChecker>>,
 }
 
 impl ServerTls {
@@ -130,6 +135,7 @@ impl ServerTls {
         Ok(ServerTls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             allowlist,
+            ocsp: None,
         })
     }
 
@@ -145,8 +151,10 @@ impl ServerTls {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let (result, observed) = observe(deadline, self.acceptor.accept(io)).await;
-        let stream = result.map_err(|e| refusal(e, &observed))?;
+        let started = Instant::now();
+        let (result, observed) =
+            observe(deadline, self.ocsp.clone(), self.acceptor.accept(io)).await;
+        let mut stream = result.map_err(|e| refusal(e, &observed))?;
         let peer = match (&self.allowlist, observed.admitted) {
             (None, _) => None,
             (Some(_), Some((app, identity))) => Some(PeerApp { app, identity }),
@@ -154,8 +162,65 @@ impl ServerTls {
             // certificate comes back from the session and is matched again.
             (Some(allowlist), None) => Some(resumed_peer(allowlist, &stream)?),
         };
+        if peer.is_some() {
+            let chain = peer_chain(stream.get_ref().1);
+            let left = deadline.saturating_sub(started.elapsed());
+            finish_ocsp(
+                self.ocsp.as_deref(),
+                observed.ocsp_settled,
+                chain,
+                &mut stream,
+                left,
+            )
+            .await?;
+        }
         Ok((stream, peer))
     }
+}
+
+impl ServerTls {
+    /// Checks client certificates with OCSP and, with a stapler, staples
+    /// our own certificate's response. Without a stapler the config is
+    /// left as built.
+    pub fn with_ocsp(
+        mut self,
+        checker: Option<Arc<OcspChecker>>,
+        stapler: Option<Arc<Stapler>>,
+    ) -> Self {
+        self.ocsp = checker;
+        if let Some(stapler) = stapler {
+            let mut config = ServerConfig::clone(self.acceptor.config());
+            config.cert_resolver = stapler.resolver();
+            self.acceptor = TlsAcceptor::from(Arc::new(config));
+        }
+        self
+    }
+}
+
+/// The peer's certificates, leaf first (also after a resumed session).
+fn peer_chain(connection: &rustls::CommonState) -> Vec<CertificateDer<'static>> {
+    connection.peer_certificates().unwrap_or_default().to_vec()
+}
+
+/// Asks the OCSP responder when the handshake did not settle the peer's
+/// status (`settled`: from the cache or a staple). A refused peer is told with close_notify, within a short bound:
+/// a peer that does not read must not hold the task.
+async fn finish_ocsp<S: AsyncWrite + Unpin>(
+    checker: Option<&OcspChecker>,
+    settled: bool,
+    chain: Vec<CertificateDer<'static>>,
+    stream: &mut S,
+    left: Duration,
+) -> Result<(), Refusal> {
+    let Some(checker) = checker.filter(|_| !settled) else {
+        return Ok(());
+    };
+    let refused = match ocsp::after_handshake(checker, &chain, left).await {
+        Ok(()) => return Ok(()),
+        Err(refused) => refused,
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+    Err(refused)
 }
 
 fn resumed_peer<IO>(
@@ -221,6 +286,7 @@ impl ClientTls {
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(ClientTls {
             connector: TlsConnector::from(Arc::new(config)),
+            ocsp: None,
         })
     }
 
@@ -235,18 +301,50 @@ impl ClientTls {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let (result, observed) = observe(deadline, self.connector.connect(server_name, io)).await;
-        result.map_err(|e| refusal(e, &observed))
+        let started = Instant::now();
+        let (result, observed) = observe(
+            deadline,
+            self.ocsp.clone(),
+            self.connector.connect(server_name, io),
+        )
+        .await;
+        let mut stream = result.map_err(|e| refusal(e, &observed))?;
+        let chain = peer_chain(stream.get_ref().1);
+        let left = deadline.saturating_sub(started.elapsed());
+        finish_ocsp(
+            self.ocsp.as_deref(),
+            observed.ocsp_settled,
+            chain,
+            &mut stream,
+            left,
+        )
+        .await?;
+        Ok(stream)
+    }
+
+    /// Checks the server's certificate with OCSP: its stapled response
+    /// when it sends one, else the responder.
+    pub fn with_ocsp(mut self, checker: Option<Arc<OcspChecker>>) -> Self {
+        self.ocsp = checker;
+        self
     }
 }
 
 /// Runs a handshake with a fresh observation slot and a deadline.
-async fn observe<F, T>(deadline: Duration, handshake: F) -> (Result<T, HandshakeError>, Observed)
+async fn observe<F, T>(
+    deadline: Duration,
+    ocsp: Option<Arc<OcspChecker>>,
+    handshake: F,
+) -> (Result<T, HandshakeError>, Observed)
 where
     F: Future<Output = std::io::Result<T>>,
 {
+    let slot = Observed {
+        ocsp,
+        ..Observed::default()
+    };
     OBSERVED
-        .scope(RefCell::new(Observed::default()), async move {
+        .scope(RefCell::new(slot), async move {
             let result = match tokio::time::timeout(deadline, handshake).await {
                 Ok(Ok(stream)) => Ok(stream),
                 Ok(Err(e)) => Err(HandshakeError::Io(e)),

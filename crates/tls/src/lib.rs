@@ -7,6 +7,7 @@ pub mod endpoint;
 pub mod identity;
 pub mod material;
 pub mod pkcs12;
+pub mod ocsp;
 pub mod policy;
 pub mod refusal;
 mod verify;
@@ -16,6 +17,7 @@ pub use endpoint::{ClientAuth, ClientTls, EndpointError, PeerApp, ServerTls, Tls
 pub use identity::{DistinguishedName, Fingerprint, Identity, Revoked, SpkiPin};
 pub use material::{Material, MaterialError, ProfileFiles, Role};
 pub use pkcs12::{PasswordSource, Pkcs12Error};
+pub use ocsp::{OcspChecker, OcspMode, OcspPolicy, Stapler};
 pub use policy::{MinVersion, RevocationPolicy};
 pub use refusal::{Presented, Refusal, RefusalReason};
 pub use rustls::pki_types::ServerName;

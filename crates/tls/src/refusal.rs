@@ -76,7 +76,7 @@ impl RefusalReason {
             RefusalReason::Expired => "certificate expired",
             RefusalReason::NotYetValid => "certificate not yet valid",
             RefusalReason::Revoked => "certificate revoked",
-            RefusalReason::RevocationUnknown => "revocation status unknown (no CRL for the issuer)",
+            RefusalReason::RevocationUnknown => "revocation status unknown (no CRL for the issuer, or no OCSP answer)",
             RefusalReason::WrongUsage => "certificate not valid for this usage (extended key usage)",
             RefusalReason::NotAllowed => "certificate not on this route's allowlist",
             RefusalReason::NoCertificate => "no client certificate presented",

@@ -17,12 +17,17 @@ use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
 
 use crate::allowlist::{Allowlist, AppName};
 use crate::identity::Identity;
+use crate::ocsp::{in_handshake as ocsp_in_handshake, OcspChecker};
 
 /// What the verifiers saw during one handshake.
 #[derive(Debug, Default)]
 pub(crate) struct Observed {
     pub presented: Option<CertificateDer<'static>>,
     pub admitted: Option<(AppName, Arc<Identity>)>,
+    /// The profile's OCSP checker, set before the handshake.
+    pub ocsp: Option<Arc<OcspChecker>>,
+    /// The OCSP status was settled inside the handshake (cache or staple).
+    pub ocsp_settled: bool,
 }
 
 tokio::task_local! {
@@ -38,6 +43,17 @@ fn record_presented(cert: &CertificateDer<'_>) {
 fn record_admitted(app: &AppName, identity: Identity) {
     let _ =
         OBSERVED.try_with(|o| o.borrow_mut().admitted = Some((app.clone(), Arc::new(identity))));
+}
+
+pub(crate) fn observed_ocsp() -> Option<Arc<OcspChecker>> {
+    OBSERVED
+        .try_with(|o| o.borrow().ocsp.clone())
+        .ok()
+        .flatten()
+}
+
+pub(crate) fn record_ocsp_settled() {
+    let _ = OBSERVED.try_with(|o| o.borrow_mut().ocsp_settled = true);
 }
 
 /// Handshake signatures are checked by the wrapped webpki verifier as is.
@@ -96,6 +112,7 @@ impl ClientCertVerifier for AllowlistVerifier {
         record_presented(end_entity);
         self.inner
             .verify_client_cert(end_entity, intermediates, now)?;
+        ocsp_in_handshake(end_entity, intermediates, &[])?;
         let identity = Identity::from_der(end_entity)
             .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
         match self.allowlist.admit(&identity) {
@@ -129,8 +146,15 @@ impl ServerCertVerifier for RecordingServerVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
         record_presented(end_entity);
-        self.inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        ocsp_in_handshake(end_entity, intermediates, ocsp_response)?;
+        Ok(verified)
     }
 
     delegate_signature_checks!();

@@ -6,6 +6,7 @@
 
 mod http;
 mod own_cert;
+mod ocsp;
 mod raw;
 mod types;
 
@@ -319,6 +320,7 @@ impl Builder {
                     allow_unknown,
                 },
             },
+            ocsp: ocsp::policy(name, raw)?,
         })
     }
 }

@@ -81,6 +81,10 @@ pub struct RawProfile {
     pub min_version: Option<String>,
     pub crl_scope: Option<String>,
     pub crl_unknown: Option<String>,
+    /// `off` (default), `soft` or `hard`.
+    pub ocsp: Option<String>,
+    /// Responder asked instead of the one certificates name.
+    pub ocsp_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

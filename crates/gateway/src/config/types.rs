@@ -202,6 +202,8 @@ pub struct TlsProfile {
     pub name: ProfileName,
     pub files: ProfileFiles,
     pub settings: TlsSettings,
+    /// OCSP checks of peers and stapling of our own certificate.
+    pub ocsp: guichet_tls::OcspPolicy,
 }
 
 /// Who may connect to a TLS listener.
