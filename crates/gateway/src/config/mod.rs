@@ -5,8 +5,8 @@
 //! file and the field (serde's own errors add the line and column).
 
 mod http;
-mod own_cert;
 mod ocsp;
+mod own_cert;
 mod raw;
 mod types;
 
