@@ -203,13 +203,16 @@ impl ParseOptions {
         }
     }
 
-    /// Options for frames read on the wire: segments end with "\r" as HL7
-    /// says, but a BOM or whitespace before MSH is skipped (and counted by
-    /// the caller) rather than refused: refusing (AR) would tell the sender
-    /// not to send the message again.
+    /// Options for frames read on the wire, where only the header is read
+    /// and the bytes go on untouched: a BOM or whitespace before MSH is
+    /// skipped (and counted by the caller) rather than refused, since an
+    /// AR would tell the sender never to send the message again; and
+    /// segments ending in "\n" or "\r\n" (messages pasted from files) are
+    /// split there, so that MSH-15/16 and MSH-18 are read from MSH and not
+    /// from the segment after it.
     pub fn wire() -> Self {
         ParseOptions {
-            lenient_line_endings: false,
+            lenient_line_endings: true,
             skip_leading: true,
         }
     }

@@ -106,6 +106,12 @@ impl MllpCodec {
         self.max_frame
     }
 
+    /// Whether a frame has begun (its start block was read) and has not
+    /// ended: the caller bounds how long that may last.
+    pub fn in_frame(&self) -> bool {
+        self.scan > 0
+    }
+
     /// Drops everything before the first start block. Returns whether a frame
     /// has begun (then it starts at `buf[0]`).
     fn hunt_start(&mut self, buf: &mut BytesMut) -> bool {

@@ -165,8 +165,8 @@ fn bom_is_skipped_only_in_lenient_mode_and_kept_in_raw() {
     assert_eq!(msg.header().raw(), b"MSH|^~\\&|A");
 }
 
-/// F1: on the wire, a BOM and whitespace before MSH are skipped (segments
-/// still end with CR only), reported by `Leading`, and kept in `raw`.
+/// F1: on the wire, a BOM and whitespace before MSH are skipped, reported
+/// by `Leading`, and kept in `raw`.
 #[test]
 fn f1_bom_and_whitespace_before_msh_are_skipped_on_the_wire() {
     let cases: [(&[u8], Leading); 4] = [
@@ -202,9 +202,10 @@ fn f1_bom_and_whitespace_before_msh_are_skipped_on_the_wire() {
         assert_eq!(msg.header().field(4).raw(), b"F");
         assert_eq!(msg.segments().count(), 2);
     }
-    // Still strict about segment ends, and a BOM after whitespace is data.
+    // LF-ended segments (files) end MSH too; a BOM after whitespace is data.
     let lf = Message::parse_with(b"\nMSH|^~\\&|A\nPID|1", ParseOptions::wire()).unwrap();
-    assert_eq!(lf.segments().count(), 1);
+    assert_eq!(lf.segments().count(), 2);
+    assert_eq!(lf.header().raw(), b"MSH|^~\\&|A");
     let late_bom = b" \xEF\xBB\xBFMSH|^~\\&|A\r";
     assert_eq!(
         Message::parse_with(late_bom, ParseOptions::wire()).unwrap_err(),
