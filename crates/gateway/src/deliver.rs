@@ -329,7 +329,7 @@ impl Worker {
         shutdown: &CancellationToken,
         settled: &mut Settled,
     ) -> Result<(), Pause> {
-        let header = Message::parse_with(&message.body, ParseOptions::default())
+        let header = Message::parse_with(&message.body, ParseOptions::wire())
             .ok()
             .map(|m| Header::read(&m));
         let body = Bytes::from(std::mem::take(&mut message.body));
@@ -638,7 +638,7 @@ async fn exchange(receiver: &mut Receiver, body: Bytes, control_id: &str) -> Att
             Some(Ok(frame)) => frame,
         };
         let latency = sent.elapsed();
-        let summary = Message::parse_with(&frame.payload, ParseOptions::default())
+        let summary = Message::parse_with(&frame.payload, ParseOptions::wire())
             .ok()
             .and_then(|m| AckSummary::read(&m));
         let Some(summary) = summary else {
