@@ -706,7 +706,7 @@ enum Answered {
 /// beside a set MSH-16) or on success (`SU`, what a relayed message that
 /// guichet did not refuse is). `NE`, and `ER` with no error on our side,
 /// ask for none.
-fn accept_ack_expected(header: &Header) -> bool {
+pub(crate) fn accept_ack_expected(header: &Header) -> bool {
     if !header.is_enhanced_mode() {
         return true;
     }

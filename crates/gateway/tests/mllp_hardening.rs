@@ -86,6 +86,31 @@ async fn plain_gateway(pki: &Pki, backend: &MllpBackend, extra: &str) -> Running
     Running::start(&pki.config_path(), &text).await
 }
 
+/// A gateway with one store-and-forward `mllp` route to `backend`.
+async fn stored_gateway(pki: &Pki, backend: &MllpBackend) -> Running {
+    let journal = pki.tmp.path().join("journal.db");
+    let text = format!(
+        "[gateway]\ndrain_timeout = \"1s\"\nwatch_interval = \"0s\"\n\n\
+         [journal]\nstore = {}\nnode = \"test\"\nlease_timeout = \"3s\"\n\n",
+        toml_path(&journal)
+    ) + &mllp_route(
+        &backend.target(),
+        "delivery = \"store-and-forward\"\nack_timeout = \"2s\"\nretry_initial = \"50ms\"\n",
+    );
+    Running::start(&pki.config_path(), &text).await
+}
+
+/// Waits until `backend` has read `n` frames.
+async fn received(backend: &MllpBackend, n: usize) -> Vec<Vec<u8>> {
+    bounded("frames reach the receiver", async {
+        while backend.received().len() < n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    backend.received()
+}
+
 fn summary(ack: &[u8]) -> AckSummary {
     AckSummary::read(&Message::parse(ack).unwrap()).expect("an MSA segment")
 }
@@ -236,13 +261,7 @@ async fn f1_whitespace_before_msh_is_accepted_and_counted() {
 async fn f1_bom_before_msh_is_stored_and_delivered() {
     let pki = Pki::new();
     let backend = MllpBackend::start(AckPlan::accept()).await;
-    let journal = pki.tmp.path().join("journal.db");
-    let text = format!(
-        "[gateway]\ndrain_timeout = \"1s\"\nwatch_interval = \"0s\"\n\n\
-         [journal]\nstore = {}\nnode = \"test\"\nlease_timeout = \"3s\"\n\n",
-        toml_path(&journal)
-    ) + &mllp_route(&backend.target(), "delivery = \"store-and-forward\"\n");
-    let mut gateway = Running::start(&pki.config_path(), &text).await;
+    let mut gateway = stored_gateway(&pki, &backend).await;
     let mut stream = tcp(gateway.addr(ROUTE)).await;
 
     let msg = [&b"\xEF\xBB\xBF"[..], &adt("BOM-SF")].concat();
@@ -252,13 +271,7 @@ async fn f1_bom_before_msh_is_stored_and_delivered() {
         (ack.code, ack.acknowledged_id.as_str()),
         (Some(AckCode::AA), "BOM-SF")
     );
-    bounded("delivery", async {
-        while backend.received().is_empty() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    assert_eq!(backend.received(), vec![msg]);
+    assert_eq!(received(&backend, 1).await, vec![msg]);
     assert_eq!(gateway.messages(ROUTE, "stored"), 1);
     assert_eq!(
         gateway.value(
@@ -358,6 +371,46 @@ async fn f2_answer_to_a_no_ack_message_is_paired_by_its_msa2() {
         .await;
     assert_eq!(gateway.ack_mismatches(ROUTE), 0);
     assert_eq!(gateway.all_messages(ROUTE), 2);
+    gateway.stop().await;
+}
+
+/// F2 on a store-and-forward route: the NE message is delivered without
+/// waiting for an ACK that will not come (no ack_timeout, no retry), and
+/// the message after it is delivered and paired right.
+#[tokio::test]
+async fn f2_no_accept_ack_message_is_delivered_without_waiting() {
+    let Some(a40) = fixture("ADT-A40-01.hl7") else {
+        return;
+    };
+    let pki = Pki::new();
+    let backend = MllpBackend::start(honouring()).await;
+    let mut gateway = stored_gateway(&pki, &backend).await;
+    let mut stream = tcp(gateway.addr(ROUTE)).await;
+
+    send_frames(&mut stream, &[&a40, &adt("N2")]).await;
+    // guichet answers N2 only: the NE message asked for no accept ACK.
+    let ack = summary(&FrameReader::default().frame(&mut stream).await);
+    assert_eq!(
+        (ack.code, ack.acknowledged_id.as_str()),
+        (Some(AckCode::AA), "N2")
+    );
+    assert_eq!(received(&backend, 2).await, vec![a40, adt("N2")]);
+    let attempts = |result| {
+        gateway.value(
+            "guichet_delivery_attempts_total",
+            &[("route", ROUTE), ("result", result)],
+        )
+    };
+    gateway
+        .wait_value(
+            "guichet_delivery_attempts_total",
+            &[("route", ROUTE), ("result", "delivered")],
+            2,
+        )
+        .await;
+    assert_eq!(attempts("retry"), 0);
+    assert_eq!(gateway.messages(ROUTE, "no_ack_due"), 1);
+    assert_eq!(gateway.messages(ROUTE, "unacknowledged"), 0);
     gateway.stop().await;
 }
 
