@@ -414,6 +414,73 @@ async fn f2_no_accept_ack_message_is_delivered_without_waiting() {
     gateway.stop().await;
 }
 
+/// A receiver in enhanced mode that answers each message twice on the
+/// same connection: the accept ACK (CA), then the application ACK (AA).
+async fn commit_then_application_receiver() -> std::net::SocketAddr {
+    use tokio_util::codec::Decoder;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut codec = guichet_hl7::MllpCodec::default();
+        let mut buf = bytes::BytesMut::new();
+        while tcp.read_buf(&mut buf).await.is_ok_and(|n| n > 0) {
+            while let Ok(Some(framed)) = codec.decode(&mut buf) {
+                let message = Message::parse(&framed.payload).unwrap();
+                for code in [AckCode::CA, AckCode::AA] {
+                    let ack = ack_for(&message, code, "R1");
+                    tcp.write_all(&frame(&ack)).await.unwrap();
+                }
+            }
+        }
+    });
+    addr
+}
+
+/// F2: after an accept ACK, the application ACK of the same message on
+/// the same connection is paired by MSA-2: no mismatch, no unsolicited
+/// ACK, and the next message's accept ACK is still paired with it.
+#[tokio::test]
+async fn f2_application_ack_after_commit_is_paired_by_msa2() {
+    let pki = Pki::new();
+    let receiver = commit_then_application_receiver().await;
+    let text = gateway_section("1s", "0s") + &mllp_route(&receiver.to_string(), "");
+    let mut gateway = Running::start(&pki.config_path(), &text).await;
+    let (mut rd, mut wr) = tcp(gateway.addr(ROUTE)).await.into_split();
+    let mut reader = FrameReader::default();
+    let enhanced = |id: &str| {
+        let text = String::from_utf8(adt(id)).unwrap();
+        text.replacen("|P|2.5\r", "|P|2.5|||AL|AL\r", 1)
+            .into_bytes()
+    };
+
+    send_frames(&mut wr, &[&enhanced("E1"), &enhanced("E2")]).await;
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let ack = summary(&reader.frame(&mut rd).await);
+        answers.push((ack.code.unwrap(), ack.acknowledged_id));
+    }
+    let want = [
+        (AckCode::CA, "E1"),
+        (AckCode::AA, "E1"),
+        (AckCode::CA, "E2"),
+        (AckCode::AA, "E2"),
+    ]
+    .map(|(code, id)| (code, id.to_string()));
+    assert_eq!(answers, want);
+    gateway
+        .wait_value(
+            "guichet_messages_total",
+            &[("route", ROUTE), ("outcome", "AA")],
+            2,
+        )
+        .await;
+    assert_eq!(gateway.messages(ROUTE, "CA"), 2);
+    assert_eq!(gateway.ack_mismatches(ROUTE), 0);
+    assert_eq!(gateway.messages(ROUTE, "unsolicited_ack"), 0);
+    gateway.stop().await;
+}
+
 /// F2: guichet's own AR (a frame without MSH) after an NE message goes
 /// back at once, not behind an ACK that will never come.
 #[tokio::test]
