@@ -162,6 +162,10 @@ pub(crate) const START_BLOCK_IN_FRAME: &str = "start_block_in_frame";
 /// not finished within `frame_timeout`.
 pub(crate) const FRAME_TIMEOUT: &str = "frame_timeout";
 
+/// Messages that become overdue within this of each other are reported
+/// together, in one line.
+const OVERDUE_BATCH: Duration = Duration::from_millis(500);
+
 /// Answers paired by MSA-2 alone are awaited for at most this many
 /// messages per connection; the oldest beyond it are given up.
 const MAX_OPTIONAL: usize = 4096;
@@ -541,7 +545,7 @@ impl Relay<'_> {
                 .iter()
                 .filter_map(awaited)
                 .find(|w| !w.overdue)
-                .map(|w| w.since + timeout)
+                .map(|w| w.since + timeout + OVERDUE_BATCH)
         });
         let optional = self
             .optional
@@ -554,28 +558,46 @@ impl Relay<'_> {
         }
     }
 
+    /// Reports the messages past `ack_timeout` without ACK: one line for
+    /// all those found at once (a burst of messages to a silent receiver
+    /// must not write a line each).
     fn report_overdue(&self) {
         self.give_up_optional();
-        let Ok(mut queue) = self.owed.lock() else {
-            return;
-        };
         let timeout = self.settings.ack_timeout;
-        for w in queue
-            .iter_mut()
-            .filter_map(|owed| match owed {
-                Owed::Ack(w) => Some(w),
-                _ => None,
-            })
-            .filter(|w| !w.overdue && w.since.elapsed() >= timeout)
-        {
-            w.overdue = true;
-            self.route.counters.acks_overdue.inc();
-            warn!(
-                message_type = %w.header.message_type,
-                control_id = %w.header.control_id,
-                waited_s = timeout.as_secs_f64(),
-                "no ACK yet for this message"
-            );
+        let overdue: Vec<(String, String)> = match self.owed.lock() {
+            Ok(mut queue) => queue
+                .iter_mut()
+                .filter_map(|owed| match owed {
+                    Owed::Ack(w) => Some(w),
+                    _ => None,
+                })
+                .filter(|w| !w.overdue && w.since.elapsed() >= timeout)
+                .map(|w| {
+                    w.overdue = true;
+                    let h = &w.header;
+                    (h.message_type.clone(), h.control_id.clone())
+                })
+                .collect(),
+            Err(_) => return,
+        };
+        self.route
+            .counters
+            .acks_overdue
+            .inc_by(overdue.len() as u64);
+        let waited_s = timeout.as_secs_f64();
+        match overdue.as_slice() {
+            [] => {}
+            [(message_type, control_id)] => warn!(
+                %message_type, %control_id, waited_s, "no ACK yet for this message"
+            ),
+            [(_, first), .., (_, last)] => warn!(
+                count = overdue.len(),
+                first_control_id = %first,
+                last_control_id = %last,
+                waited_s,
+                "no ACK yet for {} messages",
+                overdue.len()
+            ),
         }
     }
 

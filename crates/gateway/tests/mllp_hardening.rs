@@ -617,7 +617,8 @@ async fn f7_end_without_close_notify_is_peer_closed() {
 // ------------------------------------------------------- lost in flight
 
 /// A sender gone with 1000 messages in flight: one event each, one WARN
-/// line for them all, with the count.
+/// line for them all, with the count; their ACKs overdue before that are
+/// reported in a few lines, not 1000.
 #[tokio::test]
 async fn lost_in_flight_messages_are_one_summary_line() {
     const N: usize = 1000;
@@ -628,7 +629,7 @@ async fn lost_in_flight_messages_are_one_summary_line() {
         ..AckPlan::accept()
     };
     let backend = MllpBackend::start(plan).await;
-    let mut gateway = plain_gateway(&pki, &backend, "").await;
+    let mut gateway = plain_gateway(&pki, &backend, "ack_timeout = \"1s\"\n").await;
     let mut stream = tcp(gateway.addr(ROUTE)).await;
 
     let messages: Vec<Vec<u8>> = (0..N).map(|i| adt(&format!("F{i}"))).collect();
@@ -640,6 +641,12 @@ async fn lost_in_flight_messages_are_one_summary_line() {
         }
     })
     .await;
+    // Overdue first: a few lines at most, not one per message.
+    gateway
+        .wait_value("guichet_acks_overdue_total", &[("route", ROUTE)], N as u64)
+        .await;
+    let overdue = logs.lines_with("no ACK yet");
+    assert!((1..=3).contains(&overdue.len()), "{} lines", overdue.len());
     drop(stream);
 
     gateway
