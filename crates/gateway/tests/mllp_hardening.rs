@@ -88,6 +88,10 @@ async fn plain_gateway(pki: &Pki, backend: &MllpBackend, extra: &str) -> Running
 
 /// A gateway with one store-and-forward `mllp` route to `backend`.
 async fn stored_gateway(pki: &Pki, backend: &MllpBackend) -> Running {
+    stored_gateway_with(pki, backend, "").await
+}
+
+async fn stored_gateway_with(pki: &Pki, backend: &MllpBackend, extra: &str) -> Running {
     let journal = pki.tmp.path().join("journal.db");
     let text = format!(
         "[gateway]\ndrain_timeout = \"1s\"\nwatch_interval = \"0s\"\n\n\
@@ -95,7 +99,7 @@ async fn stored_gateway(pki: &Pki, backend: &MllpBackend) -> Running {
         toml_path(&journal)
     ) + &mllp_route(
         &backend.target(),
-        "delivery = \"store-and-forward\"\nack_timeout = \"2s\"\nretry_initial = \"50ms\"\n",
+        &format!("delivery = \"store-and-forward\"\nack_timeout = \"2s\"\nretry_initial = \"50ms\"\n{extra}"),
     );
     Running::start(&pki.config_path(), &text).await
 }
@@ -748,4 +752,49 @@ fn check_warns_of_weak_mllp_settings() {
         0,
         "{report}"
     );
+}
+
+/// F10 and `frame_timeout` on a store-and-forward route: the interrupted
+/// frame is neither stored nor acknowledged, the next one is; a trickled
+/// frame is cut at the deadline and nothing of it is stored.
+#[tokio::test]
+async fn f10_and_frame_timeout_on_a_store_and_forward_route() {
+    let pki = Pki::new();
+    let backend = MllpBackend::start(AckPlan::accept()).await;
+    let mut gateway = stored_gateway_with(&pki, &backend, "frame_timeout = \"1s\"\n").await;
+    let mut stream = tcp(gateway.addr(ROUTE)).await;
+
+    let mut bytes = vec![0x0B];
+    bytes.extend_from_slice(&adt("CUT")[..50]);
+    bytes.extend(frame(&adt("S2")));
+    bounded("write", stream.write_all(&bytes)).await.unwrap();
+    let ack = summary(&FrameReader::default().frame(&mut stream).await);
+    assert_eq!(
+        (ack.code, ack.acknowledged_id.as_str()),
+        (Some(AckCode::AA), "S2")
+    );
+    assert_eq!(received(&backend, 1).await, vec![adt("S2")]);
+    assert_eq!(gateway.frame_errors(ROUTE, "start_block_in_frame"), 1);
+
+    let started = std::time::Instant::now();
+    bounded("write", stream.write_all(b"\x0bMSH|^~"))
+        .await
+        .unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    let trickle = tokio::spawn(async move {
+        while wr.write_all(b"x").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut buf = [0u8; 64];
+    let read = bounded("cut at frame_timeout", rd.read(&mut buf)).await;
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    trickle.abort();
+    gateway
+        .wait_connections(ROUTE, outcome::FRAME_TIMEOUT, 1)
+        .await;
+    assert_eq!(gateway.frame_errors(ROUTE, "frame_timeout"), 1);
+    assert_eq!(gateway.messages(ROUTE, "stored"), 1);
+    gateway.stop().await;
 }
