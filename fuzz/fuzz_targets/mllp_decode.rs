@@ -4,7 +4,8 @@
 //! pick a small limit so `TooLarge` is reached; bits 0..2: how many of the
 //! next bytes are read sizes), the read sizes, then the stream itself.
 //! Invariants: no panic; the buffer never holds more than one frame's worth
-//! between reads; payloads respect the limit and never hold 0x1C 0x0D; every
+//! between reads; payloads respect the limit and never hold 0x1C 0x0D nor a
+//! start block 0x0B (a start block inside a frame interrupts it); every
 //! input byte is accounted for; cutting the stream differently changes
 //! nothing.
 #![no_main]
@@ -19,7 +20,12 @@ const FRAMING: usize = 3;
 
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
-    Frame { payload: Vec<u8>, discarded: usize },
+    Frame {
+        payload: Vec<u8>,
+        discarded: usize,
+        interrupted: usize,
+        interrupted_bytes: usize,
+    },
     TooLarge,
     Truncated(usize),
     Garbage(usize),
@@ -87,9 +93,16 @@ fn checked(max: usize, frame: guichet_hl7::Frame) -> Outcome {
         !payload.windows(2).any(|pair| pair == [0x1C, 0x0D]),
         "payload holds an end sequence"
     );
+    assert!(!payload.contains(&0x0B), "payload holds a start block");
+    assert!(
+        frame.interrupted_bytes >= frame.interrupted,
+        "each interrupted frame has at least its start block"
+    );
     Outcome::Frame {
         payload,
         discarded: frame.discarded,
+        interrupted: frame.interrupted,
+        interrupted_bytes: frame.interrupted_bytes,
     }
 }
 
@@ -116,7 +129,12 @@ fn accounted(outcomes: &[Outcome]) -> usize {
     outcomes
         .iter()
         .map(|outcome| match outcome {
-            Outcome::Frame { payload, discarded } => discarded + payload.len() + FRAMING,
+            Outcome::Frame {
+                payload,
+                discarded,
+                interrupted_bytes,
+                ..
+            } => discarded + interrupted_bytes + payload.len() + FRAMING,
             Outcome::TooLarge => 0,
             Outcome::Truncated(buffered) => buffered + 1,
             Outcome::Garbage(bytes) => *bytes,

@@ -601,6 +601,7 @@ fn check_route(route: &RouteSpec, report: &mut Report) {
             );
         }
     }
+    check_mllp(route, &subject, report);
     report.push(
         Level::Ok,
         &subject,
@@ -612,6 +613,48 @@ fn check_route(route: &RouteSpec, report: &mut Report) {
             route.forward_label()
         ),
     );
+}
+
+/// A frame_timeout above this lets a trickling peer hold a connection
+/// slot for minutes.
+const LONG_FRAME_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Buffers an `mllp` route may hold at worst, above which `check` warns.
+const FRAME_MEMORY_WARNING: u128 = 8 << 30;
+
+/// The ways an `mllp` route's own settings are weaker than they could be.
+fn check_mllp(route: &RouteSpec, subject: &str, report: &mut Report) {
+    let crate::config::RouteKind::Mllp(mllp) = &route.kind else {
+        return;
+    };
+    if mllp.non_hl7 == crate::config::NonHl7Policy::Pass {
+        report.push(
+            Level::Warning,
+            subject,
+            "non_hl7 = \"pass\": frames without MSH are forwarded unchecked, with no message event; prefer \"reject\"",
+        );
+    }
+    if mllp.frame_timeout > LONG_FRAME_TIMEOUT {
+        report.push(
+            Level::Warning,
+            subject,
+            format!(
+                "frame_timeout = {:?}: a peer trickling a frame holds a connection slot that long; 30s is the default",
+                mllp.frame_timeout
+            ),
+        );
+    }
+    let worst = mllp.max_frame as u128 * route.limits.max_connections as u128;
+    if worst > FRAME_MEMORY_WARNING {
+        report.push(
+            Level::Warning,
+            subject,
+            format!(
+                "max_frame_bytes x max_connections = {} MiB of frame buffers at worst: lower one of them",
+                worst >> 20
+            ),
+        );
+    }
 }
 
 fn date(unix: i64) -> String {

@@ -242,18 +242,51 @@ fn ended(end: PumpEnd, traffic: Traffic, idle: Duration) -> Outcome {
             log_end!(info, traffic, idle = ?idle, "idle timeout: connection closed");
             Outcome::IdleTimeout
         }
-        PumpEnd::Error(e) => {
-            // With TLS 1.3 a refused client certificate surfaces here, as
-            // an alert on the first read after the handshake.
-            let reason = RefusalReason::from_io_error(&e);
-            log_end!(
-                warn,
-                traffic,
-                reason = reason.as_str(),
-                "connection ended: {e}"
-            );
-            Outcome::Error
+        PumpEnd::Frame { reason, detail } => {
+            log_end!(warn, traffic, reason, "connection closed: {detail}");
+            if reason == crate::relay::FRAME_TIMEOUT {
+                Outcome::FrameTimeout
+            } else {
+                Outcome::FrameError
+            }
         }
+        PumpEnd::Error(e) => match end_reason(&e) {
+            PEER_CLOSED => {
+                log_end!(
+                    info,
+                    traffic,
+                    reason = PEER_CLOSED,
+                    "connection closed by the peer without TLS close_notify"
+                );
+                Outcome::PeerClosed
+            }
+            reason => {
+                log_end!(warn, traffic, reason, "connection ended: {e}");
+                Outcome::Error
+            }
+        },
+    }
+}
+
+/// Log reason of an end without close_notify.
+const PEER_CLOSED: &str = "peer_closed";
+
+/// Why a connection ended on an I/O error, as a fixed log label. Only an
+/// error that carries a TLS alert or protocol error is named after the
+/// TLS reason (with TLS 1.3 a peer refusing our certificate says so on
+/// the first read after the handshake); a reset or a missing close_notify
+/// is not a handshake failure.
+fn end_reason(e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind as K;
+    if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+        return RefusalReason::from_io_error(e).as_str();
+    }
+    match e.kind() {
+        K::UnexpectedEof => PEER_CLOSED,
+        K::ConnectionReset | K::ConnectionAborted => "connection_reset",
+        K::BrokenPipe => "broken_pipe",
+        K::TimedOut => "timed_out",
+        _ => "io_error",
     }
 }
 

@@ -29,6 +29,7 @@ use crate::connection::{observe_handshake, open_forward, ForwardError};
 use crate::events::{MessageEvent, MessageOutcome};
 use crate::ingest::unix_ms;
 use crate::metrics::{RouteLabel, Side};
+use crate::relay::accept_ack_expected;
 use crate::route::RouteRuntime;
 use crate::stream::Stream;
 
@@ -96,6 +97,9 @@ enum Attempt {
     },
     /// No usable answer: connection, timeout, wrong MSA-2.
     Failed(String),
+    /// Sent to a receiver that owes no accept ACK (enhanced mode, MSH-15
+    /// `NE` or `ER`): delivered once written, nothing awaited.
+    Sent,
 }
 
 impl Worker {
@@ -329,9 +333,12 @@ impl Worker {
         shutdown: &CancellationToken,
         settled: &mut Settled,
     ) -> Result<(), Pause> {
-        let header = Message::parse_with(&message.body, ParseOptions::default())
+        let header = Message::parse_with(&message.body, ParseOptions::wire())
             .ok()
             .map(|m| Header::read(&m));
+        // An enhanced-mode message asking for no accept ACK gets none: do
+        // not wait ack_timeout for it and retry it forever.
+        let expect_ack = header.as_ref().is_none_or(accept_ack_expected);
         let body = Bytes::from(std::mem::take(&mut message.body));
         if message.redelivered {
             warn!(
@@ -351,6 +358,7 @@ impl Worker {
                 .attempt(
                     &body,
                     &message.meta.control_id,
+                    expect_ack,
                     receiver,
                     renew_at,
                     shutdown,
@@ -412,6 +420,7 @@ impl Worker {
         &self,
         body: &Bytes,
         control_id: &str,
+        expect_ack: bool,
         receiver: &mut Option<Receiver>,
         renew_at: &mut Instant,
         shutdown: &CancellationToken,
@@ -428,7 +437,7 @@ impl Worker {
         let timeout = self.ack_timeout();
         let deadline = Instant::now() + timeout;
         let attempt = {
-            let exchange = exchange(open, body.clone(), control_id);
+            let exchange = exchange(open, body.clone(), control_id, expect_ack);
             tokio::pin!(exchange);
             // The lease is renewed while a slow receiver thinks: an
             // ack_timeout longer than the lease must not let another node
@@ -445,7 +454,10 @@ impl Worker {
             }
         };
         match &attempt {
-            Attempt::Accepted { .. } => open.last_accepted = Some(control_id.to_string()),
+            // A late answer to this one (an application ACK) is skipped.
+            Attempt::Accepted { .. } | Attempt::Sent => {
+                open.last_accepted = Some(control_id.to_string())
+            }
             Attempt::Failed(_) => *receiver = None,
             Attempt::Refused { .. } => {}
         }
@@ -514,6 +526,10 @@ impl Worker {
                 *code,
             ),
             Attempt::Failed(reason) => retry(reason.clone(), None),
+            Attempt::Sent => Outcome::Delivered {
+                ack_code: NO_ACK_DUE.to_string(),
+                at_ms: now,
+            },
         }
     }
 
@@ -568,6 +584,7 @@ impl Worker {
                 latency: *latency,
             },
             Attempt::Failed(_) => MessageOutcome::Unacknowledged,
+            Attempt::Sent => MessageOutcome::NoAckDue,
         };
         counters.message(&outcome);
         let remote = receiver
@@ -621,13 +638,24 @@ impl Settled {
     }
 }
 
+/// The journal's ack code of a message delivered without an ACK due.
+const NO_ACK_DUE: &str = "none";
+
 /// Sends one message and reads until its ACK. A second ACK for the
 /// message accepted just before (enhanced mode: an application ACK after
 /// the commit ACK) is skipped; any other MSA-2 fails the attempt.
-async fn exchange(receiver: &mut Receiver, body: Bytes, control_id: &str) -> Attempt {
+async fn exchange(
+    receiver: &mut Receiver,
+    body: Bytes,
+    control_id: &str,
+    expect_ack: bool,
+) -> Attempt {
     let sent = Instant::now();
     if let Err(e) = receiver.framed.send(body).await {
         return Attempt::Failed(format!("send failed: {e}"));
+    }
+    if !expect_ack {
+        return Attempt::Sent;
     }
     loop {
         let frame = match receiver.framed.next().await {
@@ -638,7 +666,7 @@ async fn exchange(receiver: &mut Receiver, body: Bytes, control_id: &str) -> Att
             Some(Ok(frame)) => frame,
         };
         let latency = sent.elapsed();
-        let summary = Message::parse_with(&frame.payload, ParseOptions::default())
+        let summary = Message::parse_with(&frame.payload, ParseOptions::wire())
             .ok()
             .and_then(|m| AckSummary::read(&m));
         let Some(summary) = summary else {

@@ -45,6 +45,10 @@ pub enum MessageOutcome {
     /// Store-and-forward: the journal could not store it; the sender got
     /// an error ACK (or the connection was closed), never an accept.
     NotStored,
+    /// Enhanced mode: the message asked for no accept ACK (MSH-15 `NE`, or
+    /// `ER` and no error), and no answer came within `ack_timeout` or
+    /// before the connection ended. Expected, not a loss.
+    NoAckDue,
 }
 
 /// One message, as the gateway saw it.
@@ -65,7 +69,7 @@ pub struct MessageEvent {
 
 impl MessageOutcome {
     /// Every value [`MessageOutcome::label`] can take.
-    pub const LABELS: [&'static str; 14] = [
+    pub const LABELS: [&'static str; 15] = [
         "AA",
         "AE",
         "AR",
@@ -80,6 +84,7 @@ impl MessageOutcome {
         "stored",
         "duplicate",
         "not_stored",
+        "no_ack_due",
     ];
 
     /// The position of [`MessageOutcome::label`] in [`MessageOutcome::LABELS`].
@@ -103,6 +108,7 @@ impl MessageOutcome {
             MessageOutcome::Stored => 11,
             MessageOutcome::Duplicate => 12,
             MessageOutcome::NotStored => 13,
+            MessageOutcome::NoAckDue => 14,
         }
     }
 
@@ -120,6 +126,7 @@ impl MessageOutcome {
             MessageOutcome::Stored => "stored",
             MessageOutcome::Duplicate => "duplicate",
             MessageOutcome::NotStored => "not_stored",
+            MessageOutcome::NoAckDue => "no_ack_due",
         }
     }
 }
@@ -165,6 +172,13 @@ impl EventBus {
     /// subscribers, if any.
     pub(crate) fn publish(&self, event: MessageEvent) {
         log(&event);
+        self.publish_unlogged(event);
+    }
+
+    /// Publishes without a log line, for events the caller sums up in one
+    /// (a connection lost with thousands of messages in flight must not
+    /// write thousands of lines).
+    pub(crate) fn publish_unlogged(&self, event: MessageEvent) {
         let event = Arc::new(event);
         if let Ok(mut recent) = self.recent.lock() {
             if recent.len() == RECENT {
@@ -212,6 +226,11 @@ fn log(e: &MessageEvent) {
             message_type = %kind, control_id = %id, sender = %sender, receiver = %receiver,
             version = %version, size = e.size, outcome, "message stored and acknowledged to the sender"
         ),
+        MessageOutcome::NoAckDue => info!(
+            message_type = %kind, control_id = %id, sender = %sender, receiver = %receiver,
+            version = %version, size = e.size, outcome,
+            "message forwarded; no ACK due (enhanced mode, MSH-15 NE or ER) and none came"
+        ),
         MessageOutcome::NotStored => warn!(
             message_type = %kind, control_id = %id, sender = %sender, receiver = %receiver,
             size = e.size, outcome, "message not stored: the sender was answered with an error"
@@ -252,6 +271,7 @@ mod tests {
             MessageOutcome::Stored,
             MessageOutcome::Duplicate,
             MessageOutcome::NotStored,
+            MessageOutcome::NoAckDue,
         ];
         assert_eq!(all.len(), MessageOutcome::LABELS.len());
         for (i, outcome) in all.iter().enumerate() {

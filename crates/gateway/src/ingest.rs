@@ -27,8 +27,9 @@ use tracing::warn;
 
 use crate::config::{ForwardPolicy, MllpSettings};
 use crate::events::MessageOutcome;
+use crate::frame_deadline::{FrameDeadline, FrameTimedOut};
 use crate::proxy::{Activity, PumpEnd};
-use crate::relay::{frame_kind, reject_not_hl7, Peer};
+use crate::relay::{frame_kind, frame_reason, reject_not_hl7, Peer, FRAME_TIMEOUT};
 use crate::route::RouteRuntime;
 
 /// Frames a pipelining sender has already sent are stored together, up to
@@ -49,6 +50,41 @@ enum Answer {
     /// The sender asked for no error ACK but must not believe the message
     /// was taken: end the connection.
     Close,
+}
+
+/// Why reading from the sender stopped early.
+#[derive(Debug)]
+enum Stop {
+    Frame(MllpError),
+    Timeout(FrameTimedOut),
+}
+
+impl From<MllpError> for Stop {
+    fn from(e: MllpError) -> Self {
+        Stop::Frame(e)
+    }
+}
+
+impl From<std::io::Error> for Stop {
+    fn from(e: std::io::Error) -> Self {
+        Stop::Frame(MllpError::Io(e))
+    }
+}
+
+impl Stop {
+    fn into_end(self) -> PumpEnd {
+        match self {
+            Stop::Frame(MllpError::Io(e)) => PumpEnd::Error(e),
+            Stop::Frame(e) => PumpEnd::Frame {
+                reason: frame_reason(&e),
+                detail: format!("sender: {e}"),
+            },
+            Stop::Timeout(t) => PumpEnd::Frame {
+                reason: FRAME_TIMEOUT,
+                detail: format!("sender: {t}"),
+            },
+        }
+    }
 }
 
 /// Everything one store-and-forward connection needs.
@@ -73,10 +109,11 @@ impl Ingest<'_> {
         let codec = MllpCodec::new(self.settings.max_frame);
         let mut frames = FramedRead::new(rd, codec.clone());
         let mut replies = FramedWrite::new(wr, codec);
+        let mut deadline = FrameDeadline::new(self.settings.frame_timeout);
         let work = async {
             loop {
-                let Some(batch) = self.next_batch(&mut frames).await? else {
-                    return Ok(());
+                let Some(batch) = self.next_batch(&mut deadline, &mut frames).await? else {
+                    return Ok::<(), Stop>(());
                 };
                 let answers = self.store(batch).await;
                 for answer in answers {
@@ -95,7 +132,7 @@ impl Ingest<'_> {
         tokio::select! {
             result = work => match result {
                 Ok(()) => PumpEnd::Closed,
-                Err(e) => PumpEnd::Error(self.io_error(e)),
+                Err(stop) => stop.into_end(),
             },
             () = activity.idle_for(idle) => PumpEnd::Idle,
         }
@@ -105,9 +142,16 @@ impl Ingest<'_> {
     /// end of the stream.
     async fn next_batch<R: AsyncRead + Unpin>(
         &self,
+        deadline: &mut FrameDeadline,
         frames: &mut FramedRead<R, MllpCodec>,
-    ) -> Result<Option<Vec<Received>>, MllpError> {
-        let Some(first) = self.frame(frames.next().await)? else {
+    ) -> Result<Option<Vec<Received>>, Stop> {
+        let next = deadline.next(frames).await.map_err(|t| {
+            self.route
+                .metrics
+                .frame_error(self.peer.route.as_str(), FRAME_TIMEOUT);
+            Stop::Timeout(t)
+        })?;
+        let Some(first) = self.frame(next)? else {
             return Ok(None);
         };
         let mut batch = vec![self.received(first)];
@@ -130,11 +174,15 @@ impl Ingest<'_> {
             None => Ok(None),
             Some(Ok(frame)) => {
                 self.discarded(frame.discarded);
+                self.peer.interrupted(self.route, "sender", &frame);
                 Ok(Some(frame))
             }
             Some(Err(MllpError::TrailingGarbage { bytes })) => {
                 self.discarded(bytes);
                 Ok(None)
+            }
+            Some(Err(MllpError::Io(e))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(MllpError::Io(e))
             }
             Some(Err(e)) => {
                 self.route
@@ -146,11 +194,14 @@ impl Ingest<'_> {
     }
 
     fn received(&self, frame: Frame) -> Received {
-        match Message::parse_with(&frame.payload, ParseOptions::default()) {
-            Ok(message) => Received::Message {
-                header: Box::new(Header::read(&message)),
-                body: frame.payload,
-            },
+        match Message::parse_with(&frame.payload, ParseOptions::wire()) {
+            Ok(message) => {
+                self.peer.leading(self.route, &frame.payload);
+                Received::Message {
+                    header: Box::new(Header::read(&message)),
+                    body: frame.payload,
+                }
+            }
             Err(_) => Received::NotHl7,
         }
     }
@@ -267,18 +318,11 @@ impl Ingest<'_> {
     fn discarded(&self, bytes: usize) {
         self.peer.discarded(self.route, "sender", bytes);
     }
-
-    fn io_error(&self, e: MllpError) -> std::io::Error {
-        match e {
-            MllpError::Io(io) => io,
-            other => std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()),
-        }
-    }
 }
 
 /// guichet's own ACK for a message it stored (or could not store).
 fn ack(body: &[u8], code: AckCode, failed: bool) -> Option<Vec<u8>> {
-    let message = Message::parse_with(body, ParseOptions::default()).ok()?;
+    let message = Message::parse_with(body, ParseOptions::wire()).ok()?;
     let control_id = stamp::next_control_id();
     let timestamp = stamp::now_timestamp();
     let (text, error) = if failed {

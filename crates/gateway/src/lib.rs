@@ -7,6 +7,7 @@ pub mod config;
 mod connection;
 mod deliver;
 pub mod events;
+mod frame_deadline;
 mod gateway;
 mod housekeeping;
 pub mod http;

@@ -35,6 +35,13 @@ pub enum Outcome {
     Drained,
     /// An I/O error on either side.
     Error,
+    /// The peer closed the connection without TLS close_notify: a normal
+    /// end for many clients, neither a refusal nor an error.
+    PeerClosed,
+    /// An `mllp` route's framing error ended it (too large, truncated...).
+    FrameError,
+    /// An MLLP frame was started and not finished within `frame_timeout`.
+    FrameTimeout,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -86,7 +93,7 @@ pub struct MessageLabels {
 }
 
 /// Framing problems on an `mllp` route: too_large, truncated,
-/// discarded_bytes, io.
+/// discarded_bytes, io, start_block_in_frame, frame_timeout.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FrameErrorLabels {
     pub route: String,
@@ -166,6 +173,9 @@ pub struct Metrics {
     pub ack_mismatches: Family<RouteLabel, Counter>,
     pub acks_overdue: Family<RouteLabel, Counter>,
     pub frame_errors: Family<FrameErrorLabels, Counter>,
+    /// Messages accepted with a UTF-8 BOM (`kind="bom"`) or whitespace
+    /// (`kind="whitespace"`) before MSH.
+    pub leading_bytes: Family<FrameErrorLabels, Counter>,
     /// Set from the status board at each scrape.
     pub certificate_expiry: Family<CertLabels, Gauge>,
     /// Store-and-forward: messages owed to the receiver (from the journal).
@@ -205,6 +215,7 @@ impl Default for Metrics {
             ack_mismatches: Family::default(),
             acks_overdue: Family::default(),
             frame_errors: Family::default(),
+            leading_bytes: Family::default(),
             certificate_expiry: Family::default(),
             queue_depth: Family::default(),
             queue_oldest_seconds: Family::default(),
@@ -281,6 +292,11 @@ impl Metrics {
             "frame_errors",
             "MLLP framing problems, per route and kind",
             self.frame_errors.clone(),
+        );
+        r.register(
+            "messages_with_leading_bytes",
+            "HL7 messages accepted on mllp routes with a UTF-8 BOM or whitespace before MSH, per route and kind (bom, whitespace)",
+            self.leading_bytes.clone(),
         );
         r.register(
             "certificate_expiry_seconds",
@@ -362,6 +378,24 @@ impl Metrics {
 
     pub fn frame_error(&self, route: &str, kind: &'static str) {
         self.frame_errors
+            .get_or_create(&FrameErrorLabels {
+                route: route.to_string(),
+                kind,
+            })
+            .inc();
+    }
+
+    pub fn frame_errors_by(&self, route: &str, kind: &'static str, n: u64) {
+        self.frame_errors
+            .get_or_create(&FrameErrorLabels {
+                route: route.to_string(),
+                kind,
+            })
+            .inc_by(n);
+    }
+
+    pub fn leading_bytes(&self, route: &str, kind: &'static str) {
+        self.leading_bytes
             .get_or_create(&FrameErrorLabels {
                 route: route.to_string(),
                 kind,
@@ -484,6 +518,9 @@ snake_case_label!(Outcome {
     IdleTimeout => "idle_timeout",
     Drained => "drained",
     Error => "error",
+    PeerClosed => "peer_closed",
+    FrameError => "frame_error",
+    FrameTimeout => "frame_timeout",
 });
 snake_case_label!(Side { Listen => "listen", Forward => "forward" });
 snake_case_label!(Direction { Upstream => "upstream", Downstream => "downstream" });

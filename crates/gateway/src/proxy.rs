@@ -144,6 +144,13 @@ pub enum PumpEnd {
     /// Both directions reached end of stream.
     Closed,
     Idle,
+    /// An `mllp` route's framing went wrong: `reason` is the fixed log
+    /// label (`frame_too_large`, `truncated`, `frame_timeout`...), `detail`
+    /// what happened, in words.
+    Frame {
+        reason: &'static str,
+        detail: String,
+    },
     Error(io::Error),
 }
 

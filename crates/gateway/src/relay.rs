@@ -7,6 +7,21 @@
 //!
 //! MLLP answers in order, so the first message waiting is the one an
 //! incoming ACK answers; its MSA-2 is checked against that message's MSH-10.
+//!
+//! What a relay expects back, per message (HL7 v2 chapter 2, table 0155):
+//! - original mode (MSH-15 and MSH-16 empty): one ACK, in order;
+//! - enhanced mode, MSH-15 `AL` or `SU` (or empty beside a set MSH-16):
+//!   one accept ACK (CA/CE/CR), in order;
+//! - enhanced mode, MSH-15 `NE`, or `ER` (the relay itself made no error):
+//!   no accept ACK. Such a message takes no place in the order: an answer
+//!   can still come (a CE/CR under `ER`, an application ACK under MSH-16),
+//!   and is paired by its MSA-2 alone, until `ack_timeout`;
+//! - after an accept ACK, MSH-16 other than `NE` may bring an application
+//!   ACK (AA/AE/AR) on the same connection: it too is paired by MSA-2 until
+//!   `ack_timeout`, and counted under its code.
+//!
+//! Nothing else waits behind such a message, guichet's own answers least
+//! of all.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -14,20 +29,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use guichet_hl7::{
-    build_reject_for_unparseable, stamp, AckCode, AckRequest, AckSummary, ErrorCode, ErrorDetail,
-    Frame, Header, Message, MllpCodec, MllpError, ParseOptions, Severity,
+    build_reject_for_unparseable, stamp, AckCode, AckMode, AckRequest, AckSummary, ErrorCode,
+    ErrorDetail, Frame, Header, Leading, Message, MllpCodec, MllpError, ParseOptions, Severity,
 };
 use guichet_tls::AppName;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::config::{MllpSettings, NonHl7Policy, RouteName};
 use crate::events::{MessageEvent, MessageOutcome};
+use crate::frame_deadline::{FrameDeadline, FrameTimedOut};
 use crate::proxy::{Activity, PumpEnd};
 use crate::route::RouteRuntime;
 
@@ -49,7 +65,33 @@ impl Peer {
         outcome: MessageOutcome,
     ) {
         route.counters.message(&outcome);
-        route.events.publish(MessageEvent {
+        route.events.publish(self.event(header, size, at, outcome));
+    }
+
+    /// Like [`Peer::publish`], without the event's own log line: the
+    /// caller logs a summary.
+    fn publish_unlogged(
+        &self,
+        route: &RouteRuntime,
+        header: Option<Header>,
+        size: usize,
+        at: SystemTime,
+        outcome: MessageOutcome,
+    ) {
+        route.counters.message(&outcome);
+        route
+            .events
+            .publish_unlogged(self.event(header, size, at, outcome));
+    }
+
+    fn event(
+        &self,
+        header: Option<Header>,
+        size: usize,
+        at: SystemTime,
+        outcome: MessageOutcome,
+    ) -> MessageEvent {
+        MessageEvent {
             at,
             route: self.route.clone(),
             remote: self.remote,
@@ -57,7 +99,47 @@ impl Peer {
             header,
             size,
             outcome,
-        });
+        }
+    }
+
+    /// Counts what preceded MSH in a message: accepted, but a sign of a
+    /// sender that reads its messages from files.
+    pub(crate) fn leading(&self, route: &RouteRuntime, payload: &[u8]) {
+        let leading = Leading::of(payload);
+        if leading.is_empty() {
+            return;
+        }
+        let name = self.route.as_str();
+        if leading.bom {
+            route.metrics.leading_bytes(name, LEADING_BOM);
+        }
+        if leading.whitespace > 0 {
+            route.metrics.leading_bytes(name, LEADING_WHITESPACE);
+        }
+        debug!(
+            bom = leading.bom,
+            whitespace = leading.whitespace,
+            "message with a BOM or whitespace before MSH accepted, forwarded as received"
+        );
+    }
+
+    /// Counts and logs frames a start block cut short before this one.
+    pub(crate) fn interrupted(&self, route: &RouteRuntime, side: &'static str, frame: &Frame) {
+        if frame.interrupted == 0 {
+            return;
+        }
+        route.metrics.frame_errors_by(
+            self.route.as_str(),
+            START_BLOCK_IN_FRAME,
+            frame.interrupted as u64,
+        );
+        warn!(
+            side,
+            frames = frame.interrupted,
+            bytes = frame.interrupted_bytes,
+            reason = START_BLOCK_IN_FRAME,
+            "MLLP frame interrupted by a start block (0x0B) before its end block: the partial frame was dropped, not forwarded"
+        );
     }
 
     /// Counts and logs bytes found outside any MLLP frame.
@@ -70,6 +152,23 @@ impl Peer {
         }
     }
 }
+
+/// `kind` of `guichet_messages_with_leading_bytes_total`.
+pub(crate) const LEADING_BOM: &str = "bom";
+pub(crate) const LEADING_WHITESPACE: &str = "whitespace";
+/// `kind` of `guichet_frame_errors_total` and log `reason` for F10.
+pub(crate) const START_BLOCK_IN_FRAME: &str = "start_block_in_frame";
+/// `kind` of `guichet_frame_errors_total` and log `reason` for a frame
+/// not finished within `frame_timeout`.
+pub(crate) const FRAME_TIMEOUT: &str = "frame_timeout";
+
+/// Messages that become overdue within this of each other are reported
+/// together, in one line.
+const OVERDUE_BATCH: Duration = Duration::from_millis(500);
+
+/// Answers paired by MSA-2 alone are awaited for at most this many
+/// messages per connection; the oldest beyond it are given up.
+const MAX_OPTIONAL: usize = 4096;
 
 /// What the sender is owed, in the order it sent: MLLP answers in order,
 /// so a pipelining sender pairs answers with messages by position.
@@ -94,12 +193,22 @@ struct Waiting {
     overdue: bool,
 }
 
+/// A message whose answer may come, or not, and is paired by MSA-2.
+struct Optional {
+    waiting: Waiting,
+    /// Its event is out already (an accept ACK came): a later application
+    /// ACK is counted again, under its own code; none is no news.
+    published: bool,
+}
+
 struct Relay<'a> {
     peer: Peer,
     settings: MllpSettings,
     /// Metrics, counters and the event bus of the route.
     route: &'a RouteRuntime,
     owed: Mutex<VecDeque<Owed>>,
+    /// Answers that may come, paired by MSA-2, oldest first.
+    optional: Mutex<VecDeque<Optional>>,
     /// Wakes the downstream side when an own reply is queued.
     reply_queued: Notify,
 }
@@ -112,8 +221,29 @@ enum RelayError {
         side: &'static str,
         error: MllpError,
     },
+    #[error("{side}: {error}")]
+    FrameTimeout {
+        side: &'static str,
+        error: FrameTimedOut,
+    },
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+impl RelayError {
+    fn into_end(self) -> PumpEnd {
+        match self {
+            RelayError::Io(e) => PumpEnd::Error(e),
+            RelayError::Frame { ref error, .. } => PumpEnd::Frame {
+                reason: frame_reason(error),
+                detail: self.to_string(),
+            },
+            RelayError::FrameTimeout { .. } => PumpEnd::Frame {
+                reason: FRAME_TIMEOUT,
+                detail: self.to_string(),
+            },
+        }
+    }
 }
 
 /// Relays frames both ways until both directions end, a framing error,
@@ -138,6 +268,7 @@ where
         settings,
         route,
         owed: Mutex::new(VecDeque::new()),
+        optional: Mutex::new(VecDeque::new()),
         reply_queued: Notify::new(),
     };
     let (client_rd, client_wr) = tokio::io::split(client);
@@ -148,10 +279,7 @@ where
     let end = tokio::select! {
         result = async { tokio::try_join!(upstream, downstream) } => match result {
             Ok(_) => PumpEnd::Closed,
-            Err(RelayError::Io(e)) => PumpEnd::Error(e),
-            Err(e @ RelayError::Frame { .. }) => {
-                PumpEnd::Error(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
-            }
+            Err(e) => e.into_end(),
         },
         () = activity.idle_for(idle) => PumpEnd::Idle,
     };
@@ -170,22 +298,33 @@ impl Relay<'_> {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        while let Some(frame) = frames.next().await {
+        let mut deadline = FrameDeadline::new(self.settings.frame_timeout);
+        while let Some(frame) = self
+            .next_frame("sender", &mut deadline, &mut frames)
+            .await?
+        {
             let Some(frame) = self.frame_or_end("sender", frame)? else {
                 break;
             };
             self.report_discarded("sender", frame.discarded);
+            self.peer.interrupted(self.route, "sender", &frame);
             let size = frame.payload.len();
-            match Message::parse_with(&frame.payload, ParseOptions::default()) {
+            match Message::parse_with(&frame.payload, ParseOptions::wire()) {
                 Ok(message) => {
+                    self.peer.leading(self.route, &frame.payload);
                     let header = Header::read(&message);
-                    self.owe(Owed::Ack(Box::new(Waiting {
+                    let waiting = Waiting {
                         header,
                         size,
                         at: SystemTime::now(),
                         since: Instant::now(),
                         overdue: false,
-                    })));
+                    };
+                    if accept_ack_expected(&waiting.header) {
+                        self.owe(Owed::Ack(Box::new(waiting)));
+                    } else {
+                        self.may_answer(waiting, false);
+                    }
                     forward(&mut to_server, frame.payload).await?;
                     refill(frames.read_buffer_mut());
                 }
@@ -225,17 +364,19 @@ impl Relay<'_> {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
+        let mut deadline = FrameDeadline::new(self.settings.frame_timeout);
         loop {
             let overdue_at = self.next_overdue();
             tokio::select! {
                 biased;
                 () = self.reply_queued.notified() => self.send_own_replies(&mut to_client).await?,
-                frame = frames.next() => {
-                    let Some(frame) = frame else { break };
+                frame = self.next_frame("receiver", &mut deadline, &mut frames) => {
+                    let Some(frame) = frame? else { break };
                     let Some(frame) = self.frame_or_end("receiver", frame)? else {
                         break;
                     };
                     self.report_discarded("receiver", frame.discarded);
+                    self.peer.interrupted(self.route, "receiver", &frame);
                     // Replies owed before this answer go first.
                     self.send_own_replies(&mut to_client).await?;
                     self.acknowledged(&frame.payload);
@@ -254,6 +395,45 @@ impl Relay<'_> {
         if let Ok(mut queue) = self.owed.lock() {
             queue.push_back(owed);
         }
+    }
+
+    /// Awaits an answer that may come, paired by MSA-2, until `ack_timeout`.
+    fn may_answer(&self, waiting: Waiting, published: bool) {
+        let dropped = match self.optional.lock() {
+            Ok(mut optional) => {
+                optional.push_back(Optional { waiting, published });
+                (optional.len() > MAX_OPTIONAL)
+                    .then(|| optional.pop_front())
+                    .flatten()
+            }
+            Err(_) => None,
+        };
+        if let Some(oldest) = dropped {
+            self.no_answer(oldest);
+        }
+    }
+
+    /// An optional answer that did not come: expected, reported once.
+    fn no_answer(&self, optional: Optional) {
+        if !optional.published {
+            let w = optional.waiting;
+            self.publish(Some(w.header), w.size, w.at, MessageOutcome::NoAckDue);
+        }
+    }
+
+    /// The next frame read from `side`, within the frame deadline.
+    async fn next_frame<R: AsyncRead + Unpin>(
+        &self,
+        side: &'static str,
+        deadline: &mut FrameDeadline,
+        frames: &mut FramedRead<R, MllpCodec>,
+    ) -> Result<Option<Result<Frame, MllpError>>, RelayError> {
+        deadline.next(frames).await.map_err(|error| {
+            self.route
+                .metrics
+                .frame_error(self.peer.route.as_str(), FRAME_TIMEOUT);
+            RelayError::FrameTimeout { side, error }
+        })
     }
 
     /// Writes guichet's own replies that have reached the front.
@@ -279,20 +459,18 @@ impl Relay<'_> {
         }
     }
 
-    /// Handles one frame from the receiver.
+    /// Handles one frame from the receiver: pairs it with the message it
+    /// answers, by order, or by MSA-2 for answers that may come.
     fn acknowledged(&self, payload: &[u8]) {
-        let parsed = Message::parse_with(payload, ParseOptions::default()).ok();
+        let parsed = Message::parse_with(payload, ParseOptions::wire()).ok();
         let summary = parsed.as_ref().and_then(AckSummary::read);
         let code = summary.as_ref().and_then(|s| s.code);
-        let first = self
-            .owed
-            .lock()
-            .ok()
-            .and_then(|mut queue| queue.pop_front());
-        let waiting = match first {
-            Some(Owed::Ack(waiting)) => *waiting,
-            Some(Owed::PassedReply) => return,
-            Some(Owed::OwnReply(_)) | None => {
+        let id = summary.as_ref().map(|s| s.acknowledged_id.as_str());
+        let (waiting, published) = match self.answered(id) {
+            Answered::InOrder(waiting) => (waiting, false),
+            Answered::ById(optional) => (optional.waiting, optional.published),
+            Answered::Passed => return,
+            Answered::Nothing => {
                 // Own replies at the front were sent just before this frame.
                 let header = parsed.as_ref().map(Header::read);
                 self.publish(
@@ -304,13 +482,16 @@ impl Relay<'_> {
                 return;
             }
         };
-        let id_matches = summary
-            .as_ref()
-            .is_some_and(|s| s.acknowledged_id == waiting.header.control_id);
+        let id_matches = id == Some(waiting.header.control_id.as_str());
         let latency = waiting.since.elapsed();
-        self.route.counters.roundtrip.observe(latency.as_secs_f64());
+        if !published {
+            self.route.counters.roundtrip.observe(latency.as_secs_f64());
+        }
         if !id_matches {
             self.route.counters.ack_mismatches.inc();
+        }
+        if code.is_some_and(|c| c.is_commit()) && application_ack_may_follow(&waiting.header) {
+            self.may_answer(clone_waiting(&waiting), true);
         }
         let outcome = MessageOutcome::Acknowledged {
             code,
@@ -320,50 +501,165 @@ impl Relay<'_> {
         self.publish(Some(waiting.header), waiting.size, waiting.at, outcome);
     }
 
-    /// When the oldest waiting message becomes overdue, if it is not yet.
-    fn next_overdue(&self) -> Option<Instant> {
-        let queue = self.owed.lock().ok()?;
-        queue
-            .iter()
-            .filter_map(awaited)
-            .find(|w| !w.overdue)
-            .map(|w| w.since + self.settings.ack_timeout)
-    }
-
-    fn report_overdue(&self) {
-        let Ok(mut queue) = self.owed.lock() else {
-            return;
+    /// The message an answer with MSA-2 `id` goes with: the first one
+    /// owed an answer when its control id matches, else one whose answer
+    /// was optional, else the first owed (a mismatch).
+    fn answered(&self, id: Option<&str>) -> Answered {
+        let Ok(mut owed) = self.owed.lock() else {
+            return Answered::Nothing;
         };
-        let timeout = self.settings.ack_timeout;
-        for w in queue
-            .iter_mut()
-            .filter_map(|owed| match owed {
-                Owed::Ack(w) => Some(w),
-                _ => None,
-            })
-            .filter(|w| !w.overdue && w.since.elapsed() >= timeout)
-        {
-            w.overdue = true;
-            self.route.counters.acks_overdue.inc();
-            warn!(
-                message_type = %w.header.message_type,
-                control_id = %w.header.control_id,
-                waited_s = timeout.as_secs_f64(),
-                "no ACK yet for this message"
-            );
+        let front_matches = matches!(
+            owed.front(),
+            Some(Owed::Ack(w)) if Some(w.header.control_id.as_str()) == id
+        );
+        if !front_matches {
+            if let Some(optional) = id.and_then(|id| self.take_optional(id)) {
+                return Answered::ById(optional);
+            }
+        }
+        match owed.pop_front() {
+            Some(Owed::Ack(waiting)) => Answered::InOrder(*waiting),
+            Some(Owed::PassedReply) => Answered::Passed,
+            Some(other @ Owed::OwnReply(_)) => {
+                owed.push_front(other);
+                Answered::Nothing
+            }
+            None => Answered::Nothing,
         }
     }
 
-    /// Every message still waiting when the connection ends.
+    fn take_optional(&self, id: &str) -> Option<Optional> {
+        let mut optional = self.optional.lock().ok()?;
+        let at = optional
+            .iter()
+            .position(|o| o.waiting.header.control_id == id)?;
+        optional.remove(at)
+    }
+
+    /// When the oldest waiting message becomes overdue, or the oldest
+    /// optional answer is given up, whichever comes first.
+    fn next_overdue(&self) -> Option<Instant> {
+        let timeout = self.settings.ack_timeout;
+        let owed = self.owed.lock().ok().and_then(|queue| {
+            queue
+                .iter()
+                .filter_map(awaited)
+                .find(|w| !w.overdue)
+                .map(|w| w.since + timeout + OVERDUE_BATCH)
+        });
+        let optional = self
+            .optional
+            .lock()
+            .ok()
+            .and_then(|o| o.front().map(|o| o.waiting.since + timeout));
+        match (owed, optional) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Reports the messages past `ack_timeout` without ACK: one line for
+    /// all those found at once (a burst of messages to a silent receiver
+    /// must not write a line each).
+    fn report_overdue(&self) {
+        self.give_up_optional();
+        let timeout = self.settings.ack_timeout;
+        let overdue: Vec<(String, String)> = match self.owed.lock() {
+            Ok(mut queue) => queue
+                .iter_mut()
+                .filter_map(|owed| match owed {
+                    Owed::Ack(w) => Some(w),
+                    _ => None,
+                })
+                .filter(|w| !w.overdue && w.since.elapsed() >= timeout)
+                .map(|w| {
+                    w.overdue = true;
+                    let h = &w.header;
+                    (h.message_type.clone(), h.control_id.clone())
+                })
+                .collect(),
+            Err(_) => return,
+        };
+        self.route
+            .counters
+            .acks_overdue
+            .inc_by(overdue.len() as u64);
+        let waited_s = timeout.as_secs_f64();
+        match overdue.as_slice() {
+            [] => {}
+            [(message_type, control_id)] => warn!(
+                %message_type, %control_id, waited_s, "no ACK yet for this message"
+            ),
+            [(_, first), .., (_, last)] => warn!(
+                count = overdue.len(),
+                first_control_id = %first,
+                last_control_id = %last,
+                waited_s,
+                "no ACK yet for {} messages",
+                overdue.len()
+            ),
+        }
+    }
+
+    /// Optional answers awaited for `ack_timeout` are given up.
+    fn give_up_optional(&self) {
+        let timeout = self.settings.ack_timeout;
+        let expired: Vec<Optional> = match self.optional.lock() {
+            Ok(mut optional) => {
+                let n = optional
+                    .iter()
+                    .take_while(|o| o.waiting.since.elapsed() >= timeout)
+                    .count();
+                optional.drain(..n).collect()
+            }
+            Err(_) => return,
+        };
+        for optional in expired {
+            self.no_answer(optional);
+        }
+    }
+
+    /// Every message still waiting when the connection ends: one event
+    /// each, one log line for them all (a sender gone with thousands in
+    /// flight must not flood the log).
     fn unacknowledged(&self) {
         let left: Vec<Owed> = match self.owed.lock() {
             Ok(mut queue) => queue.drain(..).collect(),
             Err(_) => return,
         };
-        for owed in left {
-            let Owed::Ack(w) = owed else { continue };
-            self.publish(Some(w.header), w.size, w.at, MessageOutcome::Unacknowledged);
+        let optional: Vec<Optional> = match self.optional.lock() {
+            Ok(mut optional) => optional.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        for optional in optional {
+            self.no_answer(optional);
         }
+        let mut lost = left.into_iter().filter_map(|owed| match owed {
+            Owed::Ack(w) => Some(*w),
+            _ => None,
+        });
+        let Some(first) = lost.next() else { return };
+        let first_id = first.header.control_id.clone();
+        let mut count = 0usize;
+        let mut last_id = first_id.clone();
+        for w in std::iter::once(first).chain(lost) {
+            count += 1;
+            last_id.clone_from(&w.header.control_id);
+            self.peer.publish_unlogged(
+                self.route,
+                Some(w.header),
+                w.size,
+                w.at,
+                MessageOutcome::Unacknowledged,
+            );
+        }
+        warn!(
+            count,
+            outcome = "unacknowledged",
+            first_control_id = %first_id,
+            last_control_id = %last_id,
+            "connection ended with {count} forwarded messages not acknowledged; the sender must send them again"
+        );
     }
 
     fn publish(
@@ -395,6 +691,11 @@ impl Relay<'_> {
                 self.report_discarded(side, bytes);
                 Ok(None)
             }
+            // A peer gone without close_notify is no framing error: the
+            // connection's end says what it was.
+            Err(MllpError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(RelayError::Io(e))
+            }
             Err(error) => Err(self.frame_error(side, error)),
         }
     }
@@ -403,7 +704,50 @@ impl Relay<'_> {
         self.route
             .metrics
             .frame_error(self.peer.route.as_str(), frame_kind(&error));
-        RelayError::Frame { side, error }
+        match error {
+            MllpError::Io(e) => RelayError::Io(e),
+            error => RelayError::Frame { side, error },
+        }
+    }
+}
+
+/// How [`Relay::answered`] paired an answer.
+enum Answered {
+    /// The first message owed an answer.
+    InOrder(Waiting),
+    /// A message whose answer was optional, by MSA-2.
+    ById(Optional),
+    /// The answer to a frame without MSH passed on.
+    Passed,
+    /// No message: an unsolicited ACK.
+    Nothing,
+}
+
+/// Whether the receiver owes an answer to `header` in order: original
+/// mode, or enhanced mode asking for an accept ACK always (`AL`, or empty
+/// beside a set MSH-16) or on success (`SU`, what a relayed message that
+/// guichet did not refuse is). `NE`, and `ER` with no error on our side,
+/// ask for none.
+pub(crate) fn accept_ack_expected(header: &Header) -> bool {
+    if !header.is_enhanced_mode() {
+        return true;
+    }
+    !matches!(header.accept_ack, Some(AckMode::Never | AckMode::Error))
+}
+
+/// Whether an application ACK may follow the accept ACK on this
+/// connection (enhanced mode, MSH-16 other than `NE`).
+fn application_ack_may_follow(header: &Header) -> bool {
+    header.is_enhanced_mode() && header.application_ack != Some(AckMode::Never)
+}
+
+fn clone_waiting(w: &Waiting) -> Waiting {
+    Waiting {
+        header: w.header.clone(),
+        size: w.size,
+        at: w.at,
+        since: w.since,
+        overdue: true,
     }
 }
 
@@ -477,6 +821,16 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The log `reason` of a framing error that ends a connection.
+pub(crate) fn frame_reason(error: &MllpError) -> &'static str {
+    match error {
+        MllpError::TooLarge { .. } => "frame_too_large",
+        MllpError::Truncated { .. } => "truncated",
+        MllpError::TrailingGarbage { .. } => "discarded_bytes",
+        MllpError::Io(_) => "io_error",
     }
 }
 

@@ -293,7 +293,7 @@ async fn frame_without_msh_is_forwarded_untouched_when_policy_is_pass() {
     let backend = MllpBackend::start(AckPlan::accept()).await;
     let gateway = plain_gateway(&pki, &backend, "non_hl7 = \"pass\"\n").await;
     let mut events = gateway.events.subscribe();
-    let not_hl7: &[u8] = b"HELLO|this is not HL7\r\x0bwith a stray start block\r";
+    let not_hl7: &[u8] = b"HELLO|this is not HL7\r\x1cwith a stray end block\r";
 
     let mut stream = tcp(gateway.addr(ROUTE)).await;
     send_frames(&mut stream, &[not_hl7]).await;
@@ -337,7 +337,9 @@ async fn frame_over_max_frame_bytes_closes_the_connection() {
     let _ = stream.write_all(&frame(&big)).await;
     let _ = expect_closed(&mut stream).await;
 
-    gateway.wait_connections(ROUTE, outcome::ERROR, 1).await;
+    gateway
+        .wait_connections(ROUTE, outcome::FRAME_ERROR, 1)
+        .await;
     backend.wait_ended(1).await;
     assert_eq!(backend.received(), vec![fits.clone()]);
     assert_eq!(backend.raw(), frame(&fits));
@@ -366,7 +368,9 @@ async fn partial_frame_at_sender_close_is_never_forwarded() {
     stream.shutdown().await.unwrap();
     let _ = expect_closed(&mut stream).await;
 
-    gateway.wait_connections(ROUTE, outcome::ERROR, 1).await;
+    gateway
+        .wait_connections(ROUTE, outcome::FRAME_ERROR, 1)
+        .await;
     backend.wait_ended(1).await;
     assert_eq!(backend.received(), vec![whole.clone()]);
     assert_eq!(backend.raw(), frame(&whole));
@@ -549,7 +553,9 @@ async fn patient_data_never_reaches_events_metrics_or_logs() {
     cut.shutdown().await.unwrap();
     let _ = expect_closed(&mut cut).await;
     gateway.wait_connections(ROUTE, outcome::CLOSED, 1).await;
-    gateway.wait_connections(ROUTE, outcome::ERROR, 1).await;
+    gateway
+        .wait_connections(ROUTE, outcome::FRAME_ERROR, 1)
+        .await;
 
     assert_eq!(
         backend.received(),

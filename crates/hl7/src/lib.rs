@@ -23,6 +23,6 @@ pub use charset::{Charset, Unrepresentable};
 pub use escape::{escape, unescape};
 pub use header::{AckCode, AckMode, AckSummary, Header};
 pub use message::{
-    Delimiters, Field, Message, ParseError, ParseOptions, Repetitions, Segment, Segments,
+    Delimiters, Field, Leading, Message, ParseError, ParseOptions, Repetitions, Segment, Segments,
 };
 pub use mllp::{frame, Frame, MllpCodec, MllpError, DEFAULT_MAX_FRAME};

@@ -40,12 +40,27 @@ pub struct Delimiters {
     pub truncation: Option<u8>,
 }
 
-/// How tolerant parsing is about how segments end.
+/// How tolerant parsing is about how segments end and what precedes the
+/// header.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ParseOptions {
     /// Accept "\n" and "\r\n" as segment ends, and skip a leading UTF-8
     /// BOM (files, broken senders). Off on the wire, where HL7 says "\r".
     pub lenient_line_endings: bool,
+    /// Skip a UTF-8 BOM and whitespace (space, tab, CR, LF) before the
+    /// header. Senders that load messages from files put them there; the
+    /// message is still the message, and receivers take it. The caller
+    /// counts them with [`Leading::of`].
+    pub skip_leading: bool,
+}
+
+/// What precedes the header of a message: a UTF-8 BOM, whitespace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Leading {
+    /// The bytes start with a UTF-8 BOM.
+    pub bom: bool,
+    /// Spaces, tabs, CRs and LFs after the BOM (if any), before the header.
+    pub whitespace: usize,
 }
 
 /// Why bytes are not an HL7 v2 message.
@@ -179,10 +194,53 @@ impl Delimiters {
 }
 
 impl ParseOptions {
-    /// Options for files and broken senders: "\n" or "\r\n" line ends, BOM.
+    /// Options for files and broken senders: "\n" or "\r\n" line ends, a
+    /// BOM and whitespace before the header.
     pub fn lenient() -> Self {
         ParseOptions {
             lenient_line_endings: true,
+            skip_leading: true,
+        }
+    }
+
+    /// Options for frames read on the wire, where only the header is read
+    /// and the bytes go on untouched: a BOM or whitespace before MSH is
+    /// skipped (and counted by the caller) rather than refused, since an
+    /// AR would tell the sender never to send the message again; and
+    /// segments ending in "\n" or "\r\n" (messages pasted from files) are
+    /// split there, so that MSH-15/16 and MSH-18 are read from MSH and not
+    /// from the segment after it.
+    pub fn wire() -> Self {
+        ParseOptions {
+            lenient_line_endings: true,
+            skip_leading: true,
+        }
+    }
+}
+
+impl Leading {
+    /// Reads what precedes the first non-blank byte of `raw`.
+    pub fn of(raw: &[u8]) -> Leading {
+        let bom = raw.starts_with(BOM);
+        let rest = if bom { &raw[BOM.len()..] } else { raw };
+        let whitespace = rest
+            .iter()
+            .take_while(|&&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            .count();
+        Leading { bom, whitespace }
+    }
+
+    /// Whether anything precedes the header.
+    pub fn is_empty(&self) -> bool {
+        !self.bom && self.whitespace == 0
+    }
+
+    /// How many bytes precede the header.
+    pub fn len(&self) -> usize {
+        if self.bom {
+            BOM.len() + self.whitespace
+        } else {
+            self.whitespace
         }
     }
 }
@@ -197,7 +255,9 @@ impl<'a> Message<'a> {
     /// message is as good as its header for routing and acknowledging.
     pub fn parse_with(raw: &'a [u8], opts: ParseOptions) -> Result<Self, ParseError> {
         let lenient = opts.lenient_line_endings;
-        let body = if lenient && raw.starts_with(BOM) {
+        let body = if opts.skip_leading {
+            Leading::of(raw).len()
+        } else if lenient && raw.starts_with(BOM) {
             BOM.len()
         } else {
             0

@@ -4,6 +4,12 @@
 //! start block is dropped as it arrives (and counted), and a frame that grows
 //! past the limit is refused at once, without waiting for its end. Pipelined
 //! frames come out one at a time. No I/O here: the caller owns the socket.
+//!
+//! A start block inside a frame (before its end block) means the sender
+//! gave that frame up and began another: what came before it is an
+//! interrupted frame, never a message. The codec drops it, reports it with
+//! the next frame ([`Frame::interrupted`]) and carries on from the new
+//! start block, as MLLP receivers commonly do; the connection stays up.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
@@ -29,6 +35,11 @@ pub struct Frame {
     /// Bytes discarded before this frame's start block (noise, keep-alives, a
     /// peer speaking another protocol). Reported, never forwarded.
     pub discarded: usize,
+    /// Frames cut short by a start block (0x0B) before their end block, since
+    /// the previous frame: a frame error to report; never forwarded.
+    pub interrupted: usize,
+    /// The bytes of those interrupted frames, start blocks included.
+    pub interrupted_bytes: usize,
 }
 
 /// Why a stream of MLLP frames cannot go on.
@@ -70,6 +81,10 @@ pub struct MllpCodec {
     scan: usize,
     /// Bytes dropped since the last frame, reported with the next one.
     discarded: usize,
+    /// Frames interrupted by a start block since the last frame.
+    interrupted: usize,
+    /// Their bytes.
+    interrupted_bytes: usize,
 }
 
 impl MllpCodec {
@@ -81,12 +96,20 @@ impl MllpCodec {
             max_frame,
             scan: 0,
             discarded: 0,
+            interrupted: 0,
+            interrupted_bytes: 0,
         }
     }
 
     /// The largest payload accepted, in bytes.
     pub fn max_frame(&self) -> usize {
         self.max_frame
+    }
+
+    /// Whether a frame has begun (its start block was read) and has not
+    /// ended: the caller bounds how long that may last.
+    pub fn in_frame(&self) -> bool {
+        self.scan > 0
     }
 
     /// Drops everything before the first start block. Returns whether a frame
@@ -114,7 +137,24 @@ impl MllpCodec {
         Ok(Frame {
             payload: framed.freeze(),
             discarded: std::mem::take(&mut self.discarded),
+            interrupted: std::mem::take(&mut self.interrupted),
+            interrupted_bytes: std::mem::take(&mut self.interrupted_bytes),
         })
+    }
+
+    /// Drops the unfinished frame before the start block at `buf[at]`: the
+    /// new frame begins there. An interrupted frame already over the limit
+    /// is refused as too large, as it would have been had it arrived in
+    /// pieces.
+    fn interrupt(&mut self, buf: &mut BytesMut, at: usize) -> Result<(), MllpError> {
+        if at - 1 > self.max_frame {
+            return Err(self.too_large(buf));
+        }
+        buf.advance(at);
+        self.interrupted = self.interrupted.saturating_add(1);
+        self.interrupted_bytes = self.interrupted_bytes.saturating_add(at);
+        self.scan = 1;
+        Ok(())
     }
 
     /// Remembers how far an unfinished frame was searched, or refuses it when
@@ -142,6 +182,8 @@ impl MllpCodec {
         buf.clear();
         self.scan = 0;
         self.discarded = 0;
+        self.interrupted = 0;
+        self.interrupted_bytes = 0;
     }
 }
 
@@ -163,9 +205,12 @@ impl Decoder for MllpCodec {
         if self.scan == 0 && !self.hunt_start(buf) {
             return Ok(None);
         }
-        match find_end(buf, self.scan) {
-            Some(end) => self.take_frame(buf, end).map(Some),
-            None => self.wait_for_end(buf).map(|()| None),
+        loop {
+            match find_boundary(buf, self.scan) {
+                Some(Boundary::End(end)) => return self.take_frame(buf, end).map(Some),
+                Some(Boundary::Start(at)) => self.interrupt(buf, at)?,
+                None => return self.wait_for_end(buf).map(|()| None),
+            }
         }
     }
 
@@ -189,16 +234,16 @@ impl Encoder<&[u8]> for MllpCodec {
     type Error = MllpError;
 
     /// Refuses what our own decoder would refuse: a payload over the limit,
-    /// or one holding the end sequence, which the peer would read as two
-    /// frames.
+    /// or one holding the end sequence or a start block, which the peer
+    /// would read as two frames or as an interrupted one.
     fn encode(&mut self, payload: &[u8], dst: &mut BytesMut) -> Result<(), MllpError> {
         if payload.len() > self.max_frame {
             return Err(MllpError::TooLarge {
                 limit: self.max_frame,
             });
         }
-        if let Some(at) = find_end(payload, 0) {
-            return Err(end_in_payload(at));
+        if let Some(boundary) = find_boundary(payload, 0) {
+            return Err(boundary_in_payload(boundary));
         }
         dst.reserve(payload.len() + FRAMING);
         dst.put_u8(START_BLOCK);
@@ -226,21 +271,35 @@ pub fn frame(payload: &[u8]) -> Vec<u8> {
     framed
 }
 
-/// Index of the first end block followed by a CR, searching from `from`.
-/// Where the end sequence 0x1C 0x0D starts, from `from` on. `memchr`
-/// finds the rare 0x1C with SIMD; a byte-pair scan cost a quarter of the
-/// relay's instructions per message.
-fn find_end(bytes: &[u8], from: usize) -> Option<usize> {
-    let rest = bytes.get(from..)?;
-    memchr::memchr_iter(END_BLOCK, rest)
-        .find(|&at| rest.get(at + 1) == Some(&CARRIAGE_RETURN))
-        .map(|at| from + at)
+/// What ends the content of a frame being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Boundary {
+    /// The end sequence 0x1C 0x0D starts here: the frame is complete.
+    End(usize),
+    /// A start block: the frame so far was given up, a new one begins here.
+    Start(usize),
 }
 
-fn end_in_payload(at: usize) -> MllpError {
-    let message = format!(
-        "payload holds the MLLP end sequence 0x1C 0x0D at byte {at}: the peer would split it into two frames"
-    );
+/// The first end sequence or start block from `from` on. `memchr2` keeps
+/// the scan as fast as looking for the end block alone.
+fn find_boundary(bytes: &[u8], from: usize) -> Option<Boundary> {
+    let rest = bytes.get(from..)?;
+    memchr::memchr2_iter(END_BLOCK, START_BLOCK, rest).find_map(|at| match rest[at] {
+        START_BLOCK => Some(Boundary::Start(from + at)),
+        _ if rest.get(at + 1) == Some(&CARRIAGE_RETURN) => Some(Boundary::End(from + at)),
+        _ => None,
+    })
+}
+
+fn boundary_in_payload(boundary: Boundary) -> MllpError {
+    let message = match boundary {
+        Boundary::End(at) => format!(
+            "payload holds the MLLP end sequence 0x1C 0x0D at byte {at}: the peer would split it into two frames"
+        ),
+        Boundary::Start(at) => format!(
+            "payload holds an MLLP start block 0x0B at byte {at}: the peer would drop what comes before it"
+        ),
+    };
     MllpError::Io(std::io::Error::new(
         std::io::ErrorKind::InvalidInput,
         message,

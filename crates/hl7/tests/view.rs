@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use guichet_hl7::{
-    escape, unescape, AckCode, AckMode, AckSummary, Charset, Delimiters, Header, Message,
+    escape, unescape, AckCode, AckMode, AckSummary, Charset, Delimiters, Header, Leading, Message,
     ParseError, ParseOptions, Unrepresentable,
 };
 
@@ -163,6 +163,54 @@ fn bom_is_skipped_only_in_lenient_mode_and_kept_in_raw() {
     let msg = lenient(raw);
     assert_eq!(msg.raw(), raw);
     assert_eq!(msg.header().raw(), b"MSH|^~\\&|A");
+}
+
+/// F1: on the wire, a BOM and whitespace before MSH are skipped, reported
+/// by `Leading`, and kept in `raw`.
+#[test]
+fn f1_bom_and_whitespace_before_msh_are_skipped_on_the_wire() {
+    let cases: [(&[u8], Leading); 4] = [
+        (b"MSH|^~\\&|A|F\rPID|1\r", Leading::default()),
+        (
+            b"\xEF\xBB\xBFMSH|^~\\&|A|F\rPID|1\r",
+            Leading {
+                bom: true,
+                whitespace: 0,
+            },
+        ),
+        (
+            b" \r\n\tMSH|^~\\&|A|F\rPID|1\r",
+            Leading {
+                bom: false,
+                whitespace: 4,
+            },
+        ),
+        (
+            b"\xEF\xBB\xBF\n\nMSH|^~\\&|A|F\rPID|1\r",
+            Leading {
+                bom: true,
+                whitespace: 2,
+            },
+        ),
+    ];
+    for (raw, want) in cases {
+        assert_eq!(Leading::of(raw), want, "{raw:?}");
+        assert_eq!(Leading::of(raw).is_empty(), want == Leading::default());
+        let msg = Message::parse_with(raw, ParseOptions::wire()).unwrap();
+        assert_eq!(msg.raw(), raw);
+        assert_eq!(msg.header().raw(), b"MSH|^~\\&|A|F");
+        assert_eq!(msg.header().field(4).raw(), b"F");
+        assert_eq!(msg.segments().count(), 2);
+    }
+    // LF-ended segments (files) end MSH too; a BOM after whitespace is data.
+    let lf = Message::parse_with(b"\nMSH|^~\\&|A\nPID|1", ParseOptions::wire()).unwrap();
+    assert_eq!(lf.segments().count(), 2);
+    assert_eq!(lf.header().raw(), b"MSH|^~\\&|A");
+    let late_bom = b" \xEF\xBB\xBFMSH|^~\\&|A\r";
+    assert_eq!(
+        Message::parse_with(late_bom, ParseOptions::wire()).unwrap_err(),
+        ParseError::NoHeader
+    );
 }
 
 #[test]

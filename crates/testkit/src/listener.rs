@@ -409,9 +409,7 @@ impl Shared {
             ack: None,
             body: self.show.then(|| payload.clone()),
         };
-        let lenient = ParseOptions {
-            lenient_line_endings: true,
-        };
+        let lenient = ParseOptions::lenient();
         let (ack, bytes) = match Message::parse_with(&payload, lenient) {
             Ok(msg) => {
                 let header = Header::read(&msg);

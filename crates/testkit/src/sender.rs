@@ -353,9 +353,7 @@ fn not_sent(conn: usize, seq: u64, out: Outgoing, error: String) -> SendResult {
 
 /// Reads the answer: an ACK for this message, for another, or no ACK.
 fn judge(answer: &[u8], result: &mut SendResult) {
-    let lenient = ParseOptions {
-        lenient_line_endings: true,
-    };
+    let lenient = ParseOptions::lenient();
     let msg = match Message::parse_with(answer, lenient) {
         Ok(msg) => msg,
         Err(e) => {

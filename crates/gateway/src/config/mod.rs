@@ -544,6 +544,9 @@ fn route(
 }
 
 const DEFAULT_MAX_FRAME: i64 = 16 * 1024 * 1024;
+/// A started MLLP frame must end within this: generous for a 16 MiB
+/// report on a slow link, short enough that tricklers cannot hold slots.
+const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, PartialEq)]
 enum KindWord {
@@ -577,6 +580,7 @@ fn route_kind(
             ("max_frame_bytes", raw.max_frame_bytes.is_some()),
             ("non_hl7", raw.non_hl7.is_some()),
             ("ack_timeout", raw.ack_timeout.is_some()),
+            ("frame_timeout", raw.frame_timeout.is_some()),
             ("delivery", raw.delivery.is_some()),
         ];
         if let Some((field, _)) = stray.iter().find(|(_, set)| *set) {
@@ -612,6 +616,8 @@ fn route_kind(
         non_hl7,
         ack_timeout: duration(raw.ack_timeout.as_deref(), "ack_timeout")?
             .unwrap_or(Duration::from_secs(30)),
+        frame_timeout: duration(raw.frame_timeout.as_deref(), "frame_timeout")?
+            .unwrap_or(DEFAULT_FRAME_TIMEOUT),
         delivery,
     }))
 }

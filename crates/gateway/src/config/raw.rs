@@ -126,6 +126,8 @@ pub struct RawRoute {
     pub max_frame_bytes: Option<i64>,
     pub non_hl7: Option<String>,
     pub ack_timeout: Option<String>,
+    /// `mllp` routes: a started frame must end within this (default 30s).
+    pub frame_timeout: Option<String>,
     /// `mllp` routes: "passthrough" (default) or "store-and-forward".
     pub delivery: Option<String>,
     /// Store-and-forward routes only.

@@ -178,11 +178,12 @@ fn mllp_routes_take_frame_and_ack_settings() {
             max_frame: 16 * 1024 * 1024,
             non_hl7: NonHl7Policy::Reject,
             ack_timeout: Duration::from_secs(30),
+            frame_timeout: Duration::from_secs(30),
             delivery: Delivery::Passthrough,
         })
     );
     let config = parse(&format!(
-        "{base}kind = \"mllp\"\nmax_frame_bytes = 65536\nnon_hl7 = \"pass\"\nack_timeout = \"5s\"\n"
+        "{base}kind = \"mllp\"\nmax_frame_bytes = 65536\nnon_hl7 = \"pass\"\nack_timeout = \"5s\"\nframe_timeout = \"2s\"\n"
     ))
     .unwrap();
     assert_eq!(
@@ -191,8 +192,13 @@ fn mllp_routes_take_frame_and_ack_settings() {
             max_frame: 65536,
             non_hl7: NonHl7Policy::Pass,
             ack_timeout: Duration::from_secs(5),
+            frame_timeout: Duration::from_secs(2),
             delivery: Delivery::Passthrough,
         })
+    );
+    assert_error(
+        &format!("{base}frame_timeout = \"2s\"\n"),
+        "frame_timeout: only for kind = \"mllp\" routes",
     );
     assert_error(
         &format!("{base}non_hl7 = \"pass\"\n"),

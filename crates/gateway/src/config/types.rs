@@ -79,6 +79,9 @@ pub struct MllpSettings {
     /// unacknowledged (the connection is left to the applications); in
     /// store-and-forward, the attempt fails and is retried.
     pub ack_timeout: Duration,
+    /// A frame begun must end within this, or the connection is closed:
+    /// a peer trickling a frame byte by byte never looks idle.
+    pub frame_timeout: Duration,
     pub delivery: Delivery,
 }
 

@@ -20,7 +20,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use guichet_gateway::{Config, EventBus, Gateway, MessageEvent, Metrics, Reloader};
-use guichet_hl7::{build_ack, frame, AckCode, AckRequest, Header, Message, MllpCodec};
+use guichet_hl7::{
+    accept_ack_due, application_ack_due, build_ack, frame, AckCode, AckRequest, Header, Message,
+    MllpCodec, ParseOptions,
+};
 use guichet_pki::{CaOptions, IssueRequest, IssuedFiles, Usage};
 use guichet_tls::{
     ClientAuth, ClientTls, Material, ProfileFiles, Refusal, ServerName, ServerTls, TlsSettings,
@@ -54,6 +57,9 @@ pub mod outcome {
     pub const IDLE_TIMEOUT: &str = "idle_timeout";
     pub const DRAINED: &str = "drained";
     pub const ERROR: &str = "error";
+    pub const FRAME_ERROR: &str = "frame_error";
+    pub const FRAME_TIMEOUT: &str = "frame_timeout";
+    pub const PEER_CLOSED: &str = "peer_closed";
     pub const RELOAD_OK: &str = "ok";
     pub const RELOAD_ERROR: &str = "error";
 }
@@ -635,6 +641,10 @@ pub struct AckPlan {
     pub unsolicited: Option<Vec<u8>>,
     /// Answer frames that are not HL7 with an AR (as some engines do).
     pub answer_not_hl7: bool,
+    /// Enhanced mode as a receiver follows it: one answer per message at
+    /// most, the accept ACK (CA) when MSH-15 asks for it, else `code` when
+    /// MSH-16 asks for it, else none.
+    pub honour_ack_modes: bool,
 }
 
 impl AckPlan {
@@ -648,6 +658,7 @@ impl AckPlan {
             after_eof: false,
             unsolicited: None,
             answer_not_hl7: false,
+            honour_ack_modes: false,
         }
     }
 
@@ -787,10 +798,15 @@ fn answer(payload: &[u8], plan: &AckPlan, n: usize) -> Option<Vec<u8>> {
     if plan.silent {
         return None;
     }
-    let Ok(message) = Message::parse(payload) else {
+    // Lenient like real receivers: a BOM or LF segment ends are accepted.
+    let Ok(message) = Message::parse_with(payload, ParseOptions::lenient()) else {
         return plan.answer_not_hl7.then(|| NOT_HL7_ANSWER.to_vec());
     };
-    let ack = ack_for(&message, plan.code, &format!("ACK{n}"));
+    let code = match plan.honour_ack_modes {
+        true => enhanced_answer(&Header::read(&message), plan.code)?,
+        false => plan.code,
+    };
+    let ack = ack_for(&message, code, &format!("ACK{n}"));
     if !plan.wrong_id {
         return Some(ack);
     }
@@ -799,6 +815,17 @@ fn answer(payload: &[u8], plan: &AckPlan, n: usize) -> Option<Vec<u8>> {
     let text = String::from_utf8(ack).unwrap();
     assert!(text.contains(&msa), "{text:?}");
     Some(text.replace(&msa, &format!("{msa}-OTHER")).into_bytes())
+}
+
+/// The one answer an enhanced-mode receiver gives, if any.
+fn enhanced_answer(header: &Header, application: AckCode) -> Option<AckCode> {
+    if accept_ack_due(header, AckCode::CA) {
+        Some(AckCode::CA)
+    } else if application_ack_due(header, application) {
+        Some(application)
+    } else {
+        None
+    }
 }
 
 /// What a backend with `answer_not_hl7` answers to a frame without MSH.

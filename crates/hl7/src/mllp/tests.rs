@@ -4,7 +4,11 @@ use proptest::prelude::*;
 /// What a reader of the stream sees, comparable across chunkings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Event {
-    Frame { payload: Vec<u8>, discarded: usize },
+    Frame {
+        payload: Vec<u8>,
+        discarded: usize,
+        interrupted: (usize, usize),
+    },
     TooLarge(usize),
     Truncated(usize),
     Garbage(usize),
@@ -16,6 +20,7 @@ impl From<Frame> for Event {
         Event::Frame {
             payload: frame.payload.to_vec(),
             discarded: frame.discarded,
+            interrupted: (frame.interrupted, frame.interrupted_bytes),
         }
     }
 }
@@ -35,6 +40,7 @@ fn frame_event(payload: &[u8], discarded: usize) -> Event {
     Event::Frame {
         payload: payload.to_vec(),
         discarded,
+        interrupted: (0, 0),
     }
 }
 
@@ -331,12 +337,45 @@ fn empty_frame_has_an_empty_payload() {
 }
 
 #[test]
-fn end_block_without_cr_and_start_block_inside_are_content() {
-    let payload = b"OBX|1|ED|\x1c|\x0b|\x1c\x1c\x0b\x1c";
+fn end_block_without_cr_is_content() {
+    let payload = b"OBX|1|ED|\x1c|\x1c\x1c|\x1c";
     let stream = frame(payload);
     for size in 1..=stream.len() {
         let events = drive(&mut MllpCodec::default(), chunked(&stream, size));
         assert_eq!(events, vec![frame_event(payload, 0)], "chunks of {size}");
+    }
+}
+
+/// F10: a start block before the end block interrupts the frame: the
+/// partial frame is reported with the next one, never delivered as (part
+/// of) a message, and decoding goes on from the new start block.
+#[test]
+fn f10_start_block_inside_a_frame_interrupts_it() {
+    let mut stream = b"\x0bMSH|first|cut".to_vec();
+    stream.extend(frame(b"MSH|second"));
+    stream.extend(frame(b"MSH|third"));
+    for size in 1..=stream.len() {
+        let events = drive(&mut MllpCodec::default(), chunked(&stream, size));
+        let second = Event::Frame {
+            payload: b"MSH|second".to_vec(),
+            discarded: 0,
+            interrupted: (1, 14),
+        };
+        assert_eq!(
+            events,
+            vec![second, frame_event(b"MSH|third", 0)],
+            "chunks of {size}"
+        );
+    }
+}
+
+#[test]
+fn f10_an_interrupted_frame_over_the_limit_is_too_large() {
+    let mut stream = b"\x0b0123456789".to_vec();
+    stream.extend(frame(b"MSH|ok"));
+    for size in 1..=stream.len() {
+        let events = drive(&mut MllpCodec::new(8), chunked(&stream, size));
+        assert_eq!(events, vec![Event::TooLarge(8)], "chunks of {size}");
     }
 }
 
@@ -380,7 +419,7 @@ fn encode_writes_the_same_bytes_as_frame() {
 
 #[test]
 fn encode_then_decode_round_trips() {
-    let payloads: [&[u8]; 4] = [b"MSH|1\rPID|1\r", b"", b"\x0b\x1c", b"\xe9\xe8 latin-1"];
+    let payloads: [&[u8]; 4] = [b"MSH|1\rPID|1\r", b"", b"\x1c\x1c", b"\xe9\xe8 latin-1"];
     let mut codec = MllpCodec::default();
     let mut wire = BytesMut::new();
     for payload in payloads {
@@ -403,6 +442,14 @@ fn encode_refuses_what_the_peer_could_not_read_as_one_frame() {
     };
     assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
     assert!(io.to_string().contains("at byte 1"), "{io}");
+    let err = codec.encode(&b"ab\x0b"[..], &mut dst).unwrap_err();
+    let MllpError::Io(io) = err else {
+        panic!("expected an I/O error, got {err:?}");
+    };
+    assert!(
+        io.to_string().contains("start block 0x0B at byte 2"),
+        "{io}"
+    );
     assert!(dst.is_empty(), "nothing written on refusal");
 }
 
@@ -426,12 +473,13 @@ fn wire_byte() -> impl Strategy<Value = u8> {
     ]
 }
 
-/// Any payload that can be framed: no end sequence inside.
+/// Any payload that can be framed: no end sequence or start block inside.
 fn payload() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(wire_byte(), 0..200).prop_map(|bytes| {
         let mut clean: Vec<u8> = Vec::with_capacity(bytes.len());
         for byte in bytes {
-            if !(byte == CARRIAGE_RETURN && clean.last() == Some(&END_BLOCK)) {
+            let ends = byte == CARRIAGE_RETURN && clean.last() == Some(&END_BLOCK);
+            if !ends && byte != START_BLOCK {
                 clean.push(byte);
             }
         }
@@ -508,7 +556,7 @@ proptest! {
         for event in &pieces {
             if let Event::Frame { payload, .. } = event {
                 prop_assert!(payload.len() <= max);
-                prop_assert!(find_end(payload, 0).is_none());
+                prop_assert!(find_boundary(payload, 0).is_none());
             }
         }
         prop_assert_eq!(whole, pieces);

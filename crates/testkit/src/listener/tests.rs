@@ -25,6 +25,8 @@ fn frame(payload: &[u8]) -> Frame {
     Frame {
         payload: Bytes::copy_from_slice(payload),
         discarded: 0,
+        interrupted: 0,
+        interrupted_bytes: 0,
     }
 }
 
