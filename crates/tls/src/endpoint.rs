@@ -13,7 +13,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::ServerName;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::{client, server, TlsAcceptor, TlsConnector};
 
 use crate::allowlist::{Allowlist, AppName};
@@ -22,6 +22,21 @@ use crate::material::Material;
 use crate::policy::{provider, versions, MinVersion, RevocationPolicy};
 use crate::refusal::{Presented, Refusal, RefusalReason};
 use crate::verify::{AllowlistVerifier, Observed, RecordingServerVerifier, OBSERVED};
+
+/// After a refused handshake, how long the connection stays open for the
+/// client to read the alert, at most.
+///
+/// Closing a socket with unread bytes in its receive buffer (the rest of
+/// the client's flight, or its first request under TLS 1.3) sends a reset,
+/// and a reset can destroy the alert before the client reads it: the
+/// partner then sees "connection reset" or "getpeername() failed" instead
+/// of the reason. So guichet sends the alert, shuts its write side, and
+/// reads what the client still sends until it closes, within these bounds,
+/// which also cap how long a hostile peer keeps the connection.
+pub const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// The most bytes read (and discarded) while lingering after a refusal.
+pub const REFUSAL_LINGER_BYTES: usize = 64 * 1024;
 
 /// Protocol settings shared by both ends of a profile.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -136,7 +151,10 @@ impl ServerTls {
     /// Runs the server handshake within `deadline`.
     ///
     /// Returns the admitted application when client certificates are
-    /// required, `None` when the route does not ask for them.
+    /// required, `None` when the route does not ask for them. A refused
+    /// client is given its alert to read before the connection closes
+    /// (see [`REFUSAL_LINGER`]): this returns at most that much later than
+    /// the refusal itself.
     pub async fn accept<IO>(
         &self,
         io: IO,
@@ -145,17 +163,59 @@ impl ServerTls {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let (result, observed) = observe(deadline, self.acceptor.accept(io)).await;
-        let stream = result.map_err(|e| refusal(e, &observed))?;
+        let handshake = async { self.acceptor.accept(io).into_fallible().await };
+        let (result, observed) = observe(deadline, handshake).await;
+        let stream = match result {
+            Ok(Ok(stream)) => stream,
+            Ok(Err((error, io))) => {
+                let refused = refusal(HandshakeError::Io(error), &observed);
+                linger(io).await;
+                return Err(refused);
+            }
+            Err(timeout) => return Err(refusal(timeout, &observed)),
+        };
         let peer = match (&self.allowlist, observed.admitted) {
             (None, _) => None,
             (Some(_), Some((app, identity))) => Some(PeerApp { app, identity }),
             // A resumed session skips certificate verification: the
             // certificate comes back from the session and is matched again.
-            (Some(allowlist), None) => Some(resumed_peer(allowlist, &stream)?),
+            (Some(allowlist), None) => match resumed_peer(allowlist, &stream) {
+                Ok(peer) => Some(peer),
+                Err(refused) => {
+                    // No alert fits after a completed handshake: the
+                    // shutdown sends close_notify.
+                    linger(stream).await;
+                    return Err(refused);
+                }
+            },
         };
         Ok((stream, peer))
     }
+}
+
+/// Closes a refused connection so that the client reads what was already
+/// sent (the alert): shut the write side (FIN after the alert), then read
+/// and discard until the client closes, within [`REFUSAL_LINGER`] and
+/// [`REFUSAL_LINGER_BYTES`]. Only then is the socket dropped, with an
+/// empty receive buffer in the normal case, hence no reset.
+async fn linger<IO>(mut io: IO)
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let drain = async {
+        if io.shutdown().await.is_err() {
+            return;
+        }
+        let mut buf = [0u8; 4096];
+        let mut read = 0;
+        while read < REFUSAL_LINGER_BYTES {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => read += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFUSAL_LINGER, drain).await;
 }
 
 fn resumed_peer<IO>(
@@ -236,22 +296,25 @@ impl ClientTls {
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let (result, observed) = observe(deadline, self.connector.connect(server_name, io)).await;
-        result.map_err(|e| refusal(e, &observed))
+        match result {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(refusal(HandshakeError::Io(e), &observed)),
+            Err(timeout) => Err(refusal(timeout, &observed)),
+        }
     }
 }
 
-/// Runs a handshake with a fresh observation slot and a deadline.
+/// Runs a handshake with a fresh observation slot and a deadline; `Err`
+/// when the deadline passed.
 async fn observe<F, T>(deadline: Duration, handshake: F) -> (Result<T, HandshakeError>, Observed)
 where
-    F: Future<Output = std::io::Result<T>>,
+    F: Future<Output = T>,
 {
     OBSERVED
         .scope(RefCell::new(Observed::default()), async move {
-            let result = match tokio::time::timeout(deadline, handshake).await {
-                Ok(Ok(stream)) => Ok(stream),
-                Ok(Err(e)) => Err(HandshakeError::Io(e)),
-                Err(_) => Err(HandshakeError::Timeout(deadline)),
-            };
+            let result = tokio::time::timeout(deadline, handshake)
+                .await
+                .map_err(|_| HandshakeError::Timeout(deadline));
             let observed = OBSERVED.with(|o| o.take());
             (result, observed)
         })
