@@ -9,6 +9,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
+
+use crate::budget::Admission;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, field, info, info_span, warn, Instrument, Span};
@@ -23,12 +25,13 @@ use crate::state::RouteState;
 use crate::stream::Stream;
 
 /// Serves one connection until it ends or `force` (end of drain) fires.
-/// The permit is held for the connection's whole life.
+/// The admission (slot and source count) is held for the connection's
+/// whole life; its handshake permit only until the TLS handshake is over.
 pub(crate) async fn handle(
     route: Arc<RouteRuntime>,
     tcp: TcpStream,
     remote: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    mut admission: Admission,
     shutdown: CancellationToken,
     force: CancellationToken,
 ) {
@@ -37,15 +40,16 @@ pub(crate) async fn handle(
     async move {
         let name = state.spec.name.as_str();
         let _open = OpenGuard::new(&route.metrics, name);
+        let handshake = admission.take_handshake();
         let outcome = tokio::select! {
-            outcome = serve(&route, &state, tcp, remote, shutdown) => outcome,
+            outcome = serve(&route, &state, tcp, remote, handshake, shutdown) => outcome,
             () = force.cancelled() => {
                 info!("closed at the end of the shutdown drain period");
                 Outcome::Drained
             }
         };
         route.metrics.ended(name, outcome);
-        drop(permit);
+        drop(admission);
     }
     .instrument(span)
     .await;
@@ -78,6 +82,7 @@ async fn serve(
     state: &RouteState,
     tcp: TcpStream,
     remote: SocketAddr,
+    handshake: Option<OwnedSemaphorePermit>,
     shutdown: CancellationToken,
 ) -> Outcome {
     let metrics = &route_rt.metrics;
@@ -91,7 +96,11 @@ async fn serve(
         None => Stream::Plain(tcp),
         Some(tls) => {
             let started = Instant::now();
-            match tls.accept(tcp, limits.handshake_timeout).await {
+            let accepted = tls.accept(tcp, limits.handshake_timeout).await;
+            // Admitted or refused, this connection no longer counts
+            // against max_handshakes.
+            drop(handshake);
+            match accepted {
                 Ok((stream, peer)) => {
                     observe_handshake(metrics, route, Side::Listen, started);
                     if let Some(peer) = &peer {

@@ -24,7 +24,8 @@ pub enum Outcome {
     Closed,
     /// The listener's TLS handshake refused the peer.
     RefusedTls,
-    /// Over `max_connections`: closed at accept.
+    /// Over a budget (`max_connections`, `max_handshakes`,
+    /// `max_connections_per_source`): closed at accept.
     RefusedLimit,
     /// The forward target could not be reached.
     UpstreamUnavailable,
@@ -54,7 +55,8 @@ pub enum Side {
 pub struct RefusalLabels {
     pub route: String,
     pub side: Side,
-    /// One of `guichet_tls::RefusalReason::as_str`, or `max_connections`.
+    /// One of `guichet_tls::RefusalReason::as_str`, or a budget at accept
+    /// (`max_connections`, `handshake_budget`, `per_source_limit`).
     pub reason: &'static str,
 }
 
@@ -419,15 +421,22 @@ impl Metrics {
     }
 }
 
-/// Refusals not caused by TLS.
+/// Refusals not caused by TLS: the route holds `max_connections`.
 pub const OVER_LIMIT: &str = "max_connections";
 
-/// Every refusal reason label: the TLS ones and [`OVER_LIMIT`].
+/// The route holds `max_handshakes` connections still in their TLS
+/// handshake.
+pub const HANDSHAKE_BUDGET: &str = "handshake_budget";
+
+/// The source address holds `max_connections_per_source` connections.
+pub const PER_SOURCE_LIMIT: &str = "per_source_limit";
+
+/// Every refusal reason label: the TLS ones and the budgets at accept.
 pub fn refusal_reasons() -> impl Iterator<Item = &'static str> {
     guichet_tls::RefusalReason::ALL
         .iter()
         .map(|r| r.as_str())
-        .chain(std::iter::once(OVER_LIMIT))
+        .chain([OVER_LIMIT, HANDSHAKE_BUDGET, PER_SOURCE_LIMIT])
 }
 
 fn route_label(route: &str) -> RouteLabel {
