@@ -259,3 +259,43 @@ async fn f4_reproduction_without_a_per_source_limit_tricklers_take_every_slot() 
 fn frame_of(payload: &[u8]) -> Vec<u8> {
     guichet_hl7::frame(payload)
 }
+
+/// What `guichet check` says of a config's budgets.
+fn check_report(pki: &Pki, text: &str) -> String {
+    std::fs::write(pki.config_path(), text).unwrap();
+    let report = guichet_gateway::check::check(&pki.config_path()).unwrap();
+    report.to_string()
+}
+
+#[test]
+fn f4_check_shows_the_budgets_and_warns_where_one_source_or_silent_peers_take_every_slot() {
+    let pki = Pki::new();
+    let gw = pki.issue("gw", Usage::ServerOnly);
+    let tls_route = |extra: &str| {
+        format!(
+            "{}{}[[route]]\nname = \"r\"\nlisten = \"0.0.0.0:0\"\nlisten_tls = \"gw\"\nallow = [\"eai\"]\nforward = \"127.0.0.1:9\"\n{extra}\n",
+            profile("gw", Some(&gw), &pki.ca_cert(), Some(&pki.crl())),
+            app("eai", "eai"),
+        )
+    };
+
+    let report = check_report(&pki, &tls_route(""));
+    assert!(
+        report.contains("ok      route \"r\": budgets: 512 connection(s), 64 per source address, 128 in TLS handshake"),
+        "{report}"
+    );
+    assert!(!report.contains("max_handshakes ="), "{report}");
+    assert!(!report.contains("max_connections_per_source ="), "{report}");
+
+    let report = check_report(
+        &pki,
+        &tls_route("max_connections = 100\nmax_handshakes = 100\nmax_connections_per_source = 100\nhandshake_timeout = \"2m\""),
+    );
+    for expected in [
+        "WARNING route \"r\": max_handshakes = 100: connections that never finish their TLS handshake can take every slot",
+        "WARNING route \"r\": max_connections_per_source = 100: one address can take every slot",
+        "WARNING route \"r\": handshake_timeout = 120s: a connection that sends nothing holds a handshake slot that long",
+    ] {
+        assert!(report.contains(expected), "missing {expected:?}:\n{report}");
+    }
+}

@@ -424,7 +424,8 @@ fn budgets(defaults: &str, extra: &str) -> (usize, usize, usize) {
 fn f4_budgets_derive_from_the_routes_own_max_connections() {
     assert_eq!(budgets("", ""), (512, 128, 64));
     assert_eq!(budgets("", "max_connections = 256"), (256, 64, 32));
-    assert_eq!(budgets("", "max_connections = 64"), (64, 64, 32));
+    assert_eq!(budgets("", "max_connections = 64"), (64, 16, 32));
+    assert_eq!(budgets("", "max_connections = 20"), (20, 16, 20));
     assert_eq!(budgets("", "max_connections = 4096"), (4096, 1024, 512));
     // Small routes keep every slot usable by one client.
     assert_eq!(budgets("", "max_connections = 2"), (2, 2, 2));

@@ -205,12 +205,12 @@ pub struct Limits {
 
 impl Limits {
     /// The default `max_handshakes` for a route with `max_connections`:
-    /// a quarter of it, at least 64 (or all of it when smaller). A
+    /// a quarter of it, at least 16 (or all of it when smaller). A
     /// handshake takes milliseconds, so even a busy partner rarely has
     /// more than a few in flight; the rest of the slots stay for
     /// connections that authenticated.
     pub fn default_max_handshakes(max_connections: usize) -> usize {
-        (max_connections / 4).max(max_connections.min(64))
+        (max_connections / 4).max(max_connections.min(16))
     }
 
     /// The default `max_connections_per_source`: an eighth of
