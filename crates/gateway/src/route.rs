@@ -142,7 +142,7 @@ impl RouteRuntime {
             remote = %remote,
             reason,
             suppressed,
-            "refused at accept: {} ({setting} = {value})",
+            "refused: {} ({setting} = {value})",
             over.describe()
         );
     }
