@@ -96,7 +96,13 @@ async fn serve(
         None => Stream::Plain(tcp),
         Some(tls) => {
             let started = Instant::now();
-            let accepted = tls.accept(tcp, limits.handshake_timeout).await;
+            // A refusal is counted and logged when it happens, before the
+            // client is given a moment to read its alert.
+            let accepted = tls
+                .accept_reporting(tcp, limits.handshake_timeout, |refusal| {
+                    refuse(route_rt, remote, Side::Listen, refusal)
+                })
+                .await;
             // Admitted or refused, this connection no longer counts
             // against max_handshakes.
             drop(handshake);
@@ -110,10 +116,7 @@ async fn serve(
                     peer_app = peer;
                     Stream::TlsServer(Box::new(stream))
                 }
-                Err(refusal) => {
-                    refuse(route_rt, remote, Side::Listen, &refusal);
-                    return Outcome::RefusedTls;
-                }
+                Err(_) => return Outcome::RefusedTls,
             }
         }
     };

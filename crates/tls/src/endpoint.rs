@@ -163,16 +163,37 @@ impl ServerTls {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
+        self.accept_reporting(io, deadline, |_| {}).await
+    }
+
+    /// [`ServerTls::accept`], calling `report` with a refusal as soon as
+    /// it is known, before the client is given time to read its alert:
+    /// logs and metrics then tell the time of the refusal, not of the
+    /// close.
+    pub async fn accept_reporting<IO>(
+        &self,
+        io: IO,
+        deadline: Duration,
+        report: impl FnOnce(&Refusal),
+    ) -> Result<(server::TlsStream<IO>, Option<PeerApp>), Refusal>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
         let handshake = async { self.acceptor.accept(io).into_fallible().await };
         let (result, observed) = observe(deadline, handshake).await;
         let stream = match result {
             Ok(Ok(stream)) => stream,
             Ok(Err((error, io))) => {
                 let refused = refusal(HandshakeError::Io(error), &observed);
+                report(&refused);
                 linger(io).await;
                 return Err(refused);
             }
-            Err(timeout) => return Err(refusal(timeout, &observed)),
+            Err(timeout) => {
+                let refused = refusal(timeout, &observed);
+                report(&refused);
+                return Err(refused);
+            }
         };
         let peer = match (&self.allowlist, observed.admitted) {
             (None, _) => None,
@@ -182,6 +203,7 @@ impl ServerTls {
             (Some(allowlist), None) => match resumed_peer(allowlist, &stream) {
                 Ok(peer) => Some(peer),
                 Err(refused) => {
+                    report(&refused);
                     // No alert fits after a completed handshake: the
                     // shutdown sends close_notify.
                     linger(stream).await;
