@@ -1,18 +1,25 @@
 //! Connection budgets, taken at accept before a connection costs anything.
 //!
-//! Three budgets guard a route's slots. `max_connections` caps them all.
+//! Three budgets guard a route's slots. `max_connections` caps them all,
+//! and `max_connections_per_source` caps what one address holds on every
+//! kind of route, plain ones included, where slots are taken without any
+//! handshake at all: a connection over either is closed at once.
+//!
 //! `max_handshakes` caps the connections still in their TLS handshake, so
 //! peers that open sockets and never send a ClientHello (or never finish)
-//! cannot hold the slots of partners that authenticate. And
-//! `max_connections_per_source` caps what one address holds on every kind
-//! of route, plain ones included, where slots are taken without any
-//! handshake at all. A connection over any of them is closed at once.
+//! cannot hold the slots of partners that authenticate. When it is full,
+//! the *oldest* handshake in progress is closed to make room, rather than
+//! the newcomer: a real partner's handshake takes milliseconds, so under
+//! a flood from many addresses it still completes long before the flood
+//! pushes it out, while refusing newcomers would lock every partner out
+//! for as long as the flood lasts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Limits;
 
@@ -24,7 +31,8 @@ pub(crate) enum OverBudget {
     PerSource,
     /// The route holds `max_connections`.
     MaxConnections,
-    /// `max_handshakes` connections are still in their TLS handshake.
+    /// `max_handshakes` connections were in their TLS handshake and this
+    /// was the oldest: closed to make room for a new one.
     Handshakes,
 }
 
@@ -51,7 +59,7 @@ impl OverBudget {
             }
             OverBudget::MaxConnections => "route at its max_connections",
             OverBudget::Handshakes => {
-                "max_handshakes connections are already in their TLS handshake"
+                "oldest of max_handshakes connections still in their TLS handshake, closed to make room for a new one"
             }
         }
     }
@@ -73,12 +81,12 @@ impl OverBudget {
     }
 }
 
-/// One route's budgets. The two semaphores are sized at start (changing
-/// them needs a restart); the per-source limit is read at each accept, so
-/// a reload changes it.
+/// One route's budgets. The slots are counted at start (changing
+/// `max_connections` needs a restart); the two other limits are read at
+/// each accept, so a reload changes them.
 pub(crate) struct Budgets {
     slots: Arc<Semaphore>,
-    handshakes: Arc<Semaphore>,
+    handshakes: Arc<Handshakes>,
     sources: Arc<Sources>,
 }
 
@@ -87,13 +95,13 @@ pub(crate) struct Budgets {
 pub(crate) struct Admission {
     _slot: OwnedSemaphorePermit,
     _source: SourceGuard,
-    handshake: Option<OwnedSemaphorePermit>,
+    handshake: Option<HandshakeTicket>,
 }
 
 impl Admission {
-    /// The handshake permit, to drop once the TLS handshake is over
-    /// (admitted or refused); `None` on plain listeners.
-    pub fn take_handshake(&mut self) -> Option<OwnedSemaphorePermit> {
+    /// The handshake's place in `max_handshakes`, to drop once the TLS
+    /// handshake is over (admitted or refused); `None` on plain listeners.
+    pub fn take_handshake(&mut self) -> Option<HandshakeTicket> {
         self.handshake.take()
     }
 }
@@ -102,18 +110,20 @@ impl Budgets {
     pub fn new(limits: &Limits) -> Self {
         Budgets {
             slots: Arc::new(Semaphore::new(limits.max_connections)),
-            handshakes: Arc::new(Semaphore::new(limits.max_handshakes)),
+            handshakes: Arc::default(),
             sources: Arc::default(),
         }
     }
 
-    /// Takes a slot for a connection from `source`, and a handshake permit
-    /// when the listener speaks TLS; never waits. Checked in this order:
-    /// `max_connections`, `max_connections_per_source`, `max_handshakes`.
+    /// Takes a slot for a connection from `source`, and a place among the
+    /// handshakes in progress when the listener speaks TLS; never waits.
+    /// Refused over `max_connections`, then over
+    /// `max_connections_per_source`; a full `max_handshakes` closes the
+    /// oldest handshake instead (see the module's doc).
     pub fn admit(
         &self,
         source: IpAddr,
-        per_source: usize,
+        limits: &Limits,
         tls: bool,
     ) -> Result<Admission, OverBudget> {
         // A full route says so whoever knocks; below that, the source
@@ -123,21 +133,70 @@ impl Budgets {
             .clone()
             .try_acquire_owned()
             .map_err(|_| OverBudget::MaxConnections)?;
-        let source = Sources::enter(&self.sources, source, per_source)?;
-        let handshake = match tls {
-            false => None,
-            true => Some(
-                self.handshakes
-                    .clone()
-                    .try_acquire_owned()
-                    .map_err(|_| OverBudget::Handshakes)?,
-            ),
-        };
+        let source = Sources::enter(&self.sources, source, limits.max_connections_per_source)?;
+        let handshake = tls.then(|| Handshakes::start(&self.handshakes, limits.max_handshakes));
         Ok(Admission {
             _slot: slot,
             _source: source,
             handshake,
         })
+    }
+}
+
+/// The TLS handshakes in progress, oldest first (ids grow with time).
+#[derive(Default)]
+struct Handshakes {
+    pending: Mutex<BTreeMap<u64, CancellationToken>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl Handshakes {
+    /// Registers a new handshake, closing the oldest ones while
+    /// `max` are already in progress.
+    fn start(this: &Arc<Self>, max: usize) -> HandshakeTicket {
+        let id = this
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let evicted = CancellationToken::new();
+        let mut pending = this.pending.lock().unwrap_or_else(|e| e.into_inner());
+        while pending.len() >= max.max(1) {
+            match pending.pop_first() {
+                Some((_, oldest)) => oldest.cancel(),
+                None => break,
+            }
+        }
+        pending.insert(id, evicted.clone());
+        HandshakeTicket {
+            id,
+            evicted,
+            handshakes: this.clone(),
+        }
+    }
+}
+
+/// One handshake in progress; dropping it ends its count.
+pub(crate) struct HandshakeTicket {
+    id: u64,
+    evicted: CancellationToken,
+    handshakes: Arc<Handshakes>,
+}
+
+impl HandshakeTicket {
+    /// Cancelled when newer handshakes push this one out: the connection
+    /// must then close, counted as `handshake_budget`.
+    pub fn evicted(&self) -> CancellationToken {
+        self.evicted.clone()
+    }
+}
+
+impl Drop for HandshakeTicket {
+    fn drop(&mut self) {
+        let mut pending = self
+            .handshakes
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        pending.remove(&self.id);
     }
 }
 
@@ -212,57 +271,84 @@ mod tests {
 
     #[test]
     fn f4_one_source_cannot_take_every_slot() {
-        let budgets = Budgets::new(&limits(4, 4, 2));
+        let l = limits(4, 4, 2);
+        let budgets = Budgets::new(&l);
         let a = ip("192.0.2.1");
         let held: Vec<_> = (0..2)
-            .filter_map(|_| budgets.admit(a, 2, false).ok())
+            .filter_map(|_| budgets.admit(a, &l, false).ok())
             .collect();
         assert_eq!(held.len(), 2);
         assert_eq!(
-            budgets.admit(a, 2, false).err(),
+            budgets.admit(a, &l, false).err(),
             Some(OverBudget::PerSource)
         );
         // The same address in its IPv4-mapped IPv6 form is the same source.
         assert_eq!(
-            budgets.admit(ip("::ffff:192.0.2.1"), 2, false).err(),
+            budgets.admit(ip("::ffff:192.0.2.1"), &l, false).err(),
             Some(OverBudget::PerSource)
         );
-        let other = budgets.admit(ip("192.0.2.2"), 2, false);
+        let other = budgets.admit(ip("192.0.2.2"), &l, false);
         assert!(other.is_ok());
         drop(held);
-        assert!(budgets.admit(a, 2, false).is_ok());
+        assert!(budgets.admit(a, &l, false).is_ok());
     }
 
     #[test]
-    fn f4_handshakes_have_a_budget_of_their_own() {
-        let budgets = Budgets::new(&limits(3, 1, 3));
-        let mut first = budgets.admit(ip("192.0.2.1"), 4, true).ok();
-        assert!(first.is_some());
+    fn f4_a_full_handshake_budget_closes_the_oldest_handshake() {
+        let l = limits(4, 2, 4);
+        let budgets = Budgets::new(&l);
+        let admit = |last: u8| {
+            let mut admission = budgets
+                .admit(IpAddr::from([192, 0, 2, last]), &l, true)
+                .ok();
+            admission.as_mut().and_then(Admission::take_handshake)
+        };
+        let (first, second) = (admit(1), admit(2));
+        let evicted = |t: &Option<HandshakeTicket>| t.as_ref().map(|t| t.evicted().is_cancelled());
         assert_eq!(
-            budgets.admit(ip("192.0.2.2"), 4, true).err(),
-            Some(OverBudget::Handshakes)
+            (evicted(&first), evicted(&second)),
+            (Some(false), Some(false))
         );
-        // Plain listeners take no handshake permit.
-        let plain = budgets.admit(ip("192.0.2.3"), 4, false);
-        assert!(plain.is_ok());
-        // Once the first handshake is over, another may start.
-        drop(first.as_mut().and_then(Admission::take_handshake));
-        let second = budgets.admit(ip("192.0.2.2"), 4, true);
-        assert!(second.is_ok());
+        let third = admit(3);
+        assert_eq!(evicted(&first), Some(true), "the oldest makes room");
+        assert_eq!(
+            (evicted(&second), evicted(&third)),
+            (Some(false), Some(false))
+        );
+        // A handshake that ended leaves room without closing anyone.
+        drop((first, second));
+        let fourth = admit(4);
+        assert_eq!(
+            (evicted(&third), evicted(&fourth)),
+            (Some(false), Some(false))
+        );
+    }
+
+    #[test]
+    fn f4_plain_listeners_take_no_handshake_place() {
+        let l = limits(3, 1, 3);
+        let budgets = Budgets::new(&l);
+        let mut plain = budgets.admit(ip("192.0.2.1"), &l, false).ok();
+        assert!(plain.as_mut().and_then(Admission::take_handshake).is_none());
+        let held: Vec<_> = (2..4u8)
+            .filter_map(|n| budgets.admit(IpAddr::from([192, 0, 2, n]), &l, false).ok())
+            .collect();
+        assert_eq!(held.len(), 2);
         // Three slots held: the route is full whatever the source.
         assert_eq!(
-            budgets.admit(ip("192.0.2.4"), 4, false).err(),
+            budgets.admit(ip("192.0.2.9"), &l, true).err(),
             Some(OverBudget::MaxConnections)
         );
     }
 
     #[test]
     fn f4_refused_sources_leave_no_entry_behind() {
-        let budgets = Budgets::new(&limits(1, 1, 1));
-        let held = budgets.admit(ip("192.0.2.1"), 1, true);
+        let l = limits(1, 1, 1);
+        let budgets = Budgets::new(&l);
+        let held = budgets.admit(ip("192.0.2.1"), &l, true);
         assert!(held.is_ok());
         for n in 2..50u8 {
-            let refused = budgets.admit(IpAddr::from([192, 0, 2, n]), 1, true);
+            let refused = budgets.admit(IpAddr::from([192, 0, 2, n]), &l, true);
             assert_eq!(refused.err(), Some(OverBudget::MaxConnections));
         }
         let open = budgets.sources.open.lock().map(|o| o.len()).unwrap_or(0);
@@ -270,5 +356,12 @@ mod tests {
         drop(held);
         let open = budgets.sources.open.lock().map(|o| o.len()).unwrap_or(9);
         assert_eq!(open, 0);
+        let pending = budgets
+            .handshakes
+            .pending
+            .lock()
+            .map(|p| p.len())
+            .unwrap_or(9);
+        assert_eq!(pending, 0);
     }
 }

@@ -8,9 +8,8 @@ use guichet_tls::{Refusal, RefusalReason};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 
-use crate::budget::Admission;
+use crate::budget::{Admission, HandshakeTicket, OverBudget};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, field, info, info_span, warn, Instrument, Span};
@@ -26,7 +25,8 @@ use crate::stream::Stream;
 
 /// Serves one connection until it ends or `force` (end of drain) fires.
 /// The admission (slot and source count) is held for the connection's
-/// whole life; its handshake permit only until the TLS handshake is over.
+/// whole life; its place among handshakes only until the TLS handshake is
+/// over.
 pub(crate) async fn handle(
     route: Arc<RouteRuntime>,
     tcp: TcpStream,
@@ -82,7 +82,7 @@ async fn serve(
     state: &RouteState,
     tcp: TcpStream,
     remote: SocketAddr,
-    handshake: Option<OwnedSemaphorePermit>,
+    handshake: Option<HandshakeTicket>,
     shutdown: CancellationToken,
 ) -> Outcome {
     let metrics = &route_rt.metrics;
@@ -96,13 +96,22 @@ async fn serve(
         None => Stream::Plain(tcp),
         Some(tls) => {
             let started = Instant::now();
+            // Never cancelled when the listener took no handshake place.
+            let evicted = handshake
+                .as_ref()
+                .map_or_else(CancellationToken::new, HandshakeTicket::evicted);
             // A refusal is counted and logged when it happens, before the
             // client is given a moment to read its alert.
-            let accepted = tls
-                .accept_reporting(tcp, limits.handshake_timeout, |refusal| {
-                    refuse(route_rt, remote, Side::Listen, refusal)
-                })
-                .await;
+            let handshaking = tls.accept_reporting(tcp, limits.handshake_timeout, |refusal| {
+                refuse(route_rt, remote, Side::Listen, refusal)
+            });
+            let accepted = tokio::select! {
+                accepted = handshaking => accepted,
+                () = evicted.cancelled() => {
+                    route_rt.over_budget(remote, OverBudget::Handshakes);
+                    return Outcome::RefusedLimit;
+                }
+            };
             // Admitted or refused, this connection no longer counts
             // against max_handshakes.
             drop(handshake);

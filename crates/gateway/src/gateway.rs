@@ -418,13 +418,10 @@ fn warn_restart_needed(old: &RouteState, new: &RouteState) {
             warn!(route = %old.name, "max_upstream_requests changes only at restart");
         }
     }
-    if old.listen != new.listen
-        || old.limits.max_connections != new.limits.max_connections
-        || old.limits.max_handshakes != new.limits.max_handshakes
-    {
+    if old.listen != new.listen || old.limits.max_connections != new.limits.max_connections {
         warn!(
             route = %old.name,
-            "listen address, max_connections and max_handshakes change only at restart; the rest is reloaded"
+            "listen address and max_connections change only at restart; the rest is reloaded"
         );
     }
 }

@@ -105,10 +105,9 @@ impl RouteRuntime {
                 }
             };
             let state = self.current();
-            let per_source = state.spec.limits.max_connections_per_source;
             match self
                 .budgets
-                .admit(remote.ip(), per_source, state.server.is_some())
+                .admit(remote.ip(), &state.spec.limits, state.server.is_some())
             {
                 Ok(admission) => {
                     tracker.spawn(handle(
@@ -120,19 +119,23 @@ impl RouteRuntime {
                         force.clone(),
                     ));
                 }
-                Err(over) => self.refuse_over_budget(remote, over),
+                Err(over) => {
+                    self.over_budget(remote, over);
+                    self.metrics
+                        .ended(self.name.as_str(), Outcome::RefusedLimit);
+                }
             }
         }
         info!(route = %self.name, "stopped accepting");
     }
 
-    /// Counts, records and (throttled) logs a connection closed at accept.
-    fn refuse_over_budget(&self, remote: SocketAddr, over: OverBudget) {
+    /// Counts, records and (throttled) logs a connection closed over a
+    /// budget: at accept, or pushed out of its handshake.
+    pub(crate) fn over_budget(&self, remote: SocketAddr, over: OverBudget) {
         let (route, reason) = (self.name.as_str(), over.reason());
         self.metrics.refused(route, Side::Listen, reason);
         self.status
             .refused(route, Side::Listen, remote, reason, None);
-        self.metrics.ended(route, Outcome::RefusedLimit);
         let Some(suppressed) = self.over_budget[over.index()].allow() else {
             return;
         };

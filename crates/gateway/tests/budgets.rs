@@ -139,27 +139,60 @@ async fn f4_silent_connections_cannot_keep_a_certified_partner_out() {
     exchange(&mut partner, "F4-1").await;
     assert!(started.elapsed() < AT_ONCE, "{:?}", started.elapsed());
 
-    // More silent sources fill max_handshakes (64); over it, closed.
+    // More silent sources fill max_handshakes (64); each connection over
+    // it closes the oldest handshake in progress, never a slot of an
+    // authenticated connection.
     let _more = silent(loopback(3), site.addr(), 32).await;
     site.gateway.wait_open(ROUTE, 1 + 64).await;
     let _over = silent(loopback(4), site.addr(), 10).await;
     site.gateway
         .wait_refusals(ROUTE, LISTEN, "handshake_budget", 10)
         .await;
-    // The admitted partner's connection counts against no handshake.
+    site.gateway.wait_open(ROUTE, 1 + 64).await;
+    // The admitted partner's connection counts against no handshake, and
+    // a new one still gets in.
     exchange(&mut partner, "F4-2").await;
+    let mut again = site.partner().await.expect("a new partner connection");
+    exchange(&mut again, "F4-3").await;
+    site.gateway
+        .wait_refusals(ROUTE, LISTEN, "handshake_budget", 11)
+        .await;
 
     assert_eq!(site.refusals("per_source_limit"), 268);
-    assert_eq!(site.refusals("handshake_budget"), 10);
     assert_eq!(site.refusals("max_connections"), 0);
     assert_eq!(
         site.gateway.all_refusals(),
-        278,
+        268 + 11,
         "{}",
         site.gateway.metrics.render()
     );
-    assert_eq!(site.gateway.connections(ROUTE, outcome::REFUSED_LIMIT), 278);
-    assert_eq!(site.gateway.messages(ROUTE, "AA"), 2);
+    site.gateway
+        .wait_connections(ROUTE, outcome::REFUSED_LIMIT, 268 + 11)
+        .await;
+    assert_eq!(site.gateway.messages(ROUTE, "AA"), 3);
+}
+
+/// 300 silent connections from ten addresses, each under the per-source
+/// limit: the handshakes in progress never exceed max_handshakes (the
+/// oldest make room), so the slots stay free and the partner gets in.
+#[tokio::test]
+async fn f4_silent_connections_from_many_addresses_cannot_keep_a_partner_out() {
+    let site = Mtls::start("").await;
+    let mut flood = Vec::new();
+    for last in 10..20 {
+        flood.push(silent(loopback(last), site.addr(), 30).await);
+    }
+    site.gateway
+        .wait_refusals(ROUTE, LISTEN, "handshake_budget", 300 - 64)
+        .await;
+    site.gateway.wait_open(ROUTE, 64).await;
+
+    let started = Instant::now();
+    let mut partner = site.partner().await.expect("the partner is admitted");
+    exchange(&mut partner, "F4-5").await;
+    assert!(started.elapsed() < AT_ONCE, "{:?}", started.elapsed());
+    assert_eq!(site.refusals("per_source_limit"), 0);
+    assert_eq!(site.refusals("max_connections"), 0);
 }
 
 /// The finding as reported, with the budgets as large as the route (the
