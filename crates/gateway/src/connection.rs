@@ -8,12 +8,11 @@ use guichet_tls::{Refusal, RefusalReason};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-use crate::budget::{Admission, HandshakeTicket, OverBudget};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, field, info, info_span, warn, Instrument, Span};
 
+use crate::budget::{Admission, HandshakeTicket, OverBudget};
 use crate::config::RouteKind;
 use crate::ingest::Ingest;
 use crate::metrics::{BytesLabels, Direction, HandshakeLabels, Metrics, Outcome, RouteLabel, Side};

@@ -22,8 +22,8 @@ use crate::status::StatusBoard;
 pub(crate) struct RouteRuntime {
     pub name: RouteName,
     state: ArcSwap<RouteState>,
-    /// Slots, handshakes in progress and connections per source; sized at
-    /// start.
+    /// Slots (counted at start), handshakes in progress and connections
+    /// per source.
     budgets: Budgets,
     pub metrics: Metrics,
     /// Handles of the per-message metrics, resolved once.
