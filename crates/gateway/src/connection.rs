@@ -292,6 +292,13 @@ pub(crate) fn refuse(route_rt: &RouteRuntime, remote: SocketAddr, side: Side, re
         .status
         .refused(route, side, remote, reason, Some(refusal));
     match side {
+        // Nothing to act on per connection: a line a second, with the count
+        // of lines suppressed.
+        Side::Listen if refusal.reason == RefusalReason::HandshakeTimeout => {
+            if let Some(suppressed) = route_rt.handshake_timeouts.allow() {
+                warn!(reason, suppressed, "refused: {refusal}");
+            }
+        }
         Side::Listen => warn!(reason = refusal.reason.as_str(), "refused: {refusal}"),
         Side::Forward => warn!(
             reason = refusal.reason.as_str(),

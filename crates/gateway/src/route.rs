@@ -38,6 +38,9 @@ pub(crate) struct RouteRuntime {
     pub http: Option<crate::http::HttpRuntime>,
     /// One per [`OverBudget`]: a flood of refusals logs a line a second.
     over_budget: [LogThrottle; 3],
+    /// Handshakes that timed out: silent connections, a flood of which
+    /// must not flood the log either.
+    pub(crate) handshake_timeouts: LogThrottle,
 }
 
 /// What a store-and-forward route's connections and worker share.
@@ -67,6 +70,7 @@ impl RouteRuntime {
             events,
             status,
             over_budget: Default::default(),
+            handshake_timeouts: LogThrottle::default(),
         }
     }
 
