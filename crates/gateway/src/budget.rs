@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -107,10 +108,14 @@ impl Admission {
 }
 
 impl Budgets {
-    pub fn new(limits: &Limits) -> Self {
+    /// `in_progress` shows the handshakes in progress (a metric).
+    pub fn new(limits: &Limits, in_progress: Gauge) -> Self {
         Budgets {
             slots: Arc::new(Semaphore::new(limits.max_connections)),
-            handshakes: Arc::default(),
+            handshakes: Arc::new(Handshakes {
+                in_progress,
+                ..Handshakes::default()
+            }),
             sources: Arc::default(),
         }
     }
@@ -148,6 +153,8 @@ impl Budgets {
 struct Handshakes {
     pending: Mutex<BTreeMap<u64, CancellationToken>>,
     next_id: std::sync::atomic::AtomicU64,
+    /// Kept equal to the number pending.
+    in_progress: Gauge,
 }
 
 impl Handshakes {
@@ -166,6 +173,7 @@ impl Handshakes {
             }
         }
         pending.insert(id, evicted.clone());
+        this.in_progress.set(pending.len() as i64);
         HandshakeTicket {
             id,
             evicted,
@@ -197,6 +205,7 @@ impl Drop for HandshakeTicket {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         pending.remove(&self.id);
+        self.handshakes.in_progress.set(pending.len() as i64);
     }
 }
 
@@ -272,7 +281,7 @@ mod tests {
     #[test]
     fn f4_one_source_cannot_take_every_slot() {
         let l = limits(4, 4, 2);
-        let budgets = Budgets::new(&l);
+        let budgets = Budgets::new(&l, Gauge::default());
         let a = ip("192.0.2.1");
         let held: Vec<_> = (0..2)
             .filter_map(|_| budgets.admit(a, &l, false).ok())
@@ -296,7 +305,7 @@ mod tests {
     #[test]
     fn f4_a_full_handshake_budget_closes_the_oldest_handshake() {
         let l = limits(4, 2, 4);
-        let budgets = Budgets::new(&l);
+        let budgets = Budgets::new(&l, Gauge::default());
         let admit = |last: u8| {
             let mut admission = budgets
                 .admit(IpAddr::from([192, 0, 2, last]), &l, true)
@@ -327,7 +336,7 @@ mod tests {
     #[test]
     fn f4_plain_listeners_take_no_handshake_place() {
         let l = limits(3, 1, 3);
-        let budgets = Budgets::new(&l);
+        let budgets = Budgets::new(&l, Gauge::default());
         let mut plain = budgets.admit(ip("192.0.2.1"), &l, false).ok();
         assert!(plain.as_mut().and_then(Admission::take_handshake).is_none());
         let held: Vec<_> = (2..4u8)
@@ -344,7 +353,7 @@ mod tests {
     #[test]
     fn f4_refused_sources_leave_no_entry_behind() {
         let l = limits(1, 1, 1);
-        let budgets = Budgets::new(&l);
+        let budgets = Budgets::new(&l, Gauge::default());
         let held = budgets.admit(ip("192.0.2.1"), &l, true);
         assert!(held.is_ok());
         for n in 2..50u8 {
@@ -363,5 +372,6 @@ mod tests {
             .map(|p| p.len())
             .unwrap_or(9);
         assert_eq!(pending, 0);
+        assert_eq!(budgets.handshakes.in_progress.get(), 0);
     }
 }

@@ -151,6 +151,8 @@ pub struct ReloadLabels {
 #[derive(Clone)]
 pub struct Metrics {
     pub connections_open: Family<RouteLabel, Gauge>,
+    /// TLS handshakes in progress on a listener (against `max_handshakes`).
+    pub handshakes_in_progress: Family<RouteLabel, Gauge>,
     pub connections: Family<OutcomeLabels, Counter>,
     pub refusals: Family<RefusalLabels, Counter>,
     pub handshake_seconds: Family<HandshakeLabels, Histogram>,
@@ -183,6 +185,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             connections_open: Family::default(),
+            handshakes_in_progress: Family::default(),
             connections: Family::default(),
             refusals: Family::default(),
             handshake_seconds: Family::new_with_constructor(|| {
@@ -221,6 +224,11 @@ impl Metrics {
             "connections_open",
             "Connections open now, per route",
             self.connections_open.clone(),
+        );
+        r.register(
+            "handshakes_in_progress",
+            "TLS handshakes in progress on the listener, per route (against max_handshakes)",
+            self.handshakes_in_progress.clone(),
         );
         r.register(
             "connections",

@@ -59,11 +59,17 @@ impl RouteRuntime {
         store_forward: Option<StoreForward>,
         http: Option<crate::http::HttpRuntime>,
     ) -> Self {
+        let in_progress = metrics
+            .handshakes_in_progress
+            .get_or_create(&crate::metrics::RouteLabel {
+                route: state.spec.name.as_str().to_string(),
+            })
+            .clone();
         RouteRuntime {
             store_forward,
             http,
             name: state.spec.name.clone(),
-            budgets: Budgets::new(&state.spec.limits),
+            budgets: Budgets::new(&state.spec.limits, in_progress),
             counters: metrics.route(state.spec.name.as_str()),
             state: ArcSwap::from_pointee(state),
             metrics,

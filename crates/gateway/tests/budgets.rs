@@ -117,6 +117,13 @@ impl Mtls {
         self.client().connect(name, tcp, WAIT).await
     }
 
+    /// Waits for `guichet_handshakes_in_progress` to read `n`.
+    async fn wait_handshakes(&self, n: u64) {
+        self.gateway
+            .wait_value("guichet_handshakes_in_progress", &[("route", ROUTE)], n)
+            .await;
+    }
+
     fn refusals(&self, reason: &str) -> u64 {
         self.gateway.refusals(ROUTE, LISTEN, reason)
     }
@@ -133,6 +140,7 @@ async fn f4_silent_connections_cannot_keep_a_certified_partner_out() {
         .wait_refusals(ROUTE, LISTEN, "per_source_limit", 268)
         .await;
     site.gateway.wait_open(ROUTE, 32).await;
+    site.wait_handshakes(32).await;
 
     let started = Instant::now();
     let mut partner = site.partner().await.expect("the partner is admitted");
@@ -149,6 +157,7 @@ async fn f4_silent_connections_cannot_keep_a_certified_partner_out() {
         .wait_refusals(ROUTE, LISTEN, "handshake_budget", 10)
         .await;
     site.gateway.wait_open(ROUTE, 1 + 64).await;
+    site.wait_handshakes(64).await;
     // The admitted partner's connection counts against no handshake, and
     // a new one still gets in.
     exchange(&mut partner, "F4-2").await;
@@ -186,6 +195,7 @@ async fn f4_silent_connections_from_many_addresses_cannot_keep_a_partner_out() {
         .wait_refusals(ROUTE, LISTEN, "handshake_budget", 300 - 64)
         .await;
     site.gateway.wait_open(ROUTE, 64).await;
+    site.wait_handshakes(64).await;
 
     let started = Instant::now();
     let mut partner = site.partner().await.expect("the partner is admitted");
