@@ -56,6 +56,9 @@ listen = "{listen}"
 listen_tls = "gateway"
 idle_timeout = "60s"
 max_connections = 4096
+# One client address opening connections at once, as for nginx and Caddy.
+max_handshakes = 4096
+max_connections_per_source = 4096
 {access_log}
 [[route.rule]]
 name = "ror"

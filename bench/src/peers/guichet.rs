@@ -82,6 +82,11 @@ connect_timeout = "5s"
 handshake_timeout = "10s"
 idle_timeout = "15m"
 max_connections = {max}
+# Every benchmark client is one address (127.0.0.1) and opens its
+# connections at once: the budgets would refuse what HAProxy and stunnel
+# accept, so they are as large as the route here.
+max_handshakes = {max}
+max_connections_per_source = {max}
 
 [tls.{profile}]
 cert = "{cert}"

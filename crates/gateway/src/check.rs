@@ -548,6 +548,7 @@ fn check_route(route: &RouteSpec, report: &mut Report) {
             format!("listens in clear text on {} (not loopback): patient data may cross the network unencrypted", route.listen),
         );
     }
+    check_budgets(route, report);
     if route.listen_mode() == "tls" {
         report.push(
             Level::Warning,
@@ -710,5 +711,58 @@ fn check_ocsp(profile: &TlsProfile, material: &Material, roles: &[Role], report:
                 "our certificate's OCSP response is stapled (fetched at start and before its nextUpdate)",
             );
         }
+    }
+}
+
+/// A handshake_timeout longer than this lets silent connections hold their
+/// handshake slots long enough to matter.
+const LONG_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The connection budgets (F4): what a flood of unauthenticated or
+/// single-source connections could take.
+fn check_budgets(route: &RouteSpec, report: &mut Report) {
+    let subject = format!("route {:?}", route.name.as_str());
+    let l = &route.limits;
+    let tls = route.listen_tls.is_some();
+    let mut summary = format!(
+        "budgets: {} connection(s), {} per source address",
+        l.max_connections, l.max_connections_per_source
+    );
+    if tls {
+        summary += &format!(", {} in TLS handshake", l.max_handshakes);
+    }
+    report.push(Level::Ok, &subject, summary);
+    if l.max_connections < 2 {
+        return;
+    }
+    if tls && l.max_handshakes >= l.max_connections {
+        report.push(
+            Level::Warning,
+            &subject,
+            format!(
+                "max_handshakes = {}: connections that never finish their TLS handshake can take every slot for handshake_timeout; set it below max_connections ({})",
+                l.max_handshakes, l.max_connections
+            ),
+        );
+    }
+    if l.max_connections_per_source >= l.max_connections && !route.listen.ip().is_loopback() {
+        report.push(
+            Level::Warning,
+            &subject,
+            format!(
+                "max_connections_per_source = {}: one address can take every slot; set it below max_connections ({})",
+                l.max_connections_per_source, l.max_connections
+            ),
+        );
+    }
+    if tls && l.handshake_timeout > LONG_HANDSHAKE {
+        report.push(
+            Level::Warning,
+            &subject,
+            format!(
+                "handshake_timeout = {:?}: a connection that sends nothing holds a handshake slot that long; {:?} or less is enough for a real partner",
+                l.handshake_timeout, LONG_HANDSHAKE
+            ),
+        );
     }
 }

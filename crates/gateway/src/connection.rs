@@ -8,11 +8,11 @@ use guichet_tls::{Refusal, RefusalReason};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, field, info, info_span, warn, Instrument, Span};
 
+use crate::budget::{Admission, HandshakeTicket, OverBudget};
 use crate::config::RouteKind;
 use crate::ingest::Ingest;
 use crate::metrics::{BytesLabels, Direction, HandshakeLabels, Metrics, Outcome, RouteLabel, Side};
@@ -23,12 +23,14 @@ use crate::state::RouteState;
 use crate::stream::Stream;
 
 /// Serves one connection until it ends or `force` (end of drain) fires.
-/// The permit is held for the connection's whole life.
+/// The admission (slot and source count) is held for the connection's
+/// whole life; its place among handshakes only until the TLS handshake is
+/// over.
 pub(crate) async fn handle(
     route: Arc<RouteRuntime>,
     tcp: TcpStream,
     remote: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    mut admission: Admission,
     shutdown: CancellationToken,
     force: CancellationToken,
 ) {
@@ -37,15 +39,16 @@ pub(crate) async fn handle(
     async move {
         let name = state.spec.name.as_str();
         let _open = OpenGuard::new(&route.metrics, name);
+        let handshake = admission.take_handshake();
         let outcome = tokio::select! {
-            outcome = serve(&route, &state, tcp, remote, shutdown) => outcome,
+            outcome = serve(&route, &state, tcp, remote, handshake, shutdown) => outcome,
             () = force.cancelled() => {
                 info!("closed at the end of the shutdown drain period");
                 Outcome::Drained
             }
         };
         route.metrics.ended(name, outcome);
-        drop(permit);
+        drop(admission);
     }
     .instrument(span)
     .await;
@@ -78,6 +81,7 @@ async fn serve(
     state: &RouteState,
     tcp: TcpStream,
     remote: SocketAddr,
+    handshake: Option<HandshakeTicket>,
     shutdown: CancellationToken,
 ) -> Outcome {
     let metrics = &route_rt.metrics;
@@ -91,7 +95,26 @@ async fn serve(
         None => Stream::Plain(tcp),
         Some(tls) => {
             let started = Instant::now();
-            match tls.accept(tcp, limits.handshake_timeout).await {
+            // Never cancelled when the listener took no handshake place.
+            let evicted = handshake
+                .as_ref()
+                .map_or_else(CancellationToken::new, HandshakeTicket::evicted);
+            // A refusal is counted and logged when it happens, before the
+            // client is given a moment to read its alert.
+            let handshaking = tls.accept_reporting(tcp, limits.handshake_timeout, |refusal| {
+                refuse(route_rt, remote, Side::Listen, refusal)
+            });
+            let accepted = tokio::select! {
+                accepted = handshaking => accepted,
+                () = evicted.cancelled() => {
+                    route_rt.over_budget(remote, OverBudget::Handshakes);
+                    return Outcome::RefusedLimit;
+                }
+            };
+            // Admitted or refused, this connection no longer counts
+            // against max_handshakes.
+            drop(handshake);
+            match accepted {
                 Ok((stream, peer)) => {
                     observe_handshake(metrics, route, Side::Listen, started);
                     if let Some(peer) = &peer {
@@ -101,10 +124,7 @@ async fn serve(
                     peer_app = peer;
                     Stream::TlsServer(Box::new(stream))
                 }
-                Err(refusal) => {
-                    refuse(route_rt, remote, Side::Listen, &refusal);
-                    return Outcome::RefusedTls;
-                }
+                Err(_) => return Outcome::RefusedTls,
             }
         }
     };
@@ -305,6 +325,13 @@ pub(crate) fn refuse(route_rt: &RouteRuntime, remote: SocketAddr, side: Side, re
         .status
         .refused(route, side, remote, reason, Some(refusal));
     match side {
+        // Nothing to act on per connection: a line a second, with the count
+        // of lines suppressed.
+        Side::Listen if refusal.reason == RefusalReason::HandshakeTimeout => {
+            if let Some(suppressed) = route_rt.handshake_timeouts.allow() {
+                warn!(reason, suppressed, "refused: {refusal}");
+            }
+        }
         Side::Listen => warn!(reason = refusal.reason.as_str(), "refused: {refusal}"),
         Side::Forward => warn!(
             reason = refusal.reason.as_str(),

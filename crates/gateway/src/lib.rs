@@ -2,6 +2,7 @@
 //! shutdown.
 
 pub mod admin;
+mod budget;
 pub mod check;
 pub mod config;
 mod connection;

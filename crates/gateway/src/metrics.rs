@@ -24,7 +24,8 @@ pub enum Outcome {
     Closed,
     /// The listener's TLS handshake refused the peer.
     RefusedTls,
-    /// Over `max_connections`: closed at accept.
+    /// Over a budget (`max_connections`, `max_handshakes`,
+    /// `max_connections_per_source`): closed at accept.
     RefusedLimit,
     /// The forward target could not be reached.
     UpstreamUnavailable,
@@ -61,7 +62,8 @@ pub enum Side {
 pub struct RefusalLabels {
     pub route: String,
     pub side: Side,
-    /// One of `guichet_tls::RefusalReason::as_str`, or `max_connections`.
+    /// One of `guichet_tls::RefusalReason::as_str`, or a budget at accept
+    /// (`max_connections`, `handshake_budget`, `per_source_limit`).
     pub reason: &'static str,
 }
 
@@ -163,6 +165,8 @@ pub struct ReloadLabels {
 #[derive(Clone)]
 pub struct Metrics {
     pub connections_open: Family<RouteLabel, Gauge>,
+    /// TLS handshakes in progress on a listener (against `max_handshakes`).
+    pub handshakes_in_progress: Family<RouteLabel, Gauge>,
     pub connections: Family<OutcomeLabels, Counter>,
     pub refusals: Family<RefusalLabels, Counter>,
     pub handshake_seconds: Family<HandshakeLabels, Histogram>,
@@ -201,6 +205,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             connections_open: Family::default(),
+            handshakes_in_progress: Family::default(),
             connections: Family::default(),
             refusals: Family::default(),
             handshake_seconds: Family::new_with_constructor(|| {
@@ -242,6 +247,11 @@ impl Metrics {
             "connections_open",
             "Connections open now, per route",
             self.connections_open.clone(),
+        );
+        r.register(
+            "handshakes_in_progress",
+            "TLS handshakes in progress on the listener, per route (against max_handshakes)",
+            self.handshakes_in_progress.clone(),
         );
         r.register(
             "connections",
@@ -471,15 +481,22 @@ impl Metrics {
     }
 }
 
-/// Refusals not caused by TLS.
+/// Refusals not caused by TLS: the route holds `max_connections`.
 pub const OVER_LIMIT: &str = "max_connections";
 
-/// Every refusal reason label: the TLS ones and [`OVER_LIMIT`].
+/// The route holds `max_handshakes` connections still in their TLS
+/// handshake.
+pub const HANDSHAKE_BUDGET: &str = "handshake_budget";
+
+/// The source address holds `max_connections_per_source` connections.
+pub const PER_SOURCE_LIMIT: &str = "per_source_limit";
+
+/// Every refusal reason label: the TLS ones and the budgets at accept.
 pub fn refusal_reasons() -> impl Iterator<Item = &'static str> {
     guichet_tls::RefusalReason::ALL
         .iter()
         .map(|r| r.as_str())
-        .chain(std::iter::once(OVER_LIMIT))
+        .chain([OVER_LIMIT, HANDSHAKE_BUDGET, PER_SOURCE_LIMIT])
 }
 
 fn route_label(route: &str) -> RouteLabel {

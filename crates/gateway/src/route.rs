@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::budget::{Budgets, OverBudget};
 use crate::config::RouteName;
 use crate::connection::handle;
 use crate::events::EventBus;
@@ -22,8 +22,9 @@ use crate::status::StatusBoard;
 pub(crate) struct RouteRuntime {
     pub name: RouteName,
     state: ArcSwap<RouteState>,
-    /// One permit per open connection; fixed at start.
-    permits: Arc<Semaphore>,
+    /// Slots (counted at start), handshakes in progress and connections
+    /// per source.
+    budgets: Budgets,
     pub metrics: Metrics,
     /// Handles of the per-message metrics, resolved once.
     pub counters: RouteMetrics,
@@ -35,7 +36,11 @@ pub(crate) struct RouteRuntime {
     /// Set for `http` routes: rate buckets and the access log, fixed at
     /// start.
     pub http: Option<crate::http::HttpRuntime>,
-    over_limit: LogThrottle,
+    /// One per [`OverBudget`]: a flood of refusals logs a line a second.
+    over_budget: [LogThrottle; 3],
+    /// Handshakes that timed out: silent connections, a flood of which
+    /// must not flood the log either.
+    pub(crate) handshake_timeouts: LogThrottle,
 }
 
 /// What a store-and-forward route's connections and worker share.
@@ -54,17 +59,24 @@ impl RouteRuntime {
         store_forward: Option<StoreForward>,
         http: Option<crate::http::HttpRuntime>,
     ) -> Self {
+        let in_progress = metrics
+            .handshakes_in_progress
+            .get_or_create(&crate::metrics::RouteLabel {
+                route: state.spec.name.as_str().to_string(),
+            })
+            .clone();
         RouteRuntime {
             store_forward,
             http,
             name: state.spec.name.clone(),
-            permits: Arc::new(Semaphore::new(state.spec.limits.max_connections)),
+            budgets: Budgets::new(&state.spec.limits, in_progress),
             counters: metrics.route(state.spec.name.as_str()),
             state: ArcSwap::from_pointee(state),
             metrics,
             events,
             status,
-            over_limit: LogThrottle::default(),
+            over_budget: Default::default(),
+            handshake_timeouts: LogThrottle::default(),
         }
     }
 
@@ -102,45 +114,50 @@ impl RouteRuntime {
                     continue;
                 }
             };
-            match self.permits.clone().try_acquire_owned() {
-                Ok(permit) => {
+            let state = self.current();
+            match self
+                .budgets
+                .admit(remote.ip(), &state.spec.limits, state.server.is_some())
+            {
+                Ok(admission) => {
                     tracker.spawn(handle(
                         self.clone(),
                         tcp,
                         remote,
-                        permit,
+                        admission,
                         shutdown.clone(),
                         force.clone(),
                     ));
                 }
-                Err(_) => self.refuse_over_limit(remote),
+                Err(over) => {
+                    self.over_budget(remote, over);
+                    self.metrics
+                        .ended(self.name.as_str(), Outcome::RefusedLimit);
+                }
             }
         }
         info!(route = %self.name, "stopped accepting");
     }
 
-    fn refuse_over_limit(&self, remote: SocketAddr) {
-        self.metrics
-            .refused(self.name.as_str(), Side::Listen, crate::metrics::OVER_LIMIT);
-        self.status.refused(
-            self.name.as_str(),
-            Side::Listen,
-            remote,
-            crate::metrics::OVER_LIMIT,
-            None,
+    /// Counts, records and (throttled) logs a connection closed over a
+    /// budget: at accept, or pushed out of its handshake.
+    pub(crate) fn over_budget(&self, remote: SocketAddr, over: OverBudget) {
+        let (route, reason) = (self.name.as_str(), over.reason());
+        self.metrics.refused(route, Side::Listen, reason);
+        self.status
+            .refused(route, Side::Listen, remote, reason, None);
+        let Some(suppressed) = self.over_budget[over.index()].allow() else {
+            return;
+        };
+        let (setting, value) = over.setting(&self.current().spec.limits);
+        warn!(
+            route = %self.name,
+            remote = %remote,
+            reason,
+            suppressed,
+            "refused: {} ({setting} = {value})",
+            over.describe()
         );
-        self.metrics
-            .ended(self.name.as_str(), Outcome::RefusedLimit);
-        if let Some(suppressed) = self.over_limit.allow() {
-            warn!(
-                route = %self.name,
-                remote = %remote,
-                reason = "max_connections",
-                suppressed,
-                "refused: route at its max_connections ({})",
-                self.current().spec.limits.max_connections
-            );
-        }
     }
 }
 

@@ -214,6 +214,8 @@ impl StatusBoard {
         }
     }
 
+    /// Records a refusal for the page: a TLS one with its certificate, or
+    /// (`refusal` is `None`) a budget at accept named by `reason`.
     pub(crate) fn refused(
         &self,
         route: &str,
@@ -228,10 +230,7 @@ impl StatusBoard {
             side: side.as_str(),
             remote: remote.to_string(),
             reason,
-            description: refusal.map_or_else(
-                || "route at its max_connections".to_string(),
-                Refusal::summary,
-            ),
+            description: refusal.map_or_else(|| describe_budget(reason), Refusal::summary),
             subject: refusal
                 .and_then(|r| r.presented.as_ref())
                 .map(|p| p.subject.clone()),
@@ -499,4 +498,13 @@ fn rfc3339_unix(unix: i64) -> String {
                 .ok()
         })
         .unwrap_or_default()
+}
+
+/// The words for a refusal at accept, from its reason label.
+fn describe_budget(reason: &str) -> String {
+    crate::budget::OverBudget::ALL
+        .iter()
+        .find(|b| b.reason() == reason)
+        .map_or("refused at accept", |b| b.describe())
+        .to_string()
 }

@@ -13,7 +13,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::{client, server, TlsAcceptor, TlsConnector};
 
 use crate::allowlist::{Allowlist, AppName};
@@ -23,6 +23,21 @@ use crate::ocsp::{self, OcspChecker, Stapler};
 use crate::policy::{provider, versions, MinVersion, RevocationPolicy};
 use crate::refusal::{Presented, Refusal, RefusalReason};
 use crate::verify::{AllowlistVerifier, Observed, RecordingServerVerifier, OBSERVED};
+
+/// After a refused handshake, how long the connection stays open for the
+/// client to read the alert, at most.
+///
+/// Closing a socket with unread bytes in its receive buffer (the rest of
+/// the client's flight, or its first request under TLS 1.3) sends a reset,
+/// and a reset can destroy the alert before the client reads it: the
+/// partner then sees "connection reset" or "getpeername() failed" instead
+/// of the reason. So guichet sends the alert, shuts its write side, and
+/// reads what the client still sends until it closes, within these bounds,
+/// which also cap how long a hostile peer keeps the connection.
+pub const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// The most bytes read (and discarded) while lingering after a refusal.
+pub const REFUSAL_LINGER_BYTES: usize = 64 * 1024;
 
 /// Protocol settings shared by both ends of a profile.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -142,7 +157,10 @@ impl ServerTls {
     /// Runs the server handshake within `deadline`.
     ///
     /// Returns the admitted application when client certificates are
-    /// required, `None` when the route does not ask for them.
+    /// required, `None` when the route does not ask for them. A refused
+    /// client is given its alert to read before the connection closes
+    /// (see [`REFUSAL_LINGER`]): this returns at most that much later than
+    /// the refusal itself.
     pub async fn accept<IO>(
         &self,
         io: IO,
@@ -151,28 +169,70 @@ impl ServerTls {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
+        self.accept_reporting(io, deadline, |_| {}).await
+    }
+
+    /// [`ServerTls::accept`], calling `report` with a refusal as soon as
+    /// it is known, before the client is given time to read its alert:
+    /// logs and metrics then tell the time of the refusal, not of the
+    /// close.
+    pub async fn accept_reporting<IO>(
+        &self,
+        io: IO,
+        deadline: Duration,
+        report: impl FnOnce(&Refusal),
+    ) -> Result<(server::TlsStream<IO>, Option<PeerApp>), Refusal>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
         let started = Instant::now();
-        let (result, observed) =
-            observe(deadline, self.ocsp.clone(), self.acceptor.accept(io)).await;
-        let mut stream = result.map_err(|e| refusal(e, &observed))?;
+        let handshake = async { self.acceptor.accept(io).into_fallible().await };
+        let (result, observed) = observe(deadline, self.ocsp.clone(), handshake).await;
+        let mut stream = match result {
+            Ok(Ok(stream)) => stream,
+            Ok(Err((error, io))) => {
+                let refused = refusal(HandshakeError::Io(error), &observed);
+                report(&refused);
+                linger(io).await;
+                return Err(refused);
+            }
+            Err(timeout) => {
+                let refused = refusal(timeout, &observed);
+                report(&refused);
+                return Err(refused);
+            }
+        };
         let peer = match (&self.allowlist, observed.admitted) {
             (None, _) => None,
             (Some(_), Some((app, identity))) => Some(PeerApp { app, identity }),
             // A resumed session skips certificate verification: the
             // certificate comes back from the session and is matched again.
-            (Some(allowlist), None) => Some(resumed_peer(allowlist, &stream)?),
+            (Some(allowlist), None) => match resumed_peer(allowlist, &stream) {
+                Ok(peer) => Some(peer),
+                Err(refused) => {
+                    report(&refused);
+                    // No alert fits after a completed handshake: the
+                    // shutdown sends close_notify.
+                    linger(stream).await;
+                    return Err(refused);
+                }
+            },
         };
         if peer.is_some() {
             let chain = peer_chain(stream.get_ref().1);
             let left = deadline.saturating_sub(started.elapsed());
-            finish_ocsp(
+            let checked = finish_ocsp(
                 self.ocsp.as_deref(),
                 observed.ocsp_settled,
                 chain,
                 &mut stream,
                 left,
             )
-            .await?;
+            .await;
+            if let Err(refused) = checked {
+                report(&refused);
+                return Err(refused);
+            }
         }
         Ok((stream, peer))
     }
@@ -203,8 +263,9 @@ fn peer_chain(connection: &rustls::CommonState) -> Vec<CertificateDer<'static>> 
 }
 
 /// Asks the OCSP responder when the handshake did not settle the peer's
-/// status (`settled`: from the cache or a staple). A refused peer is told with close_notify, within a short bound:
-/// a peer that does not read must not hold the task.
+/// status (`settled`: from the cache or a staple). A refused peer is told
+/// with close_notify, within a short bound: a peer that does not read must
+/// not hold the task.
 async fn finish_ocsp<S: AsyncWrite + Unpin>(
     checker: Option<&OcspChecker>,
     settled: bool,
@@ -221,6 +282,31 @@ async fn finish_ocsp<S: AsyncWrite + Unpin>(
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
     Err(refused)
+}
+
+/// Closes a refused connection so that the client reads what was already
+/// sent (the alert): shut the write side (FIN after the alert), then read
+/// and discard until the client closes, within [`REFUSAL_LINGER`] and
+/// [`REFUSAL_LINGER_BYTES`]. Only then is the socket dropped, with an
+/// empty receive buffer in the normal case, hence no reset.
+async fn linger<IO>(mut io: IO)
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let drain = async {
+        if io.shutdown().await.is_err() {
+            return;
+        }
+        let mut buf = [0u8; 4096];
+        let mut read = 0;
+        while read < REFUSAL_LINGER_BYTES {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => read += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFUSAL_LINGER, drain).await;
 }
 
 fn resumed_peer<IO>(
@@ -308,7 +394,11 @@ impl ClientTls {
             self.connector.connect(server_name, io),
         )
         .await;
-        let mut stream = result.map_err(|e| refusal(e, &observed))?;
+        let mut stream = match result {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(refusal(HandshakeError::Io(e), &observed)),
+            Err(timeout) => return Err(refusal(timeout, &observed)),
+        };
         let chain = peer_chain(stream.get_ref().1);
         let left = deadline.saturating_sub(started.elapsed());
         finish_ocsp(
@@ -330,14 +420,15 @@ impl ClientTls {
     }
 }
 
-/// Runs a handshake with a fresh observation slot and a deadline.
+/// Runs a handshake with a fresh observation slot and a deadline; `Err`
+/// when the deadline passed.
 async fn observe<F, T>(
     deadline: Duration,
     ocsp: Option<Arc<OcspChecker>>,
     handshake: F,
 ) -> (Result<T, HandshakeError>, Observed)
 where
-    F: Future<Output = std::io::Result<T>>,
+    F: Future<Output = T>,
 {
     let slot = Observed {
         ocsp,
@@ -345,11 +436,9 @@ where
     };
     OBSERVED
         .scope(RefCell::new(slot), async move {
-            let result = match tokio::time::timeout(deadline, handshake).await {
-                Ok(Ok(stream)) => Ok(stream),
-                Ok(Err(e)) => Err(HandshakeError::Io(e)),
-                Err(_) => Err(HandshakeError::Timeout(deadline)),
-            };
+            let result = tokio::time::timeout(deadline, handshake)
+                .await
+                .map_err(|_| HandshakeError::Timeout(deadline));
             let observed = OBSERVED.with(|o| o.take());
             (result, observed)
         })

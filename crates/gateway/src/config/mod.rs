@@ -61,11 +61,15 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// Defaults of the limits; the two budgets are derived from the route's
+/// own `max_connections` unless set (see [`Limits::default_max_handshakes`]).
 const DEFAULT_LIMITS: Limits = Limits {
     connect_timeout: Duration::from_secs(5),
     handshake_timeout: Duration::from_secs(10),
     idle_timeout: Duration::from_secs(600),
     max_connections: 512,
+    max_handshakes: 128,
+    max_connections_per_source: 64,
 };
 
 impl Config {
@@ -131,7 +135,9 @@ impl Builder {
     }
 
     fn build(&self, raw: RawConfig) -> Result<Config, String> {
-        let defaults = limits(&raw.defaults, &DEFAULT_LIMITS, "[defaults]")?;
+        // Checked once here so a mistake names `[defaults]`; each route
+        // then merges its own keys over these.
+        limits(&raw.defaults, "[defaults]")?;
         let mut profiles = BTreeMap::new();
         for (name, profile) in &raw.tls {
             check_name(name, "[tls.NAME]")?;
@@ -150,7 +156,7 @@ impl Builder {
         let mut names = HashSet::new();
         let mut addrs = HashSet::new();
         for raw_route in &raw.route {
-            let route = route(raw_route, &defaults, &profiles, &apps, &self.dir)
+            let route = route(raw_route, &raw.defaults, &profiles, &apps, &self.dir)
                 .map_err(|m| format!("route {:?}: {m}", raw_route.name))?;
             if !names.insert(route.name.clone()) {
                 return Err(format!("route name {:?} is used twice", raw_route.name));
@@ -383,17 +389,23 @@ fn duration(value: Option<&str>, field: &str) -> Result<Option<Duration>, String
     value.map(|v| parse_duration(v, field, false)).transpose()
 }
 
-fn limits(raw: &RawLimits, base: &Limits, at: &str) -> Result<Limits, String> {
-    let field = |f: &str| format!("{at} {f}");
-    let max_connections = match raw.max_connections {
-        None => base.max_connections,
-        Some(n) if (1..=1_000_000).contains(&n) => n as usize,
-        Some(n) => {
+fn limits(raw: &RawLimits, at: &str) -> Result<Limits, String> {
+    let field = |f: &str| match at {
+        "" => f.to_string(),
+        at => format!("{at} {f}"),
+    };
+    let base = &DEFAULT_LIMITS;
+    let max_connections = count(raw.max_connections, &field("max_connections"), 1_000_000)?
+        .unwrap_or(base.max_connections);
+    let budget = |value, name: &str, default: fn(usize) -> usize| -> Result<usize, String> {
+        let n = count(value, &field(name), 1_000_000)?.unwrap_or(default(max_connections));
+        if n > max_connections {
             return Err(format!(
-                "{}: {n} is out of range 1..=1000000",
-                field("max_connections")
-            ))
+                "{}: {n} is more than max_connections ({max_connections}), so it would limit nothing; lower it or raise max_connections",
+                field(name)
+            ));
         }
+        Ok(n)
     };
     Ok(Limits {
         connect_timeout: duration(raw.connect_timeout.as_deref(), &field("connect_timeout"))?
@@ -406,7 +418,26 @@ fn limits(raw: &RawLimits, base: &Limits, at: &str) -> Result<Limits, String> {
         idle_timeout: duration(raw.idle_timeout.as_deref(), &field("idle_timeout"))?
             .unwrap_or(base.idle_timeout),
         max_connections,
+        max_handshakes: budget(
+            raw.max_handshakes,
+            "max_handshakes",
+            Limits::default_max_handshakes,
+        )?,
+        max_connections_per_source: budget(
+            raw.max_connections_per_source,
+            "max_connections_per_source",
+            Limits::default_max_connections_per_source,
+        )?,
     })
+}
+
+/// A count in `1..=max`, when given.
+fn count(value: Option<i64>, field: &str, max: i64) -> Result<Option<usize>, String> {
+    match value {
+        None => Ok(None),
+        Some(n) if (1..=max).contains(&n) => Ok(Some(n as usize)),
+        Some(n) => Err(format!("{field}: {n} is out of range 1..={max}")),
+    }
 }
 
 fn app_rule(raw: &RawApp) -> Result<AppRule, String> {
@@ -447,7 +478,7 @@ fn app_rule(raw: &RawApp) -> Result<AppRule, String> {
 
 fn route(
     raw: &RawRoute,
-    defaults: &Limits,
+    defaults: &RawLimits,
     profiles: &BTreeMap<ProfileName, TlsProfile>,
     apps: &BTreeMap<AppName, Arc<AppRule>>,
     dir: &Path,
@@ -539,7 +570,7 @@ fn route(
         listen_tls,
         forward,
         forward_tls,
-        limits: limits(&raw.limits(), defaults, "")?,
+        limits: limits(&raw.limits().over(defaults), "")?,
     })
 }
 

@@ -65,6 +65,8 @@ pub struct RawLimits {
     pub handshake_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub max_connections: Option<i64>,
+    pub max_handshakes: Option<i64>,
+    pub max_connections_per_source: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +124,8 @@ pub struct RawRoute {
     pub handshake_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub max_connections: Option<i64>,
+    pub max_handshakes: Option<i64>,
+    pub max_connections_per_source: Option<i64>,
     /// `mllp` routes only.
     pub max_frame_bytes: Option<i64>,
     pub non_hl7: Option<String>,
@@ -172,6 +176,28 @@ impl RawRoute {
             handshake_timeout: self.handshake_timeout.clone(),
             idle_timeout: self.idle_timeout.clone(),
             max_connections: self.max_connections,
+            max_handshakes: self.max_handshakes,
+            max_connections_per_source: self.max_connections_per_source,
+        }
+    }
+}
+
+impl RawLimits {
+    /// These keys, each falling back to `defaults`' when absent.
+    pub fn over(self, defaults: &RawLimits) -> RawLimits {
+        RawLimits {
+            connect_timeout: self
+                .connect_timeout
+                .or_else(|| defaults.connect_timeout.clone()),
+            handshake_timeout: self
+                .handshake_timeout
+                .or_else(|| defaults.handshake_timeout.clone()),
+            idle_timeout: self.idle_timeout.or_else(|| defaults.idle_timeout.clone()),
+            max_connections: self.max_connections.or(defaults.max_connections),
+            max_handshakes: self.max_handshakes.or(defaults.max_handshakes),
+            max_connections_per_source: self
+                .max_connections_per_source
+                .or(defaults.max_connections_per_source),
         }
     }
 }

@@ -419,3 +419,69 @@ fn http_routes_refuse_what_they_cannot_honour() {
         "rate_limit: only for kind = \"http\" routes",
     );
 }
+
+/// A plain route with `extra` keys, after `defaults` as the `[defaults]`
+/// section.
+fn budget_config(defaults: &str, extra: &str) -> String {
+    format!(
+        "[defaults]\n{defaults}\n[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:1\"\nforward = \"127.0.0.1:2\"\n{extra}\n"
+    )
+}
+
+fn budgets(defaults: &str, extra: &str) -> (usize, usize, usize) {
+    let config = parse(&budget_config(defaults, extra)).unwrap();
+    let limits = config.routes[0].limits;
+    (
+        limits.max_connections,
+        limits.max_handshakes,
+        limits.max_connections_per_source,
+    )
+}
+
+#[test]
+fn f4_budgets_derive_from_the_routes_own_max_connections() {
+    assert_eq!(budgets("", ""), (512, 128, 64));
+    assert_eq!(budgets("", "max_connections = 256"), (256, 64, 32));
+    assert_eq!(budgets("", "max_connections = 64"), (64, 16, 32));
+    assert_eq!(budgets("", "max_connections = 20"), (20, 16, 20));
+    assert_eq!(budgets("", "max_connections = 4096"), (4096, 1024, 512));
+    // Small routes keep every slot usable by one client.
+    assert_eq!(budgets("", "max_connections = 2"), (2, 2, 2));
+    // [defaults]' max_connections counts as the route's own.
+    assert_eq!(budgets("max_connections = 256", ""), (256, 64, 32));
+}
+
+#[test]
+fn f4_budgets_are_set_in_defaults_or_per_route() {
+    assert_eq!(
+        budgets(
+            "max_handshakes = 10\nmax_connections_per_source = 5",
+            "max_connections = 100"
+        ),
+        (100, 10, 5)
+    );
+    assert_eq!(
+        budgets("max_handshakes = 10", "max_handshakes = 20"),
+        (512, 20, 64)
+    );
+}
+
+#[test]
+fn f4_budgets_out_of_range_are_refused_with_the_field() {
+    assert_error(
+        &budget_config("", "max_handshakes = 0"),
+        "max_handshakes: 0 is out of range",
+    );
+    assert_error(
+        &budget_config("max_connections_per_source = -1", ""),
+        "[defaults] max_connections_per_source: -1 is out of range",
+    );
+    assert_error(
+        &budget_config("", "max_connections = 10\nmax_handshakes = 11"),
+        "max_handshakes: 11 is more than max_connections (10)",
+    );
+    assert_error(
+        &budget_config("max_connections_per_source = 100", "max_connections = 50"),
+        "route \"r\": max_connections_per_source: 100 is more than max_connections (50)",
+    );
+}

@@ -197,6 +197,34 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Connections over this are refused at once, never queued.
     pub max_connections: usize,
+    /// Connections still in their TLS handshake (not yet authenticated)
+    /// over this are refused at once: peers that never finish a handshake
+    /// cannot take the slots of those that do. At most `max_connections`.
+    pub max_handshakes: usize,
+    /// Connections from one source address over this are refused at once,
+    /// on every kind of route: one host cannot take every slot. At most
+    /// `max_connections`.
+    pub max_connections_per_source: usize,
+}
+
+impl Limits {
+    /// The default `max_handshakes` for a route with `max_connections`:
+    /// a quarter of it, at least 16 (or all of it when smaller). A
+    /// handshake takes milliseconds, so even a busy partner rarely has
+    /// more than a few in flight; the rest of the slots stay for
+    /// connections that authenticated.
+    pub fn default_max_handshakes(max_connections: usize) -> usize {
+        (max_connections / 4).max(max_connections.min(16))
+    }
+
+    /// The default `max_connections_per_source`: an eighth of
+    /// `max_connections`, at least 32 (or all of it when smaller). An
+    /// integration engine holds one connection per interface, a few dozen
+    /// at most; a single host holding more is a fault or an attack. Raise
+    /// it where one engine, or a NAT in front of many, needs more.
+    pub fn default_max_connections_per_source(max_connections: usize) -> usize {
+        (max_connections / 8).max(max_connections.min(32))
+    }
 }
 
 /// A named set of certificate files and protocol settings.
