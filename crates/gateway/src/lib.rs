@@ -14,6 +14,7 @@ mod ingest;
 pub mod metrics;
 mod proxy;
 mod relay;
+pub mod revocation;
 mod route;
 mod state;
 pub mod status;

@@ -134,6 +134,22 @@ pub struct HttpRuleLabels {
     pub rule: String,
 }
 
+/// One CRL issuer of a TLS profile (labels from the configuration and
+/// from CRLs verified against its CA bundle).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct CrlLabels {
+    pub profile: String,
+    pub issuer: String,
+}
+
+/// Failed CRL fetches, by reason: `connect`, `timeout`, `http_status`,
+/// `too_large`, `invalid`, `signature`, `not_yet_valid`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CrlFetchLabels {
+    pub profile: String,
+    pub reason: &'static str,
+}
+
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum ReloadOutcome {
     Ok,
@@ -175,6 +191,10 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_refusals: Family<HttpRefusalLabels, Counter>,
     pub http_request_seconds: Family<HttpRuleLabels, Histogram>,
+    /// Seconds until each CRL in force passes its nextUpdate (negative
+    /// once past it).
+    pub crl_next_update: Family<CrlLabels, Gauge>,
+    pub crl_fetch_failures: Family<CrlFetchLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -207,6 +227,8 @@ impl Default for Metrics {
             http_request_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.000_25, 2.0, 18))
             }),
+            crl_next_update: Family::default(),
+            crl_fetch_failures: Family::default(),
         }
     }
 }
@@ -319,6 +341,16 @@ impl Metrics {
             "http_request_seconds",
             "Time from a request's arrival to the end of its response, per http route and rule",
             self.http_request_seconds.clone(),
+        );
+        r.register(
+            "crl_next_update_seconds",
+            "Seconds until a CRL in force passes its nextUpdate (negative: past it), per profile and issuer",
+            self.crl_next_update.clone(),
+        );
+        r.register(
+            "crl_fetch_failures",
+            "CRL fetches that failed (the last good CRL stays in force), per profile and reason",
+            self.crl_fetch_failures.clone(),
         );
     }
 

@@ -9,6 +9,7 @@ use guichet_tls::{
 
 use crate::config::{Config, ProfileName, RouteName, RouteSpec};
 use crate::http::{UpstreamClient, ALPN};
+use crate::revocation::{CrlCache, CrlStatus};
 use crate::status::{cert_status, CertStatus};
 
 pub struct RouteState {
@@ -53,11 +54,14 @@ pub enum BuildError {
 pub struct Built {
     pub states: BTreeMap<RouteName, RouteState>,
     pub certificates: Vec<CertStatus>,
+    /// Every CRL in force (files and fetched), for the freshness gauge.
+    pub crls: Vec<CrlStatus>,
 }
 
-/// Loads every profile the routes use (once each) and builds each route's
-/// TLS ends. Nothing is changed on error: the caller keeps what it had.
-pub fn build_states(config: &Config) -> Result<Built, BuildError> {
+/// Loads every profile the routes use (once each), adds the CRLs fetched
+/// for it, and builds each route's TLS ends. Nothing is changed on error:
+/// the caller keeps what it had.
+pub fn build_states(config: &Config, fetched: &CrlCache) -> Result<Built, BuildError> {
     let mut materials: BTreeMap<&ProfileName, Material> = BTreeMap::new();
     for route in &config.routes {
         let upstream_profiles = route
@@ -75,11 +79,15 @@ pub fn build_states(config: &Config) -> Result<Built, BuildError> {
         for name in used {
             if !materials.contains_key(name) {
                 let profile = &config.profiles[name];
-                let material =
+                let mut material =
                     Material::load(&profile.files).map_err(|error| BuildError::Material {
                         profile: name.clone(),
                         error,
                     })?;
+                material.crls.extend(fetched.crls(name));
+                if profile.crl_fetch.from_certificates {
+                    material.learn = Some(fetched.learnt(name));
+                }
                 materials.insert(name, material);
             }
         }
@@ -166,10 +174,29 @@ pub fn build_states(config: &Config) -> Result<Built, BuildError> {
         .iter()
         .flat_map(|(name, material)| certificates(config, name, material))
         .collect();
+    let crls = materials
+        .iter()
+        .flat_map(|(name, material)| crls_in_force(config, name, material))
+        .collect();
     Ok(Built {
         states,
         certificates,
+        crls,
     })
+}
+
+fn crls_in_force(config: &Config, name: &ProfileName, material: &Material) -> Vec<CrlStatus> {
+    let policy = config.profiles[name].settings.revocation.expired;
+    material
+        .crls
+        .iter()
+        .filter_map(|der| guichet_tls::crl::inspect(der).ok())
+        .map(|info| CrlStatus {
+            profile: name.clone(),
+            info,
+            expired_policy: policy,
+        })
+        .collect()
 }
 
 fn certificates(config: &Config, name: &ProfileName, material: &Material) -> Vec<CertStatus> {

@@ -473,7 +473,7 @@ async fn api_status_describes_routes_messages_refusals_and_certificates() {
         + &format!(
             "\n{}[[route]]\nname = \"out\"\nlisten = \"127.0.0.1:0\"\nforward = \"{}\"\n\
              forward_tls = \"short\"\nserver_name = \"dpi\"\n",
-            profile("short", Some(&short), &pki.ca_cert(), None),
+            profile("short", Some(&short), &pki.ca_cert(), Some(&pki.crl())),
             dpi_backend.target(),
         );
     let g = WithAdmin::start(&pki.config_path(), &text).await;

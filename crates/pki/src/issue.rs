@@ -51,6 +51,9 @@ pub struct IssueRequest {
     /// Start of validity; `None` means one minute ago. Tests set it to make
     /// certificates that are expired or not yet valid.
     pub not_before: Option<OffsetDateTime>,
+    /// CRL distribution points (URIs) the certificate names, as IGC Santé
+    /// certificates do; none by default.
+    pub crl_urls: Vec<String>,
 }
 
 /// What `issue` wrote, or used.
@@ -81,6 +84,7 @@ impl IssueRequest {
             o: None,
             key: KeySource::default(),
             not_before: None,
+            crl_urls: Vec::new(),
         }
     }
 }
@@ -152,6 +156,13 @@ fn leaf_params(
     ));
     params.not_before = not_before;
     params.not_after = not_after;
+    params.crl_distribution_points = req
+        .crl_urls
+        .iter()
+        .map(|uri| rcgen::CrlDistributionPoint {
+            uris: vec![uri.clone()],
+        })
+        .collect();
     Ok(params)
 }
 

@@ -26,6 +26,6 @@ pub use ca::{init, CaFiles, CaOptions};
 pub use error::PkiError;
 pub use issue::{issue, IssueRequest, IssuedFiles, Usage, DEFAULT_LEAF_DAYS};
 pub use key::{KeySource, KeyType};
-pub use revoke::{revoke, write_crl};
+pub use revoke::{revoke, write_crl, write_crl_dated};
 pub use show::{show, show_file, CertReport};
 pub use subject::Registry;

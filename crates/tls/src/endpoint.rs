@@ -19,9 +19,11 @@ use tokio_rustls::{client, server, TlsAcceptor, TlsConnector};
 use crate::allowlist::{Allowlist, AppName};
 use crate::identity::Identity;
 use crate::material::Material;
-use crate::policy::{provider, versions, MinVersion, RevocationPolicy};
+use crate::policy::{provider, versions, CrlExpired, MinVersion, RevocationPolicy};
 use crate::refusal::{Presented, Refusal, RefusalReason};
-use crate::verify::{AllowlistVerifier, Observed, RecordingServerVerifier, OBSERVED};
+use crate::verify::{
+    AllowlistVerifier, Observed, RecordingServerVerifier, RevocationGuard, OBSERVED,
+};
 
 /// Protocol settings shared by both ends of a profile.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -117,9 +119,13 @@ impl ServerTls {
                 if settings.revocation.allow_unknown {
                     webpki = webpki.allow_unknown_revocation_status();
                 }
+                if settings.revocation.expired == CrlExpired::Refuse {
+                    webpki = webpki.enforce_revocation_expiration();
+                }
                 let verifier = Arc::new(AllowlistVerifier {
                     inner: webpki.build()?,
                     allowlist: allowlist.clone(),
+                    revocation: RevocationGuard::new(material, settings.revocation),
                 });
                 (builder.with_client_cert_verifier(verifier), Some(allowlist))
             }
@@ -207,8 +213,12 @@ impl ClientTls {
         if settings.revocation.allow_unknown {
             webpki = webpki.allow_unknown_revocation_status();
         }
+        if settings.revocation.expired == CrlExpired::Refuse {
+            webpki = webpki.enforce_revocation_expiration();
+        }
         let verifier = Arc::new(RecordingServerVerifier {
             inner: webpki.build()?,
+            revocation: RevocationGuard::new(material, settings.revocation),
         });
         let builder = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(versions(settings.min_version))?

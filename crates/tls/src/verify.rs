@@ -16,7 +16,10 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
 
 use crate::allowlist::{Allowlist, AppName};
+use crate::crl::LearntPoints;
 use crate::identity::Identity;
+use crate::material::Material;
+use crate::policy::RevocationPolicy;
 
 /// What the verifiers saw during one handshake.
 #[derive(Debug, Default)]
@@ -67,11 +70,62 @@ macro_rules! delegate_signature_checks {
     };
 }
 
+/// What the verifiers add to webpki's revocation checks.
+///
+/// webpki checks nothing at all when it holds no CRL, so a profile with no
+/// revocation source would admit every peer of its CA: with
+/// `crl_unknown = "refuse"` (the default) such peers are refused with
+/// `revocation_unknown` instead. A revocation source other than CRLs
+/// (OCSP) must clear `refuse_without_crl` when it vouches for the peer.
+#[derive(Debug, Clone)]
+pub(crate) struct RevocationGuard {
+    pub refuse_without_crl: bool,
+    /// Distribution points of peers to fetch (`crl_from_certificates`).
+    pub learn: Option<LearntPoints>,
+}
+
+impl RevocationGuard {
+    pub fn new(material: &Material, policy: RevocationPolicy) -> Self {
+        RevocationGuard {
+            refuse_without_crl: material.crls.is_empty() && !policy.allow_unknown,
+            learn: material.learn.clone(),
+        }
+    }
+
+    /// Applies the guard to webpki's verdict on `end_entity`.
+    fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        verdict: Result<(), Error>,
+    ) -> Result<(), Error> {
+        let unknown = Error::InvalidCertificate(CertificateError::UnknownRevocationStatus);
+        let result = match verdict {
+            Ok(()) if self.refuse_without_crl => Err(unknown),
+            other => other,
+        };
+        // Only a certificate that chains to our CA (admitted, or refused
+        // for want of its CRL) teaches us where its CRL lives.
+        if let Some(learn) = &self.learn {
+            if matches!(
+                &result,
+                Ok(())
+                    | Err(Error::InvalidCertificate(
+                        CertificateError::UnknownRevocationStatus
+                    ))
+            ) {
+                learn.learn(end_entity);
+            }
+        }
+        result
+    }
+}
+
 /// Chain, validity and CRL checks by webpki, then the route's allowlist.
 #[derive(Debug)]
 pub(crate) struct AllowlistVerifier {
     pub inner: Arc<dyn ClientCertVerifier>,
     pub allowlist: Allowlist,
+    pub revocation: RevocationGuard,
 }
 
 impl ClientCertVerifier for AllowlistVerifier {
@@ -94,8 +148,11 @@ impl ClientCertVerifier for AllowlistVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
         record_presented(end_entity);
-        self.inner
-            .verify_client_cert(end_entity, intermediates, now)?;
+        let verdict = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+            .map(|_| ());
+        self.revocation.check(end_entity, verdict)?;
         let identity = Identity::from_der(end_entity)
             .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
         match self.allowlist.admit(&identity) {
@@ -117,6 +174,7 @@ impl ClientCertVerifier for AllowlistVerifier {
 #[derive(Debug)]
 pub(crate) struct RecordingServerVerifier {
     pub inner: Arc<WebPkiServerVerifier>,
+    pub revocation: RevocationGuard,
 }
 
 impl ServerCertVerifier for RecordingServerVerifier {
@@ -129,8 +187,12 @@ impl ServerCertVerifier for RecordingServerVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
         record_presented(end_entity);
-        self.inner
+        let verdict = self
+            .inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            .map(|_| ());
+        self.revocation.check(end_entity, verdict)?;
+        Ok(ServerCertVerified::assertion())
     }
 
     delegate_signature_checks!();

@@ -70,6 +70,14 @@ pub struct RawProfile {
     pub min_version: Option<String>,
     pub crl_scope: Option<String>,
     pub crl_unknown: Option<String>,
+    /// `refuse` (default) or `warn`: a CRL past its nextUpdate.
+    pub crl_expired: Option<String>,
+    /// CRLs fetched over HTTP(S) at start and every `crl_refresh`.
+    #[serde(default)]
+    pub crl_urls: Vec<String>,
+    /// Fetch the CRLs named in the CA's and peers' distribution points.
+    pub crl_from_certificates: Option<bool>,
+    pub crl_refresh: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
