@@ -98,7 +98,7 @@ impl Gateway {
     /// without listening at all if any route cannot start.
     pub async fn bind(config: Config, metrics: Metrics) -> Result<Gateway, GatewayError> {
         let events = EventBus::default();
-        let crl_cache = CrlCache::default();
+        let crl_cache = CrlCache::new(metrics.clone());
         let first_fetch = crl_cache
             .fetch_all(config.profiles.values(), &metrics)
             .await;

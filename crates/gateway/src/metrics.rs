@@ -142,6 +142,11 @@ pub struct CrlLabels {
     pub issuer: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProfileLabel {
+    pub profile: String,
+}
+
 /// Failed CRL fetches, by reason: `connect`, `timeout`, `http_status`,
 /// `too_large`, `invalid`, `signature`, `not_yet_valid`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -195,6 +200,8 @@ pub struct Metrics {
     /// once past it).
     pub crl_next_update: Family<CrlLabels, Gauge>,
     pub crl_fetch_failures: Family<CrlFetchLabels, Counter>,
+    /// Peers admitted under a CRL past its nextUpdate (`crl_expired = "warn"`).
+    pub crl_stale_admissions: Family<ProfileLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -229,6 +236,7 @@ impl Default for Metrics {
             }),
             crl_next_update: Family::default(),
             crl_fetch_failures: Family::default(),
+            crl_stale_admissions: Family::default(),
         }
     }
 }
@@ -351,6 +359,11 @@ impl Metrics {
             "crl_fetch_failures",
             "CRL fetches that failed (the last good CRL stays in force), per profile and reason",
             self.crl_fetch_failures.clone(),
+        );
+        r.register(
+            "crl_stale_admissions",
+            "Peers admitted while the CRL of their issuer was past its nextUpdate (crl_expired = \"warn\"), per profile",
+            self.crl_stale_admissions.clone(),
         );
     }
 

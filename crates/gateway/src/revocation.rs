@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use guichet_tls::crl::{self, CrlError, CrlInfo};
-use guichet_tls::{CrlExpired, LearntPoints};
+use guichet_tls::{CrlExpired, LearntPoints, StaleHook};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{ProfileName, TlsProfile};
-use crate::metrics::{CrlFetchLabels, CrlLabels, Metrics};
+use crate::metrics::{CrlFetchLabels, CrlLabels, Metrics, ProfileLabel};
 
 /// One fetch (connect, TLS, request, whole body) must end within this.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(20);
@@ -63,6 +63,8 @@ pub struct CrlCache {
     learnt: Arc<Mutex<BTreeMap<ProfileName, LearntPoints>>>,
     /// Wakes the refresher (a reload may have named new URLs).
     poke: Arc<tokio::sync::Notify>,
+    /// Where peers admitted under a stale CRL are counted.
+    metrics: Metrics,
 }
 
 /// Why a fetch failed; `as_str` is the metric's fixed label set.
@@ -126,6 +128,28 @@ impl CrlCache {
             .lock()
             .map(|mut l| l.entry(profile.clone()).or_default().clone())
             .unwrap_or_default()
+    }
+
+    pub fn new(metrics: Metrics) -> Self {
+        CrlCache {
+            metrics,
+            ..CrlCache::default()
+        }
+    }
+
+    /// Counts, for `profile`, each peer admitted under a CRL past its
+    /// nextUpdate (`crl_expired = "warn"`).
+    pub fn stale_hook(&self, profile: &ProfileName) -> StaleHook {
+        let counter = self
+            .metrics
+            .crl_stale_admissions
+            .get_or_create(&ProfileLabel {
+                profile: profile.to_string(),
+            })
+            .clone();
+        StaleHook::new(move || {
+            counter.inc();
+        })
     }
 
     pub fn poke(&self) {

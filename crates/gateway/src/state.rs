@@ -88,6 +88,9 @@ pub fn build_states(config: &Config, fetched: &CrlCache) -> Result<Built, BuildE
                 if profile.crl_fetch.from_certificates {
                     material.learn = Some(fetched.learnt(name));
                 }
+                if profile.settings.revocation.expired == guichet_tls::CrlExpired::Warn {
+                    material.on_stale = Some(fetched.stale_hook(name));
+                }
                 materials.insert(name, material);
             }
         }

@@ -107,6 +107,10 @@ async fn f3a_a_crl_past_its_next_update_refuses_peers_and_the_gauge_goes_negativ
         .wait_refusals(ROUTE, LISTEN, "revocation_unknown", 1)
         .await;
     assert_eq!(backend.accepted(), 0);
+    assert_eq!(
+        gateway.value("guichet_crl_stale_admissions_total", &[("profile", "gw")]),
+        0
+    );
     let left = wait_next_update(&gateway).await;
     assert!(
         (-11 * DAY..-9 * DAY).contains(&left),
@@ -124,6 +128,10 @@ async fn f3a_crl_expired_warn_keeps_the_stale_crl_in_force() {
     let (gateway, _backend) = start(&pki, Some(&pki.crl()), "crl_expired = \"warn\"\n").await;
 
     assert!(admitted(&pki, &gateway, &eai).await, "warn admits");
+    let stale = [("profile", "gw")];
+    gateway
+        .wait_value("guichet_crl_stale_admissions_total", &stale, 1)
+        .await;
     // What the stale CRL lists is still refused.
     assert!(!admitted(&pki, &gateway, &lab).await);
     gateway.wait_refusals(ROUTE, LISTEN, "revoked", 1).await;

@@ -187,6 +187,59 @@ impl LearntPoints {
     }
 }
 
+/// Called for each peer admitted while the CRL of its issuer is past its
+/// nextUpdate (`crl_expired = "warn"`): the gateway counts them.
+#[derive(Clone)]
+pub struct StaleHook(Arc<dyn Fn() + Send + Sync>);
+
+impl StaleHook {
+    pub fn new(f: impl Fn() + Send + Sync + 'static) -> Self {
+        StaleHook(Arc::new(f))
+    }
+
+    pub(crate) fn call(&self) {
+        (self.0)();
+    }
+}
+
+impl std::fmt::Debug for StaleHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StaleHook")
+    }
+}
+
+/// The issuer (raw DN) and nextUpdate of each CRL, to tell whether the one
+/// covering a peer is past its nextUpdate.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NextUpdates(Vec<(Vec<u8>, i64)>);
+
+impl NextUpdates {
+    pub fn of<'a>(crls: impl Iterator<Item = &'a [u8]>) -> Self {
+        let entries = crls
+            .filter_map(|der| CertificateRevocationList::from_der(der).ok())
+            .filter_map(|(_, crl)| {
+                let next = crl.next_update()?.timestamp();
+                Some((crl.issuer().as_raw().to_vec(), next))
+            })
+            .collect();
+        NextUpdates(entries)
+    }
+
+    /// Whether every CRL of `cert`'s issuer is past its nextUpdate at `now`.
+    pub fn stale_for(&self, cert: &[u8], now: i64) -> bool {
+        let Ok((_, cert)) = X509Certificate::from_der(cert) else {
+            return false;
+        };
+        let issuer = cert.issuer().as_raw();
+        let mut of_issuer = self
+            .0
+            .iter()
+            .filter(|(i, _)| i.as_slice() == issuer)
+            .peekable();
+        of_issuer.peek().is_some() && of_issuer.all(|(_, next)| *next < now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ pub mod refusal;
 mod verify;
 
 pub use allowlist::{Allowlist, AppName, AppRule};
-pub use crl::{CrlError, CrlInfo, LearntPoints};
+pub use crl::{CrlError, CrlInfo, LearntPoints, StaleHook};
 pub use endpoint::{ClientAuth, ClientTls, EndpointError, PeerApp, ServerTls, TlsSettings};
 pub use identity::{DistinguishedName, Fingerprint, Identity, Revoked, SpkiPin};
 pub use material::{Material, MaterialError, ProfileFiles, Role};

@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 
-use crate::crl::{self, LearntPoints};
+use crate::crl::{self, LearntPoints, StaleHook};
 use crate::identity::Identity;
 use crate::policy::provider;
 
@@ -47,6 +47,9 @@ pub struct Material {
     /// Where peers' CRL distribution points go when the profile fetches
     /// them (`crl_from_certificates`); set by the gateway after loading.
     pub learn: Option<LearntPoints>,
+    /// Told of each peer admitted under a CRL past its nextUpdate
+    /// (`crl_expired = "warn"`); set by the gateway after loading.
+    pub on_stale: Option<StaleHook>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +111,7 @@ impl Material {
             roots,
             crls,
             learn: None,
+            on_stale: None,
         })
     }
 }

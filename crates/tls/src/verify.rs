@@ -16,10 +16,10 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
 
 use crate::allowlist::{Allowlist, AppName};
-use crate::crl::LearntPoints;
+use crate::crl::{LearntPoints, NextUpdates, StaleHook};
 use crate::identity::Identity;
 use crate::material::Material;
-use crate::policy::RevocationPolicy;
+use crate::policy::{CrlExpired, RevocationPolicy};
 
 /// What the verifiers saw during one handshake.
 #[derive(Debug, Default)]
@@ -82,6 +82,9 @@ pub(crate) struct RevocationGuard {
     pub refuse_without_crl: bool,
     /// Distribution points of peers to fetch (`crl_from_certificates`).
     pub learn: Option<LearntPoints>,
+    /// `crl_expired = "warn"`: peers admitted under a stale CRL are told
+    /// to this hook.
+    pub stale: Option<(NextUpdates, StaleHook)>,
 }
 
 impl RevocationGuard {
@@ -89,6 +92,13 @@ impl RevocationGuard {
         RevocationGuard {
             refuse_without_crl: material.crls.is_empty() && !policy.allow_unknown,
             learn: material.learn.clone(),
+            stale: match (&material.on_stale, policy.expired) {
+                (Some(hook), CrlExpired::Warn) => Some((
+                    NextUpdates::of(material.crls.iter().map(|c| c.as_ref())),
+                    hook.clone(),
+                )),
+                _ => None,
+            },
         }
     }
 
@@ -97,6 +107,7 @@ impl RevocationGuard {
         &self,
         end_entity: &CertificateDer<'_>,
         verdict: Result<(), Error>,
+        now: UnixTime,
     ) -> Result<(), Error> {
         let unknown = Error::InvalidCertificate(CertificateError::UnknownRevocationStatus);
         let result = match verdict {
@@ -114,6 +125,12 @@ impl RevocationGuard {
                     ))
             ) {
                 learn.learn(end_entity);
+            }
+        }
+        if let (Ok(()), Some((next_updates, hook))) = (&result, &self.stale) {
+            let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+            if next_updates.stale_for(end_entity, now) {
+                hook.call();
             }
         }
         result
@@ -152,7 +169,7 @@ impl ClientCertVerifier for AllowlistVerifier {
             .inner
             .verify_client_cert(end_entity, intermediates, now)
             .map(|_| ());
-        self.revocation.check(end_entity, verdict)?;
+        self.revocation.check(end_entity, verdict, now)?;
         let identity = Identity::from_der(end_entity)
             .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
         match self.allowlist.admit(&identity) {
@@ -191,7 +208,7 @@ impl ServerCertVerifier for RecordingServerVerifier {
             .inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
             .map(|_| ());
-        self.revocation.check(end_entity, verdict)?;
+        self.revocation.check(end_entity, verdict, now)?;
         Ok(ServerCertVerified::assertion())
     }
 
