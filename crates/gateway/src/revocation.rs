@@ -37,6 +37,9 @@ const TICK: Duration = Duration::from_secs(30);
 /// After a failed fetch, the next try comes this soon (or at
 /// `crl_refresh`, if sooner).
 const RETRY: Duration = Duration::from_secs(300);
+/// Fetches brought forward by a near nextUpdate are at least this many
+/// seconds apart (`crl_refresh` may be shorter).
+const MIN_EARLY_FETCH: u64 = 60;
 /// A CRL past its nextUpdate is logged again after this long.
 const EXPIRED_LOG_EVERY: Duration = Duration::from_secs(3600);
 
@@ -175,6 +178,13 @@ impl CrlCache {
                     .collect::<Vec<_>>()
             })
             .collect();
+        let mut jobs_by_profile: BTreeMap<ProfileName, Vec<String>> = BTreeMap::new();
+        for (profile, url, _) in &jobs {
+            jobs_by_profile
+                .entry(profile.clone())
+                .or_default()
+                .push(url.clone());
+        }
         let results = futures_util::future::join_all(jobs.into_iter().map(
             |(profile, url, cas)| async move {
                 let result = fetch_verified(&url, &cas).await;
@@ -182,6 +192,7 @@ impl CrlCache {
             },
         ))
         .await;
+        round.changed |= self.forget_unnamed(&jobs_by_profile);
         for (profile, url, result) in results {
             match result {
                 Ok(fresh) => round.changed |= self.store(&profile, &url, fresh),
@@ -199,6 +210,23 @@ impl CrlCache {
             }
         }
         round
+    }
+
+    /// Drops the CRLs of URLs the configuration no longer names (a reload
+    /// removed them); true when one was in force.
+    fn forget_unnamed(&self, named: &BTreeMap<ProfileName, Vec<String>>) -> bool {
+        let Ok(mut fetched) = self.fetched.lock() else {
+            return false;
+        };
+        let mut changed = false;
+        fetched.retain(|profile, by_url| {
+            let urls = named.get(profile).map(Vec::as_slice).unwrap_or_default();
+            let before = by_url.len();
+            by_url.retain(|url, _| urls.contains(url));
+            changed |= by_url.len() != before;
+            !by_url.is_empty()
+        });
+        changed
     }
 
     /// `crl_urls`, then the distribution points of the CA certificates
@@ -446,8 +474,10 @@ pub fn next_fetch(profiles: &[TlsProfile], cache: &CrlCache, round: FetchRound) 
         }
         for info in cache.infos(&p.name) {
             if let Some(next) = info.next_update {
-                let left = u64::try_from((next - now) / 2).unwrap_or(0);
-                wait = wait.min(Duration::from_secs(left.max(1)));
+                // Half the time left, but never more often than each
+                // minute: a CRL the CA fails to renew is not hammered.
+                let half = u64::try_from((next - now) / 2).unwrap_or(0);
+                wait = wait.min(Duration::from_secs(half.max(MIN_EARLY_FETCH)));
             }
         }
     }
