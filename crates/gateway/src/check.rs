@@ -92,7 +92,13 @@ pub fn check(path: &Path) -> Result<Report, ConfigError> {
         check_profile(&config, profile, now, &mut report);
     }
     if !report.has_errors() {
-        if let Err(e) = build_states(&config, &crate::ocsp::OcspMetrics::default()).map(|_| ()) {
+        if let Err(e) = build_states(
+            &config,
+            &crate::ocsp::OcspMetrics::default(),
+            &crate::revocation::CrlCache::default(),
+        )
+        .map(|_| ())
+        {
             report.push(Level::Error, "TLS", e.to_string());
         }
     }
@@ -371,6 +377,9 @@ fn check_profile(config: &Config, profile: &TlsProfile, now: i64, report: &mut R
         check_crl(report, &at("crl"), path, crl, now);
     }
     check_ocsp(profile, &material, &roles, report);
+    if material.roots.is_some() {
+        check_revocation(profile, report);
+    }
 }
 
 /// Where our private key comes from, and how well it is kept.
@@ -426,6 +435,72 @@ fn pkcs12_findings(report: &mut Report, profile: &TlsProfile, at: &dyn Fn(&str) 
             at("cert"),
             "the PKCS#12 password is empty: the key in the file is as good as unencrypted; re-export it with a strong password",
         );
+    }
+}
+
+/// A profile with a `ca` verifies peers: say how it learns of
+/// revocations, and every way that is weaker than it could be.
+fn check_revocation(profile: &TlsProfile, report: &mut Report) {
+    use guichet_tls::CrlExpired;
+    let at = |field: &str| {
+        format!("[tls.{}] {field}", profile.name)
+            .trim_end()
+            .to_string()
+    };
+    let revocation = profile.settings.revocation;
+    let sources = profile.revocation_sources();
+    if sources.is_empty() && revocation.allow_unknown {
+        report.push(
+            Level::Warning,
+            at("crl_unknown"),
+            "no revocation source (no `crl`, `crl_urls`, `crl_from_certificates`, `ocsp`) and crl_unknown = \"allow\": a revoked certificate is admitted; add `crl_urls` (the CA's distribution points) or `crl_from_certificates = true`",
+        );
+    } else if sources.is_empty() {
+        report.push(
+            Level::Warning,
+            at(""),
+            "no revocation source (no `crl`, `crl_urls`, `crl_from_certificates`, `ocsp`): every peer is refused (revocation_unknown); add `crl_urls` (the CA's distribution points) or `crl_from_certificates = true`",
+        );
+    } else if revocation.allow_unknown {
+        report.push(
+            Level::Warning,
+            at("crl_unknown"),
+            "\"allow\": a peer whose issuer has no CRL here is admitted unchecked; use \"refuse\" (the default)",
+        );
+    }
+    if !sources.is_empty() && revocation.expired == CrlExpired::Warn {
+        report.push(
+            Level::Warning,
+            at("crl_expired"),
+            "\"warn\": a CRL past its nextUpdate stays in force and hides revocations published since; use \"refuse\" (the default) with `crl_urls` to keep CRLs fresh",
+        );
+    }
+    if profile.fetches_crls()
+        && profile.crl_fetch.refresh > std::time::Duration::from_secs(24 * 3600)
+    {
+        report.push(
+            Level::Warning,
+            at("crl_refresh"),
+            "longer than a day: IGC Santé publishes its CRLs daily, so a revocation may stay unseen that long; use 1h (the default)",
+        );
+    }
+    if !sources.is_empty() {
+        let words: Vec<String> = sources.iter().map(source_word).collect();
+        report.push(
+            Level::Ok,
+            at(""),
+            format!("revocation: {}", words.join(", ")),
+        );
+    }
+}
+
+fn source_word(source: &crate::config::RevocationSource) -> String {
+    use crate::config::RevocationSource as S;
+    match source {
+        S::CrlFile(path) => format!("CRL file {}", path.display()),
+        S::CrlUrl(url) => format!("CRL fetched from {url}"),
+        S::CrlFromCertificates => "CRLs from the certificates' distribution points".into(),
+        S::Ocsp(mode) => format!("OCSP ({mode:?})").to_lowercase(),
     }
 }
 

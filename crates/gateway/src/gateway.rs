@@ -16,12 +16,13 @@ use tracing::{error, info, warn};
 use guichet_journal::{BodyKey, Journal, JournalError, OpenOptions};
 use tokio::sync::Notify;
 
-use crate::config::{Config, ConfigError, JournalSpec, RouteName};
+use crate::config::{Config, ConfigError, JournalSpec, RouteName, TlsProfile};
 use crate::deliver::Worker;
 use crate::events::EventBus;
 use crate::housekeeping;
 use crate::http::{AccessLogger, HttpRuntime};
 use crate::metrics::{Metrics, ReloadLabels, ReloadOutcome};
+use crate::revocation::{self, CrlCache, CrlHost, CrlStatus, FetchRound};
 use crate::route::{RouteRuntime, StoreForward};
 use crate::state::{build_states, BuildError, Built, RouteState};
 use crate::status::StatusBoard;
@@ -54,6 +55,14 @@ struct Shared {
     status: Arc<StatusBoard>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
+    /// CRLs fetched over HTTP(S), kept across reloads.
+    crl_cache: CrlCache,
+    /// The profiles in force (where their CRLs come from).
+    profiles: Mutex<Vec<TlsProfile>>,
+    /// The CRLs in force, for the freshness gauge.
+    crls: Mutex<Vec<CrlStatus>>,
+    /// The first round of CRL fetches, made before binding.
+    first_fetch: FetchRound,
 }
 
 /// Triggers reloads of a running gateway (SIGHUP, file changes, tests).
@@ -93,11 +102,16 @@ impl Gateway {
     /// without listening at all if any route cannot start.
     pub async fn bind(config: Config, metrics: Metrics) -> Result<Gateway, GatewayError> {
         let events = EventBus::default();
+        let crl_cache = CrlCache::new(metrics.clone());
+        let first_fetch = crl_cache
+            .fetch_all(config.profiles.values(), &metrics)
+            .await;
         let Built {
             states,
             certificates,
             staplers,
-        } = build_states(&config, &metrics.ocsp)?;
+            crls,
+        } = build_states(&config, &metrics.ocsp, &crl_cache)?;
         staplers.iter().for_each(guichet_tls::Stapler::spawn);
         let status = Arc::new(StatusBoard::new(
             &config,
@@ -164,6 +178,10 @@ impl Gateway {
                 files: Mutex::new(config.watched_files()),
                 reloading: tokio::sync::Mutex::new(()),
                 status,
+                crl_cache,
+                profiles: Mutex::new(config.profiles.values().cloned().collect()),
+                crls: Mutex::new(crls),
+                first_fetch,
             }),
             listeners,
             events,
@@ -229,6 +247,15 @@ impl Gateway {
             };
             tokio::spawn(watch_files(reloader, self.watch_interval, shutdown.clone()));
         }
+        tokio::spawn(revocation::refresh(
+            Reloader {
+                shared: self.shared.clone(),
+            },
+            self.shared.crl_cache.clone(),
+            self.shared.metrics.clone(),
+            self.shared.first_fetch,
+            shutdown.clone(),
+        ));
         self.shared.status.set_ready(true);
         shutdown.cancelled().await;
         self.shared.status.set_ready(false);
@@ -387,7 +414,9 @@ impl Shared {
             mut states,
             certificates,
             staplers,
-        } = build_states(&config, &self.metrics.ocsp).map_err(|e| ReloadError(e.to_string()))?;
+            crls,
+        } = build_states(&config, &self.metrics.ocsp, &self.crl_cache)
+            .map_err(|e| ReloadError(e.to_string()))?;
         staplers.iter().for_each(guichet_tls::Stapler::spawn);
         for (name, route) in &self.routes {
             match states.remove(name) {
@@ -415,8 +444,41 @@ impl Shared {
         if let Ok(mut files) = self.files.lock() {
             *files = config.watched_files();
         }
+        if let Ok(mut profiles) = self.profiles.lock() {
+            *profiles = config.profiles.values().cloned().collect();
+        }
+        if let Ok(mut in_force) = self.crls.lock() {
+            *in_force = crls;
+        }
+        // New `crl_urls` are fetched now, not at the next refresh.
+        self.crl_cache.poke();
         self.status.reloaded(&config, certificates);
         Ok(())
+    }
+}
+
+impl CrlHost for Reloader {
+    fn profiles(&self) -> Vec<TlsProfile> {
+        self.shared
+            .profiles
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+    }
+
+    fn crls_in_force(&self) -> Vec<CrlStatus> {
+        self.shared
+            .crls
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
+    }
+
+    /// A fetched CRL reaches the TLS ends as a reload does; a refused
+    /// reload (a broken config file meanwhile) is logged and counted by
+    /// `reload`, and the fresh CRL is applied at the next good one.
+    async fn rebuild(&self) {
+        let _ = self.reload("crl refresh").await;
     }
 }
 

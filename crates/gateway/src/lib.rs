@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod ocsp;
 mod proxy;
 mod relay;
+pub mod revocation;
 mod route;
 mod state;
 pub mod status;

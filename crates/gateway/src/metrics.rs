@@ -150,6 +150,27 @@ pub struct HttpRuleLabels {
     pub rule: String,
 }
 
+/// One CRL issuer of a TLS profile (labels from the configuration and
+/// from CRLs verified against its CA bundle).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct CrlLabels {
+    pub profile: String,
+    pub issuer: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProfileLabel {
+    pub profile: String,
+}
+
+/// Failed CRL fetches, by reason: `connect`, `timeout`, `http_status`,
+/// `too_large`, `invalid`, `signature`, `not_yet_valid`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CrlFetchLabels {
+    pub profile: String,
+    pub reason: &'static str,
+}
+
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum ReloadOutcome {
     Ok,
@@ -199,6 +220,12 @@ pub struct Metrics {
     pub admin_refusals: Family<AdminRefusalLabels, Counter>,
     /// OCSP checks of peers and stapling (see [`crate::ocsp`]).
     pub ocsp: crate::ocsp::OcspMetrics,
+    /// Seconds until each CRL in force passes its nextUpdate (negative
+    /// once past it).
+    pub crl_next_update: Family<CrlLabels, Gauge>,
+    pub crl_fetch_failures: Family<CrlFetchLabels, Counter>,
+    /// Peers admitted under a CRL past its nextUpdate (`crl_expired = "warn"`).
+    pub crl_stale_admissions: Family<ProfileLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -235,6 +262,9 @@ impl Default for Metrics {
             }),
             admin_refusals: Family::default(),
             ocsp: crate::ocsp::OcspMetrics::default(),
+            crl_next_update: Family::default(),
+            crl_fetch_failures: Family::default(),
+            crl_stale_admissions: Family::default(),
         }
     }
 }
@@ -362,6 +392,21 @@ impl Metrics {
             "admin_refusals",
             "Connections and requests the admin listener refused, per reason",
             self.admin_refusals.clone(),
+        );
+        r.register(
+            "crl_next_update_seconds",
+            "Seconds until a CRL in force passes its nextUpdate (negative: past it), per profile and issuer",
+            self.crl_next_update.clone(),
+        );
+        r.register(
+            "crl_fetch_failures",
+            "CRL fetches that failed (the last good CRL stays in force), per profile and reason",
+            self.crl_fetch_failures.clone(),
+        );
+        r.register(
+            "crl_stale_admissions",
+            "Peers admitted while the CRL of their issuer was past its nextUpdate (crl_expired = \"warn\"), per profile",
+            self.crl_stale_admissions.clone(),
         );
         self.ocsp.register(r);
     }

@@ -10,6 +10,7 @@ use guichet_tls::{
 use crate::config::{Config, ProfileName, RouteName, RouteSpec};
 use crate::http::{UpstreamClient, ALPN};
 use crate::ocsp::{profile_ocsp, OcspMetrics, ProfileOcsp};
+use crate::revocation::{CrlCache, CrlStatus};
 use crate::status::{cert_status, CertStatus};
 
 pub struct RouteState {
@@ -62,11 +63,18 @@ pub struct Built {
     /// Our own certificates' OCSP staplers, one per listening profile that
     /// staples: [`guichet_tls::Stapler::spawn`] starts their refreshes.
     pub staplers: Vec<std::sync::Arc<guichet_tls::Stapler>>,
+    /// Every CRL in force (files and fetched), for the freshness gauge.
+    pub crls: Vec<CrlStatus>,
 }
 
-/// Loads every profile the routes use (once each) and builds each route's
-/// TLS ends. Nothing is changed on error: the caller keeps what it had.
-pub fn build_states(config: &Config, ocsp_metrics: &OcspMetrics) -> Result<Built, BuildError> {
+/// Loads every profile the routes use (once each), adds the CRLs fetched
+/// for it, and builds each route's TLS ends. Nothing is changed on error:
+/// the caller keeps what it had.
+pub fn build_states(
+    config: &Config,
+    ocsp_metrics: &OcspMetrics,
+    fetched: &CrlCache,
+) -> Result<Built, BuildError> {
     let mut materials: BTreeMap<&ProfileName, Material> = BTreeMap::new();
     for route in &config.routes {
         let upstream_profiles = route
@@ -84,11 +92,18 @@ pub fn build_states(config: &Config, ocsp_metrics: &OcspMetrics) -> Result<Built
         for name in used {
             if !materials.contains_key(name) {
                 let profile = &config.profiles[name];
-                let material =
+                let mut material =
                     Material::load(&profile.files).map_err(|error| BuildError::Material {
                         profile: name.clone(),
                         error,
                     })?;
+                material.crls.extend(fetched.crls(name));
+                if profile.crl_fetch.from_certificates {
+                    material.learn = Some(fetched.learnt(name));
+                }
+                if profile.settings.revocation.expired == guichet_tls::CrlExpired::Warn {
+                    material.on_stale = Some(fetched.stale_hook(name));
+                }
                 materials.insert(name, material);
             }
         }
@@ -192,10 +207,15 @@ pub fn build_states(config: &Config, ocsp_metrics: &OcspMetrics) -> Result<Built
         .iter()
         .flat_map(|(name, material)| certificates(config, name, material))
         .collect();
+    let crls = materials
+        .iter()
+        .flat_map(|(name, material)| crls_in_force(config, name, material))
+        .collect();
     Ok(Built {
         states,
         certificates,
         staplers: staplers.into_values().collect(),
+        crls,
     })
 }
 
@@ -215,6 +235,20 @@ fn ocsp_ends<'a>(
                     profile: (*name).clone(),
                     error,
                 })
+        })
+        .collect()
+}
+
+fn crls_in_force(config: &Config, name: &ProfileName, material: &Material) -> Vec<CrlStatus> {
+    let policy = config.profiles[name].settings.revocation.expired;
+    material
+        .crls
+        .iter()
+        .filter_map(|der| guichet_tls::crl::inspect(der).ok())
+        .map(|info| CrlStatus {
+            profile: name.clone(),
+            info,
+            expired_policy: policy,
         })
         .collect()
 }

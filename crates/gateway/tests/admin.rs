@@ -344,6 +344,8 @@ async fn no_message_content_in_metrics_status_or_api() {
                 "route" => value == ROUTE,
                 "file" => value.starts_with(c.pki.tmp.path().to_str().unwrap()),
                 "profile" => value == "gw",
+                // CRL freshness: the issuer of a CRL of the profile.
+                "issuer" => value == format!("CN={CA_CN}"),
                 "outcome" | "side" | "reason" | "direction" | "role" | "kind" | "result" => value
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_'),
@@ -473,7 +475,7 @@ async fn api_status_describes_routes_messages_refusals_and_certificates() {
         + &format!(
             "\n{}[[route]]\nname = \"out\"\nlisten = \"127.0.0.1:0\"\nforward = \"{}\"\n\
              forward_tls = \"short\"\nserver_name = \"dpi\"\n",
-            profile("short", Some(&short), &pki.ca_cert(), None),
+            profile("short", Some(&short), &pki.ca_cert(), Some(&pki.crl())),
             dpi_backend.target(),
         );
     let g = WithAdmin::start(&pki.config_path(), &text).await;

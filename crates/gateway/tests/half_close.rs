@@ -71,7 +71,7 @@ async fn reply_after_request_end_through_a_tls_pair() {
         &format!(
             "{}{}[[route]]\nname = \"to-dpi\"\nlisten = \"127.0.0.1:0\"\nforward = \"{}\"\nforward_tls = \"eai\"\nserver_name = \"dpi\"\n",
             gateway_section("1s", "0s"),
-            profile("eai", Some(&eai), &pki.ca_cert(), None),
+            profile("eai", Some(&eai), &pki.ca_cert(), Some(&pki.crl())),
             server.addr("from-eai"),
         ),
     )

@@ -986,9 +986,14 @@ async fn https_upstream_sees_guichets_client_certificate() {
             "upstream-mtls",
             Some(&client_cert),
             &pki.ca_cert(),
-            None,
+            Some(&pki.crl()),
         ))
-        .extra(&profile("upstream-anon", None, &pki.ca_cert(), None))
+        .extra(&profile(
+            "upstream-anon",
+            None,
+            &pki.ca_cert(),
+            Some(&pki.crl()),
+        ))
         .rule(&tls_rule("rule-mtls", "/mtls/", "upstream-mtls"))
         .rule(&tls_rule("rule-anon", "/anon/", "upstream-anon"));
     let s = Site::start(pki, echo, &layout).await;

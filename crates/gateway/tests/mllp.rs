@@ -602,7 +602,7 @@ async fn large_message_crosses_a_tls_pair_with_acks_in_flight() {
     let client = Running::start(
         &pki.config_path(),
         &(gateway_section("1s", "0s")
-            + &profile("eai", Some(&eai), &pki.ca_cert(), None)
+            + &profile("eai", Some(&eai), &pki.ca_cert(), Some(&pki.crl()))
             + &mllp_route(
                 "to-dpi",
                 &server.addr("from-eai").to_string(),

@@ -185,7 +185,7 @@ async fn forward_server_with_another_name_is_name_mismatch() {
         &format!(
             "{}{}[[route]]\nname = \"to-dpi\"\nlisten = \"127.0.0.1:0\"\nforward = \"{}\"\nforward_tls = \"eai\"\nserver_name = \"dpi\"\n",
             gateway_section("1s", "0s"),
-            profile("eai", Some(&eai), &pki.ca_cert(), None),
+            profile("eai", Some(&eai), &pki.ca_cert(), Some(&pki.crl())),
             backend.target(),
         ),
     )

@@ -35,7 +35,7 @@ async fn client_mode_route_chained_to_server_mode_route() {
         &format!(
             "{}{}[[route]]\nname = \"to-dpi\"\nlisten = \"127.0.0.1:0\"\nforward = \"{}\"\nforward_tls = \"eai\"\nserver_name = \"dpi\"\n",
             gateway_section("1s", "0s"),
-            profile("eai", Some(&eai), &pki.ca_cert(), None),
+            profile("eai", Some(&eai), &pki.ca_cert(), Some(&pki.crl())),
             server.addr("from-eai"),
         ),
     )
@@ -96,7 +96,7 @@ async fn tls_in_tls_out_route() {
             "{}{}{}{}[[route]]\nname = \"relay\"\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"front\"\nallow = [\"eai\"]\nforward = \"{}\"\nforward_tls = \"back\"\nserver_name = \"far-end\"\n",
             gateway_section("1s", "0s"),
             profile("front", Some(&gw), &pki.ca_cert(), Some(&pki.crl())),
-            profile("back", Some(&gw), &pki.ca_cert(), None),
+            profile("back", Some(&gw), &pki.ca_cert(), Some(&pki.crl())),
             app("eai", "eai"),
             backend.target(),
         ),

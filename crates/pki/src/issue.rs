@@ -57,6 +57,9 @@ pub struct IssueRequest {
     /// Adds the OCSPSigning extended key usage: a delegated responder's
     /// certificate, which signs OCSP answers for this CA.
     pub ocsp_signing: bool,
+    /// CRL distribution points (URIs) the certificate names, as IGC Santé
+    /// certificates do; none by default.
+    pub crl_urls: Vec<String>,
 }
 
 /// What `issue` wrote, or used.
@@ -89,6 +92,7 @@ impl IssueRequest {
             not_before: None,
             ocsp_url: None,
             ocsp_signing: false,
+            crl_urls: Vec::new(),
         }
     }
 }
@@ -170,6 +174,13 @@ fn leaf_params(
     ));
     params.not_before = not_before;
     params.not_after = not_after;
+    params.crl_distribution_points = req
+        .crl_urls
+        .iter()
+        .map(|uri| rcgen::CrlDistributionPoint {
+            uris: vec![uri.clone()],
+        })
+        .collect();
     Ok(params)
 }
 

@@ -31,6 +31,6 @@ pub use error::PkiError;
 pub use issue::{issue, IssueRequest, IssuedFiles, Usage, DEFAULT_LEAF_DAYS};
 pub use key::{KeySource, KeyType};
 pub use pkcs12::{is_pkcs12, show_pkcs12};
-pub use revoke::{revoke, write_crl};
+pub use revoke::{revoke, write_crl, write_crl_dated};
 pub use show::{show, show_file, CertReport};
 pub use subject::Registry;

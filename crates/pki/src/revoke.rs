@@ -63,12 +63,33 @@ pub fn write_crl(ca_dir: &Path) -> Result<PathBuf, PkiError> {
     sign_crl(&ca, &list)
 }
 
+/// Re-signs `ca_dir/ca.crl` with the dates given, to rehearse what a
+/// gateway does with a CRL past its nextUpdate or dated in the future.
+pub fn write_crl_dated(
+    ca_dir: &Path,
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+) -> Result<PathBuf, PkiError> {
+    let ca = Ca::load(ca_dir)?;
+    let list = RevocationList::load(&ca.dir.revoked())?;
+    sign_crl_dated(&ca, &list, this_update, next_update)
+}
+
 fn sign_crl(ca: &Ca, list: &RevocationList) -> Result<PathBuf, PkiError> {
-    let path = ca.dir.crl();
     let this_update = OffsetDateTime::now_utc();
+    sign_crl_dated(ca, list, this_update, this_update + CRL_LIFETIME)
+}
+
+fn sign_crl_dated(
+    ca: &Ca,
+    list: &RevocationList,
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+) -> Result<PathBuf, PkiError> {
+    let path = ca.dir.crl();
     let params = CertificateRevocationListParams {
         this_update,
-        next_update: this_update + CRL_LIFETIME,
+        next_update,
         crl_number: SerialNumber::from(next_crl_number(&ca.dir)?),
         issuing_distribution_point: None,
         revoked_certs: list.entries.iter().map(Revocation::to_params).collect(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use guichet_tls::{
     Allowlist, AppName, AppRule, ClientAuth, ClientTls, EndpointError, Identity, Material,
-    MaterialError, ProfileFiles, ServerName, ServerTls, TlsSettings,
+    MaterialError, ProfileFiles, RevocationPolicy, ServerName, ServerTls, TlsSettings,
 };
 
 /// How the sender reaches a TLS listener.
@@ -54,7 +54,7 @@ impl TlsClientOptions {
             ca: Some(self.ca.clone()),
             ..ProfileFiles::default()
         })?;
-        let client = ClientTls::new(&material, TlsSettings::default())?;
+        let client = ClientTls::new(&material, simulator_settings())?;
         let name = self.server_name.as_deref().unwrap_or(host);
         let name = name.trim_start_matches('[').trim_end_matches(']');
         let server_name = ServerName::try_from(name.to_owned())
@@ -75,7 +75,20 @@ impl TlsServerOptions {
             Some(_) => ClientAuth::Required(any_client_of(&material)),
             None => ClientAuth::Disabled,
         };
-        Ok(ServerTls::new(&material, auth, TlsSettings::default())?)
+        Ok(ServerTls::new(&material, auth, simulator_settings())?)
+    }
+}
+
+/// The simulators take no CRL: they check chains and names, and leave
+/// revocation to the gateway under test, so they admit a peer whose
+/// revocation status they cannot know.
+fn simulator_settings() -> TlsSettings {
+    TlsSettings {
+        revocation: RevocationPolicy {
+            allow_unknown: true,
+            ..RevocationPolicy::default()
+        },
+        ..TlsSettings::default()
     }
 }
 

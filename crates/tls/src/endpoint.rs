@@ -20,9 +20,11 @@ use crate::allowlist::{Allowlist, AppName};
 use crate::identity::Identity;
 use crate::material::Material;
 use crate::ocsp::{self, OcspChecker, Stapler};
-use crate::policy::{provider, versions, MinVersion, RevocationPolicy};
+use crate::policy::{provider, versions, CrlExpired, MinVersion, RevocationPolicy};
 use crate::refusal::{Presented, Refusal, RefusalReason};
-use crate::verify::{AllowlistVerifier, Observed, RecordingServerVerifier, OBSERVED};
+use crate::verify::{
+    AllowlistVerifier, Observed, RecordingServerVerifier, RevocationGuard, OBSERVED,
+};
 
 /// After a refused handshake, how long the connection stays open for the
 /// client to read the alert, at most.
@@ -137,9 +139,13 @@ impl ServerTls {
                 if settings.revocation.allow_unknown {
                     webpki = webpki.allow_unknown_revocation_status();
                 }
+                if settings.revocation.expired == CrlExpired::Refuse {
+                    webpki = webpki.enforce_revocation_expiration();
+                }
                 let verifier = Arc::new(AllowlistVerifier {
                     inner: webpki.build()?,
                     allowlist: allowlist.clone(),
+                    revocation: RevocationGuard::new(material, settings.revocation),
                 });
                 (builder.with_client_cert_verifier(verifier), Some(allowlist))
             }
@@ -358,8 +364,12 @@ impl ClientTls {
         if settings.revocation.allow_unknown {
             webpki = webpki.allow_unknown_revocation_status();
         }
+        if settings.revocation.expired == CrlExpired::Refuse {
+            webpki = webpki.enforce_revocation_expiration();
+        }
         let verifier = Arc::new(RecordingServerVerifier {
             inner: webpki.build()?,
+            revocation: RevocationGuard::new(material, settings.revocation),
         });
         let builder = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(versions(settings.min_version))?

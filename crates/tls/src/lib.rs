@@ -3,6 +3,7 @@
 //! refusals.
 
 pub mod allowlist;
+pub mod crl;
 pub mod endpoint;
 pub mod identity;
 pub mod material;
@@ -13,11 +14,12 @@ pub mod refusal;
 mod verify;
 
 pub use allowlist::{Allowlist, AppName, AppRule};
+pub use crl::{CrlError, CrlInfo, LearntPoints, StaleHook};
 pub use endpoint::{ClientAuth, ClientTls, EndpointError, PeerApp, ServerTls, TlsSettings};
 pub use identity::{DistinguishedName, Fingerprint, Identity, Revoked, SpkiPin};
 pub use material::{Material, MaterialError, ProfileFiles, Role};
 pub use ocsp::{OcspChecker, OcspMode, OcspPolicy, Stapler};
 pub use pkcs12::{PasswordSource, Pkcs12Error};
-pub use policy::{MinVersion, RevocationPolicy};
+pub use policy::{CrlExpired, MinVersion, RevocationPolicy};
 pub use refusal::{Presented, Refusal, RefusalReason};
 pub use rustls::pki_types::ServerName;

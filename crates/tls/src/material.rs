@@ -13,6 +13,7 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 
+use crate::crl::{self, LearntPoints, StaleHook};
 use crate::identity::Identity;
 use crate::pkcs12::{PasswordSource, Pkcs12Error};
 use crate::policy::provider;
@@ -46,6 +47,12 @@ pub struct Material {
     pub ca_certs: Vec<CertificateDer<'static>>,
     pub roots: Option<Arc<RootCertStore>>,
     pub crls: Vec<CertificateRevocationListDer<'static>>,
+    /// Where peers' CRL distribution points go when the profile fetches
+    /// them (`crl_from_certificates`); set by the gateway after loading.
+    pub learn: Option<LearntPoints>,
+    /// Told of each peer admitted under a CRL past its nextUpdate
+    /// (`crl_expired = "warn"`); set by the gateway after loading.
+    pub on_stale: Option<StaleHook>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +117,8 @@ impl Material {
             ca_certs,
             roots,
             crls,
+            learn: None,
+            on_stale: None,
         })
     }
 }
@@ -263,13 +272,20 @@ pub fn load_crl(path: &Path) -> Result<CertificateRevocationListDer<'static>, Ma
     Ok(crl)
 }
 
-/// Parses the CRL now so a broken file is reported at load, not at the
-/// first handshake.
+/// Parses the CRL now so a broken file, or one dated in the future, is
+/// reported at load, not at the first handshake.
 fn parse_crl(crl: &CertificateRevocationListDer<'_>) -> Result<(), String> {
-    use x509_parser::prelude::FromDer;
-    x509_parser::revocation_list::CertificateRevocationList::from_der(crl)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    let info = crl::inspect(crl).map_err(|e| match e {
+        crl::CrlError::Invalid(reason) => reason,
+        other => other.to_string(),
+    })?;
+    crl::check_this_update(&info, unix_now()).map_err(|e| e.to_string())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// What our own certificate is used for in a route.

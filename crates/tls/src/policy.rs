@@ -25,17 +25,33 @@ pub enum MinVersion {
 pub struct RevocationPolicy {
     /// Check every certificate in the chain (true) or only the peer's own.
     pub whole_chain: bool,
-    /// Admit a certificate whose revocation status cannot be established.
+    /// Admit a certificate whose revocation status cannot be established
+    /// (no CRL for its issuer, or no revocation source at all).
     pub allow_unknown: bool,
+    /// What a CRL past its nextUpdate means for the peers it covers.
+    pub expired: CrlExpired,
+}
+
+/// `crl_expired`: a CRL past its nextUpdate may hide revocations published
+/// since, so by default it no longer vouches for anyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CrlExpired {
+    /// Peers it covers are refused (`revocation_unknown`).
+    #[default]
+    Refuse,
+    /// It stays in force; the gateway logs a warning and the
+    /// `guichet_crl_next_update_seconds` gauge goes negative.
+    Warn,
 }
 
 /// By default the peer's own certificate is checked against its issuer's
-/// CRL, and a missing CRL for that issuer refuses the peer.
+/// CRL, and a missing or expired CRL for that issuer refuses the peer.
 impl Default for RevocationPolicy {
     fn default() -> Self {
         RevocationPolicy {
             whole_chain: false,
             allow_unknown: false,
+            expired: CrlExpired::Refuse,
         }
     }
 }

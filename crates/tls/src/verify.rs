@@ -16,8 +16,11 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
 
 use crate::allowlist::{Allowlist, AppName};
+use crate::crl::{LearntPoints, NextUpdates, StaleHook};
 use crate::identity::Identity;
+use crate::material::Material;
 use crate::ocsp::{in_handshake as ocsp_in_handshake, OcspChecker};
+use crate::policy::{CrlExpired, RevocationPolicy};
 
 /// What the verifiers saw during one handshake.
 #[derive(Debug, Default)]
@@ -83,11 +86,81 @@ macro_rules! delegate_signature_checks {
     };
 }
 
+/// What the verifiers add to webpki's revocation checks.
+///
+/// webpki checks nothing at all when it holds no CRL, so a profile with no
+/// revocation source would admit every peer of its CA: with
+/// `crl_unknown = "refuse"` (the default) such peers are refused with
+/// `revocation_unknown` instead, unless the endpoint checks peers with
+/// OCSP (its checker is in the handshake's observation slot).
+#[derive(Debug, Clone)]
+pub(crate) struct RevocationGuard {
+    pub refuse_without_crl: bool,
+    /// Distribution points of peers to fetch (`crl_from_certificates`).
+    pub learn: Option<LearntPoints>,
+    /// `crl_expired = "warn"`: peers admitted under a stale CRL are told
+    /// to this hook.
+    pub stale: Option<(NextUpdates, StaleHook)>,
+}
+
+impl RevocationGuard {
+    pub fn new(material: &Material, policy: RevocationPolicy) -> Self {
+        RevocationGuard {
+            refuse_without_crl: material.crls.is_empty() && !policy.allow_unknown,
+            learn: material.learn.clone(),
+            stale: match (&material.on_stale, policy.expired) {
+                (Some(hook), CrlExpired::Warn) => Some((
+                    NextUpdates::of(material.crls.iter().map(|c| c.as_ref())),
+                    hook.clone(),
+                )),
+                _ => None,
+            },
+        }
+    }
+
+    /// Applies the guard to webpki's verdict on `end_entity`.
+    fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        verdict: Result<(), Error>,
+        now: UnixTime,
+    ) -> Result<(), Error> {
+        let unknown = Error::InvalidCertificate(CertificateError::UnknownRevocationStatus);
+        let result = match verdict {
+            // An endpoint with OCSP checks has its revocation source:
+            // the OCSP check that follows settles the peer.
+            Ok(()) if self.refuse_without_crl && observed_ocsp().is_none() => Err(unknown),
+            other => other,
+        };
+        // Only a certificate that chains to our CA (admitted, or refused
+        // for want of its CRL) teaches us where its CRL lives.
+        if let Some(learn) = &self.learn {
+            if matches!(
+                &result,
+                Ok(())
+                    | Err(Error::InvalidCertificate(
+                        CertificateError::UnknownRevocationStatus
+                    ))
+            ) {
+                learn.learn(end_entity);
+            }
+        }
+        if let (Ok(()), Some((next_updates, hook))) = (&result, &self.stale) {
+            let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+            if next_updates.stale_for(end_entity, now) {
+                hook.call();
+            }
+        }
+        result
+    }
+}
+
 /// Chain, validity and CRL checks by webpki, then the route's allowlist.
 #[derive(Debug)]
 pub(crate) struct AllowlistVerifier {
     pub inner: Arc<dyn ClientCertVerifier>,
     pub allowlist: Allowlist,
+    pub revocation: RevocationGuard,
 }
 
 impl ClientCertVerifier for AllowlistVerifier {
@@ -110,8 +183,11 @@ impl ClientCertVerifier for AllowlistVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
         record_presented(end_entity);
-        self.inner
-            .verify_client_cert(end_entity, intermediates, now)?;
+        let verdict = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+            .map(|_| ());
+        self.revocation.check(end_entity, verdict, now)?;
         ocsp_in_handshake(end_entity, intermediates, &[])?;
         let identity = Identity::from_der(end_entity)
             .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
@@ -134,6 +210,7 @@ impl ClientCertVerifier for AllowlistVerifier {
 #[derive(Debug)]
 pub(crate) struct RecordingServerVerifier {
     pub inner: Arc<WebPkiServerVerifier>,
+    pub revocation: RevocationGuard,
 }
 
 impl ServerCertVerifier for RecordingServerVerifier {
@@ -146,15 +223,13 @@ impl ServerCertVerifier for RecordingServerVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
         record_presented(end_entity);
-        let verified = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )?;
+        let verdict = self
+            .inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            .map(|_| ());
+        self.revocation.check(end_entity, verdict, now)?;
         ocsp_in_handshake(end_entity, intermediates, ocsp_response)?;
-        Ok(verified)
+        Ok(ServerCertVerified::assertion())
     }
 
     delegate_signature_checks!();

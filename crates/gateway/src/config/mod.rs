@@ -17,16 +17,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use guichet_tls::{
-    AppName, AppRule, ClientAuth, DistinguishedName, Fingerprint, MinVersion, ProfileFiles,
-    RevocationPolicy, ServerName, SpkiPin, TlsSettings,
+    AppName, AppRule, ClientAuth, CrlExpired, DistinguishedName, Fingerprint, MinVersion,
+    ProfileFiles, RevocationPolicy, ServerName, SpkiPin, TlsSettings,
 };
 
 pub use http::{
     has_dot_segment, AccessLog, HttpRule, HttpSpec, IdentityForms, RateLimit, RuleName, Upstream,
 };
 pub use types::{
-    AdminSpec, AuthSpec, Delivery, ForwardPolicy, ForwardTls, JournalSpec, Limits, ListenTls,
-    MllpSettings, NonHl7Policy, ProfileName, RouteKind, RouteName, RouteSpec, Target, TlsProfile,
+    AdminSpec, AuthSpec, CrlFetch, Delivery, ForwardPolicy, ForwardTls, JournalSpec, Limits,
+    ListenTls, MllpSettings, NonHl7Policy, ProfileName, RevocationSource, RouteKind, RouteName,
+    RouteSpec, Target, TlsProfile,
 };
 
 use raw::{RawAdmin, RawApp, RawConfig, RawJournal, RawLimits, RawProfile, RawRoute};
@@ -304,12 +305,18 @@ impl Builder {
             &[("refuse", false), ("allow", true)],
         )?;
         let password = self.own_cert(name, raw)?;
+        let expired = choice(
+            raw.crl_expired.as_deref(),
+            &at("crl_expired"),
+            &[("refuse", CrlExpired::Refuse), ("warn", CrlExpired::Warn)],
+        )?;
         if !raw.crl.is_empty() && raw.ca.is_none() {
             return Err(format!(
                 "{}: CRLs are only used with a `ca` bundle",
                 at("crl")
             ));
         }
+        let crl_fetch = crl_fetch(raw, &at)?;
         Ok(TlsProfile {
             name: ProfileName::new(name),
             files: ProfileFiles {
@@ -324,10 +331,52 @@ impl Builder {
                 revocation: RevocationPolicy {
                     whole_chain,
                     allow_unknown,
+                    expired,
                 },
             },
             ocsp: ocsp::policy(name, raw)?,
+            crl_fetch,
         })
+    }
+}
+
+/// Default `crl_refresh`: CRLs are published daily, so an hour keeps a
+/// revocation at most an hour away from the gateway.
+const DEFAULT_CRL_REFRESH: Duration = Duration::from_secs(3600);
+
+fn crl_fetch(raw: &RawProfile, at: &dyn Fn(&str) -> String) -> Result<CrlFetch, String> {
+    let from_certificates = raw.crl_from_certificates.unwrap_or(false);
+    if (!raw.crl_urls.is_empty() || from_certificates) && raw.ca.is_none() {
+        return Err(format!(
+            "{}: fetched CRLs are verified against the profile's `ca` bundle; add `ca`",
+            at(if raw.crl_urls.is_empty() {
+                "crl_from_certificates"
+            } else {
+                "crl_urls"
+            })
+        ));
+    }
+    for url in &raw.crl_urls {
+        check_crl_url(url).map_err(|why| format!("{}: {url:?} {why}", at("crl_urls")))?;
+    }
+    let refresh =
+        duration(raw.crl_refresh.as_deref(), &at("crl_refresh"))?.unwrap_or(DEFAULT_CRL_REFRESH);
+    if refresh < Duration::from_secs(1) {
+        return Err(format!("{}: must be at least 1s", at("crl_refresh")));
+    }
+    Ok(CrlFetch {
+        urls: raw.crl_urls.clone(),
+        from_certificates,
+        refresh,
+    })
+}
+
+/// An absolute `http://` or `https://` URL with a host.
+fn check_crl_url(url: &str) -> Result<(), &'static str> {
+    let uri: ::http::Uri = url.parse().map_err(|_| "is not a valid URL")?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.host().is_some() => Ok(()),
+        _ => Err("is not an http:// or https:// URL with a host"),
     }
 }
 

@@ -87,6 +87,14 @@ pub struct RawProfile {
     pub ocsp: Option<String>,
     /// Responder asked instead of the one certificates name.
     pub ocsp_url: Option<String>,
+    /// `refuse` (default) or `warn`: a CRL past its nextUpdate.
+    pub crl_expired: Option<String>,
+    /// CRLs fetched over HTTP(S) at start and every `crl_refresh`.
+    #[serde(default)]
+    pub crl_urls: Vec<String>,
+    /// Fetch the CRLs named in the CA's and peers' distribution points.
+    pub crl_from_certificates: Option<bool>,
+    pub crl_refresh: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -485,3 +485,53 @@ fn f4_budgets_out_of_range_are_refused_with_the_field() {
         "route \"r\": max_connections_per_source: 100 is more than max_connections (50)",
     );
 }
+
+#[test]
+fn crl_fetch_settings_are_parsed_and_checked() {
+    let base = PROFILES.replace("crl = [\"pki/ca.crl\"]\n", "")
+        + "\n[[route]]\nname = \"to-dpi\"\nlisten = \"127.0.0.1:21010\"\nforward = \"127.0.0.1:32100\"\nforward_tls = \"eai\"\n";
+    let with = |extra: &str| {
+        base.replace(
+            "ca = \"pki/ca.pem\"\n",
+            &format!("ca = \"pki/ca.pem\"\n{extra}"),
+        )
+    };
+    let config = parse(&with(
+        "crl_urls = [\"http://crl.example/ca.crl\"]\ncrl_from_certificates = true\ncrl_refresh = \"10m\"\ncrl_expired = \"warn\"\n",
+    ))
+    .unwrap();
+    let eai = &config.profiles[&ProfileName::new("eai")];
+    assert_eq!(eai.crl_fetch.urls, ["http://crl.example/ca.crl"]);
+    assert!(eai.crl_fetch.from_certificates);
+    assert_eq!(eai.crl_fetch.refresh, Duration::from_secs(600));
+    assert_eq!(eai.settings.revocation.expired, CrlExpired::Warn);
+    assert_eq!(
+        eai.revocation_sources(),
+        [
+            RevocationSource::CrlUrl("http://crl.example/ca.crl".into()),
+            RevocationSource::CrlFromCertificates
+        ]
+    );
+    // Defaults: refuse expired CRLs, refresh hourly, no source.
+    let plain = parse(&base).unwrap();
+    let eai = &plain.profiles[&ProfileName::new("eai")];
+    assert_eq!(eai.settings.revocation.expired, CrlExpired::Refuse);
+    assert_eq!(eai.crl_fetch.refresh, Duration::from_secs(3600));
+    assert!(eai.revocation_sources().is_empty());
+
+    assert_error(
+        &with("crl_urls = [\"ldap://x/ca.crl\"]\n"),
+        "is not an http:// or https:// URL",
+    );
+    assert_error(
+        &with("crl_expired = \"ignore\"\n"),
+        "crl_expired: \"ignore\" is not allowed",
+    );
+    assert_error(
+        &base.replace(
+            "ca = \"pki/ca.pem\"\n",
+            "crl_urls = [\"http://x/ca.crl\"]\n",
+        ),
+        "fetched CRLs are verified against the profile's `ca` bundle",
+    );
+}

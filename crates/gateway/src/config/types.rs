@@ -235,6 +235,61 @@ pub struct TlsProfile {
     pub settings: TlsSettings,
     /// OCSP checks of peers and stapling of our own certificate.
     pub ocsp: guichet_tls::OcspPolicy,
+    /// CRLs guichet fetches itself, besides the `crl` files.
+    pub crl_fetch: CrlFetch,
+}
+
+/// Where a profile's CRLs are fetched from, and how often.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlFetch {
+    /// `crl_urls`: `http://` or `https://` URLs.
+    pub urls: Vec<String>,
+    /// `crl_from_certificates`: the distribution points of the CA
+    /// certificates and of the peers' certificates.
+    pub from_certificates: bool,
+    /// `crl_refresh`; a CRL is also fetched again before its nextUpdate.
+    pub refresh: Duration,
+}
+
+/// One way a profile learns that a certificate was revoked. A profile may
+/// hold several; `guichet check` warns about one that holds none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevocationSource {
+    CrlFile(std::path::PathBuf),
+    CrlUrl(String),
+    CrlFromCertificates,
+    /// `ocsp = "soft"` or `"hard"`: the peers' OCSP responders.
+    Ocsp(guichet_tls::OcspMode),
+}
+
+impl TlsProfile {
+    /// Every revocation source of the profile, in config order.
+    pub fn revocation_sources(&self) -> Vec<RevocationSource> {
+        let files = self
+            .files
+            .crls
+            .iter()
+            .cloned()
+            .map(RevocationSource::CrlFile);
+        let urls = self
+            .crl_fetch
+            .urls
+            .iter()
+            .cloned()
+            .map(RevocationSource::CrlUrl);
+        let certs = self
+            .crl_fetch
+            .from_certificates
+            .then_some(RevocationSource::CrlFromCertificates);
+        let ocsp = (self.ocsp.mode != guichet_tls::OcspMode::Off)
+            .then_some(RevocationSource::Ocsp(self.ocsp.mode));
+        files.chain(urls).chain(certs).chain(ocsp).collect()
+    }
+
+    /// Whether guichet fetches CRLs for this profile.
+    pub fn fetches_crls(&self) -> bool {
+        !self.crl_fetch.urls.is_empty() || self.crl_fetch.from_certificates
+    }
 }
 
 /// Who may connect to a TLS listener.

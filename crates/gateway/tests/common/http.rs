@@ -245,8 +245,8 @@ pub fn upstream_mtls(cert: &IssuedFiles, ca: &Path, client_cn: &str) -> ServerTl
     let auth = ClientAuth::Required(Allowlist::new(vec![Arc::new(rule)]));
     let settings = TlsSettings {
         revocation: guichet_tls::RevocationPolicy {
-            whole_chain: false,
             allow_unknown: true,
+            ..guichet_tls::RevocationPolicy::default()
         },
         ..TlsSettings::default()
     };
@@ -495,7 +495,7 @@ pub fn alpn_client(cert: Option<&IssuedFiles>, ca: &Path, alpn: &[&[u8]]) -> Cli
     };
     ClientTls::with_alpn(
         &Material::load(&files).unwrap(),
-        TlsSettings::default(),
+        super::peer_settings(),
         alpn,
     )
     .unwrap()

@@ -138,7 +138,18 @@ pub fn client_tls(cert: Option<&IssuedFiles>, ca: &Path) -> ClientTls {
         ca: Some(ca.to_path_buf()),
         ..ProfileFiles::default()
     };
-    ClientTls::new(&Material::load(&files).unwrap(), TlsSettings::default()).unwrap()
+    ClientTls::new(&Material::load(&files).unwrap(), peer_settings()).unwrap()
+}
+
+/// Test peers hold no CRL: revocation is the gateway's side of each test.
+pub fn peer_settings() -> TlsSettings {
+    TlsSettings {
+        revocation: guichet_tls::RevocationPolicy {
+            allow_unknown: true,
+            ..guichet_tls::RevocationPolicy::default()
+        },
+        ..TlsSettings::default()
+    }
 }
 
 /// A server end presenting `cert`, for TLS peers behind the gateway.
@@ -151,8 +162,8 @@ pub fn server_tls(cert: &IssuedFiles, ca: Option<&Path>, auth: ClientAuth) -> Se
     };
     let settings = TlsSettings {
         revocation: guichet_tls::RevocationPolicy {
-            whole_chain: false,
             allow_unknown: true,
+            ..guichet_tls::RevocationPolicy::default()
         },
         ..TlsSettings::default()
     };
