@@ -300,7 +300,7 @@ fn a_gateway_serves_openssl_s_client_from_a_pkcs12_profile() {
     }
     let echo = Echo::start();
     let config = format!(
-        "[tls.gw]\ncert = \"gw.p12\"\npassword_file = \"gw.pass\"\nca = \"pki/ca.pem\"\n\n{}[[route]]\nname = \"in\"\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"gw\"\nallow = [\"partner\"]\nforward = \"{}\"\n",
+        "[tls.gw]\ncert = \"gw.p12\"\npassword_file = \"gw.pass\"\nca = \"pki/ca.pem\"\ncrl = [\"pki/ca.crl\"]\n\n{}[[route]]\nname = \"in\"\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"gw\"\nallow = [\"partner\"]\nforward = \"{}\"\n",
         app("partner", "partner"),
         echo.addr()
     );

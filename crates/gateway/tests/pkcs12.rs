@@ -71,10 +71,11 @@ fn password_file(pki: &Pki, text: &str) -> PathBuf {
 
 fn p12_profile(pki: &Pki, p12: &Path, password: &Path) -> String {
     format!(
-        "[tls.gw]\ncert = {}\npassword_file = {}\nca = {}\n\n",
+        "[tls.gw]\ncert = {}\npassword_file = {}\nca = {}\ncrl = [{}]\n\n",
         toml_path(p12),
         toml_path(password),
-        toml_path(&pki.ca_cert())
+        toml_path(&pki.ca_cert()),
+        toml_path(&pki.crl())
     )
 }
 
