@@ -43,6 +43,11 @@ const POLL: Duration = Duration::from_millis(500);
 /// Longest a settled outcome waits to be recorded with the ones after it.
 const RECORD_DELAY: Duration = Duration::from_millis(50);
 
+/// At shutdown, how long a message already sent may still wait for its
+/// ACK (within its ack_timeout). Given up earlier, it stays in flight and
+/// is sent again at the next start: the receiver would get it twice.
+const SHUTDOWN_ACK_GRACE: Duration = Duration::from_secs(5);
+
 /// The delivery worker of one route.
 pub(crate) struct Worker {
     pub route: Arc<RouteRuntime>,
@@ -425,6 +430,10 @@ impl Worker {
         renew_at: &mut Instant,
         shutdown: &CancellationToken,
     ) -> Result<Attempt, Pause> {
+        // No new message goes out once the gateway stops.
+        if shutdown.is_cancelled() {
+            return Err(Pause::Shutdown);
+        }
         if receiver.is_none() {
             match self.connect().await {
                 Ok(r) => *receiver = Some(r),
@@ -444,7 +453,16 @@ impl Worker {
             // take the route mid-attempt.
             loop {
                 tokio::select! {
-                    () = shutdown.cancelled() => return Err(Pause::Shutdown),
+                    () = shutdown.cancelled() => {
+                        // The message may already be with the receiver:
+                        // its ACK, if it comes soon, settles it now
+                        // rather than by a second delivery after restart.
+                        let grace = deadline.min(Instant::now() + SHUTDOWN_ACK_GRACE);
+                        match tokio::time::timeout_at(grace, &mut exchange).await {
+                            Ok(attempt) => break attempt,
+                            Err(_) => return Err(Pause::Shutdown),
+                        }
+                    }
                     attempt = &mut exchange => break attempt,
                     () = tokio::time::sleep_until(deadline) => {
                         break Attempt::Failed(format!("no ACK within {}s", timeout.as_secs_f64()));
