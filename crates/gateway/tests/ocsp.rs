@@ -311,6 +311,32 @@ async fn ocsp_revoked_peer_is_refused_as_revoked() {
     assert_eq!(backend.accepted(), 0, "nothing reaches the backend");
 }
 
+/// OCSP is a revocation source of its own: a profile without any CRL
+/// admits a good peer and refuses a revoked one, instead of refusing every
+/// peer for want of a CRL.
+#[tokio::test]
+async fn ocsp_alone_is_a_revocation_source_without_any_crl() {
+    if !have_openssl() {
+        return;
+    }
+    let (_responder, bench) = responder_and_bench().await;
+    let backend = echo_backend().await;
+    let with_crl = bench.config("hard", None, &backend.target());
+    let crl_line = format!("crl = [{}]\n", toml_path(&bench.pki.crl()));
+    assert!(with_crl.contains(&crl_line), "{with_crl}");
+    let text = with_crl.replace(&crl_line, "");
+    let gateway = Running::start(&bench.pki.config_path(), &text).await;
+
+    let good = bench.pki.client(Some(&bench.eai));
+    let mut stream = tls(&good, gateway.addr(ROUTE), "gw").await.unwrap();
+    echo_once(&mut stream, b"MSH|ocsp only\r").await;
+    let revoked = bench.pki.client(Some(&bench.revoked));
+    expect_refused(&revoked, gateway.addr(ROUTE), "gw").await;
+    gateway.wait_refusals(ROUTE, LISTEN, "revoked", 1).await;
+    assert_eq!(gateway.refusals(ROUTE, LISTEN, "revocation_unknown"), 0);
+    assert_eq!(backend.accepted(), 1);
+}
+
 #[tokio::test]
 async fn ocsp_responder_down_hard_refuses_the_peer() {
     if !have_openssl() {
