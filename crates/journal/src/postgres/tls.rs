@@ -236,15 +236,11 @@ impl TlsFiles {
             .map_err(|e| e.to_string())?;
         let builder = match (self.mode, self.roots()?) {
             (PgSslMode::VerifyFull, Some(roots)) => builder.with_root_certificates(roots),
-            (PgSslMode::VerifyCa, Some(roots)) => builder
+            // verify-ca (with roots) and require (without).
+            (_, roots) => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly {
+                .with_custom_certificate_verifier(Arc::new(WithoutName {
                     roots,
-                    provider: provider(),
-                })),
-            _ => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Unverified {
                     provider: provider(),
                 })),
         };
@@ -280,15 +276,18 @@ impl TlsFiles {
     }
 }
 
-/// `verify-ca`: the server's chain must lead to the roots (and carry
-/// serverAuth); the name dialled is not compared with it.
+/// The server verifiers that do not compare the name dialled:
+/// `verify-ca` (roots: the server's chain must lead to them, and carry
+/// serverAuth) and `require` (no roots: encryption only). The handshake's
+/// signature is checked against the certificate presented either way, so
+/// the session key is the server's.
 #[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
+struct WithoutName {
+    roots: Option<Arc<RootCertStore>>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for WithoutName {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -297,58 +296,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        handshake_signature(&self.provider, message, cert, dss, false)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        handshake_signature(&self.provider, message, cert, dss, true)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// `require`: encryption only. The handshake's signature is still checked
-/// against the certificate presented, so the session key is the server's.
-#[derive(Debug)]
-struct Unverified {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(roots) = &self.roots {
+            let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
