@@ -607,20 +607,27 @@ async fn ocsp_response_signed_by_the_ca_itself_is_believed() {
     assert_eq!(checks(&gateway, "good", "responder"), 1);
 }
 
-#[tokio::test]
-async fn ocsp_silent_responder_hard_refuses_within_the_handshake_deadline() {
-    if !have_openssl() {
-        return;
-    }
-    // Accepts connections and never answers.
+/// A responder that accepts connections and never answers: its URL, and
+/// the task holding the connections.
+async fn silent_responder() -> (String, tokio::task::JoinHandle<()>) {
     let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let bench = Bench::new(&format!("http://{}/ocsp", silent.local_addr().unwrap()));
+    let url = format!("http://{}/ocsp", silent.local_addr().unwrap());
     let holder = tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((tcp, _)) = silent.accept().await {
             held.push(tcp);
         }
     });
+    (url, holder)
+}
+
+#[tokio::test]
+async fn ocsp_silent_responder_hard_refuses_within_the_handshake_deadline() {
+    if !have_openssl() {
+        return;
+    }
+    let (url, holder) = silent_responder().await;
+    let bench = Bench::new(&url);
     let backend = echo_backend().await;
     let text = bench.config("hard", None, &backend.target()) + "handshake_timeout = \"1s\"\n";
     let gateway = Running::start(&bench.pki.config_path(), &text).await;
@@ -752,14 +759,8 @@ async fn ocsp_responder_that_timed_out_is_not_waited_for_again_at_once() {
     if !have_openssl() {
         return;
     }
-    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let bench = Bench::new(&format!("http://{}/ocsp", silent.local_addr().unwrap()));
-    let holder = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((tcp, _)) = silent.accept().await {
-            held.push(tcp);
-        }
-    });
+    let (url, holder) = silent_responder().await;
+    let bench = Bench::new(&url);
     let backend = echo_backend().await;
     let text = bench.config("soft", None, &backend.target()) + "handshake_timeout = \"1s\"\n";
     let gateway = Running::start(&bench.pki.config_path(), &text).await;
