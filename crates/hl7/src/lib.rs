@@ -7,6 +7,8 @@
 //! bytes -> [`mllp`] frames -> [`message`] view -> [`header`] metadata ->
 //! [`ack`] answers. [`escape`](mod@escape) and [`charset`] turn values into text.
 
+#![deny(missing_docs)]
+
 pub mod ack;
 pub mod charset;
 pub mod escape;

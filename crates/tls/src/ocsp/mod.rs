@@ -67,6 +67,7 @@ pub enum OcspMode {
 }
 
 impl OcspMode {
+    /// The word used in the configuration and in reports.
     pub fn as_str(self) -> &'static str {
         match self {
             OcspMode::Off => "off",
@@ -79,6 +80,7 @@ impl OcspMode {
 /// A profile's OCSP settings, checked.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OcspPolicy {
+    /// Whether peers are checked, and what an unknown status means.
     pub mode: OcspMode,
     /// Asked instead of the responder the certificates name (AIA).
     pub url: Option<ResponderUrl>,
@@ -87,7 +89,9 @@ pub struct OcspPolicy {
 /// The outcome of one check, as a fixed label set for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OcspResult {
+    /// The responder vouches that the certificate is not revoked.
     Good,
+    /// The responder says the certificate is revoked: the peer is refused.
     Revoked,
     /// The responder does not know the certificate.
     Unknown,
@@ -97,6 +101,7 @@ pub enum OcspResult {
 }
 
 impl OcspResult {
+    /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {
             OcspResult::Good => "good",
@@ -110,13 +115,16 @@ impl OcspResult {
 /// Where an answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OcspSource {
+    /// A fresh answer from the responder.
     Responder,
+    /// An answer kept from an earlier check, still within its nextUpdate.
     Cache,
     /// The response the server stapled to its handshake.
     Staple,
 }
 
 impl OcspSource {
+    /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {
             OcspSource::Responder => "responder",
@@ -129,6 +137,7 @@ impl OcspSource {
 /// Where checks and stapling report, for metrics. The TLS crate keeps no
 /// metrics of its own.
 pub trait OcspEvents: Send + Sync {
+    /// One peer's certificate was checked on `profile`.
     fn checked(&self, profile: &str, result: OcspResult, source: OcspSource);
     /// Our stapled response changed: its nextUpdate, or `None` when
     /// nothing is stapled any more.
@@ -150,12 +159,16 @@ impl OcspEvents for NoOcspEvents {
 /// Why OCSP could not be set up for a profile.
 #[derive(Debug, thiserror::Error)]
 pub enum OcspError {
+    /// A CA certificate cannot be parsed for building OCSP requests.
     #[error("the CA bundle holds a certificate OCSP cannot read: {0}")]
     Anchor(wire::WireError),
+    /// Our own certificate cannot be parsed for building OCSP requests.
     #[error("our certificate cannot be read for stapling: {0}")]
     OwnCert(wire::WireError),
+    /// Our key cannot sign, so a stapled response cannot be served.
     #[error("our private key cannot sign for stapling: {0}")]
     Key(String),
+    /// The issuer of our certificate is in neither `cert` nor `ca`.
     #[error("stapling needs the issuer of our certificate: put it after the certificate in `cert`, or in `ca`")]
     NoIssuer,
 }
@@ -218,6 +231,7 @@ impl OcspChecker {
         })))
     }
 
+    /// How strictly this checker treats an unknown status.
     pub fn mode(&self) -> OcspMode {
         self.policy.mode
     }
