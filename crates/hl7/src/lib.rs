@@ -23,7 +23,7 @@ pub use ack::{
 };
 pub use charset::{Charset, Unrepresentable};
 pub use escape::{escape, unescape};
-pub use header::{AckCode, AckMode, AckSummary, Header};
+pub use header::{AckCode, AckMode, AckSummary, Header, Meta};
 pub use message::{
     Delimiters, Field, Leading, Message, ParseError, ParseOptions, Repetitions, Segment, Segments,
 };
