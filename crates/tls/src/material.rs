@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 
-use crate::crl::{self, LearntPoints, StaleHook};
+use crate::crl::{self, CrlError, LearntPoints, StaleHook};
 use crate::identity::Identity;
 use crate::pkcs12::{PasswordSource, Pkcs12Error};
 use crate::policy::provider;
@@ -302,18 +302,18 @@ pub fn load_crl(path: &Path) -> Result<CertificateRevocationListDer<'static>, Ma
     } else {
         CertificateRevocationListDer::from(bytes)
     };
-    parse_crl(&crl).map_err(invalid)?;
+    parse_crl(&crl).map_err(|e| match e {
+        CrlError::Invalid(reason) => invalid(reason),
+        other => invalid(other.to_string()),
+    })?;
     Ok(crl)
 }
 
 /// Parses the CRL now so a broken file, or one dated in the future, is
 /// reported at load, not at the first handshake.
-fn parse_crl(crl: &CertificateRevocationListDer<'_>) -> Result<(), String> {
-    let info = crl::inspect(crl).map_err(|e| match e {
-        crl::CrlError::Invalid(reason) => reason,
-        other => other.to_string(),
-    })?;
-    crl::check_this_update(&info, unix_now()).map_err(|e| e.to_string())
+fn parse_crl(crl: &CertificateRevocationListDer<'_>) -> Result<(), CrlError> {
+    let info = crl::inspect(crl)?;
+    crl::check_this_update(&info, unix_now())
 }
 
 fn unix_now() -> i64 {

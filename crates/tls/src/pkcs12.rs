@@ -334,11 +334,10 @@ impl Pkcs12Bundle {
 
     /// Whether the private key belongs to the leaf, as a TLS peer would
     /// find out; `Err` says why the key cannot be used at all.
-    pub fn key_matches_leaf(&self) -> Result<bool, String> {
+    pub fn key_matches_leaf(&self) -> Result<bool, rustls::Error> {
         let key = crate::policy::provider()
             .key_provider
-            .load_private_key(self.key.clone_key())
-            .map_err(|e| e.to_string())?;
+            .load_private_key(self.key.clone_key())?;
         let certified = rustls::sign::CertifiedKey::new(self.chain.clone(), key);
         Ok(!matches!(
             certified.keys_match(),
