@@ -329,10 +329,9 @@ impl OcspChecker {
         let id = wire::cert_id(&cert, &issuer)?;
         let request = wire::request(&id)?;
         self.check_up(&url)?;
-        let body = fetch::post(&url, request, deadline).await.map_err(|e| {
-            self.mark_down(&url);
-            e
-        })?;
+        let body = fetch::post(&url, request, deadline)
+            .await
+            .inspect_err(|_| self.mark_down(&url))?;
         let answer = wire::verify_response(&body, &id, &issuer, SystemTime::now())
             .map_err(|error| StatusError::Response { url, error })?;
         self.remember(&cert, &answer, SystemTime::now());
