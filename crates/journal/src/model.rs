@@ -56,11 +56,6 @@ impl State {
             State::Dead => "dead",
         }
     }
-
-    /// Still owed to the receiver.
-    pub fn is_pending(self) -> bool {
-        matches!(self, State::Queued | State::InFlight | State::Failed)
-    }
 }
 
 impl fmt::Display for State {
