@@ -217,7 +217,7 @@ fn tls_files(
 /// `url` with relative `sslrootcert`, `sslcert` and `sslkey` paths made
 /// absolute against `base` (the config file's folder, as for every other
 /// file guichet reads). Anything it cannot read is left for
-/// [`split_url`] to report.
+/// [`split_parameters`] and [`TlsParameters::files`] to report.
 pub(crate) fn resolve_files(url: &str, base: &Path) -> String {
     let (head, Some(query)) = split_query(url) else {
         return url.to_string();
