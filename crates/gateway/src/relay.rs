@@ -811,10 +811,7 @@ fn awaited(owed: &Owed) -> Option<&Waiting> {
 }
 
 fn io_error(e: MllpError) -> RelayError {
-    match e {
-        MllpError::Io(io) => RelayError::Io(io),
-        other => RelayError::Io(std::io::Error::other(other.to_string())),
-    }
+    RelayError::Io(e.into())
 }
 
 async fn sleep_until(at: Option<Instant>) {

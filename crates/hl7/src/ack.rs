@@ -292,7 +292,7 @@ impl Writer {
         fields
     }
 
-    /// "ACK^<trigger>^ACK", or "ACK" without a trigger.
+    /// `ACK^<trigger>^ACK`, or `ACK` without a trigger.
     fn message_type(&self, trigger: &[u8]) -> Vec<u8> {
         if trigger.is_empty() {
             return b"ACK".to_vec();

@@ -40,6 +40,30 @@ pub struct Header {
     pub charset: Charset,
 }
 
+/// The header fields that identify a message to people: what events,
+/// listings and the journal keep. Nothing here is patient data.
+///
+/// A subset of [`Header`] (see [`Header::meta`]): the fields that decide
+/// how to acknowledge (processing id, ACK modes, character set) are left
+/// out, as they mean nothing once the message is stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// MSH-3, the whole HD as written.
+    pub sending_application: String,
+    /// MSH-4.
+    pub sending_facility: String,
+    /// MSH-5.
+    pub receiving_application: String,
+    /// MSH-6.
+    pub receiving_facility: String,
+    /// MSH-9 as written, e.g. "ADT^A01^ADT_A01".
+    pub message_type: String,
+    /// MSH-10: what the receiver's MSA-2 must repeat.
+    pub control_id: String,
+    /// MSH-12 as written.
+    pub version: String,
+}
+
 /// When an acknowledgment is wanted (HL7 table 0155, MSH-15/MSH-16).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AckMode {
@@ -147,6 +171,19 @@ impl Header {
             accept_ack: AckMode::from_code(f.accept_ack.raw()),
             application_ack: AckMode::from_code(f.application_ack.raw()),
             charset,
+        }
+    }
+
+    /// The fields that identify the message, copied out for keeping.
+    pub fn meta(&self) -> Meta {
+        Meta {
+            sending_application: self.sending_application.clone(),
+            sending_facility: self.sending_facility.clone(),
+            receiving_application: self.receiving_application.clone(),
+            receiving_facility: self.receiving_facility.clone(),
+            message_type: self.message_type.clone(),
+            control_id: self.control_id.clone(),
+            version: self.version.clone(),
         }
     }
 
@@ -260,5 +297,31 @@ impl AckSummary {
             code: AckCode::from_code(msa.field(1).raw()),
             acknowledged_id: msg.charset().decode(msa.field(2).raw()).into_owned(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_copies_the_identifying_fields_of_the_header() {
+        let raw = b"MSH|^~\\&|EAI^1.2.3^ISO|CHU|DPI|CHU|20240101120000||ADT^A01^ADT_A01|MSG42|P|2.5^FRA^2.11\rPID|1\r";
+        let Ok(msg) = Message::parse(raw) else {
+            panic!("the sample must parse");
+        };
+        let meta = Header::read(&msg).meta();
+        assert_eq!(
+            meta,
+            Meta {
+                sending_application: "EAI^1.2.3^ISO".into(),
+                sending_facility: "CHU".into(),
+                receiving_application: "DPI".into(),
+                receiving_facility: "CHU".into(),
+                message_type: "ADT^A01^ADT_A01".into(),
+                control_id: "MSG42".into(),
+                version: "2.5^FRA^2.11".into(),
+            }
+        );
     }
 }

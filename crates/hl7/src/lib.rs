@@ -7,6 +7,8 @@
 //! bytes -> [`mllp`] frames -> [`message`] view -> [`header`] metadata ->
 //! [`ack`] answers. [`escape`](mod@escape) and [`charset`] turn values into text.
 
+#![deny(missing_docs)]
+
 pub mod ack;
 pub mod charset;
 pub mod escape;
@@ -21,7 +23,7 @@ pub use ack::{
 };
 pub use charset::{Charset, Unrepresentable};
 pub use escape::{escape, unescape};
-pub use header::{AckCode, AckMode, AckSummary, Header};
+pub use header::{AckCode, AckMode, AckSummary, Header, Meta};
 pub use message::{
     Delimiters, Field, Leading, Message, ParseError, ParseOptions, Repetitions, Segment, Segments,
 };

@@ -69,6 +69,19 @@ pub enum MllpError {
     Io(#[from] std::io::Error),
 }
 
+/// For callers whose streams speak `io::Error` (a `Framed` driven by hand,
+/// a relay): an I/O failure comes back as it was, and a framing error
+/// becomes an `Other` error that carries the [`MllpError`] and its message,
+/// so it can still be told apart with `get_ref().downcast_ref()`.
+impl From<MllpError> for std::io::Error {
+    fn from(error: MllpError) -> Self {
+        match error {
+            MllpError::Io(io) => io,
+            framing => std::io::Error::other(framing),
+        }
+    }
+}
+
 /// Decoder and encoder of MLLP frames, with a bound on the frame size.
 #[derive(Debug, Clone)]
 pub struct MllpCodec {

@@ -211,8 +211,10 @@ impl Journal {
             id,
             reason: "the body is sealed and no body key is configured ([journal] body_key)".into(),
         })?;
-        key.open(route, sealed)
-            .map_err(|reason| JournalError::Sealed { id, reason })
+        key.open(route, sealed).map_err(|e| JournalError::Sealed {
+            id,
+            reason: e.to_string(),
+        })
     }
 }
 

@@ -35,7 +35,7 @@ pub use model::{
     Replay, RouteStats, State,
 };
 pub use postgres::{PgSslMode, PgTransport};
-pub use seal::BodyKey;
+pub use seal::{BodyKey, SealError};
 
 use std::future::Future;
 use std::pin::Pin;

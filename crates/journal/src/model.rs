@@ -4,6 +4,11 @@
 use std::fmt;
 use std::str::FromStr;
 
+/// The MSH fields kept with a message: the only content of a message that
+/// listings, events and logs may show. The codec's type, so what the
+/// gateway reads is what the journal stores, field for field.
+pub use guichet_hl7::Meta;
+
 /// A message's id in the journal. Ids grow with ingest order: a route's
 /// queue is delivered in id order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -51,11 +56,6 @@ impl State {
             State::Dead => "dead",
         }
     }
-
-    /// Still owed to the receiver.
-    pub fn is_pending(self) -> bool {
-        matches!(self, State::Queued | State::InFlight | State::Failed)
-    }
 }
 
 impl fmt::Display for State {
@@ -77,26 +77,6 @@ impl FromStr for State {
                 )
             })
     }
-}
-
-/// The MSH fields kept with a message: the only content of a message that
-/// listings, events and logs may show.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Meta {
-    /// MSH-3.
-    pub sending_application: String,
-    /// MSH-4.
-    pub sending_facility: String,
-    /// MSH-5.
-    pub receiving_application: String,
-    /// MSH-6.
-    pub receiving_facility: String,
-    /// MSH-9 as written, e.g. "ADT^A01^ADT_A01".
-    pub message_type: String,
-    /// MSH-10: what the receiver's MSA-2 must repeat.
-    pub control_id: String,
-    /// MSH-12 as written.
-    pub version: String,
 }
 
 /// A message to store.

@@ -33,6 +33,30 @@ impl std::fmt::Debug for BodyKey {
     }
 }
 
+/// Why a key or a sealed body cannot be used. The texts say why, never
+/// what the body holds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    /// AES-256-GCM takes a 32-byte key and nothing else.
+    #[error("a body key is {KEY_LEN} bytes")]
+    KeyLength,
+    /// The stored bytes do not start with the sealed-body header.
+    #[error("not a sealed body")]
+    NotSealed,
+    /// Sealed under another key: the key was changed since it was stored.
+    #[error("sealed with key {theirs}, the configured key is {ours}")]
+    OtherKey {
+        /// The short id of the key the body was sealed with.
+        theirs: String,
+        /// The short id of the key configured now.
+        ours: String,
+    },
+    /// The tag does not verify: the bytes were changed, or the body was
+    /// sealed for another route.
+    #[error("authentication failed: the body was altered or moved")]
+    Altered,
+}
+
 impl BodyKey {
     /// Reads a key file: 64 hexadecimal characters (32 bytes), as written
     /// by [`BodyKey::generate_hex`]. The file must not be writable by its
@@ -59,12 +83,11 @@ impl BodyKey {
                         .into(),
                 )
             })?;
-        BodyKey::from_bytes(&bytes).map_err(err)
+        BodyKey::from_bytes(&bytes).map_err(|e| err(e.to_string()))
     }
 
-    pub fn from_bytes(bytes: &[u8]) -> Result<BodyKey, String> {
-        let unbound = UnboundKey::new(&AES_256_GCM, bytes)
-            .map_err(|_| format!("a body key is {KEY_LEN} bytes"))?;
+    pub fn from_bytes(bytes: &[u8]) -> Result<BodyKey, SealError> {
+        let unbound = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| SealError::KeyLength)?;
         let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
         let mut id = [0; 4];
         id.copy_from_slice(&digest.as_ref()[..4]);
@@ -117,16 +140,15 @@ impl BodyKey {
     }
 
     /// Opens a body sealed for `route`; the error says why, never what.
-    pub fn open(&self, route: &str, sealed: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn open(&self, route: &str, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
         if sealed.len() < HEADER_LEN + AES_256_GCM.tag_len() || &sealed[..4] != MAGIC {
-            return Err("not a sealed body".into());
+            return Err(SealError::NotSealed);
         }
         if sealed[4..8] != self.id {
-            let theirs: String = sealed[4..8].iter().map(|b| format!("{b:02x}")).collect();
-            return Err(format!(
-                "sealed with key {theirs}, the configured key is {}",
-                self.id_hex()
-            ));
+            return Err(SealError::OtherKey {
+                theirs: sealed[4..8].iter().map(|b| format!("{b:02x}")).collect(),
+                ours: self.id_hex(),
+            });
         }
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&sealed[8..HEADER_LEN]);
@@ -138,7 +160,7 @@ impl BodyKey {
                 Aad::from(route.as_bytes()),
                 &mut buf,
             )
-            .map_err(|_| "authentication failed: the body was altered or moved".to_string())?;
+            .map_err(|_| SealError::Altered)?;
         let len = plain.len();
         buf.truncate(len);
         Ok(buf)
@@ -168,11 +190,13 @@ mod tests {
         assert!(key
             .open("lab", &sealed)
             .unwrap_err()
+            .to_string()
             .contains("authentication"));
         let other = BodyKey::from_bytes(&[8; 32]).unwrap();
         assert!(other
             .open("adt", &sealed)
             .unwrap_err()
+            .to_string()
             .contains("sealed with key"));
     }
 

@@ -23,6 +23,7 @@ pub struct CaOptions {
     pub organization: Option<String>,
     /// Lifetime in days; long, so test setups do not rot.
     pub days: u32,
+    /// The curve of the CA key.
     pub key_type: KeyType,
 }
 

@@ -18,10 +18,14 @@ use crate::{files, PkiError, Registry};
 /// where the certificate profile allows it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum CsrKeyType {
+    /// ECDSA on P-256: the smallest key, for partners that accept ECDSA.
     #[default]
     P256,
+    /// ECDSA on P-384.
     P384,
+    /// RSA 2048 bits, generated with `openssl`: what IGC Santé has long issued.
     Rsa2048,
+    /// RSA 3072 bits, generated with `openssl`.
     Rsa3072,
 }
 
@@ -32,12 +36,14 @@ pub struct CsrRequest {
     pub organization: String,
     /// Where the structure's identifier comes from, and the number.
     pub registry: Registry,
+    /// The structure's number in that registry; only its shape is checked.
     pub number: String,
     /// CN: the server's name, or the application's for AUTH_CLI.
     pub common_name: String,
     /// DNS names for the subjectAltName; when empty and the CN is a host
     /// name, the CN is used (TLS clients read only the SAN).
     pub dns: Vec<String>,
+    /// The kind of key to generate.
     pub key_type: CsrKeyType,
     /// The new private key (PKCS#8 PEM, mode 0600); must not exist.
     pub key_path: PathBuf,
@@ -48,7 +54,9 @@ pub struct CsrRequest {
 /// What `csr` wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CsrFiles {
+    /// The private key, mode 0600.
     pub key: PathBuf,
+    /// The request, to send to the CA.
     pub csr: PathBuf,
     /// The subject as written in the request, for the operator to check.
     pub subject: String,

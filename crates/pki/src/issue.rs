@@ -22,7 +22,9 @@ pub enum Usage {
     /// accepts and originates connections.
     #[default]
     Both,
+    /// clientAuth only: a partner application that only connects.
     ClientOnly,
+    /// serverAuth only: a service that only accepts connections.
     ServerOnly,
 }
 
@@ -38,15 +40,18 @@ pub struct IssueRequest {
     pub cn: Option<String>,
     /// Extra DNS names, after `name`.
     pub dns: Vec<String>,
+    /// IP addresses for the subjectAltName, for peers dialled by address.
     pub ips: Vec<IpAddr>,
     /// Lifetime in days from `not_before`.
     pub days: u32,
+    /// The extended key usages; both by default.
     pub usage: Usage,
     /// Subject organizational unit (OU); IGC Santé puts the structure's
     /// identifier here (see [`crate::Registry::ou`]).
     pub ou: Option<String>,
     /// Subject organization (O).
     pub o: Option<String>,
+    /// Generate a key, or certify an existing one.
     pub key: KeySource,
     /// Start of validity; `None` means one minute ago. Tests set it to make
     /// certificates that are expired or not yet valid.

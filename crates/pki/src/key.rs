@@ -13,8 +13,10 @@ use crate::{files, PkiError};
 /// keys; bring one with [`KeySource::Existing`] instead.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum KeyType {
+    /// ECDSA on P-256, the default: small and accepted by every TLS peer we meet.
     #[default]
     EcdsaP256,
+    /// ECDSA on P-384.
     EcdsaP384,
 }
 

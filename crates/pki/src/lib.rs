@@ -7,6 +7,7 @@
 //! Meant for test benches and integration tests, not production PKI: keys
 //! are unencrypted files.
 
+#![deny(missing_docs)]
 // Tests may panic on the unexpected; the library itself may not.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

@@ -149,20 +149,32 @@ fn authority_key_id(cert: &X509Certificate<'_>) -> Option<Vec<u8>> {
         .map(|id| id.0.to_vec())
 }
 
+/// Why a line of `revoked.txt` cannot be read.
+#[derive(Debug, thiserror::Error)]
+enum LineError {
+    #[error("expected three fields")]
+    FieldCount,
+    #[error("bad serial {0:?}")]
+    Serial(String),
+    #[error("bad unix time {0:?}")]
+    Time(String),
+}
+
 impl Revocation {
-    fn parse(line: &str) -> Result<Self, String> {
+    fn parse(line: &str) -> Result<Self, LineError> {
         let mut fields = line.split_whitespace();
         let (Some(serial), Some(at), Some(name), None) =
             (fields.next(), fields.next(), fields.next(), fields.next())
         else {
-            return Err("expected three fields".to_string());
+            return Err(LineError::FieldCount);
         };
-        let serial = serial::from_hex(serial).ok_or(format!("bad serial {serial:?}"))?;
+        let serial =
+            serial::from_hex(serial).ok_or_else(|| LineError::Serial(serial.to_string()))?;
         let at = at
             .parse::<i64>()
             .ok()
             .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs).ok())
-            .ok_or(format!("bad unix time {at:?}"))?;
+            .ok_or_else(|| LineError::Time(at.to_string()))?;
         let name = name.to_string();
         Ok(Revocation { serial, at, name })
     }
@@ -186,10 +198,10 @@ impl RevocationList {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let entry = Revocation::parse(line).map_err(|reason| PkiError::BadRevocationList {
+            let entry = Revocation::parse(line).map_err(|e| PkiError::BadRevocationList {
                 path: path.to_path_buf(),
                 line: i + 1,
-                reason,
+                reason: e.to_string(),
             })?;
             list.entries.push(entry);
         }

@@ -13,6 +13,7 @@ use crate::{files, PkiError};
 /// One certificate as an operator reads it, judged at a given time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertReport {
+    /// The certificate, parsed.
     pub identity: Identity,
     /// The moment "days left" is counted from, in Unix seconds.
     pub now: i64,

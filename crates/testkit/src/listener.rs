@@ -349,7 +349,7 @@ async fn serve(
         };
         shared.emit(ListenEvent::Message(Box::new(received))).await;
         if let Err(reason) = written {
-            break Some(reason);
+            break Some(reason.to_string());
         }
     };
     tracing::debug!(
@@ -455,19 +455,31 @@ impl Shared {
         &self,
         framed: &mut Framed<BoxedIo, MllpCodec>,
         ack: Vec<u8>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReplyError> {
         if !self.delay.is_zero() {
             tokio::select! {
                 _ = tokio::time::sleep(self.delay) => {}
-                _ = self.shutdown.cancelled() => return Err("listener stopped".into()),
+                _ = self.shutdown.cancelled() => return Err(ReplyError::Stopped),
             }
         }
         match timeout(WRITE_TIMEOUT, framed.send(Bytes::from(ack))).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("cannot write the ACK: {}", chain(&e))),
-            Err(_) => Err(format!("the peer read no ACK for {WRITE_TIMEOUT:?}")),
+            Ok(Err(e)) => Err(ReplyError::Write(e)),
+            Err(_) => Err(ReplyError::Unread),
         }
     }
+}
+
+/// Why an ACK was not sent; the message becomes the connection's close
+/// reason.
+#[derive(Debug, thiserror::Error)]
+enum ReplyError {
+    #[error("listener stopped")]
+    Stopped,
+    #[error("cannot write the ACK: {}", chain(.0))]
+    Write(guichet_hl7::MllpError),
+    #[error("the peer read no ACK for {WRITE_TIMEOUT:?}")]
+    Unread,
 }
 
 /// A fresh control id and timestamp for one ACK.

@@ -189,15 +189,16 @@ impl Plan {
         !self.shutdown.is_cancelled() && self.next.load(Ordering::Relaxed) < self.total
     }
 
-    async fn connect(&self) -> Result<Link, String> {
+    async fn connect(&self) -> Result<Link, ConnectError> {
+        let to = || self.to.clone();
         let tcp = match timeout(self.connect_timeout, TcpStream::connect(self.to.as_str())).await {
             Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) => return Err(format!("cannot connect to {}: {e}", self.to)),
+            Ok(Err(error)) => return Err(ConnectError::Refused { to: to(), error }),
             Err(_) => {
-                return Err(format!(
-                    "cannot connect to {}: no answer within {:?}",
-                    self.to, self.connect_timeout
-                ))
+                return Err(ConnectError::Silent {
+                    to: to(),
+                    after: self.connect_timeout,
+                })
             }
         };
         // Nagle would hold small ACK-sized writes back; latency is measured.
@@ -208,13 +209,26 @@ impl Plan {
                 client
                     .connect(name.clone(), tcp, self.connect_timeout)
                     .await
-                    .map_err(|refusal| {
-                        format!("TLS handshake with {} failed: {refusal}", self.to)
-                    })?,
+                    .map_err(|refusal| ConnectError::Handshake { to: to(), refusal })?,
             ),
         };
         Ok(Framed::new(io, MllpCodec::default()))
     }
+}
+
+/// Why a connection to the receiver could not be opened; the message
+/// becomes the `error` of the messages it leaves unsent.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error("cannot connect to {to}: {error}")]
+    Refused { to: String, error: std::io::Error },
+    #[error("cannot connect to {to}: no answer within {after:?}")]
+    Silent { to: String, after: Duration },
+    #[error("TLS handshake with {to} failed: {refusal}")]
+    Handshake {
+        to: String,
+        refusal: guichet_tls::Refusal,
+    },
 }
 
 /// The host part of `HOST:PORT` (brackets of an IPv6 literal kept), when
@@ -245,7 +259,9 @@ async fn worker(plan: Arc<Plan>, conn: usize, results: mpsc::Sender<SendResult>)
                 Err(error) => {
                     failures += 1;
                     tracing::warn!(%error, failures, "connection failed");
-                    let _ = results.send(not_sent(conn, seq, out, error)).await;
+                    let _ = results
+                        .send(not_sent(conn, seq, out, error.to_string()))
+                        .await;
                     if failures >= MAX_CONNECT_FAILURES || !backoff(&plan, failures).await {
                         break;
                     }

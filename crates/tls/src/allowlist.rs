@@ -15,10 +15,12 @@ use crate::identity::{DistinguishedName, Fingerprint, Identity, SpkiPin};
 pub struct AppName(Arc<str>);
 
 impl AppName {
+    /// Takes the name as written in the configuration; no check is made here.
     pub fn new(name: &str) -> Self {
         AppName(Arc::from(name))
     }
 
+    /// The name as written in the configuration, for logs and labels.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -33,15 +35,26 @@ impl fmt::Display for AppName {
 /// How to recognise one application's certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppRule {
+    /// The application this rule recognises, reported when it admits a peer.
     pub name: AppName,
+    /// Subject common name, compared exactly.
     pub cn: Option<String>,
+    /// Subject organisation, compared exactly.
     pub o: Option<String>,
+    /// Subject organisational unit, compared exactly (IGC Santé puts the
+    /// structure's FINESS or SIRET there).
     pub ou: Option<String>,
+    /// Issuer common name: pins the CA when one bundle holds several.
     pub issuer_cn: Option<String>,
+    /// Whole issuer DN, compared attribute by attribute.
     pub issuer_dn: Option<DistinguishedName>,
+    /// A DNS subject alternative name the certificate must carry, any case.
     pub san_dns: Option<String>,
+    /// A URI subject alternative name the certificate must carry, exactly.
     pub san_uri: Option<String>,
+    /// This one certificate only: refuses it again once renewed.
     pub fingerprint: Option<Fingerprint>,
+    /// This key only: survives a renewal that keeps the key.
     pub spki: Option<SpkiPin>,
 }
 
@@ -63,6 +76,8 @@ impl AppRule {
         }
     }
 
+    /// Whether the rule names at least one criterion; a rule with none
+    /// matches nothing, so that an empty entry cannot admit every peer.
     pub fn has_criteria(&self) -> bool {
         self.cn.is_some()
             || self.o.is_some()
@@ -111,6 +126,8 @@ pub struct Allowlist {
 }
 
 impl Allowlist {
+    /// An allowlist that admits the peers matching any of `rules`, tried in order;
+    /// an empty one admits nobody.
     pub fn new(rules: Vec<Arc<AppRule>>) -> Self {
         Allowlist { rules }
     }
@@ -123,6 +140,7 @@ impl Allowlist {
             .map(|rule| &rule.name)
     }
 
+    /// The applications admitted, in configuration order, for reports.
     pub fn names(&self) -> impl Iterator<Item = &AppName> {
         self.rules.iter().map(|r| &r.name)
     }

@@ -29,20 +29,30 @@ pub struct CrlInfo {
     pub this_update: i64,
     /// nextUpdate, Unix seconds; `None` when the CRL names none.
     pub next_update: Option<i64>,
+    /// How many certificates the CRL revokes.
     pub revoked: usize,
 }
 
 /// Why a CRL cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CrlError {
+    /// The bytes are not a DER (or PEM) CRL; holds the parser's words.
     #[error("not a valid certificate revocation list: {0}")]
     Invalid(String),
     #[error(
         "its thisUpdate ({this_update}) is in the future: a CRL not yet valid is refused; check the clocks of the CA and of this host"
     )]
-    NotYetValid { this_update: String },
+    /// The CRL's thisUpdate is later than now.
+    NotYetValid {
+        /// The CRL's thisUpdate, as the CRL states it.
+        this_update: String,
+    },
+    /// No CA of the bundle signed the CRL.
     #[error("not signed by any CA of the profile's `ca` bundle (CRL issuer {issuer})")]
-    UnknownIssuer { issuer: String },
+    UnknownIssuer {
+        /// The issuer DN the CRL claims.
+        issuer: String,
+    },
 }
 
 /// Reads the dates and issuer of a DER CRL.
@@ -173,6 +183,7 @@ impl LearntPoints {
         }
     }
 
+    /// Every distribution point learnt so far, for the fetcher to poll.
     pub fn urls(&self) -> Vec<String> {
         self.inner
             .urls
@@ -193,6 +204,7 @@ impl LearntPoints {
 pub struct StaleHook(Arc<dyn Fn() + Send + Sync>);
 
 impl StaleHook {
+    /// Wraps the callback run for each peer admitted under a stale CRL.
     pub fn new(f: impl Fn() + Send + Sync + 'static) -> Self {
         StaleHook(Arc::new(f))
     }

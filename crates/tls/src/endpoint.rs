@@ -44,7 +44,9 @@ pub const REFUSAL_LINGER_BYTES: usize = 64 * 1024;
 /// Protocol settings shared by both ends of a profile.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TlsSettings {
+    /// Lowest protocol version accepted on this profile.
     pub min_version: MinVersion,
+    /// How far CRLs are checked, and what an expired CRL means.
     pub revocation: RevocationPolicy,
 }
 
@@ -57,14 +59,19 @@ pub enum ClientAuth {
     Disabled,
 }
 
+/// Why a listener or a forward side cannot be built from its profile.
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
+    /// A listener has nothing to present without its certificate and key.
     #[error("a TLS listener needs `cert` and `key` in its profile")]
     MissingOwnCert,
+    /// Peers cannot be verified without trust anchors.
     #[error("verifying peers needs a `ca` bundle in the profile")]
     MissingCa,
+    /// rustls refused the CA bundle or the CRLs.
     #[error("cannot use the CA bundle or CRLs: {0}")]
     Verifier(rustls::server::VerifierBuilderError),
+    /// rustls refused the configuration (key type, protocol versions, ...).
     #[error("TLS configuration refused: {0}")]
     Rustls(rustls::Error),
 }
@@ -86,7 +93,9 @@ impl From<rustls::Error> for EndpointError {
 /// The peer admitted on a listener: which application, and its certificate.
 #[derive(Debug, Clone)]
 pub struct PeerApp {
+    /// The allowlist entry that matched the peer's certificate.
     pub app: AppName,
+    /// The peer's certificate, parsed once after the handshake.
     pub identity: Arc<Identity>,
 }
 
@@ -108,6 +117,11 @@ pub struct ClientTls {
 }
 
 impl ServerTls {
+    /// The listener end for one profile: presents `material`'s certificate and,
+    /// when `auth` requires it, admits only client certificates that chain to
+    /// the profile's CA, pass its revocation checks and match the allowlist.
+    /// Refuses to build without our own certificate, or without a CA bundle
+    /// when client certificates are required.
     pub fn new(
         material: &Material,
         auth: ClientAuth,
@@ -345,6 +359,10 @@ fn resumed_peer<IO>(
 }
 
 impl ClientTls {
+    /// The dialling end for one profile: verifies the server's chain against
+    /// the profile's CA bundle and its name against the one dialled, and
+    /// presents our certificate when the profile has one. Refuses to build
+    /// without a CA bundle.
     pub fn new(material: &Material, settings: TlsSettings) -> Result<Self, EndpointError> {
         Self::with_alpn(material, settings, &[])
     }

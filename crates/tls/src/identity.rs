@@ -17,16 +17,23 @@ use x509_parser::x509::X509Name;
 /// The parsed, owned view of one X.509 certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
+    /// Who the certificate names; allowlist rules match on its CN, O and OU.
     pub subject: DistinguishedName,
+    /// The CA that signed it, as written in the certificate (not verified here).
     pub issuer: DistinguishedName,
     /// Serial number as upper-case hex, as printed by `openssl x509 -serial`.
     pub serial: String,
     /// Validity window, in seconds since the Unix epoch.
     pub not_before: i64,
+    /// End of the validity window, in seconds since the Unix epoch.
     pub not_after: i64,
+    /// DNS names of the subject alternative name extension.
     pub san_dns: Vec<String>,
+    /// URIs of the subject alternative name extension.
     pub san_uri: Vec<String>,
+    /// IP addresses of the subject alternative name extension.
     pub san_ip: Vec<IpAddr>,
+    /// E-mail addresses of the subject alternative name extension.
     pub san_email: Vec<String>,
     /// Extended key usages by name (`serverAuth`, `clientAuth`, ...);
     /// `None` when the extension is absent (any usage allowed).
@@ -52,21 +59,32 @@ pub struct DistinguishedName {
 
 /// SHA-256 fingerprint of a certificate.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Fingerprint(pub [u8; 32]);
+pub struct Fingerprint(
+    /// The digest bytes.
+    pub [u8; 32],
+);
 
 /// SHA-256 pin of a SubjectPublicKeyInfo (the `pin-sha256` of HPKP and
 /// `curl --pinnedpubkey sha256//...`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SpkiPin(pub [u8; 32]);
+pub struct SpkiPin(
+    /// The digest bytes.
+    pub [u8; 32],
+);
 
+/// Why bytes or text cannot be read as a certificate, fingerprint, pin or name.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
+    /// The DER does not parse as a certificate; holds the parser's words.
     #[error("not a valid X.509 certificate: {0}")]
     Malformed(String),
+    /// A configured fingerprint is not 32 bytes of hex; holds the text given.
     #[error("a fingerprint is 32 bytes of hex (64 digits, colons allowed), got {0:?}")]
     BadFingerprint(String),
+    /// A configured SPKI pin is not 32 bytes of base64; holds the text given.
     #[error("an SPKI pin is 32 bytes of base64 (optionally prefixed sha256//), got {0:?}")]
     BadSpkiPin(String),
+    /// A configured DN is not `ATTR=value` pairs; holds the text given.
     #[error("a distinguished name is ATTR=value pairs separated by commas, got {0:?}")]
     BadName(String),
 }
@@ -200,6 +218,7 @@ impl Revoked {
                 .contains(&(id.issuer.to_string(), id.serial.clone()))
     }
 
+    /// Whether the name holds no attribute at all (an empty subject).
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -279,6 +298,7 @@ impl DistinguishedName {
         self.values("CN").next()
     }
 
+    /// Whether no CRL was loaded, so that nothing can be found revoked.
     pub fn is_empty(&self) -> bool {
         self.attributes.is_empty()
     }

@@ -2,6 +2,8 @@
 //! identity, the application allowlist, and handshakes that explain their
 //! refusals.
 
+#![deny(missing_docs)]
+
 pub mod allowlist;
 pub mod crl;
 pub mod endpoint;

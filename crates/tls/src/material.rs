@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 
-use crate::crl::{self, LearntPoints, StaleHook};
+use crate::crl::{self, CrlError, LearntPoints, StaleHook};
 use crate::identity::Identity;
 use crate::pkcs12::{PasswordSource, Pkcs12Error};
 use crate::policy::provider;
@@ -23,29 +23,37 @@ use crate::policy::provider;
 pub struct ProfileFiles {
     /// Our certificate, followed by any intermediates.
     pub cert: Option<PathBuf>,
+    /// Our private key, PEM; must be readable by its owner only.
     pub key: Option<PathBuf>,
     /// The password of a PKCS#12 `cert` (which then holds the key too).
     pub password: Option<PasswordSource>,
     /// CA bundle that peers' certificates must chain to.
     pub ca: Option<PathBuf>,
+    /// CRLs checked against peers' certificates, DER or PEM.
     pub crls: Vec<PathBuf>,
 }
 
 /// Our own certificate chain and the matching private key.
 #[derive(Debug)]
 pub struct OwnCert {
+    /// Our certificate first, then the intermediates to send with it.
     pub chain: Vec<CertificateDer<'static>>,
+    /// The private key of `chain[0]`, checked to match it.
     pub key: PrivateKeyDer<'static>,
+    /// `chain[0]` parsed, for reports and expiry warnings.
     pub identity: Identity,
 }
 
 /// Everything one TLS profile loaded, checked and ready to build configs.
 #[derive(Debug)]
 pub struct Material {
+    /// What we present; `None` for a client-only profile without a certificate.
     pub own: Option<OwnCert>,
     /// Trust anchors as certificates (for reports) and as a store.
     pub ca_certs: Vec<CertificateDer<'static>>,
+    /// The same anchors as rustls verifies against; `None` without a `ca` file.
     pub roots: Option<Arc<RootCertStore>>,
+    /// The CRLs of the profile, already checked to be signed by one of its CAs.
     pub crls: Vec<CertificateRevocationListDer<'static>>,
     /// Where peers' CRL distribution points go when the profile fetches
     /// them (`crl_from_certificates`); set by the gateway after loading.
@@ -55,35 +63,61 @@ pub struct Material {
     pub on_stale: Option<StaleHook>,
 }
 
+/// Why a profile's files cannot be used; each message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum MaterialError {
     /// The I/O error is part of the message, not a separate cause, so a
     /// `{:#}` chain says it once.
     #[error("cannot read {path}: {error}")]
     Read {
+        /// The file named by the profile.
         path: PathBuf,
+        /// What the system said.
         error: std::io::Error,
     },
     #[error("{path} holds no {what} (expected a PEM block such as -----BEGIN {pem_label}-----)")]
+    /// The file holds no PEM block of the expected kind.
     Empty {
+        /// The file named by the profile.
         path: PathBuf,
+        /// What the profile expected there ("certificate", "private key", ...).
         what: &'static str,
+        /// The PEM label such a block carries.
         pem_label: &'static str,
     },
     #[error("{path} is not a valid {what}: {reason}")]
+    /// The file parses as PEM but its content is refused.
     Invalid {
+        /// The file named by the profile.
         path: PathBuf,
+        /// What the profile expected there.
         what: &'static str,
+        /// The parser's or rustls' words.
         reason: String,
     },
     #[error(
         "private key {path} is accessible to other users (mode {mode:04o}); run `chmod 600 {path}`"
     )]
-    KeyPermissions { path: PathBuf, mode: u32 },
+    /// A private key readable by group or others is refused.
+    KeyPermissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     #[error("private key {key} does not belong to certificate {cert}")]
-    KeyMismatch { cert: PathBuf, key: PathBuf },
+    /// The key is not the one the certificate's public key belongs to.
+    KeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
     #[error("{0} is given without {1}: a certificate needs its key and a key its certificate")]
+    /// One of `cert` and `key` is given without the other: the setting
+    /// given, then the one missing.
     Unpaired(&'static str, &'static str),
+    /// A PKCS#12 `cert` cannot be opened.
     #[error(transparent)]
     Pkcs12(#[from] Pkcs12Error),
 }
@@ -268,18 +302,18 @@ pub fn load_crl(path: &Path) -> Result<CertificateRevocationListDer<'static>, Ma
     } else {
         CertificateRevocationListDer::from(bytes)
     };
-    parse_crl(&crl).map_err(invalid)?;
+    parse_crl(&crl).map_err(|e| match e {
+        CrlError::Invalid(reason) => invalid(reason),
+        other => invalid(other.to_string()),
+    })?;
     Ok(crl)
 }
 
 /// Parses the CRL now so a broken file, or one dated in the future, is
 /// reported at load, not at the first handshake.
-fn parse_crl(crl: &CertificateRevocationListDer<'_>) -> Result<(), String> {
-    let info = crl::inspect(crl).map_err(|e| match e {
-        crl::CrlError::Invalid(reason) => reason,
-        other => other.to_string(),
-    })?;
-    crl::check_this_update(&info, unix_now()).map_err(|e| e.to_string())
+fn parse_crl(crl: &CertificateRevocationListDer<'_>) -> Result<(), CrlError> {
+    let info = crl::inspect(crl)?;
+    crl::check_this_update(&info, unix_now())
 }
 
 fn unix_now() -> i64 {

@@ -48,32 +48,79 @@ pub struct Pkcs12Bundle {
     pub chain: Vec<CertificateDer<'static>>,
     /// Certificates of the bag that are not in `chain`.
     pub others: Vec<CertificateDer<'static>>,
+    /// The one private key of the bag, matching `chain[0]`.
     pub key: PrivateKeyDer<'static>,
 }
 
+/// Why a PKCS#12 file or its password cannot give a certificate and key.
+///
+/// Each message names the file or variable at fault and how to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum Pkcs12Error {
     #[error("{path} is a PKCS#12 file, which is encrypted: give its password with `password_file` (or `password_env`) in the TLS profile")]
-    NoPassword { path: PathBuf },
-    #[error("cannot read the password file {path}: {error}")]
-    PasswordRead {
+    /// The profile gives no password for an encrypted file.
+    NoPassword {
+        /// The PKCS#12 file.
         path: PathBuf,
+    },
+    #[error("cannot read the password file {path}: {error}")]
+    /// The password file cannot be read.
+    PasswordRead {
+        /// The password file.
+        path: PathBuf,
+        /// What the system said; part of the message, not a source.
         error: std::io::Error,
     },
     #[error("password file {path} is accessible to other users (mode {mode:04o}); run `chmod 600 {path}`")]
-    PasswordPermissions { path: PathBuf, mode: u32 },
+    /// The password file is readable by group or others: refused, as a key would be.
+    PasswordPermissions {
+        /// The password file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     #[error("environment variable {var} (password_env) is not set or not UTF-8; set it in the service's environment, or use password_file")]
-    PasswordEnv { var: String },
+    /// The password variable is missing from the environment.
+    PasswordEnv {
+        /// The variable's name.
+        var: String,
+    },
     #[error("{path}: wrong password (the PKCS#12 integrity check or decryption fails); check password_file/password_env")]
-    WrongPassword { path: PathBuf },
+    /// The password does not open the file.
+    WrongPassword {
+        /// The PKCS#12 file.
+        path: PathBuf,
+    },
     #[error("{path} uses a protection guichet cannot read ({reason}); re-export it with `openssl pkcs12 -export` (AES-256-CBC, HMAC-SHA256) or `-legacy` (3DES/RC2, HMAC-SHA1)")]
-    Unsupported { path: PathBuf, reason: String },
+    /// The file is protected by an algorithm we do not implement.
+    Unsupported {
+        /// The PKCS#12 file.
+        path: PathBuf,
+        /// The algorithm or structure the reader refused.
+        reason: String,
+    },
     #[error("{path} is not a valid PKCS#12 file ({reason}); give a .p12/.pfx file, or a PEM certificate with its `key`")]
-    Invalid { path: PathBuf, reason: String },
+    /// The file is not PKCS#12 at all, or is damaged.
+    Invalid {
+        /// The file given as `cert`.
+        path: PathBuf,
+        /// The parser's words.
+        reason: String,
+    },
     #[error("{path} holds {count} private keys; export exactly one certificate with its key (openssl pkcs12 -export -inkey KEY -in CERT -certfile CHAIN)")]
-    KeyCount { path: PathBuf, count: usize },
+    /// The file holds no key or several: which one to use would be a guess.
+    KeyCount {
+        /// The PKCS#12 file.
+        path: PathBuf,
+        /// How many private keys it holds.
+        count: usize,
+    },
     #[error("{path} holds a private key but no certificate; export the certificate with its key")]
-    NoCertificate { path: PathBuf },
+    /// The file holds a key without the certificate that goes with it.
+    NoCertificate {
+        /// The PKCS#12 file.
+        path: PathBuf,
+    },
 }
 
 impl PasswordSource {
@@ -287,11 +334,10 @@ impl Pkcs12Bundle {
 
     /// Whether the private key belongs to the leaf, as a TLS peer would
     /// find out; `Err` says why the key cannot be used at all.
-    pub fn key_matches_leaf(&self) -> Result<bool, String> {
+    pub fn key_matches_leaf(&self) -> Result<bool, rustls::Error> {
         let key = crate::policy::provider()
             .key_provider
-            .load_private_key(self.key.clone_key())
-            .map_err(|e| e.to_string())?;
+            .load_private_key(self.key.clone_key())?;
         let certified = rustls::sign::CertifiedKey::new(self.chain.clone(), key);
         Ok(!matches!(
             certified.keys_match(),

@@ -14,8 +14,10 @@ use rustls::SupportedProtocolVersion;
 /// Lowest protocol version a profile accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MinVersion {
+    /// TLS 1.2 and 1.3: the ANSSI default, for peers that cannot do 1.3.
     #[default]
     Tls12,
+    /// TLS 1.3 only.
     Tls13,
 }
 

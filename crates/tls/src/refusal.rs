@@ -11,25 +11,42 @@ use crate::identity::{Fingerprint, Identity};
 /// set, safe for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RefusalReason {
+    /// The chain does not lead to a CA of the profile's `ca` bundle.
     UnknownCa,
+    /// The peer's certificate is past its notAfter.
     Expired,
+    /// The peer's certificate is before its notBefore (or a clock is wrong).
     NotYetValid,
+    /// A CRL or an OCSP responder says the certificate is revoked.
     Revoked,
+    /// The policy needs a revocation status and none could be had.
     RevocationUnknown,
+    /// The extended key usage does not allow this role (client or server).
     WrongUsage,
+    /// A valid certificate that no application of the route's allowlist matches.
     NotAllowed,
+    /// A listener that requires client certificates got none.
     NoCertificate,
+    /// The server's certificate does not name the host we dialled.
     NameMismatch,
+    /// A signature in the chain does not verify, or uses an algorithm we refuse.
     BadSignature,
+    /// Any other certificate defect: malformed, unsupported extension, ...
     BadCertificate,
+    /// No protocol version, cipher suite or group in common with the policy.
     IncompatibleProtocol,
+    /// The peer speaks only TLS 1.0 or 1.1, which the policy refuses.
     ProtocolVersion,
+    /// The peer sent an alert: it refused us, usually our certificate.
     PeerAlert,
+    /// The handshake did not finish before its deadline.
     HandshakeTimeout,
+    /// The handshake failed for a reason none of the above covers.
     HandshakeFailed,
 }
 
 impl RefusalReason {
+    /// Every reason, so that metrics can register each label up front.
     pub const ALL: [RefusalReason; 16] = [
         RefusalReason::UnknownCa,
         RefusalReason::Expired,
@@ -49,6 +66,7 @@ impl RefusalReason {
         RefusalReason::HandshakeFailed,
     ];
 
+    /// The metric label: snake case, stable, never holds peer data.
     pub fn as_str(self) -> &'static str {
         match self {
             RefusalReason::UnknownCa => "unknown_ca",
@@ -70,6 +88,7 @@ impl RefusalReason {
         }
     }
 
+    /// The sentence an operator reads in logs and in `guichet check`.
     pub fn describe(self) -> &'static str {
         match self {
             RefusalReason::UnknownCa => "certificate not issued by a trusted CA",
@@ -163,11 +182,14 @@ pub fn tls_error(e: &io::Error) -> Option<&TlsError> {
 /// enough to find it, nothing about what it would have sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Presented {
+    /// The certificate's subject DN, as text.
     pub subject: String,
+    /// SHA-256 of the certificate, to find it among others with the same subject.
     pub fingerprint: Fingerprint,
 }
 
 impl Presented {
+    /// Keeps only what a log needs from a parsed certificate.
     pub fn of(identity: &Identity) -> Self {
         Presented {
             subject: identity.subject.to_string(),
@@ -179,9 +201,12 @@ impl Presented {
 /// One refused handshake.
 #[derive(Debug, Clone)]
 pub struct Refusal {
+    /// The class of the refusal, for metrics and the operator's sentence.
     pub reason: RefusalReason,
     /// The library's own words (alert name, expected name, ...).
     pub detail: String,
+    /// The certificate the peer showed; `None` when it showed none or the
+    /// refusal came before it was read.
     pub presented: Option<Presented>,
 }
 

@@ -4,7 +4,7 @@
 //! A failed handshake only yields an error; the log must still name the
 //! certificate that was refused. The verifiers run synchronously inside the
 //! handshake future's poll, so they write what they saw into a task-local
-//! slot that [`crate::handshake`] scopes around each handshake.
+//! slot that `endpoint::observe` scopes around each handshake.
 
 use std::cell::RefCell;
 use std::sync::Arc;

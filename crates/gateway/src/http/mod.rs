@@ -399,6 +399,7 @@ impl Abandoned {
     /// The request, answered: nothing to log on its behalf any more.
     fn disarm(mut self) -> Finish {
         // Built with `Some` and only emptied here or on drop.
+        #[allow(clippy::expect_used)] // `disarm` consumes self: the Some is still there.
         self.0.take().expect("an armed request")
     }
 }

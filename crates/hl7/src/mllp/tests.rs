@@ -562,3 +562,24 @@ proptest! {
         prop_assert_eq!(whole, pieces);
     }
 }
+
+#[test]
+fn an_io_error_converts_back_unchanged() {
+    let original = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+    let converted = std::io::Error::from(MllpError::Io(original));
+    assert_eq!(converted.kind(), std::io::ErrorKind::ConnectionReset);
+    assert_eq!(converted.to_string(), "reset by peer");
+}
+
+#[test]
+fn a_framing_error_converts_to_other_with_its_message() {
+    let framing = MllpError::TooLarge { limit: 10 };
+    let message = framing.to_string();
+    let converted = std::io::Error::from(framing);
+    assert_eq!(converted.kind(), std::io::ErrorKind::Other);
+    assert_eq!(converted.to_string(), message);
+    let inner = converted
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<MllpError>());
+    assert!(matches!(inner, Some(MllpError::TooLarge { limit: 10 })));
+}

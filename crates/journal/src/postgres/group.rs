@@ -31,6 +31,16 @@ pub(super) enum Failure {
 
 pub(super) type Answers = Vec<Result<Done, JournalError>>;
 
+/// Why a statement's output could not be given to the requests it
+/// answers: the server and this code disagree, so nothing is trusted.
+#[derive(Debug, thiserror::Error)]
+enum Unfiled {
+    #[error("a statement answered something unexpected")]
+    Unexpected,
+    #[error("the inserted rows' ids do not follow the run's order")]
+    OutOfOrder,
+}
+
 /// What to do with a step's output.
 enum Slot {
     Ignore,
@@ -175,12 +185,12 @@ impl<'a> Group<'a> {
             (None, Some(reason)) if commits => {
                 Err(Failure::Lost(format!("{reason}, after the commit")))
             }
-            (None, Some(reason)) => Err(abort(self.client, reason).await),
+            (None, Some(reason)) => Err(abort(self.client, reason.to_string()).await),
             (None, None) => Ok(()),
         }
     }
 
-    fn file(&mut self, slot: Slot, output: Output) -> Result<(), String> {
+    fn file(&mut self, slot: Slot, output: Output) -> Result<(), Unfiled> {
         match (slot, output) {
             (Slot::Ignore | Slot::Commit, _) => {}
             (Slot::Answer(i), Output::Answer(answer)) => self.answers[i] = Some(answer),
@@ -188,7 +198,7 @@ impl<'a> Group<'a> {
             (Slot::Inserted { requests, plan }, Output::Inserted(ids)) => {
                 self.file_run(requests, &plan, &ids)?
             }
-            _ => return Err("a statement answered something unexpected".into()),
+            _ => return Err(Unfiled::Unexpected),
         }
         Ok(())
     }
@@ -199,12 +209,10 @@ impl<'a> Group<'a> {
         requests: Range<usize>,
         plan: &Plan,
         ids: &[MessageId],
-    ) -> Result<(), String> {
+    ) -> Result<(), Unfiled> {
         let in_order = ids.windows(2).all(|w| w[0] < w[1]);
         let outcomes = plan.outcomes(ids).filter(|_| in_order);
-        let mut outcomes = outcomes
-            .ok_or("the inserted rows' ids do not follow the run's order")?
-            .into_iter();
+        let mut outcomes = outcomes.ok_or(Unfiled::OutOfOrder)?.into_iter();
         for i in requests {
             let count = match &self.requests[i].op {
                 Op::Ingest(batch) => batch.len(),

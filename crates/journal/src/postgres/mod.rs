@@ -52,7 +52,7 @@ use std::sync::Arc;
 
 use reader::Reader;
 use request::{Done, Op};
-use session::Target;
+use session::{ConnectError, Target};
 use writer::{Handle, Session};
 
 use crate::{
@@ -75,9 +75,9 @@ impl PgStore {
         if let Some(weakness) = target.transport().weakness() {
             tracing::warn!(database = target.location(), "journal database: {weakness}");
         }
-        let open_error = |reason: String| JournalError::Open {
+        let open_error = |reason: ConnectError| JournalError::Open {
             location: target.location().to_string(),
-            reason,
+            reason: reason.to_string(),
         };
         let mut client = target.connect("writer").await.map_err(open_error)?;
         schema::migrate(&mut client, &target).await?;

@@ -43,7 +43,7 @@ impl Target {
             location: "postgres".into(),
             reason,
         };
-        let (rest, parameters) = tls::split_parameters(url).map_err(invalid)?;
+        let (rest, parameters) = tls::split_parameters(url).map_err(|e| invalid(e.to_string()))?;
         let mut config: Config = rest.parse().map_err(|_| {
             invalid(
                 "invalid connection string: expected postgres://user:password@host:port/database"
@@ -55,7 +55,7 @@ impl Target {
             location: location.clone(),
             reason,
         };
-        let files = parameters.files().map_err(refused)?;
+        let files = parameters.files().map_err(|e| refused(e.to_string()))?;
         if files.mode != PgSslMode::Disable && only_unix_sockets(&config) {
             return Err(refused(format!(
                 "sslmode={} over a Unix socket: PostgreSQL speaks TLS on TCP only, and a socket \
@@ -65,7 +65,7 @@ impl Target {
         }
         let tls = files
             .client_config()
-            .map_err(refused)?
+            .map_err(|e| refused(e.to_string()))?
             .map(MakeRustlsConnect::new);
         let transport = transport_of(&config, &files);
         let mode = if tls.is_some() {
@@ -99,7 +99,7 @@ impl Target {
     /// Opens one connection, named `guichet-journal-<role>` in
     /// `pg_stat_activity`; its I/O runs on a task of its own. The error
     /// does not repeat the location.
-    pub(super) async fn connect(&self, role: &str) -> Result<Client, String> {
+    pub(super) async fn connect(&self, role: &str) -> Result<Client, ConnectError> {
         let mut config = self.config.clone();
         config.application_name(format!("guichet-journal-{role}"));
         let client = match &self.tls {
@@ -110,6 +110,25 @@ impl Target {
     }
 }
 
+/// Why a connection to the journal's database could not be opened or
+/// readied. The texts do not repeat the location: callers add it.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ConnectError {
+    /// The server did not complete the connection in time.
+    #[error("no answer within {CONNECT_TIMEOUT:?}")]
+    Silent,
+    /// The server, or the TLS handshake, refused; with a hint for the
+    /// operator when the failure is a known one.
+    #[error("{}{}", describe(.0), tls::hint(&describe(.0)))]
+    Refused(tokio_postgres::Error),
+    /// The connection opened but could not be readied for writing.
+    #[error("{}", describe(.0))]
+    Setup(tokio_postgres::Error),
+    /// Opening and readying a session took too long.
+    #[error("no session within {0:?}")]
+    NoSession(Duration),
+}
+
 /// Waits for a connection within [`CONNECT_TIMEOUT`], then runs its I/O on
 /// a task of its own.
 async fn start<S, T>(
@@ -117,18 +136,15 @@ async fn start<S, T>(
         Output = Result<(Client, tokio_postgres::Connection<S, T>), tokio_postgres::Error>,
     >,
     role: &str,
-) -> Result<Client, String>
+) -> Result<Client, ConnectError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
         .await
-        .map_err(|_| format!("no answer within {CONNECT_TIMEOUT:?}"))?
-        .map_err(|e| {
-            let text = describe(&e);
-            format!("{text}{}", tls::hint(&text))
-        })?;
+        .map_err(|_| ConnectError::Silent)?
+        .map_err(ConnectError::Refused)?;
     let role = role.to_string();
     tokio::spawn(async move {
         if let Err(e) = connection.await {

@@ -75,13 +75,52 @@ const PATH_SET: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
+/// Why the TLS parameters of a journal URL cannot be used. The texts never
+/// quote the URL, which may hold a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum UrlError {
+    #[error("a URL parameter is not valid UTF-8 once decoded")]
+    NotUtf8,
+    #[error(
+        "URL parameter {0} is not supported; guichet reads sslmode, sslrootcert, \
+         sslcert and sslkey (see README, \"PostgreSQL over TLS\")"
+    )]
+    Unsupported(String),
+    #[error(
+        "sslrootcert is given but TLS is not asked for: \
+         add sslmode=verify-full (recommended)"
+    )]
+    RootWithoutTls,
+    #[error(
+        "sslmode={0} needs sslrootcert=FILE, the CA bundle that signed the \
+         database's certificate (~/.postgresql/root.crt is not read)"
+    )]
+    NoRoot(&'static str),
+    #[error(
+        "sslmode={0} would fall back to plain TCP without a word when TLS is \
+         declined, and guichet does not downgrade silently: use \
+         sslmode=verify-full with sslrootcert (recommended), or sslmode=disable \
+         for a database on loopback"
+    )]
+    Downgrade(&'static str),
+    #[error("sslmode={0:?} is not one of disable, require, verify-ca, verify-full")]
+    UnknownMode(String),
+    #[error("sslcert and sslkey go together: give both or neither")]
+    Unpaired,
+    #[error(
+        "sslcert is given but TLS is not asked for: \
+         add sslmode=verify-full (recommended)"
+    )]
+    CertWithoutTls,
+}
+
 /// The TLS parameters of a URL, as written.
 #[derive(Debug, Default)]
 pub(super) struct TlsParameters([Option<String>; 4]);
 
 impl TlsParameters {
     /// The effective mode and files, or why they contradict each other.
-    pub(super) fn files(self) -> Result<TlsFiles, String> {
+    pub(super) fn files(self) -> Result<TlsFiles, UrlError> {
         let [mode, root, cert, key] = self.0;
         tls_files(mode.as_deref(), root, cert, key)
     }
@@ -90,14 +129,14 @@ impl TlsParameters {
 /// Splits `url` into the URL tokio-postgres parses (our parameters
 /// removed) and the TLS settings. Errors never quote the URL.
 #[cfg(test)]
-fn split_url(url: &str) -> Result<(String, TlsFiles), String> {
+fn split_url(url: &str) -> Result<(String, TlsFiles), UrlError> {
     let (rest, parameters) = split_parameters(url)?;
     Ok((rest, parameters.files()?))
 }
 
 /// Splits `url` into the URL tokio-postgres parses (our parameters
 /// removed) and our parameters, unchecked. Errors never quote the URL.
-pub(super) fn split_parameters(url: &str) -> Result<(String, TlsParameters), String> {
+pub(super) fn split_parameters(url: &str) -> Result<(String, TlsParameters), UrlError> {
     let (head, query) = split_query(url);
     let mut kept = Vec::new();
     let mut own: [Option<String>; 4] = Default::default();
@@ -107,10 +146,7 @@ pub(super) fn split_parameters(url: &str) -> Result<(String, TlsParameters), Str
         match OWN_PARAMETERS.iter().position(|k| *k == key) {
             Some(i) => own[i] = Some(decode(value)?),
             None if key.starts_with("ssl") && !PASSED_PARAMETERS.contains(&key.as_str()) => {
-                return Err(format!(
-                    "URL parameter {key} is not supported; guichet reads sslmode, sslrootcert, \
-                     sslcert and sslkey (see README, \"PostgreSQL over TLS\")"
-                ))
+                return Err(UrlError::Unsupported(key))
             }
             None => kept.push(pair),
         }
@@ -136,11 +172,11 @@ fn split_query(url: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn decode(value: &str) -> Result<String, String> {
+fn decode(value: &str) -> Result<String, UrlError> {
     percent_decode_str(value)
         .decode_utf8()
         .map(|v| v.into_owned())
-        .map_err(|_| "a URL parameter is not valid UTF-8 once decoded".to_string())
+        .map_err(|_| UrlError::NotUtf8)
 }
 
 /// The effective mode and files, or why they contradict each other.
@@ -149,47 +185,27 @@ fn tls_files(
     root: Option<String>,
     cert: Option<String>,
     key: Option<String>,
-) -> Result<TlsFiles, String> {
+) -> Result<TlsFiles, UrlError> {
     let mode = match (mode, root.is_some()) {
         (None, false) | (Some("disable"), false) => PgSslMode::Disable,
-        (None | Some("disable"), true) => {
-            return Err("sslrootcert is given but TLS is not asked for: \
-                        add sslmode=verify-full (recommended)"
-                .into())
-        }
+        (None | Some("disable"), true) => return Err(UrlError::RootWithoutTls),
         (Some("require"), false) => PgSslMode::Require,
         // libpq: "require" with a root certificate verifies the chain.
         (Some("require" | "verify-ca"), true) => PgSslMode::VerifyCa,
         (Some("verify-full"), true) => PgSslMode::VerifyFull,
-        (Some(mode @ ("verify-ca" | "verify-full")), false) => {
-            return Err(format!(
-                "sslmode={mode} needs sslrootcert=FILE, the CA bundle that signed the \
-                 database's certificate (~/.postgresql/root.crt is not read)"
-            ))
-        }
-        (Some(mode @ ("prefer" | "allow")), _) => {
-            return Err(format!(
-                "sslmode={mode} would fall back to plain TCP without a word when TLS is \
-                 declined, and guichet does not downgrade silently: use \
-                 sslmode=verify-full with sslrootcert (recommended), or sslmode=disable \
-                 for a database on loopback"
-            ))
-        }
-        (Some(other), _) => {
-            return Err(format!(
-                "sslmode={other:?} is not one of disable, require, verify-ca, verify-full"
-            ))
-        }
+        (Some("verify-ca"), false) => return Err(UrlError::NoRoot("verify-ca")),
+        (Some("verify-full"), false) => return Err(UrlError::NoRoot("verify-full")),
+        (Some("prefer"), _) => return Err(UrlError::Downgrade("prefer")),
+        (Some("allow"), _) => return Err(UrlError::Downgrade("allow")),
+        (Some(other), _) => return Err(UrlError::UnknownMode(other.to_string())),
     };
     let client = match (cert, key) {
         (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
         (None, None) => None,
-        _ => return Err("sslcert and sslkey go together: give both or neither".into()),
+        _ => return Err(UrlError::Unpaired),
     };
     if mode == PgSslMode::Disable && client.is_some() {
-        return Err("sslcert is given but TLS is not asked for: \
-                    add sslmode=verify-full (recommended)"
-            .into());
+        return Err(UrlError::CertWithoutTls);
     }
     Ok(TlsFiles {
         mode,
@@ -201,7 +217,7 @@ fn tls_files(
 /// `url` with relative `sslrootcert`, `sslcert` and `sslkey` paths made
 /// absolute against `base` (the config file's folder, as for every other
 /// file guichet reads). Anything it cannot read is left for
-/// [`split_url`] to report.
+/// [`split_parameters`] and [`TlsParameters::files`] to report.
 pub(crate) fn resolve_files(url: &str, base: &Path) -> String {
     let (head, Some(query)) = split_query(url) else {
         return url.to_string();
@@ -223,17 +239,30 @@ pub(crate) fn resolve_files(url: &str, base: &Path) -> String {
     format!("{head}?{}", pairs.join("&"))
 }
 
+/// Why the TLS files of a journal URL cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum FilesError {
+    #[error("{0}")]
+    Protocol(rustls::Error),
+    #[error("{0}")]
+    Material(guichet_tls::MaterialError),
+    #[error("{}: {error}", path.display())]
+    Root { path: PathBuf, error: rustls::Error },
+    #[error("sslcert/sslkey: {0}")]
+    ClientCert(rustls::Error),
+}
+
 impl TlsFiles {
     /// The rustls configuration for these settings (`None` for plain
     /// TCP), the files read and checked now: a key others can read is
     /// refused, as for every TLS profile.
-    pub(super) fn client_config(&self) -> Result<Option<ClientConfig>, String> {
+    pub(super) fn client_config(&self) -> Result<Option<ClientConfig>, FilesError> {
         if self.mode == PgSslMode::Disable {
             return Ok(None);
         }
         let builder = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(versions(MinVersion::Tls12))
-            .map_err(|e| e.to_string())?;
+            .map_err(FilesError::Protocol)?;
         let builder = match (self.mode, self.roots()?) {
             (PgSslMode::VerifyFull, Some(roots)) => builder.with_root_certificates(roots),
             // verify-ca (with roots) and require (without).
@@ -247,11 +276,11 @@ impl TlsFiles {
         let mut config = match &self.client {
             Some((cert, key)) => {
                 let chain = guichet_tls::material::load_certs(cert, "client certificate (sslcert)")
-                    .map_err(|e| e.to_string())?;
-                let key = guichet_tls::material::load_key(key).map_err(|e| e.to_string())?;
+                    .map_err(FilesError::Material)?;
+                let key = guichet_tls::material::load_key(key).map_err(FilesError::Material)?;
                 builder
                     .with_client_auth_cert(chain, key)
-                    .map_err(|e| format!("sslcert/sslkey: {e}"))?
+                    .map_err(FilesError::ClientCert)?
             }
             None => builder.with_no_client_auth(),
         };
@@ -260,17 +289,18 @@ impl TlsFiles {
         Ok(Some(config))
     }
 
-    fn roots(&self) -> Result<Option<Arc<RootCertStore>>, String> {
+    fn roots(&self) -> Result<Option<Arc<RootCertStore>>, FilesError> {
         let Some(path) = &self.root_cert else {
             return Ok(None);
         };
         let certs = guichet_tls::material::load_certs(path, "CA bundle (sslrootcert)")
-            .map_err(|e| e.to_string())?;
+            .map_err(FilesError::Material)?;
         let mut store = RootCertStore::empty();
         for cert in certs {
-            store
-                .add(cert)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            store.add(cert).map_err(|error| FilesError::Root {
+                path: path.clone(),
+                error,
+            })?;
         }
         Ok(Some(Arc::new(store)))
     }
@@ -375,7 +405,9 @@ mod tests {
     use super::*;
 
     fn files(url: &str) -> Result<TlsFiles, String> {
-        split_url(url).map(|(_, files)| files)
+        split_url(url)
+            .map(|(_, files)| files)
+            .map_err(|e| e.to_string())
     }
 
     #[test]

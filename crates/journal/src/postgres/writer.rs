@@ -24,7 +24,7 @@ use tokio_postgres::Client;
 use super::group::{self, Answers, Failure};
 use super::ops::Statements;
 use super::request::{Done, Op, Request};
-use super::session::{describe, Backoff, Target};
+use super::session::{Backoff, ConnectError, Target};
 use crate::{BoxFuture, JournalError};
 
 /// Requests waiting for the writer beyond this are refused (Unavailable):
@@ -110,7 +110,7 @@ impl Session {
     /// off in the middle of a transaction must not hold its locks (lease
     /// rows, duplicate keys) for long: the server ends such a transaction
     /// after a minute of silence.
-    pub(super) async fn new(client: Client) -> Result<Session, String> {
+    pub(super) async fn new(client: Client) -> Result<Session, ConnectError> {
         client
             .batch_execute(
                 "SELECT set_config('synchronous_commit', 'on', false)
@@ -118,14 +118,14 @@ impl Session {
                  SET idle_in_transaction_session_timeout = '60s'",
             )
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(ConnectError::Setup)?;
         let statements = Statements::prepare(&client)
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(ConnectError::Setup)?;
         Ok(Session { client, statements })
     }
 
-    async fn open(target: &Target) -> Result<Session, String> {
+    async fn open(target: &Target) -> Result<Session, ConnectError> {
         Session::new(target.connect("writer").await?).await
     }
 }
@@ -230,7 +230,7 @@ impl Writer {
             return false;
         }
         let opened = tokio::time::timeout(SESSION_TIMEOUT, Session::open(&self.target)).await;
-        match opened.unwrap_or_else(|_| Err(format!("no session within {SESSION_TIMEOUT:?}"))) {
+        match opened.unwrap_or(Err(ConnectError::NoSession(SESSION_TIMEOUT))) {
             Ok(session) => {
                 tracing::info!(
                     database = self.target.location(),
@@ -242,7 +242,7 @@ impl Writer {
             }
             Err(reason) => {
                 self.backoff.failed();
-                self.down_reason = reason;
+                self.down_reason = reason.to_string();
                 false
             }
         }

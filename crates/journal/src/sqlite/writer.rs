@@ -179,6 +179,7 @@ fn run_batch(conn: &Connection, batch: Vec<Request>, sync: &mut Sync, commits: &
     if outcome.is_ok() {
         commits.fetch_add(1, Ordering::Relaxed);
     }
+    let outcome = outcome.map_err(|e| e.to_string());
     let committed = outcome.as_ref().map(|_| ()).map_err(String::as_str);
     for job in jobs {
         job.answer(committed);
@@ -190,22 +191,34 @@ fn transact(
     jobs: &mut [Box<dyn Job>],
     durable: bool,
     sync: &mut Sync,
-) -> Result<(), String> {
-    set_sync(conn, durable, sync).map_err(|e| format!("setting the commit mode failed: {e}"))?;
-    exec(conn, "BEGIN IMMEDIATE").map_err(|e| format!("starting a transaction failed: {e}"))?;
+) -> Result<(), TransactError> {
+    set_sync(conn, durable, sync).map_err(TransactError::Mode)?;
+    exec(conn, "BEGIN IMMEDIATE").map_err(TransactError::Begin)?;
     for job in jobs.iter_mut() {
         job.run(conn);
         if conn.is_autocommit() {
-            return Err(
-                "the transaction was rolled back by an error; nothing of it was stored".into(),
-            );
+            return Err(TransactError::RolledBack);
         }
     }
     exec(conn, "COMMIT").map_err(|e| {
         let _ = exec(conn, "ROLLBACK");
         tracing::warn!(error = %e, "a journal commit failed");
-        format!("the commit failed, nothing of it was stored: {e}")
+        TransactError::Commit(e)
     })
+}
+
+/// Why a batch was not committed; every request of the batch is answered
+/// with its text.
+#[derive(Debug, thiserror::Error)]
+enum TransactError {
+    #[error("setting the commit mode failed: {0}")]
+    Mode(rusqlite::Error),
+    #[error("starting a transaction failed: {0}")]
+    Begin(rusqlite::Error),
+    #[error("the transaction was rolled back by an error; nothing of it was stored")]
+    RolledBack,
+    #[error("the commit failed, nothing of it was stored: {0}")]
+    Commit(rusqlite::Error),
 }
 
 /// FULL syncs the WAL at commit (the ACK may follow); NORMAL leaves it to

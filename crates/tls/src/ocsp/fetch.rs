@@ -26,20 +26,30 @@ pub struct ResponderUrl {
     path: String,
 }
 
+/// Why a text is not a responder address; each message quotes the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResponderUrlError {
+    /// Responders are asked over plain HTTP only: their answers are
+    /// signed, and an `https://` responder would need a trust of its own.
+    #[error("{0:?}: OCSP responders are queried over plain http:// (the answer is signed)")]
+    NotHttp(String),
+    /// The host or the port cannot be read.
+    #[error("{0:?}: expected http://host[:port]/path")]
+    Malformed(String),
+}
+
 impl ResponderUrl {
     /// Parses an `http://` URL; anything else is refused with the reason.
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            format!(
-                "{url:?}: OCSP responders are queried over plain http:// (the answer is signed)"
-            )
-        })?;
+    pub fn parse(url: &str) -> Result<Self, ResponderUrlError> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| ResponderUrlError::NotHttp(url.to_string()))?;
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
         let (host, port) = split_host_port(authority)
-            .ok_or_else(|| format!("{url:?}: expected http://host[:port]/path"))?;
+            .ok_or_else(|| ResponderUrlError::Malformed(url.to_string()))?;
         Ok(ResponderUrl {
             host,
             port,

@@ -28,7 +28,7 @@ use tracing::warn;
 use x509_cert::der::Encode;
 use x509_cert::Certificate;
 
-pub use fetch::ResponderUrl;
+pub use fetch::{ResponderUrl, ResponderUrlError};
 pub use staple::Stapler;
 pub use wire::CertState;
 
@@ -67,6 +67,7 @@ pub enum OcspMode {
 }
 
 impl OcspMode {
+    /// The word used in the configuration and in reports.
     pub fn as_str(self) -> &'static str {
         match self {
             OcspMode::Off => "off",
@@ -79,6 +80,7 @@ impl OcspMode {
 /// A profile's OCSP settings, checked.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OcspPolicy {
+    /// Whether peers are checked, and what an unknown status means.
     pub mode: OcspMode,
     /// Asked instead of the responder the certificates name (AIA).
     pub url: Option<ResponderUrl>,
@@ -87,7 +89,9 @@ pub struct OcspPolicy {
 /// The outcome of one check, as a fixed label set for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OcspResult {
+    /// The responder vouches that the certificate is not revoked.
     Good,
+    /// The responder says the certificate is revoked: the peer is refused.
     Revoked,
     /// The responder does not know the certificate.
     Unknown,
@@ -97,6 +101,7 @@ pub enum OcspResult {
 }
 
 impl OcspResult {
+    /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {
             OcspResult::Good => "good",
@@ -110,13 +115,16 @@ impl OcspResult {
 /// Where an answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OcspSource {
+    /// A fresh answer from the responder.
     Responder,
+    /// An answer kept from an earlier check, still within its nextUpdate.
     Cache,
     /// The response the server stapled to its handshake.
     Staple,
 }
 
 impl OcspSource {
+    /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {
             OcspSource::Responder => "responder",
@@ -129,6 +137,7 @@ impl OcspSource {
 /// Where checks and stapling report, for metrics. The TLS crate keeps no
 /// metrics of its own.
 pub trait OcspEvents: Send + Sync {
+    /// One peer's certificate was checked on `profile`.
     fn checked(&self, profile: &str, result: OcspResult, source: OcspSource);
     /// Our stapled response changed: its nextUpdate, or `None` when
     /// nothing is stapled any more.
@@ -150,14 +159,44 @@ impl OcspEvents for NoOcspEvents {
 /// Why OCSP could not be set up for a profile.
 #[derive(Debug, thiserror::Error)]
 pub enum OcspError {
+    /// A CA certificate cannot be parsed for building OCSP requests.
     #[error("the CA bundle holds a certificate OCSP cannot read: {0}")]
     Anchor(wire::WireError),
+    /// Our own certificate cannot be parsed for building OCSP requests.
     #[error("our certificate cannot be read for stapling: {0}")]
     OwnCert(wire::WireError),
+    /// Our key cannot sign, so a stapled response cannot be served.
     #[error("our private key cannot sign for stapling: {0}")]
     Key(String),
+    /// The issuer of our certificate is in neither `cert` nor `ca`.
     #[error("stapling needs the issuer of our certificate: put it after the certificate in `cert`, or in `ca`")]
     NoIssuer,
+}
+
+/// Why a peer's OCSP status could not be had. The text reaches the
+/// refusal log (hard mode) or the warning (soft mode).
+#[derive(Debug, thiserror::Error)]
+enum StatusError {
+    #[error("no certificate to check")]
+    NoCertificate,
+    #[error("the issuer of the certificate is not known")]
+    UnknownIssuer,
+    #[error("the certificate names no OCSP responder (AIA) and the profile sets no `ocsp_url`")]
+    NoResponder,
+    #[error("OCSP responder {url} did not answer moments ago; asking again after {secs}s")]
+    ResponderDown { url: String, secs: u64 },
+    #[error(transparent)]
+    Url(#[from] ResponderUrlError),
+    #[error(transparent)]
+    Wire(#[from] wire::WireError),
+    #[error(transparent)]
+    Fetch(#[from] fetch::FetchError),
+    /// A response that does not verify, with the responder that sent it.
+    #[error("{url}: {error}")]
+    Response {
+        url: ResponderUrl,
+        error: wire::WireError,
+    },
 }
 
 /// What a check decided.
@@ -218,6 +257,7 @@ impl OcspChecker {
         })))
     }
 
+    /// How strictly this checker treats an unknown status.
     pub fn mode(&self) -> OcspMode {
         self.policy.mode
     }
@@ -255,10 +295,10 @@ impl OcspChecker {
         intermediates: &[CertificateDer<'_>],
         staple: &[u8],
         now: SystemTime,
-    ) -> Result<CertState, String> {
+    ) -> Result<CertState, StatusError> {
         let issuer = self.issuer_of(cert, intermediates)?;
-        let id = wire::cert_id(cert, &issuer).map_err(|e| e.to_string())?;
-        let answer = wire::verify_response(staple, &id, &issuer, now).map_err(|e| e.to_string())?;
+        let id = wire::cert_id(cert, &issuer)?;
+        let answer = wire::verify_response(staple, &id, &issuer, now)?;
         self.remember(cert, &answer, now);
         Ok(answer.state)
     }
@@ -277,39 +317,38 @@ impl OcspChecker {
         &self,
         chain: &[CertificateDer<'_>],
         deadline: Duration,
-    ) -> Result<(CertState, OcspSource), String> {
-        let leaf = chain.first().ok_or("no certificate to check")?;
-        let cert = wire::parse_cert(leaf).map_err(|e| e.to_string())?;
+    ) -> Result<(CertState, OcspSource), StatusError> {
+        let leaf = chain.first().ok_or(StatusError::NoCertificate)?;
+        let cert = wire::parse_cert(leaf)?;
         let now = SystemTime::now();
         if let Some(state) = cache_key(&cert).and_then(|k| self.cache.get(&k, now)) {
             return Ok((state, OcspSource::Cache));
         }
         let issuer = self.issuer_of(&cert, &chain[1..])?;
         let url = self.responder(&cert)?;
-        let id = wire::cert_id(&cert, &issuer).map_err(|e| e.to_string())?;
-        let request = wire::request(&id).map_err(|e| e.to_string())?;
+        let id = wire::cert_id(&cert, &issuer)?;
+        let request = wire::request(&id)?;
         self.check_up(&url)?;
-        let body = fetch::post(&url, request, deadline).await.map_err(|e| {
-            self.mark_down(&url);
-            e.to_string()
-        })?;
+        let body = fetch::post(&url, request, deadline)
+            .await
+            .inspect_err(|_| self.mark_down(&url))?;
         let answer = wire::verify_response(&body, &id, &issuer, SystemTime::now())
-            .map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|error| StatusError::Response { url, error })?;
         self.remember(&cert, &answer, SystemTime::now());
         Ok((answer.state, OcspSource::Responder))
     }
 
     /// Refuses at once to ask a responder that failed moments ago.
-    fn check_up(&self, url: &ResponderUrl) -> Result<(), String> {
+    fn check_up(&self, url: &ResponderUrl) -> Result<(), StatusError> {
         let Ok(mut down) = self.down.lock() else {
             return Ok(());
         };
         let key = url.to_string();
         match down.get(&key) {
-            Some(until) if *until > Instant::now() => Err(format!(
-                "OCSP responder {key} did not answer moments ago; asking again after {}s",
-                RESPONDER_BACKOFF.as_secs()
-            )),
+            Some(until) if *until > Instant::now() => Err(StatusError::ResponderDown {
+                url: key,
+                secs: RESPONDER_BACKOFF.as_secs(),
+            }),
             Some(_) => {
                 down.remove(&key);
                 Ok(())
@@ -336,30 +375,28 @@ impl OcspChecker {
         &self,
         cert: &Certificate,
         intermediates: &[CertificateDer<'_>],
-    ) -> Result<Certificate, String> {
+    ) -> Result<Certificate, StatusError> {
         let sent: Vec<Certificate> = intermediates
             .iter()
             .filter_map(|der| wire::parse_cert(der).ok())
             .collect();
         wire::find_issuer(cert, sent.iter().chain(&self.anchors))
             .cloned()
-            .ok_or_else(|| "the issuer of the certificate is not known".to_string())
+            .ok_or(StatusError::UnknownIssuer)
     }
 
     /// `ocsp_url` when set, else the first responder the certificate names.
-    fn responder(&self, cert: &Certificate) -> Result<ResponderUrl, String> {
+    fn responder(&self, cert: &Certificate) -> Result<ResponderUrl, StatusError> {
         if let Some(url) = &self.policy.url {
             return Ok(url.clone());
         }
         let named = wire::responder_urls(cert);
-        let first = named.first().ok_or(
-            "the certificate names no OCSP responder (AIA) and the profile sets no `ocsp_url`",
-        )?;
-        ResponderUrl::parse(first)
+        let first = named.first().ok_or(StatusError::NoResponder)?;
+        Ok(ResponderUrl::parse(first)?)
     }
 
     /// Applies the mode to an outcome, and reports it.
-    fn judge(&self, outcome: Result<CertState, String>, source: OcspSource) -> Verdict {
+    fn judge(&self, outcome: Result<CertState, StatusError>, source: OcspSource) -> Verdict {
         let result = match &outcome {
             Ok(CertState::Good) => OcspResult::Good,
             Ok(CertState::Revoked) => OcspResult::Revoked,

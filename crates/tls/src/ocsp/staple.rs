@@ -15,7 +15,7 @@ use x509_ocsp::CertId;
 
 use super::fetch::{self, ResponderUrl};
 use super::wire::{self, CertState};
-use super::{OcspError, OcspEvents, OcspMode, OcspPolicy};
+use super::{OcspError, OcspEvents, OcspMode, OcspPolicy, StatusError};
 use crate::material::Material;
 use crate::policy::provider;
 
@@ -140,13 +140,16 @@ impl Stapler {
         }
     }
 
-    async fn fetch(&self, now: SystemTime) -> Result<(wire::Answer, Vec<u8>), String> {
-        let request = wire::request(&self.id).map_err(|e| e.to_string())?;
-        let body = fetch::post(&self.url, request, FETCH_TIMEOUT)
-            .await
-            .map_err(|e| e.to_string())?;
-        let answer = wire::verify_response(&body, &self.id, &self.issuer, now)
-            .map_err(|e| format!("{}: {e}", self.url))?;
+    async fn fetch(&self, now: SystemTime) -> Result<(wire::Answer, Vec<u8>), StatusError> {
+        let request = wire::request(&self.id)?;
+        let body = fetch::post(&self.url, request, FETCH_TIMEOUT).await?;
+        let answer =
+            wire::verify_response(&body, &self.id, &self.issuer, now).map_err(|error| {
+                StatusError::Response {
+                    url: self.url.clone(),
+                    error,
+                }
+            })?;
         Ok((answer, body))
     }
 

@@ -35,7 +35,9 @@ const CLOCK_SKEW: Duration = Duration::from_secs(300);
 /// What the responder says about one certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CertState {
+    /// The certificate is not revoked, as of the response.
     Good,
+    /// The certificate is revoked.
     Revoked,
     /// The responder does not know the certificate.
     Unknown,
