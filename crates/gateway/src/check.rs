@@ -8,12 +8,10 @@ use std::path::Path;
 use guichet_tls::identity::Identity;
 use guichet_tls::{Material, Role};
 
+use crate::certs::unix_now;
+pub use crate::certs::EXPIRY_WARNING_DAYS;
 use crate::config::{Config, ConfigError, ProfileName, RouteSpec, TlsProfile};
 use crate::state::build_states;
-
-/// Certificates expiring sooner than this are flagged by `check` and
-/// highlighted on the status page.
-pub const EXPIRY_WARNING_DAYS: i64 = 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -296,12 +294,6 @@ fn check_admin(spec: &crate::config::AdminSpec, report: &mut Report) {
             "the token crosses loopback in clear: fine on this host, add tls before moving it off loopback",
         );
     }
-}
-
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn roles(config: &Config, name: &ProfileName) -> Vec<Role> {

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,64 +10,34 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use guichet_journal::{BodyKey, Journal, JournalError, OpenOptions};
 use tokio::sync::Notify;
 
-use crate::config::{Config, ConfigError, JournalSpec, RouteName, TlsProfile};
-use crate::deliver::Worker;
+use crate::accept::accept_loop;
+use crate::config::{Config, ConfigError, JournalSpec, RouteName};
 use crate::events::EventBus;
 use crate::housekeeping;
 use crate::http::{AccessLogger, HttpRuntime};
-use crate::metrics::{Metrics, ReloadLabels, ReloadOutcome};
-use crate::revocation::{self, CrlCache, CrlHost, CrlStatus, FetchRound};
+use crate::metrics::Metrics;
+use crate::mllp::deliver::Worker;
+use crate::reload::{Reloader, Shared};
+use crate::revocation::{self, CrlCache};
 use crate::route::{RouteRuntime, StoreForward};
-use crate::state::{build_states, BuildError, Built, RouteState};
+use crate::state::{build_states, BuildError, Built};
 use crate::status::StatusBoard;
 use crate::watch::watch_files;
 
 /// A gateway whose listeners are bound, ready to [`Gateway::run`].
 pub struct Gateway {
     shared: Arc<Shared>,
-    listeners: Vec<(Arc<RouteRuntime>, TcpListener)>,
+    listeners: Vec<(Arc<RouteRuntime>, Option<Arc<HttpRuntime>>, TcpListener)>,
     events: EventBus,
     drain_timeout: Duration,
     watch_interval: Duration,
     /// Open when the config has a `[journal]`.
     journal: Option<(Journal, JournalSpec)>,
-}
-
-/// What the running gateway and its reloads share.
-struct Shared {
-    config_path: PathBuf,
-    routes: BTreeMap<RouteName, Arc<RouteRuntime>>,
-    /// The `[journal]` in force: it changes only at restart.
-    journal: Option<JournalSpec>,
-    /// The `[admin]` section in force, as text: it changes only at
-    /// restart (its certificate and token files are re-read by the admin
-    /// server itself).
-    admin: String,
-    metrics: Metrics,
-    /// Files whose change triggers a reload (from the config in force).
-    files: Mutex<Vec<PathBuf>>,
-    status: Arc<StatusBoard>,
-    /// One reload at a time.
-    reloading: tokio::sync::Mutex<()>,
-    /// CRLs fetched over HTTP(S), kept across reloads.
-    crl_cache: CrlCache,
-    /// The profiles in force (where their CRLs come from).
-    profiles: Mutex<Vec<TlsProfile>>,
-    /// The CRLs in force, for the freshness gauge.
-    crls: Mutex<Vec<CrlStatus>>,
-    /// The first round of CRL fetches, made before binding.
-    first_fetch: FetchRound,
-}
-
-/// Triggers reloads of a running gateway (SIGHUP, file changes, tests).
-#[derive(Clone)]
-pub struct Reloader {
-    shared: Arc<Shared>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,11 +60,6 @@ pub enum GatewayError {
         error: std::io::Error,
     },
 }
-
-/// A reload that was refused; the previous configuration stays in force.
-#[derive(Debug, thiserror::Error)]
-#[error("reload refused, previous configuration kept: {0}")]
-pub struct ReloadError(String);
 
 impl Gateway {
     /// Loads all certificate material and binds every listener; fails
@@ -125,6 +89,7 @@ impl Gateway {
         };
         let mut listeners = Vec::new();
         let mut routes = BTreeMap::new();
+        let mut http_runtimes = Vec::new();
         for (name, state) in states {
             let store_forward = match (&journal, state.spec.store_and_forward()) {
                 (Some((journal, _)), Some(_)) => Some(StoreForward {
@@ -153,7 +118,10 @@ impl Gateway {
                                 error,
                             }
                         })?;
-                    Some(HttpRuntime::new(access, spec.max_upstream_requests))
+                    Some(Arc::new(HttpRuntime::new(
+                        access,
+                        spec.max_upstream_requests,
+                    )))
                 }
                 None => None,
             };
@@ -163,15 +131,16 @@ impl Gateway {
                 events.clone(),
                 status.clone(),
                 store_forward,
-                http,
             ));
-            listeners.push((route.clone(), listener));
+            http_runtimes.extend(http.clone());
+            listeners.push((route.clone(), http, listener));
             routes.insert(name, route);
         }
         Ok(Gateway {
             shared: Arc::new(Shared {
                 config_path: config.source.clone(),
                 routes,
+                http: http_runtimes,
                 journal: config.journal.clone(),
                 admin: format!("{:?}", config.admin),
                 metrics,
@@ -195,8 +164,8 @@ impl Gateway {
     pub fn local_addr(&self, route: &str) -> Option<SocketAddr> {
         self.listeners
             .iter()
-            .find(|(r, _)| r.name.as_str() == route)
-            .and_then(|(_, l)| l.local_addr().ok())
+            .find(|(r, _, _)| r.name.as_str() == route)
+            .and_then(|(_, _, l)| l.local_addr().ok())
     }
 
     /// The stream of message events of every `mllp` route.
@@ -224,7 +193,7 @@ impl Gateway {
         let stop_delivery = CancellationToken::new();
         let background = self.start_journal_work(&stop_delivery);
         let mut accept_loops = JoinSet::new();
-        for (route, listener) in self.listeners {
+        for (route, http, listener) in self.listeners {
             let spec = route.current().spec.clone();
             info!(
                 route = %spec.name,
@@ -234,7 +203,9 @@ impl Gateway {
                 forward_mode = spec.forward_mode(),
                 "route listening"
             );
-            accept_loops.spawn(route.accept_loop(
+            accept_loops.spawn(accept_loop(
+                route,
+                http,
                 listener,
                 shutdown.clone(),
                 force.clone(),
@@ -336,166 +307,4 @@ async fn open_journal(spec: &JournalSpec) -> Result<Journal, JournalError> {
     let journal = guichet_journal::open(&spec.store, OpenOptions { key }).await?;
     info!(store = %spec.store, node = %spec.node, "journal open");
     Ok(journal)
-}
-
-impl Reloader {
-    /// Re-reads the config file and every certificate, key, CA bundle and
-    /// CRL, then swaps them in for new connections. On any error nothing
-    /// changes. `cause` says what asked for it, for the log.
-    pub async fn reload(&self, cause: &str) -> Result<(), ReloadError> {
-        let _one_at_a_time = self.shared.reloading.lock().await;
-        let shared = self.shared.clone();
-        let result = tokio::task::spawn_blocking(move || shared.reload())
-            .await
-            .map_err(|e| ReloadError(format!("reload task failed: {e}")))
-            .and_then(|r| r);
-        let outcome = match &result {
-            Ok(()) => {
-                info!(cause, "reloaded configuration and certificates");
-                self.shared.status.record_reload(cause, None);
-                ReloadOutcome::Ok
-            }
-            Err(e) => {
-                error!(cause, "{e}");
-                self.shared.status.record_reload(cause, Some(e.to_string()));
-                ReloadOutcome::Error
-            }
-        };
-        self.shared
-            .metrics
-            .reloads
-            .get_or_create(&ReloadLabels { outcome })
-            .inc();
-        result
-    }
-
-    /// The files a change of which should trigger a reload.
-    pub fn files(&self) -> Vec<PathBuf> {
-        self.shared
-            .files
-            .lock()
-            .map(|f| f.clone())
-            .unwrap_or_default()
-    }
-}
-
-impl Shared {
-    fn reload(&self) -> Result<(), ReloadError> {
-        let config = Config::load(&self.config_path).map_err(|e| ReloadError(e.to_string()))?;
-        if config.journal != self.journal {
-            return Err(ReloadError(
-                "the [journal] section changed: it changes only at restart".into(),
-            ));
-        }
-        for (name, route) in &self.routes {
-            let kind = route.current().spec.kind.as_str();
-            if let Some(new) = config.route(name.as_str()) {
-                if new.kind.as_str() != kind {
-                    // A route must never run half as one kind, half as
-                    // another (an http route's rate limits and access log
-                    // are set up at start).
-                    return Err(ReloadError(format!(
-                        "route \"{name}\": its kind changed from {kind} to {}; it changes only at restart",
-                        new.kind.as_str()
-                    )));
-                }
-            }
-            let running = route.store_forward.is_some();
-            if config
-                .route(name.as_str())
-                .is_some_and(|r| r.store_and_forward().is_some() != running)
-            {
-                return Err(ReloadError(format!(
-                    "route \"{name}\": its delivery mode changed; it changes only at restart"
-                )));
-            }
-        }
-        let Built {
-            mut states,
-            certificates,
-            staplers,
-            crls,
-        } = build_states(&config, &self.metrics.ocsp, &self.crl_cache)
-            .map_err(|e| ReloadError(e.to_string()))?;
-        staplers.iter().for_each(guichet_tls::Stapler::spawn);
-        for (name, route) in &self.routes {
-            match states.remove(name) {
-                Some(new) => {
-                    warn_restart_needed(&route.current(), &new);
-                    route.replace(new);
-                }
-                None => {
-                    warn!(route = %name, "route removed from the config: it keeps running until restart")
-                }
-            }
-        }
-        for name in states.keys() {
-            warn!(route = %name, "new route in the config: it starts at the next restart");
-        }
-        if format!("{:?}", config.admin) != self.admin {
-            warn!("[admin] changed: it applies at the next restart; the admin listener keeps its settings");
-        }
-        // Log rotation moves the access logs away and reloads: new files.
-        for route in self.routes.values() {
-            if let Some(http) = &route.http {
-                http.access.reopen();
-            }
-        }
-        if let Ok(mut files) = self.files.lock() {
-            *files = config.watched_files();
-        }
-        if let Ok(mut profiles) = self.profiles.lock() {
-            *profiles = config.profiles.values().cloned().collect();
-        }
-        if let Ok(mut in_force) = self.crls.lock() {
-            *in_force = crls;
-        }
-        // New `crl_urls` are fetched now, not at the next refresh.
-        self.crl_cache.poke();
-        self.status.reloaded(&config, certificates);
-        Ok(())
-    }
-}
-
-impl CrlHost for Reloader {
-    fn profiles(&self) -> Vec<TlsProfile> {
-        self.shared
-            .profiles
-            .lock()
-            .map(|p| p.clone())
-            .unwrap_or_default()
-    }
-
-    fn crls_in_force(&self) -> Vec<CrlStatus> {
-        self.shared
-            .crls
-            .lock()
-            .map(|c| c.clone())
-            .unwrap_or_default()
-    }
-
-    /// A fetched CRL reaches the TLS ends as a reload does; a refused
-    /// reload (a broken config file meanwhile) is logged and counted by
-    /// `reload`, and the fresh CRL is applied at the next good one.
-    async fn rebuild(&self) {
-        let _ = self.reload("crl refresh").await;
-    }
-}
-
-fn warn_restart_needed(old: &RouteState, new: &RouteState) {
-    let (old, new) = (&old.spec, &new.spec);
-    if let (Some(was), Some(now)) = (old.http(), new.http()) {
-        if was.access_log != now.access_log {
-            warn!(route = %old.name, "access_log changes only at restart; the log stays where it was");
-        }
-        if was.max_upstream_requests != now.max_upstream_requests {
-            warn!(route = %old.name, "max_upstream_requests changes only at restart");
-        }
-    }
-    if old.listen != new.listen || old.limits.max_connections != new.limits.max_connections {
-        warn!(
-            route = %old.name,
-            "listen address and max_connections change only at restart; the rest is reloaded"
-        );
-    }
 }

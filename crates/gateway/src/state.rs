@@ -7,11 +7,11 @@ use guichet_tls::{
     ClientTls, EndpointError, Identity, Material, MaterialError, Revoked, ServerTls,
 };
 
+use crate::certs::{cert_status, CertStatus};
 use crate::config::{Config, ProfileName, RouteName, RouteSpec};
-use crate::http::{UpstreamClient, ALPN};
 use crate::ocsp::{profile_ocsp, OcspMetrics, ProfileOcsp};
 use crate::revocation::{CrlCache, CrlStatus};
-use crate::status::{cert_status, CertStatus};
+use crate::upstream::{UpstreamClient, ALPN};
 
 pub struct RouteState {
     pub spec: RouteSpec,

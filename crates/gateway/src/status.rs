@@ -12,10 +12,11 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use guichet_tls::{Identity, Refusal};
+use guichet_tls::Refusal;
 use serde::Serialize;
 
-use crate::check::{unix_now, EXPIRY_WARNING_DAYS};
+pub use crate::certs::CertStatus;
+use crate::certs::{rfc3339, unix_now, EXPIRY_WARNING_DAYS};
 use crate::config::{AuthSpec, Config, RouteKind, RouteSpec};
 use crate::events::{EventBus, MessageEvent, MessageOutcome};
 use crate::metrics::{
@@ -55,22 +56,6 @@ pub struct QueueStatus {
     pub oldest_pending_age_seconds: Option<i64>,
     /// Whether this node delivers the route now.
     pub delivering_here: bool,
-}
-
-/// One certificate of the configuration in force.
-#[derive(Debug, Clone, Serialize)]
-pub struct CertStatus {
-    pub profile: String,
-    /// `certificate` (ours) or `ca` (trusted for peers).
-    pub role: &'static str,
-    pub file: String,
-    pub subject: String,
-    pub issuer: String,
-    pub not_after: String,
-    /// Unix seconds, for computing days left at read time.
-    #[serde(skip)]
-    pub not_after_unix: i64,
-    pub fingerprint: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -463,41 +448,6 @@ fn message_record(e: &MessageEvent) -> MessageRecord {
         id_matches,
         latency_ms,
     }
-}
-
-/// The certificates a profile loaded, for the status page and metrics.
-pub(crate) fn cert_status(
-    profile: &str,
-    role: &'static str,
-    file: &std::path::Path,
-    id: &Identity,
-) -> CertStatus {
-    CertStatus {
-        profile: profile.to_string(),
-        role,
-        file: file.display().to_string(),
-        subject: id.subject.to_string(),
-        issuer: id.issuer.to_string(),
-        not_after: rfc3339_unix(id.not_after),
-        not_after_unix: id.not_after,
-        fingerprint: id.fingerprint.to_string(),
-    }
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    time::OffsetDateTime::from(t)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-fn rfc3339_unix(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 /// The words for a refusal at accept, from its reason label.

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::upstream::BoxError;
 use super::HeadClock;
+use crate::upstream::BoxError;
 
 /// The request body went over the route's `max_body_bytes`.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,6 @@ mod body;
 pub mod headers;
 mod problem;
 mod ratelimit;
-mod upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -35,22 +34,22 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+pub use crate::upstream::{UpstreamClient, ALPN};
 pub use access::AccessLogger;
 pub use ratelimit::RateLimiter;
-pub use upstream::UpstreamClient;
 
 use crate::config::{has_dot_segment, HttpRule, HttpSpec, RuleName};
 use crate::metrics::{HttpLabels, HttpRefusalLabels, HttpRuleLabels};
-use crate::proxy::{Activity, Metered, PumpEnd};
 use crate::route::{LogThrottle, RouteRuntime};
 use crate::state::{HttpState, RouteState};
 use crate::stream::Stream;
+use crate::tcp::{Activity, Metered, PumpEnd};
+use crate::upstream::{Body, ConnectError};
 use access::AccessRecord;
 use body::{Capped, ClientBody, OnEnd, TooLarge, Tracked};
 use problem::{problem, Refused};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
-use upstream::{Body, ConnectError};
 
 /// What an `http` route keeps for its whole life, across reloads.
 pub(crate) struct HttpRuntime {
@@ -76,13 +75,11 @@ impl HttpRuntime {
 /// one did, and the `Retry-After` seconds for a rate limit.
 type Denied = (Refused, Option<usize>, Option<u64>);
 
-/// The TLS ALPN protocols an `http` listener offers and an https upstream
-/// is asked for, in preference order.
-pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
-
 /// One client connection: who it is, for every request it sends.
 struct Conn {
     route: Arc<RouteRuntime>,
+    /// The route's rate buckets, access log and upstream slots.
+    http: Arc<HttpRuntime>,
     remote: SocketAddr,
     peer: PeerApp,
     /// Formatted once per connection for the access log.
@@ -103,6 +100,7 @@ struct Conn {
 /// finish (in-flight requests complete; HTTP/2 gets a GOAWAY).
 pub(crate) async fn serve(
     route: Arc<RouteRuntime>,
+    http: Arc<HttpRuntime>,
     state: &RouteState,
     io: Metered<Stream>,
     activity: Arc<Activity>,
@@ -126,6 +124,7 @@ pub(crate) async fn serve(
         client: Arc::from(client),
         metric_handles: std::sync::Mutex::new(Vec::new()),
         route,
+        http,
         remote,
         peer,
     });
@@ -373,7 +372,6 @@ struct Finish {
 impl OnEnd for Finish {
     fn ended(mut self, bytes: u64, complete: bool) {
         self.conn.heads.response();
-        let route = &self.conn.route;
         let elapsed = self.started.elapsed();
         self.record.bytes_out = bytes;
         self.record.bytes_in = self.bytes_in.load(Ordering::Relaxed);
@@ -385,9 +383,7 @@ impl OnEnd for Finish {
                 .metric_handles(self.record.rule.as_ref(), self.record.app.as_ref(), class);
         requests.inc();
         seconds.observe(elapsed.as_secs_f64());
-        if let Some(http) = &route.http {
-            http.access.log(self.record);
-        }
+        self.conn.http.access.log(self.record);
     }
 }
 
@@ -666,10 +662,8 @@ impl Conn {
             return Err((Refused::Revoked, None, None));
         }
         let (index, app) = self.admit(request, spec, finish, now)?;
-        if let Some(http) = &self.route.http {
-            let slot = http.upstream_slots.clone().try_acquire_owned();
-            finish.slot = Some(slot.map_err(|_| (Refused::UpstreamBusy, Some(index), Some(1)))?);
-        }
+        let slot = self.http.upstream_slots.clone().try_acquire_owned();
+        finish.slot = Some(slot.map_err(|_| (Refused::UpstreamBusy, Some(index), Some(1)))?);
         Ok((index, app))
     }
 
@@ -688,12 +682,12 @@ impl Conn {
         // Every request spends a token, refused ones too: a partner cannot
         // flood the gateway with 404s or 403s either. A refused one spends
         // the application its certificate was recognised as.
-        if let (Some(limit), Some(http)) = (spec.rate, &self.route.http) {
+        if let Some(limit) = spec.rate {
             let (app, rule) = match &checked {
                 Ok((index, app)) => (app, Some(*index)),
                 Err((_, rule, _)) => (&self.peer.app, *rule),
             };
-            if let Err(wait) = http.limiter.take(app, limit, now.into_std()) {
+            if let Err(wait) = self.http.limiter.take(app, limit, now.into_std()) {
                 let retry = wait.as_secs_f64().ceil().max(1.0) as u64;
                 return Err((Refused::RateLimited, rule, Some(retry)));
             }
@@ -815,7 +809,7 @@ impl Conn {
         let route = &self.route;
         self.refused(refused);
         let rule_name = rule.map(|r| r.name.as_str());
-        let suppressed = route.http.as_ref().and_then(|h| h.refusals_log.allow());
+        let suppressed = self.http.refusals_log.allow();
         if let Some(suppressed) = suppressed {
             warn!(
                 route = %route.name,

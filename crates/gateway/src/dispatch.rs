@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use guichet_tls::{Refusal, RefusalReason};
+use guichet_tls::RefusalReason;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -14,13 +14,16 @@ use tracing::{debug, field, info, info_span, warn, Instrument, Span};
 
 use crate::budget::{Admission, HandshakeTicket, OverBudget};
 use crate::config::RouteKind;
-use crate::ingest::Ingest;
-use crate::metrics::{BytesLabels, Direction, HandshakeLabels, Metrics, Outcome, RouteLabel, Side};
-use crate::proxy::{pump, Activity, Metered, PumpEnd};
-use crate::relay::{relay, Peer};
+use crate::dial::{observe_handshake, open_forward, ForwardError};
+use crate::http::HttpRuntime;
+use crate::metrics::{BytesLabels, Direction, Metrics, Outcome, RouteLabel, Side};
+use crate::mllp::ingest::Ingest;
+use crate::mllp::relay::{relay, Peer};
+use crate::refuse::{over_budget, refuse};
 use crate::route::RouteRuntime;
 use crate::state::RouteState;
 use crate::stream::Stream;
+use crate::tcp::{pump, Activity, Metered, PumpEnd};
 
 /// Serves one connection until it ends or `force` (end of drain) fires.
 /// The admission (slot and source count) is held for the connection's
@@ -28,6 +31,7 @@ use crate::stream::Stream;
 /// over.
 pub(crate) async fn handle(
     route: Arc<RouteRuntime>,
+    http: Option<Arc<HttpRuntime>>,
     tcp: TcpStream,
     remote: SocketAddr,
     mut admission: Admission,
@@ -41,7 +45,7 @@ pub(crate) async fn handle(
         let _open = OpenGuard::new(&route.metrics, name);
         let handshake = admission.take_handshake();
         let outcome = tokio::select! {
-            outcome = serve(&route, &state, tcp, remote, handshake, shutdown) => outcome,
+            outcome = serve(&route, http, &state, tcp, remote, handshake, shutdown) => outcome,
             () = force.cancelled() => {
                 info!("closed at the end of the shutdown drain period");
                 Outcome::Drained
@@ -78,6 +82,7 @@ impl Drop for OpenGuard {
 
 async fn serve(
     route_rt: &Arc<RouteRuntime>,
+    http: Option<Arc<HttpRuntime>>,
     state: &RouteState,
     tcp: TcpStream,
     remote: SocketAddr,
@@ -107,7 +112,7 @@ async fn serve(
             let accepted = tokio::select! {
                 accepted = handshaking => accepted,
                 () = evicted.cancelled() => {
-                    route_rt.over_budget(remote, OverBudget::Handshakes);
+                    over_budget(route_rt, remote, OverBudget::Handshakes);
                     return Outcome::RefusedLimit;
                 }
             };
@@ -137,11 +142,12 @@ async fn serve(
             })
             .clone()
     };
-    if let (RouteKind::Http(_), Some(peer)) = (&spec.kind, &peer_app) {
+    if let (RouteKind::Http(_), Some(peer), Some(http)) = (&spec.kind, &peer_app, http) {
         let activity = Activity::new();
         let client = Metered::new(inbound, activity.clone(), bytes(Direction::Upstream));
         let end: (PumpEnd, u64) = crate::http::serve(
             route_rt.clone(),
+            http,
             state,
             client,
             activity,
@@ -161,7 +167,7 @@ async fn serve(
     let outbound = match stored {
         // Store-and-forward: the receiver is the delivery worker's business.
         Some(_) => None,
-        None => match open_forward(state).await {
+        None => match open_forward(&state.spec, state.client.as_ref()).await {
             Ok((stream, handshake)) => {
                 if let Some(started) = handshake {
                     observe_handshake(metrics, route, Side::Forward, started);
@@ -264,7 +270,7 @@ fn ended(end: PumpEnd, traffic: Traffic, idle: Duration) -> Outcome {
         }
         PumpEnd::Frame { reason, detail } => {
             log_end!(warn, traffic, reason, "connection closed: {detail}");
-            if reason == crate::relay::FRAME_TIMEOUT {
+            if reason == crate::mllp::relay::FRAME_TIMEOUT {
                 Outcome::FrameTimeout
             } else {
                 Outcome::FrameError
@@ -315,99 +321,4 @@ fn end_reason(e: &std::io::Error) -> &'static str {
 /// rather than a truncation error.
 async fn close(mut inbound: Stream, deadline: Duration) {
     let _ = tokio::time::timeout(deadline, inbound.shutdown()).await;
-}
-
-pub(crate) fn refuse(route_rt: &RouteRuntime, remote: SocketAddr, side: Side, refusal: &Refusal) {
-    let route = route_rt.name.as_str();
-    let reason = refusal.reason.as_str();
-    route_rt.metrics.refused(route, side, reason);
-    route_rt
-        .status
-        .refused(route, side, remote, reason, Some(refusal));
-    match side {
-        // Nothing to act on per connection: a line a second, with the count
-        // of lines suppressed.
-        Side::Listen if refusal.reason == RefusalReason::HandshakeTimeout => {
-            if let Some(suppressed) = route_rt.handshake_timeouts.allow() {
-                warn!(reason, suppressed, "refused: {refusal}");
-            }
-        }
-        Side::Listen => warn!(reason = refusal.reason.as_str(), "refused: {refusal}"),
-        Side::Forward => warn!(
-            reason = refusal.reason.as_str(),
-            "forward TLS handshake failed: {refusal}; closing the client connection"
-        ),
-    }
-}
-
-pub(crate) fn observe_handshake(metrics: &Metrics, route: &str, side: Side, started: Instant) {
-    metrics
-        .handshake_seconds
-        .get_or_create(&HandshakeLabels {
-            route: route.to_string(),
-            side,
-        })
-        .observe(started.elapsed().as_secs_f64());
-}
-
-/// Why the forward side could not be opened.
-pub(crate) enum ForwardError {
-    /// No TCP connection (resolution, refusal, timeout).
-    Unavailable(String),
-    /// The receiver's TLS handshake failed (name, CA, revoked...).
-    Tls(Refusal),
-}
-
-/// Connects to the route's forward target, with TLS when configured.
-/// Also returns when the TLS handshake started, for its metric.
-pub(crate) async fn open_forward(
-    state: &RouteState,
-) -> Result<(Stream, Option<Instant>), ForwardError> {
-    let spec = &state.spec;
-    let limits = spec.limits;
-    let forward = spec
-        .forward
-        .as_ref()
-        .ok_or_else(|| ForwardError::Unavailable("this route has no forward target".into()))?;
-    let tcp = connect(&forward.host, forward.port, limits.connect_timeout)
-        .await
-        .map_err(ForwardError::Unavailable)?;
-    match (&state.client, &spec.forward_tls) {
-        (Some(tls), Some(forward)) => {
-            let started = Instant::now();
-            tls.connect(forward.server_name.clone(), tcp, limits.handshake_timeout)
-                .await
-                .map(|stream| (Stream::TlsClient(Box::new(stream)), Some(started)))
-                .map_err(ForwardError::Tls)
-        }
-        _ => Ok((Stream::Plain(tcp), None)),
-    }
-}
-
-/// Resolves and connects within `deadline`, trying each address in turn.
-pub(crate) async fn connect(
-    host: &str,
-    port: u16,
-    deadline: Duration,
-) -> Result<TcpStream, String> {
-    let attempt = async {
-        let mut last = None;
-        let addrs = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?;
-        for addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(tcp) => {
-                    let _ = tcp.set_nodelay(true);
-                    return Ok(tcp);
-                }
-                Err(e) => last = Some(format!("{addr}: {e}")),
-            }
-        }
-        Err(last.unwrap_or_else(|| format!("{host} resolves to no address")))
-    };
-    match tokio::time::timeout(deadline, attempt).await {
-        Ok(result) => result,
-        Err(_) => Err(format!("no connection within {}s", deadline.as_secs_f32())),
-    }
 }
