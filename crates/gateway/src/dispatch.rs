@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use guichet_tls::RefusalReason;
+use guichet_tls::{PeerApp, RefusalReason};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -13,14 +14,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, field, info, info_span, warn, Instrument, Span};
 
 use crate::budget::{Admission, HandshakeTicket, OverBudget};
-use crate::config::RouteKind;
+use crate::config::{ForwardPolicy, RouteKind};
 use crate::dial::{observe_handshake, open_forward, ForwardError};
 use crate::http::HttpRuntime;
 use crate::metrics::{BytesLabels, Direction, Metrics, Outcome, RouteLabel, Side};
 use crate::mllp::ingest::Ingest;
 use crate::mllp::relay::{relay, Peer};
 use crate::refuse::{over_budget, refuse};
-use crate::route::RouteRuntime;
+use crate::route::{RouteRuntime, StoreForward};
 use crate::state::RouteState;
 use crate::stream::Stream;
 use crate::tcp::{pump, Activity, Metered, PumpEnd};
@@ -80,6 +81,9 @@ impl Drop for OpenGuard {
     }
 }
 
+/// Serves an admitted connection: its listener's side first, then by the
+/// route's kind and delivery, the HTTP gateway, the store-and-forward
+/// journal, or the receiver.
 async fn serve(
     route_rt: &Arc<RouteRuntime>,
     http: Option<Arc<HttpRuntime>>,
@@ -89,63 +93,19 @@ async fn serve(
     handshake: Option<HandshakeTicket>,
     shutdown: CancellationToken,
 ) -> Outcome {
-    let metrics = &route_rt.metrics;
     let spec = &state.spec;
-    let route = spec.name.as_str();
     let limits = spec.limits;
     // Small HL7 messages and their ACKs must not wait for Nagle.
     let _ = tcp.set_nodelay(true);
-    let mut peer_app = None;
-    let inbound = match &state.server {
-        None => Stream::Plain(tcp),
-        Some(tls) => {
-            let started = Instant::now();
-            // Never cancelled when the listener took no handshake place.
-            let evicted = handshake
-                .as_ref()
-                .map_or_else(CancellationToken::new, HandshakeTicket::evicted);
-            // A refusal is counted and logged when it happens, before the
-            // client is given a moment to read its alert.
-            let handshaking = tls.accept_reporting(tcp, limits.handshake_timeout, |refusal| {
-                refuse(route_rt, remote, Side::Listen, refusal)
-            });
-            let accepted = tokio::select! {
-                accepted = handshaking => accepted,
-                () = evicted.cancelled() => {
-                    over_budget(route_rt, remote, OverBudget::Handshakes);
-                    return Outcome::RefusedLimit;
-                }
-            };
-            // Admitted or refused, this connection no longer counts
-            // against max_handshakes.
-            drop(handshake);
-            match accepted {
-                Ok((stream, peer)) => {
-                    observe_handshake(metrics, route, Side::Listen, started);
-                    if let Some(peer) = &peer {
-                        Span::current().record("app", peer.app.as_str());
-                        debug!(subject = %peer.identity.subject, "client certificate admitted");
-                    }
-                    peer_app = peer;
-                    Stream::TlsServer(Box::new(stream))
-                }
-                Err(_) => return Outcome::RefusedTls,
-            }
-        }
-    };
-    let bytes = |direction| {
-        metrics
-            .bytes
-            .get_or_create(&BytesLabels {
-                route: route.to_string(),
-                direction,
-            })
-            .clone()
+    let (inbound, peer_app) = match accept_tls(route_rt, state, tcp, remote, handshake).await {
+        Ok(accepted) => accepted,
+        Err(outcome) => return outcome,
     };
     if let (RouteKind::Http(_), Some(peer), Some(http)) = (&spec.kind, &peer_app, http) {
         let activity = Activity::new();
-        let client = Metered::new(inbound, activity.clone(), bytes(Direction::Upstream));
-        let end: (PumpEnd, u64) = crate::http::serve(
+        let metered = bytes(&route_rt.metrics, spec.name.as_str(), Direction::Upstream);
+        let client = Metered::new(inbound, activity.clone(), metered);
+        let (end, requests) = crate::http::serve(
             route_rt.clone(),
             http,
             state,
@@ -156,84 +116,183 @@ async fn serve(
             shutdown,
         )
         .await;
-        let (end, requests) = end;
         return ended(end, Traffic::Requests(requests), limits.idle_timeout);
     }
-    let peer_app = peer_app.map(|p| p.app);
+    let peer = Peer {
+        route: spec.name.clone(),
+        remote,
+        app: peer_app.map(|p| p.app),
+    };
     let stored = route_rt
         .store_forward
         .as_ref()
         .zip(spec.store_and_forward());
-    let outbound = match stored {
+    match stored {
         // Store-and-forward: the receiver is the delivery worker's business.
-        Some(_) => None,
-        None => match open_forward(&state.spec, state.client.as_ref()).await {
-            Ok((stream, handshake)) => {
-                if let Some(started) = handshake {
-                    observe_handshake(metrics, route, Side::Forward, started);
-                }
-                Some(stream)
-            }
-            Err(ForwardError::Unavailable(reason)) => {
-                warn!(target_addr = %spec.forward_label(), "forward target unavailable: {reason}; closing the client connection");
+        Some((sf, policy)) => ingest(route_rt, state, inbound, peer, sf, policy).await,
+        None => match open_outbound(route_rt, state, remote).await {
+            Ok(outbound) => forward(route_rt, state, inbound, outbound, peer).await,
+            Err(outcome) => {
                 close(inbound, limits.handshake_timeout).await;
-                return Outcome::UpstreamUnavailable;
-            }
-            Err(ForwardError::Tls(refusal)) => {
-                refuse(route_rt, remote, Side::Forward, &refusal);
-                close(inbound, limits.handshake_timeout).await;
-                return Outcome::UpstreamTls;
+                outcome
             }
         },
+    }
+}
+
+/// The listener's side: plain, or a TLS handshake within the route's
+/// deadline and its place among handshakes. Gives the stream and the
+/// client's application when a certificate was asked for, or how the
+/// connection ended.
+async fn accept_tls(
+    route_rt: &RouteRuntime,
+    state: &RouteState,
+    tcp: TcpStream,
+    remote: SocketAddr,
+    handshake: Option<HandshakeTicket>,
+) -> Result<(Stream, Option<PeerApp>), Outcome> {
+    let Some(tls) = &state.server else {
+        return Ok((Stream::Plain(tcp), None));
     };
+    let started = Instant::now();
+    // Never cancelled when the listener took no handshake place.
+    let evicted = handshake
+        .as_ref()
+        .map_or_else(CancellationToken::new, HandshakeTicket::evicted);
+    // A refusal is counted and logged when it happens, before the
+    // client is given a moment to read its alert.
+    let timeout = state.spec.limits.handshake_timeout;
+    let handshaking = tls.accept_reporting(tcp, timeout, |refusal| {
+        refuse(route_rt, remote, Side::Listen, refusal)
+    });
+    let accepted = tokio::select! {
+        accepted = handshaking => accepted,
+        () = evicted.cancelled() => {
+            over_budget(route_rt, remote, OverBudget::Handshakes);
+            return Err(Outcome::RefusedLimit);
+        }
+    };
+    // Admitted or refused, this connection no longer counts
+    // against max_handshakes.
+    drop(handshake);
+    let (stream, peer) = accepted.map_err(|_| Outcome::RefusedTls)?;
+    let route = state.spec.name.as_str();
+    observe_handshake(&route_rt.metrics, route, Side::Listen, started);
+    if let Some(peer) = &peer {
+        Span::current().record("app", peer.app.as_str());
+        debug!(subject = %peer.identity.subject, "client certificate admitted");
+    }
+    Ok((Stream::TlsServer(Box::new(stream)), peer))
+}
+
+/// The route's byte counter for one direction.
+fn bytes(metrics: &Metrics, route: &str, direction: Direction) -> Counter {
+    metrics
+        .bytes
+        .get_or_create(&BytesLabels {
+            route: route.to_string(),
+            direction,
+        })
+        .clone()
+}
+
+/// The receiver's side, or how the connection ends when it cannot be
+/// opened (counted and logged here; the caller closes the client).
+async fn open_outbound(
+    route_rt: &RouteRuntime,
+    state: &RouteState,
+    remote: SocketAddr,
+) -> Result<Stream, Outcome> {
+    let spec = &state.spec;
+    match open_forward(spec, state.client.as_ref()).await {
+        Ok((stream, handshake)) => {
+            if let Some(started) = handshake {
+                observe_handshake(
+                    &route_rt.metrics,
+                    spec.name.as_str(),
+                    Side::Forward,
+                    started,
+                );
+            }
+            Ok(stream)
+        }
+        Err(ForwardError::Unavailable(reason)) => {
+            warn!(target_addr = %spec.forward_label(), "forward target unavailable: {reason}; closing the client connection");
+            Err(Outcome::UpstreamUnavailable)
+        }
+        Err(ForwardError::Tls(refusal)) => {
+            refuse(route_rt, remote, Side::Forward, &refusal);
+            Err(Outcome::UpstreamTls)
+        }
+    }
+}
+
+/// Carries a connection to its receiver: frame by frame on an `mllp`
+/// route, as bytes otherwise.
+async fn forward(
+    route_rt: &RouteRuntime,
+    state: &RouteState,
+    inbound: Stream,
+    outbound: Stream,
+    peer: Peer,
+) -> Outcome {
+    let spec = &state.spec;
+    let (route, idle) = (spec.name.as_str(), spec.limits.idle_timeout);
     let activity = Activity::new();
-    let mut client = Metered::new(inbound, activity.clone(), bytes(Direction::Upstream));
-    let peer = Peer {
-        route: spec.name.clone(),
-        remote,
-        app: peer_app,
-    };
-    let (end, up, down) = match (outbound, stored, &spec.kind) {
-        (Some(outbound), _, kind) => {
-            let mut server = Metered::new(outbound, activity.clone(), bytes(Direction::Downstream));
-            let end = match kind {
-                RouteKind::Mllp(settings) => {
-                    relay(
-                        &mut client,
-                        &mut server,
-                        activity,
-                        limits.idle_timeout,
-                        peer,
-                        *settings,
-                        route_rt,
-                    )
-                    .await
-                }
-                RouteKind::Tcp | RouteKind::Http(_) => {
-                    pump(&mut client, &mut server, limits.idle_timeout).await
-                }
-            };
-            (end, client.total, server.total)
+    let up = bytes(&route_rt.metrics, route, Direction::Upstream);
+    let mut client = Metered::new(inbound, activity.clone(), up);
+    let down = bytes(&route_rt.metrics, route, Direction::Downstream);
+    let mut server = Metered::new(outbound, activity.clone(), down);
+    let end = match &spec.kind {
+        RouteKind::Mllp(settings) => {
+            let (client, server) = (&mut client, &mut server);
+            relay(client, server, activity, idle, peer, *settings, route_rt).await
         }
-        (None, Some((sf, policy)), RouteKind::Mllp(settings)) => {
-            let ingest = Ingest {
-                peer,
-                settings: *settings,
-                policy,
-                route: route_rt,
-                journal: &sf.journal,
-                stored: &sf.stored,
-            };
-            let end = ingest
-                .serve(&mut client, activity, limits.idle_timeout)
-                .await;
-            (end, client.total, 0)
-        }
-        // A stored route is always mllp with a journal: `outbound` is set
-        // otherwise.
-        (None, _, _) => return Outcome::Error,
+        RouteKind::Tcp | RouteKind::Http(_) => pump(&mut client, &mut server, idle).await,
     };
-    ended(end, Traffic::Bytes { up, down }, limits.idle_timeout)
+    let traffic = Traffic::Bytes {
+        up: client.total,
+        down: server.total,
+    };
+    ended(end, traffic, idle)
+}
+
+/// Journals what a store-and-forward route's sender sends, acknowledged
+/// once stored; the route's worker delivers it.
+async fn ingest(
+    route_rt: &RouteRuntime,
+    state: &RouteState,
+    inbound: Stream,
+    peer: Peer,
+    sf: &StoreForward,
+    policy: ForwardPolicy,
+) -> Outcome {
+    // A stored route is always mllp.
+    let RouteKind::Mllp(settings) = &state.spec.kind else {
+        return Outcome::Error;
+    };
+    let idle = state.spec.limits.idle_timeout;
+    let activity = Activity::new();
+    let up = bytes(
+        &route_rt.metrics,
+        state.spec.name.as_str(),
+        Direction::Upstream,
+    );
+    let mut client = Metered::new(inbound, activity.clone(), up);
+    let ingest = Ingest {
+        peer,
+        settings: *settings,
+        policy,
+        route: route_rt,
+        journal: &sf.journal,
+        stored: &sf.stored,
+    };
+    let end = ingest.serve(&mut client, activity, idle).await;
+    let traffic = Traffic::Bytes {
+        up: client.total,
+        down: 0,
+    };
+    ended(end, traffic, idle)
 }
 
 /// What a connection carried, for its last log line.

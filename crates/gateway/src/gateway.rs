@@ -16,7 +16,7 @@ use guichet_journal::{BodyKey, Journal, JournalError, OpenOptions};
 use tokio::sync::Notify;
 
 use crate::accept::accept_loop;
-use crate::config::{Config, ConfigError, JournalSpec, RouteName};
+use crate::config::{Config, ConfigError, JournalSpec, RouteName, RouteSpec};
 use crate::events::EventBus;
 use crate::housekeeping;
 use crate::http::{AccessLogger, HttpRuntime};
@@ -25,14 +25,14 @@ use crate::mllp::deliver::Worker;
 use crate::reload::{Reloader, Shared};
 use crate::revocation::{self, CrlCache};
 use crate::route::{RouteRuntime, StoreForward};
-use crate::state::{build_states, BuildError, Built};
+use crate::state::{build_states, BuildError, Built, RouteState};
 use crate::status::StatusBoard;
 use crate::watch::watch_files;
 
 /// A gateway whose listeners are bound, ready to [`Gateway::run`].
 pub struct Gateway {
     shared: Arc<Shared>,
-    listeners: Vec<(Arc<RouteRuntime>, Option<Arc<HttpRuntime>>, TcpListener)>,
+    listeners: Vec<Listening>,
     events: EventBus,
     drain_timeout: Duration,
     watch_interval: Duration,
@@ -87,55 +87,13 @@ impl Gateway {
             Some(spec) => Some((open_journal(spec).await?, spec.clone())),
             None => None,
         };
-        let mut listeners = Vec::new();
-        let mut routes = BTreeMap::new();
-        let mut http_runtimes = Vec::new();
-        for (name, state) in states {
-            let store_forward = match (&journal, state.spec.store_and_forward()) {
-                (Some((journal, _)), Some(_)) => Some(StoreForward {
-                    journal: journal.clone(),
-                    stored: Arc::new(Notify::new()),
-                }),
-                _ => None,
-            };
-            let addr = state.spec.listen;
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|error| GatewayError::Bind {
-                    route: name.clone(),
-                    addr,
-                    error,
-                })?;
-            if let Ok(bound) = listener.local_addr() {
-                status.bound(name.as_str(), bound);
-            }
-            let http = match state.spec.http() {
-                Some(spec) => {
-                    let access =
-                        AccessLogger::open(&spec.access_log, name.as_str()).map_err(|error| {
-                            GatewayError::AccessLog {
-                                route: name.clone(),
-                                error,
-                            }
-                        })?;
-                    Some(Arc::new(HttpRuntime::new(
-                        access,
-                        spec.max_upstream_requests,
-                    )))
-                }
-                None => None,
-            };
-            let route = Arc::new(RouteRuntime::new(
-                state,
-                metrics.clone(),
-                events.clone(),
-                status.clone(),
-                store_forward,
-            ));
-            http_runtimes.extend(http.clone());
-            listeners.push((route.clone(), http, listener));
-            routes.insert(name, route);
-        }
+        let ends = RouteEnds {
+            journal: journal.as_ref().map(|(journal, _)| journal),
+            metrics: &metrics,
+            events: &events,
+            status: &status,
+        };
+        let (listeners, routes, http_runtimes) = ends.bind_all(states).await?;
         Ok(Gateway {
             shared: Arc::new(Shared {
                 config_path: config.source.clone(),
@@ -192,61 +150,13 @@ impl Gateway {
         let tracker = TaskTracker::new();
         let stop_delivery = CancellationToken::new();
         let background = self.start_journal_work(&stop_delivery);
-        let mut accept_loops = JoinSet::new();
-        for (route, http, listener) in self.listeners {
-            let spec = route.current().spec.clone();
-            info!(
-                route = %spec.name,
-                listen = %listener.local_addr().map_or(spec.listen, |a| a),
-                listen_mode = spec.listen_mode(),
-                forward = %spec.forward_label(),
-                forward_mode = spec.forward_mode(),
-                "route listening"
-            );
-            accept_loops.spawn(accept_loop(
-                route,
-                http,
-                listener,
-                shutdown.clone(),
-                force.clone(),
-                tracker.clone(),
-            ));
-        }
-        if !self.watch_interval.is_zero() {
-            let reloader = Reloader {
-                shared: self.shared.clone(),
-            };
-            tokio::spawn(watch_files(reloader, self.watch_interval, shutdown.clone()));
-        }
-        tokio::spawn(revocation::refresh(
-            Reloader {
-                shared: self.shared.clone(),
-            },
-            self.shared.crl_cache.clone(),
-            self.shared.metrics.clone(),
-            self.shared.first_fetch,
-            shutdown.clone(),
-        ));
+        let mut accept_loops = accept_all(self.listeners, &shutdown, &force, &tracker);
+        spawn_reloads(&self.shared, self.watch_interval, &shutdown);
         self.shared.status.set_ready(true);
         shutdown.cancelled().await;
         self.shared.status.set_ready(false);
         while accept_loops.join_next().await.is_some() {}
-        tracker.close();
-        let open = tracker.len();
-        if open > 0 {
-            info!(open, drain = ?self.drain_timeout, "shutting down: waiting for open connections to finish");
-        }
-        if tokio::time::timeout(self.drain_timeout, tracker.wait())
-            .await
-            .is_err()
-        {
-            warn!(
-                open = tracker.len(),
-                "drain timeout reached: closing the remaining connections"
-            );
-            force.cancel();
-            let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
-        }
+        drain(&tracker, &force, self.drain_timeout).await;
         // Senders are gone: delivery stops last, giving its lease back.
         stop_delivery.cancel();
         background.close();
@@ -307,4 +217,161 @@ async fn open_journal(spec: &JournalSpec) -> Result<Journal, JournalError> {
     let journal = guichet_journal::open(&spec.store, OpenOptions { key }).await?;
     info!(store = %spec.store, node = %spec.node, "journal open");
     Ok(journal)
+}
+
+/// A bound listener, its route's runtime, and the http runtime on an
+/// `http` route.
+type Listening = (Arc<RouteRuntime>, Option<Arc<HttpRuntime>>, TcpListener);
+
+/// What every route's runtime is built with.
+struct RouteEnds<'a> {
+    journal: Option<&'a Journal>,
+    metrics: &'a Metrics,
+    events: &'a EventBus,
+    status: &'a Arc<StatusBoard>,
+}
+
+impl RouteEnds<'_> {
+    /// Binds every route's listener and builds its runtimes; fails on the
+    /// first route that cannot start.
+    #[allow(clippy::type_complexity)]
+    async fn bind_all(
+        &self,
+        states: BTreeMap<RouteName, RouteState>,
+    ) -> Result<
+        (
+            Vec<Listening>,
+            BTreeMap<RouteName, Arc<RouteRuntime>>,
+            Vec<Arc<HttpRuntime>>,
+        ),
+        GatewayError,
+    > {
+        let mut listeners = Vec::new();
+        let mut routes = BTreeMap::new();
+        let mut http_runtimes = Vec::new();
+        for (name, state) in states {
+            let (route, http, listener) = self.bind(&name, state).await?;
+            http_runtimes.extend(http.clone());
+            listeners.push((route.clone(), http, listener));
+            routes.insert(name, route);
+        }
+        Ok((listeners, routes, http_runtimes))
+    }
+
+    async fn bind(&self, name: &RouteName, state: RouteState) -> Result<Listening, GatewayError> {
+        let store_forward = match (self.journal, state.spec.store_and_forward()) {
+            (Some(journal), Some(_)) => Some(StoreForward {
+                journal: journal.clone(),
+                stored: Arc::new(Notify::new()),
+            }),
+            _ => None,
+        };
+        let addr = state.spec.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|error| GatewayError::Bind {
+                route: name.clone(),
+                addr,
+                error,
+            })?;
+        if let Ok(bound) = listener.local_addr() {
+            self.status.bound(name.as_str(), bound);
+        }
+        let http = http_runtime(name, &state.spec)?;
+        let route = Arc::new(RouteRuntime::new(
+            state,
+            self.metrics.clone(),
+            self.events.clone(),
+            self.status.clone(),
+            store_forward,
+        ));
+        Ok((route, http, listener))
+    }
+}
+
+/// An `http` route's runtime: its access log opened, its upstream slots
+/// counted.
+fn http_runtime(
+    name: &RouteName,
+    spec: &RouteSpec,
+) -> Result<Option<Arc<HttpRuntime>>, GatewayError> {
+    let Some(spec) = spec.http() else {
+        return Ok(None);
+    };
+    let access = AccessLogger::open(&spec.access_log, name.as_str()).map_err(|error| {
+        GatewayError::AccessLog {
+            route: name.clone(),
+            error,
+        }
+    })?;
+    let runtime = HttpRuntime::new(access, spec.max_upstream_requests);
+    Ok(Some(Arc::new(runtime)))
+}
+
+/// Spawns every route's accept loop.
+fn accept_all(
+    listeners: Vec<Listening>,
+    shutdown: &CancellationToken,
+    force: &CancellationToken,
+    tracker: &TaskTracker,
+) -> JoinSet<()> {
+    let mut accept_loops = JoinSet::new();
+    for (route, http, listener) in listeners {
+        let spec = route.current().spec.clone();
+        info!(
+            route = %spec.name,
+            listen = %listener.local_addr().map_or(spec.listen, |a| a),
+            listen_mode = spec.listen_mode(),
+            forward = %spec.forward_label(),
+            forward_mode = spec.forward_mode(),
+            "route listening"
+        );
+        accept_loops.spawn(accept_loop(
+            route,
+            http,
+            listener,
+            shutdown.clone(),
+            force.clone(),
+            tracker.clone(),
+        ));
+    }
+    accept_loops
+}
+
+/// Lets open connections finish for up to `timeout`, then closes the
+/// rest (waiting a little more for them to go).
+async fn drain(tracker: &TaskTracker, force: &CancellationToken, timeout: Duration) {
+    tracker.close();
+    let open = tracker.len();
+    if open > 0 {
+        info!(open, drain = ?timeout, "shutting down: waiting for open connections to finish");
+    }
+    if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
+        warn!(
+            open = tracker.len(),
+            "drain timeout reached: closing the remaining connections"
+        );
+        force.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+    }
+}
+
+/// Starts what reloads the gateway by itself: the file watch (unless
+/// disabled) and the CRL refreshes.
+fn spawn_reloads(shared: &Arc<Shared>, watch_interval: Duration, shutdown: &CancellationToken) {
+    if !watch_interval.is_zero() {
+        let reloader = Reloader {
+            shared: shared.clone(),
+        };
+        tokio::spawn(watch_files(reloader, watch_interval, shutdown.clone()));
+    }
+    tokio::spawn(revocation::refresh(
+        Reloader {
+            shared: shared.clone(),
+        },
+        shared.crl_cache.clone(),
+        shared.metrics.clone(),
+        shared.first_fetch,
+        shutdown.clone(),
+    ));
 }

@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use guichet_tls::PeerApp;
 use hyper::server::conn::{http1, http2};
@@ -72,10 +73,17 @@ pub(crate) async fn serve(
         let served = builder.serve_connection(io, service);
         drive!(served, shutdown, activity, idle, heads, header_timeout)
     };
-    let end = match result {
+    let end = ended(&counted, result, header_timeout);
+    (end, counted.requests.load(Ordering::Relaxed))
+}
+
+/// How the connection ends for the dispatcher; a stalled or oversized
+/// request head is refused like a request: counted and said once.
+fn ended(conn: &Conn, result: Driven, header_timeout: Duration) -> PumpEnd {
+    match result {
         Driven::Idle => PumpEnd::Idle,
         Driven::HeadTimeout => {
-            counted.refused(Refused::HeaderTimeout);
+            conn.refused(Refused::HeaderTimeout);
             warn!(
                 reason = Refused::HeaderTimeout.as_str(),
                 timeout = ?header_timeout,
@@ -86,7 +94,7 @@ pub(crate) async fn serve(
         Driven::Ended(Ok(())) => PumpEnd::Closed,
         Driven::Ended(Err(e)) if e.is_parse_too_large() => {
             // hyper answered 431: refused like a request, and said once.
-            counted.refused(Refused::HeaderTooLarge);
+            conn.refused(Refused::HeaderTooLarge);
             warn!(
                 reason = Refused::HeaderTooLarge.as_str(),
                 "request head over max_header_bytes; connection closed"
@@ -94,8 +102,7 @@ pub(crate) async fn serve(
             PumpEnd::Closed
         }
         Driven::Ended(Err(e)) => PumpEnd::Error(std::io::Error::other(e)),
-    };
-    (end, counted.requests.load(Ordering::Relaxed))
+    }
 }
 
 /// How a served connection ended.

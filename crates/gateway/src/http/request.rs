@@ -23,7 +23,7 @@ use super::problem::Refused;
 use super::rules::{
     find_rule, host_of, normalize_path, request_authority, rewrite_path, set_path, with_query,
 };
-use crate::config::{HttpRule, HttpSpec};
+use crate::config::{HttpRule, HttpSpec, RouteSpec};
 use crate::state::HttpState;
 use crate::upstream::{Body, ConnectError, UpstreamClient};
 
@@ -34,45 +34,7 @@ impl Conn {
         self.heads.request();
         let state = self.route.current();
         let authority = request_authority(&request);
-        let host = authority
-            .as_ref()
-            .ok()
-            .and_then(|a| a.as_ref())
-            .map(host_of);
-        let path = request.uri().path();
-        let logged_path = match request.uri().query() {
-            Some(query) if state.spec.http().is_some_and(|h| h.query_in_log) => {
-                clip(&format!("{path}?{query}")).to_string()
-            }
-            Some(_) => format!("{}?REDACTED", clip(path)),
-            None => clip(path).to_string(),
-        };
-        let mut finish = Finish {
-            record: AccessRecord {
-                time: std::time::SystemTime::now(),
-                route: self.route.name.clone(),
-                rule: None,
-                app: Some(self.peer.app.clone()),
-                subject: self.subject.clone(),
-                fingerprint: self.fingerprint.clone(),
-                client: self.client.clone(),
-                protocol: protocol(request.version()),
-                method: request.method().clone(),
-                host,
-                path: logged_path,
-                status: 0,
-                bytes_in: 0,
-                bytes_out: 0,
-                duration_ms: 0.0,
-                upstream: None,
-                reason: None,
-                complete: false,
-            },
-            conn: self.clone(),
-            slot: None,
-            started,
-            bytes_in: Arc::new(AtomicU64::new(0)),
-        };
+        let mut finish = self.begin(&request, &authority, &state.spec, started);
         let Some((spec, upstreams)) = state.spec.http().zip(state.http.as_ref()) else {
             // The route's kind changed in the file; it applies at restart.
             return self.deny(
@@ -102,6 +64,71 @@ impl Conn {
                 Ok(pair) => pair,
                 Err(()) => return self.refuse(finish, Refused::BadRequest, Some(rule), None),
             };
+        self.exchange(finish, spec, rule, upstream, forwarded, sent)
+            .await
+    }
+
+    /// What the access log and the metrics will need of a request, begun
+    /// before anything may refuse it.
+    fn begin(
+        self: &Arc<Self>,
+        request: &Request<Incoming>,
+        authority: &Result<Option<http::uri::Authority>, ()>,
+        spec: &RouteSpec,
+        started: Instant,
+    ) -> Finish {
+        let host = authority
+            .as_ref()
+            .ok()
+            .and_then(|a| a.as_ref())
+            .map(host_of);
+        let path = request.uri().path();
+        let logged_path = match request.uri().query() {
+            Some(query) if spec.http().is_some_and(|h| h.query_in_log) => {
+                clip(&format!("{path}?{query}")).to_string()
+            }
+            Some(_) => format!("{}?REDACTED", clip(path)),
+            None => clip(path).to_string(),
+        };
+        Finish {
+            record: AccessRecord {
+                time: std::time::SystemTime::now(),
+                route: self.route.name.clone(),
+                rule: None,
+                app: Some(self.peer.app.clone()),
+                subject: self.subject.clone(),
+                fingerprint: self.fingerprint.clone(),
+                client: self.client.clone(),
+                protocol: protocol(request.version()),
+                method: request.method().clone(),
+                host,
+                path: logged_path,
+                status: 0,
+                bytes_in: 0,
+                bytes_out: 0,
+                duration_ms: 0.0,
+                upstream: None,
+                reason: None,
+                complete: false,
+            },
+            conn: self.clone(),
+            slot: None,
+            started,
+            bytes_in: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Sends an admitted request to its upstream and streams the answer
+    /// back, or refuses it when the upstream fails or is late.
+    async fn exchange(
+        &self,
+        finish: Finish,
+        spec: &HttpSpec,
+        rule: &HttpRule,
+        upstream: &UpstreamClient,
+        forwarded: Request<Body>,
+        sent: body::Sent,
+    ) -> Response<Body> {
         // Should the client go away while the upstream works, the request
         // is still logged and counted (499, client_closed).
         let waiting = Abandoned(Some(finish));
@@ -118,22 +145,7 @@ impl Conn {
         let mut finish = waiting.disarm();
         let response = match answer {
             Err(_) => return self.refuse(finish, Refused::UpstreamTimeout, Some(rule), None),
-            Ok(Err(e)) => {
-                let refused = classify(&e);
-                if refused == Refused::BadRequestBody {
-                    // The client's fault: `refuse` logs it as a refusal.
-                    return self.refuse(finish, refused, Some(rule), None);
-                }
-                warn!(
-                    route = %self.route.name,
-                    rule = %rule.name,
-                    upstream = %rule.upstream.origin,
-                    reason = refused.as_str(),
-                    "upstream exchange failed: {}",
-                    error_chain(&e)
-                );
-                return self.refuse(finish, refused, Some(rule), None);
-            }
+            Ok(Err(e)) => return self.upstream_failed(finish, rule, &e),
             Ok(Ok(response)) => response,
         };
         let (mut parts, body) = response.into_parts();
@@ -141,6 +153,30 @@ impl Conn {
         parts.version = Version::default();
         finish.record.status = parts.status.as_u16();
         Response::from_parts(parts, Tracked::new(body, finish).boxed_unsync())
+    }
+
+    /// Refuses a request whose upstream exchange failed, logging the
+    /// failure unless it was the client's.
+    fn upstream_failed(
+        &self,
+        finish: Finish,
+        rule: &HttpRule,
+        e: &hyper_util::client::legacy::Error,
+    ) -> Response<Body> {
+        let refused = classify(e);
+        if refused == Refused::BadRequestBody {
+            // The client's fault: `refuse` logs it as a refusal.
+            return self.refuse(finish, refused, Some(rule), None);
+        }
+        warn!(
+            route = %self.route.name,
+            rule = %rule.name,
+            upstream = %rule.upstream.origin,
+            reason = refused.as_str(),
+            "upstream exchange failed: {}",
+            error_chain(e)
+        );
+        self.refuse(finish, refused, Some(rule), None)
     }
 
     /// Everything before a request may go upstream: one authority, a path
