@@ -99,6 +99,33 @@ impl Reloader {
 impl Shared {
     fn reload(&self) -> Result<(), ReloadError> {
         let config = Config::load(&self.config_path).map_err(|e| ReloadError(e.to_string()))?;
+        self.check_restart_only(&config)?;
+        let Built {
+            states,
+            certificates,
+            staplers,
+            crls,
+        } = build_states(&config, &self.metrics.ocsp, &self.crl_cache)
+            .map_err(|e| ReloadError(e.to_string()))?;
+        staplers.iter().for_each(guichet_tls::Stapler::spawn);
+        self.swap_states(states);
+        if format!("{:?}", config.admin) != self.admin {
+            warn!("[admin] changed: it applies at the next restart; the admin listener keeps its settings");
+        }
+        // Log rotation moves the access logs away and reloads: new files.
+        for http in &self.http {
+            http.access.reopen();
+        }
+        self.keep_in_force(&config, crls);
+        // New `crl_urls` are fetched now, not at the next refresh.
+        self.crl_cache.poke();
+        self.status.reloaded(&config, certificates);
+        Ok(())
+    }
+
+    /// Refuses a config that changes what only a restart may change: the
+    /// journal, a route's kind or its delivery mode.
+    fn check_restart_only(&self, config: &Config) -> Result<(), ReloadError> {
         if config.journal != self.journal {
             return Err(ReloadError(
                 "the [journal] section changed: it changes only at restart".into(),
@@ -127,14 +154,12 @@ impl Shared {
                 )));
             }
         }
-        let Built {
-            mut states,
-            certificates,
-            staplers,
-            crls,
-        } = build_states(&config, &self.metrics.ocsp, &self.crl_cache)
-            .map_err(|e| ReloadError(e.to_string()))?;
-        staplers.iter().for_each(guichet_tls::Stapler::spawn);
+        Ok(())
+    }
+
+    /// Swaps the new states in for new connections; routes added or
+    /// removed wait for a restart.
+    fn swap_states(&self, mut states: BTreeMap<RouteName, RouteState>) {
         for (name, route) in &self.routes {
             match states.remove(name) {
                 Some(new) => {
@@ -149,13 +174,10 @@ impl Shared {
         for name in states.keys() {
             warn!(route = %name, "new route in the config: it starts at the next restart");
         }
-        if format!("{:?}", config.admin) != self.admin {
-            warn!("[admin] changed: it applies at the next restart; the admin listener keeps its settings");
-        }
-        // Log rotation moves the access logs away and reloads: new files.
-        for http in &self.http {
-            http.access.reopen();
-        }
+    }
+
+    /// What the watch and the CRL refreshes read of the config in force.
+    fn keep_in_force(&self, config: &Config, crls: Vec<CrlStatus>) {
         if let Ok(mut files) = self.files.lock() {
             *files = config.watched_files();
         }
@@ -165,10 +187,6 @@ impl Shared {
         if let Ok(mut in_force) = self.crls.lock() {
             *in_force = crls;
         }
-        // New `crl_urls` are fetched now, not at the next refresh.
-        self.crl_cache.poke();
-        self.status.reloaded(&config, certificates);
-        Ok(())
     }
 }
 
