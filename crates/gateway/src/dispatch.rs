@@ -111,8 +111,10 @@ async fn serve(
             state,
             client,
             activity,
-            remote,
-            peer.clone(),
+            crate::http::Client {
+                remote,
+                peer: peer.clone(),
+            },
             shutdown,
         )
         .await;

@@ -24,6 +24,13 @@ use crate::state::RouteState;
 use crate::stream::Stream;
 use crate::tcp::{Activity, Metered, PumpEnd};
 
+/// The client at the other end of a connection: its address and the
+/// application its certificate was recognised as.
+pub(crate) struct Client {
+    pub remote: SocketAddr,
+    pub peer: PeerApp,
+}
+
 /// Serves HTTP/1.1 or HTTP/2 (by ALPN) on an admitted TLS connection until
 /// the client closes, it stays idle for `idle`, or shutdown asks it to
 /// finish (in-flight requests complete; HTTP/2 gets a GOAWAY).
@@ -33,10 +40,10 @@ pub(crate) async fn serve(
     state: &RouteState,
     io: Metered<Stream>,
     activity: Arc<Activity>,
-    remote: SocketAddr,
-    peer: PeerApp,
+    client: Client,
     shutdown: CancellationToken,
 ) -> (PumpEnd, u64) {
+    let Client { remote, peer } = client;
     let idle = state.spec.limits.idle_timeout;
     let Some(spec) = state.spec.http() else {
         return (PumpEnd::Closed, 0);

@@ -31,7 +31,7 @@ mod runtime;
 
 pub use crate::upstream::{UpstreamClient, ALPN};
 pub use access::AccessLogger;
-pub(crate) use drive::serve;
+pub(crate) use drive::{serve, Client};
 pub use ratelimit::RateLimiter;
 pub use rules::normalize_path;
 pub(crate) use runtime::HttpRuntime;
