@@ -8,12 +8,10 @@ use std::path::Path;
 use guichet_tls::identity::Identity;
 use guichet_tls::{Material, Role};
 
+use crate::certs::unix_now;
+pub use crate::certs::EXPIRY_WARNING_DAYS;
 use crate::config::{Config, ConfigError, ProfileName, RouteSpec, TlsProfile};
 use crate::state::build_states;
-
-/// Certificates expiring sooner than this are flagged by `check` and
-/// highlighted on the status page.
-pub const EXPIRY_WARNING_DAYS: i64 = 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -296,12 +294,6 @@ fn check_admin(spec: &crate::config::AdminSpec, report: &mut Report) {
             "the token crosses loopback in clear: fine on this host, add tls before moving it off loopback",
         );
     }
-}
-
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn roles(config: &Config, name: &ProfileName) -> Vec<Role> {
@@ -589,20 +581,40 @@ fn destinations(route: &RouteSpec) -> Vec<(String, &str, u16, bool)> {
 
 fn check_route(route: &RouteSpec, report: &mut Report) {
     let subject = format!("route {:?}", route.name.as_str());
+    check_destinations(route, &subject, report);
+    check_listener(route, &subject, report);
+    check_http(route, &subject, report);
+    check_mllp(route, &subject, report);
+    report.push(
+        Level::Ok,
+        &subject,
+        format!(
+            "{} {} -> {} {}",
+            route.listen_mode(),
+            route.listen,
+            route.forward_mode(),
+            route.forward_label()
+        ),
+    );
+}
+
+/// Each place a route sends to: it must resolve, and should not be
+/// reached in clear text off loopback.
+fn check_destinations(route: &RouteSpec, subject: &str, report: &mut Report) {
     for (what, host, port, tls) in destinations(route) {
         match (host, port).to_socket_addrs() {
             Ok(mut addrs) => {
                 if addrs.next().is_none() {
                     report.push(
                         Level::Error,
-                        &subject,
+                        subject,
                         format!("{what} host {host} resolves to no address"),
                     );
                 }
             }
             Err(e) => report.push(
                 Level::Error,
-                &subject,
+                subject,
                 format!("{what} host {host} does not resolve: {e}"),
             ),
         }
@@ -611,15 +623,20 @@ fn check_route(route: &RouteSpec, report: &mut Report) {
         if !tls && !loopback {
             report.push(
                 Level::Warning,
-                &subject,
+                subject,
                 format!("{what}: clear text to {host}:{port} (not loopback)"),
             );
         }
     }
+}
+
+/// The listener: clear text off loopback, its budgets, a TLS listener
+/// that asks no certificate.
+fn check_listener(route: &RouteSpec, subject: &str, report: &mut Report) {
     if route.listen_tls.is_none() && !route.listen.ip().is_loopback() {
         report.push(
             Level::Warning,
-            &subject,
+            subject,
             format!("listens in clear text on {} (not loopback): patient data may cross the network unencrypted", route.listen),
         );
     }
@@ -627,10 +644,15 @@ fn check_route(route: &RouteSpec, report: &mut Report) {
     if route.listen_mode() == "tls" {
         report.push(
             Level::Warning,
-            &subject,
+            subject,
             "client_auth = \"none\": any client may connect; prefer mutual TLS with an allowlist",
         );
     }
+}
+
+/// An `http` route: applications no rule admits, and settings that cost
+/// a partner its answers or expose patient identifiers.
+fn check_http(route: &RouteSpec, subject: &str, report: &mut Report) {
     if let (Some(http), Some(tls)) = (route.http(), &route.listen_tls) {
         if let crate::config::AuthSpec::Required(apps) = &tls.auth {
             for app in apps {
@@ -641,7 +663,7 @@ fn check_route(route: &RouteSpec, report: &mut Report) {
                 if !admitted {
                     report.push(
                         Level::Warning,
-                        &subject,
+                        subject,
                         format!(
                             "application {:?} completes the TLS handshake but no rule admits it: its requests get 403",
                             app.name.as_str()
@@ -655,7 +677,7 @@ fn check_route(route: &RouteSpec, report: &mut Report) {
         if route.limits.idle_timeout < http.response_timeout {
             report.push(
                 Level::Warning,
-                &subject,
+                subject,
                 format!(
                     "idle_timeout ({:?}) is shorter than response_timeout ({:?}): a request waiting for a slow upstream loses its connection before its 504",
                     route.limits.idle_timeout, http.response_timeout
@@ -665,30 +687,18 @@ fn check_route(route: &RouteSpec, report: &mut Report) {
         if http.rate.is_none() {
             report.push(
                 Level::Warning,
-                &subject,
+                subject,
                 "no rate_limit: one partner application can take the whole capacity of the upstreams",
             );
         }
         if http.query_in_log {
             report.push(
                 Level::Warning,
-                &subject,
+                subject,
                 "query_in_log = true: query strings (which may carry patient identifiers) are written to the access log",
             );
         }
     }
-    check_mllp(route, &subject, report);
-    report.push(
-        Level::Ok,
-        &subject,
-        format!(
-            "{} {} -> {} {}",
-            route.listen_mode(),
-            route.listen,
-            route.forward_mode(),
-            route.forward_label()
-        ),
-    );
 }
 
 /// A frame_timeout above this lets a trickling peer hold a connection

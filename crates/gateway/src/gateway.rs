@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,18 +10,20 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use guichet_journal::{BodyKey, Journal, JournalError, OpenOptions};
 use tokio::sync::Notify;
 
-use crate::config::{Config, ConfigError, JournalSpec, RouteName, TlsProfile};
-use crate::deliver::Worker;
+use crate::accept::accept_loop;
+use crate::config::{Config, ConfigError, JournalSpec, RouteName, RouteSpec};
 use crate::events::EventBus;
 use crate::housekeeping;
 use crate::http::{AccessLogger, HttpRuntime};
-use crate::metrics::{Metrics, ReloadLabels, ReloadOutcome};
-use crate::revocation::{self, CrlCache, CrlHost, CrlStatus, FetchRound};
+use crate::metrics::Metrics;
+use crate::mllp::deliver::Worker;
+use crate::reload::{Reloader, Shared};
+use crate::revocation::{self, CrlCache};
 use crate::route::{RouteRuntime, StoreForward};
 use crate::state::{build_states, BuildError, Built, RouteState};
 use crate::status::StatusBoard;
@@ -31,44 +32,12 @@ use crate::watch::watch_files;
 /// A gateway whose listeners are bound, ready to [`Gateway::run`].
 pub struct Gateway {
     shared: Arc<Shared>,
-    listeners: Vec<(Arc<RouteRuntime>, TcpListener)>,
+    listeners: Vec<Listening>,
     events: EventBus,
     drain_timeout: Duration,
     watch_interval: Duration,
     /// Open when the config has a `[journal]`.
     journal: Option<(Journal, JournalSpec)>,
-}
-
-/// What the running gateway and its reloads share.
-struct Shared {
-    config_path: PathBuf,
-    routes: BTreeMap<RouteName, Arc<RouteRuntime>>,
-    /// The `[journal]` in force: it changes only at restart.
-    journal: Option<JournalSpec>,
-    /// The `[admin]` section in force, as text: it changes only at
-    /// restart (its certificate and token files are re-read by the admin
-    /// server itself).
-    admin: String,
-    metrics: Metrics,
-    /// Files whose change triggers a reload (from the config in force).
-    files: Mutex<Vec<PathBuf>>,
-    status: Arc<StatusBoard>,
-    /// One reload at a time.
-    reloading: tokio::sync::Mutex<()>,
-    /// CRLs fetched over HTTP(S), kept across reloads.
-    crl_cache: CrlCache,
-    /// The profiles in force (where their CRLs come from).
-    profiles: Mutex<Vec<TlsProfile>>,
-    /// The CRLs in force, for the freshness gauge.
-    crls: Mutex<Vec<CrlStatus>>,
-    /// The first round of CRL fetches, made before binding.
-    first_fetch: FetchRound,
-}
-
-/// Triggers reloads of a running gateway (SIGHUP, file changes, tests).
-#[derive(Clone)]
-pub struct Reloader {
-    shared: Arc<Shared>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,11 +60,6 @@ pub enum GatewayError {
         error: std::io::Error,
     },
 }
-
-/// A reload that was refused; the previous configuration stays in force.
-#[derive(Debug, thiserror::Error)]
-#[error("reload refused, previous configuration kept: {0}")]
-pub struct ReloadError(String);
 
 impl Gateway {
     /// Loads all certificate material and binds every listener; fails
@@ -123,55 +87,18 @@ impl Gateway {
             Some(spec) => Some((open_journal(spec).await?, spec.clone())),
             None => None,
         };
-        let mut listeners = Vec::new();
-        let mut routes = BTreeMap::new();
-        for (name, state) in states {
-            let store_forward = match (&journal, state.spec.store_and_forward()) {
-                (Some((journal, _)), Some(_)) => Some(StoreForward {
-                    journal: journal.clone(),
-                    stored: Arc::new(Notify::new()),
-                }),
-                _ => None,
-            };
-            let addr = state.spec.listen;
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|error| GatewayError::Bind {
-                    route: name.clone(),
-                    addr,
-                    error,
-                })?;
-            if let Ok(bound) = listener.local_addr() {
-                status.bound(name.as_str(), bound);
-            }
-            let http = match state.spec.http() {
-                Some(spec) => {
-                    let access =
-                        AccessLogger::open(&spec.access_log, name.as_str()).map_err(|error| {
-                            GatewayError::AccessLog {
-                                route: name.clone(),
-                                error,
-                            }
-                        })?;
-                    Some(HttpRuntime::new(access, spec.max_upstream_requests))
-                }
-                None => None,
-            };
-            let route = Arc::new(RouteRuntime::new(
-                state,
-                metrics.clone(),
-                events.clone(),
-                status.clone(),
-                store_forward,
-                http,
-            ));
-            listeners.push((route.clone(), listener));
-            routes.insert(name, route);
-        }
+        let ends = RouteEnds {
+            journal: journal.as_ref().map(|(journal, _)| journal),
+            metrics: &metrics,
+            events: &events,
+            status: &status,
+        };
+        let (listeners, routes, http_runtimes) = ends.bind_all(states).await?;
         Ok(Gateway {
             shared: Arc::new(Shared {
                 config_path: config.source.clone(),
                 routes,
+                http: http_runtimes,
                 journal: config.journal.clone(),
                 admin: format!("{:?}", config.admin),
                 metrics,
@@ -195,8 +122,8 @@ impl Gateway {
     pub fn local_addr(&self, route: &str) -> Option<SocketAddr> {
         self.listeners
             .iter()
-            .find(|(r, _)| r.name.as_str() == route)
-            .and_then(|(_, l)| l.local_addr().ok())
+            .find(|(r, _, _)| r.name.as_str() == route)
+            .and_then(|(_, _, l)| l.local_addr().ok())
     }
 
     /// The stream of message events of every `mllp` route.
@@ -223,59 +150,13 @@ impl Gateway {
         let tracker = TaskTracker::new();
         let stop_delivery = CancellationToken::new();
         let background = self.start_journal_work(&stop_delivery);
-        let mut accept_loops = JoinSet::new();
-        for (route, listener) in self.listeners {
-            let spec = route.current().spec.clone();
-            info!(
-                route = %spec.name,
-                listen = %listener.local_addr().map_or(spec.listen, |a| a),
-                listen_mode = spec.listen_mode(),
-                forward = %spec.forward_label(),
-                forward_mode = spec.forward_mode(),
-                "route listening"
-            );
-            accept_loops.spawn(route.accept_loop(
-                listener,
-                shutdown.clone(),
-                force.clone(),
-                tracker.clone(),
-            ));
-        }
-        if !self.watch_interval.is_zero() {
-            let reloader = Reloader {
-                shared: self.shared.clone(),
-            };
-            tokio::spawn(watch_files(reloader, self.watch_interval, shutdown.clone()));
-        }
-        tokio::spawn(revocation::refresh(
-            Reloader {
-                shared: self.shared.clone(),
-            },
-            self.shared.crl_cache.clone(),
-            self.shared.metrics.clone(),
-            self.shared.first_fetch,
-            shutdown.clone(),
-        ));
+        let mut accept_loops = accept_all(self.listeners, &shutdown, &force, &tracker);
+        spawn_reloads(&self.shared, self.watch_interval, &shutdown);
         self.shared.status.set_ready(true);
         shutdown.cancelled().await;
         self.shared.status.set_ready(false);
         while accept_loops.join_next().await.is_some() {}
-        tracker.close();
-        let open = tracker.len();
-        if open > 0 {
-            info!(open, drain = ?self.drain_timeout, "shutting down: waiting for open connections to finish");
-        }
-        if tokio::time::timeout(self.drain_timeout, tracker.wait())
-            .await
-            .is_err()
-        {
-            warn!(
-                open = tracker.len(),
-                "drain timeout reached: closing the remaining connections"
-            );
-            force.cancel();
-            let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
-        }
+        drain(&tracker, &force, self.drain_timeout).await;
         // Senders are gone: delivery stops last, giving its lease back.
         stop_delivery.cancel();
         background.close();
@@ -338,164 +219,159 @@ async fn open_journal(spec: &JournalSpec) -> Result<Journal, JournalError> {
     Ok(journal)
 }
 
-impl Reloader {
-    /// Re-reads the config file and every certificate, key, CA bundle and
-    /// CRL, then swaps them in for new connections. On any error nothing
-    /// changes. `cause` says what asked for it, for the log.
-    pub async fn reload(&self, cause: &str) -> Result<(), ReloadError> {
-        let _one_at_a_time = self.shared.reloading.lock().await;
-        let shared = self.shared.clone();
-        let result = tokio::task::spawn_blocking(move || shared.reload())
-            .await
-            .map_err(|e| ReloadError(format!("reload task failed: {e}")))
-            .and_then(|r| r);
-        let outcome = match &result {
-            Ok(()) => {
-                info!(cause, "reloaded configuration and certificates");
-                self.shared.status.record_reload(cause, None);
-                ReloadOutcome::Ok
-            }
-            Err(e) => {
-                error!(cause, "{e}");
-                self.shared.status.record_reload(cause, Some(e.to_string()));
-                ReloadOutcome::Error
-            }
+/// A bound listener, its route's runtime, and the http runtime on an
+/// `http` route.
+type Listening = (Arc<RouteRuntime>, Option<Arc<HttpRuntime>>, TcpListener);
+
+/// What every route's runtime is built with.
+struct RouteEnds<'a> {
+    journal: Option<&'a Journal>,
+    metrics: &'a Metrics,
+    events: &'a EventBus,
+    status: &'a Arc<StatusBoard>,
+}
+
+impl RouteEnds<'_> {
+    /// Binds every route's listener and builds its runtimes; fails on the
+    /// first route that cannot start.
+    #[allow(clippy::type_complexity)]
+    async fn bind_all(
+        &self,
+        states: BTreeMap<RouteName, RouteState>,
+    ) -> Result<
+        (
+            Vec<Listening>,
+            BTreeMap<RouteName, Arc<RouteRuntime>>,
+            Vec<Arc<HttpRuntime>>,
+        ),
+        GatewayError,
+    > {
+        let mut listeners = Vec::new();
+        let mut routes = BTreeMap::new();
+        let mut http_runtimes = Vec::new();
+        for (name, state) in states {
+            let (route, http, listener) = self.bind(&name, state).await?;
+            http_runtimes.extend(http.clone());
+            listeners.push((route.clone(), http, listener));
+            routes.insert(name, route);
+        }
+        Ok((listeners, routes, http_runtimes))
+    }
+
+    async fn bind(&self, name: &RouteName, state: RouteState) -> Result<Listening, GatewayError> {
+        let store_forward = match (self.journal, state.spec.store_and_forward()) {
+            (Some(journal), Some(_)) => Some(StoreForward {
+                journal: journal.clone(),
+                stored: Arc::new(Notify::new()),
+            }),
+            _ => None,
         };
-        self.shared
-            .metrics
-            .reloads
-            .get_or_create(&ReloadLabels { outcome })
-            .inc();
-        result
-    }
-
-    /// The files a change of which should trigger a reload.
-    pub fn files(&self) -> Vec<PathBuf> {
-        self.shared
-            .files
-            .lock()
-            .map(|f| f.clone())
-            .unwrap_or_default()
-    }
-}
-
-impl Shared {
-    fn reload(&self) -> Result<(), ReloadError> {
-        let config = Config::load(&self.config_path).map_err(|e| ReloadError(e.to_string()))?;
-        if config.journal != self.journal {
-            return Err(ReloadError(
-                "the [journal] section changed: it changes only at restart".into(),
-            ));
+        let addr = state.spec.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|error| GatewayError::Bind {
+                route: name.clone(),
+                addr,
+                error,
+            })?;
+        if let Ok(bound) = listener.local_addr() {
+            self.status.bound(name.as_str(), bound);
         }
-        for (name, route) in &self.routes {
-            let kind = route.current().spec.kind.as_str();
-            if let Some(new) = config.route(name.as_str()) {
-                if new.kind.as_str() != kind {
-                    // A route must never run half as one kind, half as
-                    // another (an http route's rate limits and access log
-                    // are set up at start).
-                    return Err(ReloadError(format!(
-                        "route \"{name}\": its kind changed from {kind} to {}; it changes only at restart",
-                        new.kind.as_str()
-                    )));
-                }
-            }
-            let running = route.store_forward.is_some();
-            if config
-                .route(name.as_str())
-                .is_some_and(|r| r.store_and_forward().is_some() != running)
-            {
-                return Err(ReloadError(format!(
-                    "route \"{name}\": its delivery mode changed; it changes only at restart"
-                )));
-            }
-        }
-        let Built {
-            mut states,
-            certificates,
-            staplers,
-            crls,
-        } = build_states(&config, &self.metrics.ocsp, &self.crl_cache)
-            .map_err(|e| ReloadError(e.to_string()))?;
-        staplers.iter().for_each(guichet_tls::Stapler::spawn);
-        for (name, route) in &self.routes {
-            match states.remove(name) {
-                Some(new) => {
-                    warn_restart_needed(&route.current(), &new);
-                    route.replace(new);
-                }
-                None => {
-                    warn!(route = %name, "route removed from the config: it keeps running until restart")
-                }
-            }
-        }
-        for name in states.keys() {
-            warn!(route = %name, "new route in the config: it starts at the next restart");
-        }
-        if format!("{:?}", config.admin) != self.admin {
-            warn!("[admin] changed: it applies at the next restart; the admin listener keeps its settings");
-        }
-        // Log rotation moves the access logs away and reloads: new files.
-        for route in self.routes.values() {
-            if let Some(http) = &route.http {
-                http.access.reopen();
-            }
-        }
-        if let Ok(mut files) = self.files.lock() {
-            *files = config.watched_files();
-        }
-        if let Ok(mut profiles) = self.profiles.lock() {
-            *profiles = config.profiles.values().cloned().collect();
-        }
-        if let Ok(mut in_force) = self.crls.lock() {
-            *in_force = crls;
-        }
-        // New `crl_urls` are fetched now, not at the next refresh.
-        self.crl_cache.poke();
-        self.status.reloaded(&config, certificates);
-        Ok(())
+        let http = http_runtime(name, &state.spec)?;
+        let route = Arc::new(RouteRuntime::new(
+            state,
+            self.metrics.clone(),
+            self.events.clone(),
+            self.status.clone(),
+            store_forward,
+        ));
+        Ok((route, http, listener))
     }
 }
 
-impl CrlHost for Reloader {
-    fn profiles(&self) -> Vec<TlsProfile> {
-        self.shared
-            .profiles
-            .lock()
-            .map(|p| p.clone())
-            .unwrap_or_default()
-    }
-
-    fn crls_in_force(&self) -> Vec<CrlStatus> {
-        self.shared
-            .crls
-            .lock()
-            .map(|c| c.clone())
-            .unwrap_or_default()
-    }
-
-    /// A fetched CRL reaches the TLS ends as a reload does; a refused
-    /// reload (a broken config file meanwhile) is logged and counted by
-    /// `reload`, and the fresh CRL is applied at the next good one.
-    async fn rebuild(&self) {
-        let _ = self.reload("crl refresh").await;
-    }
+/// An `http` route's runtime: its access log opened, its upstream slots
+/// counted.
+fn http_runtime(
+    name: &RouteName,
+    spec: &RouteSpec,
+) -> Result<Option<Arc<HttpRuntime>>, GatewayError> {
+    let Some(spec) = spec.http() else {
+        return Ok(None);
+    };
+    let access = AccessLogger::open(&spec.access_log, name.as_str()).map_err(|error| {
+        GatewayError::AccessLog {
+            route: name.clone(),
+            error,
+        }
+    })?;
+    let runtime = HttpRuntime::new(access, spec.max_upstream_requests);
+    Ok(Some(Arc::new(runtime)))
 }
 
-fn warn_restart_needed(old: &RouteState, new: &RouteState) {
-    let (old, new) = (&old.spec, &new.spec);
-    if let (Some(was), Some(now)) = (old.http(), new.http()) {
-        if was.access_log != now.access_log {
-            warn!(route = %old.name, "access_log changes only at restart; the log stays where it was");
-        }
-        if was.max_upstream_requests != now.max_upstream_requests {
-            warn!(route = %old.name, "max_upstream_requests changes only at restart");
-        }
-    }
-    if old.listen != new.listen || old.limits.max_connections != new.limits.max_connections {
-        warn!(
-            route = %old.name,
-            "listen address and max_connections change only at restart; the rest is reloaded"
+/// Spawns every route's accept loop.
+fn accept_all(
+    listeners: Vec<Listening>,
+    shutdown: &CancellationToken,
+    force: &CancellationToken,
+    tracker: &TaskTracker,
+) -> JoinSet<()> {
+    let mut accept_loops = JoinSet::new();
+    for (route, http, listener) in listeners {
+        let spec = route.current().spec.clone();
+        info!(
+            route = %spec.name,
+            listen = %listener.local_addr().map_or(spec.listen, |a| a),
+            listen_mode = spec.listen_mode(),
+            forward = %spec.forward_label(),
+            forward_mode = spec.forward_mode(),
+            "route listening"
         );
+        accept_loops.spawn(accept_loop(
+            route,
+            http,
+            listener,
+            shutdown.clone(),
+            force.clone(),
+            tracker.clone(),
+        ));
     }
+    accept_loops
+}
+
+/// Lets open connections finish for up to `timeout`, then closes the
+/// rest (waiting a little more for them to go).
+async fn drain(tracker: &TaskTracker, force: &CancellationToken, timeout: Duration) {
+    tracker.close();
+    let open = tracker.len();
+    if open > 0 {
+        info!(open, drain = ?timeout, "shutting down: waiting for open connections to finish");
+    }
+    if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
+        warn!(
+            open = tracker.len(),
+            "drain timeout reached: closing the remaining connections"
+        );
+        force.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+    }
+}
+
+/// Starts what reloads the gateway by itself: the file watch (unless
+/// disabled) and the CRL refreshes.
+fn spawn_reloads(shared: &Arc<Shared>, watch_interval: Duration, shutdown: &CancellationToken) {
+    if !watch_interval.is_zero() {
+        let reloader = Reloader {
+            shared: shared.clone(),
+        };
+        tokio::spawn(watch_files(reloader, watch_interval, shutdown.clone()));
+    }
+    tokio::spawn(revocation::refresh(
+        Reloader {
+            shared: shared.clone(),
+        },
+        shared.crl_cache.clone(),
+        shared.metrics.clone(),
+        shared.first_fetch,
+        shutdown.clone(),
+    ));
 }

@@ -10,8 +10,8 @@ use guichet_journal::{Journal, RouteStats};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::certs::unix_ms;
 use crate::config::JournalSpec;
-use crate::ingest::unix_ms;
 use crate::metrics::{Metrics, RouteLabel};
 use crate::status::StatusBoard;
 

@@ -1,32 +1,46 @@
 //! The guichet gateway: configuration, routes, forwarding, reload and
 //! shutdown.
+//!
+//! Modules from the top down; each imports only those below it (see
+//! `docs/ARCHITECTURE.md`): the gateway and its reloads; the accept loop
+//! and the dispatcher; one module per protocol; dialing and the TCP pump;
+//! a route's runtime and state; then the leaves (config, metrics, status,
+//! certificates).
+
+mod gateway;
+mod housekeeping;
+mod reload;
+mod watch;
+
+mod accept;
+mod dispatch;
+
+pub mod http;
+mod mllp;
+mod tcp;
+
+mod dial;
+mod refuse;
+mod route;
+mod state;
+mod upstream;
 
 pub mod admin;
 mod budget;
+mod certs;
 pub mod check;
 pub mod config;
-mod connection;
-mod deliver;
 pub mod events;
-mod frame_deadline;
-mod gateway;
-mod housekeeping;
-pub mod http;
-mod ingest;
 pub mod metrics;
 pub mod ocsp;
-mod proxy;
-mod relay;
 pub mod revocation;
-mod route;
-mod state;
 pub mod status;
 mod stream;
-mod watch;
 
 pub use admin::{AdminError, AdminListener, AdminServer};
 pub use config::{Config, ConfigError};
 pub use events::{EventBus, MessageEvent, MessageOutcome};
-pub use gateway::{Gateway, GatewayError, ReloadError, Reloader};
+pub use gateway::{Gateway, GatewayError};
 pub use metrics::Metrics;
+pub use reload::{ReloadError, Reloader};
 pub use status::StatusBoard;

@@ -270,9 +270,24 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Registers every family under the `guichet_` prefix.
+    /// Registers every family under the `guichet_` prefix, in a fixed
+    /// order (the order of the text format).
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("guichet");
+        self.register_connections(r);
+        self.register_messages(r);
+        r.register(
+            "certificate_expiry_seconds",
+            "Seconds until a configured certificate expires (the earliest of a CA bundle)",
+            self.certificate_expiry.clone(),
+        );
+        self.register_store_forward(r);
+        self.register_requests(r);
+        self.register_revocation(r);
+    }
+
+    /// Connections, handshakes, refusals, bytes and reloads.
+    fn register_connections(&self, r: &mut Registry) {
         r.register(
             "connections_open",
             "Connections open now, per route",
@@ -308,6 +323,10 @@ impl Metrics {
             "Configuration and certificate reloads, per outcome",
             self.reloads.clone(),
         );
+    }
+
+    /// HL7 messages on `mllp` routes: outcomes, round trips, ACKs, framing.
+    fn register_messages(&self, r: &mut Registry) {
         r.register(
             "messages",
             "HL7 messages on mllp routes, per route and outcome (ACK code)",
@@ -338,11 +357,10 @@ impl Metrics {
             "HL7 messages accepted on mllp routes with a UTF-8 BOM or whitespace before MSH, per route and kind (bom, whitespace)",
             self.leading_bytes.clone(),
         );
-        r.register(
-            "certificate_expiry_seconds",
-            "Seconds until a configured certificate expires (the earliest of a CA bundle)",
-            self.certificate_expiry.clone(),
-        );
+    }
+
+    /// The journal of store-and-forward routes: queues, deliveries, failures.
+    fn register_store_forward(&self, r: &mut Registry) {
         r.register(
             "queue_depth",
             "Store-and-forward: messages stored and not yet delivered, per route",
@@ -373,6 +391,10 @@ impl Metrics {
             "Store-and-forward: messages the journal could not store (sender answered with an error)",
             self.journal_failures.clone(),
         );
+    }
+
+    /// Requests on `http` routes and the admin listener.
+    fn register_requests(&self, r: &mut Registry) {
         r.register(
             "http_requests",
             "Requests on http routes, per route, rule, application and status class",
@@ -393,6 +415,10 @@ impl Metrics {
             "Connections and requests the admin listener refused, per reason",
             self.admin_refusals.clone(),
         );
+    }
+
+    /// CRLs and OCSP.
+    fn register_revocation(&self, r: &mut Registry) {
         r.register(
             "crl_next_update_seconds",
             "Seconds until a CRL in force passes its nextUpdate (negative: past it), per profile and issuer",

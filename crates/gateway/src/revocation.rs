@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::certs::unix_now;
 use crate::config::{ProfileName, TlsProfile};
 use crate::metrics::{CrlFetchLabels, CrlLabels, Metrics, ProfileLabel};
 
@@ -385,10 +386,6 @@ where
         })?;
     conn.abort();
     Ok(body.to_bytes())
-}
-
-pub(crate) fn unix_now() -> i64 {
-    crate::check::unix_now()
 }
 
 /// Publishes `guichet_crl_next_update_seconds` for the CRLs in force and

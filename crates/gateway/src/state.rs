@@ -7,11 +7,13 @@ use guichet_tls::{
     ClientTls, EndpointError, Identity, Material, MaterialError, Revoked, ServerTls,
 };
 
-use crate::config::{Config, ProfileName, RouteName, RouteSpec};
-use crate::http::{UpstreamClient, ALPN};
+use crate::certs::{cert_status, CertStatus};
+use crate::config::{
+    Config, ForwardTls, HttpRule, HttpSpec, ListenTls, ProfileName, RouteName, RouteSpec,
+};
 use crate::ocsp::{profile_ocsp, OcspMetrics, ProfileOcsp};
 use crate::revocation::{CrlCache, CrlStatus};
-use crate::status::{cert_status, CertStatus};
+use crate::upstream::{UpstreamClient, ALPN};
 
 pub struct RouteState {
     pub spec: RouteSpec,
@@ -75,148 +77,204 @@ pub fn build_states(
     ocsp_metrics: &OcspMetrics,
     fetched: &CrlCache,
 ) -> Result<Built, BuildError> {
-    let mut materials: BTreeMap<&ProfileName, Material> = BTreeMap::new();
-    for route in &config.routes {
-        let upstream_profiles = route
-            .http()
-            .into_iter()
-            .flat_map(|h| h.rules.iter())
-            .filter_map(|rule| rule.upstream.tls.as_ref().map(|t| &t.profile));
-        let used = route
-            .listen_tls
-            .as_ref()
-            .map(|t| &t.profile)
-            .into_iter()
-            .chain(route.forward_tls.as_ref().map(|t| &t.profile))
-            .chain(upstream_profiles);
-        for name in used {
-            if !materials.contains_key(name) {
-                let profile = &config.profiles[name];
-                let mut material =
-                    Material::load(&profile.files).map_err(|error| BuildError::Material {
-                        profile: name.clone(),
-                        error,
-                    })?;
-                material.crls.extend(fetched.crls(name));
-                if profile.crl_fetch.from_certificates {
-                    material.learn = Some(fetched.learnt(name));
-                }
-                if profile.settings.revocation.expired == guichet_tls::CrlExpired::Warn {
-                    material.on_stale = Some(fetched.stale_hook(name));
-                }
-                materials.insert(name, material);
-            }
-        }
-    }
+    let materials = load_materials(config, fetched)?;
     let ocsp = ocsp_ends(config, &materials, ocsp_metrics)?;
-    let mut staplers: BTreeMap<&ProfileName, std::sync::Arc<guichet_tls::Stapler>> =
-        BTreeMap::new();
+    let ends = Ends {
+        config,
+        materials,
+        ocsp,
+    };
     let mut states = BTreeMap::new();
     for spec in &config.routes {
-        let endpoint_err = |error| BuildError::Endpoint {
-            route: spec.name.clone(),
-            error,
-        };
-        let alpn: &[&[u8]] = if spec.http().is_some() { &ALPN } else { &[] };
-        let server = match &spec.listen_tls {
-            Some(tls) => {
-                let settings = config.profiles[&tls.profile].settings;
-                Some(
-                    ServerTls::with_alpn(
-                        &materials[&tls.profile],
-                        tls.client_auth(),
-                        settings,
-                        alpn,
-                    )
-                    .map_err(endpoint_err)?
-                    .with_ocsp(
-                        ocsp[&tls.profile].checker.clone(),
-                        ocsp[&tls.profile].stapler.clone(),
-                    ),
-                )
-            }
-            None => None,
-        };
-        if let Some(tls) = &spec.listen_tls {
-            if let Some(stapler) = &ocsp[&tls.profile].stapler {
-                staplers.insert(&tls.profile, stapler.clone());
-            }
-        }
-        let http = match spec.http() {
-            Some(http) => {
-                let mut upstreams = Vec::with_capacity(http.rules.len());
-                for rule in &http.rules {
-                    let tls = match &rule.upstream.tls {
-                        Some(tls) => Some(
-                            ClientTls::with_alpn(
-                                &materials[&tls.profile],
-                                config.profiles[&tls.profile].settings,
-                                &ALPN,
-                            )
-                            .map_err(endpoint_err)?
-                            .with_ocsp(ocsp[&tls.profile].checker.clone()),
-                        ),
-                        None => None,
-                    };
-                    let client = UpstreamClient::new(
-                        &rule.upstream,
-                        tls,
-                        spec.limits.connect_timeout,
-                        spec.limits.handshake_timeout,
-                    )
-                    .map_err(|e| BuildError::Upstream {
-                        route: spec.name.clone(),
-                        rule: rule.name.to_string(),
-                        error: e.to_string(),
-                    })?;
-                    upstreams.push(client);
-                }
-                let revoked = spec
-                    .listen_tls
-                    .as_ref()
-                    .map(|tls| {
-                        Revoked::from_crls(materials[&tls.profile].crls.iter().map(|c| c.as_ref()))
-                    })
-                    .unwrap_or_default();
-                Some(HttpState { upstreams, revoked })
-            }
-            None => None,
-        };
-        let client = match &spec.forward_tls {
-            Some(tls) => {
-                let settings = config.profiles[&tls.profile].settings;
-                Some(
-                    ClientTls::new(&materials[&tls.profile], settings)
-                        .map_err(endpoint_err)?
-                        .with_ocsp(ocsp[&tls.profile].checker.clone()),
-                )
-            }
-            None => None,
-        };
-        states.insert(
-            spec.name.clone(),
-            RouteState {
-                spec: spec.clone(),
-                server,
-                client,
-                http,
-            },
-        );
+        states.insert(spec.name.clone(), ends.route_state(spec)?);
     }
-    let certificates = materials
+    let certificates = ends
+        .materials
         .iter()
         .flat_map(|(name, material)| certificates(config, name, material))
         .collect();
-    let crls = materials
+    let crls = ends
+        .materials
         .iter()
         .flat_map(|(name, material)| crls_in_force(config, name, material))
         .collect();
     Ok(Built {
         states,
         certificates,
-        staplers: staplers.into_values().collect(),
+        staplers: ends.staplers(),
         crls,
     })
+}
+
+/// What the routes' TLS ends are built from: each used profile's material
+/// and OCSP ends, loaded once.
+struct Ends<'a> {
+    config: &'a Config,
+    materials: BTreeMap<&'a ProfileName, Material>,
+    ocsp: BTreeMap<&'a ProfileName, ProfileOcsp>,
+}
+
+/// The material of every profile the routes use, each loaded once, in
+/// the order the routes name them.
+fn load_materials<'a>(
+    config: &'a Config,
+    fetched: &CrlCache,
+) -> Result<BTreeMap<&'a ProfileName, Material>, BuildError> {
+    let mut materials = BTreeMap::new();
+    for name in config.routes.iter().flat_map(used_profiles) {
+        if !materials.contains_key(name) {
+            materials.insert(name, load_material(config, name, fetched)?);
+        }
+    }
+    Ok(materials)
+}
+
+/// The profiles a route uses: its listener's, its forward side's and its
+/// upstreams'.
+fn used_profiles(route: &RouteSpec) -> impl Iterator<Item = &ProfileName> {
+    let upstream_profiles = route
+        .http()
+        .into_iter()
+        .flat_map(|h| h.rules.iter())
+        .filter_map(|rule| rule.upstream.tls.as_ref().map(|t| &t.profile));
+    route
+        .listen_tls
+        .as_ref()
+        .map(|t| &t.profile)
+        .into_iter()
+        .chain(route.forward_tls.as_ref().map(|t| &t.profile))
+        .chain(upstream_profiles)
+}
+
+/// One profile's files, with the CRLs fetched for it and the hooks that
+/// learn CRL addresses and report stale CRLs.
+fn load_material(
+    config: &Config,
+    name: &ProfileName,
+    fetched: &CrlCache,
+) -> Result<Material, BuildError> {
+    let profile = &config.profiles[name];
+    let mut material = Material::load(&profile.files).map_err(|error| BuildError::Material {
+        profile: name.clone(),
+        error,
+    })?;
+    material.crls.extend(fetched.crls(name));
+    if profile.crl_fetch.from_certificates {
+        material.learn = Some(fetched.learnt(name));
+    }
+    if profile.settings.revocation.expired == guichet_tls::CrlExpired::Warn {
+        material.on_stale = Some(fetched.stale_hook(name));
+    }
+    Ok(material)
+}
+
+impl Ends<'_> {
+    fn route_state(&self, spec: &RouteSpec) -> Result<RouteState, BuildError> {
+        let endpoint_err = |error| BuildError::Endpoint {
+            route: spec.name.clone(),
+            error,
+        };
+        let server = match &spec.listen_tls {
+            Some(tls) => Some(self.server_end(spec, tls).map_err(endpoint_err)?),
+            None => None,
+        };
+        let http = match spec.http() {
+            Some(http) => Some(self.http_state(spec, http)?),
+            None => None,
+        };
+        let client = match &spec.forward_tls {
+            Some(tls) => Some(self.forward_end(tls).map_err(endpoint_err)?),
+            None => None,
+        };
+        Ok(RouteState {
+            spec: spec.clone(),
+            server,
+            client,
+            http,
+        })
+    }
+
+    /// The listener's TLS end, offering HTTP's ALPN on `http` routes.
+    fn server_end(&self, spec: &RouteSpec, tls: &ListenTls) -> Result<ServerTls, EndpointError> {
+        let alpn: &[&[u8]] = if spec.http().is_some() { &ALPN } else { &[] };
+        let settings = self.config.profiles[&tls.profile].settings;
+        let ocsp = &self.ocsp[&tls.profile];
+        let material = &self.materials[&tls.profile];
+        Ok(
+            ServerTls::with_alpn(material, tls.client_auth(), settings, alpn)?
+                .with_ocsp(ocsp.checker.clone(), ocsp.stapler.clone()),
+        )
+    }
+
+    /// The TLS end towards a route's receiver.
+    fn forward_end(&self, tls: &ForwardTls) -> Result<ClientTls, EndpointError> {
+        let settings = self.config.profiles[&tls.profile].settings;
+        Ok(ClientTls::new(&self.materials[&tls.profile], settings)?
+            .with_ocsp(self.ocsp[&tls.profile].checker.clone()))
+    }
+
+    /// An `http` route's upstream pools, in rule order, and what its
+    /// listener's CRLs revoke.
+    fn http_state(&self, spec: &RouteSpec, http: &HttpSpec) -> Result<HttpState, BuildError> {
+        let mut upstreams = Vec::with_capacity(http.rules.len());
+        for rule in &http.rules {
+            upstreams.push(self.upstream(spec, rule)?);
+        }
+        let revoked = spec
+            .listen_tls
+            .as_ref()
+            .map(|tls| {
+                Revoked::from_crls(self.materials[&tls.profile].crls.iter().map(|c| c.as_ref()))
+            })
+            .unwrap_or_default();
+        Ok(HttpState { upstreams, revoked })
+    }
+
+    /// One rule's upstream pool, with TLS (and HTTP's ALPN) when its URL
+    /// is https.
+    fn upstream(&self, spec: &RouteSpec, rule: &HttpRule) -> Result<UpstreamClient, BuildError> {
+        let tls = match &rule.upstream.tls {
+            Some(tls) => {
+                let settings = self.config.profiles[&tls.profile].settings;
+                let end = ClientTls::with_alpn(&self.materials[&tls.profile], settings, &ALPN)
+                    .map_err(|error| BuildError::Endpoint {
+                        route: spec.name.clone(),
+                        error,
+                    })?;
+                Some(end.with_ocsp(self.ocsp[&tls.profile].checker.clone()))
+            }
+            None => None,
+        };
+        let limits = &spec.limits;
+        UpstreamClient::new(
+            &rule.upstream,
+            tls,
+            limits.connect_timeout,
+            limits.handshake_timeout,
+        )
+        .map_err(|e| BuildError::Upstream {
+            route: spec.name.clone(),
+            rule: rule.name.to_string(),
+            error: e.to_string(),
+        })
+    }
+
+    /// Our own certificates' OCSP staplers, one per listening profile
+    /// that staples.
+    fn staplers(&self) -> Vec<std::sync::Arc<guichet_tls::Stapler>> {
+        let mut staplers = BTreeMap::new();
+        for tls in self
+            .config
+            .routes
+            .iter()
+            .filter_map(|s| s.listen_tls.as_ref())
+        {
+            if let Some(stapler) = &self.ocsp[&tls.profile].stapler {
+                staplers.insert(&tls.profile, stapler.clone());
+            }
+        }
+        staplers.into_values().collect()
+    }
 }
 
 /// Each used profile's OCSP checker and stapler, built once and shared by

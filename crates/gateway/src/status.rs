@@ -12,10 +12,11 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use guichet_tls::{Identity, Refusal};
+use guichet_tls::Refusal;
 use serde::Serialize;
 
-use crate::check::{unix_now, EXPIRY_WARNING_DAYS};
+pub use crate::certs::CertStatus;
+use crate::certs::{rfc3339, unix_now, EXPIRY_WARNING_DAYS};
 use crate::config::{AuthSpec, Config, RouteKind, RouteSpec};
 use crate::events::{EventBus, MessageEvent, MessageOutcome};
 use crate::metrics::{
@@ -55,22 +56,6 @@ pub struct QueueStatus {
     pub oldest_pending_age_seconds: Option<i64>,
     /// Whether this node delivers the route now.
     pub delivering_here: bool,
-}
-
-/// One certificate of the configuration in force.
-#[derive(Debug, Clone, Serialize)]
-pub struct CertStatus {
-    pub profile: String,
-    /// `certificate` (ours) or `ca` (trusted for peers).
-    pub role: &'static str,
-    pub file: String,
-    pub subject: String,
-    pub issuer: String,
-    pub not_after: String,
-    /// Unix seconds, for computing days left at read time.
-    #[serde(skip)]
-    pub not_after_unix: i64,
-    pub fingerprint: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -313,52 +298,7 @@ impl StatusBoard {
     fn route_status(&self, spec: &RouteSpec) -> RouteStatus {
         let route = spec.name.as_str().to_string();
         let m = &self.metrics;
-        let open = m
-            .connections_open
-            .get(&RouteLabel {
-                route: route.clone(),
-            })
-            .map_or(0, |g| g.get());
-        let connections = Outcome::ALL
-            .iter()
-            .filter_map(|&outcome| {
-                let n = m
-                    .connections
-                    .get(&OutcomeLabels {
-                        route: route.clone(),
-                        outcome,
-                    })?
-                    .get();
-                (n > 0).then_some((outcome.as_str(), n))
-            })
-            .collect();
-        let refusals = crate::metrics::refusal_reasons()
-            .flat_map(|reason| [Side::Listen, Side::Forward].map(|side| (reason, side)))
-            .filter_map(|(reason, side)| {
-                m.refusals
-                    .get(&RefusalLabels {
-                        route: route.clone(),
-                        side,
-                        reason,
-                    })
-                    .map(|c| c.get())
-            })
-            .sum();
-        let messages = MessageOutcome::LABELS
-            .iter()
-            .filter_map(|&outcome| {
-                let n = m
-                    .messages
-                    .get(&MessageLabels {
-                        route: route.clone(),
-                        outcome,
-                    })?
-                    .get();
-                (n > 0).then_some((outcome, n))
-            })
-            .collect();
         RouteStatus {
-            name: route,
             kind: spec.kind.as_str(),
             listen: self
                 .bound
@@ -368,50 +308,45 @@ impl StatusBoard {
                 .unwrap_or(spec.listen)
                 .to_string(),
             listen_mode: spec.listen_mode(),
-            allow: match &spec.listen_tls {
-                Some(tls) => match &tls.auth {
-                    AuthSpec::Required(rules) => rules.iter().map(|r| r.name.to_string()).collect(),
-                    AuthSpec::NoClientCert => Vec::new(),
-                },
-                None => Vec::new(),
-            },
+            allow: allowed_apps(spec),
             forward: spec.forward_label(),
             forward_mode: spec.forward_mode(),
             server_name: spec
                 .forward_tls
                 .as_ref()
                 .map(|t| t.server_name.to_str().into_owned()),
-            open_connections: open,
-            connections,
-            refusals,
-            messages,
-            delivery: match &spec.kind {
-                RouteKind::Mllp(_) if spec.store_and_forward().is_some() => {
-                    Some("store-and-forward")
-                }
-                RouteKind::Mllp(_) => Some("passthrough"),
-                RouteKind::Tcp | RouteKind::Http(_) => None,
-            },
-            queue: spec
-                .store_and_forward()
-                .map(|_| {
-                    // A route the journal did not list has nothing owed.
-                    self.queues
-                        .lock()
-                        .ok()
-                        .and_then(|q| q.get(spec.name.as_str()).cloned())
-                        .unwrap_or_default()
-                })
-                .map(|mut q| {
-                    q.delivering_here = m
-                        .delivery_lease
-                        .get(&RouteLabel {
-                            route: spec.name.to_string(),
-                        })
-                        .is_some_and(|g| g.get() == 1);
-                    q
-                }),
+            open_connections: open_connections(m, &route),
+            connections: connection_counts(m, &route),
+            refusals: refusal_count(m, &route),
+            messages: message_counts(m, &route),
+            delivery: delivery(spec),
+            queue: self.queue(spec),
+            name: route,
         }
+    }
+
+    /// A store-and-forward route's queue, and whether this node delivers
+    /// it now.
+    fn queue(&self, spec: &RouteSpec) -> Option<QueueStatus> {
+        spec.store_and_forward()
+            .map(|_| {
+                // A route the journal did not list has nothing owed.
+                self.queues
+                    .lock()
+                    .ok()
+                    .and_then(|q| q.get(spec.name.as_str()).cloned())
+                    .unwrap_or_default()
+            })
+            .map(|mut q| {
+                q.delivering_here = self
+                    .metrics
+                    .delivery_lease
+                    .get(&RouteLabel {
+                        route: spec.name.to_string(),
+                    })
+                    .is_some_and(|g| g.get() == 1);
+                q
+            })
     }
 
     /// Keeps the journal's latest queue figures for the page.
@@ -465,39 +400,82 @@ fn message_record(e: &MessageEvent) -> MessageRecord {
     }
 }
 
-/// The certificates a profile loaded, for the status page and metrics.
-pub(crate) fn cert_status(
-    profile: &str,
-    role: &'static str,
-    file: &std::path::Path,
-    id: &Identity,
-) -> CertStatus {
-    CertStatus {
-        profile: profile.to_string(),
-        role,
-        file: file.display().to_string(),
-        subject: id.subject.to_string(),
-        issuer: id.issuer.to_string(),
-        not_after: rfc3339_unix(id.not_after),
-        not_after_unix: id.not_after,
-        fingerprint: id.fingerprint.to_string(),
+fn open_connections(m: &Metrics, route: &str) -> i64 {
+    m.connections_open
+        .get(&RouteLabel {
+            route: route.to_string(),
+        })
+        .map_or(0, |g| g.get())
+}
+
+/// Connections ended, per outcome that happened at least once.
+fn connection_counts(m: &Metrics, route: &str) -> BTreeMap<&'static str, u64> {
+    Outcome::ALL
+        .iter()
+        .filter_map(|&outcome| {
+            let n = m
+                .connections
+                .get(&OutcomeLabels {
+                    route: route.to_string(),
+                    outcome,
+                })?
+                .get();
+            (n > 0).then_some((outcome.as_str(), n))
+        })
+        .collect()
+}
+
+/// Peers refused, on both sides, for every reason.
+fn refusal_count(m: &Metrics, route: &str) -> u64 {
+    crate::metrics::refusal_reasons()
+        .flat_map(|reason| [Side::Listen, Side::Forward].map(|side| (reason, side)))
+        .filter_map(|(reason, side)| {
+            m.refusals
+                .get(&RefusalLabels {
+                    route: route.to_string(),
+                    side,
+                    reason,
+                })
+                .map(|c| c.get())
+        })
+        .sum()
+}
+
+/// HL7 messages, per outcome that happened at least once.
+fn message_counts(m: &Metrics, route: &str) -> BTreeMap<&'static str, u64> {
+    MessageOutcome::LABELS
+        .iter()
+        .filter_map(|&outcome| {
+            let n = m
+                .messages
+                .get(&MessageLabels {
+                    route: route.to_string(),
+                    outcome,
+                })?
+                .get();
+            (n > 0).then_some((outcome, n))
+        })
+        .collect()
+}
+
+/// The applications a route's listener admits, by name.
+fn allowed_apps(spec: &RouteSpec) -> Vec<String> {
+    match &spec.listen_tls {
+        Some(tls) => match &tls.auth {
+            AuthSpec::Required(rules) => rules.iter().map(|r| r.name.to_string()).collect(),
+            AuthSpec::NoClientCert => Vec::new(),
+        },
+        None => Vec::new(),
     }
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    time::OffsetDateTime::from(t)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-fn rfc3339_unix(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
+/// How an `mllp` route delivers; nothing for other kinds.
+fn delivery(spec: &RouteSpec) -> Option<&'static str> {
+    match &spec.kind {
+        RouteKind::Mllp(_) if spec.store_and_forward().is_some() => Some("store-and-forward"),
+        RouteKind::Mllp(_) => Some("passthrough"),
+        RouteKind::Tcp | RouteKind::Http(_) => None,
+    }
 }
 
 /// The words for a refusal at accept, from its reason label.

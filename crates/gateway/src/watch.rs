@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::gateway::Reloader;
+use crate::reload::Reloader;
 
 /// What identifies one version of a file; `None` when it cannot be read.
 type Stamp = Option<(i64, i64, u64, u64)>;

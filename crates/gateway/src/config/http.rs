@@ -12,7 +12,7 @@ use guichet_tls::{Allowlist, AppName, AppRule, Identity, ServerName};
 
 use super::raw::{RawRoute, RawRule};
 use super::types::{ForwardTls, ProfileName, Target, TlsProfile};
-use super::{check_name, choice, duration};
+use super::{check_name, choice, count, duration, in_range};
 
 /// What an `http` route does with each request.
 #[derive(Debug, Clone)]
@@ -147,7 +147,42 @@ pub(super) fn http_spec(
     apps: &BTreeMap<AppName, Arc<AppRule>>,
     dir: &std::path::Path,
 ) -> Result<HttpSpec, String> {
-    let identity_headers = match &raw.identity_headers {
+    let identity_headers = identity_forms(raw)?;
+    let rate = rate_limit(raw)?;
+    let max_header_bytes = match raw.max_header_bytes {
+        None => DEFAULT_MAX_HEADER,
+        Some(n) => in_range(n, "max_header_bytes", 1024..=1_048_576)? as usize,
+    };
+    let max_body_bytes = match raw.max_body_bytes {
+        None => DEFAULT_MAX_BODY,
+        Some(n) => in_range(n, "max_body_bytes", 0..=1_099_511_627_776)? as u64,
+    };
+    let access_log = access_log(raw, dir)?;
+    let checked = rules(raw, profiles, apps)?;
+    Ok(HttpSpec {
+        rules: checked,
+        identity_headers,
+        rate,
+        max_header_bytes,
+        max_body_bytes,
+        header_timeout: duration(raw.header_timeout.as_deref(), "header_timeout")?
+            .unwrap_or(Duration::from_secs(10)),
+        max_upstream_requests: count(
+            raw.max_upstream_requests,
+            "max_upstream_requests",
+            1_000_000,
+        )?
+        .unwrap_or(DEFAULT_MAX_UPSTREAM),
+        response_timeout: duration(raw.response_timeout.as_deref(), "response_timeout")?
+            .unwrap_or(Duration::from_secs(30)),
+        access_log,
+        query_in_log: raw.query_in_log.unwrap_or(false),
+    })
+}
+
+/// Which identity header forms an `http` route sets (both by default).
+fn identity_forms(raw: &RawRoute) -> Result<IdentityForms, String> {
+    Ok(match &raw.identity_headers {
         None => IdentityForms {
             traefik: true,
             envoy: true,
@@ -171,8 +206,13 @@ pub(super) fn http_spec(
             }
             chosen
         }
-    };
-    let rate = match (raw.rate_limit, raw.rate_burst) {
+    })
+}
+
+/// The route's rate limit, checked, with its burst (the rate rounded up
+/// by default).
+fn rate_limit(raw: &RawRoute) -> Result<Option<RateLimit>, String> {
+    Ok(match (raw.rate_limit, raw.rate_burst) {
         (None, None) => None,
         (None, Some(_)) => return Err("rate_burst: needs rate_limit".into()),
         (Some(rate), burst) => {
@@ -183,34 +223,20 @@ pub(super) fn http_spec(
             }
             let burst = match burst {
                 None => (rate.ceil() as u32).max(1),
-                Some(b @ 1..=1_000_000) => b as u32,
-                Some(b) => return Err(format!("rate_burst: {b} is out of range 1..=1000000")),
+                Some(b) => in_range(b, "rate_burst", 1..=1_000_000)? as u32,
             };
             Some(RateLimit {
                 per_second: rate,
                 burst,
             })
         }
-    };
-    let max_header_bytes = match raw.max_header_bytes {
-        None => DEFAULT_MAX_HEADER,
-        Some(n @ 1024..=1_048_576) => n as usize,
-        Some(n) => {
-            return Err(format!(
-                "max_header_bytes: {n} is out of range 1024..=1048576"
-            ))
-        }
-    };
-    let max_body_bytes = match raw.max_body_bytes {
-        None => DEFAULT_MAX_BODY,
-        Some(n @ 0..=1_099_511_627_776) => n as u64,
-        Some(n) => {
-            return Err(format!(
-                "max_body_bytes: {n} is out of range 0..=1099511627776"
-            ))
-        }
-    };
-    let access_log = match raw.access_log.as_deref() {
+    })
+}
+
+/// Where the access log goes: standard output, or a file relative to the
+/// config's directory.
+fn access_log(raw: &RawRoute, dir: &std::path::Path) -> Result<AccessLog, String> {
+    Ok(match raw.access_log.as_deref() {
         None | Some("-") => AccessLog::Stdout,
         Some("") => return Err("access_log: give a file, or \"-\" for standard output".into()),
         Some(file) => {
@@ -221,7 +247,16 @@ pub(super) fn http_spec(
                 dir.join(p)
             })
         }
-    };
+    })
+}
+
+/// The route's rules, each checked, with unique names and no two on the
+/// same host and path.
+fn rules(
+    raw: &RawRoute,
+    profiles: &BTreeMap<ProfileName, TlsProfile>,
+    apps: &BTreeMap<AppName, Arc<AppRule>>,
+) -> Result<Vec<HttpRule>, String> {
     let rules = raw.rule.as_deref().unwrap_or_default();
     if rules.is_empty() {
         return Err(
@@ -247,28 +282,7 @@ pub(super) fn http_spec(
         }
         checked.push(rule);
     }
-    Ok(HttpSpec {
-        rules: checked,
-        identity_headers,
-        rate,
-        max_header_bytes,
-        max_body_bytes,
-        header_timeout: duration(raw.header_timeout.as_deref(), "header_timeout")?
-            .unwrap_or(Duration::from_secs(10)),
-        max_upstream_requests: match raw.max_upstream_requests {
-            None => DEFAULT_MAX_UPSTREAM,
-            Some(n @ 1..=1_000_000) => n as usize,
-            Some(n) => {
-                return Err(format!(
-                    "max_upstream_requests: {n} is out of range 1..=1000000"
-                ))
-            }
-        },
-        response_timeout: duration(raw.response_timeout.as_deref(), "response_timeout")?
-            .unwrap_or(Duration::from_secs(30)),
-        access_log,
-        query_in_log: raw.query_in_log.unwrap_or(false),
-    })
+    Ok(checked)
 }
 
 fn http_rule(

@@ -198,11 +198,7 @@ impl Builder {
                 .map(|v| parse_duration(v, "[gateway] watch_interval", true))
                 .transpose()?
                 .unwrap_or(Duration::from_secs(2)),
-            workers: match raw.gateway.workers {
-                None => None,
-                Some(n @ 1..=256) => Some(n as usize),
-                Some(n) => return Err(format!("[gateway] workers: {n} is out of range 1..=256")),
-            },
+            workers: count(raw.gateway.workers, "[gateway] workers", 256)?,
             admin: raw
                 .admin
                 .as_ref()
@@ -481,12 +477,24 @@ fn limits(raw: &RawLimits, at: &str) -> Result<Limits, String> {
 }
 
 /// A count in `1..=max`, when given.
-fn count(value: Option<i64>, field: &str, max: i64) -> Result<Option<usize>, String> {
-    match value {
-        None => Ok(None),
-        Some(n) if (1..=max).contains(&n) => Ok(Some(n as usize)),
-        Some(n) => Err(format!("{field}: {n} is out of range 1..={max}")),
+pub(super) fn count(value: Option<i64>, field: &str, max: i64) -> Result<Option<usize>, String> {
+    value
+        .map(|n| in_range(n, field, 1..=max).map(|n| n as usize))
+        .transpose()
+}
+
+/// `value` if it lies in `range`; otherwise the error every numeric
+/// setting gives, naming the field, the value and the range.
+pub(super) fn in_range(
+    value: i64,
+    field: &str,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64, String> {
+    if range.contains(&value) {
+        return Ok(value);
     }
+    let (low, high) = (range.start(), range.end());
+    Err(format!("{field}: {value} is out of range {low}..={high}"))
 }
 
 fn app_rule(raw: &RawApp) -> Result<AppRule, String> {
@@ -671,14 +679,8 @@ fn route_kind(
             _ => RouteKind::Tcp,
         });
     }
-    let max_frame = match raw.max_frame_bytes.unwrap_or(DEFAULT_MAX_FRAME) {
-        n @ 1024..=1_073_741_824 => n as usize,
-        n => {
-            return Err(format!(
-                "max_frame_bytes: {n} is out of range 1024..=1073741824"
-            ))
-        }
-    };
+    let max_frame = raw.max_frame_bytes.unwrap_or(DEFAULT_MAX_FRAME);
+    let max_frame = in_range(max_frame, "max_frame_bytes", 1024..=1_073_741_824)? as usize;
     let non_hl7 = choice(
         raw.non_hl7.as_deref(),
         "non_hl7",
@@ -729,10 +731,7 @@ fn delivery(raw: &RawRoute) -> Result<Delivery, String> {
     if retry_max < retry_initial {
         return Err("retry_max: must not be shorter than retry_initial".into());
     }
-    let ae_retries = match raw.ae_retries.unwrap_or(3) {
-        n @ 0..=1000 => n as u32,
-        n => return Err(format!("ae_retries: {n} is out of range 0..=1000")),
-    };
+    let ae_retries = in_range(raw.ae_retries.unwrap_or(3), "ae_retries", 0..=1000)? as u32;
     let duplicate_window = match raw.duplicate_window.as_deref() {
         None => Some(Duration::from_secs(86_400)),
         Some(v) => Some(parse_duration(v, "duplicate_window", true)?).filter(|d| !d.is_zero()),

@@ -6,13 +6,15 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::upstream::BoxError;
-use super::HeadClock;
+use super::clock::HeadClock;
+use crate::upstream::BoxError;
 
 /// The request body went over the route's `max_body_bytes`.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +89,7 @@ impl Body for Capped {
                     let total = this.seen.fetch_add(n, Ordering::Relaxed) + n;
                     if total > this.limit {
                         if let Some(rest) = this.inner.take() {
-                            super::drain(rest, Some(&this.heads));
+                            drain(rest, Some(&this.heads));
                         }
                         this.sent();
                         return Poll::Ready(Some(Err(Box::new(TooLarge(this.limit)))));
@@ -208,3 +210,40 @@ where
         self.inner.size_hint()
     }
 }
+
+/// Reads and discards what is left of a refused request's body, within
+/// bounds, so the client can finish sending and read the answer: without
+/// it HTTP/2 resets the stream and HTTP/1.1 closes the connection under a
+/// client still uploading.
+pub(crate) fn drain(mut body: Incoming, heads: Option<&Arc<HeadClock>>) {
+    use http_body::Body as _;
+    if body.is_end_stream() {
+        return;
+    }
+    // The connection is still busy with this request while its body comes
+    // in: its bytes are no new request head.
+    let busy = heads.map(|h| {
+        h.hold();
+        h.clone()
+    });
+    tokio::spawn(async move {
+        let mut left: u64 = DRAIN_BYTES;
+        let reading = async {
+            while let Some(Ok(frame)) = body.frame().await {
+                let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                match left.checked_sub(n) {
+                    Some(rest) => left = rest,
+                    None => break,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, reading).await;
+        if let Some(heads) = busy {
+            heads.response();
+        }
+    });
+}
+
+/// At most this much of a refused body is read before giving up on it.
+const DRAIN_BYTES: u64 = 4 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(5);

@@ -1,7 +1,27 @@
 use std::path::Path;
+use std::sync::Arc;
 
-use super::*;
-use crate::config::Config;
+use http::header::HOST;
+use http::Request;
+
+use super::request::{clip, LOGGED_PATH};
+use super::rules::{find_rule, host_of, normalize_path, request_authority, rewrite_path};
+use crate::config::{Config, HttpSpec};
+
+/// Whether `normalize_path` accepts a path.
+fn is_plain_path(path: &str) -> bool {
+    normalize_path(path).is_some()
+}
+
+/// The host a request is for, lower case and without port (none when
+/// there is none or it is ambiguous).
+fn request_host<B>(request: &Request<B>) -> Option<String> {
+    request_authority(request)
+        .ok()
+        .flatten()
+        .as_ref()
+        .map(host_of)
+}
 
 fn spec(rules: &str) -> Arc<HttpSpec> {
     let text = format!(

@@ -41,11 +41,11 @@ use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tracing::{debug, warn};
 
+use super::frame_deadline::{FrameDeadline, FrameTimedOut};
 use crate::config::{MllpSettings, NonHl7Policy, RouteName};
 use crate::events::{MessageEvent, MessageOutcome};
-use crate::frame_deadline::{FrameDeadline, FrameTimedOut};
-use crate::proxy::{Activity, PumpEnd};
 use crate::route::RouteRuntime;
+use crate::tcp::{Activity, PumpEnd};
 
 /// Who is on the other end, for events.
 pub(crate) struct Peer {

@@ -12,7 +12,7 @@
 //! journal batch; answers go back in the order the messages came.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -25,12 +25,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tracing::warn;
 
+use super::frame_deadline::{FrameDeadline, FrameTimedOut};
+use super::relay::{frame_kind, frame_reason, reject_not_hl7, Peer, FRAME_TIMEOUT};
+use crate::certs::unix_ms;
 use crate::config::{ForwardPolicy, MllpSettings};
 use crate::events::MessageOutcome;
-use crate::frame_deadline::{FrameDeadline, FrameTimedOut};
-use crate::proxy::{Activity, PumpEnd};
-use crate::relay::{frame_kind, frame_reason, reject_not_hl7, Peer, FRAME_TIMEOUT};
 use crate::route::RouteRuntime;
+use crate::tcp::{Activity, PumpEnd};
 
 /// Frames a pipelining sender has already sent are stored together, up to
 /// this many per journal batch.
@@ -359,9 +360,4 @@ pub(crate) fn meta(header: &Header) -> Meta {
         control_id: header.control_id.clone(),
         version: header.version.clone(),
     }
-}
-
-pub(crate) fn unix_ms(at: SystemTime) -> i64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -24,12 +24,12 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
+use super::relay::accept_ack_expected;
+use crate::certs::unix_ms;
 use crate::config::{ForwardPolicy, RouteKind};
-use crate::connection::{observe_handshake, open_forward, ForwardError};
+use crate::dial::{observe_handshake, open_forward, ForwardError};
 use crate::events::{MessageEvent, MessageOutcome};
-use crate::ingest::unix_ms;
 use crate::metrics::{RouteLabel, Side};
-use crate::relay::accept_ack_expected;
 use crate::route::RouteRuntime;
 use crate::stream::Stream;
 
@@ -484,7 +484,7 @@ impl Worker {
 
     async fn connect(&self) -> Result<Receiver, String> {
         let state = self.route.current();
-        match open_forward(&state).await {
+        match open_forward(&state.spec, state.client.as_ref()).await {
             Ok((stream, handshake)) => {
                 if let Some(started) = handshake {
                     observe_handshake(

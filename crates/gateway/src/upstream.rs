@@ -17,8 +17,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::config::Upstream;
-use crate::connection::connect;
+use crate::dial::connect;
 use crate::stream::Stream;
+
+/// The TLS ALPN protocols an `http` listener offers and an https upstream
+/// is asked for, in preference order.
+pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;

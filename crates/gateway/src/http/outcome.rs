@@ -1,0 +1,133 @@
+//! How a request ends: answered or refused, it is logged once and
+//! counted once, even when the client goes away while it waits.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+use tracing::warn;
+
+use super::access::AccessRecord;
+use super::body::{drain, OnEnd, Tracked};
+use super::conn::{status_class, Conn};
+use super::problem::{problem, Refused};
+use crate::config::HttpRule;
+use crate::metrics::HttpRefusalLabels;
+use crate::upstream::Body;
+
+/// Why `admit` refused a request, the index of the rule that matched if
+/// one did, and the `Retry-After` seconds for a rate limit.
+pub(super) type Denied = (Refused, Option<usize>, Option<u64>);
+
+/// What the access log and the metrics need once a response has ended.
+pub(super) struct Finish {
+    pub(super) conn: Arc<Conn>,
+    /// The upstream slot this request holds, if it went upstream.
+    pub(super) slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    pub(super) record: AccessRecord,
+    pub(super) started: Instant,
+    pub(super) bytes_in: Arc<AtomicU64>,
+}
+
+impl OnEnd for Finish {
+    fn ended(mut self, bytes: u64, complete: bool) {
+        self.conn.heads.response();
+        let elapsed = self.started.elapsed();
+        self.record.bytes_out = bytes;
+        self.record.bytes_in = self.bytes_in.load(Ordering::Relaxed);
+        self.record.complete = complete;
+        self.record.duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
+        let class = status_class(self.record.status);
+        let (requests, seconds) =
+            self.conn
+                .metric_handles(self.record.rule.as_ref(), self.record.app.as_ref(), class);
+        requests.inc();
+        seconds.observe(elapsed.as_secs_f64());
+        self.conn.http.access.log(self.record);
+    }
+}
+
+/// A request waiting for its upstream; dropped with its request when the
+/// client goes away, it logs and counts it as status 499.
+pub(super) struct Abandoned(pub(super) Option<Finish>);
+
+impl Abandoned {
+    /// The request, answered: nothing to log on its behalf any more.
+    pub(super) fn disarm(mut self) -> Finish {
+        // Built with `Some` and only emptied here or on drop.
+        #[allow(clippy::expect_used)] // `disarm` consumes self: the Some is still there.
+        self.0.take().expect("an armed request")
+    }
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let Some(mut finish) = self.0.take() {
+            finish.record.status = 499;
+            finish.record.reason = Some("client_closed");
+            finish.ended(0, false);
+        }
+    }
+}
+
+impl Conn {
+    pub(super) fn refused(&self, refused: Refused) {
+        let route = &self.route;
+        route
+            .metrics
+            .http_refusals
+            .get_or_create(&HttpRefusalLabels {
+                route: route.name.to_string(),
+                reason: refused.as_str(),
+            })
+            .inc();
+    }
+
+    /// Refuses a request that did not go upstream: what is left of its
+    /// body is drained so the client can read the answer.
+    pub(super) fn deny(
+        &self,
+        request: Request<Incoming>,
+        finish: Finish,
+        (refused, rule, retry_after): Denied,
+        rules: &[HttpRule],
+    ) -> Response<Body> {
+        drain(request.into_body(), Some(&self.heads));
+        let rule = rule.and_then(|i| rules.get(i));
+        self.refuse(finish, refused, rule, retry_after)
+    }
+
+    /// Answers with a problem body, logs the refusal and counts it.
+    pub(super) fn refuse(
+        &self,
+        mut finish: Finish,
+        refused: Refused,
+        rule: Option<&HttpRule>,
+        retry_after: Option<u64>,
+    ) -> Response<Body> {
+        let route = &self.route;
+        self.refused(refused);
+        let rule_name = rule.map(|r| r.name.as_str());
+        let suppressed = self.http.refusals_log.allow();
+        if let Some(suppressed) = suppressed {
+            warn!(
+                route = %route.name,
+                remote = %self.remote,
+                app = %self.peer.app,
+                rule = rule_name.unwrap_or("-"),
+                reason = refused.as_str(),
+                status = refused.status().as_u16(),
+                suppressed,
+                "request refused"
+            );
+        }
+        let response = problem(refused, rule_name, retry_after);
+        finish.record.status = response.status().as_u16();
+        finish.record.reason = Some(refused.as_str());
+        let (parts, body) = response.into_parts();
+        Response::from_parts(parts, Tracked::new(Full::new(body), finish).boxed_unsync())
+    }
+}

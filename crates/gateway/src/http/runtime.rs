@@ -1,0 +1,27 @@
+//! What an `http` route keeps for its whole life, across reloads.
+
+use std::sync::Arc;
+
+use super::access::AccessLogger;
+use super::ratelimit::RateLimiter;
+use crate::route::LogThrottle;
+
+/// What an `http` route keeps for its whole life, across reloads.
+pub(crate) struct HttpRuntime {
+    pub limiter: RateLimiter,
+    pub access: AccessLogger,
+    pub(super) refusals_log: LogThrottle,
+    /// One permit per request in flight to an upstream.
+    pub(super) upstream_slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl HttpRuntime {
+    pub fn new(access: AccessLogger, max_upstream_requests: usize) -> Self {
+        HttpRuntime {
+            limiter: RateLimiter::default(),
+            access,
+            refusals_log: LogThrottle::default(),
+            upstream_slots: Arc::new(tokio::sync::Semaphore::new(max_upstream_requests)),
+        }
+    }
+}
