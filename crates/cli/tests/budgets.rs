@@ -1,4 +1,4 @@
-//! F4 with the real binary: floods of connections closed at accept, and
+//! Connection budgets with the real binary: floods of connections closed at accept, and
 //! of silent TLS connections timing out, are logged one line a second
 //! with the count of lines suppressed, so the log says how many without
 //! flooding.

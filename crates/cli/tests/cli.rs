@@ -519,7 +519,7 @@ fn with_admin(bench: &Bench, lines: &str) -> String {
     )
 }
 
-/// F9: an admin listener off loopback with neither TLS nor
+/// An admin listener off loopback with neither TLS nor
 /// authentication shows partners' subjects, fingerprints and addresses to
 /// anyone: `guichet run` refuses to start (before any listener binds),
 /// and `guichet check` says so as an error; `insecure = true` makes it a

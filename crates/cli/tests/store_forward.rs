@@ -662,7 +662,7 @@ fn real_actor() -> String {
     format!("{} (uid {}", id("-un"), id("-u"))
 }
 
-/// F6: the audit row of `journal show --body` (a read of patient data)
+/// The audit row of `journal show --body` (a read of patient data)
 /// names the real uid and its user name; `USER`, `LOGNAME` and
 /// `SUDO_USER`, which anyone can set, cannot choose it. SUDO_USER is kept
 /// only as a claim, and cannot forge the rest of the record.

@@ -803,7 +803,7 @@ fn check_ocsp(profile: &TlsProfile, material: &Material, roles: &[Role], report:
 /// handshake slots long enough to matter.
 const LONG_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// The connection budgets (F4): what a flood of unauthenticated or
+/// The connection budgets: what a flood of unauthenticated or
 /// single-source connections could take.
 fn check_budgets(route: &RouteSpec, report: &mut Report) {
     let subject = format!("route {:?}", route.name.as_str());

@@ -1,4 +1,4 @@
-//! Item 6 of issue 11: who may read the admin listener. curl is the
+//! Who may read the admin listener. curl is the
 //! operator's browser and Prometheus: with and without an admitted client
 //! certificate, with and without the bearer token; the token and the
 //! certificate rotate without restart.

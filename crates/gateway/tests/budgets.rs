@@ -1,4 +1,4 @@
-//! F4: connection slots taken without authenticating.
+//! Connection slots taken without authenticating.
 //!
 //! The finding: 260 TCP connections that never send a ClientHello filled
 //! an mTLS listener's 256 slots for `handshake_timeout`, and the real EAI

@@ -93,7 +93,7 @@ fn days_from_now(days: i64) -> OffsetDateTime {
     OffsetDateTime::now_utc() + time::Duration::days(days)
 }
 
-// ------------------------------------------------------------ F3a
+// -------------------------------------------------------------- expired CRL
 
 #[tokio::test]
 async fn f3a_a_crl_past_its_next_update_refuses_peers_and_the_gauge_goes_negative() {
@@ -138,7 +138,7 @@ async fn f3a_crl_expired_warn_keeps_the_stale_crl_in_force() {
     assert!(wait_next_update(&gateway).await < -9 * DAY);
 }
 
-// ------------------------------------------------------------ F3b
+// ----------------------------------------------------- no revocation source
 
 #[tokio::test]
 async fn f3b_a_profile_without_revocation_source_refuses_peers() {
@@ -213,7 +213,7 @@ fn f3b_check_warns_about_every_weak_revocation_setting() {
     assert!(!report.has_errors(), "{report}");
 }
 
-// ------------------------------------------------------------ F3c
+// -------------------------------------------------- CRL dated in the future
 
 #[tokio::test]
 async fn f3c_a_crl_dated_in_the_future_is_refused_at_load() {

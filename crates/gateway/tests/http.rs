@@ -448,7 +448,7 @@ const SPOOFED: &[&str] = &[
     "X-Rewrite-URL: /SPOOF/internal",
     "True-Client-IP: 6.6.6.6",
     "CF-Connecting-IP: 6.6.6.6",
-    // F5: identities vouched for by authenticating proxies, the
+    // Identities vouched for by authenticating proxies, the
     // certificate headers of IIS, AWS and nginx setups, and their kin.
     "X-Remote-User: SPOOF-admin",
     "x-REMOTE-user: SPOOF-second",
@@ -467,7 +467,7 @@ const SPOOFED: &[&str] = &[
     "WL-Proxy-Client-IP: 6.6.6.6",
 ];
 
-/// F5 (and the identity headers before it): over HTTP/1.1 and HTTP/2.
+/// Auth-proxy identity headers (and the identity headers before them): over HTTP/1.1 and HTTP/2.
 #[tokio::test]
 async fn f5_spoofed_identity_headers_never_reach_the_upstream() {
     let s = Site::standard("").await;
@@ -722,7 +722,7 @@ fn status_and_detail(answer: &str) -> (u16, String) {
     (status, detail)
 }
 
-/// F8: two `Host` headers are a 400 (RFC 9112 §3.2), counted as
+/// Two `Host` headers are a 400 (RFC 9112 §3.2), counted as
 /// `bad_host`; the upstream sees nothing.
 #[tokio::test]
 async fn f8_two_host_headers_are_400_bad_host() {
@@ -746,7 +746,7 @@ async fn f8_two_host_headers_are_400_bad_host() {
     assert_eq!(status_and_detail(&one).0, 200, "{one}");
 }
 
-/// F8: a malformed chunked body from the client is the client's fault: a
+/// A malformed chunked body from the client is the client's fault: a
 /// 400 counted as `bad_request_body`, never a 502 counted as
 /// `upstream_error` (which feeds the failing-upstream alert).
 #[tokio::test]

@@ -1,7 +1,7 @@
-//! Regressions of the hostile test on `mllp` routes (issue 11): a BOM
-//! before MSH (F1), enhanced-mode messages that expect no accept ACK (F2),
-//! a start block inside a frame (F10), connection-end reasons (F7), one
-//! log line for messages lost in flight, and `frame_timeout`.
+//! Hostile input on `mllp` routes: a BOM before MSH, enhanced-mode
+//! messages that expect no accept ACK, a start block inside a frame,
+//! connection-end reasons, one log line for messages lost in flight, and
+//! `frame_timeout`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -184,9 +184,9 @@ async fn closed_by_gateway(stream: &mut tokio::net::TcpStream) {
     .await;
 }
 
-// ------------------------------------------------------------------ F1
+// -------------------------------------------- BOM and whitespace before MSH
 
-/// F1: the 139 real samples, 27 of them with a BOM, LF segment ends:
+/// The 139 real samples, 27 of them with a BOM, LF segment ends:
 /// all acknowledged AA through an mllp route, forwarded byte for byte,
 /// the BOMs counted.
 #[tokio::test]
@@ -231,7 +231,7 @@ async fn f1_bom_before_msh_is_accepted_and_counted() {
     gateway.stop().await;
 }
 
-/// F1: whitespace (CR LF, spaces) before MSH is accepted and counted too.
+/// Whitespace (CR LF, spaces) before MSH is accepted and counted too.
 #[tokio::test]
 async fn f1_whitespace_before_msh_is_accepted_and_counted() {
     let pki = Pki::new();
@@ -259,7 +259,7 @@ async fn f1_whitespace_before_msh_is_accepted_and_counted() {
     gateway.stop().await;
 }
 
-/// F1 on a store-and-forward route: a message with a BOM is stored,
+/// A BOM on a store-and-forward route: a message with a BOM is stored,
 /// acknowledged AA by guichet, and delivered unchanged.
 #[tokio::test]
 async fn f1_bom_before_msh_is_stored_and_delivered() {
@@ -287,9 +287,9 @@ async fn f1_bom_before_msh_is_stored_and_delivered() {
     gateway.stop().await;
 }
 
-// ------------------------------------------------------------------ F2
+// ------------------------------------------------------------ enhanced mode
 
-/// F2: ADT-A40-01 (MSH-15/16 = NE) expects no ACK; the message after it
+/// ADT-A40-01 (MSH-15/16 = NE) expects no ACK; the message after it
 /// gets its own ACK, paired right: no mismatch, nothing unacknowledged.
 #[tokio::test]
 async fn f2_no_accept_ack_message_takes_no_place_in_the_ack_order() {
@@ -346,7 +346,7 @@ async fn f2_no_accept_ack_message_takes_no_place_in_the_ack_order() {
     gateway.stop().await;
 }
 
-/// F2: a receiver that answers the NE message anyway (an application ACK)
+/// A receiver that answers the NE message anyway (an application ACK)
 /// has that answer paired by MSA-2, not with the next message.
 #[tokio::test]
 async fn f2_answer_to_a_no_ack_message_is_paired_by_its_msa2() {
@@ -378,7 +378,7 @@ async fn f2_answer_to_a_no_ack_message_is_paired_by_its_msa2() {
     gateway.stop().await;
 }
 
-/// F2 on a store-and-forward route: the NE message is delivered without
+/// Enhanced mode on a store-and-forward route: the NE message is delivered without
 /// waiting for an ACK that will not come (no ack_timeout, no retry), and
 /// the message after it is delivered and paired right.
 #[tokio::test]
@@ -441,7 +441,7 @@ async fn commit_then_application_receiver() -> std::net::SocketAddr {
     addr
 }
 
-/// F2: after an accept ACK, the application ACK of the same message on
+/// After an accept ACK, the application ACK of the same message on
 /// the same connection is paired by MSA-2: no mismatch, no unsolicited
 /// ACK, and the next message's accept ACK is still paired with it.
 #[tokio::test]
@@ -485,7 +485,7 @@ async fn f2_application_ack_after_commit_is_paired_by_msa2() {
     gateway.stop().await;
 }
 
-/// F2: guichet's own AR (a frame without MSH) after an NE message goes
+/// guichet's own AR (a frame without MSH) after an NE message goes
 /// back at once, not behind an ACK that will never come.
 #[tokio::test]
 async fn f2_own_reject_after_a_no_ack_message_is_answered_at_once() {
@@ -505,9 +505,9 @@ async fn f2_own_reject_after_a_no_ack_message_is_answered_at_once() {
     gateway.stop().await;
 }
 
-// ----------------------------------------------------------------- F10
+// ----------------------------------------------- start block inside a frame
 
-/// F10: a second start block inside a frame makes the partial frame a
+/// A second start block inside a frame makes the partial frame a
 /// frame error: never forwarded, counted, logged; the connection goes on
 /// with the frame the start block opened.
 #[tokio::test]
@@ -548,9 +548,9 @@ async fn f10_start_block_inside_a_frame_is_a_frame_error() {
     gateway.stop().await;
 }
 
-// ------------------------------------------------------------------ F7
+// --------------------------------------------------- connection-end reasons
 
-/// F7: framing errors on a plain route end the connection with their own
+/// Framing errors on a plain route end the connection with their own
 /// reason and outcome; none is a refusal or a handshake failure.
 #[tokio::test]
 async fn f7_framing_errors_are_not_handshake_failures() {
@@ -580,7 +580,7 @@ async fn f7_framing_errors_are_not_handshake_failures() {
     gateway.stop().await;
 }
 
-/// F7: a TLS client that ends without close_notify is `peer_closed`: not
+/// A TLS client that ends without close_notify is `peer_closed`: not
 /// a refusal, not `handshake_failed`.
 #[tokio::test]
 async fn f7_end_without_close_notify_is_peer_closed() {
@@ -754,7 +754,7 @@ fn check_warns_of_weak_mllp_settings() {
     );
 }
 
-/// F10 and `frame_timeout` on a store-and-forward route: the interrupted
+/// A start block inside a frame and `frame_timeout` on a store-and-forward route: the interrupted
 /// frame is neither stored nor acknowledged, the next one is; a trickled
 /// frame is cut at the deadline and nothing of it is stored.
 #[tokio::test]

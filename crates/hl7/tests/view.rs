@@ -165,7 +165,7 @@ fn bom_is_skipped_only_in_lenient_mode_and_kept_in_raw() {
     assert_eq!(msg.header().raw(), b"MSH|^~\\&|A");
 }
 
-/// F1: on the wire, a BOM and whitespace before MSH are skipped, reported
+/// On the wire, a BOM and whitespace before MSH are skipped, reported
 /// by `Leading`, and kept in `raw`.
 #[test]
 fn f1_bom_and_whitespace_before_msh_are_skipped_on_the_wire() {

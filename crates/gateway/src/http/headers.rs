@@ -357,7 +357,7 @@ mod tests {
         assert!(headers.contains_key("accept"));
     }
 
-    /// F5: the auth-proxy identity headers a hostile test got through,
+    /// The auth-proxy identity headers that reached upstreams before,
     /// and their families, go in any case and however often repeated.
     #[test]
     fn f5_auth_proxy_identity_headers_are_stripped() {

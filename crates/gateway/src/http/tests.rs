@@ -227,7 +227,7 @@ fn a_host_header_must_agree_with_the_authority() {
     assert!(request_authority(&differ).is_err());
 }
 
-/// F8: two Host headers are refused, even when they agree.
+/// Two Host headers are refused, even when they agree.
 #[test]
 fn f8_two_host_headers_are_refused() {
     for (first, second) in [("ror.example", "admin.example"), ("gw", "gw")] {

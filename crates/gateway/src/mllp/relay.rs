@@ -156,7 +156,7 @@ impl Peer {
 /// `kind` of `guichet_messages_with_leading_bytes_total`.
 pub(crate) const LEADING_BOM: &str = "bom";
 pub(crate) const LEADING_WHITESPACE: &str = "whitespace";
-/// `kind` of `guichet_frame_errors_total` and log `reason` for F10.
+/// `kind` of `guichet_frame_errors_total` and log `reason` for a start block inside a frame.
 pub(crate) const START_BLOCK_IN_FRAME: &str = "start_block_in_frame";
 /// `kind` of `guichet_frame_errors_total` and log `reason` for a frame
 /// not finished within `frame_timeout`.

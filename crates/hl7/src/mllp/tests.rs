@@ -346,7 +346,7 @@ fn end_block_without_cr_is_content() {
     }
 }
 
-/// F10: a start block before the end block interrupts the frame: the
+/// A start block before the end block interrupts the frame: the
 /// partial frame is reported with the next one, never delivered as (part
 /// of) a message, and decoding goes on from the new start block.
 #[test]
