@@ -20,7 +20,7 @@ use guichet_hl7::{
     accept_ack_due, build_ack, stamp, AckCode, AckRequest, ErrorCode, ErrorDetail, Frame, Header,
     Message, MllpCodec, MllpError, ParseOptions, Severity,
 };
-use guichet_journal::{Ingested, Journal, Meta, NewMessage};
+use guichet_journal::{Ingested, Journal, NewMessage};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tracing::warn;
@@ -174,12 +174,11 @@ impl Ingest<'_> {
         match next {
             None => Ok(None),
             Some(Ok(frame)) => {
-                self.discarded(frame.discarded);
-                self.peer.interrupted(self.route, "sender", &frame);
+                self.peer.noise(self.route, "sender", &frame);
                 Ok(Some(frame))
             }
             Some(Err(MllpError::TrailingGarbage { bytes })) => {
-                self.discarded(bytes);
+                self.peer.discarded(self.route, "sender", bytes);
                 Ok(None)
             }
             Some(Err(MllpError::Io(e))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -267,7 +266,7 @@ impl Ingest<'_> {
                 .policy
                 .duplicate_window
                 .map(|w| received_at_ms.saturating_sub(w.as_millis() as i64)),
-            meta: meta(header),
+            meta: header.meta(),
             body: body.to_vec(),
             sealed: false,
         }
@@ -315,10 +314,6 @@ impl Ingest<'_> {
     ) {
         self.peer.publish(self.route, header, size, at, outcome);
     }
-
-    fn discarded(&self, bytes: usize) {
-        self.peer.discarded(self.route, "sender", bytes);
-    }
 }
 
 /// guichet's own ACK for a message it stored (or could not store).
@@ -348,16 +343,4 @@ fn ack(body: &[u8], code: AckCode, failed: bool) -> Option<Vec<u8>> {
             error,
         },
     ))
-}
-
-pub(crate) fn meta(header: &Header) -> Meta {
-    Meta {
-        sending_application: header.sending_application.clone(),
-        sending_facility: header.sending_facility.clone(),
-        receiving_application: header.receiving_application.clone(),
-        receiving_facility: header.receiving_facility.clone(),
-        message_type: header.message_type.clone(),
-        control_id: header.control_id.clone(),
-        version: header.version.clone(),
-    }
 }

@@ -123,8 +123,10 @@ impl Peer {
         );
     }
 
-    /// Counts and logs frames a start block cut short before this one.
-    pub(crate) fn interrupted(&self, route: &RouteRuntime, side: &'static str, frame: &Frame) {
+    /// Counts and logs what the decoder dropped before `frame`: bytes
+    /// outside any frame, and frames a start block cut short.
+    pub(crate) fn noise(&self, route: &RouteRuntime, side: &'static str, frame: &Frame) {
+        self.discarded(route, side, frame.discarded);
         if frame.interrupted == 0 {
             return;
         }
@@ -306,8 +308,7 @@ impl Relay<'_> {
             let Some(frame) = self.frame_or_end("sender", frame)? else {
                 break;
             };
-            self.report_discarded("sender", frame.discarded);
-            self.peer.interrupted(self.route, "sender", &frame);
+            self.peer.noise(self.route, "sender", &frame);
             let size = frame.payload.len();
             match Message::parse_with(&frame.payload, ParseOptions::wire()) {
                 Ok(message) => {
@@ -375,8 +376,7 @@ impl Relay<'_> {
                     let Some(frame) = self.frame_or_end("receiver", frame)? else {
                         break;
                     };
-                    self.report_discarded("receiver", frame.discarded);
-                    self.peer.interrupted(self.route, "receiver", &frame);
+                    self.peer.noise(self.route, "receiver", &frame);
                     // Replies owed before this answer go first.
                     self.send_own_replies(&mut to_client).await?;
                     self.acknowledged(&frame.payload);
@@ -672,10 +672,6 @@ impl Relay<'_> {
         self.peer.publish(self.route, header, size, at, outcome);
     }
 
-    fn report_discarded(&self, side: &'static str, bytes: usize) {
-        self.peer.discarded(self.route, side, bytes);
-    }
-
     /// A frame, or `None` when the stream ended after bytes outside any
     /// frame (a stray CR LF after the last one): those are counted like
     /// noise before a frame, and that direction ends normally so the ACKs
@@ -688,7 +684,7 @@ impl Relay<'_> {
         match frame {
             Ok(frame) => Ok(Some(frame)),
             Err(MllpError::TrailingGarbage { bytes }) => {
-                self.report_discarded(side, bytes);
+                self.peer.discarded(self.route, side, bytes);
                 Ok(None)
             }
             // A peer gone without close_notify is no framing error: the
