@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use guichet_tls::crl::{self, CrlError, CrlInfo};
+use guichet_tls::http1::ExchangeError;
 use guichet_tls::{CrlExpired, LearntPoints, StaleHook};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
+use http_body_util::Empty;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -359,11 +359,6 @@ async fn request<IO>(io: IO, uri: &http::Uri) -> Result<Bytes, FetchError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let connect = |e: hyper::Error| FetchError::Connect(e.to_string());
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(connect)?;
-    let conn = tokio::spawn(conn);
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let authority = uri.authority().map_or("", |a| a.as_str());
     let req = http::Request::get(path)
@@ -372,20 +367,13 @@ where
         .header(http::header::ACCEPT, "application/pkix-crl, */*")
         .body(Empty::<Bytes>::new())
         .map_err(|e| FetchError::Connect(e.to_string()))?;
-    let response = sender.send_request(req).await.map_err(connect)?;
-    if response.status() != http::StatusCode::OK {
-        conn.abort();
-        return Err(FetchError::Status(response.status().as_u16()));
-    }
-    let body = Limited::new(response.into_body(), MAX_CRL_BYTES)
-        .collect()
+    guichet_tls::http1::exchange(io, req, MAX_CRL_BYTES)
         .await
-        .map_err(|e| match e.downcast::<http_body_util::LengthLimitError>() {
-            Ok(_) => FetchError::TooLarge,
-            Err(e) => FetchError::Connect(e.to_string()),
-        })?;
-    conn.abort();
-    Ok(body.to_bytes())
+        .map_err(|e| match e {
+            ExchangeError::Io(e) => FetchError::Connect(e),
+            ExchangeError::Status(status) => FetchError::Status(status),
+            ExchangeError::TooLarge(_) => FetchError::TooLarge,
+        })
 }
 
 /// Publishes `guichet_crl_next_update_seconds` for the CRLs in force and

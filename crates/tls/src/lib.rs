@@ -7,6 +7,7 @@
 pub mod allowlist;
 pub mod crl;
 pub mod endpoint;
+pub mod http1;
 pub mod identity;
 pub mod material;
 pub mod ocsp;

@@ -9,9 +9,10 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use tokio::net::TcpStream;
+
+use crate::http1::ExchangeError;
 
 /// A response bigger than this is not an OCSP response for one certificate.
 const MAX_RESPONSE: usize = 64 * 1024;
@@ -113,50 +114,27 @@ pub async fn post(
 }
 
 async fn exchange(url: &ResponderUrl, request: Vec<u8>) -> Result<Vec<u8>, FetchError> {
-    let io = |error: &dyn fmt::Display| FetchError::Io {
+    let io = |error: String| FetchError::Io {
         url: url.to_string(),
-        error: error.to_string(),
+        error,
     };
     let tcp = TcpStream::connect((url.host.as_str(), url.port))
         .await
-        .map_err(|e| io(&e))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| io(&e))?;
-    // The connection is driven beside the request and ends with it.
-    let driver = tokio::spawn(connection);
-    let result = send(url, &mut sender, request).await;
-    driver.abort();
-    result
-}
-
-async fn send(
-    url: &ResponderUrl,
-    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-    request: Vec<u8>,
-) -> Result<Vec<u8>, FetchError> {
-    let io = |error: &dyn fmt::Display| FetchError::Io {
-        url: url.to_string(),
-        error: error.to_string(),
-    };
+        .map_err(|e| io(e.to_string()))?;
     let request = http::Request::post(url.path.as_str())
         .header(http::header::HOST, url.authority.as_str())
         .header(http::header::CONTENT_TYPE, "application/ocsp-request")
         .header(http::header::ACCEPT, "application/ocsp-response")
         .body(Full::new(Bytes::from(request)))
-        .map_err(|e| io(&e))?;
-    let response = sender.send_request(request).await.map_err(|e| io(&e))?;
-    if response.status() != http::StatusCode::OK {
-        return Err(FetchError::Status {
+        .map_err(|e| io(e.to_string()))?;
+    match crate::http1::exchange(tcp, request, MAX_RESPONSE).await {
+        Ok(body) => Ok(body.to_vec()),
+        Err(ExchangeError::Status(status)) => Err(FetchError::Status {
             url: url.to_string(),
-            status: response.status().as_u16(),
-        });
+            status,
+        }),
+        Err(e) => Err(io(e.to_string())),
     }
-    let body = Limited::new(response.into_body(), MAX_RESPONSE)
-        .collect()
-        .await
-        .map_err(|e| io(&e))?;
-    Ok(body.to_bytes().to_vec())
 }
 
 #[cfg(test)]
