@@ -2,14 +2,11 @@
 //! of silent TLS connections timing out, are logged one line a second
 //! with the count of lines suppressed, so the log says how many without
 //! flooding.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// The lines of `proc` with `reason=REASON`, and the refusals they stand
 /// for: each line is one, plus its `suppressed=` count.

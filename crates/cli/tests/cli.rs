@@ -1,12 +1,10 @@
 //! `guichet check` and `guichet pki`, run as a user would, in a temporary
 //! directory.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 
-use common::{app, have, profile, run_bounded, show, Bench, WAIT};
+use crate::common::{app, have, profile, run_bounded, show, Bench, WAIT};
 
 /// A valid two-route config (client and server tunnel) using `srv` and the
 /// test CA; `extra` is appended.
@@ -527,7 +525,7 @@ fn with_admin(bench: &Bench, lines: &str) -> String {
 #[test]
 fn f9_admin_off_loopback_unprotected_is_refused_by_run_and_flagged_by_check() {
     let bench = bench();
-    let port = common::free_port();
+    let port = crate::common::free_port();
     let exposed = with_admin(&bench, &format!("listen = \"0.0.0.0:{port}\""));
     let out = run_once(&bench, &exposed);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));

@@ -1,14 +1,12 @@
 //! The gateway's life as an operator sees it: reloads, graceful shutdown
 //! and its logs, through a real client tunnel -> server tunnel pair.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::common::{
     ack_after_eof_backend, app, closed_by_peer, connect, field, free_port, have, hl7_message,
     profile, round_trip, run_bounded, show, Bench, Echo, Proc, WAIT,
 };

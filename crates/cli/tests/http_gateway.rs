@@ -2,14 +2,12 @@
 //! streams a 50 MB upload from curl to the service behind it without
 //! holding it in memory.
 
-mod common;
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{app, have, profile, run_bounded, show, Bench, Proc};
+use crate::common::{app, have, profile, run_bounded, show, Bench, Proc};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
@@ -169,7 +167,7 @@ impl Gateway {
     /// its own).
     fn access_lines(&self, n: usize) -> Vec<Value> {
         let path = self.bench.path("access.jsonl");
-        let deadline = std::time::Instant::now() + common::WAIT;
+        let deadline = std::time::Instant::now() + crate::common::WAIT;
         loop {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             if text.lines().count() >= n || std::time::Instant::now() >= deadline {

@@ -2,16 +2,11 @@
 //! TLS with `sslmode=verify-full`, end to end with the real binary: the
 //! server (ssl = on, hostssl lines only, a certificate from the test PKI)
 //! is the journal tests' own, started for this test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-#[path = "../../journal/tests/common/mod.rs"]
-mod pg_cluster;
 
 use std::time::{Duration, Instant};
 
-use common::{free_port, show, Bench, Proc};
-use pg_cluster::{TlsCluster, OPEN_DB, PASSWORD, SERVER_NAME};
+use crate::common::{free_port, show, Bench, Proc};
+use crate::pg_cluster::{TlsCluster, OPEN_DB, PASSWORD, SERVER_NAME};
 
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
@@ -47,7 +42,7 @@ fn store_and_forward_over_a_verify_full_journal_delivers_every_message() {
     std::fs::copy(cluster.pki.path().join("ca.pem"), bench.path("db-ca.pem")).unwrap();
     let receiver_port = free_port();
     let _receiver = Proc::spawn("listen", {
-        let mut cmd = std::process::Command::new(common::guichet_bin());
+        let mut cmd = std::process::Command::new(crate::common::guichet_bin());
         cmd.args(["listen", "--on", &format!("127.0.0.1:{receiver_port}")]);
         cmd
     });

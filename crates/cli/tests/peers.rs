@@ -1,13 +1,11 @@
 //! guichet against the peers a hospital already runs: `openssl s_client`
 //! and stunnel, on real sockets with certificates from `guichet pki`.
 
-mod common;
-
 use std::io::Write;
 use std::net::Shutdown;
 use std::process::{Command, Output};
 
-use common::{
+use crate::common::{
     app, closed_by_peer, connect, field, free_port, have, hl7_message, profile, round_trip,
     run_bounded, show, Bench, Echo, Proc, WAIT,
 };

@@ -1,9 +1,6 @@
 //! IGC Santé material from the command line: `guichet pki show` on a
 //! PKCS#12 file made by the real `openssl pkcs12 -export`, and
 //! `guichet pki csr` checked by `openssl req -verify`.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -11,7 +8,7 @@ use std::process::Command;
 
 use std::io::Write;
 
-use common::{app, have, run_bounded, show, Bench, Echo, Proc, WAIT};
+use crate::common::{app, have, run_bounded, show, Bench, Echo, Proc, WAIT};
 
 const PASSWORD: &str = "s3cret-IGC";
 
@@ -145,7 +142,7 @@ fn pki_show_reads_an_openssl_pkcs12_with_its_chain() {
         assert!(!stderr.contains("nope"), "{stderr}");
     }
 
-    let mut cmd = Command::new(common::guichet_bin());
+    let mut cmd = Command::new(crate::common::guichet_bin());
     cmd.args(["pki", "show", "gw.p12", "--password-env", "GW_P12_PASSWORD"])
         .env("GW_P12_PASSWORD", PASSWORD)
         .current_dir(bench.dir.path());

@@ -2,11 +2,9 @@
 //! openssl reads the result, and `guichet check` reporting a profile's
 //! OCSP mode.
 
-mod common;
-
 use std::process::Command;
 
-use common::{app, profile, Bench};
+use crate::common::{app, profile, Bench};
 
 /// Whether `openssl` can run; under `CI=true` its absence fails the test.
 fn have_openssl() -> bool {

@@ -3,14 +3,12 @@
 //! `guichet pki`, guichet tunnels in between, and python-hl7's `mllp_send`
 //! as an outside sender.
 
-mod common;
-
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{app, field, guichet_bin, profile, run_bounded, show, Bench, Proc, WAIT};
+use crate::common::{app, field, guichet_bin, profile, run_bounded, show, Bench, Proc, WAIT};
 
 /// One result line of `guichet send`:
 /// `#0     conn 0   ID   ADT^A01^ADT_A01   ACK AA   0.69 ms  ok`.

@@ -3,13 +3,13 @@
 //! to `guichet listen`, refused clients, and the page rendered by headless
 //! Chromium (the DOM after rendering, and a screenshot).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{app, free_port, have, http_get, profile, run_bounded, show, wait_http, Bench, Echo};
+use crate::common::{
+    app, free_port, have, http_get, profile, run_bounded, show, wait_http, Bench, Echo,
+};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -186,7 +186,7 @@ fn status_page_in_a_browser_shows_routes_messages_refusals_and_certificates() {
         .args(["-key", &bench.p("other/intruder.key")])
         .current_dir(bench.dir.path())
         .env("OPENSSL_CONF", "/dev/null");
-        let _ = run_bounded(cmd, common::WAIT);
+        let _ = run_bounded(cmd, crate::common::WAIT);
     }
     let refusals = 1 + usize::from(openssl);
     let metrics = wait_http(admin, "/metrics", "the messages and refusals", |_, text| {

@@ -6,9 +6,6 @@
 //! here (threads, blocking sockets, every read bounded); the journal is
 //! read back through `guichet journal ... --json`, in its own process as
 //! an operator would.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
@@ -19,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{free_port, guichet_bin, http_get, run_bounded, show, Bench, Proc, WAIT};
+use crate::common::{free_port, guichet_bin, http_get, run_bounded, show, Bench, Proc, WAIT};
 use guichet_hl7::{build_ack, AckCode, AckRequest, AckSummary, Header, Message};
 use guichet_testkit::postgres::TestDatabase;
 

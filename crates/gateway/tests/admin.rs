@@ -2,15 +2,12 @@
 //! exact counts in `/metrics` after known traffic, health and readiness
 //! through start-up and drain, `/api/status` and `/status` contents, no
 //! message content anywhere, and an admin thread of its own.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::common::*;
 use bytes::BytesMut;
-use common::*;
 use guichet_hl7::{frame, AckCode, Header, Message, MllpCodec};
 use guichet_pki::{IssueRequest, IssuedFiles, Usage};
 use guichet_tls::{ClientAuth, Identity};

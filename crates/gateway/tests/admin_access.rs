@@ -2,16 +2,13 @@
 //! operator's browser and Prometheus: with and without an admitted client
 //! certificate, with and without the bearer token; the token and the
 //! certificate rotate without restart.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     app, cert_der, client_tls, gateway_section, metric_value, profile, server_cert, tls, toml_path,
     Pki, WAIT,
 };

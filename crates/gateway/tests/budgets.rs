@@ -13,14 +13,11 @@
 //! The flood comes from 127.0.0.1 (and other 127.0.0.x addresses where a
 //! test needs several sources); the partner binds 127.0.0.2, or the
 //! per-source limit would count it with the flood.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use guichet_pki::{IssueRequest, IssuedFiles, Usage};
 use guichet_tls::ClientTls;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};

@@ -2,9 +2,6 @@
 //! CRLs, profiles without a revocation source, and CRLs fetched over HTTP
 //! from a server on 127.0.0.1 (refreshed, kept when the server is gone,
 //! refused when another CA signed them).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use guichet_gateway::check::{check, Level};
 use guichet_gateway::{Config, Gateway, Metrics};
 use guichet_pki::{IssueRequest, IssuedFiles, Usage};

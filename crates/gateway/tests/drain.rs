@@ -1,13 +1,10 @@
 //! Shutdown: the listener stops at once, open connections get the drain
 //! period to finish, and are cut when it ends.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use tokio::net::TcpStream;
 
 const ROUTE: &str = "drained";

@@ -1,11 +1,8 @@
 //! Half-close: a client that sends its request and shuts down its write
 //! side still receives the whole reply, which the backend only writes
 //! after it has read the request to its end.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use guichet_pki::Usage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

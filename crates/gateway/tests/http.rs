@@ -4,23 +4,20 @@
 //! 127.0.0.1 that report what reached them. A keep-alive client (hyper
 //! over rustls) stands in for curl where one connection must outlive a
 //! reload.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::http::{
+use crate::common::http::{
     alpn_client, full, unsized_body, upstream_mtls, Curl, KeepAlive, Seen, Upstream, SLOW,
 };
-use common::{
+use crate::common::{
     app, cert_der, closed_port, gateway_section, metric_value, profile, tls, toml_path, Pki,
     Running, LISTEN, WAIT,
 };
+use bytes::Bytes;
 use guichet_pki::{IssueRequest, IssuedFiles, Usage};
 use guichet_tls::Identity;
 use serde_json::Value;
@@ -1085,7 +1082,7 @@ struct Flow {
 }
 
 impl Flow {
-    fn record(&self, who: &str, answer: Result<common::http::Answer, String>) {
+    fn record(&self, who: &str, answer: Result<crate::common::http::Answer, String>) {
         match answer {
             Ok(a) if a.status == 200 => {
                 self.ok.fetch_add(1, Ordering::SeqCst);
@@ -1098,7 +1095,7 @@ impl Flow {
     /// Waits until `n` more requests succeeded.
     async fn wait_more(&self, n: usize) {
         let target = self.ok.load(Ordering::SeqCst) + n;
-        common::bounded("requests during reloads", async {
+        crate::common::bounded("requests during reloads", async {
             while self.ok.load(Ordering::SeqCst) < target
                 && self.failures.lock().unwrap().is_empty()
             {
@@ -1148,7 +1145,9 @@ async fn reloads_never_fail_requests_and_apply_to_open_connections() {
     }
     flow.stop.store(true, Ordering::SeqCst);
     for task in tasks {
-        common::bounded("request loop end", task).await.unwrap();
+        crate::common::bounded("request loop end", task)
+            .await
+            .unwrap();
     }
     let failures = flow.failures.lock().unwrap().clone();
     assert!(
@@ -1156,7 +1155,7 @@ async fn reloads_never_fail_requests_and_apply_to_open_connections() {
         "requests failed during reloads: {failures:#?}"
     );
     assert!(flow.ok.load(Ordering::SeqCst) >= 30);
-    assert_eq!(s.gateway.reloads(common::outcome::RELOAD_OK), 6);
+    assert_eq!(s.gateway.reloads(crate::common::outcome::RELOAD_OK), 6);
 
     // partner-a leaves rule-a: its next request on an open connection is
     // refused; rule-b still admits it on that same connection.

@@ -1,12 +1,9 @@
 //! `idle_timeout`: a connection with no byte in either direction for that
 //! long is closed; one with regular traffic is not.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const ROUTE: &str = "idle";
 

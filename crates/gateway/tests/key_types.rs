@@ -1,16 +1,13 @@
 //! Key types other than the default ECDSA P-256: an RSA-2048 key brought
 //! from `openssl genpkey`, and generated ECDSA P-384 keys, on either side,
 //! over TLS 1.3 and TLS 1.2.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use guichet_pki::{IssueRequest, IssuedFiles, KeySource, KeyType, Usage};
 use guichet_tls::identity::Identity;
 use rustls::pki_types::pem::PemObject;

@@ -1,12 +1,9 @@
 //! `max_connections`: over the limit a connection is closed at once and
 //! counted, never queued; a slot freed is a slot available again.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const ROUTE: &str = "limited";
 

@@ -1,16 +1,13 @@
 //! `kind = "mllp"` routes: frames forwarded byte for byte both ways, one
 //! message event per message with its ACK's code and MSA-2 check, framing
 //! errors counted, and no patient data in events, metrics or logs.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::*;
+use crate::common::*;
 use guichet_gateway::{MessageEvent, MessageOutcome};
 use guichet_hl7::{frame, AckCode, AckSummary, Header, Message};
 use guichet_pki::Usage;

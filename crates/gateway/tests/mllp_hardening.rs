@@ -2,15 +2,12 @@
 //! messages that expect no accept ACK, a start block inside a frame,
 //! connection-end reasons, one log line for messages lost in flight, and
 //! `frame_timeout`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use guichet_gateway::MessageOutcome;
 use guichet_hl7::{frame, AckCode, AckSummary, Message};
 use guichet_pki::Usage;

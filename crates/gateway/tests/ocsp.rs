@@ -8,9 +8,6 @@
 //! an HTTP front on 127.0.0.1 that hands each request to a one-shot
 //! `openssl ocsp -reqin … -respout …` (same index, same signing), and counts
 //! the requests.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,8 +15,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use guichet_pki::{IssueRequest, IssuedFiles, Usage};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
@@ -703,7 +700,7 @@ async fn ocsp_staple_survives_a_failed_refresh() {
 
 #[tokio::test]
 async fn ocsp_http_upstream_tls_refuses_a_revoked_upstream() {
-    use common::http::{alpn_client, KeepAlive, Upstream};
+    use crate::common::http::{alpn_client, KeepAlive, Upstream};
     if !have_openssl() {
         return;
     }

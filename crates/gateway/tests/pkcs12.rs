@@ -2,15 +2,12 @@
 //! software certificates: files made by the real `openssl pkcs12 -export`
 //! (OpenSSL 3 defaults and `-legacy`), served on a route, reloaded, and
 //! refused with clear errors when the password or the permissions are wrong.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use guichet_gateway::check::{check, Level, Report};
 use guichet_gateway::Config;
 use guichet_pki::{IssuedFiles, Usage};

@@ -7,12 +7,9 @@
 //! These tests run the real curl twenty times per case against an `http`
 //! route (ALPN offered: the case where the race showed) and require the
 //! alert every time.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::http::{Curl, Upstream};
-use common::*;
+use crate::common::http::{Curl, Upstream};
+use crate::common::*;
 use guichet_pki::{IssueRequest, IssuedFiles, Usage};
 
 const ROUTE: &str = "from-partners";

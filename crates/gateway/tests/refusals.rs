@@ -1,10 +1,7 @@
 //! Peers the gateway must refuse, each with its exact reason in the
 //! metrics, and not one byte passed on to the forward target.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use guichet_pki::{IssueRequest, IssuedFiles, Usage};
 use guichet_tls::ClientAuth;
 use time::{Duration, OffsetDateTime};

@@ -1,13 +1,10 @@
 //! Reloads: new certificates, CRLs and allowlists reach new connections,
 //! open connections keep going, and a broken reload changes nothing.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use guichet_pki::{IssuedFiles, Usage};
 use tokio_rustls::rustls::HandshakeKind;
 

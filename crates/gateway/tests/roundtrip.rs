@@ -1,11 +1,8 @@
 //! Bytes through the gateway and back: a client-mode route (plain in, TLS
 //! out) chained to a server-mode route (mTLS in, plain out), and a route
 //! with TLS on both sides.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use guichet_pki::Usage;
 use guichet_tls::{Allowlist, AppName, AppRule, ClientAuth};
 use std::sync::Arc;

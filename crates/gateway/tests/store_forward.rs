@@ -6,9 +6,6 @@
 //! enhanced mode) only for a message the journal has stored, and every
 //! stored message reaches the receiver, in order, once (more than once
 //! only when the journal flags it as a possible redelivery).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -17,8 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::{closed_port, toml_path, Running, WithAdmin, WAIT};
 use bytes::Bytes;
-use common::{closed_port, toml_path, Running, WithAdmin, WAIT};
 use futures_util::{SinkExt, StreamExt};
 use guichet_hl7::{build_ack, AckCode, AckRequest, AckSummary, Header, Message, MllpCodec};
 use guichet_journal::{Filter, MessageRecord, OpenOptions, State, StoreSpec};

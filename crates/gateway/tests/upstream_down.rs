@@ -1,12 +1,9 @@
 //! A forward target that is down: the client's connection is closed
 //! cleanly and promptly, and counted as such.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use guichet_pki::Usage;
 
 const ROUTE: &str = "to-nowhere";

@@ -1,8 +1,6 @@
 //! Golden ACKs: the exact bytes for each mode, code and version rule, and
 //! the enhanced-mode truth table.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use guichet_hl7::{
     accept_ack_due, application_ack_due, build_ack, build_reject_for_unparseable, AckCode, AckMode,
     AckRequest, AckSummary, ErrorCode, ErrorDetail, Header, Message, Severity,

@@ -5,8 +5,6 @@
 //! split, every field can be walked, and the segments put back together give
 //! the input (modulo line ends) from slices of the original bytes.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::fs;
 use std::path::{Path, PathBuf};
 

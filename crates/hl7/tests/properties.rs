@@ -1,8 +1,6 @@
 //! Properties over arbitrary input: escaping round-trips, and no byte
 //! sequence makes the view, the metadata readers or the ACK builder panic.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use guichet_hl7::{
     build_ack, escape, unescape, AckCode, AckRequest, AckSummary, Charset, Delimiters, ErrorCode,
     ErrorDetail, Header, Message, ParseOptions, Segment, Severity,

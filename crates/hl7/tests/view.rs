@@ -1,8 +1,6 @@
 //! The message view, escapes, character sets and header metadata, on
 //! hand-written messages that each exercise one rule.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::borrow::Cow;
 
 use guichet_hl7::{

@@ -7,17 +7,12 @@
 //! (`./scripts/setup` starts the server; without one they print SKIPPED,
 //! and fail on CI).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[macro_use]
-mod suite;
-
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::suite::fixtures::{body, deduped, message};
+use crate::suite::{Harness, Skip};
 use guichet_journal::{open, Filter, Ingested, Journal, JournalError, OpenOptions, StoreSpec};
 use guichet_testkit::postgres::TestDatabase;
-use suite::fixtures::{body, deduped, message};
-use suite::{Harness, Skip};
 use tokio_postgres::{Client, NoTls};
 
 async fn fresh(_test: &'static str) -> Result<Harness, Skip> {
@@ -339,7 +334,7 @@ async fn a_route_delivered_while_senders_retransmit_gets_each_message_once() {
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
         let records: Vec<_> = ids
             .iter()
-            .map(|id| j.record(*id, suite::fixtures::delivered(1)))
+            .map(|id| j.record(*id, crate::suite::fixtures::delivered(1)))
             .collect();
         for (id, record) in ids.iter().zip(records) {
             record.await.unwrap();

@@ -3,19 +3,14 @@
 //! (see `common`): libpq's `sslmode` semantics, client certificates, and
 //! errors that say what is wrong without the password.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-mod suite;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{TlsCluster, CERT_DB, OPEN_DB, PASSWORD, SERVER_NAME};
+use crate::common::{TlsCluster, CERT_DB, OPEN_DB, PASSWORD, SERVER_NAME};
+use crate::suite::fixtures::{body, message};
 use guichet_journal::{
     open, Journal, JournalError, OpenOptions, PgSslMode, PgTransport, StoreSpec,
 };
-use suite::fixtures::{body, message};
 
 async fn cluster() -> Option<TlsCluster> {
     let cluster = TlsCluster::start()?;

@@ -1,15 +1,10 @@
 //! The SQLite backend: the shared suite on a file in a temporary folder,
 //! then what only a file can get wrong (mode, damage, group commit).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[macro_use]
-mod suite;
-
 use std::path::{Path, PathBuf};
 
+use crate::suite::{Harness, Skip};
 use guichet_journal::StoreSpec;
-use suite::{Harness, Skip};
 
 /// One journal file per case, in its own temporary folder.
 async fn fresh(_test: &'static str) -> Result<Harness, Skip> {
@@ -44,8 +39,8 @@ journal_suite!(fresh);
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
+use crate::suite::fixtures::{body, message, store, store_n};
 use guichet_journal::{Ingested, Journal, JournalError, OpenOptions};
-use suite::fixtures::{body, message, store, store_n};
 use tempfile::TempDir;
 
 fn journal_path(dir: &TempDir) -> PathBuf {
@@ -366,7 +361,7 @@ async fn acknowledged_messages_survive_sigkill() {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child_ingests_until_killed",
+            "sqlite::child_ingests_until_killed",
             "--ignored",
             "--nocapture",
             "--test-threads=1",

@@ -1,12 +1,11 @@
 //! The behaviour every journal backend must show, written once.
 //!
-//! A backend's test file (`tests/sqlite.rs`, `tests/postgres.rs`) says
-//! `#[macro_use] mod suite;` at its root, writes a factory and calls the macro:
+//! A backend's module (`tests/sqlite.rs`, `tests/postgres.rs`) writes a
+//! factory and calls the macro; `tests/tests.rs` declares `#[macro_use] mod
+//! suite;` before the backends' modules:
 //!
 //! ```ignore
-//! #[macro_use]
-//! mod suite;
-//! use suite::{Harness, Skip};
+//! use crate::suite::{Harness, Skip};
 //!
 //! async fn fresh(test: &'static str) -> Result<Harness, Skip> {
 //!     // one empty store per test; `test` names it (e.g. a schema name)
@@ -20,12 +19,6 @@
 //! on it: two nodes sharing queues (leases), or a reopen after dropping
 //! every handle (persistence). A factory that cannot reach its backend
 //! returns [`Skip`]: the case prints `SKIPPED: <reason>` and passes.
-//!
-//! Compiled alone (cargo builds every file of `tests/`), this file holds
-//! no test: hence the `allow`.
-
-#![allow(dead_code, unused_macros)]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::any::Any;
 use std::future::Future;

@@ -1,7 +1,5 @@
 //! The test PKI end to end, in temporary directories, checked with our own
 //! parser and with the `openssl` command line as an outside peer.
-#![allow(clippy::unwrap_used)]
-
 use std::fs;
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;

@@ -2,15 +2,11 @@
 //! `mllp_send` sending to our listener, and our sender against a server
 //! built on its `hl7.mllp.start_hl7_server`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{bounded, run, template, Listener};
+use crate::common::{bounded, run, template, Listener};
 use guichet_hl7::AckCode;
 use guichet_testkit::{AckPolicy, Outcome, SendOptions, Template, TemplateContext};
 use tokio::io::{AsyncBufReadExt, BufReader};

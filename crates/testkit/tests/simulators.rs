@@ -1,15 +1,11 @@
 //! The sender against the listener over plain TCP on 127.0.0.1, and each
 //! against hand-written peers that misbehave.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::common::{bounded, localhost, run, template, Listener};
 use bytes::Bytes;
-use common::{bounded, localhost, run, template, Listener};
 use futures_util::{SinkExt, StreamExt};
 use guichet_hl7::{AckCode, AckSummary, Message, MllpCodec};
 use guichet_testkit::{

@@ -1,13 +1,9 @@
 //! The simulators over TLS and mutual TLS, with certificates from the test
 //! PKI.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::{localhost, run, template, Listener, Pki};
+use crate::common::{localhost, run, template, Listener, Pki};
 use guichet_testkit::{
     ListenEvent, ListenOptions, Outcome, SendOptions, Template, TlsClientOptions, TlsServerOptions,
 };

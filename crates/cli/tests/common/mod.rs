@@ -5,7 +5,7 @@
 //! Every child is killed when its guard drops and every wait is bounded, so
 //! a failing test fails with the logs in its message instead of hanging.
 
-// Each test binary uses a different subset of these helpers.
+// Each module of the test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -5,7 +5,7 @@
 //! Every wait that faces the network is bounded by [`WAIT`], so a broken
 //! gateway fails a test instead of hanging it.
 
-// Each test file uses its own part of this module.
+// Each module of the test binary uses its own part of this module.
 #![allow(dead_code)]
 
 pub mod http;

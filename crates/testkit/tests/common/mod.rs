@@ -4,7 +4,7 @@
 //! Every wait is bounded by [`WAIT`], so a broken simulator fails a test
 //! instead of hanging it.
 
-// Each test file uses its own part of this module.
+// Each module of the test binary uses its own part of this module.
 #![allow(dead_code)]
 
 use std::future::Future;

@@ -1,0 +1,22 @@
+//! The guichet binary, driven as users drive it: one module per area.
+//!
+//! One binary for the crate's integration tests (cargo links each file of
+//! `tests/` as a binary of its own otherwise); each module is one area.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+#[path = "../../journal/tests/common/mod.rs"]
+mod pg_cluster;
+
+mod budgets;
+mod cli;
+mod e2e;
+mod http_gateway;
+mod journal_tls;
+mod peers;
+mod pki_igc_sante;
+mod pki_ocsp;
+mod simulators;
+mod status_page;
+mod store_forward;
