@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use guichet_testkit::postgres::TestDatabase;
+use guichet_testsupport::postgres::TestDatabase;
 
 use crate::children::free_port;
 use crate::load;

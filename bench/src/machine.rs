@@ -66,8 +66,8 @@ fn disk(dir: &Path) -> String {
 /// `PostgreSQL 15.18, fsync on, synchronous_commit on`, asked of the
 /// server the journal scenarios use.
 fn postgres_version() -> String {
-    let url = std::env::var(guichet_testkit::postgres::URL_VARIABLE)
-        .unwrap_or_else(|_| guichet_testkit::postgres::DEFAULT_URL.to_owned());
+    let url = std::env::var(guichet_testsupport::postgres::URL_VARIABLE)
+        .unwrap_or_else(|_| guichet_testsupport::postgres::DEFAULT_URL.to_owned());
     let sql = "SELECT current_setting('server_version') || ', fsync ' || current_setting('fsync') \
                || ', synchronous_commit ' || current_setting('synchronous_commit') \
                || ', wal_sync_method ' || current_setting('wal_sync_method')";

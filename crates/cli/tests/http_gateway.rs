@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::{app, have, profile, run_bounded, show, Bench, Proc};
+use guichet_testsupport::samples::hex;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
@@ -77,10 +78,6 @@ async fn digest(request: Request<Incoming>) -> Response<Full<Bytes>> {
     }
     let report = json!({ "bytes": bytes, "sha256": hex(sha.finish().as_ref()), "error": error });
     Response::new(Full::new(Bytes::from(report.to_string())))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `len` bytes that do not compress or repeat (xorshift), written to

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::{free_port, show, Bench, Proc};
-use crate::pg_cluster::{TlsCluster, OPEN_DB, PASSWORD, SERVER_NAME};
+use guichet_testsupport::pg_cluster::{TlsCluster, OPEN_DB, PASSWORD, SERVER_NAME};
 
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
@@ -14,21 +14,6 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .build()
         .expect("a runtime")
         .block_on(future)
-}
-
-/// The journal's sessions on the cluster, as `ssl` flags.
-fn journal_sessions_ssl(cluster: &TlsCluster) -> Vec<bool> {
-    block_on(async {
-        let sql = "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
-                   WHERE a.datname = $1 AND a.application_name LIKE 'guichet-journal-%'";
-        let rows = cluster
-            .admin("postgres")
-            .await
-            .query(sql, &[&OPEN_DB])
-            .await
-            .unwrap();
-        rows.iter().map(|row| row.get(0)).collect()
-    })
 }
 
 #[test]
@@ -99,7 +84,10 @@ fn store_and_forward_over_a_verify_full_journal_delivers_every_message() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let sessions = journal_sessions_ssl(&cluster);
+    let sessions: Vec<bool> = block_on(cluster.journal_sessions(OPEN_DB))
+        .into_iter()
+        .map(|(ssl, _)| ssl)
+        .collect();
     assert!(
         sessions.len() >= 2 && sessions.iter().all(|ssl| *ssl),
         "{sessions:?}"

@@ -4,24 +4,11 @@
 
 use std::process::Command;
 
-use crate::common::{app, profile, Bench};
-
-/// Whether `openssl` can run; under `CI=true` its absence fails the test.
-fn have_openssl() -> bool {
-    let found = Command::new("openssl").arg("version").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "openssl is required under CI=true"
-        );
-        eprintln!("SKIPPED: openssl not installed");
-    }
-    found
-}
+use crate::common::{app, have, profile, Bench};
 
 #[test]
 fn pki_issue_writes_the_ocsp_responder_and_usage_openssl_reads() {
-    if !have_openssl() {
+    if !have("openssl") {
         return;
     }
     let bench = Bench::new();

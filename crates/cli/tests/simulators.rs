@@ -205,14 +205,9 @@ PV1|1|I\n"
 
 /// A real sample from the shared fixtures, with LF line ends, when present.
 fn fixture_sample() -> Option<String> {
-    let path = manifest_dir().join("../../../shared/fixtures/hl7/fhir-converter/ADT-A01-01.hl7");
-    match std::fs::read_to_string(&path) {
-        Ok(sample) => Some(sample.replace("\r\n", "\n").replace('\r', "\n")),
-        Err(_) => {
-            eprintln!("SKIPPED: fixtures not found ({})", path.display());
-            None
-        }
-    }
+    let sample = guichet_testsupport::fixtures::hl7_sample("ADT-A01-01.hl7")?;
+    let sample = String::from_utf8(sample).expect("a UTF-8 sample");
+    Some(sample.replace("\r\n", "\n").replace('\r', "\n"))
 }
 
 impl Tunnel {
@@ -721,11 +716,4 @@ fn bad_input_is_refused_with_a_clear_message() {
         "{err}"
     );
     assert!(err.contains("Address already in use"), "{err}");
-}
-
-/// This crate's folder as the test runner gives it at run time: a build
-/// directory shared by several checkouts must not pin the first one's path.
-fn manifest_dir() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }

@@ -9,16 +9,18 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::{free_port, guichet_bin, http_get, run_bounded, show, Bench, Proc, WAIT};
-use guichet_hl7::{build_ack, AckCode, AckRequest, AckSummary, Header, Message};
-use guichet_testkit::postgres::TestDatabase;
+use guichet_hl7::{frame, AckCode, AckSummary, Message};
+use guichet_testsupport::mllp::{by_id, AckPlan, MllpBackend, Reply};
+use guichet_testsupport::postgres::TestDatabase;
+use guichet_testsupport::samples::{control_id, Hl7};
 
 const ROUTE: &str = "adt";
 
@@ -34,25 +36,8 @@ const SETTLE: Duration = Duration::from_secs(30);
 
 /// An ADT^A01 from `app` with control id `id`.
 fn adt(app: &str, id: &str) -> Vec<u8> {
-    format!(
-        "MSH|^~\\&|{app}|CHU-NORD|DPI|CHU-NORD|20240101120000||ADT^A01^ADT_A01|{id}|P|2.5\r\
-         EVN||20240101120000\r\
-         PID|1||{PATIENT_ID}^^^CHU^PI||{PATIENT}||19700101|F\r\
-         PV1|1|I|CARDIO\r"
-    )
-    .into_bytes()
-}
-
-fn framed(payload: &[u8]) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(payload.len() + 3);
-    bytes.push(0x0b);
-    bytes.extend_from_slice(payload);
-    bytes.extend_from_slice(&[0x1c, 0x0d]);
-    bytes
-}
-
-fn control_id(payload: &[u8]) -> String {
-    Header::read(&Message::parse(payload).expect("an HL7 message")).control_id
+    let msg = Hl7::adt(id).from(app).patient(PATIENT_ID, PATIENT, "F");
+    msg.visit().bytes()
 }
 
 /// Reads MLLP frames from a blocking stream.
@@ -84,92 +69,6 @@ impl Frames {
 
 // ------------------------------------------------------------ receiver
 
-/// The receiving application: AA to every message except those of
-/// `refuse`, which get AE; records every control id it reads, in order,
-/// over all connections. Its threads end with the test binary.
-#[derive(Clone)]
-struct Receiver {
-    port: u16,
-    received: Arc<Mutex<Vec<String>>>,
-    refuse: Arc<Mutex<BTreeSet<String>>>,
-}
-
-impl Receiver {
-    fn start() -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the receiver");
-        let receiver = Receiver {
-            port: listener.local_addr().unwrap().port(),
-            received: Arc::default(),
-            refuse: Arc::default(),
-        };
-        let seen = receiver.clone();
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let seen = seen.clone();
-                thread::spawn(move || seen.serve(stream));
-            }
-        });
-        receiver
-    }
-
-    fn serve(&self, mut stream: TcpStream) {
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
-        let mut frames = Frames::default();
-        let mut n = 0;
-        while let Ok(Some(payload)) = frames.next(&mut stream) {
-            n += 1;
-            let id = control_id(&payload);
-            self.received.lock().unwrap().push(id.clone());
-            let code = if self.refuse.lock().unwrap().contains(&id) {
-                AckCode::AE
-            } else {
-                AckCode::AA
-            };
-            let message = Message::parse(&payload).unwrap();
-            let ack = build_ack(
-                &message,
-                &AckRequest {
-                    code,
-                    control_id: &format!("RCV-{n}"),
-                    timestamp: "20240101120000",
-                    text: None,
-                    error: None,
-                },
-            );
-            if stream.write_all(&framed(&ack)).is_err() {
-                return;
-            }
-        }
-    }
-
-    fn target(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn ids(&self) -> Vec<String> {
-        self.received.lock().unwrap().clone()
-    }
-
-    fn count(&self, id: &str) -> usize {
-        self.ids().iter().filter(|got| *got == id).count()
-    }
-
-    /// Waits until `id` was received `times` times.
-    fn wait_for(&self, id: &str, times: usize) {
-        let deadline = Instant::now() + SETTLE;
-        while self.count(id) < times {
-            assert!(
-                Instant::now() < deadline,
-                "the receiver got {id} {} time(s), not {times}, within {SETTLE:?}: {:?}",
-                self.count(id),
-                self.ids()
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
 // -------------------------------------------------------------- sender
 
 /// One exchange on a blocking connection: send, then read the ACK.
@@ -178,7 +77,7 @@ fn exchange(
     frames: &mut Frames,
     msg: &[u8],
 ) -> std::io::Result<AckSummary> {
-    stream.write_all(&framed(msg))?;
+    stream.write_all(&frame(msg))?;
     let payload = frames.next(stream)?.ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before the ACK")
     })?;
@@ -346,7 +245,7 @@ fn sigkill_loop_loses_no_acknowledged_message_and_keeps_order_per_sender() {
     const SENDERS: usize = 32;
     const KILLS: usize = 20;
     let bench = Bench::new();
-    let receiver = Receiver::start();
+    let receiver = MllpBackend::in_thread(AckPlan::accept());
     let port = free_port();
     let text = config("journal.db", "solo", port, &receiver.target(), "");
     let run = || {
@@ -550,8 +449,11 @@ fn damaged_or_truncated_journal_stops_start_up_and_is_left_untouched() {
 /// A gateway delivering to `receiver`, which refuses `AE-1` with AE
 /// (`ae_retries = 0`: dead at the first AE); `AE-1` then `OK-2` sent and
 /// handled. Returns the running gateway and the journal ids of both.
-fn dead_and_delivered(bench: &Bench, receiver: &Receiver) -> (Proc, i64, i64) {
-    receiver.refuse.lock().unwrap().insert("AE-1".into());
+fn dead_and_delivered(bench: &Bench, receiver: &MllpBackend) -> (Proc, i64, i64) {
+    receiver.answer_with(by_id(|id| match id {
+        "AE-1" => Reply::Ack(AckCode::AE),
+        _ => Reply::Ack(AckCode::AA),
+    }));
     let text = config(
         "journal.db",
         "solo",
@@ -564,7 +466,7 @@ fn dead_and_delivered(bench: &Bench, receiver: &Receiver) -> (Proc, i64, i64) {
         gateway.route_port(ROUTE),
         &[adt("EAI", "AE-1"), adt("EAI", "OK-2")],
     );
-    receiver.wait_for("OK-2", 1);
+    receiver.wait_for_blocking("OK-2", 1, SETTLE);
     let deadline = Instant::now() + SETTLE;
     loop {
         let (records, _) = journal_list(bench, "guichet.toml");
@@ -606,14 +508,14 @@ fn audit_rows(bench: &Bench) -> Vec<String> {
 #[test]
 fn dead_message_replayed_with_the_cli_is_delivered_once_the_receiver_accepts() {
     let bench = Bench::new();
-    let receiver = Receiver::start();
+    let receiver = MllpBackend::in_thread(AckPlan::accept());
     let (gateway, dead, _) = dead_and_delivered(&bench, &receiver);
     assert_eq!(receiver.ids(), ["AE-1", "OK-2"]);
-    receiver.refuse.lock().unwrap().clear();
+    receiver.answer_per_plan();
 
     let out = bench.ok(&["journal", "-c", "guichet.toml", "replay", &dead.to_string()]);
     assert!(out.starts_with("1 message(s) back in line"), "{out}");
-    receiver.wait_for("AE-1", 2);
+    receiver.wait_for_blocking("AE-1", 2, SETTLE);
     let deadline = Instant::now() + SETTLE;
     let replayed = loop {
         let (records, _) = journal_list(&bench, "guichet.toml");
@@ -666,7 +568,7 @@ fn real_actor() -> String {
 #[test]
 fn f6_show_body_audits_the_real_user_not_user_or_sudo_user() {
     let bench = Bench::new();
-    let receiver = Receiver::start();
+    let receiver = MllpBackend::in_thread(AckPlan::accept());
     let (gateway, _, delivered) = dead_and_delivered(&bench, &receiver);
     let mut cmd = Command::new(guichet_bin());
     cmd.args(["journal", "-c", "guichet.toml", "show", "--body"])
@@ -698,7 +600,7 @@ fn f6_show_body_audits_the_real_user_not_user_or_sudo_user() {
 #[test]
 fn journal_cli_lists_shows_stats_and_prunes_without_patient_data() {
     let bench = Bench::new();
-    let receiver = Receiver::start();
+    let receiver = MllpBackend::in_thread(AckPlan::accept());
     let (gateway, dead, delivered) = dead_and_delivered(&bench, &receiver);
     let journal = |args: &[&str]| {
         let mut all = vec!["journal", "-c", "guichet.toml"];
@@ -844,7 +746,7 @@ fn postgres_lease_moves_to_the_other_node_when_its_holder_is_killed() {
     };
     const SENDERS: usize = 8;
     let bench = Bench::new();
-    let receiver = Receiver::start();
+    let receiver = MllpBackend::in_thread(AckPlan::accept());
     let ports = [free_port(), free_port()];
     let admins = [free_port(), free_port()];
     let node = |i: usize| {
@@ -982,7 +884,7 @@ fn wait_holder(admins: &[u16], limit: Option<Duration>) -> usize {
 }
 
 /// Waits until the receiver got at least `n` messages.
-fn receiver_progress(receiver: &Receiver, n: usize) {
+fn receiver_progress(receiver: &MllpBackend, n: usize) {
     let deadline = Instant::now() + SETTLE;
     while receiver.ids().len() < n {
         assert!(

@@ -6,8 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-#[path = "../../journal/tests/common/mod.rs"]
-mod pg_cluster;
 
 mod budgets;
 mod cli;

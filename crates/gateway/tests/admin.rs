@@ -7,14 +7,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::common::*;
-use bytes::BytesMut;
-use guichet_hl7::{frame, AckCode, Header, Message, MllpCodec};
+use guichet_hl7::{frame, AckCode};
 use guichet_pki::{IssueRequest, IssuedFiles, Usage};
+use guichet_testsupport::mllp::{by_id, Reply};
+use guichet_testsupport::samples::Hl7;
 use guichet_tls::{ClientAuth, Identity};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio_util::codec::Decoder;
+use tokio::io::AsyncWriteExt;
 
 const ROUTE: &str = "r";
 
@@ -26,12 +25,8 @@ const SECRET: &str = "SECRET-PATIENT-4242";
 
 /// A message of type `kind` (MSH-9) with control id `id` (MSH-10).
 fn message(kind: &str, id: &str, patient: &str) -> Vec<u8> {
-    format!(
-        "MSH|^~\\&|EAI|CHU-NORD|DPI|CHU-NORD|20240101120000||{kind}|{id}|P|2.5\r\
-         PID|1||{patient}^^^CHU^PI||DOE^JOHN||19700101|M\r\
-         PV1|1|I|CARDIO\r"
-    )
-    .into_bytes()
+    let msg = Hl7::adt(id).kind(kind).without("EVN");
+    msg.patient(patient, "DOE^JOHN", "M").visit().bytes()
 }
 
 fn adt(id: &str) -> Vec<u8> {
@@ -41,37 +36,14 @@ fn adt(id: &str) -> Vec<u8> {
 /// An MLLP receiver that answers AE to a message whose MSH-10 starts with
 /// `AE`, AA to any other, so one connection yields known counts of both.
 async fn receiver() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut codec = MllpCodec::new(1024 * 1024);
-                let mut buf = BytesMut::new();
-                while tcp.read_buf(&mut buf).await.is_ok_and(|n| n > 0) {
-                    while let Ok(Some(frame)) = codec.decode(&mut buf) {
-                        let ack = ack_by_id(&frame.payload);
-                        if tcp.write_all(&guichet_hl7::frame(&ack)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                let _ = tcp.shutdown().await;
-            });
-        }
-    });
-    addr
-}
-
-fn ack_by_id(payload: &[u8]) -> Vec<u8> {
-    let message = Message::parse(payload).unwrap();
-    let id = Header::read(&message).control_id;
-    let code = if id.starts_with("AE") {
-        AckCode::AE
-    } else {
-        AckCode::AA
-    };
-    ack_for(&message, code, &format!("ACK-{id}"))
+    let backend = MllpBackend::start(AckPlan::accept()).await;
+    backend.answer_with(by_id(|id| {
+        Reply::Ack(match id.starts_with("AE") {
+            true => AckCode::AE,
+            false => AckCode::AA,
+        })
+    }));
+    backend.addr
 }
 
 /// Our CA, the gateway's server certificate `gw` and the client `eai`.

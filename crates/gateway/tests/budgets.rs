@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use guichet_pki::{IssueRequest, IssuedFiles, Usage};
+use guichet_testsupport::samples::Hl7;
 use guichet_tls::ClientTls;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -51,12 +52,7 @@ async fn silent(source: IpAddr, addr: SocketAddr, n: usize) -> Vec<TcpStream> {
 }
 
 fn adt(id: &str) -> Vec<u8> {
-    format!(
-        "MSH|^~\\&|EAI|CHU-NORD|DPI|CHU-NORD|20240101120000||ADT^A01^ADT_A01|{id}|P|2.5\r\
-         EVN||20240101120000\r\
-         PID|1||123456^^^CHU^PI||DOE^JOHN||19700101|M\r"
-    )
-    .into_bytes()
+    Hl7::adt(id).bytes()
 }
 
 /// Sends one ADT and checks its AA comes back.

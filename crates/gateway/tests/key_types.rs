@@ -2,13 +2,11 @@
 //! from `openssl genpkey`, and generated ECDSA P-384 keys, on either side,
 //! over TLS 1.3 and TLS 1.2.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 
 use crate::common::*;
 use guichet_pki::{IssueRequest, IssuedFiles, KeySource, KeyType, Usage};
+use guichet_testsupport::pki::openssl_rsa_key;
 use guichet_tls::identity::Identity;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -16,30 +14,6 @@ use rustls::{ClientConfig, ProtocolVersion, RootCertStore};
 use tokio_rustls::TlsConnector;
 
 const ROUTE: &str = "from-eai";
-
-/// An RSA-2048 PKCS#8 key from the openssl command line, mode 0600.
-fn rsa_key(pki: &Pki, name: &str) -> PathBuf {
-    let path = pki.tmp.path().join(format!("{name}-rsa.key"));
-    let out = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
-}
 
 fn issue(pki: &Pki, name: &str, usage: Usage, key: KeySource) -> IssuedFiles {
     pki.issue_with(&IssueRequest {
@@ -112,7 +86,7 @@ async fn rsa_2048_server_certificate_over_tls13_and_tls12() {
         &pki,
         "gw",
         Usage::ServerOnly,
-        KeySource::Existing(rsa_key(&pki, "gw")),
+        KeySource::Existing(openssl_rsa_key(&pki.tmp.path().join("gw-rsa.key"))),
     );
     let eai = issue(
         &pki,
@@ -158,7 +132,7 @@ async fn rsa_2048_client_certificate_is_admitted() {
         &pki,
         "eai",
         Usage::ClientOnly,
-        KeySource::Existing(rsa_key(&pki, "eai")),
+        KeySource::Existing(openssl_rsa_key(&pki.tmp.path().join("eai-rsa.key"))),
     );
     let backend = echo_backend().await;
     let gateway = listener(&pki, &gw, &backend).await;

@@ -11,6 +11,7 @@ use crate::common::*;
 use guichet_gateway::{MessageEvent, MessageOutcome};
 use guichet_hl7::{frame, AckCode, AckSummary, Header, Message};
 use guichet_pki::Usage;
+use guichet_testsupport::samples::Hl7;
 use guichet_tls::AppName;
 use tokio::io::AsyncWriteExt;
 
@@ -18,13 +19,8 @@ const ROUTE: &str = "hl7";
 
 /// A message from `app`, of type `kind` (MSH-9) and version MSH-12.
 fn message(app: &str, kind: &str, id: &str, version: &str) -> Vec<u8> {
-    format!(
-        "MSH|^~\\&|{app}|CHU-NORD|DPI|CHU-NORD|20240101120000||{kind}|{id}|P|{version}\r\
-         EVN||20240101120000\r\
-         PID|1||123456^^^CHU^PI||DOE^JOHN||19700101|M\r\
-         PV1|1|I|CARDIO\r"
-    )
-    .into_bytes()
+    let msg = Hl7::adt(id).from(app).kind(kind).version(version);
+    msg.visit().bytes()
 }
 
 fn adt(id: &str) -> Vec<u8> {

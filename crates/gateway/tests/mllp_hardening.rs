@@ -3,7 +3,6 @@
 //! connection-end reasons, one log line for messages lost in flight, and
 //! `frame_timeout`.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,47 +10,15 @@ use crate::common::*;
 use guichet_gateway::MessageOutcome;
 use guichet_hl7::{frame, AckCode, AckSummary, Message};
 use guichet_pki::Usage;
+use guichet_testsupport::fixtures::{self, hl7_sample, hl7_samples};
+use guichet_testsupport::mllp::{by_id, Reply};
+use guichet_testsupport::samples::Hl7;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing_subscriber::fmt::MakeWriter;
 
 const ROUTE: &str = "hl7";
 
 // ------------------------------------------------------------ fixtures
-
-fn fixtures_dir() -> PathBuf {
-    manifest_dir().join("../../../shared/fixtures/hl7/fhir-converter")
-}
-
-/// Every `.hl7` file of the shared corpus, by name; `None` after a
-/// SKIPPED line when the folder is absent, a failure under `CI=true`.
-fn fixtures() -> Option<Vec<(String, Vec<u8>)>> {
-    let dir = fixtures_dir();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "fixtures not found at {} (CI=true)",
-            dir.display()
-        );
-        eprintln!("SKIPPED: fixtures not found at {}", dir.display());
-        return None;
-    };
-    let mut files: Vec<(String, Vec<u8>)> = entries
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "hl7"))
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&p).unwrap())
-        })
-        .collect();
-    files.sort();
-    Some(files)
-}
-
-fn fixture(name: &str) -> Option<Vec<u8>> {
-    let files = fixtures()?;
-    let found = files.into_iter().find(|(n, _)| n == name);
-    Some(found.expect("the fixture is in the corpus").1)
-}
 
 /// MSH-10 the naive way: the first line, after any BOM, split on '|'.
 fn naive_control_id(bytes: &[u8]) -> String {
@@ -64,12 +31,7 @@ fn naive_control_id(bytes: &[u8]) -> String {
 // ------------------------------------------------------------ helpers
 
 fn adt(id: &str) -> Vec<u8> {
-    format!(
-        "MSH|^~\\&|EAI|CHU-NORD|DPI|CHU-NORD|20240101120000||ADT^A01^ADT_A01|{id}|P|2.5\r\
-         EVN||20240101120000\r\
-         PID|1||123456^^^CHU^PI||DOE^JOHN||19700101|M\r"
-    )
-    .into_bytes()
+    Hl7::adt(id).bytes()
 }
 
 fn mllp_route(forward: &str, extra: &str) -> String {
@@ -188,7 +150,7 @@ async fn closed_by_gateway(stream: &mut tokio::net::TcpStream) {
 /// the BOMs counted.
 #[tokio::test]
 async fn f1_bom_before_msh_is_accepted_and_counted() {
-    let Some(files) = fixtures() else { return };
+    let Some(files) = hl7_samples() else { return };
     assert_eq!(files.len(), 139);
     let pki = Pki::new();
     let backend = MllpBackend::start(AckPlan::accept()).await;
@@ -196,7 +158,8 @@ async fn f1_bom_before_msh_is_accepted_and_counted() {
     let (mut rd, mut wr) = tcp(gateway.addr(ROUTE)).await.into_split();
     let mut reader = FrameReader::default();
 
-    for (name, bytes) in &files {
+    for (path, bytes) in &files {
+        let name = fixtures::name(path);
         send_frames(&mut wr, &[bytes]).await;
         let ack = summary(&reader.frame(&mut rd).await);
         assert_eq!(ack.code, Some(AckCode::AA), "{name}");
@@ -290,7 +253,7 @@ async fn f1_bom_before_msh_is_stored_and_delivered() {
 /// gets its own ACK, paired right: no mismatch, nothing unacknowledged.
 #[tokio::test]
 async fn f2_no_accept_ack_message_takes_no_place_in_the_ack_order() {
-    let Some(a40) = fixture("ADT-A40-01.hl7") else {
+    let Some(a40) = hl7_sample("ADT-A40-01.hl7") else {
         return;
     };
     let (logs, _guard) = Logs::capture();
@@ -347,7 +310,7 @@ async fn f2_no_accept_ack_message_takes_no_place_in_the_ack_order() {
 /// has that answer paired by MSA-2, not with the next message.
 #[tokio::test]
 async fn f2_answer_to_a_no_ack_message_is_paired_by_its_msa2() {
-    let Some(a40) = fixture("ADT-A40-01.hl7") else {
+    let Some(a40) = hl7_sample("ADT-A40-01.hl7") else {
         return;
     };
     let pki = Pki::new();
@@ -380,7 +343,7 @@ async fn f2_answer_to_a_no_ack_message_is_paired_by_its_msa2() {
 /// the message after it is delivered and paired right.
 #[tokio::test]
 async fn f2_no_accept_ack_message_is_delivered_without_waiting() {
-    let Some(a40) = fixture("ADT-A40-01.hl7") else {
+    let Some(a40) = hl7_sample("ADT-A40-01.hl7") else {
         return;
     };
     let pki = Pki::new();
@@ -417,25 +380,10 @@ async fn f2_no_accept_ack_message_is_delivered_without_waiting() {
 
 /// A receiver in enhanced mode that answers each message twice on the
 /// same connection: the accept ACK (CA), then the application ACK (AA).
-async fn commit_then_application_receiver() -> std::net::SocketAddr {
-    use tokio_util::codec::Decoder;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut tcp, _) = listener.accept().await.unwrap();
-        let mut codec = guichet_hl7::MllpCodec::default();
-        let mut buf = bytes::BytesMut::new();
-        while tcp.read_buf(&mut buf).await.is_ok_and(|n| n > 0) {
-            while let Ok(Some(framed)) = codec.decode(&mut buf) {
-                let message = Message::parse(&framed.payload).unwrap();
-                for code in [AckCode::CA, AckCode::AA] {
-                    let ack = ack_for(&message, code, "R1");
-                    tcp.write_all(&frame(&ack)).await.unwrap();
-                }
-            }
-        }
-    });
-    addr
+async fn commit_then_application_receiver() -> MllpBackend {
+    let backend = MllpBackend::start(AckPlan::accept()).await;
+    backend.answer_with(by_id(|_| Reply::Acks(vec![AckCode::CA, AckCode::AA])));
+    backend
 }
 
 /// After an accept ACK, the application ACK of the same message on
@@ -445,7 +393,7 @@ async fn commit_then_application_receiver() -> std::net::SocketAddr {
 async fn f2_application_ack_after_commit_is_paired_by_msa2() {
     let pki = Pki::new();
     let receiver = commit_then_application_receiver().await;
-    let text = gateway_section("1s", "0s") + &mllp_route(&receiver.to_string(), "");
+    let text = gateway_section("1s", "0s") + &mllp_route(&receiver.target(), "");
     let mut gateway = Running::start(&pki.config_path(), &text).await;
     let (mut rd, mut wr) = tcp(gateway.addr(ROUTE)).await.into_split();
     let mut reader = FrameReader::default();
@@ -486,7 +434,7 @@ async fn f2_application_ack_after_commit_is_paired_by_msa2() {
 /// back at once, not behind an ACK that will never come.
 #[tokio::test]
 async fn f2_own_reject_after_a_no_ack_message_is_answered_at_once() {
-    let Some(a40) = fixture("ADT-A40-01.hl7") else {
+    let Some(a40) = hl7_sample("ADT-A40-01.hl7") else {
         return;
     };
     let pki = Pki::new();
@@ -794,11 +742,4 @@ async fn f10_and_frame_timeout_on_a_store_and_forward_route() {
     assert_eq!(gateway.frame_errors(ROUTE, "frame_timeout"), 1);
     assert_eq!(gateway.messages(ROUTE, "stored"), 1);
     gateway.stop().await;
-}
-
-/// This crate's folder as the test runner gives it at run time: a build
-/// directory shared by several checkouts must not pin the first one's path.
-fn manifest_dir() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }

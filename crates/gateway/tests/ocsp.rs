@@ -26,19 +26,6 @@ use tokio::net::TcpListener;
 
 const ROUTE: &str = "from-eai";
 
-/// Whether `openssl` can run; under `CI=true` its absence fails the test.
-fn have_openssl() -> bool {
-    let found = Command::new("openssl").arg("version").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "openssl is required under CI=true"
-        );
-        eprintln!("SKIPPED: openssl not installed");
-    }
-    found
-}
-
 /// The serial number of a certificate as `openssl ocsp`'s index spells it.
 fn serial(cert: &Path) -> String {
     let out = Command::new("openssl")
@@ -262,7 +249,7 @@ async fn responder_and_bench() -> (Responder, Bench) {
 
 #[tokio::test]
 async fn ocsp_good_peer_is_admitted_then_answered_from_the_cache() {
-    if !have_openssl() {
+    if !have("openssl") {
         return;
     }
     let (responder, bench) = responder_and_bench().await;
@@ -287,7 +274,7 @@ async fn ocsp_good_peer_is_admitted_then_answered_from_the_cache() {
 
 #[tokio::test]
 async fn ocsp_revoked_peer_is_refused_as_revoked() {
-    if !have_openssl() {
+    if !have("openssl") {
         return;
     }
     let (responder, bench) = responder_and_bench().await;
@@ -313,7 +300,7 @@ async fn ocsp_revoked_peer_is_refused_as_revoked() {
 /// peer for want of a CRL.
 #[tokio::test]
 async fn ocsp_alone_is_a_revocation_source_without_any_crl() {
-    if !have_openssl() {
+    if !have("openssl") {
         return;
     }
     let (_responder, bench) = responder_and_bench().await;
@@ -336,7 +323,7 @@ async fn ocsp_alone_is_a_revocation_source_without_any_crl() {
 
 #[tokio::test]
 async fn ocsp_responder_down_hard_refuses_the_peer() {
-    if !have_openssl() {
+    if !have("openssl") {
         return;
     }
     let down = closed_port().await;
@@ -354,7 +341,7 @@ async fn ocsp_responder_down_hard_refuses_the_peer() {
 
 #[tokio::test]
 async fn ocsp_responder_down_soft_admits_the_peer_and_counts_it() {
-    if !have_openssl() {
+    if !have("openssl") {
         return;
     }
     let down = closed_port().await;
@@ -370,7 +357,7 @@ async fn ocsp_responder_down_soft_admits_the_peer_and_counts_it() {
 
 #[tokio::test]
 async fn ocsp_url_overrides_the_responder_the_certificate_names() {
-    if !have_openssl() {
+    if !have("openssl") {
         return;
     }
     // The certificates name a dead responder; the profile's ocsp_url works.
@@ -406,7 +393,7 @@ async fn wait_stapled(gateway: &Running) {
 
 #[tokio::test]
 async fn ocsp_staple_is_seen_by_openssl_s_client() {
-    if !have_openssl() {
+    if !have("openssl") {
         return;
     }
     let (responder, bench) = responder_and_bench().await;
@@ -453,7 +440,7 @@ fn s_client_status(addr: SocketAddr, eai: &IssuedFiles, ca: &Path) -> String {
 
 #[test]
 fn ocsp_check_reports_the_mode_and_warns_on_soft() {
-    if !have_openssl() {
+    if !have("openssl") {
         return;
     }
     let bench = Bench::new("http://127.0.0.1:9/ocsp");
@@ -475,7 +462,7 @@ fn ocsp_check_reports_the_mode_and_warns_on_soft() {
 
 #[tokio::test]
 async fn ocsp_forward_side_refuses_a_revoked_server() {
-    if !have_openssl() {
+    if !have("openssl") {
         return;
     }
     let (responder, bench) = responder_and_bench().await;
@@ -522,7 +509,7 @@ async fn ocsp_forward_side_refuses_a_revoked_server() {
 
 #[tokio::test]
 async fn ocsp_forward_side_uses_the_staple_the_server_sends() {
-    if !have_openssl() {
+    if !have("openssl") {
         return;
     }
     let (responder, bench) = responder_and_bench().await;
@@ -560,7 +547,7 @@ async fn ocsp_forward_side_uses_the_staple_the_server_sends() {
 
 #[tokio::test]
 async fn ocsp_response_from_an_unauthorised_signer_is_not_believed() {
-    if !have_openssl() {
+    if !have("openssl") {
         return;
     }
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -584,7 +571,7 @@ async fn ocsp_response_from_an_unauthorised_signer_is_not_believed() {
 
 #[tokio::test]
 async fn ocsp_response_signed_by_the_ca_itself_is_believed() {
-    if !have_openssl() {
+    if !have("openssl") {
         return;
     }
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -620,7 +607,7 @@ async fn silent_responder() -> (String, tokio::task::JoinHandle<()>) {
 
 #[tokio::test]
 async fn ocsp_silent_responder_hard_refuses_within_the_handshake_deadline() {
-    if !have_openssl() {
+    if !have("openssl") {
         return;
     }
     let (url, holder) = silent_responder().await;
@@ -648,7 +635,7 @@ async fn ocsp_silent_responder_hard_refuses_within_the_handshake_deadline() {
 async fn ocsp_staple_survives_a_failed_refresh() {
     use guichet_gateway::ocsp::OcspMetrics;
     use guichet_tls::{Material, OcspMode, OcspPolicy, ProfileFiles, Stapler};
-    if !have_openssl() {
+    if !have("openssl") {
         return;
     }
     let (responder, bench) = responder_and_bench().await;
@@ -701,7 +688,7 @@ async fn ocsp_staple_survives_a_failed_refresh() {
 #[tokio::test]
 async fn ocsp_http_upstream_tls_refuses_a_revoked_upstream() {
     use crate::common::http::{alpn_client, KeepAlive, Upstream};
-    if !have_openssl() {
+    if !have("openssl") {
         return;
     }
     let (responder, bench) = responder_and_bench().await;
@@ -753,7 +740,7 @@ async fn ocsp_http_upstream_tls_refuses_a_revoked_upstream() {
 
 #[tokio::test]
 async fn ocsp_responder_that_timed_out_is_not_waited_for_again_at_once() {
-    if !have_openssl() {
+    if !have("openssl") {
         return;
     }
     let (url, holder) = silent_responder().await;
@@ -783,7 +770,7 @@ async fn ocsp_responder_that_timed_out_is_not_waited_for_again_at_once() {
 
 #[tokio::test]
 async fn ocsp_hard_refuses_a_certificate_that_names_no_responder() {
-    if !have_openssl() {
+    if !have("openssl") {
         return;
     }
     let (responder, mut bench) = responder_and_bench().await;

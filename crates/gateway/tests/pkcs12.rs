@@ -11,6 +11,7 @@ use crate::common::*;
 use guichet_gateway::check::{check, Level, Report};
 use guichet_gateway::Config;
 use guichet_pki::{IssuedFiles, Usage};
+use guichet_testsupport::peers::run_ok;
 use guichet_tls::identity::Identity;
 use guichet_tls::pkcs12::{decode, protection, Password};
 use guichet_tls::{Material, MaterialError, PasswordSource, Pkcs12Error, ProfileFiles};
@@ -21,15 +22,7 @@ const PASSWORD: &str = "Sécu-2026 pass";
 /// `openssl ARGS`, which must succeed. openssl is a peer these tests
 /// need: without it they fail (also under CI), never skip.
 fn openssl(args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl (Debian package openssl) is needed by the PKCS#12 tests");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(Command::new("openssl").args(args));
 }
 
 /// `openssl pkcs12 -export` of `own` with the CA certificate in the bag,

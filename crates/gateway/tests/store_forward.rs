@@ -11,18 +11,20 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{closed_port, toml_path, Running, WithAdmin, WAIT};
+use crate::common::{closed_port, toml_path, AckPlan, MllpBackend, Running, WithAdmin, WAIT};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use guichet_hl7::{build_ack, AckCode, AckRequest, AckSummary, Header, Message, MllpCodec};
+use guichet_hl7::{AckCode, AckSummary, Header, Message, MllpCodec};
 use guichet_journal::{Filter, MessageRecord, OpenOptions, State, StoreSpec};
-use tokio::net::{TcpListener, TcpStream};
+use guichet_testsupport::mllp::{Reply, Rule};
+use guichet_testsupport::peers::{have, run_ok};
+use guichet_testsupport::samples::{control_id, Hl7};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::codec::Framed;
-use tokio_util::sync::CancellationToken;
 
 const ROUTE: &str = "adt";
 
@@ -43,13 +45,8 @@ fn adt(app: &str, id: &str) -> Vec<u8> {
 /// An ADT^A01 whose MSH goes on after MSH-12 with `tail` (e.g. `|||AL|NE`
 /// for enhanced mode).
 fn adt_with(app: &str, id: &str, tail: &str) -> Vec<u8> {
-    format!(
-        "MSH|^~\\&|{app}|CHU-NORD|DPI|CHU-NORD|20240101120000||ADT^A01^ADT_A01|{id}|P|2.5{tail}\r\
-         EVN||20240101120000\r\
-         PID|1||123456^^^CHU^PI||{PATIENT}||19700101|F\r\
-         PV1|1|I|CARDIO\r"
-    )
-    .into_bytes()
+    let msg = Hl7::adt(id).from(app).msh_tail(tail);
+    msg.patient("123456", PATIENT, "F").visit().bytes()
 }
 
 /// An ORU^R01 with `len` bytes of report in OBX-5: fills a disk fast.
@@ -63,10 +60,6 @@ fn report(id: &str, len: usize) -> Vec<u8> {
     msg.extend((0..len).map(|i| b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"[i % 32]));
     msg.push(b'\r');
     msg
-}
-
-fn control_id(payload: &[u8]) -> String {
-    Header::read(&Message::parse(payload).expect("an HL7 message")).control_id
 }
 
 // -------------------------------------------------------------- config
@@ -192,164 +185,6 @@ impl Sender {
 
 // ------------------------------------------------------------ receiver
 
-/// What the receiver answers one message with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reply {
-    Code(AckCode),
-    /// An AA whose MSA-2 is not the message's MSH-10.
-    WrongId,
-}
-
-/// Decides the reply from the control id and how many times that id was
-/// received before (0 the first time).
-type Rule = Arc<dyn Fn(&str, usize) -> Reply + Send + Sync>;
-
-/// The receiving application: answers per its rule, records every
-/// message it reads, over all connections, in order. Stops with the test.
-struct Receiver {
-    addr: SocketAddr,
-    received: Arc<Mutex<Vec<Vec<u8>>>>,
-    connections: Arc<Mutex<usize>>,
-    rule: Arc<Mutex<Rule>>,
-    stop: CancellationToken,
-}
-
-impl Receiver {
-    /// AA to everything, on 127.0.0.1:0.
-    async fn start() -> Receiver {
-        Self::start_on("127.0.0.1:0".parse().unwrap(), accept_all()).await
-    }
-
-    async fn start_on(addr: SocketAddr, rule: Rule) -> Receiver {
-        let listener = TcpListener::bind(addr).await.expect("bind the receiver");
-        let receiver = Receiver {
-            addr: listener.local_addr().unwrap(),
-            received: Arc::default(),
-            connections: Arc::default(),
-            rule: Arc::new(Mutex::new(rule)),
-            stop: CancellationToken::new(),
-        };
-        let (received, rule, stop) = (
-            receiver.received.clone(),
-            receiver.rule.clone(),
-            receiver.stop.clone(),
-        );
-        let connections = receiver.connections.clone();
-        tokio::spawn(async move {
-            loop {
-                let tcp = tokio::select! {
-                    () = stop.cancelled() => return,
-                    accepted = listener.accept() => match accepted {
-                        Ok((tcp, _)) => tcp,
-                        Err(_) => return,
-                    },
-                };
-                *connections.lock().unwrap() += 1;
-                let (received, rule, stop) = (received.clone(), rule.clone(), stop.clone());
-                tokio::spawn(async move {
-                    tokio::select! {
-                        () = stop.cancelled() => {}
-                        () = serve(tcp, received, rule) => {}
-                    }
-                });
-            }
-        });
-        receiver
-    }
-
-    fn target(&self) -> String {
-        self.addr.to_string()
-    }
-
-    fn payloads(&self) -> Vec<Vec<u8>> {
-        self.received.lock().unwrap().clone()
-    }
-
-    /// Control ids received, in order, duplicates included.
-    fn ids(&self) -> Vec<String> {
-        self.payloads().iter().map(|p| control_id(p)).collect()
-    }
-
-    fn connections(&self) -> usize {
-        *self.connections.lock().unwrap()
-    }
-
-    /// Waits until `id` was received (at least once).
-    async fn wait_for(&self, id: &str) {
-        let deadline = Instant::now() + SETTLE;
-        while !self.ids().iter().any(|got| got == id) {
-            if Instant::now() >= deadline {
-                panic!(
-                    "the receiver never got {id} within {SETTLE:?}; got {:?}",
-                    self.ids()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// Waits until `n` messages were received.
-    async fn wait_count(&self, n: usize) {
-        let deadline = Instant::now() + SETTLE;
-        while self.payloads().len() < n {
-            if Instant::now() >= deadline {
-                panic!(
-                    "the receiver got {} of {n} messages within {SETTLE:?}",
-                    self.payloads().len()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-fn accept_all() -> Rule {
-    Arc::new(|_, _| Reply::Code(AckCode::AA))
-}
-
-async fn serve(tcp: TcpStream, received: Arc<Mutex<Vec<Vec<u8>>>>, rule: Arc<Mutex<Rule>>) {
-    let mut framed = Framed::new(tcp, MllpCodec::new(64 * 1024 * 1024));
-    let mut n = 0;
-    while let Some(Ok(frame)) = framed.next().await {
-        n += 1;
-        let payload = frame.payload.to_vec();
-        let id = control_id(&payload);
-        let seen = {
-            let mut received = received.lock().unwrap();
-            let seen = received.iter().filter(|p| control_id(p) == id).count();
-            received.push(payload.clone());
-            seen
-        };
-        let reply = (rule.lock().unwrap().clone())(&id, seen);
-        let message = Message::parse(&payload).unwrap();
-        let ack = match reply {
-            Reply::Code(code) => build_ack(
-                &message,
-                &AckRequest {
-                    code,
-                    control_id: &format!("RCV-{n}"),
-                    timestamp: "20240101120000",
-                    text: None,
-                    error: None,
-                },
-            ),
-            Reply::WrongId => {
-                format!("MSH|^~\\&|DPI|CHU-NORD|EAI|CHU-NORD|20240101120000||ACK^A01^ACK|RCV-{n}|P|2.5\rMSA|AA|{id}-OTHER\r")
-                    .into_bytes()
-            }
-        };
-        if framed.send(Bytes::from(ack)).await.is_err() {
-            return;
-        }
-    }
-}
-
 // -------------------------------------------------------------- tests
 
 /// 200 messages sent while nothing listens on the forward address are
@@ -380,8 +215,8 @@ async fn receiver_down_for_a_while_gets_every_acked_message_in_order_exactly_onc
         0
     );
 
-    let receiver = Receiver::start_on(down, accept_all()).await;
-    receiver.wait_count(N).await;
+    let receiver = MllpBackend::start_on(down, AckPlan::accept()).await;
+    receiver.wait_count(N, SETTLE).await;
     gateway
         .wait_value("guichet_queue_depth", &[("route", ROUTE)], 0)
         .await;
@@ -389,7 +224,7 @@ async fn receiver_down_for_a_while_gets_every_acked_message_in_order_exactly_onc
     gateway.stop().await;
 
     assert_eq!(
-        receiver.payloads(),
+        receiver.received(),
         sent,
         "not every message, or not in order, or not exactly once"
     );
@@ -414,7 +249,7 @@ async fn receiver_down_for_a_while_gets_every_acked_message_in_order_exactly_onc
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_within_the_window_is_acked_twice_stored_and_delivered_once() {
     let dir = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start().await;
+    let receiver = MllpBackend::start(AckPlan::accept()).await;
     let mut gateway = start(
         dir.path(),
         &config(
@@ -433,12 +268,12 @@ async fn duplicate_within_the_window_is_acked_twice_stored_and_delivered_once() 
     second.accepted(&adt("EAI", "NEXT-2"), AckCode::AA).await;
 
     // Delivery is in order: once NEXT-2 is in, a second DUP-1 would be too.
-    receiver.wait_for("NEXT-2").await;
+    receiver.wait_for("NEXT-2", 1, SETTLE).await;
     drop((first, second));
     gateway.stop().await;
 
     let apps: Vec<(String, String)> = receiver
-        .payloads()
+        .received()
         .iter()
         .map(|p| {
             let h = Header::read(&Message::parse(p).unwrap());
@@ -465,13 +300,13 @@ async fn duplicate_within_the_window_is_acked_twice_stored_and_delivered_once() 
 async fn ae_beyond_ae_retries_makes_the_message_dead_and_the_queue_moves_on() {
     let dir = tempfile::tempdir().unwrap();
     let rule: Rule = Arc::new(|id, _| {
-        Reply::Code(if id.starts_with("AE-") {
+        Reply::Ack(if id.starts_with("AE-") {
             AckCode::AE
         } else {
             AckCode::AA
         })
     });
-    let receiver = Receiver::start_on("127.0.0.1:0".parse().unwrap(), rule).await;
+    let receiver = MllpBackend::answering(rule).await;
     let mut gateway = start(
         dir.path(),
         &config(dir.path(), &receiver.target(), "ae_retries = 2\n"),
@@ -481,7 +316,7 @@ async fn ae_beyond_ae_retries_makes_the_message_dead_and_the_queue_moves_on() {
     sender.accepted(&adt("EAI", "AE-1"), AckCode::AA).await;
     sender.accepted(&adt("EAI", "OK-2"), AckCode::AA).await;
 
-    receiver.wait_for("OK-2").await;
+    receiver.wait_for("OK-2", 1, SETTLE).await;
     gateway
         .wait_value("guichet_dead_messages", &[("route", ROUTE)], 1)
         .await;
@@ -518,13 +353,13 @@ async fn ae_beyond_ae_retries_makes_the_message_dead_and_the_queue_moves_on() {
 async fn ar_is_retried_until_the_receiver_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let rule: Rule = Arc::new(|id, seen| {
-        Reply::Code(if id == "AR-1" && seen < 3 {
+        Reply::Ack(if id == "AR-1" && seen < 3 {
             AckCode::AR
         } else {
             AckCode::AA
         })
     });
-    let receiver = Receiver::start_on("127.0.0.1:0".parse().unwrap(), rule).await;
+    let receiver = MllpBackend::answering(rule).await;
     let mut gateway = start(
         dir.path(),
         &config(dir.path(), &receiver.target(), "ae_retries = 0\n"),
@@ -534,7 +369,7 @@ async fn ar_is_retried_until_the_receiver_accepts() {
     sender.accepted(&adt("EAI", "AR-1"), AckCode::AA).await;
     sender.accepted(&adt("EAI", "OK-2"), AckCode::AA).await;
 
-    receiver.wait_for("OK-2").await;
+    receiver.wait_for("OK-2", 1, SETTLE).await;
     drop(sender);
     gateway.stop().await;
 
@@ -566,24 +401,24 @@ async fn wrong_msa2_fails_the_attempt_and_the_message_is_sent_again() {
     let dir = tempfile::tempdir().unwrap();
     let rule: Rule = Arc::new(|id, seen| {
         if id == "W-1" && seen == 0 {
-            Reply::WrongId
+            Reply::WrongId(AckCode::AA)
         } else {
-            Reply::Code(AckCode::AA)
+            Reply::Ack(AckCode::AA)
         }
     });
-    let receiver = Receiver::start_on("127.0.0.1:0".parse().unwrap(), rule).await;
+    let receiver = MllpBackend::answering(rule).await;
     let mut gateway = start(dir.path(), &config(dir.path(), &receiver.target(), "")).await;
     let mut sender = Sender::connect(gateway.addr(ROUTE)).await;
     sender.accepted(&adt("EAI", "W-1"), AckCode::AA).await;
     sender.accepted(&adt("EAI", "OK-2"), AckCode::AA).await;
 
-    receiver.wait_for("OK-2").await;
+    receiver.wait_for("OK-2", 1, SETTLE).await;
     drop(sender);
     gateway.stop().await;
 
     assert_eq!(receiver.ids(), ["W-1", "W-1", "OK-2"]);
     // The stream is not trusted after a stray ACK: a new connection.
-    assert_eq!(receiver.connections(), 2);
+    assert_eq!(receiver.accepted(), 2);
     let attempts = |result| {
         gateway.value(
             "guichet_delivery_attempts_total",
@@ -606,13 +441,13 @@ async fn wrong_msa2_fails_the_attempt_and_the_message_is_sent_again() {
 async fn enhanced_mode_message_gets_ca_from_guichet_not_aa() {
     let dir = tempfile::tempdir().unwrap();
     let rule: Rule = Arc::new(|id, _| {
-        Reply::Code(if id.starts_with("ENH-") {
+        Reply::Ack(if id.starts_with("ENH-") {
             AckCode::CA
         } else {
             AckCode::AA
         })
     });
-    let receiver = Receiver::start_on("127.0.0.1:0".parse().unwrap(), rule).await;
+    let receiver = MllpBackend::answering(rule).await;
     let mut gateway = start(dir.path(), &config(dir.path(), &receiver.target(), "")).await;
     let mut sender = Sender::connect(gateway.addr(ROUTE)).await;
     sender
@@ -620,7 +455,7 @@ async fn enhanced_mode_message_gets_ca_from_guichet_not_aa() {
         .await;
     sender.accepted(&adt("EAI", "ORIG-2"), AckCode::AA).await;
 
-    receiver.wait_for("ORIG-2").await;
+    receiver.wait_for("ORIG-2", 1, SETTLE).await;
     drop(sender);
     gateway.stop().await;
 
@@ -667,7 +502,7 @@ async fn status_api_shows_the_delivery_mode_and_the_queue_depth() {
     assert_eq!(passing["delivery"], "passthrough");
     assert!(passing["queue"].is_null(), "{passing}");
 
-    let receiver = Receiver::start_on(down, accept_all()).await;
+    let receiver = MllpBackend::start_on(down, AckPlan::accept()).await;
     let route =
         wait_route_status(&gateway, "the queue drained", |r| r["queue"]["depth"] == 0).await;
     assert_eq!(route["queue"]["in_flight"], 0);
@@ -713,11 +548,11 @@ async fn wait_route_status(
 /// once it lets go, AA again, and everything accepted is delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn journal_locked_by_another_process_answers_errors_never_aa_and_resumes_when_released() {
-    if !common_have("python3") {
+    if !have("python3") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start().await;
+    let receiver = MllpBackend::start(AckPlan::accept()).await;
     let mut gateway = start(dir.path(), &config(dir.path(), &receiver.target(), "")).await;
     let journal = dir.path().join("journal.db");
     let mut sender = Sender::connect(gateway.addr(ROUTE)).await;
@@ -765,7 +600,7 @@ async fn journal_locked_by_another_process_answers_errors_never_aa_and_resumes_w
     lock.release();
 
     sender.accepted(&adt("EAI", "AFTER-1"), AckCode::AA).await;
-    receiver.wait_for("AFTER-1").await;
+    receiver.wait_for("AFTER-1", 1, SETTLE).await;
     drop(sender);
     gateway.stop().await;
 
@@ -791,7 +626,7 @@ async fn journal_on_a_full_disk_answers_ae_and_resumes_when_space_is_freed() {
     };
     let dir = tempfile::tempdir().unwrap();
     let store = disk.path().join("journal.db");
-    let receiver = Receiver::start().await;
+    let receiver = MllpBackend::start(AckPlan::accept()).await;
     let mut gateway = start(
         dir.path(),
         &config_with_store(&store, &receiver.target(), ""),
@@ -799,7 +634,7 @@ async fn journal_on_a_full_disk_answers_ae_and_resumes_when_space_is_freed() {
     .await;
     let mut sender = Sender::connect(gateway.addr(ROUTE)).await;
     sender.accepted(&adt("EAI", "BEFORE-1"), AckCode::AA).await;
-    receiver.wait_for("BEFORE-1").await;
+    receiver.wait_for("BEFORE-1", 1, SETTLE).await;
 
     let filler = disk.fill();
     let (mut accepted, mut refused) = (vec!["BEFORE-1".to_string()], Vec::new());
@@ -833,7 +668,7 @@ async fn journal_on_a_full_disk_answers_ae_and_resumes_when_space_is_freed() {
 
     sender.accepted(&adt("EAI", "AFTER-1"), AckCode::AA).await;
     accepted.push("AFTER-1".into());
-    receiver.wait_for("AFTER-1").await;
+    receiver.wait_for("AFTER-1", 1, SETTLE).await;
     drop(sender);
     gateway.stop().await;
 
@@ -873,15 +708,6 @@ async fn journal_on_a_full_disk_answers_ae_and_resumes_when_space_is_freed() {
 
 // ------------------------------------------------------ outside helpers
 
-fn common_have(program: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()));
-    if !found {
-        eprintln!("SKIPPED: {program} not installed");
-    }
-    found
-}
-
 /// `control_id state` of each message, one per line, read by Python's
 /// sqlite3 (read-only). Read from another process on purpose: opening a
 /// second journal in this process reads the file's header through a file
@@ -893,16 +719,7 @@ fn sqlite_states(path: &Path) -> String {
         db = sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True, timeout=10)\n\
         rows = db.execute('SELECT control_id, state FROM messages ORDER BY id').fetchall()\n\
         print('\\n'.join(c + ' ' + s for c, s in rows))\n";
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(path)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(Command::new("python3").args(["-c", script]).arg(path));
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 

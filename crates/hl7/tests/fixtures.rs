@@ -5,40 +5,14 @@
 //! split, every field can be walked, and the segments put back together give
 //! the input (modulo line ends) from slices of the original bytes.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use guichet_hl7::{
     build_ack, AckCode, AckRequest, AckSummary, Field, Header, Message, ParseOptions,
 };
+use guichet_testsupport::fixtures::hl7_samples;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
-
-/// The fixture files, or `None` (with a visible notice) when the shared
-/// fixture folder is not beside this checkout; under `CI=true` that fails.
-fn fixtures() -> Option<Vec<(PathBuf, Vec<u8>)>> {
-    let dir = manifest_dir().join("../../../shared/fixtures/hl7/fhir-converter");
-    let Ok(entries) = fs::read_dir(&dir) else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "fixtures not found at {} (CI=true: the shared fixtures must be there)",
-            dir.display()
-        );
-        println!("SKIPPED: fixtures not found at {}", dir.display());
-        return None;
-    };
-    let mut files: Vec<PathBuf> = entries
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "hl7"))
-        .collect();
-    files.sort();
-    Some(
-        files
-            .into_iter()
-            .map(|p| (p.clone(), fs::read(&p).unwrap()))
-            .collect(),
-    )
-}
 
 fn parse(bytes: &[u8]) -> Message<'_> {
     Message::parse_with(bytes, ParseOptions::lenient()).unwrap()
@@ -67,7 +41,7 @@ fn name(path: &Path) -> String {
 
 #[test]
 fn corpus_is_all_there() {
-    let Some(files) = fixtures() else { return };
+    let Some(files) = hl7_samples() else { return };
     assert_eq!(files.len(), 139);
     let with_bom = files.iter().filter(|(_, b)| b.starts_with(BOM)).count();
     assert_eq!(with_bom, 27);
@@ -75,7 +49,7 @@ fn corpus_is_all_there() {
 
 #[test]
 fn every_sample_parses_leniently_and_not_strictly() {
-    let Some(files) = fixtures() else { return };
+    let Some(files) = hl7_samples() else { return };
     for (path, bytes) in &files {
         let msg = Message::parse_with(bytes, ParseOptions::lenient())
             .unwrap_or_else(|e| panic!("{}: {e}", name(path)));
@@ -93,7 +67,7 @@ fn every_sample_parses_leniently_and_not_strictly() {
 
 #[test]
 fn header_matches_a_naive_split() {
-    let Some(files) = fixtures() else { return };
+    let Some(files) = hl7_samples() else { return };
     for (path, bytes) in &files {
         let header = Header::read(&parse(bytes));
         let file = name(path);
@@ -109,7 +83,7 @@ fn header_matches_a_naive_split() {
 
 #[test]
 fn segments_rejoined_are_the_input() {
-    let Some(files) = fixtures() else { return };
+    let Some(files) = hl7_samples() else { return };
     for (path, bytes) in &files {
         let msg = parse(bytes);
         let segments: Vec<&[u8]> = msg.segments().map(|s| s.raw()).collect();
@@ -126,7 +100,7 @@ fn segments_rejoined_are_the_input() {
 
 #[test]
 fn every_field_walks_back_to_its_bytes() {
-    let Some(files) = fixtures() else { return };
+    let Some(files) = hl7_samples() else { return };
     let mut leaves = 0usize;
     for (path, bytes) in &files {
         let msg = parse(bytes);
@@ -191,7 +165,7 @@ fn is_inside(slice: &[u8], whole: &[u8]) -> bool {
 
 #[test]
 fn each_file_holds_one_message() {
-    let Some(files) = fixtures() else { return };
+    let Some(files) = hl7_samples() else { return };
     for (path, bytes) in &files {
         let msg = parse(bytes);
         let headers = msg.segments().filter(|s| s.id() == b"MSH").count();
@@ -204,7 +178,7 @@ fn each_file_holds_one_message() {
 /// search for "MSH|" sees three messages, the segment view sees one.
 #[test]
 fn msh_as_a_field_value_is_not_a_segment() {
-    let Some(files) = fixtures() else { return };
+    let Some(files) = hl7_samples() else { return };
     let (_, bytes) = files
         .iter()
         .find(|(p, _)| name(p) == "ADT04-23.hl7")
@@ -226,7 +200,7 @@ fn msh_as_a_field_value_is_not_a_segment() {
 
 #[test]
 fn every_sample_can_be_acknowledged() {
-    let Some(files) = fixtures() else { return };
+    let Some(files) = hl7_samples() else { return };
     for (path, bytes) in &files {
         let msg = parse(bytes);
         let req = AckRequest {
@@ -253,11 +227,4 @@ fn every_sample_can_be_acknowledged() {
         assert_eq!(answer.trigger(), original.trigger());
         assert!(answer.is_ack());
     }
-}
-
-/// This crate's folder as the test runner gives it at run time: a build
-/// directory shared by several checkouts must not pin the first one's path.
-fn manifest_dir() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }

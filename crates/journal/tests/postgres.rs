@@ -3,16 +3,17 @@
 //! retransmissions, a node dying with its lease, sessions killed, a
 //! database that refuses sessions or writes, migrations at once.
 //!
-//! Each test gets a database of its own from `guichet_testkit::postgres`
+//! Each test gets a database of its own from `guichet_testsupport::postgres`
 //! (`./scripts/setup` starts the server; without one they print SKIPPED,
 //! and fail on CI).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::suite::fixtures::{body, deduped, message};
 use crate::suite::{Harness, Skip};
 use guichet_journal::{open, Filter, Ingested, Journal, JournalError, OpenOptions, StoreSpec};
-use guichet_testkit::postgres::TestDatabase;
+use guichet_testsupport::postgres::TestDatabase;
+use guichet_testsupport::samples::now_ms;
 use tokio_postgres::{Client, NoTls};
 
 async fn fresh(_test: &'static str) -> Result<Harness, Skip> {
@@ -76,13 +77,6 @@ async fn control_ids(database: &TestDatabase) -> std::collections::BTreeSet<Stri
         .await
         .unwrap();
     rows.iter().map(|row| row.get(0)).collect()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// Ingests one message; it must be stored or refused as Unavailable.

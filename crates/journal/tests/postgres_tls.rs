@@ -4,13 +4,13 @@
 //! errors that say what is wrong without the password.
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::common::{TlsCluster, CERT_DB, OPEN_DB, PASSWORD, SERVER_NAME};
 use crate::suite::fixtures::{body, message};
 use guichet_journal::{
     open, Journal, JournalError, OpenOptions, PgSslMode, PgTransport, StoreSpec,
 };
+use guichet_testsupport::pg_cluster::{TlsCluster, CERT_DB, OPEN_DB, PASSWORD, SERVER_NAME};
+use guichet_testsupport::samples::now_ms;
 
 async fn cluster() -> Option<TlsCluster> {
     let cluster = TlsCluster::start()?;
@@ -37,13 +37,6 @@ async fn refused(url: &str) -> String {
     text
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 /// Stores one message and delivers it back: the whole path over TLS.
 async fn round_trip(journal: &Journal) {
     journal
@@ -54,20 +47,6 @@ async fn round_trip(journal: &Journal) {
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].meta.control_id, "TLS1");
     assert_eq!(claimed[0].body, body("TLS1"));
-}
-
-/// The journal's sessions on `db`, as (ssl, client DN) from `pg_stat_ssl`.
-async fn journal_sessions(cluster: &TlsCluster, db: &str) -> Vec<(bool, Option<String>)> {
-    let sql = "SELECT s.ssl, s.client_dn FROM pg_stat_ssl s \
-               JOIN pg_stat_activity a USING (pid) \
-               WHERE a.datname = $1 AND a.application_name LIKE 'guichet-journal-%'";
-    let rows = cluster
-        .admin("postgres")
-        .await
-        .query(sql, &[&db])
-        .await
-        .unwrap();
-    rows.iter().map(|row| (row.get(0), row.get(1))).collect()
 }
 
 fn verify_full(cluster: &TlsCluster, ca: &str) -> String {
@@ -86,7 +65,7 @@ async fn verify_full_with_the_right_ca_stores_and_delivers() {
     let url = verify_full(&cluster, "ca.pem");
     let journal = journal(&url).await.unwrap();
     round_trip(&journal).await;
-    let sessions = journal_sessions(&cluster, OPEN_DB).await;
+    let sessions = cluster.journal_sessions(OPEN_DB).await;
     assert_eq!(sessions.len(), 2, "writer and reader: {sessions:?}");
     assert!(sessions.iter().all(|(ssl, _)| *ssl), "{sessions:?}");
     let transport = PgTransport::inspect(&url).unwrap();
@@ -129,7 +108,7 @@ async fn a_lost_session_comes_back_over_tls() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let sessions = journal_sessions(&cluster, OPEN_DB).await;
+    let sessions = cluster.journal_sessions(OPEN_DB).await;
     assert!(
         !sessions.is_empty() && sessions.iter().all(|(ssl, _)| *ssl),
         "{sessions:?}"
@@ -189,7 +168,7 @@ async fn require_encrypts_without_verifying_the_server() {
     let url = cluster.url("127.0.0.1", OPEN_DB, "sslmode=require");
     let journal = journal(&url).await.unwrap();
     round_trip(&journal).await;
-    let sessions = journal_sessions(&cluster, OPEN_DB).await;
+    let sessions = cluster.journal_sessions(OPEN_DB).await;
     assert!(
         !sessions.is_empty() && sessions.iter().all(|(ssl, _)| *ssl),
         "{sessions:?}"
@@ -227,7 +206,7 @@ async fn client_certificate_required_by_the_server_is_presented() {
     );
     let journal = journal(&with).await.unwrap();
     round_trip(&journal).await;
-    let sessions = journal_sessions(&cluster, CERT_DB).await;
+    let sessions = cluster.journal_sessions(CERT_DB).await;
     assert!(!sessions.is_empty(), "no session on {CERT_DB}");
     for (ssl, dn) in sessions {
         assert!(ssl);

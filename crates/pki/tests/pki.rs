@@ -10,6 +10,8 @@ use guichet_pki::{
     init, issue, revoke, show, show_file, write_crl, CaOptions, IssueRequest, KeySource, KeyType,
     PkiError, Usage,
 };
+use guichet_testsupport::pki::openssl_rsa_key;
+use guichet_testsupport::samples::hex;
 use guichet_tls::identity::Identity;
 use time::{Duration, OffsetDateTime};
 use x509_parser::extensions::ParsedExtension;
@@ -84,7 +86,7 @@ fn read_crl(ca_dir: &Path) -> CrlView {
         number: crl.crl_number().unwrap().to_string(),
         serials: crl
             .iter_revoked_certificates()
-            .map(|r| hex(r.raw_serial()))
+            .map(|r| hex(r.raw_serial()).to_uppercase())
             .collect(),
         authority_key_id,
         lifetime: crl.next_update().unwrap().timestamp() - crl.last_update().timestamp(),
@@ -102,10 +104,6 @@ fn subject_key_id(cert: &Path) -> Vec<u8> {
         })
         .unwrap();
     id
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
 #[test]
@@ -327,21 +325,7 @@ fn reissuing_a_revoked_name_gives_a_valid_new_certificate() {
 #[test]
 fn an_existing_rsa_key_is_certified_in_place() {
     let (tmp, dir) = new_ca();
-    let key = tmp.path().join("k.pem");
-    let out = openssl(&[
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-        "-out",
-        key.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let key = openssl_rsa_key(&tmp.path().join("k.pem"));
     let key_before = fs::read(&key).unwrap();
 
     let mut req = IssueRequest::new("legacy");

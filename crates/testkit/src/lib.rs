@@ -9,7 +9,6 @@
 pub mod input;
 pub mod latency;
 pub mod listener;
-pub mod postgres;
 pub mod report;
 pub mod sender;
 pub mod templates;

@@ -11,6 +11,7 @@ use guichet_hl7::{AckCode, AckSummary, Message, MllpCodec};
 use guichet_testkit::{
     AckPolicy, Input, ListenEvent, ListenOptions, Outcome, SendOptions, Template,
 };
+use guichet_testsupport::mllp::{by_id, AckPlan, MllpBackend, Reply};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Framed;
 
@@ -185,31 +186,17 @@ async fn file_with_bom_lf_endings_and_several_messages() {
 }
 
 /// A receiver that acknowledges every message with MSA-2 "WRONG".
-async fn wrong_msa2_server() -> (String, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind(localhost()).await.unwrap();
-    let to = listener.local_addr().unwrap().to_string();
-    let task = tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut framed = Framed::new(tcp, MllpCodec::default());
-                while let Some(Ok(_)) = framed.next().await {
-                    let ack =
-                        b"MSH|^~\\&|DPI|CHU|EAI|CHU|20250101||ACK^A01^ACK|X1|P|2.5\rMSA|AA|WRONG\r";
-                    if framed.send(Bytes::from_static(ack)).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    (to, task)
+async fn wrong_msa2_server() -> (String, MllpBackend) {
+    let ack = b"MSH|^~\\&|DPI|CHU|EAI|CHU|20250101||ACK^A01^ACK|X1|P|2.5\rMSA|AA|WRONG\r";
+    let backend = MllpBackend::answering(by_id(|_| Reply::Frame(ack.to_vec()))).await;
+    (backend.target(), backend)
 }
 
 #[tokio::test]
 async fn an_ack_for_another_message_is_a_mismatch() {
     let (to, server) = wrong_msa2_server().await;
     let (summary, results) = run(&options(to, 2), template(Template::AdtA01)).await;
-    server.abort();
+    server.stop();
     assert!(!summary.all_accepted(), "{summary}");
     assert_eq!(
         (summary.sent, summary.mismatched, summary.accepted),
@@ -255,21 +242,13 @@ async fn refused_connections_give_up_after_three_attempts() {
 
 /// A receiver that answers the first message of each connection, then
 /// closes it.
-async fn one_message_per_connection_server() -> (String, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind(localhost()).await.unwrap();
-    let to = listener.local_addr().unwrap().to_string();
-    let task = tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let mut framed = Framed::new(tcp, MllpCodec::default());
-            if let Some(Ok(frame)) = framed.next().await {
-                let msg = Message::parse(&frame.payload).unwrap();
-                let id = guichet_hl7::Header::read(&msg).control_id;
-                let ack = format!("MSH|^~\\&|DPI|CHU|EAI|CHU|1||ACK|X|P|2.5\rMSA|AA|{id}\r");
-                let _ = framed.send(Bytes::from(ack)).await;
-            }
-        }
-    });
-    (to, task)
+async fn one_message_per_connection_server() -> (String, MllpBackend) {
+    let backend = MllpBackend::start(AckPlan {
+        messages_per_connection: Some(1),
+        ..AckPlan::accept()
+    })
+    .await;
+    (backend.target(), backend)
 }
 
 #[tokio::test]
@@ -280,7 +259,7 @@ async fn a_connection_closed_between_messages_is_reopened() {
         ..options(to, 3)
     };
     let (summary, results) = run(&opts, template(Template::AdtA08)).await;
-    server.abort();
+    server.stop();
     assert!(summary.all_accepted(), "{summary}");
     assert_eq!(summary.connections, 3);
     assert!(results.iter().all(|r| r.new_connection));

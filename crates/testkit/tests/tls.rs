@@ -118,7 +118,7 @@ async fn unusable_tls_files_are_errors_up_front() {
     let pki = Pki::new();
     let mut opts = tls_sender(&pki, "127.0.0.1:1".into(), true, "localhost");
     if let Some(tls) = opts.tls.as_mut() {
-        tls.ca = pki.tmp.path().join("missing.pem");
+        tls.ca = pki.base.tmp.path().join("missing.pem");
     }
     let err = guichet_testkit::send(
         &opts,

@@ -16,23 +16,15 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Upper bound for anything that should be quick (a handshake, a reply, a
-/// log line): generous for a loaded CI machine, short enough to keep the
-/// suite under a minute when something is wrong.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub use guichet_testsupport::config::app;
+use guichet_testsupport::config::TlsProfile;
+pub use guichet_testsupport::http::{get as http_get, wait_for as wait_http};
+pub use guichet_testsupport::peers::have;
+use guichet_testsupport::samples::Hl7;
+pub use guichet_testsupport::wait::WAIT;
 
 pub fn guichet_bin() -> &'static str {
     env!("CARGO_BIN_EXE_guichet")
-}
-
-/// Whether `program` is on the PATH; prints a visible SKIPPED line if not.
-pub fn have(program: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()));
-    if !found {
-        eprintln!("SKIPPED: {program} not installed");
-    }
-    found
 }
 
 /// A temporary working directory with the test PKI under `pki/`.
@@ -506,38 +498,24 @@ pub fn closed_by_peer(stream: &mut TcpStream) -> bool {
 
 /// An HL7 v2 message framed for MLLP, with `marker` in PID-3.
 pub fn hl7_message(control_id: &str, marker: &str) -> Vec<u8> {
-    let body = format!(
-        "MSH|^~\\&|EAI|HOSP|DPI|HOSP|20250101120000||ADT^A01|{control_id}|P|2.5\rPID|1||{marker}||DOE^JOHN\r"
-    );
-    let mut framed = vec![0x0b];
-    framed.extend_from_slice(body.as_bytes());
-    framed.extend_from_slice(&[0x1c, 0x0d]);
-    framed
+    let pid = format!("PID|1||{marker}||DOE^JOHN");
+    let msg = Hl7::adt(control_id).facility("HOSP").at("20250101120000");
+    msg.kind("ADT^A01").segments(&[&pid]).framed()
 }
 
-/// Config text for a TLS profile.
+/// Config text for a TLS profile of the bench's PKI: `cert` names an
+/// issued pair, `ca` adds the CA and its CRL.
 pub fn profile(name: &str, bench: &Bench, cert: Option<&str>, ca: bool) -> String {
-    let mut text = format!("[tls.{name}]\n");
+    let mut profile = TlsProfile::new(name);
     if let Some(cert) = cert {
-        text += &format!(
-            "cert = \"{}\"\nkey = \"{}\"\n",
-            bench.p(&format!("pki/{cert}.pem")),
-            bench.p(&format!("pki/{cert}.key"))
-        );
+        let (pem, key) = (format!("pki/{cert}.pem"), format!("pki/{cert}.key"));
+        profile = profile.cert(&bench.path(&pem), &bench.path(&key));
     }
     if ca {
-        text += &format!(
-            "ca = \"{}\"\ncrl = [\"{}\"]\n",
-            bench.p("pki/ca.pem"),
-            bench.p("pki/ca.crl")
-        );
+        profile = profile.ca(&bench.path("pki/ca.pem"));
+        profile = profile.crl(&bench.path("pki/ca.crl"));
     }
-    text + "\n"
-}
-
-/// An `[[app]]` matching certificates of CN `cn` from the test CA.
-pub fn app(name: &str, cn: &str) -> String {
-    format!("[[app]]\nname = \"{name}\"\ncn = \"{cn}\"\nissuer_cn = \"guichet test CA\"\n\n")
+    profile.to_string()
 }
 
 impl Bench {
@@ -557,46 +535,5 @@ impl Bench {
             .and_then(|port| port.parse().ok())
             .unwrap_or_else(|| panic!("no port in {line:?}"));
         (proc, port)
-    }
-}
-
-/// `GET path` on 127.0.0.1:`port` over HTTP/1.1 with `Connection: close`,
-/// bounded by [`WAIT`]: the status code and the body.
-pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(WAIT))?;
-    stream.set_write_timeout(Some(WAIT))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let bad = || std::io::Error::other(format!("not an HTTP response: {text:?}"));
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(bad)?;
-    let code = head
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(bad)?;
-    Ok((code, body.to_string()))
-}
-
-/// Polls `GET path` until `done(code, body)` holds; returns the body.
-/// Panics with the last answer after [`WAIT`].
-pub fn wait_http(port: u16, path: &str, what: &str, done: impl Fn(u16, &str) -> bool) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let answer = http_get(port, path);
-        if let Ok((code, body)) = &answer {
-            if done(*code, body) {
-                return body.clone();
-            }
-        }
-        if Instant::now() >= deadline {
-            panic!("GET {path}: no {what} within {WAIT:?}; last answer: {answer:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
     }
 }

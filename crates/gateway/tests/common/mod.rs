@@ -10,21 +10,25 @@
 
 pub mod http;
 
+use guichet_testsupport::config::TlsProfile;
+pub use guichet_testsupport::config::{app, toml_path};
+pub use guichet_testsupport::mllp::{
+    ack_for, send_frames, AckPlan, FrameReader, MllpBackend, NOT_HL7_ANSWER,
+};
+pub use guichet_testsupport::peers::have;
+pub use guichet_testsupport::pki::{TestPki as Pki, CA_CN};
+use guichet_testsupport::wait::within;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
 use guichet_gateway::{Config, EventBus, Gateway, MessageEvent, Metrics, Reloader};
-use guichet_hl7::{
-    accept_ack_due, application_ack_due, build_ack, frame, AckCode, AckRequest, Header, Message,
-    MllpCodec, ParseOptions,
-};
-use guichet_pki::{CaOptions, IssueRequest, IssuedFiles, Usage};
+use guichet_pki::IssuedFiles;
 use guichet_tls::{
     ClientAuth, ClientTls, Material, ProfileFiles, Refusal, ServerName, ServerTls, TlsSettings,
 };
@@ -33,14 +37,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_rustls::client::TlsStream;
-use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 /// The longest any single network step may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(5);
-
-/// The issuer CN every certificate of [`Pki::new`] carries.
-pub const CA_CN: &str = "guichet test CA";
 
 /// Label values as `Metrics::render` writes them (snake_case, fixed
 /// sets defined in `guichet_gateway::metrics`).
@@ -66,66 +66,18 @@ pub mod outcome {
 
 /// Bounds `fut` by [`WAIT`], naming `what` when it runs out.
 pub async fn bounded<F: Future>(what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(WAIT, fut).await {
-        Ok(out) => out,
-        Err(_) => panic!("{what}: nothing within {WAIT:?}"),
-    }
+    within(WAIT, what, fut).await
 }
 
 // ---------------------------------------------------------------- PKI
 
-/// A temporary directory holding one test CA (`ca/`) and the gateway's
-/// config file.
-pub struct Pki {
-    pub tmp: tempfile::TempDir,
-    pub ca: PathBuf,
+/// What a client holding a certificate of the test CA uses.
+pub trait PkiClient {
+    fn client(&self, cert: Option<&IssuedFiles>) -> ClientTls;
 }
 
-impl Pki {
-    pub fn new() -> Pki {
-        let tmp = tempfile::tempdir().unwrap();
-        let ca = tmp.path().join("ca");
-        guichet_pki::init(&ca, &CaOptions::default()).unwrap();
-        Pki { tmp, ca }
-    }
-
-    /// A second, independent CA in the same temporary directory.
-    pub fn other_ca(&self, dir: &str) -> PathBuf {
-        let path = self.tmp.path().join(dir);
-        let opts = CaOptions {
-            common_name: "another test CA".into(),
-            ..CaOptions::default()
-        };
-        guichet_pki::init(&path, &opts).unwrap();
-        path
-    }
-
-    pub fn ca_cert(&self) -> PathBuf {
-        self.ca.join("ca.pem")
-    }
-
-    pub fn crl(&self) -> PathBuf {
-        self.ca.join("ca.crl")
-    }
-
-    pub fn config_path(&self) -> PathBuf {
-        self.tmp.path().join("guichet.toml")
-    }
-
-    /// A certificate for `name` (CN and DNS SAN) with `usage`.
-    pub fn issue(&self, name: &str, usage: Usage) -> IssuedFiles {
-        self.issue_with(&IssueRequest {
-            usage,
-            ..IssueRequest::new(name)
-        })
-    }
-
-    pub fn issue_with(&self, req: &IssueRequest) -> IssuedFiles {
-        guichet_pki::issue(&self.ca, req).unwrap()
-    }
-
-    /// What a client holding `cert` uses to reach a server of this CA.
-    pub fn client(&self, cert: Option<&IssuedFiles>) -> ClientTls {
+impl PkiClient for Pki {
+    fn client(&self, cert: Option<&IssuedFiles>) -> ClientTls {
         client_tls(cert, &self.ca_cert())
     }
 }
@@ -183,11 +135,6 @@ pub fn cert_der(path: &Path) -> Vec<u8> {
 
 // ------------------------------------------------------------- config
 
-/// A path as a TOML string.
-pub fn toml_path(path: &Path) -> String {
-    format!("{:?}", path.to_str().unwrap())
-}
-
 /// `[gateway]` with the file watcher off unless `watch` is given.
 pub fn gateway_section(drain: &str, watch: &str) -> String {
     format!("[gateway]\ndrain_timeout = \"{drain}\"\nwatch_interval = \"{watch}\"\n\n")
@@ -195,23 +142,14 @@ pub fn gateway_section(drain: &str, watch: &str) -> String {
 
 /// `[tls.NAME]` with our certificate, the CA bundle and, if given, the CRL.
 pub fn profile(name: &str, own: Option<&IssuedFiles>, ca: &Path, crl: Option<&Path>) -> String {
-    let mut text = format!("[tls.{name}]\nca = {}\n", toml_path(ca));
+    let mut profile = TlsProfile::new(name).ca(ca);
     if let Some(own) = own {
-        text += &format!(
-            "cert = {}\nkey = {}\n",
-            toml_path(&own.cert),
-            toml_path(&own.key)
-        );
+        profile = profile.cert(&own.cert, &own.key);
     }
     if let Some(crl) = crl {
-        text += &format!("crl = [{}]\n", toml_path(crl));
+        profile = profile.crl(crl);
     }
-    text + "\n"
-}
-
-/// An `[[app]]` recognised by CN and by the test CA as issuer.
-pub fn app(name: &str, cn: &str) -> String {
-    format!("[[app]]\nname = \"{name}\"\ncn = \"{cn}\"\nissuer_cn = \"{CA_CN}\"\n\n")
+    profile.to_string()
 }
 
 // ------------------------------------------------------------ gateway
@@ -633,283 +571,6 @@ pub mod mllp_label {
     pub const TOO_LARGE: &str = "too_large";
     pub const TRUNCATED: &str = "truncated";
     pub const DISCARDED_BYTES: &str = "discarded_bytes";
-}
-
-/// How an MLLP receiver behind the gateway answers each message.
-#[derive(Debug, Clone)]
-pub struct AckPlan {
-    /// MSA-1 of every ACK.
-    pub code: AckCode,
-    /// MSA-2 differs from the message's MSH-10.
-    pub wrong_id: bool,
-    /// Waited before each ACK.
-    pub delay: Duration,
-    /// Never answer.
-    pub silent: bool,
-    /// Answer only after reading the sender's end of stream.
-    pub after_eof: bool,
-    /// An ACK payload sent right after accept, before anything is read.
-    pub unsolicited: Option<Vec<u8>>,
-    /// Answer frames that are not HL7 with an AR (as some engines do).
-    pub answer_not_hl7: bool,
-    /// Enhanced mode as a receiver follows it: one answer per message at
-    /// most, the accept ACK (CA) when MSH-15 asks for it, else `code` when
-    /// MSH-16 asks for it, else none.
-    pub honour_ack_modes: bool,
-}
-
-impl AckPlan {
-    /// AA to every message, at once.
-    pub fn accept() -> AckPlan {
-        AckPlan {
-            code: AckCode::AA,
-            wrong_id: false,
-            delay: Duration::ZERO,
-            silent: false,
-            after_eof: false,
-            unsolicited: None,
-            answer_not_hl7: false,
-            honour_ack_modes: false,
-        }
-    }
-
-    pub fn code(code: AckCode) -> AckPlan {
-        AckPlan {
-            code,
-            ..AckPlan::accept()
-        }
-    }
-}
-
-/// An MLLP receiver (tokio + `MllpCodec`) answering per its [`AckPlan`],
-/// with what it saw and sent. Frames that are not HL7 get no answer.
-#[derive(Clone)]
-pub struct MllpBackend {
-    pub addr: SocketAddr,
-    accepted: Arc<AtomicUsize>,
-    /// Connections whose end of stream was read (then closed).
-    ended: Arc<AtomicUsize>,
-    /// Every byte read, over all connections.
-    raw: Arc<Mutex<Vec<u8>>>,
-    /// Payloads of the frames read, in order.
-    received: Arc<Mutex<Vec<Vec<u8>>>>,
-    /// Payloads of the frames sent (ACKs), in order.
-    sent: Arc<Mutex<Vec<Vec<u8>>>>,
-}
-
-impl MllpBackend {
-    pub async fn start(plan: AckPlan) -> MllpBackend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let backend = MllpBackend {
-            addr: listener.local_addr().unwrap(),
-            accepted: Arc::default(),
-            ended: Arc::default(),
-            raw: Arc::default(),
-            received: Arc::default(),
-            sent: Arc::default(),
-        };
-        let seen = backend.clone();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                seen.accepted.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(seen.clone().serve(tcp, plan.clone()));
-            }
-        });
-        backend
-    }
-
-    /// The `forward = "..."` value that reaches this receiver.
-    pub fn target(&self) -> String {
-        self.addr.to_string()
-    }
-
-    pub fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
-
-    pub fn raw(&self) -> Vec<u8> {
-        self.raw.lock().unwrap().clone()
-    }
-
-    pub fn received(&self) -> Vec<Vec<u8>> {
-        self.received.lock().unwrap().clone()
-    }
-
-    pub fn sent(&self) -> Vec<Vec<u8>> {
-        self.sent.lock().unwrap().clone()
-    }
-
-    /// Waits until `n` connections have reached their end of stream, so
-    /// everything the gateway forwarded on them has been read.
-    pub async fn wait_ended(&self, n: usize) {
-        bounded("backend connections ended", async {
-            while self.ended.load(Ordering::SeqCst) < n {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await;
-        assert_eq!(self.ended.load(Ordering::SeqCst), n, "connections ended");
-    }
-
-    async fn serve(self, tcp: TcpStream, plan: AckPlan) {
-        let (mut rd, mut wr) = tcp.into_split();
-        if let Some(ack) = &plan.unsolicited {
-            self.sent.lock().unwrap().push(ack.clone());
-            let _ = wr.write_all(&frame(ack)).await;
-        }
-        let mut codec = MllpCodec::new(64 * 1024 * 1024);
-        let mut buf = BytesMut::new();
-        let mut later = Vec::new();
-        loop {
-            buf.reserve(64 * 1024);
-            let before = buf.len();
-            match rd.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => self.raw.lock().unwrap().extend_from_slice(&buf[before..]),
-            }
-            while let Ok(Some(frame)) = codec.decode(&mut buf) {
-                let n = {
-                    let mut received = self.received.lock().unwrap();
-                    received.push(frame.payload.to_vec());
-                    received.len()
-                };
-                let Some(ack) = answer(&frame.payload, &plan, n) else {
-                    continue;
-                };
-                if plan.after_eof {
-                    later.push(ack);
-                } else if self.send(&mut wr, ack, plan.delay).await.is_err() {
-                    return;
-                }
-            }
-        }
-        for ack in later {
-            let _ = self.send(&mut wr, ack, Duration::ZERO).await;
-        }
-        let _ = wr.shutdown().await;
-        self.ended.fetch_add(1, Ordering::SeqCst);
-    }
-
-    async fn send<W: AsyncWrite + Unpin>(
-        &self,
-        wr: &mut W,
-        ack: Vec<u8>,
-        delay: Duration,
-    ) -> std::io::Result<()> {
-        tokio::time::sleep(delay).await;
-        // Recorded first: once the sender reads it, it is in `sent`.
-        self.sent.lock().unwrap().push(ack.clone());
-        wr.write_all(&frame(&ack)).await
-    }
-}
-
-/// The ACK of the `n`th message, per `plan`; `None` for silence or for a
-/// frame that is not HL7.
-fn answer(payload: &[u8], plan: &AckPlan, n: usize) -> Option<Vec<u8>> {
-    if plan.silent {
-        return None;
-    }
-    // Lenient like real receivers: a BOM or LF segment ends are accepted.
-    let Ok(message) = Message::parse_with(payload, ParseOptions::lenient()) else {
-        return plan.answer_not_hl7.then(|| NOT_HL7_ANSWER.to_vec());
-    };
-    let code = match plan.honour_ack_modes {
-        true => enhanced_answer(&Header::read(&message), plan.code)?,
-        false => plan.code,
-    };
-    let ack = ack_for(&message, code, &format!("ACK{n}"));
-    if !plan.wrong_id {
-        return Some(ack);
-    }
-    let id = Header::read(&message).control_id;
-    let msa = format!("\rMSA|{}|{id}", plan.code.as_str());
-    let text = String::from_utf8(ack).unwrap();
-    assert!(text.contains(&msa), "{text:?}");
-    Some(text.replace(&msa, &format!("{msa}-OTHER")).into_bytes())
-}
-
-/// The one answer an enhanced-mode receiver gives, if any.
-fn enhanced_answer(header: &Header, application: AckCode) -> Option<AckCode> {
-    if accept_ack_due(header, AckCode::CA) {
-        Some(AckCode::CA)
-    } else if application_ack_due(header, application) {
-        Some(application)
-    } else {
-        None
-    }
-}
-
-/// What a backend with `answer_not_hl7` answers to a frame without MSH.
-pub const NOT_HL7_ANSWER: &[u8] =
-    b"MSH|^~\\&|DPI|CHU|||20250101000000||ACK|BACKEND1|P|2.5\rMSA|AR|\r";
-
-/// `build_ack` with a fixed timestamp.
-pub fn ack_for(message: &Message<'_>, code: AckCode, control_id: &str) -> Vec<u8> {
-    build_ack(
-        message,
-        &AckRequest {
-            code,
-            control_id,
-            timestamp: "20240101120000",
-            text: None,
-            error: None,
-        },
-    )
-}
-
-/// Frames read from one stream, one at a time, each read bounded by [`WAIT`].
-pub struct FrameReader {
-    codec: MllpCodec,
-    buf: BytesMut,
-}
-
-impl Default for FrameReader {
-    fn default() -> Self {
-        FrameReader {
-            codec: MllpCodec::new(64 * 1024 * 1024),
-            buf: BytesMut::new(),
-        }
-    }
-}
-
-impl FrameReader {
-    /// The next frame's payload; `None` at a clean end of stream.
-    pub async fn next<R: AsyncRead + Unpin>(&mut self, rd: &mut R) -> Option<Vec<u8>> {
-        bounded("MLLP frame", async {
-            loop {
-                if let Some(frame) = self.codec.decode(&mut self.buf).unwrap() {
-                    assert_eq!(frame.discarded, 0, "bytes outside any frame");
-                    return Some(frame.payload.to_vec());
-                }
-                self.buf.reserve(64 * 1024);
-                if rd.read_buf(&mut self.buf).await.unwrap() == 0 {
-                    let last = self.codec.decode_eof(&mut self.buf).unwrap();
-                    return last.map(|f| f.payload.to_vec());
-                }
-            }
-        })
-        .await
-    }
-
-    /// The next frame, which must come.
-    pub async fn frame<R: AsyncRead + Unpin>(&mut self, rd: &mut R) -> Vec<u8> {
-        self.next(rd).await.expect("a frame, got end of stream")
-    }
-
-    /// Every frame up to the end of stream.
-    pub async fn until_end<R: AsyncRead + Unpin>(&mut self, rd: &mut R) -> Vec<Vec<u8>> {
-        let mut frames = Vec::new();
-        while let Some(frame) = self.next(rd).await {
-            frames.push(frame);
-        }
-        frames
-    }
-}
-
-/// Writes `payloads`, each framed, in one write.
-pub async fn send_frames<W: AsyncWrite + Unpin>(wr: &mut W, payloads: &[&[u8]]) {
-    let bytes: Vec<u8> = payloads.iter().flat_map(|p| frame(p)).collect();
-    bounded("write frames", wr.write_all(&bytes)).await.unwrap();
 }
 
 /// The next message event, bounded by [`WAIT`].

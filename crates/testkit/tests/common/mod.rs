@@ -7,29 +7,19 @@
 // Each module of the test binary uses its own part of this module.
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use guichet_pki::{CaOptions, IssueRequest, IssuedFiles, Usage};
+use guichet_pki::{IssueRequest, IssuedFiles, Usage};
 use guichet_testkit::{
     listen, send, AckPolicy, Input, ListenEvent, ListenHandle, ListenOptions, Received,
     SendOptions, SendResult, SendSummary, Template, TemplateContext,
 };
+use guichet_testsupport::pki::TestPki;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// The longest any single step may take before the test fails.
-pub const WAIT: Duration = Duration::from_secs(10);
-
-/// Bounds `fut` by [`WAIT`], naming `what` when it runs out.
-pub async fn bounded<F: Future>(what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(WAIT, fut).await {
-        Ok(out) => out,
-        Err(_) => panic!("{what}: nothing within {WAIT:?}"),
-    }
-}
+pub use guichet_testsupport::wait::bounded;
 
 pub fn localhost() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
@@ -104,46 +94,31 @@ pub fn template(t: Template) -> Input {
 /// A test CA with a server certificate for `localhost` and a client
 /// certificate for `eai`, in a temporary directory.
 pub struct Pki {
-    pub tmp: tempfile::TempDir,
-    pub ca_dir: PathBuf,
+    pub base: TestPki,
     pub server: IssuedFiles,
     pub client: IssuedFiles,
 }
 
 impl Pki {
     pub fn new() -> Pki {
-        let tmp = tempfile::tempdir().unwrap();
-        let ca_dir = tmp.path().join("ca");
-        guichet_pki::init(
-            &ca_dir,
-            &CaOptions {
-                common_name: "testkit CA".into(),
-                ..CaOptions::default()
-            },
-        )
-        .unwrap();
+        let base = TestPki::named("testkit CA");
         let issue = |name: &str, usage| {
-            guichet_pki::issue(
-                &ca_dir,
-                &IssueRequest {
-                    usage,
-                    o: Some("CHU de test".into()),
-                    ..IssueRequest::new(name)
-                },
-            )
-            .unwrap()
+            base.issue_with(&IssueRequest {
+                usage,
+                o: Some("CHU de test".into()),
+                ..IssueRequest::new(name)
+            })
         };
         let server = issue("localhost", Usage::ServerOnly);
         let client = issue("eai", Usage::ClientOnly);
         Pki {
-            tmp,
-            ca_dir,
+            base,
             server,
             client,
         }
     }
 
     pub fn ca(&self) -> PathBuf {
-        self.ca_dir.join("ca.pem")
+        self.base.ca_cert()
     }
 }

@@ -1,6 +1,6 @@
 //! A PostgreSQL server of the test's own, with `ssl = on` and certificates
 //! from the project's test PKI: the shared server on 5432 (see
-//! `guichet_testkit::postgres`) has no TLS, and other tests use it.
+//! [`crate::postgres`]) has no TLS, and other tests use it.
 //!
 //! [`TlsCluster::start`] runs `initdb` in a temporary folder (as the
 //! `postgres` user when the tests run as root: PostgreSQL refuses root),
@@ -9,8 +9,6 @@
 //! stops it too if the test process dies without dropping it. Without the
 //! PostgreSQL binaries a developer's run prints SKIPPED; CI (`CI` set)
 //! fails instead.
-
-#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -48,10 +46,7 @@ pub struct TlsCluster {
 
 /// Skips (prints SKIPPED, returns `None`) or, under CI, fails.
 fn skip(reason: &str) -> Option<TlsCluster> {
-    if std::env::var_os("CI").is_some() {
-        panic!("{reason}: CI must run the PostgreSQL TLS tests (run ./scripts/setup)");
-    }
-    println!("SKIPPED: {reason}");
+    crate::peers::skip(reason);
     None
 }
 
@@ -122,6 +117,21 @@ impl TlsCluster {
             .expect("admin session on the Unix socket");
         tokio::spawn(connection);
         client
+    }
+
+    /// The journal's sessions on `db`, as (ssl, client DN) from
+    /// `pg_stat_ssl`.
+    pub async fn journal_sessions(&self, db: &str) -> Vec<(bool, Option<String>)> {
+        let sql = "SELECT s.ssl, s.client_dn FROM pg_stat_ssl s \
+                   JOIN pg_stat_activity a USING (pid) \
+                   WHERE a.datname = $1 AND a.application_name LIKE 'guichet-journal-%'";
+        let rows = self
+            .admin("postgres")
+            .await
+            .query(sql, &[&db])
+            .await
+            .expect("pg_stat_ssl");
+        rows.iter().map(|row| (row.get(0), row.get(1))).collect()
     }
 
     /// Creates the two test databases.
