@@ -19,7 +19,7 @@ use crate::common::{
 };
 use bytes::Bytes;
 use guichet_pki::{IssueRequest, IssuedFiles, Usage};
-use guichet_testsupport::wait::until;
+use guichet_testsupport::wait::{let_pass, until};
 use guichet_tls::Identity;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -888,7 +888,7 @@ async fn idle_keep_alive_connections_last_idle_timeout_not_header_timeout() {
         assert_eq!(client.get("/a/beds").await.unwrap().status, 200);
     }
     // Idle for more than header_timeout, far less than idle_timeout.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let_pass(Duration::from_millis(2500)).await;
     for (name, client) in [("HTTP/2", &mut h2), ("HTTP/1.1", &mut h1)] {
         let again = client.get("/a/beds").await;
         assert!(

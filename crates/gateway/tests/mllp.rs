@@ -12,6 +12,7 @@ use guichet_gateway::{MessageEvent, MessageOutcome};
 use guichet_hl7::{frame, AckCode, AckSummary, Header, Message};
 use guichet_pki::Usage;
 use guichet_testsupport::samples::Hl7;
+use guichet_testsupport::wait::let_pass;
 use guichet_tls::AppName;
 use tokio::io::AsyncWriteExt;
 
@@ -452,7 +453,7 @@ async fn silent_receiver_is_reported_overdue_then_unacknowledged() {
     assert!(sent_at.elapsed() >= Duration::from_millis(200));
     assert_eq!(backend.received(), vec![msg.clone()]);
     // Overdue is reported once, and is not an outcome yet.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let_pass(Duration::from_millis(300)).await;
     assert_eq!(gateway.acks_overdue(ROUTE), 1);
     no_more_events(&mut events);
 

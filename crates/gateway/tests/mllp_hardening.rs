@@ -13,6 +13,7 @@ use guichet_pki::Usage;
 use guichet_testsupport::fixtures::{self, hl7_sample, hl7_samples};
 use guichet_testsupport::mllp::{by_id, Reply};
 use guichet_testsupport::samples::Hl7;
+use guichet_testsupport::wait::let_pass;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -665,7 +666,7 @@ async fn frame_timeout_spares_a_slow_frame_that_ends_in_time() {
     let bytes = frame(&adt("SLOW-OK"));
     for piece in bytes.chunks(bytes.len() / 4 + 1) {
         stream.write_all(piece).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let_pass(Duration::from_millis(200)).await;
     }
     let ack = summary(&FrameReader::default().frame(&mut stream).await);
     assert_eq!(ack.acknowledged_id, "SLOW-OK");

@@ -11,6 +11,18 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// How often a condition is polled.
 const POLL: Duration = Duration::from_millis(10);
 
+/// Lets `span` pass on the runtime's clock without waiting for it: time
+/// is paused, jumps from timer to timer (the gateway's own timers fire in
+/// order, as they would), then runs on again.
+///
+/// Only for a current-thread runtime whose peers all run on it: I/O from
+/// another process does not hold the paused clock back.
+pub async fn let_pass(span: Duration) {
+    tokio::time::pause();
+    tokio::time::sleep(span).await;
+    tokio::time::resume();
+}
+
 /// `fut`, bounded by `limit`.
 ///
 /// # Panics
