@@ -8,8 +8,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::{app, have, profile, run_bounded, show, Bench, Proc};
+use guichet_testsupport::http::drain;
 use guichet_testsupport::samples::hex;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -58,24 +59,8 @@ impl Digester {
 }
 
 async fn digest(request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let mut body = request.into_body();
     let mut sha = Context::new(&SHA256);
-    let mut bytes = 0u64;
-    let mut error = None;
-    while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(frame) => {
-                if let Some(data) = frame.data_ref() {
-                    sha.update(data);
-                    bytes += data.len() as u64;
-                }
-            }
-            Err(e) => {
-                error = Some(e.to_string());
-                break;
-            }
-        }
-    }
+    let (bytes, error) = drain(request.into_body(), |data| sha.update(data)).await;
     let report = json!({ "bytes": bytes, "sha256": hex(sha.finish().as_ref()), "error": error });
     Response::new(Full::new(Bytes::from(report.to_string())))
 }

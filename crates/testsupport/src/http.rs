@@ -1,8 +1,13 @@
 //! A blocking HTTP/1.1 GET on 127.0.0.1, for the status page, metrics and
-//! admin endpoints, and polling one until its answer holds.
+//! admin endpoints, and polling one until its answer holds; reading a
+//! request body on a test upstream.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+
+use bytes::Buf;
+use http_body::Body;
+use http_body_util::BodyExt;
 
 use crate::wait::{until_blocking, WAIT};
 
@@ -44,4 +49,26 @@ pub fn wait_for(port: u16, path: &str, what: &str, done: impl Fn(u16, &str) -> b
         Ok((_, body)) => body,
         Err(e) => unreachable!("a failed GET never satisfies the wait: {e}"),
     }
+}
+
+/// Reads `body` to its end, handing each data chunk to `each`: how many
+/// bytes came, and the error that cut it short, if one did.
+pub async fn drain<B>(mut body: B, mut each: impl FnMut(&[u8])) -> (u64, Option<String>)
+where
+    B: Body + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let mut bytes = 0u64;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Some(data) = frame.data_ref() {
+                    each(data.chunk());
+                    bytes += data.remaining() as u64;
+                }
+            }
+            Err(e) => return (bytes, Some(e.to_string())),
+        }
+    }
+    (bytes, None)
 }

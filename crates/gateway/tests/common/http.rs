@@ -31,6 +31,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use super::{bounded, header_values, tcp, WAIT};
+use guichet_testsupport::http::drain;
 
 /// How long an upstream takes to answer a request whose path holds
 /// `/slow`: far beyond the `response_timeout` tests set, and finite.
@@ -180,7 +181,7 @@ async fn answer(
     seen: Arc<Mutex<Vec<Seen>>>,
     peer: Option<String>,
 ) -> Response<Full<Bytes>> {
-    let (parts, mut body) = request.into_parts();
+    let (parts, body) = request.into_parts();
     let path = parts
         .uri
         .path_and_query()
@@ -188,21 +189,7 @@ async fn answer(
     if path.contains("/slow") {
         tokio::time::sleep(SLOW).await;
     }
-    let mut body_bytes = 0u64;
-    let mut body_error = None;
-    while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(frame) => {
-                if let Some(data) = frame.data_ref() {
-                    body_bytes += data.len() as u64;
-                }
-            }
-            Err(e) => {
-                body_error = Some(e.to_string());
-                break;
-            }
-        }
-    }
+    let (body_bytes, body_error) = drain(body, |_| {}).await;
     let report = Seen {
         method: parts.method.to_string(),
         path,
