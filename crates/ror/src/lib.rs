@@ -1,0 +1,17 @@
+//! Bed availability for the ROR (*Répertoire opérationnel des
+//! ressources*, the regional directory of care offer that emergency
+//! services search for a bed).
+//!
+//! - [`finess`]: FINESS numbers, their format and their key.
+//! - [`codes`]: the capacity extension's slices and their code tables.
+//! - [`model`]: one document, whatever form it came in.
+//! - [`xml`]: guichet's XML form.
+//! - [`fhir`]: the ROR's FHIR R4 form (a `Bundle` of `Location`s).
+//!
+//! No I/O: callers read the bytes, this crate reads the document.
+
+pub mod codes;
+pub mod fhir;
+pub mod finess;
+pub mod model;
+pub mod xml;

@@ -1,0 +1,109 @@
+use super::*;
+use crate::codes::{CAPACITY_STATUS, GENDER};
+
+pub(crate) const SAMPLE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bedAvailability xmlns="urn:guichet:bed-availability:1" id="D-2026-0001" time="2026-12-05T10:00:00+01:00">
+  <establishment finessEg="350054680" finessEj="350000014" sender="lits@chu-rennes.mssante.fr"/>
+  <unit id="SSR38888">
+    <capacity>
+      <capacityType>01</capacityType>
+      <capacityStatus>02</capacityStatus>
+      <temporalityCapacity>01</temporalityCapacity>
+      <nbCapacity>12</nbCapacity>
+      <capacitySourceType>02</capacitySourceType>
+      <genderCapacityAvailable>01</genderCapacityAvailable>
+      <capacityUpdateDate>2026-12-05T09:58:00+01:00</capacityUpdateDate>
+      <temporaryAssignement>01</temporaryAssignement>
+    </capacity>
+  </unit>
+</bedAvailability>
+"#;
+
+#[test]
+fn a_document_is_read_with_where_each_value_stands() {
+    let doc = read(SAMPLE.as_bytes()).unwrap();
+    assert_eq!(doc.id.as_ref().unwrap().value, "D-2026-0001");
+    let eg = doc.establishment.finess_eg.as_ref().unwrap();
+    assert_eq!(eg.value, "350054680");
+    assert_eq!(eg.at.0, "/bedAvailability/establishment/@finessEg");
+    let capacity = &doc.units[0].capacities[0];
+    assert_eq!(capacity.code(&CAPACITY_STATUS), Some("02"));
+    assert_eq!(capacity.count(), Some(12));
+    assert_eq!(
+        capacity.get(&GENDER).unwrap().at.0,
+        "/bedAvailability/unit[1]/capacity[1]/genderCapacityAvailable"
+    );
+}
+
+#[test]
+fn written_then_read_gives_the_same_document() {
+    let doc = read(SAMPLE.as_bytes()).unwrap();
+    let again = read(write(&doc).as_bytes()).unwrap();
+    assert_eq!(doc, again);
+    assert_eq!(write(&again), write(&doc));
+}
+
+#[test]
+fn text_with_markup_characters_survives() {
+    let text = SAMPLE.replace("D-2026-0001", "A&amp;B &lt;1&gt;");
+    let doc = read(text.as_bytes()).unwrap();
+    assert_eq!(doc.id.as_ref().unwrap().value, "A&B <1>");
+    assert_eq!(read(write(&doc).as_bytes()).unwrap(), doc);
+}
+
+fn error(text: &str) -> XmlError {
+    read(text.as_bytes()).unwrap_err()
+}
+
+#[test]
+fn malformed_xml_names_line_and_column() {
+    let broken = SAMPLE.replace("</capacityStatus>", "</capacityStat>");
+    let e = error(&broken);
+    assert_eq!(e.line, 7, "{e}");
+    assert!(e.reason.contains("capacityStat"), "{e}");
+}
+
+#[test]
+fn a_count_that_is_not_a_number_is_refused_where_it_stands() {
+    let e = error(&SAMPLE.replace("<nbCapacity>12<", "<nbCapacity>douze<"));
+    assert_eq!(e.line, 9, "{e}");
+    assert!(
+        e.reason
+            .contains("nbCapacity is a whole number, not `douze`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn another_namespace_or_root_is_refused() {
+    let e = error(&SAMPLE.replace(":1\"", ":2\""));
+    assert!(e.reason.contains("urn:guichet:bed-availability:2"), "{e}");
+    let e = error("<Bundle/>");
+    assert!(e.reason.contains("<Bundle>"), "{e}");
+    let e = error("");
+    assert!(e.reason.contains("no <bedAvailability>"), "{e}");
+}
+
+#[test]
+fn unknown_elements_and_repeated_slices_are_refused() {
+    let e = error(&SAMPLE.replace("<capacityType>01</capacityType>", "<lits>3</lits>"));
+    assert!(e.reason.contains("<lits> is not a slice"), "{e}");
+    let twice = SAMPLE.replace(
+        "<capacityType>01</capacityType>",
+        "<capacityType>01</capacityType><capacityType>02</capacityType>",
+    );
+    assert!(error(&twice).reason.contains("capacityType given twice"));
+}
+
+#[test]
+fn a_truncated_document_is_refused() {
+    let cut = &SAMPLE[..SAMPLE.len() / 2];
+    assert!(read(cut.as_bytes()).is_err());
+}
+
+#[test]
+fn line_and_column_count_characters() {
+    assert_eq!(line_column(b"ab\ncd", 4), (2, 2));
+    assert_eq!(line_column("é\nx".as_bytes(), 2), (1, 2));
+    assert_eq!(line_column(b"", 10), (1, 1));
+}
