@@ -5,7 +5,10 @@
 //! - [`finess`]: FINESS numbers, their format and their key.
 //! - [`codes`]: the capacity extension's slices and their code tables.
 //! - [`model`]: one document, whatever form it came in.
+//! - [`referential`]: the units the ROR knows, and the indicators it accepts.
 //! - [`xml`]: guichet's XML form.
+//! - [`rules`]: what a document must meet, each rule with its code.
+//! - [`validate`]: the form recognised from the bytes, read, checked.
 //! - [`fhir`]: the ROR's FHIR R4 form (a `Bundle` of `Location`s).
 //!
 //! No I/O: callers read the bytes, this crate reads the document.
@@ -14,4 +17,10 @@ pub mod codes;
 pub mod fhir;
 pub mod finess;
 pub mod model;
+pub mod referential;
+pub mod rules;
 pub mod xml;
+
+mod validate;
+
+pub use validate::{read, validate, Form, Unreadable, Verdict};
