@@ -53,6 +53,88 @@ pub enum Command {
     /// The whole EAI <-> DPI scenario on this machine: throwaway PKI, two gateways with
     /// mutual TLS both ways, simulated applications, and a live trace of every message.
     Demo(DemoArgs),
+    /// Check bed-availability files for the ROR (guichet's XML or FHIR), offline: FINESS,
+    /// units against a referential, value sets, counts, dates. Exit 0 when no file has an
+    /// error, 1 when one does, 2 on a usage error.
+    Validate(ValidateArgs),
+    /// Print a bed-availability file in another form (FHIR Bundle or guichet's XML).
+    Convert(ConvertArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// Files, or folders whose .xml and .json files are read (sub-folders included).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// The units the ROR knows: CSV with the header finess_eg,unit_id,label, or the same
+    /// as a JSON array. Without it, units and establishments are not checked.
+    #[arg(long, value_name = "FILE")]
+    pub referential: Option<PathBuf>,
+    /// The indicator tuples the national ROR accepts (CSV named by slice). Without it,
+    /// indicator.invalid is not checked.
+    #[arg(long, value_name = "FILE")]
+    pub indicators: Option<PathBuf>,
+    /// Severities per rule code, stale_after and future_tolerance (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// human: a line per file and per violation; json: one array, a record per file;
+    /// junit: one test case per file, for CI.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Human)]
+    pub format: ReportFormat,
+    /// The language of messages.
+    #[arg(long, value_enum, default_value_t = Lang::Fr)]
+    pub lang: Lang,
+    /// A larger file is refused unread (file.too_large).
+    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_bytes: u64,
+    /// Check dates (date.future, date.stale) as of this time instead of now, to replay old
+    /// files: ISO 8601 with offset (2026-12-05T10:00:00+01:00).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub now: Option<time::OffsetDateTime>,
+}
+
+fn parse_time(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("not an ISO 8601 date and time with offset: {e}"))
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Human,
+    Json,
+    Junit,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Lang {
+    Fr,
+    En,
+}
+
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    /// The form to print.
+    #[arg(long, value_enum)]
+    pub to: FormArg,
+    /// How FHIR coded slices are written: valueCodeableConcept (as the ANS documentation
+    /// writes them) or valueCode.
+    #[arg(long, value_enum, default_value_t = CodingArg::CodeableConcept)]
+    pub coding: CodingArg,
+    /// A bed-availability file in any form.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FormArg {
+    Fhir,
+    Xml,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CodingArg {
+    CodeableConcept,
+    Code,
 }
 
 #[derive(Args, Debug)]

@@ -12,6 +12,7 @@ mod pki;
 mod run;
 mod runtime;
 mod send;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,8 @@ fn main() -> ExitCode {
         cli::Command::Listen(a) => listen::listen_command(a),
         cli::Command::Journal(a) => journal::journal_command(a),
         cli::Command::Demo(a) => demo::demo(a),
+        cli::Command::Validate(a) => validate::validate_command(&a),
+        cli::Command::Convert(a) => validate::convert_command(&a),
     };
     match result {
         Ok(code) => code,

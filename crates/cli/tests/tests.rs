@@ -18,3 +18,4 @@ mod pki_ocsp;
 mod simulators;
 mod status_page;
 mod store_forward;
+mod validate;

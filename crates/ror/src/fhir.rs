@@ -82,7 +82,13 @@ pub fn read_json(json: &Json) -> Result<Document, FhirError> {
         ..Document::default()
     };
     match json.get("resourceType").and_then(Json::as_str) {
-        Some("Bundle") => read_bundle(json, &mut document)?,
+        Some("Bundle") => {
+            read_bundle(json, &mut document)?;
+            if document.establishment.finess_eg.is_none() {
+                let reason = "no FINESS EG: neither in meta.extension nor in a unit's identifier";
+                return Err(shape(&root, reason));
+            }
+        }
         Some("Location") => read_location(json, &root, &mut document)?,
         Some(other) => {
             return Err(shape(

@@ -101,6 +101,9 @@ impl Parser<'_> {
         if !self.root_seen {
             return Err(self.error("no <bedAvailability> element"));
         }
+        if self.document.establishment.finess_eg.is_none() {
+            return Err(self.error("no <establishment>: a document speaks for one establishment"));
+        }
         Ok(())
     }
 

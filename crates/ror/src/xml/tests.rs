@@ -96,6 +96,14 @@ fn unknown_elements_and_repeated_slices_are_refused() {
 }
 
 #[test]
+fn a_document_without_its_establishment_is_refused() {
+    let start = SAMPLE.find("  <establishment").unwrap();
+    let end = start + SAMPLE[start..].find('\n').unwrap() + 1;
+    let e = error(&(SAMPLE[..start].to_string() + &SAMPLE[end..]));
+    assert!(e.reason.contains("no <establishment>"), "{e}");
+}
+
+#[test]
 fn a_truncated_document_is_refused() {
     let cut = &SAMPLE[..SAMPLE.len() / 2];
     assert!(read(cut.as_bytes()).is_err());
