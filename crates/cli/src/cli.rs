@@ -57,7 +57,8 @@ pub enum Command {
     /// units against a referential, value sets, counts, dates. Exit 0 when no file has an
     /// error, 1 when one does, 2 on a usage error.
     Validate(ValidateArgs),
-    /// Print a bed-availability file in another form (FHIR Bundle or guichet's XML).
+    /// Print a bed-availability file in another form: FHIR Bundle, guichet's XML, or the
+    /// PATCH requests the national ROR takes (a FHIR batch).
     Convert(ConvertArgs),
 }
 
@@ -129,6 +130,7 @@ pub struct ConvertArgs {
 pub enum FormArg {
     Fhir,
     Xml,
+    Patch,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

@@ -14,7 +14,7 @@ use anyhow::{bail, Context as _};
 use guichet_ror::fhir::{self, Coding};
 use guichet_ror::referential::{Indicators, Referential};
 use guichet_ror::rules::{Context, Lang, Settings, Severity, Violation};
-use guichet_ror::{validate, xml};
+use guichet_ror::{patch, validate, xml};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -356,15 +356,15 @@ pub fn convert_command(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
             why.reason
         ),
     };
+    let coding = match args.coding {
+        CodingArg::CodeableConcept => Coding::CodeableConcept,
+        CodingArg::Code => Coding::Code,
+    };
+    let json = |json| serde_json::to_string_pretty(&json).map(|text| text + "\n");
     let text = match args.to {
         FormArg::Xml => xml::write(&document),
-        FormArg::Fhir => {
-            let coding = match args.coding {
-                CodingArg::CodeableConcept => Coding::CodeableConcept,
-                CodingArg::Code => Coding::Code,
-            };
-            serde_json::to_string_pretty(&fhir::write(&document, coding))? + "\n"
-        }
+        FormArg::Fhir => json(fhir::write(&document, coding))?,
+        FormArg::Patch => json(patch::write(&document, coding))?,
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(ExitCode::SUCCESS)

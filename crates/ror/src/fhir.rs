@@ -57,7 +57,7 @@ pub enum FhirError {
     Shape { path: String, reason: String },
 }
 
-fn shape(at: &Path, reason: impl Into<String>) -> FhirError {
+pub(crate) fn shape(at: &Path, reason: impl Into<String>) -> FhirError {
     FhirError::Shape {
         path: at.0.clone(),
         reason: reason.into(),
@@ -104,13 +104,16 @@ pub fn read_json(json: &Json) -> Result<Document, FhirError> {
 fn read_bundle(json: &Json, document: &mut Document) -> Result<(), FhirError> {
     let root = document.at.clone();
     let kind = json.get("type").and_then(Json::as_str);
-    if kind != Some("collection") {
-        let found = kind.unwrap_or("none");
-        return Err(shape(
-            &root.join("type"),
-            format!("a Bundle of type {found}, not collection"),
-        ));
-    }
+    let batch = match kind {
+        Some("collection") => false,
+        Some("batch") => true,
+        other => {
+            let found = other.unwrap_or("none");
+            let reason =
+                format!("a Bundle of type {found}, not collection (or batch, of PATCH requests)");
+            return Err(shape(&root.join("type"), reason));
+        }
+    };
     document.id = string(
         json.pointer("/identifier/value"),
         &root.join("identifier.value"),
@@ -131,7 +134,13 @@ fn read_bundle(json: &Json, document: &mut Document) -> Result<(), FhirError> {
         }
     }
     let entries = array(json.get("entry"), &root.join("entry"))?;
+    let mut group = None;
     for (i, entry) in entries.iter().enumerate() {
+        if batch {
+            let at = root.join("entry").join(&format!("[{i}]"));
+            crate::patch::read_entry(entry, &at, document, &mut group)?;
+            continue;
+        }
         let at = root.join("entry").join(&format!("[{i}]")).join("resource");
         let Some(resource) = entry.get("resource") else {
             return Err(shape(&at, "an entry without a resource"));
@@ -152,17 +161,7 @@ fn read_bundle(json: &Json, document: &mut Document) -> Result<(), FhirError> {
 
 fn read_location(json: &Json, at: &Path, document: &mut Document) -> Result<(), FhirError> {
     let (finess, id) = unit_identifier(json, at)?;
-    match &document.establishment.finess_eg {
-        Some(known) if known.value != finess.value => {
-            let reason = format!(
-                "a unit of FINESS {}, in a document for {}",
-                finess.value, known.value
-            );
-            return Err(shape(&finess.at, reason));
-        }
-        Some(_) => {}
-        None => document.establishment.finess_eg = Some(finess),
-    }
+    same_site(document, finess)?;
     let mut unit = Unit {
         id,
         capacities: Vec::new(),
@@ -178,6 +177,47 @@ fn read_location(json: &Json, at: &Path, document: &mut Document) -> Result<(), 
     }
     document.units.push(unit);
     Ok(())
+}
+
+/// Takes `finess` as the document's site, or checks it is the same.
+pub(crate) fn same_site(document: &mut Document, finess: Field<String>) -> Result<(), FhirError> {
+    match &document.establishment.finess_eg {
+        Some(known) if known.value != finess.value => {
+            let reason = format!(
+                "a unit of FINESS {}, in a document for {}",
+                finess.value, known.value
+            );
+            Err(shape(&finess.at, reason))
+        }
+        Some(_) => Ok(()),
+        None => {
+            document.establishment.finess_eg = Some(finess);
+            Ok(())
+        }
+    }
+}
+
+/// `1<FINESS>/<unit id>`, the way the ROR addresses a unit, split.
+pub(crate) fn split_unit_id(
+    value: &str,
+    at: &Path,
+) -> Result<(Field<String>, Field<String>), FhirError> {
+    let Some((site, unit)) = value.split_once('/') else {
+        return Err(shape(
+            at,
+            format!("`{value}` is not 1<FINESS EG>/<unit id>"),
+        ));
+    };
+    let Some(finess) = site.strip_prefix('1') else {
+        return Err(shape(
+            at,
+            format!("`{site}` is not 1 followed by the site's FINESS"),
+        ));
+    };
+    Ok((
+        Field::new(finess.to_string(), at.clone()),
+        Field::new(unit.to_string(), at.clone()),
+    ))
 }
 
 /// The FINESS EG and the unit id of identifier type 26 (`1<FINESS>/<id>`).
@@ -201,25 +241,10 @@ fn unit_identifier(json: &Json, at: &Path) -> Result<(Field<String>, Field<Strin
     let Some(value) = identifier.get("value").and_then(Json::as_str) else {
         return Err(shape(&at, "the unit's identifier has no value"));
     };
-    let Some((site, unit)) = value.split_once('/') else {
-        return Err(shape(
-            &at,
-            format!("`{value}` is not 1<FINESS EG>/<unit id>"),
-        ));
-    };
-    let Some(finess) = site.strip_prefix('1') else {
-        return Err(shape(
-            &at,
-            format!("`{site}` is not 1 followed by the site's FINESS"),
-        ));
-    };
-    Ok((
-        Field::new(finess.to_string(), at.clone()),
-        Field::new(unit.to_string(), at),
-    ))
+    split_unit_id(value, &at)
 }
 
-fn read_capacity(json: &Json, at: Path) -> Result<Capacity, FhirError> {
+pub(crate) fn read_capacity(json: &Json, at: Path) -> Result<Capacity, FhirError> {
     let mut capacity = Capacity {
         at: at.clone(),
         ..Capacity::default()
@@ -286,7 +311,7 @@ fn string(json: Option<&Json>, at: &Path) -> Result<Option<Field<String>>, FhirE
     }
 }
 
-fn array<'j>(json: Option<&'j Json>, at: &Path) -> Result<&'j [Json], FhirError> {
+pub(crate) fn array<'j>(json: Option<&'j Json>, at: &Path) -> Result<&'j [Json], FhirError> {
     match json {
         None | Some(Json::Null) => Ok(&[]),
         Some(Json::Array(items)) => Ok(items),
@@ -296,6 +321,20 @@ fn array<'j>(json: Option<&'j Json>, at: &Path) -> Result<&'j [Json], FhirError>
 
 /// Writes `document` as a `Bundle` of type `collection`.
 pub fn write(document: &Document, coding: Coding) -> Json {
+    let mut bundle = bundle("collection", document);
+    let site = document.id_nat_struct().unwrap_or_else(|| "1".into());
+    let entries: Vec<Json> = document
+        .units
+        .iter()
+        .map(|unit| json!({ "resource": location(&site, unit, coding) }))
+        .collect();
+    bundle.insert("entry".into(), Json::Array(entries));
+    Json::Object(bundle)
+}
+
+/// A `Bundle` of type `kind` with the document's id, time, FINESS numbers
+/// and sender; no entries yet.
+pub(crate) fn bundle(kind: &str, document: &Document) -> Map<String, Json> {
     let mut bundle = Map::new();
     bundle.insert("resourceType".into(), json!("Bundle"));
     if let Some(id) = &document.id {
@@ -304,7 +343,7 @@ pub fn write(document: &Document, coding: Coding) -> Json {
             json!({"system": NAMESPACE, "value": id.value}),
         );
     }
-    bundle.insert("type".into(), json!("collection"));
+    bundle.insert("type".into(), json!(kind));
     if let Some(time) = &document.time {
         bundle.insert("timestamp".into(), json!(time.value));
     }
@@ -324,14 +363,7 @@ pub fn write(document: &Document, coding: Coding) -> Json {
     if !meta.is_empty() {
         bundle.insert("meta".into(), json!({ "extension": meta }));
     }
-    let site = document.id_nat_struct().unwrap_or_else(|| "1".into());
-    let entries: Vec<Json> = document
-        .units
-        .iter()
-        .map(|unit| json!({ "resource": location(&site, unit, coding) }))
-        .collect();
-    bundle.insert("entry".into(), Json::Array(entries));
-    Json::Object(bundle)
+    bundle
 }
 
 /// One unit as a `Location`.

@@ -5,6 +5,7 @@
 //! - [`finess`]: FINESS numbers, their format and their key.
 //! - [`codes`]: the capacity extension's slices and their code tables.
 //! - [`model`]: one document, whatever form it came in.
+//! - [`patch`]: the national ROR's PATCH form (`Parameters`, a batch of them).
 //! - [`referential`]: the units the ROR knows, and the indicators it accepts.
 //! - [`xml`]: guichet's XML form.
 //! - [`rules`]: what a document must meet, each rule with its code.
@@ -17,6 +18,7 @@ pub mod codes;
 pub mod fhir;
 pub mod finess;
 pub mod model;
+pub mod patch;
 pub mod referential;
 pub mod rules;
 pub mod xml;

@@ -220,7 +220,7 @@ mod round_trip {
 
     proptest! {
         #[test]
-        fn xml_to_fhir_to_xml_is_lossless(doc in document()) {
+        fn xml_to_fhir_or_patch_to_xml_is_lossless(doc in document()) {
             let xml_text = xml::write(&doc);
             let from_xml = xml::read(xml_text.as_bytes()).unwrap();
             prop_assert_eq!(&from_xml, &doc);
@@ -228,6 +228,9 @@ mod round_trip {
                 let fhir = serde_json::to_vec(&write(&from_xml, coding)).unwrap();
                 let from_fhir = read(&fhir).unwrap();
                 prop_assert_eq!(xml::write(&from_fhir), xml_text.clone());
+                let batch = serde_json::to_vec(&crate::patch::write(&from_xml, coding)).unwrap();
+                let from_batch = read(&batch).unwrap();
+                prop_assert_eq!(xml::write(&from_batch), xml_text.clone());
             }
         }
     }

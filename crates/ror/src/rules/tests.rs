@@ -19,7 +19,8 @@ fn indicators() -> Indicators {
     Indicators::from_csv(text.as_bytes()).unwrap()
 }
 
-/// `text` checked as XML and, converted, as FHIR (when it reads as XML).
+/// `text` checked as XML and, converted, as FHIR and as a batch of
+/// PATCH (when it reads as XML).
 fn verdicts(text: &str, lang: Lang) -> Vec<Verdict> {
     let (referential, indicators, settings) = (referential(), indicators(), Settings::default());
     let context = Context {
@@ -33,6 +34,8 @@ fn verdicts(text: &str, lang: Lang) -> Vec<Verdict> {
     if let Ok(doc) = xml::read(text.as_bytes()) {
         let json = fhir::write(&doc, Coding::default()).to_string();
         verdicts.push(validate(json.as_bytes(), &context));
+        let batch = crate::patch::write(&doc, Coding::Code).to_string();
+        verdicts.push(validate(batch.as_bytes(), &context));
     }
     verdicts
 }
@@ -44,7 +47,7 @@ fn codes(verdict: &Verdict) -> Vec<&'static str> {
 #[test]
 fn the_sample_breaks_no_rule_in_either_form() {
     let verdicts = verdicts(SAMPLE, Lang::Fr);
-    assert_eq!(verdicts.len(), 2);
+    assert_eq!(verdicts.len(), 3);
     for verdict in verdicts {
         assert!(verdict.violations.is_empty(), "{:?}", verdict.violations);
         assert!(verdict.valid());
@@ -78,8 +81,8 @@ fn each_rule_is_reported_with_its_code_and_where() {
     ];
     for (code, text, at) in &cases {
         let verdicts = verdicts(text, Lang::En);
-        assert_eq!(verdicts.len(), 2, "{code}: the XML must read");
-        for (form, verdict) in ["xml", "fhir"].iter().zip(&verdicts) {
+        assert_eq!(verdicts.len(), 3, "{code}: the XML must read");
+        for (form, verdict) in ["xml", "fhir", "patch"].iter().zip(&verdicts) {
             let found: Vec<_> = verdict
                 .violations
                 .iter()
