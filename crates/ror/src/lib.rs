@@ -7,6 +7,7 @@
 //! - [`model`]: one document, whatever form it came in.
 //! - [`patch`]: the national ROR's PATCH form (`Parameters`, a batch of them).
 //! - [`referential`]: the units the ROR knows, and the indicators it accepts.
+//! - [`store`]: what a stand-in for the national ROR keeps, and how it answers.
 //! - [`xml`]: guichet's XML form.
 //! - [`rules`]: what a document must meet, each rule with its code.
 //! - [`validate`]: the form recognised from the bytes, read, checked.
@@ -21,6 +22,7 @@ pub mod model;
 pub mod patch;
 pub mod referential;
 pub mod rules;
+pub mod store;
 pub mod xml;
 
 mod validate;
