@@ -60,6 +60,43 @@ pub enum Command {
     /// Print a bed-availability file in another form: FHIR Bundle, guichet's XML, or the
     /// PATCH requests the national ROR takes (a FHIR batch).
     Convert(ConvertArgs),
+    /// Stand-ins for outside services, to test flows end to end without them.
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SimCommand {
+    /// The national ROR's bed-availability API: PATCH and GET on
+    /// /ws-synchro-dispo-lits-fhir/Location, answered as the ROR does (404, 412, 400
+    /// OperationOutcome). Its store is printed as JSON when it stops (Ctrl-C, SIGTERM).
+    Ror(SimRorArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SimRorArgs {
+    /// Address to listen on, e.g. 127.0.0.1:8443 (port 0 picks one, printed at start).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// The units the ROR knows (CSV finess_eg,unit_id,label, or JSON): others get 404,
+    /// units named twice 412.
+    #[arg(long, value_name = "FILE")]
+    pub referential: PathBuf,
+    /// The indicator tuples it accepts (CSV named by slice): others get 400 business-rule.
+    #[arg(long, value_name = "FILE")]
+    pub indicators: Option<PathBuf>,
+    /// Append every accepted operation to this file, one JSON line each (time, unit,
+    /// operation, capacity).
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub record: Option<PathBuf>,
+    /// Certificate to present: enables TLS.
+    #[arg(long, value_name = "CERT.pem", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates issued by this CA (mutual TLS).
+    #[arg(long, value_name = "CA.pem", requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

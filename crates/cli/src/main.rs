@@ -12,6 +12,7 @@ mod pki;
 mod run;
 mod runtime;
 mod send;
+mod sim;
 mod validate;
 
 use std::process::ExitCode;
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
         cli::Command::Demo(a) => demo::demo(a),
         cli::Command::Validate(a) => validate::validate_command(&a),
         cli::Command::Convert(a) => validate::convert_command(&a),
+        cli::Command::Sim(cli::SimCommand::Ror(a)) => sim::ror_command(a),
     };
     match result {
         Ok(code) => code,

@@ -15,6 +15,7 @@ mod journal_tls;
 mod peers;
 mod pki_igc_sante;
 mod pki_ocsp;
+mod sim_ror;
 mod simulators;
 mod status_page;
 mod store_forward;

@@ -1,7 +1,8 @@
 //! Simulators for testing MLLP flows: a sender and a receiver that speak
 //! correct, bounded MLLP (one outstanding message per connection, an ACK
 //! deadline, MSA-2 checked, ACKs built by the book), with or without
-//! (mutual) TLS, and realistic French test messages (IHE PAM FR).
+//! (mutual) TLS, and realistic French test messages (IHE PAM FR); and a
+//! stand-in for the national ROR's bed-availability API ([`ror`]).
 //!
 //! The CLI's `guichet send`, `guichet listen` and `guichet demo` print what
 //! these functions report; nothing here writes to stdout.
@@ -10,6 +11,7 @@ pub mod input;
 pub mod latency;
 pub mod listener;
 pub mod report;
+pub mod ror;
 pub mod sender;
 pub mod templates;
 pub mod tls;
@@ -20,6 +22,7 @@ pub use listener::{
     listen, AckPolicy, ListenError, ListenEvent, ListenHandle, ListenOptions, ListenStats, Received,
 };
 pub use report::{Outcome, SendResult, SendSummary};
+pub use ror::{serve_ror, RorError, RorHandle, RorOptions};
 pub use sender::{send, SendError, SendOptions};
 pub use templates::{Template, TemplateContext, UnknownTemplate};
 pub use tls::{TlsClientOptions, TlsServerOptions, TlsSetupError};

@@ -522,12 +522,20 @@ impl Bench {
     /// Starts `guichet listen --on 127.0.0.1:0 EXTRA...` in the bench
     /// directory and returns it with the port it reports it bound.
     pub fn listen(&self, extra: &[&str]) -> (Proc, u16) {
+        let mut args = vec!["listen", "--on", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        self.serve(&args)
+    }
+
+    /// Starts `guichet ARGS` (a server told to listen on 127.0.0.1:0) in
+    /// the bench directory and returns it with the port it reports in its
+    /// `listening on` line.
+    pub fn serve(&self, args: &[&str]) -> (Proc, u16) {
         let mut cmd = Command::new(guichet_bin());
-        cmd.args(["listen", "--on", "127.0.0.1:0"])
-            .args(extra)
+        cmd.args(args)
             .current_dir(self.dir.path())
             .env_remove("RUST_LOG");
-        let proc = Proc::spawn("guichet listen", cmd);
+        let proc = Proc::spawn(&format!("guichet {}", args[0]), cmd);
         let line = proc.wait_line("`listening on`", |l| l.starts_with("listening on "));
         let port = line
             .strip_prefix("listening on 127.0.0.1:")

@@ -1,0 +1,303 @@
+//! `guichet sim ror` driven by curl, as an establishment's bed manager or
+//! the gateway would: the national ROR's PATCH rules, searches, the
+//! record, the store printed on SIGTERM, and mutual TLS.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::common::{have, run_bounded, Bench, Proc, WAIT};
+
+const UNIT: &str = "1350054680/SSR38888";
+
+fn examples() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bed-availability")
+}
+
+/// A simulator on the examples' referential, and the bodies of the
+/// example's first record: its replace, and the same as an add.
+struct Sim {
+    bench: Bench,
+    proc: Proc,
+    base: String,
+    replace: String,
+    add: String,
+}
+
+impl Sim {
+    fn start(extra: &[&str], scheme: &str) -> Sim {
+        let bench = Bench::new();
+        Sim::start_on(bench, extra, scheme)
+    }
+
+    fn start_on(bench: Bench, extra: &[&str], scheme: &str) -> Sim {
+        let referential = examples().join("referential.csv");
+        let mut args = vec!["sim", "ror", "--listen", "127.0.0.1:0"];
+        let referential = referential.to_str().unwrap().to_string();
+        args.extend(["--referential", &referential, "--record", "record.jsonl"]);
+        args.extend_from_slice(extra);
+        let (proc, port) = bench.serve(&args);
+        let batch = bench.ok(&[
+            "convert",
+            "--to",
+            "patch",
+            examples()
+                .join("valid/chu-rennes-ssr.xml")
+                .to_str()
+                .unwrap(),
+        ]);
+        let batch: Value = serde_json::from_str(&batch).unwrap();
+        let replace = batch["entry"][0]["resource"].to_string();
+        let add = replace.replacen("\"replace\"", "\"add\"", 1);
+        Sim {
+            base: format!("{scheme}://127.0.0.1:{port}/ws-synchro-dispo-lits-fhir/Location"),
+            bench,
+            proc,
+            replace,
+            add,
+        }
+    }
+
+    /// curl `METHOD url` with `body`: the status and the JSON answer.
+    fn curl(&self, method: &str, query: &str, body: Option<&str>, tls: &[&str]) -> (u16, Value) {
+        let out_file = self.bench.path("answer.json");
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-X", method, "-o"])
+            .arg(&out_file)
+            .args([
+                "-w",
+                "%{http_code}",
+                "-H",
+                "Content-Type: application/fhir+json",
+            ])
+            .args(tls)
+            .arg(format!("{}{query}", self.base));
+        if let Some(body) = body {
+            cmd.args(["--data-binary", body]);
+        }
+        let out = run_bounded(cmd, WAIT);
+        let status = String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0);
+        let answer = std::fs::read(&out_file).unwrap_or_default();
+        let json = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+        (status, json)
+    }
+
+    fn patch(&self, identifier: &str, body: &str) -> (u16, Value) {
+        self.curl(
+            "PATCH",
+            &format!("?identifier={identifier}"),
+            Some(body),
+            &[],
+        )
+    }
+}
+
+fn issue_code(answer: &Value) -> (&str, &str) {
+    let issue = &answer["issue"][0];
+    (
+        issue["code"].as_str().unwrap_or(""),
+        issue["expression"][0].as_str().unwrap_or(""),
+    )
+}
+
+#[test]
+fn replace_then_add_then_replace_as_the_national_ror_answers() {
+    if !have("curl") {
+        return;
+    }
+    let sim = Sim::start(&[], "http");
+    let (status, answer) = sim.patch(UNIT, &sim.replace);
+    assert_eq!(status, 404, "{answer}");
+    let (code, expression) = issue_code(&answer);
+    assert_eq!(code, "not-found");
+    assert!(
+        expression.contains("ror-location-supported-capacity"),
+        "{expression}"
+    );
+
+    let (status, location) = sim.patch(UNIT, &sim.add);
+    assert_eq!(status, 200, "{location}");
+    assert_eq!(location["resourceType"], "Location");
+    assert_eq!(location["identifier"][0]["value"], UNIT);
+    assert_eq!(location["meta"]["versionId"], "1");
+
+    let (status, location) = sim.patch(UNIT, &sim.replace);
+    assert_eq!(status, 200, "{location}");
+    assert_eq!(location["meta"]["versionId"], "2");
+    assert_eq!(location["extension"].as_array().unwrap().len(), 1);
+
+    let (status, answer) = sim.patch(UNIT, &sim.add);
+    assert_eq!(
+        (status, issue_code(&answer).0),
+        (400, "business-rule"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn unknown_units_bad_bodies_and_other_paths_are_refused() {
+    if !have("curl") {
+        return;
+    }
+    let sim = Sim::start(&[], "http");
+    let (status, answer) = sim.patch("1350054680/NOPE", &sim.add);
+    assert_eq!(
+        (status, issue_code(&answer)),
+        (404, ("not-found", "Location")),
+        "{answer}"
+    );
+    let (status, answer) = sim.patch(UNIT, "{\"resourceType\": \"Parameters\",");
+    assert_eq!(
+        (status, issue_code(&answer).0),
+        (400, "invalid"),
+        "{answer}"
+    );
+    let (status, answer) = sim.curl("DELETE", &format!("?identifier={UNIT}"), None, &[]);
+    assert_eq!(
+        (status, issue_code(&answer).0),
+        (404, "not-supported"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn a_unit_named_twice_is_412_and_an_unlisted_indicator_400() {
+    if !have("curl") {
+        return;
+    }
+    let bench = Bench::new();
+    bench.write(
+        "indicators.csv",
+        "capacityStatus,temporalityCapacity,genderCapacityAvailable,capacityClosingType,additionalBedType,crisisType,temporaryAssignement\n02,01,01,,,,01\n",
+    );
+    let referential = std::fs::read_to_string(examples().join("referential.csv")).unwrap()
+        + "350054680,SSR38888,Doublon\n350054680,REA-2,Réanimation\n";
+    bench.write("referential.csv", &referential);
+    let mut args = vec![
+        "sim",
+        "ror",
+        "--listen",
+        "127.0.0.1:0",
+        "--referential",
+        "referential.csv",
+    ];
+    args.extend(["--indicators", "indicators.csv"]);
+    let (_proc, port) = bench.serve(&args);
+    let base = format!("http://127.0.0.1:{port}/ws-synchro-dispo-lits-fhir/Location");
+    let sim = Sim {
+        base,
+        ..Sim::start(&[], "http")
+    };
+    let (status, answer) = sim.patch(UNIT, &sim.add);
+    assert_eq!(
+        (status, issue_code(&answer).0),
+        (412, "multiple-matches"),
+        "{answer}"
+    );
+    // The example's first record is an installed count (status 01): not listed.
+    let (status, answer) = sim.patch("1350054680/REA-2", &sim.add);
+    assert_eq!(
+        (status, issue_code(&answer).0),
+        (400, "business-rule"),
+        "{answer}"
+    );
+    let diagnostics = answer["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(diagnostics.contains("capacityStatus=01"), "{diagnostics}");
+    let listed = sim.add.replacen(
+        "\"code\":\"01\",\"display\":\"Installé\"",
+        "\"code\":\"02\",\"display\":\"Disponible\"",
+        1,
+    );
+    assert_ne!(listed, sim.add);
+    let (status, answer) = sim.patch("1350054680/REA-2", &listed);
+    assert_eq!(status, 200, "{answer}");
+}
+
+#[test]
+fn searches_the_record_and_the_store_printed_on_sigterm() {
+    if !have("curl") {
+        return;
+    }
+    let mut sim = Sim::start(&[], "http");
+    assert_eq!(sim.patch(UNIT, &sim.add).0, 200);
+    assert_eq!(sim.patch(UNIT, &sim.replace).0, 200);
+
+    let (status, page) = sim.curl("GET", &format!("?identifier={UNIT}"), None, &[]);
+    assert_eq!((status, page["total"].as_u64()), (200, Some(1)), "{page}");
+    assert_eq!(page["type"], "searchset");
+    let (_, page) = sim.curl(
+        "GET",
+        "?_lastUpdated=ge2000-01-01T00:00:00%2B01:00",
+        None,
+        &[],
+    );
+    assert_eq!(page["total"], 1, "{page}");
+    let (_, page) = sim.curl("GET", "?_lastUpdated=ge2999-01-01T00:00:00Z", None, &[]);
+    assert_eq!(page["total"], 0, "{page}");
+
+    let record = std::fs::read_to_string(sim.bench.path("record.jsonl")).unwrap();
+    let lines: Vec<Value> = record
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let operations: Vec<&str> = lines
+        .iter()
+        .map(|l| l["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(operations, ["add", "replace"]);
+    assert_eq!(lines[0]["unit"], UNIT);
+    assert!(lines[0]["time"].as_str().unwrap().starts_with("20"));
+    assert_eq!(lines[1]["capacity"]["extension"][3]["valueInteger"], 30);
+
+    sim.proc.signal("TERM");
+    assert!(sim.proc.wait_exit(WAIT).success(), "{}", sim.proc.log());
+    let log = sim.proc.log();
+    let dump: Value = serde_json::from_str(&log[log.find("\n{").unwrap()..]).unwrap();
+    assert_eq!(dump[UNIT]["meta"]["versionId"], "2");
+}
+
+#[test]
+fn with_mutual_tls_only_clients_of_its_ca_are_served() {
+    if !have("curl") {
+        return;
+    }
+    let bench = Bench::new();
+    bench.issue("ror.test", &["--server-only"]);
+    bench.issue("eai", &["--client-only"]);
+    let tls = [
+        "--tls-cert",
+        "pki/ror.test.pem",
+        "--tls-key",
+        "pki/ror.test.key",
+        "--tls-ca",
+        "pki/ca.pem",
+    ];
+    let sim = Sim::start_on(bench, &tls, "https");
+    // The certificate names ror.test: curl resolves it to the simulator.
+    let port = sim
+        .base
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let resolve = format!("ror.test:{port}:127.0.0.1");
+    let sim = Sim {
+        base: sim.base.replace("127.0.0.1", "ror.test"),
+        ..sim
+    };
+    let ca = sim.bench.p("pki/ca.pem");
+    let trust = ["--cacert", ca.as_str(), "--resolve", resolve.as_str()];
+    let query = format!("?identifier={UNIT}");
+    let (status, _) = sim.curl("PATCH", &query, Some(&sim.add), &trust);
+    assert_eq!(status, 0, "a client without a certificate was served");
+
+    let (cert, key) = (sim.bench.p("pki/eai.pem"), sim.bench.p("pki/eai.key"));
+    let mut client = trust.to_vec();
+    client.extend(["--cert", cert.as_str(), "--key", key.as_str()]);
+    let (status, location) = sim.curl("PATCH", &query, Some(&sim.add), &client);
+    assert_eq!(status, 200, "{location}\n{}", sim.proc.log());
+}
