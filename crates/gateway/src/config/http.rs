@@ -339,55 +339,108 @@ fn upstream(
     raw: &RawRule,
     profiles: &BTreeMap<ProfileName, TlsProfile>,
 ) -> Result<Upstream, String> {
-    let url = raw.upstream.as_str();
-    let bad = || {
-        format!(
-            "upstream: {url:?} is not an http:// or https:// URL (e.g. \"http://127.0.0.1:18081\")"
-        )
-    };
-    let (https, rest) = if let Some(rest) = url.strip_prefix("https://") {
-        (true, rest)
-    } else if let Some(rest) = url.strip_prefix("http://") {
-        (false, rest)
-    } else {
-        return Err(bad());
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], Some(&rest[i..])),
-        None => (rest, None),
-    };
-    if authority.contains('@') || rest.contains(['?', '#']) {
-        return Err(format!(
-            "upstream: {url:?}: no user, query or fragment in an upstream URL"
-        ));
-    }
-    let with_port = authority
-        .rsplit_once(':')
-        .is_some_and(|(h, _)| !h.starts_with('[') || h.ends_with(']'));
-    let target: Target = if with_port {
-        authority.parse().map_err(|_| bad())?
-    } else {
-        format!("{authority}:{}", if https { 443 } else { 80 })
-            .parse()
-            .map_err(|_| bad())?
-    };
-    let Target { host, port } = target;
-    let base_path = path
-        .map(|p| {
-            if p.contains(['%', '\\']) || has_dot_segment(p) {
-                Err(format!("upstream: {url:?}: the path must be plain"))
-            } else {
-                Ok(p.to_string())
-            }
-        })
-        .transpose()?;
-    let tls = match (&raw.upstream_tls, https) {
-        (None, false) => {
-            if raw.server_name.is_some() {
-                return Err("server_name: only for https:// upstreams".into());
-            }
-            None
+    let url = UpstreamUrl::parse(&raw.upstream)?;
+    let Target { host, port } = url.target()?;
+    let base_path = url.base_path()?;
+    let tls = upstream_tls(raw, url.https, &host, profiles)?;
+    Ok(Upstream {
+        origin: url.origin(),
+        host,
+        port,
+        tls,
+        base_path,
+    })
+}
+
+/// A rule's `upstream` URL cut into its parts: `http://` or `https://`,
+/// an authority without user, then an optional path; no query, no
+/// fragment.
+struct UpstreamUrl<'a> {
+    url: &'a str,
+    https: bool,
+    /// `host` or `host:port`, as written.
+    authority: &'a str,
+    /// From the first `/` after the authority, when there is one.
+    path: Option<&'a str>,
+}
+
+impl<'a> UpstreamUrl<'a> {
+    fn parse(url: &'a str) -> Result<Self, String> {
+        let (https, rest) = if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err(not_an_upstream_url(url));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], Some(&rest[i..])),
+            None => (rest, None),
+        };
+        if authority.contains('@') || rest.contains(['?', '#']) {
+            return Err(format!(
+                "upstream: {url:?}: no user, query or fragment in an upstream URL"
+            ));
         }
+        Ok(UpstreamUrl {
+            url,
+            https,
+            authority,
+            path,
+        })
+    }
+
+    /// Host and port, the scheme's default port when none is written.
+    fn target(&self) -> Result<Target, String> {
+        let authority = self.authority;
+        let with_port = authority
+            .rsplit_once(':')
+            .is_some_and(|(h, _)| !h.starts_with('[') || h.ends_with(']'));
+        let written = if with_port {
+            authority.to_string()
+        } else {
+            format!("{authority}:{}", if self.https { 443 } else { 80 })
+        };
+        written.parse().map_err(|_| not_an_upstream_url(self.url))
+    }
+
+    /// The path that replaces the rule's prefix, when the URL has one:
+    /// plain, without escapes or dot segments.
+    fn base_path(&self) -> Result<Option<String>, String> {
+        let Some(p) = self.path else {
+            return Ok(None);
+        };
+        if p.contains(['%', '\\']) || has_dot_segment(p) {
+            return Err(format!("upstream: {:?}: the path must be plain", self.url));
+        }
+        Ok(Some(p.to_string()))
+    }
+
+    /// `scheme://authority`, for logs.
+    fn origin(&self) -> Arc<str> {
+        let scheme = if self.https { "https" } else { "http" };
+        Arc::from(format!("{scheme}://{}", self.authority))
+    }
+}
+
+fn not_an_upstream_url(url: &str) -> String {
+    format!("upstream: {url:?} is not an http:// or https:// URL (e.g. \"http://127.0.0.1:18081\")")
+}
+
+/// An `https://` upstream's TLS: a profile with the `ca` that verifies
+/// it, and the name it must present (`server_name`, else the URL's host).
+/// An `http://` upstream takes neither.
+fn upstream_tls(
+    raw: &RawRule,
+    https: bool,
+    host: &str,
+    profiles: &BTreeMap<ProfileName, TlsProfile>,
+) -> Result<Option<ForwardTls>, String> {
+    let name = match (&raw.upstream_tls, https) {
+        (None, false) if raw.server_name.is_some() => {
+            return Err("server_name: only for https:// upstreams".into())
+        }
+        (None, false) => return Ok(None),
         (Some(_), false) => {
             return Err("upstream_tls: the upstream is http://; use an https:// URL".into())
         }
@@ -397,35 +450,23 @@ fn upstream(
                     .into(),
             )
         }
-        (Some(name), true) => {
-            let profile = profiles.get(name.as_str()).ok_or_else(|| {
-                format!("upstream_tls: no TLS profile {name:?}; define it as [tls.{name}]")
-            })?;
-            if profile.files.ca.is_none() {
-                return Err(format!(
-                    "upstream_tls: profile {name:?} has no `ca` to verify the upstream with"
-                ));
-            }
-            let dialled = raw.server_name.as_deref().unwrap_or(&host);
-            let server_name = ServerName::try_from(dialled.to_string())
-                .map_err(|_| format!("server_name: {dialled:?} is not a DNS name or IP address"))?;
-            Some(ForwardTls {
-                profile: profile.name.clone(),
-                server_name,
-            })
-        }
+        (Some(name), true) => name,
     };
-    Ok(Upstream {
-        origin: Arc::from(format!(
-            "{}://{}",
-            if https { "https" } else { "http" },
-            authority
-        )),
-        host,
-        port,
-        tls,
-        base_path,
-    })
+    let profile = profiles.get(name.as_str()).ok_or_else(|| {
+        format!("upstream_tls: no TLS profile {name:?}; define it as [tls.{name}]")
+    })?;
+    if profile.files.ca.is_none() {
+        return Err(format!(
+            "upstream_tls: profile {name:?} has no `ca` to verify the upstream with"
+        ));
+    }
+    let dialled = raw.server_name.as_deref().unwrap_or(host);
+    let server_name = ServerName::try_from(dialled.to_string())
+        .map_err(|_| format!("server_name: {dialled:?} is not a DNS name or IP address"))?;
+    Ok(Some(ForwardTls {
+        profile: profile.name.clone(),
+        server_name,
+    }))
 }
 
 /// Whether a path holds a `.` or `..` segment.

@@ -139,41 +139,9 @@ impl Builder {
         // Checked once here so a mistake names `[defaults]`; each route
         // then merges its own keys over these.
         limits(&raw.defaults, "[defaults]")?;
-        let mut profiles = BTreeMap::new();
-        for (name, profile) in &raw.tls {
-            check_name(name, "[tls.NAME]")?;
-            let profile = self.profile(name, profile)?;
-            profiles.insert(profile.name.clone(), profile);
-        }
-        let mut apps = BTreeMap::new();
-        for (i, app) in raw.app.iter().enumerate() {
-            let rule =
-                app_rule(app).map_err(|m| format!("[[app]] #{} ({:?}): {m}", i + 1, app.name))?;
-            if apps.insert(rule.name.clone(), Arc::new(rule)).is_some() {
-                return Err(format!("[[app]] name {:?} is defined twice", app.name));
-            }
-        }
-        let mut routes = Vec::new();
-        let mut names = HashSet::new();
-        let mut addrs = HashSet::new();
-        for raw_route in &raw.route {
-            let route = route(raw_route, &raw.defaults, &profiles, &apps, &self.dir)
-                .map_err(|m| format!("route {:?}: {m}", raw_route.name))?;
-            if !names.insert(route.name.clone()) {
-                return Err(format!("route name {:?} is used twice", raw_route.name));
-            }
-            // Port 0 (any free port, used by tests) may repeat.
-            if route.listen.port() != 0 && !addrs.insert(route.listen) {
-                return Err(format!(
-                    "route {:?}: listen address {} is already used by another route",
-                    raw_route.name, route.listen
-                ));
-            }
-            routes.push(route);
-        }
-        if routes.is_empty() {
-            return Err("no [[route]] defined: nothing to run".into());
-        }
+        let profiles = self.profiles(&raw.tls)?;
+        let apps = apps(&raw.app)?;
+        let routes = self.routes(&raw.route, &raw.defaults, &profiles, &apps)?;
         let journal = raw.journal.as_ref().map(|j| self.journal(j)).transpose()?;
         if journal.is_none() {
             if let Some(route) = routes.iter().find(|r| r.store_and_forward().is_some()) {
@@ -208,6 +176,52 @@ impl Builder {
             apps,
             routes,
         })
+    }
+
+    /// The `[tls.NAME]` profiles, by name.
+    fn profiles(
+        &self,
+        raw: &BTreeMap<String, RawProfile>,
+    ) -> Result<BTreeMap<ProfileName, TlsProfile>, String> {
+        let mut profiles = BTreeMap::new();
+        for (name, profile) in raw {
+            check_name(name, "[tls.NAME]")?;
+            let profile = self.profile(name, profile)?;
+            profiles.insert(profile.name.clone(), profile);
+        }
+        Ok(profiles)
+    }
+
+    /// The `[[route]]` tables, with unique names and listen addresses.
+    fn routes(
+        &self,
+        raw: &[RawRoute],
+        defaults: &RawLimits,
+        profiles: &BTreeMap<ProfileName, TlsProfile>,
+        apps: &BTreeMap<AppName, Arc<AppRule>>,
+    ) -> Result<Vec<RouteSpec>, String> {
+        let mut routes = Vec::new();
+        let mut names = HashSet::new();
+        let mut addrs = HashSet::new();
+        for raw_route in raw {
+            let route = route(raw_route, defaults, profiles, apps, &self.dir)
+                .map_err(|m| format!("route {:?}: {m}", raw_route.name))?;
+            if !names.insert(route.name.clone()) {
+                return Err(format!("route name {:?} is used twice", raw_route.name));
+            }
+            // Port 0 (any free port, used by tests) may repeat.
+            if route.listen.port() != 0 && !addrs.insert(route.listen) {
+                return Err(format!(
+                    "route {:?}: listen address {} is already used by another route",
+                    raw_route.name, route.listen
+                ));
+            }
+            routes.push(route);
+        }
+        if routes.is_empty() {
+            return Err("no [[route]] defined: nothing to run".into());
+        }
+        Ok(routes)
     }
 
     fn path(&self, value: &str) -> PathBuf {
@@ -497,6 +511,19 @@ pub(super) fn in_range(
     Err(format!("{field}: {value} is out of range {low}..={high}"))
 }
 
+/// The `[[app]]` tables, by name.
+fn apps(raw: &[RawApp]) -> Result<BTreeMap<AppName, Arc<AppRule>>, String> {
+    let mut apps = BTreeMap::new();
+    for (i, app) in raw.iter().enumerate() {
+        let rule =
+            app_rule(app).map_err(|m| format!("[[app]] #{} ({:?}): {m}", i + 1, app.name))?;
+        if apps.insert(rule.name.clone(), Arc::new(rule)).is_some() {
+            return Err(format!("[[app]] name {:?} is defined twice", app.name));
+        }
+    }
+    Ok(apps)
+}
+
 fn app_rule(raw: &RawApp) -> Result<AppRule, String> {
     check_name(&raw.name, "name")?;
     let mut rule = AppRule::named(AppName::new(&raw.name));
@@ -543,83 +570,10 @@ fn route(
     check_name(&raw.name, "name")?;
     let kind = route_kind(raw, profiles, apps, dir)?;
     let is_http = matches!(kind, RouteKind::Http(_));
-    let listen: SocketAddr = raw.listen.parse().map_err(|_| {
-        format!(
-            "listen: {:?} is not an IP:port address (e.g. \"127.0.0.1:21010\" or \"[::]:6661\")",
-            raw.listen
-        )
-    })?;
-    let forward: Option<Target> = match (&raw.forward, is_http) {
-        (Some(_), true) => {
-            return Err(
-                "forward: an http route names its upstreams in its [[route.rule]] tables".into(),
-            )
-        }
-        (None, true) => None,
-        (None, false) => return Err("forward: missing (HOST:PORT to forward to)".into()),
-        (Some(f), false) => Some(f.parse().map_err(|e| format!("forward: {e}"))?),
-    };
-    let profile = |name: &str, field: &str| -> Result<&TlsProfile, String> {
-        profiles
-            .get(name)
-            .ok_or_else(|| format!("{field}: no TLS profile {name:?}; define it as [tls.{name}]"))
-    };
-    let listen_tls = match &raw.listen_tls {
-        None if is_http => {
-            return Err(
-                "listen_tls: an http route serves HTTPS only; name the profile with its cert, key and ca"
-                    .into(),
-            )
-        }
-        None => {
-            if raw.allow.is_some() || raw.client_auth.is_some() {
-                return Err("`allow` and `client_auth` need `listen_tls`: a plain listener cannot check certificates".into());
-            }
-            None
-        }
-        Some(name) => {
-            let p = profile(name, "listen_tls")?;
-            if p.files.cert.is_none() {
-                return Err(format!(
-                    "listen_tls: profile {name:?} has no `cert`/`key` to present"
-                ));
-            }
-            let auth = listen_auth(raw, p, apps, is_http)?;
-            Some(ListenTls {
-                profile: p.name.clone(),
-                auth,
-            })
-        }
-    };
-    let forward_tls = match &raw.forward_tls {
-        None => {
-            if raw.server_name.is_some() {
-                return Err("`server_name` needs `forward_tls`".into());
-            }
-            None
-        }
-        Some(_) if is_http => {
-            return Err(
-                "forward_tls: an http route sets upstream_tls in each [[route.rule]]".into(),
-            )
-        }
-        Some(name) => {
-            let p = profile(name, "forward_tls")?;
-            if p.files.ca.is_none() {
-                return Err(format!(
-                    "forward_tls: profile {name:?} has no `ca` to verify the server with"
-                ));
-            }
-            let host = forward.as_ref().map_or("", |f| f.host.as_str());
-            let dialled = raw.server_name.as_deref().unwrap_or(host);
-            let server_name = ServerName::try_from(dialled.to_string())
-                .map_err(|_| format!("server_name: {dialled:?} is not a DNS name or IP address"))?;
-            Some(ForwardTls {
-                profile: p.name.clone(),
-                server_name,
-            })
-        }
-    };
+    let listen = listen_addr(raw)?;
+    let forward = forward_target(raw, is_http)?;
+    let listen_tls = listen_tls(raw, profiles, apps, is_http)?;
+    let forward_tls = forward_tls(raw, profiles, forward.as_ref(), is_http)?;
     Ok(RouteSpec {
         name: RouteName::new(&raw.name),
         kind,
@@ -629,6 +583,108 @@ fn route(
         forward_tls,
         limits: limits(&raw.limits().over(defaults), "")?,
     })
+}
+
+/// The route's `listen` address.
+fn listen_addr(raw: &RawRoute) -> Result<SocketAddr, String> {
+    raw.listen.parse().map_err(|_| {
+        format!(
+            "listen: {:?} is not an IP:port address (e.g. \"127.0.0.1:21010\" or \"[::]:6661\")",
+            raw.listen
+        )
+    })
+}
+
+/// Where a `tcp` or `mllp` route forwards to; an `http` route has none
+/// (its rules name their upstreams).
+fn forward_target(raw: &RawRoute, is_http: bool) -> Result<Option<Target>, String> {
+    match (&raw.forward, is_http) {
+        (Some(_), true) => {
+            Err("forward: an http route names its upstreams in its [[route.rule]] tables".into())
+        }
+        (None, true) => Ok(None),
+        (None, false) => Err("forward: missing (HOST:PORT to forward to)".into()),
+        (Some(f), false) => Ok(Some(f.parse().map_err(|e| format!("forward: {e}"))?)),
+    }
+}
+
+/// The TLS profile a route field names.
+fn named_profile<'a>(
+    profiles: &'a BTreeMap<ProfileName, TlsProfile>,
+    name: &str,
+    field: &str,
+) -> Result<&'a TlsProfile, String> {
+    profiles
+        .get(name)
+        .ok_or_else(|| format!("{field}: no TLS profile {name:?}; define it as [tls.{name}]"))
+}
+
+/// The listener's TLS: a profile that presents a certificate, and whom it
+/// admits; `None` for a plain listener, which cannot check certificates.
+fn listen_tls(
+    raw: &RawRoute,
+    profiles: &BTreeMap<ProfileName, TlsProfile>,
+    apps: &BTreeMap<AppName, Arc<AppRule>>,
+    is_http: bool,
+) -> Result<Option<ListenTls>, String> {
+    let Some(name) = &raw.listen_tls else {
+        if is_http {
+            return Err(
+                "listen_tls: an http route serves HTTPS only; name the profile with its cert, key and ca"
+                    .into(),
+            );
+        }
+        if raw.allow.is_some() || raw.client_auth.is_some() {
+            return Err("`allow` and `client_auth` need `listen_tls`: a plain listener cannot check certificates".into());
+        }
+        return Ok(None);
+    };
+    let p = named_profile(profiles, name, "listen_tls")?;
+    if p.files.cert.is_none() {
+        return Err(format!(
+            "listen_tls: profile {name:?} has no `cert`/`key` to present"
+        ));
+    }
+    let auth = listen_auth(raw, p, apps, is_http)?;
+    Ok(Some(ListenTls {
+        profile: p.name.clone(),
+        auth,
+    }))
+}
+
+/// The forward side's TLS: a profile with the `ca` that verifies the
+/// receiver, and the name it must present (`server_name`, else the
+/// forward host).
+fn forward_tls(
+    raw: &RawRoute,
+    profiles: &BTreeMap<ProfileName, TlsProfile>,
+    forward: Option<&Target>,
+    is_http: bool,
+) -> Result<Option<ForwardTls>, String> {
+    let name = match &raw.forward_tls {
+        None if raw.server_name.is_some() => return Err("`server_name` needs `forward_tls`".into()),
+        None => return Ok(None),
+        Some(_) if is_http => {
+            return Err(
+                "forward_tls: an http route sets upstream_tls in each [[route.rule]]".into(),
+            )
+        }
+        Some(name) => name,
+    };
+    let p = named_profile(profiles, name, "forward_tls")?;
+    if p.files.ca.is_none() {
+        return Err(format!(
+            "forward_tls: profile {name:?} has no `ca` to verify the server with"
+        ));
+    }
+    let host = forward.map_or("", |f| f.host.as_str());
+    let dialled = raw.server_name.as_deref().unwrap_or(host);
+    let server_name = ServerName::try_from(dialled.to_string())
+        .map_err(|_| format!("server_name: {dialled:?} is not a DNS name or IP address"))?;
+    Ok(Some(ForwardTls {
+        profile: p.name.clone(),
+        server_name,
+    }))
 }
 
 const DEFAULT_MAX_FRAME: i64 = 16 * 1024 * 1024;
