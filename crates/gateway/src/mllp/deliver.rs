@@ -346,11 +346,7 @@ impl Worker {
         let expect_ack = header.as_ref().is_none_or(accept_ack_expected);
         let body = Bytes::from(std::mem::take(&mut message.body));
         if message.redelivered {
-            warn!(
-                id = %message.id,
-                control_id = %message.meta.control_id,
-                "redelivering a message that may already have reached the receiver (in flight at a crash, a lease takeover or replayed)"
-            );
+            warn_redelivered(&message);
         }
         let mut attempts = message.attempts;
         let mut not_before = message.next_attempt_at_ms;
@@ -379,19 +375,28 @@ impl Worker {
                 &outcome,
                 receiver,
             );
-            match outcome {
-                Outcome::Retry {
-                    next_attempt_at_ms, ..
-                } => {
-                    // Recorded before the wait, with what was settled before.
-                    settled.outcomes.push((message.id, outcome));
-                    self.record(settled);
-                    not_before = Some(next_attempt_at_ms);
-                }
-                Outcome::Delivered { .. } | Outcome::Dead { .. } => {
-                    settled.push(message.id, outcome);
-                    return Ok(());
-                }
+            match self.settle(message.id, outcome, settled) {
+                Some(at_ms) => not_before = Some(at_ms),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Sets an outcome aside for recording; a retry is recorded at once,
+    /// with what was settled before it, and gives when to try again.
+    fn settle(&self, id: MessageId, outcome: Outcome, settled: &mut Settled) -> Option<i64> {
+        match outcome {
+            Outcome::Retry {
+                next_attempt_at_ms, ..
+            } => {
+                // Recorded before the wait, with what was settled before.
+                settled.outcomes.push((id, outcome));
+                self.record(settled);
+                Some(next_attempt_at_ms)
+            }
+            Outcome::Delivered { .. } | Outcome::Dead { .. } => {
+                settled.push(id, outcome);
+                None
             }
         }
     }
@@ -562,48 +567,11 @@ impl Worker {
         receiver: &Option<Receiver>,
     ) {
         let counters = &self.route.counters;
-        let (id, control_id) = (message.id, &message.meta.control_id);
-        let index = match outcome {
-            Outcome::Delivered { .. } => 0,
-            Outcome::Retry {
-                error,
-                next_attempt_at_ms,
-                ..
-            } => {
-                let retry_in_s = (next_attempt_at_ms - unix_ms(SystemTime::now())) as f64 / 1e3;
-                warn!(%id, %control_id, retry_in_s, "delivery attempt failed: {error}");
-                1
-            }
-            Outcome::Dead { error, .. } => {
-                warn!(%id, %control_id, "message given up: {error}; once fixed, replay it with `guichet journal replay {id}`");
-                2
-            }
-        };
-        counters.attempts[index].inc();
-        let outcome = match attempt {
-            Attempt::Accepted { code, latency }
-            | Attempt::Refused {
-                code: Some(code),
-                latency,
-            } => {
-                counters.roundtrip.observe(latency.as_secs_f64());
-                MessageOutcome::Acknowledged {
-                    code: Some(*code),
-                    id_matches: true,
-                    latency: *latency,
-                }
-            }
-            Attempt::Refused {
-                code: None,
-                latency,
-            } => MessageOutcome::Acknowledged {
-                code: None,
-                id_matches: true,
-                latency: *latency,
-            },
-            Attempt::Failed(_) => MessageOutcome::Unacknowledged,
-            Attempt::Sent => MessageOutcome::NoAckDue,
-        };
+        counters.attempts[log_outcome(message, outcome)].inc();
+        if let Some(latency) = attempt.roundtrip() {
+            counters.roundtrip.observe(latency.as_secs_f64());
+        }
+        let outcome = attempt.message_outcome();
         counters.message(&outcome);
         let remote = receiver
             .as_ref()
@@ -640,6 +608,76 @@ impl Worker {
         match &self.route.current().spec.kind {
             RouteKind::Mllp(settings) => settings.max_frame,
             RouteKind::Tcp | RouteKind::Http(_) => 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Logs an attempt that failed or gave the message up; gives the index of
+/// its `attempts` counter (delivered, retried, given up).
+fn log_outcome(message: &Claimed, outcome: &Outcome) -> usize {
+    let (id, control_id) = (message.id, &message.meta.control_id);
+    match outcome {
+        Outcome::Delivered { .. } => 0,
+        Outcome::Retry {
+            error,
+            next_attempt_at_ms,
+            ..
+        } => {
+            let retry_in_s = (next_attempt_at_ms - unix_ms(SystemTime::now())) as f64 / 1e3;
+            warn!(%id, %control_id, retry_in_s, "delivery attempt failed: {error}");
+            1
+        }
+        Outcome::Dead { error, .. } => {
+            warn!(%id, %control_id, "message given up: {error}; once fixed, replay it with `guichet journal replay {id}`");
+            2
+        }
+    }
+}
+
+fn warn_redelivered(message: &Claimed) {
+    warn!(
+        id = %message.id,
+        control_id = %message.meta.control_id,
+        "redelivering a message that may already have reached the receiver (in flight at a crash, a lease takeover or replayed)"
+    );
+}
+
+impl Attempt {
+    /// How long the receiver took to answer with a valid code: the
+    /// round trip the histogram times.
+    fn roundtrip(&self) -> Option<Duration> {
+        match self {
+            Attempt::Accepted { latency, .. }
+            | Attempt::Refused {
+                code: Some(_),
+                latency,
+            } => Some(*latency),
+            Attempt::Refused { code: None, .. } | Attempt::Failed(_) | Attempt::Sent => None,
+        }
+    }
+
+    /// What the attempt means for the message counters and events.
+    fn message_outcome(&self) -> MessageOutcome {
+        match self {
+            Attempt::Accepted { code, latency }
+            | Attempt::Refused {
+                code: Some(code),
+                latency,
+            } => MessageOutcome::Acknowledged {
+                code: Some(*code),
+                id_matches: true,
+                latency: *latency,
+            },
+            Attempt::Refused {
+                code: None,
+                latency,
+            } => MessageOutcome::Acknowledged {
+                code: None,
+                id_matches: true,
+                latency: *latency,
+            },
+            Attempt::Failed(_) => MessageOutcome::Unacknowledged,
+            Attempt::Sent => MessageOutcome::NoAckDue,
         }
     }
 }
