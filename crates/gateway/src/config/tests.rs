@@ -552,3 +552,24 @@ fn crl_fetch_settings_are_parsed_and_checked() {
         "fetched CRLs are verified against the profile's `ca` bundle",
     );
 }
+
+#[test]
+fn a_refused_setting_keeps_its_field_apart_from_the_sentence() {
+    let path = Path::new("/etc/guichet/guichet.toml");
+    let err = Config::parse(path, &route_with("idle_timeout = \"soon\"")).unwrap_err();
+    let Problem::Setting(setting) = &err.problem else {
+        panic!("not a setting: {err}");
+    };
+    assert_eq!(setting.field_name(), Some("idle_timeout"));
+    assert!(
+        matches!(setting, SettingError::Within { scope, .. } if scope == "route \"r\""),
+        "{setting:?}"
+    );
+    let err = Config::parse(path, "").unwrap_err();
+    let Problem::Setting(setting) = &err.problem else {
+        panic!("not a setting: {err}");
+    };
+    assert_eq!(setting.field_name(), None);
+    let err = Config::parse(path, "[[route]\n").unwrap_err();
+    assert!(matches!(err.problem, Problem::Syntax(_)), "{err}");
+}
