@@ -17,7 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::config::Upstream;
-use crate::dial::connect;
+use crate::dial::{connect, DialError};
 use crate::stream::Stream;
 
 /// The TLS ALPN protocols an `http` listener offers and an https upstream
@@ -40,7 +40,7 @@ pub struct UpstreamClient {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("{0}")]
-    Unavailable(String),
+    Unavailable(DialError),
     #[error("TLS: {0}")]
     Tls(Refusal),
 }

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use guichet_hl7::{AckCode, AckSummary, Header, Message, MllpCodec, ParseOptions};
 use guichet_journal::{Claimed, Journal, JournalError, MessageId, Outcome};
+use guichet_tls::Refusal;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::codec::Framed;
@@ -27,7 +28,7 @@ use tracing::{info, info_span, warn, Instrument};
 use super::relay::accept_ack_expected;
 use crate::certs::unix_ms;
 use crate::config::{ForwardPolicy, RouteKind};
-use crate::dial::{observe_handshake, open_forward, ForwardError};
+use crate::dial::{observe_handshake, open_forward, DialError, ForwardError};
 use crate::events::{MessageEvent, MessageOutcome};
 use crate::metrics::{RouteLabel, Side};
 use crate::route::RouteRuntime;
@@ -87,6 +88,19 @@ struct Receiver {
     /// The last control id accepted on this connection: a late second ACK
     /// for it (an application ACK after a commit ACK) is skipped.
     last_accepted: Option<String>,
+}
+
+/// Why no connection to the receiver could be opened; recorded as the
+/// attempt's error.
+#[derive(Debug, thiserror::Error)]
+enum ReceiverError {
+    #[error("receiver unavailable: {0}")]
+    Unavailable(DialError),
+    #[error("receiver TLS handshake failed: {0}")]
+    Tls(Refusal),
+    /// The connection closed before its address could be read.
+    #[error("{0}")]
+    Address(std::io::Error),
 }
 
 /// What one attempt came to.
@@ -442,7 +456,7 @@ impl Worker {
         if receiver.is_none() {
             match self.connect().await {
                 Ok(r) => *receiver = Some(r),
-                Err(reason) => return Ok(Attempt::Failed(reason)),
+                Err(reason) => return Ok(Attempt::Failed(reason.to_string())),
             }
         }
         let Some(open) = receiver.as_mut() else {
@@ -487,7 +501,7 @@ impl Worker {
         Ok(attempt)
     }
 
-    async fn connect(&self) -> Result<Receiver, String> {
+    async fn connect(&self) -> Result<Receiver, ReceiverError> {
         let state = self.route.current();
         match open_forward(&state.spec, state.client.as_ref()).await {
             Ok((stream, handshake)) => {
@@ -499,7 +513,7 @@ impl Worker {
                         started,
                     );
                 }
-                let addr = stream.peer_addr().map_err(|e| e.to_string())?;
+                let addr = stream.peer_addr().map_err(ReceiverError::Address)?;
                 let codec = MllpCodec::new(self.max_frame());
                 Ok(Receiver {
                     framed: Framed::new(stream, codec),
@@ -507,15 +521,13 @@ impl Worker {
                     last_accepted: None,
                 })
             }
-            Err(ForwardError::Unavailable(reason)) => {
-                Err(format!("receiver unavailable: {reason}"))
-            }
+            Err(ForwardError::Unavailable(reason)) => Err(ReceiverError::Unavailable(reason)),
             Err(ForwardError::Tls(refusal)) => {
                 let route = self.route.name.as_str();
                 self.route
                     .metrics
                     .refused(route, Side::Forward, refusal.reason.as_str());
-                Err(format!("receiver TLS handshake failed: {refusal}"))
+                Err(ReceiverError::Tls(refusal))
             }
         }
     }
