@@ -3,6 +3,7 @@
 //! Used by the dispatcher, the store-and-forward worker and the HTTP
 //! upstream pools alike.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use guichet_tls::{ClientTls, Refusal};
@@ -24,10 +25,31 @@ pub(crate) fn observe_handshake(metrics: &Metrics, route: &str, side: Side, star
         .observe(started.elapsed().as_secs_f64());
 }
 
+/// Why no TCP connection could be had.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DialError {
+    /// The route has no `forward` (an `http` route dials its rules'
+    /// upstreams instead).
+    #[error("this route has no forward target")]
+    NoTarget,
+    #[error("cannot resolve {host}: {error}")]
+    Resolve { host: String, error: std::io::Error },
+    #[error("{host} resolves to no address")]
+    NoAddress { host: String },
+    /// Every address refused; the last one's error.
+    #[error("{addr}: {error}")]
+    Refused {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    #[error("no connection within {}s", .deadline.as_secs_f32())]
+    Timeout { deadline: Duration },
+}
+
 /// Why the forward side could not be opened.
 pub(crate) enum ForwardError {
     /// No TCP connection (resolution, refusal, timeout).
-    Unavailable(String),
+    Unavailable(DialError),
     /// The receiver's TLS handshake failed (name, CA, revoked...).
     Tls(Refusal),
 }
@@ -42,7 +64,7 @@ pub(crate) async fn open_forward(
     let forward = spec
         .forward
         .as_ref()
-        .ok_or_else(|| ForwardError::Unavailable("this route has no forward target".into()))?;
+        .ok_or(ForwardError::Unavailable(DialError::NoTarget))?;
     let tcp = connect(&forward.host, forward.port, limits.connect_timeout)
         .await
         .map_err(ForwardError::Unavailable)?;
@@ -63,25 +85,30 @@ pub(crate) async fn connect(
     host: &str,
     port: u16,
     deadline: Duration,
-) -> Result<TcpStream, String> {
+) -> Result<TcpStream, DialError> {
     let attempt = async {
         let mut last = None;
         let addrs = tokio::net::lookup_host((host, port))
             .await
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+            .map_err(|error| DialError::Resolve {
+                host: host.to_string(),
+                error,
+            })?;
         for addr in addrs {
             match TcpStream::connect(addr).await {
                 Ok(tcp) => {
                     let _ = tcp.set_nodelay(true);
                     return Ok(tcp);
                 }
-                Err(e) => last = Some(format!("{addr}: {e}")),
+                Err(error) => last = Some(DialError::Refused { addr, error }),
             }
         }
-        Err(last.unwrap_or_else(|| format!("{host} resolves to no address")))
+        Err(last.unwrap_or_else(|| DialError::NoAddress {
+            host: host.to_string(),
+        }))
     };
     match tokio::time::timeout(deadline, attempt).await {
         Ok(result) => result,
-        Err(_) => Err(format!("no connection within {}s", deadline.as_secs_f32())),
+        Err(_) => Err(DialError::Timeout { deadline }),
     }
 }

@@ -3,7 +3,9 @@
 //! HTTP/2 or HTTP/1.1 by ALPN.
 
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,9 +17,10 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::config::Upstream;
-use crate::dial::connect;
+use crate::dial::{connect, DialError};
 use crate::stream::Stream;
 
 /// The TLS ALPN protocols an `http` listener offers and an https upstream
@@ -40,7 +43,7 @@ pub struct UpstreamClient {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("{0}")]
-    Unavailable(String),
+    Unavailable(DialError),
     #[error("TLS: {0}")]
     Tls(Refusal),
 }
@@ -107,7 +110,7 @@ struct Connector {
 }
 
 impl tower_service::Service<Uri> for Connector {
-    type Response = TokioIo<Stream>;
+    type Response = TokioIo<UpstreamStream>;
     type Error = ConnectError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
 
@@ -122,22 +125,123 @@ impl tower_service::Service<Uri> for Connector {
                 .await
                 .map_err(ConnectError::Unavailable)?;
             let Some((tls, name)) = this.tls else {
-                return Ok(TokioIo::new(Stream::Plain(tcp)));
+                return Ok(TokioIo::new(UpstreamStream::new(Stream::Plain(tcp))));
             };
             let stream = tls
                 .connect(name, tcp, this.handshake_timeout)
                 .await
                 .map_err(ConnectError::Tls)?;
-            Ok(TokioIo::new(Stream::TlsClient(Box::new(stream))))
+            let stream = Stream::TlsClient(Box::new(stream));
+            Ok(TokioIo::new(UpstreamStream::new(stream)))
         })
     }
 }
 
-/// hyper's pool learns from ALPN whether a connection speaks HTTP/2.
-impl Connection for Stream {
+/// The first TLS error of one upstream connection. HTTP/2 keeps only the
+/// kind and text of the I/O error that ends a connection, not the rustls
+/// error inside it; the connection's own stream records that error here,
+/// and hyper hands the slot back with an exchange's error (its
+/// `connect_info`).
+#[derive(Clone, Default)]
+pub(crate) struct TlsFailure(Arc<OnceLock<rustls::Error>>);
+
+impl TlsFailure {
+    /// Keeps `error`'s rustls error if it carries one and none came
+    /// before.
+    fn record(&self, error: &io::Error) {
+        if let Some(tls) = guichet_tls::refusal::tls_error(error) {
+            let _ = self.0.set(tls.clone());
+        }
+    }
+
+    /// The TLS error recorded on the connection an exchange failed on.
+    pub(crate) fn of(error: &hyper_util::client::legacy::Error) -> Option<rustls::Error> {
+        let mut extras = http::Extensions::new();
+        error.connect_info()?.get_extras(&mut extras);
+        extras.get::<TlsFailure>()?.0.get().cloned()
+    }
+}
+
+/// An upstream connection's stream, recording the first TLS error it
+/// reads or writes.
+pub(crate) struct UpstreamStream {
+    stream: Stream,
+    tls_failure: TlsFailure,
+}
+
+impl UpstreamStream {
+    fn new(stream: Stream) -> Self {
+        UpstreamStream {
+            stream,
+            tls_failure: TlsFailure::default(),
+        }
+    }
+
+    /// Records the TLS error `poll` may carry, and passes it on.
+    fn watch<T>(&self, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if let Poll::Ready(Err(e)) = &poll {
+            self.tls_failure.record(e);
+        }
+        poll
+    }
+}
+
+impl AsyncRead for UpstreamStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_read(cx, buf);
+        this.watch(poll)
+    }
+}
+
+impl AsyncWrite for UpstreamStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.watch(poll)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_flush(cx);
+        this.watch(poll)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_shutdown(cx);
+        this.watch(poll)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.watch(poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// hyper's pool learns from ALPN whether a connection speaks HTTP/2; the
+/// connection's TLS failure slot goes with it.
+impl Connection for UpstreamStream {
     fn connected(&self) -> Connected {
-        let connected = Connected::new();
-        if self.alpn() == Some(b"h2".as_slice()) {
+        let connected = Connected::new().extra(self.tls_failure.clone());
+        if self.stream.alpn() == Some(b"h2".as_slice()) {
             connected.negotiated_h2()
         } else {
             connected

@@ -20,7 +20,10 @@ use crate::common::{
 use bytes::Bytes;
 use guichet_pki::{IssueRequest, IssuedFiles, Usage};
 use guichet_testsupport::wait::{let_pass, until};
-use guichet_tls::Identity;
+use guichet_tls::{
+    Allowlist, AppName, AppRule, ClientAuth, Identity, Material, ProfileFiles, ServerTls,
+    TlsSettings,
+};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -1033,6 +1036,77 @@ async fn https_upstream_sees_guichets_client_certificate() {
     // the upstream checks the certificate; its refusal (an alert) comes
     // with the first read, and still counts as a TLS failure.
     assert_eq!(reason, Some("upstream_tls"), "{render}");
+}
+
+/// An upstream that requires a client certificate guichet does not
+/// present refuses the handshake with an alert that reaches guichet on
+/// its first read. HTTP/2 (whose library keeps only the kind and text of
+/// an I/O error) and HTTP/1.1 must count it alike: the same 502 problem,
+/// the `upstream_tls` refusal, a 5xx request.
+#[tokio::test]
+async fn an_upstream_tls_refusal_is_upstream_tls_over_http2_as_over_http11() {
+    let pki = Pki::new();
+    let upstream_cert = pki.issue("upstream", Usage::ServerOnly);
+    let requiring = |alpn: &[&[u8]]| {
+        let files = ProfileFiles {
+            cert: Some(upstream_cert.cert.clone()),
+            key: Some(upstream_cert.key.clone()),
+            ca: Some(pki.ca_cert()),
+            ..ProfileFiles::default()
+        };
+        let rule = AppRule {
+            cn: Some("gw-client".into()),
+            ..AppRule::named(AppName::new("guichet"))
+        };
+        let auth = ClientAuth::Required(Allowlist::new(vec![Arc::new(rule)]));
+        let material = Material::load(&files).unwrap();
+        ServerTls::with_alpn(&material, auth, TlsSettings::default(), alpn).unwrap()
+    };
+    let h2 = Upstream::tls(requiring(&[b"h2"])).await;
+    let h1 = Upstream::tls(requiring(&[b"http/1.1"])).await;
+    let echo = Upstream::plain().await;
+    let tls_rule = |name: &str, path: &str, upstream: &Upstream| {
+        let url = format!("https://{}", upstream.addr);
+        let tls = "upstream_tls = \"anon\"\nserver_name = \"upstream\"\n";
+        rule(name, path, &url, &[APP_A], tls)
+    };
+    let layout = Layout::standard(&echo)
+        .extra(&profile("anon", None, &pki.ca_cert(), Some(&pki.crl())))
+        .rule(&tls_rule("rule-h2", "/h2/", &h2))
+        .rule(&tls_rule("rule-h1", "/h1/", &h1));
+    let s = Site::start(pki, echo, &layout).await;
+    let a = s.curl(&s.a);
+
+    let mut problems = Vec::new();
+    for (rule, path, upstream) in [("rule-h2", "/h2/beds", &h2), ("rule-h1", "/h1/beds", &h1)] {
+        let mut problem = a.run(path, &[]).await.problem(502, Some(rule));
+        s.wait_requests(rule, APP_A, "5xx", 1).await;
+        // The upstream counts its refusal once its side of the handshake
+        // ends, which may be after guichet has answered.
+        let refused = async {
+            while upstream.refused() == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(WAIT, refused)
+            .await
+            .unwrap_or_else(|_| panic!("{rule}: the upstream did not refuse"));
+        assert!(
+            upstream.seen().is_empty(),
+            "{rule}: the request got through"
+        );
+        problem["rule"] = Value::Null;
+        let detail = problem["detail"].as_str().unwrap().replace(rule, "RULE");
+        problem["detail"] = Value::String(detail);
+        problems.push(problem);
+    }
+    assert_eq!(
+        problems[0], problems[1],
+        "HTTP/2 (left) and HTTP/1.1 (right)"
+    );
+    assert_eq!(s.refusals("upstream_tls"), 2);
+    assert_eq!(s.refusals("upstream_error"), 0);
+    assert_eq!(s.refusals("upstream_unavailable"), 0);
 }
 
 // ------------------------------------------------------ 8. rate limit

@@ -12,7 +12,7 @@ use guichet_tls::{Allowlist, AppName, AppRule, Identity, ServerName};
 
 use super::raw::{RawRoute, RawRule};
 use super::types::{ForwardTls, ProfileName, Target, TlsProfile};
-use super::{check_name, choice, count, duration, in_range};
+use super::{allowed_apps, check_name, choice, count, duration, in_range, SettingError};
 
 /// What an `http` route does with each request.
 #[derive(Debug, Clone)]
@@ -146,7 +146,7 @@ pub(super) fn http_spec(
     profiles: &BTreeMap<ProfileName, TlsProfile>,
     apps: &BTreeMap<AppName, Arc<AppRule>>,
     dir: &std::path::Path,
-) -> Result<HttpSpec, String> {
+) -> Result<HttpSpec, SettingError> {
     let identity_headers = identity_forms(raw)?;
     let rate = rate_limit(raw)?;
     let max_header_bytes = match raw.max_header_bytes {
@@ -181,7 +181,7 @@ pub(super) fn http_spec(
 }
 
 /// Which identity header forms an `http` route sets (both by default).
-fn identity_forms(raw: &RawRoute) -> Result<IdentityForms, String> {
+fn identity_forms(raw: &RawRoute) -> Result<IdentityForms, SettingError> {
     Ok(match &raw.identity_headers {
         None => IdentityForms {
             traefik: true,
@@ -211,14 +211,17 @@ fn identity_forms(raw: &RawRoute) -> Result<IdentityForms, String> {
 
 /// The route's rate limit, checked, with its burst (the rate rounded up
 /// by default).
-fn rate_limit(raw: &RawRoute) -> Result<Option<RateLimit>, String> {
+fn rate_limit(raw: &RawRoute) -> Result<Option<RateLimit>, SettingError> {
     Ok(match (raw.rate_limit, raw.rate_burst) {
         (None, None) => None,
-        (None, Some(_)) => return Err("rate_burst: needs rate_limit".into()),
+        (None, Some(_)) => return Err(SettingError::field("rate_burst", "needs rate_limit")),
         (Some(rate), burst) => {
             if !(rate.is_finite() && rate > 0.0 && rate <= 1_000_000.0) {
-                return Err(format!(
-                    "rate_limit: {rate} is out of range (requests per second, above 0, at most 1000000)"
+                return Err(SettingError::field(
+                    "rate_limit",
+                    format!(
+                        "{rate} is out of range (requests per second, above 0, at most 1000000)"
+                    ),
                 ));
             }
             let burst = match burst {
@@ -235,10 +238,15 @@ fn rate_limit(raw: &RawRoute) -> Result<Option<RateLimit>, String> {
 
 /// Where the access log goes: standard output, or a file relative to the
 /// config's directory.
-fn access_log(raw: &RawRoute, dir: &std::path::Path) -> Result<AccessLog, String> {
+fn access_log(raw: &RawRoute, dir: &std::path::Path) -> Result<AccessLog, SettingError> {
     Ok(match raw.access_log.as_deref() {
         None | Some("-") => AccessLog::Stdout,
-        Some("") => return Err("access_log: give a file, or \"-\" for standard output".into()),
+        Some("") => {
+            return Err(SettingError::field(
+                "access_log",
+                "give a file, or \"-\" for standard output",
+            ))
+        }
         Some(file) => {
             let p = std::path::Path::new(file);
             AccessLog::File(if p.is_absolute() {
@@ -256,29 +264,32 @@ fn rules(
     raw: &RawRoute,
     profiles: &BTreeMap<ProfileName, TlsProfile>,
     apps: &BTreeMap<AppName, Arc<AppRule>>,
-) -> Result<Vec<HttpRule>, String> {
+) -> Result<Vec<HttpRule>, SettingError> {
     let rules = raw.rule.as_deref().unwrap_or_default();
     if rules.is_empty() {
-        return Err(
-            "an http route needs at least one [[route.rule]] (name, path, upstream, allow)".into(),
-        );
+        return Err(SettingError::conflict(
+            "an http route needs at least one [[route.rule]] (name, path, upstream, allow)",
+        ));
     }
     let mut checked: Vec<HttpRule> = Vec::with_capacity(rules.len());
     for raw_rule in rules {
         let rule = http_rule(raw_rule, profiles, apps)
-            .map_err(|m| format!("rule {:?}: {m}", raw_rule.name))?;
+            .map_err(|e| e.within(format!("rule {:?}", raw_rule.name)))?;
         if checked.iter().any(|r| r.name == rule.name) {
-            return Err(format!("rule name {:?} is used twice", raw_rule.name));
+            return Err(SettingError::conflict(format!(
+                "rule name {:?} is used twice",
+                raw_rule.name
+            )));
         }
         if let Some(same) = checked
             .iter()
             .find(|r| r.host == rule.host && r.path == rule.path)
         {
-            return Err(format!(
+            return Err(SettingError::conflict(format!(
                 "rules {:?} and {:?} match the same host and path: one would never be used",
                 same.name.as_str(),
                 raw_rule.name
-            ));
+            )));
         }
         checked.push(rule);
     }
@@ -289,43 +300,26 @@ fn http_rule(
     raw: &RawRule,
     profiles: &BTreeMap<ProfileName, TlsProfile>,
     apps: &BTreeMap<AppName, Arc<AppRule>>,
-) -> Result<HttpRule, String> {
+) -> Result<HttpRule, SettingError> {
     check_name(&raw.name, "name")?;
-    let host = raw
-        .host
-        .as_deref()
-        .map(|h| {
-            let h = h.trim().to_ascii_lowercase();
-            if h.is_empty()
-                || h.contains(|c: char| !(c.is_ascii_alphanumeric() || "-.".contains(c)))
-            {
-                Err(format!(
-                    "host: {h:?} is not a host name (no port, no scheme; e.g. \"ror.example.org\")"
-                ))
-            } else {
-                Ok(h)
-            }
-        })
-        .transpose()?;
+    let host = raw.host.as_deref().map(rule_host).transpose()?;
     let path = raw.path.clone();
     if !path.starts_with('/') || path.contains(['?', '#', '%', '\\']) || has_dot_segment(&path) {
-        return Err(format!(
-            "path: {path:?} must be a plain path prefix starting with \"/\" (e.g. \"/ror/interop/\")"
+        return Err(SettingError::field(
+            "path",
+            format!(
+                "{path:?} must be a plain path prefix starting with \"/\" (e.g. \"/ror/interop/\")"
+            ),
         ));
     }
     let upstream = upstream(raw, profiles)?;
     if raw.allow.is_empty() {
-        return Err("allow: list the [[app]] names this rule admits".into());
+        return Err(SettingError::field(
+            "allow",
+            "list the [[app]] names this rule admits",
+        ));
     }
-    let rules = raw
-        .allow
-        .iter()
-        .map(|name| {
-            apps.get(&AppName::new(name)).cloned().ok_or_else(|| {
-                format!("allow: no [[app]] named {name:?}; add it with `guichet apps add`")
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let rules = allowed_apps(&raw.allow, "allow", apps)?;
     Ok(HttpRule {
         name: RuleName(Arc::from(raw.name.as_str())),
         host,
@@ -335,97 +329,170 @@ fn http_rule(
     })
 }
 
+/// A rule's `host`: a host name, matched in lower case.
+fn rule_host(host: &str) -> Result<String, SettingError> {
+    let h = host.trim().to_ascii_lowercase();
+    if h.is_empty() || h.contains(|c: char| !(c.is_ascii_alphanumeric() || "-.".contains(c))) {
+        return Err(SettingError::field(
+            "host",
+            format!("{h:?} is not a host name (no port, no scheme; e.g. \"ror.example.org\")"),
+        ));
+    }
+    Ok(h)
+}
+
 fn upstream(
     raw: &RawRule,
     profiles: &BTreeMap<ProfileName, TlsProfile>,
-) -> Result<Upstream, String> {
-    let url = raw.upstream.as_str();
-    let bad = || {
-        format!(
-            "upstream: {url:?} is not an http:// or https:// URL (e.g. \"http://127.0.0.1:18081\")"
-        )
-    };
-    let (https, rest) = if let Some(rest) = url.strip_prefix("https://") {
-        (true, rest)
-    } else if let Some(rest) = url.strip_prefix("http://") {
-        (false, rest)
-    } else {
-        return Err(bad());
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], Some(&rest[i..])),
-        None => (rest, None),
-    };
-    if authority.contains('@') || rest.contains(['?', '#']) {
-        return Err(format!(
-            "upstream: {url:?}: no user, query or fragment in an upstream URL"
-        ));
-    }
-    let with_port = authority
-        .rsplit_once(':')
-        .is_some_and(|(h, _)| !h.starts_with('[') || h.ends_with(']'));
-    let target: Target = if with_port {
-        authority.parse().map_err(|_| bad())?
-    } else {
-        format!("{authority}:{}", if https { 443 } else { 80 })
-            .parse()
-            .map_err(|_| bad())?
-    };
-    let Target { host, port } = target;
-    let base_path = path
-        .map(|p| {
-            if p.contains(['%', '\\']) || has_dot_segment(p) {
-                Err(format!("upstream: {url:?}: the path must be plain"))
-            } else {
-                Ok(p.to_string())
-            }
-        })
-        .transpose()?;
-    let tls = match (&raw.upstream_tls, https) {
-        (None, false) => {
-            if raw.server_name.is_some() {
-                return Err("server_name: only for https:// upstreams".into());
-            }
-            None
-        }
-        (Some(_), false) => {
-            return Err("upstream_tls: the upstream is http://; use an https:// URL".into())
-        }
-        (None, true) => {
-            return Err(
-                "upstream_tls: an https:// upstream needs a [tls.NAME] profile with the `ca` that verifies it"
-                    .into(),
-            )
-        }
-        (Some(name), true) => {
-            let profile = profiles.get(name.as_str()).ok_or_else(|| {
-                format!("upstream_tls: no TLS profile {name:?}; define it as [tls.{name}]")
-            })?;
-            if profile.files.ca.is_none() {
-                return Err(format!(
-                    "upstream_tls: profile {name:?} has no `ca` to verify the upstream with"
-                ));
-            }
-            let dialled = raw.server_name.as_deref().unwrap_or(&host);
-            let server_name = ServerName::try_from(dialled.to_string())
-                .map_err(|_| format!("server_name: {dialled:?} is not a DNS name or IP address"))?;
-            Some(ForwardTls {
-                profile: profile.name.clone(),
-                server_name,
-            })
-        }
-    };
+) -> Result<Upstream, SettingError> {
+    let url = UpstreamUrl::parse(&raw.upstream)?;
+    let Target { host, port } = url.target()?;
+    let base_path = url.base_path()?;
+    let tls = upstream_tls(raw, url.https, &host, profiles)?;
     Ok(Upstream {
-        origin: Arc::from(format!(
-            "{}://{}",
-            if https { "https" } else { "http" },
-            authority
-        )),
+        origin: url.origin(),
         host,
         port,
         tls,
         base_path,
     })
+}
+
+/// A rule's `upstream` URL cut into its parts: `http://` or `https://`,
+/// an authority without user, then an optional path; no query, no
+/// fragment.
+struct UpstreamUrl<'a> {
+    url: &'a str,
+    https: bool,
+    /// `host` or `host:port`, as written.
+    authority: &'a str,
+    /// From the first `/` after the authority, when there is one.
+    path: Option<&'a str>,
+}
+
+impl<'a> UpstreamUrl<'a> {
+    fn parse(url: &'a str) -> Result<Self, SettingError> {
+        let (https, rest) = if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err(not_an_upstream_url(url));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], Some(&rest[i..])),
+            None => (rest, None),
+        };
+        if authority.contains('@') || rest.contains(['?', '#']) {
+            return Err(SettingError::field(
+                "upstream",
+                format!("{url:?}: no user, query or fragment in an upstream URL"),
+            ));
+        }
+        Ok(UpstreamUrl {
+            url,
+            https,
+            authority,
+            path,
+        })
+    }
+
+    /// Host and port, the scheme's default port when none is written.
+    fn target(&self) -> Result<Target, SettingError> {
+        let authority = self.authority;
+        let with_port = authority
+            .rsplit_once(':')
+            .is_some_and(|(h, _)| !h.starts_with('[') || h.ends_with(']'));
+        let written = if with_port {
+            authority.to_string()
+        } else {
+            format!("{authority}:{}", if self.https { 443 } else { 80 })
+        };
+        written.parse().map_err(|_| not_an_upstream_url(self.url))
+    }
+
+    /// The path that replaces the rule's prefix, when the URL has one:
+    /// plain, without escapes or dot segments.
+    fn base_path(&self) -> Result<Option<String>, SettingError> {
+        let Some(p) = self.path else {
+            return Ok(None);
+        };
+        if p.contains(['%', '\\']) || has_dot_segment(p) {
+            return Err(SettingError::field(
+                "upstream",
+                format!("{:?}: the path must be plain", self.url),
+            ));
+        }
+        Ok(Some(p.to_string()))
+    }
+
+    /// `scheme://authority`, for logs.
+    fn origin(&self) -> Arc<str> {
+        let scheme = if self.https { "https" } else { "http" };
+        Arc::from(format!("{scheme}://{}", self.authority))
+    }
+}
+
+fn not_an_upstream_url(url: &str) -> SettingError {
+    SettingError::field(
+        "upstream",
+        format!("{url:?} is not an http:// or https:// URL (e.g. \"http://127.0.0.1:18081\")"),
+    )
+}
+
+/// An `https://` upstream's TLS: a profile with the `ca` that verifies
+/// it, and the name it must present (`server_name`, else the URL's host).
+/// An `http://` upstream takes neither.
+fn upstream_tls(
+    raw: &RawRule,
+    https: bool,
+    host: &str,
+    profiles: &BTreeMap<ProfileName, TlsProfile>,
+) -> Result<Option<ForwardTls>, SettingError> {
+    let name =
+        match (&raw.upstream_tls, https) {
+            (None, false) if raw.server_name.is_some() => {
+                return Err(SettingError::field(
+                    "server_name",
+                    "only for https:// upstreams",
+                ))
+            }
+            (None, false) => return Ok(None),
+            (Some(_), false) => {
+                return Err(SettingError::field(
+                    "upstream_tls",
+                    "the upstream is http://; use an https:// URL",
+                ))
+            }
+            (None, true) => return Err(SettingError::field(
+                "upstream_tls",
+                "an https:// upstream needs a [tls.NAME] profile with the `ca` that verifies it",
+            )),
+            (Some(name), true) => name,
+        };
+    let profile = profiles.get(name.as_str()).ok_or_else(|| {
+        SettingError::field(
+            "upstream_tls",
+            format!("no TLS profile {name:?}; define it as [tls.{name}]"),
+        )
+    })?;
+    if profile.files.ca.is_none() {
+        return Err(SettingError::field(
+            "upstream_tls",
+            format!("profile {name:?} has no `ca` to verify the upstream with"),
+        ));
+    }
+    let dialled = raw.server_name.as_deref().unwrap_or(host);
+    let server_name = ServerName::try_from(dialled.to_string()).map_err(|_| {
+        SettingError::field(
+            "server_name",
+            format!("{dialled:?} is not a DNS name or IP address"),
+        )
+    })?;
+    Ok(Some(ForwardTls {
+        profile: profile.name.clone(),
+        server_name,
+    }))
 }
 
 /// Whether a path holds a `.` or `..` segment.

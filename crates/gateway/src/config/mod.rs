@@ -4,6 +4,7 @@
 //! the rest of the gateway never sees a raw string. Every error names the
 //! file and the field (serde's own errors add the line and column).
 
+mod error;
 mod http;
 mod ocsp;
 mod own_cert;
@@ -21,13 +22,14 @@ use guichet_tls::{
     ProfileFiles, RevocationPolicy, ServerName, SpkiPin, TlsSettings,
 };
 
+pub use error::{ConfigError, Problem, SettingError};
 pub use http::{
     has_dot_segment, AccessLog, HttpRule, HttpSpec, IdentityForms, RateLimit, RuleName, Upstream,
 };
 pub use types::{
     AdminSpec, AuthSpec, CrlFetch, Delivery, ForwardPolicy, ForwardTls, JournalSpec, Limits,
-    ListenTls, MllpSettings, NonHl7Policy, ProfileName, RevocationSource, RouteKind, RouteName,
-    RouteSpec, Target, TlsProfile,
+    ListenTls, MllpSettings, NonHl7Policy, NotHostPort, ProfileName, RevocationSource, RouteKind,
+    RouteName, RouteSpec, Target, TlsProfile,
 };
 
 use raw::{RawAdmin, RawApp, RawConfig, RawJournal, RawLimits, RawProfile, RawRoute};
@@ -54,14 +56,6 @@ pub struct Config {
     pub journal: Option<JournalSpec>,
 }
 
-/// A configuration that cannot be used, with where and why.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}: {message}")]
-pub struct ConfigError {
-    pub file: PathBuf,
-    pub message: String,
-}
-
 /// Defaults of the limits; the two budgets are derived from the route's
 /// own `max_connections` unless set (see [`Limits::default_max_handshakes`]).
 const DEFAULT_LIMITS: Limits = Limits {
@@ -79,20 +73,21 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_path_buf(),
-            message: format!("cannot read the config file: {e}"),
+            problem: Problem::Read(e),
         })?;
         Self::parse(path, &text)
     }
 
     /// Checks `text` as if it were the content of `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let fail = |message: String| ConfigError {
+        let fail = |problem| ConfigError {
             file: path.to_path_buf(),
-            message,
+            problem,
         };
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| fail(e.to_string().trim_end().to_string()))?;
-        Builder::new(path).build(raw).map_err(fail)
+        let raw: RawConfig = toml::from_str(text).map_err(|e| fail(Problem::Syntax(e)))?;
+        Builder::new(path)
+            .build(raw)
+            .map_err(|e| fail(Problem::Setting(e)))
     }
 
     /// Every file the configuration depends on, the config file first.
@@ -135,52 +130,20 @@ impl Builder {
         }
     }
 
-    fn build(&self, raw: RawConfig) -> Result<Config, String> {
+    fn build(&self, raw: RawConfig) -> Result<Config, SettingError> {
         // Checked once here so a mistake names `[defaults]`; each route
         // then merges its own keys over these.
         limits(&raw.defaults, "[defaults]")?;
-        let mut profiles = BTreeMap::new();
-        for (name, profile) in &raw.tls {
-            check_name(name, "[tls.NAME]")?;
-            let profile = self.profile(name, profile)?;
-            profiles.insert(profile.name.clone(), profile);
-        }
-        let mut apps = BTreeMap::new();
-        for (i, app) in raw.app.iter().enumerate() {
-            let rule =
-                app_rule(app).map_err(|m| format!("[[app]] #{} ({:?}): {m}", i + 1, app.name))?;
-            if apps.insert(rule.name.clone(), Arc::new(rule)).is_some() {
-                return Err(format!("[[app]] name {:?} is defined twice", app.name));
-            }
-        }
-        let mut routes = Vec::new();
-        let mut names = HashSet::new();
-        let mut addrs = HashSet::new();
-        for raw_route in &raw.route {
-            let route = route(raw_route, &raw.defaults, &profiles, &apps, &self.dir)
-                .map_err(|m| format!("route {:?}: {m}", raw_route.name))?;
-            if !names.insert(route.name.clone()) {
-                return Err(format!("route name {:?} is used twice", raw_route.name));
-            }
-            // Port 0 (any free port, used by tests) may repeat.
-            if route.listen.port() != 0 && !addrs.insert(route.listen) {
-                return Err(format!(
-                    "route {:?}: listen address {} is already used by another route",
-                    raw_route.name, route.listen
-                ));
-            }
-            routes.push(route);
-        }
-        if routes.is_empty() {
-            return Err("no [[route]] defined: nothing to run".into());
-        }
+        let profiles = self.profiles(&raw.tls)?;
+        let apps = apps(&raw.app)?;
+        let routes = self.routes(&raw.route, &raw.defaults, &profiles, &apps)?;
         let journal = raw.journal.as_ref().map(|j| self.journal(j)).transpose()?;
         if journal.is_none() {
             if let Some(route) = routes.iter().find(|r| r.store_and_forward().is_some()) {
-                return Err(format!(
-                    "route {:?}: delivery = \"store-and-forward\" needs a [journal] section (e.g. store = \"journal.db\")",
-                    route.name.as_str()
-                ));
+                return Err(SettingError::conflict(
+                    "delivery = \"store-and-forward\" needs a [journal] section (e.g. store = \"journal.db\")",
+                )
+                .within(format!("route {:?}", route.name.as_str())));
             }
         }
         Ok(Config {
@@ -210,6 +173,58 @@ impl Builder {
         })
     }
 
+    /// The `[tls.NAME]` profiles, by name.
+    fn profiles(
+        &self,
+        raw: &BTreeMap<String, RawProfile>,
+    ) -> Result<BTreeMap<ProfileName, TlsProfile>, SettingError> {
+        let mut profiles = BTreeMap::new();
+        for (name, profile) in raw {
+            check_name(name, "[tls.NAME]")?;
+            let profile = self.profile(name, profile)?;
+            profiles.insert(profile.name.clone(), profile);
+        }
+        Ok(profiles)
+    }
+
+    /// The `[[route]]` tables, with unique names and listen addresses.
+    fn routes(
+        &self,
+        raw: &[RawRoute],
+        defaults: &RawLimits,
+        profiles: &BTreeMap<ProfileName, TlsProfile>,
+        apps: &BTreeMap<AppName, Arc<AppRule>>,
+    ) -> Result<Vec<RouteSpec>, SettingError> {
+        let mut routes = Vec::new();
+        let mut names = HashSet::new();
+        let mut addrs = HashSet::new();
+        for raw_route in raw {
+            let route = route(raw_route, defaults, profiles, apps, &self.dir)
+                .map_err(|e| e.within(format!("route {:?}", raw_route.name)))?;
+            if !names.insert(route.name.clone()) {
+                return Err(SettingError::conflict(format!(
+                    "route name {:?} is used twice",
+                    raw_route.name
+                )));
+            }
+            // Port 0 (any free port, used by tests) may repeat.
+            if route.listen.port() != 0 && !addrs.insert(route.listen) {
+                return Err(SettingError::conflict(format!(
+                    "listen address {} is already used by another route",
+                    route.listen
+                ))
+                .within(format!("route {:?}", raw_route.name)));
+            }
+            routes.push(route);
+        }
+        if routes.is_empty() {
+            return Err(SettingError::conflict(
+                "no [[route]] defined: nothing to run",
+            ));
+        }
+        Ok(routes)
+    }
+
     fn path(&self, value: &str) -> PathBuf {
         let p = Path::new(value);
         if p.is_absolute() {
@@ -224,22 +239,33 @@ impl Builder {
         raw: &RawAdmin,
         profiles: &BTreeMap<ProfileName, TlsProfile>,
         apps: &BTreeMap<AppName, Arc<AppRule>>,
-    ) -> Result<AdminSpec, String> {
+    ) -> Result<AdminSpec, SettingError> {
         let listen = raw.listen.parse::<SocketAddr>().map_err(|_| {
-            format!(
-                "[admin] listen: {:?} is not an IP:port address (e.g. \"127.0.0.1:9010\")",
-                raw.listen
+            SettingError::field(
+                "[admin] listen",
+                format!(
+                    "{:?} is not an IP:port address (e.g. \"127.0.0.1:9010\")",
+                    raw.listen
+                ),
             )
         })?;
         let tls = match (&raw.tls, &raw.allow) {
             (None, Some(_)) => {
-                return Err("[admin] allow: client certificates need `tls = \"PROFILE\"`".into())
+                return Err(SettingError::field(
+                    "[admin] allow",
+                    "client certificates need `tls = \"PROFILE\"`",
+                ))
             }
             (None, None) => None,
             (Some(name), allow) => Some(admin_tls(name, allow.as_deref(), profiles, apps)?),
         };
         let token_file = match raw.token_file.as_deref() {
-            Some("") => return Err("[admin] token_file: give the path of the token's file".into()),
+            Some("") => {
+                return Err(SettingError::field(
+                    "[admin] token_file",
+                    "give the path of the token's file",
+                ))
+            }
             other => other.map(|v| self.path(v)),
         };
         Ok(AdminSpec {
@@ -250,12 +276,12 @@ impl Builder {
         })
     }
 
-    fn journal(&self, raw: &RawJournal) -> Result<JournalSpec, String> {
+    fn journal(&self, raw: &RawJournal) -> Result<JournalSpec, SettingError> {
         let at = |field: &str| format!("[journal] {field}");
         if raw.store.trim().is_empty() {
-            return Err(format!(
-                "{}: give a SQLite file (e.g. \"journal.db\") or a postgres:// URL",
-                at("store")
+            return Err(SettingError::field(
+                at("store"),
+                "give a SQLite file (e.g. \"journal.db\") or a postgres:// URL",
             ));
         }
         let node = raw.node.clone().unwrap_or_else(default_node);
@@ -263,9 +289,9 @@ impl Builder {
         let lease_timeout = duration(raw.lease_timeout.as_deref(), &at("lease_timeout"))?
             .unwrap_or(Duration::from_secs(15));
         if lease_timeout < Duration::from_secs(2) {
-            return Err(format!(
-                "{}: at least 2s (it is renewed every third of it)",
-                at("lease_timeout")
+            return Err(SettingError::field(
+                at("lease_timeout"),
+                "at least 2s (it is renewed every third of it)",
             ));
         }
         let day = Duration::from_secs(86_400);
@@ -283,7 +309,7 @@ impl Builder {
         })
     }
 
-    fn profile(&self, name: &str, raw: &RawProfile) -> Result<TlsProfile, String> {
+    fn profile(&self, name: &str, raw: &RawProfile) -> Result<TlsProfile, SettingError> {
         let at = |field: &str| format!("[tls.{name}] {field}");
         let min_version = choice(
             raw.min_version.as_deref(),
@@ -307,9 +333,9 @@ impl Builder {
             &[("refuse", CrlExpired::Refuse), ("warn", CrlExpired::Warn)],
         )?;
         if !raw.crl.is_empty() && raw.ca.is_none() {
-            return Err(format!(
-                "{}: CRLs are only used with a `ca` bundle",
-                at("crl")
+            return Err(SettingError::field(
+                at("crl"),
+                "CRLs are only used with a `ca` bundle",
             ));
         }
         let crl_fetch = crl_fetch(raw, &at)?;
@@ -340,25 +366,29 @@ impl Builder {
 /// revocation at most an hour away from the gateway.
 const DEFAULT_CRL_REFRESH: Duration = Duration::from_secs(3600);
 
-fn crl_fetch(raw: &RawProfile, at: &dyn Fn(&str) -> String) -> Result<CrlFetch, String> {
+fn crl_fetch(raw: &RawProfile, at: &dyn Fn(&str) -> String) -> Result<CrlFetch, SettingError> {
     let from_certificates = raw.crl_from_certificates.unwrap_or(false);
     if (!raw.crl_urls.is_empty() || from_certificates) && raw.ca.is_none() {
-        return Err(format!(
-            "{}: fetched CRLs are verified against the profile's `ca` bundle; add `ca`",
+        return Err(SettingError::field(
             at(if raw.crl_urls.is_empty() {
                 "crl_from_certificates"
             } else {
                 "crl_urls"
-            })
+            }),
+            "fetched CRLs are verified against the profile's `ca` bundle; add `ca`",
         ));
     }
     for url in &raw.crl_urls {
-        check_crl_url(url).map_err(|why| format!("{}: {url:?} {why}", at("crl_urls")))?;
+        check_crl_url(url)
+            .map_err(|why| SettingError::field(at("crl_urls"), format!("{url:?} {why}")))?;
     }
     let refresh =
         duration(raw.crl_refresh.as_deref(), &at("crl_refresh"))?.unwrap_or(DEFAULT_CRL_REFRESH);
     if refresh < Duration::from_secs(1) {
-        return Err(format!("{}: must be at least 1s", at("crl_refresh")));
+        return Err(SettingError::field(
+            at("crl_refresh"),
+            "must be at least 1s",
+        ));
     }
     Ok(CrlFetch {
         urls: raw.crl_urls.clone(),
@@ -386,7 +416,11 @@ fn default_node() -> String {
 }
 
 /// One of a fixed set of words; absent means the first.
-fn choice<T: Copy>(value: Option<&str>, field: &str, options: &[(&str, T)]) -> Result<T, String> {
+fn choice<T: Copy>(
+    value: Option<&str>,
+    field: &str,
+    options: &[(&str, T)],
+) -> Result<T, SettingError> {
     let Some(value) = value else {
         return Ok(options[0].1);
     };
@@ -396,16 +430,16 @@ fn choice<T: Copy>(value: Option<&str>, field: &str, options: &[(&str, T)]) -> R
         .map(|(_, v)| *v)
         .ok_or_else(|| {
             let words: Vec<String> = options.iter().map(|(w, _)| format!("{w:?}")).collect();
-            format!(
-                "{field}: {value:?} is not allowed; use {}",
-                words.join(" or ")
+            SettingError::field(
+                field,
+                format!("{value:?} is not allowed; use {}", words.join(" or ")),
             )
         })
 }
 
 /// Route, app and profile names appear in logs and metric labels: keep
 /// them to a safe alphabet.
-fn check_name(name: &str, what: &str) -> Result<(), String> {
+fn check_name(name: &str, what: &str) -> Result<(), SettingError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -414,27 +448,31 @@ fn check_name(name: &str, what: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{what}: name {name:?} must be 1-64 characters of A-Z a-z 0-9 - _ ."
+        Err(SettingError::field(
+            what,
+            format!("name {name:?} must be 1-64 characters of A-Z a-z 0-9 - _ ."),
         ))
     }
 }
 
-fn parse_duration(value: &str, field: &str, zero_ok: bool) -> Result<Duration, String> {
+fn parse_duration(value: &str, field: &str, zero_ok: bool) -> Result<Duration, SettingError> {
     let d = humantime::parse_duration(value).map_err(|e| {
-        format!("{field}: {value:?} is not a duration ({e}); write e.g. \"10s\", \"5m\", \"1h\"")
+        SettingError::field(
+            field,
+            format!("{value:?} is not a duration ({e}); write e.g. \"10s\", \"5m\", \"1h\""),
+        )
     })?;
     if d.is_zero() && !zero_ok {
-        return Err(format!("{field}: must be greater than zero"));
+        return Err(SettingError::field(field, "must be greater than zero"));
     }
     Ok(d)
 }
 
-fn duration(value: Option<&str>, field: &str) -> Result<Option<Duration>, String> {
+fn duration(value: Option<&str>, field: &str) -> Result<Option<Duration>, SettingError> {
     value.map(|v| parse_duration(v, field, false)).transpose()
 }
 
-fn limits(raw: &RawLimits, at: &str) -> Result<Limits, String> {
+fn limits(raw: &RawLimits, at: &str) -> Result<Limits, SettingError> {
     let field = |f: &str| match at {
         "" => f.to_string(),
         at => format!("{at} {f}"),
@@ -442,12 +480,12 @@ fn limits(raw: &RawLimits, at: &str) -> Result<Limits, String> {
     let base = &DEFAULT_LIMITS;
     let max_connections = count(raw.max_connections, &field("max_connections"), 1_000_000)?
         .unwrap_or(base.max_connections);
-    let budget = |value, name: &str, default: fn(usize) -> usize| -> Result<usize, String> {
+    let budget = |value, name: &str, default: fn(usize) -> usize| -> Result<usize, SettingError> {
         let n = count(value, &field(name), 1_000_000)?.unwrap_or(default(max_connections));
         if n > max_connections {
-            return Err(format!(
-                "{}: {n} is more than max_connections ({max_connections}), so it would limit nothing; lower it or raise max_connections",
-                field(name)
+            return Err(SettingError::field(
+                field(name),
+                format!("{n} is more than max_connections ({max_connections}), so it would limit nothing; lower it or raise max_connections"),
             ));
         }
         Ok(n)
@@ -477,7 +515,11 @@ fn limits(raw: &RawLimits, at: &str) -> Result<Limits, String> {
 }
 
 /// A count in `1..=max`, when given.
-pub(super) fn count(value: Option<i64>, field: &str, max: i64) -> Result<Option<usize>, String> {
+pub(super) fn count(
+    value: Option<i64>,
+    field: &str,
+    max: i64,
+) -> Result<Option<usize>, SettingError> {
     value
         .map(|n| in_range(n, field, 1..=max).map(|n| n as usize))
         .transpose()
@@ -489,15 +531,34 @@ pub(super) fn in_range(
     value: i64,
     field: &str,
     range: std::ops::RangeInclusive<i64>,
-) -> Result<i64, String> {
+) -> Result<i64, SettingError> {
     if range.contains(&value) {
         return Ok(value);
     }
     let (low, high) = (range.start(), range.end());
-    Err(format!("{field}: {value} is out of range {low}..={high}"))
+    Err(SettingError::field(
+        field,
+        format!("{value} is out of range {low}..={high}"),
+    ))
 }
 
-fn app_rule(raw: &RawApp) -> Result<AppRule, String> {
+/// The `[[app]]` tables, by name.
+fn apps(raw: &[RawApp]) -> Result<BTreeMap<AppName, Arc<AppRule>>, SettingError> {
+    let mut apps = BTreeMap::new();
+    for (i, app) in raw.iter().enumerate() {
+        let rule =
+            app_rule(app).map_err(|e| e.within(format!("[[app]] #{} ({:?})", i + 1, app.name)))?;
+        if apps.insert(rule.name.clone(), Arc::new(rule)).is_some() {
+            return Err(SettingError::conflict(format!(
+                "[[app]] name {:?} is defined twice",
+                app.name
+            )));
+        }
+    }
+    Ok(apps)
+}
+
+fn app_rule(raw: &RawApp) -> Result<AppRule, SettingError> {
     check_name(&raw.name, "name")?;
     let mut rule = AppRule::named(AppName::new(&raw.name));
     rule.cn = raw.cn.clone();
@@ -509,7 +570,7 @@ fn app_rule(raw: &RawApp) -> Result<AppRule, String> {
         .as_deref()
         .map(str::parse::<DistinguishedName>)
         .transpose()
-        .map_err(|e| format!("issuer_dn: {e}"))?;
+        .map_err(|e| SettingError::field("issuer_dn", e.to_string()))?;
     rule.san_dns = raw.san_dns.clone();
     rule.san_uri = raw.san_uri.clone();
     rule.fingerprint = raw
@@ -517,18 +578,17 @@ fn app_rule(raw: &RawApp) -> Result<AppRule, String> {
         .as_deref()
         .map(str::parse::<Fingerprint>)
         .transpose()
-        .map_err(|e| format!("fingerprint: {e}"))?;
+        .map_err(|e| SettingError::field("fingerprint", e.to_string()))?;
     rule.spki = raw
         .spki
         .as_deref()
         .map(str::parse::<SpkiPin>)
         .transpose()
-        .map_err(|e| format!("spki: {e}"))?;
+        .map_err(|e| SettingError::field("spki", e.to_string()))?;
     if !rule.has_criteria() {
-        return Err(
-            "no criterion: give at least one of cn, o, ou, issuer_cn, issuer_dn, san_dns, san_uri, fingerprint, spki"
-                .into(),
-        );
+        return Err(SettingError::conflict(
+            "no criterion: give at least one of cn, o, ou, issuer_cn, issuer_dn, san_dns, san_uri, fingerprint, spki",
+        ));
     }
     Ok(rule)
 }
@@ -539,87 +599,14 @@ fn route(
     profiles: &BTreeMap<ProfileName, TlsProfile>,
     apps: &BTreeMap<AppName, Arc<AppRule>>,
     dir: &Path,
-) -> Result<RouteSpec, String> {
+) -> Result<RouteSpec, SettingError> {
     check_name(&raw.name, "name")?;
     let kind = route_kind(raw, profiles, apps, dir)?;
     let is_http = matches!(kind, RouteKind::Http(_));
-    let listen: SocketAddr = raw.listen.parse().map_err(|_| {
-        format!(
-            "listen: {:?} is not an IP:port address (e.g. \"127.0.0.1:21010\" or \"[::]:6661\")",
-            raw.listen
-        )
-    })?;
-    let forward: Option<Target> = match (&raw.forward, is_http) {
-        (Some(_), true) => {
-            return Err(
-                "forward: an http route names its upstreams in its [[route.rule]] tables".into(),
-            )
-        }
-        (None, true) => None,
-        (None, false) => return Err("forward: missing (HOST:PORT to forward to)".into()),
-        (Some(f), false) => Some(f.parse().map_err(|e| format!("forward: {e}"))?),
-    };
-    let profile = |name: &str, field: &str| -> Result<&TlsProfile, String> {
-        profiles
-            .get(name)
-            .ok_or_else(|| format!("{field}: no TLS profile {name:?}; define it as [tls.{name}]"))
-    };
-    let listen_tls = match &raw.listen_tls {
-        None if is_http => {
-            return Err(
-                "listen_tls: an http route serves HTTPS only; name the profile with its cert, key and ca"
-                    .into(),
-            )
-        }
-        None => {
-            if raw.allow.is_some() || raw.client_auth.is_some() {
-                return Err("`allow` and `client_auth` need `listen_tls`: a plain listener cannot check certificates".into());
-            }
-            None
-        }
-        Some(name) => {
-            let p = profile(name, "listen_tls")?;
-            if p.files.cert.is_none() {
-                return Err(format!(
-                    "listen_tls: profile {name:?} has no `cert`/`key` to present"
-                ));
-            }
-            let auth = listen_auth(raw, p, apps, is_http)?;
-            Some(ListenTls {
-                profile: p.name.clone(),
-                auth,
-            })
-        }
-    };
-    let forward_tls = match &raw.forward_tls {
-        None => {
-            if raw.server_name.is_some() {
-                return Err("`server_name` needs `forward_tls`".into());
-            }
-            None
-        }
-        Some(_) if is_http => {
-            return Err(
-                "forward_tls: an http route sets upstream_tls in each [[route.rule]]".into(),
-            )
-        }
-        Some(name) => {
-            let p = profile(name, "forward_tls")?;
-            if p.files.ca.is_none() {
-                return Err(format!(
-                    "forward_tls: profile {name:?} has no `ca` to verify the server with"
-                ));
-            }
-            let host = forward.as_ref().map_or("", |f| f.host.as_str());
-            let dialled = raw.server_name.as_deref().unwrap_or(host);
-            let server_name = ServerName::try_from(dialled.to_string())
-                .map_err(|_| format!("server_name: {dialled:?} is not a DNS name or IP address"))?;
-            Some(ForwardTls {
-                profile: p.name.clone(),
-                server_name,
-            })
-        }
-    };
+    let listen = listen_addr(raw)?;
+    let forward = forward_target(raw, is_http)?;
+    let listen_tls = listen_tls(raw, profiles, apps, is_http)?;
+    let forward_tls = forward_tls(raw, profiles, forward.as_ref(), is_http)?;
     Ok(RouteSpec {
         name: RouteName::new(&raw.name),
         kind,
@@ -629,6 +616,131 @@ fn route(
         forward_tls,
         limits: limits(&raw.limits().over(defaults), "")?,
     })
+}
+
+/// The route's `listen` address.
+fn listen_addr(raw: &RawRoute) -> Result<SocketAddr, SettingError> {
+    raw.listen.parse().map_err(|_| {
+        SettingError::field(
+            "listen",
+            format!(
+                "{:?} is not an IP:port address (e.g. \"127.0.0.1:21010\" or \"[::]:6661\")",
+                raw.listen
+            ),
+        )
+    })
+}
+
+/// Where a `tcp` or `mllp` route forwards to; an `http` route has none
+/// (its rules name their upstreams).
+fn forward_target(raw: &RawRoute, is_http: bool) -> Result<Option<Target>, SettingError> {
+    match (&raw.forward, is_http) {
+        (Some(_), true) => Err(SettingError::field(
+            "forward",
+            "an http route names its upstreams in its [[route.rule]] tables",
+        )),
+        (None, true) => Ok(None),
+        (None, false) => Err(SettingError::field(
+            "forward",
+            "missing (HOST:PORT to forward to)",
+        )),
+        (Some(f), false) => {
+            Ok(Some(f.parse().map_err(|e: NotHostPort| {
+                SettingError::field("forward", e.to_string())
+            })?))
+        }
+    }
+}
+
+/// The TLS profile a route field names.
+fn named_profile<'a>(
+    profiles: &'a BTreeMap<ProfileName, TlsProfile>,
+    name: &str,
+    field: &str,
+) -> Result<&'a TlsProfile, SettingError> {
+    profiles.get(name).ok_or_else(|| {
+        SettingError::field(
+            field,
+            format!("no TLS profile {name:?}; define it as [tls.{name}]"),
+        )
+    })
+}
+
+/// The listener's TLS: a profile that presents a certificate, and whom it
+/// admits; `None` for a plain listener, which cannot check certificates.
+fn listen_tls(
+    raw: &RawRoute,
+    profiles: &BTreeMap<ProfileName, TlsProfile>,
+    apps: &BTreeMap<AppName, Arc<AppRule>>,
+    is_http: bool,
+) -> Result<Option<ListenTls>, SettingError> {
+    let Some(name) = &raw.listen_tls else {
+        if is_http {
+            return Err(SettingError::field(
+                "listen_tls",
+                "an http route serves HTTPS only; name the profile with its cert, key and ca",
+            ));
+        }
+        if raw.allow.is_some() || raw.client_auth.is_some() {
+            return Err(SettingError::conflict("`allow` and `client_auth` need `listen_tls`: a plain listener cannot check certificates"));
+        }
+        return Ok(None);
+    };
+    let p = named_profile(profiles, name, "listen_tls")?;
+    if p.files.cert.is_none() {
+        return Err(SettingError::field(
+            "listen_tls",
+            format!("profile {name:?} has no `cert`/`key` to present"),
+        ));
+    }
+    let auth = listen_auth(raw, p, apps, is_http)?;
+    Ok(Some(ListenTls {
+        profile: p.name.clone(),
+        auth,
+    }))
+}
+
+/// The forward side's TLS: a profile with the `ca` that verifies the
+/// receiver, and the name it must present (`server_name`, else the
+/// forward host).
+fn forward_tls(
+    raw: &RawRoute,
+    profiles: &BTreeMap<ProfileName, TlsProfile>,
+    forward: Option<&Target>,
+    is_http: bool,
+) -> Result<Option<ForwardTls>, SettingError> {
+    let name = match &raw.forward_tls {
+        None if raw.server_name.is_some() => {
+            return Err(SettingError::conflict("`server_name` needs `forward_tls`"))
+        }
+        None => return Ok(None),
+        Some(_) if is_http => {
+            return Err(SettingError::field(
+                "forward_tls",
+                "an http route sets upstream_tls in each [[route.rule]]",
+            ))
+        }
+        Some(name) => name,
+    };
+    let p = named_profile(profiles, name, "forward_tls")?;
+    if p.files.ca.is_none() {
+        return Err(SettingError::field(
+            "forward_tls",
+            format!("profile {name:?} has no `ca` to verify the server with"),
+        ));
+    }
+    let host = forward.map_or("", |f| f.host.as_str());
+    let dialled = raw.server_name.as_deref().unwrap_or(host);
+    let server_name = ServerName::try_from(dialled.to_string()).map_err(|_| {
+        SettingError::field(
+            "server_name",
+            format!("{dialled:?} is not a DNS name or IP address"),
+        )
+    })?;
+    Ok(Some(ForwardTls {
+        profile: p.name.clone(),
+        server_name,
+    }))
 }
 
 const DEFAULT_MAX_FRAME: i64 = 16 * 1024 * 1024;
@@ -648,7 +760,7 @@ fn route_kind(
     profiles: &BTreeMap<ProfileName, TlsProfile>,
     apps: &BTreeMap<AppName, Arc<AppRule>>,
     dir: &Path,
-) -> Result<RouteKind, String> {
+) -> Result<RouteKind, SettingError> {
     let word = choice(
         raw.kind.as_deref(),
         "kind",
@@ -660,7 +772,10 @@ fn route_kind(
     )?;
     if word != KindWord::Http {
         if let Some(field) = http::http_only_fields(raw) {
-            return Err(format!("{field}: only for kind = \"http\" routes"));
+            return Err(SettingError::field(
+                field,
+                "only for kind = \"http\" routes",
+            ));
         }
     }
     if word != KindWord::Mllp {
@@ -672,13 +787,21 @@ fn route_kind(
             ("delivery", raw.delivery.is_some()),
         ];
         if let Some((field, _)) = stray.iter().find(|(_, set)| *set) {
-            return Err(format!("{field}: only for kind = \"mllp\" routes"));
+            return Err(SettingError::field(
+                *field,
+                "only for kind = \"mllp\" routes",
+            ));
         }
         return Ok(match word {
             KindWord::Http => RouteKind::Http(Arc::new(http::http_spec(raw, profiles, apps, dir)?)),
             _ => RouteKind::Tcp,
         });
     }
+    Ok(RouteKind::Mllp(mllp_settings(raw)?))
+}
+
+/// An `mllp` route's frame, ACK and delivery settings.
+fn mllp_settings(raw: &RawRoute) -> Result<MllpSettings, SettingError> {
     let max_frame = raw.max_frame_bytes.unwrap_or(DEFAULT_MAX_FRAME);
     let max_frame = in_range(max_frame, "max_frame_bytes", 1024..=1_073_741_824)? as usize;
     let non_hl7 = choice(
@@ -691,9 +814,9 @@ fn route_kind(
     )?;
     let delivery = delivery(raw)?;
     if non_hl7 == NonHl7Policy::Pass && delivery != Delivery::Passthrough {
-        return Err("non_hl7 = \"pass\" needs delivery = \"passthrough\": a frame without MSH cannot be stored, acknowledged and delivered as a message".into());
+        return Err(SettingError::conflict("non_hl7 = \"pass\" needs delivery = \"passthrough\": a frame without MSH cannot be stored, acknowledged and delivered as a message"));
     }
-    Ok(RouteKind::Mllp(MllpSettings {
+    Ok(MllpSettings {
         max_frame,
         non_hl7,
         ack_timeout: duration(raw.ack_timeout.as_deref(), "ack_timeout")?
@@ -701,10 +824,10 @@ fn route_kind(
         frame_timeout: duration(raw.frame_timeout.as_deref(), "frame_timeout")?
             .unwrap_or(DEFAULT_FRAME_TIMEOUT),
         delivery,
-    }))
+    })
 }
 
-fn delivery(raw: &RawRoute) -> Result<Delivery, String> {
+fn delivery(raw: &RawRoute) -> Result<Delivery, SettingError> {
     let stored = choice(
         raw.delivery.as_deref(),
         "delivery",
@@ -718,8 +841,9 @@ fn delivery(raw: &RawRoute) -> Result<Delivery, String> {
             ("duplicate_window", raw.duplicate_window.is_some()),
         ];
         if let Some((field, _)) = stray.iter().find(|(_, set)| *set) {
-            return Err(format!(
-                "{field}: only for delivery = \"store-and-forward\" routes"
+            return Err(SettingError::field(
+                *field,
+                "only for delivery = \"store-and-forward\" routes",
             ));
         }
         return Ok(Delivery::Passthrough);
@@ -729,7 +853,10 @@ fn delivery(raw: &RawRoute) -> Result<Delivery, String> {
     let retry_max =
         duration(raw.retry_max.as_deref(), "retry_max")?.unwrap_or(Duration::from_secs(60));
     if retry_max < retry_initial {
-        return Err("retry_max: must not be shorter than retry_initial".into());
+        return Err(SettingError::field(
+            "retry_max",
+            "must not be shorter than retry_initial",
+        ));
     }
     let ae_retries = in_range(raw.ae_retries.unwrap_or(3), "ae_retries", 0..=1000)? as u32;
     let duplicate_window = match raw.duplicate_window.as_deref() {
@@ -749,23 +876,28 @@ fn listen_auth(
     profile: &TlsProfile,
     apps: &BTreeMap<AppName, Arc<AppRule>>,
     is_http: bool,
-) -> Result<types::AuthSpec, String> {
+) -> Result<types::AuthSpec, SettingError> {
     match raw.client_auth.as_deref() {
-        Some("none") if is_http => Err(
-            "client_auth: an http route admits applications by certificate; it cannot be \"none\""
-                .into(),
-        ),
+        Some("none") if is_http => Err(SettingError::field(
+            "client_auth",
+            "an http route admits applications by certificate; it cannot be \"none\"",
+        )),
         Some("none") => {
             if raw.allow.is_some() {
-                return Err("`allow` contradicts client_auth = \"none\"".into());
+                return Err(SettingError::conflict(
+                    "`allow` contradicts client_auth = \"none\"",
+                ));
             }
             Ok(types::AuthSpec::NoClientCert)
         }
         None | Some("required") => {
             if profile.files.ca.is_none() {
-                return Err(format!(
-                    "listen_tls: profile {:?} has no `ca` to verify client certificates; add one, or set client_auth = \"none\"",
-                    profile.name.as_str()
+                return Err(SettingError::field(
+                    "listen_tls",
+                    format!(
+                        "profile {:?} has no `ca` to verify client certificates; add one, or set client_auth = \"none\"",
+                        profile.name.as_str()
+                    ),
                 ));
             }
             if is_http && raw.allow.is_none() {
@@ -775,20 +907,18 @@ fn listen_auth(
             }
             let allow = raw.allow.as_deref().unwrap_or_default();
             if allow.is_empty() {
-                return Err("allow: a TLS listener must list the [[app]] names it admits (or set client_auth = \"none\")".into());
+                return Err(SettingError::field(
+                    "allow",
+                    "a TLS listener must list the [[app]] names it admits (or set client_auth = \"none\")",
+                ));
             }
-            let rules = allow
-                .iter()
-                .map(|name| {
-                    apps.get(&AppName::new(name)).cloned().ok_or_else(|| {
-                        format!("allow: no [[app]] named {name:?}; add it with `guichet apps add`")
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(types::AuthSpec::Required(rules))
+            Ok(types::AuthSpec::Required(allowed_apps(
+                allow, "allow", apps,
+            )?))
         }
-        Some(other) => Err(format!(
-            "client_auth: {other:?}; use \"required\" (default) or \"none\""
+        Some(other) => Err(SettingError::field(
+            "client_auth",
+            format!("{other:?}; use \"required\" (default) or \"none\""),
         )),
     }
 }
@@ -801,13 +931,17 @@ fn admin_tls(
     allow: Option<&[String]>,
     profiles: &BTreeMap<ProfileName, TlsProfile>,
     apps: &BTreeMap<AppName, Arc<AppRule>>,
-) -> Result<ListenTls, String> {
+) -> Result<ListenTls, SettingError> {
     let profile = profiles.get(name).ok_or_else(|| {
-        format!("[admin] tls: no TLS profile {name:?}; define it as [tls.{name}]")
+        SettingError::field(
+            "[admin] tls",
+            format!("no TLS profile {name:?}; define it as [tls.{name}]"),
+        )
     })?;
     if profile.files.cert.is_none() {
-        return Err(format!(
-            "[admin] tls: profile {name:?} has no `cert`/`key` to present"
+        return Err(SettingError::field(
+            "[admin] tls",
+            format!("profile {name:?} has no `cert`/`key` to present"),
         ));
     }
     let Some(allow) = allow else {
@@ -817,25 +951,40 @@ fn admin_tls(
         });
     };
     if allow.is_empty() {
-        return Err("[admin] allow: list the [[app]] names admitted, or leave `allow` out".into());
-    }
-    if profile.files.ca.is_none() {
-        return Err(format!(
-            "[admin] tls: profile {name:?} has no `ca` to verify client certificates with"
+        return Err(SettingError::field(
+            "[admin] allow",
+            "list the [[app]] names admitted, or leave `allow` out",
         ));
     }
-    let rules = allow
-        .iter()
-        .map(|app| {
-            apps.get(&AppName::new(app)).cloned().ok_or_else(|| {
-                format!("[admin] allow: no [[app]] named {app:?}; add it with `guichet apps add`")
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    if profile.files.ca.is_none() {
+        return Err(SettingError::field(
+            "[admin] tls",
+            format!("profile {name:?} has no `ca` to verify client certificates with"),
+        ));
+    }
     Ok(ListenTls {
         profile: profile.name.clone(),
-        auth: AuthSpec::Required(rules),
+        auth: AuthSpec::Required(allowed_apps(allow, "[admin] allow", apps)?),
     })
+}
+
+/// The `[[app]]` rules an `allow` list names, in its order.
+fn allowed_apps(
+    names: &[String],
+    field: &str,
+    apps: &BTreeMap<AppName, Arc<AppRule>>,
+) -> Result<Vec<Arc<AppRule>>, SettingError> {
+    names
+        .iter()
+        .map(|name| {
+            apps.get(&AppName::new(name)).cloned().ok_or_else(|| {
+                SettingError::field(
+                    field,
+                    format!("no [[app]] named {name:?}; add it with `guichet apps add`"),
+                )
+            })
+        })
+        .collect()
 }
 
 impl ListenTls {

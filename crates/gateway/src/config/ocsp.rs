@@ -4,11 +4,11 @@
 use guichet_tls::ocsp::ResponderUrl;
 use guichet_tls::{OcspMode, OcspPolicy};
 
-use super::choice;
 use super::raw::RawProfile;
+use super::{choice, SettingError};
 
 /// Reads `ocsp` (default `off`) and `ocsp_url` of profile `name`.
-pub(super) fn policy(name: &str, raw: &RawProfile) -> Result<OcspPolicy, String> {
+pub(super) fn policy(name: &str, raw: &RawProfile) -> Result<OcspPolicy, SettingError> {
     let mode = choice(
         raw.ocsp.as_deref(),
         &format!("[tls.{name}] ocsp"),
@@ -23,15 +23,16 @@ pub(super) fn policy(name: &str, raw: &RawProfile) -> Result<OcspPolicy, String>
         .as_deref()
         .map(ResponderUrl::parse)
         .transpose()
-        .map_err(|e| format!("[tls.{name}] ocsp_url: {e}"))?;
+        .map_err(|e| SettingError::field(format!("[tls.{name}] ocsp_url"), e.to_string()))?;
     if url.is_some() && mode == OcspMode::Off {
-        return Err(format!(
+        return Err(SettingError::conflict(format!(
             "[tls.{name}] ocsp_url is set but ocsp is \"off\"; set ocsp = \"hard\" (or \"soft\"), or remove ocsp_url"
-        ));
+        )));
     }
     if mode != OcspMode::Off && raw.ca.is_none() && raw.cert.is_none() {
-        return Err(format!(
-            "[tls.{name}] ocsp: OCSP checks peers against a `ca` bundle and staples our `cert`; this profile has neither"
+        return Err(SettingError::field(
+            format!("[tls.{name}] ocsp"),
+            "OCSP checks peers against a `ca` bundle and staples our `cert`; this profile has neither",
         ));
     }
     Ok(OcspPolicy { mode, url })
@@ -43,7 +44,7 @@ mod tests {
 
     fn read(text: &str) -> Result<OcspPolicy, String> {
         let raw: RawProfile = toml::from_str(text).map_err(|e| e.to_string())?;
-        policy("p", &raw)
+        policy("p", &raw).map_err(|e| e.to_string())
     }
 
     #[test]

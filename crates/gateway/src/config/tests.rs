@@ -94,36 +94,16 @@ fn bad_configs_name_the_field() {
     );
     assert_error("[[route]\n", "line 1");
     assert_error("", "no [[route]] defined");
-    let route = |extra: &str| {
-        format!("{PROFILES}\n[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:1\"\nforward = \"h:2\"\n{extra}\n")
-    };
     assert_error(
-        &route("listen_tls = \"eai\""),
-        "must list the [[app]] names it admits",
-    );
-    assert_error(
-        &route("listen_tls = \"eai\"\nallow = [\"ghost\"]"),
-        "no [[app]] named \"ghost\"",
-    );
-    assert_error(
-        &route("listen_tls = \"nope\"\nallow = [\"dpi\"]"),
-        "no TLS profile \"nope\"",
-    );
-    assert_error(&route("allow = [\"dpi\"]"), "need `listen_tls`");
-    assert_error(
-        &route("listen_tls = \"eai\"\nclient_auth = \"none\"\nallow = [\"dpi\"]"),
-        "contradicts",
-    );
-    assert_error(
-        &route("idle_timeout = \"soon\""),
+        &route_with("idle_timeout = \"soon\""),
         "idle_timeout: \"soon\" is not a duration",
     );
     assert_error(
-        &route("max_connections = 0"),
+        &route_with("max_connections = 0"),
         "max_connections: 0 is out of range",
     );
     assert_error(
-        &route("kind = \"udp\""),
+        &route_with("kind = \"udp\""),
         "kind: \"udp\" is not allowed; use \"tcp\" or \"mllp\"",
     );
     assert_error(
@@ -138,6 +118,45 @@ fn bad_configs_name_the_field() {
         ),
         "forward: \"h\" is not HOST:PORT",
     );
+    let twice = format!("{PROFILES}\n[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:1\"\nforward = \"h:2\"\n[[route]]\nname = \"s\"\nlisten = \"127.0.0.1:1\"\nforward = \"h:3\"\n");
+    assert_error(&twice, "already used by another route");
+    assert_error(
+        &format!(
+            "{PROFILES}\n[[route]]\nname = \"r r\"\nlisten = \"127.0.0.1:1\"\nforward = \"h:2\"\n"
+        ),
+        "must be 1-64 characters",
+    );
+}
+
+/// A route `r` from 127.0.0.1:1 to h:2 with the test profiles and apps,
+/// plus `extra` lines.
+fn route_with(extra: &str) -> String {
+    format!("{PROFILES}\n[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:1\"\nforward = \"h:2\"\n{extra}\n")
+}
+
+#[test]
+fn bad_listener_tls_names_the_field() {
+    assert_error(
+        &route_with("listen_tls = \"eai\""),
+        "must list the [[app]] names it admits",
+    );
+    assert_error(
+        &route_with("listen_tls = \"eai\"\nallow = [\"ghost\"]"),
+        "no [[app]] named \"ghost\"",
+    );
+    assert_error(
+        &route_with("listen_tls = \"nope\"\nallow = [\"dpi\"]"),
+        "no TLS profile \"nope\"",
+    );
+    assert_error(&route_with("allow = [\"dpi\"]"), "need `listen_tls`");
+    assert_error(
+        &route_with("listen_tls = \"eai\"\nclient_auth = \"none\"\nallow = [\"dpi\"]"),
+        "contradicts",
+    );
+}
+
+#[test]
+fn bad_apps_and_profiles_name_the_field() {
     assert_error("[[app]]\nname = \"x\"\n[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:1\"\nforward = \"h:2\"\n", "no criterion");
     assert_error(
         "[[app]]\nname = \"x\"\nfingerprint = \"abc\"\n",
@@ -150,14 +169,6 @@ fn bad_configs_name_the_field() {
     assert_error(
         "[tls.t]\nmin_version = \"1.1\"\n",
         "min_version: \"1.1\" is not allowed",
-    );
-    let twice = format!("{PROFILES}\n[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:1\"\nforward = \"h:2\"\n[[route]]\nname = \"s\"\nlisten = \"127.0.0.1:1\"\nforward = \"h:3\"\n");
-    assert_error(&twice, "already used by another route");
-    assert_error(
-        &format!(
-            "{PROFILES}\n[[route]]\nname = \"r r\"\nlisten = \"127.0.0.1:1\"\nforward = \"h:2\"\n"
-        ),
-        "must be 1-64 characters",
     );
 }
 
@@ -260,6 +271,12 @@ fn store_and_forward_routes_need_a_journal_and_take_delivery_settings() {
         &format!("{journal}{base}delivery = \"store-and-forward\"\nretry_initial = \"10s\"\nretry_max = \"1s\"\n"),
         "retry_max: must not be shorter than retry_initial",
     );
+}
+
+#[test]
+fn journal_checks_its_lease_and_resolves_postgres_files() {
+    let base =
+        "[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:1\"\nforward = \"h:2\"\nkind = \"mllp\"\n";
     assert_error(
         &format!("[journal]\nstore = \"j.db\"\nlease_timeout = \"1s\"\n{base}"),
         "[journal] lease_timeout: at least 2s",
@@ -534,4 +551,25 @@ fn crl_fetch_settings_are_parsed_and_checked() {
         ),
         "fetched CRLs are verified against the profile's `ca` bundle",
     );
+}
+
+#[test]
+fn a_refused_setting_keeps_its_field_apart_from_the_sentence() {
+    let path = Path::new("/etc/guichet/guichet.toml");
+    let err = Config::parse(path, &route_with("idle_timeout = \"soon\"")).unwrap_err();
+    let Problem::Setting(setting) = &err.problem else {
+        panic!("not a setting: {err}");
+    };
+    assert_eq!(setting.field_name(), Some("idle_timeout"));
+    assert!(
+        matches!(setting, SettingError::Within { scope, .. } if scope == "route \"r\""),
+        "{setting:?}"
+    );
+    let err = Config::parse(path, "").unwrap_err();
+    let Problem::Setting(setting) = &err.problem else {
+        panic!("not a setting: {err}");
+    };
+    assert_eq!(setting.field_name(), None);
+    let err = Config::parse(path, "[[route]\n").unwrap_err();
+    assert!(matches!(err.problem, Problem::Syntax(_)), "{err}");
 }

@@ -152,13 +152,16 @@ pub struct Target {
     pub port: u16,
 }
 
+/// A value that is not `HOST:PORT`, as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not HOST:PORT (e.g. \"127.0.0.1:21011\", \"dpi.example:2575\", \"[::1]:2575\")")]
+pub struct NotHostPort(pub String);
+
 impl FromStr for Target {
-    type Err = String;
+    type Err = NotHostPort;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || {
-            format!("{s:?} is not HOST:PORT (e.g. \"127.0.0.1:21011\", \"dpi.example:2575\", \"[::1]:2575\")")
-        };
+        let bad = || NotHostPort(s.to_string());
         let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
         let host = host
             .strip_prefix('[')

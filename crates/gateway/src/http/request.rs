@@ -25,7 +25,7 @@ use super::rules::{
 };
 use crate::config::{HttpRule, HttpSpec, RouteSpec};
 use crate::state::HttpState;
-use crate::upstream::{Body, ConnectError, UpstreamClient};
+use crate::upstream::{Body, ConnectError, TlsFailure, UpstreamClient};
 
 impl Conn {
     pub(super) async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
@@ -358,16 +358,13 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Whether an I/O error is a TLS alert from the peer, as a rustls error or
-/// as its text.
-fn is_tls_alert(e: &std::io::Error) -> bool {
-    match guichet_tls::refusal::tls_error(e) {
-        Some(tls) => matches!(tls, rustls::Error::AlertReceived(_)),
-        None => {
-            e.kind() == std::io::ErrorKind::InvalidData
-                && e.to_string().starts_with("received fatal alert")
-        }
-    }
+/// Whether an I/O error is a TLS alert from the peer: by the rustls error
+/// it carries (HTTP/1.1), or else by the one its connection recorded
+/// (HTTP/2 passes on only the kind and text of an I/O error).
+fn is_tls_alert(e: &std::io::Error, connection: Option<&rustls::Error>) -> bool {
+    guichet_tls::refusal::tls_error(e)
+        .or(connection)
+        .is_some_and(|tls| matches!(tls, rustls::Error::AlertReceived(_)))
 }
 
 /// A request head's size as HTTP/2 counts it against a header list limit:
@@ -389,6 +386,7 @@ fn head_size<B>(request: &Request<B>) -> usize {
 
 /// What went wrong talking to the upstream.
 fn classify(error: &hyper_util::client::legacy::Error) -> Refused {
+    let connection_tls = TlsFailure::of(error);
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
         if let Some(connect) = e.downcast_ref::<ConnectError>() {
@@ -404,9 +402,11 @@ fn classify(error: &hyper_util::client::legacy::Error) -> Refused {
             return Refused::BadRequestBody;
         }
         // With TLS 1.3 an upstream refusing guichet's certificate says so
-        // in an alert on the first read after the handshake; by then the
-        // rustls error has become the text of an I/O error.
-        if e.downcast_ref::<std::io::Error>().is_some_and(is_tls_alert) {
+        // in an alert on the first read after the handshake, as an I/O
+        // error of the exchange.
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| is_tls_alert(io, connection_tls.as_ref()))
+        {
             return Refused::UpstreamTls;
         }
         source = e.source();

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use guichet_hl7::{AckCode, AckSummary, Header, Message, MllpCodec, ParseOptions};
 use guichet_journal::{Claimed, Journal, JournalError, MessageId, Outcome};
+use guichet_tls::Refusal;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::codec::Framed;
@@ -27,7 +28,7 @@ use tracing::{info, info_span, warn, Instrument};
 use super::relay::accept_ack_expected;
 use crate::certs::unix_ms;
 use crate::config::{ForwardPolicy, RouteKind};
-use crate::dial::{observe_handshake, open_forward, ForwardError};
+use crate::dial::{observe_handshake, open_forward, DialError, ForwardError};
 use crate::events::{MessageEvent, MessageOutcome};
 use crate::metrics::{RouteLabel, Side};
 use crate::route::RouteRuntime;
@@ -87,6 +88,19 @@ struct Receiver {
     /// The last control id accepted on this connection: a late second ACK
     /// for it (an application ACK after a commit ACK) is skipped.
     last_accepted: Option<String>,
+}
+
+/// Why no connection to the receiver could be opened; recorded as the
+/// attempt's error.
+#[derive(Debug, thiserror::Error)]
+enum ReceiverError {
+    #[error("receiver unavailable: {0}")]
+    Unavailable(DialError),
+    #[error("receiver TLS handshake failed: {0}")]
+    Tls(Refusal),
+    /// The connection closed before its address could be read.
+    #[error("{0}")]
+    Address(std::io::Error),
 }
 
 /// What one attempt came to.
@@ -346,11 +360,7 @@ impl Worker {
         let expect_ack = header.as_ref().is_none_or(accept_ack_expected);
         let body = Bytes::from(std::mem::take(&mut message.body));
         if message.redelivered {
-            warn!(
-                id = %message.id,
-                control_id = %message.meta.control_id,
-                "redelivering a message that may already have reached the receiver (in flight at a crash, a lease takeover or replayed)"
-            );
+            warn_redelivered(&message);
         }
         let mut attempts = message.attempts;
         let mut not_before = message.next_attempt_at_ms;
@@ -379,19 +389,28 @@ impl Worker {
                 &outcome,
                 receiver,
             );
-            match outcome {
-                Outcome::Retry {
-                    next_attempt_at_ms, ..
-                } => {
-                    // Recorded before the wait, with what was settled before.
-                    settled.outcomes.push((message.id, outcome));
-                    self.record(settled);
-                    not_before = Some(next_attempt_at_ms);
-                }
-                Outcome::Delivered { .. } | Outcome::Dead { .. } => {
-                    settled.push(message.id, outcome);
-                    return Ok(());
-                }
+            match self.settle(message.id, outcome, settled) {
+                Some(at_ms) => not_before = Some(at_ms),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Sets an outcome aside for recording; a retry is recorded at once,
+    /// with what was settled before it, and gives when to try again.
+    fn settle(&self, id: MessageId, outcome: Outcome, settled: &mut Settled) -> Option<i64> {
+        match outcome {
+            Outcome::Retry {
+                next_attempt_at_ms, ..
+            } => {
+                // Recorded before the wait, with what was settled before.
+                settled.outcomes.push((id, outcome));
+                self.record(settled);
+                Some(next_attempt_at_ms)
+            }
+            Outcome::Delivered { .. } | Outcome::Dead { .. } => {
+                settled.push(id, outcome);
+                None
             }
         }
     }
@@ -437,7 +456,7 @@ impl Worker {
         if receiver.is_none() {
             match self.connect().await {
                 Ok(r) => *receiver = Some(r),
-                Err(reason) => return Ok(Attempt::Failed(reason)),
+                Err(reason) => return Ok(Attempt::Failed(reason.to_string())),
             }
         }
         let Some(open) = receiver.as_mut() else {
@@ -482,7 +501,7 @@ impl Worker {
         Ok(attempt)
     }
 
-    async fn connect(&self) -> Result<Receiver, String> {
+    async fn connect(&self) -> Result<Receiver, ReceiverError> {
         let state = self.route.current();
         match open_forward(&state.spec, state.client.as_ref()).await {
             Ok((stream, handshake)) => {
@@ -494,7 +513,7 @@ impl Worker {
                         started,
                     );
                 }
-                let addr = stream.peer_addr().map_err(|e| e.to_string())?;
+                let addr = stream.peer_addr().map_err(ReceiverError::Address)?;
                 let codec = MllpCodec::new(self.max_frame());
                 Ok(Receiver {
                     framed: Framed::new(stream, codec),
@@ -502,15 +521,13 @@ impl Worker {
                     last_accepted: None,
                 })
             }
-            Err(ForwardError::Unavailable(reason)) => {
-                Err(format!("receiver unavailable: {reason}"))
-            }
+            Err(ForwardError::Unavailable(reason)) => Err(ReceiverError::Unavailable(reason)),
             Err(ForwardError::Tls(refusal)) => {
                 let route = self.route.name.as_str();
                 self.route
                     .metrics
                     .refused(route, Side::Forward, refusal.reason.as_str());
-                Err(format!("receiver TLS handshake failed: {refusal}"))
+                Err(ReceiverError::Tls(refusal))
             }
         }
     }
@@ -562,48 +579,11 @@ impl Worker {
         receiver: &Option<Receiver>,
     ) {
         let counters = &self.route.counters;
-        let (id, control_id) = (message.id, &message.meta.control_id);
-        let index = match outcome {
-            Outcome::Delivered { .. } => 0,
-            Outcome::Retry {
-                error,
-                next_attempt_at_ms,
-                ..
-            } => {
-                let retry_in_s = (next_attempt_at_ms - unix_ms(SystemTime::now())) as f64 / 1e3;
-                warn!(%id, %control_id, retry_in_s, "delivery attempt failed: {error}");
-                1
-            }
-            Outcome::Dead { error, .. } => {
-                warn!(%id, %control_id, "message given up: {error}; once fixed, replay it with `guichet journal replay {id}`");
-                2
-            }
-        };
-        counters.attempts[index].inc();
-        let outcome = match attempt {
-            Attempt::Accepted { code, latency }
-            | Attempt::Refused {
-                code: Some(code),
-                latency,
-            } => {
-                counters.roundtrip.observe(latency.as_secs_f64());
-                MessageOutcome::Acknowledged {
-                    code: Some(*code),
-                    id_matches: true,
-                    latency: *latency,
-                }
-            }
-            Attempt::Refused {
-                code: None,
-                latency,
-            } => MessageOutcome::Acknowledged {
-                code: None,
-                id_matches: true,
-                latency: *latency,
-            },
-            Attempt::Failed(_) => MessageOutcome::Unacknowledged,
-            Attempt::Sent => MessageOutcome::NoAckDue,
-        };
+        counters.attempts[log_outcome(message, outcome)].inc();
+        if let Some(latency) = attempt.roundtrip() {
+            counters.roundtrip.observe(latency.as_secs_f64());
+        }
+        let outcome = attempt.message_outcome();
         counters.message(&outcome);
         let remote = receiver
             .as_ref()
@@ -640,6 +620,76 @@ impl Worker {
         match &self.route.current().spec.kind {
             RouteKind::Mllp(settings) => settings.max_frame,
             RouteKind::Tcp | RouteKind::Http(_) => 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Logs an attempt that failed or gave the message up; gives the index of
+/// its `attempts` counter (delivered, retried, given up).
+fn log_outcome(message: &Claimed, outcome: &Outcome) -> usize {
+    let (id, control_id) = (message.id, &message.meta.control_id);
+    match outcome {
+        Outcome::Delivered { .. } => 0,
+        Outcome::Retry {
+            error,
+            next_attempt_at_ms,
+            ..
+        } => {
+            let retry_in_s = (next_attempt_at_ms - unix_ms(SystemTime::now())) as f64 / 1e3;
+            warn!(%id, %control_id, retry_in_s, "delivery attempt failed: {error}");
+            1
+        }
+        Outcome::Dead { error, .. } => {
+            warn!(%id, %control_id, "message given up: {error}; once fixed, replay it with `guichet journal replay {id}`");
+            2
+        }
+    }
+}
+
+fn warn_redelivered(message: &Claimed) {
+    warn!(
+        id = %message.id,
+        control_id = %message.meta.control_id,
+        "redelivering a message that may already have reached the receiver (in flight at a crash, a lease takeover or replayed)"
+    );
+}
+
+impl Attempt {
+    /// How long the receiver took to answer with a valid code: the
+    /// round trip the histogram times.
+    fn roundtrip(&self) -> Option<Duration> {
+        match self {
+            Attempt::Accepted { latency, .. }
+            | Attempt::Refused {
+                code: Some(_),
+                latency,
+            } => Some(*latency),
+            Attempt::Refused { code: None, .. } | Attempt::Failed(_) | Attempt::Sent => None,
+        }
+    }
+
+    /// What the attempt means for the message counters and events.
+    fn message_outcome(&self) -> MessageOutcome {
+        match self {
+            Attempt::Accepted { code, latency }
+            | Attempt::Refused {
+                code: Some(code),
+                latency,
+            } => MessageOutcome::Acknowledged {
+                code: Some(*code),
+                id_matches: true,
+                latency: *latency,
+            },
+            Attempt::Refused {
+                code: None,
+                latency,
+            } => MessageOutcome::Acknowledged {
+                code: None,
+                id_matches: true,
+                latency: *latency,
+            },
+            Attempt::Failed(_) => MessageOutcome::Unacknowledged,
+            Attempt::Sent => MessageOutcome::NoAckDue,
         }
     }
 }

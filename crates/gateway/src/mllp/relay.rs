@@ -313,19 +313,7 @@ impl Relay<'_> {
             match Message::parse_with(&frame.payload, ParseOptions::wire()) {
                 Ok(message) => {
                     self.peer.leading(self.route, &frame.payload);
-                    let header = Header::read(&message);
-                    let waiting = Waiting {
-                        header,
-                        size,
-                        at: SystemTime::now(),
-                        since: Instant::now(),
-                        overdue: false,
-                    };
-                    if accept_ack_expected(&waiting.header) {
-                        self.owe(Owed::Ack(Box::new(waiting)));
-                    } else {
-                        self.may_answer(waiting, false);
-                    }
+                    self.await_answer(Header::read(&message), size);
                     forward(&mut to_server, frame.payload).await?;
                     refill(frames.read_buffer_mut());
                 }
@@ -389,6 +377,23 @@ impl Relay<'_> {
         }
         to_client.get_mut().shutdown().await?;
         Ok(())
+    }
+
+    /// Books the answer a message about to be forwarded is owed (an
+    /// accept ACK, in order) or may get (paired by MSA-2 alone).
+    fn await_answer(&self, header: Header, size: usize) {
+        let waiting = Waiting {
+            header,
+            size,
+            at: SystemTime::now(),
+            since: Instant::now(),
+            overdue: false,
+        };
+        if accept_ack_expected(&waiting.header) {
+            self.owe(Owed::Ack(Box::new(waiting)));
+        } else {
+            self.may_answer(waiting, false);
+        }
     }
 
     fn owe(&self, owed: Owed) {
