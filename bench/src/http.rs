@@ -1,4 +1,4 @@
-//! The HTTPS gateway scenarios (issue 6): guichet's `http` route against
+//! The HTTPS gateway scenarios: guichet's `http` route against
 //! nginx and Caddy, each alone in front of the same upstream, with the
 //! same certificates.
 //!

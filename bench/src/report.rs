@@ -192,7 +192,7 @@ divided by the other's (below 1: guichet uses less memory).
     }
 
     fn targets(&self, out: &mut String) {
-        targets_table(out, "## Targets (issue 4)", self.verdicts());
+        targets_table(out, "## Targets (tunnels)", self.verdicts());
     }
 
     fn verdicts(&self) -> Vec<(String, String, Verdict)> {
@@ -662,10 +662,10 @@ mod tests {
 
     #[test]
     fn the_section_goes_before_the_method_the_first_time() {
-        let report = "# Benchmarks\n\n## Targets (issue 4)\n\nt\n\n## How it is measured\n\nm\n";
+        let report = "# Benchmarks\n\n## Targets (tunnels)\n\nt\n\n## How it is measured\n\nm\n";
         assert_eq!(
             merge_section(report, HEADING, SECTION),
-            "# Benchmarks\n\n## Targets (issue 4)\n\nt\n\n## Store-and-forward journal\n\n\
+            "# Benchmarks\n\n## Targets (tunnels)\n\nt\n\n## Store-and-forward journal\n\n\
              new figures\n\n## How it is measured\n\nm\n"
         );
     }

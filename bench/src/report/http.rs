@@ -1,5 +1,5 @@
 //! The "HTTPS gateway" section: guichet's `http` route against nginx and
-//! Caddy, the targets of issue 6, and how each gateway is set up.
+//! Caddy, the HTTPS gateway's targets, and how each gateway is set up.
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -33,7 +33,7 @@ impl Run<'_> {
         self.http_table(&mut out);
         targets_table(
             &mut out,
-            "### Targets (issue 6, HTTPS gateway)",
+            "### Targets (HTTPS gateway)",
             self.http_verdicts(),
         );
         self.http_method(&mut out);

@@ -1,4 +1,4 @@
-//! Issue 6, through the real binary: `guichet run` with an `http` route
+//! The HTTPS gateway through the real binary: `guichet run` with an `http` route
 //! streams a 50 MB upload from curl to the service behind it without
 //! holding it in memory.
 

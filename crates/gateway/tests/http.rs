@@ -1,4 +1,4 @@
-//! Issue 6: `http` routes, the HTTPS gateway in front of regional
+//! `http` routes, the HTTPS gateway in front of regional
 //! services. curl is the partner application (its certificate, HTTP/1.1
 //! or HTTP/2 by ALPN); the services behind are real HTTP servers on
 //! 127.0.0.1 that report what reached them. A keep-alive client (hyper

@@ -384,7 +384,7 @@ fn add_through_the_file_keeps_its_permissions() {
     assert_eq!(leftovers, 2, "only guichet.toml and pki/");
 }
 
-/// An `http` route in the format of issue 6, beside a tunnel route.
+/// An `http` route, beside a tunnel route.
 const HTTP: &str = r#"# the regional guichet unique
 
 [tls.gateway]
