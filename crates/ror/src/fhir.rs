@@ -66,12 +66,16 @@ pub(crate) fn shape(at: &Path, reason: impl Into<String>) -> FhirError {
 
 /// Reads a `Bundle` of `Location`s or one `Location`.
 pub fn read(text: &[u8]) -> Result<Document, FhirError> {
-    let json: Json = serde_json::from_slice(text).map_err(|e| FhirError::Json {
+    read_json(&parse(text)?)
+}
+
+/// The JSON of `text`, or where it stops being JSON.
+pub fn parse(text: &[u8]) -> Result<Json, FhirError> {
+    serde_json::from_slice(text).map_err(|e| FhirError::Json {
         line: e.line(),
         column: e.column(),
         reason: e.to_string(),
-    })?;
-    read_json(&json)
+    })
 }
 
 /// Reads an already parsed `Bundle` or `Location`.
@@ -83,11 +87,12 @@ pub fn read_json(json: &Json) -> Result<Document, FhirError> {
     };
     match json.get("resourceType").and_then(Json::as_str) {
         Some("Bundle") => {
-            read_bundle(json, &mut document)?;
-            if document.establishment.finess_eg.is_none() {
-                let reason = "no FINESS EG: neither in meta.extension nor in a unit's identifier";
-                return Err(shape(&root, reason));
+            let entries = read_bundle(json, "collection", &mut document)?;
+            for (i, entry) in entries.iter().enumerate() {
+                let at = root.join("entry").join(&format!("[{i}]")).join("resource");
+                read_entry(entry, &at, &mut document)?;
             }
+            require_site(&document)?;
         }
         Some("Location") => read_location(json, &root, &mut document)?,
         Some(other) => {
@@ -101,19 +106,32 @@ pub fn read_json(json: &Json) -> Result<Document, FhirError> {
     Ok(document)
 }
 
-fn read_bundle(json: &Json, document: &mut Document) -> Result<(), FhirError> {
+/// A `Bundle`'s type, when it is one.
+pub fn bundle_type(json: &Json) -> Option<&str> {
+    match json.get("resourceType").and_then(Json::as_str) {
+        Some("Bundle") => json.get("type").and_then(Json::as_str),
+        _ => None,
+    }
+}
+
+/// Reads a `Bundle` of type `kind`: its id, time, FINESS numbers and
+/// sender into `document`; returns its entries.
+pub(crate) fn read_bundle<'j>(
+    json: &'j Json,
+    kind: &str,
+    document: &mut Document,
+) -> Result<&'j [Json], FhirError> {
     let root = document.at.clone();
-    let kind = json.get("type").and_then(Json::as_str);
-    let batch = match kind {
-        Some("collection") => false,
-        Some("batch") => true,
+    match json.get("type").and_then(Json::as_str) {
+        Some(found) if found == kind => {}
         other => {
             let found = other.unwrap_or("none");
-            let reason =
-                format!("a Bundle of type {found}, not collection (or batch, of PATCH requests)");
+            let reason = format!(
+                "a Bundle of type {found}, not {kind} (a collection of Locations, or a batch of PATCH requests)"
+            );
             return Err(shape(&root.join("type"), reason));
         }
-    };
+    }
     document.id = string(
         json.pointer("/identifier/value"),
         &root.join("identifier.value"),
@@ -133,30 +151,33 @@ fn read_bundle(json: &Json, document: &mut Document) -> Result<(), FhirError> {
             _ => {}
         }
     }
-    let entries = array(json.get("entry"), &root.join("entry"))?;
-    let mut group = None;
-    for (i, entry) in entries.iter().enumerate() {
-        if batch {
-            let at = root.join("entry").join(&format!("[{i}]"));
-            crate::patch::read_entry(entry, &at, document, &mut group)?;
-            continue;
-        }
-        let at = root.join("entry").join(&format!("[{i}]")).join("resource");
-        let Some(resource) = entry.get("resource") else {
-            return Err(shape(&at, "an entry without a resource"));
-        };
-        match resource.get("resourceType").and_then(Json::as_str) {
-            Some("Location") => read_location(resource, &at, document)?,
-            other => {
-                let found = other.unwrap_or("nothing");
-                return Err(shape(
-                    &at.join("resourceType"),
-                    format!("a {found}, not a Location"),
-                ));
-            }
+    array(json.get("entry"), &root.join("entry"))
+}
+
+/// Fails a document that names no site at all.
+pub(crate) fn require_site(document: &Document) -> Result<(), FhirError> {
+    match document.establishment.finess_eg {
+        Some(_) => Ok(()),
+        None => Err(shape(
+            &document.at,
+            "no FINESS EG: neither in meta.extension nor in a unit's identifier",
+        )),
+    }
+}
+
+/// One entry of a collection: a `Location`.
+fn read_entry(entry: &Json, at: &Path, document: &mut Document) -> Result<(), FhirError> {
+    let Some(resource) = entry.get("resource") else {
+        return Err(shape(at, "an entry without a resource"));
+    };
+    match resource.get("resourceType").and_then(Json::as_str) {
+        Some("Location") => read_location(resource, at, document),
+        other => {
+            let found = other.unwrap_or("nothing");
+            let reason = format!("a {found}, not a Location");
+            Err(shape(&at.join("resourceType"), reason))
         }
     }
-    Ok(())
 }
 
 fn read_location(json: &Json, at: &Path, document: &mut Document) -> Result<(), FhirError> {

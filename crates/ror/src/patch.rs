@@ -135,12 +135,33 @@ pub fn write(document: &Document, coding: Coding) -> Json {
     Json::Object(bundle)
 }
 
+/// Reads a `Bundle` of type `batch` of PATCH requests.
+pub fn read(text: &[u8]) -> Result<Document, FhirError> {
+    read_json(&fhir::parse(text)?)
+}
+
+/// Reads an already parsed `Bundle` of type `batch`.
+pub fn read_json(json: &Json) -> Result<Document, FhirError> {
+    let mut document = Document {
+        at: Path::new("$"),
+        ..Document::default()
+    };
+    let entries = fhir::read_bundle(json, "batch", &mut document)?;
+    let mut group = None;
+    for (i, entry) in entries.iter().enumerate() {
+        let at = document.at.join("entry").join(&format!("[{i}]"));
+        read_entry(entry, &at, &mut document, &mut group)?;
+    }
+    fhir::require_site(&document)?;
+    Ok(document)
+}
+
 /// Reads one entry of a batch into `document`: its unit from the URL,
 /// its records from the `replace` or `add` operations.
 ///
 /// `group` is the previous entry's `fullUrl`: entries sharing one are one
 /// unit's (without one, consecutive entries of the same unit are).
-pub(crate) fn read_entry(
+fn read_entry(
     entry: &Json,
     at: &Path,
     document: &mut Document,

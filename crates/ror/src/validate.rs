@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::model::Document;
 use crate::rules::{self, Context, Severity, Violation};
-use crate::{fhir, xml};
+use crate::{fhir, patch, xml};
 
 /// The forms a document may come in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -62,18 +62,25 @@ pub fn read(bytes: &[u8]) -> (Option<Form>, Result<Document, Unreadable>) {
             (Some(Form::Xml), read)
         }
         Some(b'{') => {
-            let read = fhir::read(bytes).map_err(|e| match e {
-                fhir::FhirError::Json {
-                    line,
-                    column,
-                    reason,
-                } => unreadable(
-                    "json.invalid",
-                    format!("line {line}, column {column}"),
-                    reason,
-                ),
-                fhir::FhirError::Shape { path, reason } => unreadable("json.invalid", path, reason),
-            });
+            let read = fhir::parse(bytes)
+                .and_then(|json| match fhir::bundle_type(&json) {
+                    Some("batch") => patch::read_json(&json),
+                    _ => fhir::read_json(&json),
+                })
+                .map_err(|e| match e {
+                    fhir::FhirError::Json {
+                        line,
+                        column,
+                        reason,
+                    } => unreadable(
+                        "json.invalid",
+                        format!("line {line}, column {column}"),
+                        reason,
+                    ),
+                    fhir::FhirError::Shape { path, reason } => {
+                        unreadable("json.invalid", path, reason)
+                    }
+                });
             (Some(Form::Fhir), read)
         }
         _ => {

@@ -133,7 +133,7 @@ fn a_batch_goes_back_to_the_same_document_units_without_records_included() {
         entries[0]["request"]["url"],
         "ws-synchro-dispo-lits-fhir/Location?identifier=1350054680/SSR38888"
     );
-    let back = fhir::read(batch.to_string().as_bytes()).unwrap();
+    let back = read(batch.to_string().as_bytes()).unwrap();
     assert_eq!(back, doc);
 }
 
@@ -142,7 +142,7 @@ fn a_delete_in_a_batch_is_refused_as_a_document() {
     let doc = xml::read(crate::xml::tests::SAMPLE.as_bytes()).unwrap();
     let mut batch = write(&doc, Coding::default());
     batch["entry"][0]["resource"] = documented("delete", SELECTOR, None);
-    match fhir::read(batch.to_string().as_bytes()) {
+    match read(batch.to_string().as_bytes()) {
         Err(FhirError::Shape { path, reason }) => {
             assert_eq!(path, "$.entry[0].resource.parameter[0]");
             assert!(reason.contains("delete"), "{reason}");
