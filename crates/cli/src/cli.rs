@@ -89,14 +89,8 @@ pub struct SimRorArgs {
     /// operation, capacity).
     #[arg(long, value_name = "FILE.jsonl")]
     pub record: Option<PathBuf>,
-    /// Certificate to present: enables TLS.
-    #[arg(long, value_name = "CERT.pem", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// Require client certificates issued by this CA (mutual TLS).
-    #[arg(long, value_name = "CA.pem", requires = "tls_cert")]
-    pub tls_ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsServerArgs,
 }
 
 #[derive(Args, Debug)]
@@ -328,6 +322,13 @@ pub struct ListenArgs {
     /// Print each whole message, not only its header (the messages are test data).
     #[arg(long)]
     pub show: bool,
+    #[command(flatten)]
+    pub tls: TlsServerArgs,
+}
+
+/// TLS for a simulator's listener.
+#[derive(Args, Debug)]
+pub struct TlsServerArgs {
     /// Certificate to present: enables TLS.
     #[arg(long, value_name = "CERT.pem", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -336,6 +337,20 @@ pub struct ListenArgs {
     /// Require client certificates issued by this CA (mutual TLS).
     #[arg(long, value_name = "CA.pem", requires = "tls_cert")]
     pub tls_ca: Option<PathBuf>,
+}
+
+impl TlsServerArgs {
+    /// The listener's TLS, when a certificate is given.
+    pub fn options(self) -> Option<guichet_testkit::TlsServerOptions> {
+        match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(guichet_testkit::TlsServerOptions {
+                cert,
+                key,
+                ca: self.tls_ca,
+            }),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Args, Debug)]

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use guichet_hl7::{Message, ParseOptions};
-use guichet_testkit::{listen, AckPolicy, ListenEvent, ListenOptions, Received, TlsServerOptions};
+use guichet_testkit::{listen, AckPolicy, ListenEvent, ListenOptions, Received};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -19,14 +19,7 @@ pub fn listen_command(args: ListenArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     opts.delay = Duration::from_millis(args.delay);
     opts.show = args.show;
-    opts.tls = match (args.tls_cert, args.tls_key) {
-        (Some(cert), Some(key)) => Some(TlsServerOptions {
-            cert,
-            key,
-            ca: args.tls_ca,
-        }),
-        _ => None,
-    };
+    opts.tls = args.tls.options();
     runtime()?.block_on(async {
         let shutdown = CancellationToken::new();
         cancel_on_ctrl_c(shutdown.clone());

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use guichet_ror::referential::{Indicators, Referential};
-use guichet_testkit::{serve_ror, RorOptions, TlsServerOptions};
+use guichet_testkit::{serve_ror, RorOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::SimRorArgs;
@@ -26,14 +26,7 @@ pub fn ror_command(args: SimRorArgs) -> anyhow::Result<ExitCode> {
             )
         }
     };
-    let tls = match (args.tls_cert, args.tls_key) {
-        (Some(cert), Some(key)) => Some(TlsServerOptions {
-            cert,
-            key,
-            ca: args.tls_ca,
-        }),
-        _ => None,
-    };
+    let tls = args.tls.options();
     let scheme = if tls.is_some() { "https" } else { "http" };
     let units = referential.len();
     let opts = RorOptions {

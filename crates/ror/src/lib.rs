@@ -25,6 +25,9 @@ pub mod rules;
 pub mod store;
 pub mod xml;
 
+#[cfg(test)]
+mod ans_examples;
+
 mod validate;
 
 pub use validate::{read, validate, Form, Unreadable, Verdict};

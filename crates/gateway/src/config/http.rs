@@ -470,12 +470,7 @@ fn upstream_tls(
             )),
             (Some(name), true) => name,
         };
-    let profile = profiles.get(name.as_str()).ok_or_else(|| {
-        SettingError::field(
-            "upstream_tls",
-            format!("no TLS profile {name:?}; define it as [tls.{name}]"),
-        )
-    })?;
+    let profile = TlsProfile::named(profiles, name.as_str(), "upstream_tls")?;
     if profile.files.ca.is_none() {
         return Err(SettingError::field(
             "upstream_tls",

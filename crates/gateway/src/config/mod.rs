@@ -652,20 +652,6 @@ fn forward_target(raw: &RawRoute, is_http: bool) -> Result<Option<Target>, Setti
     }
 }
 
-/// The TLS profile a route field names.
-fn named_profile<'a>(
-    profiles: &'a BTreeMap<ProfileName, TlsProfile>,
-    name: &str,
-    field: &str,
-) -> Result<&'a TlsProfile, SettingError> {
-    profiles.get(name).ok_or_else(|| {
-        SettingError::field(
-            field,
-            format!("no TLS profile {name:?}; define it as [tls.{name}]"),
-        )
-    })
-}
-
 /// The listener's TLS: a profile that presents a certificate, and whom it
 /// admits; `None` for a plain listener, which cannot check certificates.
 fn listen_tls(
@@ -686,7 +672,7 @@ fn listen_tls(
         }
         return Ok(None);
     };
-    let p = named_profile(profiles, name, "listen_tls")?;
+    let p = TlsProfile::named(profiles, name, "listen_tls")?;
     if p.files.cert.is_none() {
         return Err(SettingError::field(
             "listen_tls",
@@ -722,7 +708,7 @@ fn forward_tls(
         }
         Some(name) => name,
     };
-    let p = named_profile(profiles, name, "forward_tls")?;
+    let p = TlsProfile::named(profiles, name, "forward_tls")?;
     if p.files.ca.is_none() {
         return Err(SettingError::field(
             "forward_tls",
@@ -932,12 +918,7 @@ fn admin_tls(
     profiles: &BTreeMap<ProfileName, TlsProfile>,
     apps: &BTreeMap<AppName, Arc<AppRule>>,
 ) -> Result<ListenTls, SettingError> {
-    let profile = profiles.get(name).ok_or_else(|| {
-        SettingError::field(
-            "[admin] tls",
-            format!("no TLS profile {name:?}; define it as [tls.{name}]"),
-        )
-    })?;
+    let profile = TlsProfile::named(profiles, name, "[admin] tls")?;
     if profile.files.cert.is_none() {
         return Err(SettingError::field(
             "[admin] tls",

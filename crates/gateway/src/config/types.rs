@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use guichet_tls::{AppRule, ProfileFiles, ServerName, TlsSettings};
 
+use super::error::SettingError;
 use super::http::HttpSpec;
 
 /// A route's name: unique in a config, safe in logs and metric labels.
@@ -240,6 +241,22 @@ pub struct TlsProfile {
     pub ocsp: guichet_tls::OcspPolicy,
     /// CRLs guichet fetches itself, besides the `crl` files.
     pub crl_fetch: CrlFetch,
+}
+
+impl TlsProfile {
+    /// The profile `name` refers to, for the setting `field`.
+    pub(crate) fn named<'a>(
+        profiles: &'a std::collections::BTreeMap<ProfileName, TlsProfile>,
+        name: &str,
+        field: &str,
+    ) -> Result<&'a TlsProfile, SettingError> {
+        profiles.get(name).ok_or_else(|| {
+            SettingError::field(
+                field,
+                format!("no TLS profile {name:?}; define it as [tls.{name}]"),
+            )
+        })
+    }
 }
 
 /// Where a profile's CRLs are fetched from, and how often.

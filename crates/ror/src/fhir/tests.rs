@@ -2,6 +2,10 @@ use super::*;
 use crate::codes::{CAPACITY_STATUS, GENDER, TEMPORARY_ASSIGNMENT};
 use crate::xml;
 
+fn documentation_location() -> String {
+    crate::ans_examples::location(25)
+}
+
 fn sample() -> Document {
     xml::read(crate::xml::tests::SAMPLE.as_bytes()).unwrap()
 }
@@ -35,33 +39,9 @@ fn the_bundle_is_the_documentations_form() {
     assert_eq!(capacity["extension"][3]["valueInteger"], 12);
 }
 
-/// The capacity extension of the ANS API documentation's scenario 2 (add
-/// a capacity: 25 places available, gender 03), as the documentation
-/// writes it, in a Location of one unit.
-const DOCUMENTATION_LOCATION: &str = r#"{
-  "resourceType": "Location",
-  "identifier": [{
-    "type": {"coding": [{"system": "https://mos.esante.gouv.fr/NOS/TRE_R354-TypeIdentifiantRessourceOperationnelle/FHIR/TRE-R354-TypeIdentifiantRessourceOperationnelle", "code": "26"}]},
-    "value": "1350054680/SSR38888"
-  }],
-  "extension": [{
-    "extension": [
-      {"url": "nbCapacity", "valueInteger": 25},
-      {"url": "capacityUpdateDate", "valueDateTime": "2025-02-26T15:17:33Z"},
-      {"url": "capacityStatus", "valueCodeableConcept": {"coding": [{"code": "02", "display": "Disponible", "system": "https://mos.esante.gouv.fr/NOS/TRE_R330-TypeStatutCapacite/FHIR/TRE-R330-TypeStatutCapacite"}]}},
-      {"url": "capacityType", "valueCodeableConcept": {"coding": [{"code": "02", "display": "Place", "system": "https://mos.esante.gouv.fr/NOS/TRE_R329-NatureCapacite/FHIR/TRE-R329-NatureCapacite"}]}},
-      {"url": "temporalityCapacity", "valueCodeableConcept": {"coding": [{"code": "01", "display": "Courant", "system": "https://mos.esante.gouv.fr/NOS/TRE_R331-TemporaliteCapacite/FHIR/TRE-R331-TemporaliteCapacite"}]}},
-      {"url": "capacitySourceType", "valueCodeableConcept": {"coding": [{"code": "02", "display": "Bed management", "system": "https://mos.esante.gouv.fr/NOS/TRE_R335-TypeSourceCapacite/FHIR/TRE-R335-TypeSourceCapacite"}]}},
-      {"url": "genderCapacityAvailable", "valueCodeableConcept": {"coding": [{"code": "03", "display": "Indifférencié", "system": "https://mos.esante.gouv.fr/NOS/TRE_R332-GenreCapacite/FHIR/TRE-R332-GenreCapacite"}]}},
-      {"url": "temporaryAssignement", "valueCodeableConcept": {"coding": [{"code": "01", "display": "Aucune", "system": "https://mos.esante.gouv.fr/NOS/TRE_R337-AffectationTemporaire/FHIR/TRE-R337-AffectationTemporaire"}]}}
-    ],
-    "url": "https://interop.esante.gouv.fr/ig/fhir/ror/StructureDefinition/ror-location-supported-capacity"
-  }]
-}"#;
-
 #[test]
 fn a_location_as_the_documentation_writes_it_is_read() {
-    let doc = read(DOCUMENTATION_LOCATION.as_bytes()).unwrap();
+    let doc = read(documentation_location().as_bytes()).unwrap();
     assert_eq!(
         doc.establishment.finess_eg.as_ref().unwrap().value,
         "350054680"
@@ -80,7 +60,7 @@ fn a_location_as_the_documentation_writes_it_is_read() {
 
 #[test]
 fn value_code_is_read_as_well_as_codeable_concept() {
-    let text = DOCUMENTATION_LOCATION.replace(
+    let text = documentation_location().replace(
         r#""valueCodeableConcept": {"coding": [{"code": "03", "display": "Indifférencié", "system": "https://mos.esante.gouv.fr/NOS/TRE_R332-GenreCapacite/FHIR/TRE-R332-GenreCapacite"}]}"#,
         r#""valueCode": "04""#,
     );
@@ -97,28 +77,34 @@ fn shape_error(text: &str) -> (String, String) {
 
 #[test]
 fn json_syntax_errors_name_line_and_column() {
-    // The brace missing on line 9 is found where the next element starts.
-    let broken = DOCUMENTATION_LOCATION.replacen("25}", "25", 1);
+    // A brace missing after the count is found where the next line starts.
+    let broken = documentation_location().replacen("25}", "25", 1);
+    let count_line = broken
+        .lines()
+        .position(|l| l.contains("\"valueInteger\": 25"))
+        .unwrap()
+        + 1;
     match read(broken.as_bytes()) {
-        Err(FhirError::Json { line, .. }) => assert_eq!(line, 10),
+        Err(FhirError::Json { line, .. }) => assert_eq!(line, count_line + 1),
         other => panic!("expected a JSON error, got {other:?}"),
     }
 }
 
 #[test]
 fn shape_errors_name_the_json_path() {
-    let (path, reason) = shape_error(&DOCUMENTATION_LOCATION.replace("\"nbCapacity\"", "\"lits\""));
+    let (path, reason) =
+        shape_error(&documentation_location().replace("\"nbCapacity\"", "\"lits\""));
     assert_eq!(path, "$.extension[0].extension[0].url");
     assert!(reason.contains("`lits` is not a slice"), "{reason}");
 
     let (path, reason) = shape_error(
-        &DOCUMENTATION_LOCATION.replace("\"valueInteger\": 25", "\"valueInteger\": \"25\""),
+        &documentation_location().replace("\"valueInteger\": 25", "\"valueInteger\": \"25\""),
     );
     assert_eq!(path, "$.extension[0].extension[0].valueInteger");
     assert!(reason.contains("a whole number"), "{reason}");
 
     let (path, _) =
-        shape_error(&DOCUMENTATION_LOCATION.replace("\"code\": \"26\"", "\"code\": \"25\""));
+        shape_error(&documentation_location().replace("\"code\": \"26\"", "\"code\": \"25\""));
     assert_eq!(path, "$.identifier");
 
     let (path, reason) = shape_error(r#"{"resourceType": "Bundle", "type": "transaction"}"#);

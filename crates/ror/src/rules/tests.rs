@@ -147,13 +147,7 @@ fn unreadable_documents_are_refused_with_line_and_column() {
 
 #[test]
 fn the_documentations_example_gives_code_deprecated_for_gender_03() {
-    let text = include_str!("../fhir/tests.rs");
-    let start = text
-        .find("const DOCUMENTATION_LOCATION: &str = r#\"")
-        .unwrap()
-        + 40;
-    let end = start + text[start..].find("\"#;").unwrap();
-    let verdict = &verdicts(&text[start..end], Lang::Fr)[0];
+    let verdict = &verdicts(&crate::ans_examples::location(25), Lang::Fr)[0];
     let deprecated: Vec<_> = verdict
         .violations
         .iter()
