@@ -137,6 +137,24 @@ pub struct HttpRefusalLabels {
     pub reason: &'static str,
 }
 
+/// Documents a validating rule judged, per route, rule and verdict
+/// (`valid`, `invalid`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ValidationLabels {
+    pub route: String,
+    pub rule: String,
+    pub verdict: &'static str,
+}
+
+/// Violations found by a validating rule, per route, rule and rule code
+/// (`finess.key`, `capacity.negative`...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ViolationLabels {
+    pub route: String,
+    pub rule: String,
+    pub code: &'static str,
+}
+
 /// Connections and requests the admin listener refused, by reason
 /// (`no_token`, `bad_token`, or a TLS refusal reason: `not_allowed`...).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -216,6 +234,8 @@ pub struct Metrics {
     pub journal_failures: Family<RouteLabel, Counter>,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_refusals: Family<HttpRefusalLabels, Counter>,
+    pub http_validations: Family<ValidationLabels, Counter>,
+    pub http_violations: Family<ViolationLabels, Counter>,
     pub http_request_seconds: Family<HttpRuleLabels, Histogram>,
     pub admin_refusals: Family<AdminRefusalLabels, Counter>,
     /// OCSP checks of peers and stapling (see [`crate::ocsp`]).
@@ -257,6 +277,8 @@ impl Default for Metrics {
             journal_failures: Family::default(),
             http_requests: Family::default(),
             http_refusals: Family::default(),
+            http_validations: Family::default(),
+            http_violations: Family::default(),
             http_request_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.000_25, 2.0, 18))
             }),
@@ -404,6 +426,16 @@ impl Metrics {
             "http_refusals",
             "Requests on http routes answered by guichet itself, per route and reason",
             self.http_refusals.clone(),
+        );
+        r.register(
+            "http_validations",
+            "Request bodies a validating rule judged, per route, rule and verdict",
+            self.http_validations.clone(),
+        );
+        r.register(
+            "http_violations",
+            "Rules broken by the documents a validating rule judged, per route, rule and code",
+            self.http_violations.clone(),
         );
         r.register(
             "http_request_seconds",

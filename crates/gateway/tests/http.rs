@@ -1493,3 +1493,134 @@ async fn a_reload_reopens_the_access_log() {
     let old = std::fs::read_to_string(&rotated).unwrap();
     assert_eq!(old.lines().count(), 1, "{old}");
 }
+
+/// The examples folder of bed availability.
+fn bed_examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bed-availability")
+}
+
+/// A validating rule (`validate = "bed-availability"`): an invalid
+/// document is answered 422 with its violations and never reaches the
+/// upstream; a valid one arrives converted to the ROR's FHIR form; both
+/// verdicts and the codes broken are counted and logged.
+#[tokio::test]
+async fn a_validating_rule_refuses_invalid_documents_and_converts_valid_ones() {
+    let echo = Upstream::plain().await;
+    let pki = Pki::new();
+    let referential = pki.tmp.path().join("referential.csv");
+    std::fs::copy(bed_examples().join("referential.csv"), &referential).unwrap();
+    let more =
+        "validate = \"bed-availability\"\nreferential = \"referential.csv\"\nconvert = \"fhir\"\n";
+    let layout = Layout::default().rule(&rule(RULE_A, "/a/", &echo.url(), &[APP_A], more));
+    let s = Site::start(pki, echo, &layout).await;
+    let a = s.curl(&s.a);
+    let file = |name: &str| format!("@{}", bed_examples().join(name).display());
+
+    for protocol in ["--http1.1", "--http2"] {
+        let invalid = file("invalid/negative-beds.xml");
+        let out = a
+            .run("/a/beds", &[protocol, "--data-binary", &invalid])
+            .await;
+        let problem = out.problem(422, Some(RULE_A));
+        let violations = problem["violations"].as_array().unwrap();
+        let negative = violations
+            .iter()
+            .find(|v| v["code"] == "capacity.negative")
+            .unwrap_or_else(|| panic!("{problem}"));
+        assert_eq!(negative["severity"], "error");
+        assert_eq!(
+            negative["path"],
+            "/bedAvailability/unit[1]/capacity[2]/nbCapacity"
+        );
+        assert_eq!(negative["message"], "nombre négatif : -4");
+    }
+    assert!(
+        s.echo.seen().is_empty(),
+        "an invalid document went upstream"
+    );
+
+    let valid = file("valid/chu-rennes-ssr.xml");
+    let echoed = a.run("/a/beds", &["--data-binary", &valid]).await.echoed();
+    let document = guichet_ror::xml::read(
+        &std::fs::read(bed_examples().join("valid/chu-rennes-ssr.xml")).unwrap(),
+    )
+    .unwrap();
+    let fhir =
+        guichet_ror::fhir::write(&document, guichet_ror::fhir::Coding::default()).to_string();
+    assert_eq!(echoed["body_bytes"], fhir.len());
+    let seen = s.echo.only();
+    assert_eq!(seen.one("content-type"), "application/fhir+json");
+    assert_eq!(seen.one("content-length"), fhir.len().to_string());
+
+    let count = |verdict| {
+        s.gateway.value(
+            "guichet_http_validations_total",
+            &[("route", ROUTE), ("rule", RULE_A), ("verdict", verdict)],
+        )
+    };
+    s.wait_requests(RULE_A, APP_A, "2xx", 1).await;
+    assert_eq!((count("valid"), count("invalid")), (1, 2));
+    let code = &[
+        ("route", ROUTE),
+        ("rule", RULE_A),
+        ("code", "capacity.negative"),
+    ];
+    assert_eq!(s.gateway.value("guichet_http_violations_total", code), 2);
+    assert_eq!(s.refusals("invalid_document"), 2);
+
+    let log = std::fs::read_to_string(&s.access).unwrap();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let verdicts: Vec<(&str, bool)> = lines
+        .iter()
+        .map(|l| {
+            let codes = l["validation"]["violations"].as_array().unwrap();
+            let negative = codes.iter().any(|c| c == "capacity.negative");
+            (l["validation"]["verdict"].as_str().unwrap(), negative)
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [("invalid", true), ("invalid", true), ("valid", false)]
+    );
+    assert!(
+        !log.contains("-4"),
+        "a value of the document reached the access log"
+    );
+}
+
+/// Validation settings are checked with the config: a referential that
+/// cannot be read, an unknown validator, `convert` without `validate`.
+#[tokio::test]
+async fn validating_rules_with_bad_settings_are_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = "[[route.rule]]\nname = \"r\"\npath = \"/a/\"\nupstream = \"http://127.0.0.1:9\"\nallow = [\"a\"]\n";
+    let cases = [
+        (
+            "validate = \"lits\"\n",
+            "validate: \"lits\" is not a validator",
+        ),
+        ("convert = \"fhir\"\n", "convert: only with validate"),
+        (
+            "validate = \"bed-availability\"\nreferential = \"nope.csv\"\n",
+            "referential: cannot read",
+        ),
+        (
+            "validate = \"bed-availability\"\nconvert = \"hl7\"\n",
+            "convert: \"hl7\" is not a form",
+        ),
+    ];
+    for (more, want) in cases {
+        let text = format!(
+            "[[app]]\nname = \"a\"\ncn = \"a\"\n\n[[route]]\nname = \"{ROUTE}\"\nkind = \"http\"\nlisten = \"127.0.0.1:0\"\n{base}{more}"
+        );
+        let path = dir.path().join("guichet.toml");
+        std::fs::write(&path, &text).unwrap();
+        let error = guichet_gateway::Config::load(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(want), "{more}: {error}");
+    }
+}

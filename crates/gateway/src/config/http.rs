@@ -12,6 +12,7 @@ use guichet_tls::{Allowlist, AppName, AppRule, Identity, ServerName};
 
 use super::raw::{RawRoute, RawRule};
 use super::types::{ForwardTls, ProfileName, Target, TlsProfile};
+use super::validation::{validation, Validation};
 use super::{allowed_apps, check_name, choice, count, duration, in_range, SettingError};
 
 /// What an `http` route does with each request.
@@ -87,6 +88,8 @@ pub struct HttpRule {
     pub path: String,
     pub upstream: Upstream,
     pub allow: Allowlist,
+    /// `validate`: the check of each request's body before it goes on.
+    pub validation: Option<Arc<Validation>>,
 }
 
 impl HttpRule {
@@ -158,7 +161,7 @@ pub(super) fn http_spec(
         Some(n) => in_range(n, "max_body_bytes", 0..=1_099_511_627_776)? as u64,
     };
     let access_log = access_log(raw, dir)?;
-    let checked = rules(raw, profiles, apps)?;
+    let checked = rules(raw, profiles, apps, dir)?;
     Ok(HttpSpec {
         rules: checked,
         identity_headers,
@@ -264,6 +267,7 @@ fn rules(
     raw: &RawRoute,
     profiles: &BTreeMap<ProfileName, TlsProfile>,
     apps: &BTreeMap<AppName, Arc<AppRule>>,
+    dir: &std::path::Path,
 ) -> Result<Vec<HttpRule>, SettingError> {
     let rules = raw.rule.as_deref().unwrap_or_default();
     if rules.is_empty() {
@@ -273,7 +277,7 @@ fn rules(
     }
     let mut checked: Vec<HttpRule> = Vec::with_capacity(rules.len());
     for raw_rule in rules {
-        let rule = http_rule(raw_rule, profiles, apps)
+        let rule = http_rule(raw_rule, profiles, apps, dir)
             .map_err(|e| e.within(format!("rule {:?}", raw_rule.name)))?;
         if checked.iter().any(|r| r.name == rule.name) {
             return Err(SettingError::conflict(format!(
@@ -300,6 +304,7 @@ fn http_rule(
     raw: &RawRule,
     profiles: &BTreeMap<ProfileName, TlsProfile>,
     apps: &BTreeMap<AppName, Arc<AppRule>>,
+    dir: &std::path::Path,
 ) -> Result<HttpRule, SettingError> {
     check_name(&raw.name, "name")?;
     let host = raw.host.as_deref().map(rule_host).transpose()?;
@@ -326,6 +331,7 @@ fn http_rule(
         path,
         upstream,
         allow: Allowlist::new(rules),
+        validation: validation(raw, dir)?.map(Arc::new),
     })
 }
 

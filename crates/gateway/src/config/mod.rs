@@ -10,6 +10,7 @@ mod ocsp;
 mod own_cert;
 mod raw;
 mod types;
+mod validation;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -31,6 +32,7 @@ pub use types::{
     ListenTls, MllpSettings, NonHl7Policy, NotHostPort, ProfileName, RevocationSource, RouteKind,
     RouteName, RouteSpec, Target, TlsProfile,
 };
+pub use validation::{Convert, Validation, BED_AVAILABILITY};
 
 use raw::{RawAdmin, RawApp, RawConfig, RawJournal, RawLimits, RawProfile, RawRoute};
 

@@ -173,6 +173,12 @@ pub struct RawRule {
     pub server_name: Option<String>,
     #[serde(default)]
     pub allow: Vec<String>,
+    /// `bed-availability`: check each request's body before it goes on.
+    pub validate: Option<String>,
+    pub referential: Option<String>,
+    pub rules: Option<String>,
+    pub indicators: Option<String>,
+    pub convert: Option<String>,
 }
 
 impl RawRoute {

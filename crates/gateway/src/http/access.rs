@@ -54,6 +54,18 @@ pub struct AccessRecord {
     pub reason: Option<&'static str>,
     /// False when the response body was cut before its end.
     pub complete: bool,
+    /// A validating rule's verdict on the request's body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation: Option<ValidationRecord>,
+}
+
+/// A validating rule's verdict, as logged: the codes of the rules broken,
+/// never what the document holds.
+#[derive(Debug, Serialize)]
+pub struct ValidationRecord {
+    /// `valid` or `invalid`.
+    pub verdict: &'static str,
+    pub violations: Vec<&'static str>,
 }
 
 fn rfc3339<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {

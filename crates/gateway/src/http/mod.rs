@@ -14,7 +14,8 @@
 //! `request` takes each request along its path (prepare, admit, go
 //! upstream); `outcome` answers, refuses, logs and counts it; `conn` is
 //! what a connection knows of its client; `rules` normalises, matches and
-//! rewrites paths; `clock` times request heads.
+//! rewrites paths; `clock` times request heads; `validate` judges the
+//! body of a validating rule's requests.
 
 mod access;
 mod body;
@@ -28,6 +29,7 @@ mod ratelimit;
 mod request;
 mod rules;
 mod runtime;
+mod validate;
 
 pub use crate::upstream::{UpstreamClient, ALPN};
 pub use access::AccessLogger;

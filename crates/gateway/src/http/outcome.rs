@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use guichet_ror::rules::Violation;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -103,10 +104,33 @@ impl Conn {
     /// Answers with a problem body, logs the refusal and counts it.
     pub(super) fn refuse(
         &self,
+        finish: Finish,
+        refused: Refused,
+        rule: Option<&HttpRule>,
+        retry_after: Option<u64>,
+    ) -> Response<Body> {
+        self.refuse_with(finish, refused, rule, retry_after, None)
+    }
+
+    /// Answers 422 to a validating rule's invalid document, listing its
+    /// violations (codes, paths and messages: never the document itself).
+    pub(super) fn refuse_document(
+        &self,
+        finish: Finish,
+        rule: &HttpRule,
+        violations: &[Violation],
+    ) -> Response<Body> {
+        let refused = Refused::InvalidDocument;
+        self.refuse_with(finish, refused, Some(rule), None, Some(violations))
+    }
+
+    fn refuse_with(
+        &self,
         mut finish: Finish,
         refused: Refused,
         rule: Option<&HttpRule>,
         retry_after: Option<u64>,
+        violations: Option<&[Violation]>,
     ) -> Response<Body> {
         let route = &self.route;
         self.refused(refused);
@@ -124,7 +148,7 @@ impl Conn {
                 "request refused"
             );
         }
-        let response = problem(refused, rule_name, retry_after);
+        let response = problem(refused, rule_name, retry_after, violations);
         finish.record.status = response.status().as_u16();
         finish.record.reason = Some(refused.as_str());
         let (parts, body) = response.into_parts();

@@ -2,6 +2,7 @@
 //! rule concerned, never the allowlist, the certificate or the request.
 
 use bytes::Bytes;
+use guichet_ror::rules::Violation;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
@@ -37,6 +38,8 @@ pub enum Refused {
     UpstreamTls,
     UpstreamTimeout,
     UpstreamError,
+    /// A validating rule's document breaks rules of severity error.
+    InvalidDocument,
 }
 
 impl Refused {
@@ -58,6 +61,7 @@ impl Refused {
             Refused::UpstreamTls => "upstream_tls",
             Refused::UpstreamTimeout => "upstream_timeout",
             Refused::UpstreamError => "upstream_error",
+            Refused::InvalidDocument => "invalid_document",
         }
     }
 
@@ -77,6 +81,7 @@ impl Refused {
             }
             Refused::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Refused::UpstreamBusy => StatusCode::SERVICE_UNAVAILABLE,
+            Refused::InvalidDocument => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 }
@@ -90,10 +95,19 @@ struct Problem<'a> {
     detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     rule: Option<&'a str>,
+    /// A validating rule's findings: code, severity, path, message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    violations: Option<&'a [Violation]>,
 }
 
-/// The problem answer for a refusal; `rule` is the matched rule's name.
-pub fn problem(refused: Refused, rule: Option<&str>, retry_after: Option<u64>) -> Response<Bytes> {
+/// The problem answer for a refusal; `rule` is the matched rule's name,
+/// `violations` a validating rule's findings.
+pub fn problem(
+    refused: Refused,
+    rule: Option<&str>,
+    retry_after: Option<u64>,
+    violations: Option<&[Violation]>,
+) -> Response<Bytes> {
     let status = refused.status();
     let named = |what: &str| match rule {
         Some(rule) => format!("{what} (rule \"{rule}\")"),
@@ -127,6 +141,9 @@ pub fn problem(refused: Refused, rule: Option<&str>, retry_after: Option<u64>) -
         ),
         Refused::UpstreamTimeout => named("the service behind this gateway did not answer in time"),
         Refused::UpstreamError => named("the service behind this gateway broke the exchange"),
+        Refused::InvalidDocument => named(
+            "the document breaks the rules this gateway checks; it was not sent on (see violations)",
+        ),
     };
     let body = Problem {
         kind: "about:blank",
@@ -134,6 +151,7 @@ pub fn problem(refused: Refused, rule: Option<&str>, retry_after: Option<u64>) -
         status: status.as_u16(),
         detail,
         rule,
+        violations,
     };
     let json = serde_json::to_vec(&body).unwrap_or_default();
     let mut response = Response::new(Bytes::from(json));
@@ -156,7 +174,7 @@ mod tests {
 
     #[test]
     fn forbidden_names_the_rule_only() {
-        let response = problem(Refused::NotAdmitted, Some("ror-internal"), None);
+        let response = problem(Refused::NotAdmitted, Some("ror-internal"), None, None);
         assert_eq!(response.status(), 403);
         let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
         assert_eq!(body["rule"], "ror-internal");
@@ -170,7 +188,7 @@ mod tests {
 
     #[test]
     fn rate_limited_says_when_to_retry() {
-        let response = problem(Refused::RateLimited, Some("r"), Some(2));
+        let response = problem(Refused::RateLimited, Some("r"), Some(2), None);
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers()["retry-after"], "2");
     }

@@ -23,6 +23,7 @@ use super::problem::Refused;
 use super::rules::{
     find_rule, host_of, normalize_path, request_authority, rewrite_path, set_path, with_query,
 };
+use super::validate::Invalid;
 use crate::config::{HttpRule, HttpSpec, RouteSpec};
 use crate::state::HttpState;
 use crate::upstream::{Body, ConnectError, TlsFailure, UpstreamClient};
@@ -64,6 +65,21 @@ impl Conn {
                 Ok(pair) => pair,
                 Err(()) => return self.refuse(finish, Refused::BadRequest, Some(rule), None),
             };
+        let forwarded = match &rule.validation {
+            None => forwarded,
+            Some(validation) => match self
+                .validate(forwarded, validation, rule, &mut finish)
+                .await
+            {
+                Ok(checked) => checked,
+                Err(Invalid::Refused(refused)) => {
+                    return self.refuse(finish, refused, Some(rule), None)
+                }
+                Err(Invalid::Document(violations)) => {
+                    return self.refuse_document(finish, rule, &violations)
+                }
+            },
+        };
         self.exchange(finish, spec, rule, upstream, forwarded, sent)
             .await
     }
@@ -110,6 +126,7 @@ impl Conn {
                 upstream: None,
                 reason: None,
                 complete: false,
+                validation: None,
             },
             conn: self.clone(),
             slot: None,

@@ -1,0 +1,124 @@
+//! A rule's check of what it carries: `validate = "bed-availability"`,
+//! with the ROR's referential, the indicators it accepts, the rules'
+//! severities, and the form the document goes on in.
+//!
+//! The files are read when the config is (at start and at each reload),
+//! so a broken referential is a config error, never a refused request.
+
+use std::path::{Path, PathBuf};
+
+use guichet_ror::referential::{Indicators, Referential};
+use guichet_ror::rules::Settings;
+
+use super::error::SettingError;
+use super::raw::RawRule;
+
+/// The one validator: bed availability for the ROR.
+pub const BED_AVAILABILITY: &str = "bed-availability";
+
+/// How a rule checks its requests' bodies.
+#[derive(Debug)]
+pub struct Validation {
+    /// The units the ROR knows; without it, units are not checked.
+    pub referential: Option<Referential>,
+    /// The indicator tuples the national ROR accepts.
+    pub indicators: Option<Indicators>,
+    pub settings: Settings,
+    /// The form a valid document goes on in; as received when `None`.
+    pub convert: Option<Convert>,
+}
+
+/// `convert`: the form forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Convert {
+    /// The ROR's FHIR `Bundle` (`application/fhir+json`).
+    Fhir,
+    /// guichet's XML form (`application/xml`).
+    Xml,
+}
+
+/// The rule's validation, if it asks for one; `dir` is the config's
+/// folder, against which relative paths are read.
+pub(super) fn validation(raw: &RawRule, dir: &Path) -> Result<Option<Validation>, SettingError> {
+    let Some(validator) = raw.validate.as_deref() else {
+        let stray = [
+            ("referential", raw.referential.is_some()),
+            ("rules", raw.rules.is_some()),
+            ("indicators", raw.indicators.is_some()),
+            ("convert", raw.convert.is_some()),
+        ];
+        return match stray.iter().find(|(_, set)| *set) {
+            Some((field, _)) => Err(SettingError::field(
+                *field,
+                format!("only with validate = \"{BED_AVAILABILITY}\""),
+            )),
+            None => Ok(None),
+        };
+    };
+    if validator != BED_AVAILABILITY {
+        return Err(SettingError::field(
+            "validate",
+            format!("{validator:?} is not a validator; the one known is {BED_AVAILABILITY:?}"),
+        ));
+    }
+    let referential = match &raw.referential {
+        None => None,
+        Some(path) => Some(
+            Referential::read(&read(dir, path, "referential")?)
+                .map_err(|e| SettingError::field("referential", format!("{path}: {e}")))?,
+        ),
+    };
+    let indicators = match &raw.indicators {
+        None => None,
+        Some(path) => Some(
+            Indicators::from_csv(&read(dir, path, "indicators")?)
+                .map_err(|e| SettingError::field("indicators", format!("{path}: {e}")))?,
+        ),
+    };
+    let settings = match &raw.rules {
+        None => Settings::default(),
+        Some(path) => {
+            let text = String::from_utf8(read(dir, path, "rules")?)
+                .map_err(|_| SettingError::field("rules", format!("{path}: not UTF-8")))?;
+            Settings::from_toml(&text)
+                .map_err(|e| SettingError::field("rules", format!("{path}: {e}")))?
+        }
+    };
+    let convert = match raw.convert.as_deref() {
+        None => None,
+        Some("fhir") => Some(Convert::Fhir),
+        Some("xml") => Some(Convert::Xml),
+        Some("patch") => {
+            return Err(SettingError::field(
+                "convert",
+                "\"patch\" sends each record to the national ROR and needs its upstream, which this version cannot drive yet; use \"fhir\" or \"xml\"",
+            ))
+        }
+        Some(other) => {
+            return Err(SettingError::field(
+                "convert",
+                format!("{other:?} is not a form; choose \"fhir\" or \"xml\""),
+            ))
+        }
+    };
+    Ok(Some(Validation {
+        referential,
+        indicators,
+        settings,
+        convert,
+    }))
+}
+
+/// A file the validation reads, at most 64 MiB.
+fn read(dir: &Path, path: &str, field: &str) -> Result<Vec<u8>, SettingError> {
+    let full: PathBuf = dir.join(path);
+    let bytes = std::fs::read(&full)
+        .map_err(|e| SettingError::field(field, format!("cannot read {}: {e}", full.display())))?;
+    if bytes.len() > 64 * 1024 * 1024 {
+        return Err(SettingError::field(
+            field,
+            format!("{} is over 64 MiB", full.display()),
+        ));
+    }
+    Ok(bytes)
+}

@@ -1,0 +1,141 @@
+//! A validating rule's step (`validate = "bed-availability"`): the
+//! request's body read whole, within `max_body_bytes`, checked by the
+//! ror crate's rules; an invalid document is answered 422 with its
+//! violations and never goes upstream; a valid one goes on as received,
+//! or converted (`convert`).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use guichet_ror::fhir::{self, Coding};
+use guichet_ror::rules::{Context, Lang, Severity, Violation};
+use guichet_ror::{xml, Verdict};
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use time::OffsetDateTime;
+
+use super::access::ValidationRecord;
+use super::body::TooLarge;
+use super::conn::Conn;
+use super::outcome::Finish;
+use super::problem::Refused;
+use crate::config::{Convert, HttpRule, Validation};
+use crate::metrics::{ValidationLabels, ViolationLabels};
+use crate::upstream::Body;
+
+/// Bodies larger than this are judged on a blocking thread, so a large
+/// document never holds the runtime's other requests.
+const INLINE_BYTES: usize = 256 * 1024;
+
+/// Why a validating rule does not send a request on.
+pub(super) enum Invalid {
+    /// The body could not be read whole (too large, cut).
+    Refused(Refused),
+    /// The document breaks rules of severity error.
+    Document(Vec<Violation>),
+}
+
+impl Conn {
+    /// The request as it goes upstream once its body is judged valid.
+    pub(super) async fn validate(
+        &self,
+        request: Request<Body>,
+        validation: &Arc<Validation>,
+        rule: &HttpRule,
+        finish: &mut Finish,
+    ) -> Result<Request<Body>, Invalid> {
+        let (mut parts, body) = request.into_parts();
+        let bytes = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<TooLarge>() => return Err(Invalid::Refused(Refused::BodyTooLarge)),
+            Err(_) => return Err(Invalid::Refused(Refused::BadRequestBody)),
+        };
+        let verdict = judge(validation.clone(), bytes.clone()).await;
+        self.count_verdict(rule, &verdict);
+        finish.record.validation = Some(ValidationRecord {
+            verdict: if verdict.valid() { "valid" } else { "invalid" },
+            violations: verdict.violations.iter().map(|v| v.code).collect(),
+        });
+        if !verdict.valid() {
+            return Err(Invalid::Document(verdict.violations));
+        }
+        let (body, content_type) = match (validation.convert, &verdict.document) {
+            (Some(Convert::Fhir), Some(document)) => {
+                let json = fhir::write(document, Coding::default()).to_string();
+                (Bytes::from(json), Some("application/fhir+json"))
+            }
+            (Some(Convert::Xml), Some(document)) => {
+                (Bytes::from(xml::write(document)), Some("application/xml"))
+            }
+            _ => (bytes, None),
+        };
+        if let Some(content_type) = content_type {
+            parts
+                .headers
+                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        }
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        let body = Full::new(body)
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        Ok(Request::from_parts(parts, body))
+    }
+
+    fn count_verdict(&self, rule: &HttpRule, verdict: &Verdict) {
+        let metrics = &self.route.metrics;
+        let (route, rule) = (self.route.name.to_string(), rule.name.to_string());
+        metrics
+            .http_validations
+            .get_or_create(&ValidationLabels {
+                route: route.clone(),
+                rule: rule.clone(),
+                verdict: if verdict.valid() { "valid" } else { "invalid" },
+            })
+            .inc();
+        for violation in &verdict.violations {
+            metrics
+                .http_violations
+                .get_or_create(&ViolationLabels {
+                    route: route.clone(),
+                    rule: rule.clone(),
+                    code: violation.code,
+                })
+                .inc();
+        }
+    }
+}
+
+/// The rules' verdict on `bytes`, on a blocking thread when they are many.
+async fn judge(validation: Arc<Validation>, bytes: Bytes) -> Verdict {
+    let small = bytes.len() <= INLINE_BYTES;
+    let check = move || {
+        let context = Context {
+            referential: validation.referential.as_ref(),
+            indicators: validation.indicators.as_ref(),
+            settings: &validation.settings,
+            now: OffsetDateTime::now_utc(),
+            lang: Lang::Fr,
+        };
+        guichet_ror::validate(&bytes, &context)
+    };
+    if small {
+        return check();
+    }
+    match tokio::task::spawn_blocking(check).await {
+        Ok(verdict) => verdict,
+        // The check itself failed: nothing unchecked goes on.
+        Err(e) => Verdict {
+            form: None,
+            document: None,
+            violations: vec![Violation {
+                code: "validator.failed",
+                severity: Severity::Error,
+                path: String::new(),
+                message: format!("the document could not be checked: {e}"),
+            }],
+        },
+    }
+}
