@@ -41,15 +41,9 @@ pub enum Convert {
 /// folder, against which relative paths are read.
 pub(super) fn validation(raw: &RawRule, dir: &Path) -> Result<Option<Validation>, SettingError> {
     let Some(validator) = raw.validate.as_deref() else {
-        let stray = [
-            ("referential", raw.referential.is_some()),
-            ("rules", raw.rules.is_some()),
-            ("indicators", raw.indicators.is_some()),
-            ("convert", raw.convert.is_some()),
-        ];
-        return match stray.iter().find(|(_, set)| *set) {
-            Some((field, _)) => Err(SettingError::field(
-                *field,
+        return match stray_setting(raw) {
+            Some(field) => Err(SettingError::field(
+                field,
                 format!("only with validate = \"{BED_AVAILABILITY}\""),
             )),
             None => Ok(None),
@@ -61,52 +55,67 @@ pub(super) fn validation(raw: &RawRule, dir: &Path) -> Result<Option<Validation>
             format!("{validator:?} is not a validator; the one known is {BED_AVAILABILITY:?}"),
         ));
     }
-    let referential = match &raw.referential {
-        None => None,
-        Some(path) => Some(
-            Referential::read(&read(dir, path, "referential")?)
-                .map_err(|e| SettingError::field("referential", format!("{path}: {e}")))?,
-        ),
-    };
-    let indicators = match &raw.indicators {
-        None => None,
-        Some(path) => Some(
-            Indicators::from_csv(&read(dir, path, "indicators")?)
-                .map_err(|e| SettingError::field("indicators", format!("{path}: {e}")))?,
-        ),
-    };
-    let settings = match &raw.rules {
-        None => Settings::default(),
-        Some(path) => {
-            let text = String::from_utf8(read(dir, path, "rules")?)
-                .map_err(|_| SettingError::field("rules", format!("{path}: not UTF-8")))?;
-            Settings::from_toml(&text)
-                .map_err(|e| SettingError::field("rules", format!("{path}: {e}")))?
-        }
-    };
-    let convert = match raw.convert.as_deref() {
-        None => None,
-        Some("fhir") => Some(Convert::Fhir),
-        Some("xml") => Some(Convert::Xml),
-        Some("patch") => {
-            return Err(SettingError::field(
-                "convert",
-                "\"patch\" sends each record to the national ROR and needs its upstream, which this version cannot drive yet; use \"fhir\" or \"xml\"",
-            ))
-        }
-        Some(other) => {
-            return Err(SettingError::field(
-                "convert",
-                format!("{other:?} is not a form; choose \"fhir\" or \"xml\""),
-            ))
-        }
-    };
     Ok(Some(Validation {
-        referential,
-        indicators,
-        settings,
-        convert,
+        referential: referential(raw, dir)?,
+        indicators: indicators(raw, dir)?,
+        settings: settings(raw, dir)?,
+        convert: convert(raw)?,
     }))
+}
+
+/// A validation setting given without `validate`.
+fn stray_setting(raw: &RawRule) -> Option<&'static str> {
+    [
+        ("referential", raw.referential.is_some()),
+        ("rules", raw.rules.is_some()),
+        ("indicators", raw.indicators.is_some()),
+        ("convert", raw.convert.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(field, set)| set.then_some(field))
+}
+
+fn referential(raw: &RawRule, dir: &Path) -> Result<Option<Referential>, SettingError> {
+    let Some(path) = &raw.referential else {
+        return Ok(None);
+    };
+    let referential = Referential::read(&read(dir, path, "referential")?)
+        .map_err(|e| SettingError::field("referential", format!("{path}: {e}")))?;
+    Ok(Some(referential))
+}
+
+fn indicators(raw: &RawRule, dir: &Path) -> Result<Option<Indicators>, SettingError> {
+    let Some(path) = &raw.indicators else {
+        return Ok(None);
+    };
+    let indicators = Indicators::from_csv(&read(dir, path, "indicators")?)
+        .map_err(|e| SettingError::field("indicators", format!("{path}: {e}")))?;
+    Ok(Some(indicators))
+}
+
+fn settings(raw: &RawRule, dir: &Path) -> Result<Settings, SettingError> {
+    let Some(path) = &raw.rules else {
+        return Ok(Settings::default());
+    };
+    let text = String::from_utf8(read(dir, path, "rules")?)
+        .map_err(|_| SettingError::field("rules", format!("{path}: not UTF-8")))?;
+    Settings::from_toml(&text).map_err(|e| SettingError::field("rules", format!("{path}: {e}")))
+}
+
+fn convert(raw: &RawRule) -> Result<Option<Convert>, SettingError> {
+    match raw.convert.as_deref() {
+        None => Ok(None),
+        Some("fhir") => Ok(Some(Convert::Fhir)),
+        Some("xml") => Ok(Some(Convert::Xml)),
+        Some("patch") => Err(SettingError::field(
+            "convert",
+            "\"patch\" sends each record to the national ROR and needs its upstream, which this version cannot drive yet; use \"fhir\" or \"xml\"",
+        )),
+        Some(other) => Err(SettingError::field(
+            "convert",
+            format!("{other:?} is not a form; choose \"fhir\" or \"xml\""),
+        )),
+    }
 }
 
 /// A file the validation reads, at most 64 MiB.

@@ -109,11 +109,37 @@ pub fn problem(
     violations: Option<&[Violation]>,
 ) -> Response<Bytes> {
     let status = refused.status();
+    let detail = detail(refused, rule);
+    let body = Problem {
+        kind: "about:blank",
+        title: status.canonical_reason().unwrap_or("Error"),
+        status: status.as_u16(),
+        detail,
+        rule,
+        violations,
+    };
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    let mut response = Response::new(Bytes::from(json));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(seconds) = retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+/// What went wrong, for the client: the rule named where one matched.
+fn detail(refused: Refused, rule: Option<&str>) -> String {
     let named = |what: &str| match rule {
         Some(rule) => format!("{what} (rule \"{rule}\")"),
         None => what.to_string(),
     };
-    let detail = match refused {
+    match refused {
         Refused::BadPath => {
             "the path holds dot segments or encoded separators; send it normalised".to_string()
         }
@@ -144,28 +170,7 @@ pub fn problem(
         Refused::InvalidDocument => named(
             "the document breaks the rules this gateway checks; it was not sent on (see violations)",
         ),
-    };
-    let body = Problem {
-        kind: "about:blank",
-        title: status.canonical_reason().unwrap_or("Error"),
-        status: status.as_u16(),
-        detail,
-        rule,
-        violations,
-    };
-    let json = serde_json::to_vec(&body).unwrap_or_default();
-    let mut response = Response::new(Bytes::from(json));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(seconds) = retry_after {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
-    response
 }
 
 #[cfg(test)]
