@@ -1568,11 +1568,9 @@ async fn a_validating_rule_refuses_invalid_documents_and_converts_valid_ones() {
     assert_eq!(s.gateway.value("guichet_http_violations_total", code), 2);
     assert_eq!(s.refusals("invalid_document"), 2);
 
+    // The access log is written by a thread of its own: wait for the lines.
+    let lines = access_lines(&s.access, 3).await;
     let log = std::fs::read_to_string(&s.access).unwrap();
-    let lines: Vec<Value> = log
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     let verdicts: Vec<(&str, bool)> = lines
         .iter()
         .map(|l| {
