@@ -15,6 +15,7 @@ mod procfs;
 mod report;
 mod scenario;
 mod sink;
+mod validate;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -63,6 +64,28 @@ enum Cmd {
     /// The HTTPS load generator, as its own process.
     #[command(hide = true)]
     HttpLoad(HttpLoadArgs),
+    /// `guichet validate` on generated bed-availability files; replaces the
+    /// "Bed availability" section of the report.
+    Validate(ValidateArgs),
+}
+
+#[derive(Args, Debug)]
+struct ValidateArgs {
+    /// Files to validate.
+    #[arg(long, default_value_t = 10_000)]
+    files: usize,
+    /// Units per file.
+    #[arg(long, default_value_t = 10)]
+    units: usize,
+    /// Measured rounds; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// The guichet binary [default: `cargo build --release -p guichet`].
+    #[arg(long, value_name = "PATH")]
+    guichet: Option<PathBuf>,
+    /// The report whose section is replaced [default: docs/BENCHMARKS.md].
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -219,11 +242,36 @@ fn main() -> ExitCode {
         }
         Cmd::Upstream { listen } => http::upstream::run(listen).map(|()| ExitCode::SUCCESS),
         Cmd::HttpLoad(args) => http_load(&args).map(|()| ExitCode::SUCCESS),
+        Cmd::Validate(args) => bench_validate(&args).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| {
         eprintln!("guichet-bench: {e:#}");
         ExitCode::FAILURE
     })
+}
+
+fn bench_validate(args: &ValidateArgs) -> anyhow::Result<()> {
+    let workspace = workspace_root();
+    let guichet = match &args.guichet {
+        Some(path) => path.clone(),
+        None => build_guichet(&workspace)?,
+    };
+    let plan = validate::Plan {
+        files: args.files,
+        units: args.units,
+        rounds: args.rounds.max(1),
+    };
+    let section = validate::run(&guichet, &plan, &now())?;
+    print!("{section}");
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| workspace.join("docs/BENCHMARKS.md"));
+    let existing = std::fs::read_to_string(&out).unwrap_or_default();
+    let merged = report::merge_section(&existing, validate::HEADING, &section);
+    std::fs::write(&out, merged).with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!("section written to {}", out.display());
+    Ok(())
 }
 
 fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
@@ -273,6 +321,12 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         let markdown = run.markdown();
         println!("{markdown}");
         if let Some(out) = report_path(args, &workspace) {
+            // The bed-availability section has a run of its own: kept.
+            let existing = std::fs::read_to_string(&out).unwrap_or_default();
+            let markdown = match report::section_of(&existing, validate::HEADING) {
+                Some(kept) => report::merge_section(&markdown, validate::HEADING, kept),
+                None => markdown,
+            };
             std::fs::write(&out, &markdown)
                 .with_context(|| format!("cannot write {}", out.display()))?;
             eprintln!("report written to {}", out.display());

@@ -587,14 +587,22 @@ const METHOD: &str = "## How it is measured\n";
 /// `existing` with the section under `heading` (up to the next `## `)
 /// replaced by `section`; without one, `section` goes before "How it is
 /// measured", or at the end.
+/// The section under `heading` in `existing` (its heading included, up
+/// to the next `## ` heading), if there is one.
+pub fn section_of<'a>(existing: &'a str, heading: &str) -> Option<&'a str> {
+    let start = heading_at(existing, heading)?;
+    let body = start + heading.len();
+    let end = existing[body..]
+        .find("\n## ")
+        .map_or(existing.len(), |i| body + i + 1);
+    Some(&existing[start..end])
+}
+
 pub fn merge_section(existing: &str, heading: &str, section: &str) -> String {
-    let (before, after) = match heading_at(existing, heading) {
-        Some(start) => {
-            let body = start + heading.len();
-            let end = existing[body..]
-                .find("\n## ")
-                .map_or(existing.len(), |i| body + i + 1);
-            (&existing[..start], &existing[end..])
+    let (before, after) = match section_of(existing, heading) {
+        Some(old) => {
+            let start = heading_at(existing, heading).unwrap_or(0);
+            (&existing[..start], &existing[start + old.len()..])
         }
         None => {
             let at = heading_at(existing, METHOD).unwrap_or(existing.len());

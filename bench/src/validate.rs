@@ -1,0 +1,189 @@
+//! `guichet-bench validate`: `guichet validate` on a folder of
+//! bed-availability files, as a regional agency runs it on a day's
+//! files. Files per second (wall, page cache warm) and CPU per file (the
+//! process's own user + system time, the steady figure on a shared
+//! machine), median of interleaved rounds; the section "Bed availability"
+//! of docs/BENCHMARKS.md.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use guichet_ror::model::{Capacity, Document, Establishment, Field, Path as At, Unit, Value};
+use guichet_ror::{codes, xml};
+
+/// The section's heading in docs/BENCHMARKS.md.
+pub const HEADING: &str = "## Bed availability\n";
+
+/// What a run measures.
+pub struct Plan {
+    pub files: usize,
+    pub units: usize,
+    pub rounds: usize,
+}
+
+/// One round: wall time and the process's CPU time.
+struct Round {
+    wall: Duration,
+    cpu: Duration,
+}
+
+/// Writes the files, runs the rounds, returns the report section.
+pub fn run(guichet: &Path, plan: &Plan, date: &str) -> anyhow::Result<String> {
+    let dir = tempfile::Builder::new()
+        .prefix("guichet-bench-beds-")
+        .tempdir()?;
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files)?;
+    let bytes = write_files(&files, plan)?;
+    let referential = dir.path().join("referential.csv");
+    std::fs::write(&referential, referential_csv(plan.units))?;
+    // One unmeasured round fills the page cache.
+    validate(guichet, &files, &referential)?;
+    let mut rounds: Vec<Round> = (0..plan.rounds)
+        .map(|_| validate(guichet, &files, &referential))
+        .collect::<anyhow::Result<_>>()?;
+    rounds.sort_by_key(|r| r.wall);
+    let median = &rounds[rounds.len() / 2];
+    Ok(section(plan, bytes, median, date))
+}
+
+/// `guichet validate --format json` on `files`, which must all be valid.
+fn validate(guichet: &Path, files: &Path, referential: &Path) -> anyhow::Result<Round> {
+    let started = Instant::now();
+    let child = Command::new(guichet)
+        .args([
+            "validate",
+            "--format",
+            "json",
+            "--now",
+            NOW,
+            "--referential",
+        ])
+        .arg(referential)
+        .arg(files)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run guichet validate")?;
+    let pid = child.id();
+    let mut cpu = Duration::ZERO;
+    let output = {
+        // The CPU time is read just before the process is reaped.
+        let waiter = std::thread::spawn(move || child.wait_with_output());
+        while !waiter.is_finished() {
+            if let Some(now) = crate::procfs::cpu_time(pid) {
+                cpu = now;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        waiter
+            .join()
+            .map_err(|_| anyhow::anyhow!("the waiting thread failed"))??
+    };
+    let wall = started.elapsed();
+    if !output.status.success() {
+        bail!(
+            "guichet validate failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(Round { wall, cpu })
+}
+
+/// The time the files' dates are checked as of.
+const NOW: &str = "2026-12-05T10:00:00+01:00";
+
+/// `plan.files` documents of `plan.units` units, one capacity record each
+/// (available beds), in guichet's XML; their total size.
+fn write_files(dir: &Path, plan: &Plan) -> anyhow::Result<u64> {
+    let mut bytes = 0;
+    for i in 0..plan.files {
+        let text = xml::write(&document(i, plan.units));
+        bytes += text.len() as u64;
+        let path: PathBuf = dir.join(format!("beds-{i:06}.xml"));
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(bytes)
+}
+
+fn field(text: &str) -> Field<String> {
+    Field::new(text.to_string(), At::default())
+}
+
+fn document(i: usize, units: usize) -> Document {
+    Document {
+        id: Some(field(&format!("D-{i}"))),
+        time: Some(field(NOW)),
+        establishment: Establishment {
+            finess_eg: Some(field("350054680")),
+            finess_ej: Some(field("350000014")),
+            sender: None,
+        },
+        units: (0..units).map(|u| unit(u, i)).collect(),
+        at: At::default(),
+    }
+}
+
+fn unit(u: usize, i: usize) -> Unit {
+    let mut capacity = Capacity::default();
+    let code = |text: &str| Field::new(Value::Code(text.into()), At::default());
+    capacity.set(&codes::CAPACITY_TYPE, code("01"));
+    capacity.set(&codes::CAPACITY_STATUS, code("02"));
+    capacity.set(&codes::TEMPORALITY, code("01"));
+    capacity.set(
+        &codes::COUNT,
+        Field::new(Value::Integer((i % 9) as i64), At::default()),
+    );
+    capacity.set(&codes::SOURCE_TYPE, code("02"));
+    capacity.set(&codes::GENDER, code("01"));
+    let date = Field::new(
+        Value::DateTime("2026-12-05T09:58:00+01:00".into()),
+        At::default(),
+    );
+    capacity.set(&codes::UPDATE_DATE, date);
+    capacity.set(&codes::TEMPORARY_ASSIGNMENT, code("01"));
+    Unit {
+        id: field(&format!("U{u}")),
+        capacities: vec![capacity],
+        at: At::default(),
+    }
+}
+
+fn referential_csv(units: usize) -> String {
+    let mut text = String::from("finess_eg,unit_id,label\n");
+    for u in 0..units {
+        let _ = writeln!(text, "350054680,U{u},Unit {u}");
+    }
+    text
+}
+
+fn section(plan: &Plan, bytes: u64, median: &Round, date: &str) -> String {
+    let files = plan.files as f64;
+    let per_second = files / median.wall.as_secs_f64();
+    let cpu_per_file = median.cpu.as_secs_f64() * 1e6 / files;
+    let target = if per_second >= 20_000.0 {
+        "met"
+    } else {
+        "not met"
+    };
+    format!(
+        "{HEADING}\n\
+         `guichet validate --referential ... FOLDER` on {} files of {} units\n\
+         (one capacity record each, {:.1} MB in all), read in parallel on every\n\
+         core, page cache warm; the median of {} rounds after one unmeasured\n\
+         round. Measured {date}.\n\n\
+         | files/s | wall | CPU per file (user + system) | target: 20,000 files/s |\n\
+         |---|---|---|---|\n\
+         | {per_second:.0} | {:.2} s | {cpu_per_file:.1} µs | {target} |\n\n\
+         Reproduce: `cargo run --release -p guichet-bench -- validate`.\n\n",
+        plan.files,
+        plan.units,
+        bytes as f64 / 1e6,
+        plan.rounds,
+        median.wall.as_secs_f64(),
+    )
+}
