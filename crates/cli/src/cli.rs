@@ -89,6 +89,14 @@ pub struct SimRorArgs {
     /// operation, capacity).
     #[arg(long, value_name = "FILE.jsonl")]
     pub record: Option<PathBuf>,
+    /// The CN of a client certificate that may get an access token at POST /token
+    /// (OAuth2 client credentials over mutual TLS, RFC 8705; repeatable). With it, every
+    /// request on Location needs a token bound to its certificate.
+    #[arg(long = "token-client", value_name = "CN")]
+    pub token_clients: Vec<String>,
+    /// How long a token is good for.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub token_lifetime: std::time::Duration,
     #[command(flatten)]
     pub tls: TlsServerArgs,
 }

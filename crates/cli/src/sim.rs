@@ -35,6 +35,8 @@ pub fn ror_command(args: SimRorArgs) -> anyhow::Result<ExitCode> {
         referential,
         indicators,
         record: args.record,
+        token_clients: args.token_clients,
+        token_lifetime: args.token_lifetime,
     };
     runtime()?.block_on(async {
         let shutdown = CancellationToken::new();

@@ -301,3 +301,129 @@ fn with_mutual_tls_only_clients_of_its_ca_are_served() {
     let (status, location) = sim.curl("PATCH", &query, Some(&sim.add), &client);
     assert_eq!(status, 200, "{location}\n{}", sim.proc.log());
 }
+
+/// With `--token-client`, a listed client certificate gets a token at
+/// `POST /token` (client credentials); requests on Location need it, from
+/// the same certificate, while it lives.
+#[test]
+fn tokens_go_to_listed_certificates_and_are_bound_to_them() {
+    if !have("curl") {
+        return;
+    }
+    let bench = Bench::new();
+    bench.issue("ror.test", &["--server-only"]);
+    for client in ["eai", "other"] {
+        bench.issue(client, &["--client-only"]);
+    }
+    let tls = [
+        "--tls-cert",
+        "pki/ror.test.pem",
+        "--tls-key",
+        "pki/ror.test.key",
+        "--tls-ca",
+        "pki/ca.pem",
+    ];
+    let mut extra = tls.to_vec();
+    extra.extend(["--token-client", "eai", "--token-lifetime", "2s"]);
+    let mut sim = Sim::start_on(bench, &extra, "https");
+    let port = sim
+        .base
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    sim.base = sim.base.replace("127.0.0.1", "ror.test");
+    let pki = sim.bench.p("pki");
+    let resolve = format!("ror.test:{port}:127.0.0.1");
+    let ca = sim.bench.p("pki/ca.pem");
+    let as_client = |name: &str| {
+        let (cert, key) = (format!("{pki}/{name}.pem"), format!("{pki}/{name}.key"));
+        vec![
+            "--cacert".to_string(),
+            ca.clone(),
+            "--resolve".into(),
+            resolve.clone(),
+            "--cert".into(),
+            cert,
+            "--key".into(),
+            key,
+        ]
+    };
+    let token_url = format!("https://ror.test:{port}/token");
+    let grant = |name: &str, form: &str| -> (u16, Value) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-w", "\n%{http_code}", "-d", form])
+            .args(as_client(name))
+            .arg(&token_url);
+        let out = run_bounded(cmd, WAIT);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (
+            status.parse().unwrap_or(0),
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
+    };
+    let (status, answer) = grant("other", "grant_type=client_credentials");
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{answer}"
+    );
+    let (status, answer) = grant("eai", "grant_type=password");
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
+    let (status, answer) = grant("eai", "grant_type=client_credentials");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["token_type"], "Bearer");
+    assert_eq!(answer["expires_in"], 2);
+    let token = answer["access_token"].as_str().unwrap().to_string();
+
+    let query = format!("?identifier={UNIT}");
+    let bearer = format!("Authorization: Bearer {token}");
+    let with = |name: &str, header: Option<&str>| {
+        let mut args = as_client(name);
+        if let Some(header) = header {
+            args.extend(["-H".to_string(), header.to_string()]);
+        }
+        args
+    };
+    let call = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        sim.curl("PATCH", &query, Some(&sim.add), &args)
+    };
+    let (status, answer) = call(with("eai", None));
+    assert_eq!((status, issue_code(&answer).0), (401, "login"), "{answer}");
+    let (status, answer) = call(with("other", Some(&bearer)));
+    assert_eq!(
+        status, 401,
+        "a token went with another certificate: {answer}"
+    );
+    let (status, answer) = call(with("eai", Some(&bearer)));
+    assert_eq!(status, 200, "{answer}");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (status, _) = call(with("eai", Some(&bearer)));
+    assert_eq!(status, 401, "an expired token was taken");
+}
+
+#[test]
+fn tokens_need_mutual_tls() {
+    let bench = Bench::new();
+    let referential = examples().join("referential.csv");
+    let out = bench.guichet(&[
+        "sim",
+        "ror",
+        "--listen",
+        "127.0.0.1:0",
+        "--referential",
+        referential.to_str().unwrap(),
+        "--token-client",
+        "eai",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--token-client needs --tls-cert"));
+}

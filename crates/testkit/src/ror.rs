@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use guichet_ror::referential::{Indicators, Referential};
 use guichet_ror::store::{Patched, Refusal, Store};
-use guichet_tls::ServerTls;
+use guichet_tls::{Identity, ServerTls};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -36,6 +36,10 @@ use crate::tls::{TlsServerOptions, TlsSetupError};
 /// The path of units' `Location`s.
 pub const LOCATION_PATH: &str = "/ws-synchro-dispo-lits-fhir/Location";
 
+/// Where a listed client gets an access token (OAuth2 client
+/// credentials, the client authenticated by its certificate).
+pub const TOKEN_PATH: &str = "/token";
+
 /// A PATCH body larger than this is refused (413).
 const MAX_BODY: usize = 1024 * 1024;
 /// Bounds a client's TLS handshake.
@@ -52,6 +56,12 @@ pub struct RorOptions {
     pub indicators: Option<Indicators>,
     /// Where every accepted operation is appended, one JSON line each.
     pub record: Option<PathBuf>,
+    /// The CNs of the client certificates that may get an access token at
+    /// `POST /token`; when set, every request on `Location` needs a token
+    /// bound to the certificate it came with (RFC 8705). Needs mutual TLS.
+    pub token_clients: Vec<String>,
+    /// How long a token is good for.
+    pub token_lifetime: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +78,8 @@ pub enum RorError {
         path: PathBuf,
         error: std::io::Error,
     },
+    #[error("tokens are bound to client certificates: --token-client needs --tls-cert, --tls-key and --tls-ca")]
+    TokensWithoutMutualTls,
 }
 
 /// A running simulator.
@@ -83,6 +95,7 @@ struct Shared {
     store: Arc<Mutex<Store>>,
     record: Option<Mutex<std::fs::File>>,
     tls: Option<ServerTls>,
+    tokens: Option<Tokens>,
 }
 
 /// Binds `opts.on` and serves until `shutdown` is cancelled.
@@ -91,6 +104,12 @@ pub async fn serve_ror(
     shutdown: CancellationToken,
 ) -> Result<RorHandle, RorError> {
     let tls = opts.tls.as_ref().map(TlsServerOptions::build).transpose()?;
+    let mutual = opts.tls.as_ref().is_some_and(|t| t.ca.is_some());
+    if !opts.token_clients.is_empty() && !mutual {
+        return Err(RorError::TokensWithoutMutualTls);
+    }
+    let tokens = (!opts.token_clients.is_empty())
+        .then(|| Tokens::new(opts.token_clients.clone(), opts.token_lifetime));
     let record = match &opts.record {
         None => None,
         Some(path) => {
@@ -116,6 +135,7 @@ pub async fn serve_ror(
         store: store.clone(),
         record,
         tls,
+        tokens,
     });
     let shutdown = shutdown.child_token();
     let task = tokio::spawn(accept_loop(listener, shared, shutdown.clone()));
@@ -184,18 +204,17 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Cance
 }
 
 async fn connection(tcp: tokio::net::TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let service = {
-        let shared = shared.clone();
-        hyper::service::service_fn(move |request| {
-            let shared = shared.clone();
-            async move { Ok::<_, Infallible>(answer(request, &shared).await) }
-        })
-    };
     let builder = hyper::server::conn::http1::Builder::new();
     let served = match &shared.tls {
-        None => builder.serve_connection(TokioIo::new(tcp), service).await,
+        None => {
+            builder
+                .serve_connection(TokioIo::new(tcp), service(&shared, None))
+                .await
+        }
         Some(tls) => match tls.accept(tcp, HANDSHAKE_TIMEOUT).await {
-            Ok((stream, _)) => {
+            Ok((stream, client)) => {
+                let client = client.map(|c| c.identity);
+                let service = service(&shared, client);
                 builder
                     .serve_connection(TokioIo::new(stream), service)
                     .await
@@ -211,9 +230,38 @@ async fn connection(tcp: tokio::net::TcpStream, peer: SocketAddr, shared: Arc<Sh
     }
 }
 
+/// The requests of one connection, whose client certificate is `client`.
+fn service(
+    shared: &Arc<Shared>,
+    client: Option<Arc<Identity>>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl std::future::Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
+> {
+    let shared = shared.clone();
+    hyper::service::service_fn(move |request| {
+        let (shared, client) = (shared.clone(), client.clone());
+        async move { Ok::<_, Infallible>(answer(request, &shared, client.as_deref()).await) }
+    })
+}
+
 /// The answer to one request.
-async fn answer(request: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+async fn answer(
+    request: Request<Incoming>,
+    shared: &Shared,
+    client: Option<&Identity>,
+) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
+    if let Some(tokens) = &shared.tokens {
+        if parts.uri.path() == TOKEN_PATH && parts.method == Method::POST {
+            return tokens.grant(body, client).await;
+        }
+        if !tokens.admits(&parts.headers, client) {
+            return unauthorized();
+        }
+    }
     if parts.uri.path() != LOCATION_PATH {
         return not_supported(format!(
             "{} {} is not served here",
@@ -374,6 +422,108 @@ fn json_response(status: StatusCode, body: &Json) -> Response<Full<Bytes>> {
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/fhir+json"),
+    );
+    response
+}
+
+/// Access tokens: granted to listed client certificates, each bound to
+/// the certificate it was granted to (RFC 8705), for a lifetime.
+struct Tokens {
+    clients: Vec<String>,
+    lifetime: Duration,
+    granted: Mutex<std::collections::HashMap<String, (std::time::Instant, [u8; 32])>>,
+    random: ring::rand::SystemRandom,
+}
+
+impl Tokens {
+    fn new(clients: Vec<String>, lifetime: Duration) -> Tokens {
+        Tokens {
+            clients,
+            lifetime,
+            granted: Mutex::default(),
+            random: ring::rand::SystemRandom::new(),
+        }
+    }
+
+    /// `POST /token` with `grant_type=client_credentials`.
+    async fn grant(&self, body: Incoming, client: Option<&Identity>) -> Response<Full<Bytes>> {
+        let form = match Limited::new(body, 4096).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request"),
+        };
+        let form = String::from_utf8_lossy(&form);
+        let grant = form
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(name, _)| *name == "grant_type")
+            .map(|(_, value)| value);
+        if grant != Some("client_credentials") {
+            return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+        }
+        let Some(client) = client.filter(|c| self.listed(c)) else {
+            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+        };
+        let mut bytes = [0u8; 32];
+        if ring::rand::SecureRandom::fill(&self.random, &mut bytes).is_err() {
+            return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error");
+        }
+        let token =
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+        let expires = std::time::Instant::now() + self.lifetime;
+        lock(&self.granted).insert(token.clone(), (expires, client.fingerprint.0));
+        let answer = json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": self.lifetime.as_secs(),
+        });
+        let mut response = json_response(StatusCode::OK, &answer);
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+
+    fn listed(&self, client: &Identity) -> bool {
+        let cn = client.subject.common_name();
+        cn.is_some_and(|cn| self.clients.iter().any(|listed| listed == cn))
+    }
+
+    /// Whether the request carries a live token granted to the
+    /// certificate of this connection.
+    fn admits(&self, headers: &hyper::HeaderMap, client: Option<&Identity>) -> bool {
+        let token = headers
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let granted = token.and_then(|t| lock(&self.granted).get(t).copied());
+        granted.is_some_and(|(expires, bound)| {
+            expires > std::time::Instant::now() && client.is_some_and(|c| c.fingerprint.0 == bound)
+        })
+    }
+}
+
+/// 401 to a request without a live token bound to its certificate.
+fn unauthorized() -> Response<Full<Bytes>> {
+    let mut response = refused(&Refusal {
+        status: 401,
+        code: "login",
+        expression: None,
+        diagnostics: "a live access token granted to this client certificate is needed".into(),
+    });
+    response.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        hyper::header::HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    );
+    response
+}
+
+/// An OAuth2 error answer (RFC 6749 section 5.2).
+fn oauth_error(status: StatusCode, error: &'static str) -> Response<Full<Bytes>> {
+    let mut response = json_response(status, &json!({ "error": error }));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
     );
     response
 }
