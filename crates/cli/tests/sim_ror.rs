@@ -59,6 +59,49 @@ impl Sim {
         }
     }
 
+    /// A simulator over mutual TLS with certificates of the bench's CA:
+    /// its own for ror.test, and a client one per name of `clients`.
+    /// Returns it (its base URL on ror.test) and the curl options that
+    /// trust it and resolve ror.test to it.
+    fn start_tls(clients: &[&str], extra: &[&str]) -> (Sim, Vec<String>) {
+        let bench = Bench::new();
+        bench.issue("ror.test", &["--server-only"]);
+        for client in clients {
+            bench.issue(client, &["--client-only"]);
+        }
+        let mut args = vec![
+            "--tls-cert",
+            "pki/ror.test.pem",
+            "--tls-key",
+            "pki/ror.test.key",
+        ];
+        args.extend(["--tls-ca", "pki/ca.pem"]);
+        args.extend_from_slice(extra);
+        let mut sim = Sim::start_on(bench, &args, "https");
+        // The certificate names ror.test: curl resolves it to the simulator.
+        let port = sim.base.split(':').nth(2).and_then(|p| p.split('/').next());
+        let resolve = format!("ror.test:{}:127.0.0.1", port.unwrap_or("0"));
+        sim.base = sim.base.replace("127.0.0.1", "ror.test");
+        let trust = vec![
+            "--cacert".into(),
+            sim.bench.p("pki/ca.pem"),
+            "--resolve".into(),
+            resolve,
+        ];
+        (sim, trust)
+    }
+
+    /// The curl options of client `name` (its certificate and key).
+    fn client(&self, name: &str) -> Vec<String> {
+        let (cert, key) = (format!("pki/{name}.pem"), format!("pki/{name}.key"));
+        vec![
+            "--cert".into(),
+            self.bench.p(&cert),
+            "--key".into(),
+            self.bench.p(&key),
+        ]
+    }
+
     /// curl `METHOD url` with `body`: the status and the JSON answer.
     fn curl(&self, method: &str, query: &str, body: Option<&str>, tls: &[&str]) -> (u16, Value) {
         let out_file = self.bench.path("answer.json");
@@ -262,42 +305,15 @@ fn with_mutual_tls_only_clients_of_its_ca_are_served() {
     if !have("curl") {
         return;
     }
-    let bench = Bench::new();
-    bench.issue("ror.test", &["--server-only"]);
-    bench.issue("eai", &["--client-only"]);
-    let tls = [
-        "--tls-cert",
-        "pki/ror.test.pem",
-        "--tls-key",
-        "pki/ror.test.key",
-        "--tls-ca",
-        "pki/ca.pem",
-    ];
-    let sim = Sim::start_on(bench, &tls, "https");
-    // The certificate names ror.test: curl resolves it to the simulator.
-    let port = sim
-        .base
-        .split(':')
-        .nth(2)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
-    let resolve = format!("ror.test:{port}:127.0.0.1");
-    let sim = Sim {
-        base: sim.base.replace("127.0.0.1", "ror.test"),
-        ..sim
-    };
-    let ca = sim.bench.p("pki/ca.pem");
-    let trust = ["--cacert", ca.as_str(), "--resolve", resolve.as_str()];
+    let (sim, trust) = Sim::start_tls(&["eai"], &[]);
+    let trust: Vec<&str> = trust.iter().map(String::as_str).collect();
     let query = format!("?identifier={UNIT}");
     let (status, _) = sim.curl("PATCH", &query, Some(&sim.add), &trust);
     assert_eq!(status, 0, "a client without a certificate was served");
 
-    let (cert, key) = (sim.bench.p("pki/eai.pem"), sim.bench.p("pki/eai.key"));
-    let mut client = trust.to_vec();
-    client.extend(["--cert", cert.as_str(), "--key", key.as_str()]);
+    let mut client: Vec<String> = trust.iter().map(|t| t.to_string()).collect();
+    client.extend(sim.client("eai"));
+    let client: Vec<&str> = client.iter().map(String::as_str).collect();
     let (status, location) = sim.curl("PATCH", &query, Some(&sim.add), &client);
     assert_eq!(status, 200, "{location}\n{}", sim.proc.log());
 }
@@ -310,48 +326,10 @@ fn tokens_go_to_listed_certificates_and_are_bound_to_them() {
     if !have("curl") {
         return;
     }
-    let bench = Bench::new();
-    bench.issue("ror.test", &["--server-only"]);
-    for client in ["eai", "other"] {
-        bench.issue(client, &["--client-only"]);
-    }
-    let tls = [
-        "--tls-cert",
-        "pki/ror.test.pem",
-        "--tls-key",
-        "pki/ror.test.key",
-        "--tls-ca",
-        "pki/ca.pem",
-    ];
-    let mut extra = tls.to_vec();
-    extra.extend(["--token-client", "eai", "--token-lifetime", "2s"]);
-    let mut sim = Sim::start_on(bench, &extra, "https");
-    let port = sim
-        .base
-        .split(':')
-        .nth(2)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
-    sim.base = sim.base.replace("127.0.0.1", "ror.test");
-    let pki = sim.bench.p("pki");
-    let resolve = format!("ror.test:{port}:127.0.0.1");
-    let ca = sim.bench.p("pki/ca.pem");
-    let as_client = |name: &str| {
-        let (cert, key) = (format!("{pki}/{name}.pem"), format!("{pki}/{name}.key"));
-        vec![
-            "--cacert".to_string(),
-            ca.clone(),
-            "--resolve".into(),
-            resolve.clone(),
-            "--cert".into(),
-            cert,
-            "--key".into(),
-            key,
-        ]
-    };
+    let extra = ["--token-client", "eai", "--token-lifetime", "2s"];
+    let (sim, trust) = Sim::start_tls(&["eai", "other"], &extra);
+    let as_client = |name: &str| [trust.clone(), sim.client(name)].concat();
+    let port = trust[3].split(':').nth(1).unwrap_or("0").to_string();
     let token_url = format!("https://ror.test:{port}/token");
     let grant = |name: &str, form: &str| -> (u16, Value) {
         let mut cmd = Command::new("curl");
