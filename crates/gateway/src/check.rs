@@ -650,6 +650,37 @@ fn check_listener(route: &RouteSpec, subject: &str, report: &mut Report) {
     }
 }
 
+/// Validating rules that check less than they could: no referential, or
+/// one that names a unit twice (every document naming it is refused).
+fn check_validation(http: &crate::config::HttpSpec, subject: &str, report: &mut Report) {
+    for rule in &http.rules {
+        let Some(validation) = &rule.validation else {
+            continue;
+        };
+        let name = rule.name.as_str();
+        let Some(referential) = &validation.referential else {
+            report.push(
+                Level::Warning,
+                subject,
+                format!("rule {name:?} validates bed availability without a referential: units and establishments are not checked"),
+            );
+            continue;
+        };
+        for rows in referential.duplicates() {
+            report.push(
+                Level::Warning,
+                subject,
+                format!(
+                    "rule {name:?}: the referential names unit {} of {} {} times; documents naming it are refused (unit.ambiguous)",
+                    rows[0].unit_id,
+                    rows[0].finess_eg,
+                    rows.len()
+                ),
+            );
+        }
+    }
+}
+
 /// An `http` route: applications no rule admits, and settings that cost
 /// a partner its answers or expose patient identifiers.
 fn check_http(route: &RouteSpec, subject: &str, report: &mut Report) {
@@ -674,6 +705,7 @@ fn check_http(route: &RouteSpec, subject: &str, report: &mut Report) {
         }
     }
     if let Some(http) = route.http() {
+        check_validation(http, subject, report);
         if route.limits.idle_timeout < http.response_timeout {
             report.push(
                 Level::Warning,

@@ -1622,3 +1622,43 @@ async fn validating_rules_with_bad_settings_are_refused_at_load() {
         assert!(error.contains(want), "{more}: {error}");
     }
 }
+
+/// `guichet check` says when a validating rule checks less than it could:
+/// no referential, or one that names a unit twice.
+#[tokio::test]
+async fn check_warns_of_validating_rules_without_a_referential_or_with_a_doubled_unit() {
+    let echo = Upstream::plain().await;
+    let pki = Pki::new();
+    let doubled = pki.tmp.path().join("doubled.csv");
+    std::fs::write(
+        &doubled,
+        "finess_eg,unit_id,label\n350054680,REA,A\n350054680,REA,B\n",
+    )
+    .unwrap();
+    let bare = "validate = \"bed-availability\"\n";
+    let with = "validate = \"bed-availability\"\nreferential = \"doubled.csv\"\n";
+    let layout = Layout::default()
+        .rule(&rule(RULE_A, "/a/", &echo.url(), &[APP_A], bare))
+        .rule(&rule(RULE_B, "/b/", &echo.url(), &[APP_A], with));
+    let s = Site::start(pki, echo, &layout).await;
+    let report = guichet_gateway::check::check(&s.pki.config_path()).unwrap();
+    let warnings: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.level == guichet_gateway::check::Level::Warning)
+        .map(|f| f.message.as_str())
+        .collect();
+    let about = |text: &str| warnings.iter().any(|w| w.contains(text));
+    assert!(
+        about(&format!(
+            "rule {RULE_A:?} validates bed availability without a referential"
+        )),
+        "{warnings:?}"
+    );
+    assert!(
+        about(&format!(
+            "rule {RULE_B:?}: the referential names unit REA of 350054680 2 times"
+        )),
+        "{warnings:?}"
+    );
+}
