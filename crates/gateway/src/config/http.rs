@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use guichet_tls::{Allowlist, AppName, AppRule, Identity, ServerName};
+use guichet_tls::{Allowlist, AppName, AppRule, Identity};
 
 use super::raw::{RawRoute, RawRule};
 use super::types::{ForwardTls, ProfileName, Target, TlsProfile};
@@ -476,24 +476,9 @@ fn upstream_tls(
             )),
             (Some(name), true) => name,
         };
-    let profile = TlsProfile::named(profiles, name.as_str(), "upstream_tls")?;
-    if profile.files.ca.is_none() {
-        return Err(SettingError::field(
-            "upstream_tls",
-            format!("profile {name:?} has no `ca` to verify the upstream with"),
-        ));
-    }
-    let dialled = raw.server_name.as_deref().unwrap_or(host);
-    let server_name = ServerName::try_from(dialled.to_string()).map_err(|_| {
-        SettingError::field(
-            "server_name",
-            format!("{dialled:?} is not a DNS name or IP address"),
-        )
-    })?;
-    Ok(Some(ForwardTls {
-        profile: profile.name.clone(),
-        server_name,
-    }))
+    let server_name = raw.server_name.as_deref();
+    let field = ("upstream_tls", name.as_str());
+    ForwardTls::checked(profiles, field, "upstream", server_name, host).map(Some)
 }
 
 /// Whether a path holds a `.` or `..` segment.

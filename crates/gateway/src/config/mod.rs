@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use guichet_tls::{
     AppName, AppRule, ClientAuth, CrlExpired, DistinguishedName, Fingerprint, MinVersion,
-    ProfileFiles, RevocationPolicy, ServerName, SpkiPin, TlsSettings,
+    ProfileFiles, RevocationPolicy, SpkiPin, TlsSettings,
 };
 
 pub use error::{ConfigError, Problem, SettingError};
@@ -710,25 +710,10 @@ fn forward_tls(
         }
         Some(name) => name,
     };
-    let p = TlsProfile::named(profiles, name, "forward_tls")?;
-    if p.files.ca.is_none() {
-        return Err(SettingError::field(
-            "forward_tls",
-            format!("profile {name:?} has no `ca` to verify the server with"),
-        ));
-    }
     let host = forward.map_or("", |f| f.host.as_str());
-    let dialled = raw.server_name.as_deref().unwrap_or(host);
-    let server_name = ServerName::try_from(dialled.to_string()).map_err(|_| {
-        SettingError::field(
-            "server_name",
-            format!("{dialled:?} is not a DNS name or IP address"),
-        )
-    })?;
-    Ok(Some(ForwardTls {
-        profile: p.name.clone(),
-        server_name,
-    }))
+    let server_name = raw.server_name.as_deref();
+    let field = ("forward_tls", name.as_str());
+    ForwardTls::checked(profiles, field, "server", server_name, host).map(Some)
 }
 
 const DEFAULT_MAX_FRAME: i64 = 16 * 1024 * 1024;

@@ -384,6 +384,39 @@ pub struct ForwardTls {
     pub server_name: ServerName<'static>,
 }
 
+impl ForwardTls {
+    /// The TLS of a side that dials out: profile `name` of setting
+    /// `field`, which needs a `ca` to verify `peer` (the server, the
+    /// upstream); the name `peer`'s certificate must carry is
+    /// `server_name`, else the `host` dialled.
+    pub(crate) fn checked(
+        profiles: &std::collections::BTreeMap<ProfileName, TlsProfile>,
+        (field, name): (&str, &str),
+        peer: &str,
+        server_name: Option<&str>,
+        host: &str,
+    ) -> Result<ForwardTls, SettingError> {
+        let profile = TlsProfile::named(profiles, name, field)?;
+        if profile.files.ca.is_none() {
+            return Err(SettingError::field(
+                field,
+                format!("profile {name:?} has no `ca` to verify the {peer} with"),
+            ));
+        }
+        let dialled = server_name.unwrap_or(host);
+        let server_name = ServerName::try_from(dialled.to_string()).map_err(|_| {
+            SettingError::field(
+                "server_name",
+                format!("{dialled:?} is not a DNS name or IP address"),
+            )
+        })?;
+        Ok(ForwardTls {
+            profile: profile.name.clone(),
+            server_name,
+        })
+    }
+}
+
 /// One route, checked.
 #[derive(Debug, Clone)]
 pub struct RouteSpec {
