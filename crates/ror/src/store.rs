@@ -132,17 +132,16 @@ impl Store {
         for operation in operations {
             applied.push(self.apply(&mut unit, operation, &key)?);
         }
-        let stored = self.units.entry(key.clone()).or_insert_with(|| Stored {
-            unit: empty_unit(&key),
-            version: 0,
+        let version = self.units.get(&key).map_or(0, |s| s.version) + 1;
+        let stored = Stored {
+            unit,
+            version,
             updated: now,
-        });
-        stored.unit = unit;
-        stored.version += 1;
-        stored.updated = now;
-        let version = stored.version;
+        };
+        let location = location(&key, &stored, self.coding);
+        self.units.insert(key, stored);
         Ok(Patched {
-            location: self.location(&key),
+            location,
             version,
             updated: now,
             applied,
@@ -240,21 +239,6 @@ impl Store {
         ))
     }
 
-    /// The unit's `Location` now.
-    pub fn location(&self, key: &str) -> Json {
-        let Some(stored) = self.units.get(key) else {
-            let unit = empty_unit(key);
-            let site = key.split('/').next().unwrap_or("1");
-            return fhir::location(site, &unit, self.coding);
-        };
-        let site = key.split('/').next().unwrap_or("1");
-        let mut location = fhir::location(site, &stored.unit, self.coding);
-        let updated = stored.updated.format(&Rfc3339).unwrap_or_default();
-        location["id"] = json!(key.replace('/', "-"));
-        location["meta"] = json!({"versionId": stored.version.to_string(), "lastUpdated": updated});
-        location
-    }
-
     /// A `searchset` page of the units matching `identifier` (all when
     /// `None`) updated at or after `since`, with `total`.
     pub fn search(&self, identifier: Option<&str>, since: Option<OffsetDateTime>) -> Json {
@@ -263,7 +247,7 @@ impl Store {
             .iter()
             .filter(|(key, _)| identifier.is_none_or(|id| id == key.as_str()))
             .filter(|(_, stored)| since.is_none_or(|since| stored.updated >= since))
-            .map(|(key, _)| json!({"resource": self.location(key)}))
+            .map(|(key, stored)| json!({"resource": location(key, stored, self.coding)}))
             .collect();
         json!({
             "resourceType": "Bundle",
@@ -277,11 +261,21 @@ impl Store {
     pub fn dump(&self) -> Json {
         let units: serde_json::Map<String, Json> = self
             .units
-            .keys()
-            .map(|key| (key.clone(), self.location(key)))
+            .iter()
+            .map(|(key, stored)| (key.clone(), location(key, stored, self.coding)))
             .collect();
         Json::Object(units)
     }
+}
+
+/// A stored unit as its `Location`, with its version and update time.
+fn location(key: &str, stored: &Stored, coding: Coding) -> Json {
+    let site = key.split('/').next().unwrap_or("1");
+    let mut location = fhir::location(site, &stored.unit, coding);
+    let updated = stored.updated.format(&Rfc3339).unwrap_or_default();
+    location["id"] = json!(key.replace('/', "-"));
+    location["meta"] = json!({"versionId": stored.version.to_string(), "lastUpdated": updated});
+    location
 }
 
 fn empty_unit(key: &str) -> Unit {
