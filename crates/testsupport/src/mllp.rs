@@ -360,26 +360,25 @@ impl State {
     fn answers(&self, payload: &[u8]) -> Vec<Vec<u8>> {
         // Lenient like real receivers: a BOM or LF segment ends are accepted.
         let parsed = Message::parse_with(payload, ParseOptions::lenient());
-        let id = parsed.as_ref().ok().map(|m| Header::read(m).control_id);
+        let header = parsed.as_ref().ok().map(Header::read);
         let (n, seen) = {
             let mut received = lock(&self.received);
             received.payloads.push(payload.to_vec());
-            let seen = id.as_ref().map_or(0, |id| {
-                received.ids.push(id.clone());
-                let count = received.per_id.entry(id.clone()).or_default();
+            let seen = header.as_ref().map_or(0, |h| {
+                received.ids.push(h.control_id.clone());
+                let count = received.per_id.entry(h.control_id.clone()).or_default();
                 *count += 1;
                 *count - 1
             });
             (received.payloads.len(), seen)
         };
-        let Ok(message) = parsed else {
+        let (Ok(message), Some(header)) = (parsed, header) else {
             let answer = self.plan.answer_not_hl7 && !self.plan.silent;
             return answer
                 .then(|| NOT_HL7_ANSWER.to_vec())
                 .into_iter()
                 .collect();
         };
-        let header = Header::read(&message);
         let rule = lock(&self.rule).clone();
         let reply = match rule {
             Some(rule) => rule(&header.control_id, seen),

@@ -52,12 +52,14 @@ impl Conn {
             Err(_) => return Err(Invalid::Refused(Refused::BadRequestBody)),
         };
         let verdict = judge(validation.clone(), bytes.clone()).await;
-        self.count_verdict(rule, &verdict);
+        let valid = verdict.valid();
+        let word = if valid { "valid" } else { "invalid" };
+        self.count_verdict(rule, word, &verdict.violations);
         finish.record.validation = Some(ValidationRecord {
-            verdict: if verdict.valid() { "valid" } else { "invalid" },
+            verdict: word,
             violations: verdict.violations.iter().map(|v| v.code).collect(),
         });
-        if !verdict.valid() {
+        if !valid {
             return Err(Invalid::Document(verdict.violations));
         }
         let (body, content_type) = match (validation.convert, &verdict.document) {
@@ -84,7 +86,7 @@ impl Conn {
         Ok(Request::from_parts(parts, body))
     }
 
-    fn count_verdict(&self, rule: &HttpRule, verdict: &Verdict) {
+    fn count_verdict(&self, rule: &HttpRule, verdict: &'static str, violations: &[Violation]) {
         let metrics = &self.route.metrics;
         let (route, rule) = (self.route.name.to_string(), rule.name.to_string());
         metrics
@@ -92,10 +94,10 @@ impl Conn {
             .get_or_create(&ValidationLabels {
                 route: route.clone(),
                 rule: rule.clone(),
-                verdict: if verdict.valid() { "valid" } else { "invalid" },
+                verdict,
             })
             .inc();
-        for violation in &verdict.violations {
+        for violation in violations {
             metrics
                 .http_violations
                 .get_or_create(&ViolationLabels {
