@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::http::{
-    alpn_client, full, unsized_body, upstream_mtls, Curl, KeepAlive, Seen, Upstream, SLOW,
+    alpn_client, full, unsized_body, upstream_mtls, upstream_mtls_alpn, Curl, KeepAlive, Seen,
+    Upstream, SLOW,
 };
 use crate::common::{
     app, cert_der, closed_port, gateway_section, metric_value, profile, tls, toml_path, Pki,
@@ -20,10 +21,7 @@ use crate::common::{
 use bytes::Bytes;
 use guichet_pki::{IssueRequest, IssuedFiles, Usage};
 use guichet_testsupport::wait::{let_pass, until};
-use guichet_tls::{
-    Allowlist, AppName, AppRule, ClientAuth, Identity, Material, ProfileFiles, ServerTls,
-    TlsSettings,
-};
+use guichet_tls::Identity;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -1047,21 +1045,8 @@ async fn https_upstream_sees_guichets_client_certificate() {
 async fn an_upstream_tls_refusal_is_upstream_tls_over_http2_as_over_http11() {
     let pki = Pki::new();
     let upstream_cert = pki.issue("upstream", Usage::ServerOnly);
-    let requiring = |alpn: &[&[u8]]| {
-        let files = ProfileFiles {
-            cert: Some(upstream_cert.cert.clone()),
-            key: Some(upstream_cert.key.clone()),
-            ca: Some(pki.ca_cert()),
-            ..ProfileFiles::default()
-        };
-        let rule = AppRule {
-            cn: Some("gw-client".into()),
-            ..AppRule::named(AppName::new("guichet"))
-        };
-        let auth = ClientAuth::Required(Allowlist::new(vec![Arc::new(rule)]));
-        let material = Material::load(&files).unwrap();
-        ServerTls::with_alpn(&material, auth, TlsSettings::default(), alpn).unwrap()
-    };
+    let requiring =
+        |alpn: &[&[u8]]| upstream_mtls_alpn(&upstream_cert, &pki.ca_cert(), "gw-client", alpn);
     let h2 = Upstream::tls(requiring(&[b"h2"])).await;
     let h1 = Upstream::tls(requiring(&[b"http/1.1"])).await;
     let echo = Upstream::plain().await;

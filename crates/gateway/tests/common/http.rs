@@ -219,6 +219,16 @@ async fn answer(
 /// a client certificate required from `ca` with CN `client_cn` (admitted
 /// as the application `guichet`).
 pub fn upstream_mtls(cert: &IssuedFiles, ca: &Path, client_cn: &str) -> ServerTls {
+    upstream_mtls_alpn(cert, ca, client_cn, &H2_AND_H1)
+}
+
+/// [`upstream_mtls`] offering only the protocols of `alpn`.
+pub fn upstream_mtls_alpn(
+    cert: &IssuedFiles,
+    ca: &Path,
+    client_cn: &str,
+    alpn: &[&[u8]],
+) -> ServerTls {
     let files = ProfileFiles {
         cert: Some(cert.cert.clone()),
         key: Some(cert.key.clone()),
@@ -237,7 +247,7 @@ pub fn upstream_mtls(cert: &IssuedFiles, ca: &Path, client_cn: &str) -> ServerTl
         },
         ..TlsSettings::default()
     };
-    ServerTls::with_alpn(&Material::load(&files).unwrap(), auth, settings, &H2_AND_H1).unwrap()
+    ServerTls::with_alpn(&Material::load(&files).unwrap(), auth, settings, alpn).unwrap()
 }
 
 // -------------------------------------------------------------- curl
