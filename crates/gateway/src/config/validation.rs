@@ -76,30 +76,45 @@ fn stray_setting(raw: &RawRule) -> Option<&'static str> {
 }
 
 fn referential(raw: &RawRule, dir: &Path) -> Result<Option<Referential>, SettingError> {
-    let Some(path) = &raw.referential else {
-        return Ok(None);
-    };
-    let referential = Referential::read(&read(dir, path, "referential")?)
-        .map_err(|e| SettingError::field("referential", format!("{path}: {e}")))?;
-    Ok(Some(referential))
+    load(
+        raw.referential.as_deref(),
+        dir,
+        "referential",
+        Referential::read,
+    )
 }
 
 fn indicators(raw: &RawRule, dir: &Path) -> Result<Option<Indicators>, SettingError> {
-    let Some(path) = &raw.indicators else {
-        return Ok(None);
-    };
-    let indicators = Indicators::from_csv(&read(dir, path, "indicators")?)
-        .map_err(|e| SettingError::field("indicators", format!("{path}: {e}")))?;
-    Ok(Some(indicators))
+    load(
+        raw.indicators.as_deref(),
+        dir,
+        "indicators",
+        Indicators::from_csv,
+    )
 }
 
 fn settings(raw: &RawRule, dir: &Path) -> Result<Settings, SettingError> {
-    let Some(path) = &raw.rules else {
-        return Ok(Settings::default());
+    let parse = |bytes: &[u8]| match std::str::from_utf8(bytes) {
+        Ok(text) => Settings::from_toml(text).map_err(|e| e.to_string()),
+        Err(_) => Err("not UTF-8".to_string()),
     };
-    let text = String::from_utf8(read(dir, path, "rules")?)
-        .map_err(|_| SettingError::field("rules", format!("{path}: not UTF-8")))?;
-    Settings::from_toml(&text).map_err(|e| SettingError::field("rules", format!("{path}: {e}")))
+    Ok(load(raw.rules.as_deref(), dir, "rules", parse)?.unwrap_or_default())
+}
+
+/// The file the setting `field` names, if it names one, read against
+/// `dir` and parsed by `parse`; errors name the setting and the file.
+fn load<T, E: std::fmt::Display>(
+    path: Option<&str>,
+    dir: &Path,
+    field: &str,
+    parse: impl FnOnce(&[u8]) -> Result<T, E>,
+) -> Result<Option<T>, SettingError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let parsed = parse(&read(dir, path, field)?)
+        .map_err(|e| SettingError::field(field, format!("{path}: {e}")))?;
+    Ok(Some(parsed))
 }
 
 fn convert(raw: &RawRule) -> Result<Option<Convert>, SettingError> {
