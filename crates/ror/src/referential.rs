@@ -61,11 +61,7 @@ impl Referential {
     }
 
     pub fn from_csv(text: &[u8]) -> Result<Referential, ReferentialError> {
-        let mut reader = csv::Reader::from_reader(text);
-        let headers = reader
-            .headers()
-            .map_err(|e| error(Some(1), e.to_string()))?
-            .clone();
+        let (mut reader, headers) = csv_reader(text)?;
         let want = ["finess_eg", "unit_id", "label"];
         if headers.iter().map(str::trim).ne(want) {
             let found: Vec<&str> = headers.iter().collect();
@@ -146,6 +142,16 @@ impl Referential {
     }
 }
 
+/// A CSV reader of `text` and its header line.
+fn csv_reader(text: &[u8]) -> Result<(csv::Reader<&[u8]>, csv::StringRecord), ReferentialError> {
+    let mut reader = csv::Reader::from_reader(text);
+    let headers = reader
+        .headers()
+        .map_err(|e| error(Some(1), e.to_string()))?
+        .clone();
+    Ok((reader, headers))
+}
+
 /// An indicator: the codes of [`INDICATOR`]'s slices, `None` where absent.
 pub type Tuple = [Option<String>; INDICATOR.len()];
 
@@ -162,11 +168,7 @@ impl Indicators {
     /// CSV whose header names the seven indicator slices (any order);
     /// an empty cell is an absent slice.
     pub fn from_csv(text: &[u8]) -> Result<Indicators, ReferentialError> {
-        let mut reader = csv::Reader::from_reader(text);
-        let headers = reader
-            .headers()
-            .map_err(|e| error(Some(1), e.to_string()))?
-            .clone();
+        let (mut reader, headers) = csv_reader(text)?;
         let columns: Vec<usize> = INDICATOR
             .iter()
             .map(|slice| {
