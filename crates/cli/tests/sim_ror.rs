@@ -31,11 +31,23 @@ impl Sim {
         Sim::start_on(bench, extra, scheme)
     }
 
+    /// A simulator started in `bench`, on its `referential.csv` (the
+    /// examples' one unless the test wrote its own).
     fn start_on(bench: Bench, extra: &[&str], scheme: &str) -> Sim {
-        let referential = examples().join("referential.csv");
+        if !bench.path("referential.csv").exists() {
+            std::fs::copy(
+                examples().join("referential.csv"),
+                bench.path("referential.csv"),
+            )
+            .unwrap();
+        }
         let mut args = vec!["sim", "ror", "--listen", "127.0.0.1:0"];
-        let referential = referential.to_str().unwrap().to_string();
-        args.extend(["--referential", &referential, "--record", "record.jsonl"]);
+        args.extend([
+            "--referential",
+            "referential.csv",
+            "--record",
+            "record.jsonl",
+        ]);
         args.extend_from_slice(extra);
         let (proc, port) = bench.serve(&args);
         let batch = bench.ok(&[
@@ -217,21 +229,7 @@ fn a_unit_named_twice_is_412_and_an_unlisted_indicator_400() {
     let referential = std::fs::read_to_string(examples().join("referential.csv")).unwrap()
         + "350054680,SSR38888,Doublon\n350054680,REA-2,Réanimation\n";
     bench.write("referential.csv", &referential);
-    let mut args = vec![
-        "sim",
-        "ror",
-        "--listen",
-        "127.0.0.1:0",
-        "--referential",
-        "referential.csv",
-    ];
-    args.extend(["--indicators", "indicators.csv"]);
-    let (_proc, port) = bench.serve(&args);
-    let base = format!("http://127.0.0.1:{port}/ws-synchro-dispo-lits-fhir/Location");
-    let sim = Sim {
-        base,
-        ..Sim::start(&[], "http")
-    };
+    let sim = Sim::start_on(bench, &["--indicators", "indicators.csv"], "http");
     let (status, answer) = sim.patch(UNIT, &sim.add);
     assert_eq!(
         (status, issue_code(&answer).0),
