@@ -22,6 +22,12 @@ fn guichet(args: &[&str]) -> Output {
     run_bounded(cmd, WAIT)
 }
 
+/// `guichet validate --now NOW ARGS...`: dates checked as of the
+/// examples' day.
+fn validate_now(args: &[&str]) -> Output {
+    guichet(&[&["validate", "--now", NOW], args].concat())
+}
+
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -37,14 +43,11 @@ fn the_examples_are_judged_file_by_file_and_the_exit_code_says_so() {
     let dir = examples();
     let referential = dir.join("referential.csv");
     let rules = dir.join("rules.toml");
-    let out = guichet(&[
-        "validate",
+    let out = validate_now(&[
         "--format",
         "json",
         "--lang",
         "en",
-        "--now",
-        NOW,
         "--referential",
         path(&referential),
         "--rules",
@@ -99,7 +102,7 @@ fn the_examples_are_judged_file_by_file_and_the_exit_code_says_so() {
 #[test]
 fn a_valid_file_exits_0_and_warnings_do_not_fail_it() {
     let file = examples().join("valid/chu-rennes-ssr.xml");
-    let out = guichet(&["validate", "--lang", "en", "--now", NOW, path(&file)]);
+    let out = validate_now(&["--lang", "en", path(&file)]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("chu-rennes-ssr.xml: valid"), "{text}");
@@ -119,7 +122,7 @@ fn a_valid_file_exits_0_and_warnings_do_not_fail_it() {
 #[test]
 fn messages_are_french_by_default() {
     let file = examples().join("invalid/negative-beds.xml");
-    let out = guichet(&["validate", "--now", NOW, path(&file)]);
+    let out = validate_now(&[path(&file)]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("erreur capacity.negative"), "{text}");
@@ -166,12 +169,9 @@ fn a_duplicate_unit_in_the_referential_is_reported_and_checked() {
         + "350054680,REA-1,Réanimation (doublon)\n";
     std::fs::write(&referential, text).unwrap();
     let file = examples().join("valid/chu-rennes-ssr.xml");
-    let out = guichet(&[
-        "validate",
+    let out = validate_now(&[
         "--lang",
         "en",
-        "--now",
-        NOW,
         "--referential",
         path(&referential),
         path(&file),
@@ -192,12 +192,9 @@ fn junit_has_a_case_per_file_and_a_failure_per_invalid_one() {
     }
     let dir = examples();
     let referential = dir.join("referential.csv");
-    let out = guichet(&[
-        "validate",
+    let out = validate_now(&[
         "--format",
         "junit",
-        "--now",
-        NOW,
         "--referential",
         path(&referential),
         path(&dir),
@@ -281,16 +278,7 @@ fn a_folder_of_many_files_is_reported_in_order_with_odd_and_oversized_files() {
     )
     .unwrap();
     let max = (valid.len() + 10).to_string();
-    let out = guichet(&[
-        "validate",
-        "--format",
-        "json",
-        "--now",
-        NOW,
-        "--max-bytes",
-        &max,
-        path(tmp.path()),
-    ]);
+    let out = validate_now(&["--format", "json", "--max-bytes", &max, path(tmp.path())]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let report = json_report(&out);
     assert_eq!(report.len(), 302);
