@@ -357,28 +357,13 @@ impl Query {
     }
 }
 
-/// `%XX` escapes and `+` decoded (a `+` in a time's offset arrives as
-/// `%2B` from careful clients, as `+` or a space from others).
+/// `%XX` escapes decoded; a space read as the `+` it stood for (a `+` in
+/// a time's offset arrives as `%2B` from careful clients, as `+` or a
+/// space from others).
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).replace(' ', "+")
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .replace(' ', "+")
 }
 
 fn patched_response(patched: &Patched) -> Response<Full<Bytes>> {
