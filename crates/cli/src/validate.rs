@@ -297,7 +297,7 @@ fn human(out: &mut impl Write, reports: &[FileReport], lang: Lang) -> std::io::R
 }
 
 fn junit(out: &mut impl Write, reports: &[FileReport]) -> std::io::Result<()> {
-    use quick_escape as esc;
+    use quick_xml::escape::escape as esc;
     let failures = reports.iter().filter(|r| !r.valid).count();
     writeln!(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>")?;
     writeln!(
@@ -328,19 +328,11 @@ fn junit(out: &mut impl Write, reports: &[FileReport]) -> std::io::Result<()> {
         writeln!(
             out,
             "><failure message=\"{}\">{}</failure></testcase>",
-            esc(&codes.join(" ")),
-            esc(&text.join("\n"))
+            esc(codes.join(" ")),
+            esc(text.join("\n"))
         )?;
     }
     writeln!(out, "</testsuite></testsuites>")
-}
-
-/// Text for an XML attribute or element.
-fn quick_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 pub fn convert_command(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
