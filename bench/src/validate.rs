@@ -1,9 +1,9 @@
 //! `guichet-bench validate`: `guichet validate` on a folder of
 //! bed-availability files, as a regional agency runs it on a day's
-//! files. Files per second (wall, page cache warm) and CPU per file (the
-//! process's own user + system time, the steady figure on a shared
-//! machine), median of interleaved rounds; the section "Bed availability"
-//! of docs/BENCHMARKS.md.
+//! files. CPU per file first (the process's own user + system time, the
+//! steady figure on a shared machine), then files per second (wall, page
+//! cache warm); the median of several rounds; the section "Bed
+//! availability" of docs/BENCHMARKS.md.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -176,9 +176,9 @@ fn section(plan: &Plan, bytes: u64, median: &Round, date: &str) -> String {
          (one capacity record each, {:.1} MB in all), read in parallel on every\n\
          core, page cache warm; the median of {} rounds after one unmeasured\n\
          round. Measured {date}.\n\n\
-         | files/s | wall | CPU per file (user + system) | target: 20,000 files/s |\n\
+         | CPU per file (user + system) | files/s | wall | target: 20,000 files/s |\n\
          |---|---|---|---|\n\
-         | {per_second:.0} | {:.2} s | {cpu_per_file:.1} µs | {target} |\n\n\
+         | {cpu_per_file:.1} µs | {per_second:.0} | {:.2} s | {target} |\n\n\
          Reproduce: `cargo run --release -p guichet-bench -- validate`.\n\n",
         plan.files,
         plan.units,
