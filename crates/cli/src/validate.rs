@@ -150,7 +150,7 @@ fn read_small(path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 /// The files named, and the .xml and .json files under the folders
-/// named, sorted within each folder.
+/// named (links to folders not followed), sorted within each folder.
 fn collect(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
@@ -175,6 +175,12 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
             .file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with('.'));
         if hidden {
+            continue;
+        }
+        // A link to a folder is not followed: a link back up the tree
+        // would have the walk go round for ever. Links to files are read.
+        let linked_folder = path.is_symlink() && path.is_dir();
+        if linked_folder {
             continue;
         }
         if path.is_dir() {
