@@ -20,6 +20,7 @@ mod mllp;
 mod tcp;
 
 mod dial;
+mod lease;
 mod refuse;
 mod route;
 mod state;

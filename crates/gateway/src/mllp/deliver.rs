@@ -27,10 +27,11 @@ use tracing::{info, info_span, warn, Instrument};
 
 use super::relay::accept_ack_expected;
 use crate::certs::unix_ms;
+use crate::lease::{Lease, Pause};
 use crate::config::{ForwardPolicy, RouteKind};
 use crate::dial::{observe_handshake, open_forward, DialError, ForwardError};
 use crate::events::{MessageEvent, MessageOutcome};
-use crate::metrics::{RouteLabel, Side};
+use crate::metrics::Side;
 use crate::route::RouteRuntime;
 use crate::stream::Stream;
 
@@ -75,11 +76,6 @@ struct Settled {
     since: Option<Instant>,
 }
 
-/// Why the worker stopped delivering for now.
-enum Pause {
-    Shutdown,
-    LeaseLost,
-}
 
 /// The open connection to the receiver.
 struct Receiver {
@@ -126,80 +122,38 @@ impl Worker {
     pub async fn run(self, shutdown: CancellationToken) {
         let span = info_span!("delivery", route = %self.route.name, node = %self.node);
         async move {
+            let name = self.route.name.as_str();
+            let metrics = &self.route.metrics;
+            let mut lease = Lease::new(self.journal.clone(), name, &self.node, self.lease_ttl, metrics);
             let mut receiver = None;
             let mut holding = false;
-            // When the lease is next due for renewal. Kept across batches:
-            // under steady traffic no batch waits, and a due date reset
-            // per batch would never come, letting the lease expire while
-            // this node still delivers.
-            let mut renew_at = Instant::now();
             let mut ahead = None;
             while !shutdown.is_cancelled() {
                 if !holding {
-                    holding = self.take_lease(&shutdown).await;
-                    renew_at = Instant::now() + self.lease_ttl / 3;
+                    holding = lease.take(&shutdown).await;
                     continue;
                 }
                 let delivered = self
-                    .deliver_batch(&mut receiver, &mut renew_at, &mut ahead, &shutdown)
+                    .deliver_batch(&mut receiver, &mut lease, &mut ahead, &shutdown)
                     .await;
                 match delivered {
                     Ok(()) => {}
                     Err(Pause::Shutdown) => break,
                     Err(Pause::LeaseLost) => {
-                        warn!("delivery lease lost: another node delivers this route now");
-                        // What it claimed goes back in line when the lease
-                        // is taken again (`recover`), or by the new holder.
+                        lease.lost();
                         ahead = None;
                         receiver = None;
                         holding = false;
-                        self.lease_gauge(false);
                     }
                 }
             }
             if holding {
-                let name = self.route.name.as_str();
-                if let Err(e) = self.journal.recover(name).await {
-                    warn!("could not put claimed messages back in line: {e}");
-                }
-                let _ = self.journal.release_lease(name, &self.node).await;
-                self.lease_gauge(false);
+                lease.give_back().await;
             }
             info!("delivery stopped");
         }
         .instrument(span)
         .await;
-    }
-
-    /// Tries to take the route's lease; on success puts back in line what
-    /// a previous holder left in flight. Waits a little when refused.
-    async fn take_lease(&self, shutdown: &CancellationToken) -> bool {
-        let name = self.route.name.as_str();
-        match self.renew().await {
-            Ok(true) => match self.journal.recover(name).await {
-                Ok(recovered) => {
-                    info!(recovered, "delivery lease taken: delivering this route");
-                    self.lease_gauge(true);
-                    return true;
-                }
-                Err(e) => warn!("journal unavailable, delivery waits: {e}"),
-            },
-            Ok(false) => {}
-            Err(e) => warn!("journal unavailable, delivery waits: {e}"),
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => {}
-            () = tokio::time::sleep(self.lease_ttl / 3) => {}
-        }
-        false
-    }
-
-    async fn renew(&self) -> Result<bool, guichet_journal::JournalError> {
-        let ttl = self.lease_ttl.as_millis() as i64;
-        let now = unix_ms(SystemTime::now());
-        self.journal
-            .acquire_lease(self.route.name.as_str(), &self.node, now, ttl)
-            .await
     }
 
     /// Claims the next messages (or takes those claimed ahead) and
@@ -210,7 +164,7 @@ impl Worker {
     async fn deliver_batch(
         &self,
         receiver: &mut Option<Receiver>,
-        renew_at: &mut Instant,
+        lease: &mut Lease,
         ahead: &mut Option<ClaimAhead>,
         shutdown: &CancellationToken,
     ) -> Result<(), Pause> {
@@ -222,11 +176,11 @@ impl Worker {
             Ok(batch) => batch,
             Err(e) => {
                 warn!("journal unavailable, delivery waits: {e}");
-                return self.idle(renew_at, shutdown, POLL).await;
+                return lease.idle(&self.wake, shutdown, POLL).await;
             }
         };
         if batch.is_empty() {
-            return self.idle(renew_at, shutdown, POLL).await;
+            return lease.idle(&self.wake, shutdown, POLL).await;
         }
         // A full batch means a backlog: claim the next one ahead. A short
         // one emptied the queue; claiming again at once would only take
@@ -237,7 +191,7 @@ impl Worker {
         let mut settled = Settled::default();
         for message in batch {
             let delivered = self
-                .deliver(message, receiver, renew_at, shutdown, &mut settled)
+                .deliver(message, receiver, lease, shutdown, &mut settled)
                 .await;
             if delivered.is_err() || settled.is_due() {
                 self.record(&mut settled);
@@ -294,61 +248,12 @@ impl Worker {
         });
     }
 
-    /// Waits for a wake-up, `wait`, or shutdown, renewing the lease.
-    async fn idle(
-        &self,
-        renew_at: &mut Instant,
-        shutdown: &CancellationToken,
-        wait: Duration,
-    ) -> Result<(), Pause> {
-        let until = Instant::now() + wait;
-        loop {
-            self.keep_lease(renew_at).await?;
-            let step = until.min(*renew_at);
-            tokio::select! {
-                () = shutdown.cancelled() => return Err(Pause::Shutdown),
-                () = self.wake.notified() => return Ok(()),
-                () = tokio::time::sleep_until(step) => {
-                    if Instant::now() >= until {
-                        return Ok(());
-                    }
-                }
-            }
-        }
-    }
-
-    /// Renews the lease when due; a refusal means another node has it.
-    async fn keep_lease(&self, renew_at: &mut Instant) -> Result<(), Pause> {
-        let now = Instant::now();
-        if now < *renew_at {
-            return Ok(());
-        }
-        // `renew_at` is a third into the lease: past its end, another node
-        // may hold it already, whatever the database says next.
-        if now >= *renew_at + self.lease_ttl * 2 / 3 {
-            warn!("the delivery lease ran out before it could be renewed (node overloaded?)");
-            return Err(Pause::LeaseLost);
-        }
-        match self.renew().await {
-            Ok(true) => {
-                *renew_at = now + self.lease_ttl / 3;
-                Ok(())
-            }
-            Ok(false) => Err(Pause::LeaseLost),
-            Err(e) => {
-                // Cannot tell: stop before the lease may expire under us.
-                warn!("cannot renew the delivery lease: {e}");
-                Err(Pause::LeaseLost)
-            }
-        }
-    }
-
     /// Attempts one message until it is delivered or given up.
     async fn deliver(
         &self,
         mut message: Claimed,
         receiver: &mut Option<Receiver>,
-        renew_at: &mut Instant,
+        lease: &mut Lease,
         shutdown: &CancellationToken,
         settled: &mut Settled,
     ) -> Result<(), Pause> {
@@ -366,16 +271,16 @@ impl Worker {
         let mut not_before = message.next_attempt_at_ms;
         loop {
             if let Some(at) = not_before {
-                self.wait_until_ms(at, renew_at, shutdown).await?;
+                lease.wait_until_ms(at, shutdown).await?;
             }
-            self.keep_lease(renew_at).await?;
+            lease.keep().await?;
             let result = self
                 .attempt(
                     &body,
                     &message.meta.control_id,
                     expect_ack,
                     receiver,
-                    renew_at,
+                    lease,
                     shutdown,
                 )
                 .await?;
@@ -415,28 +320,6 @@ impl Worker {
         }
     }
 
-    /// Sleeps until `at_ms` (wall clock), renewing the lease.
-    async fn wait_until_ms(
-        &self,
-        at_ms: i64,
-        renew_at: &mut Instant,
-        shutdown: &CancellationToken,
-    ) -> Result<(), Pause> {
-        loop {
-            let now = unix_ms(SystemTime::now());
-            if now >= at_ms {
-                return Ok(());
-            }
-            self.keep_lease(renew_at).await?;
-            let left = Duration::from_millis((at_ms - now) as u64);
-            let step = (Instant::now() + left).min(*renew_at);
-            tokio::select! {
-                () = shutdown.cancelled() => return Err(Pause::Shutdown),
-                () = tokio::time::sleep_until(step) => {}
-            }
-        }
-    }
-
     /// Sends the message and reads its ACK, opening the connection first
     /// when needed. A failed attempt drops the connection: after a
     /// timeout or a stray ACK the stream can no longer be trusted.
@@ -446,7 +329,7 @@ impl Worker {
         control_id: &str,
         expect_ack: bool,
         receiver: &mut Option<Receiver>,
-        renew_at: &mut Instant,
+        lease: &mut Lease,
         shutdown: &CancellationToken,
     ) -> Result<Attempt, Pause> {
         // No new message goes out once the gateway stops.
@@ -486,7 +369,7 @@ impl Worker {
                     () = tokio::time::sleep_until(deadline) => {
                         break Attempt::Failed(format!("no ACK within {}s", timeout.as_secs_f64()));
                     }
-                    () = tokio::time::sleep_until(*renew_at) => self.keep_lease(renew_at).await?,
+                    () = tokio::time::sleep_until(lease.renew_at()) => lease.keep().await?,
                 }
             }
         };
@@ -597,16 +480,6 @@ impl Worker {
             size,
             outcome,
         });
-    }
-
-    fn lease_gauge(&self, held: bool) {
-        self.route
-            .metrics
-            .delivery_lease
-            .get_or_create(&RouteLabel {
-                route: self.route.name.to_string(),
-            })
-            .set(i64::from(held));
     }
 
     fn ack_timeout(&self) -> Duration {
