@@ -21,6 +21,7 @@ mod tcp;
 
 mod dial;
 mod lease;
+mod national;
 mod refuse;
 mod route;
 mod state;

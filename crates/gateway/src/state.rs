@@ -2,6 +2,7 @@
 //! certificate material. Rebuilt whole on reload and swapped atomically.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use guichet_tls::{
     ClientTls, EndpointError, Identity, Material, MaterialError, Revoked, ServerTls,
@@ -9,11 +10,11 @@ use guichet_tls::{
 
 use crate::certs::{cert_status, CertStatus};
 use crate::config::{
-    Config, ForwardTls, HttpRule, HttpSpec, ListenTls, ProfileName, RouteName, RouteSpec,
+    Config, ForwardTls, HttpSpec, Limits, ListenTls, ProfileName, RouteName, RouteSpec, Upstream,
 };
 use crate::ocsp::{profile_ocsp, OcspMetrics, ProfileOcsp};
 use crate::revocation::{CrlCache, CrlStatus};
-use crate::upstream::{UpstreamClient, ALPN};
+use crate::upstream::{TokenSource, UpstreamClient, ALPN};
 
 pub struct RouteState {
     pub spec: RouteSpec,
@@ -40,7 +41,7 @@ pub enum BuildError {
         profile: ProfileName,
         error: MaterialError,
     },
-    #[error("route \"{route}\", rule \"{rule}\": upstream address: {error}")]
+    #[error("route \"{route}\", rule \"{rule}\": upstream: {error}")]
     Upstream {
         route: RouteName,
         rule: String,
@@ -88,6 +89,7 @@ pub fn build_states(
     for spec in &config.routes {
         states.insert(spec.name.clone(), ends.route_state(spec)?);
     }
+
     let certificates = ends
         .materials
         .iter()
@@ -218,7 +220,8 @@ impl Ends<'_> {
     fn http_state(&self, spec: &RouteSpec, http: &HttpSpec) -> Result<HttpState, BuildError> {
         let mut upstreams = Vec::with_capacity(http.rules.len());
         for rule in &http.rules {
-            upstreams.push(self.upstream(spec, rule)?);
+            let name = rule.name.as_str();
+            upstreams.push(self.upstream(&spec.name, name, &rule.upstream, &spec.limits)?);
         }
         let revoked = spec
             .listen_tls
@@ -231,32 +234,57 @@ impl Ends<'_> {
     }
 
     /// One rule's upstream pool, with TLS (and HTTP's ALPN) when its URL
-    /// is https.
-    fn upstream(&self, spec: &RouteSpec, rule: &HttpRule) -> Result<UpstreamClient, BuildError> {
-        let tls = match &rule.upstream.tls {
+    /// is https, and its token source when it asks for access tokens.
+    pub(crate) fn upstream(
+        &self,
+        route: &RouteName,
+        rule: &str,
+        upstream: &Upstream,
+        limits: &Limits,
+    ) -> Result<UpstreamClient, BuildError> {
+        let failed = |error: String| BuildError::Upstream {
+            route: route.clone(),
+            rule: rule.to_string(),
+            error,
+        };
+        let client = self.pool(route, upstream, limits).map_err(failed)?;
+        let Some(token) = &upstream.token else {
+            return Ok(client);
+        };
+        let path = token.base_path.as_deref().unwrap_or("/");
+        let path = path
+            .parse()
+            .map_err(|_| failed(format!("token_url path {path:?}")))?;
+        let source = TokenSource::new(
+            self.pool(route, token, limits).map_err(failed)?,
+            path,
+            token.origin.to_string(),
+        );
+        Ok(client.with_token(Arc::new(source)))
+    }
+
+    fn pool(
+        &self,
+        route: &RouteName,
+        upstream: &Upstream,
+        limits: &Limits,
+    ) -> Result<UpstreamClient, String> {
+        let tls = match &upstream.tls {
             Some(tls) => {
                 let settings = self.config.profiles[&tls.profile].settings;
                 let end = ClientTls::with_alpn(&self.materials[&tls.profile], settings, &ALPN)
-                    .map_err(|error| BuildError::Endpoint {
-                        route: spec.name.clone(),
-                        error,
-                    })?;
+                    .map_err(|error| format!("route {route}: {error}"))?;
                 Some(end.with_ocsp(self.ocsp[&tls.profile].checker.clone()))
             }
             None => None,
         };
-        let limits = &spec.limits;
         UpstreamClient::new(
-            &rule.upstream,
+            upstream,
             tls,
             limits.connect_timeout,
             limits.handshake_timeout,
         )
-        .map_err(|e| BuildError::Upstream {
-            route: spec.name.clone(),
-            rule: rule.name.to_string(),
-            error: e.to_string(),
-        })
+        .map_err(|e| e.to_string())
     }
 
     /// Our own certificates' OCSP staplers, one per listening profile

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use guichet_tls::{Allowlist, AppName, AppRule, Identity};
+use guichet_tls::{Allowlist, AppName, AppRule, Identity, ServerName};
 
 use super::raw::{RawRoute, RawRule};
 use super::types::{ForwardTls, ProfileName, Target, TlsProfile};
@@ -126,6 +126,11 @@ pub struct Upstream {
     pub base_path: Option<String>,
     /// `scheme://host:port` as configured, for logs and the access log.
     pub origin: Arc<str>,
+    /// `token_url`: where guichet asks for the access token it sends as
+    /// `Authorization: Bearer` (OAuth2 client credentials, the client
+    /// authenticated by its certificate, RFC 8705), over the same TLS
+    /// profile as the upstream.
+    pub token: Option<Arc<Upstream>>,
 }
 
 impl Upstream {
@@ -347,21 +352,54 @@ fn rule_host(host: &str) -> Result<String, SettingError> {
     Ok(h)
 }
 
-fn upstream(
+pub(super) fn upstream(
     raw: &RawRule,
     profiles: &BTreeMap<ProfileName, TlsProfile>,
 ) -> Result<Upstream, SettingError> {
-    let url = UpstreamUrl::parse(&raw.upstream)?;
+    let url = UpstreamUrl::parse(&raw.upstream, "upstream")?;
     let Target { host, port } = url.target()?;
     let base_path = url.base_path()?;
     let tls = upstream_tls(raw, url.https, &host, profiles)?;
+    let token = token_url(raw, tls.as_ref())?;
     Ok(Upstream {
         origin: url.origin(),
         host,
         port,
         tls,
         base_path,
+        token,
     })
+}
+
+/// `token_url`: an https URL, reached with the upstream's TLS profile
+/// (whose certificate authenticates guichet to the token endpoint).
+fn token_url(raw: &RawRule, tls: Option<&ForwardTls>) -> Result<Option<Arc<Upstream>>, SettingError> {
+    let Some(written) = raw.token_url.as_deref() else {
+        return Ok(None);
+    };
+    let field = "token_url";
+    let url = UpstreamUrl::parse(written, field)?;
+    let Some(tls) = tls.filter(|_| url.https) else {
+        return Err(SettingError::field(
+            field,
+            "an access token is asked for over mutual TLS: both the upstream and the token URL must be https://",
+        ));
+    };
+    let Target { host, port } = url.target()?;
+    let server_name = ServerName::try_from(host.clone()).map_err(|_| {
+        SettingError::field(field, format!("{host:?} is not a DNS name or IP address"))
+    })?;
+    Ok(Some(Arc::new(Upstream {
+        origin: url.origin(),
+        base_path: Some(url.path.unwrap_or("/").to_string()),
+        tls: Some(ForwardTls {
+            profile: tls.profile.clone(),
+            server_name,
+        }),
+        host,
+        port,
+        token: None,
+    })))
 }
 
 /// A rule's `upstream` URL cut into its parts: `http://` or `https://`,
@@ -369,6 +407,8 @@ fn upstream(
 /// fragment.
 struct UpstreamUrl<'a> {
     url: &'a str,
+    /// The setting that gave it, for errors.
+    field: &'static str,
     https: bool,
     /// `host` or `host:port`, as written.
     authority: &'a str,
@@ -377,13 +417,13 @@ struct UpstreamUrl<'a> {
 }
 
 impl<'a> UpstreamUrl<'a> {
-    fn parse(url: &'a str) -> Result<Self, SettingError> {
+    fn parse(url: &'a str, field: &'static str) -> Result<Self, SettingError> {
         let (https, rest) = if let Some(rest) = url.strip_prefix("https://") {
             (true, rest)
         } else if let Some(rest) = url.strip_prefix("http://") {
             (false, rest)
         } else {
-            return Err(not_an_upstream_url(url));
+            return Err(not_an_upstream_url(url, field));
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], Some(&rest[i..])),
@@ -391,12 +431,13 @@ impl<'a> UpstreamUrl<'a> {
         };
         if authority.contains('@') || rest.contains(['?', '#']) {
             return Err(SettingError::field(
-                "upstream",
-                format!("{url:?}: no user, query or fragment in an upstream URL"),
+                field,
+                format!("{url:?}: no user, query or fragment in the URL"),
             ));
         }
         Ok(UpstreamUrl {
             url,
+            field,
             https,
             authority,
             path,
@@ -414,7 +455,9 @@ impl<'a> UpstreamUrl<'a> {
         } else {
             format!("{authority}:{}", if self.https { 443 } else { 80 })
         };
-        written.parse().map_err(|_| not_an_upstream_url(self.url))
+        written
+            .parse()
+            .map_err(|_| not_an_upstream_url(self.url, self.field))
     }
 
     /// The path that replaces the rule's prefix, when the URL has one:
@@ -425,7 +468,7 @@ impl<'a> UpstreamUrl<'a> {
         };
         if p.contains(['%', '\\']) || has_dot_segment(p) {
             return Err(SettingError::field(
-                "upstream",
+                self.field,
                 format!("{:?}: the path must be plain", self.url),
             ));
         }
@@ -439,9 +482,9 @@ impl<'a> UpstreamUrl<'a> {
     }
 }
 
-fn not_an_upstream_url(url: &str) -> SettingError {
+fn not_an_upstream_url(url: &str, field: &'static str) -> SettingError {
     SettingError::field(
-        "upstream",
+        field,
         format!("{url:?} is not an http:// or https:// URL (e.g. \"http://127.0.0.1:18081\")"),
     )
 }

@@ -171,6 +171,9 @@ pub struct RawRule {
     pub upstream: String,
     pub upstream_tls: Option<String>,
     pub server_name: Option<String>,
+    /// Where an https upstream's access token is asked for (OAuth2 client
+    /// credentials over mutual TLS).
+    pub token_url: Option<String>,
     #[serde(default)]
     pub allow: Vec<String>,
     /// `bed-availability`: check each request's body before it goes on.

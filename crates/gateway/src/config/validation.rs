@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use guichet_ror::referential::{Indicators, Referential};
-use guichet_ror::rules::Settings;
+use guichet_ror::rules::{Context, Lang, Settings};
+use guichet_ror::Verdict;
+use time::OffsetDateTime;
 
 use super::error::SettingError;
 use super::raw::RawRule;
@@ -28,6 +30,20 @@ pub struct Validation {
     pub convert: Option<Convert>,
 }
 
+impl Validation {
+    /// The rules' verdict on `bytes` now, messages in French.
+    pub fn judge(&self, bytes: &[u8]) -> Verdict {
+        let context = Context {
+            referential: self.referential.as_ref(),
+            indicators: self.indicators.as_ref(),
+            settings: &self.settings,
+            now: OffsetDateTime::now_utc(),
+            lang: Lang::Fr,
+        };
+        guichet_ror::validate(bytes, &context)
+    }
+}
+
 /// `convert`: the form forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Convert {
@@ -35,6 +51,20 @@ pub enum Convert {
     Fhir,
     /// guichet's XML form (`application/xml`).
     Xml,
+    /// The national ROR's PATCH: per capacity record, `replace`, then
+    /// `add` when the ROR does not hold it yet.
+    Patch,
+}
+
+impl Convert {
+    /// The word of the setting.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Convert::Fhir => "fhir",
+            Convert::Xml => "xml",
+            Convert::Patch => "patch",
+        }
+    }
 }
 
 /// The rule's validation, if it asks for one; `dir` is the config's
@@ -122,13 +152,10 @@ fn convert(raw: &RawRule) -> Result<Option<Convert>, SettingError> {
         None => Ok(None),
         Some("fhir") => Ok(Some(Convert::Fhir)),
         Some("xml") => Ok(Some(Convert::Xml)),
-        Some("patch") => Err(SettingError::field(
-            "convert",
-            "\"patch\" sends each record to the national ROR and needs its upstream, which this version cannot drive yet; use \"fhir\" or \"xml\"",
-        )),
+        Some("patch") => Ok(Some(Convert::Patch)),
         Some(other) => Err(SettingError::field(
             "convert",
-            format!("{other:?} is not a form; choose \"fhir\" or \"xml\""),
+            format!("{other:?} is not a form; choose \"fhir\", \"xml\" or \"patch\""),
         )),
     }
 }

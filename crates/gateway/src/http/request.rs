@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use guichet_tls::AppName;
-use http::header::{HeaderValue, HOST};
-use http::{Request, Response, Version};
+use http::header::{HeaderValue, AUTHORIZATION, HOST};
+use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Instant;
@@ -23,10 +23,10 @@ use super::problem::Refused;
 use super::rules::{
     find_rule, host_of, normalize_path, request_authority, rewrite_path, set_path, with_query,
 };
-use super::validate::Invalid;
+use super::validate::{Checked, Invalid};
 use crate::config::{HttpRule, HttpSpec, RouteSpec};
 use crate::state::HttpState;
-use crate::upstream::{Body, ConnectError, TlsFailure, UpstreamClient};
+use crate::upstream::{error_chain, Body, ConnectError, TlsFailure, UpstreamClient};
 
 impl Conn {
     pub(super) async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
@@ -65,13 +65,19 @@ impl Conn {
                 Ok(pair) => pair,
                 Err(()) => return self.refuse(finish, Refused::BadRequest, Some(rule), None),
             };
-        let forwarded = match &rule.validation {
+        let mut forwarded = match &rule.validation {
             None => forwarded,
             Some(validation) => match self
                 .validate(forwarded, validation, rule, &mut finish)
                 .await
             {
-                Ok(checked) => checked,
+                Ok(Checked::Forward(checked)) => checked,
+                Ok(Checked::Patch(document)) => {
+                    let timeout = spec.response_timeout;
+                    return self
+                        .patch(finish, rule, upstream, timeout, &document)
+                        .await;
+                }
                 Err(Invalid::Refused(refused)) => {
                     return self.refuse(finish, refused, Some(rule), None)
                 }
@@ -80,6 +86,13 @@ impl Conn {
                 }
             },
         };
+        if let Err(e) = upstream
+            .authorize(&mut forwarded, spec.response_timeout)
+            .await
+        {
+            warn!(route = %self.route.name, rule = %rule.name, "{e}");
+            return self.refuse(finish, Refused::UpstreamUnavailable, Some(rule), None);
+        }
         self.exchange(finish, spec, rule, upstream, forwarded, sent)
             .await
     }
@@ -155,6 +168,7 @@ impl Conn {
             let _ = sent.await;
             tokio::time::sleep(spec.response_timeout).await;
         };
+        let bearer = forwarded.headers().get(AUTHORIZATION).cloned();
         let answer = tokio::select! {
             answer = upstream.request(forwarded) => Ok(answer),
             () = late => Err(()),
@@ -165,6 +179,10 @@ impl Conn {
             Ok(Err(e)) => return self.upstream_failed(finish, rule, &e),
             Ok(Ok(response)) => response,
         };
+        if response.status() == StatusCode::UNAUTHORIZED {
+            // The next request asks for a new token.
+            upstream.refused_token(bearer.as_ref()).await;
+        }
         let (mut parts, body) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
         parts.version = Version::default();
@@ -362,18 +380,6 @@ pub(super) fn clip(path: &str) -> &str {
     &path[..end]
 }
 
-/// An error and its sources on one line, for the log (upstream errors
-/// carry addresses and TLS reasons, never request content).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
 
 /// Whether an I/O error is a TLS alert from the peer: by the rustls error
 /// it carries (HTTP/1.1), or else by the one its connection recorded

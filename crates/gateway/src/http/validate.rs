@@ -8,25 +8,36 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use guichet_ror::fhir::{self, Coding};
-use guichet_ror::rules::{Context, Lang, Severity, Violation};
+use guichet_ror::rules::{Severity, Violation};
+use guichet_ror::model::Document;
 use guichet_ror::{xml, Verdict};
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
-use http::Request;
+use http::{Request, Response, StatusCode};
+use std::time::Duration;
+use tracing::warn;
 use http_body_util::{BodyExt, Full};
-use time::OffsetDateTime;
 
 use super::access::ValidationRecord;
-use super::body::TooLarge;
+use super::body::{TooLarge, Tracked};
 use super::conn::Conn;
 use super::outcome::Finish;
 use super::problem::Refused;
 use crate::config::{Convert, HttpRule, Validation};
 use crate::metrics::{ValidationLabels, ViolationLabels};
-use crate::upstream::Body;
+use crate::national::{NationalRor, Sent};
+use crate::upstream::{Body, UpstreamClient};
 
 /// Bodies larger than this are judged on a blocking thread, so a large
 /// document never holds the runtime's other requests.
 const INLINE_BYTES: usize = 256 * 1024;
+
+/// What goes on once the document is judged valid.
+pub(super) enum Checked {
+    /// The request, its body as received or converted.
+    Forward(Request<Body>),
+    /// The document, to be sent record by record to the national ROR.
+    Patch(Document),
+}
 
 /// Why a validating rule does not send a request on.
 pub(super) enum Invalid {
@@ -44,7 +55,7 @@ impl Conn {
         validation: &Arc<Validation>,
         rule: &HttpRule,
         finish: &mut Finish,
-    ) -> Result<Request<Body>, Invalid> {
+    ) -> Result<Checked, Invalid> {
         let (mut parts, body) = request.into_parts();
         let bytes = match body.collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -62,13 +73,14 @@ impl Conn {
         if !valid {
             return Err(Invalid::Document(verdict.violations));
         }
-        let (body, content_type) = match (validation.convert, &verdict.document) {
+        let (body, content_type) = match (validation.convert, verdict.document) {
+            (Some(Convert::Patch), Some(document)) => return Ok(Checked::Patch(document)),
             (Some(Convert::Fhir), Some(document)) => {
-                let json = fhir::write(document, Coding::default()).to_string();
+                let json = fhir::write(&document, Coding::default()).to_string();
                 (Bytes::from(json), Some("application/fhir+json"))
             }
             (Some(Convert::Xml), Some(document)) => {
-                (Bytes::from(xml::write(document)), Some("application/xml"))
+                (Bytes::from(xml::write(&document)), Some("application/xml"))
             }
             _ => (bytes, None),
         };
@@ -83,7 +95,49 @@ impl Conn {
         let body = Full::new(body)
             .map_err(|never| match never {})
             .boxed_unsync();
-        Ok(Request::from_parts(parts, body))
+        Ok(Checked::Forward(Request::from_parts(parts, body)))
+    }
+
+    /// Sends a valid document to the national ROR behind `upstream`, record
+    /// by record, and answers the client with the ROR's answers as a
+    /// `batch-response` Bundle: 200 when every record was accepted, else
+    /// the status of the first refusal; 502 when the ROR is unavailable.
+    pub(super) async fn patch(
+        &self,
+        mut finish: Finish,
+        rule: &HttpRule,
+        upstream: &UpstreamClient,
+        timeout: Duration,
+        document: &Document,
+    ) -> Response<Body> {
+        let ror = NationalRor {
+            upstream,
+            base: rule.upstream.base_path.as_deref().unwrap_or("/"),
+            timeout,
+            key: None,
+        };
+        let sent = ror.send(document).await;
+        let status = match &sent {
+            Sent::Accepted(_) => StatusCode::OK,
+            Sent::Refused(status, _) => *status,
+            Sent::Unavailable(why, _) => {
+                warn!(
+                    route = %self.route.name,
+                    rule = %rule.name,
+                    upstream = %rule.upstream.origin,
+                    "national ROR unavailable: {why}"
+                );
+                return self.refuse(finish, Refused::UpstreamUnavailable, Some(rule), None);
+            }
+        };
+        finish.record.status = status.as_u16();
+        let body = Bytes::from(sent.bundle().to_string());
+        let mut response = Response::new(Tracked::new(Full::new(body), finish).boxed_unsync());
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/fhir+json"));
+        response
     }
 
     fn count_verdict(&self, rule: &HttpRule, verdict: &'static str, violations: &[Violation]) {
@@ -113,16 +167,7 @@ impl Conn {
 /// The rules' verdict on `bytes`, on a blocking thread when they are many.
 async fn judge(validation: Arc<Validation>, bytes: Bytes) -> Verdict {
     let small = bytes.len() <= INLINE_BYTES;
-    let check = move || {
-        let context = Context {
-            referential: validation.referential.as_ref(),
-            indicators: validation.indicators.as_ref(),
-            settings: &validation.settings,
-            now: OffsetDateTime::now_utc(),
-            lang: Lang::Fr,
-        };
-        guichet_ror::validate(&bytes, &context)
-    };
+    let check = move || validation.judge(&bytes);
     if small {
         return check();
     }

@@ -14,6 +14,7 @@ use guichet_tls::{ClientTls, Refusal, ServerName};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::Uri;
 use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -22,6 +23,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::config::Upstream;
 use crate::dial::{connect, DialError};
 use crate::stream::Stream;
+
+mod token;
+
+pub use token::TokenSource;
 
 /// The TLS ALPN protocols an `http` listener offers and an https upstream
 /// is asked for, in preference order.
@@ -34,6 +39,8 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 #[derive(Clone)]
 pub struct UpstreamClient {
     client: Client<Connector, Body>,
+    /// Where its access tokens come from, when it asks for them.
+    token: Option<Arc<TokenSource>>,
     /// Parsed once: every request's URI is built from them.
     scheme: Scheme,
     authority: Authority,
@@ -78,7 +85,85 @@ impl UpstreamClient {
                 Scheme::HTTP
             },
             authority,
+            token: None,
         })
+    }
+
+    /// The same upstream, sending the access tokens of `token`.
+    pub fn with_token(mut self, token: Arc<TokenSource>) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// Sets the request's access token when this upstream asks for one.
+    pub async fn authorize<B>(
+        &self,
+        request: &mut http::Request<B>,
+        timeout: Duration,
+    ) -> Result<(), CallError> {
+        if let Some(token) = &self.token {
+            token::authorize(request, token.bearer(timeout).await?);
+        }
+        Ok(())
+    }
+
+    /// Forgets the token a request carried when the upstream answered it
+    /// 401: the next request asks for a new one.
+    pub async fn refused_token(&self, sent: Option<&http::HeaderValue>) {
+        if let (Some(token), Some(bearer)) = (&self.token, sent) {
+            token.forget(bearer).await;
+        }
+    }
+
+    /// A request guichet itself sends (its body in memory, its answer read
+    /// whole, up to `MAX_ANSWER`), with the access token; on 401 once
+    /// more with a new token.
+    pub async fn call(&self, call: Call<'_>) -> Result<Answer, CallError> {
+        let first = self.call_once(&call).await?;
+        if first.status != http::StatusCode::UNAUTHORIZED || self.token.is_none() {
+            return Ok(first);
+        }
+        self.refused_token(first.sent.as_ref()).await;
+        self.call_once(&call).await
+    }
+
+    async fn call_once(&self, call: &Call<'_>) -> Result<Answer, CallError> {
+        let uri = self
+            .uri(call.path.clone())
+            .map_err(|e| CallError::Unavailable(e.to_string()))?;
+        let mut builder = http::Request::builder()
+            .method(call.method.clone())
+            .uri(uri)
+            .header(http::header::CONTENT_TYPE, call.content_type);
+        for (name, value) in &call.headers {
+            builder = builder.header(*name, *value);
+        }
+        let body = http_body_util::Full::new(call.body.clone())
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let mut request = builder
+            .body(body)
+            .map_err(|e| CallError::Unavailable(e.to_string()))?;
+        self.authorize(&mut request, call.timeout).await?;
+        let sent = request.headers().get(http::header::AUTHORIZATION).cloned();
+        let exchange = async {
+            let response = self.request(request).await.map_err(|e| error_chain(&e))?;
+            let status = response.status();
+            let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(|e| format!("the answer could not be read: {e}"))?
+                .to_bytes();
+            Ok::<_, String>((status, body))
+        };
+        match tokio::time::timeout(call.timeout, exchange).await {
+            Err(_) => Err(CallError::Unavailable(format!(
+                "no answer within {:?}",
+                call.timeout
+            ))),
+            Ok(Err(e)) => Err(CallError::Unavailable(e)),
+            Ok(Ok((status, body))) => Ok(Answer { status, body, sent }),
+        }
     }
 
     /// The absolute URI of `path_and_query` on this upstream.
@@ -96,6 +181,52 @@ impl UpstreamClient {
     ) -> hyper_util::client::legacy::ResponseFuture {
         self.client.request(request)
     }
+}
+
+/// The most of an answer to [`UpstreamClient::call`] that is read.
+const MAX_ANSWER: usize = 1024 * 1024;
+
+/// A request of guichet's own to an upstream.
+pub struct Call<'a> {
+    pub method: http::Method,
+    pub path: PathAndQuery,
+    pub content_type: &'static str,
+    pub headers: Vec<(&'static str, &'a str)>,
+    pub body: Bytes,
+    /// For the token, then for the whole exchange.
+    pub timeout: Duration,
+}
+
+/// The upstream's answer to a [`Call`].
+#[derive(Debug)]
+pub struct Answer {
+    pub status: http::StatusCode,
+    pub body: Bytes,
+    /// The access token the request went with.
+    sent: Option<http::HeaderValue>,
+}
+
+/// Why a [`Call`] got no answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// Not reached, not answered in time, or the answer was cut.
+    #[error("upstream unavailable: {0}")]
+    Unavailable(String),
+    /// No access token could be had.
+    #[error("no access token from {0}")]
+    Token(String),
+}
+
+/// An error and its causes, on one line.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Opens connections for the pool: always to the rule's configured
