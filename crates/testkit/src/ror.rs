@@ -93,6 +93,7 @@ pub struct RorHandle {
 
 struct Shared {
     store: Arc<Mutex<Store>>,
+    replays: Replays,
     record: Option<Mutex<std::fs::File>>,
     tls: Option<ServerTls>,
     tokens: Option<Tokens>,
@@ -133,6 +134,7 @@ pub async fn serve_ror(
     let store = Arc::new(Mutex::new(Store::new(opts.referential, opts.indicators)));
     let shared = Arc::new(Shared {
         store: store.clone(),
+        replays: Replays::default(),
         record,
         tls,
         tokens,
@@ -293,14 +295,22 @@ async fn answer(
                     })
                 }
             };
+            let key = parts.headers.get(IDEMPOTENCY_KEY).cloned();
+            if let Some(replay) = key.as_ref().and_then(|k| shared.replays.answer(k)) {
+                return replay;
+            }
             let now = OffsetDateTime::now_utc();
             let result = lock(&shared.store).patch(&identifier, &bytes, now);
-            match result {
+            let response = match result {
                 Ok(patched) => {
                     shared.record(&patched);
                     patched_response(&patched)
                 }
                 Err(refusal) => refused(&refusal),
+            };
+            match key {
+                Some(key) => shared.replays.keep(key, response).await,
+                None => response,
             }
         }
         Method::GET => {
@@ -328,6 +338,53 @@ impl Shared {
                 tracing::error!(%error, "cannot write the record");
             }
         }
+    }
+}
+
+/// The header a client sends so that a request it repeats (after a crash,
+/// a lost answer) is applied once: the repeat gets the first answer.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// Keys remembered; past this, the oldest half is forgotten.
+const REPLAYS_KEPT: usize = 100_000;
+
+/// The answers given to requests with an `Idempotency-Key`, by key.
+#[derive(Default)]
+struct Replays {
+    answers: Mutex<std::collections::BTreeMap<Vec<u8>, (u64, StatusCode, Bytes)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Replays {
+    /// The answer already given to `key`.
+    fn answer(&self, key: &hyper::header::HeaderValue) -> Option<Response<Full<Bytes>>> {
+        let answers = lock(&self.answers);
+        let (_, status, body) = answers.get(key.as_bytes())?;
+        let mut response = Response::new(Full::new(body.clone()));
+        *response.status_mut() = *status;
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/fhir+json"),
+        );
+        Some(response)
+    }
+
+    /// Remembers `response` as the answer to `key`, and gives it.
+    async fn keep(
+        &self,
+        key: hyper::header::HeaderValue,
+        response: Response<Full<Bytes>>,
+    ) -> Response<Full<Bytes>> {
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let order = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut answers = lock(&self.answers);
+        if answers.len() >= REPLAYS_KEPT {
+            let median = order - REPLAYS_KEPT as u64 / 2;
+            answers.retain(|_, (n, _, _)| *n >= median);
+        }
+        answers.insert(key.as_bytes().to_vec(), (order, parts.status, body.clone()));
+        Response::from_parts(parts, Full::new(body))
     }
 }
 
