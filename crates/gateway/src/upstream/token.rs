@@ -74,7 +74,7 @@ impl TokenSource {
     /// newer token already replaced it.
     pub async fn forget(&self, refused: &HeaderValue) {
         let mut current = self.current.lock().await;
-        if current.as_ref().is_some_and(|h| &h.header == refused) {
+        if current.as_ref().is_some_and(|h| h.header == refused) {
             *current = None;
         }
     }
