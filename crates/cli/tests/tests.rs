@@ -10,6 +10,7 @@ mod common;
 mod budgets;
 mod cli;
 mod e2e;
+mod folder;
 mod http_gateway;
 mod journal_tls;
 mod peers;

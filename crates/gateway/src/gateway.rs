@@ -16,8 +16,9 @@ use guichet_journal::{BodyKey, Journal, JournalError, OpenOptions};
 use tokio::sync::Notify;
 
 use crate::accept::accept_loop;
-use crate::config::{Config, ConfigError, JournalSpec, RouteName, RouteSpec};
+use crate::config::{Config, ConfigError, FolderSpec, JournalSpec, RouteName, RouteSpec};
 use crate::events::EventBus;
+use crate::folder::{make_folders, FolderRoute};
 use crate::housekeeping;
 use crate::http::{AccessLogger, HttpRuntime};
 use crate::metrics::Metrics;
@@ -27,6 +28,7 @@ use crate::revocation::{self, CrlCache};
 use crate::route::{RouteRuntime, StoreForward};
 use crate::state::{build_states, BuildError, Built, RouteState};
 use crate::status::StatusBoard;
+use crate::upstream::UpstreamClient;
 use crate::watch::watch_files;
 
 /// A gateway whose listeners are bound, ready to [`Gateway::run`].
@@ -38,6 +40,8 @@ pub struct Gateway {
     watch_interval: Duration,
     /// Open when the config has a `[journal]`.
     journal: Option<(Journal, JournalSpec)>,
+    /// The folder routes, with their upstreams.
+    folders: Vec<(FolderSpec, UpstreamClient)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +52,11 @@ pub enum GatewayError {
     Material(#[from] BuildError),
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error("route \"{route}\": {error}")]
+    Folder {
+        route: RouteName,
+        error: std::io::Error,
+    },
     #[error("route \"{route}\": cannot open its access log: {error}")]
     AccessLog {
         route: RouteName,
@@ -75,7 +84,9 @@ impl Gateway {
             certificates,
             staplers,
             crls,
+            folders,
         } = build_states(&config, &metrics.ocsp, &crl_cache)?;
+        let folders = folder_routes(&config, folders)?;
         staplers.iter().for_each(guichet_tls::Stapler::spawn);
         let status = Arc::new(StatusBoard::new(
             &config,
@@ -101,6 +112,7 @@ impl Gateway {
                 http: http_runtimes,
                 journal: config.journal.clone(),
                 admin: format!("{:?}", config.admin),
+                folders: format!("{:?}", config.folders),
                 metrics,
                 files: Mutex::new(config.watched_files()),
                 reloading: tokio::sync::Mutex::new(()),
@@ -115,6 +127,7 @@ impl Gateway {
             drain_timeout: config.drain_timeout,
             watch_interval: config.watch_interval,
             journal,
+            folders,
         })
     }
 
@@ -195,6 +208,19 @@ impl Gateway {
             };
             tracker.spawn(worker.run(stop.clone()));
         }
+        let node = &spec.node;
+        for (folder, upstream) in &self.folders {
+            stored_routes.push(folder.name.to_string());
+            let route = FolderRoute {
+                spec: folder.clone(),
+                upstream: upstream.clone(),
+                journal: journal.clone(),
+                node: node.clone(),
+                lease_ttl: spec.lease_timeout,
+                metrics: self.shared.metrics.clone(),
+            };
+            tracker.spawn(route.run(stop.clone()));
+        }
         tracker.spawn(housekeeping::publish_stats(
             journal.clone(),
             stored_routes,
@@ -209,6 +235,31 @@ impl Gateway {
         ));
         tracker
     }
+}
+
+/// The folder routes, their folders made: a route whose folders cannot
+/// be made does not start.
+fn folder_routes(
+    config: &Config,
+    mut upstreams: BTreeMap<RouteName, UpstreamClient>,
+) -> Result<Vec<(FolderSpec, UpstreamClient)>, GatewayError> {
+    let mut folders = Vec::new();
+    for spec in &config.folders {
+        make_folders(spec).map_err(|error| GatewayError::Folder {
+            route: spec.name.clone(),
+            error,
+        })?;
+        if let Some(upstream) = upstreams.remove(&spec.name) {
+            info!(
+                route = %spec.name,
+                inbox = %spec.inbox.display(),
+                upstream = %spec.upstream.origin,
+                "folder route watching its inbox"
+            );
+            folders.push((spec.clone(), upstream));
+        }
+    }
+    Ok(folders)
 }
 
 /// Opens the journal, with its body key when one is configured.

@@ -36,7 +36,13 @@ pub(crate) struct Lease {
 }
 
 impl Lease {
-    pub fn new(journal: Journal, route: &str, node: &str, ttl: Duration, metrics: &Metrics) -> Lease {
+    pub fn new(
+        journal: Journal,
+        route: &str,
+        node: &str,
+        ttl: Duration,
+        metrics: &Metrics,
+    ) -> Lease {
         let gauge = metrics
             .delivery_lease
             .get_or_create(&RouteLabel {

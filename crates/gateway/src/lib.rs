@@ -15,6 +15,7 @@ mod watch;
 mod accept;
 mod dispatch;
 
+mod folder;
 pub mod http;
 mod mllp;
 mod tcp;

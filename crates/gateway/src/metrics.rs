@@ -155,6 +155,33 @@ pub struct ViolationLabels {
     pub code: &'static str,
 }
 
+/// Files a folder route finished: `outcome` `done` or `rejected`, and
+/// why (`delivered`, `invalid`, `too_large`, `link`, `unreadable`,
+/// `refused`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FolderFileLabels {
+    pub route: String,
+    pub outcome: &'static str,
+    pub reason: &'static str,
+}
+
+/// Every (outcome, reason) pair of [`FolderFileLabels`].
+pub const FOLDER_FILE_REASONS: [(&str, &str); 6] = [
+    ("done", "delivered"),
+    ("rejected", "invalid"),
+    ("rejected", "too_large"),
+    ("rejected", "link"),
+    ("rejected", "unreadable"),
+    ("rejected", "refused"),
+];
+
+/// Rules broken by the files a folder route judged, by code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FolderViolationLabels {
+    pub route: String,
+    pub code: &'static str,
+}
+
 /// Connections and requests the admin listener refused, by reason
 /// (`no_token`, `bad_token`, or a TLS refusal reason: `not_allowed`...).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -237,6 +264,10 @@ pub struct Metrics {
     pub http_validations: Family<ValidationLabels, Counter>,
     pub http_violations: Family<ViolationLabels, Counter>,
     pub http_request_seconds: Family<HttpRuleLabels, Histogram>,
+    pub folder_files: Family<FolderFileLabels, Counter>,
+    pub folder_violations: Family<FolderViolationLabels, Counter>,
+    /// Delivery attempts of folder routes that failed and will be retried.
+    pub folder_retries: Family<RouteLabel, Counter>,
     pub admin_refusals: Family<AdminRefusalLabels, Counter>,
     /// OCSP checks of peers and stapling (see [`crate::ocsp`]).
     pub ocsp: crate::ocsp::OcspMetrics,
@@ -282,6 +313,9 @@ impl Default for Metrics {
             http_request_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.000_25, 2.0, 18))
             }),
+            folder_files: Family::default(),
+            folder_violations: Family::default(),
+            folder_retries: Family::default(),
             admin_refusals: Family::default(),
             ocsp: crate::ocsp::OcspMetrics::default(),
             crl_next_update: Family::default(),
@@ -441,6 +475,21 @@ impl Metrics {
             "http_request_seconds",
             "Time from a request's arrival to the end of its response, per http route and rule",
             self.http_request_seconds.clone(),
+        );
+        r.register(
+            "folder_files",
+            "Files a folder route finished, per route, outcome (done, rejected) and reason",
+            self.folder_files.clone(),
+        );
+        r.register(
+            "folder_violations",
+            "Rules broken by the files a folder route judged, per route and code",
+            self.folder_violations.clone(),
+        );
+        r.register(
+            "folder_retries",
+            "Delivery attempts of folder routes that failed and will be retried, per route",
+            self.folder_retries.clone(),
         );
         r.register(
             "admin_refusals",

@@ -105,7 +105,10 @@ impl NationalRor<'_> {
             let identifier = format!("{site}/{}", unit.id.value);
             for (c, capacity) in unit.capacities.iter().enumerate() {
                 let key = self.key.map(|k| format!("{k}:{u}:{c}"));
-                match self.record(&identifier, capacity, key.as_deref(), &mut steps).await {
+                match self
+                    .record(&identifier, capacity, key.as_deref(), &mut steps)
+                    .await
+                {
                     Ok(None) => {}
                     Ok(Some(status)) => {
                         refused.get_or_insert(status);
@@ -129,7 +132,9 @@ impl NationalRor<'_> {
         key: Option<&str>,
         steps: &mut Vec<Step>,
     ) -> Result<Option<StatusCode>, String> {
-        let replaced = self.operation(identifier, Op::Replace, capacity, key).await?;
+        let replaced = self
+            .operation(identifier, Op::Replace, capacity, key)
+            .await?;
         let absent = replaced.status == StatusCode::NOT_FOUND
             && replaced.outcome.as_ref().is_some_and(record_absent);
         steps.push(replaced);
@@ -151,7 +156,11 @@ impl NationalRor<'_> {
         key: Option<&str>,
     ) -> Result<Step, String> {
         let escaped = utf8_percent_encode(identifier, IDENTIFIER).to_string();
-        let url = format!("{}{}?identifier={escaped}", self.base_slash(), patch::LOCATION);
+        let url = format!(
+            "{}{}?identifier={escaped}",
+            self.base_slash(),
+            patch::LOCATION
+        );
         let path: PathAndQuery = url
             .parse()
             .map_err(|_| format!("{url:?} is not a URL path"))?;

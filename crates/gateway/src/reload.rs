@@ -28,6 +28,9 @@ pub(crate) struct Shared {
     /// restart (its certificate and token files are re-read by the admin
     /// server itself).
     pub(crate) admin: String,
+    /// The folder routes as started, to warn that changes wait for a
+    /// restart.
+    pub(crate) folders: String,
     pub(crate) metrics: Metrics,
     /// Files whose change triggers a reload (from the config in force).
     pub(crate) files: Mutex<Vec<PathBuf>>,
@@ -105,12 +108,16 @@ impl Shared {
             certificates,
             staplers,
             crls,
+            folders: _,
         } = build_states(&config, &self.metrics.ocsp, &self.crl_cache)
             .map_err(|e| ReloadError(e.to_string()))?;
         staplers.iter().for_each(guichet_tls::Stapler::spawn);
         self.swap_states(states);
         if format!("{:?}", config.admin) != self.admin {
             warn!("[admin] changed: it applies at the next restart; the admin listener keeps its settings");
+        }
+        if format!("{:?}", config.folders) != self.folders {
+            warn!("a folder route changed: folder routes apply their settings at the next restart");
         }
         // Log rotation moves the access logs away and reloads: new files.
         for http in &self.http {

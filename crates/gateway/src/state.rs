@@ -68,6 +68,8 @@ pub struct Built {
     pub staplers: Vec<std::sync::Arc<guichet_tls::Stapler>>,
     /// Every CRL in force (files and fetched), for the freshness gauge.
     pub crls: Vec<CrlStatus>,
+    /// Each folder route's upstream, by route.
+    pub folders: BTreeMap<RouteName, UpstreamClient>,
 }
 
 /// Loads every profile the routes use (once each), adds the CRLs fetched
@@ -89,7 +91,11 @@ pub fn build_states(
     for spec in &config.routes {
         states.insert(spec.name.clone(), ends.route_state(spec)?);
     }
-
+    let mut folders = BTreeMap::new();
+    for folder in &config.folders {
+        let upstream = ends.upstream(&folder.name, "-", &folder.upstream, &folder.limits)?;
+        folders.insert(folder.name.clone(), upstream);
+    }
     let certificates = ends
         .materials
         .iter()
@@ -105,6 +111,7 @@ pub fn build_states(
         certificates,
         staplers: ends.staplers(),
         crls,
+        folders,
     })
 }
 
@@ -123,7 +130,16 @@ fn load_materials<'a>(
     fetched: &CrlCache,
 ) -> Result<BTreeMap<&'a ProfileName, Material>, BuildError> {
     let mut materials = BTreeMap::new();
-    for name in config.routes.iter().flat_map(used_profiles) {
+    let folder_profiles = config
+        .folders
+        .iter()
+        .filter_map(|f| f.upstream.tls.as_ref().map(|t| &t.profile));
+    for name in config
+        .routes
+        .iter()
+        .flat_map(used_profiles)
+        .chain(folder_profiles)
+    {
         if !materials.contains_key(name) {
             materials.insert(name, load_material(config, name, fetched)?);
         }

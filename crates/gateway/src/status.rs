@@ -17,10 +17,13 @@ use serde::Serialize;
 
 pub use crate::certs::CertStatus;
 use crate::certs::{rfc3339, unix_now, EXPIRY_WARNING_DAYS};
-use crate::config::{AuthSpec, Config, RouteKind, RouteSpec};
+use crate::config::{
+    AuthSpec, Config, Convert, FolderSpec, RouteKind, RouteSpec, BED_AVAILABILITY,
+};
 use crate::events::{EventBus, MessageEvent, MessageOutcome};
 use crate::metrics::{
-    CertLabels, MessageLabels, Metrics, Outcome, OutcomeLabels, RefusalLabels, RouteLabel, Side,
+    CertLabels, FolderFileLabels, MessageLabels, Metrics, Outcome, OutcomeLabels, RefusalLabels,
+    RouteLabel, Side, FOLDER_FILE_REASONS,
 };
 
 /// Refusals kept for the status page.
@@ -41,6 +44,8 @@ pub struct StatusBoard {
     metrics: Metrics,
     /// The journal's last queue figures, per store-and-forward route.
     queues: Mutex<BTreeMap<String, QueueStatus>>,
+    /// The folder routes, as started (they change at restart only).
+    folders: Vec<FolderSpec>,
 }
 
 /// A store-and-forward route's queue, as last read from the journal.
@@ -89,6 +94,7 @@ pub struct Snapshot {
     pub ready: bool,
     pub last_reload: Option<ReloadRecord>,
     pub routes: Vec<RouteStatus>,
+    pub folders: Vec<FolderStatus>,
     pub certificates: Vec<CertView>,
     pub recent_messages: Vec<MessageRecord>,
     pub recent_refusals: Vec<RefusalRecord>,
@@ -114,6 +120,24 @@ pub struct RouteStatus {
     pub delivery: Option<&'static str>,
     /// Store-and-forward routes: the journal's queue.
     pub queue: Option<QueueStatus>,
+}
+
+/// A folder route: its folders, its upstream, the files it finished and
+/// its queue.
+#[derive(Debug, Serialize)]
+pub struct FolderStatus {
+    pub name: String,
+    pub inbox: String,
+    pub done: String,
+    pub rejected: String,
+    pub upstream: String,
+    /// `bed-availability` when it validates.
+    pub validate: Option<&'static str>,
+    /// `fhir`, `xml` or `patch` when it converts.
+    pub convert: Option<&'static str>,
+    /// Files finished, by outcome (`done`, `rejected`).
+    pub files: BTreeMap<&'static str, u64>,
+    pub queue: QueueStatus,
 }
 
 #[derive(Debug, Serialize)]
@@ -158,6 +182,7 @@ impl StatusBoard {
             refusals: Mutex::new(VecDeque::with_capacity(RECENT_REFUSALS)),
             last_reload: Mutex::new(None),
             queues: Mutex::new(BTreeMap::new()),
+            folders: config.folders.clone(),
             events,
             metrics,
         }
@@ -267,6 +292,7 @@ impl StatusBoard {
                 .iter()
                 .map(|r| self.route_status(r))
                 .collect(),
+            folders: self.folders.iter().map(|f| self.folder_status(f)).collect(),
             certificates: self
                 .certificates
                 .load()
@@ -329,24 +355,43 @@ impl StatusBoard {
     /// it now.
     fn queue(&self, spec: &RouteSpec) -> Option<QueueStatus> {
         spec.store_and_forward()
-            .map(|_| {
-                // A route the journal did not list has nothing owed.
-                self.queues
-                    .lock()
-                    .ok()
-                    .and_then(|q| q.get(spec.name.as_str()).cloned())
-                    .unwrap_or_default()
+            .map(|_| self.queue_of(spec.name.as_str()))
+    }
+
+    /// The queue of the route `name` in the journal, and whether this node
+    /// delivers it now.
+    fn queue_of(&self, name: &str) -> QueueStatus {
+        // A route the journal did not list has nothing owed.
+        let mut queue = self
+            .queues
+            .lock()
+            .ok()
+            .and_then(|q| q.get(name).cloned())
+            .unwrap_or_default();
+        queue.delivering_here = self
+            .metrics
+            .delivery_lease
+            .get(&RouteLabel {
+                route: name.to_string(),
             })
-            .map(|mut q| {
-                q.delivering_here = self
-                    .metrics
-                    .delivery_lease
-                    .get(&RouteLabel {
-                        route: spec.name.to_string(),
-                    })
-                    .is_some_and(|g| g.get() == 1);
-                q
-            })
+            .is_some_and(|g| g.get() == 1);
+        queue
+    }
+
+    fn folder_status(&self, spec: &FolderSpec) -> FolderStatus {
+        let route = spec.name.to_string();
+        let validation = spec.validation.as_deref();
+        FolderStatus {
+            inbox: spec.inbox.display().to_string(),
+            done: spec.done.display().to_string(),
+            rejected: spec.rejected.display().to_string(),
+            upstream: spec.upstream.origin.to_string(),
+            validate: validation.map(|_| BED_AVAILABILITY),
+            convert: validation.and_then(|v| v.convert).map(Convert::as_str),
+            files: folder_counts(&self.metrics, &route),
+            queue: self.queue_of(&route),
+            name: route,
+        }
     }
 
     /// Keeps the journal's latest queue figures for the page.
@@ -456,6 +501,22 @@ fn message_counts(m: &Metrics, route: &str) -> BTreeMap<&'static str, u64> {
             (n > 0).then_some((outcome, n))
         })
         .collect()
+}
+
+/// A folder route's finished files, by outcome (non-zero only).
+fn folder_counts(m: &Metrics, route: &str) -> BTreeMap<&'static str, u64> {
+    let mut counts = BTreeMap::new();
+    for (outcome, reason) in FOLDER_FILE_REASONS {
+        let labels = FolderFileLabels {
+            route: route.to_string(),
+            outcome,
+            reason,
+        };
+        if let Some(n) = m.folder_files.get(&labels).map(|c| c.get()) {
+            *counts.entry(outcome).or_insert(0) += n;
+        }
+    }
+    counts
 }
 
 /// The applications a route's listener admits, by name.

@@ -373,7 +373,10 @@ pub(super) fn upstream(
 
 /// `token_url`: an https URL, reached with the upstream's TLS profile
 /// (whose certificate authenticates guichet to the token endpoint).
-fn token_url(raw: &RawRule, tls: Option<&ForwardTls>) -> Result<Option<Arc<Upstream>>, SettingError> {
+fn token_url(
+    raw: &RawRule,
+    tls: Option<&ForwardTls>,
+) -> Result<Option<Arc<Upstream>>, SettingError> {
     let Some(written) = raw.token_url.as_deref() else {
         return Ok(None);
     };
@@ -386,9 +389,17 @@ fn token_url(raw: &RawRule, tls: Option<&ForwardTls>) -> Result<Option<Arc<Upstr
         ));
     };
     let Target { host, port } = url.target()?;
-    let server_name = ServerName::try_from(host.clone()).map_err(|_| {
-        SettingError::field(field, format!("{host:?} is not a DNS name or IP address"))
-    })?;
+    // On the upstream's host, the upstream's `server_name` holds too.
+    let same_host = UpstreamUrl::parse(&raw.upstream, "upstream")?
+        .target()?
+        .host
+        == host;
+    let server_name = match same_host {
+        true => tls.server_name.clone(),
+        false => ServerName::try_from(host.clone()).map_err(|_| {
+            SettingError::field(field, format!("{host:?} is not a DNS name or IP address"))
+        })?,
+    };
     Ok(Some(Arc::new(Upstream {
         origin: url.origin(),
         base_path: Some(url.path.unwrap_or("/").to_string()),

@@ -5,6 +5,7 @@
 //! file and the field (serde's own errors add the line and column).
 
 mod error;
+mod folder;
 mod http;
 mod ocsp;
 mod own_cert;
@@ -24,6 +25,7 @@ use guichet_tls::{
 };
 
 pub use error::{ConfigError, Problem, SettingError};
+pub use folder::{FolderSpec, FOLDER};
 pub use http::{
     has_dot_segment, AccessLog, HttpRule, HttpSpec, IdentityForms, RateLimit, RuleName, Upstream,
 };
@@ -53,8 +55,10 @@ pub struct Config {
     pub profiles: BTreeMap<ProfileName, TlsProfile>,
     pub apps: BTreeMap<AppName, Arc<AppRule>>,
     pub routes: Vec<RouteSpec>,
-    /// Where store-and-forward routes keep messages; required when one
-    /// route uses it.
+    /// The `kind = "folder"` routes, which listen on nothing.
+    pub folders: Vec<FolderSpec>,
+    /// Where store-and-forward and folder routes keep messages; required
+    /// when one route uses it.
     pub journal: Option<JournalSpec>,
 }
 
@@ -138,7 +142,7 @@ impl Builder {
         limits(&raw.defaults, "[defaults]")?;
         let profiles = self.profiles(&raw.tls)?;
         let apps = apps(&raw.app)?;
-        let routes = self.routes(&raw.route, &raw.defaults, &profiles, &apps)?;
+        let (routes, folders) = self.routes(&raw.route, &raw.defaults, &profiles, &apps)?;
         let journal = raw.journal.as_ref().map(|j| self.journal(j)).transpose()?;
         if journal.is_none() {
             if let Some(route) = routes.iter().find(|r| r.store_and_forward().is_some()) {
@@ -146,6 +150,12 @@ impl Builder {
                     "delivery = \"store-and-forward\" needs a [journal] section (e.g. store = \"journal.db\")",
                 )
                 .within(format!("route {:?}", route.name.as_str())));
+            }
+            if let Some(folder) = folders.first() {
+                return Err(SettingError::conflict(
+                    "a folder route keeps each file's state in the journal: add a [journal] section (e.g. store = \"journal.db\")",
+                )
+                .within(format!("route {:?}", folder.name.as_str())));
             }
         }
         Ok(Config {
@@ -172,6 +182,7 @@ impl Builder {
             profiles,
             apps,
             routes,
+            folders,
         })
     }
 
@@ -189,42 +200,51 @@ impl Builder {
         Ok(profiles)
     }
 
-    /// The `[[route]]` tables, with unique names and listen addresses.
+    /// The `[[route]]` tables, with unique names and listen addresses:
+    /// the listening routes, then the folder routes.
     fn routes(
         &self,
         raw: &[RawRoute],
         defaults: &RawLimits,
         profiles: &BTreeMap<ProfileName, TlsProfile>,
         apps: &BTreeMap<AppName, Arc<AppRule>>,
-    ) -> Result<Vec<RouteSpec>, SettingError> {
-        let mut routes = Vec::new();
+    ) -> Result<(Vec<RouteSpec>, Vec<FolderSpec>), SettingError> {
+        let (mut routes, mut folders) = (Vec::new(), Vec::new());
         let mut names = HashSet::new();
         let mut addrs = HashSet::new();
         for raw_route in raw {
-            let route = route(raw_route, defaults, profiles, apps, &self.dir)
-                .map_err(|e| e.within(format!("route {:?}", raw_route.name)))?;
-            if !names.insert(route.name.clone()) {
+            let within = |e: SettingError| e.within(format!("route {:?}", raw_route.name));
+            let name = if raw_route.kind.as_deref() == Some(FOLDER) {
+                let folder = folder::folder_spec(raw_route, defaults, profiles, &self.dir)
+                    .map_err(within)?;
+                folders.push(folder);
+                folders[folders.len() - 1].name.clone()
+            } else {
+                let route =
+                    route(raw_route, defaults, profiles, apps, &self.dir).map_err(within)?;
+                // Port 0 (any free port, used by tests) may repeat.
+                if route.listen.port() != 0 && !addrs.insert(route.listen) {
+                    return Err(within(SettingError::conflict(format!(
+                        "listen address {} is already used by another route",
+                        route.listen
+                    ))));
+                }
+                routes.push(route);
+                routes[routes.len() - 1].name.clone()
+            };
+            if !names.insert(name) {
                 return Err(SettingError::conflict(format!(
                     "route name {:?} is used twice",
                     raw_route.name
                 )));
             }
-            // Port 0 (any free port, used by tests) may repeat.
-            if route.listen.port() != 0 && !addrs.insert(route.listen) {
-                return Err(SettingError::conflict(format!(
-                    "listen address {} is already used by another route",
-                    route.listen
-                ))
-                .within(format!("route {:?}", raw_route.name)));
-            }
-            routes.push(route);
         }
-        if routes.is_empty() {
+        if routes.is_empty() && folders.is_empty() {
             return Err(SettingError::conflict(
                 "no [[route]] defined: nothing to run",
             ));
         }
-        Ok(routes)
+        Ok((routes, folders))
     }
 
     fn path(&self, value: &str) -> PathBuf {
@@ -603,6 +623,12 @@ fn route(
     dir: &Path,
 ) -> Result<RouteSpec, SettingError> {
     check_name(&raw.name, "name")?;
+    if let Some(field) = folder::folder_field(raw) {
+        return Err(SettingError::field(
+            field,
+            "only for kind = \"folder\" routes (an http route sets it per [[route.rule]])",
+        ));
+    }
     let kind = route_kind(raw, profiles, apps, dir)?;
     let is_http = matches!(kind, RouteKind::Http(_));
     let listen = listen_addr(raw)?;
@@ -622,12 +648,17 @@ fn route(
 
 /// The route's `listen` address.
 fn listen_addr(raw: &RawRoute) -> Result<SocketAddr, SettingError> {
-    raw.listen.parse().map_err(|_| {
+    let Some(listen) = &raw.listen else {
+        return Err(SettingError::field(
+            "listen",
+            "missing (the IP:port the route listens on)",
+        ));
+    };
+    listen.parse().map_err(|_| {
         SettingError::field(
             "listen",
             format!(
-                "{:?} is not an IP:port address (e.g. \"127.0.0.1:21010\" or \"[::]:6661\")",
-                raw.listen
+                "{listen:?} is not an IP:port address (e.g. \"127.0.0.1:21010\" or \"[::]:6661\")"
             ),
         )
     })

@@ -120,7 +120,8 @@ pub struct RawApp {
 pub struct RawRoute {
     pub name: String,
     pub kind: Option<String>,
-    pub listen: String,
+    /// Every kind but `folder`.
+    pub listen: Option<String>,
     pub listen_tls: Option<String>,
     pub client_auth: Option<String>,
     pub allow: Option<Vec<String>>,
@@ -159,6 +160,21 @@ pub struct RawRoute {
     pub max_upstream_requests: Option<i64>,
     pub access_log: Option<String>,
     pub query_in_log: Option<bool>,
+    /// `folder` routes only; `upstream` to `convert` as on a rule.
+    pub inbox: Option<String>,
+    pub done: Option<String>,
+    pub rejected: Option<String>,
+    pub upstream: Option<String>,
+    pub upstream_tls: Option<String>,
+    pub token_url: Option<String>,
+    pub validate: Option<String>,
+    pub referential: Option<String>,
+    pub rules: Option<String>,
+    pub indicators: Option<String>,
+    pub convert: Option<String>,
+    pub poll_interval: Option<String>,
+    pub settle_time: Option<String>,
+    pub max_file_bytes: Option<i64>,
 }
 
 /// One `[[route.rule]]` of an `http` route.

@@ -112,11 +112,15 @@ pub struct ForwardPolicy {
 impl ForwardPolicy {
     /// The wait before attempt `attempts + 1`, after `attempts` failures.
     pub fn backoff(&self, attempts: u32) -> Duration {
-        let factor = 1u32 << attempts.saturating_sub(1).min(20);
-        self.retry_initial
-            .saturating_mul(factor)
-            .min(self.retry_max)
+        backoff(self.retry_initial, self.retry_max, attempts)
     }
+}
+
+/// The wait before attempt `attempts + 1`: `initial`, doubled after each
+/// failure, at most `max`.
+pub fn backoff(initial: Duration, max: Duration, attempts: u32) -> Duration {
+    let factor = 1u32 << attempts.saturating_sub(1).min(20);
+    initial.saturating_mul(factor).min(max)
 }
 
 /// The `[journal]` section: where store-and-forward routes keep messages.

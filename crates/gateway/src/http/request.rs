@@ -74,9 +74,7 @@ impl Conn {
                 Ok(Checked::Forward(checked)) => checked,
                 Ok(Checked::Patch(document)) => {
                     let timeout = spec.response_timeout;
-                    return self
-                        .patch(finish, rule, upstream, timeout, &document)
-                        .await;
+                    return self.patch(finish, rule, upstream, timeout, &document).await;
                 }
                 Err(Invalid::Refused(refused)) => {
                     return self.refuse(finish, refused, Some(rule), None)
@@ -379,7 +377,6 @@ pub(super) fn clip(path: &str) -> &str {
     }
     &path[..end]
 }
-
 
 /// Whether an I/O error is a TLS alert from the peer: by the rustls error
 /// it carries (HTTP/1.1), or else by the one its connection recorded

@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use guichet_ror::fhir::{self, Coding};
-use guichet_ror::rules::{Severity, Violation};
 use guichet_ror::model::Document;
+use guichet_ror::rules::{Severity, Violation};
 use guichet_ror::{xml, Verdict};
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
 use std::time::Duration;
 use tracing::warn;
-use http_body_util::{BodyExt, Full};
 
 use super::access::ValidationRecord;
 use super::body::{TooLarge, Tracked};
@@ -134,9 +134,10 @@ impl Conn {
         let body = Bytes::from(sent.bundle().to_string());
         let mut response = Response::new(Tracked::new(Full::new(body), finish).boxed_unsync());
         *response.status_mut() = status;
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/fhir+json"));
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/fhir+json"),
+        );
         response
     }
 

@@ -27,10 +27,10 @@ use tracing::{info, info_span, warn, Instrument};
 
 use super::relay::accept_ack_expected;
 use crate::certs::unix_ms;
-use crate::lease::{Lease, Pause};
 use crate::config::{ForwardPolicy, RouteKind};
 use crate::dial::{observe_handshake, open_forward, DialError, ForwardError};
 use crate::events::{MessageEvent, MessageOutcome};
+use crate::lease::{Lease, Pause};
 use crate::metrics::Side;
 use crate::route::RouteRuntime;
 use crate::stream::Stream;
@@ -75,7 +75,6 @@ struct Settled {
     outcomes: Vec<(MessageId, Outcome)>,
     since: Option<Instant>,
 }
-
 
 /// The open connection to the receiver.
 struct Receiver {
@@ -124,7 +123,13 @@ impl Worker {
         async move {
             let name = self.route.name.as_str();
             let metrics = &self.route.metrics;
-            let mut lease = Lease::new(self.journal.clone(), name, &self.node, self.lease_ttl, metrics);
+            let mut lease = Lease::new(
+                self.journal.clone(),
+                name,
+                &self.node,
+                self.lease_ttl,
+                metrics,
+            );
             let mut receiver = None;
             let mut holding = false;
             let mut ahead = None;
