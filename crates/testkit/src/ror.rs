@@ -376,7 +376,11 @@ impl Replays {
         response: Response<Full<Bytes>>,
     ) -> Response<Full<Bytes>> {
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         let order = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut answers = lock(&self.answers);
         if answers.len() >= REPLAYS_KEPT {
