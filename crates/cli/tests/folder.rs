@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use guichet_testsupport::wait::until_blocking;
 use serde_json::Value;
 
-use crate::common::{free_port, http_get, profile, Bench, Proc};
+use crate::common::{app, free_port, have, http_get, profile, run_bounded, show, Bench, Proc};
 
 const ROUTE: &str = "ror-files";
 
@@ -104,7 +104,11 @@ impl Chain {
 
     /// Starts `guichet run` and waits for its admin listener.
     fn start_gateway(&self, extra: &str) -> Proc {
-        let proc = self.bench.run("guichet.toml", &self.config(extra));
+        self.start_with(&self.config(extra))
+    }
+
+    fn start_with(&self, config: &str) -> Proc {
+        let proc = self.bench.run("guichet.toml", config);
         proc.wait_line("the folder route", |l| {
             l.contains("folder route watching its inbox")
         });
@@ -180,6 +184,102 @@ impl Chain {
     fn metrics(&self) -> String {
         http_get(self.admin, "/metrics").unwrap().1
     }
+}
+
+/// The validating rule of an `http` route, `convert = "patch"`: what an
+/// establishment POSTs to guichet goes to the ROR record by record, over
+/// mutual TLS with an access token; the answer is the ROR's, as a FHIR
+/// batch-response. A ROR that forgot its tokens (restarted) answers 401:
+/// guichet asks for a new token and sends again, once.
+#[test]
+fn a_validating_rule_sends_documents_to_the_ror_as_patches_with_a_token() {
+    if !have("curl") {
+        return;
+    }
+    let mut chain = Chain::new(true);
+    std::fs::copy(
+        examples().join("referential.csv"),
+        chain.bench.path("referential.csv"),
+    )
+    .unwrap();
+    chain.bench.issue("gw", &["--server-only"]);
+    chain.bench.issue("etab-35", &["--client-only"]);
+    chain.start_sim("referential.csv");
+    let port = chain.sim_port;
+    let http = format!(
+        "{}{}[[route]]\nname = \"api\"\nkind = \"http\"\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"gw\"\n\n[[route.rule]]\nname = \"dispo\"\npath = \"/dispo\"\nupstream = \"https://127.0.0.1:{port}/\"\nupstream_tls = \"ror\"\nserver_name = \"ror.test\"\ntoken_url = \"https://127.0.0.1:{port}/token\"\nallow = [\"etab-35\"]\nvalidate = \"bed-availability\"\nreferential = \"referential.csv\"\nconvert = \"patch\"\n",
+        profile("gw", &chain.bench, Some("gw"), true),
+        app("etab-35", "etab-35"),
+    );
+    let config = chain
+        .config("")
+        .replacen("[[route]]", &format!("{http}\n[[route]]"), 1);
+    let guichet = chain.start_with(&config);
+    let api = guichet.route_port("api");
+    let post = |chain: &Chain, file: &str| curl_post(&chain.bench, api, &examples().join(file));
+
+    let (status, answer) = post(&chain, "valid/chu-rennes-ssr.xml");
+    assert_eq!(status, 200, "{answer:#}\n{}", guichet.log());
+    assert_eq!(answer["type"], "batch-response");
+    let statuses: Vec<&str> = answer["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    // Each record: replace (404, the ROR holds none yet), then add.
+    assert_eq!(
+        statuses,
+        [
+            "404 Not Found",
+            "200 OK",
+            "404 Not Found",
+            "200 OK",
+            "404 Not Found",
+            "200 OK"
+        ]
+    );
+    let applied = chain.record().len();
+    assert_eq!(applied, 3);
+
+    let (status, answer) = post(&chain, "invalid/negative-beds.xml");
+    assert_eq!(status, 422, "{answer:#}");
+    assert_eq!(
+        chain.record().len(),
+        applied,
+        "an invalid document reached the ROR"
+    );
+
+    // The ROR restarts: its tokens are gone, guichet's is refused once.
+    let mut sim = chain.sim.take().unwrap();
+    sim.signal("KILL");
+    sim.wait_exit(Duration::from_secs(10));
+    chain.start_sim("referential.csv");
+    let (status, answer) = post(&chain, "valid/chu-rennes-ssr.xml");
+    assert_eq!(status, 200, "{answer:#}\n{}", guichet.log());
+    assert_eq!(chain.record().len(), applied + 3);
+}
+
+/// curl POSTs `file` to guichet's `/dispo` as etab-35: the status and the
+/// JSON answer.
+fn curl_post(bench: &Bench, port: u16, file: &Path) -> (u16, Value) {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.current_dir(bench.dir.path())
+        .args(["-sS", "--max-time", "30", "--resolve"])
+        .arg(format!("gw:{port}:127.0.0.1"))
+        .args(["--cacert", "pki/ca.pem", "--cert", "pki/etab-35.pem"])
+        .args(["--key", "pki/etab-35.key", "-w", "\n%{http_code}"])
+        .args(["-H", "Content-Type: application/xml", "--data-binary"])
+        .arg(format!("@{}", file.display()))
+        .arg(format!("https://gw:{port}/dispo"));
+    let out = run_bounded(cmd, Duration::from_secs(40));
+    assert!(out.status.success(), "curl failed:\n{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (
+        status.parse().unwrap(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
 }
 
 /// A document of one unit and one capacity record of `beds` beds.
