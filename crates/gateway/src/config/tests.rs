@@ -573,3 +573,74 @@ fn a_refused_setting_keeps_its_field_apart_from_the_sentence() {
     let err = Config::parse(path, "[[route]\n").unwrap_err();
     assert!(matches!(err.problem, Problem::Syntax(_)), "{err}");
 }
+
+/// A folder route with the journal it needs and `extra` lines.
+fn folder_route(extra: &str) -> String {
+    format!(
+        "{PROFILES}\n[journal]\nstore = \"journal.db\"\n\n[[route]]\nname = \"ror-files\"\nkind = \"folder\"\ninbox = \"/srv/ror/inbox\"\nupstream = \"https://ror.example.org/api\"\nupstream_tls = \"eai\"\n{extra}"
+    )
+}
+
+#[test]
+fn folder_routes_take_their_folders_upstream_and_token() {
+    let config = parse(&folder_route(
+        "token_url = \"https://auth.example.org/oauth/token\"\nsettle_time = \"3s\"\nretry_max = \"10m\"\n",
+    ))
+    .unwrap();
+    assert!(config.routes.is_empty());
+    let folder = &config.folders[0];
+    assert_eq!(folder.done, Path::new("/srv/ror/done"));
+    assert_eq!(folder.rejected, Path::new("/srv/ror/rejected"));
+    assert_eq!(folder.work(), Path::new("/srv/ror/inbox/.guichet"));
+    assert_eq!(folder.settle_time, Duration::from_secs(3));
+    assert_eq!(folder.max_file_bytes, 10 * 1024 * 1024);
+    assert_eq!(folder.backoff(1), Duration::from_secs(1));
+    assert_eq!(folder.backoff(30), Duration::from_secs(600));
+    assert_eq!(folder.upstream.base_path.as_deref(), Some("/api"));
+    let token = folder.upstream.token.as_ref().unwrap();
+    assert_eq!(token.base_path.as_deref(), Some("/oauth/token"));
+    // Another host than the upstream's: its own name is checked.
+    let name = token.tls.as_ref().unwrap().server_name.to_str();
+    assert_eq!(name, "auth.example.org");
+}
+
+#[test]
+fn folder_routes_refuse_what_they_cannot_honour() {
+    for (text, expected) in [
+        (
+            folder_route("listen = \"127.0.0.1:1\"\n"),
+            "route \"ror-files\": listen: a folder route listens on nothing",
+        ),
+        (
+            folder_route("done = \"/srv/ror/inbox\"\n"),
+            "inbox, done and rejected must be three different folders",
+        ),
+        (
+            folder_route("convert = \"patch\"\n"),
+            "convert: only with validate",
+        ),
+        (
+            folder_route("max_file_bytes = 0\n"),
+            "max_file_bytes",
+        ),
+        (
+            folder_route("").replace("inbox = \"/srv/ror/inbox\"\n", ""),
+            "inbox: missing",
+        ),
+        (
+            folder_route("").replace("[journal]\nstore = \"journal.db\"\n", ""),
+            "a folder route keeps each file's state in the journal",
+        ),
+        (
+            folder_route("").replace("https://ror.example.org/api", "http://ror.example.org/api")
+                .replace("upstream_tls = \"eai\"\n", "token_url = \"https://a.example.org/t\"\n"),
+            "token_url: an access token is asked for over mutual TLS",
+        ),
+        (
+            route_with("inbox = \"/srv/in\"\n"),
+            "inbox: only for kind = \"folder\" routes",
+        ),
+    ] {
+        assert_error(&text, expected);
+    }
+}
