@@ -10,7 +10,7 @@ use guichet_tls::{Material, Role};
 
 use crate::certs::unix_now;
 pub use crate::certs::EXPIRY_WARNING_DAYS;
-use crate::config::{Config, ConfigError, ProfileName, RouteSpec, TlsProfile};
+use crate::config::{Config, ConfigError, FolderSpec, ProfileName, RouteSpec, TlsProfile};
 use crate::state::build_states;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -81,7 +81,7 @@ pub fn check(path: &Path) -> Result<Report, ConfigError> {
         path.display().to_string(),
         format!(
             "{} route(s), {} TLS profile(s), {} application(s)",
-            config.routes.len(),
+            config.routes.len() + config.folders.len(),
             config.profiles.len(),
             config.apps.len()
         ),
@@ -102,6 +102,9 @@ pub fn check(path: &Path) -> Result<Report, ConfigError> {
     }
     for route in &config.routes {
         check_route(route, &mut report);
+    }
+    for folder in &config.folders {
+        check_folder(folder, &mut report);
     }
     if let Some(journal) = &config.journal {
         check_journal(journal, &mut report);
@@ -601,7 +604,11 @@ fn check_route(route: &RouteSpec, report: &mut Report) {
 /// Each place a route sends to: it must resolve, and should not be
 /// reached in clear text off loopback.
 fn check_destinations(route: &RouteSpec, subject: &str, report: &mut Report) {
-    for (what, host, port, tls) in destinations(route) {
+    check_targets(destinations(route), subject, report);
+}
+
+fn check_targets(targets: Vec<(String, &str, u16, bool)>, subject: &str, report: &mut Report) {
+    for (what, host, port, tls) in targets {
         match (host, port).to_socket_addrs() {
             Ok(mut addrs) => {
                 if addrs.next().is_none() {
@@ -630,6 +637,73 @@ fn check_destinations(route: &RouteSpec, subject: &str, report: &mut Report) {
     }
 }
 
+/// A folder route: where its files go, what checks them, and folders a
+/// rename can move files between.
+fn check_folder(folder: &FolderSpec, report: &mut Report) {
+    let subject = format!("route {:?}", folder.name.as_str());
+    let upstream = &folder.upstream;
+    let mut targets = vec![(
+        "upstream".to_string(),
+        upstream.host.as_str(),
+        upstream.port,
+        upstream.tls.is_some(),
+    )];
+    if let Some(token) = &upstream.token {
+        targets.push(("token_url".into(), token.host.as_str(), token.port, true));
+    }
+    check_targets(targets, &subject, report);
+    match &folder.validation {
+        Some(validation) => check_referential(validation, None, &subject, report),
+        None => report.push(
+            Level::Warning,
+            &subject,
+            "no validate: files go to the upstream unchecked",
+        ),
+    }
+    check_same_file_system(folder, &subject, report);
+    let convert = folder.validation.as_ref().and_then(|v| v.convert);
+    report.push(
+        Level::Ok,
+        &subject,
+        format!(
+            "folder {} -> {}{}",
+            folder.inbox.display(),
+            upstream.origin,
+            convert.map_or(String::new(), |c| format!(" (convert {})", c.as_str()))
+        ),
+    );
+}
+
+/// Files move by rename: `done/` and `rejected/` must be on the inbox's
+/// file system (checked for the folders that exist already).
+fn check_same_file_system(folder: &FolderSpec, subject: &str, report: &mut Report) {
+    use std::os::unix::fs::MetadataExt;
+    let device = |path: &Path| std::fs::metadata(path).ok().map(|m| m.dev());
+    let Some(inbox) = device(&folder.inbox) else {
+        report.push(
+            Level::Ok,
+            subject,
+            format!(
+                "{} does not exist yet: made at start",
+                folder.inbox.display()
+            ),
+        );
+        return;
+    };
+    for other in [&folder.done, &folder.rejected] {
+        if device(other).is_some_and(|d| d != inbox) {
+            report.push(
+                Level::Error,
+                subject,
+                format!(
+                    "{} is on another file system than the inbox: files move by rename",
+                    other.display()
+                ),
+            );
+        }
+    }
+}
+
 /// The listener: clear text off loopback, its budgets, a TLS listener
 /// that asks no certificate.
 fn check_listener(route: &RouteSpec, subject: &str, report: &mut Report) {
@@ -650,34 +724,46 @@ fn check_listener(route: &RouteSpec, subject: &str, report: &mut Report) {
     }
 }
 
-/// Validating rules that check less than they could: no referential, or
-/// one that names a unit twice (every document naming it is refused).
+/// Validating rules that check less than they could.
 fn check_validation(http: &crate::config::HttpSpec, subject: &str, report: &mut Report) {
     for rule in &http.rules {
-        let Some(validation) = &rule.validation else {
-            continue;
-        };
-        let name = rule.name.as_str();
-        let Some(referential) = &validation.referential else {
-            report.push(
-                Level::Warning,
-                subject,
-                format!("rule {name:?} validates bed availability without a referential: units and establishments are not checked"),
-            );
-            continue;
-        };
-        for rows in referential.duplicates() {
-            report.push(
-                Level::Warning,
-                subject,
-                format!(
-                    "rule {name:?}: the referential names unit {} of {} {} times; documents naming it are refused (unit.ambiguous)",
-                    rows[0].unit_id,
-                    rows[0].finess_eg,
-                    rows.len()
-                ),
-            );
+        if let Some(validation) = &rule.validation {
+            check_referential(validation, Some(rule.name.as_str()), subject, report);
         }
+    }
+}
+
+/// A validation without a referential, or with one that names a unit
+/// twice (every document naming it is refused).
+fn check_referential(
+    validation: &crate::config::Validation,
+    rule: Option<&str>,
+    subject: &str,
+    report: &mut Report,
+) {
+    let (lead, named) = match rule {
+        Some(name) => (format!("rule {name:?} "), format!("rule {name:?}: ")),
+        None => (String::new(), String::new()),
+    };
+    let Some(referential) = &validation.referential else {
+        report.push(
+            Level::Warning,
+            subject,
+            format!("{lead}validates bed availability without a referential: units and establishments are not checked"),
+        );
+        return;
+    };
+    for rows in referential.duplicates() {
+        report.push(
+            Level::Warning,
+            subject,
+            format!(
+                "{named}the referential names unit {} of {} {} times; documents naming it are refused (unit.ambiguous)",
+                rows[0].unit_id,
+                rows[0].finess_eg,
+                rows.len()
+            ),
+        );
     }
 }
 

@@ -619,10 +619,7 @@ fn folder_routes_refuse_what_they_cannot_honour() {
             folder_route("convert = \"patch\"\n"),
             "convert: only with validate",
         ),
-        (
-            folder_route("max_file_bytes = 0\n"),
-            "max_file_bytes",
-        ),
+        (folder_route("max_file_bytes = 0\n"), "max_file_bytes"),
         (
             folder_route("").replace("inbox = \"/srv/ror/inbox\"\n", ""),
             "inbox: missing",
@@ -632,8 +629,12 @@ fn folder_routes_refuse_what_they_cannot_honour() {
             "a folder route keeps each file's state in the journal",
         ),
         (
-            folder_route("").replace("https://ror.example.org/api", "http://ror.example.org/api")
-                .replace("upstream_tls = \"eai\"\n", "token_url = \"https://a.example.org/t\"\n"),
+            folder_route("")
+                .replace("https://ror.example.org/api", "http://ror.example.org/api")
+                .replace(
+                    "upstream_tls = \"eai\"\n",
+                    "token_url = \"https://a.example.org/t\"\n",
+                ),
             "token_url: an access token is asked for over mutual TLS",
         ),
         (

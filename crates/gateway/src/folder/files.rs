@@ -164,13 +164,22 @@ pub(super) fn read_at_most(path: &Path, max: u64) -> io::Result<Result<Vec<u8>, 
     Ok(Ok(bytes))
 }
 
-/// Makes the route's folders; a route whose folders cannot be made does
-/// not start.
+/// Makes the route's folders; a route whose folders cannot be made, or
+/// are on several file systems (files move by rename), does not start.
 pub(crate) fn make_folders(spec: &FolderSpec) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mut device = None;
     for folder in [&spec.inbox, &spec.work(), &spec.done, &spec.rejected] {
-        std::fs::create_dir_all(folder).map_err(|e| {
+        let made = std::fs::create_dir_all(folder).and_then(|()| std::fs::metadata(folder));
+        let meta = made.map_err(|e| {
             io::Error::new(e.kind(), format!("cannot make {}: {e}", folder.display()))
         })?;
+        if *device.get_or_insert(meta.dev()) != meta.dev() {
+            return Err(io::Error::other(format!(
+                "{} is on another file system than the inbox: files move by rename",
+                folder.display()
+            )));
+        }
     }
     Ok(())
 }
