@@ -400,6 +400,9 @@ fn files_reach_the_ror_over_mutual_tls_or_are_rejected_with_their_reason() {
     assert_eq!(folder["convert"], "patch");
     assert_eq!(folder["files"]["done"], 2, "{folder:#}");
     assert_eq!(folder["files"]["rejected"], 4, "{folder:#}");
+    let (_, page) = http_get(chain.admin, "/status").unwrap();
+    assert!(page.contains("<h2>Drop folders</h2>"), "{page}");
+    assert!(page.contains("bed-availability, sent as patch"), "{page}");
     let metrics = chain.metrics();
     for line in [
         "guichet_folder_files_total{route=\"ror-files\",outcome=\"done\",reason=\"delivered\"} 2",

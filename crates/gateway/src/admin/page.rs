@@ -31,6 +31,7 @@ pub fn render(s: &Snapshot) -> String {
         reload(s),
     );
     routes(&mut h, s);
+    folders(&mut h, s);
     certificates(&mut h, s);
     refusals(&mut h, s);
     messages(&mut h, s);
@@ -78,6 +79,34 @@ fn routes(h: &mut String, s: &Snapshot) {
             queue(r.queue.as_ref()),
             lm = r.listen_mode,
             fm = r.forward_mode,
+        );
+    }
+    h.push_str("</table>");
+}
+
+/// The folder routes: where files come from and go, what they finished,
+/// and their queue.
+fn folders(h: &mut String, s: &Snapshot) {
+    if s.folders.is_empty() {
+        return;
+    }
+    h.push_str("<h2>Drop folders</h2><table><tr><th>route</th><th>inbox</th><th>upstream</th><th>checks</th><th>done</th><th>rejected</th><th>queue</th></tr>");
+    for f in &s.folders {
+        let checks = match (f.validate, f.convert) {
+            (None, _) => "none".to_string(),
+            (Some(v), None) => e(v),
+            (Some(v), Some(c)) => format!("{}, sent as {}", e(v), e(c)),
+        };
+        let count = |outcome: &str| f.files.get(outcome).copied().unwrap_or(0);
+        let _ = write!(
+            h,
+            "<tr><td><b>{}</b></td><td><code>{}</code></td><td><code>{}</code></td><td>{checks}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            e(&f.name),
+            e(&f.inbox),
+            e(&f.upstream),
+            count("done"),
+            count("rejected"),
+            queue(Some(&f.queue)),
         );
     }
     h.push_str("</table>");
