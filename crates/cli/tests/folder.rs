@@ -168,11 +168,7 @@ impl Chain {
 
     /// The simulator's record: one JSON line per operation it applied.
     fn record(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.bench.path("record.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        record_in(&self.bench, "record.jsonl")
     }
 
     fn status(&self) -> Value {
@@ -257,21 +253,31 @@ fn a_validating_rule_sends_documents_to_the_ror_as_patches_with_a_token() {
     chain.start_sim("referential.csv");
     let (status, answer) = post(&chain, "valid/chu-rennes-ssr.xml");
     assert_eq!(status, 200, "{answer:#}\n{}", guichet.log());
-    assert_eq!(chain.record().len(), applied + 3);
+    assert_eq!(record_in(&chain.bench, "ror.jsonl").len(), applied + 3);
 }
 
 /// curl POSTs `file` to guichet's `/dispo` as etab-35: the status and the
 /// JSON answer.
 fn curl_post(bench: &Bench, port: u16, file: &Path) -> (u16, Value) {
+    curl_post_to(bench, "gw", port, "etab-35", file)
+}
+
+/// curl POSTs `file` to `https://HOST:PORT/dispo` (HOST resolved to
+/// 127.0.0.1) with the certificate `client`: the status and the JSON
+/// answer.
+fn curl_post_to(bench: &Bench, host: &str, port: u16, client: &str, file: &Path) -> (u16, Value) {
     let mut cmd = std::process::Command::new("curl");
     cmd.current_dir(bench.dir.path())
         .args(["-sS", "--max-time", "30", "--resolve"])
-        .arg(format!("gw:{port}:127.0.0.1"))
-        .args(["--cacert", "pki/ca.pem", "--cert", "pki/etab-35.pem"])
-        .args(["--key", "pki/etab-35.key", "-w", "\n%{http_code}"])
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .args(["--cacert", "pki/ca.pem", "--cert"])
+        .arg(format!("pki/{client}.pem"))
+        .arg("--key")
+        .arg(format!("pki/{client}.key"))
+        .args(["-w", "\n%{http_code}"])
         .args(["-H", "Content-Type: application/xml", "--data-binary"])
         .arg(format!("@{}", file.display()))
-        .arg(format!("https://gw:{port}/dispo"));
+        .arg(format!("https://{host}:{port}/dispo"));
     let out = run_bounded(cmd, Duration::from_secs(40));
     assert!(out.status.success(), "curl failed:\n{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -280,6 +286,15 @@ fn curl_post(bench: &Bench, port: u16, file: &Path) -> (u16, Value) {
         status.parse().unwrap(),
         serde_json::from_str(body).unwrap_or(Value::Null),
     )
+}
+
+/// The lines of a record file of `guichet sim ror`.
+fn record_in(bench: &Bench, file: &str) -> Vec<Value> {
+    std::fs::read_to_string(bench.path(file))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// A document of one unit and one capacity record of `beds` beds.
@@ -619,4 +634,90 @@ fn random_below(n: u64) -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     u64::from(nanos) % n
+}
+
+/// `examples/bed-availability` as its README runs it (on free ports): the
+/// certificates it issues, `guichet sim ror` with its options, `guichet
+/// run` with its guichet.toml; a file dropped ends in done/, an invalid
+/// one in rejected/, and a POST to the API reaches the ROR.
+#[test]
+fn the_example_runs_as_its_readme_says() {
+    if !have("curl") {
+        return;
+    }
+    let bench = Bench::new();
+    for rel in ["referential.csv", "rules.toml"] {
+        std::fs::copy(examples().join(rel), bench.path(rel)).unwrap();
+    }
+    bench.issue("ror-sim", &["--ip", "127.0.0.1", "--server-only"]);
+    bench.issue("guichet-ror", &["--client-only"]);
+    bench.issue("localhost", &["--server-only"]);
+    bench.issue("chu-rennes", &["--client-only"]);
+    let (ror, api, admin) = (free_port(), free_port(), free_port());
+    let config = std::fs::read_to_string(examples().join("guichet.toml"))
+        .unwrap()
+        .replace("127.0.0.1:8443", &format!("127.0.0.1:{ror}"))
+        .replace("127.0.0.1:8444", &format!("127.0.0.1:{api}"))
+        .replace("127.0.0.1:9010", &format!("127.0.0.1:{admin}"));
+    let listen = format!("127.0.0.1:{ror}");
+    let (_sim, _) = bench.serve(&[
+        "sim",
+        "ror",
+        "--listen",
+        &listen,
+        "--referential",
+        "referential.csv",
+        "--tls-cert",
+        "pki/ror-sim.pem",
+        "--tls-key",
+        "pki/ror-sim.key",
+        "--tls-ca",
+        "pki/ca.pem",
+        "--token-client",
+        "guichet-ror",
+        "--record",
+        "ror.jsonl",
+    ]);
+    let guichet = bench.run("guichet.toml", &config);
+    guichet.wait_line("the folder route", |l| {
+        l.contains("folder route watching its inbox")
+    });
+    guichet.route_port("ror-api");
+    let inbox = bench.path("drop/inbox");
+    std::fs::copy(
+        examples().join("valid/chu-rennes-ssr.xml"),
+        inbox.join(".dispo.tmp"),
+    )
+    .unwrap();
+    std::fs::rename(inbox.join(".dispo.tmp"), inbox.join("dispo.xml")).unwrap();
+    std::fs::copy(
+        examples().join("invalid/negative-beds.xml"),
+        inbox.join("negative-beds.xml"),
+    )
+    .unwrap();
+    let chain = Chain {
+        bench,
+        sim: None,
+        sim_port: ror,
+        admin,
+        tls: true,
+    };
+    let (done, rejected) = chain.wait_finished(2);
+    assert!(
+        done.contains_key("dispo.xml"),
+        "{done:#?}\n{}",
+        guichet.log()
+    );
+    assert!(rejected.contains_key("negative-beds.xml"), "{rejected:#?}");
+    let applied = record_in(&chain.bench, "ror.jsonl").len();
+    assert_eq!(applied, 3);
+    let (status, answer) = curl_post_to(
+        &chain.bench,
+        "localhost",
+        api,
+        "chu-rennes",
+        &examples().join("valid/chu-rennes-ssr.xml"),
+    );
+    assert_eq!(status, 200, "{answer:#}\n{}", guichet.log());
+    assert_eq!(record_in(&chain.bench, "ror.jsonl").len(), applied + 3);
 }
