@@ -6,9 +6,11 @@
 //! so a broken referential is a config error, never a refused request.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use bytes::Bytes;
 use guichet_ror::referential::{Indicators, Referential};
-use guichet_ror::rules::{Context, Lang, Settings};
+use guichet_ror::rules::{Context, Lang, Settings, Severity, Violation};
 use guichet_ror::Verdict;
 use time::OffsetDateTime;
 
@@ -42,7 +44,32 @@ impl Validation {
         };
         guichet_ror::validate(bytes, &context)
     }
+
+    /// [`Validation::judge`], on a blocking thread when `bytes` are many,
+    /// so a large document never holds the runtime's other work. A check
+    /// that fails is a violation: nothing unchecked goes on.
+    pub async fn judge_apart(self: Arc<Self>, bytes: Bytes) -> Verdict {
+        if bytes.len() <= INLINE_BYTES {
+            return self.judge(&bytes);
+        }
+        match tokio::task::spawn_blocking(move || self.judge(&bytes)).await {
+            Ok(verdict) => verdict,
+            Err(e) => Verdict {
+                form: None,
+                document: None,
+                violations: vec![Violation {
+                    code: "validator.failed",
+                    severity: Severity::Error,
+                    path: String::new(),
+                    message: format!("the document could not be checked: {e}"),
+                }],
+            },
+        }
+    }
 }
+
+/// Documents larger than this are judged on a blocking thread.
+const INLINE_BYTES: usize = 256 * 1024;
 
 /// `convert`: the form forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -321,21 +321,10 @@ impl Worker {
         self.finish(work, finished);
     }
 
-    /// The rules' verdict, when the route validates; judged on a blocking
-    /// thread so a large file never holds the runtime.
+    /// The rules' verdict, when the route validates.
     async fn judge(&self, bytes: Vec<u8>) -> Option<Verdict> {
         let validation = self.spec().validation.clone()?;
-        let judged = tokio::task::spawn_blocking(move || validation.judge(&bytes)).await;
-        Some(judged.unwrap_or_else(|e| Verdict {
-            form: None,
-            document: None,
-            violations: vec![Violation {
-                code: "validator.failed",
-                severity: Severity::Error,
-                path: String::new(),
-                message: format!("the document could not be checked: {e}"),
-            }],
-        }))
+        Some(validation.judge_apart(bytes.into()).await)
     }
 
     /// Stores a valid file in the journal, to be delivered.

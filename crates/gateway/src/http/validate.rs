@@ -9,8 +9,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use guichet_ror::fhir::{self, Coding};
 use guichet_ror::model::Document;
-use guichet_ror::rules::{Severity, Violation};
-use guichet_ror::{xml, Verdict};
+use guichet_ror::rules::Violation;
+use guichet_ror::xml;
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -26,10 +26,6 @@ use crate::config::{Convert, HttpRule, Validation};
 use crate::metrics::{ValidationLabels, ViolationLabels};
 use crate::national::{NationalRor, Sent};
 use crate::upstream::{Body, UpstreamClient};
-
-/// Bodies larger than this are judged on a blocking thread, so a large
-/// document never holds the runtime's other requests.
-const INLINE_BYTES: usize = 256 * 1024;
 
 /// What goes on once the document is judged valid.
 pub(super) enum Checked {
@@ -62,7 +58,7 @@ impl Conn {
             Err(e) if e.is::<TooLarge>() => return Err(Invalid::Refused(Refused::BodyTooLarge)),
             Err(_) => return Err(Invalid::Refused(Refused::BadRequestBody)),
         };
-        let verdict = judge(validation.clone(), bytes.clone()).await;
+        let verdict = validation.clone().judge_apart(bytes.clone()).await;
         let valid = verdict.valid();
         let word = if valid { "valid" } else { "invalid" };
         self.count_verdict(rule, word, &verdict.violations);
@@ -162,28 +158,5 @@ impl Conn {
                 })
                 .inc();
         }
-    }
-}
-
-/// The rules' verdict on `bytes`, on a blocking thread when they are many.
-async fn judge(validation: Arc<Validation>, bytes: Bytes) -> Verdict {
-    let small = bytes.len() <= INLINE_BYTES;
-    let check = move || validation.judge(&bytes);
-    if small {
-        return check();
-    }
-    match tokio::task::spawn_blocking(check).await {
-        Ok(verdict) => verdict,
-        // The check itself failed: nothing unchecked goes on.
-        Err(e) => Verdict {
-            form: None,
-            document: None,
-            violations: vec![Violation {
-                code: "validator.failed",
-                severity: Severity::Error,
-                path: String::new(),
-                message: format!("the document could not be checked: {e}"),
-            }],
-        },
     }
 }
