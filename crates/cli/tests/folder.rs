@@ -253,7 +253,7 @@ fn a_validating_rule_sends_documents_to_the_ror_as_patches_with_a_token() {
     chain.start_sim("referential.csv");
     let (status, answer) = post(&chain, "valid/chu-rennes-ssr.xml");
     assert_eq!(status, 200, "{answer:#}\n{}", guichet.log());
-    assert_eq!(record_in(&chain.bench, "ror.jsonl").len(), applied + 3);
+    assert_eq!(chain.record().len(), applied + 3);
 }
 
 /// curl POSTs `file` to guichet's `/dispo` as etab-35: the status and the
