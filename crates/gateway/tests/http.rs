@@ -1572,6 +1572,17 @@ async fn a_validating_rule_refuses_invalid_documents_and_converts_valid_ones() {
         !log.contains("-4"),
         "a value of the document reached the access log"
     );
+
+    // A compressed body is refused, not judged as garbage nor sent on.
+    let gzip = ["-H", "Content-Encoding: gzip", "--data-binary", &valid];
+    let out = a.run("/a/beds", &gzip).await;
+    let problem = out.problem(415, Some(RULE_A));
+    assert!(problem["detail"]
+        .as_str()
+        .unwrap()
+        .contains("Content-Encoding"));
+    assert_eq!(s.refusals("encoded_body"), 1);
+    assert_eq!(s.echo.seen().len(), 1, "a compressed body went upstream");
 }
 
 /// Validation settings are checked with the config: a referential that

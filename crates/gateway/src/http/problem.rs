@@ -40,6 +40,9 @@ pub enum Refused {
     UpstreamError,
     /// A validating rule's document breaks rules of severity error.
     InvalidDocument,
+    /// A validating rule's body came compressed (`Content-Encoding`): it
+    /// judges documents as sent, and never sends on what it did not judge.
+    EncodedBody,
 }
 
 impl Refused {
@@ -62,6 +65,7 @@ impl Refused {
             Refused::UpstreamTimeout => "upstream_timeout",
             Refused::UpstreamError => "upstream_error",
             Refused::InvalidDocument => "invalid_document",
+            Refused::EncodedBody => "encoded_body",
         }
     }
 
@@ -82,6 +86,7 @@ impl Refused {
             Refused::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Refused::UpstreamBusy => StatusCode::SERVICE_UNAVAILABLE,
             Refused::InvalidDocument => StatusCode::UNPROCESSABLE_ENTITY,
+            Refused::EncodedBody => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         }
     }
 }
@@ -169,6 +174,9 @@ fn detail(refused: Refused, rule: Option<&str>) -> String {
         Refused::UpstreamError => named("the service behind this gateway broke the exchange"),
         Refused::InvalidDocument => named(
             "the document breaks the rules this gateway checks; it was not sent on (see violations)",
+        ),
+        Refused::EncodedBody => named(
+            "the document is checked as sent: send it without Content-Encoding (not compressed)",
         ),
     }
 }

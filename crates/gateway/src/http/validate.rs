@@ -11,7 +11,7 @@ use guichet_ror::fhir::{self, Coding};
 use guichet_ror::model::Document;
 use guichet_ror::rules::Violation;
 use guichet_ror::xml;
-use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use std::time::Duration;
@@ -53,6 +53,13 @@ impl Conn {
         finish: &mut Finish,
     ) -> Result<Checked, Invalid> {
         let (mut parts, body) = request.into_parts();
+        let encoded = parts
+            .headers
+            .get(CONTENT_ENCODING)
+            .is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity"));
+        if encoded {
+            return Err(Invalid::Refused(Refused::EncodedBody));
+        }
         let bytes = match body.collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<TooLarge>() => return Err(Invalid::Refused(Refused::BodyTooLarge)),
