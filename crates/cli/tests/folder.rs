@@ -434,6 +434,29 @@ fn files_reach_the_ror_over_mutual_tls_or_are_rejected_with_their_reason() {
             .is_none(),
         "files left in the work folder"
     );
+
+    // The unit is attached in the ROR; an operator sends the refused file
+    // again: it moves from rejected/ to done/.
+    std::fs::copy(
+        chain.bench.path("referential.csv"),
+        chain.bench.path("ror-referential.csv"),
+    )
+    .unwrap();
+    let mut sim = chain.sim.take().unwrap();
+    sim.signal("KILL");
+    sim.wait_exit(Duration::from_secs(10));
+    chain.start_sim("ror-referential.csv");
+    chain
+        .bench
+        .ok(&["journal", "-c", "guichet.toml", "replay", "--route", ROUTE]);
+    let done = until_blocking(
+        SETTLE,
+        "the replayed file in done/",
+        || chain.finished("done"),
+        |done| done.contains_key("not-at-ror.xml"),
+    );
+    assert_eq!(done["not-at-ror.xml"]["reason"], "delivered");
+    assert!(!chain.finished("rejected").contains_key("not-at-ror.xml"));
 }
 
 /// A link, a 1 GB file, odd names, a file still being written, an

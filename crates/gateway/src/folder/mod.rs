@@ -18,7 +18,8 @@ mod send;
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
-use std::path::PathBuf;
+use std::io;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use guichet_hl7::Meta;
@@ -505,18 +506,17 @@ impl Worker {
     fn finish(&self, work: &OsStr, finished: Finished<'_>) {
         let spec = self.spec();
         let reason = finished.reason;
-        let folder: &PathBuf = if reason == Reason::Delivered {
-            &spec.done
+        let (folder, other) = if reason == Reason::Delivered {
+            (&spec.done, &spec.rejected)
         } else {
-            &spec.rejected
+            (&spec.rejected, &spec.done)
         };
         let report = self.report(work, finished);
         let mut report_name = work.to_owned();
         report_name.push(".report.json");
         let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
-        let from = spec.work().join(work);
         let written = files::write_whole(&folder.join(&report_name), &json)
-            .and_then(|()| files::rename_new(&from, &folder.join(work)).map(|_| ()));
+            .and_then(|()| self.move_out(work, folder, other, &report_name));
         let file = report.file.as_str();
         if let Err(e) = written {
             warn!(
@@ -537,6 +537,30 @@ impl Worker {
             reason: reason.as_str(),
         };
         self.route.metrics.folder_files.get_or_create(&labels).inc();
+    }
+
+    /// Moves a finished file from the work folder to `to`. A file an
+    /// operator replayed (`guichet journal replay`) after it was finished
+    /// moves from where it ended (`other`), its old report removed.
+    fn move_out(&self, work: &OsStr, to: &Path, other: &Path, report: &OsStr) -> io::Result<()> {
+        let target = to.join(work);
+        for (from, earlier) in [(self.spec().work(), false), (other.to_path_buf(), true)] {
+            let from = from.join(work);
+            if from.symlink_metadata().is_ok() {
+                files::rename_new(&from, &target)?;
+                if earlier {
+                    let _ = std::fs::remove_file(other.join(report));
+                }
+                return Ok(());
+            }
+        }
+        if target.symlink_metadata().is_ok() {
+            return Ok(()); // finished again where it was
+        }
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the file is no longer in the work folder",
+        ))
     }
 
     fn report(&self, work: &OsStr, finished: Finished<'_>) -> Report {
