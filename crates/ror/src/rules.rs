@@ -339,76 +339,53 @@ impl Finding {
     /// The message, in `lang`. It quotes codes, identifiers and dates of
     /// the document, never anything about a patient (there is none here).
     pub fn message(&self, lang: Lang) -> String {
-        let fr = lang == Lang::Fr;
+        match lang {
+            Lang::Fr => self.in_french(),
+            Lang::En => self.in_english(),
+        }
+    }
+
+    fn in_french(&self) -> String {
         match self {
-            Finding::Unreadable { reason, .. } => match fr {
-                true => format!("document illisible : {reason}"),
-                false => format!("unreadable document: {reason}"),
-            },
-            Finding::FinessFormat { which, value, reason } => match fr {
-                true => format!("FINESS {which} « {value} » mal formé : {reason}"),
-                false => format!("FINESS {which} `{value}` is malformed: {reason}"),
-            },
-            Finding::FinessKey { which, value } => match fr {
-                true => format!("FINESS {which} {value} : clé de contrôle incorrecte"),
-                false => format!("FINESS {which} {value}: wrong check key"),
-            },
-            Finding::EstablishmentUnknown { finess } => match fr {
-                true => format!("établissement {finess} absent du référentiel"),
-                false => format!("establishment {finess} is not in the referential"),
-            },
-            Finding::UnitUnknown { unit, finess } => match fr {
-                true => format!("unité {unit} inconnue pour l'établissement {finess}"),
-                false => format!("unit {unit} is unknown for establishment {finess}"),
-            },
-            Finding::UnitAmbiguous { unit, rows } => match fr {
-                true => format!("unité {unit} présente {rows} fois dans le référentiel"),
-                false => format!("unit {unit} is in the referential {rows} times"),
-            },
-            Finding::CapacityNegative { count } => match fr {
-                true => format!("nombre négatif : {count}"),
-                false => format!("negative count: {count}"),
-            },
-            Finding::SliceMissing { slice } => match fr {
-                true => format!("{slice} obligatoire (1..1) absent"),
-                false => format!("{slice} (1..1) is missing"),
-            },
-            Finding::CodeUnknown { slice, code, value_set } => match fr {
-                true => format!("{slice} : code « {code} » hors du jeu de valeurs {value_set}"),
-                false => format!("{slice}: code `{code}` is not in value set {value_set}"),
-            },
-            Finding::CodeDeprecated { slice, code, label } => match fr {
-                true => format!("{slice} : code {code} ({label}) retiré des échanges par l'ANS"),
-                false => format!("{slice}: code {code} ({label}) was withdrawn from exchanges by the ANS"),
-            },
-            Finding::RecordDuplicate { first } => match fr {
-                true => format!("même indicateur et même nature de capacité que {first}"),
-                false => format!("same indicator and capacity type as {first}"),
-            },
-            Finding::IndicatorInvalid { tuple } => match fr {
-                true => format!("indicateur non reconnu : {tuple}"),
-                false => format!("not a valid indicator: {tuple}"),
-            },
-            Finding::CountsInconsistent { used, offered, group } => match fr {
-                true => format!("occupés + disponibles + réservés + fermés = {used} > installés + supplémentaires = {offered} ({group})"),
-                false => format!("occupied + available + reserved + closed = {used} > installed + supplementary = {offered} ({group})"),
-            },
-            Finding::DateInvalid { text } => match fr {
-                true => format!("« {text} » n'est pas une date et heure ISO 8601 avec fuseau (2026-12-05T09:58:00+01:00)"),
-                false => format!("`{text}` is not an ISO 8601 date and time with offset (2026-12-05T09:58:00+01:00)"),
-            },
-            Finding::DateFuture { text } => match fr {
-                true => format!("date {text} dans le futur"),
-                false => format!("date {text} is in the future"),
-            },
-            Finding::DateStale { text, hours } => match fr {
-                true => format!("capacité mise à jour le {text}, il y a {hours} h"),
-                false => format!("capacity updated at {text}, {hours} h ago"),
-            },
-            Finding::DocumentEmpty => match fr {
-                true => "aucune capacité dans le document".to_string(),
-                false => "the document holds no capacity".to_string(),
-            },
+            Finding::Unreadable { reason, .. } => format!("document illisible : {reason}"),
+            Finding::FinessFormat { which, value, reason } => format!("FINESS {which} « {value} » mal formé : {reason}"),
+            Finding::FinessKey { which, value } => format!("FINESS {which} {value} : clé de contrôle incorrecte"),
+            Finding::EstablishmentUnknown { finess } => format!("établissement {finess} absent du référentiel"),
+            Finding::UnitUnknown { unit, finess } => format!("unité {unit} inconnue pour l'établissement {finess}"),
+            Finding::UnitAmbiguous { unit, rows } => format!("unité {unit} présente {rows} fois dans le référentiel"),
+            Finding::CapacityNegative { count } => format!("nombre négatif : {count}"),
+            Finding::SliceMissing { slice } => format!("{slice} obligatoire (1..1) absent"),
+            Finding::CodeUnknown { slice, code, value_set } => format!("{slice} : code « {code} » hors du jeu de valeurs {value_set}"),
+            Finding::CodeDeprecated { slice, code, label } => format!("{slice} : code {code} ({label}) retiré des échanges par l'ANS"),
+            Finding::RecordDuplicate { first } => format!("même indicateur et même nature de capacité que {first}"),
+            Finding::IndicatorInvalid { tuple } => format!("indicateur non reconnu : {tuple}"),
+            Finding::CountsInconsistent { used, offered, group } => format!("occupés + disponibles + réservés + fermés = {used} > installés + supplémentaires = {offered} ({group})"),
+            Finding::DateInvalid { text } => format!("« {text} » n'est pas une date et heure ISO 8601 avec fuseau (2026-12-05T09:58:00+01:00)"),
+            Finding::DateFuture { text } => format!("date {text} dans le futur"),
+            Finding::DateStale { text, hours } => format!("capacité mise à jour le {text}, il y a {hours} h"),
+            Finding::DocumentEmpty => "aucune capacité dans le document".to_string(),
+        }
+    }
+
+    fn in_english(&self) -> String {
+        match self {
+            Finding::Unreadable { reason, .. } => format!("unreadable document: {reason}"),
+            Finding::FinessFormat { which, value, reason } => format!("FINESS {which} `{value}` is malformed: {reason}"),
+            Finding::FinessKey { which, value } => format!("FINESS {which} {value}: wrong check key"),
+            Finding::EstablishmentUnknown { finess } => format!("establishment {finess} is not in the referential"),
+            Finding::UnitUnknown { unit, finess } => format!("unit {unit} is unknown for establishment {finess}"),
+            Finding::UnitAmbiguous { unit, rows } => format!("unit {unit} is in the referential {rows} times"),
+            Finding::CapacityNegative { count } => format!("negative count: {count}"),
+            Finding::SliceMissing { slice } => format!("{slice} (1..1) is missing"),
+            Finding::CodeUnknown { slice, code, value_set } => format!("{slice}: code `{code}` is not in value set {value_set}"),
+            Finding::CodeDeprecated { slice, code, label } => format!("{slice}: code {code} ({label}) was withdrawn from exchanges by the ANS"),
+            Finding::RecordDuplicate { first } => format!("same indicator and capacity type as {first}"),
+            Finding::IndicatorInvalid { tuple } => format!("not a valid indicator: {tuple}"),
+            Finding::CountsInconsistent { used, offered, group } => format!("occupied + available + reserved + closed = {used} > installed + supplementary = {offered} ({group})"),
+            Finding::DateInvalid { text } => format!("`{text}` is not an ISO 8601 date and time with offset (2026-12-05T09:58:00+01:00)"),
+            Finding::DateFuture { text } => format!("date {text} is in the future"),
+            Finding::DateStale { text, hours } => format!("capacity updated at {text}, {hours} h ago"),
+            Finding::DocumentEmpty => "the document holds no capacity".to_string(),
         }
     }
 }
