@@ -53,6 +53,13 @@ impl Conn {
         finish: &mut Finish,
     ) -> Result<Checked, Invalid> {
         let (mut parts, body) = request.into_parts();
+        // Read whole even when refused: an answer before the body's end
+        // resets an HTTP/2 stream the client is still sending on.
+        let bytes = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<TooLarge>() => return Err(Invalid::Refused(Refused::BodyTooLarge)),
+            Err(_) => return Err(Invalid::Refused(Refused::BadRequestBody)),
+        };
         let encoded = parts
             .headers
             .get(CONTENT_ENCODING)
@@ -60,11 +67,6 @@ impl Conn {
         if encoded {
             return Err(Invalid::Refused(Refused::EncodedBody));
         }
-        let bytes = match body.collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<TooLarge>() => return Err(Invalid::Refused(Refused::BodyTooLarge)),
-            Err(_) => return Err(Invalid::Refused(Refused::BadRequestBody)),
-        };
         let verdict = validation.clone().judge_apart(bytes.clone()).await;
         let valid = verdict.valid();
         let word = if valid { "valid" } else { "invalid" };
