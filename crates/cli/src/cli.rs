@@ -330,6 +330,11 @@ pub struct ListenArgs {
     /// Print each whole message, not only its header (the messages are test data).
     #[arg(long)]
     pub show: bool,
+    /// Append every message received to FILE, one JSON line each (time,
+    /// MSH fields, ACK, the whole message): what a test book reads as
+    /// what an engine sent downstream. The messages are test data.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub record: Option<PathBuf>,
     #[command(flatten)]
     pub tls: TlsServerArgs,
 }

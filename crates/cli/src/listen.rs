@@ -18,8 +18,10 @@ pub fn listen_command(args: ListenArgs) -> anyhow::Result<ExitCode> {
         .parse::<AckPolicy>()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     opts.delay = Duration::from_millis(args.delay);
-    opts.show = args.show;
+    // The record holds whole messages: the listener keeps them.
+    opts.show = args.show || args.record.is_some();
     opts.tls = args.tls.options();
+    let mut record = args.record.as_deref().map(Record::open).transpose()?;
     runtime()?.block_on(async {
         let shutdown = CancellationToken::new();
         cancel_on_ctrl_c(shutdown.clone());
@@ -31,7 +33,10 @@ pub fn listen_command(args: ListenArgs) -> anyhow::Result<ExitCode> {
             args.ack
         );
         while let Some(event) = rx.recv().await {
-            print_event(&event);
+            print_event(&event, args.show);
+            if let (Some(record), ListenEvent::Message(received)) = (&mut record, &event) {
+                record.write(received)?;
+            }
         }
         let stats = handle.join().await;
         println!(
@@ -42,13 +47,13 @@ pub fn listen_command(args: ListenArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub(crate) fn print_event(event: &ListenEvent) {
+pub(crate) fn print_event(event: &ListenEvent, show: bool) {
     match event {
         ListenEvent::Connected { conn, peer, client } => match client {
             Some(subject) => println!("conn {conn} from {peer}: connected, certificate {subject}"),
             None => println!("conn {conn} from {peer}: connected"),
         },
-        ListenEvent::Message(received) => print_received(received),
+        ListenEvent::Message(received) => print_received(received, show),
         ListenEvent::Closed {
             conn,
             peer,
@@ -65,7 +70,7 @@ pub(crate) fn print_event(event: &ListenEvent) {
     }
 }
 
-fn print_received(r: &Received) {
+fn print_received(r: &Received, show: bool) {
     let ack = r.ack.map_or("none", |a| a.as_str());
     match &r.header {
         Some(h) => println!(
@@ -84,9 +89,67 @@ fn print_received(r: &Received) {
         ),
         None => println!("conn {} not HL7 ({} bytes) -> ACK {ack}", r.conn, r.size),
     }
-    if let Some(body) = &r.body {
+    if let Some(body) = r.body.as_ref().filter(|_| show) {
         print_body(body);
     }
+}
+
+/// `--record`: one JSON line per message received, appended.
+struct Record {
+    file: std::io::BufWriter<std::fs::File>,
+    path: std::path::PathBuf,
+}
+
+impl Record {
+    fn open(path: &std::path::Path) -> anyhow::Result<Record> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| anyhow::anyhow!("cannot open the record {}: {e}", path.display()))?;
+        Ok(Record {
+            file: std::io::BufWriter::new(file),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The message's line, flushed at once: a book reads the file while
+    /// the listener runs.
+    fn write(&mut self, r: &Received) -> anyhow::Result<()> {
+        use std::io::Write;
+        let h = r.header.as_ref();
+        let field = |f: fn(&guichet_hl7::Header) -> &String| h.map(|h| f(h).clone());
+        let line = serde_json::json!({
+            "time": now_rfc3339(),
+            "conn": r.conn,
+            "peer": r.peer.to_string(),
+            "message_type": field(|h| &h.message_type),
+            "control_id": field(|h| &h.control_id),
+            "sending_application": field(|h| &h.sending_application),
+            "sending_facility": field(|h| &h.sending_facility),
+            "version": field(|h| &h.version),
+            "size": r.size,
+            "ack": r.ack.map(|a| a.as_str()),
+            "body": r.body.as_deref().map(decoded),
+        });
+        writeln!(self.file, "{line}")
+            .and_then(|()| self.file.flush())
+            .map_err(|e| anyhow::anyhow!("cannot write the record {}: {e}", self.path.display()))
+    }
+}
+
+/// The message as text, decoded with its MSH-18; segments end with CR.
+fn decoded(body: &[u8]) -> String {
+    match Message::parse_with(body, ParseOptions::lenient()) {
+        Ok(message) => message.charset().decode(body).into_owned(),
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 /// The whole message, one segment per line, decoded with its MSH-18.

@@ -302,6 +302,37 @@ fn send_three_templates_to_listen_on_one_connection() {
     assert_eq!(connected, 1, "{}", listen.log());
 }
 
+/// `listen --record` writes one JSON line per message, with its MSH
+/// fields, the ACK and the whole message, and prints no body unless
+/// `--show`.
+#[test]
+fn listen_records_every_message_it_receives() {
+    let bench = Bench::new();
+    let (listen, port) = bench.listen(&["--record", "received.jsonl", "--ack", "ae"]);
+    let out = send(&bench, port, &["--template", "adt-a08", "--count", "2"]);
+    let ids = out.ids();
+    heard(&listen, 1, 2);
+    let text = std::fs::read_to_string(bench.path("received.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for (line, id) in lines.iter().zip(&ids) {
+        assert_eq!(line["control_id"], *id);
+        assert_eq!(line["message_type"], "ADT^A08^ADT_A01");
+        assert_eq!(line["ack"], "AE");
+        let body = line["body"].as_str().unwrap();
+        assert!(body.starts_with("MSH|^~\\&|"), "{body}");
+        assert!(body.contains(&format!("|{id}|")), "{body}");
+        assert!(body.contains("\rPID|"), "{body}");
+    }
+    assert!(
+        !listen.log().contains("PID|"),
+        "a body was printed without --show"
+    );
+}
+
 #[test]
 fn an_application_error_ack_fails_the_send() {
     let bench = Bench::new();
