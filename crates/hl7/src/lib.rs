@@ -15,6 +15,7 @@ pub mod escape;
 pub mod header;
 pub mod message;
 pub mod mllp;
+pub mod path;
 pub mod stamp;
 
 pub use ack::{
@@ -28,3 +29,4 @@ pub use message::{
     Delimiters, Field, Leading, Message, ParseError, ParseOptions, Repetitions, Segment, Segments,
 };
 pub use mllp::{frame, Frame, MllpCodec, MllpError, DEFAULT_MAX_FRAME};
+pub use path::{BadPath, FieldPath};
