@@ -106,6 +106,10 @@ struct HttpLoadArgs {
     cert: PathBuf,
     #[arg(long)]
     key: PathBuf,
+    /// POST this file's bytes (an XML document) with every request, not
+    /// a GET.
+    #[arg(long, value_name = "FILE")]
+    body: Option<PathBuf>,
     /// When the warm-up starts, in nanoseconds since the Unix epoch
     /// [default: now].
     #[arg(long)]
@@ -667,6 +671,7 @@ fn http_load(args: &HttpLoadArgs) -> anyhow::Result<()> {
         ca: args.ca.clone(),
         cert: args.cert.clone(),
         key: args.key.clone(),
+        body: args.body.clone(),
         start_at: args
             .start_at
             .unwrap_or_else(|| http::load::start_at(Duration::ZERO)),

@@ -4,7 +4,8 @@
 //! Hand-written on tokio-rustls rather than hyper's client so that the
 //! load generator, which shares the machine's cores with the gateway it
 //! measures, spends as little CPU per request as it can: one constant
-//! request, one buffer reused across responses, headers parsed in place.
+//! request (a GET, or a POST of one document), one buffer reused across
+//! responses, headers parsed in place.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -41,7 +42,7 @@ pub struct Client {
     requests: Requests,
 }
 
-/// The two requests, written once.
+/// The two requests, written once, head and body.
 #[derive(Clone)]
 struct Requests {
     keep_alive: Bytes,
@@ -91,8 +92,17 @@ impl Client {
             connector: TlsConnector::from(Arc::new(config)),
             server_name: ServerName::try_from(SERVER_NAME)?,
             target,
-            requests: Requests::to(target),
+            requests: Requests::to(target, None),
         })
+    }
+
+    /// The same client sending `body` as a POST (an XML document) instead
+    /// of a GET.
+    pub fn posting(self, body: &[u8]) -> Client {
+        Client {
+            requests: Requests::to(self.target, Some(body)),
+            ..self
+        }
     }
 
     /// TCP connect and TLS handshake.
@@ -119,19 +129,30 @@ impl Client {
 }
 
 impl Requests {
-    /// `Host` names the port, as a browser's would (Caddy picks the
-    /// site's access log by it).
-    fn to(target: SocketAddr) -> Requests {
-        let head = |extra: &str| {
-            Bytes::from(format!(
-                "GET {PATH} HTTP/1.1\r\nHost: {SERVER_NAME}:{port}\r\nUser-Agent: guichet-bench\r\n\
-                 Accept: application/json\r\n{extra}\r\n",
+    /// A GET, or a POST of `body`. `Host` names the port, as a browser's
+    /// would (Caddy picks the site's access log by it).
+    fn to(target: SocketAddr, body: Option<&[u8]>) -> Requests {
+        let (method, entity) = match body {
+            Some(body) => (
+                "POST",
+                format!(
+                    "Content-Type: application/xml\r\nContent-Length: {}\r\n",
+                    body.len()
+                ),
+            ),
+            None => ("GET", String::new()),
+        };
+        let request = |extra: &str| {
+            let head = format!(
+                "{method} {PATH} HTTP/1.1\r\nHost: {SERVER_NAME}:{port}\r\nUser-Agent: guichet-bench\r\n\
+                 Accept: application/json\r\n{entity}{extra}\r\n",
                 port = target.port()
-            ))
+            );
+            Bytes::from([head.as_bytes(), body.unwrap_or_default()].concat())
         };
         Requests {
-            keep_alive: head(""),
-            close: head("Connection: close\r\n"),
+            keep_alive: request(""),
+            close: request("Connection: close\r\n"),
         }
     }
 
@@ -317,6 +338,17 @@ mod tests {
         assert_eq!(response.status, 403);
         assert_eq!(&response.body[..], b"abcde");
         assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn a_post_carries_its_length_then_its_body() {
+        let target = SocketAddr::from(([127, 0, 0, 1], 8443));
+        let requests = Requests::to(target, Some(b"<doc/>"));
+        let text = String::from_utf8(requests.bytes(Request::KeepAlive).to_vec()).unwrap();
+        assert!(text.starts_with("POST /ror/beds HTTP/1.1\r\nHost: localhost:8443\r\n"));
+        assert!(text.ends_with("Content-Length: 6\r\n\r\n<doc/>"), "{text}");
+        let close = requests.bytes(Request::Close);
+        assert!(close.ends_with(b"Connection: close\r\n\r\n<doc/>"));
     }
 
     #[test]

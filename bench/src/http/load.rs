@@ -1,7 +1,8 @@
 //! The HTTPS load generator, run as its own process (`guichet-bench
 //! http-load`) so that its runtime, its threads and its CPU time are its
 //! own: keep-alive connections each sending one request after another, or
-//! a new connection (a full TLS handshake, no resumption) per request.
+//! a new connection (a full TLS handshake, no resumption) per request;
+//! each request a GET, or a POST of one document (`--body`).
 //!
 //! Its window is given as a wall-clock instant (`--start-at`), so the
 //! benchmark samples the gateway's CPU over the same measured seconds. At
@@ -40,6 +41,8 @@ pub struct Spec {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// The file every request posts; a GET without one.
+    pub body: Option<PathBuf>,
     /// When the warm-up starts, in nanoseconds since the Unix epoch.
     pub start_at: u64,
     pub warmup: Duration,
@@ -120,7 +123,12 @@ pub fn start_at(after: Duration) -> u64 {
 }
 
 async fn generate(spec: &Spec) -> anyhow::Result<Tally> {
-    let client = Client::new(spec.target, &spec.ca, &spec.cert, &spec.key, false)?;
+    let mut client = Client::new(spec.target, &spec.ca, &spec.cert, &spec.key, false)?;
+    if let Some(path) = &spec.body {
+        let body =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        client = client.posting(&body);
+    }
     let (start, window) = window_at(spec.start_at, spec.warmup, spec.measured);
     let pid = std::process::id();
     cpu_time(pid).context("cannot read this process's CPU time")?;

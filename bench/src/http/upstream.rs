@@ -3,13 +3,14 @@
 //!
 //! It runs as its own process (`guichet-bench upstream`) on one thread, so
 //! that what it costs is the same for every gateway and never more than
-//! one core; it reads nothing but the request head.
+//! one core; it reads each request's body to its end (a POSTed document)
+//! and drops it.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::server::conn::http1;
@@ -41,7 +42,9 @@ pub fn run(listen: SocketAddr) -> anyhow::Result<()> {
     })
 }
 
-async fn answer(_request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    // Read to its end, so the connection can carry the next request.
+    let _ = request.into_body().collect().await;
     let mut response = Response::new(Full::new(Bytes::from_static(BODY)));
     response
         .headers_mut()
