@@ -584,20 +584,22 @@ fn mib(kib: u64) -> String {
 /// time, in a full report.
 const METHOD: &str = "## How it is measured\n";
 
-/// `existing` with the section under `heading` (up to the next `## `)
-/// replaced by `section`; without one, `section` goes before "How it is
-/// measured", or at the end.
 /// The section under `heading` in `existing` (its heading included, up
-/// to the next `## ` heading), if there is one.
+/// to the next heading of its level or above), if there is one.
 pub fn section_of<'a>(existing: &'a str, heading: &str) -> Option<&'a str> {
     let start = heading_at(existing, heading)?;
     let body = start + heading.len();
-    let end = existing[body..]
-        .find("\n## ")
+    let level = heading.bytes().take_while(|&b| b == b'#').count();
+    let end = (2..=level)
+        .filter_map(|l| existing[body..].find(&format!("\n{} ", "#".repeat(l))))
+        .min()
         .map_or(existing.len(), |i| body + i + 1);
     Some(&existing[start..end])
 }
 
+/// `existing` with the section under `heading` (as [`section_of`] finds
+/// it) replaced by `section`; without one, `section` goes before "How it
+/// is measured", or at the end.
 pub fn merge_section(existing: &str, heading: &str, section: &str) -> String {
     let (before, after) = match section_of(existing, heading) {
         Some(old) => {
@@ -694,6 +696,20 @@ mod tests {
         assert_eq!(
             merge_section("# B\n\ntext\n", HEADING, SECTION),
             format!("# B\n\ntext\n\n{SECTION}")
+        );
+    }
+
+    #[test]
+    fn a_subsection_ends_at_the_next_heading_of_its_level_or_above() {
+        let report = "## A\n\na\n\n### B\n\nb\n\n#### B1\n\nb1\n\n### C\n\nc\n\n## D\n";
+        assert_eq!(
+            section_of(report, "### B\n"),
+            Some("### B\n\nb\n\n#### B1\n\nb1\n\n")
+        );
+        assert_eq!(section_of(report, "### C\n"), Some("### C\n\nc\n\n"));
+        assert_eq!(
+            section_of(report, "## A\n"),
+            Some("## A\n\na\n\n### B\n\nb\n\n#### B1\n\nb1\n\n### C\n\nc\n\n")
         );
     }
 
