@@ -11,6 +11,10 @@
 //! allowlist, then runs the load generator as its own process while the
 //! gateway's CPU time (every process of it: nginx's workers) is sampled
 //! over the measured window.
+//!
+//! The validating rule's rounds are guichet's alone, the same way: each
+//! request posts a bed-availability document, which the rule forwards
+//! unchecked or checks against a referential first.
 
 mod caddy;
 pub mod client;
@@ -20,10 +24,11 @@ mod nginx;
 pub mod upstream;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use bytes::Bytes;
 
 use crate::children::{free_port, Child};
 use crate::peers::{local, Peer, Setup};
@@ -55,6 +60,21 @@ pub struct Round<'a> {
     pub dir: &'a Path,
     /// Whether it writes an access log (to a file in `dir`).
     pub access_log: bool,
+    /// What every request carries, and what guichet's rule does with it.
+    pub payload: Payload,
+}
+
+/// What every request of a round carries, and what guichet's rule does
+/// with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// A GET: the HTTPS gateway scenarios.
+    Get,
+    /// A POST of a bed-availability document, forwarded unchecked.
+    Forwarded,
+    /// The same document, checked against the referential before it
+    /// goes on (`validate = "bed-availability"`).
+    Validated,
 }
 
 /// What an HTTPS round adds to its throughput figures.
@@ -68,6 +88,43 @@ pub struct Detail {
     pub upstream_cpu: Option<Duration>,
     /// How the gateway refused a certificate on no allowlist.
     pub refusal: String,
+}
+
+impl Payload {
+    fn of(scenario: Scenario) -> Payload {
+        match scenario {
+            Scenario::HttpForward => Payload::Forwarded,
+            Scenario::HttpValidate => Payload::Validated,
+            _ => Payload::Get,
+        }
+    }
+}
+
+impl Round<'_> {
+    /// The document every request posts, if it posts one.
+    pub fn document(&self) -> Option<PathBuf> {
+        (self.payload != Payload::Get).then(|| self.dir.join("document.xml"))
+    }
+
+    /// The referential guichet's rule checks each document against, if it
+    /// checks them.
+    pub fn referential(&self) -> Option<PathBuf> {
+        (self.payload == Payload::Validated).then(|| self.dir.join("referential.csv"))
+    }
+
+    /// Writes the document and the referential the round uses; returns the
+    /// document.
+    fn write_payload(&self, units: usize) -> anyhow::Result<Option<Bytes>> {
+        let Some(document) = self.document() else {
+            return Ok(None);
+        };
+        let text = crate::validate::posted_document(units);
+        std::fs::write(&document, &text)?;
+        if let Some(referential) = self.referential() {
+            std::fs::write(referential, crate::validate::referential_csv(units))?;
+        }
+        Ok(Some(Bytes::from(text)))
+    }
 }
 
 /// Measures one round of an HTTPS scenario on `peer` (installed: see
@@ -87,7 +144,9 @@ pub async fn measure(
         upstream: local(free_port()?),
         dir: &dir,
         access_log: plan.http_access_log,
+        payload: Payload::of(scenario),
     };
+    let document = round.write_payload(plan.document_units)?;
     let mut upstream = start_upstream(plan, round.upstream, &dir).await?;
     let mut gateway = match peer {
         Peer::Guichet => guichet::start(setup, &round)?,
@@ -96,7 +155,7 @@ pub async fn measure(
         _ => bail!("{peer} is not an HTTPS gateway"),
     };
     gateway.wait_listening(round.listen, START_TIMEOUT).await?;
-    let refusal = check_allowlist(setup, round.listen)
+    let refusal = check_allowlist(setup, round.listen, document.as_deref())
         .await
         .with_context(|| format!("{peer} before the load"))?;
     let processes = Processes {
@@ -117,12 +176,24 @@ async fn start_upstream(plan: &Plan, addr: SocketAddr, dir: &Path) -> anyhow::Re
     Ok(upstream)
 }
 
-/// The partner gets the upstream's answer through the gateway; a
-/// certificate of the same CA on no allowlist is refused, during the
-/// handshake or with a 403. Returns how it was refused.
-async fn check_allowlist(setup: &Setup, addr: SocketAddr) -> anyhow::Result<String> {
+/// The partner gets the upstream's answer through the gateway (posting
+/// `document`, if any); a certificate of the same CA on no allowlist is
+/// refused, during the handshake or with a 403. Returns how it was
+/// refused.
+async fn check_allowlist(
+    setup: &Setup,
+    addr: SocketAddr,
+    document: Option<&[u8]>,
+) -> anyhow::Result<String> {
     let certs = &setup.certs;
-    let partner = Client::new(addr, &certs.ca, &certs.eai.cert, &certs.eai.key, false)?;
+    let client = |identity: &crate::pki::Identity| -> anyhow::Result<Client> {
+        let client = Client::new(addr, &certs.ca, &identity.cert, &identity.key, false)?;
+        Ok(match document {
+            Some(body) => client.posting(body),
+            None => client,
+        })
+    };
+    let partner = client(&certs.eai)?;
     let response = async { partner.connect().await?.exchange(Request::Close).await }
         .await
         .context("the admitted partner's request failed")?;
@@ -133,13 +204,7 @@ async fn check_allowlist(setup: &Setup, addr: SocketAddr) -> anyhow::Result<Stri
             response.body.len()
         );
     }
-    let intruder = Client::new(
-        addr,
-        &certs.ca,
-        &certs.intruder.cert,
-        &certs.intruder.key,
-        false,
-    )?;
+    let intruder = client(&certs.intruder)?;
     let refused = async { intruder.connect().await?.exchange(Request::Close).await }.await;
     match refused {
         Ok(response) if response.status == 403 => Ok("403 per request".to_owned()),
@@ -185,43 +250,10 @@ async fn generate(
     round: &Round<'_>,
     refusal: String,
 ) -> anyhow::Result<Throughput> {
-    let (mode, conns) = match scenario {
-        Scenario::HttpOne => (Mode::KeepAlive, 1),
-        Scenario::HttpMany => (Mode::KeepAlive, plan.http_conns),
-        Scenario::HttpHandshake => (Mode::Handshake, plan.handshake_senders),
-        _ => bail!("{scenario} is not an HTTPS scenario"),
-    };
     let start_at = load::start_at(LEAD);
     let (_, window) = load::window_at(start_at, plan.warmup, plan.measured);
     let report = round.dir.join("load-report");
-    let certs = &setup.certs;
-    let args: Vec<String> = vec![
-        "http-load".into(),
-        "--target".into(),
-        round.listen.to_string(),
-        "--mode".into(),
-        match mode {
-            Mode::KeepAlive => "keep-alive",
-            Mode::Handshake => "handshake",
-        }
-        .into(),
-        "--conns".into(),
-        conns.to_string(),
-        "--ca".into(),
-        crate::peers::p(&certs.ca),
-        "--cert".into(),
-        crate::peers::p(&certs.eai.cert),
-        "--key".into(),
-        crate::peers::p(&certs.eai.key),
-        "--start-at".into(),
-        start_at.to_string(),
-        "--warmup".into(),
-        plan.warmup.as_secs_f64().to_string(),
-        "--seconds".into(),
-        plan.measured.as_secs_f64().to_string(),
-        "--report".into(),
-        crate::peers::p(&report),
-    ];
+    let args = load_args(plan, setup, scenario, round, start_at, &report)?;
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut generator = Child::spawn(
         "load generator",
@@ -256,4 +288,56 @@ async fn generate(
     };
     throughput.rounds.push(throughput.per_second());
     Ok(throughput)
+}
+
+/// The load generator's arguments for a round of `scenario` starting at
+/// `start_at`, its tally written to `report`.
+fn load_args(
+    plan: &Plan,
+    setup: &Setup,
+    scenario: Scenario,
+    round: &Round<'_>,
+    start_at: u64,
+    report: &Path,
+) -> anyhow::Result<Vec<String>> {
+    let (mode, conns) = match scenario {
+        Scenario::HttpOne => (Mode::KeepAlive, 1),
+        Scenario::HttpMany | Scenario::HttpForward | Scenario::HttpValidate => {
+            (Mode::KeepAlive, plan.http_conns)
+        }
+        Scenario::HttpHandshake => (Mode::Handshake, plan.handshake_senders),
+        _ => bail!("{scenario} is not an HTTPS scenario"),
+    };
+    let certs = &setup.certs;
+    let mut args: Vec<String> = vec![
+        "http-load".into(),
+        "--target".into(),
+        round.listen.to_string(),
+        "--mode".into(),
+        match mode {
+            Mode::KeepAlive => "keep-alive",
+            Mode::Handshake => "handshake",
+        }
+        .into(),
+        "--conns".into(),
+        conns.to_string(),
+        "--ca".into(),
+        crate::peers::p(&certs.ca),
+        "--cert".into(),
+        crate::peers::p(&certs.eai.cert),
+        "--key".into(),
+        crate::peers::p(&certs.eai.key),
+        "--start-at".into(),
+        start_at.to_string(),
+        "--warmup".into(),
+        plan.warmup.as_secs_f64().to_string(),
+        "--seconds".into(),
+        plan.measured.as_secs_f64().to_string(),
+        "--report".into(),
+        crate::peers::p(report),
+    ];
+    if let Some(document) = round.document() {
+        args.extend(["--body".into(), crate::peers::p(&document)]);
+    }
+    Ok(args)
 }

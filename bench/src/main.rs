@@ -65,21 +65,36 @@ enum Cmd {
     #[command(hide = true)]
     HttpLoad(HttpLoadArgs),
     /// `guichet validate` on generated bed-availability files; replaces the
-    /// "Bed availability" section of the report.
+    /// "Bed availability" section of the report. With --http: the
+    /// validating HTTP rule; replaces its subsection "Validating rule".
     Validate(ValidateArgs),
 }
 
 #[derive(Args, Debug)]
 struct ValidateArgs {
+    /// Measure the validating HTTP rule instead of the files: guichet's
+    /// CPU per request with `validate = "bed-availability"` against the
+    /// same rule without, POSTs over HTTPS, rounds interleaved.
+    #[arg(long)]
+    http: bool,
     /// Files to validate.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, conflicts_with = "http")]
     files: usize,
-    /// Units per file.
-    #[arg(long, default_value_t = 10)]
+    /// Units per file, or per document posted.
+    #[arg(long, default_value_t = validate::UNITS)]
     units: usize,
-    /// Measured rounds; the median is reported.
+    /// Measured rounds (with --http: per rule); the median is reported.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// With --http: kept-alive connections.
+    #[arg(long, default_value_t = 64, requires = "http")]
+    conns: u32,
+    /// With --http: measured seconds per round.
+    #[arg(long, default_value_t = 5.0, requires = "http")]
+    seconds: f64,
+    /// With --http: warm-up seconds before each round.
+    #[arg(long, default_value_t = 1.0, requires = "http")]
+    warmup: f64,
     /// The guichet binary [default: `cargo build --release -p guichet`].
     #[arg(long, value_name = "PATH")]
     guichet: Option<PathBuf>,
@@ -246,7 +261,7 @@ fn main() -> ExitCode {
         }
         Cmd::Upstream { listen } => http::upstream::run(listen).map(|()| ExitCode::SUCCESS),
         Cmd::HttpLoad(args) => http_load(&args).map(|()| ExitCode::SUCCESS),
-        Cmd::Validate(args) => bench_validate(&args).map(|()| ExitCode::SUCCESS),
+        Cmd::Validate(args) => bench_validate(&args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("guichet-bench: {e:#}");
@@ -254,28 +269,77 @@ fn main() -> ExitCode {
     })
 }
 
-fn bench_validate(args: &ValidateArgs) -> anyhow::Result<()> {
+/// `guichet-bench validate`: the files, or with --http the validating
+/// rule; writes its part of the "Bed availability" section and keeps the
+/// other.
+fn bench_validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let workspace = workspace_root();
-    let guichet = match &args.guichet {
-        Some(path) => path.clone(),
-        None => build_guichet(&workspace)?,
-    };
-    let plan = validate::Plan {
-        files: args.files,
-        units: args.units,
-        rounds: args.rounds.max(1),
-    };
-    let section = validate::run(&guichet, &plan, &now())?;
-    print!("{section}");
+    let guichet = guichet_binary(args.guichet.as_ref(), &workspace)?;
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| workspace.join("docs/BENCHMARKS.md"));
     let existing = std::fs::read_to_string(&out).unwrap_or_default();
-    let merged = report::merge_section(&existing, validate::HEADING, &section);
+    let (merged, code) = if args.http {
+        let (section, code) = validating_rule(args, guichet, &workspace)?;
+        print!("{section}");
+        (report::merge_validating_rule(&existing, &section), code)
+    } else {
+        let plan = validate::Plan {
+            files: args.files,
+            units: args.units,
+            rounds: args.rounds.max(1),
+        };
+        let section = validate::run(&guichet, &plan, &now())?;
+        print!("{section}");
+        (
+            report::merge_bed_availability(&existing, &section),
+            ExitCode::SUCCESS,
+        )
+    };
     std::fs::write(&out, merged).with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!("section written to {}", out.display());
-    Ok(())
+    Ok(code)
+}
+
+/// The validating rule and the same rule forwarding, rounds interleaved:
+/// the subsection "Validating rule", and whether every round was valid.
+fn validating_rule(
+    args: &ValidateArgs,
+    guichet: PathBuf,
+    workspace: &Path,
+) -> anyhow::Result<(String, ExitCode)> {
+    procfs::raise_own_nofile();
+    let plan = validating_plan(args)?;
+    let dir = tempfile::Builder::new()
+        .prefix("guichet-bench-rule-")
+        .tempdir()?;
+    let setup = setup(dir.path(), guichet, &plan, None)?;
+    let measured = Measured::take(&plan, &setup, workspace)?;
+    let section = measured.report(&plan).validating_rule_section();
+    Ok((section, exit_code(&measured.measurements)))
+}
+
+/// The sizes of a `validate --http` run.
+fn validating_plan(args: &ValidateArgs) -> anyhow::Result<Plan> {
+    if args.seconds <= 0.0 || args.warmup < 0.0 {
+        bail!("--seconds must be positive and --warmup not negative");
+    }
+    Ok(Plan {
+        warmup: Duration::from_secs_f64(args.warmup),
+        measured: Duration::from_secs_f64(args.seconds),
+        many_conns: 1,
+        handshake_senders: 1,
+        idle_conns: 1,
+        http_conns: args.conns.max(1),
+        http_access_log: true,
+        drain_messages: 1,
+        document_units: args.units.max(1),
+        rounds: u32::try_from(args.rounds.max(1)).unwrap_or(u32::MAX),
+        peers: vec![Peer::Guichet],
+        scenarios: Scenario::VALIDATING.to_vec(),
+        exe: std::env::current_exe().context("cannot find the benchmark's own binary")?,
+    })
 }
 
 fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
@@ -289,43 +353,21 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
              are written by a full run"
         );
     }
-    let guichet = match &args.guichet {
-        Some(path) => path.clone(),
-        None => build_guichet(&workspace)?,
-    };
+    let guichet = guichet_binary(args.guichet.as_ref(), &workspace)?;
     let dir = tempfile::Builder::new()
         .prefix("guichet-bench-")
         .tempdir()?;
-    let setup = Setup {
-        dir: dir.path().to_path_buf(),
-        certs: pki::create(dir.path())?,
-        guichet,
-        haproxy: find_program("haproxy"),
-        stunnel: find_program("stunnel4").or_else(|| find_program("stunnel")),
-        nginx: find_program("nginx"),
-        caddy: find_program("caddy"),
-        max_connections: plan.idle_conns,
-        guichet_workers: args.guichet_workers,
-    };
+    let setup = setup(dir.path(), guichet, &plan, args.guichet_workers)?;
     announce_missing(&plan, &setup);
-    let date = now();
-    let measurements = measure_all(&plan, &setup)?;
-    let command = command_line();
-    let machine = machine::describe(&setup, &workspace);
-    let run = report::Run {
-        plan: &plan,
-        machine: &machine,
-        command: &command,
-        date: &date,
-        measurements: &measurements,
-    };
+    let measured = Measured::take(&plan, &setup, &workspace)?;
+    let run = measured.report(&plan);
     if args.merge {
         merge_report(&run, args, &workspace)?;
     } else {
         let markdown = run.markdown();
         println!("{markdown}");
         if let Some(out) = report_path(args, &workspace) {
-            // The bed-availability section has a run of its own: kept.
+            // The bed-availability section has runs of its own: kept.
             let existing = std::fs::read_to_string(&out).unwrap_or_default();
             let markdown = match report::section_of(&existing, validate::HEADING) {
                 Some(kept) => report::merge_section(&markdown, validate::HEADING, kept),
@@ -339,7 +381,59 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if args.keep {
         eprintln!("working directory kept: {}", dir.keep().display());
     }
-    Ok(exit_code(&measurements))
+    Ok(exit_code(&measured.measurements))
+}
+
+/// What a run measured, and what its report says of when, how and where.
+struct Measured {
+    date: String,
+    command: String,
+    machine: machine::Machine,
+    measurements: Vec<Measurement>,
+}
+
+impl Measured {
+    /// Measures every scenario of `plan`.
+    fn take(plan: &Plan, setup: &Setup, workspace: &Path) -> anyhow::Result<Measured> {
+        let date = now();
+        let measurements = measure_all(plan, setup)?;
+        Ok(Measured {
+            date,
+            command: command_line(),
+            machine: machine::describe(setup, workspace),
+            measurements,
+        })
+    }
+
+    fn report<'a>(&'a self, plan: &'a Plan) -> report::Run<'a> {
+        report::Run {
+            plan,
+            machine: &self.machine,
+            command: &self.command,
+            date: &self.date,
+            measurements: &self.measurements,
+        }
+    }
+}
+
+/// What every peer's configuration is made from, written in `dir`.
+fn setup(
+    dir: &Path,
+    guichet: PathBuf,
+    plan: &Plan,
+    guichet_workers: Option<u32>,
+) -> anyhow::Result<Setup> {
+    Ok(Setup {
+        dir: dir.to_path_buf(),
+        certs: pki::create(dir)?,
+        guichet,
+        haproxy: find_program("haproxy"),
+        stunnel: find_program("stunnel4").or_else(|| find_program("stunnel")),
+        nginx: find_program("nginx"),
+        caddy: find_program("caddy"),
+        max_connections: plan.idle_conns,
+        guichet_workers,
+    })
 }
 
 /// The sizes of the run, from the arguments and the descriptor limit.
@@ -363,6 +457,7 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
         http_conns: args.http_conns.max(1),
         http_access_log: args.http_access_log,
         drain_messages: args.drain_messages.unwrap_or(drain).max(1),
+        document_units: validate::UNITS,
         rounds: args.rounds.unwrap_or(rounds).max(1),
         peers: selected(&args.peers, &Peer::ALL, peer),
         scenarios: selected_scenarios(&args.scenarios),
@@ -463,19 +558,26 @@ fn measure_all(plan: &Plan, setup: &Setup) -> anyhow::Result<Vec<Measurement>> {
 /// order, so a slow patch of the machine does not fall on one peer. The
 /// store-and-forward scenarios, compared with one another rather than
 /// with peers, interleave with each other the same way: round 1 of each,
-/// then round 2 of each...
+/// then round 2 of each...; so do the validating rule and its baseline.
 async fn measure_each(plan: &Plan, setup: &Setup) -> Vec<Measurement> {
+    let groups: [fn(Scenario) -> bool; 2] = [Scenario::is_journal, Scenario::is_validating];
     let mut measurements = Vec::new();
-    for &scenario in plan.scenarios.iter().filter(|s| !s.is_journal()) {
-        measurements.extend(measure_rounds(plan, setup, &[scenario]).await);
-    }
-    let journal: Vec<Scenario> = plan
+    let alone = plan
         .scenarios
         .iter()
-        .copied()
-        .filter(|s| s.is_journal())
-        .collect();
-    measurements.extend(measure_rounds(plan, setup, &journal).await);
+        .filter(|&&s| !groups.iter().any(|g| g(s)));
+    for &scenario in alone {
+        measurements.extend(measure_rounds(plan, setup, &[scenario]).await);
+    }
+    for group in groups {
+        let scenarios: Vec<Scenario> = plan
+            .scenarios
+            .iter()
+            .copied()
+            .filter(|&s| group(s))
+            .collect();
+        measurements.extend(measure_rounds(plan, setup, &scenarios).await);
+    }
     measurements
 }
 
@@ -582,6 +684,14 @@ fn announce_missing(plan: &Plan, setup: &Setup) {
     let journal = plan.scenarios.iter().any(|s| s.is_journal());
     if journal && !plan.peers.contains(&Peer::Guichet) {
         eprintln!("the store-and-forward scenarios run on guichet only, which --peers leaves out");
+    }
+}
+
+/// The guichet binary given, or else built.
+fn guichet_binary(given: Option<&PathBuf>, workspace: &Path) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(path) => Ok(path.clone()),
+        None => build_guichet(workspace),
     }
 }
 

@@ -2,9 +2,14 @@
 //! the command, written from one run. The store-and-forward section is in
 //! [`journal`], the HTTPS gateway one in [`http`]: both are
 //! self-contained, so `--merge` can replace either in an existing report.
+//! The validating rule's subsection of "Bed availability", from a run of
+//! its own, is in [`validating`].
 
 mod http;
 mod journal;
+mod validating;
+
+pub use validating::{merge_bed_availability, merge_validating_rule};
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -377,6 +382,12 @@ carried data.
   descriptors per proxied connection, and stunnel admits at most
   125/256 of its descriptor limit as clients: the count is capped by the
   machine's hard `RLIMIT_NOFILE` ({limit}).
+- Bed availability has runs of its own, which a full run keeps as they
+  are: `guichet validate` on files is measured by
+  `cargo run --release -p guichet-bench -- validate`, the validating HTTP
+  rule against the same rule without validation by
+  `cargo run --release -p guichet-bench -- validate --http`; each
+  replaces only its own part of the section.
 
 ",
             many = self.plan.many_conns,

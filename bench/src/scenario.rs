@@ -1,7 +1,8 @@
 //! The scenarios of the benchmark and how one (scenario, peer) is
 //! measured: fresh sink, fresh pair of gateways, load, checks. The
 //! store-and-forward scenarios, guichet's alone, are measured in
-//! [`crate::journal`]; the HTTPS gateway ones in [`crate::http`].
+//! [`crate::journal`]; the HTTPS gateway ones, and the validating rule's,
+//! in [`crate::http`].
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -48,6 +49,13 @@ pub enum Scenario {
     HttpMany,
     /// HTTPS gateway, a new connection (full TLS handshake) per request.
     HttpHandshake,
+    /// guichet alone, many kept-alive connections, each request a POST of
+    /// a bed-availability document that the rule forwards unchecked: what
+    /// the validating rule is compared with.
+    HttpForward,
+    /// The same with the rule checking each document
+    /// (`validate = "bed-availability"`, a referential) before it goes on.
+    HttpValidate,
 }
 
 /// The sizes of a run.
@@ -65,6 +73,8 @@ pub struct Plan {
     pub http_access_log: bool,
     /// Messages stored, then delivered, by a drain scenario.
     pub drain_messages: u64,
+    /// Units of the document each validating-rule request posts.
+    pub document_units: usize,
     /// Times each throughput scenario is measured per peer; the median is
     /// reported (scheduling on a small shared machine varies between runs).
     pub rounds: u32,
@@ -161,6 +171,10 @@ impl Scenario {
         Scenario::HttpHandshake,
     ];
 
+    /// The validating rule and its baseline, measured by `guichet-bench
+    /// validate --http`, not by `run`.
+    pub const VALIDATING: [Scenario; 2] = [Scenario::HttpForward, Scenario::HttpValidate];
+
     /// The store-and-forward scenarios (and their passthrough baselines).
     pub const JOURNAL: [Scenario; 6] = [
         Scenario::PassthroughOne,
@@ -181,9 +195,14 @@ impl Scenario {
         Scenario::HTTP.contains(&self)
     }
 
+    /// The validating rule or its baseline (guichet only).
+    pub fn is_validating(self) -> bool {
+        Scenario::VALIDATING.contains(&self)
+    }
+
     /// Measured on the tunnel of every tunnel peer.
     pub fn is_tunnel(self) -> bool {
-        !self.is_journal() && !self.is_http()
+        !self.is_journal() && !self.is_http() && !self.is_validating()
     }
 
     /// Whether `peer` takes part: only guichet has a journal, and nginx
@@ -224,6 +243,8 @@ impl Scenario {
                 "new TLS connection per request ({} clients)",
                 plan.handshake_senders
             ),
+            Scenario::HttpForward => "without validation".to_owned(),
+            Scenario::HttpValidate => "`validate = \"bed-availability\"`".to_owned(),
         }
     }
 
@@ -242,6 +263,8 @@ impl Scenario {
             Scenario::HttpOne => "http-one",
             Scenario::HttpMany => "http-many",
             Scenario::HttpHandshake => "http-handshake",
+            Scenario::HttpForward => "http-forward",
+            Scenario::HttpValidate => "http-validate",
         }
     }
 }
@@ -359,7 +382,7 @@ pub async fn measure(plan: &Plan, setup: &Setup, scenario: Scenario, peer: Peer)
     if scenario.is_journal() {
         return crate::journal::measure(plan, setup, scenario, peer).await;
     }
-    let result = if scenario.is_http() {
+    let result = if scenario.is_http() || scenario.is_validating() {
         crate::http::measure(plan, setup, scenario, peer)
             .await
             .map(Outcome::Throughput)

@@ -4,6 +4,9 @@
 //! steady figure on a shared machine), then files per second (wall, page
 //! cache warm); the median of several rounds; the section "Bed
 //! availability" of docs/BENCHMARKS.md.
+//!
+//! The same documents are what the validating HTTP rule's rounds post
+//! ([`posted_document`]), dated from the round's clock.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -13,15 +16,26 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use guichet_ror::model::{Capacity, Document, Establishment, Field, Path as At, Unit, Value};
 use guichet_ror::{codes, xml};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 /// The section's heading in docs/BENCHMARKS.md.
 pub const HEADING: &str = "## Bed availability\n";
+
+/// Units per document, by default.
+pub const UNITS: usize = 10;
 
 /// What a run measures.
 pub struct Plan {
     pub files: usize,
     pub units: usize,
     pub rounds: usize,
+}
+
+/// When a document was written and its capacities last updated.
+struct Dates {
+    written: String,
+    updated: String,
 }
 
 /// One round: wall time and the process's CPU time.
@@ -97,12 +111,42 @@ fn validate(guichet: &Path, files: &Path, referential: &Path) -> anyhow::Result<
 /// The time the files' dates are checked as of.
 const NOW: &str = "2026-12-05T10:00:00+01:00";
 
+impl Dates {
+    /// The files' dates, checked as of [`NOW`].
+    fn fixed() -> Dates {
+        Dates {
+            written: NOW.to_owned(),
+            updated: "2026-12-05T09:58:00+01:00".to_owned(),
+        }
+    }
+
+    /// Written now, updated two minutes ago: valid for a gateway that
+    /// checks dates against its own clock.
+    fn current() -> Dates {
+        let now = OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or_else(|_| OffsetDateTime::now_utc());
+        let text = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
+        Dates {
+            written: text(now),
+            updated: text(now - Duration::from_secs(120)),
+        }
+    }
+}
+
+/// One document of `units` units, as the files are, dated now, in
+/// guichet's XML: what a validating rule's rounds post.
+pub fn posted_document(units: usize) -> String {
+    xml::write(&document(0, units, &Dates::current()))
+}
+
 /// `plan.files` documents of `plan.units` units, one capacity record each
 /// (available beds), in guichet's XML; their total size.
 fn write_files(dir: &Path, plan: &Plan) -> anyhow::Result<u64> {
     let mut bytes = 0;
+    let dates = Dates::fixed();
     for i in 0..plan.files {
-        let text = xml::write(&document(i, plan.units));
+        let text = xml::write(&document(i, plan.units, &dates));
         bytes += text.len() as u64;
         let path: PathBuf = dir.join(format!("beds-{i:06}.xml"));
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
@@ -114,21 +158,21 @@ fn field(text: &str) -> Field<String> {
     Field::new(text.to_string(), At::default())
 }
 
-fn document(i: usize, units: usize) -> Document {
+fn document(i: usize, units: usize, dates: &Dates) -> Document {
     Document {
         id: Some(field(&format!("D-{i}"))),
-        time: Some(field(NOW)),
+        time: Some(field(&dates.written)),
         establishment: Establishment {
             finess_eg: Some(field("350054680")),
             finess_ej: Some(field("350000014")),
             sender: None,
         },
-        units: (0..units).map(|u| unit(u, i)).collect(),
+        units: (0..units).map(|u| unit(u, i, &dates.updated)).collect(),
         at: At::default(),
     }
 }
 
-fn unit(u: usize, i: usize) -> Unit {
+fn unit(u: usize, i: usize, updated: &str) -> Unit {
     let mut capacity = Capacity::default();
     let code = |text: &str| Field::new(Value::Code(text.into()), At::default());
     capacity.set(&codes::CAPACITY_TYPE, code("01"));
@@ -140,10 +184,7 @@ fn unit(u: usize, i: usize) -> Unit {
     );
     capacity.set(&codes::SOURCE_TYPE, code("02"));
     capacity.set(&codes::GENDER, code("01"));
-    let date = Field::new(
-        Value::DateTime("2026-12-05T09:58:00+01:00".into()),
-        At::default(),
-    );
+    let date = Field::new(Value::DateTime(updated.into()), At::default());
     capacity.set(&codes::UPDATE_DATE, date);
     capacity.set(&codes::TEMPORARY_ASSIGNMENT, code("01"));
     Unit {
@@ -153,7 +194,8 @@ fn unit(u: usize, i: usize) -> Unit {
     }
 }
 
-fn referential_csv(units: usize) -> String {
+/// The referential that knows every unit of the documents.
+pub fn referential_csv(units: usize) -> String {
     let mut text = String::from("finess_eg,unit_id,label\n");
     for u in 0..units {
         let _ = writeln!(text, "350054680,U{u},Unit {u}");

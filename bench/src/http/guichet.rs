@@ -3,11 +3,15 @@
 //! checked, identity headers (both forms, the default) sent upstream, logs
 //! at `warn`.
 //!
+//! For the validating rule's rounds, the rule checks each document against
+//! the round's referential, or forwards it unchecked, and guichet logs at
+//! its default level (`info`), as a gateway deployed with no `RUST_LOG`.
+//!
 //! A second application, `other` (the intruder's certificate), is known
 //! to the route but not admitted by the rule: it completes the handshake
 //! and gets a 403 per request, as with nginx's fingerprint map.
 
-use super::Round;
+use super::{Payload, Round};
 use crate::children::Child;
 use crate::peers::{p, write_config, Setup};
 
@@ -17,9 +21,17 @@ pub(super) fn start(setup: &Setup, round: &Round<'_>) -> anyhow::Result<Child> {
         "guichet",
         &setup.guichet,
         &["run", "-c", &config],
-        &[("RUST_LOG", "warn")],
+        &[("RUST_LOG", log_level(round.payload))],
         &round.dir.join("guichet.log"),
     )
+}
+
+/// `warn` against nginx and Caddy; guichet's own default with a document.
+fn log_level(payload: Payload) -> &'static str {
+    match payload {
+        Payload::Get => "warn",
+        Payload::Forwarded | Payload::Validated => "info",
+    }
 }
 
 fn config(setup: &Setup, round: &Round<'_>) -> String {
@@ -65,7 +77,8 @@ name = "ror"
 path = "/ror/"
 upstream = "http://{upstream}"
 allow = ["partner"]
-"#,
+{validation}"#,
+        validation = validation(round),
         workers = setup
             .guichet_workers
             .map_or_else(String::new, |n| format!("workers = {n}\n")),
@@ -76,4 +89,15 @@ allow = ["partner"]
         listen = round.listen,
         upstream = round.upstream,
     )
+}
+
+/// The rule's validation settings, when the round's rule checks its
+/// documents.
+fn validation(round: &Round<'_>) -> String {
+    round.referential().map_or_else(String::new, |referential| {
+        format!(
+            "validate = \"bed-availability\"\nreferential = \"{}\"\n",
+            p(&referential)
+        )
+    })
 }

@@ -37,7 +37,11 @@ impl Run<'_> {
             self.http_verdicts(),
         );
         self.http_method(&mut out);
-        self.http_problems(&mut out);
+        self.https_problems(
+            &mut out,
+            Scenario::is_http,
+            "### Failed, invalid or skipped (HTTPS gateway)",
+        );
         out
     }
 
@@ -244,11 +248,18 @@ fast here. vs nginx: requests/s divided by nginx's (above 1: faster).
         }
     }
 
-    fn http_problems(&self, out: &mut String) {
+    /// Under `heading`, what failed, was invalid or skipped among the
+    /// scenarios of a kind (`Scenario::is_http`...).
+    pub(super) fn https_problems(
+        &self,
+        out: &mut String,
+        kind: fn(Scenario) -> bool,
+        heading: &str,
+    ) {
         let problems: Vec<String> = self
             .measurements
             .iter()
-            .filter(|m| m.scenario.is_http())
+            .filter(|m| kind(m.scenario))
             .filter_map(|m| {
                 let label = m.scenario.label(self.plan);
                 match &m.outcome {
@@ -260,16 +271,13 @@ fast here. vs nginx: requests/s divided by nginx's (above 1: faster).
                 }
             })
             .collect();
-        problems_list(
-            out,
-            "### Failed, invalid or skipped (HTTPS gateway)",
-            &problems,
-        );
+        problems_list(out, heading, &problems);
     }
 }
 
-/// The cells after scenario and peer.
-fn http_row(outcome: &Outcome, vs_nginx: &str) -> String {
+/// The cells after scenario and peer; `vs_nginx` the one before the
+/// checks.
+pub(super) fn http_row(outcome: &Outcome, vs_nginx: &str) -> String {
     match outcome {
         Outcome::Throughput(t) => {
             let per_request =
