@@ -63,6 +63,48 @@ pub enum Command {
     /// Stand-ins for outside services, to test flows end to end without them.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Test books: cases (messages and what they must give) replayed against an
+    /// integration engine over MLLP, HTTP(S) or a drop folder.
+    #[command(subcommand)]
+    Test(TestCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TestCommand {
+    /// Run every case of a book against its targets and check each expectation: the
+    /// answer (ACK code, HTTP status, drop-folder verdict, violations, fields) and what
+    /// reached the target's recording sink. Exit 0 when every case passes, 1 when one
+    /// fails, 2 on a bad book.
+    Run(TestRunArgs),
+}
+
+/// `guichet test run`.
+#[derive(Args, Debug)]
+pub struct TestRunArgs {
+    /// The book's folder (its book.toml, its cases).
+    pub book: PathBuf,
+    /// Defines or overrides a target: NAME=URL with mllp://, mllps://, http://,
+    /// https:// or folder:///path (repeatable).
+    #[arg(long = "target", value_name = "NAME=URL")]
+    pub targets: Vec<String>,
+    /// The CA that issued the TLS targets' certificates, for targets given here.
+    #[arg(long, value_name = "CA.pem")]
+    pub ca: Option<PathBuf>,
+    /// The client certificate presented to the targets given here.
+    #[arg(long, value_name = "CERT.pem", requires = "key")]
+    pub cert: Option<PathBuf>,
+    #[arg(long, value_name = "KEY.pem", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// The record file of the sink downstream of target NAME: NAME=FILE, a record of
+    /// `guichet sim ror --record` or `guichet listen --record` (repeatable).
+    #[arg(long = "sink", value_name = "NAME=FILE")]
+    pub sinks: Vec<String>,
+    /// Write a JUnit XML report here (one test case per case and target).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

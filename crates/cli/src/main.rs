@@ -13,6 +13,7 @@ mod run;
 mod runtime;
 mod send;
 mod sim;
+mod test;
 mod validate;
 
 use std::process::ExitCode;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         cli::Command::Validate(a) => validate::validate_command(&a),
         cli::Command::Convert(a) => validate::convert_command(&a),
         cli::Command::Sim(cli::SimCommand::Ror(a)) => sim::ror_command(a),
+        cli::Command::Test(cli::TestCommand::Run(a)) => test::run_command(&a),
     };
     match result {
         Ok(code) => code,

@@ -44,10 +44,7 @@ pub enum TlsSetupError {
 
 impl TlsClientOptions {
     /// The client end, and the name to check the server against.
-    pub(crate) fn build(
-        &self,
-        host: &str,
-    ) -> Result<(ClientTls, ServerName<'static>), TlsSetupError> {
+    pub fn build(&self, host: &str) -> Result<(ClientTls, ServerName<'static>), TlsSetupError> {
         let material = Material::load(&ProfileFiles {
             cert: self.cert.clone(),
             key: self.key.clone(),
