@@ -20,4 +20,5 @@ mod sim_ror;
 mod simulators;
 mod status_page;
 mod store_forward;
+mod test_books;
 mod validate;

@@ -1,0 +1,293 @@
+//! `guichet test run`: books run against real engines (guichet routes)
+//! with real sinks downstream (`guichet listen --record`, `guichet sim ror
+//! --record`), their reports read back, and bad books refused.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::common::{app, have, profile, run_bounded, show, Bench, Proc, WAIT};
+
+const ADT: &str = "MSH|^~\\&|EAI|CHU|DPI|CHU|20261205||ADT^{event}^ADT_A01|{id}|P|2.5\rPID|1||{ipp}^^^CHU^PI||DOE^JOHN\r";
+
+fn adt(event: &str, id: &str, ipp: &str) -> String {
+    ADT.replace("{event}", event)
+        .replace("{id}", id)
+        .replace("{ipp}", ipp)
+}
+
+/// A DPI (`guichet listen --record received.jsonl`) behind an `mllp`
+/// route of `guichet run`: the engine a book runs against. Returns the
+/// processes and the route's port.
+fn mllp_engine(bench: &Bench, ack: &str) -> (Proc, Proc, u16) {
+    let (dpi, dpi_port) = bench.listen(&["--record", "received.jsonl", "--ack", ack]);
+    let config = format!(
+        "[[route]]\nname = \"eai\"\nkind = \"mllp\"\nlisten = \"127.0.0.1:0\"\nforward = \"127.0.0.1:{dpi_port}\"\n"
+    );
+    let engine = bench.run("guichet.toml", &config);
+    let port = engine.route_port("eai");
+    (dpi, engine, port)
+}
+
+fn write(bench: &Bench, rel: &str, text: &str) {
+    let path = bench.path(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn test_run(bench: &Bench, args: &[&str]) -> Output {
+    let mut cmd = Command::new(crate::common::guichet_bin());
+    cmd.arg("test")
+        .arg("run")
+        .args(args)
+        .current_dir(bench.dir.path());
+    run_bounded(cmd, WAIT * 3)
+}
+
+fn json_report(bench: &Bench) -> Value {
+    serde_json::from_slice(&std::fs::read(bench.path("report.json")).unwrap()).unwrap()
+}
+
+/// The counts a JUnit consumer reads: Python's XML parser over the
+/// report (tests, failures, errors of the suite; the case names).
+fn junit_counts(path: &Path) -> String {
+    let script = "import sys, xml.etree.ElementTree as E\n\
+        s = E.parse(sys.argv[1]).getroot().find('testsuite')\n\
+        cases = s.findall('testcase')\n\
+        print(s.get('tests'), s.get('failures'), s.get('errors'), len(cases), \
+        sum(1 for c in cases if c.find('failure') is not None), \
+        sum(1 for c in cases if c.find('error') is not None))";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A book of HL7 cases (a file with its expectations, an inline case,
+/// three cases from a template and a CSV) against an MLLP route: each
+/// ACK and what reached the DPI are checked; JSON and JUnit reports.
+#[test]
+fn a_hl7_book_checks_acks_and_what_reached_the_dpi() {
+    let bench = Bench::new();
+    let (_dpi, _engine, port) = mllp_engine(&bench, "aa");
+    write(
+        &bench,
+        "book/cases/a01.hl7",
+        &adt("A01", "CASE-A01", "1001"),
+    );
+    write(
+        &bench,
+        "book/cases/a01.toml",
+        "[expect]\nack = \"AA\"\nfields = { \"MSA-2\" = \"CASE-A01\" }\ndownstream = { count = 1, fields = { \"MSH-9.2\" = \"A01\", \"PID-3.1\" = \"1001\" } }\n",
+    );
+    write(
+        &bench,
+        "book/template.hl7",
+        &adt("{{event}}", "ROW-{{event}}", "{{ipp}}"),
+    );
+    write(
+        &bench,
+        "book/rows.csv",
+        "event,ipp\nA03,2003\nA08,2008\nA11,2011\n",
+    );
+    let book = format!(
+        "name = \"ADT\"\nconcurrency = 3\n\n[targets.new]\nurl = \"mllp://127.0.0.1:{port}\"\nsink = \"../received.jsonl\"\n\n\
+         [[case]]\nname = \"event {{{{event}}}}\"\ntemplate = \"template.hl7\"\ndata = \"rows.csv\"\n\
+         expect = {{ ack = \"AA\", downstream = {{ count = 1, fields = {{ \"MSH-9.2\" = \"{{{{event}}}}\", \"PID-3.1\" = \"{{{{ipp}}}}\" }} }} }}\n"
+    );
+    write(&bench, "book/book.toml", &book);
+    let out = test_run(
+        &bench,
+        &["book", "--json", "report.json", "--junit", "junit.xml"],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("4 case(s): 4 passed"), "{stdout}");
+
+    let report = json_report(&bench);
+    assert_eq!(report["book"], "ADT");
+    let names: Vec<&str> = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["event A03", "event A08", "event A11", "a01.hl7"]);
+    let a01 = &report["cases"][3]["targets"]["new"];
+    assert_eq!(a01["outcome"], "AA");
+    assert_eq!(a01["downstream"].as_array().unwrap().len(), 1);
+    if have("python3") {
+        assert_eq!(junit_counts(&bench.path("junit.xml")), "4 0 0 4 0 0");
+    }
+}
+
+/// A wrong expectation fails its case; a target that never answers, one
+/// that refuses TLS and a sink that is down are errors against their
+/// cases; the run goes on and exits 1, and the JUnit report says so.
+#[test]
+fn failures_and_errors_are_reported_per_case_and_the_run_goes_on() {
+    let bench = Bench::new();
+    let (_dpi, _engine, port) = mllp_engine(&bench, "aa");
+    let (_mute, mute_port) = bench.listen(&["--ack", "none"]);
+    write(&bench, "book/a08.hl7", &adt("A08", "CASE-A08", "42"));
+    let book = format!(
+        "timeout = \"1s\"\n\n[targets.new]\nurl = \"mllp://127.0.0.1:{port}\"\n\
+         [targets.mute]\nurl = \"mllp://127.0.0.1:{mute_port}\"\n\
+         [targets.tls]\nurl = \"mllps://127.0.0.1:{port}\"\nca = \"../pki/ca.pem\"\n\
+         [targets.nosink]\nurl = \"mllp://127.0.0.1:{port}\"\nsink = \"../nowhere.jsonl\"\n\n\
+         [[case]]\nname = \"expects AE\"\nfile = \"a08.hl7\"\ntargets = [\"new\"]\nexpect = {{ ack = \"AE\" }}\n\n\
+         [[case]]\nname = \"never answered\"\nfile = \"a08.hl7\"\ntargets = [\"mute\"]\nexpect = {{ ack = \"AA\" }}\n\n\
+         [[case]]\nname = \"plain peer\"\nfile = \"a08.hl7\"\ntargets = [\"tls\"]\nexpect = {{ ack = \"AA\" }}\n\n\
+         [[case]]\nname = \"sink down\"\nfile = \"a08.hl7\"\ntargets = [\"nosink\"]\nexpect = {{ ack = \"AA\", downstream = {{ count = 1 }} }}\n\n\
+         [[case]]\nname = \"fine\"\nfile = \"a08.hl7\"\ntargets = [\"new\"]\nexpect = {{ ack = \"AA\" }}\n"
+    );
+    write(&bench, "book/book.toml", &book);
+    let out = test_run(
+        &bench,
+        &["book", "--json", "report.json", "--junit", "junit.xml"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let report = json_report(&bench);
+    let case = |i: usize| report["cases"][i].clone();
+    assert_eq!(case(0)["status"], "fail");
+    assert_eq!(
+        case(0)["targets"]["new"]["failures"][0],
+        "ACK (MSA-1): expected AE, got AA"
+    );
+    let error = |i: usize, target: &str| {
+        assert_eq!(case(i)["status"], "error", "{:#}", case(i));
+        case(i)["targets"][target]["error"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(error(1, "mute").contains("no answer within 1s"));
+    assert!(error(2, "tls").contains("TLS"));
+    assert!(error(3, "nosink").contains("is the recording sink running?"));
+    assert_eq!(case(4)["status"], "pass");
+    if have("python3") {
+        assert_eq!(junit_counts(&bench.path("junit.xml")), "5 1 3 5 1 3");
+    }
+}
+
+/// A book that cannot be run says which file and why, and exits 2.
+#[test]
+fn a_bad_book_is_refused_with_the_file_and_the_reason() {
+    let bench = Bench::new();
+    let target = "[targets.new]\nurl = \"mllp://127.0.0.1:9\"\n";
+    for (book, expected) in [
+        (
+            format!("{target}[[case]]\nfile = \"missing.hl7\"\n"),
+            "missing.hl7: cannot be read",
+        ),
+        (
+            format!("{target}[[case]]\nbody = \"MSH\"\ntargets = [\"old\"]\n"),
+            "no target \"old\"",
+        ),
+        (
+            format!("{target}[[case]]\ntemplate = \"t.hl7\"\ndata = \"rows.csv\"\n"),
+            "no column \"ipp\"",
+        ),
+        (
+            format!("{target}[[case]]\nbody = \"MSH\"\nexpect = {{ acks = \"AA\" }}\n"),
+            "unknown field `acks`",
+        ),
+        (
+            format!("{target}[[case]]\nbody = \"MSH\"\nexpect = {{ fields = {{ \"MSA1\" = \"AA\" }} }}\n"),
+            "field \"MSA1\"",
+        ),
+    ] {
+        write(&bench, "book/t.hl7", "MSH|^~\\&|{{event}}|{{ipp}}\r");
+        write(&bench, "book/rows.csv", "event\nA01\n");
+        write(&bench, "book/book.toml", &book);
+        let out = test_run(&bench, &["book"]);
+        assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{expected:?} not in {stderr}");
+    }
+    write(&bench, "book/book.toml", "[[case]]\nbody = \"MSH\"\n");
+    let out = test_run(&bench, &["book"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no target"));
+}
+
+/// A bed-availability book over mutual TLS against guichet's validating
+/// rule in front of `guichet sim ror`, and against a drop folder: the
+/// status, the verdict, the violations and the ROR operations each case
+/// caused.
+#[test]
+fn a_bed_availability_book_checks_the_rule_the_folder_and_the_ror() {
+    let bench = Bench::new();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bed-availability");
+    std::fs::copy(
+        examples.join("referential.csv"),
+        bench.path("referential.csv"),
+    )
+    .unwrap();
+    bench.issue("gw", &["--server-only"]);
+    bench.issue("etab", &["--client-only"]);
+    let (_ror, ror_port) = bench.serve(&[
+        "sim",
+        "ror",
+        "--listen",
+        "127.0.0.1:0",
+        "--referential",
+        "referential.csv",
+        "--record",
+        "ror.jsonl",
+    ]);
+    let config = format!(
+        "[journal]\nstore = \"journal.db\"\n\n{}{}[[route]]\nname = \"api\"\nkind = \"http\"\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"gw\"\n\n\
+         [[route.rule]]\nname = \"dispo\"\npath = \"/dispo\"\nupstream = \"http://127.0.0.1:{ror_port}/\"\nallow = [\"etab\"]\n\
+         validate = \"bed-availability\"\nreferential = \"referential.csv\"\nconvert = \"patch\"\n\n\
+         [[route]]\nname = \"files\"\nkind = \"folder\"\ninbox = \"drop/inbox\"\nupstream = \"http://127.0.0.1:{ror_port}/\"\n\
+         validate = \"bed-availability\"\nreferential = \"referential.csv\"\nconvert = \"patch\"\npoll_interval = \"100ms\"\nsettle_time = \"100ms\"\n",
+        profile("gw", &bench, Some("gw"), true),
+        app("etab", "etab"),
+    );
+    let engine = bench.run("guichet.toml", &config);
+    let api = engine.route_port("api");
+    engine.wait_line("the folder route", |l| {
+        l.contains("folder route watching its inbox")
+    });
+    let valid = examples.join("valid/chu-rennes-ssr.xml");
+    let invalid = examples.join("invalid/negative-beds.xml");
+    let book = format!(
+        "concurrency = 2\n\n[targets.api]\nurl = \"https://127.0.0.1:{api}/dispo\"\nserver_name = \"gw\"\n\
+         ca = \"../pki/ca.pem\"\ncert = \"../pki/etab.pem\"\nkey = \"../pki/etab.key\"\nsink = \"../ror.jsonl\"\n\
+         [targets.folder]\nurl = \"folder://../drop/inbox\"\nsink = \"../ror.jsonl\"\n\n\
+         [[case]]\nname = \"valid\"\nfile = \"{}\"\nsequence = true\n\
+         expect = {{ status = 200, valid = true, fields = {{ \"$.type\" = \"batch-response\" }}, downstream = {{ count = 3, fields = {{ \"$.operation\" = \"add\" }} }} }}\n\
+         targets = [\"api\"]\n\n\
+         [[case]]\nname = \"negative beds\"\nfile = \"{}\"\ntargets = [\"api\"]\n\
+         expect = {{ status = 422, valid = false, violations = [\"capacity.negative\"], downstream = {{ nothing = true }} }}\n\n\
+         [[case]]\nname = \"dropped, negative beds\"\nfile = \"{}\"\ntargets = [\"folder\"]\n\
+         expect = {{ verdict = \"rejected\", valid = false, violations = [\"capacity.negative\"], fields = {{ \"$.reason\" = \"invalid\" }} }}\n",
+        valid.display(),
+        invalid.display(),
+        invalid.display(),
+    );
+    write(&bench, "book/book.toml", &book);
+    let out = test_run(&bench, &["book", "--json", "report.json"]);
+    let report = std::fs::read_to_string(bench.path("report.json")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{}\n{report}\n{}",
+        show(&out),
+        engine.log()
+    );
+    let report: Value = serde_json::from_str(&report).unwrap();
+    let emitted = report["cases"][0]["targets"]["api"]["downstream"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(emitted, 3, "{report:#}");
+}
