@@ -25,6 +25,8 @@ pub struct Book {
     pub settle: Duration,
     pub targets: BTreeMap<String, TargetSpec>,
     pub cases: Vec<Case>,
+    /// Fields `test compare` leaves out, beside those always left out.
+    pub ignore: Vec<String>,
 }
 
 /// A target as the book names it.
@@ -86,6 +88,8 @@ pub struct Case {
     pub sequence: bool,
     /// Which lines of a sink are this case's.
     pub belongs: Belongs,
+    /// Why the new engine is meant to differ on this case (`test compare`).
+    pub expect_difference: Option<String>,
 }
 
 /// Why a book cannot be run: the file and what is wrong.
@@ -118,6 +122,17 @@ struct RawBook {
     defaults: RawDefaults,
     #[serde(default)]
     case: Vec<toml::Table>,
+    #[serde(default)]
+    normalise: RawNormalise,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNormalise {
+    /// HL7 paths (`PID-7`, a whole segment `ZBE`) or JSON paths
+    /// (`$.meta`, any key of a name `$..id`) left out of comparisons.
+    #[serde(default)]
+    ignore: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -150,6 +165,7 @@ struct RawCase {
     sequence: bool,
     #[serde(default)]
     expect: Expect,
+    expect_difference: Option<String>,
 }
 
 impl Book {
@@ -177,6 +193,7 @@ impl Book {
                 .map(|(name, spec)| (name.clone(), spec.within(dir)))
                 .collect(),
             cases: Vec::new(),
+            ignore: raw.normalise.ignore.clone(),
         };
         for (i, table) in raw.case.iter().enumerate() {
             let at = format!("{} [[case]] {}", file.display(), i + 1);
@@ -248,6 +265,7 @@ impl Book {
             },
             expect: raw.expect,
             sequence: raw.sequence,
+            expect_difference: raw.expect_difference,
         })
     }
 
@@ -306,6 +324,15 @@ impl Book {
             }
         }
         Ok(())
+    }
+
+    /// The same book, every case run against `target` only.
+    pub fn against(&self, target: &str) -> Book {
+        let mut book = self.clone();
+        for case in &mut book.cases {
+            case.targets = vec![target.to_string()];
+        }
+        book
     }
 
     /// The targets `case` runs against.

@@ -133,7 +133,7 @@ impl Path {
 }
 
 /// `.a.b[0].c` as the JSON pointer `/a/b/0/c`.
-fn json_pointer(rest: &str) -> Result<String, String> {
+pub(crate) fn json_pointer(rest: &str) -> Result<String, String> {
     let mut pointer = String::new();
     for part in rest.split('.').filter(|p| !p.is_empty()) {
         let (name, indexes) = part.split_once('[').map_or((part, ""), |(n, i)| (n, i));

@@ -8,6 +8,7 @@
 //! runs the cases; `report` writes JSON and JUnit.
 
 pub mod book;
+pub mod compare;
 pub mod expect;
 pub mod report;
 pub mod run;

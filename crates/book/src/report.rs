@@ -90,3 +90,64 @@ pub fn line(case: &crate::run::CaseResult) -> String {
     }
     line
 }
+
+/// A comparison as JUnit XML: a test case per book case, a failure per
+/// case the engines differ on without the book saying why.
+pub fn junit_compare(
+    out: &mut impl Write,
+    report: &crate::compare::CompareReport,
+) -> std::io::Result<()> {
+    let tests = report.cases.len();
+    let failures = report.unexpected();
+    let seconds = report.duration_ms / 1e3;
+    let name = esc(format!("{} ({} / {})", report.book, report.old, report.new));
+    writeln!(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>")?;
+    writeln!(out, "<testsuites name=\"{name}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" time=\"{seconds:.3}\">")?;
+    writeln!(out, "<testsuite name=\"{name}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" time=\"{seconds:.3}\">")?;
+    for case in &report.cases {
+        write!(
+            out,
+            "<testcase name=\"{}\" classname=\"compare\"",
+            esc(&case.name)
+        )?;
+        if case.verdict != "different" {
+            writeln!(out, "/>")?;
+            continue;
+        }
+        let lines: Vec<String> = case.differences.iter().map(difference_line).collect();
+        writeln!(
+            out,
+            "><failure message=\"{}\">{}</failure></testcase>",
+            esc(&lines[0]),
+            esc(lines.join("\n"))
+        )?;
+    }
+    writeln!(out, "</testsuite>\n</testsuites>")
+}
+
+/// One difference for a person: where, the old value, the new one.
+pub fn difference_line(d: &crate::compare::Difference) -> String {
+    let at = match &d.field {
+        Some(field) => format!("{} {field}", d.part),
+        None => d.part.clone(),
+    };
+    let value = |v: &Option<String>| v.clone().unwrap_or_else(|| "(absent)".into());
+    format!("{at}: {} -> {}", value(&d.old), value(&d.new))
+}
+
+/// One line per compared case for the terminal.
+pub fn compare_line(case: &crate::compare::Compared) -> String {
+    let word = match case.verdict {
+        "same" => "SAME     ",
+        "expected" => "EXPECTED ",
+        _ => "DIFFERENT",
+    };
+    let mut line = format!("{word} {}", case.name);
+    if let Some(why) = &case.expect_difference {
+        line.push_str(&format!(" ({why})"));
+    }
+    for d in &case.differences {
+        line.push_str(&format!("\n        {}", difference_line(d)));
+    }
+    line
+}

@@ -23,6 +23,8 @@ pub type OnCase = Box<dyn Fn(&CaseResult) + Send + Sync>;
 #[derive(Default)]
 pub struct RunOptions {
     pub on_case: Option<OnCase>,
+    /// Keep every case's emissions, expected or not (`test compare`).
+    pub watch_sinks: bool,
 }
 
 /// A case's verdict.
@@ -100,7 +102,7 @@ pub async fn run(book: &Book, ends: &Ends, options: &RunOptions) -> RunReport {
         let results = futures_util::stream::iter(group)
             .map(|(i, case)| {
                 let tag = format!("{run_id}-{:04}-{}", i + 1, file_name(case));
-                async move { run_case(book, ends, case, &tag).await }
+                async move { run_case(book, ends, case, &tag, options.watch_sinks).await }
             })
             .buffered(width)
             .collect::<Vec<_>>()
@@ -153,11 +155,14 @@ fn file_name(case: &Case) -> String {
         .collect()
 }
 
-async fn run_case(book: &Book, ends: &Ends, case: &Case, tag: &str) -> CaseResult {
+async fn run_case(book: &Book, ends: &Ends, case: &Case, tag: &str, watch: bool) -> CaseResult {
     let mut targets = BTreeMap::new();
     for name in book.targets_of(case) {
         let result = match ends.targets.get(name) {
-            Some(target) => on_target(book, target, ends.sinks.get(name), case, tag).await,
+            Some(target) => {
+                let sink = ends.sinks.get(name);
+                on_target(book, target, sink, case, tag, watch).await
+            }
             None => errored(format!("no target {name:?}"), 0.0),
         };
         targets.insert(name.to_string(), result);
@@ -185,6 +190,7 @@ async fn on_target(
     sink: Option<&Arc<Sink>>,
     case: &Case,
     tag: &str,
+    watch: bool,
 ) -> TargetResult {
     let started = Instant::now();
     let downstream = case.expect.downstream.as_ref();
@@ -199,13 +205,14 @@ async fn on_target(
     }
     // Every case on a target with a sink may emit: one told apart by time
     // only runs alone.
-    let alone = downstream.is_some() && case.belongs == Belongs::Window;
+    let wanted = downstream.is_some() || watch;
+    let alone = wanted && case.belongs == Belongs::Window;
     let (_alone, _shared) = match sink {
         Some(sink) if alone => (Some(sink.alone().await), None),
         Some(sink) => (None, Some(sink.shared().await)),
         None => (None, None),
     };
-    let watched = sink.filter(|_| downstream.is_some());
+    let watched = sink.filter(|_| wanted);
     let from = match watched.map(|s| s.written()).transpose() {
         Ok(len) => len.unwrap_or(0),
         Err(e) => return errored(e, ms(started)),

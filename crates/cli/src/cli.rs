@@ -76,6 +76,48 @@ pub enum TestCommand {
     /// reached the target's recording sink. Exit 0 when every case passes, 1 when one
     /// fails, 2 on a bad book.
     Run(TestRunArgs),
+    /// Run every case against an old engine and a new one and report, per case, the
+    /// differences in outcome, answer fields and what each sent downstream, after
+    /// normalisation (MSH-7, MSH-10, MSA-2, times...) and, with --learn-noise, fields
+    /// that differ between two runs against the old one. Exit 0 when no case differs
+    /// unexpectedly, 1 when one does, 2 on a bad book.
+    Compare(TestCompareArgs),
+}
+
+/// `guichet test compare`.
+#[derive(Args, Debug)]
+pub struct TestCompareArgs {
+    /// The book's folder.
+    pub book: PathBuf,
+    /// The engine in place: a target of the book, or a URL.
+    #[arg(long, value_name = "NAME|URL")]
+    pub old: String,
+    /// The engine replacing it: a target of the book, or a URL.
+    #[arg(long, value_name = "NAME|URL")]
+    pub new: String,
+    /// The record file of the sink downstream of the old engine.
+    #[arg(long, value_name = "FILE")]
+    pub old_sink: Option<PathBuf>,
+    /// The record file of the sink downstream of the new engine.
+    #[arg(long, value_name = "FILE")]
+    pub new_sink: Option<PathBuf>,
+    /// Run the book twice against the old engine first: fields that differ between
+    /// those runs are noise, left out of the comparison.
+    #[arg(long)]
+    pub learn_noise: bool,
+    /// The CA that issued the TLS engines' certificates, for engines given as URLs.
+    #[arg(long, value_name = "CA.pem")]
+    pub ca: Option<PathBuf>,
+    #[arg(long, value_name = "CERT.pem", requires = "key")]
+    pub cert: Option<PathBuf>,
+    #[arg(long, value_name = "KEY.pem", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Write a JUnit XML report here (a failure per unexpected difference).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 /// `guichet test run`.

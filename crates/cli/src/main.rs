@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         cli::Command::Convert(a) => validate::convert_command(&a),
         cli::Command::Sim(cli::SimCommand::Ror(a)) => sim::ror_command(a),
         cli::Command::Test(cli::TestCommand::Run(a)) => test::run_command(&a),
+        cli::Command::Test(cli::TestCommand::Compare(a)) => test::compare_command(&a),
     };
     match result {
         Ok(code) => code,

@@ -1,30 +1,48 @@
-//! `guichet test run`: a book's cases against its targets, a line per
-//! case, a summary, and the JUnit and JSON reports when asked.
+//! `guichet test run` and `guichet test compare`: a book's cases against
+//! its targets, a line per case, a summary, and the JUnit and JSON
+//! reports when asked.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use guichet_book::book::TargetSpec;
+use guichet_book::compare::compare_targets;
 use guichet_book::report;
 use guichet_book::sink::Sink;
 use guichet_book::target::Target;
 use guichet_book::{Book, Ends, RunOptions, Status};
 
-use crate::cli::TestRunArgs;
+use crate::cli::{TestCompareArgs, TestRunArgs};
 use crate::runtime::runtime;
 
 /// A bad book or bad options: said, and exit 2.
 const BAD_BOOK: u8 = 2;
 
+/// Targets and sinks given on the command line, and their TLS files.
+struct Given<'a> {
+    targets: Vec<(String, String)>,
+    sinks: Vec<(String, PathBuf)>,
+    ca: Option<&'a PathBuf>,
+    cert: Option<(&'a PathBuf, &'a PathBuf)>,
+}
+
 pub fn run_command(args: &TestRunArgs) -> anyhow::Result<ExitCode> {
-    let (book, ends) = match prepare(args) {
+    let given = || -> Result<Given<'_>, String> {
+        Ok(Given {
+            targets: pairs(&args.targets, "--target", "NAME=URL")?,
+            sinks: pairs(&args.sinks, "--sink", "NAME=FILE")?
+                .into_iter()
+                .map(|(n, f)| (n, PathBuf::from(f)))
+                .collect(),
+            ca: args.ca.as_ref(),
+            cert: args.cert.as_ref().zip(args.key.as_ref()),
+        })
+    };
+    let (book, ends) = match given().and_then(|g| prepare(&args.book, &g)) {
         Ok(prepared) => prepared,
-        Err(why) => {
-            eprintln!("error: {why}");
-            return Ok(ExitCode::from(BAD_BOOK));
-        }
+        Err(why) => return Ok(bad_book(&why)),
     };
     println!(
         "book {:?}: {} case(s), target(s) {}",
@@ -34,6 +52,7 @@ pub fn run_command(args: &TestRunArgs) -> anyhow::Result<ExitCode> {
     );
     let options = RunOptions {
         on_case: Some(Box::new(|case| println!("{}", report::line(case)))),
+        watch_sinks: false,
     };
     let result = runtime()?.block_on(guichet_book::run(&book, &ends, &options));
     let (pass, fail, error) = (
@@ -46,62 +65,159 @@ pub fn run_command(args: &TestRunArgs) -> anyhow::Result<ExitCode> {
         result.cases.len(),
         result.duration_ms / 1e3
     );
-    if let Some(path) = &args.junit {
-        let mut file = std::io::BufWriter::new(create(path)?);
-        report::junit(&mut file, &result)?;
+    write_reports(
+        args.junit.as_deref(),
+        args.json.as_deref(),
+        |out| report::junit(out, &result),
+        || report::json(&result),
+    )?;
+    Ok(exit(fail + error == 0))
+}
+
+pub fn compare_command(args: &TestCompareArgs) -> anyhow::Result<ExitCode> {
+    let side = |given: &str, name: &str| match given.contains("://") {
+        true => (
+            name.to_string(),
+            Some((name.to_string(), given.to_string())),
+        ),
+        false => (given.to_string(), None),
+    };
+    let (old, old_url) = side(&args.old, "old");
+    let (new, new_url) = side(&args.new, "new");
+    let sinks = [(&old, &args.old_sink), (&new, &args.new_sink)]
+        .into_iter()
+        .filter_map(|(name, sink)| Some((name.clone(), sink.clone()?)))
+        .collect();
+    let given = Given {
+        targets: old_url.into_iter().chain(new_url).collect(),
+        sinks,
+        ca: args.ca.as_ref(),
+        cert: args.cert.as_ref().zip(args.key.as_ref()),
+    };
+    let (book, ends) = match prepare(&args.book, &given) {
+        Ok(prepared) => prepared,
+        Err(why) => return Ok(bad_book(&why)),
+    };
+    if let Some(missing) = [&old, &new]
+        .into_iter()
+        .find(|t| !ends.targets.contains_key(*t))
+    {
+        return Ok(bad_book(&format!(
+            "no target {missing:?}: name one of the book, or give a URL"
+        )));
     }
-    if let Some(path) = &args.json {
-        std::fs::write(path, report::json(&result)?)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    println!(
+        "book {:?}: {} case(s), {old} against {new}",
+        book.name,
+        book.cases.len()
+    );
+    let result = runtime()?.block_on(compare_targets(
+        &book,
+        &ends,
+        (&old, &new),
+        args.learn_noise,
+    ));
+    for case in &result.cases {
+        println!("{}", report::compare_line(case));
     }
-    Ok(if fail + error == 0 {
+    if !result.noise.is_empty() {
+        println!("learned noise: {}", result.noise.join(", "));
+    }
+    let same = result.cases.iter().filter(|c| c.verdict == "same").count();
+    println!(
+        "{} case(s): {same} the same, {} different as expected, {} different ({:.1} s)",
+        result.cases.len(),
+        result
+            .cases
+            .iter()
+            .filter(|c| c.verdict == "expected")
+            .count(),
+        result.unexpected(),
+        result.duration_ms / 1e3
+    );
+    write_reports(
+        args.junit.as_deref(),
+        args.json.as_deref(),
+        |out| report::junit_compare(out, &result),
+        || serde_json::to_vec_pretty(&result),
+    )?;
+    Ok(exit(result.unexpected() == 0))
+}
+
+fn bad_book(why: &str) -> ExitCode {
+    eprintln!("error: {why}");
+    ExitCode::from(BAD_BOOK)
+}
+
+fn exit(passed: bool) -> ExitCode {
+    if passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
+    }
 }
 
-fn create(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    std::fs::File::create(path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+fn write_reports(
+    junit: Option<&Path>,
+    json: Option<&Path>,
+    write_junit: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+    json_bytes: impl FnOnce() -> serde_json::Result<Vec<u8>>,
+) -> anyhow::Result<()> {
+    let cannot = |path: &Path, e: &dyn std::fmt::Display| {
+        anyhow::anyhow!("cannot write {}: {e}", path.display())
+    };
+    if let Some(path) = junit {
+        let file = std::fs::File::create(path).map_err(|e| cannot(path, &e))?;
+        let mut out = std::io::BufWriter::new(file);
+        write_junit(&mut out).map_err(|e| cannot(path, &e))?;
+    }
+    if let Some(path) = json {
+        std::fs::write(path, json_bytes()?).map_err(|e| cannot(path, &e))?;
+    }
+    Ok(())
 }
 
 /// The book, with the targets and sinks given on the command line.
-fn prepare(args: &TestRunArgs) -> Result<(Book, Ends), String> {
-    let mut book = Book::load(&args.book).map_err(|e| e.to_string())?;
-    for given in &args.targets {
-        let (name, url) = pair(given, "--target", "NAME=URL")?;
-        let spec = book.targets.entry(name.to_string()).or_default();
-        spec.url = url.to_string();
-        if args.ca.is_some() {
-            spec.ca = args.ca.clone();
+fn prepare(path: &Path, given: &Given<'_>) -> Result<(Book, Ends), String> {
+    let mut book = Book::load(path).map_err(|e| e.to_string())?;
+    for (name, url) in &given.targets {
+        let spec = book.targets.entry(name.clone()).or_default();
+        spec.url = url.clone();
+        if let Some(ca) = given.ca {
+            spec.ca = Some(ca.clone());
         }
-        if args.cert.is_some() {
-            spec.cert = args.cert.clone();
-            spec.key = args.key.clone();
+        if let Some((cert, key)) = given.cert {
+            spec.cert = Some(cert.clone());
+            spec.key = Some(key.clone());
         }
     }
-    for given in &args.sinks {
-        let (name, file) = pair(given, "--sink", "NAME=FILE")?;
+    for (name, file) in &given.sinks {
         let spec = book
             .targets
             .get_mut(name)
-            .ok_or_else(|| format!("--sink {given}: no target {name:?}"))?;
-        spec.sink = Some(PathBuf::from(file));
+            .ok_or_else(|| format!("sink {}: no target {name:?}", file.display()))?;
+        spec.sink = Some(file.clone());
     }
     if book.targets.is_empty() {
         return Err(format!(
             "{}: no target: name one in [targets] or with --target NAME=URL",
-            args.book.display()
+            path.display()
         ));
     }
-    Ok((book.clone(), ends(&book.targets)?))
+    let ends = ends(&book.targets)?;
+    Ok((book, ends))
 }
 
-fn pair<'a>(given: &'a str, option: &str, shape: &str) -> Result<(&'a str, &'a str), String> {
+fn pairs(given: &[String], option: &str, shape: &str) -> Result<Vec<(String, String)>, String> {
     given
-        .split_once('=')
-        .filter(|(name, value)| !name.is_empty() && !value.is_empty())
-        .ok_or_else(|| format!("{option} {given:?}: give {shape}"))
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .filter(|(name, value)| !name.is_empty() && !value.is_empty())
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .ok_or_else(|| format!("{option} {pair:?}: give {shape}"))
+        })
+        .collect()
 }
 
 fn ends(targets: &BTreeMap<String, TargetSpec>) -> Result<Ends, String> {

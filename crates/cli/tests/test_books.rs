@@ -291,3 +291,157 @@ fn a_bed_availability_book_checks_the_rule_the_folder_and_the_ror() {
         .len();
     assert_eq!(emitted, 3, "{report:#}");
 }
+
+/// One engine of a comparison: a validating rule (with `rules`) over
+/// mutual TLS in front of its own `sim ror`, recording to `record`.
+fn ror_engine(bench: &Bench, name: &str, rules: &str, record: &str) -> (Proc, Proc, u16) {
+    let rules_file = format!("{name}-rules.toml");
+    write(bench, &rules_file, rules);
+    let (ror, ror_port) = bench.serve(&[
+        "sim",
+        "ror",
+        "--listen",
+        "127.0.0.1:0",
+        "--referential",
+        "referential.csv",
+        "--record",
+        record,
+    ]);
+    let config = format!(
+        "{}{}[[route]]\nname = \"api\"\nkind = \"http\"\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"gw\"\n\n\
+         [[route.rule]]\nname = \"dispo\"\npath = \"/dispo\"\nupstream = \"http://127.0.0.1:{ror_port}/\"\nallow = [\"etab\"]\n\
+         validate = \"bed-availability\"\nreferential = \"referential.csv\"\nrules = \"{rules_file}\"\nconvert = \"patch\"\n",
+        profile("gw", bench, Some("gw"), true),
+        app("etab", "etab"),
+    );
+    let engine = bench.run(&format!("{name}.toml"), &config);
+    let port = engine.route_port("api");
+    (ror, engine, port)
+}
+
+/// Two engines that differ in one rule (the new one refuses inconsistent
+/// counts): the comparison reports exactly the case that rule touches, in
+/// its status and in what reached each engine's ROR; a difference the
+/// book expects is not counted; the old engine against itself is the
+/// same, noise learned or not.
+#[test]
+fn compare_reports_exactly_the_cases_a_changed_rule_touches() {
+    let bench = Bench::new();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bed-availability");
+    std::fs::copy(
+        examples.join("referential.csv"),
+        bench.path("referential.csv"),
+    )
+    .unwrap();
+    bench.issue("gw", &["--server-only"]);
+    bench.issue("etab", &["--client-only"]);
+    let (_old_ror, _old, old_port) = ror_engine(&bench, "old", "", "old-ror.jsonl");
+    let stricter = "[severity]\n\"counts.inconsistent\" = \"error\"\n";
+    let (_new_ror, _new, new_port) = ror_engine(&bench, "new", stricter, "new-ror.jsonl");
+    let valid = std::fs::read_to_string(examples.join("valid/chu-rennes-ssr.xml")).unwrap();
+    write(&bench, "book/cases/valid.xml", &valid);
+    write(&bench, "book/cases/valid.toml", "[expect]\nstatus = 200\n");
+    // Its own unit: what one case leaves in a ROR must not change another.
+    let start = valid.find("<unit id=\"REA-1\">").unwrap();
+    let end = valid.find("</bedAvailability>").unwrap();
+    let inconsistent = format!("{}{}", &valid[..start], &valid[end..])
+        .replace("SSR38888", "MCO-CARDIO")
+        .replace("<nbCapacity>12</nbCapacity>", "<nbCapacity>45</nbCapacity>");
+    write(&bench, "book/cases/inconsistent.xml", &inconsistent);
+    write(
+        &bench,
+        "book/cases/inconsistent.toml",
+        "[expect]\nvalid = true\n",
+    );
+    let negative = std::fs::read_to_string(examples.join("invalid/negative-beds.xml")).unwrap();
+    write(&bench, "book/cases/negative.xml", &negative);
+    write(
+        &bench,
+        "book/cases/negative.toml",
+        "[expect]\nstatus = 422\n",
+    );
+    let target = |port: u16, sink: &str| {
+        format!(
+            "url = \"https://127.0.0.1:{port}/dispo\"\nserver_name = \"gw\"\nca = \"../pki/ca.pem\"\n\
+             cert = \"../pki/etab.pem\"\nkey = \"../pki/etab.key\"\nsink = \"../{sink}\"\n"
+        )
+    };
+    write(
+        &bench,
+        "book/book.toml",
+        &format!(
+            "name = \"migration\"\nconcurrency = 1\nsettle = \"300ms\"\n\n[targets.old]\n{}\n[targets.new]\n{}",
+            target(old_port, "old-ror.jsonl"),
+            target(new_port, "new-ror.jsonl")
+        ),
+    );
+    let compare = |extra: &[&str]| {
+        let mut cmd = Command::new(crate::common::guichet_bin());
+        cmd.args(["test", "compare", "book"])
+            .args(extra)
+            .current_dir(bench.dir.path());
+        run_bounded(cmd, WAIT * 3)
+    };
+    let out = compare(&[
+        "--old",
+        "old",
+        "--new",
+        "new",
+        "--json",
+        "compare.json",
+        "--junit",
+        "compare.xml",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(bench.path("compare.json")).unwrap()).unwrap();
+    let verdicts: Vec<(&str, &str)> = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["verdict"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("inconsistent.xml", "different"),
+            ("negative.xml", "same"),
+            ("valid.xml", "same")
+        ],
+        "{report:#}"
+    );
+    let differences = &report["cases"][0]["differences"];
+    let parts: Vec<String> = differences
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {}",
+                d["part"].as_str().unwrap(),
+                d["field"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert!(parts.contains(&"outcome ".to_string()), "{parts:?}");
+    assert!(parts.contains(&"downstream count".to_string()), "{parts:?}");
+    assert_eq!(report["cases"][0]["differences"][0]["old"], "200");
+    if have("python3") {
+        assert_eq!(junit_counts(&bench.path("compare.xml")), "3 1 0 3 1 0");
+    }
+
+    // The book says the new engine is meant to refuse it: exit 0.
+    write(
+        &bench,
+        "book/cases/inconsistent.toml",
+        "expect_difference = \"the new engine refuses inconsistent counts\"\n[expect]\nvalid = true\n",
+    );
+    let out = compare(&["--old", "old", "--new", "new"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("EXPECTED  inconsistent.xml"));
+
+    // The old engine against itself, noise learned: nothing differs.
+    let out = compare(&["--old", "old", "--new", "old", "--learn-noise"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 the same"));
+}
