@@ -84,6 +84,27 @@ pub enum TestCommand {
     Compare(TestCompareArgs),
 }
 
+/// The HTML report of `guichet test run` and `guichet test compare`.
+#[derive(Args, Debug)]
+pub struct HtmlArgs {
+    /// Write a self-contained HTML report here (no outside resource; opens from disk).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Keep message content out of the HTML report: where values differ or failed,
+    /// not the values (for books replaying real traffic).
+    #[arg(long)]
+    pub no_bodies: bool,
+    /// The HTML report's language.
+    #[arg(long, value_enum, default_value = "fr")]
+    pub lang: HtmlLang,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HtmlLang {
+    Fr,
+    En,
+}
+
 /// `guichet test compare`.
 #[derive(Args, Debug)]
 pub struct TestCompareArgs {
@@ -118,6 +139,8 @@ pub struct TestCompareArgs {
     /// Write the JSON report here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    #[command(flatten)]
+    pub html: HtmlArgs,
 }
 
 /// `guichet test run`.
@@ -147,6 +170,8 @@ pub struct TestRunArgs {
     /// Write the JSON report here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    #[command(flatten)]
+    pub html: HtmlArgs,
 }
 
 #[derive(Subcommand, Debug)]

@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use guichet_book::book::TargetSpec;
 use guichet_book::compare::compare_targets;
-use guichet_book::report;
 use guichet_book::sink::Sink;
 use guichet_book::target::Target;
+use guichet_book::{html, report};
 use guichet_book::{Book, Ends, RunOptions, Status};
+use guichet_ror::rules::Lang;
 
-use crate::cli::{TestCompareArgs, TestRunArgs};
+use crate::cli::{HtmlArgs, HtmlLang, TestCompareArgs, TestRunArgs};
 use crate::runtime::runtime;
 
 /// A bad book or bad options: said, and exit 2.
@@ -71,6 +72,9 @@ pub fn run_command(args: &TestRunArgs) -> anyhow::Result<ExitCode> {
         |out| report::junit(out, &result),
         || report::json(&result),
     )?;
+    write_html(&args.html, |lang, bodies| {
+        html::run_page(&result, lang, bodies)
+    })?;
     Ok(exit(fail + error == 0))
 }
 
@@ -141,7 +145,22 @@ pub fn compare_command(args: &TestCompareArgs) -> anyhow::Result<ExitCode> {
         |out| report::junit_compare(out, &result),
         || serde_json::to_vec_pretty(&result),
     )?;
+    write_html(&args.html, |lang, bodies| {
+        html::compare_page(&result, lang, bodies)
+    })?;
     Ok(exit(result.unexpected() == 0))
+}
+
+fn write_html(args: &HtmlArgs, page: impl FnOnce(Lang, bool) -> String) -> anyhow::Result<()> {
+    let Some(path) = &args.html else {
+        return Ok(());
+    };
+    let lang = match args.lang {
+        HtmlLang::Fr => Lang::Fr,
+        HtmlLang::En => Lang::En,
+    };
+    std::fs::write(path, page(lang, !args.no_bodies))
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
 }
 
 fn bad_book(why: &str) -> ExitCode {

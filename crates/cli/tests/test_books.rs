@@ -292,6 +292,55 @@ fn a_bed_availability_book_checks_the_rule_the_folder_and_the_ror() {
     assert_eq!(emitted, 3, "{report:#}");
 }
 
+/// `page` (a report of the bench) as headless Chromium renders it from
+/// disk: every one of `shown` is in its text; a screenshot is kept in the
+/// target directory for a person to look at.
+fn page_in_a_browser(bench: &Bench, page: &str, shown: &[&str]) {
+    const CHROMIUM: &str = "/usr/bin/chromium";
+    if !have("chromium") {
+        return;
+    }
+    let url = format!("file://{}", bench.path(page).display());
+    let browser = |extra: &[String], profile: &str| {
+        let mut cmd = Command::new(CHROMIUM);
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", bench.path(profile).display()))
+        .args(extra)
+        .arg(&url);
+        let out = run_bounded(cmd, std::time::Duration::from_secs(30));
+        assert!(out.status.success(), "{}", show(&out));
+        out
+    };
+    let dom = String::from_utf8_lossy(&browser(&["--dump-dom".into()], "dom").stdout).into_owned();
+    for text in shown {
+        assert!(dom.contains(text), "{text:?} not on the page:\n{dom}");
+    }
+    let shot = bench.path(&format!("{page}.png"));
+    browser(
+        &[
+            "--window-size=1300,900".into(),
+            format!("--screenshot={}", shot.display()),
+        ],
+        "shot",
+    );
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10 * 1024,
+        "a blank page"
+    );
+    let kept = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+        .join(format!("test-book-{page}.png"));
+    let _ = std::fs::copy(&shot, &kept);
+    println!("report screenshot: {}", kept.display());
+}
+
 /// One engine of a comparison: a validating rule (with `rules`) over
 /// mutual TLS in front of its own `sim ror`, recording to `record`.
 fn ror_engine(bench: &Bench, name: &str, rules: &str, record: &str) -> (Proc, Proc, u16) {
@@ -391,6 +440,8 @@ fn compare_reports_exactly_the_cases_a_changed_rule_touches() {
         "compare.json",
         "--junit",
         "compare.xml",
+        "--html",
+        "compare.html",
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let report: Value =
@@ -436,9 +487,33 @@ fn compare_reports_exactly_the_cases_a_changed_rule_touches() {
         "book/cases/inconsistent.toml",
         "expect_difference = \"the new engine refuses inconsistent counts\"\n[expect]\nvalid = true\n",
     );
-    let out = compare(&["--old", "old", "--new", "new"]);
+    let out = compare(&[
+        "--old",
+        "old",
+        "--new",
+        "new",
+        "--html",
+        "hidden.html",
+        "--no-bodies",
+        "--lang",
+        "en",
+    ]);
     assert!(out.status.success(), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("EXPECTED  inconsistent.xml"));
+    let hidden = std::fs::read_to_string(bench.path("hidden.html")).unwrap();
+    assert!(hidden.contains("(value hidden)"), "{hidden}");
+    assert!(
+        !hidden.contains("Location?identifier"),
+        "a value shown: {hidden}"
+    );
+    let shown = [
+        "Comparaison",
+        "1 différence(s)",
+        "inconsistent.xml",
+        "200",
+        "422",
+    ];
+    page_in_a_browser(&bench, "compare.html", &shown);
 
     // The old engine against itself, noise learned: nothing differs.
     let out = compare(&["--old", "old", "--new", "old", "--learn-noise"]);
