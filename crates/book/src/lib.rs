@@ -10,6 +10,7 @@
 pub mod book;
 pub mod compare;
 pub mod expect;
+pub mod generate;
 pub mod html;
 pub mod report;
 pub mod run;

@@ -82,6 +82,31 @@ pub enum TestCommand {
     /// that differ between two runs against the old one. Exit 0 when no case differs
     /// unexpectedly, 1 when one does, 2 on a bad book.
     Compare(TestCompareArgs),
+    /// Write a book of cases.
+    #[command(subcommand)]
+    Generate(GenerateCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GenerateCommand {
+    /// The boundary book of a referential: a valid document per unit, each rule broken
+    /// once, edge values (0 beds, the largest count, 2A/2B FINESS, no unit); each case
+    /// expects what guichet's own rules say of it.
+    BedAvailability(GenerateBedArgs),
+}
+
+/// `guichet test generate bed-availability`.
+#[derive(Args, Debug)]
+pub struct GenerateBedArgs {
+    /// The units the ROR knows: CSV `finess_eg,unit_id,label`, or the same as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub referential: PathBuf,
+    /// The book's folder, made if absent.
+    #[arg(long, value_name = "BOOK")]
+    pub out: PathBuf,
+    /// Date the documents as of this time (RFC 3339) instead of now.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub now: Option<time::OffsetDateTime>,
 }
 
 /// The HTML report of `guichet test run` and `guichet test compare`.

@@ -43,6 +43,9 @@ fn main() -> ExitCode {
         cli::Command::Sim(cli::SimCommand::Ror(a)) => sim::ror_command(a),
         cli::Command::Test(cli::TestCommand::Run(a)) => test::run_command(&a),
         cli::Command::Test(cli::TestCommand::Compare(a)) => test::compare_command(&a),
+        cli::Command::Test(cli::TestCommand::Generate(cli::GenerateCommand::BedAvailability(
+            a,
+        ))) => test::generate_command(&a),
     };
     match result {
         Ok(code) => code,

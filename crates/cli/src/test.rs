@@ -13,9 +13,10 @@ use guichet_book::sink::Sink;
 use guichet_book::target::Target;
 use guichet_book::{html, report};
 use guichet_book::{Book, Ends, RunOptions, Status};
+use guichet_ror::referential::Referential;
 use guichet_ror::rules::Lang;
 
-use crate::cli::{HtmlArgs, HtmlLang, TestCompareArgs, TestRunArgs};
+use crate::cli::{GenerateBedArgs, HtmlArgs, HtmlLang, TestCompareArgs, TestRunArgs};
 use crate::runtime::runtime;
 
 /// A bad book or bad options: said, and exit 2.
@@ -161,6 +162,18 @@ fn write_html(args: &HtmlArgs, page: impl FnOnce(Lang, bool) -> String) -> anyho
     };
     std::fs::write(path, page(lang, !args.no_bodies))
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+}
+
+pub fn generate_command(args: &GenerateBedArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read(&args.referential)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.referential.display()))?;
+    let referential = Referential::read(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.referential.display()))?;
+    let now = args.now.unwrap_or_else(time::OffsetDateTime::now_utc);
+    let cases = guichet_book::generate::write_book(&args.out, &referential, now)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{}: {cases} case(s)", args.out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn bad_book(why: &str) -> ExitCode {

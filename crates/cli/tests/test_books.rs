@@ -520,3 +520,68 @@ fn compare_reports_exactly_the_cases_a_changed_rule_touches() {
     assert!(out.status.success(), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("3 the same"));
 }
+
+/// The boundary book of the examples' referential passes against guichet
+/// itself: its validating rule in front of `sim ror`, over mutual TLS.
+#[test]
+fn the_generated_boundary_book_passes_against_guichet() {
+    let bench = Bench::new();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bed-availability");
+    std::fs::copy(
+        examples.join("referential.csv"),
+        bench.path("referential.csv"),
+    )
+    .unwrap();
+    bench.issue("gw", &["--server-only", "--ip", "127.0.0.1"]);
+    bench.issue("etab", &["--client-only"]);
+    let (_ror, _engine, port) = ror_engine(&bench, "guichet", "", "ror.jsonl");
+    let generated = bench.ok(&[
+        "test",
+        "generate",
+        "bed-availability",
+        "--referential",
+        "referential.csv",
+        "--out",
+        "boundaries",
+    ]);
+    assert!(generated.contains("21 case(s)"), "{generated}");
+    let url = format!("rule=https://127.0.0.1:{port}/dispo");
+    let out = test_run(
+        &bench,
+        &[
+            "boundaries",
+            "--target",
+            &url,
+            "--ca",
+            "pki/ca.pem",
+            "--cert",
+            "pki/etab.pem",
+            "--key",
+            "pki/etab.key",
+            "--json",
+            "report.json",
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let report = json_report(&bench);
+    let outcomes: Vec<String> = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["name"].as_str().unwrap(),
+                c["targets"]["rule"]["outcome"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        outcomes.contains(&"capacity-negative.xml 422".to_string()),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.contains(&"valid-750712184-URG.xml 200".to_string()),
+        "{outcomes:?}"
+    );
+}

@@ -112,6 +112,13 @@ impl Referential {
     }
 
     /// Whether the establishment has any unit here.
+    /// Every row, by establishment then unit.
+    pub fn units(&self) -> impl Iterator<Item = &KnownUnit> {
+        self.units
+            .values()
+            .flat_map(|units| units.values().flatten())
+    }
+
     pub fn knows(&self, finess_eg: &str) -> bool {
         self.units.contains_key(finess_eg)
     }
