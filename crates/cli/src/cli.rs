@@ -85,6 +85,30 @@ pub enum TestCommand {
     /// Write a book of cases.
     #[command(subcommand)]
     Generate(GenerateCommand),
+    /// Turn the messages a store-and-forward route stored into a book's cases, so real
+    /// traffic can be replayed against a new engine. The bodies are patient data: the
+    /// book must be kept as such.
+    Import(TestImportArgs),
+}
+
+/// `guichet test import`.
+#[derive(Args, Debug)]
+pub struct TestImportArgs {
+    /// The gateway's configuration file: its [journal] section says where the journal is.
+    #[arg(long, value_name = "FILE")]
+    pub journal: PathBuf,
+    /// The store-and-forward route whose messages become cases.
+    #[arg(long)]
+    pub route: String,
+    /// Only messages received within this long, e.g. 7d.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// At most this many, the newest.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: usize,
+    /// The book's folder, made if absent.
+    #[arg(long, value_name = "BOOK")]
+    pub out: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]

@@ -18,7 +18,7 @@ use guichet_journal::{
 use tracing::warn;
 
 use crate::actor::actor;
-use crate::cli::{JournalArgs, JournalCommand, JournalListArgs, JournalReplayArgs};
+use crate::cli::{JournalArgs, JournalCommand, JournalListArgs, JournalReplayArgs, TestImportArgs};
 
 pub fn journal_command(args: JournalArgs) -> anyhow::Result<ExitCode> {
     if let JournalCommand::Keygen { out } = &args.command {
@@ -46,6 +46,79 @@ pub fn journal_command(args: JournalArgs) -> anyhow::Result<ExitCode> {
             JournalCommand::Keygen { .. } => Ok(ExitCode::SUCCESS),
         }
     })
+}
+
+/// `guichet test import`: the route's stored messages as a book's cases,
+/// each read with its access recorded in the journal's audit.
+pub fn import_command(args: &TestImportArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args.journal)?;
+    let Some(spec) = config.journal.clone() else {
+        bail!("{}: no [journal] section", args.journal.display());
+    };
+    let cases = args.out.join("cases");
+    std::fs::create_dir_all(&cases).with_context(|| format!("cannot make {}", cases.display()))?;
+    let runtime = crate::runtime::runtime_with(Some(1))?;
+    let written = runtime.block_on(async {
+        let journal = open(&spec).await?;
+        let filter = Filter {
+            route: Some(args.route.clone()),
+            since_ms: args.since.map(|d| now_ms() - d.as_millis() as i64),
+            limit: args.limit,
+            ..Filter::default()
+        };
+        let mut records = journal.list(filter).await?;
+        records.reverse();
+        let actor = actor();
+        for record in &records {
+            export(&journal, record, &cases, &actor).await?;
+        }
+        anyhow::Ok(records.len())
+    })?;
+    let book = format!(
+        "# Messages of route {:?}, imported from the journal by guichet test import.\n\
+         # PATIENT DATA: the cases hold real messages. Keep this book as the journal is kept.\n\
+         name = \"{} (imported)\"\n",
+        args.route, args.route
+    );
+    std::fs::write(args.out.join("book.toml"), book)?;
+    warn!(
+        route = %args.route,
+        messages = written,
+        book = %args.out.display(),
+        "messages exported from the journal into a test book: the book holds patient data"
+    );
+    println!(
+        "{}: {written} case(s); the cases are real messages: patient data",
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One stored message as a case: its body, and what it got when stored
+/// (an accept ACK from the gateway).
+async fn export(
+    journal: &Journal,
+    record: &MessageRecord,
+    cases: &Path,
+    actor: &str,
+) -> anyhow::Result<()> {
+    journal
+        .audit(now_ms(), actor, "export_body", Some(record.id))
+        .await
+        .context("the access could not be recorded, so the body is not exported")?;
+    let body = journal.body(record.id).await?;
+    let kind: String = record
+        .meta
+        .message_type
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let name = format!("{:08}-{kind}", record.id.0);
+    std::fs::write(cases.join(format!("{name}.hl7")), &body)?;
+    let expect =
+        "# Stored and acknowledged by the gateway when it was received.\n[expect]\nack = \"AA\"\n";
+    std::fs::write(cases.join(format!("{name}.toml")), expect)?;
+    Ok(())
 }
 
 async fn open(spec: &JournalSpec) -> anyhow::Result<Journal> {

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
         cli::Command::Sim(cli::SimCommand::Ror(a)) => sim::ror_command(a),
         cli::Command::Test(cli::TestCommand::Run(a)) => test::run_command(&a),
         cli::Command::Test(cli::TestCommand::Compare(a)) => test::compare_command(&a),
+        cli::Command::Test(cli::TestCommand::Import(a)) => journal::import_command(&a),
         cli::Command::Test(cli::TestCommand::Generate(cli::GenerateCommand::BedAvailability(
             a,
         ))) => test::generate_command(&a),

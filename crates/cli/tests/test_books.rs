@@ -585,3 +585,53 @@ fn the_generated_boundary_book_passes_against_guichet() {
         "{outcomes:?}"
     );
 }
+
+/// Messages a store-and-forward route stored become a book's cases, and
+/// the book replays them against the route.
+#[test]
+fn stored_messages_become_a_book_that_replays_against_the_route() {
+    let bench = Bench::new();
+    let (dpi, dpi_port) = bench.listen(&["--record", "received.jsonl"]);
+    let config = format!(
+        "[journal]\nstore = \"journal.db\"\n\n[[route]]\nname = \"eai\"\nkind = \"mllp\"\ndelivery = \"store-and-forward\"\n\
+         listen = \"127.0.0.1:0\"\nforward = \"127.0.0.1:{dpi_port}\"\n"
+    );
+    let engine = bench.run("guichet.toml", &config);
+    let port = engine.route_port("eai");
+    let to = format!("127.0.0.1:{port}");
+    bench.ok(&["send", "--to", &to, "--template", "adt-a01", "--count", "3"]);
+    guichet_testsupport::wait::until_blocking(
+        WAIT,
+        "three messages at the DPI",
+        || {
+            std::fs::read_to_string(bench.path("received.jsonl"))
+                .unwrap_or_default()
+                .lines()
+                .count()
+        },
+        |n| *n == 3,
+    );
+    let out = bench.ok(&[
+        "test",
+        "import",
+        "--journal",
+        "guichet.toml",
+        "--route",
+        "eai",
+        "--out",
+        "imported",
+    ]);
+    assert!(
+        out.contains("3 case(s)") && out.contains("patient data"),
+        "{out}"
+    );
+    let cases = std::fs::read_dir(bench.path("imported/cases"))
+        .unwrap()
+        .count();
+    assert_eq!(cases, 6, "a message and its expectations each");
+    let target = format!("new=mllp://127.0.0.1:{port}");
+    let out = test_run(&bench, &["imported", "--target", &target]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 case(s): 3 passed"));
+    drop(dpi);
+}
