@@ -76,7 +76,12 @@ impl Ignore {
     }
 
     fn ignores(&self, key: &str) -> bool {
-        self.noise.contains(key) || self.patterns.iter().any(|p| matches(p, key))
+        self.noise.contains(key) || self.by_pattern(key)
+    }
+
+    /// Left out by a default or the book's list (not by learning).
+    fn by_pattern(&self, key: &str) -> bool {
+        self.patterns.iter().any(|p| matches(p, key))
     }
 }
 
@@ -400,9 +405,12 @@ pub async fn compare_targets(
         for (first, second) in old_run.cases.iter().zip(&again.cases) {
             let observed =
                 |case: &CaseResult| case.targets.get(old).map(Observed::of).unwrap_or_default();
-            ignore
-                .noise
-                .extend(observed(first).varying(&observed(second)));
+            let varying = observed(first).varying(&observed(second));
+            let learned: Vec<String> = varying
+                .into_iter()
+                .filter(|k| !ignore.by_pattern(k))
+                .collect();
+            ignore.noise.extend(learned);
         }
     }
     let new_run = run(&book.against(new), ends, &options).await;

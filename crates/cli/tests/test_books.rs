@@ -635,3 +635,94 @@ fn stored_messages_become_a_book_that_replays_against_the_route() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("3 case(s): 3 passed"));
     drop(dpi);
 }
+
+/// A field that changes on every run (the version of a ROR record, one
+/// more at each replace) differs between two engines; learned as noise
+/// (two runs against the old one differ in it), it is left out.
+#[test]
+fn learned_noise_leaves_out_a_field_that_changes_on_every_run() {
+    let bench = Bench::new();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bed-availability");
+    std::fs::copy(
+        examples.join("referential.csv"),
+        bench.path("referential.csv"),
+    )
+    .unwrap();
+    let sim = |record: &str| {
+        bench.serve(&[
+            "sim",
+            "ror",
+            "--listen",
+            "127.0.0.1:0",
+            "--referential",
+            "referential.csv",
+            "--record",
+            record,
+        ])
+    };
+    let ((_old, old_port), (_new, new_port)) = (sim("old.jsonl"), sim("new.jsonl"));
+    let batch: Value = serde_json::from_str(&bench.ok(&[
+        "convert",
+        "--to",
+        "patch",
+        examples.join("valid/chu-rennes-ssr.xml").to_str().unwrap(),
+    ]))
+    .unwrap();
+    let replace = batch["entry"][0]["resource"].to_string();
+    let add = replace.replacen("\"replace\"", "\"add\"", 1);
+    let location = "/ws-synchro-dispo-lits-fhir/Location?identifier=1350054680/SSR38888";
+    // Both hold the record; the old one has been replaced three times more.
+    for (port, replaces) in [(old_port, 3), (new_port, 0)] {
+        let send = |body: &str| {
+            let mut cmd = Command::new("curl");
+            cmd.args([
+                "-sf",
+                "-X",
+                "PATCH",
+                "-H",
+                "Content-Type: application/fhir+json",
+                "--data-binary",
+                body,
+            ])
+            .arg(format!("http://127.0.0.1:{port}{location}"));
+            assert!(run_bounded(cmd, WAIT).status.success());
+        };
+        send(&add);
+        (0..replaces).for_each(|_| send(&replace));
+    }
+    write(&bench, "book/replace.json", &replace);
+    let target =
+        |port: u16| format!("url = \"http://127.0.0.1:{port}{location}\"\nmethod = \"PATCH\"\n");
+    write(
+        &bench,
+        "book/book.toml",
+        &format!(
+            "[targets.old]\n{}\n[targets.new]\n{}\n[[case]]\nname = \"replace\"\nfile = \"replace.json\"\nexpect = {{ status = 200 }}\n",
+            target(old_port),
+            target(new_port)
+        ),
+    );
+    let compare = |extra: &[&str]| {
+        let mut cmd = Command::new(crate::common::guichet_bin());
+        cmd.args(["test", "compare", "book", "--old", "old", "--new", "new"])
+            .args(extra)
+            .current_dir(bench.dir.path());
+        run_bounded(cmd, WAIT * 3)
+    };
+    let out = compare(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("/meta/versionId"),
+        "{}",
+        show(&out)
+    );
+    let out = compare(&["--learn-noise", "--json", "noise.json"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(bench.path("noise.json")).unwrap()).unwrap();
+    assert_eq!(
+        report["noise"],
+        serde_json::json!(["/meta/versionId"]),
+        "{report:#}"
+    );
+}
