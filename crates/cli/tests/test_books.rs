@@ -726,3 +726,44 @@ fn learned_noise_leaves_out_a_field_that_changes_on_every_run() {
         "{report:#}"
     );
 }
+
+/// `examples/test-book/run.sh` as its README runs it (on ports of its
+/// own): the books compared between two engines, then run against the
+/// old one; it exits 0, the one difference being the expected one.
+#[test]
+fn the_test_book_example_runs_as_its_readme_says() {
+    let bench = Bench::new();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/test-book/run.sh");
+    let base = free_block(9);
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script)
+        .env("GUICHET", crate::common::guichet_bin())
+        .env("WORK", bench.path("work"))
+        .env("PORT_BASE", base.to_string());
+    let out = run_bounded(cmd, std::time::Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let log = std::fs::read_to_string(bench.path("work/engines.log")).unwrap_or_default();
+    assert!(out.status.success(), "{}\n{log}", show(&out));
+    for line in [
+        "11 case(s): 10 the same, 1 different as expected, 0 different",
+        "7 case(s): 7 the same, 0 different as expected, 0 different",
+        "11 case(s): 11 passed, 0 failed, 0 could not run",
+        "7 case(s): 7 passed, 0 failed, 0 could not run",
+        "EXPECTED  inconsistent-counts.xml",
+    ] {
+        assert!(stdout.contains(line), "{line:?} not in\n{stdout}");
+    }
+    assert!(bench.path("work/bed-availability.html").is_file());
+}
+
+/// The first of `n` ports in a row, all free now.
+fn free_block(n: u16) -> u16 {
+    for _ in 0..200 {
+        let base = 20_000 + (crate::common::free_port() % 40_000);
+        let free = (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no {n} free ports in a row");
+}
