@@ -173,12 +173,6 @@ impl Expect {
     /// What of the expectations `answer` breaks, each said for a person.
     pub fn check_answer(&self, answer: &Answer) -> Vec<String> {
         let mut failures = Vec::new();
-        let want = |failures: &mut Vec<String>, what: &str, expected: &str, got: Option<String>| {
-            if got.as_deref() != Some(expected) {
-                let got = got.unwrap_or_else(|| "nothing".into());
-                failures.push(format!("{what}: expected {expected}, got {got}"));
-            }
-        };
         let text = answer_text(answer);
         if let Some(ack) = &self.ack {
             want(
@@ -210,10 +204,20 @@ impl Expect {
             };
             want(&mut failures, "drop-folder verdict", verdict, got);
         }
+        self.check_validation(answer, &mut failures);
+        for (key, expected) in &self.fields {
+            let got = Path::parse(key).ok().and_then(|p| p.value_in(&text));
+            want(&mut failures, key, expected, got);
+        }
+        failures
+    }
+
+    /// The validation verdict and the violation codes of `answer`.
+    fn check_validation(&self, answer: &Answer, failures: &mut Vec<String>) {
         let (valid, codes) = validation(answer);
         if let Some(expected) = self.valid {
             want(
-                &mut failures,
+                failures,
                 "validation verdict",
                 verdict_word(expected),
                 valid.map(|v| verdict_word(v).to_string()),
@@ -227,11 +231,6 @@ impl Expect {
                 ));
             }
         }
-        for (key, expected) in &self.fields {
-            let got = Path::parse(key).ok().and_then(|p| p.value_in(&text));
-            want(&mut failures, key, expected, got);
-        }
-        failures
     }
 
     /// What of the downstream expectations `emissions` (the sink's lines
@@ -268,6 +267,14 @@ impl Expect {
             }
         }
         failures
+    }
+}
+
+/// Notes a failure when `got` is not `expected`.
+fn want(failures: &mut Vec<String>, what: &str, expected: &str, got: Option<String>) {
+    if got.as_deref() != Some(expected) {
+        let got = got.unwrap_or_else(|| "nothing".into());
+        failures.push(format!("{what}: expected {expected}, got {got}"));
     }
 }
 

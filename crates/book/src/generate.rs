@@ -36,6 +36,40 @@ pub struct Generated {
 /// referential does not know.
 const OTHER_FINESS: [&str; 4] = ["010780914", "750712184", "350054680", "130786049"];
 
+/// Documents dated from one clock.
+struct Maker {
+    now: OffsetDateTime,
+}
+
+impl Maker {
+    fn at(&self, delta: Duration) -> String {
+        let when = (self.now + delta).replace_nanosecond(0).unwrap_or(self.now);
+        when.format(&Rfc3339).unwrap_or_default()
+    }
+
+    /// A record of `count` beds in `status`, updated two minutes ago.
+    fn record(&self, status: &'static str, count: i64) -> Record {
+        Record {
+            status,
+            count: count.to_string(),
+            gender: Some("01"),
+            updated: self.at(-Duration::minutes(2)),
+        }
+    }
+
+    fn doc(&self, finess: &str, unit: &str, records: Vec<Record>) -> Doc {
+        Doc {
+            finess: finess.to_string(),
+            units: vec![(unit.to_string(), records)],
+            time: self.at(Duration::ZERO),
+        }
+    }
+
+    fn one(&self, finess: &str, unit: &str, status: &'static str, count: i64) -> Doc {
+        self.doc(finess, unit, vec![self.record(status, count)])
+    }
+}
+
 /// The cases of the boundary book of `referential`, dated `now`.
 pub fn bed_availability(
     referential: &Referential,
@@ -45,83 +79,22 @@ pub fn bed_availability(
         .units()
         .next()
         .ok_or("the referential names no unit")?;
-    let at = |delta: Duration| {
-        (now + delta)
-            .replace_nanosecond(0)
-            .unwrap_or(now)
-            .format(&Rfc3339)
-            .unwrap_or_default()
-    };
-    let record = |status: &'static str, count: i64| Record {
-        status,
-        count: count.to_string(),
-        gender: Some("01"),
-        updated: at(-Duration::minutes(2)),
-    };
-    let doc = |finess: &str, unit: &str, records: Vec<Record>| Doc {
-        finess: finess.to_string(),
-        units: vec![(unit.to_string(), records)],
-        time: at(Duration::ZERO),
-    };
+    let make = Maker { now };
     let mut cases: Vec<(String, Doc)> = referential
         .units()
         .map(|u| {
             (
                 format!("valid-{}-{}", u.finess_eg, u.unit_id),
-                doc(&u.finess_eg, &u.unit_id, vec![record("02", 5)]),
+                make.one(&u.finess_eg, &u.unit_id, "02", 5),
             )
         })
         .collect();
-    let (finess, unit) = (first.finess_eg.as_str(), first.unit_id.as_str());
-    let one = |status, count| vec![record(status, count)];
-    let mut broken = |name: &str, d: Doc| cases.push((name.to_string(), d));
-    broken("finess-key", doc(&wrong_key(finess), unit, one("02", 5)));
-    let stranger = OTHER_FINESS
-        .iter()
-        .find(|f| !referential.knows(f))
-        .copied()
-        .unwrap_or("010780914");
-    broken("establishment-unknown", doc(stranger, unit, one("02", 5)));
-    broken("unit-unknown", doc(finess, "UNITE-INCONNUE", one("02", 5)));
-    broken("capacity-negative", doc(finess, unit, one("02", -1)));
-    broken("code-unknown", doc(finess, unit, one("99", 5)));
-    let deprecated = Record {
-        gender: Some("03"),
-        ..record("02", 5)
-    };
-    broken("code-deprecated", doc(finess, unit, vec![deprecated]));
-    broken(
-        "record-duplicate",
-        doc(finess, unit, vec![record("02", 5), record("02", 6)]),
-    );
-    broken(
-        "counts-inconsistent",
-        doc(finess, unit, vec![record("01", 10), record("02", 45)]),
-    );
-    let future = Record {
-        updated: at(Duration::days(1)),
-        ..record("02", 5)
-    };
-    broken("date-future", doc(finess, unit, vec![future]));
-    let stale = Record {
-        updated: at(-Duration::days(3)),
-        ..record("02", 5)
-    };
-    broken("date-stale", doc(finess, unit, vec![stale]));
-    broken("zero-beds", doc(finess, unit, one("02", 0)));
-    broken(
-        "largest-count",
-        doc(finess, unit, one("01", i64::from(i32::MAX))),
-    );
-    broken("finess-2a", doc("2A0000170", unit, one("02", 5)));
-    broken("finess-2b", doc("2B0000020", unit, one("02", 5)));
-    broken(
-        "no-unit",
-        Doc {
-            units: Vec::new(),
-            ..doc(finess, unit, Vec::new())
-        },
-    );
+    cases.extend(boundaries(
+        &make,
+        referential,
+        &first.finess_eg,
+        &first.unit_id,
+    ));
     let mut generated: Vec<Generated> = cases
         .into_iter()
         .map(|(name, d)| Generated {
@@ -129,18 +102,93 @@ pub fn bed_availability(
             body: write(&d),
         })
         .collect();
-    let missing = write(&doc(finess, unit, one("02", 5)))
-        .replace("<capacityStatus>02</capacityStatus>\n", "");
+    let whole = write(&make.one(&first.finess_eg, &first.unit_id, "02", 5));
+    let missing = whole.replace("<capacityStatus>02</capacityStatus>\n", "");
     generated.push(Generated {
         file: "slice-missing.xml".into(),
         body: missing,
     });
-    let whole = write(&doc(finess, unit, one("02", 5)));
     generated.push(Generated {
         file: "xml-broken.xml".into(),
         body: whole[..whole.len() / 2].to_string(),
     });
     Ok(generated)
+}
+
+/// Each rule broken once, and edge values, on the unit `unit` of `finess`.
+fn boundaries(
+    make: &Maker,
+    referential: &Referential,
+    finess: &str,
+    unit: &str,
+) -> Vec<(String, Doc)> {
+    let stranger = OTHER_FINESS
+        .iter()
+        .find(|f| !referential.knows(f))
+        .copied()
+        .unwrap_or("010780914");
+    let mut cases = vec![
+        ("finess-key", make.one(&wrong_key(finess), unit, "02", 5)),
+        ("establishment-unknown", make.one(stranger, unit, "02", 5)),
+        ("unit-unknown", make.one(finess, "UNITE-INCONNUE", "02", 5)),
+        ("capacity-negative", make.one(finess, unit, "02", -1)),
+        ("code-unknown", make.one(finess, unit, "99", 5)),
+        ("zero-beds", make.one(finess, unit, "02", 0)),
+        (
+            "largest-count",
+            make.one(finess, unit, "01", i64::from(i32::MAX)),
+        ),
+        ("finess-2a", make.one("2A0000170", unit, "02", 5)),
+        ("finess-2b", make.one("2B0000020", unit, "02", 5)),
+    ];
+    cases.extend(records(make, finess, unit));
+    cases
+        .into_iter()
+        .map(|(name, doc)| (name.to_string(), doc))
+        .collect()
+}
+
+/// The cases about the records themselves: their codes, their dates,
+/// their number.
+fn records(make: &Maker, finess: &str, unit: &str) -> Vec<(&'static str, Doc)> {
+    let with = |records: Vec<Record>| make.doc(finess, unit, records);
+    let changed = |record: Record| with(vec![record]);
+    let base = || make.record("02", 5);
+    vec![
+        (
+            "code-deprecated",
+            changed(Record {
+                gender: Some("03"),
+                ..base()
+            }),
+        ),
+        ("record-duplicate", with(vec![base(), make.record("02", 6)])),
+        (
+            "counts-inconsistent",
+            with(vec![make.record("01", 10), make.record("02", 45)]),
+        ),
+        (
+            "date-future",
+            changed(Record {
+                updated: make.at(Duration::days(1)),
+                ..base()
+            }),
+        ),
+        (
+            "date-stale",
+            changed(Record {
+                updated: make.at(-Duration::days(3)),
+                ..base()
+            }),
+        ),
+        (
+            "no-unit",
+            Doc {
+                units: Vec::new(),
+                ..with(Vec::new())
+            },
+        ),
+    ]
 }
 
 /// `finess` with its last digit changed: the key no longer holds.

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use guichet_ror::rules::Lang;
 use quick_xml::escape::escape as esc;
 
-use crate::compare::{CompareReport, Difference};
+use crate::compare::{CompareReport, Compared, Difference};
 use crate::run::{CaseResult, RunReport, Status};
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,'Segoe UI',sans-serif;margin:1.5rem;color:#1d2330;background:#f6f7f9}\
@@ -224,37 +224,43 @@ pub fn compare_page(report: &CompareReport, lang: Lang, bodies: bool) -> String 
         );
     }
     for case in &report.cases {
-        let word = match case.verdict {
-            "same" => w.verdicts[0],
-            "expected" => w.verdicts[1],
-            _ => w.verdicts[2],
-        };
-        let _ = write!(
-            h,
-            "<h2>{} <span class={}>{word}</span></h2>",
-            esc(&case.name),
-            case.verdict
-        );
-        if let Some(why) = &case.expect_difference {
-            let _ = write!(h, "<p class=meta>{}{} {}</p>", w.why, w.colon, esc(why));
-        }
-        if case.differences.is_empty() {
-            continue;
-        }
-        let _ = write!(
-            h,
-            "<table><tr><th>{}</th><th>{}</th><th class=old>{}</th><th class=new>{}</th></tr>",
-            w.part,
-            w.field,
-            esc(&report.old),
-            esc(&report.new)
-        );
-        for d in &case.differences {
-            difference_row(&mut h, d, bodies, w);
-        }
-        h.push_str("</table>");
+        compared_case(&mut h, case, report, bodies, w);
     }
     page(lang, &title, &h)
+}
+
+/// One compared case: its verdict, why it is meant to differ, and its
+/// differences, old and new side by side.
+fn compared_case(h: &mut String, case: &Compared, report: &CompareReport, bodies: bool, w: &Words) {
+    let word = match case.verdict {
+        "same" => w.verdicts[0],
+        "expected" => w.verdicts[1],
+        _ => w.verdicts[2],
+    };
+    let _ = write!(
+        h,
+        "<h2>{} <span class={}>{word}</span></h2>",
+        esc(&case.name),
+        case.verdict
+    );
+    if let Some(why) = &case.expect_difference {
+        let _ = write!(h, "<p class=meta>{}{} {}</p>", w.why, w.colon, esc(why));
+    }
+    if case.differences.is_empty() {
+        return;
+    }
+    let _ = write!(
+        h,
+        "<table><tr><th>{}</th><th>{}</th><th class=old>{}</th><th class=new>{}</th></tr>",
+        w.part,
+        w.field,
+        esc(&report.old),
+        esc(&report.new)
+    );
+    for d in &case.differences {
+        difference_row(h, d, bodies, w);
+    }
+    h.push_str("</table>");
 }
 
 fn difference_row(h: &mut String, d: &Difference, bodies: bool, w: &Words) {

@@ -122,24 +122,7 @@ pub fn compare_command(args: &TestCompareArgs) -> anyhow::Result<ExitCode> {
         (&old, &new),
         args.learn_noise,
     ));
-    for case in &result.cases {
-        println!("{}", report::compare_line(case));
-    }
-    if !result.noise.is_empty() {
-        println!("learned noise: {}", result.noise.join(", "));
-    }
-    let same = result.cases.iter().filter(|c| c.verdict == "same").count();
-    println!(
-        "{} case(s): {same} the same, {} different as expected, {} different ({:.1} s)",
-        result.cases.len(),
-        result
-            .cases
-            .iter()
-            .filter(|c| c.verdict == "expected")
-            .count(),
-        result.unexpected(),
-        result.duration_ms / 1e3
-    );
+    print_comparison(&result);
     write_reports(
         args.junit.as_deref(),
         args.json.as_deref(),
@@ -174,6 +157,28 @@ pub fn generate_command(args: &GenerateBedArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("{}: {cases} case(s)", args.out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each compared case, the noise learned, and the summary.
+fn print_comparison(result: &guichet_book::compare::CompareReport) {
+    for case in &result.cases {
+        println!("{}", report::compare_line(case));
+    }
+    if !result.noise.is_empty() {
+        println!("learned noise: {}", result.noise.join(", "));
+    }
+    let same = result.cases.iter().filter(|c| c.verdict == "same").count();
+    println!(
+        "{} case(s): {same} the same, {} different as expected, {} different ({:.1} s)",
+        result.cases.len(),
+        result
+            .cases
+            .iter()
+            .filter(|c| c.verdict == "expected")
+            .count(),
+        result.unexpected(),
+        result.duration_ms / 1e3
+    );
 }
 
 fn bad_book(why: &str) -> ExitCode {

@@ -112,6 +112,14 @@ pub fn check(path: &Path) -> Result<Report, ConfigError> {
     if let Some(admin) = &config.admin {
         check_admin(admin, &mut report);
     }
+    check_apps_used(&config, &mut report);
+    Ok(report)
+}
+
+/// What can be known of the journal without opening it (opening a SQLite
+/// journal that does not exist yet would create it).
+/// An `[[app]]` no listener admits is probably a mistake.
+fn check_apps_used(config: &Config, report: &mut Report) {
     for app in config.apps.keys() {
         let admits = |t: &crate::config::ListenTls| match &t.auth {
             crate::config::AuthSpec::Required(rules) => rules.iter().any(|rule| &rule.name == app),
@@ -131,11 +139,8 @@ pub fn check(path: &Path) -> Result<Report, ConfigError> {
             );
         }
     }
-    Ok(report)
 }
 
-/// What can be known of the journal without opening it (opening a SQLite
-/// journal that does not exist yet would create it).
 fn check_journal(spec: &crate::config::JournalSpec, report: &mut Report) {
     let subject = "[journal]";
     match &spec.store {

@@ -65,6 +65,22 @@ impl Conn {
                 Ok(pair) => pair,
                 Err(()) => return self.refuse(finish, Refused::BadRequest, Some(rule), None),
             };
+        self.forward(finish, spec, rule, upstream, forwarded, sent)
+            .await
+    }
+
+    /// Sends an admitted request on: judged first on a validating rule
+    /// (refused, forwarded, or sent to the national ROR as PATCHes), with
+    /// the upstream's access token when it asks for one.
+    async fn forward(
+        &self,
+        mut finish: Finish,
+        spec: &HttpSpec,
+        rule: &HttpRule,
+        upstream: &UpstreamClient,
+        forwarded: Request<Body>,
+        sent: body::Sent,
+    ) -> Response<Body> {
         let mut forwarded = match &rule.validation {
             None => forwarded,
             Some(validation) => match self
