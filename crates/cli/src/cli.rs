@@ -133,6 +133,20 @@ pub struct GenerateBedArgs {
     pub now: Option<time::OffsetDateTime>,
 }
 
+/// TLS of the targets given on the command line of `guichet test`.
+#[derive(Args, Debug)]
+pub struct BookTlsArgs {
+    /// The CA that issued the TLS targets' certificates, for the targets given on the
+    /// command line.
+    #[arg(long, value_name = "CA.pem")]
+    pub ca: Option<PathBuf>,
+    /// The client certificate presented to those targets (mutual TLS).
+    #[arg(long, value_name = "CERT.pem", requires = "key")]
+    pub cert: Option<PathBuf>,
+    #[arg(long, value_name = "KEY.pem", requires = "cert")]
+    pub key: Option<PathBuf>,
+}
+
 /// The HTML report of `guichet test run` and `guichet test compare`.
 #[derive(Args, Debug)]
 pub struct HtmlArgs {
@@ -175,13 +189,8 @@ pub struct TestCompareArgs {
     /// those runs are noise, left out of the comparison.
     #[arg(long)]
     pub learn_noise: bool,
-    /// The CA that issued the TLS engines' certificates, for engines given as URLs.
-    #[arg(long, value_name = "CA.pem")]
-    pub ca: Option<PathBuf>,
-    #[arg(long, value_name = "CERT.pem", requires = "key")]
-    pub cert: Option<PathBuf>,
-    #[arg(long, value_name = "KEY.pem", requires = "cert")]
-    pub key: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: BookTlsArgs,
     /// Write a JUnit XML report here (a failure per unexpected difference).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
@@ -201,14 +210,8 @@ pub struct TestRunArgs {
     /// https:// or folder:///path (repeatable).
     #[arg(long = "target", value_name = "NAME=URL")]
     pub targets: Vec<String>,
-    /// The CA that issued the TLS targets' certificates, for targets given here.
-    #[arg(long, value_name = "CA.pem")]
-    pub ca: Option<PathBuf>,
-    /// The client certificate presented to the targets given here.
-    #[arg(long, value_name = "CERT.pem", requires = "key")]
-    pub cert: Option<PathBuf>,
-    #[arg(long, value_name = "KEY.pem", requires = "cert")]
-    pub key: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: BookTlsArgs,
     /// The record file of the sink downstream of target NAME: NAME=FILE, a record of
     /// `guichet sim ror --record` or `guichet listen --record` (repeatable).
     #[arg(long = "sink", value_name = "NAME=FILE")]

@@ -38,8 +38,8 @@ pub fn run_command(args: &TestRunArgs) -> anyhow::Result<ExitCode> {
                 .into_iter()
                 .map(|(n, f)| (n, PathBuf::from(f)))
                 .collect(),
-            ca: args.ca.as_ref(),
-            cert: args.cert.as_ref().zip(args.key.as_ref()),
+            ca: args.tls.ca.as_ref(),
+            cert: args.tls.cert.as_ref().zip(args.tls.key.as_ref()),
         })
     };
     let (book, ends) = match given().and_then(|g| prepare(&args.book, &g)) {
@@ -96,8 +96,8 @@ pub fn compare_command(args: &TestCompareArgs) -> anyhow::Result<ExitCode> {
     let given = Given {
         targets: old_url.into_iter().chain(new_url).collect(),
         sinks,
-        ca: args.ca.as_ref(),
-        cert: args.cert.as_ref().zip(args.key.as_ref()),
+        ca: args.tls.ca.as_ref(),
+        cert: args.tls.cert.as_ref().zip(args.tls.key.as_ref()),
     };
     let (book, ends) = match prepare(&args.book, &given) {
         Ok(prepared) => prepared,

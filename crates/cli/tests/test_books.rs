@@ -225,15 +225,7 @@ fn a_bad_book_is_refused_with_the_file_and_the_reason() {
 /// caused.
 #[test]
 fn a_bed_availability_book_checks_the_rule_the_folder_and_the_ror() {
-    let bench = Bench::new();
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bed-availability");
-    std::fs::copy(
-        examples.join("referential.csv"),
-        bench.path("referential.csv"),
-    )
-    .unwrap();
-    bench.issue("gw", &["--server-only"]);
-    bench.issue("etab", &["--client-only"]);
+    let (bench, examples) = ror_bench(&["--server-only"]);
     let (_ror, ror_port) = bench.serve(&[
         "sim",
         "ror",
@@ -341,6 +333,21 @@ fn page_in_a_browser(bench: &Bench, page: &str, shown: &[&str]) {
     println!("report screenshot: {}", kept.display());
 }
 
+/// A bench with the examples' referential, a server certificate `gw`
+/// (with `gw_extra`) and a client one `etab`; and the examples' folder.
+fn ror_bench(gw_extra: &[&str]) -> (Bench, std::path::PathBuf) {
+    let bench = Bench::new();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bed-availability");
+    std::fs::copy(
+        examples.join("referential.csv"),
+        bench.path("referential.csv"),
+    )
+    .unwrap();
+    bench.issue("gw", gw_extra);
+    bench.issue("etab", &["--client-only"]);
+    (bench, examples)
+}
+
 /// One engine of a comparison: a validating rule (with `rules`) over
 /// mutual TLS in front of its own `sim ror`, recording to `record`.
 fn ror_engine(bench: &Bench, name: &str, rules: &str, record: &str) -> (Proc, Proc, u16) {
@@ -375,15 +382,7 @@ fn ror_engine(bench: &Bench, name: &str, rules: &str, record: &str) -> (Proc, Pr
 /// same, noise learned or not.
 #[test]
 fn compare_reports_exactly_the_cases_a_changed_rule_touches() {
-    let bench = Bench::new();
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bed-availability");
-    std::fs::copy(
-        examples.join("referential.csv"),
-        bench.path("referential.csv"),
-    )
-    .unwrap();
-    bench.issue("gw", &["--server-only"]);
-    bench.issue("etab", &["--client-only"]);
+    let (bench, examples) = ror_bench(&["--server-only"]);
     let (_old_ror, _old, old_port) = ror_engine(&bench, "old", "", "old-ror.jsonl");
     let stricter = "[severity]\n\"counts.inconsistent\" = \"error\"\n";
     let (_new_ror, _new, new_port) = ror_engine(&bench, "new", stricter, "new-ror.jsonl");
@@ -525,15 +524,7 @@ fn compare_reports_exactly_the_cases_a_changed_rule_touches() {
 /// itself: its validating rule in front of `sim ror`, over mutual TLS.
 #[test]
 fn the_generated_boundary_book_passes_against_guichet() {
-    let bench = Bench::new();
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bed-availability");
-    std::fs::copy(
-        examples.join("referential.csv"),
-        bench.path("referential.csv"),
-    )
-    .unwrap();
-    bench.issue("gw", &["--server-only", "--ip", "127.0.0.1"]);
-    bench.issue("etab", &["--client-only"]);
+    let (bench, _) = ror_bench(&["--server-only", "--ip", "127.0.0.1"]);
     let (_ror, _engine, port) = ror_engine(&bench, "guichet", "", "ror.jsonl");
     let generated = bench.ok(&[
         "test",
