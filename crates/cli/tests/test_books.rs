@@ -137,11 +137,29 @@ fn failures_and_errors_are_reported_per_case_and_the_run_goes_on() {
     let bench = Bench::new();
     let (_dpi, _engine, port) = mllp_engine(&bench, "aa");
     let (_mute, mute_port) = bench.listen(&["--ack", "none"]);
+    // A TLS peer whose certificate another CA issued: refused at once.
+    bench.ok(&["pki", "init", "--out", "other-ca"]);
+    bench.ok(&[
+        "pki",
+        "issue",
+        "--ca",
+        "other-ca",
+        "--name",
+        "stranger",
+        "--ip",
+        "127.0.0.1",
+    ]);
+    let (_stranger, stranger_port) = bench.listen(&[
+        "--tls-cert",
+        "other-ca/stranger.pem",
+        "--tls-key",
+        "other-ca/stranger.key",
+    ]);
     write(&bench, "book/a08.hl7", &adt("A08", "CASE-A08", "42"));
     let book = format!(
         "timeout = \"1s\"\n\n[targets.new]\nurl = \"mllp://127.0.0.1:{port}\"\n\
          [targets.mute]\nurl = \"mllp://127.0.0.1:{mute_port}\"\n\
-         [targets.tls]\nurl = \"mllps://127.0.0.1:{port}\"\nca = \"../pki/ca.pem\"\n\
+         [targets.tls]\nurl = \"mllps://127.0.0.1:{stranger_port}\"\nca = \"../pki/ca.pem\"\n\
          [targets.nosink]\nurl = \"mllp://127.0.0.1:{port}\"\nsink = \"../nowhere.jsonl\"\n\n\
          [[case]]\nname = \"expects AE\"\nfile = \"a08.hl7\"\ntargets = [\"new\"]\nexpect = {{ ack = \"AE\" }}\n\n\
          [[case]]\nname = \"never answered\"\nfile = \"a08.hl7\"\ntargets = [\"mute\"]\nexpect = {{ ack = \"AA\" }}\n\n\
