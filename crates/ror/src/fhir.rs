@@ -59,7 +59,7 @@ pub enum FhirError {
 
 pub(crate) fn shape(at: &Path, reason: impl Into<String>) -> FhirError {
     FhirError::Shape {
-        path: at.0.clone(),
+        path: at.to_string(),
         reason: reason.into(),
     }
 }
@@ -89,7 +89,7 @@ pub fn read_json(json: &Json) -> Result<Document, FhirError> {
         Some("Bundle") => {
             let entries = read_bundle(json, "collection", &mut document)?;
             for (i, entry) in entries.iter().enumerate() {
-                let at = root.join("entry").join(&format!("[{i}]")).join("resource");
+                let at = root.join("entry").index(i).join("resource");
                 read_entry(entry, &at, &mut document)?;
             }
             require_site(&document)?;
@@ -142,7 +142,7 @@ pub(crate) fn read_bundle<'j>(
         &root.join("meta.extension"),
     )?;
     for (i, extension) in meta.iter().enumerate() {
-        let at = root.join("meta.extension").join(&format!("[{i}]"));
+        let at = root.join("meta.extension").index(i);
         let value = string(extension.get("valueString"), &at.join("valueString"))?;
         match extension.get("url").and_then(Json::as_str) {
             Some(FINESS_EG_URL) => document.establishment.finess_eg = value,
@@ -192,7 +192,7 @@ fn read_location(json: &Json, at: &Path, document: &mut Document) -> Result<(), 
     for (i, extension) in extensions.iter().enumerate() {
         let url = extension.get("url").and_then(Json::as_str).unwrap_or("");
         if url == CAPACITY_URL {
-            let at = at.join("extension").join(&format!("[{i}]"));
+            let at = at.join("extension").index(i);
             unit.capacities.push(read_capacity(extension, at)?);
         }
     }
@@ -258,7 +258,7 @@ fn unit_identifier(json: &Json, at: &Path) -> Result<(Field<String>, Field<Strin
             "no identifier of type 26 (the unit's idExterneSynchro)",
         ));
     };
-    let at = at.join("identifier").join(&format!("[{i}]")).join("value");
+    let at = at.join("identifier").index(i).join("value");
     let Some(value) = identifier.get("value").and_then(Json::as_str) else {
         return Err(shape(&at, "the unit's identifier has no value"));
     };
@@ -272,7 +272,7 @@ pub(crate) fn read_capacity(json: &Json, at: Path) -> Result<Capacity, FhirError
     };
     let slices = array(json.get("extension"), &at.join("extension"))?;
     for (i, slice_json) in slices.iter().enumerate() {
-        let at = at.join("extension").join(&format!("[{i}]"));
+        let at = at.join("extension").index(i);
         let name = slice_json.get("url").and_then(Json::as_str).unwrap_or("");
         let Some(slice) = codes::slice(name) else {
             return Err(shape(
@@ -290,7 +290,7 @@ pub(crate) fn read_capacity(json: &Json, at: Path) -> Result<Capacity, FhirError
 }
 
 fn slice_value(slice: &Slice, json: &Json, at: &Path) -> Result<Value, FhirError> {
-    let wrong = |element: &str, what: &str| {
+    let wrong = |element: &'static str, what: &str| {
         shape(&at.join(element), format!("{} needs {what}", slice.name))
     };
     match slice.kind {

@@ -8,14 +8,49 @@
 //! remembers where it was read ([`Path`]), for the rules' reports.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::codes::{Slice, SLICES};
 
 /// Where a value stands in the document it was read from: an XPath for
 /// XML, a JSON path for FHIR. Never part of a value's identity: two
 /// documents with the same content are equal whatever their layout.
-#[derive(Debug, Clone, Default, Eq)]
-pub struct Path(pub String);
+///
+/// Every value of a document has one, and few are ever shown: a path
+/// keeps its steps (names and indices, no text) and is rendered only
+/// when displayed. The last `STEPS` steps are held inline; a deeper
+/// path shares its beginning with its siblings, so a join allocates
+/// nothing until that beginning fills.
+#[derive(Clone, Default)]
+pub struct Path {
+    /// The steps before `steps`, when there are more than fit inline.
+    parent: Option<Arc<Path>>,
+    steps: [Step; STEPS],
+    len: u8,
+    /// Made by [`Path::new`]: the first step is the root, written as is.
+    rooted: bool,
+}
+
+/// The steps a [`Path`] holds inline. With four, each capacity's path
+/// starts a beginning (`/bedAvailability/unit[1]/capacity`,
+/// `$.entry[0].resource`) that its values' paths share, adding their
+/// own steps inline: one allocation per capacity, none per value, and a
+/// path small to move.
+const STEPS: usize = 4;
+
+/// One step of a [`Path`]: an element or attribute name (the first step
+/// is the root, `/bedAvailability` or `$`, written as is), or an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Name(&'static str),
+    Index(usize),
+}
+
+impl Default for Step {
+    fn default() -> Step {
+        Step::Name("")
+    }
+}
 
 impl PartialEq for Path {
     fn eq(&self, _: &Path) -> bool {
@@ -23,27 +58,83 @@ impl PartialEq for Path {
     }
 }
 
-impl fmt::Display for Path {
+impl Eq for Path {}
+
+impl fmt::Debug for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        write!(f, "Path({:?})", self.to_string())
+    }
+}
+
+impl fmt::Display for Path {
+    /// `/` between XML steps, `.` between JSON ones (a path whose root
+    /// starts with `$`), none before an index.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let json = self.root().is_some_and(|r| r.starts_with('$'));
+        self.render(f, json, self.rooted)
     }
 }
 
 impl Path {
-    pub fn new(text: impl Into<String>) -> Path {
-        Path(text.into())
+    /// A path of one step, the root (`/bedAvailability`, `$`).
+    pub fn new(root: &'static str) -> Path {
+        Path {
+            rooted: true,
+            ..Path::default()
+        }
+        .step(Step::Name(root))
     }
 
-    /// This path with `step` after it (`/` between XML steps, `.` between
-    /// JSON ones, none before an index).
-    pub fn join(&self, step: &str) -> Path {
-        let json = self.0.starts_with('$');
-        let sep = match (json, step.starts_with('[')) {
-            (_, true) => "",
-            (true, false) => ".",
-            (false, false) => "/",
-        };
-        Path(format!("{}{sep}{step}", self.0))
+    /// This path with the element or attribute `name` after it.
+    pub fn join(&self, name: &'static str) -> Path {
+        self.clone().step(Step::Name(name))
+    }
+
+    /// This path with `[index]` after it.
+    pub fn index(&self, index: usize) -> Path {
+        self.clone().step(Step::Index(index))
+    }
+
+    fn step(mut self, step: Step) -> Path {
+        if usize::from(self.len) == STEPS {
+            self = Path {
+                rooted: self.rooted,
+                parent: Some(Arc::new(self)),
+                ..Path::default()
+            };
+        }
+        self.steps[usize::from(self.len)] = step;
+        self.len += 1;
+        self
+    }
+
+    fn root(&self) -> Option<&'static str> {
+        match (&self.parent, self.steps[0]) {
+            (Some(parent), _) => parent.root(),
+            (None, Step::Name(root)) if self.rooted => Some(root),
+            _ => None,
+        }
+    }
+
+    /// Writes the steps; `first`: the first one is the root, as is.
+    fn render(&self, f: &mut fmt::Formatter<'_>, json: bool, first: bool) -> fmt::Result {
+        let mut first = first;
+        if let Some(parent) = &self.parent {
+            parent.render(f, json, first)?;
+            first = false;
+        }
+        for step in &self.steps[..usize::from(self.len)] {
+            match step {
+                Step::Index(i) => write!(f, "[{i}]")?,
+                Step::Name(name) if first => f.write_str(name)?,
+                Step::Name(name) => {
+                    f.write_str(if json { "." } else { "/" })?;
+                    f.write_str(name)?;
+                }
+            }
+            first = false;
+        }
+        Ok(())
     }
 }
 
@@ -169,5 +260,57 @@ impl Document {
             .finess_eg
             .as_ref()
             .map(|f| format!("1{}", f.value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_xml_path_is_written_with_slashes_and_indices() {
+        let unit = Path::new("/bedAvailability").join("unit").index(1);
+        let at = unit.join("capacity").index(2).join("nbCapacity");
+        assert_eq!(
+            at.to_string(),
+            "/bedAvailability/unit[1]/capacity[2]/nbCapacity"
+        );
+        assert_eq!(unit.join("@id").to_string(), "/bedAvailability/unit[1]/@id");
+    }
+
+    #[test]
+    fn a_json_path_is_written_with_dots_and_indices() {
+        let at = Path::new("$").join("entry").index(0).join("resource");
+        let at = at.join("extension").index(1).join("extension").index(3);
+        assert_eq!(
+            at.to_string(),
+            "$.entry[0].resource.extension[1].extension[3]"
+        );
+        assert_eq!(Path::new("$").to_string(), "$");
+    }
+
+    #[test]
+    fn a_path_deeper_than_its_inline_steps_is_written_whole() {
+        let mut at = Path::new("$");
+        let mut expected = String::from("$");
+        for i in 0..3 * STEPS {
+            at = at.join("part").index(i);
+            expected.push_str(&format!(".part[{i}]"));
+        }
+        assert_eq!(at.to_string(), expected);
+        let mut xml = Path::new("Parameters");
+        for _ in 0..STEPS {
+            xml = xml.join("parameter");
+        }
+        assert_eq!(
+            xml.to_string(),
+            format!("Parameters{}", "/parameter".repeat(STEPS))
+        );
+    }
+
+    #[test]
+    fn a_path_without_root_starts_with_a_separator() {
+        assert_eq!(Path::default().to_string(), "");
+        assert_eq!(Path::default().join("a").index(2).to_string(), "/a[2]");
     }
 }

@@ -149,7 +149,7 @@ pub fn read_json(json: &Json) -> Result<Document, FhirError> {
     let entries = fhir::read_bundle(json, "batch", &mut document)?;
     let mut group = None;
     for (i, entry) in entries.iter().enumerate() {
-        let at = document.at.join("entry").join(&format!("[{i}]"));
+        let at = document.at.join("entry").index(i);
         read_entry(entry, &at, &mut document, &mut group)?;
     }
     fhir::require_site(&document)?;
@@ -192,7 +192,7 @@ fn read_entry(
     for (i, operation) in operations.into_iter().enumerate() {
         match (operation.op, operation.capacity) {
             (Op::Delete, _) | (_, None) => {
-                let at = resource_at.join("parameter").join(&format!("[{i}]"));
+                let at = resource_at.join("parameter").index(i);
                 return Err(shape(&at, "a delete carries no capacity to check"));
             }
             (_, Some(capacity)) => unit.capacities.push(capacity),
@@ -237,7 +237,7 @@ pub fn read_parameters(json: &Json, at: &Path) -> Result<Vec<Operation>, FhirErr
     let parameters = array(json.get("parameter"), &at.join("parameter"))?;
     let mut operations = Vec::new();
     for (i, parameter) in parameters.iter().enumerate() {
-        let at = at.join("parameter").join(&format!("[{i}]"));
+        let at = at.join("parameter").index(i);
         if parameter.get("name").and_then(Json::as_str) != Some("operation") {
             return Err(shape(
                 &at.join("name"),
@@ -278,10 +278,7 @@ fn read_operation(parameter: &Json, at: &Path) -> Result<Operation, FhirError> {
     let capacity = match find("value") {
         None => None,
         Some((j, value)) => {
-            let at = at
-                .join("part")
-                .join(&format!("[{j}]"))
-                .join("part[0].extension[0]");
+            let at = at.join("part").index(j).join("part[0].extension[0]");
             let Some(extension) = value.pointer("/part/0/extension/0") else {
                 return Err(shape(&at, "the value holds no capacity extension"));
             };

@@ -406,7 +406,7 @@ impl Report<'_> {
         self.violations.push(Violation {
             code,
             severity,
-            path: at.0.clone(),
+            path: at.to_string(),
             message: finding.message(self.context.lang),
         });
     }
@@ -523,7 +523,7 @@ fn check_unit(report: &mut Report<'_>, unit: &Unit, site: Option<&Finess>) {
         }
         match seen.get(&key) {
             Some(first) => {
-                let first = first.0.clone();
+                let first = first.to_string();
                 report.add(&capacity.at, Finding::RecordDuplicate { first });
             }
             None => {

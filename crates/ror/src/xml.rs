@@ -142,8 +142,8 @@ impl Parser<'_> {
             )));
         }
         let at = self.document.at.clone();
-        self.document.id = self.field(start, "id", &at)?;
-        self.document.time = self.field(start, "time", &at)?;
+        self.document.id = self.field(start, "@id", &at)?;
+        self.document.time = self.field(start, "@time", &at)?;
         Ok(Open::Root)
     }
 
@@ -153,13 +153,13 @@ impl Parser<'_> {
         if establishment.finess_eg.is_some() {
             return Err(self.error("a document speaks for one establishment"));
         }
-        let finess_eg = self.field(start, "finessEg", &at)?;
+        let finess_eg = self.field(start, "@finessEg", &at)?;
         if finess_eg.is_none() {
             return Err(self.error("<establishment> needs finessEg, the site's FINESS"));
         }
         self.document.establishment.finess_eg = finess_eg;
-        self.document.establishment.finess_ej = self.field(start, "finessEj", &at)?;
-        self.document.establishment.sender = self.field(start, "sender", &at)?;
+        self.document.establishment.finess_ej = self.field(start, "@finessEj", &at)?;
+        self.document.establishment.sender = self.field(start, "@sender", &at)?;
         Ok(Open::Establishment)
     }
 
@@ -167,8 +167,9 @@ impl Parser<'_> {
         let at = self
             .document
             .at
-            .join(&format!("unit[{}]", self.document.units.len() + 1));
-        let Some(id) = self.field(start, "id", &at)? else {
+            .join("unit")
+            .index(self.document.units.len() + 1);
+        let Some(id) = self.field(start, "@id", &at)? else {
             return Err(self.error("<unit> needs id, its idExterneSynchro"));
         };
         self.document.units.push(Unit {
@@ -181,9 +182,7 @@ impl Parser<'_> {
 
     fn capacity(&mut self) -> Open {
         if let Some(unit) = self.document.units.last_mut() {
-            let at = unit
-                .at
-                .join(&format!("capacity[{}]", unit.capacities.len() + 1));
+            let at = unit.at.join("capacity").index(unit.capacities.len() + 1);
             unit.capacities.push(Capacity {
                 at,
                 ..Capacity::default()
@@ -254,14 +253,15 @@ impl Parser<'_> {
         Ok(None)
     }
 
+    /// Attribute `step` (`@name`) of the element at `at`, with its path.
     fn field(
         &self,
         start: &BytesStart<'_>,
-        name: &str,
+        step: &'static str,
         at: &Path,
     ) -> Result<Option<Field<String>>, XmlError> {
-        let value = self.attribute(start, name)?;
-        Ok(value.map(|v| Field::new(v, at.join(&format!("@{name}")))))
+        let value = self.attribute(start, &step[1..])?;
+        Ok(value.map(|v| Field::new(v, at.join(step))))
     }
 
     fn error(&self, reason: impl Into<String>) -> XmlError {

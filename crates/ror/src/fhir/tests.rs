@@ -53,7 +53,7 @@ fn a_location_as_the_documentation_writes_it_is_read() {
     assert_eq!(capacity.code(&GENDER), Some("03"));
     assert_eq!(capacity.code(&TEMPORARY_ASSIGNMENT), Some("01"));
     assert_eq!(
-        capacity.get(&GENDER).unwrap().at.0,
+        capacity.get(&GENDER).unwrap().at.to_string(),
         "$.extension[0].extension[6]"
     );
 }

@@ -25,12 +25,15 @@ fn a_document_is_read_with_where_each_value_stands() {
     assert_eq!(doc.id.as_ref().unwrap().value, "D-2026-0001");
     let eg = doc.establishment.finess_eg.as_ref().unwrap();
     assert_eq!(eg.value, "350054680");
-    assert_eq!(eg.at.0, "/bedAvailability/establishment/@finessEg");
+    assert_eq!(
+        eg.at.to_string(),
+        "/bedAvailability/establishment/@finessEg"
+    );
     let capacity = &doc.units[0].capacities[0];
     assert_eq!(capacity.code(&CAPACITY_STATUS), Some("02"));
     assert_eq!(capacity.count(), Some(12));
     assert_eq!(
-        capacity.get(&GENDER).unwrap().at.0,
+        capacity.get(&GENDER).unwrap().at.to_string(),
         "/bedAvailability/unit[1]/capacity[1]/genderCapacityAvailable"
     );
 }
