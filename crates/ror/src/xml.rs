@@ -19,6 +19,7 @@
 //! </bedAvailability>
 //! ```
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use quick_xml::escape::escape;
@@ -59,23 +60,25 @@ pub fn read(text: &[u8]) -> Result<Document, XmlError> {
 
 /// Where the parser stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Open {
+enum Open<'t> {
     Root,
     Establishment,
     Unit,
     Capacity,
-    Slice(&'static Slice, Option<String>),
+    /// A slice and its text so far, borrowed from the document while it
+    /// needs no unescaping and comes in one piece.
+    Slice(&'static Slice, Option<Cow<'t, str>>),
 }
 
 struct Parser<'t> {
     reader: Reader<&'t [u8]>,
     text: &'t [u8],
     document: Document,
-    stack: Vec<Open>,
+    stack: Vec<Open<'t>>,
     root_seen: bool,
 }
 
-impl Parser<'_> {
+impl<'t> Parser<'t> {
     fn run(&mut self) -> Result<(), XmlError> {
         loop {
             let event = self
@@ -87,8 +90,12 @@ impl Parser<'_> {
                 Event::Empty(start) => self.open(&start, true)?,
                 Event::End(_) => self.close()?,
                 Event::Text(text) => {
+                    let in_slice = matches!(self.stack.last(), Some(Open::Slice(..)));
+                    if !in_slice && text.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
                     let text = text.unescape().map_err(|e| self.error(e.to_string()))?;
-                    self.text(&text)?;
+                    self.text(text)?;
                 }
                 Event::CData(_) => return Err(self.error("CDATA is not used in this format")),
                 Event::Eof => break,
@@ -108,22 +115,31 @@ impl Parser<'_> {
     }
 
     fn open(&mut self, start: &BytesStart<'_>, empty: bool) -> Result<(), XmlError> {
-        let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
-        let opened = match (self.stack.last(), name.as_str()) {
-            (None, "bedAvailability") if !self.root_seen => self.root(start)?,
-            (Some(Open::Root), "establishment") => self.establishment(start)?,
-            (Some(Open::Root), "unit") => self.unit(start)?,
-            (Some(Open::Unit), "capacity") => self.capacity(),
-            (Some(Open::Capacity), slice) => match codes::slice(slice) {
-                Some(slice) => Open::Slice(slice, None),
-                None => return Err(self.error(format!("<{slice}> is not a slice of a capacity"))),
-            },
+        let name = start.local_name();
+        let opened = match (self.stack.last(), name.as_ref()) {
+            (None, b"bedAvailability") if !self.root_seen => self.root(start)?,
+            (Some(Open::Root), b"establishment") => self.establishment(start)?,
+            (Some(Open::Root), b"unit") => self.unit(start)?,
+            (Some(Open::Unit), b"capacity") => self.capacity(),
+            (Some(Open::Capacity), slice) => {
+                match std::str::from_utf8(slice).ok().and_then(codes::slice) {
+                    Some(slice) => Open::Slice(slice, None),
+                    None => {
+                        let slice = String::from_utf8_lossy(slice);
+                        return Err(self.error(format!("<{slice}> is not a slice of a capacity")));
+                    }
+                }
+            }
             (None, other) => {
+                let other = String::from_utf8_lossy(other);
                 return Err(self.error(format!(
                     "the root element is <{other}>, not <bedAvailability>"
-                )))
+                )));
             }
-            (Some(_), other) => return Err(self.error(format!("<{other}> is not expected here"))),
+            (Some(_), other) => {
+                let other = String::from_utf8_lossy(other);
+                return Err(self.error(format!("<{other}> is not expected here")));
+            }
         };
         self.stack.push(opened);
         if empty {
@@ -132,7 +148,7 @@ impl Parser<'_> {
         Ok(())
     }
 
-    fn root(&mut self, start: &BytesStart<'_>) -> Result<Open, XmlError> {
+    fn root(&mut self, start: &BytesStart<'_>) -> Result<Open<'t>, XmlError> {
         self.root_seen = true;
         let namespace = self.attribute(start, "xmlns")?;
         if namespace.as_deref() != Some(NAMESPACE) {
@@ -147,7 +163,7 @@ impl Parser<'_> {
         Ok(Open::Root)
     }
 
-    fn establishment(&mut self, start: &BytesStart<'_>) -> Result<Open, XmlError> {
+    fn establishment(&mut self, start: &BytesStart<'_>) -> Result<Open<'t>, XmlError> {
         let at = self.document.at.join("establishment");
         let establishment = &mut self.document.establishment;
         if establishment.finess_eg.is_some() {
@@ -163,7 +179,7 @@ impl Parser<'_> {
         Ok(Open::Establishment)
     }
 
-    fn unit(&mut self, start: &BytesStart<'_>) -> Result<Open, XmlError> {
+    fn unit(&mut self, start: &BytesStart<'_>) -> Result<Open<'t>, XmlError> {
         let at = self
             .document
             .at
@@ -180,7 +196,7 @@ impl Parser<'_> {
         Ok(Open::Unit)
     }
 
-    fn capacity(&mut self) -> Open {
+    fn capacity(&mut self) -> Open<'t> {
         if let Some(unit) = self.document.units.last_mut() {
             let at = unit.at.join("capacity").index(unit.capacities.len() + 1);
             unit.capacities.push(Capacity {
@@ -191,12 +207,15 @@ impl Parser<'_> {
         Open::Capacity
     }
 
-    fn text(&mut self, text: &str) -> Result<(), XmlError> {
+    fn text(&mut self, text: Cow<'t, str>) -> Result<(), XmlError> {
         match self.stack.last_mut() {
             // A slice's text is kept as sent, blanks included: a code
             // with a space is wrong, and must stay visibly wrong.
             Some(Open::Slice(_, value)) => {
-                value.get_or_insert_with(String::new).push_str(text);
+                match value {
+                    Some(before) => before.to_mut().push_str(&text),
+                    None => *value = Some(text),
+                }
                 Ok(())
             }
             _ if text.trim().is_empty() => Ok(()),
@@ -210,8 +229,8 @@ impl Parser<'_> {
         };
         let text = text.unwrap_or_default();
         let value = match slice.kind {
-            Kind::Coded => Value::Code(text),
-            Kind::DateTime => Value::DateTime(text),
+            Kind::Coded => Value::Code(text.into_owned()),
+            Kind::DateTime => Value::DateTime(text.into_owned()),
             Kind::Integer => match text.parse() {
                 Ok(n) => Value::Integer(n),
                 Err(_) => {

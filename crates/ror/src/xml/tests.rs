@@ -54,6 +54,22 @@ fn text_with_markup_characters_survives() {
     assert_eq!(read(write(&doc).as_bytes()).unwrap(), doc);
 }
 
+#[test]
+fn a_slice_in_pieces_is_read_whole_and_as_sent() {
+    let text = SAMPLE
+        .replace(">02</capacityStatus>", ">0<!-- split -->2</capacityStatus>")
+        .replace(">12</nbCapacity>", ">1<!-- split -->2</nbCapacity>")
+        .replace(
+            ">01</genderCapacityAvailable>",
+            "> 0&amp;1</genderCapacityAvailable>",
+        );
+    let doc = read(text.as_bytes()).unwrap();
+    let capacity = &doc.units[0].capacities[0];
+    assert_eq!(capacity.code(&CAPACITY_STATUS), Some("02"));
+    assert_eq!(capacity.count(), Some(12));
+    assert_eq!(capacity.code(&GENDER), Some(" 0&1"));
+}
+
 fn error(text: &str) -> XmlError {
     read(text.as_bytes()).unwrap_err()
 }
