@@ -448,7 +448,7 @@ pub fn check(document: &Document, context: &Context<'_>) -> Vec<Violation> {
         finess(&mut report, "EJ", ej);
     }
     if let Some(time) = &document.time {
-        date(&mut report, time, false);
+        date(&mut report, &time.value, &time.at, false);
     }
     let known_site = match (site, context.referential) {
         (Some(site), Some(referential)) if !referential.knows(site.as_str()) => {
@@ -504,20 +504,29 @@ fn finess(report: &mut Report<'_>, which: &'static str, field: &Field<String>) -
 fn check_unit(report: &mut Report<'_>, unit: &Unit, site: Option<&Finess>) {
     if let (Some(site), Some(referential)) = (site, report.context.referential) {
         let rows = referential.unit(site.as_str(), &unit.id.value).len();
-        let (id, finess) = (unit.id.value.clone(), site.to_string());
+        let id = || unit.id.value.clone();
         match rows {
-            0 => report.add(&unit.id.at, Finding::UnitUnknown { unit: id, finess }),
             1 => {}
-            rows => report.add(&unit.id.at, Finding::UnitAmbiguous { unit: id, rows }),
+            0 => {
+                let finess = site.to_string();
+                report.add(&unit.id.at, Finding::UnitUnknown { unit: id(), finess });
+            }
+            rows => report.add(&unit.id.at, Finding::UnitAmbiguous { unit: id(), rows }),
         }
     }
-    let mut seen: HashMap<(Option<&str>, crate::referential::Tuple), &Path> = HashMap::new();
+    // Keyed by borrowed codes: a record's indicator is compared, not kept.
+    type Key<'u> = (Option<&'u str>, [Option<&'u str>; codes::INDICATOR.len()]);
+    let mut seen: HashMap<Key<'_>, &Path> = HashMap::new();
     for capacity in &unit.capacities {
         check_capacity(report, capacity);
-        let key = (capacity.code(&codes::CAPACITY_TYPE), tuple(capacity));
+        let key = (
+            capacity.code(&codes::CAPACITY_TYPE),
+            codes::INDICATOR.map(|slice| capacity.code(slice)),
+        );
         if let Some(indicators) = report.context.indicators {
-            if report.on("indicator.invalid") && !indicators.contains(&key.1) {
-                let tuple = describe(&key.1);
+            let owned = tuple(capacity);
+            if report.on("indicator.invalid") && !indicators.contains(&owned) {
+                let tuple = describe(&owned);
                 report.add(&capacity.at, Finding::IndicatorInvalid { tuple });
             }
         }
@@ -578,28 +587,27 @@ fn check_value(report: &mut Report<'_>, slice: &'static Slice, field: &Field<Val
                 );
             }
         },
-        (Value::DateTime(text), _) => {
-            date(report, &Field::new(text.clone(), field.at.clone()), true);
-        }
+        (Value::DateTime(text), _) => date(report, text, &field.at, true),
         _ => {}
     }
 }
 
 /// Checks a date: readable, not in the future, and (for a capacity
 /// update) not stale.
-fn date(report: &mut Report<'_>, field: &Field<String>, capacity: bool) {
-    let text = field.value.clone();
-    let Ok(when) = OffsetDateTime::parse(&text, &Rfc3339) else {
-        report.add(&field.at, Finding::DateInvalid { text });
+fn date(report: &mut Report<'_>, text: &str, at: &Path, capacity: bool) {
+    let Ok(when) = OffsetDateTime::parse(text, &Rfc3339) else {
+        let text = text.to_string();
+        report.add(at, Finding::DateInvalid { text });
         return;
     };
     let settings = report.context.settings;
     let now = report.context.now;
     if when > now + settings.future_tolerance {
-        report.add(&field.at, Finding::DateFuture { text });
+        let text = text.to_string();
+        report.add(at, Finding::DateFuture { text });
     } else if capacity && now - when > settings.stale_after {
-        let hours = (now - when).whole_hours();
-        report.add(&field.at, Finding::DateStale { text, hours });
+        let (text, hours) = (text.to_string(), (now - when).whole_hours());
+        report.add(at, Finding::DateStale { text, hours });
     }
 }
 
