@@ -133,12 +133,12 @@ pub(crate) fn read_bundle<'j>(
         }
     }
     document.id = string(
-        json.pointer("/identifier/value"),
+        member(json, &["identifier", "value"]),
         &root.join("identifier.value"),
     )?;
     document.time = string(json.get("timestamp"), &root.join("timestamp"))?;
     let meta = array(
-        json.pointer("/meta/extension"),
+        member(json, &["meta", "extension"]),
         &root.join("meta.extension"),
     )?;
     for (i, extension) in meta.iter().enumerate() {
@@ -245,7 +245,7 @@ pub(crate) fn split_unit_id(
 fn unit_identifier(json: &Json, at: &Path) -> Result<(Field<String>, Field<String>), FhirError> {
     let identifiers = array(json.get("identifier"), &at.join("identifier"))?;
     let found = identifiers.iter().enumerate().find(|(_, identifier)| {
-        let codings = identifier.pointer("/type/coding").and_then(Json::as_array);
+        let codings = member(identifier, &["type", "coding"]).and_then(Json::as_array);
         codings.is_some_and(|codings| {
             codings
                 .iter()
@@ -312,7 +312,7 @@ fn slice_value(slice: &Slice, json: &Json, at: &Path) -> Result<Value, FhirError
                     .map(|c| Value::Code(c.to_string()))
                     .ok_or_else(|| wrong("valueCode", "a string code"));
             }
-            let code = json.pointer("/valueCodeableConcept/coding/0/code");
+            let code = member(json, &["valueCodeableConcept", "coding", "0", "code"]);
             match code.and_then(Json::as_str) {
                 Some(code) => Ok(Value::Code(code.to_string())),
                 None => Err(wrong(
@@ -330,6 +330,16 @@ fn string(json: Option<&Json>, at: &Path) -> Result<Option<Field<String>>, FhirE
         Some(Json::String(text)) => Ok(Some(Field::new(text.clone(), at.clone()))),
         Some(_) => Err(shape(at, "a string is expected")),
     }
+}
+
+/// The member of `json` at `path` (names, or indices into arrays): what
+/// `Json::pointer` finds, without a String for each step.
+pub(crate) fn member<'j>(json: &'j Json, path: &[&str]) -> Option<&'j Json> {
+    path.iter().try_fold(json, |json, step| match json {
+        Json::Object(members) => members.get(*step),
+        Json::Array(items) => step.parse().ok().and_then(|i: usize| items.get(i)),
+        _ => None,
+    })
 }
 
 pub(crate) fn array<'j>(json: Option<&'j Json>, at: &Path) -> Result<&'j [Json], FhirError> {

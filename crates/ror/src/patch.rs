@@ -168,7 +168,7 @@ fn read_entry(
     group: &mut Option<String>,
 ) -> Result<(), FhirError> {
     let url_at = at.join("request.url");
-    let url = entry.pointer("/request/url").and_then(Json::as_str);
+    let url = fhir::member(entry, &["request", "url"]).and_then(Json::as_str);
     let Some(identifier) = url
         .and_then(|u| u.split_once("identifier="))
         .map(|(_, id)| id)
@@ -279,7 +279,7 @@ fn read_operation(parameter: &Json, at: &Path) -> Result<Operation, FhirError> {
         None => None,
         Some((j, value)) => {
             let at = at.join("part").index(j).join("part[0].extension[0]");
-            let Some(extension) = value.pointer("/part/0/extension/0") else {
+            let Some(extension) = fhir::member(value, &["part", "0", "extension", "0"]) else {
                 return Err(shape(&at, "the value holds no capacity extension"));
             };
             Some(fhir::read_capacity(extension, at)?)
