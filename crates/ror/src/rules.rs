@@ -516,7 +516,7 @@ fn check_unit(report: &mut Report<'_>, unit: &Unit, site: Option<&Finess>) {
     }
     // Keyed by borrowed codes: a record's indicator is compared, not kept.
     type Key<'u> = (Option<&'u str>, [Option<&'u str>; codes::INDICATOR.len()]);
-    let mut seen: HashMap<Key<'_>, &Path> = HashMap::new();
+    let mut seen: BTreeMap<Key<'_>, &Path> = BTreeMap::new();
     for capacity in &unit.capacities {
         check_capacity(report, capacity);
         let key = (
