@@ -3,6 +3,7 @@
 //! and Caddy as an HTTPS gateway; writes docs/BENCHMARKS.md. See
 //! `guichet-bench run --help`.
 
+mod books;
 mod children;
 mod http;
 mod journal;
@@ -68,6 +69,30 @@ enum Cmd {
     /// "Bed availability" section of the report. With --http: the
     /// validating HTTP rule; replaces its subsection "Validating rule".
     Validate(ValidateArgs),
+    /// `guichet test compare` of a book of bed-availability cases against
+    /// two validating HTTPS gateways, each in front of its own `guichet sim
+    /// ror`, and `guichet test run` against one; replaces the "Test books"
+    /// section of the report.
+    Books(BooksArgs),
+}
+
+#[derive(Args, Debug)]
+struct BooksArgs {
+    /// Cases in the book, each a document for its own unit.
+    #[arg(long, default_value_t = 1000)]
+    cases: usize,
+    /// The book's `concurrency` [default: the runner's].
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Measured rounds of each runner; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// The guichet binary [default: `cargo build --release -p guichet`].
+    #[arg(long, value_name = "PATH")]
+    guichet: Option<PathBuf>,
+    /// The report whose section is replaced [default: docs/BENCHMARKS.md].
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -262,6 +287,7 @@ fn main() -> ExitCode {
         Cmd::Upstream { listen } => http::upstream::run(listen).map(|()| ExitCode::SUCCESS),
         Cmd::HttpLoad(args) => http_load(&args).map(|()| ExitCode::SUCCESS),
         Cmd::Validate(args) => bench_validate(&args),
+        Cmd::Books(args) => bench_books(&args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("guichet-bench: {e:#}");
@@ -300,6 +326,29 @@ fn bench_validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(&out, merged).with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!("section written to {}", out.display());
     Ok(code)
+}
+
+/// `guichet-bench books`: the test-book runner; writes the "Test books"
+/// section.
+fn bench_books(args: &BooksArgs) -> anyhow::Result<ExitCode> {
+    let workspace = workspace_root();
+    let guichet = guichet_binary(args.guichet.as_ref(), &workspace)?;
+    let plan = books::Plan {
+        cases: args.cases.max(1),
+        rounds: args.rounds.max(1),
+        concurrency: args.concurrency,
+    };
+    let section = books::run(&guichet, &plan, &now())?;
+    print!("{section}");
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| workspace.join("docs/BENCHMARKS.md"));
+    let existing = std::fs::read_to_string(&out).unwrap_or_default();
+    let merged = report::merge_section(&existing, books::HEADING, &section);
+    std::fs::write(&out, merged).with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!("section written to {}", out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The validating rule and the same rule forwarding, rounds interleaved:
@@ -367,12 +416,15 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         let markdown = run.markdown();
         println!("{markdown}");
         if let Some(out) = report_path(args, &workspace) {
-            // The bed-availability section has runs of its own: kept.
+            // Bed availability and test books have runs of their own: kept.
             let existing = std::fs::read_to_string(&out).unwrap_or_default();
-            let markdown = match report::section_of(&existing, validate::HEADING) {
-                Some(kept) => report::merge_section(&markdown, validate::HEADING, kept),
-                None => markdown,
-            };
+            let markdown = [validate::HEADING, books::HEADING].into_iter().fold(
+                markdown,
+                |markdown, heading| match report::section_of(&existing, heading) {
+                    Some(kept) => report::merge_section(&markdown, heading, kept),
+                    None => markdown,
+                },
+            );
             std::fs::write(&out, &markdown)
                 .with_context(|| format!("cannot write {}", out.display()))?;
             eprintln!("report written to {}", out.display());

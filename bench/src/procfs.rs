@@ -10,13 +10,23 @@ use anyhow::{bail, Context};
 
 /// VmRSS of /proc/PID/status, in KiB.
 pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// VmHWM of /proc/PID/status, the most it has been resident, in KiB.
+pub fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// A field of /proc/PID/status given in kB.
+fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("no VmRSS in {path}"))
+        .with_context(|| format!("no {field} in {path}"))
 }
 
 /// User plus system CPU time of the process PID, all threads.
@@ -160,6 +170,7 @@ mod tests {
     fn this_process_has_memory_and_cpu_time() {
         let pid = std::process::id();
         assert!(rss_kib(pid).unwrap() > 0);
+        assert!(peak_rss_kib(pid).unwrap() > 0);
         assert!(cpu_time(pid).is_some());
     }
 }

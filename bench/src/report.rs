@@ -388,6 +388,13 @@ carried data.
   rule against the same rule without validation by
   `cargo run --release -p guichet-bench -- validate --http`; each
   replaces only its own part of the section.
+- Test books have a run of their own, which a full run keeps as it is:
+  `cargo run --release -p guichet-bench -- books` writes a book of 1000
+  bed-availability cases, starts two validating HTTPS gateways each in
+  front of its own `guichet sim ror --record`, and measures
+  `guichet test compare` against both and `guichet test run` against one:
+  the runner's wall time and peak resident memory (VmHWM from /proc),
+  fresh RORs each round.
 
 ",
             many = self.plan.many_conns,

@@ -9,6 +9,7 @@
 //! ([`posted_document`]), dated from the round's clock.
 
 use std::fmt::Write as _;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -137,7 +138,16 @@ impl Dates {
 /// One document of `units` units, as the files are, dated now, in
 /// guichet's XML: what a validating rule's rounds post.
 pub fn posted_document(units: usize) -> String {
-    xml::write(&document(0, units, &Dates::current()))
+    xml::write(&document(0, 0..units, &Dates::current()))
+}
+
+/// Document `i`, of the one unit `U{i}`, dated now, in guichet's XML: a
+/// test book's case for a gateway that checks dates against its own
+/// clock; with its number of capacity records.
+pub fn unit_document(i: usize) -> (String, usize) {
+    let document = document(i, i..i + 1, &Dates::current());
+    let records = document.units.iter().map(|u| u.capacities.len()).sum();
+    (xml::write(&document), records)
 }
 
 /// `plan.files` documents of `plan.units` units, one capacity record each
@@ -146,7 +156,7 @@ fn write_files(dir: &Path, plan: &Plan) -> anyhow::Result<u64> {
     let mut bytes = 0;
     let dates = Dates::fixed();
     for i in 0..plan.files {
-        let text = xml::write(&document(i, plan.units, &dates));
+        let text = xml::write(&document(i, 0..plan.units, &dates));
         bytes += text.len() as u64;
         let path: PathBuf = dir.join(format!("beds-{i:06}.xml"));
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
@@ -158,7 +168,7 @@ fn field(text: &str) -> Field<String> {
     Field::new(text.to_string(), At::default())
 }
 
-fn document(i: usize, units: usize, dates: &Dates) -> Document {
+fn document(i: usize, units: Range<usize>, dates: &Dates) -> Document {
     Document {
         id: Some(field(&format!("D-{i}"))),
         time: Some(field(&dates.written)),
@@ -167,7 +177,7 @@ fn document(i: usize, units: usize, dates: &Dates) -> Document {
             finess_ej: Some(field("350000014")),
             sender: None,
         },
-        units: (0..units).map(|u| unit(u, i, &dates.updated)).collect(),
+        units: units.map(|u| unit(u, i, &dates.updated)).collect(),
         at: At::default(),
     }
 }
