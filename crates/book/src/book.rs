@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::expect::Expect;
@@ -78,7 +79,8 @@ pub struct Case {
     pub name: String,
     /// Where its message came from, for reports.
     pub source: String,
-    pub body: Vec<u8>,
+    /// Shared by the copies of the book a comparison runs.
+    pub body: Bytes,
     /// HTTP: the body's content type; guessed from the body when absent.
     pub content_type: Option<String>,
     /// The targets it runs against; every target of the book when empty.
@@ -256,7 +258,7 @@ impl Book {
             belongs: belongs(&body),
             name: raw.name.unwrap_or_else(|| source.clone()),
             source,
-            body,
+            body: Bytes::from(body),
             content_type: raw.content_type.or_else(|| defaults.content_type.clone()),
             targets: if raw.targets.is_empty() {
                 defaults.targets.clone()

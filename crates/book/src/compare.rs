@@ -16,6 +16,7 @@ use serde_json::Value as Json;
 use crate::book::Book;
 use crate::expect::{answer_text, Answer};
 use crate::run::{run, CaseResult, Ends, RunOptions, TargetResult};
+use crate::sink::parse;
 
 /// Fields no comparison looks at, whatever the book says.
 pub const ALWAYS_IGNORED: [&str; 12] = [
@@ -109,7 +110,10 @@ impl Observed {
             .as_ref()
             .map(flatten_answer)
             .unwrap_or_default();
-        let downstream = result.downstream.iter().map(flatten_emission).collect();
+        let downstream = parse(&result.downstream)
+            .iter()
+            .map(flatten_emission)
+            .collect();
         let outcome = match &result.error {
             Some(error) => format!("error: {error}"),
             None => result.outcome.clone(),
@@ -342,7 +346,7 @@ pub fn compare(
             let observed = |case: &CaseResult, target: &str| {
                 case.targets
                     .get(target)
-                    .map(Observed::of)
+                    .map(|t| Observed::of(t))
                     .unwrap_or_default()
             };
             let differences =
@@ -403,8 +407,12 @@ pub async fn compare_targets(
     if learn_noise {
         let again = run(&old_book, ends, &options).await;
         for (first, second) in old_run.cases.iter().zip(&again.cases) {
-            let observed =
-                |case: &CaseResult| case.targets.get(old).map(Observed::of).unwrap_or_default();
+            let observed = |case: &CaseResult| {
+                case.targets
+                    .get(old)
+                    .map(|t| Observed::of(t))
+                    .unwrap_or_default()
+            };
             let varying = observed(first).varying(&observed(second));
             let learned: Vec<String> = varying
                 .into_iter()
@@ -413,6 +421,8 @@ pub async fn compare_targets(
             ignore.noise.extend(learned);
         }
     }
+    // The old run's copy of the book is no longer needed.
+    drop(old_book);
     let new_run = run(&book.against(new), ends, &options).await;
     let expected: Vec<Option<String>> = book
         .cases

@@ -2,18 +2,17 @@
 //! `concurrency` at a time (a `sequence` case alone, in its place), the
 //! answers and the sinks' new lines checked against the expectations.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures_util::StreamExt;
 use serde::Serialize;
-use serde_json::Value as Json;
 use tokio::time::Instant;
 
 use crate::book::{Book, Case};
 use crate::expect::Answer;
-use crate::sink::{Belongs, Sink};
+use crate::sink::{parse, Belongs, Emission, Sink, Until, GRACE};
 use crate::target::Target;
 
 /// Told of each case as it ends, for progress.
@@ -49,9 +48,22 @@ pub struct TargetResult {
     pub error: Option<String>,
     /// The sink's lines this case caused.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub downstream: Vec<Json>,
+    pub downstream: Vec<Emission>,
     #[serde(skip)]
     pub answer: Option<Answer>,
+    /// Where the case's lines were looked for in the sink, for those that
+    /// come late.
+    #[serde(skip)]
+    pub watched: Option<Watched>,
+}
+
+/// A case told apart from the others: where its lines begin in the sink,
+/// and the lines it took. Those of its own that come once it has ended,
+/// and that no other case took, are its too.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    from: usize,
+    taken: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -59,7 +71,8 @@ pub struct CaseResult {
     pub name: String,
     pub source: String,
     pub status: Status,
-    pub targets: BTreeMap<String, TargetResult>,
+    /// Boxed: a map's node holds eleven values, most of them empty here.
+    pub targets: BTreeMap<String, Box<TargetResult>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -99,14 +112,15 @@ pub async fn run(book: &Book, ends: &Ends, options: &RunOptions) -> RunReport {
         } else {
             book.concurrency
         };
-        let results = futures_util::stream::iter(group)
-            .map(|(i, case)| {
+        let mut results = futures_util::stream::iter(&group)
+            .map(|&(i, case)| {
                 let tag = format!("{run_id}-{:04}-{}", i + 1, file_name(case));
                 async move { run_case(book, ends, case, &tag, options.watch_sinks).await }
             })
             .buffered(width)
             .collect::<Vec<_>>()
             .await;
+        take_late(book, ends, &group, &mut results).await;
         for result in results {
             if let Some(on_case) = &options.on_case {
                 on_case(&result);
@@ -165,20 +179,23 @@ async fn run_case(book: &Book, ends: &Ends, case: &Case, tag: &str, watch: bool)
             }
             None => errored(format!("no target {name:?}"), 0.0),
         };
-        targets.insert(name.to_string(), result);
+        targets.insert(name.to_string(), Box::new(result));
     }
-    let status = if targets.values().any(|t| t.error.is_some()) {
+    CaseResult {
+        name: case.name.clone(),
+        source: case.source.clone(),
+        status: status(&targets),
+        targets,
+    }
+}
+
+fn status(targets: &BTreeMap<String, Box<TargetResult>>) -> Status {
+    if targets.values().any(|t| t.error.is_some()) {
         Status::Error
     } else if targets.values().any(|t| !t.failures.is_empty()) {
         Status::Fail
     } else {
         Status::Pass
-    };
-    CaseResult {
-        name: case.name.clone(),
-        source: case.source.clone(),
-        status,
-        targets,
     }
 }
 
@@ -221,22 +238,15 @@ async fn on_target(
         Ok(answer) => answer,
         Err(e) => return errored(e, ms(started)),
     };
-    let mut failures = case.expect.check_answer(&answer);
-    let mut emissions = Vec::new();
-    if let Some(sink) = watched {
-        // Comparing, the other engine may send fewer than expected: a quiet
-        // sink ends the wait, not the expected count.
-        let count = downstream.and_then(|d| d.count).filter(|_| !watch);
-        let deadline = started + book.timeout;
-        match sink
-            .emissions(from, &case.belongs, count, book.settle, deadline)
-            .await
-        {
-            Ok(lines) => emissions = lines,
+    let (emissions, told_apart) = match watched {
+        Some(sink) => match wait_lines(book, sink, case, (from, started), watch, alone).await {
+            Ok(taken) => taken,
             Err(e) => return errored(e, ms(started)),
-        }
-        failures.extend(case.expect.check_downstream(&emissions));
-    }
+        },
+        None => (Vec::new(), None),
+    };
+    let mut failures = case.expect.check_answer(&answer);
+    failures.extend(case.expect.check_downstream(&parse(&emissions)));
     TargetResult {
         outcome: outcome(&answer),
         duration_ms: ms(started),
@@ -244,7 +254,94 @@ async fn on_target(
         error: None,
         downstream: emissions,
         answer: Some(answer),
+        watched: told_apart,
     }
+}
+
+/// The case's lines: once the count it expects has come (a run), or once
+/// it has come or the sink stays quiet for `settle` (a comparison: the
+/// other engine may send fewer), or, expecting no count, once the sink
+/// stays quiet. A case that runs alone then waits for [`GRACE`] more; the
+/// others are looked at again when their group ends ([`take_late`]).
+async fn wait_lines(
+    book: &Book,
+    sink: &Sink,
+    case: &Case,
+    (from, started): (usize, Instant),
+    watch: bool,
+    alone: bool,
+) -> Result<(Vec<Emission>, Option<Watched>), String> {
+    let count = case.expect.downstream.as_ref().and_then(|d| d.count);
+    let until = Until {
+        count,
+        quiet: (count.is_none() || watch).then_some(book.settle),
+        deadline: started + book.timeout,
+    };
+    let mut lines = sink.emissions(from, &case.belongs, &until).await?;
+    if alone && count.is_some() {
+        let grace = Until {
+            count: None,
+            quiet: Some(GRACE),
+            ..until
+        };
+        lines = sink.emissions(from, &case.belongs, &grace).await?;
+    }
+    let (taken, lines): (Vec<usize>, Vec<Emission>) = lines.into_iter().unzip();
+    Ok((lines, (!alone).then_some(Watched { from, taken })))
+}
+
+/// Once the group's sinks have stayed quiet for [`GRACE`], each case told
+/// apart takes the lines of its own that came after it ended and that no
+/// case of the group took, and is checked again.
+async fn take_late(book: &Book, ends: &Ends, group: &[(usize, &Case)], results: &mut [CaseResult]) {
+    for (name, sink) in &ends.sinks {
+        let watched: Vec<(&Case, &Watched)> = group
+            .iter()
+            .zip(results.iter())
+            .filter_map(|((_, case), r)| Some((*case, r.targets.get(name)?.watched.as_ref()?)))
+            .collect();
+        let Some(from) = watched.iter().map(|(_, w)| w.from).min() else {
+            continue;
+        };
+        let belongs: Vec<&Belongs> = watched.iter().map(|(case, _)| &case.belongs).collect();
+        let deadline = Instant::now() + book.timeout;
+        if sink.quiet(from, &belongs, GRACE, deadline).await.is_err() {
+            continue;
+        }
+        let claimed: BTreeSet<usize> = watched
+            .iter()
+            .flat_map(|(_, w)| w.taken.iter().copied())
+            .collect();
+        for ((_, case), result) in group.iter().zip(results.iter_mut()) {
+            let Some(target) = result.targets.get_mut(name) else {
+                continue;
+            };
+            let Some(watched) = &target.watched else {
+                continue;
+            };
+            let Ok(lines) = sink.belonging(watched.from, &case.belongs) else {
+                continue;
+            };
+            let late = lines.into_iter().filter(|(at, _)| !claimed.contains(at));
+            let before = target.downstream.len();
+            target.downstream.extend(late.map(|(_, line)| line));
+            if target.downstream.len() > before {
+                recheck(case, target);
+                result.status = status(&result.targets);
+            }
+        }
+    }
+}
+
+/// The case's expectations checked again against its answer and lines.
+fn recheck(case: &Case, target: &mut TargetResult) {
+    let mut failures = target
+        .answer
+        .as_ref()
+        .map(|answer| case.expect.check_answer(answer))
+        .unwrap_or_default();
+    failures.extend(case.expect.check_downstream(&parse(&target.downstream)));
+    target.failures = failures;
 }
 
 fn errored(error: String, duration_ms: f64) -> TargetResult {
@@ -255,6 +352,7 @@ fn errored(error: String, duration_ms: f64) -> TargetResult {
         error: Some(error),
         downstream: Vec::new(),
         answer: None,
+        watched: None,
     }
 }
 

@@ -259,7 +259,7 @@ async fn http_exchange(
     for (name, value) in request.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
-    let body = Full::new(Bytes::from(request.case.body.clone()));
+    let body = Full::new(request.case.body.clone());
     let http_request = builder.body(body).map_err(|e| format!("HTTP: {e}"))?;
     let response = sender
         .send_request(http_request)

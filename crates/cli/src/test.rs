@@ -17,7 +17,7 @@ use guichet_ror::referential::Referential;
 use guichet_ror::rules::Lang;
 
 use crate::cli::{GenerateBedArgs, HtmlArgs, HtmlLang, TestCompareArgs, TestRunArgs};
-use crate::runtime::runtime;
+use crate::runtime::runtime_with;
 
 /// A bad book or bad options: said, and exit 2.
 const BAD_BOOK: u8 = 2;
@@ -56,7 +56,7 @@ pub fn run_command(args: &TestRunArgs) -> anyhow::Result<ExitCode> {
         on_case: Some(Box::new(|case| println!("{}", report::line(case)))),
         watch_sinks: false,
     };
-    let result = runtime()?.block_on(guichet_book::run(&book, &ends, &options));
+    let result = runner()?.block_on(guichet_book::run(&book, &ends, &options));
     let (pass, fail, error) = (
         result.count(Status::Pass),
         result.count(Status::Fail),
@@ -116,7 +116,7 @@ pub fn compare_command(args: &TestCompareArgs) -> anyhow::Result<ExitCode> {
         book.name,
         book.cases.len()
     );
-    let result = runtime()?.block_on(compare_targets(
+    let result = runner()?.block_on(compare_targets(
         &book,
         &ends,
         (&old, &new),
@@ -133,6 +133,13 @@ pub fn compare_command(args: &TestCompareArgs) -> anyhow::Result<ExitCode> {
         html::compare_page(&result, lang, bodies)
     })?;
     Ok(exit(result.unexpected() == 0))
+}
+
+/// One thread: a book's run waits on its targets and sinks far more than
+/// it computes, and a second thread only adds its stack and its share of
+/// the allocator's memory.
+fn runner() -> anyhow::Result<tokio::runtime::Runtime> {
+    runtime_with(Some(1))
 }
 
 fn write_html(args: &HtmlArgs, page: impl FnOnce(Lang, bool) -> String) -> anyhow::Result<()> {
