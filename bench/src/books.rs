@@ -356,14 +356,15 @@ fn section(plan: &Plan, compared: &[Round], alone: &[Round], date: &str) -> Stri
     let (compare_row, wall, peak) = row("compare", 2, compared);
     let (run_row, _, _) = row("run", 1, alone);
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    let concurrency = plan
-        .concurrency
-        .map_or_else(|| "the runner's default".to_owned(), |n| n.to_string());
+    let concurrency = plan.concurrency.map_or_else(
+        || "`concurrency` left at the runner's default".to_owned(),
+        |n| format!("`concurrency = {n}`"),
+    );
     let mut out = format!(
         "{HEADING}\n\
          A book of {cases} bed-availability cases, each a valid document in\n\
          guichet's XML for its own unit (one capacity record), expecting\n\
-         `status = 200` and `downstream = {{ count = 1 }}`; concurrency\n\
+         `status = 200` and `downstream = {{ count = 1 }}`;\n\
          {concurrency}. Each target is a `guichet run` gateway, one `http` route\n\
          with TLS and a client certificate (mutual TLS, CRL checked), its rule\n\
          `validate = \"bed-availability\"` with a referential of the {cases} units\n\
