@@ -182,7 +182,11 @@ impl Conn {
             let _ = sent.await;
             tokio::time::sleep(spec.response_timeout).await;
         };
-        let bearer = forwarded.headers().get(AUTHORIZATION).cloned();
+        // Kept only when this upstream's tokens may need forgetting.
+        let bearer = upstream
+            .asks_for_tokens()
+            .then(|| forwarded.headers().get(AUTHORIZATION).cloned())
+            .flatten();
         let answer = tokio::select! {
             answer = upstream.request(forwarded) => Ok(answer),
             () = late => Err(()),

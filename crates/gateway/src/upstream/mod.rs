@@ -107,6 +107,11 @@ impl UpstreamClient {
         Ok(())
     }
 
+    /// Whether requests to this upstream carry guichet's access token.
+    pub fn asks_for_tokens(&self) -> bool {
+        self.token.is_some()
+    }
+
     /// Forgets the token a request carried when the upstream answered it
     /// 401: the next request asks for a new one.
     pub async fn refused_token(&self, sent: Option<&http::HeaderValue>) {
