@@ -64,3 +64,15 @@ pub fn name(path: &Path) -> String {
     path.file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
 }
+
+/// it-lanscape's demo data folder (three establishments); `None` after a
+/// SKIPPED line when it is absent (a failure under CI).
+pub fn lanscape_dir() -> Option<PathBuf> {
+    let dir = shared().join("it-lanscape");
+    if dir.join("trigrammes.json").is_file() {
+        Some(dir)
+    } else {
+        skip(&format!("fixtures not found at {}", dir.display()));
+        None
+    }
+}
