@@ -11,9 +11,11 @@
 //!
 //! No network I/O: the caller names a folder, this crate reads it.
 
+pub mod figures;
 pub mod kpi;
 pub mod model;
 mod node;
+pub mod observed;
 pub mod read;
 pub mod round;
 

@@ -112,7 +112,11 @@ pub fn read_file(
         path: path.to_path_buf(),
         line: e.line(),
         column: e.column(),
-        message: e.to_string(),
+        // serde's text ends with the position, which the error shows first.
+        message: e
+            .to_string()
+            .trim_end_matches(&format!(" at line {} column {}", e.line(), e.column()))
+            .to_string(),
     })?;
     let node = Node {
         value: &value,

@@ -67,6 +67,75 @@ pub enum Command {
     /// integration engine over MLLP, HTTP(S) or a drop folder.
     #[command(subcommand)]
     Test(TestCommand),
+    /// The map of the information system (it-lanscape's data folder): indicators, data
+    /// quality, incident simulation, flows observed by the gateway, static site, exports.
+    #[command(subcommand)]
+    Map(MapCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MapCommand {
+    /// The dashboard's figures (it-lanscape's rules: occurrences, process and application
+    /// alignment, mutualisation, completeness) and guichet's own: encrypted flows, EAI
+    /// dependency, most connected applications, critical applications in clear.
+    Kpis(MapKpisArgs),
+}
+
+/// The dashboard's filters, as it-lanscape offers them (not the search box).
+#[derive(Args, Debug, Clone, Default)]
+pub struct MapFilterArgs {
+    /// Only this establishment (repeat for several).
+    #[arg(long = "etab", value_name = "NAME")]
+    pub etab: Vec<String>,
+    /// Only this domain (repeat for several).
+    #[arg(long = "domain", value_name = "NAME")]
+    pub domain: Vec<String>,
+    /// Only critical applications, or only the others.
+    #[arg(long, value_enum)]
+    pub criticality: Option<CriticalityArg>,
+    /// Only applications hosted here (`hebergement`, exactly).
+    #[arg(long, value_name = "HOSTING")]
+    pub hosting: Option<String>,
+    /// Only applications with this interface family (Medicale, Administrative, ...).
+    #[arg(long, value_name = "FAMILY")]
+    pub interface: Option<String>,
+    /// Only applications shared between establishments (yes), or only the others (no).
+    #[arg(long, value_enum)]
+    pub multi: Option<YesNo>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CriticalityArg {
+    #[value(alias = "critique")]
+    Critical,
+    Standard,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum YesNo {
+    #[value(alias = "oui")]
+    Yes,
+    #[value(alias = "non")]
+    No,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MapFormat {
+    Human,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct MapKpisArgs {
+    /// it-lanscape's data folder (<etab>.json, .flux.json, .infra.json, .network.json,
+    /// trigrammes.json).
+    #[arg(value_name = "DATA")]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub filters: MapFilterArgs,
+    /// human: a line per figure; json: one object.
+    #[arg(long, value_enum, default_value_t = MapFormat::Human)]
+    pub format: MapFormat,
 }
 
 #[derive(Subcommand, Debug)]

@@ -8,6 +8,7 @@ mod demo;
 mod journal;
 mod listen;
 mod logging;
+mod map;
 mod pki;
 mod run;
 mod runtime;
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
         cli::Command::Test(cli::TestCommand::Generate(cli::GenerateCommand::BedAvailability(
             a,
         ))) => test::generate_command(&a),
+        cli::Command::Map(cli::MapCommand::Kpis(a)) => map::kpis_command(&a),
     };
     match result {
         Ok(code) => code,

@@ -13,6 +13,7 @@ mod e2e;
 mod folder;
 mod http_gateway;
 mod journal_tls;
+mod map;
 mod peers;
 mod pki_igc_sante;
 mod pki_ocsp;

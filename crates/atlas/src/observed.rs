@@ -1,0 +1,56 @@
+//! Flows the gateway has seen, as aggregates: who talked to whom over
+//! which route, how often, encrypted or not. Metadata only: no message
+//! content ever reaches an aggregate.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One aggregate of observed traffic: a route, a direction, two parties
+/// and a message type, with counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedFlow {
+    /// The gateway route that carried it.
+    pub route: String,
+    /// The route's kind: `tcp`, `mllp`, `http` or `folder`.
+    pub kind: String,
+    /// The sending party as observed: the application named by its
+    /// certificate, or `MSH-3^MSH-4` for HL7.
+    pub source: String,
+    /// The receiving party: `MSH-5^MSH-6`, the HTTP rule, the route's
+    /// upstream.
+    pub target: String,
+    /// `ADT^A01`, the HTTP rule's name, or `""` for a byte tunnel.
+    pub message_type: String,
+    /// TLS between the sender and the gateway.
+    pub tls_in: bool,
+    /// TLS between the gateway and the receiver.
+    pub tls_out: bool,
+    pub count: u64,
+    /// RFC 3339, UTC.
+    pub first_seen: String,
+    pub last_seen: String,
+    /// ACK codes (`AA`, `AE`...) or HTTP status classes (`2xx`...) with
+    /// their counts.
+    pub outcomes: BTreeMap<String, u64>,
+    /// The parties' trigrammes, once the mapping file has named them.
+    #[serde(default)]
+    pub source_trigramme: Option<String>,
+    #[serde(default)]
+    pub target_trigramme: Option<String>,
+}
+
+impl ObservedFlow {
+    /// Encrypted end to end through the gateway: TLS on both sides.
+    pub fn encrypted(&self) -> bool {
+        self.tls_in && self.tls_out
+    }
+
+    /// The message type's family: `ADT` of `ADT^A01`.
+    pub fn family(&self) -> &str {
+        self.message_type
+            .split('^')
+            .next()
+            .unwrap_or(&self.message_type)
+    }
+}
