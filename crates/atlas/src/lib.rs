@@ -13,11 +13,14 @@
 
 pub mod figures;
 pub mod kpi;
+pub mod matrix;
 pub mod model;
 mod node;
 pub mod observed;
 pub mod read;
 pub mod round;
+#[cfg(test)]
+mod testdata;
 
 pub use model::Atlas;
 pub use read::{read_dir, ReadError};

@@ -1,37 +1,6 @@
-use std::collections::BTreeMap;
-
 use super::*;
 use crate::read::read_dir;
-
-fn demo() -> Option<Atlas> {
-    let dir = guichet_testsupport::fixtures::lanscape_dir()?;
-    Some(read_dir(&dir).unwrap())
-}
-
-fn seen(
-    route: &str,
-    from: &str,
-    to: &str,
-    kind: &str,
-    message_type: &str,
-    tls: bool,
-) -> ObservedFlow {
-    ObservedFlow {
-        route: route.into(),
-        kind: kind.into(),
-        source: format!("{from}-party"),
-        target: format!("{to}-party"),
-        message_type: message_type.into(),
-        tls_in: tls,
-        tls_out: tls,
-        count: 3,
-        first_seen: "2026-12-06T00:00:00Z".into(),
-        last_seen: "2026-12-06T00:01:00Z".into(),
-        outcomes: BTreeMap::from([("AA".to_string(), 3)]),
-        source_trigramme: (!from.is_empty()).then(|| from.into()),
-        target_trigramme: (!to.is_empty()).then(|| to.into()),
-    }
-}
+use crate::testdata::{demo, seen};
 
 #[test]
 fn declared_figures_on_the_demo_data() {

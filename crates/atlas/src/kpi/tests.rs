@@ -5,11 +5,7 @@
 
 use super::*;
 use crate::read::read_dir;
-
-fn demo() -> Option<Atlas> {
-    let dir = guichet_testsupport::fixtures::lanscape_dir()?;
-    Some(read_dir(&dir).unwrap())
-}
+use crate::testdata::demo;
 
 /// Occurrences, then the four percentages.
 type Figures = (usize, f64, f64, f64, f64);

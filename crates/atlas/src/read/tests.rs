@@ -1,11 +1,7 @@
 use std::path::Path;
 
 use super::*;
-
-fn demo() -> Option<Atlas> {
-    let dir = guichet_testsupport::fixtures::lanscape_dir()?;
-    Some(read_dir(&dir).unwrap())
-}
+use crate::testdata::demo;
 
 fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
