@@ -11,6 +11,7 @@
 //!
 //! No network I/O: the caller names a folder, this crate reads it.
 
+pub mod export;
 pub mod figures;
 pub mod kpi;
 pub mod matrix;

@@ -80,6 +80,7 @@ pub fn normalise_trigramme(value: &Option<Scalar>) -> String {
 
 /// The whole map, as read from one data folder.
 #[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Atlas {
     /// The business map, from every `<etab>.json` that has an
     /// `etablissements` key, in file-name order.
@@ -97,6 +98,7 @@ pub struct Atlas {
 
 /// What one file of servers, VLANs or flows holds for its establishment.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Dataset<T> {
     /// `etablissement`, else `nom`, else the file name without its suffix.
     pub establishment: String,
@@ -106,12 +108,14 @@ pub struct Dataset<T> {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Establishment {
     pub name: String,
     pub domains: Vec<Domain>,
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Domain {
     pub name: String,
     pub description: Option<Scalar>,
@@ -119,6 +123,7 @@ pub struct Domain {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Process {
     pub name: String,
     pub description: Option<Scalar>,
@@ -128,6 +133,7 @@ pub struct Process {
 /// One application *occurrence*: the same application declared in three
 /// establishments is three of these.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Application {
     pub name: Option<Scalar>,
     pub description: Option<Scalar>,
@@ -140,6 +146,7 @@ pub struct Application {
     /// Interface families in the order written, each with its truthiness.
     pub interfaces: Vec<(String, bool)>,
     /// As written; [`Application::trigramme`] gives the normalised code.
+    #[serde(rename = "trigramme")]
     pub trigramme_raw: Option<Scalar>,
 }
 
@@ -173,6 +180,7 @@ impl Application {
 /// (`VM` else `nom` else `name`; `PrimaryIPAddress` else `ip`;
 /// `RoleServeur` else `role` else `description`).
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Server {
     pub vm: Option<Scalar>,
     pub ip: Option<Scalar>,
@@ -182,6 +190,7 @@ pub struct Server {
     pub backup: Option<Scalar>,
     pub contact: Option<Scalar>,
     pub editor: Option<Scalar>,
+    #[serde(rename = "trigramme")]
     pub trigramme_raw: Option<Scalar>,
 }
 
@@ -197,6 +206,7 @@ impl Server {
 
 /// A VLAN of `<etab>.network.json` (`nom` else `name` else `description`).
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Vlan {
     pub id: Option<Scalar>,
     pub name: Option<Scalar>,
@@ -208,6 +218,7 @@ pub struct Vlan {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct VlanServer {
     pub ip: Option<Scalar>,
     pub name: Option<Scalar>,
@@ -216,9 +227,12 @@ pub struct VlanServer {
 /// A declared flow of `<etab>.flux.json`. `crypted` and `bidirectional`
 /// are Mercator's fields, optional.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Flow {
     pub id: Option<Scalar>,
+    #[serde(rename = "source")]
     pub source_raw: Option<Scalar>,
+    #[serde(rename = "target")]
     pub target_raw: Option<Scalar>,
     pub protocol: Option<Scalar>,
     pub port: Option<Scalar>,

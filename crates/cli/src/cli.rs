@@ -79,6 +79,32 @@ pub enum MapCommand {
     /// alignment, mutualisation, completeness) and guichet's own: encrypted flows, EAI
     /// dependency, most connected applications, critical applications in clear.
     Kpis(MapKpisArgs),
+    /// The map in other tools' forms: the flow matrix as CSV, the business map as a draw.io
+    /// file, the flows as a Mermaid flowchart, or the whole model with its indicators as JSON.
+    Export(MapExportArgs),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Drawio,
+    Mermaid,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct MapExportArgs {
+    /// it-lanscape's data folder.
+    #[arg(value_name = "DATA")]
+    pub data: PathBuf,
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Write here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The language of headings and labels.
+    #[arg(long, value_enum, default_value_t = Lang::Fr)]
+    pub lang: Lang,
 }
 
 /// The dashboard's filters, as it-lanscape offers them (not the search box).

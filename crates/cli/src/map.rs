@@ -4,12 +4,16 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use guichet_atlas::export::{csv, drawio, mermaid};
 use guichet_atlas::figures::{flow_figures, FlowFigures};
 use guichet_atlas::kpi::{kpis, Criticality, Filters, Kpis};
+use guichet_atlas::matrix::{of_atlas, Matrix};
 use guichet_atlas::Atlas;
 use serde::Serialize;
 
-use crate::cli::{CriticalityArg, MapFilterArgs, MapFormat, MapKpisArgs, YesNo};
+use crate::cli::{
+    CriticalityArg, ExportFormat, Lang, MapExportArgs, MapFilterArgs, MapFormat, MapKpisArgs, YesNo,
+};
 
 /// Exit status of a usage error (a folder that cannot be read).
 const USAGE: u8 = 2;
@@ -99,4 +103,44 @@ fn print_kpis(r: &KpisReport) {
         .map(|c| c.trigramme.as_str())
         .collect();
     println!("critical with flows in clear {}", clear.join(", "));
+}
+
+/// What `map export --format json` writes: the whole model, its figures
+/// and its flow matrix.
+#[derive(Serialize)]
+struct ModelExport<'a> {
+    model: &'a Atlas,
+    kpis: Kpis,
+    flows: FlowFigures,
+    matrix: Matrix,
+}
+
+pub fn export_command(args: &MapExportArgs) -> anyhow::Result<ExitCode> {
+    let atlas = match load(&args.data) {
+        Ok(atlas) => atlas,
+        Err(code) => return Ok(code),
+    };
+    let french = args.lang == Lang::Fr;
+    let matrix = of_atlas(&atlas, &[]);
+    let text = match args.format {
+        ExportFormat::Csv => csv::matrix_csv(&matrix, french),
+        ExportFormat::Drawio => drawio::business_map(&atlas.establishments),
+        ExportFormat::Mermaid => mermaid::flowchart(&atlas, &matrix, french),
+        ExportFormat::Json => {
+            let all = Filters::default();
+            let export = ModelExport {
+                model: &atlas,
+                kpis: kpis(&atlas, &all),
+                flows: flow_figures(&atlas, &all, &[]),
+                matrix,
+            };
+            serde_json::to_string_pretty(&export).context("writing the model")? + "\n"
+        }
+    };
+    match &args.out {
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -80,3 +80,46 @@ fn a_folder_that_cannot_be_read_exits_2_with_the_reason() {
     let out = map(&["kpis", "/nonexistent/data"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
 }
+
+#[test]
+fn exports_open_in_the_tools_they_are_for() {
+    let Some(data) = demo() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    for (format, name) in [
+        ("drawio", "map.drawio"),
+        ("csv", "matrix.csv"),
+        ("mermaid", "flows.mmd"),
+        ("json", "model.json"),
+    ] {
+        let out = map(&["export", &data, "--format", format, "--out", &file(name)]);
+        assert!(out.status.success(), "{format}: {}", show(&out));
+    }
+    // A real XML parser takes the draw.io file (a failure under CI
+    // when xmllint is missing).
+    if crate::common::have("xmllint") {
+        let mut cmd = Command::new("xmllint");
+        cmd.args(["--noout", &file("map.drawio")]);
+        let out = run_bounded(cmd, WAIT);
+        assert!(out.status.success(), "xmllint: {}", show(&out));
+    }
+    let csv = std::fs::read_to_string(file("matrix.csv")).unwrap();
+    assert!(csv.starts_with("source \\ cible,"), "{csv}");
+    let mermaid = std::fs::read_to_string(file("flows.mmd")).unwrap();
+    assert!(
+        mermaid.contains("app_GAP -->|\"HL7 ADT\"| app_ORB"),
+        "{mermaid}"
+    );
+    let model: Value =
+        serde_json::from_str(&std::fs::read_to_string(file("model.json")).unwrap()).unwrap();
+    assert_eq!(model["kpis"]["applications"], 102);
+    assert_eq!(
+        model["model"]["establishments"].as_array().unwrap().len(),
+        3
+    );
+    assert_eq!(model["model"]["flows"][0]["items"][0]["source"], "GAP");
+    assert!(model["matrix"]["cells"].as_array().unwrap().len() > 10);
+    // Standard output when no file is named; English on demand.
+    let out = map(&["export", &data, "--format", "csv", "--lang", "en"]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("source \\ target,"));
+}
