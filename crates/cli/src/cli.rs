@@ -82,6 +82,23 @@ pub enum MapCommand {
     /// The map in other tools' forms: the flow matrix as CSV, the business map as a draw.io
     /// file, the flows as a Mermaid flowchart, or the whole model with its indicators as JSON.
     Export(MapExportArgs),
+    /// The map as a static, self-contained site for a nightly job: indicators with filters,
+    /// business map, applications, flows, flow matrix, incident simulation, data quality.
+    /// It opens from disk; nothing is fetched from anywhere.
+    Build(MapBuildArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MapBuildArgs {
+    /// it-lanscape's data folder.
+    #[arg(value_name = "DATA")]
+    pub data: PathBuf,
+    /// The site's folder (created; its index.html replaced).
+    #[arg(long, value_name = "SITE")]
+    pub out: PathBuf,
+    /// The language the site opens in (the other is a click away).
+    #[arg(long, value_enum, default_value_t = Lang::Fr)]
+    pub lang: Lang,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

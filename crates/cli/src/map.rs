@@ -8,11 +8,12 @@ use guichet_atlas::export::{csv, drawio, mermaid};
 use guichet_atlas::figures::{flow_figures, FlowFigures};
 use guichet_atlas::kpi::{kpis, Criticality, Filters, Kpis};
 use guichet_atlas::matrix::{of_atlas, Matrix};
-use guichet_atlas::Atlas;
+use guichet_atlas::{site, Atlas};
 use serde::Serialize;
 
 use crate::cli::{
-    CriticalityArg, ExportFormat, Lang, MapExportArgs, MapFilterArgs, MapFormat, MapKpisArgs, YesNo,
+    CriticalityArg, ExportFormat, Lang, MapBuildArgs, MapExportArgs, MapFilterArgs, MapFormat,
+    MapKpisArgs, YesNo,
 };
 
 /// Exit status of a usage error (a folder that cannot be read).
@@ -142,5 +143,34 @@ pub fn export_command(args: &MapExportArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot write {}", path.display()))?,
         None => print!("{text}"),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Now, as the site's footer shows it.
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+pub fn build_command(args: &MapBuildArgs) -> anyhow::Result<ExitCode> {
+    let atlas = match load(&args.data) {
+        Ok(atlas) => atlas,
+        Err(code) => return Ok(code),
+    };
+    let lang = if args.lang == Lang::En { "en" } else { "fr" };
+    let generated = now_rfc3339();
+    let data = site::SiteData::new(&atlas, &[], None, lang, &generated);
+    let page = site::page(&data).context("writing the page")?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let index = args.out.join("index.html");
+    std::fs::write(&index, page).with_context(|| format!("cannot write {}", index.display()))?;
+    println!("{}", index.display());
     Ok(ExitCode::SUCCESS)
 }

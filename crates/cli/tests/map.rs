@@ -123,3 +123,99 @@ fn exports_open_in_the_tools_they_are_for() {
     let out = map(&["export", &data, "--format", "csv", "--lang", "en"]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("source \\ target,"));
 }
+
+/// The card `id`'s figure in a dumped DOM.
+fn card(dom: &str, id: &str) -> String {
+    let at = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no card {id}"));
+    let value = &dom[at..];
+    let start = value.find("class=\"v\">").unwrap() + "class=\"v\">".len();
+    value[start..start + value[start..].find('<').unwrap()].to_string()
+}
+
+/// The site built from the demo data, read in headless Chromium from
+/// disk: the dashboard's figures, a filter that changes them, the
+/// incident answer, the matrix, in French and English; no request
+/// leaves the page, and a page that makes one is caught.
+#[test]
+fn the_site_opens_from_disk_and_shows_the_map() {
+    let Some(data) = demo() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    let out = map(&["build", &data, "--out", site.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", show(&out));
+    let Some(browser) = crate::common::browser::Browser::new(dir.path()) else {
+        return;
+    };
+    let url = format!("file://{}", site.join("index.html").display());
+    let dom = browser.dom(&url);
+    let figures: Vec<String> = [
+        "k-applications",
+        "k-proc",
+        "k-align",
+        "k-multi",
+        "k-compl",
+        "k-flows",
+        "k-encrypted",
+    ]
+    .iter()
+    .map(|id| card(&dom, id))
+    .collect();
+    assert_eq!(
+        figures,
+        ["102", "100.0 %", "96.0 %", "40.2 %", "33.3 %", "75", "24.0 %"]
+    );
+    assert!(dom.contains("Alignement des processus"));
+
+    // A filter, as the page's select writes it into the address.
+    let dom = browser.dom(&format!(
+        "{url}#indicators?etab=CH+Val-de-Lys&criticality=Critique"
+    ));
+    let figures: Vec<String> = ["k-applications", "k-align", "k-multi", "k-flows"]
+        .iter()
+        .map(|id| card(&dom, id))
+        .collect();
+    let out = map(&[
+        "kpis",
+        &data,
+        "--etab",
+        "CH Val-de-Lys",
+        "--criticality",
+        "critical",
+        "--format",
+        "json",
+    ]);
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        figures,
+        [
+            cli["applications"].to_string(),
+            format!("{:.1} %", cli["alignPct"].as_f64().unwrap()),
+            format!("{:.1} %", cli["multiPct"].as_f64().unwrap()),
+            cli["flows"].to_string()
+        ],
+        "the page and `map kpis` agree"
+    );
+
+    let dom = browser.dom(&format!(
+        "{url}#incident?kind=app&value=GAP&status=hs&lang=en"
+    ));
+    assert!(dom.contains("Impacted applications (8)"), "{dom}");
+    let dom = browser.dom(&format!("{url}#matrix"));
+    assert!(dom.contains("data-state=\"clear\""));
+    assert!(dom.contains("data-state=\"encrypted\""));
+    for view in ["indicators", "business", "matrix"] {
+        browser.screenshot(&format!("{url}#{view}"), &format!("map-{view}.png"));
+    }
+
+    assert_eq!(
+        browser.requests(&format!("{url}#business")),
+        Vec::<String>::new()
+    );
+    // The check sees a page that does fetch something.
+    let leak = dir.path().join("leak.html");
+    std::fs::write(&leak, "<img src=\"http://127.0.0.1:9/x.png\">").unwrap();
+    let seen = browser.requests(&format!("file://{}", leak.display()));
+    assert_eq!(seen, ["http://127.0.0.1:9/x.png"]);
+}

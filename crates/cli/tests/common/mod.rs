@@ -16,6 +16,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod browser;
+
 pub use guichet_testsupport::config::app;
 use guichet_testsupport::config::TlsProfile;
 pub use guichet_testsupport::http::{get as http_get, wait_for as wait_http};
