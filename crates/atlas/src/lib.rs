@@ -20,6 +20,7 @@ mod node;
 pub mod observed;
 pub mod read;
 pub mod round;
+pub mod sheet;
 pub mod site;
 #[cfg(test)]
 mod testdata;

@@ -86,6 +86,43 @@ pub enum MapCommand {
     /// business map, applications, flows, flow matrix, incident simulation, data quality.
     /// It opens from disk; nothing is fetched from anywhere.
     Build(MapBuildArgs),
+    /// Flows from a spreadsheet (CSV, XLSX, XLS, ODS) into an establishment's <etab>.flux.json,
+    /// as it-lanscape's flow import does: its columns guessed or mapped, replace or merge.
+    ImportFlows(MapImportFlowsArgs),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ImportMode {
+    /// The sheet's flows replace the file's.
+    Replace,
+    /// Same id (or, for rows without one, same source|target|protocol|messageType): updated;
+    /// others added.
+    Merge,
+}
+
+#[derive(Args, Debug)]
+pub struct MapImportFlowsArgs {
+    /// The spreadsheet: .csv (comma or semicolon), .xlsx, .xls or .ods.
+    #[arg(value_name = "SHEET")]
+    pub sheet: PathBuf,
+    /// The establishment's flow file in the data folder (created if missing).
+    #[arg(long, value_name = "FILE")]
+    pub into: PathBuf,
+    /// The establishment's name, for a new file (else the file's own, else its name).
+    #[arg(long, value_name = "NAME")]
+    pub etab: Option<String>,
+    /// A column for a field, FIELD=HEADER (fields: id, sourceTrigramme, targetTrigramme,
+    /// protocol, port, messageType, interfaceType, eaiName, description); others are guessed.
+    #[arg(long = "column", value_name = "FIELD=HEADER")]
+    pub columns: Vec<String>,
+    /// The workbook's sheet (default: the first whose name holds "flux", else the first).
+    #[arg(long = "sheet", value_name = "NAME")]
+    pub sheet_name: Option<String>,
+    #[arg(long, value_enum, default_value_t = ImportMode::Replace)]
+    pub mode: ImportMode,
+    /// Print what would be written; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]

@@ -9,6 +9,7 @@ mod journal;
 mod listen;
 mod logging;
 mod map;
+mod map_import;
 mod pki;
 mod run;
 mod runtime;
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
         cli::Command::Map(cli::MapCommand::Kpis(a)) => map::kpis_command(&a),
         cli::Command::Map(cli::MapCommand::Export(a)) => map::export_command(&a),
         cli::Command::Map(cli::MapCommand::Build(a)) => map::build_command(&a),
+        cli::Command::Map(cli::MapCommand::ImportFlows(a)) => map_import::import_flows_command(&a),
     };
     match result {
         Ok(code) => code,

@@ -219,3 +219,56 @@ fn the_site_opens_from_disk_and_shows_the_map() {
     let seen = browser.requests(&format!("file://{}", leak.display()));
     assert_eq!(seen, ["http://127.0.0.1:9/x.png"]);
 }
+
+/// A spreadsheet of flows (as French Excel writes CSV) merged into an
+/// establishment's flow file: the map counts them, and importing the same
+/// sheet again changes nothing.
+#[test]
+fn flows_from_a_spreadsheet_join_the_map() {
+    let Some(demo) = demo() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    for entry in std::fs::read_dir(&demo).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            std::fs::copy(&path, data.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let sheet = dir.path().join("flux.csv");
+    std::fs::write(
+        &sheet,
+        "Source;Cible;Protocole;Port;Type message;EAI;Chiffré\nSIL;GAP;HL7;2575;RDE;Enovacom Engine;non\nGAP;ORB;HL7;2575;ADT;Enovacom Engine;non\n",
+    )
+    .unwrap();
+    let into = data.join("ch_val_de_lys.flux.json");
+    let import = |extra: &[&str]| {
+        let mut args = vec![
+            "import-flows",
+            sheet.to_str().unwrap(),
+            "--into",
+            into.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        map(&args)
+    };
+    let out = import(&["--mode", "merge"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("2 row(s) read from sheet \"flux.csv\": 1 added, 1 updated, 26 flow(s)"),
+        "{said}"
+    );
+    let out = import(&["--mode", "merge"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": 0 added, 2 updated, 26 flow(s)"));
+    let out = map(&["kpis", data.to_str().unwrap(), "--format", "json"]);
+    let k: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(k["flows"], 76);
+
+    // The sheet's flows alone, with a column named by hand.
+    let out = import(&["--column", "messageType=Type message", "--dry-run"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 added, 0 updated, 2 flow(s)"));
+    let out = import(&["--column", "source=Source"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown flow field \"source\""));
+}
