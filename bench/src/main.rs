@@ -9,6 +9,7 @@ mod http;
 mod journal;
 mod load;
 mod machine;
+mod map;
 mod message;
 mod peers;
 mod pki;
@@ -16,6 +17,7 @@ mod procfs;
 mod report;
 mod scenario;
 mod sink;
+mod timed;
 mod validate;
 
 use std::net::SocketAddr;
@@ -74,6 +76,31 @@ enum Cmd {
     /// ror`, and `guichet test run` against one; replaces the "Test books"
     /// section of the report.
     Books(BooksArgs),
+    /// `guichet map build` and `guichet map kpis` on a synthetic hospital
+    /// group, and the built page in headless Chromium; replaces the "The
+    /// map" section of the report.
+    Map(MapArgs),
+}
+
+#[derive(Args, Debug)]
+struct MapArgs {
+    #[arg(long, default_value_t = 20)]
+    establishments: usize,
+    /// Application occurrences in the whole group.
+    #[arg(long, default_value_t = 3000)]
+    occurrences: usize,
+    /// Declared flows in the whole group.
+    #[arg(long, default_value_t = 5000)]
+    flows: usize,
+    /// Measured rounds; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// The guichet binary [default: `cargo build --release -p guichet`].
+    #[arg(long, value_name = "PATH")]
+    guichet: Option<PathBuf>,
+    /// The report whose section is replaced [default: docs/BENCHMARKS.md].
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -288,6 +315,7 @@ fn main() -> ExitCode {
         Cmd::HttpLoad(args) => http_load(&args).map(|()| ExitCode::SUCCESS),
         Cmd::Validate(args) => bench_validate(&args),
         Cmd::Books(args) => bench_books(&args),
+        Cmd::Map(args) => bench_map(&args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("guichet-bench: {e:#}");
@@ -346,6 +374,29 @@ fn bench_books(args: &BooksArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| workspace.join("docs/BENCHMARKS.md"));
     let existing = std::fs::read_to_string(&out).unwrap_or_default();
     let merged = report::merge_section(&existing, books::HEADING, &section);
+    std::fs::write(&out, merged).with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!("section written to {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `guichet-bench map`: writes the section "The map".
+fn bench_map(args: &MapArgs) -> anyhow::Result<ExitCode> {
+    let workspace = workspace_root();
+    let guichet = guichet_binary(args.guichet.as_ref(), &workspace)?;
+    let plan = map::Plan {
+        establishments: args.establishments.max(1),
+        occurrences: args.occurrences.max(args.establishments.max(1)),
+        flows: args.flows,
+        rounds: args.rounds.max(1),
+    };
+    let section = map::run(&guichet, &plan, &now())?;
+    print!("{section}");
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| workspace.join("docs/BENCHMARKS.md"));
+    let existing = std::fs::read_to_string(&out).unwrap_or_default();
+    let merged = report::merge_section(&existing, map::HEADING, &section);
     std::fs::write(&out, merged).with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!("section written to {}", out.display());
     Ok(ExitCode::SUCCESS)

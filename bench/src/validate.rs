@@ -11,10 +11,10 @@
 use std::fmt::Write as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use guichet_ror::model::{Capacity, Document, Establishment, Field, Path as At, Unit, Value};
 use guichet_ror::{codes, xml};
 use time::format_description::well_known::Rfc3339;
@@ -39,11 +39,7 @@ struct Dates {
     updated: String,
 }
 
-/// One round: wall time and the process's CPU time.
-struct Round {
-    wall: Duration,
-    cpu: Duration,
-}
+use crate::timed::Round;
 
 /// Writes the files, runs the rounds, returns the report section.
 pub fn run(guichet: &Path, plan: &Plan, date: &str) -> anyhow::Result<String> {
@@ -67,46 +63,19 @@ pub fn run(guichet: &Path, plan: &Plan, date: &str) -> anyhow::Result<String> {
 
 /// `guichet validate --format json` on `files`, which must all be valid.
 fn validate(guichet: &Path, files: &Path, referential: &Path) -> anyhow::Result<Round> {
-    let started = Instant::now();
-    let child = Command::new(guichet)
-        .args([
-            "validate",
-            "--format",
-            "json",
-            "--now",
-            NOW,
-            "--referential",
-        ])
-        .arg(referential)
-        .arg(files)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run guichet validate")?;
-    let pid = child.id();
-    let mut cpu = Duration::ZERO;
-    let output = {
-        // The CPU time is read just before the process is reaped.
-        let waiter = std::thread::spawn(move || child.wait_with_output());
-        while !waiter.is_finished() {
-            if let Some(now) = crate::procfs::cpu_time(pid) {
-                cpu = now;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        waiter
-            .join()
-            .map_err(|_| anyhow::anyhow!("the waiting thread failed"))??
-    };
-    let wall = started.elapsed();
-    if !output.status.success() {
-        bail!(
-            "guichet validate failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(Round { wall, cpu })
+    let mut cmd = Command::new(guichet);
+    cmd.args([
+        "validate",
+        "--format",
+        "json",
+        "--now",
+        NOW,
+        "--referential",
+    ])
+    .arg(referential)
+    .arg(files);
+    let (_, round) = crate::timed::run(cmd, "guichet validate")?;
+    Ok(round)
 }
 
 /// The time the files' dates are checked as of.
