@@ -49,6 +49,7 @@ fn main() -> ExitCode {
             a,
         ))) => test::generate_command(&a),
         cli::Command::Map(cli::MapCommand::Kpis(a)) => map::kpis_command(&a),
+        cli::Command::Map(cli::MapCommand::Check(a)) => map::check::check_command(&a),
     };
     match result {
         Ok(code) => code,

@@ -9,13 +9,15 @@ use guichet_atlas::kpi::{kpis, Criticality, Filters, Kpis};
 use guichet_atlas::Atlas;
 use serde::Serialize;
 
+pub mod check;
+
 use crate::cli::{CriticalityArg, MapFilterArgs, MapFormat, MapKpisArgs, YesNo};
 
 /// Exit status of a usage error (a folder that cannot be read).
-const USAGE: u8 = 2;
+pub(crate) const USAGE: u8 = 2;
 
 /// Reads the data folder, or says why not (exit 2).
-fn load(data: &std::path::Path) -> Result<Atlas, ExitCode> {
+pub(crate) fn load(data: &std::path::Path) -> Result<Atlas, ExitCode> {
     guichet_atlas::read_dir(data).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(USAGE)
