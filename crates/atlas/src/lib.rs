@@ -8,6 +8,8 @@
 //!   reads it; a schema error names the file and the JSON path.
 //! - [`kpi`]: the dashboard indicators, by it-lanscape's exact rules
 //!   (filters, half-up rounding), and guichet's own.
+//! - [`quality`]: the data-quality score and findings, by it-lanscape's
+//!   exact rules, and guichet's own checks apart.
 //!
 //! No network I/O: the caller names a folder, this crate reads it.
 
@@ -18,6 +20,7 @@ pub mod matrix;
 pub mod model;
 mod node;
 pub mod observed;
+pub mod quality;
 pub mod read;
 pub mod round;
 pub mod sheet;

@@ -210,6 +210,9 @@ impl Server {
 pub struct Vlan {
     pub id: Option<Scalar>,
     pub name: Option<Scalar>,
+    /// `nom` alone, as written: it-lanscape's quality report names the
+    /// VLAN of a VLAN's servers by it (else `VLAN-<id>`), not by `name`.
+    pub nom: Option<Scalar>,
     pub description: Option<Scalar>,
     pub network: Option<Scalar>,
     pub interco: Option<Scalar>,

@@ -243,6 +243,7 @@ fn vlan(node: Node) -> Result<Vlan, Mismatch> {
     Ok(Vlan {
         id: node.scalar("id")?,
         name: node.first_scalar(&["nom", "name", "description"])?,
+        nom: node.scalar("nom")?,
         description: node.scalar("description")?,
         network: node.scalar("network")?,
         interco: node.scalar("interco")?,

@@ -79,6 +79,11 @@ pub enum MapCommand {
     /// alignment, mutualisation, completeness) and guichet's own: encrypted flows, EAI
     /// dependency, most connected applications, critical applications in clear.
     Kpis(MapKpisArgs),
+    /// The data-quality score (it-lanscape's checks and weights: completeness, coherence,
+    /// validity, exploitability) and its findings by severity, with guichet's own checks
+    /// apart. Exit 1 when a finding is critical, 0 otherwise, 2 when the folder cannot be
+    /// read.
+    Check(MapCheckArgs),
     /// The map in other tools' forms: the flow matrix as CSV, the business map as a draw.io
     /// file, the flows as a Mermaid flowchart, or the whole model with its indicators as JSON.
     Export(MapExportArgs),
@@ -216,6 +221,33 @@ pub struct MapKpisArgs {
     /// human: a line per figure; json: one object.
     #[arg(long, value_enum, default_value_t = MapFormat::Human)]
     pub format: MapFormat,
+}
+
+/// The language of the findings' texts.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MapLang {
+    /// it-lanscape's French texts, word for word.
+    Fr,
+    /// English texts; the same figures and the same order.
+    En,
+}
+
+#[derive(Args, Debug)]
+pub struct MapCheckArgs {
+    /// it-lanscape's data folder (<etab>.json, .flux.json, .infra.json, .network.json,
+    /// trigrammes.json).
+    #[arg(value_name = "DATA")]
+    pub data: PathBuf,
+    /// human: the score, the dimensions, the findings by severity; json: one object
+    /// (`score`, `dimensions`, `findings`).
+    #[arg(long, value_enum, default_value_t = MapFormat::Human)]
+    pub format: MapFormat,
+    /// Language of the findings and of the Markdown report.
+    #[arg(long, value_enum, default_value_t = MapLang::Fr)]
+    pub lang: MapLang,
+    /// Also write the quality report in Markdown to this file.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

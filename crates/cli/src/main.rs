@@ -50,6 +50,7 @@ fn main() -> ExitCode {
             a,
         ))) => test::generate_command(&a),
         cli::Command::Map(cli::MapCommand::Kpis(a)) => map::kpis_command(&a),
+        cli::Command::Map(cli::MapCommand::Check(a)) => map::check::check_command(&a),
         cli::Command::Map(cli::MapCommand::Export(a)) => map::export_command(&a),
         cli::Command::Map(cli::MapCommand::Build(a)) => map::build_command(&a),
         cli::Command::Map(cli::MapCommand::ImportFlows(a)) => map_import::import_flows_command(&a),

@@ -11,16 +11,18 @@ use guichet_atlas::matrix::{of_atlas, Matrix};
 use guichet_atlas::{site, Atlas};
 use serde::Serialize;
 
+pub mod check;
+
 use crate::cli::{
     CriticalityArg, ExportFormat, Lang, MapBuildArgs, MapExportArgs, MapFilterArgs, MapFormat,
     MapKpisArgs, YesNo,
 };
 
 /// Exit status of a usage error (a folder that cannot be read).
-const USAGE: u8 = 2;
+pub(crate) const USAGE: u8 = 2;
 
 /// Reads the data folder, or says why not (exit 2).
-fn load(data: &std::path::Path) -> Result<Atlas, ExitCode> {
+pub(crate) fn load(data: &std::path::Path) -> Result<Atlas, ExitCode> {
     guichet_atlas::read_dir(data).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(USAGE)
