@@ -8,10 +8,13 @@
 //!   reads it; a schema error names the file and the JSON path.
 //! - [`kpi`]: the dashboard indicators, by it-lanscape's exact rules
 //!   (filters, half-up rounding), and guichet's own.
+//! - [`incident`]: what an outage does downstream, by it-lanscape's rules
+//!   or guichet's (EAIs and gateway routes as nodes).
 //!
 //! No network I/O: the caller names a folder, this crate reads it.
 
 pub mod figures;
+pub mod incident;
 pub mod kpi;
 pub mod model;
 mod node;
