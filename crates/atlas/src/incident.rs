@@ -17,9 +17,11 @@
 //!   every target of the flows through it at depth 1.
 //!
 //! The result lists every impacted application with its status, depth and
-//! causes, most critical first.
+//! causes, most critical first; [`report`] writes it as a Markdown
+//! incident report.
 
 mod graph;
+pub mod report;
 mod run;
 mod start;
 

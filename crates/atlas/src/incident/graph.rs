@@ -51,6 +51,8 @@ pub(super) struct AppMeta {
     pub name: String,
     pub criticality: String,
     pub hosting: Option<Scalar>,
+    /// Any occurrence marked `multiEtablissement`.
+    pub multi: bool,
     pub places: Vec<Place>,
 }
 
@@ -83,9 +85,11 @@ fn apps(atlas: &Atlas) -> (HashMap<String, AppMeta>, Vec<String>) {
                 name: a.name(),
                 criticality: non_empty(&a.criticality).unwrap_or_else(|| "Standard".into()),
                 hosting: a.hosting.clone(),
+                multi: false,
                 places: Vec::new(),
             }
         });
+        meta.multi |= a.is_multi();
         let hosting = non_empty(&a.hosting).or_else(|| non_empty(&meta.hosting));
         meta.places.push(Place {
             establishment: o.establishment.name.clone(),

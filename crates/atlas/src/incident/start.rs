@@ -79,12 +79,8 @@ fn application(
     );
     let mut s = started("application", value, label, status);
     if let Some(m) = meta {
-        let multi = m
-            .places
-            .windows(2)
-            .any(|w| w[0].establishment != w[1].establishment);
         s.establishment = m.places.first().map(|p| {
-            if multi {
+            if m.multi {
                 "Multi-établissements".into()
             } else {
                 p.establishment.clone()

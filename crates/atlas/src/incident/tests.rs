@@ -527,3 +527,108 @@ fn the_small_map_by_guichets_rules() {
         "no observed traffic crosses a route named x (known: adt-in, mllp-lab)"
     );
 }
+
+/// The report's opening, as it-lanscape writes it for the same scenario
+/// (checked line for line against its `buildIncidentMarkdownReport`; the
+/// rules line is guichet's, the "external components" row is not, as
+/// guichet has no free-text components).
+const GAP_REPORT_HEAD: &str = "\
+# Rapport incident / PRA-PCA
+
+Généré le 06/12/2026 03:00.
+
+Règles : it-lanscape
+
+## Scénario
+
+| Composant | Type | Statut | Périmètre | Détail |
+| --- | --- | --- | --- | --- |
+| Maincare IGAP (GAP) | application | Indisponible | CH Val-de-Lys | DP Administrative / GAP |
+
+## Synthèse des impacts
+
+| Indicateur | Valeur |
+| --- | --- |
+| Composants du scénario | 1 |
+| Applications impactées | 8 |
+| Processus touchés | 24 |
+| Flux bloqués ou dégradés | 36 |
+
+## CH Val-de-Lys
+
+### Applications impactées
+
+| Application | Trigramme | Statut | Criticité | Processus | Hébergeur | Causes |
+| --- | --- | --- | --- | --- | --- | --- |
+| Maincare IGAP | GAP | Indisponible | Critique | DP Administrative / GAP | CH Val-de-Lys | \
+Maincare IGAP (GAP) (Indisponible)<br>Maincare IGAP → Maincare IGAP (Latence) |
+";
+
+#[test]
+fn the_report_reads_like_it_lanscapes() {
+    let Some(atlas) = demo() else { return };
+    let i = run(
+        &atlas,
+        &LANSCAPE,
+        Start::Application("GAP".into()),
+        Status::Hs,
+    );
+    let fr = report::markdown(&i, report::Lang::Fr, "06/12/2026 03:00");
+    assert!(fr.starts_with(GAP_REPORT_HEAD), "{fr}");
+    let sections: Vec<&str> = fr.lines().filter(|l| l.starts_with("## ")).collect();
+    assert_eq!(
+        sections,
+        [
+            "## Scénario",
+            "## Synthèse des impacts",
+            "## CH Val-de-Lys",
+            "## Clinique des Dunes",
+            "## Hôpital Saint-Roch"
+        ]
+    );
+    assert!(fr.contains(
+        "#### ORBIS DPI (ORB)\n\nTemps de réponse élevé\n\n\
+         - Identifier et traiter le composant source en priorité\n"
+    ));
+    assert!(fr.contains("| Maincare IGAP | ORBIS DPI | Administrative | HL7 | ADT |\n"));
+    assert!(fr.contains("| Maincare IGAP | ORBIS DPI | Latence | Administrative |\n"));
+}
+
+#[test]
+fn the_report_in_english_names_guichets_relays() {
+    let (_dir, atlas) = small();
+    let start = Start::Eai("Passerelle".into());
+    let i = simulate(
+        &atlas,
+        &small_observed(),
+        &guichet(),
+        &[(start, Status::Hs)],
+    )
+    .unwrap();
+    let en = report::markdown(&i, report::Lang::En, "2026-12-06 03:00 UTC");
+    for line in [
+        "# Incident report / DRP-BCP",
+        "Rules: guichet (EAIs and routes as nodes)",
+        "| Passerelle | EAI | Down | Not given |  |",
+        "| Dossier patient | DPI | Latency | Critique | Soins / Séjour | CH Test | \
+         Passerelle → Dossier patient (Latency) |",
+        "| Radiologie | Dossier patient | Medicale | HL7 | ORU |",
+        "- Find and fix the source component first",
+    ] {
+        assert!(en.lines().any(|l| l == line), "{line}\n{en}");
+    }
+    let none = simulate(
+        &atlas,
+        &[],
+        &LANSCAPE,
+        &[(Start::Hosting("SaaS".into()), Status::Intermittent)],
+    );
+    let fr = report::markdown(&none.unwrap(), report::Lang::Fr, "x");
+    assert!(
+        fr.contains(
+            "| Laboratoire | LAB | Intermittent | Standard | Soins / Séjour | SaaS | \
+                         Hébergeur : SaaS (Intermittent) |"
+        ),
+        "{fr}"
+    );
+}
