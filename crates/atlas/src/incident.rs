@@ -110,6 +110,7 @@ pub struct Rules {
 
 /// Why an impact was recorded, as it-lanscape lists causes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Cause {
     pub kind: CauseKind,
     /// The component or the link: `Maincare IGAP (GAP)`,
@@ -314,10 +315,15 @@ pub fn simulate(
 }
 
 /// The EAI names whose every word appears in the application's name
-/// (`Enovacom Engine` for `Enovacom Integration Engine`): ties worth
-/// declaring in [`Rules::eai_apps`] when they do not tie by themselves.
-pub fn eai_lookalikes(atlas: &Atlas, trigramme: &str) -> Vec<String> {
-    graph::lookalikes(atlas, trigramme)
+/// (`Enovacom Engine` for `Enovacom Integration Engine`) and that the
+/// `rules` do not tie to it: ties worth declaring in [`Rules::eai_apps`].
+pub fn eai_lookalikes(atlas: &Atlas, rules: &Rules, trigramme: &str) -> Vec<String> {
+    let tri = trigramme.trim().to_uppercase();
+    let graph = graph::Graph::build(atlas, &[], rules);
+    graph::lookalikes(atlas, &tri)
+        .into_iter()
+        .filter(|eai| graph.eais.get(eai) != Some(&tri))
+        .collect()
 }
 
 #[cfg(test)]

@@ -241,11 +241,15 @@ fn an_eai_is_a_label_for_it_lanscape_and_a_node_for_guichet() {
     ];
     assert_eq!(summary(&i), rows(&through));
     assert_eq!(i.starts[0].node.as_deref(), Some("eai:Enovacom Engine"));
-    assert_eq!(eai_lookalikes(&atlas, "eno"), ["Enovacom Engine"]);
+    assert_eq!(
+        eai_lookalikes(&atlas, &guichet(), "eno"),
+        ["Enovacom Engine"]
+    );
 
     // Tied to ENO, the application's outage is the EAI's.
     let mut tied = guichet();
     tied.eai_apps.insert("Enovacom Engine".into(), "ENO".into());
+    assert!(eai_lookalikes(&atlas, &tied, "ENO").is_empty());
     let mut want = rows(&through);
     want[0] = ("ENO".into(), "hs", 0);
     assert_eq!(summary(&run(&atlas, &tied, eno, Status::Hs)), want);
