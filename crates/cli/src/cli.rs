@@ -79,6 +79,9 @@ pub enum MapCommand {
     /// alignment, mutualisation, completeness) and guichet's own: encrypted flows, EAI
     /// dependency, most connected applications, critical applications in clear.
     Kpis(MapKpisArgs),
+    /// What an outage (application, server, flow, hosting provider; with --eai-nodes an
+    /// EAI or a gateway route) does downstream: it-lanscape's rules, or guichet's.
+    Incident(crate::map_incident::MapIncidentArgs),
 }
 
 /// The dashboard's filters, as it-lanscape offers them (not the search box).

@@ -15,7 +15,7 @@ use crate::cli::{CriticalityArg, MapFilterArgs, MapFormat, MapKpisArgs, YesNo};
 const USAGE: u8 = 2;
 
 /// Reads the data folder, or says why not (exit 2).
-fn load(data: &std::path::Path) -> Result<Atlas, ExitCode> {
+pub(crate) fn load(data: &std::path::Path) -> Result<Atlas, ExitCode> {
     guichet_atlas::read_dir(data).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(USAGE)
