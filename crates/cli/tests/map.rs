@@ -190,3 +190,37 @@ fn incident_on_an_unknown_trigramme_exits_2_and_names_it() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// A gateway route is a node under guichet's rules: its outage reaches
+/// the target of the traffic that crosses it.
+#[test]
+fn incident_a_route_of_observed_traffic_fails() {
+    let Some(data) = demo() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let observed = dir.path().join("observed.json");
+    let seen = serde_json::json!([{
+        "route": "adt-vdl", "kind": "mllp", "source": "GAP^VDL", "target": "ORB^VDL",
+        "message_type": "ADT^A01", "tls_in": true, "tls_out": true, "count": 120,
+        "first_seen": "2026-12-01T00:00:00Z", "last_seen": "2026-12-05T23:59:00Z",
+        "outcomes": {"AA": 120}, "source_trigramme": "GAP", "target_trigramme": "ORB"
+    }]);
+    std::fs::write(&observed, seen.to_string()).unwrap();
+    let file = observed.to_str().unwrap();
+    let route = |name: &str| {
+        let args = ["--eai-nodes", "--observed", file, "--format", "json"];
+        map(&[
+            &["incident", &data, "--route", name, "--status", "hs"][..],
+            &args,
+        ]
+        .concat())
+    };
+    let out = route("adt-vdl");
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(impacted(&out), rows(&[("ORB", "latence", 1)]));
+    let out = route("adt");
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: no observed traffic crosses a route named adt (known: adt-vdl)\n"
+    );
+}
