@@ -8,6 +8,8 @@
 //!   reads it; a schema error names the file and the JSON path.
 //! - [`kpi`]: the dashboard indicators, by it-lanscape's exact rules
 //!   (filters, half-up rounding), and guichet's own.
+//! - [`incident`]: what an outage does downstream, by it-lanscape's rules
+//!   or guichet's (EAIs and gateway routes as nodes).
 //! - [`quality`]: the data-quality score and findings, by it-lanscape's
 //!   exact rules, and guichet's own checks apart.
 //!
@@ -15,6 +17,7 @@
 
 pub mod export;
 pub mod figures;
+pub mod incident;
 pub mod kpi;
 pub mod matrix;
 pub mod model;

@@ -185,6 +185,9 @@ pub struct Server {
     pub vm: Option<Scalar>,
     pub ip: Option<Scalar>,
     pub role: Option<Scalar>,
+    /// `RoleServeur` else `role`, without the `description` fallback: the
+    /// incident simulation judges a server by the role it declares.
+    pub declared_role: Option<Scalar>,
     pub os: Option<Scalar>,
     pub antivirus: Option<Scalar>,
     pub backup: Option<Scalar>,

@@ -230,6 +230,7 @@ fn server(node: Node) -> Result<Server, Mismatch> {
         vm: node.first_scalar(&["VM", "nom", "name"])?,
         ip: node.first_scalar(&["PrimaryIPAddress", "ip"])?,
         role: node.first_scalar(&["RoleServeur", "role", "description"])?,
+        declared_role: node.first_scalar(&["RoleServeur", "role"])?,
         os: node.scalar("OS")?,
         antivirus: node.scalar("Antivirus")?,
         backup: node.scalar("Backup")?,

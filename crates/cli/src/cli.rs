@@ -84,6 +84,9 @@ pub enum MapCommand {
     /// apart. Exit 1 when a finding is critical, 0 otherwise, 2 when the folder cannot be
     /// read.
     Check(MapCheckArgs),
+    /// What an outage (application, server, flow, hosting provider; with --eai-nodes an
+    /// EAI or a gateway route) does downstream: it-lanscape's rules, or guichet's.
+    Incident(crate::map_incident::MapIncidentArgs),
     /// The map in other tools' forms: the flow matrix as CSV, the business map as a draw.io
     /// file, the flows as a Mermaid flowchart, or the whole model with its indicators as JSON.
     Export(MapExportArgs),

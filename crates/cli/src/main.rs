@@ -10,6 +10,7 @@ mod listen;
 mod logging;
 mod map;
 mod map_import;
+mod map_incident;
 mod pki;
 mod run;
 mod runtime;
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
         cli::Command::Map(cli::MapCommand::Export(a)) => map::export_command(&a),
         cli::Command::Map(cli::MapCommand::Build(a)) => map::build_command(&a),
         cli::Command::Map(cli::MapCommand::ImportFlows(a)) => map_import::import_flows_command(&a),
+        cli::Command::Map(cli::MapCommand::Incident(a)) => map_incident::incident_command(&a),
     };
     match result {
         Ok(code) => code,
