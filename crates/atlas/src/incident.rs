@@ -314,6 +314,25 @@ pub fn simulate(
     ))
 }
 
+/// What a page needs to run the same simulation: the links the
+/// propagation walks, and the node each EAI name stands for.
+#[derive(Debug, Clone, Serialize)]
+pub struct Network {
+    pub links: Vec<Link>,
+    pub eais: BTreeMap<String, String>,
+    pub routes: std::collections::BTreeSet<String>,
+}
+
+/// The graph [`simulate`] walks under `rules`.
+pub fn network(atlas: &Atlas, observed: &[ObservedFlow], rules: &Rules) -> Network {
+    let graph = graph::Graph::build(atlas, observed, rules);
+    Network {
+        links: graph.links,
+        eais: graph.eais,
+        routes: graph.routes,
+    }
+}
+
 /// The EAI names whose every word appears in the application's name
 /// (`Enovacom Engine` for `Enovacom Integration Engine`) and that the
 /// `rules` do not tie to it: ties worth declaring in [`Rules::eai_apps`].

@@ -32,4 +32,13 @@ pub mod site;
 mod testdata;
 
 pub use model::Atlas;
+
+/// The language of the texts people read: French (it-lanscape's words,
+/// where it has them) by default, or English.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Lang {
+    #[default]
+    Fr,
+    En,
+}
 pub use read::{read_dir, ReadError};

@@ -37,14 +37,7 @@ mod state;
 pub use markdown::markdown;
 pub(crate) use state::{Issue, State};
 
-/// The language of titles, messages and recommendations. French is
-/// it-lanscape's text, word for word.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Lang {
-    #[default]
-    Fr,
-    En,
-}
+pub use crate::Lang;
 
 impl Lang {
     pub(crate) fn pick<T>(self, fr: T, en: T) -> T {

@@ -226,15 +226,6 @@ pub struct MapKpisArgs {
     pub format: MapFormat,
 }
 
-/// The language of the findings' texts.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum MapLang {
-    /// it-lanscape's French texts, word for word.
-    Fr,
-    /// English texts; the same figures and the same order.
-    En,
-}
-
 #[derive(Args, Debug)]
 pub struct MapCheckArgs {
     /// it-lanscape's data folder (<etab>.json, .flux.json, .infra.json, .network.json,
@@ -246,8 +237,8 @@ pub struct MapCheckArgs {
     #[arg(long, value_enum, default_value_t = MapFormat::Human)]
     pub format: MapFormat,
     /// Language of the findings and of the Markdown report.
-    #[arg(long, value_enum, default_value_t = MapLang::Fr)]
-    pub lang: MapLang,
+    #[arg(long, value_enum, default_value_t = Lang::Fr)]
+    pub lang: Lang,
     /// Also write the quality report in Markdown to this file.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,

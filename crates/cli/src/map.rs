@@ -167,7 +167,7 @@ pub fn build_command(args: &MapBuildArgs) -> anyhow::Result<ExitCode> {
     };
     let lang = if args.lang == Lang::En { "en" } else { "fr" };
     let generated = now_rfc3339();
-    let data = site::SiteData::new(&atlas, &[], None, lang, &generated);
+    let data = site::SiteData::new(&atlas, &[], lang, &generated);
     let page = site::page(&data).context("writing the page")?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;

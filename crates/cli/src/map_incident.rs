@@ -71,8 +71,8 @@ pub struct MapIncidentArgs {
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
     /// The report's language.
-    #[arg(long, value_enum, default_value_t = LangArg::Fr)]
-    pub lang: LangArg,
+    #[arg(long, value_enum, default_value_t = crate::cli::Lang::Fr)]
+    pub lang: crate::cli::Lang,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -81,12 +81,6 @@ pub enum StatusArg {
     Degrade,
     Intermittent,
     Latence,
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LangArg {
-    Fr,
-    En,
 }
 
 impl From<StatusArg> for Status {
@@ -193,11 +187,11 @@ fn hint_ties(atlas: &guichet_atlas::Atlas, rules: &Rules, app: &str) {
     }
 }
 
-fn write_report(incident: &Incident, lang: LangArg, path: &Path) -> anyhow::Result<()> {
+fn write_report(incident: &Incident, lang: crate::cli::Lang, path: &Path) -> anyhow::Result<()> {
     // French readers expect day first, as it-lanscape writes it.
     let (lang, layout) = match lang {
-        LangArg::Fr => (Lang::Fr, "[day]/[month]/[year] [hour]:[minute] UTC"),
-        LangArg::En => (Lang::En, "[year]-[month]-[day] [hour]:[minute] UTC"),
+        crate::cli::Lang::Fr => (Lang::Fr, "[day]/[month]/[year] [hour]:[minute] UTC"),
+        crate::cli::Lang::En => (Lang::En, "[year]-[month]-[day] [hour]:[minute] UTC"),
     };
     let layout =
         time::format_description::parse_borrowed::<1>(layout).context("the date's layout")?;

@@ -202,10 +202,18 @@ fn the_site_opens_from_disk_and_shows_the_map() {
         "{url}#incident?kind=app&value=GAP&status=hs&lang=en"
     ));
     assert!(dom.contains("Impacted applications (8)"), "{dom}");
+    let dom = browser.dom(&format!("{url}#quality"));
+    assert_eq!(card(&dom, "q-score"), "79");
+    assert_eq!(card(&dom, "q-coherence"), "76");
+    assert!(dom.contains("Cohérence · 369/483 contrôles"));
+    assert!(
+        dom.contains("Constats (237)"),
+        "234 of it-lanscape's and guichet's 3"
+    );
     let dom = browser.dom(&format!("{url}#matrix"));
     assert!(dom.contains("data-state=\"clear\""));
     assert!(dom.contains("data-state=\"encrypted\""));
-    for view in ["indicators", "business", "matrix"] {
+    for view in ["indicators", "business", "matrix", "quality"] {
         browser.screenshot(&format!("{url}#{view}"), &format!("map-{view}.png"));
     }
 

@@ -7,13 +7,7 @@ use std::collections::BTreeMap;
 
 use super::{Cause, CauseKind, Impact, Incident, Link, Place, Propagated, Status};
 
-/// The report's language.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Lang {
-    #[default]
-    Fr,
-    En,
-}
+pub use crate::Lang;
 
 mod words;
 use words::Words;

@@ -7,10 +7,13 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::figures::{flow_figures, matches, FlowFigures};
+use crate::incident::{self, Rules};
 use crate::kpi::Filters;
 use crate::matrix::{of_atlas, Matrix};
 use crate::model::{text, Application, Atlas, Establishment, Scalar};
 use crate::observed::ObservedFlow;
+use crate::quality::{analyse, markdown};
+use crate::Lang;
 
 /// Everything the page shows, as one JSON document.
 #[derive(Serialize)]
@@ -28,8 +31,10 @@ pub struct SiteData<'a> {
     pub observed: &'a [ObservedFlow],
     pub figures: FlowFigures,
     pub matrix: Matrix,
-    /// The data-quality report, when computed.
-    pub quality: Option<Value>,
+    /// The data-quality report and its Markdown.
+    pub quality: Value,
+    /// The incident graph by it-lanscape's rules and by guichet's.
+    pub incident: Value,
 }
 
 fn scalar(value: &Option<Scalar>) -> Value {
@@ -77,11 +82,31 @@ fn establishment(e: &Establishment) -> Value {
     json!({"nom": e.name, "domaines": domains})
 }
 
+/// The score, the dimensions, every finding (guichet's own marked
+/// `extra`) and the Markdown report.
+fn quality(atlas: &Atlas, lang: Lang) -> Value {
+    let q = analyse(atlas, lang);
+    let findings: Vec<&crate::quality::Finding> = q.all().collect();
+    json!({"score": q.score, "dimensions": q.dimensions, "findings": findings, "markdown": markdown(&q, lang)})
+}
+
+/// The links the page's simulation walks, and each EAI's node.
+fn links(network: &incident::Network) -> Value {
+    let links: Vec<Value> = network
+        .links
+        .iter()
+        .map(|l| {
+            json!({"source": l.source, "target": l.target, "iface": l.interface_type,
+                        "sourceLabel": l.source_label, "targetLabel": l.target_label})
+        })
+        .collect();
+    json!({"links": links, "eais": network.eais, "routes": network.routes})
+}
+
 impl<'a> SiteData<'a> {
     pub fn new(
         atlas: &'a Atlas,
         observed: &'a [ObservedFlow],
-        quality: Option<Value>,
         lang: &'a str,
         generated: &'a str,
     ) -> SiteData<'a> {
@@ -89,7 +114,8 @@ impl<'a> SiteData<'a> {
             .all_servers()
             .map(|(etab, s)| {
                 json!({"etablissement": etab, "vm": text(&s.vm), "ip": text(&s.ip),
-                       "role": text(&s.role), "os": text(&s.os), "trigramme": s.trigramme()})
+                       "role": text(&s.role), "declaredRole": text(&s.declared_role),
+                       "os": text(&s.os), "trigramme": s.trigramme()})
             })
             .collect();
         let flows = atlas
@@ -114,7 +140,11 @@ impl<'a> SiteData<'a> {
             observed,
             figures: flow_figures(atlas, &Filters::default(), observed),
             matrix: of_atlas(atlas, observed),
-            quality,
+            quality: quality(atlas, if lang == "en" { Lang::En } else { Lang::Fr }),
+            incident: json!({
+                "itLanscape": links(&incident::network(atlas, &[], &Rules::default())),
+                "guichet": links(&incident::network(atlas, observed, &Rules { eai_nodes: true, ..Rules::default() })),
+            }),
         }
     }
 }

@@ -28,7 +28,7 @@ const TEXT = {
     hs: 'Indisponible', degrade: 'Dégradé', intermittent: 'Intermittent', latence: 'Latence',
     application: 'Application', server: 'Serveur', flow: 'Flux', route: 'Route guichet', none: 'Aucun impact.',
     score: 'Score global', completeness: 'Complétude', coherence: 'Cohérence', validity: 'Validité', exploitability: 'Exploitabilité',
-    findings: 'Constats', severity: 'Sévérité', subject: 'Objet', message: 'Constat', noQuality: 'Analyse de qualité non calculée.',
+    findings: 'Constats', dimension: 'Dimension', checks: 'contrôles', severity: 'Sévérité', subject: 'Objet', message: 'Constat', noQuality: 'Analyse de qualité non calculée.',
     sevcritical: 'Critique', sevhigh: 'Forte', sevmedium: 'Moyenne', sevlow: 'Faible', generated: 'Données du',
     yesMark: 'oui', noMark: 'non', count: 'Messages', route_: 'Route', name: 'Nom', ip: 'IP', role: 'Rôle', os: 'OS',
   },
@@ -53,7 +53,7 @@ const TEXT = {
     hs: 'Down', degrade: 'Degraded', intermittent: 'Intermittent', latence: 'Latency',
     application: 'Application', server: 'Server', flow: 'Flow', route: 'guichet route', none: 'No impact.',
     score: 'Overall score', completeness: 'Completeness', coherence: 'Coherence', validity: 'Validity', exploitability: 'Exploitability',
-    findings: 'Findings', severity: 'Severity', subject: 'Subject', message: 'Finding', noQuality: 'Data quality not computed.',
+    findings: 'Findings', dimension: 'Dimension', checks: 'checks', severity: 'Severity', subject: 'Subject', message: 'Finding', noQuality: 'Data quality not computed.',
     sevcritical: 'Critical', sevhigh: 'High', sevmedium: 'Medium', sevlow: 'Low', generated: 'Data as of',
     yesMark: 'yes', noMark: 'no', count: 'Messages', route_: 'Route', name: 'Name', ip: 'IP', role: 'Role', os: 'OS',
   },
@@ -387,71 +387,65 @@ function propagate(status, depth, iface) {
   return RANK[status] >= RANK.degrade ? 'latence' : null;
 }
 
-function links(eaiNodes) {
-  const out = [];
-  for (const x of DATA.flows) {
-    const hop = (x.eai || '').trim();
-    if (eaiNodes && hop && hop !== 'Direct') {
-      out.push({ source: x.source, target: `eai:${hop}`, iface: x.interfaceType });
-      out.push({ source: `eai:${hop}`, target: x.target, iface: x.interfaceType });
-    } else out.push({ source: x.source, target: x.target, iface: x.interfaceType });
-  }
-  if (eaiNodes) for (const o of DATA.observed) {
-    if (!o.source_trigramme || !o.target_trigramme) continue;
-    out.push({ source: o.source_trigramme, target: `route:${o.route}`, iface: 'eai' });
-    out.push({ source: `route:${o.route}`, target: o.target_trigramme, iface: 'eai' });
-  }
-  return out;
-}
-
+// The graph is guichet's own (the same links `guichet map incident` walks,
+// computed when the site was built); the walk and the starts follow
+// it-lanscape's runAnalysis.
 function simulate(kind, value, status, eaiNodes) {
+  const net = DATA.incident[eaiNodes ? 'guichet' : 'itLanscape'];
   const impacted = new Map();
   const add = (node, st, cause, depth) => {
     if (!node) return false;
     const cur = impacted.get(node);
-    const merged = worse(cur && cur.status, st);
-    const causes = cur ? cur.causes : [];
-    if (cause && !causes.includes(cause)) causes.push(cause);
-    const changed = !cur || merged !== cur.status || depth < cur.depth;
-    impacted.set(node, { node, status: merged, causes, depth: cur ? Math.min(depth, cur.depth) : depth });
-    return changed;
+    if (!cur) { impacted.set(node, { node, status: st, causes: [cause], depth }); return true; }
+    const merged = worse(cur.status, st);
+    if (!cur.causes.includes(cause)) cur.causes.push(cause);
+    const improved = merged !== cur.status || depth < cur.depth;
+    cur.status = merged; cur.depth = Math.min(depth, cur.depth);
+    return improved;
   };
-  const edges = links(eaiNodes);
-  if (kind === 'app') add(value, status, t('application'), 0);
-  if (kind === 'eai') add(`eai:${value}`, status, t('eai'), 0);
-  if (kind === 'route') add(`route:${value}`, status, t('route'), 0);
-  if (kind === 'server') {
-    const srv = DATA.servers.find(s => `${s.etablissement}::${s.vm}` === value || s.vm === value);
-    if (srv) {
-      const all = DATA.servers.filter(s => s.trigramme === srv.trigramme);
-      const db = /\b(db|database|base|bdd|sql|oracle|mysql|postgres|mongo|data)\b/.test((srv.role || '').toLowerCase());
-      add(srv.trigramme, db || all.length <= 1 ? status : lower(status), `${t('server')} ${srv.vm}`, 0);
-    }
-  }
+  const out = new Map();
+  for (const l of net.links) (out.get(l.source) || out.set(l.source, []).get(l.source)).push(l);
+  if (kind === 'app') add(value, status, `${appName(value)} (${value})`, 0);
+  if (kind === 'eai' && net.eais[value]) add(net.eais[value], status, value, 0);
+  if (kind === 'route') add(`route:${value}`, status, value, 0);
+  if (kind === 'server') startServer(value, status, add);
   if (kind === 'flow') {
     const flow = DATA.flows.find(x => x.id === value);
     if (flow) {
+      const label = `${flow.id} • ${flow.etablissement}`;
       const tgt = propagate(status, 1, flow.interfaceType) || 'latence';
-      add(flow.target, tgt, `${t('flow')} ${flow.id}`, 0);
-      add(flow.source, lower(tgt), `${t('flow')} ${flow.id}`, 0);
+      add(flow.target, tgt, label, 0);
+      add(flow.source, lower(tgt), label, 0);
     }
   }
   const queue = [...impacted.values()].map(i => ({ node: i.node, status: i.status, depth: i.depth }));
   const seen = new Set();
   while (queue.length) {
     const cur = queue.shift();
-    const key = `${cur.node}:${cur.depth}`;
+    const key = `${cur.node}\u0000${cur.depth}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    for (const l of edges.filter(e => e.source === cur.node)) {
+    for (const l of out.get(cur.node) || []) {
       const st = propagate(cur.status, cur.depth + 1, l.iface);
       if (!st) continue;
-      if (add(l.target, st, `${cur.node} → ${l.target}`, cur.depth + 1)) queue.push({ node: l.target, status: st, depth: cur.depth + 1 });
+      if (add(l.target, st, `${l.sourceLabel} → ${l.targetLabel}`, cur.depth + 1)) queue.push({ node: l.target, status: st, depth: cur.depth + 1 });
     }
   }
   const crit = new Set(occurrences(DATA.landscape.etablissements).filter(o => o.a.criticite === 'Critique').map(o => o.a.trigramme));
-  return [...impacted.values()].map(i => ({ ...i, critical: crit.has(i.node) }))
+  return [...impacted.values()].filter(i => !/^(eai|route):/.test(i.node)).map(i => ({ ...i, critical: crit.has(i.node) }))
     .sort((a, b) => (b.critical - a.critical) || (RANK[b.status] - RANK[a.status]) || (a.depth - b.depth) || (a.node < b.node ? -1 : 1));
+}
+
+// A server passes its full status to its application when its role looks
+// like a database or the application has one server, else hs → dégradé.
+function startServer(value, status, add) {
+  const [etab, vm] = value.includes('::') ? value.split('::') : [null, value];
+  const srv = DATA.servers.find(s => s.trigramme && s.vm === vm && (!etab || s.etablissement === etab));
+  if (!srv) return;
+  const all = DATA.servers.filter(s => s.trigramme === srv.trigramme);
+  const judged = all.find(s => s.vm === vm);
+  const db = /(^|[^a-z0-9_])(db|database|base|bdd|sql|oracle|mysql|postgres|mongo|data)($|[^a-z0-9_])/.test((judged.declaredRole || '').toLowerCase());
+  add(srv.trigramme, db || all.length <= 1 ? status : lower(status), `${vm} (${srv.trigramme}) • ${srv.etablissement}`, 0);
 }
 
 function download(name, text) {
@@ -474,8 +468,8 @@ function viewIncident() {
     app: uniq(occurrences(DATA.landscape.etablissements).map(o => o.a.trigramme).filter(Boolean)).map(x => [x, `${x} · ${appName(x)}`]),
     server: DATA.servers.map(s => [`${s.etablissement}::${s.vm}`, `${s.vm} (${s.trigramme}) · ${s.etablissement}`]),
     flow: DATA.flows.map(x => [x.id, `${x.id} · ${x.source} → ${x.target}`]),
-    eai: uniq(DATA.flows.map(x => x.eai.trim()).filter(x => x && x !== 'Direct')).map(x => [x, x]),
-    route: uniq(DATA.observed.map(o => o.route)).map(x => [x, x]),
+    eai: Object.keys(DATA.incident.guichet.eais).map(x => [x, x]),
+    route: DATA.incident.guichet.routes.map(x => [x, x]),
   };
   const set = (k) => (ev) => { p.set(k, ev.target.type === 'checkbox' ? (ev.target.checked ? '1' : '0') : ev.target.value); if (k === 'kind') p.delete('value'); go('incident'); };
   const kinds = [['app', t('application')], ['server', t('server')], ['flow', t('flow')]]
@@ -490,9 +484,11 @@ function viewIncident() {
   if (!value) return out;
   const list = simulate(kind, value, status, eaiNodes);
   out.push(h('h3', {}, `${t('impacted')} (${list.length})`),
-    list.length ? table(['Trigramme', t('name'), t('status'), t('depth'), t('criticality'), t('causes')], list.map(i => [
-      i.node, appName(i.node), h('span', { class: `st-${i.status}` }, t(i.status)), i.depth,
-      i.critical ? h('span', { class: 'badge crit' }, t('critical')) : t('standard'), i.causes.join(' ; ')])) : t('none'),
+    list.length ? h('table', { id: 'impacted' },
+      h('thead', {}, h('tr', {}, ['Trigramme', t('name'), t('status'), t('depth'), t('criticality'), t('causes')].map(x => h('th', {}, x)))),
+      h('tbody', {}, list.map(i => h('tr', { 'data-node': i.node, 'data-status': i.status, 'data-depth': i.depth },
+        [i.node, appName(i.node), h('span', { class: `st-${i.status}` }, t(i.status)), i.depth,
+          i.critical ? h('span', { class: 'badge crit' }, t('critical')) : t('standard'), i.causes.join(' ; ')].map(c => h('td', {}, c)))))) : t('none'),
     h('p', {}, h('button', { class: 'act', onclick: () => download('incident.md', incidentMarkdown(value, status, list)) }, t('report'))));
   return out;
 }
@@ -503,10 +499,11 @@ function viewQuality() {
   const dims = ['completeness', 'coherence', 'validity', 'exploitability'];
   return [h('h2', {}, t('quality')),
     h('div', { class: 'cards' }, card('q-score', 'score', q.score),
-      dims.map(d => card(`q-${d}`, d, `${q.dimensions[d].score} (${q.dimensions[d].passed}/${q.dimensions[d].total})`))),
+      dims.map(d => h('div', { class: 'card', id: `q-${d}` }, h('div', { class: 'v' }, q.dimensions[d].score),
+        h('div', { class: 'k' }, `${t(d)} · ${q.dimensions[d].passed}/${q.dimensions[d].total} ${t('checks')}`)))),
     q.markdown ? h('p', {}, h('button', { class: 'act', onclick: () => download('qualite.md', q.markdown) }, t('report'))) : null,
     h('h3', {}, `${t('findings')} (${q.findings.length})`),
-    table([t('severity'), t('quality'), 'Code', t('subject'), t('message')], q.findings.map(f => [
+    table([t('severity'), t('dimension'), 'Code', t('subject'), t('message')], q.findings.map(f => [
       h('span', { class: `sev-${f.severity}` }, t(`sev${f.severity}`)), t(f.dimension), f.code, f.subject, f.message]))];
 }
 

@@ -11,7 +11,7 @@ use guichet_atlas::quality::{
 use serde::Serialize;
 
 use super::{load, USAGE};
-use crate::cli::{MapCheckArgs, MapFormat, MapLang};
+use crate::cli::{self, MapCheckArgs, MapFormat};
 
 /// What `map check --format json` prints: it-lanscape's findings, then
 /// guichet's own (`"extra": true`, outside the score).
@@ -28,8 +28,8 @@ pub fn check_command(args: &MapCheckArgs) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let lang = match args.lang {
-        MapLang::Fr => Lang::Fr,
-        MapLang::En => Lang::En,
+        cli::Lang::Fr => Lang::Fr,
+        cli::Lang::En => Lang::En,
     };
     let quality = analyse(&atlas, lang);
     if let Some(path) = &args.markdown {
