@@ -121,6 +121,7 @@ pub fn flow_figures(atlas: &Atlas, filters: &Filters, observed: &[ObservedFlow])
         .count();
     let observed_encrypted = observed.iter().filter(|o| o.encrypted()).count();
     let with_observation = |v: f64| (!observed.is_empty()).then_some(v);
+    let names = Names::of(atlas);
     FlowFigures {
         flows: flows.len(),
         encrypted_pct: share(encrypted, flows.len()),
@@ -129,8 +130,8 @@ pub fn flow_figures(atlas: &Atlas, filters: &Filters, observed: &[ObservedFlow])
         observed_pct: with_observation(share(seen, flows.len())),
         shadow_flows: shadows(&flows, observed),
         eai_dependency: eai_dependency(&flows),
-        hubs: hubs(atlas, &flows),
-        critical_in_clear: critical_in_clear(atlas, filters, &flows, observed),
+        hubs: hubs(&names, &flows),
+        critical_in_clear: critical_in_clear(atlas, &names, filters, &flows, observed),
     }
 }
 
@@ -172,22 +173,30 @@ fn eai_dependency(flows: &[&Flow]) -> Vec<EaiShare> {
     shares
 }
 
-/// The application's name: trigrammes.json, else its first occurrence.
-pub fn app_name(atlas: &Atlas, trigramme: &str) -> String {
-    atlas
-        .trigrammes
-        .get(trigramme)
-        .cloned()
-        .or_else(|| {
-            atlas
-                .occurrences()
-                .find(|o| o.application.trigramme() == trigramme)
-                .map(|o| o.application.name())
-        })
-        .unwrap_or_default()
+/// Applications' names by trigramme: `trigrammes.json`, else the first
+/// occurrence's name. Built once; a lookup per name would walk the map
+/// each time.
+pub struct Names(std::collections::HashMap<String, String>);
+
+impl Names {
+    pub fn of(atlas: &Atlas) -> Names {
+        let mut names = std::collections::HashMap::new();
+        for o in atlas.occurrences() {
+            names
+                .entry(o.application.trigramme())
+                .or_insert_with(|| o.application.name());
+        }
+        names.extend(atlas.trigrammes.iter().map(|(t, n)| (t.clone(), n.clone())));
+        Names(names)
+    }
+
+    /// The name, `""` when the map has none.
+    pub fn get(&self, trigramme: &str) -> String {
+        self.0.get(trigramme).cloned().unwrap_or_default()
+    }
 }
 
-fn hubs(atlas: &Atlas, flows: &[&Flow]) -> Vec<Hub> {
+fn hubs(names: &Names, flows: &[&Flow]) -> Vec<Hub> {
     let mut by: BTreeMap<String, (usize, BTreeSet<String>)> = BTreeMap::new();
     for f in flows {
         let (s, t) = (f.source(), f.target());
@@ -203,7 +212,7 @@ fn hubs(atlas: &Atlas, flows: &[&Flow]) -> Vec<Hub> {
     let mut hubs: Vec<Hub> = by
         .into_iter()
         .map(|(trigramme, (flows, partners))| Hub {
-            name: app_name(atlas, &trigramme),
+            name: names.get(&trigramme),
             trigramme,
             flows,
             partners: partners.len(),
@@ -220,6 +229,7 @@ fn hubs(atlas: &Atlas, flows: &[&Flow]) -> Vec<Hub> {
 
 fn critical_in_clear(
     atlas: &Atlas,
+    names: &Names,
     filters: &Filters,
     flows: &[&Flow],
     observed: &[ObservedFlow],
@@ -230,27 +240,34 @@ fn critical_in_clear(
         .map(|o| o.application.trigramme())
         .filter(|t| !t.is_empty())
         .collect();
+    // Each application's flows in clear, in one pass over the flows.
+    let mut clear: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for f in flows.iter().filter(|f| !f.encrypted()) {
+        let (s, t, key) = (f.source(), f.target(), f.key());
+        if s != t {
+            clear.entry(t).or_default().push(key.clone());
+        }
+        clear.entry(s).or_default().push(key);
+    }
+    for o in observed.iter().filter(|o| !o.encrypted()) {
+        let (Some(s), Some(t)) = (&o.source_trigramme, &o.target_trigramme) else {
+            continue;
+        };
+        let route = format!("route {}", o.route);
+        if s != t {
+            clear.entry(t.clone()).or_default().push(route.clone());
+        }
+        clear.entry(s.clone()).or_default().push(route);
+    }
     critical
         .into_iter()
         .filter_map(|trigramme| {
-            let touches = |s: &str, t: &str| s == trigramme || t == trigramme;
-            let mut clear: Vec<String> = flows
-                .iter()
-                .filter(|f| !f.encrypted() && touches(&f.source(), &f.target()))
-                .map(|f| f.key())
-                .collect();
-            clear.extend(observed.iter().filter(|o| !o.encrypted()).filter_map(|o| {
-                let (s, t) = (
-                    o.source_trigramme.as_deref()?,
-                    o.target_trigramme.as_deref()?,
-                );
-                touches(s, t).then(|| format!("route {}", o.route))
-            }));
-            clear.dedup();
-            (!clear.is_empty()).then(|| CriticalInClear {
-                name: app_name(atlas, &trigramme),
+            let mut flows = clear.remove(&trigramme)?;
+            flows.dedup();
+            Some(CriticalInClear {
+                name: names.get(&trigramme),
                 trigramme,
-                flows: clear,
+                flows,
             })
         })
         .collect()

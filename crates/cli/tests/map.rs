@@ -7,11 +7,12 @@ use serde_json::Value;
 
 use crate::common::{guichet_bin, run_bounded, show, WAIT};
 
-/// `guichet map ARGS` in the current folder, bounded.
+/// `guichet map ARGS` in the current folder, bounded (generously: a
+/// debug build reading a 20,000-application map on a loaded machine).
 fn map(args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(guichet_bin());
     cmd.arg("map").args(args);
-    run_bounded(cmd, WAIT)
+    run_bounded(cmd, WAIT * 4)
 }
 
 fn demo() -> Option<String> {
@@ -582,4 +583,74 @@ fn incident_a_route_of_observed_traffic_fails() {
         String::from_utf8_lossy(&out.stderr),
         "error: no observed traffic crosses a route named adt (known: adt-vdl)\n"
     );
+}
+
+/// A group far larger than any real one (20,000 applications, a trigramme
+/// each, flows between them, one of them to itself and one to nowhere):
+/// every command answers, none crashes, and the findings name what is
+/// wrong.
+#[test]
+fn a_folder_of_20000_applications_is_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let tri = |n: usize| {
+        let l = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        format!(
+            "{}{}{}",
+            l[n / 676 % 26] as char,
+            l[n / 26 % 26] as char,
+            l[n % 26] as char
+        )
+    };
+    let apps: Vec<Value> = (0..20_000)
+        .map(|n| serde_json::json!({"nom": format!("App {n}"), "trigramme": tri(n % 17_576),
+             "criticite": "Standard", "hebergement": "SaaS", "editeur": "E", "interfaces": {"Autre": true}}))
+        .collect();
+    let doc = serde_json::json!({"etablissements": [{"nom": "Groupe", "domaines": [{"nom": "D",
+        "processus": [{"nom": "P", "applications": apps}]}]}]});
+    std::fs::write(dir.path().join("groupe.json"), doc.to_string()).unwrap();
+    let mut flux: Vec<Value> = (0..5_000)
+        .map(|n| serde_json::json!({"id": format!("F{n}"), "sourceTrigramme": tri(n), "targetTrigramme": tri(n + 1),
+             "protocol": "HL7", "port": 2575, "messageType": "ADT", "interfaceType": "Administrative",
+             "eaiName": "EAI", "description": "d"}))
+        .collect();
+    flux.push(
+        serde_json::json!({"id": "SELF", "sourceTrigramme": "AAA", "targetTrigramme": "AAA"}),
+    );
+    flux.push(
+        serde_json::json!({"id": "NOWHERE", "sourceTrigramme": "AAA", "targetTrigramme": "ZZ9"}),
+    );
+    std::fs::write(
+        dir.path().join("groupe.flux.json"),
+        serde_json::json!({"etablissement": "Groupe", "flux": flux}).to_string(),
+    )
+    .unwrap();
+    let data = dir.path().to_str().unwrap();
+    let out = map(&["kpis", data, "--format", "json"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let k: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (k["applications"].as_u64(), k["flows"].as_u64()),
+        (Some(20_000), Some(5_002))
+    );
+    let out = map(&["check", data, "--format", "json"]);
+    let q: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let codes: Vec<&str> = q["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            f["subject"] == "NOWHERE"
+                || f["subject"].as_str().is_some_and(|s| s.starts_with("SELF"))
+        })
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"unknown-trigramme"), "{codes:?}");
+    assert!(codes.contains(&"self-flow"), "{codes:?}");
+    let site = dir.path().join("site");
+    let out = map(&["build", data, "--out", site.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", show(&out));
+    let out = map(&[
+        "incident", data, "--app", "AAA", "--status", "hs", "--format", "json",
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
 }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::figures::app_name;
+use crate::figures::Names;
 use crate::matrix::{CellState, Matrix};
 use crate::model::Atlas;
 
@@ -33,8 +33,9 @@ pub fn flowchart(atlas: &Atlas, matrix: &Matrix, french: bool) -> String {
         .filter(|o| o.application.is_critical())
         .map(|o| o.application.trigramme())
         .collect();
+    let names = Names::of(atlas);
     for t in &matrix.applications {
-        let name = app_name(atlas, t);
+        let name = names.get(t);
         let text = if name.is_empty() {
             t.clone()
         } else {
