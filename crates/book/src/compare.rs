@@ -421,8 +421,14 @@ pub async fn compare_targets(
             ignore.noise.extend(learned);
         }
     }
-    // The old run's copy of the book is no longer needed.
+    // The old run's copy of the book is no longer needed, nor the old
+    // target's connections (unless it is the new one too).
     drop(old_book);
+    if old != new {
+        if let Some(target) = ends.targets.get(old) {
+            target.close_idle();
+        }
+    }
     let new_run = run(&book.against(new), ends, &options).await;
     let expected: Vec<Option<String>> = book
         .cases
