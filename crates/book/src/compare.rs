@@ -346,7 +346,7 @@ pub fn compare(
             let observed = |case: &CaseResult, target: &str| {
                 case.targets
                     .get(target)
-                    .map(|t| Observed::of(t))
+                    .map(Observed::of)
                     .unwrap_or_default()
             };
             let differences =
@@ -407,12 +407,8 @@ pub async fn compare_targets(
     if learn_noise {
         let again = run(&old_book, ends, &options).await;
         for (first, second) in old_run.cases.iter().zip(&again.cases) {
-            let observed = |case: &CaseResult| {
-                case.targets
-                    .get(old)
-                    .map(|t| Observed::of(t))
-                    .unwrap_or_default()
-            };
+            let observed =
+                |case: &CaseResult| case.targets.get(old).map(Observed::of).unwrap_or_default();
             let varying = observed(first).varying(&observed(second));
             let learned: Vec<String> = varying
                 .into_iter()
