@@ -24,6 +24,9 @@ pub struct RunOptions {
     pub on_case: Option<OnCase>,
     /// Keep every case's emissions, expected or not (`test compare`).
     pub watch_sinks: bool,
+    /// Every case against this target only, whatever the book says (a
+    /// side of a comparison).
+    pub only: Option<String>,
 }
 
 /// A case's verdict.
@@ -184,7 +187,7 @@ pub async fn run(book: &Book, ends: &Ends, options: &RunOptions) -> RunReport {
         let mut results = futures_util::stream::iter(&group)
             .map(|&(i, case)| {
                 let tag = format!("{run_id}-{:04}-{}", i + 1, file_name(case));
-                async move { run_case(book, ends, case, &tag, options.watch_sinks).await }
+                async move { run_case(book, ends, case, &tag, options).await }
             })
             .buffered(width)
             .collect::<Vec<_>>()
@@ -238,8 +241,18 @@ fn file_name(case: &Case) -> String {
         .collect()
 }
 
-async fn run_case(book: &Book, ends: &Ends, case: &Case, tag: &str, watch: bool) -> CaseResult {
-    let names = book.targets_of(case);
+async fn run_case(
+    book: &Book,
+    ends: &Ends,
+    case: &Case,
+    tag: &str,
+    options: &RunOptions,
+) -> CaseResult {
+    let watch = options.watch_sinks;
+    let names = match &options.only {
+        Some(target) => vec![target.as_str()],
+        None => book.targets_of(case),
+    };
     let mut targets = Targets::with_capacity(names.len());
     for name in names {
         let result = match ends.targets.get(name) {
