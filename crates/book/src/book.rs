@@ -79,7 +79,7 @@ pub struct Case {
     pub name: String,
     /// Where its message came from, for reports.
     pub source: String,
-    /// Shared by the copies of the book a comparison runs.
+    /// Shared with each request that sends it, not copied.
     pub body: Bytes,
     /// HTTP: the body's content type; guessed from the body when absent.
     pub content_type: Option<String>,
@@ -326,15 +326,6 @@ impl Book {
             }
         }
         Ok(())
-    }
-
-    /// The same book, every case run against `target` only.
-    pub fn against(&self, target: &str) -> Book {
-        let mut book = self.clone();
-        for case in &mut book.cases {
-            case.targets = vec![target.to_string()];
-        }
-        book
     }
 
     /// The targets `case` runs against.

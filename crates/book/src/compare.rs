@@ -346,7 +346,7 @@ pub fn compare(
             let observed = |case: &CaseResult, target: &str| {
                 case.targets
                     .get(target)
-                    .map(|t| Observed::of(t))
+                    .map(Observed::of)
                     .unwrap_or_default()
             };
             let differences =
@@ -397,22 +397,18 @@ pub async fn compare_targets(
     learn_noise: bool,
 ) -> CompareReport {
     let started = tokio::time::Instant::now();
-    let options = RunOptions {
+    let against = |target: &str| RunOptions {
         on_case: None,
         watch_sinks: true,
+        only: Some(target.to_string()),
     };
     let mut ignore = Ignore::new(&book.ignore);
-    let old_book = book.against(old);
-    let old_run = run(&old_book, ends, &options).await;
+    let old_run = run(book, ends, &against(old)).await;
     if learn_noise {
-        let again = run(&old_book, ends, &options).await;
+        let again = run(book, ends, &against(old)).await;
         for (first, second) in old_run.cases.iter().zip(&again.cases) {
-            let observed = |case: &CaseResult| {
-                case.targets
-                    .get(old)
-                    .map(|t| Observed::of(t))
-                    .unwrap_or_default()
-            };
+            let observed =
+                |case: &CaseResult| case.targets.get(old).map(Observed::of).unwrap_or_default();
             let varying = observed(first).varying(&observed(second));
             let learned: Vec<String> = varying
                 .into_iter()
@@ -421,9 +417,14 @@ pub async fn compare_targets(
             ignore.noise.extend(learned);
         }
     }
-    // The old run's copy of the book is no longer needed.
-    drop(old_book);
-    let new_run = run(&book.against(new), ends, &options).await;
+    // The old target's connections are no longer needed (unless it is
+    // the new one too).
+    if old != new {
+        if let Some(target) = ends.targets.get(old) {
+            target.close_idle();
+        }
+    }
+    let new_run = run(book, ends, &against(new)).await;
     let expected: Vec<Option<String>> = book
         .cases
         .iter()

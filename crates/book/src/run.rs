@@ -24,6 +24,9 @@ pub struct RunOptions {
     pub on_case: Option<OnCase>,
     /// Keep every case's emissions, expected or not (`test compare`).
     pub watch_sinks: bool,
+    /// Every case against this target only, whatever the book says (a
+    /// side of a comparison).
+    pub only: Option<String>,
 }
 
 /// A case's verdict.
@@ -49,8 +52,13 @@ pub struct TargetResult {
     /// The sink's lines this case caused.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub downstream: Vec<Emission>,
+    /// The answer, kept for a comparison only: a run has checked it.
     #[serde(skip)]
     pub answer: Option<Answer>,
+    /// How many of `failures` come first from the answer, kept when the
+    /// case is checked again with late lines.
+    #[serde(skip)]
+    pub answer_failures: usize,
     /// Where the case's lines were looked for in the sink, for those that
     /// come late.
     #[serde(skip)]
@@ -71,8 +79,72 @@ pub struct CaseResult {
     pub name: String,
     pub source: String,
     pub status: Status,
-    /// Boxed: a map's node holds eleven values, most of them empty here.
-    pub targets: BTreeMap<String, Box<TargetResult>>,
+    pub targets: Targets,
+}
+
+/// A case's results by target name, in name order: a vector the size of
+/// the case's targets (most often one), where a map's node holds eleven.
+/// Serialized as a map.
+#[derive(Debug, Clone, Default)]
+pub struct Targets(Vec<(String, TargetResult)>);
+
+impl Targets {
+    pub fn with_capacity(n: usize) -> Targets {
+        Targets(Vec::with_capacity(n))
+    }
+
+    /// Adds (or replaces) the result on `name`, in name order.
+    pub fn insert(&mut self, name: &str, result: TargetResult) {
+        match self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+            Ok(i) => self.0[i].1 = result,
+            Err(i) => self.0.insert(i, (name.to_string(), result)),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&TargetResult> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut TargetResult> {
+        self.0.iter_mut().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
+    pub fn iter(&self) -> TargetsIter<'_> {
+        self.0.iter().map(|(n, t)| (n.as_str(), t))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &TargetResult> {
+        self.0.iter().map(|(_, t)| t)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The results of a case by target name.
+pub type TargetsIter<'a> = std::iter::Map<
+    std::slice::Iter<'a, (String, TargetResult)>,
+    fn(&'a (String, TargetResult)) -> (&'a str, &'a TargetResult),
+>;
+
+impl<'a> IntoIterator for &'a Targets {
+    type Item = (&'a str, &'a TargetResult);
+    type IntoIter = TargetsIter<'a>;
+
+    fn into_iter(self) -> TargetsIter<'a> {
+        self.iter()
+    }
+}
+
+impl Serialize for Targets {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -115,7 +187,7 @@ pub async fn run(book: &Book, ends: &Ends, options: &RunOptions) -> RunReport {
         let mut results = futures_util::stream::iter(&group)
             .map(|&(i, case)| {
                 let tag = format!("{run_id}-{:04}-{}", i + 1, file_name(case));
-                async move { run_case(book, ends, case, &tag, options.watch_sinks).await }
+                async move { run_case(book, ends, case, &tag, options).await }
             })
             .buffered(width)
             .collect::<Vec<_>>()
@@ -169,9 +241,20 @@ fn file_name(case: &Case) -> String {
         .collect()
 }
 
-async fn run_case(book: &Book, ends: &Ends, case: &Case, tag: &str, watch: bool) -> CaseResult {
-    let mut targets = BTreeMap::new();
-    for name in book.targets_of(case) {
+async fn run_case(
+    book: &Book,
+    ends: &Ends,
+    case: &Case,
+    tag: &str,
+    options: &RunOptions,
+) -> CaseResult {
+    let watch = options.watch_sinks;
+    let names = match &options.only {
+        Some(target) => vec![target.as_str()],
+        None => book.targets_of(case),
+    };
+    let mut targets = Targets::with_capacity(names.len());
+    for name in names {
         let result = match ends.targets.get(name) {
             Some(target) => {
                 let sink = ends.sinks.get(name);
@@ -179,7 +262,7 @@ async fn run_case(book: &Book, ends: &Ends, case: &Case, tag: &str, watch: bool)
             }
             None => errored(format!("no target {name:?}"), 0.0),
         };
-        targets.insert(name.to_string(), Box::new(result));
+        targets.insert(name, result);
     }
     CaseResult {
         name: case.name.clone(),
@@ -189,7 +272,7 @@ async fn run_case(book: &Book, ends: &Ends, case: &Case, tag: &str, watch: bool)
     }
 }
 
-fn status(targets: &BTreeMap<String, Box<TargetResult>>) -> Status {
+fn status(targets: &Targets) -> Status {
     if targets.values().any(|t| t.error.is_some()) {
         Status::Error
     } else if targets.values().any(|t| !t.failures.is_empty()) {
@@ -246,6 +329,7 @@ async fn on_target(
         None => (Vec::new(), None),
     };
     let mut failures = case.expect.check_answer(&answer);
+    let answer_failures = failures.len();
     failures.extend(case.expect.check_downstream(&parse(&emissions)));
     TargetResult {
         outcome: outcome(&answer),
@@ -253,7 +337,8 @@ async fn on_target(
         failures,
         error: None,
         downstream: emissions,
-        answer: Some(answer),
+        answer: watch.then_some(answer),
+        answer_failures,
         watched: told_apart,
     }
 }
@@ -333,15 +418,12 @@ async fn take_late(book: &Book, ends: &Ends, group: &[(usize, &Case)], results: 
     }
 }
 
-/// The case's expectations checked again against its answer and lines.
+/// The case's expectations of its lines checked again, after those of
+/// its answer.
 fn recheck(case: &Case, target: &mut TargetResult) {
-    let mut failures = target
-        .answer
-        .as_ref()
-        .map(|answer| case.expect.check_answer(answer))
-        .unwrap_or_default();
-    failures.extend(case.expect.check_downstream(&parse(&target.downstream)));
-    target.failures = failures;
+    target.failures.truncate(target.answer_failures);
+    let downstream = case.expect.check_downstream(&parse(&target.downstream));
+    target.failures.extend(downstream);
 }
 
 fn errored(error: String, duration_ms: f64) -> TargetResult {
@@ -352,6 +434,7 @@ fn errored(error: String, duration_ms: f64) -> TargetResult {
         error: Some(error),
         downstream: Vec::new(),
         answer: None,
+        answer_failures: 0,
         watched: None,
     }
 }
@@ -369,5 +452,27 @@ fn outcome(answer: &Answer) -> String {
             .unwrap_or_else(|| "no MSA".into()),
         Answer::Http { status, .. } => status.to_string(),
         Answer::Folder { outcome, .. } => outcome.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_case_s_targets_are_in_name_order_and_serialized_as_a_map() {
+        let mut targets = Targets::with_capacity(2);
+        targets.insert("old", errored("down".into(), 1.0));
+        targets.insert("new", errored("refused".into(), 2.0));
+        targets.insert("old", errored("still down".into(), 3.0));
+        let names: Vec<&str> = targets.iter().map(|(name, _)| name).collect();
+        assert_eq!(names, ["new", "old"]);
+        assert_eq!(
+            targets.get("old").and_then(|t| t.error.as_deref()),
+            Some("still down")
+        );
+        let json = serde_json::to_value(&targets).unwrap_or_default();
+        assert_eq!(json["new"]["error"], "refused");
+        assert_eq!(json["old"]["outcome"], "error");
     }
 }

@@ -1,6 +1,7 @@
 //! Where a case goes and how its answer comes back: an MLLP peer (plain or
-//! TLS), an HTTP(S) service, or a drop folder (written under a temporary
-//! name, renamed, then the report read from `done/` or `rejected/`).
+//! TLS), an HTTP(S) service (over keep-alive connections, taken again by
+//! the next case), or a drop folder (written under a temporary name,
+//! renamed, then the report read from `done/` or `rejected/`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,6 +12,8 @@ use guichet_hl7::MllpCodec;
 use guichet_testkit::TlsClientOptions;
 use guichet_tls::{ClientTls, ServerName};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use serde_json::Value as Json;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -38,6 +41,7 @@ enum Kind {
         path: String,
         method: http::Method,
         headers: Vec<(String, String)>,
+        idle: Idle,
     },
     Folder {
         inbox: PathBuf,
@@ -86,6 +90,7 @@ impl Target {
                         .iter()
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect(),
+                    idle: Idle::default(),
                 }
             }
             "folder" => folder(rest),
@@ -102,6 +107,13 @@ impl Target {
         })
     }
 
+    /// Closes the connections kept open for the next cases.
+    pub fn close_idle(&self) {
+        if let Kind::Http { idle, .. } = &self.kind {
+            idle.clear();
+        }
+    }
+
     /// Sends `case` and reads the answer, within `timeout`; `tag` names
     /// the case's file in a drop folder (unique within the run).
     pub async fn send(&self, case: &Case, tag: &str, timeout: Duration) -> Result<Answer, String> {
@@ -115,6 +127,7 @@ impl Target {
                     path,
                     method,
                     headers,
+                    idle,
                 } => {
                     let request = HttpRequest {
                         https: *https,
@@ -123,7 +136,7 @@ impl Target {
                         headers,
                         case,
                     };
-                    http_exchange(dial, request, deadline).await
+                    http_exchange(dial, idle, &request, deadline).await
                 }
                 Kind::Folder {
                     inbox,
@@ -230,47 +243,111 @@ struct HttpRequest<'a> {
     case: &'a Case,
 }
 
-/// One HTTP/1.1 request on a connection of its own.
+/// A connection's sending half: HTTP/1.1, one request at a time.
+type Sender = SendRequest<Full<Bytes>>;
+
+/// A target's idle keep-alive connections, for the next cases: a TLS
+/// handshake (and its allocations) per connection rather than per case.
+/// Each was in use once, so there are never more than cases were sent at
+/// once: the book's concurrency.
+#[derive(Default)]
+struct Idle(std::sync::Mutex<Vec<Sender>>);
+
+impl Idle {
+    /// An idle connection the peer has not closed, ready for a request.
+    async fn take(&self) -> Option<Sender> {
+        loop {
+            let mut sender = self.0.lock().ok()?.pop()?;
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    fn put(&self, sender: Sender) {
+        if let Ok(mut idle) = self.0.lock() {
+            idle.push(sender);
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut idle) = self.0.lock() {
+            idle.clear();
+        }
+    }
+}
+
+impl HttpRequest<'_> {
+    fn build(&self, dial: &Dial) -> Result<http::Request<Full<Bytes>>, String> {
+        let scheme = if self.https { "https" } else { "http" };
+        let content_type = self
+            .case
+            .content_type
+            .clone()
+            .unwrap_or_else(|| guess(&self.case.body).into());
+        let mut builder = http::Request::builder()
+            .method(self.method.clone())
+            .uri(format!(
+                "{scheme}://{}:{}{}",
+                dial.host, dial.port, self.path
+            ))
+            .header(http::header::HOST, format!("{}:{}", dial.host, dial.port))
+            .header(http::header::CONTENT_TYPE, content_type);
+        for (name, value) in self.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        builder
+            .body(Full::new(self.case.body.clone()))
+            .map_err(|e| format!("HTTP: {e}"))
+    }
+}
+
+/// One HTTP/1.1 request, on an idle connection of the target's when one
+/// is left open, else on a new one; the connection is kept once the
+/// answer is read.
 async fn http_exchange(
     dial: &Dial,
-    request: HttpRequest<'_>,
+    idle: &Idle,
+    request: &HttpRequest<'_>,
     deadline: Instant,
 ) -> Result<Answer, String> {
+    let mut http_request = request.build(dial)?;
+    if let Some(mut sender) = idle.take().await {
+        match sender.try_send_request(http_request).await {
+            Ok(response) => return read_answer(sender, response, idle).await,
+            // Closed before the request went out: it goes on a new one.
+            Err(mut refused) => match refused.take_message() {
+                Some(unsent) => http_request = unsent,
+                None => return Err(format!("HTTP: {}", refused.into_error())),
+            },
+        }
+    }
     let stream = dial.open(deadline).await?;
     let io = hyper_util::rt::TokioIo::new(stream);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|e| format!("HTTP: {e}"))?;
     tokio::spawn(conn);
-    let scheme = if request.https { "https" } else { "http" };
-    let content_type = request
-        .case
-        .content_type
-        .clone()
-        .unwrap_or_else(|| guess(&request.case.body).into());
-    let mut builder = http::Request::builder()
-        .method(request.method.clone())
-        .uri(format!(
-            "{scheme}://{}:{}{}",
-            dial.host, dial.port, request.path
-        ))
-        .header(http::header::HOST, format!("{}:{}", dial.host, dial.port))
-        .header(http::header::CONTENT_TYPE, content_type);
-    for (name, value) in request.headers {
-        builder = builder.header(name.as_str(), value.as_str());
-    }
-    let body = Full::new(request.case.body.clone());
-    let http_request = builder.body(body).map_err(|e| format!("HTTP: {e}"))?;
     let response = sender
         .send_request(http_request)
         .await
         .map_err(|e| format!("HTTP: {e}"))?;
+    read_answer(sender, response, idle).await
+}
+
+/// The status and the whole body; the connection goes back to `idle`.
+async fn read_answer(
+    sender: Sender,
+    response: http::Response<Incoming>,
+    idle: &Idle,
+) -> Result<Answer, String> {
     let status = response.status().as_u16();
     let body = Limited::new(response.into_body(), MAX_ANSWER)
         .collect()
         .await
         .map_err(|e| format!("the answer could not be read: {e}"))?
         .to_bytes();
+    idle.put(sender);
     Ok(Answer::Http {
         status,
         body: body.to_vec(),

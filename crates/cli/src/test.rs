@@ -55,6 +55,7 @@ pub fn run_command(args: &TestRunArgs) -> anyhow::Result<ExitCode> {
     let options = RunOptions {
         on_case: Some(Box::new(|case| println!("{}", report::line(case)))),
         watch_sinks: false,
+        only: None,
     };
     let result = runner()?.block_on(guichet_book::run(&book, &ends, &options));
     let (pass, fail, error) = (

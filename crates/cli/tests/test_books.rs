@@ -1,9 +1,10 @@
-//! `guichet test run`: books run against real engines (guichet routes)
-//! with real sinks downstream (`guichet listen --record`, `guichet sim ror
-//! --record`), their reports read back, and bad books refused.
+//! `guichet test run`: books run against real engines (guichet routes,
+//! an engine built on python-hl7) with real sinks downstream (`guichet
+//! listen --record`, `guichet sim ror --record`), their reports read
+//! back, and bad books refused.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{ChildStdin, Command, Output};
 
 use serde_json::Value;
 
@@ -17,11 +18,11 @@ fn adt(event: &str, id: &str, ipp: &str) -> String {
         .replace("{ipp}", ipp)
 }
 
-/// A DPI (`guichet listen --record received.jsonl`) behind an `mllp`
-/// route of `guichet run`: the engine a book runs against. Returns the
-/// processes and the route's port.
-fn mllp_engine(bench: &Bench, ack: &str) -> (Proc, Proc, u16) {
-    let (dpi, dpi_port) = bench.listen(&["--record", "received.jsonl", "--ack", ack]);
+/// A DPI (`guichet listen --record RECORD`) behind an `mllp` route of
+/// `guichet run`: the engine a book runs against. Returns the processes
+/// and the route's port.
+fn mllp_engine(bench: &Bench, ack: &str, record: &str) -> (Proc, Proc, u16) {
+    let (dpi, dpi_port) = bench.listen(&["--record", record, "--ack", ack]);
     let config = format!(
         "[[route]]\nname = \"eai\"\nkind = \"mllp\"\nlisten = \"127.0.0.1:0\"\nforward = \"127.0.0.1:{dpi_port}\"\n"
     );
@@ -77,7 +78,7 @@ fn junit_counts(path: &Path) -> String {
 #[test]
 fn a_hl7_book_checks_acks_and_what_reached_the_dpi() {
     let bench = Bench::new();
-    let (_dpi, _engine, port) = mllp_engine(&bench, "aa");
+    let (_dpi, _engine, port) = mllp_engine(&bench, "aa", "received.jsonl");
     write(
         &bench,
         "book/cases/a01.hl7",
@@ -135,7 +136,7 @@ fn a_hl7_book_checks_acks_and_what_reached_the_dpi() {
 #[test]
 fn failures_and_errors_are_reported_per_case_and_the_run_goes_on() {
     let bench = Bench::new();
-    let (_dpi, _engine, port) = mllp_engine(&bench, "aa");
+    let (_dpi, _engine, port) = mllp_engine(&bench, "aa", "received.jsonl");
     let (_mute, mute_port) = bench.listen(&["--ack", "none"]);
     // A TLS peer whose certificate another CA issued: refused at once.
     bench.ok(&["pki", "init", "--out", "other-ca"]);
@@ -536,6 +537,222 @@ fn compare_reports_exactly_the_cases_a_changed_rule_touches() {
     let out = compare(&["--old", "old", "--new", "old", "--learn-noise"]);
     assert!(out.status.success(), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("3 the same"));
+}
+
+/// A new integration engine built on python-hl7's asyncio MLLP module
+/// (Debian's python3-hl7), misconfigured as a migration finds them: it
+/// answers AA at once, then forwards each message to its DPI with the
+/// patient class (PV1-2) mapped by a wrong table, inpatients (`I`) sent
+/// as outpatients (`O`). Listens on 127.0.0.1 on the port given first,
+/// forwards to the port given second; stops when its stdin closes, or
+/// after five minutes.
+const PYTHON_HL7_ENGINE: &str = r#"
+import asyncio, os, sys, threading
+from hl7.mllp import open_hl7_connection, start_hl7_server
+
+PORT, DPI = int(sys.argv[1]), int(sys.argv[2])
+PATIENT_CLASS = {"I": "O"}
+ENCODING = "iso-8859-15"
+
+def rewrite(message):
+    try:
+        given = str(message["PV1.F2"])
+    except KeyError:
+        return message
+    message["PV1.F2"] = PATIENT_CLASS.get(given, given)
+    return message
+
+async def forward(message):
+    reader, writer = await open_hl7_connection("127.0.0.1", DPI, encoding=ENCODING)
+    try:
+        writer.writemessage(rewrite(message))
+        await writer.drain()
+        await reader.readmessage()
+    finally:
+        writer.close()
+
+async def handle(reader, writer):
+    try:
+        while not writer.is_closing():
+            message = await reader.readmessage()
+            writer.writemessage(message.create_ack("AA"))
+            await writer.drain()
+            await forward(message)
+    except asyncio.IncompleteReadError:
+        pass
+    finally:
+        writer.close()
+
+def stop_when_stdin_closes():
+    sys.stdin.read()
+    os._exit(0)
+
+async def main():
+    threading.Thread(target=stop_when_stdin_closes, daemon=True).start()
+    server = await start_hl7_server(handle, "127.0.0.1", PORT, encoding=ENCODING)
+    print(f"listening on 127.0.0.1:{PORT}", flush=True)
+    async with server:
+        await asyncio.sleep(300)
+
+asyncio.run(main())
+"#;
+
+/// [`PYTHON_HL7_ENGINE`] in front of its own DPI (`guichet listen
+/// --record RECORD`): the processes, the pipe whose closing stops the
+/// engine, and its port. `None` when python3-hl7 is not installed (a
+/// failure under CI).
+fn python_hl7_engine(bench: &Bench, record: &str) -> Option<(Proc, Proc, ChildStdin, u16)> {
+    // python3-hl7 brings mllp_send; its module is the system Python's.
+    if !have("mllp_send") {
+        return None;
+    }
+    let (dpi, dpi_port) = bench.listen(&["--record", record]);
+    write(bench, "engine.py", PYTHON_HL7_ENGINE);
+    let port = crate::common::free_port();
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg(bench.path("engine.py"))
+        .arg(port.to_string())
+        .arg(dpi_port.to_string())
+        .current_dir(bench.dir.path());
+    let (engine, stdin) = Proc::spawn_with_stdin("python-hl7 engine", cmd);
+    engine.wait_line("`listening on`", |l| l.starts_with("listening on "));
+    Some((dpi, engine, stdin, port))
+}
+
+/// Three ADT cases, each expecting an AA and one message at the DPI: an
+/// admission and an update of an inpatient, the registration of an
+/// outpatient; against both engines, each with its DPI's record as sink.
+fn adt_migration_book(bench: &Bench, old_port: u16, new_port: u16) {
+    for (case, event, class) in [
+        ("a01", "A01", "I"),
+        ("a08", "A08", "I"),
+        ("a04", "A04", "O"),
+    ] {
+        let id = format!("CASE-{event}");
+        let message = format!("{}PV1|1|{class}|CARDIO^101^1\r", adt(event, &id, "1001"));
+        write(bench, &format!("book/cases/{case}.hl7"), &message);
+        write(
+            bench,
+            &format!("book/cases/{case}.toml"),
+            "[expect]\nack = \"AA\"\ndownstream = { count = 1 }\n",
+        );
+    }
+    let target = |port: u16, sink: &str| {
+        format!("url = \"mllp://127.0.0.1:{port}\"\nsink = \"../{sink}\"\n")
+    };
+    write(
+        bench,
+        "book/book.toml",
+        &format!(
+            "name = \"EAI migration\"\n\n[targets.old]\n{}\n[targets.new]\n{}",
+            target(old_port, "old-dpi.jsonl"),
+            target(new_port, "new-dpi.jsonl")
+        ),
+    );
+}
+
+/// The differences of each compared case, `part field: old -> new`.
+fn differences(report: &Value) -> Vec<(String, Vec<String>)> {
+    let cases = report["cases"].as_array().unwrap();
+    cases
+        .iter()
+        .map(|case| {
+            let found = case["differences"].as_array().unwrap().iter().map(|d| {
+                format!(
+                    "{} {}: {} -> {}",
+                    d["part"].as_str().unwrap(),
+                    d["field"].as_str().unwrap_or(""),
+                    d["old"].as_str().unwrap_or("(absent)"),
+                    d["new"].as_str().unwrap_or("(absent)")
+                )
+            });
+            (
+                format!(
+                    "{} {}",
+                    case["name"].as_str().unwrap(),
+                    case["verdict"].as_str().unwrap()
+                ),
+                found.collect(),
+            )
+        })
+        .collect()
+}
+
+/// The old engine (a guichet `mllp` route) and a new one from another
+/// maker (python-hl7) both answer AA to every case and each sends one
+/// message to its DPI, so every expectation of the book holds on both;
+/// the new one maps the patient class wrongly on its way downstream, and
+/// the comparison reports exactly the cases it touched, by that field.
+#[test]
+fn a_case_whose_downstream_emission_differs_while_both_answers_are_aa_is_caught() {
+    let bench = Bench::new();
+    let Some((_new_dpi, _new, _stdin, new_port)) = python_hl7_engine(&bench, "new-dpi.jsonl")
+    else {
+        return;
+    };
+    let (_old_dpi, _old, old_port) = mllp_engine(&bench, "aa", "old-dpi.jsonl");
+    adt_migration_book(&bench, old_port, new_port);
+
+    // Run, each case passes on both: an AA, one message at the DPI.
+    let out = test_run(&bench, &["book", "--json", "report.json"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let report = json_report(&bench);
+    let outcomes: Vec<String> = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let t = &c["targets"];
+            format!(
+                "{} {} {}",
+                c["name"].as_str().unwrap(),
+                t["old"]["outcome"],
+                t["new"]["outcome"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "a01.hl7 \"AA\" \"AA\"",
+            "a04.hl7 \"AA\" \"AA\"",
+            "a08.hl7 \"AA\" \"AA\""
+        ],
+        "{report:#}"
+    );
+
+    // Compared, the two inpatients' messages differ downstream only.
+    let mut cmd = Command::new(crate::common::guichet_bin());
+    cmd.args(["test", "compare", "book", "--old", "old", "--new", "new"])
+        .args(["--json", "compare.json"])
+        .current_dir(bench.dir.path());
+    let out = run_bounded(cmd, WAIT * 3);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(bench.path("compare.json")).unwrap()).unwrap();
+    let parts = report["cases"].as_array().unwrap().iter();
+    let outcome = parts
+        .flat_map(|c| c["differences"].as_array().unwrap())
+        .any(|d| d["part"] == "outcome");
+    assert!(!outcome, "an outcome differs: {report:#}");
+    let pv1 = || vec!["downstream 1 PV1-2: I -> O".to_string()];
+    assert_eq!(
+        differences(&report),
+        [
+            ("a01.hl7 different".to_string(), pv1()),
+            ("a04.hl7 same".to_string(), vec![]),
+            ("a08.hl7 different".to_string(), pv1()),
+        ],
+        "{report:#}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "DIFFERENT a01.hl7\n        downstream 1 PV1-2: I -> O\n",
+        "SAME      a04.hl7\n",
+        "3 case(s): 1 the same, 0 different as expected, 2 different (",
+    ] {
+        assert!(stdout.contains(line), "{line:?} not in\n{stdout}");
+    }
 }
 
 /// The boundary book of the examples' referential passes against guichet
