@@ -123,7 +123,10 @@ impl NationalRor<'_> {
         }
     }
 
-    /// One record: `replace`, then `add` on 404 on the capacity extension.
+    /// One record: `replace`, then `add` on 404 on the capacity extension,
+    /// then `replace` again when the `add` is refused because the record
+    /// appeared in between (another document for the same unit, sent at
+    /// the same time, added it first).
     /// `Ok(Some(status))` when refused, `Err` when the ROR is unavailable.
     async fn record(
         &self,
@@ -139,7 +142,19 @@ impl NationalRor<'_> {
             && replaced.outcome.as_ref().is_some_and(record_absent);
         steps.push(replaced);
         if absent {
-            steps.push(self.operation(identifier, Op::Add, capacity, key).await?);
+            let added = self.operation(identifier, Op::Add, capacity, key).await?;
+            let raced = added.status == StatusCode::BAD_REQUEST
+                && added.outcome.as_ref().is_some_and(record_present);
+            steps.push(added);
+            if raced {
+                // Its own idempotency key: the first replace's answer (404)
+                // must not be replayed.
+                let again = key.map(|k| format!("{k}:after-add"));
+                steps.push(
+                    self.operation(identifier, Op::Replace, capacity, again.as_deref())
+                        .await?,
+                );
+            }
         }
         match steps.last().map(|step| step.status) {
             Some(s) if unavailable(s) => Err(format!("the ROR answered {s}")),
@@ -215,9 +230,20 @@ pub fn unavailable(status: StatusCode) -> bool {
 /// Whether an `OperationOutcome` says the capacity record is absent (its
 /// expression names the capacity extension, not the `Location`).
 fn record_absent(outcome: &Json) -> bool {
+    issue_on_capacity(outcome, &["not-found"])
+}
+
+/// Whether an `OperationOutcome` refuses an `add` because the capacity
+/// record is already there.
+fn record_present(outcome: &Json) -> bool {
+    issue_on_capacity(outcome, &["business-rule", "duplicate"])
+}
+
+/// An issue of one of `codes` whose expression is the capacity extension.
+fn issue_on_capacity(outcome: &Json, codes: &[&str]) -> bool {
     outcome["issue"].as_array().is_some_and(|issues| {
         issues.iter().any(|issue| {
-            issue["code"] == "not-found"
+            issue["code"].as_str().is_some_and(|c| codes.contains(&c))
                 && issue["expression"].as_array().is_some_and(|e| {
                     e.iter()
                         .filter_map(Json::as_str)
