@@ -367,13 +367,23 @@ fn bench_books(args: &BooksArgs) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency,
     };
     let section = books::run(&guichet, &plan, &now())?;
+    write_section(args.out.as_ref(), &workspace, books::HEADING, &section)
+}
+
+/// Prints `section` and puts it in the report (`out`, else
+/// docs/BENCHMARKS.md) in place of the one under `heading`.
+fn write_section(
+    out: Option<&PathBuf>,
+    workspace: &Path,
+    heading: &str,
+    section: &str,
+) -> anyhow::Result<ExitCode> {
     print!("{section}");
-    let out = args
-        .out
-        .clone()
+    let out = out
+        .cloned()
         .unwrap_or_else(|| workspace.join("docs/BENCHMARKS.md"));
     let existing = std::fs::read_to_string(&out).unwrap_or_default();
-    let merged = report::merge_section(&existing, books::HEADING, &section);
+    let merged = report::merge_section(&existing, heading, section);
     std::fs::write(&out, merged).with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!("section written to {}", out.display());
     Ok(ExitCode::SUCCESS)
@@ -390,16 +400,7 @@ fn bench_map(args: &MapArgs) -> anyhow::Result<ExitCode> {
         rounds: args.rounds.max(1),
     };
     let section = map::run(&guichet, &plan, &now())?;
-    print!("{section}");
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| workspace.join("docs/BENCHMARKS.md"));
-    let existing = std::fs::read_to_string(&out).unwrap_or_default();
-    let merged = report::merge_section(&existing, map::HEADING, &section);
-    std::fs::write(&out, merged).with_context(|| format!("cannot write {}", out.display()))?;
-    eprintln!("section written to {}", out.display());
-    Ok(ExitCode::SUCCESS)
+    write_section(args.out.as_ref(), &workspace, map::HEADING, &section)
 }
 
 /// The validating rule and the same rule forwarding, rounds interleaved:

@@ -236,18 +236,10 @@ pub fn run(guichet: &Path, plan: &Plan, date: &str) -> anyhow::Result<String> {
 /// The page's own measure of its first view, read in headless Chromium.
 fn rendered_ms(page: &Path, profile: &Path) -> anyhow::Result<u64> {
     let mut cmd = Command::new("chromium");
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--dump-dom",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .arg(format!("file://{}", page.display()));
+    cmd.args(guichet_testsupport::peers::CHROMIUM_HEADLESS)
+        .arg("--dump-dom")
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("file://{}", page.display()));
     let (out, _) = timed::run(cmd, "chromium")?;
     let dom = String::from_utf8_lossy(&out.stdout);
     let at = dom

@@ -307,49 +307,15 @@ fn a_bed_availability_book_checks_the_rule_the_folder_and_the_ror() {
 /// disk: every one of `shown` is in its text; a screenshot is kept in the
 /// target directory for a person to look at.
 fn page_in_a_browser(bench: &Bench, page: &str, shown: &[&str]) {
-    const CHROMIUM: &str = "/usr/bin/chromium";
-    if !have("chromium") {
+    let Some(browser) = crate::common::browser::Browser::new(bench.dir.path()) else {
         return;
-    }
-    let url = format!("file://{}", bench.path(page).display());
-    let browser = |extra: &[String], profile: &str| {
-        let mut cmd = Command::new(CHROMIUM);
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-        ])
-        .arg(format!("--user-data-dir={}", bench.path(profile).display()))
-        .args(extra)
-        .arg(&url);
-        let out = run_bounded(cmd, std::time::Duration::from_secs(30));
-        assert!(out.status.success(), "{}", show(&out));
-        out
     };
-    let dom = String::from_utf8_lossy(&browser(&["--dump-dom".into()], "dom").stdout).into_owned();
+    let url = format!("file://{}", bench.path(page).display());
+    let dom = browser.dom(&url);
     for text in shown {
         assert!(dom.contains(text), "{text:?} not on the page:\n{dom}");
     }
-    let shot = bench.path(&format!("{page}.png"));
-    browser(
-        &[
-            "--window-size=1300,900".into(),
-            format!("--screenshot={}", shot.display()),
-        ],
-        "shot",
-    );
-    let png = std::fs::read(&shot).unwrap();
-    assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 10 * 1024,
-        "a blank page"
-    );
-    let kept = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-        .join(format!("test-book-{page}.png"));
-    let _ = std::fs::copy(&shot, &kept);
-    println!("report screenshot: {}", kept.display());
+    browser.screenshot(&url, &format!("test-book-{page}.png"));
 }
 
 /// A bench with the examples' referential, a server certificate `gw`

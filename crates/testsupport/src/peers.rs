@@ -67,3 +67,17 @@ pub fn run_ok(command: &mut Command) -> Output {
     );
     out
 }
+
+/// Headless Chromium as tests and the benchmark start it: no sandbox (it
+/// may run as root), and none of its own background traffic, so that what
+/// it fetches is what the page asks for.
+pub const CHROMIUM_HEADLESS: [&str; 8] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+];

@@ -391,21 +391,7 @@ pub(crate) const SMALL: [(&str, &str); 4] = [
 ];
 
 fn observed(route: &str, from: &str, to: &str, message: &str) -> ObservedFlow {
-    ObservedFlow {
-        route: route.into(),
-        kind: "mllp".into(),
-        source: format!("{from}^CH"),
-        target: format!("{to}^CH"),
-        message_type: message.into(),
-        tls_in: true,
-        tls_out: true,
-        count: 10,
-        first_seen: "2026-01-01T00:00:00Z".into(),
-        last_seen: "2026-01-02T00:00:00Z".into(),
-        outcomes: BTreeMap::new(),
-        source_trigramme: Some(from.into()),
-        target_trigramme: Some(to.into()),
-    }
+    crate::testdata::seen(route, from, to, "mllp", message, true)
 }
 
 fn small_observed() -> Vec<ObservedFlow> {

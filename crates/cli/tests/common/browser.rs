@@ -28,23 +28,13 @@ impl Browser {
         let n = self.runs.get() + 1;
         self.runs.set(n);
         let mut cmd = Command::new(CHROMIUM);
-        // Chromium's own background traffic off: what is left is the page's.
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-default-apps",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            self.dir.join(format!("profile-{n}")).display()
-        ))
-        .args(extra)
-        .arg(url);
+        cmd.args(guichet_testsupport::peers::CHROMIUM_HEADLESS)
+            .arg(format!(
+                "--user-data-dir={}",
+                self.dir.join(format!("profile-{n}")).display()
+            ))
+            .args(extra)
+            .arg(url);
         let out = run_bounded(cmd, Duration::from_secs(40));
         assert!(out.status.success(), "{}", show(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
