@@ -229,7 +229,7 @@ impl<'t> Parser<'t> {
         };
         let text = text.unwrap_or_default();
         let value = match slice.kind {
-            Kind::Coded => Value::Code(text.into_owned()),
+            Kind::Coded => Value::code(slice, &text),
             Kind::DateTime => Value::DateTime(text.into_owned()),
             Kind::Integer => match text.parse() {
                 Ok(n) => Value::Integer(n),

@@ -164,7 +164,7 @@ mod round_trip {
                         continue;
                     }
                     let value = match slice.kind {
-                        Kind::Coded => Value::Code(text),
+                        Kind::Coded => Value::Code(text.into()),
                         Kind::DateTime => Value::DateTime(text),
                         Kind::Integer => Value::Integer(count),
                     };
