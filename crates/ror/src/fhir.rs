@@ -441,4 +441,4 @@ fn slice_json(slice: &Slice, value: &Value, coding: Coding) -> Json {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
