@@ -153,7 +153,7 @@ fn document(i: usize, units: Range<usize>, dates: &Dates) -> Document {
 
 fn unit(u: usize, i: usize, updated: &str) -> Unit {
     let mut capacity = Capacity::default();
-    let code = |text: &str| Field::new(Value::Code(text.into()), At::default());
+    let code = |text: &str| Field::new(Value::Code(text.to_owned().into()), At::default());
     capacity.set(&codes::CAPACITY_TYPE, code("01"));
     capacity.set(&codes::CAPACITY_STATUS, code("02"));
     capacity.set(&codes::TEMPORALITY, code("01"));

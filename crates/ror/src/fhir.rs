@@ -309,12 +309,12 @@ fn slice_value(slice: &Slice, json: &Json, at: &Path) -> Result<Value, FhirError
             if let Some(code) = json.get("valueCode") {
                 return code
                     .as_str()
-                    .map(|c| Value::Code(c.to_string()))
+                    .map(|c| Value::code(slice, c))
                     .ok_or_else(|| wrong("valueCode", "a string code"));
             }
             let code = member(json, &["valueCodeableConcept", "coding", "0", "code"]);
             match code.and_then(Json::as_str) {
-                Some(code) => Ok(Value::Code(code.to_string())),
+                Some(code) => Ok(Value::code(slice, code)),
                 None => Err(wrong(
                     "valueCodeableConcept",
                     "valueCode or valueCodeableConcept.coding[0].code",
@@ -441,4 +441,4 @@ fn slice_json(slice: &Slice, value: &Value, coding: Coding) -> Json {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

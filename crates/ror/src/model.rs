@@ -7,6 +7,7 @@
 //! between forms without losing what would make it invalid. Each value
 //! remembers where it was read ([`Path`]), for the rules' reports.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -186,16 +187,27 @@ pub struct Unit {
 /// A slice's value, as sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
-    Code(String),
+    /// A code: the table's own text when it is one of its codes (most
+    /// are, and so cost no allocation), else the text as sent.
+    Code(Cow<'static, str>),
     Integer(i64),
     DateTime(String),
 }
 
 impl Value {
+    /// The code `text` of `slice`, as sent.
+    pub fn code(slice: &Slice, text: &str) -> Value {
+        match slice.code(text) {
+            Some(known) => Value::Code(Cow::Borrowed(known.code)),
+            None => Value::Code(Cow::Owned(text.to_owned())),
+        }
+    }
+
     /// The value as text, for reports and for guichet's XML.
     pub fn text(&self) -> String {
         match self {
-            Value::Code(code) | Value::DateTime(code) => code.clone(),
+            Value::Code(code) => code.to_string(),
+            Value::DateTime(text) => text.clone(),
             Value::Integer(n) => n.to_string(),
         }
     }
@@ -212,9 +224,13 @@ pub struct Capacity {
 
 impl Capacity {
     fn index(slice: &Slice) -> usize {
+        // The same name is most often the same text: compared by address
+        // first, by content only when that fails.
+        let same = |s: &&Slice| std::ptr::eq(s.name, slice.name);
         SLICES
             .iter()
-            .position(|s| s.name == slice.name)
+            .position(same)
+            .or_else(|| SLICES.iter().position(|s| s.name == slice.name))
             .unwrap_or_else(|| unreachable!("every slice is in SLICES"))
     }
 
@@ -230,7 +246,7 @@ impl Capacity {
     /// The code of a coded slice, if sent.
     pub fn code(&self, slice: &Slice) -> Option<&str> {
         match self.get(slice).map(|f| &f.value) {
-            Some(Value::Code(code)) => Some(code),
+            Some(Value::Code(code)) => Some(code.as_ref()),
             _ => None,
         }
     }

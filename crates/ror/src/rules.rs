@@ -564,7 +564,7 @@ fn check_value(report: &mut Report<'_>, slice: &'static Slice, field: &Field<Val
         }
         (Value::Code(code), Kind::Coded) => match slice.code(code) {
             Some(known) if known.deprecated => {
-                let (code, label) = (code.clone(), known.label);
+                let (code, label) = (code.to_string(), known.label);
                 report.add(
                     &field.at,
                     Finding::CodeDeprecated {
@@ -576,7 +576,7 @@ fn check_value(report: &mut Report<'_>, slice: &'static Slice, field: &Field<Val
             }
             Some(known) if known.accepted => {}
             _ => {
-                let (code, value_set) = (code.clone(), slice.value_set);
+                let (code, value_set) = (code.to_string(), slice.value_set);
                 report.add(
                     &field.at,
                     Finding::CodeUnknown {

@@ -42,8 +42,18 @@ pub struct XmlError {
     pub reason: String,
 }
 
-/// Reads a document.
+/// Reads a document: in one pass when it is laid out as guichet writes
+/// it, else (and for every error) with quick-xml.
 pub fn read(text: &[u8]) -> Result<Document, XmlError> {
+    match scan::read(text) {
+        Some(document) => Ok(document),
+        None => read_events(text),
+    }
+}
+
+/// Reads a document event by event with quick-xml: anything XML allows,
+/// and where and why a text is not a document.
+fn read_events(text: &[u8]) -> Result<Document, XmlError> {
     let mut parser = Parser {
         reader: Reader::from_reader(text),
         text,
@@ -229,7 +239,7 @@ impl<'t> Parser<'t> {
         };
         let text = text.unwrap_or_default();
         let value = match slice.kind {
-            Kind::Coded => Value::Code(text.into_owned()),
+            Kind::Coded => Value::code(slice, &text),
             Kind::DateTime => Value::DateTime(text.into_owned()),
             Kind::Integer => match text.parse() {
                 Ok(n) => Value::Integer(n),
@@ -358,6 +368,8 @@ fn attribute(out: &mut String, name: &str, value: Option<&Field<String>>) {
         let _ = write!(out, " {name}=\"{}\"", escape(value.value.as_str()));
     }
 }
+
+mod scan;
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -13,7 +13,7 @@ use super::clock::HeadClock;
 use super::headers;
 use super::runtime::HttpRuntime;
 use crate::config::RuleName;
-use crate::metrics::{HttpLabels, HttpRuleLabels};
+use crate::metrics::{HttpLabels, HttpRuleLabels, ValidationLabels};
 use crate::route::RouteRuntime;
 
 /// One client connection: who it is, for every request it sends.
@@ -30,6 +30,8 @@ pub(super) struct Conn {
     /// Metric handles this connection has used, so a request touches
     /// atomics only, not the families' label maps.
     metric_handles: std::sync::Mutex<Vec<MetricHandles>>,
+    /// The same for validating rules' verdicts: (rule, verdict, count).
+    verdict_handles: std::sync::Mutex<Vec<(RuleName, &'static str, Counter)>>,
     pub(super) requests: AtomicU64,
     pub(super) heads: Arc<HeadClock>,
     /// The identity headers, built once.
@@ -56,6 +58,7 @@ impl Conn {
             fingerprint: Arc::from(fingerprint),
             client: Arc::from(client),
             metric_handles: std::sync::Mutex::new(Vec::new()),
+            verdict_handles: std::sync::Mutex::new(Vec::new()),
             route,
             http,
             remote,
@@ -120,6 +123,37 @@ impl Conn {
             });
         }
         (requests, seconds)
+    }
+}
+
+impl Conn {
+    /// The count of `rule`'s documents judged `verdict`, looked up in
+    /// the family once per connection.
+    pub(super) fn verdict_counter(&self, rule: &RuleName, verdict: &'static str) -> Counter {
+        let mut cache = match self.verdict_handles.lock() {
+            Ok(cache) => cache,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let found = cache.iter().find(|(r, v, _)| r == rule && *v == verdict);
+        if let Some((_, _, counter)) = found {
+            return counter.clone();
+        }
+        let counter = self
+            .route
+            .metrics
+            .http_validations
+            .get_or_create(&ValidationLabels {
+                route: self.route.name.to_string(),
+                rule: rule.to_string(),
+                verdict,
+            })
+            .clone();
+        // Bounded by rules x two verdicts; a cap keeps it so whatever
+        // the config.
+        if cache.len() < 64 {
+            cache.push((rule.clone(), verdict, counter.clone()));
+        }
+        counter
     }
 }
 

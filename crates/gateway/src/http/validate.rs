@@ -23,7 +23,7 @@ use super::conn::Conn;
 use super::outcome::Finish;
 use super::problem::Refused;
 use crate::config::{Convert, HttpRule, Validation};
-use crate::metrics::{ValidationLabels, ViolationLabels};
+use crate::metrics::ViolationLabels;
 use crate::national::{NationalRor, Sent};
 use crate::upstream::{Body, UpstreamClient};
 
@@ -150,16 +150,12 @@ impl Conn {
     }
 
     fn count_verdict(&self, rule: &HttpRule, verdict: &'static str, violations: &[Violation]) {
+        self.verdict_counter(&rule.name, verdict).inc();
+        if violations.is_empty() {
+            return;
+        }
         let metrics = &self.route.metrics;
         let (route, rule) = (self.route.name.to_string(), rule.name.to_string());
-        metrics
-            .http_validations
-            .get_or_create(&ValidationLabels {
-                route: route.clone(),
-                rule: rule.clone(),
-                verdict,
-            })
-            .inc();
         for violation in violations {
             metrics
                 .http_violations

@@ -131,7 +131,7 @@ fn units_of_two_sites_are_refused() {
     assert!(reason.contains("750712184"), "{reason}");
 }
 
-mod round_trip {
+pub(crate) mod round_trip {
     use proptest::prelude::*;
 
     use super::*;
@@ -164,7 +164,7 @@ mod round_trip {
                         continue;
                     }
                     let value = match slice.kind {
-                        Kind::Coded => Value::Code(text),
+                        Kind::Coded => Value::Code(text.into()),
                         Kind::DateTime => Value::DateTime(text),
                         Kind::Integer => Value::Integer(count),
                     };
@@ -174,7 +174,7 @@ mod round_trip {
             })
     }
 
-    fn document() -> impl Strategy<Value = Document> {
+    pub(crate) fn document() -> impl Strategy<Value = Document> {
         let unit =
             (text(), proptest::collection::vec(capacity(), 0..4)).prop_map(|(id, capacities)| {
                 Unit {

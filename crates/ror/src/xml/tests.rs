@@ -134,3 +134,121 @@ fn line_and_column_count_characters() {
     assert_eq!(line_column("é\nx".as_bytes(), 2), (1, 2));
     assert_eq!(line_column(b"", 10), (1, 1));
 }
+
+mod one_pass {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::fhir::tests::round_trip::document;
+
+    /// Every path of `document`, as shown: paths are no part of equality.
+    fn paths(document: &Document) -> Vec<String> {
+        let fields = [
+            &document.id,
+            &document.time,
+            &document.establishment.finess_eg,
+            &document.establishment.finess_ej,
+            &document.establishment.sender,
+        ];
+        let mut all: Vec<String> = fields
+            .iter()
+            .flat_map(|f| f.as_ref())
+            .map(|f| f.at.to_string())
+            .collect();
+        all.push(document.at.to_string());
+        for unit in &document.units {
+            all.extend([unit.at.to_string(), unit.id.at.to_string()]);
+            for capacity in &unit.capacities {
+                all.push(capacity.at.to_string());
+                let values = capacity.each().filter_map(|(_, v)| v);
+                all.extend(values.map(|v| v.at.to_string()));
+            }
+        }
+        all
+    }
+
+    /// What both readers make of `text`: the one pass, when it reads
+    /// it, gives quick-xml's document, paths included.
+    fn same(text: &[u8]) -> Result<bool, TestCaseError> {
+        let Some(fast) = scan::read(text) else {
+            return Ok(false);
+        };
+        let events = read_events(text);
+        prop_assert!(events.is_ok(), "{:?}", events);
+        let events = events.unwrap();
+        prop_assert_eq!(&fast, &events);
+        prop_assert_eq!(paths(&fast), paths(&events));
+        Ok(true)
+    }
+
+    /// Bits of XML and of text that a sender may put anywhere.
+    fn bit() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "",
+            " ",
+            "\t",
+            "\r\n",
+            "\n",
+            "\u{c}",
+            "<",
+            ">",
+            "/",
+            "\"",
+            "'",
+            "=",
+            "&",
+            "&amp;",
+            "&#65;",
+            "<!-- c -->",
+            "<![CDATA[x]]>",
+            "<?pi x?>",
+            "x",
+            "é",
+            ":",
+            "<capacity>",
+            "</capacity>",
+            "</unit>",
+            "<unit id=\"u\">",
+            "<unit id=\"u\"/>",
+            " id=\"v\"",
+            " xmlns=\"urn:guichet:bed-availability:1\"",
+            "<nbCapacity>1</nbCapacity>",
+            "<crisisType>01</crisisType>",
+            "\u{feff}",
+            "<?xml version=\"1.0\"?>",
+        ])
+    }
+
+    #[test]
+    fn guichet_s_own_layout_is_read_in_one_pass() {
+        assert!(scan::read(SAMPLE.as_bytes()).is_some());
+        let doc = read(SAMPLE.as_bytes()).unwrap();
+        assert!(scan::read(write(&doc).as_bytes()).is_some());
+        let bare = SAMPLE.replace("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n", "");
+        assert!(scan::read(bare.as_bytes()).is_some());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn one_pass_reads_as_quick_xml_does(doc in document(), cut in any::<prop::sample::Index>(), bits in prop::collection::vec(bit(), 0..3), drop in 0usize..3) {
+            let mut text = write(&doc).into_bytes();
+            same(&text)?;
+            let at = cut.index(text.len() + 1);
+            let end = (at + drop).min(text.len());
+            let inserted: Vec<u8> = bits.concat().into_bytes();
+            text.splice(at..end, inserted);
+            same(&text)?;
+        }
+
+        #[test]
+        fn one_pass_reads_the_sample_changed_as_quick_xml_does(cut in any::<prop::sample::Index>(), bits in prop::collection::vec(bit(), 1..3), drop in 0usize..4) {
+            let mut text = SAMPLE.as_bytes().to_vec();
+            let at = cut.index(text.len() + 1);
+            let end = (at + drop).min(text.len());
+            text.splice(at..end, bits.concat().into_bytes());
+            same(&text)?;
+        }
+    }
+}
