@@ -8,11 +8,14 @@
 //!   reads it; a schema error names the file and the JSON path.
 //! - [`kpi`]: the dashboard indicators, by it-lanscape's exact rules
 //!   (filters, half-up rounding), and guichet's own.
+//! - [`observed`], [`mapping`]: the flows the gateway observed, and the
+//!   file that names their parties by trigramme.
 //!
 //! No network I/O: the caller names a folder, this crate reads it.
 
 pub mod figures;
 pub mod kpi;
+pub mod mapping;
 pub mod model;
 mod node;
 pub mod observed;
