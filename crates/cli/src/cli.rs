@@ -79,6 +79,31 @@ pub enum MapCommand {
     /// alignment, mutualisation, completeness) and guichet's own: encrypted flows, EAI
     /// dependency, most connected applications, critical applications in clear.
     Kpis(MapKpisArgs),
+    /// The flows the gateway observed (route, parties, message type, TLS on each side,
+    /// counts, first and last seen, ACK codes or status classes), read from its journal;
+    /// with --mapping, each party's trigramme.
+    Observed(MapObservedArgs),
+}
+
+/// Where observed flows are read, and how their parties are named.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ObservedSource {
+    /// The gateway's journal: its SQLite file, or a postgres:// URL.
+    #[arg(long, value_name = "PATH_OR_URL")]
+    pub journal: Option<String>,
+    /// A TOML file naming observed parties by trigramme ([parties] "EAI^CHU" = "ENO",
+    /// [routes] "to-dpi" = "ORB").
+    #[arg(long, value_name = "FILE", requires = "journal")]
+    pub mapping: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct MapObservedArgs {
+    #[command(flatten)]
+    pub source: ObservedSource,
+    /// One JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The dashboard's filters, as it-lanscape offers them (not the search box).
@@ -136,6 +161,9 @@ pub struct MapKpisArgs {
     /// human: a line per figure; json: one object.
     #[arg(long, value_enum, default_value_t = MapFormat::Human)]
     pub format: MapFormat,
+    /// Observed flows for guichet's figures (share observed, shadow flows).
+    #[command(flatten)]
+    pub observed: ObservedSource,
 }
 
 #[derive(Subcommand, Debug)]

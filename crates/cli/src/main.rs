@@ -9,6 +9,7 @@ mod journal;
 mod listen;
 mod logging;
 mod map;
+mod observed;
 mod pki;
 mod run;
 mod runtime;
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
             a,
         ))) => test::generate_command(&a),
         cli::Command::Map(cli::MapCommand::Kpis(a)) => map::kpis_command(&a),
+        cli::Command::Map(cli::MapCommand::Observed(a)) => observed::observed_command(&a),
     };
     match result {
         Ok(code) => code,

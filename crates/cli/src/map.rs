@@ -54,9 +54,10 @@ pub fn kpis_command(args: &MapKpisArgs) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let filters = Filters::from(&args.filters);
+    let observed = crate::observed::load(&args.observed)?;
     let report = KpisReport {
         dashboard: kpis(&atlas, &filters),
-        flows: flow_figures(&atlas, &filters, &[]),
+        flows: flow_figures(&atlas, &filters, &observed),
     };
     match args.format {
         MapFormat::Json => {
