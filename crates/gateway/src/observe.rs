@@ -9,7 +9,6 @@
 //! Metadata only: parties, message type, TLS flags and outcome labels;
 //! no field of a message body is ever read here.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -106,7 +105,7 @@ impl Observer {
 
     /// Counts one observation that ended in `outcome` at `at`.
     pub(crate) fn record(&self, seen: &Seen<'_>, outcome: &'static str, at: SystemTime) {
-        let Some(shard) = self.shards.get(shard_index() % SHARDS.max(1)) else {
+        let Some(shard) = self.shards.get(shard_index() % SHARDS) else {
             return;
         };
         let at_ms = unix_ms(at);
@@ -244,7 +243,7 @@ impl Party<'_> {
 
 impl Seen<'_> {
     fn hash(&self) -> u64 {
-        let mut h = DefaultHasher::new();
+        let mut h = Fx::default();
         (self.route, self.direction, self.ends.kind, self.application).hash(&mut h);
         (self.source.0, self.source.1, self.target.0, self.target.1).hash(&mut h);
         (self.message_type, self.ends.tls_in, self.ends.tls_out).hash(&mut h);
@@ -303,6 +302,44 @@ fn shard_index() -> usize {
         static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed);
     }
     SHARD.with(|s| *s)
+}
+
+/// A small multiplicative hash (rustc's Fx): keys come from the gateway's
+/// own routes and parties, and are compared in full after the hash, so
+/// speed matters more here than resistance to chosen collisions.
+#[derive(Default)]
+struct Fx(u64);
+
+impl Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        for b in chunks.remainder() {
+            self.add(u64::from(*b));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+}
+
+impl Fx {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
 }
 
 /// The shard maps' keys are hashes already.
