@@ -148,7 +148,12 @@ mod tests {
             (some("ENO"), some("ORB"))
         );
         assert_eq!(
-            resolved(flow("tunnel", "partner-app", "partner-app", "10.0.0.1:2575")),
+            resolved(flow(
+                "tunnel",
+                "partner-app",
+                "partner-app",
+                "10.0.0.1:2575"
+            )),
             (some("DOC"), None)
         );
         assert_eq!(
@@ -165,6 +170,9 @@ mod tests {
         let e = Mapping::parse("[partys]\n", Path::new("map.toml")).unwrap_err();
         assert!(e.to_string().contains("partys"), "{e}");
         let e = Mapping::parse("[routes]\nr = \" \"\n", Path::new("m.toml")).unwrap_err();
-        assert_eq!(e.to_string(), "m.toml: [routes] \"r\" has an empty trigramme");
+        assert_eq!(
+            e.to_string(),
+            "m.toml: [routes] \"r\" has an empty trigramme"
+        );
     }
 }
