@@ -54,7 +54,12 @@ fn observed(bench: &Bench, extra: &[&str]) -> Vec<Value> {
 fn wait_for_count(bench: &Bench, gateway: &Proc, route: &str, total: u64) -> Vec<Value> {
     let deadline = Instant::now() + FLUSHED;
     loop {
-        let flows: Vec<Value> = observed(bench, &[])
+        // The journal is created once the gateway has opened it.
+        let flows: Vec<Value> = bench
+            .path("journal.db")
+            .exists()
+            .then(|| observed(bench, &[]))
+            .unwrap_or_default()
             .into_iter()
             .filter(|f| f["route"] == route)
             .collect();
@@ -266,5 +271,168 @@ fn observation_asked_without_a_journal_is_refused_by_check() {
     assert!(
         text.contains("[observe]") && text.contains("[journal]"),
         "{text}"
+    );
+}
+
+/// An HTTP service on 127.0.0.1 answering 200 to every request (its body
+/// read, the connection closed after the answer).
+fn http_service() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || answer_ok(stream));
+        }
+    });
+    port
+}
+
+fn answer_ok(mut stream: std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&seen[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while seen.len() < head_end + length {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let body = b"{}";
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(answer.as_bytes());
+    let _ = stream.write_all(body);
+}
+
+/// `curl` as `eai` to the gateway's `path`; the status code.
+fn curl(bench: &Bench, port: u16, path: &str) -> String {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.current_dir(bench.dir.path())
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "20",
+        ])
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .args([
+            "--cacert",
+            "pki/ca.pem",
+            "--cert",
+            "pki/eai.pem",
+            "--key",
+            "pki/eai.key",
+        ])
+        .arg(format!("https://localhost:{port}{path}"));
+    let out = crate::common::run_bounded(cmd, Duration::from_secs(30));
+    assert!(out.status.success(), "{}", show(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn http_counts_requests_from_application_to_rule_by_status_class() {
+    if !crate::common::have("curl") {
+        return;
+    }
+    let bench = bench();
+    let service = http_service();
+    let gateway = bench.run(
+        "guichet.toml",
+        &config(
+            &bench,
+            &format!(
+                "[[route]]\nname = \"api\"\nkind = \"http\"\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"gw\"\n\n\
+                 [[route.rule]]\nname = \"beds\"\npath = \"/beds/\"\nupstream = \"http://127.0.0.1:{service}\"\n\
+                 allow = [\"eai\"]\n"
+            ),
+        ),
+    );
+    let port = gateway.route_port("api");
+    for _ in 0..3 {
+        assert_eq!(curl(&bench, port, "/beds/units"), "200");
+    }
+    assert_eq!(curl(&bench, port, "/elsewhere"), "404");
+
+    let flows = wait_for_count(&bench, &gateway, "api", 4);
+    let to = |target: &str| {
+        flows
+            .iter()
+            .find(|f| f["target"] == target)
+            .unwrap_or_else(|| panic!("no flow to {target:?}: {flows:?}"))
+            .clone()
+    };
+    let beds = to("beds");
+    assert_eq!(beds["kind"], "http");
+    assert_eq!(beds["application"], "eai");
+    assert_eq!(beds["source"], "eai");
+    assert_eq!(beds["message_type"], "GET");
+    assert_eq!(beds["count"], 3);
+    assert_eq!(beds["outcomes"], serde_json::json!({"2xx": 3}));
+    assert_eq!(
+        (beds["tls_in"].as_bool(), beds["tls_out"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(to("")["outcomes"], serde_json::json!({"4xx": 1}));
+}
+
+#[test]
+fn folder_counts_files_by_how_they_ended() {
+    let bench = bench();
+    let service = http_service();
+    std::fs::create_dir_all(bench.path("drop/inbox")).unwrap();
+    let gateway = bench.run(
+        "guichet.toml",
+        &config(
+            &bench,
+            &format!(
+                "[[route]]\nname = \"beds\"\nkind = \"folder\"\ninbox = \"drop/inbox\"\n\
+                 upstream = \"http://127.0.0.1:{service}/\"\npoll_interval = \"100ms\"\n\
+                 settle_time = \"200ms\"\n"
+            ),
+        ),
+    );
+    gateway.wait_line("the folder route", |l| {
+        l.contains("folder route watching its inbox")
+    });
+    for i in 0..3 {
+        let file = bench.path(&format!("drop/inbox/beds-{i}.json"));
+        std::fs::write(&file, format!("{{\"patient\": \"{PATIENT_NAME}\"}}")).unwrap();
+    }
+    let flows = wait_for_count(&bench, &gateway, "beds", 3);
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    let f = &flows[0];
+    assert_eq!(f["kind"], "folder");
+    assert_eq!(f["direction"], "out");
+    assert_eq!(f["target"], format!("http://127.0.0.1:{service}"));
+    assert_eq!(f["count"], 3);
+    assert_eq!(f["outcomes"], serde_json::json!({"delivered": 3}));
+    assert_eq!(
+        (f["tls_in"].as_bool(), f["tls_out"].as_bool()),
+        (Some(false), Some(false))
+    );
+    assert_no_content(
+        "the JSON",
+        serde_json::to_string(&flows).unwrap().as_bytes(),
     );
 }
