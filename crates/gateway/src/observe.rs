@@ -117,7 +117,7 @@ impl Observer {
         match tallies.iter_mut().find(|t| seen.is(&t.key)) {
             Some(tally) => tally.add(outcome, at_ms),
             None => tallies.push(Tally {
-                key: seen.to_key(),
+                key: seen.key(),
                 outcomes: vec![Count::new(outcome, at_ms)],
             }),
         }
@@ -262,7 +262,7 @@ impl Seen<'_> {
             && self.target.is(&key.target)
     }
 
-    fn to_key(&self) -> FlowKey {
+    fn key(&self) -> FlowKey {
         FlowKey {
             route: self.route.to_string(),
             kind: self.ends.kind.to_string(),
