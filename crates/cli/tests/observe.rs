@@ -55,14 +55,12 @@ fn wait_for_count(bench: &Bench, gateway: &Proc, route: &str, total: u64) -> Vec
     let deadline = Instant::now() + FLUSHED;
     loop {
         // The journal is created once the gateway has opened it.
-        let flows: Vec<Value> = bench
-            .path("journal.db")
-            .exists()
-            .then(|| observed(bench, &[]))
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|f| f["route"] == route)
-            .collect();
+        let all = if bench.path("journal.db").exists() {
+            observed(bench, &[])
+        } else {
+            Vec::new()
+        };
+        let flows: Vec<Value> = all.into_iter().filter(|f| f["route"] == route).collect();
         let sum: u64 = flows.iter().filter_map(|f| f["count"].as_u64()).sum();
         if sum >= total {
             return flows;
