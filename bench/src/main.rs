@@ -11,6 +11,7 @@ mod load;
 mod machine;
 mod map;
 mod message;
+mod observe;
 mod peers;
 mod pki;
 mod procfs;
@@ -80,6 +81,10 @@ enum Cmd {
     /// group, and the built page in headless Chromium; replaces the "The
     /// map" section of the report.
     Map(MapArgs),
+    /// guichet's CPU per message with flow observation and without, on a
+    /// plain MLLP passthrough route with a journal, rounds interleaved;
+    /// replaces the "Flow observation" section of the report.
+    Observe(ObserveArgs),
 }
 
 #[derive(Args, Debug)]
@@ -95,6 +100,28 @@ struct MapArgs {
     /// Measured rounds; the median is reported.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// The guichet binary [default: `cargo build --release -p guichet`].
+    #[arg(long, value_name = "PATH")]
+    guichet: Option<PathBuf>,
+    /// The report whose section is replaced [default: docs/BENCHMARKS.md].
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct ObserveArgs {
+    /// Measured rounds per variant; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Connections, each waiting for its ACK before its next message.
+    #[arg(long, default_value_t = 32)]
+    conns: u32,
+    /// Measured seconds per round.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Warm-up seconds before each round.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
     /// The guichet binary [default: `cargo build --release -p guichet`].
     #[arg(long, value_name = "PATH")]
     guichet: Option<PathBuf>,
@@ -316,6 +343,7 @@ fn main() -> ExitCode {
         Cmd::Validate(args) => bench_validate(&args),
         Cmd::Books(args) => bench_books(&args),
         Cmd::Map(args) => bench_map(&args),
+        Cmd::Observe(args) => bench_observe(&args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("guichet-bench: {e:#}");
@@ -354,6 +382,41 @@ fn bench_validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(&out, merged).with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!("section written to {}", out.display());
     Ok(code)
+}
+
+/// `guichet-bench observe`: flow observation's cost; writes the "Flow
+/// observation" section.
+fn bench_observe(args: &ObserveArgs) -> anyhow::Result<ExitCode> {
+    if args.seconds <= 0.0 || args.warmup < 0.0 {
+        bail!("--seconds must be positive and --warmup not negative");
+    }
+    procfs::raise_own_nofile();
+    let workspace = workspace_root();
+    let guichet = guichet_binary(args.guichet.as_ref(), &workspace)?;
+    let plan = observe::Plan {
+        rounds: args.rounds.max(1),
+        conns: args.conns.max(1),
+        warmup: Duration::from_secs_f64(args.warmup),
+        measured: Duration::from_secs_f64(args.seconds),
+        exe: std::env::current_exe().context("cannot find the benchmark's own binary")?,
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("guichet-bench-observe-")
+        .tempdir()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let section = runtime.block_on(observe::run(&guichet, &plan, dir.path(), &now()))?;
+    print!("{section}");
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| workspace.join("docs/BENCHMARKS.md"));
+    let existing = std::fs::read_to_string(&out).unwrap_or_default();
+    let merged = report::merge_section(&existing, "## Flow observation\n", &section);
+    std::fs::write(&out, merged).with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!("section written to {}", out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `guichet-bench books`: the test-book runner; writes the "Test books"

@@ -12,6 +12,8 @@
 //!   or guichet's (EAIs and gateway routes as nodes).
 //! - [`quality`]: the data-quality score and findings, by it-lanscape's
 //!   exact rules, and guichet's own checks apart.
+//! - [`observed`], [`mapping`]: the flows the gateway observed, and the
+//!   file that names their parties by trigramme.
 //!
 //! No network I/O: the caller names a folder, this crate reads it.
 
@@ -19,6 +21,7 @@ pub mod export;
 pub mod figures;
 pub mod incident;
 pub mod kpi;
+pub mod mapping;
 pub mod matrix;
 pub mod model;
 mod node;

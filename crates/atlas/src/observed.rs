@@ -8,19 +8,27 @@ use serde::{Deserialize, Serialize};
 
 /// One aggregate of observed traffic: a route, a direction, two parties
 /// and a message type, with counts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObservedFlow {
     /// The gateway route that carried it.
     pub route: String,
     /// The route's kind: `tcp`, `mllp`, `http` or `folder`.
     pub kind: String,
+    /// `relay` (through the gateway in one go), `in` (into a
+    /// store-and-forward journal) or `out` (delivered from it).
+    #[serde(default)]
+    pub direction: String,
+    /// The sender's application as named by its certificate; `""`
+    /// without one.
+    #[serde(default)]
+    pub application: String,
     /// The sending party as observed: the application named by its
     /// certificate, or `MSH-3^MSH-4` for HL7.
     pub source: String,
     /// The receiving party: `MSH-5^MSH-6`, the HTTP rule, the route's
-    /// upstream.
+    /// target.
     pub target: String,
-    /// `ADT^A01`, the HTTP rule's name, or `""` for a byte tunnel.
+    /// `ADT^A01`, the HTTP method, or `""` for a byte tunnel.
     pub message_type: String,
     /// TLS between the sender and the gateway.
     pub tls_in: bool,

@@ -27,6 +27,8 @@ pub fn seen(
     ObservedFlow {
         route: route.into(),
         kind: kind.into(),
+        direction: "relay".into(),
+        application: String::new(),
         source: format!("{from}-party"),
         target: format!("{to}-party"),
         message_type: message_type.into(),

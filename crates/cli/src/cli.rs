@@ -97,6 +97,10 @@ pub enum MapCommand {
     /// Flows from a spreadsheet (CSV, XLSX, XLS, ODS) into an establishment's <etab>.flux.json,
     /// as it-lanscape's flow import does: its columns guessed or mapped, replace or merge.
     ImportFlows(MapImportFlowsArgs),
+    /// The flows the gateway observed (route, parties, message type, TLS on each side,
+    /// counts, first and last seen, ACK codes or status classes), read from its journal;
+    /// with --mapping, each party's trigramme.
+    Observed(MapObservedArgs),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -141,6 +145,9 @@ pub struct MapBuildArgs {
     /// The site's folder (created; its index.html replaced).
     #[arg(long, value_name = "SITE")]
     pub out: PathBuf,
+    /// Flows the gateway observed (its journal), shown beside the declared ones.
+    #[command(flatten)]
+    pub observed: ObservedSource,
     /// The language the site opens in (the other is a click away).
     #[arg(long, value_enum, default_value_t = Lang::Fr)]
     pub lang: Lang,
@@ -161,12 +168,36 @@ pub struct MapExportArgs {
     pub data: PathBuf,
     #[arg(long, value_enum)]
     pub format: ExportFormat,
+    /// Flows the gateway observed (its journal): the matrix's observed and shadow cells.
+    #[command(flatten)]
+    pub observed: ObservedSource,
     /// Write here instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// The language of headings and labels.
     #[arg(long, value_enum, default_value_t = Lang::Fr)]
     pub lang: Lang,
+}
+
+/// Where observed flows are read, and how their parties are named.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ObservedSource {
+    /// The gateway's journal: its SQLite file, or a postgres:// URL.
+    #[arg(long, value_name = "PATH_OR_URL")]
+    pub journal: Option<String>,
+    /// A TOML file naming observed parties by trigramme ([parties] "EAI^CHU" = "ENO",
+    /// [routes] "to-dpi" = "ORB").
+    #[arg(long, value_name = "FILE", requires = "journal")]
+    pub mapping: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct MapObservedArgs {
+    #[command(flatten)]
+    pub source: ObservedSource,
+    /// One JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The dashboard's filters, as it-lanscape offers them (not the search box).
@@ -224,6 +255,9 @@ pub struct MapKpisArgs {
     /// human: a line per figure; json: one object.
     #[arg(long, value_enum, default_value_t = MapFormat::Human)]
     pub format: MapFormat,
+    /// Observed flows for guichet's figures (share observed, shadow flows).
+    #[command(flatten)]
+    pub observed: ObservedSource,
 }
 
 #[derive(Args, Debug)]

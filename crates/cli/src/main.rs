@@ -11,6 +11,7 @@ mod logging;
 mod map;
 mod map_import;
 mod map_incident;
+mod observed;
 mod pki;
 mod run;
 mod runtime;
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
         cli::Command::Map(cli::MapCommand::Build(a)) => map::build_command(&a),
         cli::Command::Map(cli::MapCommand::ImportFlows(a)) => map_import::import_flows_command(&a),
         cli::Command::Map(cli::MapCommand::Incident(a)) => map_incident::incident_command(&a),
+        cli::Command::Map(cli::MapCommand::Observed(a)) => observed::observed_command(&a),
     };
     match result {
         Ok(code) => code,

@@ -61,9 +61,10 @@ pub fn kpis_command(args: &MapKpisArgs) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let filters = Filters::from(&args.filters);
+    let observed = crate::observed::load(&args.observed)?;
     let report = KpisReport {
         dashboard: kpis(&atlas, &filters),
-        flows: flow_figures(&atlas, &filters, &[]),
+        flows: flow_figures(&atlas, &filters, &observed),
     };
     match args.format {
         MapFormat::Json => {
@@ -124,7 +125,8 @@ pub fn export_command(args: &MapExportArgs) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let french = args.lang == Lang::Fr;
-    let matrix = of_atlas(&atlas, &[]);
+    let observed = crate::observed::load(&args.observed)?;
+    let matrix = of_atlas(&atlas, &observed);
     let text = match args.format {
         ExportFormat::Csv => csv::matrix_csv(&matrix, french),
         ExportFormat::Drawio => drawio::business_map(&atlas.establishments),
@@ -134,7 +136,7 @@ pub fn export_command(args: &MapExportArgs) -> anyhow::Result<ExitCode> {
             let export = ModelExport {
                 model: &atlas,
                 kpis: kpis(&atlas, &all),
-                flows: flow_figures(&atlas, &all, &[]),
+                flows: flow_figures(&atlas, &all, &observed),
                 matrix,
             };
             serde_json::to_string_pretty(&export).context("writing the model")? + "\n"
@@ -167,7 +169,8 @@ pub fn build_command(args: &MapBuildArgs) -> anyhow::Result<ExitCode> {
     };
     let lang = if args.lang == Lang::En { "en" } else { "fr" };
     let generated = now_rfc3339();
-    let data = site::SiteData::new(&atlas, &[], lang, &generated);
+    let observed = crate::observed::load(&args.observed)?;
+    let data = site::SiteData::new(&atlas, &observed, lang, &generated);
     let page = site::page(&data).context("writing the page")?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;

@@ -14,6 +14,7 @@ mod folder;
 mod http_gateway;
 mod journal_tls;
 mod map;
+mod observe;
 mod peers;
 mod pki_igc_sante;
 mod pki_ocsp;

@@ -20,6 +20,7 @@ use crate::http::HttpRuntime;
 use crate::metrics::{BytesLabels, Direction, Metrics, Outcome, RouteLabel, Side};
 use crate::mllp::ingest::Ingest;
 use crate::mllp::relay::{relay, Peer};
+use crate::observe::{FlowEnds, Party, Seen, IN, RELAY};
 use crate::refuse::{over_budget, refuse};
 use crate::route::{RouteRuntime, StoreForward};
 use crate::state::RouteState;
@@ -120,26 +121,63 @@ async fn serve(
         .await;
         return ended(end, Traffic::Requests(requests), limits.idle_timeout);
     }
-    let peer = Peer {
-        route: spec.name.clone(),
-        remote,
-        app: peer_app.map(|p| p.app),
-    };
     let stored = route_rt
         .store_forward
         .as_ref()
         .zip(spec.store_and_forward());
+    let peer = Peer {
+        route: spec.name.clone(),
+        remote,
+        app: peer_app.map(|p| p.app),
+        ends: FlowEnds::of(spec),
+        direction: if stored.is_some() { IN } else { RELAY },
+    };
     match stored {
         // Store-and-forward: the receiver is the delivery worker's business.
         Some((sf, policy)) => ingest(route_rt, state, inbound, peer, sf, policy).await,
-        None => match open_outbound(route_rt, state, remote).await {
-            Ok(outbound) => forward(route_rt, state, inbound, outbound, peer).await,
-            Err(outcome) => {
-                close(inbound, limits.handshake_timeout).await;
-                outcome
+        None => {
+            // A tunnel is observed per connection; an mllp relay per message.
+            let tunnel = matches!(spec.kind, RouteKind::Tcp).then(|| peer.app.clone());
+            let outcome = match open_outbound(route_rt, state, remote).await {
+                Ok(outbound) => forward(route_rt, state, inbound, outbound, peer).await,
+                Err(outcome) => {
+                    close(inbound, limits.handshake_timeout).await;
+                    outcome
+                }
+            };
+            if let Some(app) = tunnel {
+                observe_tunnel(route_rt, state, app.as_ref(), outcome);
             }
-        },
+            outcome
+        }
     }
+}
+
+/// Counts a tunnel's connection among the route's flows: from the
+/// client's application to the route's target, by how it ended.
+fn observe_tunnel(
+    route_rt: &RouteRuntime,
+    state: &RouteState,
+    app: Option<&guichet_tls::AppName>,
+    outcome: Outcome,
+) {
+    if !route_rt.observer.enabled() {
+        return;
+    }
+    let spec = &state.spec;
+    let application = app.map_or("", guichet_tls::AppName::as_str);
+    let target = spec.forward_label();
+    let seen = Seen {
+        route: spec.name.as_str(),
+        direction: RELAY,
+        ends: FlowEnds::of(spec),
+        application,
+        source: Party(application, ""),
+        target: Party(&target, ""),
+        message_type: "",
+    };
+    let at = std::time::SystemTime::now();
+    route_rt.observer.record(&seen, outcome.as_str(), at);
 }
 
 /// The listener's side: plain, or a TLS handshake within the route's

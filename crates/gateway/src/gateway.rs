@@ -23,6 +23,7 @@ use crate::housekeeping;
 use crate::http::{AccessLogger, HttpRuntime};
 use crate::metrics::Metrics;
 use crate::mllp::deliver::Worker;
+use crate::observe::{self, Observer};
 use crate::reload::{Reloader, Shared};
 use crate::revocation::{self, CrlCache};
 use crate::route::{RouteRuntime, StoreForward};
@@ -42,6 +43,10 @@ pub struct Gateway {
     journal: Option<(Journal, JournalSpec)>,
     /// The folder routes, with their upstreams.
     folders: Vec<(FolderSpec, UpstreamClient)>,
+    /// Every route's flow counts, and how often they go to the journal
+    /// (`None`: observation off).
+    observer: Arc<Observer>,
+    observe_flush: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,10 +103,15 @@ impl Gateway {
             Some(spec) => Some((open_journal(spec).await?, spec.clone())),
             None => None,
         };
+        let observer = Arc::new(match config.observe {
+            Some(_) => Observer::new(),
+            None => Observer::off(),
+        });
         let ends = RouteEnds {
             journal: journal.as_ref().map(|(journal, _)| journal),
             metrics: &metrics,
             events: &events,
+            observer: &observer,
             status: &status,
         };
         let (listeners, routes, http_runtimes) = ends.bind_all(states).await?;
@@ -128,6 +138,8 @@ impl Gateway {
             watch_interval: config.watch_interval,
             journal,
             folders,
+            observer,
+            observe_flush: config.observe,
         })
     }
 
@@ -163,6 +175,8 @@ impl Gateway {
         let tracker = TaskTracker::new();
         let stop_delivery = CancellationToken::new();
         let background = self.start_journal_work(&stop_delivery);
+        let stop_observing = CancellationToken::new();
+        let observing = self.start_observing(&stop_observing);
         let mut accept_loops = accept_all(self.listeners, &shutdown, &force, &tracker);
         spawn_reloads(&self.shared, self.watch_interval, &shutdown);
         self.shared.status.set_ready(true);
@@ -179,7 +193,29 @@ impl Gateway {
         {
             warn!("delivery workers did not stop within 10s");
         }
+        // Last, once nothing counts any more: the final flush.
+        stop_observing.cancel();
+        if let Some(flusher) = observing {
+            if tokio::time::timeout(Duration::from_secs(10), flusher)
+                .await
+                .is_err()
+            {
+                warn!("observed flows: the last flush did not end within 10s");
+            }
+        }
         info!("gateway stopped");
+    }
+
+    /// Starts adding observed flows to the journal, when observation is on.
+    fn start_observing(&self, stop: &CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+        let ((journal, _), every) = self.journal.as_ref().zip(self.observe_flush)?;
+        info!(flush = ?every, "observing flows into the journal");
+        Some(tokio::spawn(observe::flush_every(
+            self.observer.clone(),
+            journal.clone(),
+            every,
+            stop.clone(),
+        )))
     }
 
     /// Starts the delivery worker of every store-and-forward route, the
@@ -218,6 +254,7 @@ impl Gateway {
                 node: node.clone(),
                 lease_ttl: spec.lease_timeout,
                 metrics: self.shared.metrics.clone(),
+                observer: self.observer.clone(),
             };
             tracker.spawn(route.run(stop.clone()));
         }
@@ -279,6 +316,7 @@ struct RouteEnds<'a> {
     journal: Option<&'a Journal>,
     metrics: &'a Metrics,
     events: &'a EventBus,
+    observer: &'a Arc<Observer>,
     status: &'a Arc<StatusBoard>,
 }
 
@@ -333,6 +371,7 @@ impl RouteEnds<'_> {
             state,
             self.metrics.clone(),
             self.events.clone(),
+            self.observer.clone(),
             self.status.clone(),
             store_forward,
         ));

@@ -35,6 +35,7 @@ pub mod check;
 pub mod config;
 pub mod events;
 pub mod metrics;
+pub mod observe;
 pub mod ocsp;
 pub mod revocation;
 pub mod status;

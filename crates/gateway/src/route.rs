@@ -10,6 +10,7 @@ use crate::budget::Budgets;
 use crate::config::RouteName;
 use crate::events::EventBus;
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::observe::Observer;
 use crate::state::RouteState;
 use crate::status::StatusBoard;
 
@@ -23,6 +24,8 @@ pub(crate) struct RouteRuntime {
     /// Handles of the per-message metrics, resolved once.
     pub counters: RouteMetrics,
     pub events: EventBus,
+    /// Counts the route's flows (parties, message types, outcomes).
+    pub observer: Arc<Observer>,
     pub status: Arc<StatusBoard>,
     /// Set for store-and-forward routes: fixed at start (changing the
     /// delivery mode needs a restart).
@@ -47,6 +50,7 @@ impl RouteRuntime {
         state: RouteState,
         metrics: Metrics,
         events: EventBus,
+        observer: Arc<Observer>,
         status: Arc<StatusBoard>,
         store_forward: Option<StoreForward>,
     ) -> Self {
@@ -64,6 +68,7 @@ impl RouteRuntime {
             state: ArcSwap::from_pointee(state),
             metrics,
             events,
+            observer,
             status,
             over_budget: Default::default(),
             handshake_timeouts: LogThrottle::default(),

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::{
-    BodyKey, Claimed, Filter, Ingested, JournalError, MessageId, MessageRecord, NewMessage,
-    Outcome, PruneReport, Replay, RouteStats, Store,
+    BodyKey, Claimed, Filter, FlowCount, FlowTotal, Ingested, JournalError, MessageId,
+    MessageRecord, NewMessage, Outcome, PruneReport, Replay, RouteStats, Store,
 };
 
 /// Where the journal lives, parsed from the `store` setting.
@@ -192,6 +192,19 @@ impl Journal {
 
     pub async fn stats(&self) -> Result<Vec<RouteStats>, JournalError> {
         self.store.stats().await
+    }
+
+    /// Adds observed flow counts (see [`Store::add_flows`]).
+    pub async fn add_flows(&self, counts: Vec<FlowCount>) -> Result<(), JournalError> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        self.store.add_flows(counts).await
+    }
+
+    /// Every observed flow aggregate, by key.
+    pub async fn flows(&self) -> Result<Vec<FlowTotal>, JournalError> {
+        self.store.flows().await
     }
 
     /// Write transactions committed so far by this journal's store (see

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod flows;
 mod journal;
 mod model;
 mod postgres;
@@ -29,6 +30,7 @@ mod seal;
 mod sqlite;
 
 pub use error::JournalError;
+pub use flows::{FlowCount, FlowKey, FlowTotal};
 pub use journal::{open, Journal, OpenOptions, StoreSpec};
 pub use model::{
     Claimed, Filter, Ingested, MessageId, MessageRecord, Meta, NewMessage, Outcome, PruneReport,
@@ -121,6 +123,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Depth and age of every route's queue.
     fn stats(&self) -> BoxFuture<Result<Vec<RouteStats>, JournalError>>;
+
+    /// Adds observed counts to the stored aggregates, atomically: counts
+    /// add up, first and last seen widen. Needs no fsync: a lost flush
+    /// loses a few seconds of figures, never a message.
+    fn add_flows(&self, counts: Vec<FlowCount>) -> BoxFuture<Result<(), JournalError>>;
+
+    /// Every stored aggregate, by key.
+    fn flows(&self) -> BoxFuture<Result<Vec<FlowTotal>, JournalError>>;
 
     /// Write transactions committed by this store value so far: shows
     /// that concurrent writes share commits (group commit). 0 when the

@@ -236,6 +236,46 @@ async fn a_journal_from_a_newer_guichet_is_refused() {
     assert!(text.contains("newer guichet (schema version 99"), "{text}");
 }
 
+/// A journal written before observed flows existed (schema version 1)
+/// gains the flows table at its next opening, its messages kept.
+#[tokio::test]
+async fn a_journal_of_schema_1_gains_the_flows_table() {
+    let (_dir, path) = closed_journal(3).await;
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("DROP TABLE flows; DELETE FROM schema_migrations WHERE version = 2")
+        .unwrap();
+    drop(conn);
+    let journal = open(&path).await.unwrap();
+    assert_eq!(
+        journal
+            .list(crate::suite::fixtures::filter())
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    let key = guichet_journal::FlowKey {
+        route: "adt".into(),
+        kind: "mllp".into(),
+        direction: "relay".into(),
+        application: String::new(),
+        source: "EAI^CHU".into(),
+        target: "DPI^CHU".into(),
+        message_type: "ADT^A01".into(),
+        tls_in: false,
+        tls_out: true,
+    };
+    let count = guichet_journal::FlowCount {
+        key,
+        outcome: "AA".into(),
+        count: 2,
+        first_ms: 1,
+        last_ms: 2,
+    };
+    journal.add_flows(vec![count]).await.unwrap();
+    assert_eq!(journal.flows().await.unwrap()[0].count, 2);
+}
+
 /// What a crash leaves (the file and its WAL, with commits not yet
 /// checkpointed) opens, with every committed message.
 #[tokio::test]

@@ -25,8 +25,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use guichet_journal::{
-    BodyKey, Filter, Ingested, Journal, JournalError, MessageId, MessageRecord, Meta, NewMessage,
-    OpenOptions, Outcome, PruneReport, Replay, RouteStats, State, StoreSpec,
+    BodyKey, Filter, FlowCount, FlowKey, Ingested, Journal, JournalError, MessageId, MessageRecord,
+    Meta, NewMessage, OpenOptions, Outcome, PruneReport, Replay, RouteStats, State, StoreSpec,
 };
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -145,6 +145,8 @@ macro_rules! journal_suite {
             list_limit_defaults_to_100,
             get_and_body_of_unknown_message,
             audit_is_accepted,
+            flows_add_up_by_key_and_outcome,
+            flows_persist_across_reopen,
             sealed_bodies_round_trip_and_leave_no_plaintext,
             persists_across_reopen,
             concurrent_ingest_from_32_tasks_stored_once_in_order,
@@ -1117,6 +1119,82 @@ pub mod cases {
             .await
             .unwrap();
         assert_eq!(j.get(id).await.unwrap().state, State::Queued);
+    }
+
+    // ---- observed flows ----
+
+    fn flow_key(route: &str, message_type: &str) -> FlowKey {
+        FlowKey {
+            route: route.into(),
+            kind: "mllp".into(),
+            direction: "relay".into(),
+            application: "eai".into(),
+            source: "EAI^CHU".into(),
+            target: "DPI^CHU".into(),
+            message_type: message_type.into(),
+            tls_in: true,
+            tls_out: false,
+        }
+    }
+
+    fn flow(key: &FlowKey, outcome: &str, count: u64, first_ms: i64, last_ms: i64) -> FlowCount {
+        FlowCount {
+            key: key.clone(),
+            outcome: outcome.into(),
+            count,
+            first_ms,
+            last_ms,
+        }
+    }
+
+    pub async fn flows_add_up_by_key_and_outcome(h: Harness) {
+        let j = h.open().await;
+        assert_eq!(j.flows().await.unwrap(), vec![]);
+        let (a01, a08) = (flow_key("adt", "ADT^A01"), flow_key("adt", "ADT^A08"));
+        j.add_flows(vec![
+            flow(&a01, "AA", 3, 1000, 2000),
+            flow(&a08, "AA", 1, 1500, 1500),
+        ])
+        .await
+        .unwrap();
+        j.add_flows(vec![
+            flow(&a01, "AA", 2, 500, 1800),
+            flow(&a01, "AE", 1, 3000, 3000),
+        ])
+        .await
+        .unwrap();
+        j.add_flows(Vec::new()).await.unwrap();
+        let totals = j.flows().await.unwrap();
+        assert_eq!(totals.len(), 2);
+        assert_eq!(totals[0].key, a01);
+        assert_eq!(totals[0].count, 6);
+        assert_eq!((totals[0].first_ms, totals[0].last_ms), (500, 3000));
+        let outcomes: Vec<(&str, u64)> = totals[0]
+            .outcomes
+            .iter()
+            .map(|(o, n)| (o.as_str(), *n))
+            .collect();
+        assert_eq!(outcomes, vec![("AA", 5), ("AE", 1)]);
+        assert_eq!(totals[1].key, a08);
+        assert_eq!(totals[1].count, 1);
+    }
+
+    pub async fn flows_persist_across_reopen(h: Harness) {
+        let key = flow_key("adt", "ADT^A01");
+        {
+            let j = h.open().await;
+            j.add_flows(vec![flow(&key, "AA", 7, 1000, 2000)])
+                .await
+                .unwrap();
+        }
+        let j = h.open().await;
+        j.add_flows(vec![flow(&key, "AA", 1, 3000, 3000)])
+            .await
+            .unwrap();
+        let totals = j.flows().await.unwrap();
+        assert_eq!(totals.len(), 1);
+        assert_eq!(totals[0].count, 8);
+        assert_eq!((totals[0].first_ms, totals[0].last_ms), (1000, 3000));
     }
 
     // ---- sealing, persistence, concurrency ----

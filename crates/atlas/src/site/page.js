@@ -366,7 +366,7 @@ function viewMatrix() {
   const rows = apps.map(s => h('tr', {}, h('th', { class: 'row', title: appName(s) }, s), apps.map(tg => {
     const c = cells.get(`${s}\u0000${tg}`);
     if (!c) return h('td', {});
-    return h('td', { class: `c s-${c.state}`, 'data-state': c.state,
+    return h('td', { class: `c s-${c.state}`, 'data-pair': `${s}-${tg}`, 'data-state': c.state,
       title: `${s} → ${tg}\n${c.exchanges.join('\n')}\n${label[c.state]}${c.observedCount ? ` · ${c.observedCount}` : ''}` },
     c.exchanges.length);
   })));

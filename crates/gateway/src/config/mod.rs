@@ -36,7 +36,7 @@ pub use types::{
 };
 pub use validation::{Convert, Validation, BED_AVAILABILITY};
 
-use raw::{RawAdmin, RawApp, RawConfig, RawJournal, RawLimits, RawProfile, RawRoute};
+use raw::{RawAdmin, RawApp, RawConfig, RawJournal, RawLimits, RawObserve, RawProfile, RawRoute};
 
 /// A whole, checked configuration.
 #[derive(Debug, Clone)]
@@ -60,7 +60,14 @@ pub struct Config {
     /// Where store-and-forward and folder routes keep messages; required
     /// when one route uses it.
     pub journal: Option<JournalSpec>,
+    /// How often observed flows are added to the journal; `None`: flows
+    /// are not observed (no journal, or `[observe] enabled = false`).
+    pub observe: Option<Duration>,
 }
+
+/// Default `[observe] flush`: a few seconds of figures at risk in a
+/// crash, one small write per interval.
+const DEFAULT_OBSERVE_FLUSH: Duration = Duration::from_secs(5);
 
 /// Defaults of the limits; the two budgets are derived from the route's
 /// own `max_connections` unless set (see [`Limits::default_max_handshakes`]).
@@ -158,8 +165,10 @@ impl Builder {
                 .within(format!("route {:?}", folder.name.as_str())));
             }
         }
+        let observe = observe(raw.observe.as_ref(), journal.is_some())?;
         Ok(Config {
             journal,
+            observe,
             source: self.source.clone(),
             drain_timeout: duration(
                 raw.gateway.drain_timeout.as_deref(),
@@ -488,6 +497,28 @@ fn parse_duration(value: &str, field: &str, zero_ok: bool) -> Result<Duration, S
         return Err(SettingError::field(field, "must be greater than zero"));
     }
     Ok(d)
+}
+
+/// Observation is on wherever a journal keeps its aggregates, unless
+/// disabled; asked for without a journal, it is a mistake to say.
+fn observe(raw: Option<&RawObserve>, journal: bool) -> Result<Option<Duration>, SettingError> {
+    let enabled = raw.and_then(|r| r.enabled);
+    let flush = duration(raw.and_then(|r| r.flush.as_deref()), "[observe] flush")?
+        .unwrap_or(DEFAULT_OBSERVE_FLUSH);
+    if flush < Duration::from_secs(1) || flush > Duration::from_secs(3600) {
+        return Err(SettingError::field(
+            "[observe] flush",
+            "between 1s and 1h (e.g. \"5s\")",
+        ));
+    }
+    match (enabled, journal) {
+        (Some(false), _) | (None, false) => Ok(None),
+        (Some(true) | None, true) => Ok(Some(flush)),
+        (Some(true), false) => Err(SettingError::conflict(
+            "observed flows are kept in the journal: add a [journal] section (e.g. store = \"journal.db\") or set enabled = false",
+        )
+        .within("[observe]")),
+    }
 }
 
 fn duration(value: Option<&str>, field: &str) -> Result<Option<Duration>, SettingError> {

@@ -22,6 +22,14 @@ pub struct RawConfig {
     #[serde(default)]
     pub route: Vec<RawRoute>,
     pub journal: Option<RawJournal>,
+    pub observe: Option<RawObserve>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawObserve {
+    pub enabled: Option<bool>,
+    pub flush: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -645,3 +645,25 @@ fn folder_routes_refuse_what_they_cannot_honour() {
         assert_error(&text, expected);
     }
 }
+
+#[test]
+fn flows_are_observed_wherever_a_journal_is_unless_turned_off() {
+    let route = "[[route]]\nname = \"t\"\nlisten = \"127.0.0.1:1\"\nforward = \"127.0.0.1:2\"\n";
+    let journal = "[journal]\nstore = \"journal.db\"\n";
+    let observed = |head: &str| parse(&format!("{head}\n{route}")).map(|c| c.observe);
+    assert_eq!(observed(journal), Ok(Some(Duration::from_secs(5))));
+    assert_eq!(observed(""), Ok(None));
+    let every = format!("{journal}[observe]\nflush = \"2s\"\n");
+    assert_eq!(observed(&every), Ok(Some(Duration::from_secs(2))));
+    let off = format!("{journal}[observe]\nenabled = false\n");
+    assert_eq!(observed(&off), Ok(None));
+    let without = observed("[observe]\nenabled = true\n").unwrap_err();
+    assert!(
+        without.contains("[observe]") && without.contains("add a [journal] section"),
+        "{without}"
+    );
+    let fast = observed(&format!("{journal}[observe]\nflush = \"100ms\"\n")).unwrap_err();
+    assert!(fast.contains("[observe] flush"), "{fast}");
+    let typo = observed(&format!("{journal}[observe]\nflsh = \"2s\"\n")).unwrap_err();
+    assert!(typo.contains("flsh"), "{typo}");
+}

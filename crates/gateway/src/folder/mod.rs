@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use guichet_hl7::Meta;
@@ -38,6 +39,7 @@ use crate::config::FolderSpec;
 use crate::lease::{Lease, Pause};
 use crate::metrics::{FolderFileLabels, FolderViolationLabels, Metrics, RouteLabel};
 use crate::national::Sent;
+use crate::observe::{FlowEnds, Observer, Party, Seen, OUT};
 use crate::upstream::UpstreamClient;
 
 pub(crate) use files::make_folders;
@@ -57,6 +59,7 @@ pub(crate) struct FolderRoute {
     pub node: String,
     pub lease_ttl: Duration,
     pub metrics: Metrics,
+    pub observer: Arc<Observer>,
 }
 
 /// How a file ends, for its report.
@@ -511,6 +514,11 @@ impl Worker {
         } else {
             (&spec.rejected, &spec.done)
         };
+        let facility = finished
+            .record
+            .map(|r| r.meta.sending_facility.clone())
+            .unwrap_or_default();
+        self.observe(&facility, reason);
         let report = self.report(work, finished);
         let mut report_name = work.to_owned();
         report_name.push(".report.json");
@@ -537,6 +545,28 @@ impl Worker {
             reason: reason.as_str(),
         };
         self.route.metrics.folder_files.get_or_create(&labels).inc();
+    }
+
+    /// Counts a finished file among the route's flows: from the
+    /// establishment it describes (its FINESS, when delivered) to the
+    /// upstream, by how it ended.
+    fn observe(&self, facility: &str, reason: Reason) {
+        let spec = self.spec();
+        let seen = Seen {
+            route: spec.name.as_str(),
+            direction: OUT,
+            ends: FlowEnds {
+                kind: "folder",
+                tls_in: false,
+                tls_out: spec.upstream.tls.is_some(),
+            },
+            application: "",
+            source: Party(facility, ""),
+            target: Party(&spec.upstream.origin, ""),
+            message_type: MESSAGE_TYPE,
+        };
+        let observer = &self.route.observer;
+        observer.record(&seen, reason.as_str(), SystemTime::now());
     }
 
     /// Moves a finished file from the work folder to `to`. A file an

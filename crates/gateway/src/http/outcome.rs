@@ -15,9 +15,11 @@ use super::access::AccessRecord;
 use super::body::{drain, OnEnd, Tracked};
 use super::conn::{status_class, Conn};
 use super::problem::{problem, Refused};
-use crate::config::HttpRule;
+use crate::config::{HttpRule, RuleName};
 use crate::metrics::HttpRefusalLabels;
+use crate::observe::{FlowEnds, Party, Seen, RELAY};
 use crate::upstream::Body;
+use guichet_tls::AppName;
 
 /// Why `admit` refused a request, the index of the rule that matched if
 /// one did, and the `Retry-After` seconds for a rate limit.
@@ -47,6 +49,7 @@ impl OnEnd for Finish {
                 .metric_handles(self.record.rule.as_ref(), self.record.app.as_ref(), class);
         requests.inc();
         seconds.observe(elapsed.as_secs_f64());
+        self.conn.observe(&self.record, class);
         self.conn.http.access.log(self.record);
     }
 }
@@ -75,6 +78,35 @@ impl Drop for Abandoned {
 }
 
 impl Conn {
+    /// Counts a request among the route's flows: from the client's
+    /// application to the rule that admitted it, by status class.
+    fn observe(&self, record: &AccessRecord, class: &'static str) {
+        let observer = &self.route.observer;
+        if !observer.enabled() {
+            return;
+        }
+        let application = record.app.as_ref().map_or("", AppName::as_str);
+        let rule = record.rule.as_ref().map_or("", RuleName::as_str);
+        let tls_out = record
+            .upstream
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https:"));
+        let seen = Seen {
+            route: self.route.name.as_str(),
+            direction: RELAY,
+            ends: FlowEnds {
+                kind: "http",
+                tls_in: true,
+                tls_out,
+            },
+            application,
+            source: Party(application, ""),
+            target: Party(rule, ""),
+            message_type: record.method.as_str(),
+        };
+        observer.record(&seen, class, record.time);
+    }
+
     pub(super) fn refused(&self, refused: Refused) {
         let route = &self.route;
         route

@@ -32,6 +32,7 @@ use crate::dial::{observe_handshake, open_forward, DialError, ForwardError};
 use crate::events::{MessageEvent, MessageOutcome};
 use crate::lease::{Lease, Pause};
 use crate::metrics::Side;
+use crate::observe::{FlowEnds, Party, Seen, OUT};
 use crate::route::RouteRuntime;
 use crate::stream::Stream;
 
@@ -473,6 +474,7 @@ impl Worker {
         }
         let outcome = attempt.message_outcome();
         counters.message(&outcome);
+        self.observe(header.as_ref(), &outcome);
         let remote = receiver
             .as_ref()
             .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |r| r.addr);
@@ -485,6 +487,26 @@ impl Worker {
             size,
             outcome,
         });
+    }
+
+    /// Counts one delivery attempt among the route's flows, leaving the
+    /// journal for the receiver.
+    fn observe(&self, header: Option<&Header>, outcome: &MessageOutcome) {
+        if !self.route.observer.enabled() {
+            return;
+        }
+        let state = self.route.current();
+        let seen = Seen {
+            route: self.route.name.as_str(),
+            direction: OUT,
+            ends: FlowEnds::of(&state.spec),
+            application: "",
+            source: Party::default(),
+            target: Party::default(),
+            message_type: "",
+        };
+        let observer = &self.route.observer;
+        observer.message(&seen, header, outcome.label(), SystemTime::now());
     }
 
     fn ack_timeout(&self) -> Duration {

@@ -44,6 +44,7 @@ use tracing::{debug, warn};
 use super::frame_deadline::{FrameDeadline, FrameTimedOut};
 use crate::config::{MllpSettings, NonHl7Policy, RouteName};
 use crate::events::{MessageEvent, MessageOutcome};
+use crate::observe::{FlowEnds, Party, Seen};
 use crate::route::RouteRuntime;
 use crate::tcp::{Activity, PumpEnd};
 
@@ -52,6 +53,10 @@ pub(crate) struct Peer {
     pub route: RouteName,
     pub remote: SocketAddr,
     pub app: Option<AppName>,
+    /// The route's kind and TLS sides, for the observed flows.
+    pub ends: FlowEnds,
+    /// [`crate::observe::RELAY`], or [`crate::observe::IN`] into a journal.
+    pub direction: &'static str,
 }
 
 impl Peer {
@@ -65,6 +70,7 @@ impl Peer {
         outcome: MessageOutcome,
     ) {
         route.counters.message(&outcome);
+        self.observe(route, header.as_ref(), at, &outcome);
         route.events.publish(self.event(header, size, at, outcome));
     }
 
@@ -79,9 +85,30 @@ impl Peer {
         outcome: MessageOutcome,
     ) {
         route.counters.message(&outcome);
+        self.observe(route, header.as_ref(), at, &outcome);
         route
             .events
             .publish_unlogged(self.event(header, size, at, outcome));
+    }
+
+    /// Counts the message among the route's flows.
+    fn observe(
+        &self,
+        route: &RouteRuntime,
+        header: Option<&Header>,
+        at: SystemTime,
+        outcome: &MessageOutcome,
+    ) {
+        let seen = Seen {
+            route: self.route.as_str(),
+            direction: self.direction,
+            ends: self.ends,
+            application: self.app.as_ref().map_or("", AppName::as_str),
+            source: Party::default(),
+            target: Party::default(),
+            message_type: "",
+        };
+        route.observer.message(&seen, header, outcome.label(), at);
     }
 
     fn event(

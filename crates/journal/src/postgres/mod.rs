@@ -31,6 +31,7 @@
 //! live lease. Keep TTLs well above the expected skew; a node whose clock
 //! is more than a second from the database's says so at start.
 
+mod flows;
 mod group;
 mod ingest;
 mod ops;
@@ -56,8 +57,8 @@ use session::{ConnectError, Target};
 use writer::{Handle, Session};
 
 use crate::{
-    BoxFuture, Claimed, Filter, Ingested, JournalError, MessageId, MessageRecord, NewMessage,
-    Outcome, PruneReport, Replay, RouteStats, Store,
+    BoxFuture, Claimed, Filter, FlowCount, FlowTotal, Ingested, JournalError, MessageId,
+    MessageRecord, NewMessage, Outcome, PruneReport, Replay, RouteStats, Store,
 };
 
 /// The journal on a PostgreSQL database.
@@ -196,5 +197,13 @@ impl Store for PgStore {
 
     fn stats(&self) -> BoxFuture<Result<Vec<RouteStats>, JournalError>> {
         self.read(|reader| async move { reader.stats().await })
+    }
+
+    fn add_flows(&self, counts: Vec<FlowCount>) -> BoxFuture<Result<(), JournalError>> {
+        self.read(|reader| async move { flows::add(&reader, &counts).await })
+    }
+
+    fn flows(&self) -> BoxFuture<Result<Vec<FlowTotal>, JournalError>> {
+        self.read(|reader| async move { flows::all(&reader).await })
     }
 }

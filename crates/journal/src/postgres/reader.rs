@@ -84,7 +84,7 @@ struct Connection {
     backoff: Backoff,
 }
 
-type Params = Vec<(Box<dyn ToSql + Sync + Send>, Type)>;
+pub(super) type Params = Vec<(Box<dyn ToSql + Sync + Send>, Type)>;
 
 impl Reader {
     pub(super) fn new(target: Target, client: Client) -> Reader {
@@ -163,7 +163,7 @@ impl Reader {
     }
 
     /// One statement, typed (no separate prepare round trip).
-    async fn query(&self, sql: &str, params: Params) -> Result<Vec<Row>, JournalError> {
+    pub(super) async fn query(&self, sql: &str, params: Params) -> Result<Vec<Row>, JournalError> {
         let client = self.client().await?;
         let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
             .iter()

@@ -14,7 +14,7 @@ const MIGRATION_LOCK: i32 = 0x6775_6964;
 
 /// Migration `i` brings the schema to version `i + 1`. Append only: a
 /// released migration is never edited.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 const V1: &str = "
 CREATE TABLE messages (
@@ -60,6 +60,27 @@ CREATE TABLE audit (
     actor TEXT NOT NULL,
     action TEXT NOT NULL,
     message_id BIGINT
+);
+";
+
+/// Observed flows: one row per aggregate and outcome, as in SQLite.
+const V2: &str = "
+CREATE TABLE flows (
+    route TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    application TEXT NOT NULL,
+    source TEXT NOT NULL,
+    target TEXT NOT NULL,
+    message_type TEXT NOT NULL,
+    tls_in BOOLEAN NOT NULL,
+    tls_out BOOLEAN NOT NULL,
+    outcome TEXT NOT NULL,
+    hits BIGINT NOT NULL,
+    first_seen_ms BIGINT NOT NULL,
+    last_seen_ms BIGINT NOT NULL,
+    PRIMARY KEY (route, kind, direction, application, source, target, message_type,
+                 tls_in, tls_out, outcome)
 );
 ";
 

@@ -6,8 +6,10 @@
 //! - `schema`: tables and migrations.
 //! - `writer`: the writer thread and its group commit.
 //! - `write`, `read`: the SQL of each operation.
+//! - `flows`: the observed flows' table.
 
 mod file;
+mod flows;
 mod read;
 mod schema;
 mod write;
@@ -19,8 +21,8 @@ use std::sync::Arc;
 use rusqlite::Connection;
 
 use crate::{
-    BoxFuture, Claimed, Filter, Ingested, JournalError, MessageId, MessageRecord, NewMessage,
-    Outcome, PruneReport, Replay, RouteStats, Store,
+    BoxFuture, Claimed, Filter, FlowCount, FlowTotal, Ingested, JournalError, MessageId,
+    MessageRecord, NewMessage, Outcome, PruneReport, Replay, RouteStats, Store,
 };
 use read::Readers;
 use write::PRUNE_CHUNK;
@@ -191,6 +193,14 @@ impl Store for SqliteStore {
 
     fn stats(&self) -> BoxFuture<Result<Vec<RouteStats>, JournalError>> {
         self.read(read::stats)
+    }
+
+    fn add_flows(&self, counts: Vec<FlowCount>) -> BoxFuture<Result<(), JournalError>> {
+        self.write(move |conn| flows::add(conn, &counts))
+    }
+
+    fn flows(&self) -> BoxFuture<Result<Vec<FlowTotal>, JournalError>> {
+        self.read(flows::all)
     }
 
     fn commits(&self) -> u64 {

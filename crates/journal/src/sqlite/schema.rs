@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 /// Schema steps in order: `(version, sql)`. A released step is never
 /// edited; a change is a new step.
-const MIGRATIONS: &[(i64, &str)] = &[(1, V1)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2)];
 
 /// `body` is the last column so that reading any other column never walks
 /// the overflow pages of a large body. `id` is AUTOINCREMENT: ids are
@@ -62,6 +62,28 @@ CREATE TABLE audit (
     actor TEXT NOT NULL,
     action TEXT NOT NULL,
     message_id INTEGER
+);
+";
+
+/// Observed flows: one row per aggregate and outcome, so that adding a
+/// flush is one upsert per row (`hits` add up, first and last widen).
+const V2: &str = "
+CREATE TABLE flows (
+    route TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    application TEXT NOT NULL,
+    source TEXT NOT NULL,
+    target TEXT NOT NULL,
+    message_type TEXT NOT NULL,
+    tls_in INTEGER NOT NULL,
+    tls_out INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    hits INTEGER NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    PRIMARY KEY (route, kind, direction, application, source, target, message_type,
+                 tls_in, tls_out, outcome)
 );
 ";
 

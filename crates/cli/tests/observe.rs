@@ -1,0 +1,497 @@
+//! Observed flows, end to end: known traffic through each route kind,
+//! then `guichet map observed --journal ... --json` shows the counts, the
+//! parties and the TLS sides, and never a byte of message content.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{app, profile, show, Bench, Proc};
+
+/// PID content of every message sent: it must never be observed.
+const PATIENT_ID: &str = "IPP-OBS-4711";
+const PATIENT_NAME: &str = "MARTINEZ^SOPHIA";
+
+/// Flushes every second, so a test waits about that long.
+const OBSERVE: &str = "[gateway]\nwatch_interval = \"0s\"\n\n[observe]\nflush = \"1s\"\n\n";
+
+/// How long the counts may take to reach the journal.
+const FLUSHED: Duration = Duration::from_secs(20);
+
+/// `n` ADT^A01 from LABO^CHU to DPI^HOSP, one per line group, the patient
+/// in PID-3 and PID-5.
+fn messages(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "MSH|^~\\&|LABO^1.2.250^ISO|CHU|DPI|HOSP|20250101120000||ADT^A01^ADT_A01|OBS{i}|P|2.5\n\
+                 EVN|A01|20250101120000\n\
+                 PID|1||{PATIENT_ID}^^^CHU^PI||{PATIENT_NAME}||19800101|F\n\
+                 PV1|1|I\n\n"
+            )
+        })
+        .collect()
+}
+
+/// A bench with a gateway certificate and a client certificate `eai`.
+fn bench() -> Bench {
+    let bench = Bench::new();
+    bench.issue("gw", &["--dns", "localhost", "--ip", "127.0.0.1"]);
+    bench.issue("eai", &["--client-only"]);
+    bench
+}
+
+/// The journal's observed flows, as `guichet map observed --json` gives
+/// them (`extra`: more options).
+fn observed(bench: &Bench, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["map", "observed", "--journal", "journal.db", "--json"];
+    args.extend_from_slice(extra);
+    let out = bench.ok(&args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
+}
+
+/// Waits until the flows of `route` add up to `total` (and keep it).
+fn wait_for_count(bench: &Bench, gateway: &Proc, route: &str, total: u64) -> Vec<Value> {
+    let deadline = Instant::now() + FLUSHED;
+    loop {
+        // The journal is created once the gateway has opened it.
+        let all = if bench.path("journal.db").exists() {
+            observed(bench, &[])
+        } else {
+            Vec::new()
+        };
+        let flows: Vec<Value> = all.into_iter().filter(|f| f["route"] == route).collect();
+        let sum: u64 = flows.iter().filter_map(|f| f["count"].as_u64()).sum();
+        if sum >= total {
+            return flows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "route {route}: {sum} observed of {total}; flows {flows:?}\n{}",
+            gateway.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `guichet send` of `n` messages to `port`, with the `eai` certificate
+/// when `tls`.
+fn send(bench: &Bench, port: u16, n: usize, tls: bool) {
+    bench.write("messages.hl7", &messages(n));
+    let to = format!("127.0.0.1:{port}");
+    let mut args = vec!["send", "--to", &to, "messages.hl7"];
+    if tls {
+        args.extend_from_slice(&[
+            "--tls-ca",
+            "pki/ca.pem",
+            "--tls-cert",
+            "pki/eai.pem",
+            "--tls-key",
+            "pki/eai.key",
+            "--server-name",
+            "localhost",
+        ]);
+    }
+    let out = bench.guichet(&args);
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+/// Every byte of the journal's files.
+fn journal_bytes(bench: &Bench) -> Vec<u8> {
+    let mut all = Vec::new();
+    for name in ["journal.db", "journal.db-wal"] {
+        all.extend(std::fs::read(bench.path(name)).unwrap_or_default());
+    }
+    all
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+fn assert_no_content(what: &str, bytes: &[u8]) {
+    for secret in [PATIENT_ID, PATIENT_NAME, "MARTINEZ"] {
+        assert!(!contains(bytes, secret), "{secret} found in {what}");
+    }
+}
+
+/// The gateway's config: `[observe]`, the journal, the apps, the
+/// gateway's TLS profile, then `routes`.
+fn config(bench: &Bench, routes: &str) -> String {
+    format!(
+        "{OBSERVE}[journal]\nstore = \"journal.db\"\n\n{}{}{routes}",
+        app("eai", "eai"),
+        profile("gw", bench, Some("gw"), true),
+    )
+}
+
+#[test]
+fn mllp_relay_counts_messages_by_parties_and_type_and_keeps_no_content() {
+    let bench = bench();
+    let (listen, listen_port) = bench.listen(&[]);
+    let gateway = bench.run(
+        "guichet.toml",
+        &config(
+            &bench,
+            &format!(
+                "[[route]]\nname = \"labo\"\nkind = \"mllp\"\nlisten = \"127.0.0.1:0\"\n\
+                 listen_tls = \"gw\"\nallow = [\"eai\"]\nforward = \"127.0.0.1:{listen_port}\"\n"
+            ),
+        ),
+    );
+    let port = gateway.route_port("labo");
+    send(&bench, port, 7, true);
+
+    let flows = wait_for_count(&bench, &gateway, "labo", 7);
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    let f = &flows[0];
+    assert_eq!(f["kind"], "mllp");
+    assert_eq!(f["direction"], "relay");
+    assert_eq!(f["application"], "eai");
+    assert_eq!(f["source"], "LABO^CHU");
+    assert_eq!(f["target"], "DPI^HOSP");
+    assert_eq!(f["message_type"], "ADT^A01");
+    assert_eq!(
+        (f["tls_in"].as_bool(), f["tls_out"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(f["count"], 7);
+    assert_eq!(f["outcomes"], serde_json::json!({"AA": 7}));
+    assert_eq!(f["source_trigramme"], Value::Null);
+
+    bench.write(
+        "mapping.toml",
+        "[parties]\n\"LABO^CHU\" = \"LAB\"\n\n[routes]\n\"labo\" = \"DPI\"\n",
+    );
+    let mapped = observed(&bench, &["--mapping", "mapping.toml"]);
+    assert_eq!(mapped[0]["source_trigramme"], "LAB");
+    assert_eq!(mapped[0]["target_trigramme"], "DPI");
+    let table = bench.ok(&["map", "observed", "--journal", "journal.db"]);
+    assert!(table.contains("LABO^CHU"), "{table}");
+
+    assert_no_content("the listing", table.as_bytes());
+    assert_no_content(
+        "the JSON",
+        serde_json::to_string(&mapped).unwrap().as_bytes(),
+    );
+    assert_no_content("the journal's files", &journal_bytes(&bench));
+    drop(listen);
+}
+
+#[test]
+fn store_and_forward_counts_each_message_in_and_out() {
+    let bench = bench();
+    let (listen, listen_port) = bench.listen(&[]);
+    let gateway = bench.run(
+        "guichet.toml",
+        &config(
+            &bench,
+            &format!(
+                "[[route]]\nname = \"adt\"\nkind = \"mllp\"\ndelivery = \"store-and-forward\"\n\
+                 listen = \"127.0.0.1:0\"\nforward = \"127.0.0.1:{listen_port}\"\n"
+            ),
+        ),
+    );
+    let port = gateway.route_port("adt");
+    send(&bench, port, 4, false);
+
+    let flows = wait_for_count(&bench, &gateway, "adt", 8);
+    let leg = |direction: &str| {
+        flows
+            .iter()
+            .find(|f| f["direction"] == direction)
+            .unwrap_or_else(|| panic!("no {direction} flow: {flows:?}"))
+            .clone()
+    };
+    let (stored, delivered) = (leg("in"), leg("out"));
+    assert_eq!(stored["count"], 4);
+    assert_eq!(stored["outcomes"], serde_json::json!({"stored": 4}));
+    assert_eq!(delivered["count"], 4);
+    assert_eq!(delivered["outcomes"], serde_json::json!({"AA": 4}));
+    for f in [&stored, &delivered] {
+        assert_eq!(f["source"], "LABO^CHU");
+        assert_eq!(f["target"], "DPI^HOSP");
+        assert_eq!(f["message_type"], "ADT^A01");
+        assert_eq!(
+            (f["tls_in"].as_bool(), f["tls_out"].as_bool()),
+            (Some(false), Some(false))
+        );
+    }
+    drop(listen);
+}
+
+#[test]
+fn tcp_tunnel_counts_connections_of_the_certificates_application() {
+    let bench = bench();
+    let (listen, listen_port) = bench.listen(&[]);
+    let gateway = bench.run(
+        "guichet.toml",
+        &config(
+            &bench,
+            &format!(
+                "[[route]]\nname = \"tunnel\"\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"gw\"\n\
+                 allow = [\"eai\"]\nforward = \"127.0.0.1:{listen_port}\"\n"
+            ),
+        ),
+    );
+    let port = gateway.route_port("tunnel");
+    for _ in 0..3 {
+        send(&bench, port, 2, true);
+    }
+    let flows = wait_for_count(&bench, &gateway, "tunnel", 3);
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    let f = &flows[0];
+    assert_eq!(f["kind"], "tcp");
+    assert_eq!(f["application"], "eai");
+    assert_eq!(f["source"], "eai");
+    assert_eq!(f["target"], format!("127.0.0.1:{listen_port}"));
+    assert_eq!(f["message_type"], "");
+    assert_eq!(f["count"], 3, "one per connection, not per message");
+    assert_eq!(
+        (f["tls_in"].as_bool(), f["tls_out"].as_bool()),
+        (Some(true), Some(false))
+    );
+    drop(listen);
+}
+
+#[test]
+fn observation_asked_without_a_journal_is_refused_by_check() {
+    let bench = bench();
+    let path = bench.write(
+        "guichet.toml",
+        "[observe]\nenabled = true\n\n[[route]]\nname = \"t\"\nlisten = \"127.0.0.1:0\"\nforward = \"127.0.0.1:9\"\n",
+    );
+    let out = bench.guichet(&["check", "-c", path.to_str().unwrap()]);
+    assert!(!out.status.success(), "{}", show(&out));
+    let text = show(&out);
+    assert!(
+        text.contains("[observe]") && text.contains("[journal]"),
+        "{text}"
+    );
+}
+
+/// An HTTP service on 127.0.0.1 answering 200 to every request (its body
+/// read, the connection closed after the answer).
+fn http_service() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || answer_ok(stream));
+        }
+    });
+    port
+}
+
+fn answer_ok(mut stream: std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&seen[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while seen.len() < head_end + length {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let body = b"{}";
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(answer.as_bytes());
+    let _ = stream.write_all(body);
+}
+
+/// `curl` as `eai` to the gateway's `path`; the status code.
+fn curl(bench: &Bench, port: u16, path: &str) -> String {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.current_dir(bench.dir.path())
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "20",
+        ])
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .args([
+            "--cacert",
+            "pki/ca.pem",
+            "--cert",
+            "pki/eai.pem",
+            "--key",
+            "pki/eai.key",
+        ])
+        .arg(format!("https://localhost:{port}{path}"));
+    let out = crate::common::run_bounded(cmd, Duration::from_secs(30));
+    assert!(out.status.success(), "{}", show(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn http_counts_requests_from_application_to_rule_by_status_class() {
+    if !crate::common::have("curl") {
+        return;
+    }
+    let bench = bench();
+    let service = http_service();
+    let gateway = bench.run(
+        "guichet.toml",
+        &config(
+            &bench,
+            &format!(
+                "[[route]]\nname = \"api\"\nkind = \"http\"\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"gw\"\n\n\
+                 [[route.rule]]\nname = \"beds\"\npath = \"/beds/\"\nupstream = \"http://127.0.0.1:{service}\"\n\
+                 allow = [\"eai\"]\n"
+            ),
+        ),
+    );
+    let port = gateway.route_port("api");
+    for _ in 0..3 {
+        assert_eq!(curl(&bench, port, "/beds/units"), "200");
+    }
+    assert_eq!(curl(&bench, port, "/elsewhere"), "404");
+
+    let flows = wait_for_count(&bench, &gateway, "api", 4);
+    let to = |target: &str| {
+        flows
+            .iter()
+            .find(|f| f["target"] == target)
+            .unwrap_or_else(|| panic!("no flow to {target:?}: {flows:?}"))
+            .clone()
+    };
+    let beds = to("beds");
+    assert_eq!(beds["kind"], "http");
+    assert_eq!(beds["application"], "eai");
+    assert_eq!(beds["source"], "eai");
+    assert_eq!(beds["message_type"], "GET");
+    assert_eq!(beds["count"], 3);
+    assert_eq!(beds["outcomes"], serde_json::json!({"2xx": 3}));
+    assert_eq!(
+        (beds["tls_in"].as_bool(), beds["tls_out"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(to("")["outcomes"], serde_json::json!({"4xx": 1}));
+}
+
+#[test]
+fn folder_counts_files_by_how_they_ended() {
+    let bench = bench();
+    let service = http_service();
+    std::fs::create_dir_all(bench.path("drop/inbox")).unwrap();
+    let gateway = bench.run(
+        "guichet.toml",
+        &config(
+            &bench,
+            &format!(
+                "[[route]]\nname = \"beds\"\nkind = \"folder\"\ninbox = \"drop/inbox\"\n\
+                 upstream = \"http://127.0.0.1:{service}/\"\npoll_interval = \"100ms\"\n\
+                 settle_time = \"200ms\"\n"
+            ),
+        ),
+    );
+    gateway.wait_line("the folder route", |l| {
+        l.contains("folder route watching its inbox")
+    });
+    for i in 0..3 {
+        let file = bench.path(&format!("drop/inbox/beds-{i}.json"));
+        std::fs::write(&file, format!("{{\"patient\": \"{PATIENT_NAME}\"}}")).unwrap();
+    }
+    let flows = wait_for_count(&bench, &gateway, "beds", 3);
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    let f = &flows[0];
+    assert_eq!(f["kind"], "folder");
+    assert_eq!(f["direction"], "out");
+    assert_eq!(f["target"], format!("http://127.0.0.1:{service}"));
+    assert_eq!(f["count"], 3);
+    assert_eq!(f["outcomes"], serde_json::json!({"delivered": 3}));
+    assert_eq!(
+        (f["tls_in"].as_bool(), f["tls_out"].as_bool()),
+        (Some(false), Some(false))
+    );
+    assert_no_content(
+        "the JSON",
+        serde_json::to_string(&flows).unwrap().as_bytes(),
+    );
+}
+
+/// A real message crosses a gateway route between two applications the
+/// map declares no flow between: the map built from the journal shows the
+/// pair as a shadow flow, in `map kpis` and in the site's matrix read in
+/// headless Chromium, and the page holds no message content.
+#[test]
+fn the_map_shows_a_shadow_flow_once_a_message_crossed_an_undeclared_route() {
+    let Some(demo) = guichet_testsupport::fixtures::lanscape_dir() else {
+        return;
+    };
+    let demo = demo.display().to_string();
+    let bench = bench();
+    let (listen, listen_port) = bench.listen(&[]);
+    let gateway = bench.run(
+        "guichet.toml",
+        &config(
+            &bench,
+            &format!(
+                "[[route]]\nname = \"pharma\"\nkind = \"mllp\"\nlisten = \"127.0.0.1:0\"\n\
+                 listen_tls = \"gw\"\nallow = [\"eai\"]\nforward = \"127.0.0.1:{listen_port}\"\n"
+            ),
+        ),
+    );
+    send(&bench, gateway.route_port("pharma"), 2, true);
+    wait_for_count(&bench, &gateway, "pharma", 2);
+    // The pharmacy (SIL) to the admissions (GAP): no flow declares it.
+    bench.write(
+        "mapping.toml",
+        "[parties]\n\"LABO^CHU\" = \"SIL\"\n\"DPI^HOSP\" = \"GAP\"\n",
+    );
+    let source = ["--journal", "journal.db", "--mapping", "mapping.toml"];
+    let mut args = vec!["map", "kpis", demo.as_str(), "--format", "json"];
+    args.extend_from_slice(&source);
+    let k: Value = serde_json::from_str(&bench.ok(&args)).unwrap();
+    let shadows = &k["shadowFlows"];
+    assert_eq!(shadows.as_array().map(Vec::len), Some(1), "{k:#}");
+    assert_eq!(
+        (shadows[0]["source"].as_str(), shadows[0]["target"].as_str()),
+        (Some("SIL"), Some("GAP"))
+    );
+    assert_eq!(shadows[0]["count"], 2);
+
+    let mut args = vec!["map", "build", demo.as_str(), "--out", "site"];
+    args.extend_from_slice(&source);
+    bench.ok(&args);
+    let page = std::fs::read(bench.path("site/index.html")).unwrap();
+    assert_no_content("the site", &page);
+    let Some(browser) = crate::common::browser::Browser::new(bench.dir.path()) else {
+        return;
+    };
+    let url = format!("file://{}#matrix", bench.path("site/index.html").display());
+    let dom = browser.dom(&url);
+    assert!(
+        dom.contains("data-pair=\"SIL-GAP\" data-state=\"shadow\""),
+        "{dom}"
+    );
+    // A declared pair the gateway did not see.
+    assert!(dom.contains("data-pair=\"GAP-ORB\" data-state=\"declared-not-observed\""));
+    browser.screenshot(&url, "map-matrix-shadow.png");
+    drop(listen);
+}
