@@ -654,3 +654,37 @@ fn a_folder_of_20000_applications_is_read_whole() {
     ]);
     assert!(out.status.success(), "{}", show(&out));
 }
+
+/// `examples/map/run.sh` as its README runs it (on ports of its own): the
+/// gateway's two routes observed, one flow declared and seen, one seen
+/// and declared nowhere; the site built.
+#[test]
+fn the_map_example_runs_as_its_readme_says() {
+    let Some(data) = demo() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/map/run.sh");
+    let base = crate::common::free_block(5);
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script)
+        .env("GUICHET", guichet_bin())
+        .env("DATA", &data)
+        .env("WORK", dir.path())
+        .env("PORT_BASE", base.to_string());
+    let out = run_bounded(cmd, std::time::Duration::from_secs(120));
+    let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
+    assert!(out.status.success(), "{}\n{log}", show(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "SILLAGE^CHVDL (SIL)      GAP^CHVDL (GAP)          RDE^O11",
+        "declared flows observed     4.0 %",
+        "shadow flows                1",
+    ] {
+        assert!(said.contains(line), "{line:?} not in:\n{said}");
+    }
+    let page = std::fs::read_to_string(dir.path().join("site/index.html")).unwrap();
+    assert!(page.contains("\"route\":\"pharmacie\""));
+    assert!(
+        !page.contains("PATIENT^TEST") && !page.contains("900001"),
+        "message content in the site"
+    );
+}

@@ -926,7 +926,7 @@ fn learned_noise_leaves_out_a_field_that_changes_on_every_run() {
 fn the_test_book_example_runs_as_its_readme_says() {
     let bench = Bench::new();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/test-book/run.sh");
-    let base = free_block(9);
+    let base = crate::common::free_block(9);
     let mut cmd = Command::new("bash");
     cmd.arg(&script)
         .env("GUICHET", crate::common::guichet_bin())
@@ -946,16 +946,4 @@ fn the_test_book_example_runs_as_its_readme_says() {
         assert!(stdout.contains(line), "{line:?} not in\n{stdout}");
     }
     assert!(bench.path("work/bed-availability.html").is_file());
-}
-
-/// The first of `n` ports in a row, all free now.
-fn free_block(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base = 20_000 + (crate::common::free_port() % 40_000);
-        let free = (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if free {
-            return base;
-        }
-    }
-    panic!("no {n} free ports in a row");
 }

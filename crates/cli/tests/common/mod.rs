@@ -547,3 +547,16 @@ impl Bench {
         (proc, port)
     }
 }
+
+/// The first of `n` ports in a row, all free now (for scripts that take a
+/// base port).
+pub fn free_block(n: u16) -> u16 {
+    for _ in 0..200 {
+        let base = 20_000 + (free_port() % 40_000);
+        let free = (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no {n} free ports in a row");
+}
