@@ -548,11 +548,15 @@ impl Bench {
     }
 }
 
-/// The first of `n` ports in a row, all free now (for scripts that take a
-/// base port).
+/// The first of `n` (at most 16) ports in a row, all free now (for
+/// scripts that take a base port). Blocks start on a multiple of 16 drawn
+/// from the process id and an ephemeral port, so two tests starting
+/// together do not get overlapping blocks.
 pub fn free_block(n: u16) -> u16 {
+    assert!(n <= 16, "blocks are 16 ports");
     for _ in 0..200 {
-        let base = 20_000 + (free_port() % 40_000);
+        let draw = u32::from(free_port()).wrapping_mul(7919) ^ std::process::id();
+        let base = 20_000 + u16::try_from(draw % 2_500).unwrap_or(0) * 16;
         let free = (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
         if free {
             return base;
