@@ -407,16 +407,12 @@ fn bench_observe(args: &ObserveArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let section = runtime.block_on(observe::run(&guichet, &plan, dir.path(), &now()))?;
-    print!("{section}");
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| workspace.join("docs/BENCHMARKS.md"));
-    let existing = std::fs::read_to_string(&out).unwrap_or_default();
-    let merged = report::merge_section(&existing, "## Flow observation\n", &section);
-    std::fs::write(&out, merged).with_context(|| format!("cannot write {}", out.display()))?;
-    eprintln!("section written to {}", out.display());
-    Ok(ExitCode::SUCCESS)
+    write_section(
+        args.out.as_ref(),
+        &workspace,
+        "## Flow observation\n",
+        &section,
+    )
 }
 
 /// `guichet-bench books`: the test-book runner; writes the "Test books"
