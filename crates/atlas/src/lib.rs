@@ -38,10 +38,21 @@ pub use model::Atlas;
 
 /// The language of the texts people read: French (it-lanscape's words,
 /// where it has them) by default, or English.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Lang {
     #[default]
     Fr,
     En,
+}
+
+impl Lang {
+    /// `fr` or `en`, as HTML's `lang` attribute writes it.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Fr => "fr",
+            Lang::En => "en",
+        }
+    }
 }
 pub use read::{read_dir, ReadError};

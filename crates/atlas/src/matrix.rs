@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::figures::matches;
 use crate::model::{text, Atlas, Flow};
 use crate::observed::ObservedFlow;
+use crate::Lang;
 
 /// What is known of one pair of applications.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -30,8 +31,8 @@ pub enum CellState {
 
 impl CellState {
     /// The label a French reader sees, or the English one.
-    pub fn label(self, french: bool) -> &'static str {
-        match (self, french) {
+    pub fn label(self, lang: Lang) -> &'static str {
+        match (self, lang == Lang::Fr) {
             (CellState::Encrypted, true) => "chiffré",
             (CellState::Encrypted, false) => "encrypted",
             (CellState::Clear, true) => "en clair",

@@ -521,6 +521,15 @@ pub enum Lang {
     En,
 }
 
+impl From<Lang> for guichet_atlas::Lang {
+    fn from(lang: Lang) -> Self {
+        match lang {
+            Lang::Fr => guichet_atlas::Lang::Fr,
+            Lang::En => guichet_atlas::Lang::En,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct ConvertArgs {
     /// The form to print.

@@ -14,7 +14,7 @@ use serde::Serialize;
 pub mod check;
 
 use crate::cli::{
-    CriticalityArg, ExportFormat, Lang, MapBuildArgs, MapExportArgs, MapFilterArgs, MapFormat,
+    CriticalityArg, ExportFormat, MapBuildArgs, MapExportArgs, MapFilterArgs, MapFormat,
     MapKpisArgs, YesNo,
 };
 
@@ -124,13 +124,13 @@ pub fn export_command(args: &MapExportArgs) -> anyhow::Result<ExitCode> {
         Ok(atlas) => atlas,
         Err(code) => return Ok(code),
     };
-    let french = args.lang == Lang::Fr;
+    let lang = args.lang.into();
     let observed = crate::observed::load(&args.observed)?;
     let matrix = of_atlas(&atlas, &observed);
     let text = match args.format {
-        ExportFormat::Csv => csv::matrix_csv(&matrix, french),
+        ExportFormat::Csv => csv::matrix_csv(&matrix, lang),
         ExportFormat::Drawio => drawio::business_map(&atlas.establishments),
-        ExportFormat::Mermaid => mermaid::flowchart(&atlas, &matrix, french),
+        ExportFormat::Mermaid => mermaid::flowchart(&atlas, &matrix, lang),
         ExportFormat::Json => {
             let all = Filters::default();
             let export = ModelExport {
@@ -167,7 +167,7 @@ pub fn build_command(args: &MapBuildArgs) -> anyhow::Result<ExitCode> {
         Ok(atlas) => atlas,
         Err(code) => return Ok(code),
     };
-    let lang = if args.lang == Lang::En { "en" } else { "fr" };
+    let lang = args.lang.into();
     let generated = now_rfc3339();
     let observed = crate::observed::load(&args.observed)?;
     let data = site::SiteData::new(&atlas, &observed, lang, &generated);

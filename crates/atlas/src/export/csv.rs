@@ -2,11 +2,12 @@
 //! target, each cell the exchanges between them and the pair's state.
 
 use crate::matrix::Matrix;
+use crate::Lang;
 
 /// The matrix as CSV text (RFC 4180, comma-separated, UTF-8), headings
 /// in French or English.
-pub fn matrix_csv(matrix: &Matrix, french: bool) -> String {
-    let corner = if french {
+pub fn matrix_csv(matrix: &Matrix, lang: Lang) -> String {
+    let corner = if lang == Lang::Fr {
         "source \\ cible"
     } else {
         "source \\ target"
@@ -17,7 +18,7 @@ pub fn matrix_csv(matrix: &Matrix, french: bool) -> String {
     for source in &matrix.applications {
         let cells = matrix.applications.iter().map(|target| {
             matrix.cell(source, target).map_or_else(String::new, |c| {
-                format!("{} [{}]", c.exchanges.join(" / "), c.state.label(french))
+                format!("{} [{}]", c.exchanges.join(" / "), c.state.label(lang))
             })
         });
         push_row(&mut out, std::iter::once(source.clone()).chain(cells));

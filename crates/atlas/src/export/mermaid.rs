@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use crate::figures::Names;
 use crate::matrix::{CellState, Matrix};
 use crate::model::Atlas;
+use crate::Lang;
 
 /// A node id Mermaid accepts whatever the trigramme holds.
 fn node_id(trigramme: &str) -> String {
@@ -26,7 +27,7 @@ fn label(text: &str) -> String {
 }
 
 /// `flowchart LR` of the matrix; critical applications outlined in red.
-pub fn flowchart(atlas: &Atlas, matrix: &Matrix, french: bool) -> String {
+pub fn flowchart(atlas: &Atlas, matrix: &Matrix, lang: Lang) -> String {
     let mut out = String::from("flowchart LR\n");
     let critical: std::collections::BTreeSet<String> = atlas
         .occurrences()
@@ -51,7 +52,7 @@ pub fn flowchart(atlas: &Atlas, matrix: &Matrix, french: bool) -> String {
         };
         let mut text = c.exchanges.join(", ");
         if matches!(c.state, CellState::Shadow | CellState::DeclaredNotObserved) {
-            text = format!("{text} ({})", c.state.label(french));
+            text = format!("{text} ({})", c.state.label(lang));
         }
         let _ = writeln!(
             out,

@@ -84,7 +84,7 @@ fn names_are_escaped_in_the_drawio_file() {
 fn mermaid_draws_a_node_per_application_and_an_arrow_per_pair() {
     let Some(atlas) = demo() else { return };
     let matrix = of_atlas(&atlas, &[]);
-    let text = mermaid::flowchart(&atlas, &matrix, true);
+    let text = mermaid::flowchart(&atlas, &matrix, crate::Lang::Fr);
     assert!(text.starts_with("flowchart LR\n"));
     assert!(
         text.contains("  app_GAP[\"Maincare iGAP (GAP)\"]\n"),
@@ -100,7 +100,7 @@ fn mermaid_draws_a_node_per_application_and_an_arrow_per_pair() {
     );
     assert!(text.contains("  class app_BLO,"), "{text}");
     let observed = of_atlas(&atlas, &[seen("lab", "SIL", "GAP", "tcp", "", false)]);
-    let text = mermaid::flowchart(&atlas, &observed, false);
+    let text = mermaid::flowchart(&atlas, &observed, crate::Lang::En);
     assert!(
         text.contains("  app_SIL -.->|\"TCP (shadow (not declared))\"| app_GAP\n"),
         "{text}"
@@ -111,7 +111,7 @@ fn mermaid_draws_a_node_per_application_and_an_arrow_per_pair() {
 fn the_csv_matrix_has_a_row_and_a_column_per_application() {
     let Some(atlas) = demo() else { return };
     let matrix = of_atlas(&atlas, &[]);
-    let text = csv::matrix_csv(&matrix, true);
+    let text = csv::matrix_csv(&matrix, crate::Lang::Fr);
     let rows: Vec<&str> = text.split("\r\n").filter(|r| !r.is_empty()).collect();
     assert_eq!(rows.len(), matrix.applications.len() + 1);
     let header: Vec<&str> = rows[0].split(',').collect();
@@ -119,5 +119,5 @@ fn the_csv_matrix_has_a_row_and_a_column_per_application() {
     let orb = header.iter().position(|h| *h == "ORB").unwrap();
     let gap = rows.iter().find(|r| r.starts_with("GAP,")).unwrap();
     assert_eq!(gap.split(',').nth(orb).unwrap(), "HL7 ADT [en clair]");
-    assert!(csv::matrix_csv(&matrix, false).starts_with("source \\ target,"));
+    assert!(csv::matrix_csv(&matrix, crate::Lang::En).starts_with("source \\ target,"));
 }

@@ -20,7 +20,7 @@ use crate::Lang;
 #[serde(rename_all = "camelCase")]
 pub struct SiteData<'a> {
     /// `fr` or `en`: the language the page opens in.
-    pub lang: &'a str,
+    pub lang: Lang,
     /// When the data was gathered (RFC 3339), shown in the page's footer.
     pub generated: &'a str,
     /// it-lanscape's `{etablissements: [...]}`.
@@ -107,7 +107,7 @@ impl<'a> SiteData<'a> {
     pub fn new(
         atlas: &'a Atlas,
         observed: &'a [ObservedFlow],
-        lang: &'a str,
+        lang: Lang,
         generated: &'a str,
     ) -> SiteData<'a> {
         let servers = atlas
@@ -140,7 +140,7 @@ impl<'a> SiteData<'a> {
             observed,
             figures: flow_figures(atlas, &Filters::default(), observed),
             matrix: of_atlas(atlas, observed),
-            quality: quality(atlas, if lang == "en" { Lang::En } else { Lang::Fr }),
+            quality: quality(atlas, lang),
             incident: json!({
                 "itLanscape": links(&incident::network(atlas, &[], &Rules::default())),
                 "guichet": links(&incident::network(atlas, observed, &Rules { eai_nodes: true, ..Rules::default() })),

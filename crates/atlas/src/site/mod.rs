@@ -26,7 +26,7 @@ fn script_json(data: &SiteData) -> Result<String, serde_json::Error> {
 /// The whole page.
 pub fn page(data: &SiteData) -> Result<String, serde_json::Error> {
     let json = script_json(data)?;
-    let lang = if data.lang == "en" { "en" } else { "fr" };
+    let lang = data.lang.code();
     Ok(format!(
         "<!DOCTYPE html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
          <meta http-equiv=\"Content-Security-Policy\" content=\"{POLICY}\">\

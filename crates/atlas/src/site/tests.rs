@@ -4,7 +4,7 @@ use crate::testdata::demo;
 #[test]
 fn the_page_holds_everything_and_fetches_nothing() {
     let Some(atlas) = demo() else { return };
-    let data = SiteData::new(&atlas, &[], "fr", "2026-12-06T03:00:00Z");
+    let data = SiteData::new(&atlas, &[], crate::Lang::Fr, "2026-12-06T03:00:00Z");
     let html = page(&data).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>\n<html lang=\"fr\">"));
     assert!(html.contains("default-src 'none'"));
@@ -28,7 +28,7 @@ fn markup_in_the_data_stays_data() {
     )
     .unwrap();
     let atlas = crate::read::read_dir(dir.path()).unwrap();
-    let html = page(&SiteData::new(&atlas, &[], "en", "now")).unwrap();
+    let html = page(&SiteData::new(&atlas, &[], crate::Lang::En, "now")).unwrap();
     assert_eq!(html.matches("</script>").count(), 2, "only the page's own");
     assert!(html.contains("\\u003c/script>\\u003cscript>alert(1)"));
 }

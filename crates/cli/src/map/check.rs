@@ -11,7 +11,7 @@ use guichet_atlas::quality::{
 use serde::Serialize;
 
 use super::{load, USAGE};
-use crate::cli::{self, MapCheckArgs, MapFormat};
+use crate::cli::{MapCheckArgs, MapFormat};
 
 /// What `map check --format json` prints: it-lanscape's findings, then
 /// guichet's own (`"extra": true`, outside the score).
@@ -27,10 +27,7 @@ pub fn check_command(args: &MapCheckArgs) -> anyhow::Result<ExitCode> {
         Ok(atlas) => atlas,
         Err(code) => return Ok(code),
     };
-    let lang = match args.lang {
-        cli::Lang::Fr => Lang::Fr,
-        cli::Lang::En => Lang::En,
-    };
+    let lang: Lang = args.lang.into();
     let quality = analyse(&atlas, lang);
     if let Some(path) = &args.markdown {
         if let Err(e) = std::fs::write(path, markdown(&quality, lang)) {
