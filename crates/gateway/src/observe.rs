@@ -10,7 +10,7 @@
 //! no field of a message body is ever read here.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,6 +33,9 @@ const MAX_PENDING: usize = 100_000;
 pub struct Observer {
     /// Empty when observation is off: recording is then a length check.
     shards: Box<[Mutex<Shard>]>,
+    /// Hashes keys with a seed drawn for this process: parties come from
+    /// MSH fields a sender writes, so their hashes must not be chosen.
+    hasher: foldhash::fast::RandomState,
 }
 
 /// Aggregates by the hash of their key; equal hashes keep a short list.
@@ -89,6 +92,7 @@ impl Observer {
     pub fn new() -> Observer {
         Observer {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: foldhash::fast::RandomState::default(),
         }
     }
 
@@ -96,6 +100,7 @@ impl Observer {
     pub fn off() -> Observer {
         Observer {
             shards: Box::new([]),
+            hasher: foldhash::fast::RandomState::default(),
         }
     }
 
@@ -109,7 +114,7 @@ impl Observer {
             return;
         };
         let at_ms = unix_ms(at);
-        let hash = seen.hash();
+        let hash = seen.hash(&self.hasher);
         let Ok(mut shard) = shard.lock() else {
             return;
         };
@@ -242,8 +247,8 @@ impl Party<'_> {
 }
 
 impl Seen<'_> {
-    fn hash(&self) -> u64 {
-        let mut h = Fx::default();
+    fn hash(&self, hasher: &impl BuildHasher) -> u64 {
+        let mut h = hasher.build_hasher();
         (self.route, self.direction, self.ends.kind, self.application).hash(&mut h);
         (self.source.0, self.source.1, self.target.0, self.target.1).hash(&mut h);
         (self.message_type, self.ends.tls_in, self.ends.tls_out).hash(&mut h);
@@ -302,44 +307,6 @@ fn shard_index() -> usize {
         static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed);
     }
     SHARD.with(|s| *s)
-}
-
-/// A small multiplicative hash (rustc's Fx): keys come from the gateway's
-/// own routes and parties, and are compared in full after the hash, so
-/// speed matters more here than resistance to chosen collisions.
-#[derive(Default)]
-struct Fx(u64);
-
-impl Hasher for Fx {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-        for b in chunks.remainder() {
-            self.add(u64::from(*b));
-        }
-    }
-
-    fn write_u8(&mut self, n: u8) {
-        self.add(u64::from(n));
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-}
-
-impl Fx {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
 }
 
 /// The shard maps' keys are hashes already.
