@@ -37,6 +37,8 @@ pub struct Code {
 /// One slice of the capacity extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slice {
+    /// Its place in [`SLICES`] (and in a capacity record's values).
+    pub index: usize,
     /// The extension's `url`, and the element name in guichet's XML.
     pub name: &'static str,
     pub kind: Kind,
@@ -77,6 +79,7 @@ const fn outside(code: &'static str, label: &'static str) -> Code {
 }
 
 const fn coded(
+    index: usize,
     name: &'static str,
     required: bool,
     value_set: &'static str,
@@ -84,6 +87,7 @@ const fn coded(
     codes: &'static [Code],
 ) -> Slice {
     Slice {
+        index,
         name,
         kind: Kind::Coded,
         required,
@@ -94,6 +98,7 @@ const fn coded(
 }
 
 pub const CAPACITY_TYPE: Slice = coded(
+    0,
     "capacityType",
     true,
     "JDV_J187",
@@ -102,6 +107,7 @@ pub const CAPACITY_TYPE: Slice = coded(
 );
 
 pub const CAPACITY_STATUS: Slice = coded(
+    1,
     "capacityStatus",
     true,
     "JDV_J188",
@@ -120,6 +126,7 @@ pub const CAPACITY_STATUS: Slice = coded(
 );
 
 pub const TEMPORALITY: Slice = coded(
+    2,
     "temporalityCapacity",
     true,
     "JDV_J189",
@@ -134,6 +141,7 @@ pub const TEMPORALITY: Slice = coded(
 );
 
 pub const COUNT: Slice = Slice {
+    index: 3,
     name: "nbCapacity",
     kind: Kind::Integer,
     required: true,
@@ -143,6 +151,7 @@ pub const COUNT: Slice = Slice {
 };
 
 pub const SOURCE_TYPE: Slice = coded(
+    4,
     "capacitySourceType",
     true,
     "JDV_J193",
@@ -156,6 +165,7 @@ pub const SOURCE_TYPE: Slice = coded(
 );
 
 pub const GENDER: Slice = coded(
+    5,
     "genderCapacityAvailable",
     false,
     "JDV_J190",
@@ -169,6 +179,7 @@ pub const GENDER: Slice = coded(
 );
 
 pub const UPDATE_DATE: Slice = Slice {
+    index: 6,
     name: "capacityUpdateDate",
     kind: Kind::DateTime,
     required: true,
@@ -178,6 +189,7 @@ pub const UPDATE_DATE: Slice = Slice {
 };
 
 pub const CLOSING_TYPE: Slice = coded(
+    7,
     "capacityClosingType",
     false,
     "JDV_J191",
@@ -190,6 +202,7 @@ pub const CLOSING_TYPE: Slice = coded(
 );
 
 pub const ADDITIONAL_BED_TYPE: Slice = coded(
+    8,
     "additionalBedType",
     false,
     "JDV_J192",
@@ -202,6 +215,7 @@ pub const ADDITIONAL_BED_TYPE: Slice = coded(
 );
 
 pub const CRISIS_TYPE: Slice = coded(
+    9,
     "crisisType",
     false,
     "JDV_J194",
@@ -211,6 +225,7 @@ pub const CRISIS_TYPE: Slice = coded(
 
 /// Spelled as the profile spells it.
 pub const TEMPORARY_ASSIGNMENT: Slice = coded(
+    10,
     "temporaryAssignement",
     true,
     "JDV_J195",
@@ -262,6 +277,13 @@ mod tests {
     use super::*;
 
     const NOS: &str = "https://mos.esante.gouv.fr/NOS/";
+
+    #[test]
+    fn each_slice_knows_its_place() {
+        for (i, slice) in SLICES.iter().enumerate() {
+            assert_eq!(slice.index, i, "{}", slice.name);
+        }
+    }
 
     #[test]
     fn every_code_system_is_a_nos_table_of_its_own() {

@@ -30,6 +30,9 @@ pub struct Path {
     len: u8,
     /// Made by [`Path::new`]: the first step is the root, written as is.
     rooted: bool,
+    /// Made by [`Path::untracked`]: steps are not kept, the path renders
+    /// empty, and a join costs a copy of nothing.
+    untracked: bool,
 }
 
 /// The steps a [`Path`] holds inline. With four, each capacity's path
@@ -86,13 +89,31 @@ impl Path {
         .step(Step::Name(root))
     }
 
+    /// A path that keeps no step, nor do the paths joined to it: for a
+    /// reader whose document is only judged, and read again with paths
+    /// when the rules have something to report.
+    pub fn untracked() -> Path {
+        Path {
+            untracked: true,
+            ..Path::default()
+        }
+    }
+
     /// This path with the element or attribute `name` after it.
+    #[inline]
     pub fn join(&self, name: &'static str) -> Path {
+        if self.untracked {
+            return Path::untracked();
+        }
         self.clone().step(Step::Name(name))
     }
 
     /// This path with `[index]` after it.
+    #[inline]
     pub fn index(&self, index: usize) -> Path {
+        if self.untracked {
+            return Path::untracked();
+        }
         self.clone().step(Step::Index(index))
     }
 
@@ -224,14 +245,7 @@ pub struct Capacity {
 
 impl Capacity {
     fn index(slice: &Slice) -> usize {
-        // The same name is most often the same text: compared by address
-        // first, by content only when that fails.
-        let same = |s: &&Slice| std::ptr::eq(s.name, slice.name);
-        SLICES
-            .iter()
-            .position(same)
-            .or_else(|| SLICES.iter().position(|s| s.name == slice.name))
-            .unwrap_or_else(|| unreachable!("every slice is in SLICES"))
+        slice.index
     }
 
     /// The value of `slice`, if sent.
