@@ -45,10 +45,18 @@ pub struct XmlError {
 /// Reads a document: in one pass when it is laid out as guichet writes
 /// it, else (and for every error) with quick-xml.
 pub fn read(text: &[u8]) -> Result<Document, XmlError> {
-    match scan::read(text) {
+    match scan::read(text, Path::new("/bedAvailability")) {
         Some(document) => Ok(document),
         None => read_events(text),
     }
+}
+
+/// The document, without its values' paths, when `text` is in the
+/// layout guichet writes (what nearly every sender sends); `None` for
+/// anything else, which [`read`] takes. For judging only: a report
+/// needs the document read again by [`read`].
+pub fn read_untracked(text: &[u8]) -> Option<Document> {
+    scan::read(text, Path::untracked())
 }
 
 /// Reads a document event by event with quick-xml: anything XML allows,

@@ -13,14 +13,15 @@ use crate::model::{Capacity, Document, Field, Path, Unit, Value};
 
 use super::NAMESPACE;
 
-/// The document, when `text` is in the layout this reader knows.
-pub(super) fn read(text: &[u8]) -> Option<Document> {
+/// The document, when `text` is in the layout this reader knows; its
+/// values' paths start at `root` (`/bedAvailability`, or untracked).
+pub(super) fn read(text: &[u8], root: Path) -> Option<Document> {
     let mut scan = Scan {
         text: std::str::from_utf8(text).ok()?,
         at: 0,
     };
     let mut document = Document {
-        at: Path::new("/bedAvailability"),
+        at: root,
         ..Document::default()
     };
     scan.blanks();
