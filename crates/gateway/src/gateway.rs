@@ -121,7 +121,7 @@ impl Gateway {
                 routes,
                 http: http_runtimes,
                 journal: config.journal.clone(),
-                admin: format!("{:?}", config.admin),
+                admin: crate::reload::admin_sections(&config),
                 folders: format!("{:?}", config.folders),
                 metrics,
                 files: Mutex::new(config.watched_files()),
