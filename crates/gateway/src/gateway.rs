@@ -162,6 +162,12 @@ impl Gateway {
         self.shared.status.clone()
     }
 
+    /// The journal, when the config has a `[journal]`: the admin
+    /// listener's live map reads its observed flows.
+    pub fn journal(&self) -> Option<Journal> {
+        self.journal.as_ref().map(|(journal, _)| journal.clone())
+    }
+
     pub fn reloader(&self) -> Reloader {
         Reloader {
             shared: self.shared.clone(),
