@@ -657,7 +657,7 @@ fn a_folder_of_20000_applications_is_read_whole() {
 
 /// `examples/map/run.sh` as its README runs it (on ports of its own): the
 /// gateway's two routes observed, one flow declared and seen, one seen
-/// and declared nowhere; the site built.
+/// and declared nowhere; the site built, and served live at `/map`.
 #[test]
 fn the_map_example_runs_as_its_readme_says() {
     let Some(data) = demo() else { return };
@@ -683,6 +683,12 @@ fn the_map_example_runs_as_its_readme_says() {
     }
     let page = std::fs::read_to_string(dir.path().join("site/index.html")).unwrap();
     assert!(page.contains("\"route\":\"pharmacie\""));
+    let live = std::fs::read_to_string(dir.path().join("site/live.html")).unwrap();
+    assert!(
+        live.starts_with("<!DOCTYPE html>") && live.contains("\"route\":\"pharmacie\""),
+        "the live map, from the admin listener:\n{}",
+        &live[..live.len().min(300)]
+    );
     assert!(
         !page.contains("PATIENT^TEST") && !page.contains("900001"),
         "message content in the site"
