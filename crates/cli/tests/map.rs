@@ -780,6 +780,14 @@ fn the_admin_listener_serves_the_map_live_and_says_when_its_data_breaks() {
     );
     let (_, status) = get(admin, "/status");
     assert!(status.contains("<a href=/map>/map</a>"), "{status}");
+    let check = bench.guichet(&["check", "-c", bench.path("guichet.toml").to_str().unwrap()]);
+    let report = show(&check);
+    assert!(!check.status.success(), "{report}");
+    assert!(
+        report.contains("[map]: data: ")
+            && report.contains("ch_val_de_lys.flux.json:2:0: not valid JSON"),
+        "{report}"
+    );
 
     std::fs::write(&flows, good).unwrap();
     let again = crate::common::wait_http(admin, "/map", "the page again", |code, _| code == 200);
