@@ -21,7 +21,8 @@ port() { echo $((base + $1)); }
 mkdir -p "$work"
 cd "$work"
 rm -f journal.db journal.db-*
-sed -e "s|@JOURNAL@|$work/journal.db|" -e "s/@GAP_PORT@/$(port 1)/" -e "s/@PHARMA_PORT@/$(port 2)/" \
+sed -e "s|@JOURNAL@|$work/journal.db|" -e "s|@DATA@|$data|" -e "s|@MAPPING@|$here/mapping.toml|" \
+    -e "s/@ADMIN_PORT@/$(port 0)/" -e "s/@GAP_PORT@/$(port 1)/" -e "s/@PHARMA_PORT@/$(port 2)/" \
     -e "s/@DPI_PORT@/$(port 3)/" -e "s/@GAP_IN_PORT@/$(port 4)/" "$here/guichet.toml" >guichet.toml
 
 pids=()
@@ -53,3 +54,11 @@ observed
 source=(--journal journal.db --mapping "$here/mapping.toml")
 "$guichet" map kpis "$data" "${source[@]}"
 "$guichet" map build "$data" "${source[@]}" --out site
+
+# The same map, live: the gateway's admin listener renders it from the
+# data folder and the journal (again when they change, at most every 5s).
+exec 3<>"/dev/tcp/127.0.0.1/$(port 0)"
+printf 'GET /map HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
+sed '1,/^\r$/d' <&3 >site/live.html
+exec 3<&-
+echo "live map: http://127.0.0.1:$(port 0)/map while the gateway runs (a copy in site/live.html)"

@@ -12,6 +12,7 @@ use guichet_atlas::{site, Atlas};
 use serde::Serialize;
 
 pub mod check;
+pub mod live;
 
 use crate::cli::{
     CriticalityArg, ExportFormat, MapBuildArgs, MapExportArgs, MapFilterArgs, MapFormat,
@@ -151,7 +152,7 @@ pub fn export_command(args: &MapExportArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Now, as the site's footer shows it.
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .ok()

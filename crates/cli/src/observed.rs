@@ -33,16 +33,22 @@ pub fn load(source: &ObservedSource) -> anyhow::Result<Vec<ObservedFlow>> {
     };
     let mapping = source.mapping.as_deref().map(Mapping::read).transpose()?;
     let totals = read_flows(store)?;
-    Ok(totals
+    Ok(resolve(totals, mapping.as_ref()))
+}
+
+/// The journal's aggregates as the map takes them, their parties named
+/// by `mapping`.
+pub fn resolve(totals: Vec<FlowTotal>, mapping: Option<&Mapping>) -> Vec<ObservedFlow> {
+    totals
         .into_iter()
         .map(|total| {
             let mut flow = observed(total);
-            if let Some(mapping) = &mapping {
+            if let Some(mapping) = mapping {
                 mapping.resolve(&mut flow);
             }
             flow
         })
-        .collect())
+        .collect()
 }
 
 /// Every aggregate of the journal at `store` (a missing SQLite file is

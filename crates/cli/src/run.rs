@@ -1,8 +1,13 @@
 //! `guichet run` and `guichet check`.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
+use guichet_atlas::mapping::{Mapping, MappingError};
+use guichet_atlas::ReadError;
+use guichet_gateway::check::{Level, Report};
+use guichet_gateway::config::MapSpec;
 use guichet_gateway::{check, AdminServer, Config, Gateway, Metrics, Reloader};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -19,11 +24,21 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
         // Bound and checked before the routes: an exposed admin listener
         // stops start-up before any route accepts.
         let admin = AdminServer::prepare(&config)?;
+        let map = config.map.clone();
         let gateway = Gateway::bind(config, Metrics::default()).await?;
         // Started once the material is loaded: /readyz turns 200 when the
         // routes accept.
         let _admin = admin
-            .map(|admin| admin.start(gateway.status()))
+            .map(|admin| {
+                let admin = match &map {
+                    Some(spec) => admin.serve_map(
+                        Arc::new(crate::map::live::LiveSite::new(spec)),
+                        gateway.journal(),
+                    ),
+                    None => admin,
+                };
+                admin.start(gateway.status())
+            })
             .transpose()?;
         let shutdown = CancellationToken::new();
         tokio::spawn(signals.serve(gateway.reloader(), shutdown.clone()));
@@ -62,11 +77,38 @@ impl Signals {
 }
 
 pub fn check(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
-    let report = check::check(&args.config)?;
+    let mut report = check::check(&args.config)?;
+    if let Some(map) = Config::load(&args.config)?.map {
+        check_map_data(&map, &mut report);
+    }
     println!("{report}");
     Ok(if report.has_errors() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `[map]`'s data folder and mapping file read as `/map` will read them
+/// (the gateway's own check has said whether they can be opened).
+fn check_map_data(spec: &MapSpec, report: &mut Report) {
+    let subject = "[map]";
+    match guichet_atlas::read_dir(&spec.data) {
+        Ok(atlas) => report.push(
+            Level::Ok,
+            subject,
+            format!(
+                "data {}: {} establishment(s), {} declared flow(s)",
+                spec.data.display(),
+                atlas.establishments.len(),
+                atlas.all_flows().count()
+            ),
+        ),
+        Err(ReadError::Io { path, .. }) if path == spec.data => {}
+        Err(e) => report.push(Level::Error, subject, format!("data: {e}")),
+    }
+    match spec.mapping.as_deref().map(Mapping::read) {
+        None | Some(Ok(_)) | Some(Err(MappingError::Io { .. })) => {}
+        Some(Err(e)) => report.push(Level::Error, subject, format!("mapping: {e}")),
+    }
 }

@@ -657,7 +657,7 @@ fn a_folder_of_20000_applications_is_read_whole() {
 
 /// `examples/map/run.sh` as its README runs it (on ports of its own): the
 /// gateway's two routes observed, one flow declared and seen, one seen
-/// and declared nowhere; the site built.
+/// and declared nowhere; the site built, and served live at `/map`.
 #[test]
 fn the_map_example_runs_as_its_readme_says() {
     let Some(data) = demo() else { return };
@@ -683,8 +683,120 @@ fn the_map_example_runs_as_its_readme_says() {
     }
     let page = std::fs::read_to_string(dir.path().join("site/index.html")).unwrap();
     assert!(page.contains("\"route\":\"pharmacie\""));
+    let live = std::fs::read_to_string(dir.path().join("site/live.html")).unwrap();
+    assert!(
+        live.starts_with("<!DOCTYPE html>") && live.contains("\"route\":\"pharmacie\""),
+        "the live map, from the admin listener:\n{}",
+        &live[..live.len().min(300)]
+    );
     assert!(
         !page.contains("PATIENT^TEST") && !page.contains("900001"),
         "message content in the site"
     );
+}
+
+/// `GET path` on 127.0.0.1:`port`: the status code and the body.
+fn get(port: u16, path: &str) -> (u16, String) {
+    crate::common::http_get(port, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// `guichet run` with `[map]` over a copy of the demo data folder, no
+/// journal: `/map` serves the page of the declared map; a file of the
+/// folder rewritten broken turns it into 503 naming the file (not the
+/// last good page), logged once; repaired, the page comes back.
+#[test]
+fn the_admin_listener_serves_the_map_live_and_says_when_its_data_breaks() {
+    let Some(data) = demo() else { return };
+    let bench = crate::common::Bench::new();
+    std::fs::create_dir(bench.path("carto")).unwrap();
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            std::fs::copy(&path, bench.path("carto").join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let admin = crate::common::free_port();
+    let config = format!(
+        "[gateway]\nwatch_interval = \"0s\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n\
+         [map]\ndata = \"carto\"\nlang = \"en\"\n\n\
+         [[route]]\nname = \"t\"\nlisten = \"127.0.0.1:0\"\nforward = \"127.0.0.1:9\"\n"
+    );
+    let check = bench.guichet(&[
+        "check",
+        "-c",
+        bench.write("guichet.toml", &config).to_str().unwrap(),
+    ]);
+    let report = show(&check);
+    assert!(check.status.success(), "{report}");
+    assert!(
+        report.contains("[map]: data ")
+            && report.contains("3 establishment(s), 75 declared flow(s)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("WARNING [map]: no [journal]: the map shows declared flows only"),
+        "{report}"
+    );
+
+    let gateway = bench.run("guichet.toml", &config);
+    crate::common::wait_http(admin, "/readyz", "ready", |code, _| code == 200);
+    let (code, page) = get(admin, "/map");
+    assert_eq!(code, 200, "{page}\n{}", gateway.log());
+    assert!(page.starts_with("<!DOCTYPE html>\n<html lang=\"en\">"));
+    assert!(page.contains("content=\"default-src 'none';"), "its policy");
+    for known in [
+        "\"nom\":\"CH Val-de-Lys\"",
+        "\"flows\":75,\"encryptedPct\":24.0",
+        "\"score\":79",
+    ] {
+        assert!(page.contains(known), "{known} not in the live page");
+    }
+
+    let flows = bench.path("carto/ch_val_de_lys.flux.json");
+    let good = std::fs::read(&flows).unwrap();
+    std::fs::write(&flows, "{\"flux\": [\n").unwrap();
+    let reason =
+        crate::common::wait_http(admin, "/map", "the broken file said", |code, _| code == 503);
+    assert!(
+        reason.starts_with("the map cannot be shown: ")
+            && reason.contains("ch_val_de_lys.flux.json:")
+            && reason.contains("not valid JSON"),
+        "{reason}"
+    );
+    assert!(!reason.contains("<html"), "{reason}");
+    for _ in 0..3 {
+        assert_eq!(get(admin, "/map").0, 503);
+    }
+    let warnings = gateway
+        .lines()
+        .iter()
+        .filter(|l| l.contains("/map cannot be rendered"))
+        .count();
+    assert_eq!(
+        warnings,
+        1,
+        "one warning per new reason:\n{}",
+        gateway.log()
+    );
+    let (_, status) = get(admin, "/status");
+    assert!(status.contains("<a href=/map>/map</a>"), "{status}");
+    let check = bench.guichet(&["check", "-c", bench.path("guichet.toml").to_str().unwrap()]);
+    let report = show(&check);
+    assert!(!check.status.success(), "{report}");
+    assert!(
+        report.contains("[map]: data: ")
+            && report.contains("ch_val_de_lys.flux.json:2:0: not valid JSON"),
+        "{report}"
+    );
+
+    std::fs::write(&flows, good).unwrap();
+    let again = crate::common::wait_http(admin, "/map", "the page again", |code, _| code == 200);
+    assert!(again.contains("\"flows\":75,"));
+    let (_, metrics) = get(admin, "/metrics");
+    for line in [
+        "guichet_map_renders_total{outcome=\"ok\"} 2",
+        "guichet_map_renders_total{outcome=\"data_error\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+    }
 }

@@ -435,10 +435,43 @@ fn folder_counts_files_by_how_they_ended() {
     );
 }
 
+/// `GET path` on the admin listener at `port`, with `token` as bearer
+/// token when given: the status code and the body.
+fn admin_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("admin listener");
+    stream.set_read_timeout(Some(FLUSHED)).unwrap();
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let code = head[9..12].parse().expect("a status code");
+    (code, body.to_string())
+}
+
+/// The page without the moment it was generated, which is all that may
+/// differ between two renderings of the same sources.
+fn without_generation_time(page: &str) -> String {
+    let start = page.find("\"generated\":\"").expect("the generation time") + 13;
+    let end = start + page[start..].find('"').expect("its end");
+    format!("{}{}", &page[..start], &page[end..])
+}
+
+/// The admin listener's bearer token.
+const TOKEN: &str = "5f0c2b8e9a41d7763e0c2b8e9a41d776";
+
 /// A real message crosses a gateway route between two applications the
 /// map declares no flow between: the map built from the journal shows the
 /// pair as a shadow flow, in `map kpis` and in the site's matrix read in
-/// headless Chromium, and the page holds no message content.
+/// headless Chromium, and the page holds no message content. The admin
+/// listener's `/map` (`[map]`, behind its token) serves the same page,
+/// live.
 #[test]
 fn the_map_shows_a_shadow_flow_once_a_message_crossed_an_undeclared_route() {
     let Some(demo) = guichet_testsupport::fixtures::lanscape_dir() else {
@@ -447,23 +480,37 @@ fn the_map_shows_a_shadow_flow_once_a_message_crossed_an_undeclared_route() {
     let demo = demo.display().to_string();
     let bench = bench();
     let (listen, listen_port) = bench.listen(&[]);
-    let gateway = bench.run(
-        "guichet.toml",
-        &config(
-            &bench,
-            &format!(
-                "[[route]]\nname = \"pharma\"\nkind = \"mllp\"\nlisten = \"127.0.0.1:0\"\n\
-                 listen_tls = \"gw\"\nallow = [\"eai\"]\nforward = \"127.0.0.1:{listen_port}\"\n"
-            ),
-        ),
-    );
-    send(&bench, gateway.route_port("pharma"), 2, true);
-    wait_for_count(&bench, &gateway, "pharma", 2);
     // The pharmacy (SIL) to the admissions (GAP): no flow declares it.
     bench.write(
         "mapping.toml",
         "[parties]\n\"LABO^CHU\" = \"SIL\"\n\"DPI^HOSP\" = \"GAP\"\n",
     );
+    let token = bench.write("admin.token", &format!("{TOKEN}\n"));
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let admin = crate::common::free_port();
+    let gateway = bench.run(
+        "guichet.toml",
+        &config(
+            &bench,
+            &format!(
+                "[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken_file = \"admin.token\"\n\n\
+                 [map]\ndata = \"{demo}\"\nmapping = \"mapping.toml\"\n\n\
+                 [[route]]\nname = \"pharma\"\nkind = \"mllp\"\nlisten = \"127.0.0.1:0\"\n\
+                 listen_tls = \"gw\"\nallow = [\"eai\"]\nforward = \"127.0.0.1:{listen_port}\"\n"
+            ),
+        ),
+    );
+    let port = gateway.route_port("pharma");
+    crate::common::wait_http(admin, "/readyz", "ready", |code, _| code == 200);
+    let (code, refused) = admin_get(admin, "/map", None);
+    assert_eq!(code, 401, "{refused}");
+    assert!(!refused.contains("<html"), "{refused}");
+    let (code, before) = admin_get(admin, "/map", Some(TOKEN));
+    assert_eq!(code, 200, "{before}\n{}", gateway.log());
+    assert!(before.contains("\"observed\":[]"), "nothing observed yet");
+
+    send(&bench, port, 2, true);
+    wait_for_count(&bench, &gateway, "pharma", 2);
     let source = ["--journal", "journal.db", "--mapping", "mapping.toml"];
     let mut args = vec!["map", "kpis", demo.as_str(), "--format", "json"];
     args.extend_from_slice(&source);
@@ -481,6 +528,39 @@ fn the_map_shows_a_shadow_flow_once_a_message_crossed_an_undeclared_route() {
     bench.ok(&args);
     let page = std::fs::read(bench.path("site/index.html")).unwrap();
     assert_no_content("the site", &page);
+    let built = without_generation_time(&String::from_utf8_lossy(&page));
+
+    // Live: the same page once the cached one is renewed (every 5s).
+    let deadline = Instant::now() + FLUSHED;
+    let live = loop {
+        let (code, live) = admin_get(admin, "/map", Some(TOKEN));
+        assert_eq!(code, 200, "{live}");
+        if without_generation_time(&live) == built {
+            break live;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/map never became the page `map build --journal` writes\n{}",
+            gateway.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(live.contains("\"route\":\"pharma\""));
+    assert_no_content("the live map", live.as_bytes());
+    let (_, status) = admin_get(admin, "/status", Some(TOKEN));
+    assert!(status.contains("<a href=/map>/map</a>"), "{status}");
+    let (_, metrics) = admin_get(admin, "/metrics", Some(TOKEN));
+    let renders: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("guichet_map_renders_total{outcome=\"ok\"} "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no renders counted:\n{metrics}"));
+    assert!(
+        renders >= 2,
+        "rendered at the first request and once the flows came: {renders}"
+    );
+    assert!(!metrics.contains("outcome=\"data_error\""), "{metrics}");
+
     let Some(browser) = crate::common::browser::Browser::new(bench.dir.path()) else {
         return;
     };

@@ -10,7 +10,7 @@ use guichet_tls::{Material, Role};
 
 use crate::certs::unix_now;
 pub use crate::certs::EXPIRY_WARNING_DAYS;
-use crate::config::{Config, ConfigError, FolderSpec, ProfileName, RouteSpec, TlsProfile};
+use crate::config::{Config, ConfigError, FolderSpec, MapSpec, ProfileName, RouteSpec, TlsProfile};
 use crate::state::build_states;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -34,7 +34,8 @@ pub struct Report {
 }
 
 impl Report {
-    fn push(&mut self, level: Level, subject: impl Into<String>, message: impl Into<String>) {
+    /// Adds a finding (the binary adds what only it can check).
+    pub fn push(&mut self, level: Level, subject: impl Into<String>, message: impl Into<String>) {
         self.findings.push(Finding {
             level,
             subject: subject.into(),
@@ -111,6 +112,9 @@ pub fn check(path: &Path) -> Result<Report, ConfigError> {
     }
     if let Some(admin) = &config.admin {
         check_admin(admin, &mut report);
+    }
+    if let Some(map) = &config.map {
+        check_map(&config, map, &mut report);
     }
     check_apps_used(&config, &mut report);
     Ok(report)
@@ -300,6 +304,46 @@ fn check_admin(spec: &crate::config::AdminSpec, report: &mut Report) {
             Level::Ok,
             subject,
             "the token crosses loopback in clear: fine on this host, add tls before moving it off loopback",
+        );
+    }
+}
+
+/// What can be known of `[map]` without rendering it: the data folder
+/// and the mapping file can be read, and observed flows will reach the
+/// page. (`guichet check` in the binary reads them in depth.)
+fn check_map(config: &Config, spec: &MapSpec, report: &mut Report) {
+    let subject = "[map]";
+    match std::fs::read_dir(&spec.data) {
+        Ok(_) => report.push(
+            Level::Ok,
+            subject,
+            format!("data {}: served live at /map", spec.data.display()),
+        ),
+        Err(e) => report.push(
+            Level::Error,
+            subject,
+            format!("data {}: cannot read the folder: {e}", spec.data.display()),
+        ),
+    }
+    if let Some(mapping) = &spec.mapping {
+        if let Err(e) = std::fs::read_to_string(mapping) {
+            report.push(
+                Level::Error,
+                subject,
+                format!("mapping {}: cannot read it: {e}", mapping.display()),
+            );
+        }
+    }
+    let unobserved = match (&config.journal, config.observe) {
+        (None, _) => Some("no [journal]"),
+        (Some(_), None) => Some("[observe] enabled = false"),
+        (Some(_), Some(_)) => None,
+    };
+    if let Some(why) = unobserved {
+        report.push(
+            Level::Warning,
+            subject,
+            format!("{why}: the map shows declared flows only, none observed"),
         );
     }
 }
@@ -972,5 +1016,77 @@ fn check_budgets(route: &RouteSpec, report: &mut Report) {
                 l.handshake_timeout, LONG_HANDSHAKE
             ),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `[map]` findings of `check` on a config written in `dir`.
+    fn map_findings(dir: &Path, head: &str) -> Vec<(Level, String)> {
+        let path = dir.join("guichet.toml");
+        let text = format!(
+            "{head}\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[route]]\nname = \"t\"\n\
+             listen = \"127.0.0.1:0\"\nforward = \"127.0.0.1:9\"\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        let report = check(&path).unwrap();
+        report
+            .findings
+            .into_iter()
+            .filter(|f| f.subject == "[map]")
+            .map(|f| (f.level, f.message))
+            .collect()
+    }
+
+    #[test]
+    fn map_without_its_folder_or_mapping_is_an_error_without_a_journal_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = map_findings(
+            dir.path(),
+            "[map]\ndata = \"carto\"\nmapping = \"mapping.toml\"\n",
+        );
+        let data = dir.path().join("carto").display().to_string();
+        let mapping = dir.path().join("mapping.toml").display().to_string();
+        assert_eq!(missing.len(), 3, "{missing:?}");
+        assert_eq!(missing[0].0, Level::Error);
+        assert!(
+            missing[0]
+                .1
+                .starts_with(&format!("data {data}: cannot read the folder")),
+            "{missing:?}"
+        );
+        assert_eq!(missing[1].0, Level::Error);
+        assert!(
+            missing[1]
+                .1
+                .starts_with(&format!("mapping {mapping}: cannot read it")),
+            "{missing:?}"
+        );
+        assert_eq!(
+            missing[2],
+            (
+                Level::Warning,
+                "no [journal]: the map shows declared flows only, none observed".into()
+            )
+        );
+
+        std::fs::create_dir(dir.path().join("carto")).unwrap();
+        std::fs::write(dir.path().join("mapping.toml"), "[parties]\n").unwrap();
+        let fine = map_findings(
+            dir.path(),
+            "[journal]\nstore = \"journal.db\"\n\n[map]\ndata = \"carto\"\nmapping = \"mapping.toml\"\n",
+        );
+        assert_eq!(
+            fine,
+            [(Level::Ok, format!("data {data}: served live at /map"))]
+        );
+        let unobserved = map_findings(
+            dir.path(),
+            "[journal]\nstore = \"journal.db\"\n\n[observe]\nenabled = false\n\n[map]\ndata = \"carto\"\n",
+        );
+        assert_eq!(unobserved[1].0, Level::Warning, "{unobserved:?}");
+        assert!(unobserved[1].1.starts_with("[observe] enabled = false"));
     }
 }

@@ -121,7 +121,7 @@ impl Gateway {
                 routes,
                 http: http_runtimes,
                 journal: config.journal.clone(),
-                admin: format!("{:?}", config.admin),
+                admin: crate::reload::admin_sections(&config),
                 folders: format!("{:?}", config.folders),
                 metrics,
                 files: Mutex::new(config.watched_files()),
@@ -160,6 +160,12 @@ impl Gateway {
     /// refusals, certificates, readiness.
     pub fn status(&self) -> Arc<StatusBoard> {
         self.shared.status.clone()
+    }
+
+    /// The journal, when the config has a `[journal]`: the admin
+    /// listener's live map reads its observed flows.
+    pub fn journal(&self) -> Option<Journal> {
+        self.journal.as_ref().map(|(journal, _)| journal.clone())
     }
 
     pub fn reloader(&self) -> Reloader {

@@ -189,6 +189,14 @@ pub struct AdminRefusalLabels {
     pub reason: &'static str,
 }
 
+/// How a rendering of the live map (`/map`) ended: `ok`, `data_error`
+/// (the data folder or the mapping file cannot be read or is invalid),
+/// `journal_error` (the observed flows cannot be read).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MapRenderLabels {
+    pub outcome: &'static str,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpRuleLabels {
     pub route: String,
@@ -269,6 +277,9 @@ pub struct Metrics {
     /// Delivery attempts of folder routes that failed and will be retried.
     pub folder_retries: Family<RouteLabel, Counter>,
     pub admin_refusals: Family<AdminRefusalLabels, Counter>,
+    /// Renderings of the live map, by outcome (unchanged sources are not
+    /// rendered again, so not counted).
+    pub map_renders: Family<MapRenderLabels, Counter>,
     /// OCSP checks of peers and stapling (see [`crate::ocsp`]).
     pub ocsp: crate::ocsp::OcspMetrics,
     /// Seconds until each CRL in force passes its nextUpdate (negative
@@ -317,6 +328,7 @@ impl Default for Metrics {
             folder_violations: Family::default(),
             folder_retries: Family::default(),
             admin_refusals: Family::default(),
+            map_renders: Family::default(),
             ocsp: crate::ocsp::OcspMetrics::default(),
             crl_next_update: Family::default(),
             crl_fetch_failures: Family::default(),
@@ -495,6 +507,11 @@ impl Metrics {
             "admin_refusals",
             "Connections and requests the admin listener refused, per reason",
             self.admin_refusals.clone(),
+        );
+        r.register(
+            "map_renders",
+            "Renderings of the live map at /map, per outcome (ok, data_error, journal_error)",
+            self.map_renders.clone(),
         );
     }
 

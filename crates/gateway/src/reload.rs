@@ -24,9 +24,9 @@ pub(crate) struct Shared {
     pub(crate) http: Vec<Arc<HttpRuntime>>,
     /// The `[journal]` in force: it changes only at restart.
     pub(crate) journal: Option<JournalSpec>,
-    /// The `[admin]` section in force, as text: it changes only at
-    /// restart (its certificate and token files are re-read by the admin
-    /// server itself).
+    /// The `[admin]` and `[map]` sections in force, as text: they change
+    /// only at restart (the admin server itself re-reads its certificate
+    /// and token files, and the map its data).
     pub(crate) admin: String,
     /// The folder routes as started, to warn that changes wait for a
     /// restart.
@@ -99,6 +99,11 @@ impl Reloader {
     }
 }
 
+/// The sections the admin listener starts with, as text to compare.
+pub(crate) fn admin_sections(config: &Config) -> String {
+    format!("{:?} {:?}", config.admin, config.map)
+}
+
 impl Shared {
     fn reload(&self) -> Result<(), ReloadError> {
         let config = Config::load(&self.config_path).map_err(|e| ReloadError(e.to_string()))?;
@@ -113,8 +118,8 @@ impl Shared {
             .map_err(|e| ReloadError(e.to_string()))?;
         staplers.iter().for_each(guichet_tls::Stapler::spawn);
         self.swap_states(states);
-        if format!("{:?}", config.admin) != self.admin {
-            warn!("[admin] changed: it applies at the next restart; the admin listener keeps its settings");
+        if admin_sections(&config) != self.admin {
+            warn!("[admin] or [map] changed: it applies at the next restart; the admin listener keeps its settings");
         }
         if format!("{:?}", config.folders) != self.folders {
             warn!("a folder route changed: folder routes apply their settings at the next restart");

@@ -1,5 +1,5 @@
-//! The admin server: `/metrics`, `/healthz`, `/readyz`, `/status` and
-//! `/api/status`.
+//! The admin server: `/metrics`, `/healthz`, `/readyz`, `/status`,
+//! `/api/status`, and `/map` when `[map]` is configured.
 //!
 //! It runs on a thread and a single-threaded runtime of its own, so it
 //! answers while the data plane is saturated (linkerd's admin thread).
@@ -10,6 +10,7 @@
 //! over TLS unless `insecure = true` says otherwise.
 
 mod auth;
+mod map;
 mod page;
 
 use std::convert::Infallible;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use guichet_journal::Journal;
 use guichet_tls::Refusal;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -32,6 +34,8 @@ use tracing::{info, warn};
 
 pub use auth::{read_token, MIN_TOKEN_BYTES};
 use auth::{AdminTls, Denied, TokenFile};
+use map::{LiveMap, MapAnswer};
+pub use map::{MapSite, REFRESH as MAP_REFRESH};
 
 use crate::config::Config;
 use crate::metrics::AdminRefusalLabels;
@@ -84,6 +88,14 @@ struct Shared {
     status: Arc<StatusBoard>,
     token: Option<TokenFile>,
     refusals_log: LogThrottle,
+    /// `/map`, when `[map]` is configured.
+    map: Option<LiveMap>,
+}
+
+/// What one request gets: an answer now, or the live map's page.
+enum Answer {
+    Now(Response<Full<Bytes>>),
+    Map,
 }
 
 impl AdminServer {
@@ -91,7 +103,7 @@ impl AdminServer {
     /// loopback configured so). Binds `addr` now (so a busy port is
     /// reported at start-up) and serves on a thread of its own.
     pub fn start(addr: SocketAddr, status: Arc<StatusBoard>) -> Result<AdminServer, AdminError> {
-        Self::launch(bind(addr)?, Protection::default(), status)
+        Self::launch(bind(addr)?, Protection::default(), status, None)
     }
 
     /// The admin listener of `config`, if it has one, bound and protected
@@ -128,6 +140,7 @@ impl AdminServer {
         Ok(Some(AdminListener {
             listener,
             protection,
+            map: None,
         }))
     }
 
@@ -135,6 +148,7 @@ impl AdminServer {
         listener: std::net::TcpListener,
         protection: Protection,
         status: Arc<StatusBoard>,
+        map: Option<LiveMap>,
     ) -> Result<AdminServer, AdminError> {
         let addr = listener.local_addr().map_err(|error| AdminError::Bind {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -153,16 +167,22 @@ impl AdminServer {
             "no token"
         };
         let Protection { tls, token: file } = protection;
+        let paths = if map.is_some() {
+            "/metrics /healthz /readyz /status /api/status /map"
+        } else {
+            "/metrics /healthz /readyz /status /api/status"
+        };
         let shared = Arc::new(Shared {
             status,
             token: file,
             refusals_log: LogThrottle::default(),
+            map,
         });
         let thread = std::thread::Builder::new()
             .name("guichet-admin".into())
             .spawn(move || serve_on_own_runtime(listener, tls, shared, stop))
             .map_err(AdminError::Thread)?;
-        info!(%addr, scheme, token, "admin server listening: /metrics /healthz /readyz /status /api/status");
+        info!(%addr, scheme, token, "admin server listening: {paths}");
         Ok(AdminServer {
             addr,
             shutdown,
@@ -179,12 +199,20 @@ impl AdminServer {
 pub struct AdminListener {
     listener: std::net::TcpListener,
     protection: Protection,
+    map: Option<LiveMap>,
 }
 
 impl AdminListener {
+    /// Serves the map `site` renders at `/map`, behind the same
+    /// protection as `/status`, with the observed flows of `journal`.
+    pub fn serve_map(mut self, site: Arc<dyn MapSite>, journal: Option<Journal>) -> Self {
+        self.map = Some(LiveMap::new(site, journal));
+        self
+    }
+
     /// Serves on a thread of its own from now on.
     pub fn start(self, status: Arc<StatusBoard>) -> Result<AdminServer, AdminError> {
-        AdminServer::launch(self.listener, self.protection, status)
+        AdminServer::launch(self.listener, self.protection, status, self.map)
     }
 }
 
@@ -259,7 +287,14 @@ where
 {
     let service = hyper::service::service_fn(move |req| {
         let shared = shared.clone();
-        async move { Ok::<_, Infallible>(shared.answer(&req, remote)) }
+        // Decided before the request is dropped: only the map waits.
+        let answer = shared.answer(&req, remote);
+        async move {
+            Ok::<_, Infallible>(match answer {
+                Answer::Now(response) => response,
+                Answer::Map => shared.map_page().await,
+            })
+        }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -271,7 +306,7 @@ where
 impl Shared {
     /// The answer to one request: refused without the token where one is
     /// required, served otherwise.
-    fn answer(&self, req: &Request<Incoming>, remote: SocketAddr) -> Response<Full<Bytes>> {
+    fn answer(&self, req: &Request<Incoming>, remote: SocketAddr) -> Answer {
         let path = req.uri().path();
         if let Some(token) = &self.token {
             if !OPEN_PATHS.contains(&path) {
@@ -280,11 +315,29 @@ impl Shared {
                     if let Some(suppressed) = self.refusals_log.allow() {
                         warn!(%remote, path, reason = denied.as_str(), suppressed, "admin request refused");
                     }
-                    return unauthorized(denied);
+                    return Answer::Now(unauthorized(denied));
                 }
             }
         }
-        route(req, &self.status)
+        let read = req.method() == Method::GET || req.method() == Method::HEAD;
+        if read && path == "/map" && self.map.is_some() {
+            return Answer::Map;
+        }
+        Answer::Now(route(req, &self.status, self.map.is_some()))
+    }
+
+    /// `/map`: the page, or 503 with the reason it cannot be rendered.
+    async fn map_page(&self) -> Response<Full<Bytes>> {
+        let Some(map) = &self.map else {
+            return text(StatusCode::NOT_FOUND, "no [map] configured\n");
+        };
+        match map.answer(self.status.metrics()).await {
+            MapAnswer::Page(page) => respond(StatusCode::OK, "text/html; charset=utf-8", page),
+            MapAnswer::Unavailable(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("the map cannot be shown: {why}\n"),
+            ),
+        }
     }
 
     /// A TLS handshake on the admin listener failed: counted by reason,
@@ -333,7 +386,7 @@ fn unauthorized(denied: Denied) -> Response<Full<Bytes>> {
     response
 }
 
-fn route(req: &Request<Incoming>, status: &StatusBoard) -> Response<Full<Bytes>> {
+fn route(req: &Request<Incoming>, status: &StatusBoard, map: bool) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
     }
@@ -345,7 +398,7 @@ fn route(req: &Request<Incoming>, status: &StatusBoard) -> Response<Full<Bytes>>
         "/status" => respond(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            page::render(&status.snapshot()),
+            page::render(&status.snapshot(), map),
         ),
         "/api/status" => match serde_json::to_string_pretty(&status.snapshot()) {
             Ok(json) => respond(StatusCode::OK, "application/json", json),
@@ -384,8 +437,12 @@ fn text(code: StatusCode, body: &str) -> Response<Full<Bytes>> {
     respond(code, "text/plain; charset=utf-8", body.to_string())
 }
 
-fn respond(code: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+fn respond(
+    code: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = code;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));

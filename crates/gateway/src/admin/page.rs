@@ -16,7 +16,8 @@ code{font:12px ui-monospace,monospace}.empty{color:#5a6172;font-style:italic;pad
 .mode{display:inline-block;padding:0 .4rem;border-radius:.3rem;background:#e8eefc;font-size:12px}
 .mode.plain{background:#fdecea}";
 
-pub fn render(s: &Snapshot) -> String {
+/// The page; `map`: a link to the live map (`[map]` is configured).
+pub fn render(s: &Snapshot, map: bool) -> String {
     let mut h = String::with_capacity(16 * 1024);
     let _ = write!(
         h,
@@ -35,7 +36,12 @@ pub fn render(s: &Snapshot) -> String {
     certificates(&mut h, s);
     refusals(&mut h, s);
     messages(&mut h, s);
-    let _ = write!(h, "<p class=meta>as of {} · JSON at <a href=/api/status>/api/status</a> · <a href=/metrics>/metrics</a></p></body></html>", e(&s.now));
+    let map = if map {
+        " · the map of the information system at <a href=/map>/map</a>"
+    } else {
+        ""
+    };
+    let _ = write!(h, "<p class=meta>as of {} · JSON at <a href=/api/status>/api/status</a> · <a href=/metrics>/metrics</a>{map}</p></body></html>", e(&s.now));
     h
 }
 

@@ -31,12 +31,14 @@ pub use http::{
 };
 pub use types::{
     AdminSpec, AuthSpec, CrlFetch, Delivery, ForwardPolicy, ForwardTls, JournalSpec, Limits,
-    ListenTls, MllpSettings, NonHl7Policy, NotHostPort, ProfileName, RevocationSource, RouteKind,
-    RouteName, RouteSpec, Target, TlsProfile,
+    ListenTls, MapLang, MapSpec, MllpSettings, NonHl7Policy, NotHostPort, ProfileName,
+    RevocationSource, RouteKind, RouteName, RouteSpec, Target, TlsProfile,
 };
 pub use validation::{Convert, Validation, BED_AVAILABILITY};
 
-use raw::{RawAdmin, RawApp, RawConfig, RawJournal, RawLimits, RawObserve, RawProfile, RawRoute};
+use raw::{
+    RawAdmin, RawApp, RawConfig, RawJournal, RawLimits, RawMap, RawObserve, RawProfile, RawRoute,
+};
 
 /// A whole, checked configuration.
 #[derive(Debug, Clone)]
@@ -63,6 +65,8 @@ pub struct Config {
     /// How often observed flows are added to the journal; `None`: flows
     /// are not observed (no journal, or `[observe] enabled = false`).
     pub observe: Option<Duration>,
+    /// The map served live at the admin listener's `/map`.
+    pub map: Option<MapSpec>,
 }
 
 /// Default `[observe] flush`: a few seconds of figures at risk in a
@@ -166,9 +170,15 @@ impl Builder {
             }
         }
         let observe = observe(raw.observe.as_ref(), journal.is_some())?;
+        let map = raw
+            .map
+            .as_ref()
+            .map(|m| self.map(m, raw.admin.is_some()))
+            .transpose()?;
         Ok(Config {
             journal,
             observe,
+            map,
             source: self.source.clone(),
             drain_timeout: duration(
                 raw.gateway.drain_timeout.as_deref(),
@@ -304,6 +314,43 @@ impl Builder {
             tls,
             token_file,
             insecure: raw.insecure.unwrap_or(false),
+        })
+    }
+
+    /// `[map]`: served by the admin listener, so without one it is a
+    /// mistake to say.
+    fn map(&self, raw: &RawMap, admin: bool) -> Result<MapSpec, SettingError> {
+        if !admin {
+            return Err(SettingError::conflict(
+                "the map is served by the admin listener at /map: add an [admin] section (e.g. listen = \"127.0.0.1:9010\"), or build it with `guichet map build`",
+            )
+            .within("[map]"));
+        }
+        let path = |value: &str, field: &str| {
+            if value.trim().is_empty() {
+                Err(SettingError::field(field, "give a path"))
+            } else {
+                Ok(self.path(value))
+            }
+        };
+        let lang = match raw.lang.as_deref() {
+            None | Some("fr") => MapLang::Fr,
+            Some("en") => MapLang::En,
+            Some(other) => {
+                return Err(SettingError::field(
+                    "[map] lang",
+                    format!("{other:?}: \"fr\" or \"en\""),
+                ))
+            }
+        };
+        Ok(MapSpec {
+            data: path(&raw.data, "[map] data")?,
+            mapping: raw
+                .mapping
+                .as_deref()
+                .map(|m| path(m, "[map] mapping"))
+                .transpose()?,
+            lang,
         })
     }
 

@@ -23,6 +23,20 @@ pub struct RawConfig {
     pub route: Vec<RawRoute>,
     pub journal: Option<RawJournal>,
     pub observe: Option<RawObserve>,
+    pub map: Option<RawMap>,
+}
+
+/// `[map]`: the map of the information system, served live by the
+/// admin listener at `/map`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMap {
+    /// it-lanscape's data folder.
+    pub data: String,
+    /// The mapping file of observed parties to trigrammes.
+    pub mapping: Option<String>,
+    /// `fr` (default) or `en`: the language the page opens in.
+    pub lang: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

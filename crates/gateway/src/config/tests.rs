@@ -667,3 +667,44 @@ fn flows_are_observed_wherever_a_journal_is_unless_turned_off() {
     let typo = observed(&format!("{journal}[observe]\nflsh = \"2s\"\n")).unwrap_err();
     assert!(typo.contains("flsh"), "{typo}");
 }
+
+#[test]
+fn map_is_served_by_the_admin_listener_with_paths_beside_the_file() {
+    let route = "[[route]]\nname = \"t\"\nlisten = \"127.0.0.1:0\"\nforward = \"127.0.0.1:9\"\n";
+    let admin = "[admin]\nlisten = \"127.0.0.1:0\"\n";
+    let map = |head: &str| parse(&format!("{head}\n{route}")).map(|c| c.map);
+    let spec = map(&format!(
+        "{admin}[map]\ndata = \"carto/data\"\nmapping = \"/srv/mapping.toml\"\nlang = \"en\"\n"
+    ))
+    .unwrap()
+    .unwrap();
+    assert_eq!(spec.data, Path::new("/etc/guichet/carto/data"));
+    assert_eq!(
+        spec.mapping.as_deref(),
+        Some(Path::new("/srv/mapping.toml"))
+    );
+    assert_eq!(spec.lang, MapLang::En);
+    let plain = map(&format!("{admin}[map]\ndata = \"d\"\n"))
+        .unwrap()
+        .unwrap();
+    assert_eq!((plain.lang, plain.mapping), (MapLang::Fr, None));
+    assert_eq!(map(admin), Ok(None));
+
+    let alone = map("[map]\ndata = \"d\"\n").unwrap_err();
+    assert!(
+        alone.contains("[map]") && alone.contains("add an [admin] section"),
+        "{alone}"
+    );
+    let without_data = map(&format!("{admin}[map]\nlang = \"fr\"\n")).unwrap_err();
+    assert!(
+        without_data.contains("missing field `data`"),
+        "{without_data}"
+    );
+    let unknown = map(&format!("{admin}[map]\ndata = \"d\"\nrefresh = \"5s\"\n")).unwrap_err();
+    assert!(unknown.contains("unknown field `refresh`"), "{unknown}");
+    let lang = map(&format!("{admin}[map]\ndata = \"d\"\nlang = \"de\"\n")).unwrap_err();
+    assert!(
+        lang.contains("[map] lang") && lang.contains("\"de\""),
+        "{lang}"
+    );
+}

@@ -329,6 +329,28 @@ pub struct ListenTls {
     pub auth: AuthSpec,
 }
 
+/// `[map]`: the admin listener serves the map of the information system
+/// at `/map`, built from it-lanscape's data folder and the flows the
+/// journal observed. Read by whoever renders it (the `guichet` binary):
+/// the gateway only names the files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapSpec {
+    /// it-lanscape's data folder.
+    pub data: PathBuf,
+    /// Observed parties to trigrammes (`guichet map ... --mapping`).
+    pub mapping: Option<PathBuf>,
+    /// The language the page opens in.
+    pub lang: MapLang,
+}
+
+/// The language the map's page opens in (the other is a click away).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MapLang {
+    #[default]
+    Fr,
+    En,
+}
+
 /// The admin listener (metrics, health, status page) and its protection.
 ///
 /// `/status` and `/api/status` show partners' certificate subjects,
