@@ -560,8 +560,8 @@ pub enum CodingArg {
 #[derive(Args, Debug)]
 pub struct JournalArgs {
     /// The gateway's configuration file: its [journal] section says where the journal is
-    /// (needed by every command but keygen).
-    #[arg(short, long, value_name = "FILE")]
+    /// (needed by every command but keygen; before or after the command).
+    #[arg(short, long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: JournalCommand,
