@@ -6,11 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// guichet: one gateway for the data flows of a hospital information system.
-///
-/// It wraps plain TCP links (HL7 v2 over MLLP, DICOM, ...) in mutual TLS
-/// without changing either application, admits only the partner
-/// applications listed by certificate, and reloads certificates live.
 #[derive(Parser, Debug)]
+#[command(long_about = LONG_ABOUT)]
 #[command(name = "guichet", version, propagate_version = true)]
 #[command(
     after_help = "Start with `guichet pki init`, `guichet pki issue`, write a guichet.toml \
@@ -24,6 +21,24 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// What `guichet --help` says first: every capability, and its commands.
+const LONG_ABOUT: &str = "\
+guichet: one gateway for the data flows of a hospital information system.
+
+  - Tunnels: plain TCP links (HL7 v2 over MLLP, DICOM, ...) in mutual TLS without
+    changing either application, admitting only the partner applications listed
+    by certificate, certificates reloaded live (run, check, pki, apps).
+  - HL7 events: on mllp routes, each message's type, control id and ACK, never its
+    content (status page, metrics; simulators: send, listen).
+  - Store-and-forward journal: messages stored before they are acknowledged, then
+    delivered in order with retries (journal).
+  - The HTTPS gateway, the \"guichet unique\": partner applications reach regional
+    services such as the ROR by certificate, rule by rule (http routes of run).
+  - Bed-availability validation and a ROR simulator (validate, convert, sim ror).
+  - Test books, replayed against one engine or compared between two (test).
+  - The map of the information system, declared and observed (map).
+  - The whole EAI <-> DPI scenario on this machine (demo).";
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
 pub enum LogFormat {

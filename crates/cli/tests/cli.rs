@@ -698,3 +698,36 @@ fn journal_takes_c_after_its_command_and_never_creates_a_database_to_read_it() {
     let listed = bench.ok(&["journal", "list", "--json", "-c", "guichet.toml"]);
     assert_eq!(listed, "");
 }
+
+/// `guichet --help` names every capability, and each option of every
+/// command has its own help (see the unit test in src/cli.rs).
+#[test]
+fn top_level_help_names_every_capability() {
+    let out = Command::new(crate::common::guichet_bin())
+        .arg("--help")
+        .output()
+        .expect("guichet --help");
+    assert!(out.status.success(), "{}", show(&out));
+    let help = stdout(&out);
+    for capability in [
+        "Tunnels",
+        "HL7 events",
+        "Store-and-forward journal",
+        "HTTPS gateway, the \"guichet unique\"",
+        "Bed-availability validation and a ROR simulator",
+        "Test books",
+        "The map of the information system",
+    ] {
+        assert!(help.contains(capability), "{capability:?} missing:\n{help}");
+    }
+    for command in [
+        "run", "check", "pki", "apps", "send", "listen", "journal", "demo", "validate", "sim",
+        "test", "map",
+    ] {
+        assert!(
+            help.lines()
+                .any(|l| l.starts_with(&format!("  {command} "))),
+            "{command} missing:\n{help}"
+        );
+    }
+}
