@@ -13,7 +13,7 @@ h1{font-size:1.4rem;margin:0 0 .2rem}h2{font-size:1.1rem;margin:1.6rem 0 .5rem}
 .scroll{overflow-x:auto;-webkit-overflow-scrolling:touch;box-shadow:0 1px 2px #0001}
 table{border-collapse:collapse;width:100%;background:#fff}
 th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #e4e6eb;vertical-align:top;word-break:normal;overflow-wrap:normal}
-th{background:#eef0f4;font-weight:600;white-space:nowrap}.t,.n,code{white-space:nowrap}.n{text-align:right}
+th{background:#eef0f4;font-weight:600;white-space:nowrap}.t,.n,.id,code,td:first-child{white-space:nowrap}.n{text-align:right}
 tr.warn td{background:#fff4e5}tr.err td{background:#fdecea}h3{font-size:1rem;margin:1rem 0 .4rem}
 code{font:12px ui-monospace,monospace}.empty{color:#5a6172;font-style:italic;padding:.5rem}
 .mode{display:inline-block;padding:0 .4rem;border-radius:.3rem;background:#e8eefc;font-size:12px}
@@ -198,7 +198,7 @@ fn refusals(h: &mut String, s: &Snapshot) {
         };
         let _ = write!(
             h,
-            "<tr class=err><td class=t>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td><b>{}</b><br>{}</td><td>{cert}</td></tr>",
+            "<tr class=err><td class=t>{}</td><td class=id>{}</td><td>{}</td><td><code>{}</code></td><td><b>{}</b><br>{}</td><td>{cert}</td></tr>",
             when(&r.at),
             e(&r.route),
             r.side,
@@ -230,7 +230,7 @@ fn messages(h: &mut String, s: &Snapshot) {
         };
         let _ = write!(
             h,
-            "<tr class='{class}'><td class=t>{}</td><td>{}</td><td>{from}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            "<tr class='{class}'><td class=t>{}</td><td class=id>{}</td><td>{from}</td><td class=id>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
             when(&m.at),
             e(&m.route),
             e(&m.message_type),
@@ -324,7 +324,7 @@ fn http_refusals(h: &mut String, http: &HttpRouteStatus) {
             .unwrap_or_default();
         let _ = write!(
             h,
-            "<tr class=err><td>{}</td><td>{}</td><td>{path}</td><td>{who}</td><td><b>{}</b>{status}{words}</td></tr>",
+            "<tr class=err><td>{}</td><td class=id>{}</td><td>{path}</td><td>{who}</td><td><b>{}</b>{status}{words}</td></tr>",
             when(&r.at),
             e(r.rule.as_deref().unwrap_or("—")),
             e(r.reason),
