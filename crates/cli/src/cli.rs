@@ -6,11 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// guichet: one gateway for the data flows of a hospital information system.
-///
-/// It wraps plain TCP links (HL7 v2 over MLLP, DICOM, ...) in mutual TLS
-/// without changing either application, admits only the partner
-/// applications listed by certificate, and reloads certificates live.
 #[derive(Parser, Debug)]
+#[command(long_about = LONG_ABOUT)]
 #[command(name = "guichet", version, propagate_version = true)]
 #[command(
     after_help = "Start with `guichet pki init`, `guichet pki issue`, write a guichet.toml \
@@ -24,6 +21,24 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// What `guichet --help` says first: every capability, and its commands.
+const LONG_ABOUT: &str = "\
+guichet: one gateway for the data flows of a hospital information system.
+
+  - Tunnels: plain TCP links (HL7 v2 over MLLP, DICOM, ...) in mutual TLS without
+    changing either application, admitting only the partner applications listed
+    by certificate, certificates reloaded live (run, check, pki, apps).
+  - HL7 events: on mllp routes, each message's type, control id and ACK, never its
+    content (status page, metrics; simulators: send, listen).
+  - Store-and-forward journal: messages stored before they are acknowledged, then
+    delivered in order with retries (journal).
+  - The HTTPS gateway, the \"guichet unique\": partner applications reach regional
+    services such as the ROR by certificate, rule by rule (http routes of run).
+  - Bed-availability validation and a ROR simulator (validate, convert, sim ror).
+  - Test books, replayed against one engine or compared between two (test).
+  - The map of the information system, declared and observed (map).
+  - The whole EAI <-> DPI scenario on this machine (demo).";
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
 pub enum LogFormat {
@@ -130,6 +145,8 @@ pub struct MapImportFlowsArgs {
     /// The workbook's sheet (default: the first whose name holds "flux", else the first).
     #[arg(long = "sheet", value_name = "NAME")]
     pub sheet_name: Option<String>,
+    /// replace: the sheet's flows replace the file's; merge: same id (or same ends,
+    /// protocol and type) updated, others added.
     #[arg(long, value_enum, default_value_t = ImportMode::Replace)]
     pub mode: ImportMode,
     /// Print what would be written; change nothing.
@@ -166,6 +183,8 @@ pub struct MapExportArgs {
     /// it-lanscape's data folder.
     #[arg(value_name = "DATA")]
     pub data: PathBuf,
+    /// csv: the flow matrix; drawio: the business map; mermaid: the flows as a
+    /// flowchart; json: the whole model with its indicators.
     #[arg(long, value_enum)]
     pub format: ExportFormat,
     /// Flows the gateway observed (its journal): the matrix's observed and shadow cells.
@@ -352,6 +371,7 @@ pub struct BookTlsArgs {
     /// The client certificate presented to those targets (mutual TLS).
     #[arg(long, value_name = "CERT.pem", requires = "key")]
     pub cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
     #[arg(long, value_name = "KEY.pem", requires = "cert")]
     pub key: Option<PathBuf>,
 }
@@ -560,8 +580,8 @@ pub enum CodingArg {
 #[derive(Args, Debug)]
 pub struct JournalArgs {
     /// The gateway's configuration file: its [journal] section says where the journal is
-    /// (needed by every command but keygen).
-    #[arg(short, long, value_name = "FILE")]
+    /// (needed by every command but keygen; before or after the command).
+    #[arg(short, long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: JournalCommand,
@@ -573,6 +593,7 @@ pub enum JournalCommand {
     List(JournalListArgs),
     /// One message's metadata; --body also prints the message itself (patient data: audited).
     Show {
+        /// The message's id (first column of `journal list`).
         id: i64,
         /// Print the stored message too. The access is recorded in the journal and logged.
         #[arg(long)]
@@ -591,6 +612,7 @@ pub enum JournalCommand {
     },
     /// Queue depth, oldest message waiting and dead messages, per route (routes with nothing owed are not listed).
     Stats {
+        /// One JSON object per route and line.
         #[arg(long)]
         json: bool,
     },
@@ -604,6 +626,7 @@ pub enum JournalCommand {
 
 #[derive(Args, Debug)]
 pub struct JournalListArgs {
+    /// Only this route's messages.
     #[arg(long)]
     pub route: Option<String>,
     /// queued, in_flight, failed, delivered or dead.
@@ -618,6 +641,7 @@ pub struct JournalListArgs {
     /// MSH-10.
     #[arg(long, value_name = "MSH-10")]
     pub control_id: Option<String>,
+    /// At most this many, the newest.
     #[arg(long, default_value_t = 100)]
     pub limit: usize,
     /// One JSON object per line.
@@ -633,6 +657,7 @@ pub struct JournalReplayArgs {
     /// Every dead message of this route (add --failed for those waiting for a retry too).
     #[arg(long)]
     pub route: Option<String>,
+    /// Also the route's failed messages, waiting for a retry.
     #[arg(long, requires = "route")]
     pub failed: bool,
 }
@@ -651,6 +676,7 @@ pub struct ClientTlsArgs {
         requires = "tls_key"
     )]
     pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
     #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Name the server certificate must carry (default: the host of --to).
@@ -724,6 +750,7 @@ pub struct TlsServerArgs {
     /// Certificate to present: enables TLS.
     #[arg(long, value_name = "CERT.pem", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
     #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Require client certificates issued by this CA (mutual TLS).
@@ -769,6 +796,7 @@ pub struct ConfigArgs {
 pub enum PkiCommand {
     /// Create a CA: DIR/ca.pem, DIR/ca.key (mode 0600) and an empty DIR/ca.crl.
     Init {
+        /// The CA's folder (created).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
         /// The CA's common name.
@@ -777,8 +805,10 @@ pub enum PkiCommand {
         /// The CA's organisation.
         #[arg(long)]
         o: Option<String>,
+        /// Days the CA is valid for.
         #[arg(long, default_value_t = 3650)]
         days: u32,
+        /// The CA key's curve.
         #[arg(long, value_enum, default_value_t = KeyTypeArg::P256)]
         key_type: KeyTypeArg,
     },
@@ -804,6 +834,7 @@ pub enum PkiCommand {
         /// IP address in the SAN (repeatable).
         #[arg(long = "ip", value_name = "ADDR")]
         ip: Vec<IpAddr>,
+        /// Days the certificate is valid for.
         #[arg(long, default_value_t = guichet_pki::DEFAULT_LEAF_DAYS)]
         days: u32,
         /// Only clientAuth in the extended key usage.
@@ -827,6 +858,7 @@ pub enum PkiCommand {
         /// Certify this existing PKCS#8 key (e.g. RSA from openssl) instead of generating one.
         #[arg(long, value_name = "KEY.pem", conflicts_with = "key_type")]
         key: Option<PathBuf>,
+        /// The new key's curve (default: p256).
         #[arg(long, value_enum)]
         key_type: Option<KeyTypeArg>,
         /// OCSP responder named in the certificate (Authority Information Access), e.g. http://ocsp.example.org/.
@@ -838,8 +870,10 @@ pub enum PkiCommand {
     },
     /// Revoke DIR/NAME.pem and rewrite DIR/ca.crl.
     Revoke {
+        /// The CA directory (made by `pki init`).
         #[arg(long, value_name = "DIR")]
         ca: PathBuf,
+        /// The certificate to revoke: DIR/NAME.pem.
         #[arg(long)]
         name: String,
     },
@@ -848,6 +882,7 @@ pub enum PkiCommand {
     /// A PKCS#12 file (.p12/.pfx, e.g. an IGC Santé software certificate) shows every
     /// certificate it holds, the chain, and whether the private key matches.
     Show {
+        /// A certificate (PEM or DER) or a PKCS#12 file (.p12, .pfx).
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// The password of a PKCS#12 FILE, in this file (trailing newline ignored; mode 0600).
@@ -957,7 +992,46 @@ pub enum AppsCommand {
         /// The configuration file (TOML) to read or edit.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        /// The application's name, as in its [[app]] section.
         #[arg(long)]
         name: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every argument of every command says what it is for in `--help`:
+    /// an option added without a doc comment fails here.
+    #[test]
+    fn every_argument_has_help() {
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "guichet", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "arguments without help text (add a /// line above each):\n{}",
+            missing.join("\n")
+        );
+    }
+
+    fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                let name = arg
+                    .get_long()
+                    .map_or_else(|| id.to_uppercase(), |long| format!("--{long}"));
+                missing.push(format!("{path} {name}"));
+            }
+        }
+        for sub in command.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
 }

@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use guichet_gateway::config::JournalSpec;
 use guichet_gateway::Config;
 use guichet_journal::{
-    BodyKey, Filter, Journal, MessageId, MessageRecord, OpenOptions, Replay, State,
+    BodyKey, Filter, Journal, MessageId, MessageRecord, OpenOptions, Replay, State, StoreSpec,
 };
 use tracing::warn;
 
@@ -33,7 +33,7 @@ pub fn journal_command(args: JournalArgs) -> anyhow::Result<ExitCode> {
     };
     let runtime = crate::runtime::runtime_with(Some(1))?;
     runtime.block_on(async move {
-        let journal = open(&spec).await?;
+        let journal = open(&spec, config_path).await?;
         match args.command {
             JournalCommand::List(list_args) => list(&journal, list_args).await,
             JournalCommand::Show { id, body } => show(&journal, MessageId(id), body).await,
@@ -59,7 +59,7 @@ pub fn import_command(args: &TestImportArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&cases).with_context(|| format!("cannot make {}", cases.display()))?;
     let runtime = crate::runtime::runtime_with(Some(1))?;
     let written = runtime.block_on(async {
-        let journal = open(&spec).await?;
+        let journal = open(&spec, &args.journal).await?;
         let filter = Filter {
             route: Some(args.route.clone()),
             since_ms: args.since.map(|d| now_ms() - d.as_millis() as i64),
@@ -121,7 +121,20 @@ async fn export(
     Ok(())
 }
 
-async fn open(spec: &JournalSpec) -> anyhow::Result<Journal> {
+/// The journal that `config`'s `[journal] store` names. A SQLite file
+/// must exist already: reading never creates one (`guichet run` does,
+/// when its routes start).
+async fn open(spec: &JournalSpec, config: &Path) -> anyhow::Result<Journal> {
+    if let StoreSpec::Sqlite(path) = &spec.store {
+        if !path.exists() {
+            bail!(
+                "no journal at {}: the [journal] store setting of {} names it, and `guichet run` \
+                 creates it when it starts; check the setting, or start the gateway once",
+                path.display(),
+                config.display()
+            );
+        }
+    }
     let key = spec.body_key.as_deref().map(BodyKey::load).transpose()?;
     guichet_journal::open(&spec.store, OpenOptions { key })
         .await

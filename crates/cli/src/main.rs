@@ -25,6 +25,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // While this is the only thread: pages and traces show local time.
+    guichet_gateway::localtime::init();
     let args = cli::Cli::parse();
     let log_format = args.log_format;
     // The demo prints its own trace; gateway logs would drown it.

@@ -50,6 +50,7 @@ pub struct MapIncidentArgs {
     /// The gateway route that fails (needs --eai-nodes and --observed).
     #[arg(long, value_name = "NAME")]
     pub route: Option<String>,
+    /// How it fails: hs (down), degrade (degraded), intermittent, latence (slow).
     #[arg(long, value_enum)]
     pub status: StatusArg,
     /// guichet's rules: each EAI and each observed route is a node, so its

@@ -648,3 +648,86 @@ fn check_reports_the_admin_listeners_protection() {
         &["[admin] allow: no [[app]] named \"nobody\""],
     );
 }
+
+/// `-c FILE` goes before or after a journal command; reading a journal
+/// that does not exist is an error naming the file and the setting, and
+/// creates nothing.
+#[test]
+fn journal_takes_c_after_its_command_and_never_creates_a_database_to_read_it() {
+    let bench = bench();
+    bench.write(
+        "guichet.toml",
+        &config(&bench, "\n[journal]\nstore = \"journal.db\"\n"),
+    );
+    let db = bench.path("journal.db");
+    for args in [
+        ["journal", "stats", "-c", "guichet.toml"],
+        ["journal", "-c", "guichet.toml", "stats"],
+        ["journal", "list", "--config", "guichet.toml"],
+    ] {
+        let out = bench.guichet(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", show(&out));
+        assert_eq!(
+            stderr(&out),
+            "error: no journal at ./journal.db: the [journal] store setting of guichet.toml \
+             names it, and `guichet run` creates it when it starts; check the setting, or start \
+             the gateway once\n",
+            "{args:?}"
+        );
+        assert!(!db.exists(), "{args:?} created {}", db.display());
+    }
+
+    // Once the gateway made it, every form reads it.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(guichet_journal::open(
+            &guichet_journal::StoreSpec::Sqlite(db.clone()),
+            guichet_journal::OpenOptions { key: None },
+        ))
+        .expect("a new journal");
+    for args in [
+        ["journal", "stats", "-c", "guichet.toml"],
+        ["journal", "-c", "guichet.toml", "stats"],
+    ] {
+        let listed = bench.ok(&args);
+        assert!(listed.starts_with("ROUTE "), "{args:?}: {listed}");
+    }
+    let listed = bench.ok(&["journal", "list", "--json", "-c", "guichet.toml"]);
+    assert_eq!(listed, "");
+}
+
+/// `guichet --help` names every capability, and each option of every
+/// command has its own help (see the unit test in src/cli.rs).
+#[test]
+fn top_level_help_names_every_capability() {
+    let out = Command::new(crate::common::guichet_bin())
+        .arg("--help")
+        .output()
+        .expect("guichet --help");
+    assert!(out.status.success(), "{}", show(&out));
+    let help = stdout(&out);
+    for capability in [
+        "Tunnels",
+        "HL7 events",
+        "Store-and-forward journal",
+        "HTTPS gateway, the \"guichet unique\"",
+        "Bed-availability validation and a ROR simulator",
+        "Test books",
+        "The map of the information system",
+    ] {
+        assert!(help.contains(capability), "{capability:?} missing:\n{help}");
+    }
+    for command in [
+        "run", "check", "pki", "apps", "send", "listen", "journal", "demo", "validate", "sim",
+        "test", "map",
+    ] {
+        assert!(
+            help.lines()
+                .any(|l| l.starts_with(&format!("  {command} "))),
+            "{command} missing:\n{help}"
+        );
+    }
+}

@@ -605,12 +605,93 @@ fn lines_with(stdout: &str, parts: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// Once per run: an application error answered and counted by both
+/// gateways, and an application not on the allowlist refused with its
+/// reason.
+#[track_caller]
+fn assert_told_once(stdout: &str) {
+    let sent = lines_with(stdout, &["[EAI app] sent ADT^A01", " ACK AE in "]);
+    assert_eq!(sent.len(), 1, "{stdout}");
+    assert_eq!(lines_with(stdout, &["answered AE"]).len(), 1, "{stdout}");
+    assert_eq!(
+        lines_with(stdout, &["[DPI gw ] route from-eai", " ACK AE "]).len(),
+        1,
+        "{stdout}"
+    );
+    assert_eq!(
+        lines_with(
+            stdout,
+            &["counted: AE 1 on EAI gw route to-dpi, AE 1 on DPI gw route from-eai"]
+        )
+        .len(),
+        1,
+        "{stdout}"
+    );
+    let refused = lines_with(
+        stdout,
+        &["[DPI gw ] route from-eai refused CN=intruder: not_allowed (certificate not on this route's allowlist"],
+    );
+    assert_eq!(refused.len(), 1, "{stdout}");
+}
+
+/// Each message's four lines (received, far gateway, near gateway, sent)
+/// print together, in that order, never interleaved with another's.
+#[track_caller]
+fn assert_grouped(stdout: &str) {
+    let lines: Vec<String> = stdout.lines().map(squeeze).collect();
+    // `TIME [WHO] received KIND ID ...`, `TIME [WHO] sent KIND ID ...`,
+    // `TIME [WHO] route ROUTE KIND ID ...`.
+    let id_of = |line: &str| {
+        let words: Vec<&str> = line.split(' ').collect();
+        if !words.get(1).is_some_and(|w| w.starts_with('[')) {
+            return None;
+        }
+        let at = words.iter().position(|w| w.ends_with(']'))?;
+        match words.get(at + 1..at + 5)? {
+            ["received" | "sent", _, id, _] => Some(id.to_string()),
+            ["route", _, kind, id] if *kind != "refused" => Some(id.to_string()),
+            _ => None,
+        }
+    };
+    let mut i = 0;
+    let mut groups = 0;
+    while i < lines.len() {
+        let Some(id) = id_of(&lines[i]) else {
+            i += 1;
+            continue;
+        };
+        let group = &lines[i..(i + 4).min(lines.len())];
+        assert_eq!(group.len(), 4, "{id} cut short:\n{stdout}");
+        for (line, step) in
+            group
+                .iter()
+                .zip(["] received ", "] route from-", "] route to-", "] sent "])
+        {
+            assert_eq!(
+                id_of(line).as_deref(),
+                Some(id.as_str()),
+                "{id} interleaved:\n{stdout}"
+            );
+            assert!(
+                line.contains(step),
+                "{id}: {step:?} expected in {line:?}:\n{stdout}"
+            );
+        }
+        groups += 1;
+        i += 4;
+    }
+    assert_eq!(groups, 5, "one AE and four AA messages:\n{stdout}");
+}
+
 /// Each message one application sent went through the gateway of the
 /// other side (admitting the first by certificate) to the other
 /// application, and came back with AA.
 #[track_caller]
 fn assert_crossed(stdout: &str, who: &str, kind: &str, gw: &str, route: &str, peer: &str) {
-    let sent = lines_with(stdout, &[&format!("[{who} app] sent {kind}")]);
+    let sent = lines_with(
+        stdout,
+        &[&format!("[{who} app] sent {kind}"), " ACK AA in "],
+    );
     assert_eq!(sent.len(), 2, "{stdout}");
     for line in &sent {
         assert!(line.contains(" ACK AA in "), "{line}");
@@ -637,7 +718,11 @@ fn assert_crossed(stdout: &str, who: &str, kind: &str, gw: &str, route: &str, pe
     }
     let gw_lines = lines_with(
         stdout,
-        &[&format!("[{gw} gw ]"), &format!("from app \"{peer}\"")],
+        &[
+            &format!("[{gw} gw ]"),
+            " ACK AA ",
+            &format!("from app \"{peer}\""),
+        ],
     );
     assert_eq!(gw_lines.len(), 2, "{stdout}");
 }
@@ -649,17 +734,36 @@ fn demo_runs_both_ways_headless_and_keeps_its_files_when_asked() {
     let started = Instant::now();
     let out = run_demo(
         &bench,
-        &["--count", "2", "--every", "200ms"],
+        &["--count", "2", "--every", "1s"],
         Duration::from_secs(20),
     );
     assert!(out.status.success(), "{}", show(&out));
     assert!(started.elapsed() < Duration::from_secs(20));
     let stdout = text(&out.stdout);
-    assert_eq!(text(&out.stderr), "", "{}", show(&out));
+    // The gateway's log says the refusal shown below, and nothing else.
+    for line in text(&out.stderr).lines() {
+        assert!(
+            line.contains(" WARN ")
+                && line.contains("refused: certificate not on this route's allowlist")
+                && line.contains("CN=intruder"),
+            "{}",
+            show(&out)
+        );
+    }
     assert_crossed(&stdout, "EAI", "ADT^A01^ADT_A01", "DPI", "from-eai", "eai");
     assert_crossed(&stdout, "DPI", "MDM^T02^MDM_T02", "EAI", "from-dpi", "dpi");
-    assert_eq!(lines_with(&stdout, &["sent ADT^A01"]).len(), 2, "{stdout}");
-    assert_eq!(lines_with(&stdout, &["sent MDM^T02"]).len(), 2, "{stdout}");
+    assert_eq!(
+        lines_with(&stdout, &["sent ADT^A01", "ACK AA in"]).len(),
+        2,
+        "{stdout}"
+    );
+    assert_eq!(
+        lines_with(&stdout, &["sent MDM^T02", "ACK AA in"]).len(),
+        2,
+        "{stdout}"
+    );
+    assert_told_once(&stdout);
+    assert_grouped(&stdout);
     for app in ["EAI", "DPI"] {
         let summary = format!(
             "{app} app: sent 2, accepted 2, errors 0, no ACK 0, mismatched 0, not sent 0, connections 1, p50 "

@@ -283,3 +283,182 @@ fn status_page_in_a_browser_shows_routes_messages_refusals_and_certificates() {
     drop(gateway);
     drop(listen);
 }
+
+/// An HTTP service on 127.0.0.1 that answers 200 `ok` to every request,
+/// one connection at a time, on a thread of its own.
+fn plain_upstream() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the upstream");
+    let addr = listener.local_addr().expect("upstream address");
+    std::thread::spawn(move || {
+        for mut tcp in listener.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && tcp.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let _ = tcp.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+            );
+        }
+    });
+    addr
+}
+
+/// curl as the application whose certificate is `pki/CERT.pem`: the
+/// status code it got (`000` when the handshake was refused).
+fn curl_as(bench: &Bench, cert: &str, port: u16, path: &str) -> String {
+    let mut cmd = Command::new("curl");
+    cmd.current_dir(bench.dir.path())
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "20",
+        ])
+        .args(["--resolve", &format!("gw:{port}:127.0.0.1")])
+        .args(["--cacert", "pki/ca.pem"])
+        .args(["--cert", &format!("pki/{cert}.pem")])
+        .args(["--key", &format!("pki/{cert}.key")])
+        .arg(format!("https://gw:{port}{path}"));
+    let out = run_bounded(cmd, Duration::from_secs(30));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The rows of the first table after `marker` in `dom`.
+fn rows_after(dom: &str, marker: &str) -> Vec<String> {
+    let start = dom
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker:?} in:\n{dom}"));
+    let section = &dom[start..];
+    let table = &section[..section.find("</table>").expect("end of the table")];
+    table.split("<tr").skip(2).map(visible_text).collect()
+}
+
+#[test]
+fn status_page_shows_each_http_rule_its_requests_and_refusals_in_local_time() {
+    let bench = Bench::new();
+    let Some(browser) = crate::common::browser::Browser::new(&bench.path("chromium")) else {
+        return;
+    };
+    if !have("curl") {
+        return;
+    }
+    bench.issue("gw", &["--server-only", "--dns", "gw"]);
+    for partner in ["partner-a", "partner-b", "intruder"] {
+        bench.issue(partner, &["--client-only"]);
+    }
+    let upstream = plain_upstream();
+    let admin = free_port();
+    // intruder's certificate comes from the same CA but is no [[app]].
+    let config = bench.write(
+        "guichet.toml",
+        &format!(
+            "[gateway]\nname = \"DPI side\"\nwatch_interval = \"0s\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n{}{}{}\
+             [[route]]\nname = \"web\"\nkind = \"http\"\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"gw\"\n\
+             access_log = \"access.jsonl\"\n\n\
+             [[route.rule]]\nname = \"ror\"\npath = \"/ror/\"\nupstream = \"http://{upstream}\"\nallow = [\"partner-a\"]\n\n\
+             [[route.rule]]\nname = \"annuaire\"\nhost = \"gw\"\npath = \"/annuaire/\"\nupstream = \"http://{upstream}\"\nallow = [\"partner-b\"]\n",
+            profile("gw", &bench, Some("gw"), true),
+            app("partner-a", "partner-a"),
+            app("partner-b", "partner-b"),
+        ),
+    );
+    // A fixed local offset (POSIX TZ: one hour east of UTC, no summer time).
+    let mut cmd = Command::new(crate::common::guichet_bin());
+    cmd.arg("run")
+        .arg("-c")
+        .arg(&config)
+        .current_dir(bench.dir.path())
+        .env("TZ", "CET-1")
+        .env_remove("RUST_LOG");
+    let gateway = crate::common::Proc::spawn("guichet run", cmd);
+    let port = gateway.route_port("web");
+    wait_http(admin, "/readyz", "200", |code, _| code == 200);
+
+    // Admitted, with a query string that must show nowhere.
+    assert_eq!(
+        curl_as(&bench, "partner-a", port, "/ror/Location?name=DOE"),
+        "200"
+    );
+    // A listed application on a rule that does not admit it.
+    assert_eq!(curl_as(&bench, "partner-b", port, "/ror/Location"), "403");
+    // A certificate that is on no allowlist: refused at the handshake.
+    assert_eq!(curl_as(&bench, "intruder", port, "/ror/Location"), "000");
+    wait_http(admin, "/api/status", "the three requests", |_, text| {
+        text.contains("\"handshakes_refused\": 1") && text.contains("\"not_admitted\"")
+    });
+
+    let (_, json) = http_get(admin, "/api/status").expect("admin server");
+    let status: serde_json::Value = serde_json::from_str(&json).expect("JSON status");
+    assert_eq!(status["name"], "DPI side");
+    let web = &status["routes"][0]["http"];
+    assert_eq!(web["rules"][0]["name"], "ror");
+    assert_eq!(web["rules"][0]["path"], "/ror/");
+    assert_eq!(web["rules"][0]["allow"], serde_json::json!(["partner-a"]));
+    assert_eq!(
+        web["rules"][0]["requests"],
+        serde_json::json!({"2xx": 1, "3xx": 0, "4xx": 0, "5xx": 0, "refused": 1})
+    );
+    assert_eq!(web["rules"][1]["host"], "gw");
+    assert_eq!(web["handshakes_refused"], 1);
+    let refusals = web["recent_refusals"].as_array().expect("refusals");
+    assert_eq!(refusals.len(), 2, "{refusals:#?}");
+    assert_eq!(refusals[1]["reason"], "not_admitted");
+    assert_eq!(refusals[1]["application"], "partner-b");
+    assert_eq!(refusals[1]["status"], 403);
+    assert_eq!(refusals[0]["reason"], "not_allowed");
+    assert!(refusals[0]["subject"]
+        .as_str()
+        .is_some_and(|s| s.contains("CN=intruder")));
+    assert!(
+        !json.contains("DOE") && !json.contains("Location"),
+        "{json}"
+    );
+
+    let url = format!("http://127.0.0.1:{admin}/status");
+    let dom = browser.dom(&url);
+    assert!(dom.contains("<title>DPI side · guichet</title>"), "{dom}");
+    assert!(dom.contains("<h1>DPI side <span"), "{dom}");
+    assert!(!dom.contains("DOE") && !dom.contains("Location"), "{dom}");
+    let rules = rows_after(&dom, "<h2>HTTPS gateway <code>web</code></h2>");
+    assert_eq!(rules.len(), 4, "{rules:#?}");
+    assert_eq!(
+        rules[0],
+        format!("ror */ror/ http://{upstream} partner-a 1 0 0 0 1")
+    );
+    assert_eq!(
+        rules[1],
+        format!("annuaire gw/annuaire/ http://{upstream} partner-b 0 0 0 0 0")
+    );
+    assert!(
+        rules[3].starts_with("TLS handshake") && rules[3].ends_with(" 1"),
+        "{rules:#?}"
+    );
+    let refused = rows_after(&dom, "<h3>Last refusals</h3>");
+    assert_eq!(refused.len(), 2, "{refused:#?}");
+    let local = |row: &str| {
+        let words: Vec<&str> = row.split(' ').collect();
+        words.len() > 3 && words[0].len() == 10 && words[1].len() == 8 && words[2] == "+01:00"
+    };
+    assert!(local(&refused[0]), "local time with offset: {}", refused[0]);
+    assert!(
+        refused[0].contains("— — ")
+            && refused[0].contains("CN=intruder")
+            && refused[0].ends_with("not_allowed certificate not on this route's allowlist"),
+        "{}",
+        refused[0]
+    );
+    assert!(
+        refused[1].ends_with("ror */ror/ partner-b not_admitted (403)"),
+        "{}",
+        refused[1]
+    );
+    assert!(local(&refused[1]), "{}", refused[1]);
+    let shot = browser.screenshot(&url, "status-page-http.png");
+    println!("http status page screenshot: {}", shot.display());
+    drop(gateway);
+}

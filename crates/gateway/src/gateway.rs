@@ -372,7 +372,7 @@ impl RouteEnds<'_> {
         if let Ok(bound) = listener.local_addr() {
             self.status.bound(name.as_str(), bound);
         }
-        let http = http_runtime(name, &state.spec)?;
+        let http = http_runtime(name, &state.spec, self.status)?;
         let route = Arc::new(RouteRuntime::new(
             state,
             self.metrics.clone(),
@@ -390,6 +390,7 @@ impl RouteEnds<'_> {
 fn http_runtime(
     name: &RouteName,
     spec: &RouteSpec,
+    status: &StatusBoard,
 ) -> Result<Option<Arc<HttpRuntime>>, GatewayError> {
     let Some(spec) = spec.http() else {
         return Ok(None);
@@ -400,7 +401,8 @@ fn http_runtime(
             error,
         }
     })?;
-    let runtime = HttpRuntime::new(access, spec.max_upstream_requests);
+    let tally = status.http_tally(name.as_str());
+    let runtime = HttpRuntime::new(access, spec.max_upstream_requests, tally);
     Ok(Some(Arc::new(runtime)))
 }
 

@@ -34,6 +34,7 @@ mod certs;
 pub mod check;
 pub mod config;
 pub mod events;
+pub mod localtime;
 pub mod metrics;
 pub mod observe;
 pub mod ocsp;

@@ -4,11 +4,18 @@
 //! Everything here is metadata: message events carry MSH fields and ACK
 //! codes only, refusals carry certificate subjects and fingerprints.
 
+mod http;
+
+pub use http::{
+    HttpRefusalRecord, HttpRouteStatus, HttpRuleStatus, HttpTally, Refused as HttpRefused,
+    RequestCounts,
+};
+
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -32,6 +39,8 @@ const RECENT_REFUSALS: usize = 100;
 /// The live state the admin server reads.
 pub struct StatusBoard {
     started: SystemTime,
+    /// `[gateway] name`: the page's title.
+    name: Mutex<Option<String>>,
     config_path: PathBuf,
     ready: AtomicBool,
     routes: ArcSwap<Vec<RouteSpec>>,
@@ -46,6 +55,8 @@ pub struct StatusBoard {
     queues: Mutex<BTreeMap<String, QueueStatus>>,
     /// The folder routes, as started (they change at restart only).
     folders: Vec<FolderSpec>,
+    /// The `http` routes' requests and refusals, by route.
+    http: Mutex<BTreeMap<String, Arc<HttpTally>>>,
 }
 
 /// A store-and-forward route's queue, as last read from the journal.
@@ -87,6 +98,8 @@ pub struct ReloadRecord {
 #[derive(Debug, Serialize)]
 pub struct Snapshot {
     pub version: &'static str,
+    /// `[gateway] name`, when the config gives one.
+    pub name: Option<String>,
     pub now: String,
     pub started: String,
     pub uptime_seconds: u64,
@@ -120,6 +133,9 @@ pub struct RouteStatus {
     pub delivery: Option<&'static str>,
     /// Store-and-forward routes: the journal's queue.
     pub queue: Option<QueueStatus>,
+    /// `http` routes: each rule's requests, and the last refusals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpRouteStatus>,
 }
 
 /// A folder route: its folders, its upstream, the files it finished and
@@ -174,6 +190,7 @@ impl StatusBoard {
     ) -> Self {
         StatusBoard {
             started: SystemTime::now(),
+            name: Mutex::new(config.name.clone()),
             config_path: config.source.clone(),
             ready: AtomicBool::new(false),
             routes: ArcSwap::from_pointee(config.routes.clone()),
@@ -183,6 +200,7 @@ impl StatusBoard {
             last_reload: Mutex::new(None),
             queues: Mutex::new(BTreeMap::new()),
             folders: config.folders.clone(),
+            http: Mutex::new(BTreeMap::new()),
             events,
             metrics,
         }
@@ -208,9 +226,11 @@ impl StatusBoard {
     }
 
     pub(crate) fn reloaded(&self, config: &Config, certificates: Vec<CertStatus>) {
-        self.routes
-            .store(std::sync::Arc::new(config.routes.clone()));
-        self.certificates.store(std::sync::Arc::new(certificates));
+        if let Ok(mut name) = self.name.lock() {
+            name.clone_from(&config.name);
+        }
+        self.routes.store(Arc::new(config.routes.clone()));
+        self.certificates.store(Arc::new(certificates));
     }
 
     pub(crate) fn record_reload(&self, cause: &str, error: Option<String>) {
@@ -222,6 +242,14 @@ impl StatusBoard {
                 error,
             });
         }
+    }
+
+    /// The counters of the `http` route `route`, made at its first call.
+    pub(crate) fn http_tally(&self, route: &str) -> Arc<HttpTally> {
+        let Ok(mut tallies) = self.http.lock() else {
+            return Arc::default();
+        };
+        tallies.entry(route.to_string()).or_default().clone()
     }
 
     /// Records a refusal for the page: a TLS one with its certificate, or
@@ -248,12 +276,35 @@ impl StatusBoard {
                 .and_then(|r| r.presented.as_ref())
                 .map(|p| p.fingerprint.to_string()),
         };
+        if let (Some(refusal), Side::Listen) = (refusal, side) {
+            self.http_handshake_refused(route, refusal);
+        }
         if let Ok(mut recent) = self.refusals.lock() {
             if recent.len() == RECENT_REFUSALS {
                 recent.pop_front();
             }
             recent.push_back(record);
         }
+    }
+
+    /// A TLS handshake refused on an `http` route, for its own table.
+    fn http_handshake_refused(&self, route: &str, refusal: &Refusal) {
+        let tally = self.http.lock().ok().and_then(|t| t.get(route).cloned());
+        let Some(tally) = tally else {
+            return;
+        };
+        tally.handshake_refused(HttpRefused {
+            at: SystemTime::now(),
+            rule: None,
+            app: None,
+            subject: refusal
+                .presented
+                .as_ref()
+                .map(|p| Arc::from(p.subject.as_str())),
+            reason: refusal.reason.as_str(),
+            status: None,
+            description: Some(refusal.reason.describe().to_string()),
+        });
     }
 
     /// Seconds until each configured certificate expires, for `/metrics`;
@@ -280,6 +331,7 @@ impl StatusBoard {
         let unix = unix_now();
         Snapshot {
             version: env!("CARGO_PKG_VERSION"),
+            name: self.name.lock().ok().and_then(|n| n.clone()),
             now: rfc3339(now),
             started: rfc3339(self.started),
             uptime_seconds: now.duration_since(self.started).map_or(0, |d| d.as_secs()),
@@ -347,8 +399,16 @@ impl StatusBoard {
             messages: message_counts(m, &route),
             delivery: delivery(spec),
             queue: self.queue(spec),
+            http: self.http_status(spec),
             name: route,
         }
+    }
+
+    /// An `http` route's rules and their requests, and its last refusals.
+    fn http_status(&self, spec: &RouteSpec) -> Option<HttpRouteStatus> {
+        let http = spec.http()?;
+        let tally = self.http.lock().ok()?.get(spec.name.as_str()).cloned();
+        Some(tally.unwrap_or_default().status(http))
     }
 
     /// A store-and-forward route's queue, and whether this node delivers

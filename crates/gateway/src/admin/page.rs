@@ -3,15 +3,18 @@
 
 use std::fmt::Write as _;
 
-use crate::status::Snapshot;
+use crate::localtime;
+use crate::status::{HttpRouteStatus, RequestCounts, Snapshot};
 
 const STYLE: &str = "
 body{font:14px/1.4 system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5rem;color:#1d2330;background:#f6f7f9}
 h1{font-size:1.4rem;margin:0 0 .2rem}h2{font-size:1.1rem;margin:1.6rem 0 .5rem}
 .meta{color:#5a6172}.ok{color:#17743a;font-weight:600}.bad{color:#b3261e;font-weight:600}
-table{border-collapse:collapse;width:100%;background:#fff;box-shadow:0 1px 2px #0001}
-th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #e4e6eb;vertical-align:top}
-th{background:#eef0f4;font-weight:600}td{overflow-wrap:anywhere}.t{white-space:nowrap}tr.warn td{background:#fff4e5}tr.err td{background:#fdecea}
+.scroll{overflow-x:auto;-webkit-overflow-scrolling:touch;box-shadow:0 1px 2px #0001}
+table{border-collapse:collapse;width:100%;background:#fff}
+th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #e4e6eb;vertical-align:top;word-break:normal;overflow-wrap:normal}
+th{background:#eef0f4;font-weight:600;white-space:nowrap}.t,.n,.id,code,td:first-child{white-space:nowrap}.n{text-align:right}
+tr.warn td{background:#fff4e5}tr.err td{background:#fdecea}h3{font-size:1rem;margin:1rem 0 .4rem}
 code{font:12px ui-monospace,monospace}.empty{color:#5a6172;font-style:italic;padding:.5rem}
 .mode{display:inline-block;padding:0 .4rem;border-radius:.3rem;background:#e8eefc;font-size:12px}
 .mode.plain{background:#fdecea}";
@@ -19,19 +22,33 @@ code{font:12px ui-monospace,monospace}.empty{color:#5a6172;font-style:italic;pad
 /// The page; `map`: a link to the live map (`[map]` is configured).
 pub fn render(s: &Snapshot, map: bool) -> String {
     let mut h = String::with_capacity(16 * 1024);
+    let (title, heading) = match &s.name {
+        Some(name) => (
+            format!("{} · guichet", e(name)),
+            format!(
+                "{} <span class=meta>guichet {}</span>",
+                e(name),
+                e(s.version)
+            ),
+        ),
+        None => (
+            "guichet status".to_string(),
+            format!("guichet {}", e(s.version)),
+        ),
+    };
     let _ = write!(
         h,
         "<!doctype html><html lang=en><head><meta charset=utf-8>\
          <meta http-equiv=refresh content=5><meta name=viewport content='width=device-width,initial-scale=1'>\
-         <title>guichet status</title><style>{STYLE}</style></head><body>\
-         <h1>guichet {}</h1><div class=meta>config <code>{}</code> · up {} · {} · {}</div>",
-        e(s.version),
+         <title>{title}</title><style>{STYLE}</style></head><body>\
+         <h1>{heading}</h1><div class=meta>config <code>{}</code> · up {} · {} · {}</div>",
         e(&s.config),
         uptime(s.uptime_seconds),
         if s.ready { "<span class=ok>ready</span>" } else { "<span class=bad>not ready</span>" },
         reload(s),
     );
     routes(&mut h, s);
+    http_routes(&mut h, s);
     folders(&mut h, s);
     certificates(&mut h, s);
     refusals(&mut h, s);
@@ -41,7 +58,7 @@ pub fn render(s: &Snapshot, map: bool) -> String {
     } else {
         ""
     };
-    let _ = write!(h, "<p class=meta>as of {} · JSON at <a href=/api/status>/api/status</a> · <a href=/metrics>/metrics</a>{map}</p></body></html>", e(&s.now));
+    let _ = write!(h, "<p class=meta>as of {} · JSON at <a href=/api/status>/api/status</a> · <a href=/metrics>/metrics</a>{map}</p></body></html>", when(&s.now));
     h
 }
 
@@ -50,12 +67,12 @@ fn reload(s: &Snapshot) -> String {
         None => "no reload yet".into(),
         Some(r) if r.ok => format!(
             "last reload {} ({}) <span class=ok>ok</span>",
-            time_of_day(&r.at),
+            when(&r.at),
             e(&r.cause)
         ),
         Some(r) => format!(
             "last reload {} ({}) <span class=bad>refused</span>: {}",
-            time_of_day(&r.at),
+            when(&r.at),
             e(&r.cause),
             e(r.error.as_deref().unwrap_or(""))
         ),
@@ -63,7 +80,7 @@ fn reload(s: &Snapshot) -> String {
 }
 
 fn routes(h: &mut String, s: &Snapshot) {
-    h.push_str("<h2>Routes</h2><table><tr><th>route</th><th>kind</th><th>listen</th><th>admits</th><th>forward</th><th>open</th><th>ended connections</th><th>refused</th><th>messages</th><th>queue</th></tr>");
+    h.push_str("<h2>Routes</h2><div class=scroll><table><tr><th>route</th><th>kind</th><th>listen</th><th>admits</th><th>forward</th><th>open</th><th>ended connections</th><th>refused</th><th>messages</th><th>queue</th></tr>");
     for r in &s.routes {
         let _ = write!(
             h,
@@ -87,7 +104,7 @@ fn routes(h: &mut String, s: &Snapshot) {
             fm = r.forward_mode,
         );
     }
-    h.push_str("</table>");
+    h.push_str("</table></div>");
 }
 
 /// The folder routes: where files come from and go, what they finished,
@@ -96,7 +113,7 @@ fn folders(h: &mut String, s: &Snapshot) {
     if s.folders.is_empty() {
         return;
     }
-    h.push_str("<h2>Drop folders</h2><table><tr><th>route</th><th>inbox</th><th>upstream</th><th>checks</th><th>done</th><th>rejected</th><th>queue</th></tr>");
+    h.push_str("<h2>Drop folders</h2><div class=scroll><table><tr><th>route</th><th>inbox</th><th>upstream</th><th>checks</th><th>done</th><th>rejected</th><th>queue</th></tr>");
     for f in &s.folders {
         let checks = match (f.validate, f.convert) {
             (None, _) => "none".to_string(),
@@ -115,7 +132,7 @@ fn folders(h: &mut String, s: &Snapshot) {
             queue(Some(&f.queue)),
         );
     }
-    h.push_str("</table>");
+    h.push_str("</table></div>");
 }
 
 /// A store-and-forward route's queue: depth, oldest wait, dead, and
@@ -151,7 +168,7 @@ fn counts<'a>(items: impl Iterator<Item = (&'a &'static str, &'a u64)>) -> Strin
 }
 
 fn certificates(h: &mut String, s: &Snapshot) {
-    h.push_str("<h2>Certificates</h2><table><tr><th>profile</th><th>role</th><th>subject</th><th>issuer</th><th>expires</th><th>days left</th><th>SHA-256</th></tr>");
+    h.push_str("<h2>Certificates</h2><div class=scroll><table><tr><th>profile</th><th>role</th><th>subject</th><th>issuer</th><th>expires</th><th>days left</th><th>SHA-256</th></tr>");
     for c in &s.certificates {
         let class = if c.days_left < 0 {
             "err"
@@ -162,12 +179,12 @@ fn certificates(h: &mut String, s: &Snapshot) {
         };
         let _ = write!(
             h,
-            "<tr class='{class}'><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            "<tr class='{class}'><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=t>{}</td><td class=n>{}</td><td><code>{}</code></td></tr>",
             e(&c.cert.profile),
             c.cert.role,
             e(&c.cert.subject),
             e(&c.cert.issuer),
-            e(&c.cert.not_after),
+            when(&c.cert.not_after),
             c.days_left,
             e(&short(&c.cert.fingerprint)),
         );
@@ -175,11 +192,11 @@ fn certificates(h: &mut String, s: &Snapshot) {
     if s.certificates.is_empty() {
         h.push_str("<tr><td colspan=7 class=empty>no TLS profile in use</td></tr>");
     }
-    h.push_str("</table>");
+    h.push_str("</table></div>");
 }
 
 fn refusals(h: &mut String, s: &Snapshot) {
-    h.push_str("<h2>Recent refusals</h2><table><tr><th>time</th><th>route</th><th>side</th><th>remote</th><th>reason</th><th>certificate presented</th></tr>");
+    h.push_str("<h2>Recent refusals</h2><div class=scroll><table><tr><th>time</th><th>route</th><th>side</th><th>remote</th><th>reason</th><th>certificate presented</th></tr>");
     for r in &s.recent_refusals {
         let cert = match (&r.subject, &r.fingerprint) {
             (Some(subject), Some(fp)) => format!("{} <code>{}</code>", e(subject), e(&short(fp))),
@@ -187,8 +204,8 @@ fn refusals(h: &mut String, s: &Snapshot) {
         };
         let _ = write!(
             h,
-            "<tr class=err><td class=t>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td><b>{}</b><br>{}</td><td>{cert}</td></tr>",
-            time_of_day(&r.at),
+            "<tr class=err><td class=t>{}</td><td class=id>{}</td><td>{}</td><td><code>{}</code></td><td><b>{}</b><br>{}</td><td>{cert}</td></tr>",
+            when(&r.at),
             e(&r.route),
             r.side,
             e(&r.remote),
@@ -199,11 +216,11 @@ fn refusals(h: &mut String, s: &Snapshot) {
     if s.recent_refusals.is_empty() {
         h.push_str("<tr><td colspan=6 class=empty>no refusal</td></tr>");
     }
-    h.push_str("</table>");
+    h.push_str("</table></div>");
 }
 
 fn messages(h: &mut String, s: &Snapshot) {
-    h.push_str("<h2>Recent messages</h2><table><tr><th>time</th><th>route</th><th>from</th><th>type</th><th>control id</th><th>ACK</th><th>latency</th></tr>");
+    h.push_str("<h2>Recent messages</h2><div class=scroll><table><tr><th>time</th><th>route</th><th>from</th><th>type</th><th>control id</th><th>ACK</th><th>latency</th></tr>");
     for m in &s.recent_messages {
         let class = match (m.outcome, m.id_matches) {
             ("AA" | "CA", Some(true)) => "",
@@ -219,8 +236,8 @@ fn messages(h: &mut String, s: &Snapshot) {
         };
         let _ = write!(
             h,
-            "<tr class='{class}'><td class=t>{}</td><td>{}</td><td>{from}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-            time_of_day(&m.at),
+            "<tr class='{class}'><td class=t>{}</td><td class=id>{}</td><td>{from}</td><td class=id>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            when(&m.at),
             e(&m.route),
             e(&m.message_type),
             e(&m.control_id),
@@ -231,13 +248,98 @@ fn messages(h: &mut String, s: &Snapshot) {
     if s.recent_messages.is_empty() {
         h.push_str("<tr><td colspan=7 class=empty>no message yet (mllp routes only)</td></tr>");
     }
-    h.push_str("</table>");
+    h.push_str("</table></div>");
 }
 
-/// `HH:MM:SS.mmm` of an RFC 3339 time, the whole value on hover.
-fn time_of_day(rfc3339: &str) -> String {
-    let shown = rfc3339.get(11..23).unwrap_or(rfc3339);
-    format!("<span title='{}'>{}</span>", e(rfc3339), e(shown))
+/// An RFC 3339 time in local time with its offset
+/// (`2026-12-06 07:12:03 +01:00`), the exact UTC value on hover.
+fn when(rfc3339: &str) -> String {
+    let shown = localtime::format_rfc3339(rfc3339);
+    format!("<span class=t title='{}'>{}</span>", e(rfc3339), e(&shown))
+}
+
+/// Each `http` route: its rules with their requests, and its last
+/// refusals (rule and prefix, application or certificate, reason; never
+/// the request's own path or query).
+fn http_routes(h: &mut String, s: &Snapshot) {
+    for r in &s.routes {
+        if let Some(http) = &r.http {
+            let _ = write!(h, "<h2>HTTPS gateway <code>{}</code></h2>", e(&r.name));
+            http_rules(h, http);
+            http_refusals(h, http);
+        }
+    }
+}
+
+fn http_rules(h: &mut String, http: &HttpRouteStatus) {
+    h.push_str("<div class=scroll><table class=http-rules><tr><th>rule</th><th>path</th><th>upstream</th><th>admits</th>\
+        <th class=n>2xx</th><th class=n>3xx</th><th class=n>4xx</th><th class=n>5xx</th><th class=n>refused</th></tr>");
+    for rule in &http.rules {
+        let path = format!("{}{}", rule.host.as_deref().unwrap_or("*"), rule.path);
+        let _ = write!(
+            h,
+            "<tr data-rule='{}'><td><b>{}</b></td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td>{}</tr>",
+            e(&rule.name),
+            e(&rule.name),
+            e(&path),
+            e(&rule.upstream),
+            e(&rule.allow.join(", ")),
+            count_cells(&rule.requests),
+        );
+    }
+    let _ = write!(
+        h,
+        "<tr data-rule=''><td><i>no rule</i></td><td colspan=3 class=meta>requests that matched no rule</td>{}</tr>\
+         <tr data-rule=handshake><td><i>TLS handshake</i></td><td colspan=3 class=meta>connections refused before any request</td>\
+         <td colspan=4></td><td class=n>{}</td></tr></table></div>\
+         <p class=meta>2xx to 5xx: answers from the upstream; refused: answered by guichet itself (reasons below).</p>",
+        count_cells(&http.unmatched),
+        http.handshakes_refused,
+    );
+}
+
+fn count_cells(c: &RequestCounts) -> String {
+    format!(
+        "<td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td>",
+        c.s2xx, c.s3xx, c.s4xx, c.s5xx, c.refused
+    )
+}
+
+fn http_refusals(h: &mut String, http: &HttpRouteStatus) {
+    h.push_str("<h3>Last refusals</h3><div class=scroll><table class=http-refusals><tr><th>time</th><th>rule</th>\
+        <th>path</th><th>application or certificate</th><th>reason</th></tr>");
+    for r in &http.recent_refusals {
+        let who = match (&r.application, &r.subject) {
+            (Some(app), _) => format!("<b>{}</b>", e(app)),
+            (None, Some(subject)) => e(subject),
+            (None, None) => "no certificate".to_string(),
+        };
+        let path = match &r.path {
+            Some(path) => format!(
+                "<code>{}{}</code>",
+                e(r.host.as_deref().unwrap_or("*")),
+                e(path)
+            ),
+            None => "—".to_string(),
+        };
+        let status = r.status.map(|s| format!(" ({s})")).unwrap_or_default();
+        let words = r
+            .description
+            .as_deref()
+            .map(|d| format!("<br>{}", e(d)))
+            .unwrap_or_default();
+        let _ = write!(
+            h,
+            "<tr class=err><td>{}</td><td class=id>{}</td><td>{path}</td><td>{who}</td><td><b>{}</b>{status}{words}</td></tr>",
+            when(&r.at),
+            e(r.rule.as_deref().unwrap_or("—")),
+            e(r.reason),
+        );
+    }
+    if http.recent_refusals.is_empty() {
+        h.push_str("<tr><td colspan=5 class=empty>no refusal</td></tr>");
+    }
+    h.push_str("</table></div>");
 }
 
 fn uptime(seconds: u64) -> String {

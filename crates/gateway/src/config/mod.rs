@@ -46,6 +46,9 @@ pub struct Config {
     /// The file it was read from; relative paths inside are resolved
     /// against its directory.
     pub source: PathBuf,
+    /// `[gateway] name`: what people call this gateway ("EAI side"); it
+    /// titles the status page.
+    pub name: Option<String>,
     pub drain_timeout: Duration,
     /// How often referenced files are checked for changes; zero disables.
     pub watch_interval: Duration,
@@ -180,6 +183,7 @@ impl Builder {
             observe,
             map,
             source: self.source.clone(),
+            name: gateway_name(raw.gateway.name.as_deref())?,
             drain_timeout: duration(
                 raw.gateway.drain_timeout.as_deref(),
                 "[gateway] drain_timeout",
@@ -623,6 +627,27 @@ pub(super) fn count(
     value
         .map(|n| in_range(n, field, 1..=max).map(|n| n as usize))
         .transpose()
+}
+
+/// `[gateway] name`: one line of at most 64 characters.
+fn gateway_name(name: Option<&str>) -> Result<Option<String>, SettingError> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    let trimmed = name.trim();
+    let why = if trimmed.is_empty() {
+        "is empty; give what people call this gateway (e.g. \"EAI side\"), or leave it out"
+    } else if trimmed.chars().count() > 64 {
+        "is longer than 64 characters"
+    } else if trimmed.chars().any(char::is_control) {
+        "holds a control character (a line break, a tab...)"
+    } else {
+        return Ok(Some(trimmed.to_string()));
+    };
+    Err(SettingError::field(
+        "[gateway] name",
+        format!("{name:?} {why}"),
+    ))
 }
 
 /// `value` if it lies in `range`; otherwise the error every numeric

@@ -61,6 +61,7 @@ pub struct RawJournal {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawGateway {
+    pub name: Option<String>,
     pub drain_timeout: Option<String>,
     pub watch_interval: Option<String>,
     pub workers: Option<i64>,

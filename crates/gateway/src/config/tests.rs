@@ -708,3 +708,26 @@ fn map_is_served_by_the_admin_listener_with_paths_beside_the_file() {
         "{lang}"
     );
 }
+
+#[test]
+fn gateway_name_titles_the_page_and_is_checked() {
+    let route = r#"
+[[route]]
+name = "to-dpi"
+listen = "127.0.0.1:21010"
+forward = "127.0.0.1:32100"
+"#;
+    let named = parse(&format!("[gateway]\nname = \"  EAI side \"\n{route}")).unwrap();
+    assert_eq!(named.name.as_deref(), Some("EAI side"));
+    assert_eq!(parse(route).unwrap().name, None);
+    let empty = parse(&format!("[gateway]\nname = \" \"\n{route}")).unwrap_err();
+    assert!(
+        empty.contains("[gateway] name") && empty.contains("is empty"),
+        "{empty}"
+    );
+    let long = "x".repeat(65);
+    let too_long = parse(&format!("[gateway]\nname = \"{long}\"\n{route}")).unwrap_err();
+    assert!(too_long.contains("longer than 64"), "{too_long}");
+    let two_lines = parse(&format!("[gateway]\nname = \"a\\nb\"\n{route}")).unwrap_err();
+    assert!(two_lines.contains("control character"), "{two_lines}");
+}

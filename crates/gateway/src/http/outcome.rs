@@ -18,6 +18,7 @@ use super::problem::{problem, Refused};
 use crate::config::{HttpRule, RuleName};
 use crate::metrics::HttpRefusalLabels;
 use crate::observe::{FlowEnds, Party, Seen, RELAY};
+use crate::status::HttpRefused;
 use crate::upstream::Body;
 use guichet_tls::AppName;
 
@@ -50,9 +51,14 @@ impl OnEnd for Finish {
         requests.inc();
         seconds.observe(elapsed.as_secs_f64());
         self.conn.observe(&self.record, class);
+        self.conn.tally(&self.record);
         self.conn.http.access.log(self.record);
     }
 }
+
+/// The access log's reason for a request whose client went away: no
+/// refusal.
+const CLIENT_CLOSED: &str = "client_closed";
 
 /// A request waiting for its upstream; dropped with its request when the
 /// client goes away, it logs and counts it as status 499.
@@ -71,7 +77,7 @@ impl Drop for Abandoned {
     fn drop(&mut self) {
         if let Some(mut finish) = self.0.take() {
             finish.record.status = 499;
-            finish.record.reason = Some("client_closed");
+            finish.record.reason = Some(CLIENT_CLOSED);
             finish.ended(0, false);
         }
     }
@@ -105,6 +111,25 @@ impl Conn {
             message_type: record.method.as_str(),
         };
         observer.record(&seen, class, record.time);
+    }
+
+    /// Counts a request for the status page, and keeps it among the
+    /// route's last refusals when guichet refused it.
+    fn tally(&self, record: &AccessRecord) {
+        let tally = &self.http.tally;
+        let refused = record.reason.filter(|&r| r != CLIENT_CLOSED);
+        tally.answered(record.rule.as_ref(), record.status, refused.is_some());
+        if let Some(reason) = refused {
+            tally.remember(HttpRefused {
+                at: record.time,
+                rule: record.rule.clone(),
+                app: record.app.clone(),
+                subject: Some(record.subject.clone()),
+                reason,
+                status: Some(record.status),
+                description: None,
+            });
+        }
     }
 
     pub(super) fn refused(&self, refused: Refused) {
