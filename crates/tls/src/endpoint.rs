@@ -489,7 +489,10 @@ fn refusal(error: HandshakeError, observed: &Observed) -> Refusal {
             RefusalReason::HandshakeTimeout,
             format!("no complete handshake within {}s", d.as_secs_f32()),
         ),
-        HandshakeError::Io(e) => (RefusalReason::from_io_error(&e), e.to_string()),
+        HandshakeError::Io(e) => (
+            RefusalReason::from_io_error(&e).refine(observed.presented.as_deref()),
+            e.to_string(),
+        ),
     };
     Refusal {
         reason,
