@@ -22,5 +22,6 @@ mod sim_ror;
 mod simulators;
 mod status_page;
 mod store_forward;
+mod stunnel_import;
 mod test_books;
 mod validate;

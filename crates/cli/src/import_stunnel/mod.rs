@@ -141,9 +141,13 @@ fn print_notes(plan: &Plan, general: &[String]) {
 /// it lies inside it, else absolute.
 fn shown_path(path: &Path, base: Option<&Path>) -> String {
     let clean = normalise(path);
-    if let Some(rel) = base.and_then(|b| clean.strip_prefix(b).ok()) {
-        if !rel.as_os_str().is_empty() {
-            return rel.display().to_string();
+    // The folder is canonical; the path may reach it through a symlink.
+    let real = std::fs::canonicalize(&clean).ok();
+    for candidate in [Some(&clean), real.as_ref()].into_iter().flatten() {
+        if let Some(rel) = base.and_then(|b| candidate.strip_prefix(b).ok()) {
+            if !rel.as_os_str().is_empty() {
+                return rel.display().to_string();
+            }
         }
     }
     clean.display().to_string()

@@ -215,19 +215,20 @@ impl Builder {
     /// A folder of CRLs: its files become the profile's `crl` list when
     /// it holds only plain CRL files.
     fn crl_path(&mut self, opt: &Opt, dir: &Path) {
-        let mut files: Vec<PathBuf> =
-            match std::fs::read_dir(dir) {
-                Ok(entries) => entries
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.is_file())
-                    .collect(),
-                Err(e) => return self.notes.push(not_carried(
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect(),
+            Err(e) => {
+                return self.notes.push(not_carried(
                     opt,
                     &format!(
                         "cannot read the folder ({e}); list its CRL files in the profile's `crl`"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         files.sort();
         if files.is_empty() {
             return self.notes.push(not_carried(
