@@ -18,6 +18,7 @@ mod observe;
 mod peers;
 mod pki_igc_sante;
 mod pki_ocsp;
+mod seed_simulators;
 mod sim_ror;
 mod simulators;
 mod status_page;
