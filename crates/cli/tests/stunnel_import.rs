@@ -349,6 +349,35 @@ fn v1_and_san_less_certificates_are_refused_with_their_reason() {
         "-extfile",
         "nosan.ext",
     ]));
+    // check and pki show on the SAN-less server certificate.
+    std::fs::set_permissions(
+        bench.path("nosan.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    bench.write(
+        "nosan.toml",
+        "[tls.srv]\ncert = \"nosan.crt\"\nkey = \"nosan.key\"\nca = \"stunnel/certs/ca.crt\"\ncrl_unknown = \"allow\"\n\n\
+         [[app]]\nname = \"eai\"\ncn = \"eai\"\n\n\
+         [[route]]\nname = \"in\"\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"srv\"\nallow = [\"eai\"]\nforward = \"127.0.0.1:9\"\n",
+    );
+    let check = bench.guichet(&["check", "-c", "nosan.toml"]);
+    let report = text(&check.stdout);
+    assert!(
+        report.contains("WARNING [tls.srv] cert: CN=dpi has no subjectAltName: clients that check the server's name"),
+        "{}",
+        show(&check)
+    );
+    assert!(
+        report.contains("guichet pki issue --ca DIR --name dpi"),
+        "{report}"
+    );
+    let shown = bench.ok(&["pki", "show", "nosan.crt"]);
+    assert!(
+        shown.contains("WARNING:      no subjectAltName: as a server certificate, the name clients dial cannot be matched"),
+        "{shown}"
+    );
+
     let (_v1_server, _v1_stdin, v1_port) =
         s_server(&bench, "stunnel/certs/dpi.crt", "stunnel/certs/dpi.key");
     let (_nosan_server, _nosan_stdin, nosan_port) = s_server(&bench, "nosan.crt", "nosan.key");
