@@ -79,7 +79,7 @@ pub(super) fn plan(services: &[Service], shown: &[String]) -> anyhow::Result<Pla
         let route = if service.client {
             client_route(services, i, &names[i], profile, &mut notes)
         } else {
-            let tls = plan.server_side(services, i, &profile, &mut notes);
+            let tls = plan.server_side(services, i, (&profile, &names[i]), &mut notes);
             Route {
                 listen_tls: Some(profile),
                 allow: tls.0,
@@ -295,7 +295,7 @@ impl Plan {
         &mut self,
         services: &[Service],
         i: usize,
-        profile: &str,
+        (profile, route): (&str, &str),
         notes: &mut Vec<String>,
     ) -> (Option<Vec<String>>, bool) {
         let s = &services[i];
@@ -354,7 +354,7 @@ impl Plan {
             notes.push(format!(
                 "{before}; guichet admits only listed applications, and none could be read ({}): the allowlist is EMPTY and `guichet check` refuses the route until it lists one. Add the partner, by hand as an [[app]] (cn, issuer_dn, fingerprint, ...) named in this route's `allow`, or with `guichet apps add -c <config> --name NAME --cert PARTNER.pem --allow-on {}` once the config is otherwise valid",
                 if tried.is_empty() { "no certificate of the peer is named in the imported files, and none lies beside the CAfile".to_string() } else { tried.join("; ") },
-                s.section
+                route
             ));
         } else {
             notes.push(format!(

@@ -113,6 +113,9 @@ pub(super) fn read(
             "guichet forwards to one target (the first connect); stunnel's round-robin or failover over several is not carried",
         ));
     }
+    if !b.client {
+        b.server_name_options();
+    }
     let check = b.peer_check();
     let name_check = b
         .check_host
@@ -268,6 +271,27 @@ impl Builder {
             ),
         };
         self.notes.push(note);
+    }
+
+    /// In server mode the name options concern the client's certificate
+    /// (checkHost, checkIP) or pick a service by the name asked (sni):
+    /// guichet does neither.
+    fn server_name_options(&mut self) {
+        if let Some(host) = self.check_host.take() {
+            self.notes.push(format!(
+                "not carried over: checkHost = {host} (server mode: the client certificate's name); match it in the partner's [[app]] instead (san_dns = {host:?}, or cn)"
+            ));
+        }
+        if let Some(ip) = self.check_ip.take() {
+            self.notes.push(format!(
+                "not carried over: checkIP = {ip} (server mode: the client certificate's address); match the partner with an [[app]] entry instead"
+            ));
+        }
+        if let Some(sni) = self.sni.take() {
+            self.notes.push(format!(
+                "not carried over: sni = {sni} (server mode: a service chosen by the name the client asks); guichet has one route per listen address"
+            ));
+        }
     }
 
     /// stunnel 5: verify 1 and 2 verify the chain, 3 the chain and the
@@ -432,5 +456,24 @@ mod tests {
             "{:?}",
             s.notes
         );
+    }
+
+    #[test]
+    fn server_mode_name_options_are_reported_not_dropped() {
+        let s = service("[a]\naccept=1\nconnect=2\nsni = x\ncheckHost = h\n").unwrap();
+        assert!(s.name_check.is_none());
+        let has = |start: &str| s.notes.iter().any(|n| n.starts_with(start));
+        assert!(
+            has("not carried over: sni = x (server mode"),
+            "{:?}",
+            s.notes
+        );
+        assert!(
+            has("not carried over: checkHost = h (server mode"),
+            "{:?}",
+            s.notes
+        );
+        let c = service("[a]\nclient = yes\naccept=1\nconnect=h:2\nsni = x\n").unwrap();
+        assert_eq!(c.name_check, Some(("x".to_string(), "sni")));
     }
 }
