@@ -180,6 +180,14 @@ fn seed_configs_merge_into_one_config_that_check_accepts_with_v3_certificates() 
         );
     }
     assert!(!report.contains("UnsupportedCertVersion"), "{report}");
+    // `run` refuses to start, in the same words.
+    let run = bench.guichet(&["run", "-c", "guichet.toml"]);
+    assert_eq!(run.status.code(), Some(1), "{}", show(&run));
+    assert!(
+        text(&run.stderr).contains("is X.509 version 1 (no extensions): rustls refuses it"),
+        "{}",
+        show(&run)
+    );
     let shown = bench.ok(&["pki", "show", "stunnel/certs/eai.crt"]);
     assert!(
         shown.contains("WARNING:      X.509 version 1 (no extensions): rustls refuses it"),
