@@ -17,6 +17,7 @@ use anyhow::Context as _;
 
 use crate::cli::ImportStunnelArgs;
 
+mod certs;
 mod options;
 mod parse;
 mod plan;
