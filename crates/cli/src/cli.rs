@@ -86,6 +86,38 @@ pub enum Command {
     /// quality, incident simulation, flows observed by the gateway, static site, exports.
     #[command(subcommand)]
     Map(MapCommand),
+    /// Turn another tool's configuration into guichet's.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// stunnel configuration files into one guichet config: each section becomes a route
+    /// (client = yes: plain in, TLS out; otherwise TLS in, plain out), its certificate files a
+    /// TLS profile, and the partner certificates it can read [[app]] entries. What changes
+    /// in meaning (allowlist instead of any certificate of the CA, server names checked,
+    /// TLS 1.2 no longer pinned) and every option not carried over are printed on stderr.
+    /// Exit 0 when written, 1 on bad input (unreadable file, syntax error, section without
+    /// accept or connect, two sections on one listen address), 2 on a usage error.
+    Stunnel(ImportStunnelArgs),
+}
+
+/// `guichet import stunnel`.
+#[derive(Args, Debug)]
+pub struct ImportStunnelArgs {
+    /// stunnel configuration files (e.g. each host's stunnel.conf), merged into one config.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Write the config here (paths in it relative to its folder) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Replace --out if it exists.
+    #[arg(long, requires = "out")]
+    pub force: bool,
+    /// Make `mllp` routes (HL7 over MLLP: each message and ACK recorded) instead of `tcp`.
+    #[arg(long)]
+    pub mllp: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -5,6 +5,7 @@ mod actor;
 mod apps;
 mod cli;
 mod demo;
+mod import_stunnel;
 mod journal;
 mod listen;
 mod logging;
@@ -60,6 +61,9 @@ fn main() -> ExitCode {
         cli::Command::Map(cli::MapCommand::ImportFlows(a)) => map_import::import_flows_command(&a),
         cli::Command::Map(cli::MapCommand::Incident(a)) => map_incident::incident_command(&a),
         cli::Command::Map(cli::MapCommand::Observed(a)) => observed::observed_command(&a),
+        cli::Command::Import(cli::ImportCommand::Stunnel(a)) => {
+            import_stunnel::import_stunnel_command(&a)
+        }
     };
     match result {
         Ok(code) => code,

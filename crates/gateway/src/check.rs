@@ -387,6 +387,9 @@ fn check_profile(config: &Config, profile: &TlsProfile, now: i64, report: &mut R
     if let Some(own) = &material.own {
         expiry(report, &at("cert"), &own.identity, now);
         own_key(report, profile, &at);
+        if !shape(report, &at("cert"), own, &roles) {
+            return;
+        }
         for role in &roles {
             let usage = match role {
                 Role::Server => "server (listen_tls)",
@@ -424,6 +427,45 @@ fn check_profile(config: &Config, profile: &TlsProfile, now: i64, report: &mut R
     if material.roots.is_some() {
         check_revocation(profile, report);
     }
+}
+
+/// What rustls and name checks make of our certificate's shape: a version
+/// 1 certificate is refused outright (an error, and nothing else about it
+/// is worth saying), a server certificate without subjectAltName cannot
+/// match the name clients dial. False when the certificate is unusable.
+fn shape(
+    report: &mut Report,
+    at: &str,
+    own: &guichet_tls::material::OwnCert,
+    roles: &[Role],
+) -> bool {
+    let id = &own.identity;
+    let name = id.subject.common_name().unwrap_or("NAME").to_string();
+    let der = own.chain.first().map(|c| c.as_ref()).unwrap_or_default();
+    if guichet_tls::identity::x509_version(der) == Some(1) {
+        report.push(
+            Level::Error,
+            at,
+            format!(
+                "{} is an X.509 version 1 certificate (no extensions: no subjectAltName, no key usage): rustls refuses it, so no handshake can use it; {}",
+                id.subject,
+                guichet_tls::identity::reissue_hint(&name)
+            ),
+        );
+        return false;
+    }
+    if roles.contains(&Role::Server) && id.san_dns.is_empty() && id.san_ip.is_empty() {
+        report.push(
+            Level::Warning,
+            at,
+            format!(
+                "{} has no subjectAltName: clients that check the server's name (guichet's server_name, and most TLS clients) cannot match it, since names are never read from the CN; {}",
+                id.subject,
+                guichet_tls::identity::reissue_hint(&name)
+            ),
+        );
+    }
+    true
 }
 
 /// Where our private key comes from, and how well it is kept.

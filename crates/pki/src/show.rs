@@ -17,6 +17,8 @@ pub struct CertReport {
     pub identity: Identity,
     /// The moment "days left" is counted from, in Unix seconds.
     pub now: i64,
+    /// The X.509 version (1 to 3): rustls accepts only 3.
+    pub version: u32,
 }
 
 /// Describes every certificate in `pem` (a chain file shows each, leaf
@@ -89,7 +91,12 @@ impl CertReport {
 
     fn new(der: &[u8], now: i64, path: &Path) -> Result<Self, PkiError> {
         let identity = Identity::from_der(der).map_err(|e| bad(path, e.to_string()))?;
-        Ok(CertReport { identity, now })
+        let version = guichet_tls::identity::x509_version(der).unwrap_or(3);
+        Ok(CertReport {
+            identity,
+            now,
+            version,
+        })
     }
 
     /// Whole days, rounded down, to the nearest edge of the window.
@@ -134,7 +141,31 @@ impl fmt::Display for CertReport {
         }
         writeln!(f, "Key usage:    {}", extended_key_usage(id))?;
         writeln!(f, "SHA-256:      {}", id.fingerprint)?;
-        writeln!(f, "SPKI pin:     sha256//{}", id.spki)
+        writeln!(f, "SPKI pin:     sha256//{}", id.spki)?;
+        self.shape_warnings(f)
+    }
+}
+
+impl CertReport {
+    /// A certificate made without extensions works with neither rustls
+    /// nor a name check: said in plain words, with how to make one that does.
+    fn shape_warnings(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let id = &self.identity;
+        let name = id.subject.common_name().unwrap_or("NAME");
+        let hint = guichet_tls::identity::reissue_hint(name);
+        if self.version == 1 {
+            writeln!(
+                f,
+                "WARNING:      X.509 version 1 (no extensions): rustls refuses it, so guichet can neither present it nor admit a peer that presents it; {hint}"
+            )
+        } else if !id.is_ca && id.san_dns.is_empty() && id.san_ip.is_empty() {
+            writeln!(
+                f,
+                "WARNING:      no subjectAltName: as a server certificate, the name clients dial cannot be matched (names are never read from the CN); {hint}"
+            )
+        } else {
+            Ok(())
+        }
     }
 }
 

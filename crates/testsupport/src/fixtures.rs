@@ -76,3 +76,16 @@ pub fn lanscape_dir() -> Option<PathBuf> {
         None
     }
 }
+
+/// The stunnel project guichet replaces (mllp-safetunnel: its stunnel
+/// configs, test PKI script, simulators and messages); `None` after a
+/// SKIPPED line when it is absent (a failure under CI).
+pub fn safetunnel_dir() -> Option<PathBuf> {
+    let dir = shared().join("mllp-safetunnel");
+    if dir.join("eai/stunnel.conf").is_file() {
+        Some(dir)
+    } else {
+        skip(&format!("fixtures not found at {}", dir.display()));
+        None
+    }
+}

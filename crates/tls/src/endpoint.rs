@@ -71,9 +71,27 @@ pub enum EndpointError {
     /// rustls refused the CA bundle or the CRLs.
     #[error("cannot use the CA bundle or CRLs: {0}")]
     Verifier(rustls::server::VerifierBuilderError),
+    /// Our own certificate is X.509 version 1, which rustls cannot use.
+    #[error("our certificate ({subject}) is X.509 version 1 (no extensions): rustls refuses it; reissue it with `guichet pki issue` (or openssl x509 -req with an -extfile); `guichet check` shows how")]
+    OwnCertVersion1 {
+        /// The certificate's subject, to find it.
+        subject: String,
+    },
     /// rustls refused the configuration (key type, protocol versions, ...).
     #[error("TLS configuration refused: {0}")]
     Rustls(rustls::Error),
+}
+
+/// Refuses our own certificate up front when it is version 1: rustls would
+/// only say `UnsupportedCertVersion`.
+fn usable_own(own: &crate::material::OwnCert) -> Result<(), EndpointError> {
+    let der = own.chain.first().map(|c| c.as_ref()).unwrap_or_default();
+    if crate::identity::x509_version(der) == Some(1) {
+        return Err(EndpointError::OwnCertVersion1 {
+            subject: own.identity.subject.to_string(),
+        });
+    }
+    Ok(())
 }
 
 // By hand rather than `#[from]`, which would also make the inner error a
@@ -139,6 +157,7 @@ impl ServerTls {
         alpn: &[&[u8]],
     ) -> Result<Self, EndpointError> {
         let own = material.own.as_ref().ok_or(EndpointError::MissingOwnCert)?;
+        usable_own(own)?;
         let builder = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(versions(settings.min_version))?;
         let (builder, allowlist) = match auth {
@@ -393,6 +412,9 @@ impl ClientTls {
             .with_protocol_versions(versions(settings.min_version))?
             .dangerous()
             .with_custom_certificate_verifier(verifier);
+        if let Some(own) = &material.own {
+            usable_own(own)?;
+        }
         let mut config = match &material.own {
             Some(own) => builder.with_client_auth_cert(own.chain.clone(), own.key.clone_key())?,
             None => builder.with_no_client_auth(),
@@ -489,7 +511,10 @@ fn refusal(error: HandshakeError, observed: &Observed) -> Refusal {
             RefusalReason::HandshakeTimeout,
             format!("no complete handshake within {}s", d.as_secs_f32()),
         ),
-        HandshakeError::Io(e) => (RefusalReason::from_io_error(&e), e.to_string()),
+        HandshakeError::Io(e) => (
+            RefusalReason::from_io_error(&e).refine(observed.presented.as_deref()),
+            e.to_string(),
+        ),
     };
     Refusal {
         reason,

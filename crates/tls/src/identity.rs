@@ -89,6 +89,23 @@ pub enum IdentityError {
     BadName(String),
 }
 
+/// The X.509 version of a DER certificate (1, 2 or 3); `None` when it does
+/// not parse. rustls accepts only version 3.
+pub fn x509_version(der: &[u8]) -> Option<u32> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    Some(cert.version().0 + 1)
+}
+
+/// How to make a certificate rustls accepts and a name check can match,
+/// for `name` (its CN or the host dialled): the words `check` and
+/// `pki show` print under a version 1 or SAN-less certificate.
+pub fn reissue_hint(name: &str) -> String {
+    format!(
+        "`guichet pki issue --ca DIR --name {name}` makes one that works (add --key KEY.pem to keep the key); with openssl, sign it with an extension file: \
+openssl x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 825 -out {name}.crt -extfile <(printf 'subjectAltName=DNS:{name}\\nextendedKeyUsage=serverAuth,clientAuth\\n')"
+    )
+}
+
 impl Identity {
     /// Parses a DER certificate; nothing is verified here.
     pub fn from_der(der: &[u8]) -> Result<Self, IdentityError> {

@@ -31,6 +31,13 @@ pub enum RefusalReason {
     NameMismatch,
     /// A signature in the chain does not verify, or uses an algorithm we refuse.
     BadSignature,
+    /// An X.509 version 1 certificate (no extensions): webpki, hence
+    /// rustls, accepts only version 3. Made by `openssl x509 -req` without
+    /// an extension file, as many stunnel setups were.
+    X509Version1,
+    /// The server's certificate has no subjectAltName, so the dialled name
+    /// cannot match (names are never read from the CN).
+    NoSubjectAltName,
     /// Any other certificate defect: malformed, unsupported extension, ...
     BadCertificate,
     /// No protocol version, cipher suite or group in common with the policy.
@@ -47,7 +54,7 @@ pub enum RefusalReason {
 
 impl RefusalReason {
     /// Every reason, so that metrics can register each label up front.
-    pub const ALL: [RefusalReason; 16] = [
+    pub const ALL: [RefusalReason; 18] = [
         RefusalReason::UnknownCa,
         RefusalReason::Expired,
         RefusalReason::NotYetValid,
@@ -58,6 +65,8 @@ impl RefusalReason {
         RefusalReason::NoCertificate,
         RefusalReason::NameMismatch,
         RefusalReason::BadSignature,
+        RefusalReason::X509Version1,
+        RefusalReason::NoSubjectAltName,
         RefusalReason::BadCertificate,
         RefusalReason::IncompatibleProtocol,
         RefusalReason::ProtocolVersion,
@@ -79,6 +88,8 @@ impl RefusalReason {
             RefusalReason::NoCertificate => "no_certificate",
             RefusalReason::NameMismatch => "name_mismatch",
             RefusalReason::BadSignature => "bad_signature",
+            RefusalReason::X509Version1 => "x509_v1",
+            RefusalReason::NoSubjectAltName => "no_san",
             RefusalReason::BadCertificate => "bad_certificate",
             RefusalReason::IncompatibleProtocol => "incompatible_protocol",
             RefusalReason::ProtocolVersion => "protocol_version",
@@ -101,6 +112,12 @@ impl RefusalReason {
             RefusalReason::NoCertificate => "no client certificate presented",
             RefusalReason::NameMismatch => "server certificate does not match the dialled name",
             RefusalReason::BadSignature => "bad certificate signature",
+            RefusalReason::X509Version1 => {
+                "X.509 version 1 certificate (no extensions): rustls accepts only version 3; reissue it with `guichet pki issue` (or openssl x509 -req with an -extfile)"
+            }
+            RefusalReason::NoSubjectAltName => {
+                "server certificate has no subjectAltName: the dialled name cannot be matched; reissue it with `guichet pki issue --name HOST` (or openssl with subjectAltName in an -extfile)"
+            }
             RefusalReason::BadCertificate => "malformed or unacceptable certificate",
             RefusalReason::IncompatibleProtocol => {
                 "no common protocol version, cipher suite or group (TLS 1.2+ with ECDHE and AEAD only)"
@@ -158,6 +175,28 @@ impl RefusalReason {
             | P::Tls12NotOfferedOrEnabled
             | P::ServerDoesNotSupportTls12Or13 => RefusalReason::ProtocolVersion,
             _ => RefusalReason::IncompatibleProtocol,
+        }
+    }
+
+    /// Refines a certificate refusal with what the presented certificate
+    /// shows: a version 1 certificate fails webpki's parsing as a generic
+    /// defect, and a name mismatch with no subjectAltName at all needs a
+    /// new certificate, not another name.
+    pub fn refine(self, presented: Option<&[u8]>) -> Self {
+        let Some(der) = presented else {
+            return self;
+        };
+        match self {
+            RefusalReason::BadCertificate if crate::identity::x509_version(der) == Some(1) => {
+                RefusalReason::X509Version1
+            }
+            RefusalReason::NameMismatch
+                if Identity::from_der(der)
+                    .is_ok_and(|id| id.san_dns.is_empty() && id.san_ip.is_empty()) =>
+            {
+                RefusalReason::NoSubjectAltName
+            }
+            other => other,
         }
     }
 
