@@ -278,7 +278,7 @@ async fn stats(journal: &Journal, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
+pub(crate) fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
     use std::os::unix::fs::OpenOptionsExt;
     let key = BodyKey::generate_hex()?;
     let mut file = std::fs::OpenOptions::new()
