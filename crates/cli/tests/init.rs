@@ -188,3 +188,56 @@ fn init_refuses_to_overwrite_a_config_without_force() {
     ok_in(dir.path(), &words("guichet init --force"));
     assert_eq!(std::fs::read_to_string(&config).expect("config"), fresh);
 }
+
+/// The config the Debian package installs as /etc/guichet/guichet.toml
+/// passes `guichet check` as it stands (scripts/package-check checks it
+/// again once installed).
+#[test]
+fn the_packaged_config_passes_check() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let packaged = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/debian/guichet.toml");
+    std::fs::copy(&packaged, dir.path().join("guichet.toml")).expect("copy the packaged config");
+    config_is_accepted(dir.path(), "guichet.toml");
+}
+
+/// An example script finds `guichet` on the PATH when GUICHET is unset
+/// (examples/guichet.sh), instead of stopping on `guichet: not found`.
+#[test]
+fn example_scripts_find_guichet_on_the_path() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let copy = dir.path().join("examples/guichet-unique");
+    std::fs::create_dir_all(&copy).expect("mkdir");
+    std::fs::copy(
+        examples.join("guichet.sh"),
+        dir.path().join("examples/guichet.sh"),
+    )
+    .expect("copy guichet.sh");
+    std::fs::copy(
+        examples.join("guichet-unique/make-pki.sh"),
+        copy.join("make-pki.sh"),
+    )
+    .expect("copy make-pki.sh");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("mkdir bin");
+    std::os::unix::fs::symlink(guichet_bin(), bin.join("guichet")).expect("symlink");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new("sh");
+    cmd.arg(copy.join("make-pki.sh"))
+        .env("PATH", path)
+        .env_remove("GUICHET");
+    let out = run_bounded(cmd, WAIT);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("from the sources"),
+        "{}",
+        show(&out)
+    );
+    for file in ["ca.pem", "gateway.pem", "partner-c.key"] {
+        assert!(copy.join("pki").join(file).is_file(), "{file}");
+    }
+}
