@@ -304,7 +304,12 @@ impl Step {
                 println!("kept {}", shown(dir, JOURNAL_KEY).display());
             }
             Step::JournalKey => {
-                crate::journal::keygen(&shown(dir, JOURNAL_KEY))?;
+                let key = shown(dir, JOURNAL_KEY);
+                crate::journal::write_body_key(&key)?;
+                println!(
+                    "made the journal's key {} (mode 0600): keep a copy in a safe place, sealed bodies cannot be read without it",
+                    key.display()
+                );
             }
         }
         Ok(())
