@@ -5,14 +5,14 @@
 # carries a flow the data declares (GAP -> ORB), the other one it does not
 # (SIL -> GAP): the site's matrix shows it as a shadow flow.
 #
-#   ./run.sh                                   # guichet from the PATH; files in ./work
+#   ./run.sh                                   # guichet from the PATH (else from the sources); files in ./work
 #   GUICHET=/path/to/guichet DATA=/srv/carto WORK=/tmp/map PORT_BASE=18700 ./run.sh
 #
 # Opens nothing: the site is $WORK/site/index.html, to open from disk.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-guichet=${GUICHET:-guichet}
+. "$here/../guichet.sh"   # GUICHET, else guichet on the PATH, else from the sources
 data=${DATA:-$here/../../../shared/fixtures/it-lanscape}
 work=${WORK:-$here/work}
 base=${PORT_BASE:-18700}
@@ -28,7 +28,7 @@ sed -e "s|@JOURNAL@|$work/journal.db|" -e "s|@DATA@|$data|" -e "s|@MAPPING@|$her
 pids=()
 stop() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap stop EXIT
-start() { "$guichet" "$@" >>"$work/gateway.log" 2>&1 & pids+=($!); }
+start() { $GUICHET "$@" >>"$work/gateway.log" 2>&1 & pids+=($!); }
 
 start listen --on "127.0.0.1:$(port 3)"     # the patient record (ORB)
 start listen --on "127.0.0.1:$(port 4)"     # the admissions' inbound interface (GAP)
@@ -40,11 +40,11 @@ for n in 1 2 3 4; do
     ready "$(port $n)" || { echo "port $(port $n) never opened; see $work/gateway.log" >&2; exit 2; }
 done
 
-"$guichet" send --to "127.0.0.1:$(port 1)" "$here/gap-orbis.hl7"
-"$guichet" send --to "127.0.0.1:$(port 2)" "$here/pharmacie.hl7"
+guichet send --to "127.0.0.1:$(port 1)" "$here/gap-orbis.hl7"
+guichet send --to "127.0.0.1:$(port 2)" "$here/pharmacie.hl7"
 
 # The counts reach the journal at the next flush.
-observed() { "$guichet" map observed --journal journal.db --mapping "$here/mapping.toml" "$@"; }
+observed() { guichet map observed --journal journal.db --mapping "$here/mapping.toml" "$@"; }
 for _ in $(seq 50); do
     [ "$(observed --json 2>/dev/null | grep -c '"route"')" -ge 2 ] && break
     sleep 0.2
@@ -52,8 +52,8 @@ done
 observed
 
 source=(--journal journal.db --mapping "$here/mapping.toml")
-"$guichet" map kpis "$data" "${source[@]}"
-"$guichet" map build "$data" "${source[@]}" --out site
+guichet map kpis "$data" "${source[@]}"
+guichet map build "$data" "${source[@]}" --out site
 
 # The same map, live: the gateway's admin listener renders it from the
 # data folder and the journal (again when they change, at most every 5s).

@@ -10,8 +10,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(long_about = LONG_ABOUT)]
 #[command(name = "guichet", version, propagate_version = true)]
 #[command(
-    after_help = "Start with `guichet pki init`, `guichet pki issue`, write a guichet.toml \
-(see examples/tunnel/), check it with `guichet check -c guichet.toml`, then `guichet run -c guichet.toml`."
+    after_help = "Start with `guichet init`: it writes a commented guichet.toml and prints the \
+`guichet pki` and `guichet apps` commands to run, then `guichet check -c guichet.toml` and \
+`guichet run -c guichet.toml`."
 )]
 pub struct Cli {
     /// Log format: human-readable text, or one JSON object per line for shipping.
@@ -48,6 +49,9 @@ pub enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Write a commented starter guichet.toml (tunnel routes, an HTTPS gateway, a
+    /// store-and-forward route) and print the commands that make its test certificates.
+    Init(crate::init::InitArgs),
     /// Run the gateway: every route of the config file (SIGHUP reloads, SIGTERM drains and stops).
     Run(ConfigArgs),
     /// Validate a config file without running it: syntax, certificates, keys, chains, expiry, names.

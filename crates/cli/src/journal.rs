@@ -292,6 +292,17 @@ async fn stats(journal: &Journal, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
+    write_body_key(out)?;
+    println!(
+        "wrote {} (mode 0600); set [journal] body_key = \"{}\" and keep a copy in a safe place: without it, sealed bodies cannot be read",
+        out.display(),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A new random body key in `out` (mode 0600; refused if the file exists).
+pub(crate) fn write_body_key(out: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let key = BodyKey::generate_hex()?;
     let mut file = std::fs::OpenOptions::new()
@@ -301,12 +312,7 @@ fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
         .open(out)
         .with_context(|| format!("cannot create {}", out.display()))?;
     writeln!(file, "{key}")?;
-    println!(
-        "wrote {} (mode 0600); set [journal] body_key = \"{}\" and keep a copy in a safe place: without it, sealed bodies cannot be read",
-        out.display(),
-        out.display()
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn record_text(r: &MessageRecord) -> String {

@@ -6,6 +6,7 @@ mod apps;
 mod cli;
 mod demo;
 mod import_stunnel;
+mod init;
 mod journal;
 mod listen;
 mod logging;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
     };
     logging::init(log_format, default_level);
     let result = match args.command {
+        cli::Command::Init(a) => init::init(&a),
         cli::Command::Run(a) => run::run(&a),
         cli::Command::Check(a) => run::check(&a),
         cli::Command::Pki(a) => pki::pki(a),

@@ -12,6 +12,7 @@ mod cli;
 mod e2e;
 mod folder;
 mod http_gateway;
+mod init;
 mod journal_tls;
 mod map;
 mod observe;

@@ -61,6 +61,20 @@ pub fn apps(command: AppsCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `guichet apps add -c CONFIG --name NAME --cert CERT --allow-on ...` with
+/// the default `--match`, for commands that admit a partner themselves
+/// (`guichet init --pki`): the same edit, checks and report.
+pub fn add_app(config: &Path, name: &str, cert: &Path, allow_on: &[String]) -> anyhow::Result<()> {
+    let fields: Vec<String> = add::DEFAULT_FIELDS.map(str::to_string).to_vec();
+    let request = AddRequest {
+        name,
+        cert,
+        fields: &fields,
+        allow_on,
+    };
+    edit_file(config, |text| add(config, text, &request, &today()))
+}
+
 /// Reads the config, applies `edit`, writes the result atomically and
 /// prints the report; nothing is written when `edit` fails.
 fn edit_file(path: &Path, edit: impl FnOnce(&str) -> anyhow::Result<Change>) -> anyhow::Result<()> {
