@@ -39,6 +39,8 @@ guichet: one gateway for the data flows of a hospital information system.
   - Bed-availability validation and a ROR simulator (validate, convert, sim ror).
   - Test books, replayed against one engine or compared between two (test).
   - The map of the information system, declared and observed (map).
+  - Getting started: a commented starter config (init), or one made from
+    stunnel's configs with what changes in meaning (import stunnel).
   - The whole EAI <-> DPI scenario on this machine (demo).";
 
 #[derive(Copy, Clone, Debug, ValueEnum)]

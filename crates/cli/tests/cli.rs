@@ -717,12 +717,14 @@ fn top_level_help_names_every_capability() {
         "Bed-availability validation and a ROR simulator",
         "Test books",
         "The map of the information system",
+        "starter config (init)",
+        "(import stunnel)",
     ] {
         assert!(help.contains(capability), "{capability:?} missing:\n{help}");
     }
     for command in [
         "run", "check", "pki", "apps", "send", "listen", "journal", "demo", "validate", "sim",
-        "test", "map",
+        "test", "map", "init", "import", "convert",
     ] {
         assert!(
             help.lines()
