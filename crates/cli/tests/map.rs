@@ -764,6 +764,11 @@ fn the_admin_listener_serves_the_map_live_and_says_when_its_data_breaks() {
         "{reason}"
     );
     assert!(!reason.contains("<html"), "{reason}");
+    // The log reaches the test through a pipe: wait for the line before
+    // counting, so a slow reader is not taken for a missing warning.
+    gateway.wait_line("the warning of the broken data", |l| {
+        l.contains("/map cannot be rendered")
+    });
     for _ in 0..3 {
         assert_eq!(get(admin, "/map").0, 503);
     }
