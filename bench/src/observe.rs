@@ -3,7 +3,14 @@
 //! journal between the load generator and the sink; the same config with
 //! `[observe] enabled = false`, and with observation on (its default with a
 //! journal, flushed every 5 s). Rounds interleave (without, with, without,
-//! with...), so both are measured minutes apart at most.
+//! with...), so both are measured minutes apart at most. guichet logs at
+//! its default level, one line per message, as users run it.
+//!
+//! CPU time on a shared machine moves by more than the 2 % this measures,
+//! so each variant also runs once under callgrind (when valgrind is on the
+//! `PATH`): the instructions guichet executes per message do not depend on
+//! what else runs. The counters are zeroed after the warm-up and dumped at
+//! the end of the window (`callgrind_control`), so start-up is not counted.
 //!
 //! ```text
 //! load generator (N connections) -> guichet (mllp, passthrough, journal) -> MLLP ACK sink
@@ -11,6 +18,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -22,6 +30,13 @@ use crate::procfs::cpu_time;
 
 /// How long guichet and the sink may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Under callgrind guichet runs tens of times slower: a longer start, a
+/// warm-up that translates the message path, and a window long enough for
+/// thousands of messages.
+const CALLGRIND_START_TIMEOUT: Duration = Duration::from_secs(120);
+const CALLGRIND_WARMUP: Duration = Duration::from_secs(5);
+const CALLGRIND_WINDOW: Duration = Duration::from_secs(20);
 
 /// The sizes of a run.
 pub struct Plan {
@@ -40,6 +55,15 @@ enum Variant {
     With,
 }
 
+/// What a round reads off guichet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Meter {
+    /// Its process's CPU time, from /proc.
+    Cpu,
+    /// The instructions it executes, counted by callgrind.
+    Instructions,
+}
+
 /// One round's figures.
 #[derive(Debug, Clone, Copy)]
 struct Round {
@@ -48,6 +72,10 @@ struct Round {
     cpu_us: f64,
 }
 
+/// Instructions per message, without and with observation, or why they
+/// were not counted.
+type Instructions = Result<(f64, f64), String>;
+
 /// Runs the rounds; returns the report's section.
 pub async fn run(guichet: &Path, plan: &Plan, dir: &Path, date: &str) -> anyhow::Result<String> {
     let mut without = Vec::new();
@@ -55,7 +83,7 @@ pub async fn run(guichet: &Path, plan: &Plan, dir: &Path, date: &str) -> anyhow:
     for round in 0..plan.rounds {
         for variant in [Variant::Without, Variant::With] {
             let tag = format!("{variant:?}-{round}").to_lowercase();
-            let measured = measure(guichet, plan, &dir.join(tag), variant).await?;
+            let measured = measure(guichet, plan, &dir.join(tag), variant, Meter::Cpu).await?;
             eprintln!(
                 "observe {variant:?} round {}: {:.0} msg/s, {:.1} µs CPU per message",
                 round + 1,
@@ -68,15 +96,50 @@ pub async fn run(guichet: &Path, plan: &Plan, dir: &Path, date: &str) -> anyhow:
             }
         }
     }
-    Ok(section(plan, &without, &with, date))
+    let instructions = if valgrind_found() {
+        let off = measure(
+            guichet,
+            plan,
+            &dir.join("callgrind-without"),
+            Variant::Without,
+            Meter::Instructions,
+        )
+        .await?;
+        let on = measure(
+            guichet,
+            plan,
+            &dir.join("callgrind-with"),
+            Variant::With,
+            Meter::Instructions,
+        )
+        .await?;
+        eprintln!(
+            "observe under callgrind: {:.0} instructions per message without, {:.0} with",
+            off.cpu_us, on.cpu_us
+        );
+        Ok((off.cpu_us, on.cpu_us))
+    } else {
+        Err("valgrind is not on the PATH".to_owned())
+    };
+    Ok(section(plan, &without, &with, &instructions, date))
+}
+
+fn valgrind_found() -> bool {
+    Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success())
 }
 
 /// One round: a fresh sink, guichet and journal, `plan.conns` senders.
+/// Under [`Meter::Instructions`], the round's `cpu_us` holds instructions
+/// per message.
 async fn measure(
     guichet: &Path,
     plan: &Plan,
     dir: &Path,
     variant: Variant,
+    meter: Meter,
 ) -> anyhow::Result<Round> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let sink_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
@@ -94,32 +157,104 @@ async fn measure(
     std::fs::write(&config, config_text(dir, entry, sink_addr, variant))
         .with_context(|| format!("cannot write {}", config.display()))?;
     let config = config.display().to_string();
-    let mut gateway = Child::spawn(
-        "guichet",
-        guichet,
-        &["run", "-c", &config],
-        &[("RUST_LOG", "warn")],
-        &dir.join("guichet.log"),
-    )?;
-    gateway.wait_listening(entry, START_TIMEOUT).await?;
-    let round = window(plan, entry, gateway.pid()).await?;
-    gateway.check_alive()?;
+    let log = dir.join("guichet.log");
+    let out_file = dir.join("callgrind.out");
+    let round = match meter {
+        Meter::Cpu => {
+            let mut gateway = Child::spawn("guichet", guichet, &["run", "-c", &config], &[], &log)?;
+            gateway.wait_listening(entry, START_TIMEOUT).await?;
+            let window = Window::starting_now(plan.warmup, plan.measured);
+            let round = senders(plan, entry, window, cpu(gateway.pid(), window)).await?;
+            gateway.check_alive()?;
+            round
+        }
+        Meter::Instructions => {
+            let out = format!("--callgrind-out-file={}", out_file.display());
+            let guichet = guichet.display().to_string();
+            let args = ["--tool=callgrind", &out, &guichet, "run", "-c", &config];
+            let mut gateway = Child::spawn(
+                "guichet under callgrind",
+                Path::new("valgrind"),
+                &args,
+                &[],
+                &log,
+            )?;
+            gateway
+                .wait_listening(entry, CALLGRIND_START_TIMEOUT)
+                .await?;
+            let window = Window::starting_now(CALLGRIND_WARMUP, CALLGRIND_WINDOW);
+            let round = senders(
+                plan,
+                entry,
+                window,
+                instructions(gateway.pid(), window, &out_file),
+            )
+            .await?;
+            gateway.check_alive()?;
+            round
+        }
+    };
     sink.check_alive()?;
     Ok(round)
 }
 
-/// Senders for the warm-up and the window; guichet's CPU inside it.
-async fn window(plan: &Plan, entry: SocketAddr, pid: u32) -> anyhow::Result<Round> {
+/// guichet's CPU time inside the window.
+async fn cpu(pid: u32, window: Window) -> anyhow::Result<f64> {
+    tokio::time::sleep_until(window.measure_from.into()).await;
+    let before = cpu_time(pid);
+    tokio::time::sleep_until(window.end.into()).await;
+    let spent = cpu_time(pid)
+        .zip(before)
+        .map(|(after, before)| after.saturating_sub(before))
+        .context("cannot read guichet's CPU time")?;
+    Ok(spent.as_secs_f64() * 1e6)
+}
+
+/// The instructions guichet executed inside the window: callgrind's
+/// counters zeroed at its start, dumped at its end.
+async fn instructions(pid: u32, window: Window, out_file: &Path) -> anyhow::Result<f64> {
+    tokio::time::sleep_until(window.measure_from.into()).await;
+    callgrind_control("-z", pid).await?;
+    tokio::time::sleep_until(window.end.into()).await;
+    callgrind_control("-d", pid).await?;
+    let dump = PathBuf::from(format!("{}.1", out_file.display()));
+    let text = std::fs::read_to_string(&dump)
+        .with_context(|| format!("callgrind wrote no dump at {}", dump.display()))?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("summary: "))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .map(|n| n as f64)
+        .with_context(|| format!("no instruction summary in {}", dump.display()))
+}
+
+async fn callgrind_control(command: &'static str, pid: u32) -> anyhow::Result<()> {
+    let status = tokio::task::spawn_blocking(move || {
+        Command::new("callgrind_control")
+            .arg(command)
+            .arg(pid.to_string())
+            .stdout(std::process::Stdio::null())
+            .status()
+    })
+    .await?
+    .context("cannot run callgrind_control")?;
+    anyhow::ensure!(
+        status.success(),
+        "callgrind_control {command} {pid} failed: {status}"
+    );
+    Ok(())
+}
+
+/// Senders for the warm-up and the window, while `meter` reads guichet's
+/// cost inside the window; the cost per message answered.
+async fn senders(
+    plan: &Plan,
+    entry: SocketAddr,
+    window: Window,
+    meter: impl std::future::Future<Output = anyhow::Result<f64>>,
+) -> anyhow::Result<Round> {
     let message = LoadMessage::adt_a01();
-    let window = Window::starting_now(plan.warmup, plan.measured);
     let load = load::persistent(entry, plan.conns, window, &message);
-    let cpu = async {
-        tokio::time::sleep_until(window.measure_from.into()).await;
-        let before = cpu_time(pid);
-        tokio::time::sleep_until(window.end.into()).await;
-        Some(cpu_time(pid)?.saturating_sub(before?))
-    };
-    let (stats, cpu) = tokio::join!(load, cpu);
+    let (stats, cost) = tokio::join!(load, meter);
     if !stats.is_valid() || stats.messages == 0 {
         anyhow::bail!(
             "the senders failed: {} errors, {} mismatched ACKs ({})",
@@ -128,10 +263,9 @@ async fn window(plan: &Plan, entry: SocketAddr, pid: u32) -> anyhow::Result<Roun
             stats.first_error.as_deref().unwrap_or("-")
         );
     }
-    let cpu = cpu.context("cannot read guichet's CPU time")?;
     Ok(Round {
         per_second: stats.messages as f64 / window.measured().as_secs_f64(),
-        cpu_us: cpu.as_secs_f64() * 1e6 / stats.messages as f64,
+        cpu_us: cost? / stats.messages as f64,
     })
 }
 
@@ -168,13 +302,33 @@ fn median(rounds: &[Round]) -> (Round, (f64, f64), (f64, f64)) {
     (mid, range(|r| r.cpu_us), range(|r| r.per_second))
 }
 
-fn section(plan: &Plan, without: &[Round], with: &[Round], date: &str) -> String {
+fn section(
+    plan: &Plan,
+    without: &[Round],
+    with: &[Round],
+    instructions: &Instructions,
+    date: &str,
+) -> String {
     let (off, off_cpu, off_rate) = median(without);
     let (on, on_cpu, on_rate) = median(with);
     let overhead = if off.cpu_us > 0.0 {
         (on.cpu_us - off.cpu_us) / off.cpu_us * 100.0
     } else {
         0.0
+    };
+    let counted = match instructions {
+        Ok((off, on)) => format!(
+            "Under callgrind (one guichet per variant, {warmup}s of warm-up, then {window}s \
+             counted; instructions of every guichet thread over the messages answered):\n\n\
+             | guichet | instructions per message |\n|---|---|\n\
+             | without observation | {off:.0} |\n| with observation | {on:.0} |\n\n\
+             Observation costs **{:+.1} %** of guichet's instructions per message. This figure \
+             does not move with the machine's load; the CPU time above does.\n",
+            (on - off) / off * 100.0,
+            warmup = CALLGRIND_WARMUP.as_secs(),
+            window = CALLGRIND_WINDOW.as_secs(),
+        ),
+        Err(why) => format!("Instructions per message were not counted: {why}.\n"),
     };
     let row = |name: &str, r: &Round, cpu: (f64, f64), rate: (f64, f64)| {
         format!(
@@ -187,7 +341,7 @@ fn section(plan: &Plan, without: &[Round], with: &[Round], date: &str) -> String
          What counting observed flows costs guichet's message path: one guichet, one plain \
          `mllp` passthrough route and a SQLite journal, with `[observe] enabled = false` and \
          with observation on (flushed every 5 s), {conns} connections each waiting for its \
-         ACK.\n\n\
+         ACK. guichet logs at its default level (one line per message), as users run it.\n\n\
          ```text\nload generator ({conns} connections) -> guichet (mllp, passthrough) -> MLLP ACK sink\n```\n\n\
          - Date: {date}\n\
          - Command (from the repository root): `cargo run --release -p guichet-bench -- observe \
@@ -198,7 +352,8 @@ fn section(plan: &Plan, without: &[Round], with: &[Round], date: &str) -> String
          process (user + system) inside the window, over the messages answered in it; the \
          load generator and the sink share the machine's cores.\n\n\
          | guichet | CPU per message | messages per second |\n|---|---|---|\n{}{}\n\
-         Observation costs **{overhead:+.1} %** of guichet's CPU per message (target: under 2 %).\n",
+         Observation costs **{overhead:+.1} %** of guichet's CPU per message (target: under 2 %).\n\n\
+         {counted}",
         row("without observation", &off, off_cpu, off_rate),
         row("with observation", &on, on_cpu, on_rate),
         conns = plan.conns,
