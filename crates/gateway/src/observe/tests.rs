@@ -125,6 +125,30 @@ fn parties_compare_as_shown() {
 }
 
 #[test]
+fn msh_components_are_cut_as_a_str_search_would() {
+    for field in [
+        "",
+        "^",
+        "^^",
+        "ADT",
+        "ADT^",
+        "ADT^A01",
+        "ADT^A01^",
+        "ADT^A01^ADT_A01",
+        "^A01^X",
+        "é^ü^ß",
+        "ÉVÉ^Ä01",
+    ] {
+        let searched = match field.match_indices('^').nth(1) {
+            Some((end, _)) => &field[..end],
+            None => field,
+        };
+        assert_eq!(event_type(field), searched, "{field:?}");
+        assert_eq!(first(field), field.split('^').next().unwrap(), "{field:?}");
+    }
+}
+
+#[test]
 fn rows_kept_from_a_failed_flush_merge_with_new_ones() {
     let observer = Observer::new();
     observer.record(&base(), "closed", at(10));
