@@ -399,6 +399,7 @@ fn bench_observe(args: &ObserveArgs) -> anyhow::Result<ExitCode> {
         warmup: Duration::from_secs_f64(args.warmup),
         measured: Duration::from_secs_f64(args.seconds),
         exe: std::env::current_exe().context("cannot find the benchmark's own binary")?,
+        profiles: workspace.join("target/bench-profiles"),
     };
     let dir = tempfile::Builder::new()
         .prefix("guichet-bench-observe-")

@@ -46,6 +46,8 @@ pub struct Plan {
     pub measured: Duration,
     /// The bench binary itself, which runs the sink.
     pub exe: PathBuf,
+    /// Where callgrind's profiles are kept for `callgrind_annotate`.
+    pub profiles: PathBuf,
 }
 
 /// Whether the round's guichet observes flows.
@@ -97,6 +99,8 @@ pub async fn run(guichet: &Path, plan: &Plan, dir: &Path, date: &str) -> anyhow:
         }
     }
     let instructions = if valgrind_found() {
+        std::fs::create_dir_all(&plan.profiles)
+            .with_context(|| format!("cannot create {}", plan.profiles.display()))?;
         let off = measure(
             guichet,
             plan,
@@ -183,14 +187,16 @@ async fn measure(
                 .wait_listening(entry, CALLGRIND_START_TIMEOUT)
                 .await?;
             let window = Window::starting_now(CALLGRIND_WARMUP, CALLGRIND_WINDOW);
-            let round = senders(
-                plan,
-                entry,
-                window,
-                instructions(gateway.pid(), window, &out_file),
-            )
-            .await?;
+            let counted = instructions(gateway.pid(), window, &out_file);
+            let round = senders(plan, entry, window, counted).await?;
             gateway.check_alive()?;
+            let kept = plan
+                .profiles
+                .join(format!("observe-{variant:?}.callgrind").to_lowercase());
+            let dump = PathBuf::from(format!("{}.1", out_file.display()));
+            std::fs::copy(&dump, &kept)
+                .with_context(|| format!("cannot keep {} as {}", dump.display(), kept.display()))?;
+            eprintln!("callgrind profile kept: {}", kept.display());
             round
         }
     };
@@ -323,12 +329,13 @@ fn section(
              | guichet | instructions per message |\n|---|---|\n\
              | without observation | {off:.0} |\n| with observation | {on:.0} |\n\n\
              Observation costs **{:+.1} %** of guichet's instructions per message. This figure \
-             does not move with the machine's load; the CPU time above does.\n",
+             does not move with the machine's load; the CPU time above does. The profiles \
+             are kept in `target/bench-profiles/` for `callgrind_annotate`.\n\n",
             (on - off) / off * 100.0,
             warmup = CALLGRIND_WARMUP.as_secs(),
             window = CALLGRIND_WINDOW.as_secs(),
         ),
-        Err(why) => format!("Instructions per message were not counted: {why}.\n"),
+        Err(why) => format!("Instructions per message were not counted: {why}.\n\n"),
     };
     let row = |name: &str, r: &Round, cpu: (f64, f64), rate: (f64, f64)| {
         format!(
