@@ -402,6 +402,116 @@ fn store_and_forward_counts_each_message_in_and_out() {
     drop(listen);
 }
 
+/// The route's stored messages as `guichet journal list --json` gives
+/// them.
+fn stored(bench: &Bench) -> Vec<Value> {
+    let listed = bench.ok(&["journal", "-c", "guichet.toml", "list", "--json"]);
+    listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Waits until the journal's messages satisfy `done`.
+fn wait_stored(
+    bench: &Bench,
+    gateway: &Proc,
+    what: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + FLUSHED;
+    loop {
+        let messages = stored(bench);
+        if done(&messages) {
+            return messages;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {messages:?}\n{}",
+            gateway.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The receiver of a store-and-forward route is down, then refuses (AR),
+/// then accepts: each message counts once under `out`, by the ACK that
+/// delivered it, and every failed attempt counts under `retry`, by what
+/// it got, never as a message: on the map the undeclared flow is one
+/// shadow of the messages delivered.
+#[test]
+fn store_and_forward_counts_a_retried_message_once_and_its_failed_attempts_apart() {
+    let bench = bench();
+    let receiver = crate::common::free_port();
+    let gateway = bench.run(
+        "guichet.toml",
+        &config(
+            &bench,
+            &format!(
+                "[[route]]\nname = \"adt\"\nkind = \"mllp\"\ndelivery = \"store-and-forward\"\n\
+                 listen = \"127.0.0.1:0\"\nforward = \"127.0.0.1:{receiver}\"\n\
+                 retry_initial = \"50ms\"\nretry_max = \"200ms\"\n"
+            ),
+        ),
+    );
+    let port = gateway.route_port("adt");
+    send(&bench, port, 3, false);
+
+    // Down: the head of the queue fails a few times.
+    let head_tried = |n: u64| {
+        move |messages: &[Value]| messages.iter().any(|m| m["attempts"].as_u64() >= Some(n))
+    };
+    wait_stored(&bench, &gateway, "the first message retried", head_tried(3));
+    // Up, refusing.
+    let on = format!("127.0.0.1:{receiver}");
+    let (refusing, _) = bench.serve(&["listen", "--on", &on, "--ack", "ar"]);
+    refusing.wait_line("a message refused", |l| l.contains("OBS0"));
+    drop(refusing);
+    // Up, accepting.
+    let (accepting, _) = bench.serve(&["listen", "--on", &on]);
+    let messages = wait_stored(&bench, &gateway, "every message delivered", |messages| {
+        messages.len() == 3 && messages.iter().all(|m| m["state"] == "delivered")
+    });
+    let attempts: u64 = messages.iter().filter_map(|m| m["attempts"].as_u64()).sum();
+    let failed = attempts - 3;
+    assert!(failed >= 4, "{messages:?}");
+
+    let flows = wait_for_count(&bench, &gateway, "adt", 3 + 3 + failed);
+    let leg = |direction: &str| {
+        flows
+            .iter()
+            .find(|f| f["direction"] == direction)
+            .unwrap_or_else(|| panic!("no {direction} flow: {flows:?}"))
+            .clone()
+    };
+    assert_eq!(flows.len(), 3, "{flows:?}");
+    assert_eq!(leg("in")["count"], 3);
+    let delivered = leg("out");
+    assert_eq!(delivered["count"], 3, "each message once: {flows:?}");
+    assert_eq!(delivered["outcomes"], serde_json::json!({"AA": 3}));
+    let retried = leg("retry");
+    assert_eq!(retried["count"], failed, "{flows:?}");
+    let outcomes = retried["outcomes"].as_object().expect("outcomes");
+    let by = |outcome: &str| outcomes.get(outcome).and_then(Value::as_u64).unwrap_or(0);
+    assert!(by("unacknowledged") >= 3 && by("AR") >= 1, "{outcomes:?}");
+    assert_eq!(by("unacknowledged") + by("AR"), failed, "{outcomes:?}");
+
+    let Some(demo) = guichet_testsupport::fixtures::lanscape_dir() else {
+        return;
+    };
+    let demo = demo.display().to_string();
+    bench.write(
+        "mapping.toml",
+        "[parties]\n\"LABO^CHU\" = \"SIL\"\n\"DPI^HOSP\" = \"GAP\"\n",
+    );
+    let mut args = vec!["map", "kpis", demo.as_str(), "--format", "json"];
+    args.extend_from_slice(SQLITE);
+    args.extend_from_slice(&["--mapping", "mapping.toml"]);
+    let k: Value = serde_json::from_str(&bench.ok(&args)).unwrap();
+    assert_eq!(shadows(&k), vec![row("SIL", "GAP", "ADT^A01", 3)], "{k:#}");
+    drop(accepting);
+}
+
 #[test]
 fn tcp_tunnel_counts_connections_of_the_certificates_application() {
     let bench = bench();
