@@ -49,6 +49,7 @@ pub struct Shadow {
     pub target: String,
     pub route: String,
     pub message_type: String,
+    /// Messages delivered (see [`ObservedFlow::messages`]).
     pub count: u64,
     pub encrypted: bool,
 }
@@ -135,11 +136,16 @@ pub fn flow_figures(atlas: &Atlas, filters: &Filters, observed: &[ObservedFlow])
     }
 }
 
+/// One shadow per pair, route, message type and encryption, in the order
+/// first observed: a store-and-forward route's aggregates (`in`, `out`,
+/// `retry`) are one flow, its count the messages delivered.
 fn shadows(flows: &[&Flow], observed: &[ObservedFlow]) -> Vec<Shadow> {
-    observed
+    let mut shadows: Vec<Shadow> = Vec::new();
+    for o in observed
         .iter()
         .filter(|o| !flows.iter().any(|f| matches(f, o)))
-        .map(|o| Shadow {
+    {
+        let shadow = Shadow {
             source: o
                 .source_trigramme
                 .clone()
@@ -150,10 +156,34 @@ fn shadows(flows: &[&Flow], observed: &[ObservedFlow]) -> Vec<Shadow> {
                 .unwrap_or_else(|| o.target.clone()),
             route: o.route.clone(),
             message_type: o.message_type.clone(),
-            count: o.count,
+            count: o.messages(),
             encrypted: o.encrypted(),
-        })
-        .collect()
+        };
+        match shadows.iter_mut().find(|s| s.is_flow_of(&shadow)) {
+            Some(same) => same.count += shadow.count,
+            None => shadows.push(shadow),
+        }
+    }
+    shadows
+}
+
+impl Shadow {
+    /// The same undeclared flow: everything but the count.
+    fn is_flow_of(&self, other: &Shadow) -> bool {
+        (
+            &self.source,
+            &self.target,
+            &self.route,
+            &self.message_type,
+            self.encrypted,
+        ) == (
+            &other.source,
+            &other.target,
+            &other.route,
+            &other.message_type,
+            other.encrypted,
+        )
+    }
 }
 
 fn eai_dependency(flows: &[&Flow]) -> Vec<EaiShare> {

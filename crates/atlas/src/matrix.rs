@@ -59,7 +59,8 @@ pub struct Cell {
     pub state: CellState,
     /// Every flow of the pair encrypted (declared and observed).
     pub encrypted: bool,
-    /// Messages observed between the pair.
+    /// Messages observed between the pair, each once (see
+    /// [`ObservedFlow::messages`]).
     pub observed_count: u64,
 }
 
@@ -138,7 +139,7 @@ pub fn matrix(flows: &[&Flow], observed: &[ObservedFlow]) -> Matrix {
             .insert(exchange(&o.kind.to_uppercase(), &o.message_type));
         pair.shadow |= !flows.iter().any(|f| matches(f, o));
         pair.all_encrypted &= o.encrypted();
-        pair.count += o.count;
+        pair.count += o.messages();
     }
     let observing = !observed.is_empty();
     let applications: BTreeSet<String> = pairs

@@ -15,7 +15,9 @@ pub struct ObservedFlow {
     /// The route's kind: `tcp`, `mllp`, `http` or `folder`.
     pub kind: String,
     /// `relay` (through the gateway in one go), `in` (into a
-    /// store-and-forward journal) or `out` (delivered from it).
+    /// store-and-forward journal), `out` (delivered from it, or given up:
+    /// once per message) or `retry` (delivery attempts that failed and
+    /// were tried again: attempts, not messages).
     #[serde(default)]
     pub direction: String,
     /// The sender's application as named by its certificate; `""`
@@ -52,6 +54,18 @@ impl ObservedFlow {
     /// Encrypted end to end through the gateway: TLS on both sides.
     pub fn encrypted(&self) -> bool {
         self.tls_in && self.tls_out
+    }
+
+    /// The messages this aggregate adds to the map's counts: each
+    /// message once, where it reaches its receiver (`relay`, `out`, or a
+    /// flow given without a direction). An `in` aggregate counts the same
+    /// messages entering a store-and-forward journal, a `retry` one failed
+    /// attempts: neither adds messages.
+    pub fn messages(&self) -> u64 {
+        match self.direction.as_str() {
+            "in" | "retry" => 0,
+            _ => self.count,
+        }
     }
 
     /// The message type's family: `ADT` of `ADT^A01`.

@@ -42,3 +42,20 @@ pub fn seen(
         target_trigramme: (!to.is_empty()).then(|| to.into()),
     }
 }
+
+/// A store-and-forward route's legs as the gateway writes them: `n`
+/// messages stored (`in`) and delivered (`out`), and `retries` failed
+/// attempts (`retry`).
+pub fn stored_and_forwarded(from: &str, to: &str, n: u64, retries: u64) -> Vec<ObservedFlow> {
+    let leg = |direction: &str, count: u64, outcome: &str| ObservedFlow {
+        direction: direction.into(),
+        count,
+        outcomes: BTreeMap::from([(outcome.to_string(), count)]),
+        ..seen("adt", from, to, "mllp", "ADT^A01", false)
+    };
+    vec![
+        leg("in", n, "stored"),
+        leg("retry", retries, "unacknowledged"),
+        leg("out", n, "AA"),
+    ]
+}

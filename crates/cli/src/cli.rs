@@ -240,11 +240,20 @@ pub struct MapExportArgs {
 #[derive(Args, Debug, Clone, Default)]
 pub struct ObservedSource {
     /// The gateway's journal: its SQLite file, or a postgres:// URL.
-    #[arg(long, value_name = "PATH_OR_URL")]
+    #[arg(long, value_name = "PATH_OR_URL", group = "journal_store")]
     pub journal: Option<String>,
+    /// The gateway's configuration file: the journal its [journal] section names, as
+    /// `guichet journal -c` reads it (a PostgreSQL password stays off the command line).
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "FILE",
+        group = "journal_store"
+    )]
+    pub config: Option<PathBuf>,
     /// A TOML file naming observed parties by trigramme ([parties] "EAI^CHU" = "ENO",
     /// [routes] "to-dpi" = "ORB").
-    #[arg(long, value_name = "FILE", requires = "journal")]
+    #[arg(long, value_name = "FILE", requires = "journal_store")]
     pub mapping: Option<PathBuf>,
 }
 

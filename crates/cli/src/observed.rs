@@ -7,13 +7,17 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 use guichet_atlas::mapping::Mapping;
 use guichet_atlas::observed::ObservedFlow;
+use guichet_gateway::Config;
 use guichet_journal::{FlowTotal, OpenOptions, StoreSpec};
 
 use crate::cli::{MapObservedArgs, ObservedSource};
 
 pub fn observed_command(args: &MapObservedArgs) -> anyhow::Result<ExitCode> {
-    if args.source.journal.is_none() {
-        bail!("give the gateway's journal: --journal journal.db (or a postgres:// URL)");
+    if args.source.journal.is_none() && args.source.config.is_none() {
+        bail!(
+            "give the gateway's journal: --journal journal.db (or a postgres:// URL), \
+             or its config file with -c FILE"
+        );
     }
     let flows = load(&args.source)?;
     if args.json {
@@ -28,12 +32,32 @@ pub fn observed_command(args: &MapObservedArgs) -> anyhow::Result<ExitCode> {
 /// The observed flows of `source`, resolved by its mapping; none without
 /// a journal.
 pub fn load(source: &ObservedSource) -> anyhow::Result<Vec<ObservedFlow>> {
-    let Some(store) = &source.journal else {
+    let Some(spec) = store(source)? else {
         return Ok(Vec::new());
     };
     let mapping = source.mapping.as_deref().map(Mapping::read).transpose()?;
-    let totals = read_flows(store)?;
+    let totals = read_flows(&spec)?;
     Ok(resolve(totals, mapping.as_ref()))
+}
+
+/// The journal `source` names: `--journal` as given, or the `[journal]
+/// store` of the gateway's config (its relative paths taken from the
+/// config's folder, as the gateway takes them).
+fn store(source: &ObservedSource) -> anyhow::Result<Option<StoreSpec>> {
+    if let Some(store) = &source.journal {
+        return Ok(Some(StoreSpec::parse(store, Path::new(""))));
+    }
+    let Some(path) = &source.config else {
+        return Ok(None);
+    };
+    let config = Config::load(path)?;
+    match config.journal {
+        Some(journal) => Ok(Some(journal.store)),
+        None => bail!(
+            "{}: no [journal] section, so the gateway observes no flows",
+            path.display()
+        ),
+    }
 }
 
 /// The journal's aggregates as the map takes them, their parties named
@@ -51,11 +75,10 @@ pub fn resolve(totals: Vec<FlowTotal>, mapping: Option<&Mapping>) -> Vec<Observe
         .collect()
 }
 
-/// Every aggregate of the journal at `store` (a missing SQLite file is
+/// Every aggregate of the journal at `spec` (a missing SQLite file is
 /// an error, not a new journal).
-fn read_flows(store: &str) -> anyhow::Result<Vec<FlowTotal>> {
-    let spec = StoreSpec::parse(store, Path::new(""));
-    if let StoreSpec::Sqlite(path) = &spec {
+fn read_flows(spec: &StoreSpec) -> anyhow::Result<Vec<FlowTotal>> {
+    if let StoreSpec::Sqlite(path) = spec {
         if !path.is_file() {
             bail!(
                 "no journal at {}: give the gateway's [journal] store",
@@ -66,7 +89,7 @@ fn read_flows(store: &str) -> anyhow::Result<Vec<FlowTotal>> {
     let runtime = crate::runtime::runtime_with(Some(1))?;
     runtime
         .block_on(async {
-            let journal = guichet_journal::open(&spec, OpenOptions::default()).await?;
+            let journal = guichet_journal::open(spec, OpenOptions::default()).await?;
             journal.flows().await
         })
         .with_context(|| format!("reading the observed flows of {spec}"))

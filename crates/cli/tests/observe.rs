@@ -21,10 +21,16 @@ const FLUSHED: Duration = Duration::from_secs(20);
 /// `n` ADT^A01 from LABO^CHU to DPI^HOSP, one per line group, the patient
 /// in PID-3 and PID-5.
 fn messages(n: usize) -> String {
+    messages_of(n, "LABO^1.2.250^ISO", "ADT^A01^ADT_A01", "OBS")
+}
+
+/// `n` messages of type `msh9` from `sender` (MSH-3) of CHU to DPI^HOSP,
+/// their control ids `<prefix><i>`, the patient in PID-3 and PID-5.
+fn messages_of(n: usize, sender: &str, msh9: &str, prefix: &str) -> String {
     (0..n)
         .map(|i| {
             format!(
-                "MSH|^~\\&|LABO^1.2.250^ISO|CHU|DPI|HOSP|20250101120000||ADT^A01^ADT_A01|OBS{i}|P|2.5\n\
+                "MSH|^~\\&|{sender}|CHU|DPI|HOSP|20250101120000||{msh9}|{prefix}{i}|P|2.5\n\
                  EVN|A01|20250101120000\n\
                  PID|1||{PATIENT_ID}^^^CHU^PI||{PATIENT_NAME}||19800101|F\n\
                  PV1|1|I\n\n"
@@ -41,10 +47,20 @@ fn bench() -> Bench {
     bench
 }
 
+/// The SQLite journal the tests' gateways write, as `map` commands name it.
+const SQLITE: &[&str] = &["--journal", "journal.db"];
+
 /// The journal's observed flows, as `guichet map observed --json` gives
 /// them (`extra`: more options).
 fn observed(bench: &Bench, extra: &[&str]) -> Vec<Value> {
-    let mut args = vec!["map", "observed", "--journal", "journal.db", "--json"];
+    observed_from(bench, SQLITE, extra)
+}
+
+/// The observed flows of the journal `source` names (`--journal X` or
+/// `-c CONFIG`), as `guichet map observed --json` gives them.
+fn observed_from(bench: &Bench, source: &[&str], extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["map", "observed", "--json"];
+    args.extend_from_slice(source);
     args.extend_from_slice(extra);
     let out = bench.ok(&args);
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
@@ -52,11 +68,23 @@ fn observed(bench: &Bench, extra: &[&str]) -> Vec<Value> {
 
 /// Waits until the flows of `route` add up to `total` (and keep it).
 fn wait_for_count(bench: &Bench, gateway: &Proc, route: &str, total: u64) -> Vec<Value> {
+    wait_for_count_in(bench, SQLITE, gateway, route, total)
+}
+
+/// Waits until the flows of `route` in the journal `source` names add up
+/// to `total`.
+fn wait_for_count_in(
+    bench: &Bench,
+    source: &[&str],
+    gateway: &Proc,
+    route: &str,
+    total: u64,
+) -> Vec<Value> {
     let deadline = Instant::now() + FLUSHED;
     loop {
-        // The journal is created once the gateway has opened it.
-        let all = if bench.path("journal.db").exists() {
-            observed(bench, &[])
+        // A SQLite journal is created once the gateway has opened it.
+        let all = if source != SQLITE || bench.path("journal.db").exists() {
+            observed_from(bench, source, &[])
         } else {
             Vec::new()
         };
@@ -77,7 +105,13 @@ fn wait_for_count(bench: &Bench, gateway: &Proc, route: &str, total: u64) -> Vec
 /// `guichet send` of `n` messages to `port`, with the `eai` certificate
 /// when `tls`.
 fn send(bench: &Bench, port: u16, n: usize, tls: bool) {
-    bench.write("messages.hl7", &messages(n));
+    send_text(bench, port, &messages(n), tls);
+}
+
+/// `guichet send` of the messages of `text` to `port`, with the `eai`
+/// certificate when `tls`.
+fn send_text(bench: &Bench, port: u16, text: &str, tls: bool) {
+    bench.write("messages.hl7", text);
     let to = format!("127.0.0.1:{port}");
     let mut args = vec!["send", "--to", &to, "messages.hl7"];
     if tls {
@@ -120,8 +154,14 @@ fn assert_no_content(what: &str, bytes: &[u8]) {
 /// The gateway's config: `[observe]`, the journal, the apps, the
 /// gateway's TLS profile, then `routes`.
 fn config(bench: &Bench, routes: &str) -> String {
+    config_on(bench, "journal.db", routes)
+}
+
+/// [`config`] with its journal at `store` (a SQLite file or a
+/// `postgres://` URL).
+fn config_on(bench: &Bench, store: &str, routes: &str) -> String {
     format!(
-        "{OBSERVE}[journal]\nstore = \"journal.db\"\n\n{}{}{routes}",
+        "{OBSERVE}[journal]\nstore = \"{store}\"\n\n{}{}{routes}",
         app("eai", "eai"),
         profile("gw", bench, Some("gw"), true),
     )
@@ -180,6 +220,146 @@ fn mllp_relay_counts_messages_by_parties_and_type_and_keeps_no_content() {
     drop(listen);
 }
 
+/// The parties, message type and count of each flow of `map observed`,
+/// sorted.
+fn by_parties(flows: &[Value]) -> Vec<(String, String, String, u64)> {
+    parties_and(flows, "message_type")
+}
+
+/// The parties, message type and count of each shadow flow of `map
+/// kpis`, sorted.
+fn shadows(kpis: &Value) -> Vec<(String, String, String, u64)> {
+    let flows = kpis["shadowFlows"].as_array().expect("shadow flows");
+    parties_and(flows, "messageType")
+}
+
+fn parties_and(flows: &[Value], type_key: &str) -> Vec<(String, String, String, u64)> {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let mut rows: Vec<_> = flows
+        .iter()
+        .map(|f| {
+            let count = f["count"].as_u64().unwrap_or_default();
+            (
+                text(&f["source"]),
+                text(&f["target"]),
+                text(&f[type_key]),
+                count,
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn row(
+    source: &str,
+    target: &str,
+    message_type: &str,
+    count: u64,
+) -> (String, String, String, u64) {
+    (source.into(), target.into(), message_type.into(), count)
+}
+
+/// Observation with the journal on PostgreSQL: known traffic through an
+/// mllp route, then `map observed` gives the counts by parties and
+/// message type, whether given the URL or the gateway's config (the
+/// password then stays off the command line), and `map kpis` and `map
+/// build` over the same journal show the flows.
+#[test]
+fn mllp_relay_observed_into_a_postgres_journal_is_read_by_the_map_commands() {
+    let Some(db) = crate::common::postgres_database() else {
+        return;
+    };
+    let bench = bench();
+    let (listen, listen_port) = bench.listen(&[]);
+    let url = db.url().to_string();
+    let gateway = bench.run(
+        "guichet.toml",
+        &config_on(
+            &bench,
+            &url,
+            &format!(
+                "[[route]]\nname = \"labo\"\nkind = \"mllp\"\nlisten = \"127.0.0.1:0\"\n\
+                 listen_tls = \"gw\"\nallow = [\"eai\"]\nforward = \"127.0.0.1:{listen_port}\"\n"
+            ),
+        ),
+    );
+    let port = gateway.route_port("labo");
+    let traffic = messages_of(3, "LABO", "ADT^A01^ADT_A01", "A")
+        + &messages_of(2, "LABO", "ORU^R01^ORU_R01", "R")
+        + &messages_of(1, "RADIO", "ADT^A08^ADT_A01", "X");
+    send_text(&bench, port, &traffic, true);
+
+    let by_url = ["--journal", url.as_str()];
+    let flows = wait_for_count_in(&bench, &by_url, &gateway, "labo", 6);
+    assert_eq!(
+        by_parties(&flows),
+        vec![
+            row("LABO^CHU", "DPI^HOSP", "ADT^A01", 3),
+            row("LABO^CHU", "DPI^HOSP", "ORU^R01", 2),
+            row("RADIO^CHU", "DPI^HOSP", "ADT^A08", 1),
+        ]
+    );
+    for f in &flows {
+        assert_eq!(f["kind"], "mllp");
+        assert_eq!(f["direction"], "relay");
+        assert_eq!(f["application"], "eai");
+        assert_eq!(f["outcomes"], serde_json::json!({"AA": f["count"]}));
+        assert_eq!(
+            (f["tls_in"].as_bool(), f["tls_out"].as_bool()),
+            (Some(true), Some(false))
+        );
+    }
+    let by_config = ["-c", "guichet.toml"];
+    assert_eq!(observed_from(&bench, &by_config, &[]), flows);
+    let table = bench.ok(&["map", "observed", "-c", "guichet.toml"]);
+    assert!(
+        table.contains("RADIO^CHU") && table.contains("ORU^R01"),
+        "{table}"
+    );
+    assert_no_content("the listing", table.as_bytes());
+
+    let Some(demo) = guichet_testsupport::fixtures::lanscape_dir() else {
+        return;
+    };
+    let demo = demo.display().to_string();
+    // The laboratory (SIL) to the admissions (GAP): no flow declares it.
+    bench.write(
+        "mapping.toml",
+        "[parties]\n\"LABO^CHU\" = \"SIL\"\n\"DPI^HOSP\" = \"GAP\"\n",
+    );
+    let mut args = vec!["map", "kpis", demo.as_str(), "--format", "json"];
+    args.extend_from_slice(&by_config);
+    args.extend_from_slice(&["--mapping", "mapping.toml"]);
+    let k: Value = serde_json::from_str(&bench.ok(&args)).unwrap();
+    assert_eq!(
+        shadows(&k),
+        vec![
+            row("RADIO^CHU", "GAP", "ADT^A08", 1),
+            row("SIL", "GAP", "ADT^A01", 3),
+            row("SIL", "GAP", "ORU^R01", 2),
+        ],
+        "{k:#}"
+    );
+
+    let mut args = vec!["map", "build", demo.as_str(), "--out", "site"];
+    args.extend_from_slice(&by_url);
+    args.extend_from_slice(&["--mapping", "mapping.toml"]);
+    bench.ok(&args);
+    let page = String::from_utf8(std::fs::read(bench.path("site/index.html")).unwrap()).unwrap();
+    let at = page
+        .find("{\"source\":\"SIL\",\"target\":\"GAP\",\"exchanges\":")
+        .unwrap_or_else(|| panic!("no SIL → GAP cell in the page's matrix"));
+    let cell = &page[at..at + page[at..].find('}').unwrap()];
+    assert!(
+        cell.contains("\"state\":\"shadow\"") && cell.contains("\"observedCount\":5"),
+        "{cell}"
+    );
+    assert_no_content("the site", page.as_bytes());
+    assert!(!page.contains(&url), "the page names the journal");
+    drop(listen);
+}
+
 #[test]
 fn store_and_forward_counts_each_message_in_and_out() {
     let bench = bench();
@@ -220,6 +400,116 @@ fn store_and_forward_counts_each_message_in_and_out() {
         );
     }
     drop(listen);
+}
+
+/// The route's stored messages as `guichet journal list --json` gives
+/// them.
+fn stored(bench: &Bench) -> Vec<Value> {
+    let listed = bench.ok(&["journal", "-c", "guichet.toml", "list", "--json"]);
+    listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Waits until the journal's messages satisfy `done`.
+fn wait_stored(
+    bench: &Bench,
+    gateway: &Proc,
+    what: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + FLUSHED;
+    loop {
+        let messages = stored(bench);
+        if done(&messages) {
+            return messages;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {messages:?}\n{}",
+            gateway.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The receiver of a store-and-forward route is down, then refuses (AR),
+/// then accepts: each message counts once under `out`, by the ACK that
+/// delivered it, and every failed attempt counts under `retry`, by what
+/// it got, never as a message: on the map the undeclared flow is one
+/// shadow of the messages delivered.
+#[test]
+fn store_and_forward_counts_a_retried_message_once_and_its_failed_attempts_apart() {
+    let bench = bench();
+    let receiver = crate::common::free_port();
+    let gateway = bench.run(
+        "guichet.toml",
+        &config(
+            &bench,
+            &format!(
+                "[[route]]\nname = \"adt\"\nkind = \"mllp\"\ndelivery = \"store-and-forward\"\n\
+                 listen = \"127.0.0.1:0\"\nforward = \"127.0.0.1:{receiver}\"\n\
+                 retry_initial = \"50ms\"\nretry_max = \"200ms\"\n"
+            ),
+        ),
+    );
+    let port = gateway.route_port("adt");
+    send(&bench, port, 3, false);
+
+    // Down: the head of the queue fails a few times.
+    let head_tried = |n: u64| {
+        move |messages: &[Value]| messages.iter().any(|m| m["attempts"].as_u64() >= Some(n))
+    };
+    wait_stored(&bench, &gateway, "the first message retried", head_tried(3));
+    // Up, refusing.
+    let on = format!("127.0.0.1:{receiver}");
+    let (refusing, _) = bench.serve(&["listen", "--on", &on, "--ack", "ar"]);
+    refusing.wait_line("a message refused", |l| l.contains("OBS0"));
+    drop(refusing);
+    // Up, accepting.
+    let (accepting, _) = bench.serve(&["listen", "--on", &on]);
+    let messages = wait_stored(&bench, &gateway, "every message delivered", |messages| {
+        messages.len() == 3 && messages.iter().all(|m| m["state"] == "delivered")
+    });
+    let attempts: u64 = messages.iter().filter_map(|m| m["attempts"].as_u64()).sum();
+    let failed = attempts - 3;
+    assert!(failed >= 4, "{messages:?}");
+
+    let flows = wait_for_count(&bench, &gateway, "adt", 3 + 3 + failed);
+    let leg = |direction: &str| {
+        flows
+            .iter()
+            .find(|f| f["direction"] == direction)
+            .unwrap_or_else(|| panic!("no {direction} flow: {flows:?}"))
+            .clone()
+    };
+    assert_eq!(flows.len(), 3, "{flows:?}");
+    assert_eq!(leg("in")["count"], 3);
+    let delivered = leg("out");
+    assert_eq!(delivered["count"], 3, "each message once: {flows:?}");
+    assert_eq!(delivered["outcomes"], serde_json::json!({"AA": 3}));
+    let retried = leg("retry");
+    assert_eq!(retried["count"], failed, "{flows:?}");
+    let outcomes = retried["outcomes"].as_object().expect("outcomes");
+    let by = |outcome: &str| outcomes.get(outcome).and_then(Value::as_u64).unwrap_or(0);
+    assert!(by("unacknowledged") >= 3 && by("AR") >= 1, "{outcomes:?}");
+    assert_eq!(by("unacknowledged") + by("AR"), failed, "{outcomes:?}");
+
+    let Some(demo) = guichet_testsupport::fixtures::lanscape_dir() else {
+        return;
+    };
+    let demo = demo.display().to_string();
+    bench.write(
+        "mapping.toml",
+        "[parties]\n\"LABO^CHU\" = \"SIL\"\n\"DPI^HOSP\" = \"GAP\"\n",
+    );
+    let mut args = vec!["map", "kpis", demo.as_str(), "--format", "json"];
+    args.extend_from_slice(SQLITE);
+    args.extend_from_slice(&["--mapping", "mapping.toml"]);
+    let k: Value = serde_json::from_str(&bench.ok(&args)).unwrap();
+    assert_eq!(shadows(&k), vec![row("SIL", "GAP", "ADT^A01", 3)], "{k:#}");
+    drop(accepting);
 }
 
 #[test]
@@ -269,6 +559,17 @@ fn observation_asked_without_a_journal_is_refused_by_check() {
     assert!(
         text.contains("[observe]") && text.contains("[journal]"),
         "{text}"
+    );
+    let plain = bench.write(
+        "plain.toml",
+        "[[route]]\nname = \"t\"\nlisten = \"127.0.0.1:0\"\nforward = \"127.0.0.1:9\"\n",
+    );
+    let out = bench.guichet(&["map", "observed", "-c", plain.to_str().unwrap()]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        show(&out).contains("no [journal] section"),
+        "{}",
+        show(&out)
     );
 }
 

@@ -16,10 +16,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{free_port, guichet_bin, http_get, run_bounded, show, Bench, Proc, WAIT};
+use crate::common::{
+    free_port, guichet_bin, http_get, postgres_database, run_bounded, show, Bench, Proc, WAIT,
+};
 use guichet_hl7::{frame, AckCode, AckSummary, Message};
 use guichet_testsupport::mllp::{by_id, AckPlan, MllpBackend, Reply};
-use guichet_testsupport::postgres::TestDatabase;
 use guichet_testsupport::samples::{control_id, Hl7};
 
 const ROUTE: &str = "adt";
@@ -894,14 +895,4 @@ fn receiver_progress(receiver: &MllpBackend, n: usize) {
         );
         thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// A database of this test's own on the test server (dropped after
-/// it); `None` after a SKIPPED line when no server answers (CI fails).
-fn postgres_database() -> Option<TestDatabase> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(TestDatabase::create())
 }

@@ -84,8 +84,13 @@ pub(crate) struct Seen<'a> {
 pub(crate) const RELAY: &str = "relay";
 /// Into a store-and-forward route's journal.
 pub(crate) const IN: &str = "in";
-/// Delivered from the journal (store-and-forward, folder routes).
+/// Delivered from the journal (store-and-forward, folder routes): each
+/// message or file once, when its delivery ends (accepted, or given up).
 pub(crate) const OUT: &str = "out";
+/// A delivery attempt from a store-and-forward journal that failed and is
+/// tried again: counts attempts, not messages (the message counts under
+/// [`OUT`] once it is delivered or given up).
+pub(crate) const RETRY: &str = "retry";
 
 impl Observer {
     /// An observer that counts.

@@ -12,7 +12,9 @@ pub struct FlowKey {
     /// `tcp`, `mllp`, `http` or `folder`.
     pub kind: String,
     /// `relay` (through the gateway in one go), `in` (into the journal
-    /// of a store-and-forward route) or `out` (delivered from it).
+    /// of a store-and-forward route), `out` (delivered from it, or given
+    /// up: once per message) or `retry` (delivery attempts that failed
+    /// and were tried again: attempts, not messages).
     pub direction: String,
     /// The peer application named by its certificate; `""` without one.
     pub application: String,

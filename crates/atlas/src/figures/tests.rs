@@ -131,3 +131,23 @@ fn a_bidirectional_flow_matches_either_way() {
         &seen("r", "AAA", "BBB", "http", "rule", false)
     ));
 }
+
+#[test]
+fn an_undeclared_store_and_forward_route_is_one_shadow_of_its_delivered_messages() {
+    let Some(atlas) = demo() else { return };
+    let observed = crate::testdata::stored_and_forwarded("SIL", "GAP", 4, 5);
+    let f = flow_figures(&atlas, &Filters::default(), &observed);
+    let shadows: Vec<(&str, &str, &str, u64)> = f
+        .shadow_flows
+        .iter()
+        .map(|s| {
+            (
+                s.source.as_str(),
+                s.target.as_str(),
+                s.route.as_str(),
+                s.count,
+            )
+        })
+        .collect();
+    assert_eq!(shadows, [("SIL", "GAP", "adt", 4)]);
+}

@@ -1,5 +1,5 @@
 use super::*;
-use crate::testdata::{demo, seen};
+use crate::testdata::{demo, seen, stored_and_forwarded};
 
 #[test]
 fn declared_pairs_are_encrypted_or_in_clear() {
@@ -35,4 +35,17 @@ fn observation_marks_each_pair() {
     assert_eq!(state("GAP", "MAI"), CellState::Shadow);
     assert_eq!(state("GAP", "IFC"), CellState::DeclaredNotObserved);
     assert!(!m.cells.iter().any(|c| c.source.is_empty()));
+}
+
+#[test]
+fn a_stored_and_forwarded_message_counts_once_however_often_it_was_tried() {
+    let Some(atlas) = demo() else { return };
+    let observed = stored_and_forwarded("SIL", "GAP", 4, 5);
+    let m = of_atlas(&atlas, &observed);
+    let cell = m.cell("SIL", "GAP").unwrap();
+    assert_eq!(cell.state, CellState::Shadow);
+    assert_eq!(
+        cell.observed_count, 4,
+        "delivered messages, not legs or attempts"
+    );
 }

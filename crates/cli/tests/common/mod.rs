@@ -564,3 +564,13 @@ pub fn free_block(n: u16) -> u16 {
     }
     panic!("no {n} free ports in a row");
 }
+
+/// A database of this test's own on the test server (dropped after
+/// it); `None` after a SKIPPED line when no server answers (CI fails).
+pub fn postgres_database() -> Option<guichet_testsupport::postgres::TestDatabase> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(guichet_testsupport::postgres::TestDatabase::create())
+}

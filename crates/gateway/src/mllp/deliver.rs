@@ -32,7 +32,7 @@ use crate::dial::{observe_handshake, open_forward, DialError, ForwardError};
 use crate::events::{MessageEvent, MessageOutcome};
 use crate::lease::{Lease, Pause};
 use crate::metrics::Side;
-use crate::observe::{FlowEnds, Party, Seen, OUT};
+use crate::observe::{FlowEnds, Party, Seen, OUT, RETRY};
 use crate::route::RouteRuntime;
 use crate::stream::Stream;
 
@@ -472,9 +472,10 @@ impl Worker {
         if let Some(latency) = attempt.roundtrip() {
             counters.roundtrip.observe(latency.as_secs_f64());
         }
+        let settled = !matches!(outcome, Outcome::Retry { .. });
         let outcome = attempt.message_outcome();
         counters.message(&outcome);
-        self.observe(header.as_ref(), &outcome);
+        self.observe(header.as_ref(), &outcome, settled);
         let remote = receiver
             .as_ref()
             .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |r| r.addr);
@@ -490,15 +491,18 @@ impl Worker {
     }
 
     /// Counts one delivery attempt among the route's flows, leaving the
-    /// journal for the receiver.
-    fn observe(&self, header: Option<&Header>, outcome: &MessageOutcome) {
+    /// journal for the receiver: the attempt that `settled` the message
+    /// (delivered, or given up) counts the message once, under `out`;
+    /// an attempt to be retried counts under `retry`, an attempt and not
+    /// a message, so a receiver down for a while adds no messages.
+    fn observe(&self, header: Option<&Header>, outcome: &MessageOutcome, settled: bool) {
         if !self.route.observer.enabled() {
             return;
         }
         let state = self.route.current();
         let seen = Seen {
             route: self.route.name.as_str(),
-            direction: OUT,
+            direction: if settled { OUT } else { RETRY },
             ends: FlowEnds::of(&state.spec),
             application: "",
             source: Party::default(),
