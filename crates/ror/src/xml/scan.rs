@@ -10,7 +10,7 @@
 
 use std::ops::Range;
 
-use crate::codes::{self, Kind, SLICES};
+use crate::codes::{Kind, Slice, SLICES};
 use crate::model::{Capacity, Document, Field, Path, Unit, Value};
 
 use super::NAMESPACE;
@@ -173,10 +173,8 @@ impl<'t> Scan<'t> {
     /// Skips blanks; how many.
     fn blanks(&mut self) -> usize {
         let rest = self.rest();
-        let mut blanks = 0;
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = rest.get(blanks) {
-            blanks += 1;
-        }
+        let blank = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+        let blanks = rest.iter().position(|b| !blank(b)).unwrap_or(rest.len());
         self.at += blanks;
         blanks
     }
@@ -207,16 +205,40 @@ impl<'t> Scan<'t> {
         self.take(self.at, length)
     }
 
-    /// A slice's text, up to the `<` of its end tag, and the reader
-    /// after that `<`; `None` at an escape (`&`), which quick-xml reads.
-    fn slice_text(&mut self) -> Option<&'t str> {
+    /// `<name>text</name>` of a slice, the reader at its `<`: the
+    /// slice and its text as sent, the reader after its end tag; `None`
+    /// for anything else, an escape (`&`) included, which quick-xml reads.
+    /// The slices are tried from `next` on.
+    fn slice(&mut self, next: usize) -> Option<(&'static Slice, &'t str)> {
+        let start = self.at;
         let rest = self.rest();
+        let tag = rest.get(1..)?;
+        let slice = (0..SLICES.len())
+            .map(|i| SLICES[(next + i) % SLICES.len()])
+            .find(|slice| {
+                // The name, then `>`: the tag's whole name.
+                let name = slice.name.as_bytes();
+                tag.first() == name.first()
+                    && tag.get(name.len()) == Some(&b'>')
+                    && tag.starts_with(name)
+            })?;
+        let text_start = slice.name.len() + 2;
+        let after = rest.get(text_start..)?;
         // Values are short: a plain loop beats a search's set-up.
-        let length = rest.iter().position(|&b| b == b'<' || b == b'&')?;
-        if rest[length] == b'&' {
+        let text_length = after.iter().position(|&b| b == b'<' || b == b'&')?;
+        let name = slice.name.as_bytes();
+        let end = after.get(text_length..)?;
+        let closed = end.starts_with(b"</")
+            && end.get(2..2 + name.len()) == Some(name)
+            && end.get(2 + name.len()) == Some(&b'>');
+        if !closed {
             return None;
         }
-        self.take(self.at, length)
+        let text = self
+            .text
+            .get(start + text_start..start + text_start + text_length)?;
+        self.at = start + text_start + text_length + name.len() + 3;
+        Some((slice, text))
     }
 
     /// `<?xml ...?>`, if there: nothing in it is read.
@@ -311,19 +333,18 @@ impl<'t> Scan<'t> {
     /// A capacity's slices, up to its end.
     fn capacity(&mut self) -> Option<Record<'t>> {
         let mut record: Record<'t> = [None; SLICES.len()];
+        // The slice likely next: guichet writes them in order.
+        let mut next = 0;
         loop {
             self.blanks();
-            if self.eat("</capacity>") {
-                return Some(record);
+            match self.rest() {
+                [b'<', b'/', ..] if self.eat("</capacity>") => return Some(record),
+                [b'<', b'/', ..] => return None,
+                [b'<', ..] => {}
+                _ => return None,
             }
-            if !self.eat("<") {
-                return None;
-            }
-            let slice = codes::slice(self.until(b'>')?)?;
-            let text = self.slice_text()?;
-            if !self.eat("/") || !self.eat(slice.name) || !self.eat(">") {
-                return None;
-            }
+            let (slice, text) = self.slice(next)?;
+            next = slice.index + 1;
             let slot = match slice.kind {
                 Kind::Integer => Slot::Integer(text.parse().ok()?),
                 Kind::Coded | Kind::DateTime => Slot::Text(text),
