@@ -1484,20 +1484,26 @@ fn bed_examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bed-availability")
 }
 
+/// A site whose rule A validates bed availability against the examples'
+/// referential, with `more` settings.
+async fn validating_site(more: &str) -> Site {
+    let echo = Upstream::plain().await;
+    let pki = Pki::new();
+    let referential = pki.tmp.path().join("referential.csv");
+    std::fs::copy(bed_examples().join("referential.csv"), &referential).unwrap();
+    let more =
+        format!("validate = \"bed-availability\"\nreferential = \"referential.csv\"\n{more}");
+    let layout = Layout::default().rule(&rule(RULE_A, "/a/", &echo.url(), &[APP_A], &more));
+    Site::start(pki, echo, &layout).await
+}
+
 /// A validating rule (`validate = "bed-availability"`): an invalid
 /// document is answered 422 with its violations and never reaches the
 /// upstream; a valid one arrives converted to the ROR's FHIR form; both
 /// verdicts and the codes broken are counted and logged.
 #[tokio::test]
 async fn a_validating_rule_refuses_invalid_documents_and_converts_valid_ones() {
-    let echo = Upstream::plain().await;
-    let pki = Pki::new();
-    let referential = pki.tmp.path().join("referential.csv");
-    std::fs::copy(bed_examples().join("referential.csv"), &referential).unwrap();
-    let more =
-        "validate = \"bed-availability\"\nreferential = \"referential.csv\"\nconvert = \"fhir\"\n";
-    let layout = Layout::default().rule(&rule(RULE_A, "/a/", &echo.url(), &[APP_A], more));
-    let s = Site::start(pki, echo, &layout).await;
+    let s = validating_site("convert = \"fhir\"\n").await;
     let a = s.curl(&s.a);
     let file = |name: &str| format!("@{}", bed_examples().join(name).display());
 
@@ -1590,13 +1596,7 @@ async fn a_validating_rule_refuses_invalid_documents_and_converts_valid_ones() {
 /// invalid one is still answered 422 with where each violation stands.
 #[tokio::test]
 async fn a_validating_rule_without_convert_sends_valid_documents_as_received() {
-    let echo = Upstream::plain().await;
-    let pki = Pki::new();
-    let referential = pki.tmp.path().join("referential.csv");
-    std::fs::copy(bed_examples().join("referential.csv"), &referential).unwrap();
-    let more = "validate = \"bed-availability\"\nreferential = \"referential.csv\"\n";
-    let layout = Layout::default().rule(&rule(RULE_A, "/a/", &echo.url(), &[APP_A], more));
-    let s = Site::start(pki, echo, &layout).await;
+    let s = validating_site("").await;
     let a = s.curl(&s.a);
 
     let invalid = format!(
