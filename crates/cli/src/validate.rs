@@ -14,7 +14,7 @@ use anyhow::{bail, Context as _};
 use guichet_ror::fhir::{self, Coding};
 use guichet_ror::referential::{Indicators, Referential};
 use guichet_ror::rules::{Context, Lang, Settings, Severity, Violation};
-use guichet_ror::{patch, validate, xml};
+use guichet_ror::{patch, validate_keeping, xml, Keep};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -257,7 +257,8 @@ fn check_file(path: &Path, context: &Context<'_>, max_bytes: u64) -> FileReport 
             format!("{file} is over {max_bytes} bytes"),
         );
     }
-    let verdict = validate(&bytes, context);
+    // Only the violations are reported: the document is not kept.
+    let verdict = validate_keeping(&bytes, context, Keep::Violations);
     FileReport {
         valid: verdict.valid(),
         file,

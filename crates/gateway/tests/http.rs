@@ -1484,20 +1484,26 @@ fn bed_examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bed-availability")
 }
 
+/// A site whose rule A validates bed availability against the examples'
+/// referential, with `more` settings.
+async fn validating_site(more: &str) -> Site {
+    let echo = Upstream::plain().await;
+    let pki = Pki::new();
+    let referential = pki.tmp.path().join("referential.csv");
+    std::fs::copy(bed_examples().join("referential.csv"), &referential).unwrap();
+    let more =
+        format!("validate = \"bed-availability\"\nreferential = \"referential.csv\"\n{more}");
+    let layout = Layout::default().rule(&rule(RULE_A, "/a/", &echo.url(), &[APP_A], &more));
+    Site::start(pki, echo, &layout).await
+}
+
 /// A validating rule (`validate = "bed-availability"`): an invalid
 /// document is answered 422 with its violations and never reaches the
 /// upstream; a valid one arrives converted to the ROR's FHIR form; both
 /// verdicts and the codes broken are counted and logged.
 #[tokio::test]
 async fn a_validating_rule_refuses_invalid_documents_and_converts_valid_ones() {
-    let echo = Upstream::plain().await;
-    let pki = Pki::new();
-    let referential = pki.tmp.path().join("referential.csv");
-    std::fs::copy(bed_examples().join("referential.csv"), &referential).unwrap();
-    let more =
-        "validate = \"bed-availability\"\nreferential = \"referential.csv\"\nconvert = \"fhir\"\n";
-    let layout = Layout::default().rule(&rule(RULE_A, "/a/", &echo.url(), &[APP_A], more));
-    let s = Site::start(pki, echo, &layout).await;
+    let s = validating_site("convert = \"fhir\"\n").await;
     let a = s.curl(&s.a);
     let file = |name: &str| format!("@{}", bed_examples().join(name).display());
 
@@ -1583,6 +1589,71 @@ async fn a_validating_rule_refuses_invalid_documents_and_converts_valid_ones() {
         .contains("Content-Encoding"));
     assert_eq!(s.refusals("encoded_body"), 1);
     assert_eq!(s.echo.seen().len(), 1, "a compressed body went upstream");
+}
+
+/// Without `convert`, a valid document goes upstream as received, byte
+/// for byte (judged without being built when it breaks no rule); an
+/// invalid one is still answered 422 with where each violation stands.
+#[tokio::test]
+async fn a_validating_rule_without_convert_sends_valid_documents_as_received() {
+    let s = validating_site("").await;
+    let a = s.curl(&s.a);
+
+    let invalid = format!(
+        "@{}",
+        bed_examples().join("invalid/negative-beds.xml").display()
+    );
+    let out = a.run("/a/beds", &["--data-binary", &invalid]).await;
+    let problem = out.problem(422, Some(RULE_A));
+    let negative: Vec<&str> = problem["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["code"] == "capacity.negative")
+        .map(|v| v["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        negative,
+        ["/bedAvailability/unit[1]/capacity[2]/nbCapacity"]
+    );
+    assert!(
+        s.echo.seen().is_empty(),
+        "an invalid document went upstream"
+    );
+
+    // The example, dated now: it breaks no rule, not even date.stale.
+    let example = std::fs::read(bed_examples().join("valid/chu-rennes-ssr.xml")).unwrap();
+    let mut document = guichet_ror::xml::read(&example).unwrap();
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    document.time.as_mut().unwrap().value.clone_from(&now);
+    let updated = guichet_ror::model::Value::DateTime(now);
+    for unit in &mut document.units {
+        for capacity in &mut unit.capacities {
+            let at = guichet_ror::model::Path::default();
+            let date = guichet_ror::model::Field::new(updated.clone(), at);
+            capacity.set(&guichet_ror::codes::UPDATE_DATE, date);
+        }
+    }
+    let sent = guichet_ror::xml::write(&document);
+    let path = s.pki.tmp.path().join("now.xml");
+    std::fs::write(&path, &sent).unwrap();
+    let body = format!("@{}", path.display());
+    let xml = [
+        "-H",
+        "Content-Type: application/xml",
+        "--data-binary",
+        &body,
+    ];
+    let echoed = a.run("/a/beds", &xml).await.echoed();
+    assert_eq!(echoed["body_bytes"], sent.len());
+    let seen = s.echo.only();
+    assert_eq!(seen.one("content-type"), "application/xml");
+    assert_eq!(seen.one("content-length"), sent.len().to_string());
+    s.wait_requests(RULE_A, APP_A, "2xx", 1).await;
+    let valid = &[("route", ROUTE), ("rule", RULE_A), ("verdict", "valid")];
+    assert_eq!(s.gateway.value("guichet_http_validations_total", valid), 1);
 }
 
 /// Validation settings are checked with the config: a referential that

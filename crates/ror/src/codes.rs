@@ -268,8 +268,14 @@ pub fn slice(name: &str) -> Option<&'static Slice> {
 impl Slice {
     /// `code`'s entry in the national table.
     pub fn code(&self, code: &str) -> Option<&'static Code> {
-        self.codes.iter().find(|c| c.code == code)
+        self.codes.iter().find(|c| same(c.code, code))
     }
+}
+
+/// Whether two short texts (codes) are equal, compared in place: `==`
+/// would call `memcmp` for a couple of bytes.
+pub(crate) fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
 }
 
 #[cfg(test)]

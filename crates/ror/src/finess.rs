@@ -34,19 +34,14 @@ impl Finess {
     /// Parses `text` (surrounding blanks are not trimmed: a sender's
     /// padding is an error to report, not to hide).
     pub fn parse(text: &str) -> Result<Finess, FinessError> {
-        let count = text.chars().count();
-        if count != 9 || text.len() != 9 {
-            return Err(FinessError::Length(count));
-        }
-        let (departement, rest) = text.split_at(2);
-        let corsica = matches!(departement, "2A" | "2B");
-        if !corsica && !departement.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(FinessError::Departement(departement.to_string()));
-        }
-        if !rest.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(FinessError::Digits);
-        }
+        format(text)?;
         Ok(Finess(text.to_string()))
+    }
+
+    /// Whether `text` is a FINESS of valid format and key: [`Finess::parse`]
+    /// then [`Finess::key_is_valid`], without keeping the number.
+    pub fn is_valid(text: &str) -> bool {
+        format(text).is_ok() && key_is_valid(text)
     }
 
     pub fn as_str(&self) -> &str {
@@ -56,22 +51,44 @@ impl Finess {
     /// Whether the last digit is the Luhn key of the first eight (A = 1,
     /// B = 2).
     pub fn key_is_valid(&self) -> bool {
-        let digits = self.0.bytes().map(|b| match b {
-            b'A' => 1,
-            b'B' => 2,
-            digit => u32::from(digit - b'0'),
-        });
-        let sum: u32 = digits
-            .rev()
-            .enumerate()
-            .map(|(i, d)| match i % 2 {
-                0 => d,
-                _ if d * 2 > 9 => d * 2 - 9,
-                _ => d * 2,
-            })
-            .sum();
-        sum % 10 == 0
+        key_is_valid(&self.0)
     }
+}
+
+/// Why `text` is not a FINESS number, if it is not.
+fn format(text: &str) -> Result<(), FinessError> {
+    let count = text.chars().count();
+    if count != 9 || text.len() != 9 {
+        return Err(FinessError::Length(count));
+    }
+    let (departement, rest) = text.split_at(2);
+    let corsica = matches!(departement, "2A" | "2B");
+    if !corsica && !departement.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(FinessError::Departement(departement.to_string()));
+    }
+    if !rest.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(FinessError::Digits);
+    }
+    Ok(())
+}
+
+/// The Luhn key of a number of valid format (see [`Finess::key_is_valid`]).
+fn key_is_valid(number: &str) -> bool {
+    let digits = number.bytes().map(|b| match b {
+        b'A' => 1,
+        b'B' => 2,
+        digit => u32::from(digit - b'0'),
+    });
+    let sum: u32 = digits
+        .rev()
+        .enumerate()
+        .map(|(i, d)| match i % 2 {
+            0 => d,
+            _ if d * 2 > 9 => d * 2 - 9,
+            _ => d * 2,
+        })
+        .sum();
+    sum % 10 == 0
 }
 
 impl fmt::Display for Finess {

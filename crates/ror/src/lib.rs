@@ -30,4 +30,4 @@ mod ans_examples;
 
 mod validate;
 
-pub use validate::{read, validate, Form, Unreadable, Verdict};
+pub use validate::{read, validate, validate_keeping, Form, Keep, Unreadable, Verdict};

@@ -45,8 +45,19 @@ pub struct KnownUnit {
 /// The units of every establishment.
 #[derive(Debug, Clone, Default)]
 pub struct Referential {
-    /// FINESS EG -> unit id -> the rows naming it.
-    units: BTreeMap<String, BTreeMap<String, Vec<KnownUnit>>>,
+    /// FINESS EG -> its units.
+    units: BTreeMap<String, Units>,
+}
+
+/// One establishment's units: unit id -> the rows naming it.
+#[derive(Debug, Clone, Default)]
+pub struct Units(BTreeMap<String, Vec<KnownUnit>>);
+
+impl Units {
+    /// The rows naming `unit_id`.
+    pub fn rows(&self, unit_id: &str) -> &[KnownUnit] {
+        self.0.get(unit_id).map_or(&[], Vec::as_slice)
+    }
 }
 
 impl Referential {
@@ -105,6 +116,7 @@ impl Referential {
         self.units
             .entry(unit.finess_eg.clone())
             .or_default()
+            .0
             .entry(unit.unit_id.clone())
             .or_default()
             .push(unit);
@@ -116,7 +128,7 @@ impl Referential {
     pub fn units(&self) -> impl Iterator<Item = &KnownUnit> {
         self.units
             .values()
-            .flat_map(|units| units.values().flatten())
+            .flat_map(|units| units.0.values().flatten())
     }
 
     pub fn knows(&self, finess_eg: &str) -> bool {
@@ -125,23 +137,27 @@ impl Referential {
 
     /// The rows naming `unit_id` in establishment `finess_eg`.
     pub fn unit(&self, finess_eg: &str, unit_id: &str) -> &[KnownUnit] {
-        self.units
-            .get(finess_eg)
-            .and_then(|units| units.get(unit_id))
-            .map_or(&[], Vec::as_slice)
+        self.units_of(finess_eg)
+            .map_or(&[], |units| units.rows(unit_id))
+    }
+
+    /// The units of establishment `finess_eg`, when it has any: for a
+    /// caller that looks up many, the establishment found once.
+    pub fn units_of(&self, finess_eg: &str) -> Option<&Units> {
+        self.units.get(finess_eg)
     }
 
     /// Units named more than once.
     pub fn duplicates(&self) -> impl Iterator<Item = &[KnownUnit]> {
         self.units
             .values()
-            .flat_map(|units| units.values())
+            .flat_map(|units| units.0.values())
             .filter(|rows| rows.len() > 1)
             .map(Vec::as_slice)
     }
 
     pub fn len(&self) -> usize {
-        self.units.values().map(BTreeMap::len).sum()
+        self.units.values().map(|units| units.0.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -676,5 +676,9 @@ fn describe(tuple: &crate::referential::Tuple) -> String {
         .join(", ")
 }
 
+mod clean;
+
+pub(crate) use clean::clean;
+
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::model::Document;
+use crate::model::{Document, Path};
 use crate::rules::{self, Context, Severity, Violation};
 use crate::{fhir, patch, xml};
 
@@ -20,7 +20,7 @@ pub enum Form {
 pub struct Verdict {
     /// `None` when the content is neither XML nor JSON.
     pub form: Option<Form>,
-    /// `None` when it could not be read.
+    /// `None` when it could not be read, or was not kept ([`Keep`]).
     pub document: Option<Document>,
     pub violations: Vec<Violation>,
 }
@@ -95,33 +95,57 @@ fn without_bom(bytes: &[u8]) -> &[u8] {
     bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
+/// What a verdict keeps of the document it judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// The document, for a caller that converts or reads it.
+    Document,
+    /// The violations alone, for a caller that sends the bytes on as
+    /// received: a document that breaks no rule is then never built.
+    Violations,
+}
+
 /// Reads and checks `bytes`.
 pub fn validate(bytes: &[u8], context: &Context<'_>) -> Verdict {
+    validate_keeping(bytes, context, Keep::Document)
+}
+
+/// Reads and checks `bytes`, keeping the document when `keep` asks
+/// for it (else [`Verdict::document`] is `None`).
+pub fn validate_keeping(bytes: &[u8], context: &Context<'_>, keep: Keep) -> Verdict {
     // Most documents are in guichet's layout and break no rule: judged
-    // without remembering where each value stands, which is most of
-    // what reading costs. One the rules have anything to say of is read
-    // again, with paths, for the report.
-    if let Some(document) = xml::read_untracked(without_bom(bytes)) {
-        let violations = rules::check(&document, context);
-        if violations.is_empty() {
+    // from the text, values borrowed, without building the document
+    // (nor, when one is kept, remembering where each value stands).
+    // One the rules have anything to say of is built with its paths,
+    // for the report.
+    if let Some(view) = xml::scan::view(without_bom(bytes)) {
+        if rules::clean(&view, context) {
+            let document = (keep == Keep::Document).then(|| view.document(Path::untracked()));
             return Verdict {
                 form: Some(Form::Xml),
-                document: Some(document),
-                violations,
+                document,
+                violations: Vec::new(),
             };
         }
+        let document = view.document(Path::new(xml::ROOT));
+        return checked(Some(Form::Xml), document, context, keep);
     }
     let (form, read) = read(bytes);
     match read {
-        Ok(document) => Verdict {
-            form,
-            violations: rules::check(&document, context),
-            document: Some(document),
-        },
+        Ok(document) => checked(form, document, context, keep),
         Err(why) => Verdict {
             form,
             document: None,
             violations: vec![rules::unreadable(why.code, why.path, why.reason, context)],
         },
+    }
+}
+
+/// The verdict on a document read with its paths.
+fn checked(form: Option<Form>, document: Document, context: &Context<'_>, keep: Keep) -> Verdict {
+    Verdict {
+        form,
+        violations: rules::check(&document, context),
+        document: (keep == Keep::Document).then_some(document),
     }
 }

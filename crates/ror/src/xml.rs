@@ -32,6 +32,9 @@ use crate::model::{Capacity, Document, Field, Path, Unit, Value};
 /// The namespace of version 1 of the format.
 pub const NAMESPACE: &str = "urn:guichet:bed-availability:1";
 
+/// The path of a document's root element.
+pub(crate) const ROOT: &str = "/bedAvailability";
+
 /// Why a text is not a document in guichet's XML form: the reason and
 /// where (1-based line and column of the byte where reading stopped).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,7 +48,7 @@ pub struct XmlError {
 /// Reads a document: in one pass when it is laid out as guichet writes
 /// it, else (and for every error) with quick-xml.
 pub fn read(text: &[u8]) -> Result<Document, XmlError> {
-    match scan::read(text, Path::new("/bedAvailability")) {
+    match scan::read(text, Path::new(ROOT)) {
         Some(document) => Ok(document),
         None => read_events(text),
     }
@@ -66,7 +69,7 @@ fn read_events(text: &[u8]) -> Result<Document, XmlError> {
         reader: Reader::from_reader(text),
         text,
         document: Document {
-            at: Path::new("/bedAvailability"),
+            at: Path::new(ROOT),
             ..Document::default()
         },
         stack: Vec::new(),
@@ -377,7 +380,7 @@ fn attribute(out: &mut String, name: &str, value: Option<&Field<String>>) {
     }
 }
 
-mod scan;
+pub(crate) mod scan;
 
 #[cfg(test)]
 pub(crate) mod tests;

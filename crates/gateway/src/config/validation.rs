@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use guichet_ror::referential::{Indicators, Referential};
 use guichet_ror::rules::{Context, Lang, Settings, Severity, Violation};
-use guichet_ror::Verdict;
+use guichet_ror::{Keep, Verdict};
 use time::OffsetDateTime;
 
 use super::error::SettingError;
@@ -33,8 +33,9 @@ pub struct Validation {
 }
 
 impl Validation {
-    /// The rules' verdict on `bytes` now, messages in French.
-    pub fn judge(&self, bytes: &[u8]) -> Verdict {
+    /// The rules' verdict on `bytes` now, messages in French; the
+    /// document kept as `keep` says.
+    pub fn judge(&self, bytes: &[u8], keep: Keep) -> Verdict {
         let context = Context {
             referential: self.referential.as_ref(),
             indicators: self.indicators.as_ref(),
@@ -42,17 +43,17 @@ impl Validation {
             now: OffsetDateTime::now_utc(),
             lang: Lang::Fr,
         };
-        guichet_ror::validate(bytes, &context)
+        guichet_ror::validate_keeping(bytes, &context, keep)
     }
 
     /// [`Validation::judge`], on a blocking thread when `bytes` are many,
     /// so a large document never holds the runtime's other work. A check
     /// that fails is a violation: nothing unchecked goes on.
-    pub async fn judge_apart(self: Arc<Self>, bytes: Bytes) -> Verdict {
+    pub async fn judge_apart(self: Arc<Self>, bytes: Bytes, keep: Keep) -> Verdict {
         if bytes.len() <= INLINE_BYTES {
-            return self.judge(&bytes);
+            return self.judge(&bytes, keep);
         }
-        match tokio::task::spawn_blocking(move || self.judge(&bytes)).await {
+        match tokio::task::spawn_blocking(move || self.judge(&bytes, keep)).await {
             Ok(verdict) => verdict,
             Err(e) => Verdict {
                 form: None,

@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 use guichet_hl7::Meta;
 use guichet_journal::{Claimed, Filter, Journal, MessageRecord, NewMessage, Outcome, State};
 use guichet_ror::rules::{Severity, Violation};
-use guichet_ror::Verdict;
+use guichet_ror::{Keep, Verdict};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -328,7 +328,8 @@ impl Worker {
     /// The rules' verdict, when the route validates.
     async fn judge(&self, bytes: Vec<u8>) -> Option<Verdict> {
         let validation = self.spec().validation.clone()?;
-        Some(validation.judge_apart(bytes.into()).await)
+        // The document is kept: its establishment goes in the journal.
+        Some(validation.judge_apart(bytes.into(), Keep::Document).await)
     }
 
     /// Stores a valid file in the journal, to be delivered.

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use guichet_ror::fhir::{self, Coding};
 use guichet_ror::model::Document;
 use guichet_ror::rules::Violation;
-use guichet_ror::xml;
+use guichet_ror::{xml, Keep};
 use http::header::{HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -70,7 +70,13 @@ impl Conn {
         if encoded {
             return Err(Invalid::Refused(Refused::EncodedBody));
         }
-        let verdict = validation.clone().judge_apart(bytes.clone()).await;
+        // The document is needed only to convert it: one sent on as
+        // received is judged without being built.
+        let keep = match validation.convert {
+            Some(_) => Keep::Document,
+            None => Keep::Violations,
+        };
+        let verdict = validation.clone().judge_apart(bytes.clone(), keep).await;
         let valid = verdict.valid();
         let word = if valid { "valid" } else { "invalid" };
         self.count_verdict(rule, word, &verdict.violations);

@@ -8,41 +8,144 @@
 //! the document is read again by quick-xml, which says where and why. So
 //! both readers give the same document, or this one gives none.
 
-use crate::codes::{self, Kind};
+use std::ops::Range;
+
+use crate::codes::{Kind, Slice, SLICES};
 use crate::model::{Capacity, Document, Field, Path, Unit, Value};
 
 use super::NAMESPACE;
 
+/// A document in the layout this reader knows, its values borrowed from
+/// the text: enough to judge it (see `rules::clean`) without building
+/// the owned [`Document`], which [`View::document`] makes when needed.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct View<'t> {
+    pub id: Option<&'t str>,
+    pub time: Option<&'t str>,
+    /// Always there in a view: a document speaks for one establishment.
+    pub finess_eg: &'t str,
+    pub finess_ej: Option<&'t str>,
+    pub sender: Option<&'t str>,
+    pub units: Vec<UnitView<'t>>,
+    /// Every capacity record, unit after unit.
+    pub records: Vec<Record<'t>>,
+}
+
+/// A unit of a [`View`]: its id and where its records stand in
+/// [`View::records`].
+#[derive(Debug, Clone)]
+pub(crate) struct UnitView<'t> {
+    pub id: &'t str,
+    pub records: Range<usize>,
+}
+
+/// A capacity record of a [`View`]: a value per slice, in the order of
+/// [`SLICES`].
+pub(crate) type Record<'t> = [Option<Slot<'t>>; SLICES.len()];
+
+/// A slice's value in a [`View`]: its text as sent, or the whole number
+/// of an integer slice (text that is not one is no view's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot<'t> {
+    Text(&'t str),
+    Integer(i64),
+}
+
 /// The document, when `text` is in the layout this reader knows; its
 /// values' paths start at `root` (`/bedAvailability`, or untracked).
 pub(super) fn read(text: &[u8], root: Path) -> Option<Document> {
+    view(text).map(|view| view.document(root))
+}
+
+/// The borrowed view of `text`, when it is in the layout this reader
+/// knows.
+pub(crate) fn view(text: &[u8]) -> Option<View<'_>> {
     let mut scan = Scan {
         text: std::str::from_utf8(text).ok()?,
         at: 0,
     };
-    let mut document = Document {
-        at: root,
-        ..Document::default()
+    // Room for a usual document's units and records: no growing.
+    let mut view = View {
+        units: Vec::with_capacity(16),
+        records: Vec::with_capacity(16),
+        ..View::default()
     };
+    let mut establishment = false;
     scan.blanks();
     scan.declaration()?;
     scan.blanks();
-    scan.root(&mut document)?;
+    scan.root(&mut view)?;
     loop {
         scan.blanks();
         if scan.eat("</bedAvailability>") {
             break;
         } else if scan.tag("<establishment") {
-            scan.establishment(&mut document)?;
+            if establishment {
+                return None;
+            }
+            scan.establishment(&mut view)?;
+            establishment = true;
         } else if scan.tag("<unit") {
-            scan.unit(&mut document)?;
+            scan.unit(&mut view)?;
         } else {
             return None;
         }
     }
     scan.blanks();
     let whole = scan.at == scan.text.len();
-    (whole && document.establishment.finess_eg.is_some()).then_some(document)
+    (whole && establishment).then_some(view)
+}
+
+impl View<'_> {
+    /// The owned document, its values' paths starting at `root`.
+    pub fn document(&self, root: Path) -> Document {
+        let mut document = Document {
+            at: root,
+            ..Document::default()
+        };
+        let at = document.at.clone();
+        document.id = field(self.id, &at, "@id");
+        document.time = field(self.time, &at, "@time");
+        let at = document.at.join("establishment");
+        let establishment = &mut document.establishment;
+        establishment.finess_eg = field(Some(self.finess_eg), &at, "@finessEg");
+        establishment.finess_ej = field(self.finess_ej, &at, "@finessEj");
+        establishment.sender = field(self.sender, &at, "@sender");
+        document.units = Vec::with_capacity(self.units.len());
+        for (i, unit) in self.units.iter().enumerate() {
+            let at = document.at.join("unit").index(i + 1);
+            let records = &self.records[unit.records.clone()];
+            let capacities = records.iter().enumerate().map(|(j, record)| {
+                let at = at.join("capacity").index(j + 1);
+                capacity(record, at)
+            });
+            document.units.push(Unit {
+                id: Field::new(unit.id.to_owned(), at.join("@id")),
+                capacities: capacities.collect(),
+                at,
+            });
+        }
+        document
+    }
+}
+
+/// A record of a view as a capacity at `at`.
+fn capacity(record: &Record<'_>, at: Path) -> Capacity {
+    let mut capacity = Capacity {
+        at,
+        ..Capacity::default()
+    };
+    for (slice, slot) in SLICES.iter().zip(record) {
+        let value = match (*slot, slice.kind) {
+            (None, _) => continue,
+            (Some(Slot::Integer(n)), _) => Value::Integer(n),
+            (Some(Slot::Text(text)), Kind::DateTime) => Value::DateTime(text.to_owned()),
+            (Some(Slot::Text(text)), _) => Value::code(slice, text),
+        };
+        let at = capacity.at.join(slice.name);
+        capacity.set(slice, Field::new(value, at));
+    }
+    capacity
 }
 
 /// Where the reader stands in the text.
@@ -55,24 +158,30 @@ struct Scan<'t> {
 type Attributes<'t, const N: usize> = [Option<&'t str>; N];
 
 impl<'t> Scan<'t> {
-    fn rest(&self) -> &'t str {
-        &self.text[self.at..]
+    /// The bytes from where the reader stands.
+    fn rest(&self) -> &'t [u8] {
+        self.text.as_bytes().get(self.at..).unwrap_or_default()
+    }
+
+    /// The text from `start` for `length` bytes, the reader after it
+    /// and the ASCII byte that ends it.
+    fn take(&mut self, start: usize, length: usize) -> Option<&'t str> {
+        self.at = start + length + 1;
+        self.text.get(start..start + length)
     }
 
     /// Skips blanks; how many.
     fn blanks(&mut self) -> usize {
         let rest = self.rest();
-        let blanks = rest
-            .bytes()
-            .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-            .count();
+        let blank = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+        let blanks = rest.iter().position(|b| !blank(b)).unwrap_or(rest.len());
         self.at += blanks;
         blanks
     }
 
     /// Steps over `literal` if the text goes on with it.
     fn eat(&mut self, literal: &str) -> bool {
-        let found = self.rest().starts_with(literal);
+        let found = self.rest().starts_with(literal.as_bytes());
         if found {
             self.at += literal.len();
         }
@@ -83,7 +192,7 @@ impl<'t> Scan<'t> {
     fn tag(&mut self, open: &str) -> bool {
         let rest = self.rest();
         let ends = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'>' | b'/');
-        let found = rest.starts_with(open) && rest.as_bytes().get(open.len()).is_some_and(ends);
+        let found = rest.starts_with(open.as_bytes()) && rest.get(open.len()).is_some_and(ends);
         if found {
             self.at += open.len();
         }
@@ -92,11 +201,44 @@ impl<'t> Scan<'t> {
 
     /// The text up to the ASCII `end`, and the reader after `end`.
     fn until(&mut self, end: u8) -> Option<&'t str> {
+        let length = memchr::memchr(end, self.rest())?;
+        self.take(self.at, length)
+    }
+
+    /// `<name>text</name>` of a slice, the reader at its `<`: the
+    /// slice and its text as sent, the reader after its end tag; `None`
+    /// for anything else, an escape (`&`) included, which quick-xml reads.
+    /// The slices are tried from `next` on.
+    fn slice(&mut self, next: usize) -> Option<(&'static Slice, &'t str)> {
+        let start = self.at;
         let rest = self.rest();
+        let tag = rest.get(1..)?;
+        let slice = (0..SLICES.len())
+            .map(|i| SLICES[(next + i) % SLICES.len()])
+            .find(|slice| {
+                // The name, then `>`: the tag's whole name.
+                let name = slice.name.as_bytes();
+                tag.first() == name.first()
+                    && tag.get(name.len()) == Some(&b'>')
+                    && tag.starts_with(name)
+            })?;
+        let text_start = slice.name.len() + 2;
+        let after = rest.get(text_start..)?;
         // Values are short: a plain loop beats a search's set-up.
-        let length = rest.bytes().position(|b| b == end)?;
-        self.at += length + 1;
-        Some(&rest[..length])
+        let text_length = after.iter().position(|&b| b == b'<' || b == b'&')?;
+        let name = slice.name.as_bytes();
+        let end = after.get(text_length..)?;
+        let closed = end.starts_with(b"</")
+            && end.get(2..2 + name.len()) == Some(name)
+            && end.get(2 + name.len()) == Some(&b'>');
+        if !closed {
+            return None;
+        }
+        let text = self
+            .text
+            .get(start + text_start..start + text_start + text_length)?;
+        self.at = start + text_start + text_length + name.len() + 3;
+        Some((slice, text))
     }
 
     /// `<?xml ...?>`, if there: nothing in it is read.
@@ -141,7 +283,7 @@ impl<'t> Scan<'t> {
         }
     }
 
-    fn root(&mut self, document: &mut Document) -> Option<()> {
+    fn root(&mut self, view: &mut View<'t>) -> Option<()> {
         if !self.tag("<bedAvailability") {
             return None;
         }
@@ -149,34 +291,27 @@ impl<'t> Scan<'t> {
         if empty || namespace != Some(NAMESPACE) {
             return None;
         }
-        let at = document.at.clone();
-        document.id = field(id, &at, "@id");
-        document.time = field(time, &at, "@time");
+        view.id = id;
+        view.time = time;
         Some(())
     }
 
-    fn establishment(&mut self, document: &mut Document) -> Option<()> {
+    fn establishment(&mut self, view: &mut View<'t>) -> Option<()> {
         let names = ["finessEg", "finessEj", "sender"];
         let ([eg, ej, sender], empty) = self.attributes(names)?;
-        let establishment = &mut document.establishment;
-        if !empty || eg.is_none() || establishment.finess_eg.is_some() {
+        if !empty {
             return None;
         }
-        let at = document.at.join("establishment");
-        establishment.finess_eg = field(eg, &at, "@finessEg");
-        establishment.finess_ej = field(ej, &at, "@finessEj");
-        establishment.sender = field(sender, &at, "@sender");
+        view.finess_eg = eg?;
+        view.finess_ej = ej;
+        view.sender = sender;
         Some(())
     }
 
-    fn unit(&mut self, document: &mut Document) -> Option<()> {
+    fn unit(&mut self, view: &mut View<'t>) -> Option<()> {
         let ([id], empty) = self.attributes(["id"])?;
-        let at = document.at.join("unit").index(document.units.len() + 1);
-        let mut unit = Unit {
-            id: field(id, &at, "@id")?,
-            capacities: Vec::new(),
-            at,
-        };
+        let id = id?;
+        let first = view.records.len();
         if !empty {
             loop {
                 self.blanks();
@@ -186,48 +321,44 @@ impl<'t> Scan<'t> {
                 if !self.eat("<capacity>") {
                     return None;
                 }
-                let at = unit.at.join("capacity").index(unit.capacities.len() + 1);
-                unit.capacities.push(self.capacity(at)?);
+                let record = self.capacity()?;
+                view.records.push(record);
             }
         }
-        document.units.push(unit);
+        let records = first..view.records.len();
+        view.units.push(UnitView { id, records });
         Some(())
     }
 
     /// A capacity's slices, up to its end.
-    fn capacity(&mut self, at: Path) -> Option<Capacity> {
-        let mut capacity = Capacity {
-            at,
-            ..Capacity::default()
-        };
+    fn capacity(&mut self) -> Option<Record<'t>> {
+        let mut record: Record<'t> = [None; SLICES.len()];
+        // The slice likely next: guichet writes them in order.
+        let mut next = 0;
         loop {
             self.blanks();
-            if self.eat("</capacity>") {
-                return Some(capacity);
+            match self.rest() {
+                [b'<', b'/', ..] if self.eat("</capacity>") => return Some(record),
+                [b'<', b'/', ..] => return None,
+                [b'<', ..] => {}
+                _ => return None,
             }
-            if !self.eat("<") {
-                return None;
-            }
-            let slice = codes::slice(self.until(b'>')?)?;
-            let text = self.until(b'<')?;
-            if text.contains('&') || !self.eat("/") || !self.eat(slice.name) || !self.eat(">") {
-                return None;
-            }
-            let value = match slice.kind {
-                Kind::Coded => Value::code(slice, text),
-                Kind::DateTime => Value::DateTime(text.to_owned()),
-                Kind::Integer => Value::Integer(text.parse().ok()?),
+            let (slice, text) = self.slice(next)?;
+            next = slice.index + 1;
+            let slot = match slice.kind {
+                Kind::Integer => Slot::Integer(text.parse().ok()?),
+                Kind::Coded | Kind::DateTime => Slot::Text(text),
             };
-            if capacity.get(slice).is_some() {
+            let value = &mut record[slice.index];
+            if value.is_some() {
                 return None;
             }
-            let at = capacity.at.join(slice.name);
-            capacity.set(slice, Field::new(value, at));
+            *value = Some(slot);
         }
     }
 }
 
-/// An attribute's value as a field at `at`/`step`.
+/// A value as a field at `at`/`step`.
 fn field(value: Option<&str>, at: &Path, step: &'static str) -> Option<Field<String>> {
     value.map(|v| Field::new(v.to_owned(), at.join(step)))
 }
