@@ -50,8 +50,9 @@ struct Tally {
 struct Count {
     outcome: &'static str,
     n: u64,
-    first_ms: i64,
-    last_ms: i64,
+    /// Kept as taken: the conversion to milliseconds waits for the take.
+    first: SystemTime,
+    last: SystemTime,
 }
 
 /// What a connection's observations share: the route's kind and whether
@@ -118,17 +119,16 @@ impl Observer {
         let Some(shard) = self.shards.get(shard_index() % SHARDS) else {
             return;
         };
-        let at_ms = unix_ms(at);
         let hash = seen.hash(&self.hasher);
         let Ok(mut shard) = shard.lock() else {
             return;
         };
         let tallies = shard.entry(hash).or_default();
         match tallies.iter_mut().find(|t| seen.is(&t.key)) {
-            Some(tally) => tally.add(outcome, at_ms),
+            Some(tally) => tally.add(outcome, at),
             None => tallies.push(Tally {
                 key: seen.key(),
-                outcomes: vec![Count::new(outcome, at_ms)],
+                outcomes: vec![Count::new(outcome, at)],
             }),
         }
     }
@@ -144,15 +144,22 @@ impl Observer {
         if !self.enabled() {
             return;
         }
-        let mut seen = *base;
-        if let Some(h) = header {
-            seen.source = Party(first(&h.sending_application), first(&h.sending_facility));
-            seen.target = Party(
+        let Some(h) = header else {
+            return self.record(base, outcome, at);
+        };
+        // Field by field: copying `*base` whole costs a memcpy call.
+        let seen = Seen {
+            route: base.route,
+            direction: base.direction,
+            ends: base.ends,
+            application: base.application,
+            source: Party(first(&h.sending_application), first(&h.sending_facility)),
+            target: Party(
                 first(&h.receiving_application),
                 first(&h.receiving_facility),
-            );
-            seen.message_type = event_type(&h.message_type);
-        }
+            ),
+            message_type: event_type(&h.message_type),
+        };
         self.record(&seen, outcome, at);
     }
 
@@ -188,34 +195,34 @@ fn merge(merged: &mut BTreeMap<(FlowKey, &'static str), FlowCount>, key: &FlowKe
             key: key.clone(),
             outcome: c.outcome.to_string(),
             count: 0,
-            first_ms: c.first_ms,
-            last_ms: c.last_ms,
+            first_ms: unix_ms(c.first),
+            last_ms: unix_ms(c.last),
         });
     row.count += c.n;
-    row.first_ms = row.first_ms.min(c.first_ms);
-    row.last_ms = row.last_ms.max(c.last_ms);
+    row.first_ms = row.first_ms.min(unix_ms(c.first));
+    row.last_ms = row.last_ms.max(unix_ms(c.last));
 }
 
 impl Tally {
-    fn add(&mut self, outcome: &'static str, at_ms: i64) {
-        match self.outcomes.iter_mut().find(|c| c.outcome == outcome) {
+    fn add(&mut self, outcome: &'static str, at: SystemTime) {
+        match self.outcomes.iter_mut().find(|c| same(c.outcome, outcome)) {
             Some(count) => {
                 count.n += 1;
-                count.first_ms = count.first_ms.min(at_ms);
-                count.last_ms = count.last_ms.max(at_ms);
+                count.first = count.first.min(at);
+                count.last = count.last.max(at);
             }
-            None => self.outcomes.push(Count::new(outcome, at_ms)),
+            None => self.outcomes.push(Count::new(outcome, at)),
         }
     }
 }
 
 impl Count {
-    fn new(outcome: &'static str, at_ms: i64) -> Count {
+    fn new(outcome: &'static str, at: SystemTime) -> Count {
         Count {
             outcome,
             n: 1,
-            first_ms: at_ms,
-            last_ms: at_ms,
+            first: at,
+            last: at,
         }
     }
 }
@@ -233,14 +240,15 @@ impl FlowEnds {
 
 impl Party<'_> {
     fn is(&self, shown: &str) -> bool {
-        let Party(first, second) = *self;
+        let (first, second) = (self.0.as_bytes(), self.1.as_bytes());
+        let shown = shown.as_bytes();
         if second.is_empty() {
             return shown == first;
         }
         shown.len() == first.len() + 1 + second.len()
-            && shown.starts_with(first)
-            && shown[first.len()..].starts_with('^')
-            && shown.ends_with(second)
+            && shown[first.len()] == b'^'
+            && shown[..first.len()] == *first
+            && shown[first.len() + 1..] == *second
     }
 
     fn shown(&self) -> String {
@@ -252,20 +260,20 @@ impl Party<'_> {
 }
 
 impl Seen<'_> {
-    /// Hashes the fields that most often tell a route's flows apart: the
-    /// sending and receiving applications and the message type. The rest
-    /// (direction, kind, TLS sides, listed application, facilities) rarely
-    /// differs between flows of one route that share these, and
+    /// Hashes the fields that most often tell flows apart: the sending and
+    /// receiving applications and the message type. The rest (route,
+    /// direction, kind, TLS sides, listed application, facilities) rarely
+    /// differs between flows that share these, and
     /// [`Seen::is`] compares every field, so leaving them out only saves
     /// the message path some hashing.
     fn hash(&self, hasher: &impl BuildHasher) -> u64 {
-        hasher.hash_one((self.route, self.source.0, self.target.0, self.message_type))
+        hasher.hash_one((self.source.0, self.target.0, self.message_type))
     }
 
     fn is(&self, key: &FlowKey) -> bool {
         key.route == self.route
-            && key.direction == self.direction
-            && key.kind == self.ends.kind
+            && same(&key.direction, self.direction)
+            && same(&key.kind, self.ends.kind)
             && key.tls_in == self.ends.tls_in
             && key.tls_out == self.ends.tls_out
             && key.application == self.application
@@ -287,6 +295,12 @@ impl Seen<'_> {
             tls_out: self.ends.tls_out,
         }
     }
+}
+
+/// Whether two labels are equal: most often the same `&'static str`, so
+/// the address is compared before the bytes.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (std::ptr::eq(a.as_ptr(), b.as_ptr()) || a == b)
 }
 
 /// An HD's first component: `EAI` of `EAI^1.2.3^ISO`.
