@@ -6,8 +6,9 @@
 //! Each thing is sent once, in a compact shape the page unpacks
 //! (page.js, `unpack`): rows as arrays, every repeated text once in
 //! `strings` and named by its index, no field the page does not read.
-//! What the page can derive (the incident graphs from the flows, the
-//! quality report's Markdown from the findings) it derives.
+//! What the page can derive (the flow matrix and the incident graphs
+//! from the flows, the quality report's Markdown from the findings) it
+//! derives.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -17,7 +18,6 @@ use serde_json::{json, Map, Value};
 use crate::figures::{flow_figures, matches};
 use crate::incident::{self, LinkKind, Rules};
 use crate::kpi::Filters;
-use crate::matrix::of_atlas;
 use crate::model::{text, Application, Atlas, Establishment, Scalar};
 use crate::observed::ObservedFlow;
 use crate::quality::{analyse, Dimension, Severity};
@@ -39,11 +39,11 @@ pub struct SiteData<'a> {
     pub servers: Vec<Value>,
     pub flows: Vec<Value>,
     pub trigrammes: &'a BTreeMap<String, String>,
-    /// What the page reads of each observed aggregate.
+    /// What the page reads of each observed aggregate (its figures, its
+    /// matrix), and whether a declared flow accounts for it.
     pub observed: Vec<Value>,
     /// Observed flows no declaration accounts for.
     pub shadow_flows: usize,
-    pub matrix: Value,
     /// The data-quality score, the dimensions and every finding (guichet's
     /// own marked `extra`).
     pub quality: Value,
@@ -248,28 +248,6 @@ fn incident(atlas: &Atlas, observed: &[ObservedFlow]) -> Value {
            "labels": network.labels, "observed": observed_links})
 }
 
-/// `{applications, cells}`: a cell is `[source, target, [exchange...],
-/// state, observedCount]`.
-fn matrix(atlas: &Atlas, observed: &[ObservedFlow], s: &mut Strings) -> Value {
-    let m = of_atlas(atlas, observed);
-    let cells: Vec<Value> = m
-        .cells
-        .iter()
-        .map(|c| {
-            let exchanges: Vec<Value> = c.exchanges.iter().map(|x| s.id(x)).collect();
-            json!([
-                s.id(&c.source),
-                s.id(&c.target),
-                exchanges,
-                s.id(&variant(c.state)),
-                c.observed_count
-            ])
-        })
-        .collect();
-    let applications: Vec<Value> = m.applications.iter().map(|a| s.id(a)).collect();
-    json!({"applications": applications, "cells": cells})
-}
-
 impl<'a> SiteData<'a> {
     pub fn new(
         atlas: &'a Atlas,
@@ -314,11 +292,11 @@ impl<'a> SiteData<'a> {
             .iter()
             .map(|o| {
                 json!({"source_trigramme": o.source_trigramme, "target_trigramme": o.target_trigramme,
-                       "tls_in": o.tls_in, "tls_out": o.tls_out})
+                       "tls_in": o.tls_in, "tls_out": o.tls_out, "kind": o.kind, "message_type": o.message_type,
+                       "count": o.count, "declared": atlas.all_flows().any(|(_, f)| matches(f, o))})
             })
             .collect();
         let landscape = landscape(&atlas.establishments, &mut s);
-        let matrix = matrix(atlas, observed, &mut s);
         let quality = quality(atlas, lang, &mut s);
         SiteData {
             lang,
@@ -331,7 +309,6 @@ impl<'a> SiteData<'a> {
             shadow_flows: flow_figures(atlas, &Filters::default(), observed)
                 .shadow_flows
                 .len(),
-            matrix,
             quality,
             incident: incident(atlas, observed),
             strings: s.list,

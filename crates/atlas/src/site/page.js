@@ -26,15 +26,12 @@ function unpack(raw) {
     etablissement: S[etab], id, source: S[source], target: S[target], protocol: S[protocol], port: val(port),
     messageType: S[messageType], interfaceType: S[interfaceType], eai: S[eai],
     encrypted: (flags & 1) !== 0, observed: (flags & 2) !== 0 }));
-  const matrix = { applications: raw.matrix.applications.map(i => S[i]),
-    cells: raw.matrix.cells.map(([source, target, exchanges, st, observedCount]) => ({ source: S[source], target: S[target],
-      exchanges: exchanges.map(i => S[i]), state: S[st], observedCount })) };
   const q = raw.quality;
   const findings = q.findings.map(([severity, dimension, code, subject, message, title, recommendation, extra]) => ({
     severity: S[severity], dimension: S[dimension], code: S[code], subject: S[subject],
     message: typeof message === 'number' ? S[subject] + S[message] : message,
     title: S[title], recommendation: S[recommendation], extra: extra === 1 }));
-  return { ...raw, landscape: { etablissements }, servers, flows, matrix, quality: { ...q, findings } };
+  return { ...raw, landscape: { etablissements }, servers, flows, quality: { ...q, findings } };
 }
 
 const TEXT = {
@@ -389,11 +386,66 @@ function legend() {
   return h('div', { class: 'legend' }, STATES.map(([s, key]) => h('span', {}, h('i', { class: `s-${s}` }), t(key))));
 }
 
+// Rust's order of texts (code point by code point), which the matrix's
+// rows and exchanges follow.
+function byCodePoint(a, b) {
+  let i = 0;
+  while (i < a.length && i < b.length) {
+    const x = a.codePointAt(i), y = b.codePointAt(i);
+    if (x !== y) return x < y ? -1 : 1;
+    i += x > 0xffff ? 2 : 1;
+  }
+  return (a.length > i) - (b.length > i);
+}
+// What Rust's str::trim takes off: Unicode White_Space.
+const trimmed = (text) => text.replace(/^[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+|[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/g, '');
+
+// The application × application matrix, as matrix.rs makes it: a cell per
+// pair a declared or observed flow joins, with the exchanges between them
+// and what is known of the pair. Made once, when first shown.
+let MATRIX = null;
+function flowMatrix() {
+  if (MATRIX) return MATRIX;
+  const pairs = new Map();
+  const pair = (source, target) => {
+    const key = `${source}\u0000${target}`;
+    if (!pairs.has(key)) pairs.set(key, { source, target, exchanges: new Set(), declared: false, seen: false,
+      shadow: false, encrypted: true, count: 0 });
+    return pairs.get(key);
+  };
+  const exchange = (protocol, type) => trimmed(`${protocol} ${type}`);
+  for (const f of DATA.flows) {
+    const p = pair(f.source, f.target);
+    p.exchanges.add(exchange(f.protocol, f.messageType));
+    p.declared = true;
+    p.seen ||= f.observed;
+    p.encrypted &&= f.encrypted;
+  }
+  for (const o of DATA.observed) {
+    if (o.source_trigramme === null || o.target_trigramme === null) continue;
+    const p = pair(o.source_trigramme, o.target_trigramme);
+    p.exchanges.add(exchange(o.kind.toUpperCase(), o.message_type));
+    p.shadow ||= !o.declared;
+    p.encrypted &&= o.tls_in && o.tls_out;
+    p.count += o.count;
+  }
+  const observing = DATA.observed.length > 0;
+  const stateOf = (p) => (p.shadow || !p.declared ? 'shadow' : !observing ? (p.encrypted ? 'encrypted' : 'clear')
+    : p.seen ? 'observed' : 'declared-not-observed');
+  const cells = [...pairs.values()].sort((a, b) => byCodePoint(a.source, b.source) || byCodePoint(a.target, b.target))
+    .map(p => ({ source: p.source, target: p.target, exchanges: [...p.exchanges].sort(byCodePoint), state: stateOf(p),
+      observedCount: p.count }));
+  const applications = [...new Set(cells.flatMap(c => [c.source, c.target]).filter(Boolean))].sort(byCodePoint);
+  MATRIX = { applications, cells };
+  return MATRIX;
+}
+
 function viewMatrix() {
   const etab = state.params.get('etab');
   const keep = etab ? new Set(DATA.flows.filter(x => x.etablissement === etab).flatMap(x => [x.source, x.target])) : null;
-  const apps = DATA.matrix.applications.filter(a => !keep || keep.has(a));
-  const cells = new Map(DATA.matrix.cells.map(c => [`${c.source}\u0000${c.target}`, c]));
+  const matrix = flowMatrix();
+  const apps = matrix.applications.filter(a => !keep || keep.has(a));
+  const cells = new Map(matrix.cells.map(c => [`${c.source}\u0000${c.target}`, c]));
   const label = Object.fromEntries(STATES.map(([s, key]) => [s, t(key)]));
   const head = h('tr', {}, h('th', { class: 'row' }, '↓ ' + t('source') + ' / ' + t('target') + ' →'), apps.map(a => h('th', { title: appName(a) }, a)));
   const rows = apps.map(s => h('tr', {}, h('th', { class: 'row', title: appName(s) }, s), apps.map(tg => {
