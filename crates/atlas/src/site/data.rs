@@ -37,7 +37,12 @@ pub struct SiteData<'a> {
     /// distinct applications apart.
     pub landscape: Value,
     pub servers: Vec<Value>,
+    /// `[etablissement, id, source, target, kind]` each.
     pub flows: Vec<Value>,
+    /// `[protocol, port, messageType, interfaceType, eaiName, marks]`,
+    /// which flows alike share; `marks` has bit 1 for encrypted, bit 2 for
+    /// observed.
+    pub flow_kinds: Vec<Value>,
     pub trigrammes: &'a BTreeMap<String, String>,
     /// What the page reads of each observed aggregate (its figures, its
     /// matrix), and whether a declared flow accounts for it.
@@ -83,6 +88,24 @@ impl Strings {
     }
 }
 
+/// Rows sent once, named by their index.
+#[derive(Default)]
+struct Rows {
+    list: Vec<Value>,
+    index: HashMap<String, usize>,
+}
+
+impl Rows {
+    fn id(&mut self, row: Value) -> usize {
+        let next = self.list.len();
+        let i = *self.index.entry(row.to_string()).or_insert(next);
+        if i == next {
+            self.list.push(row);
+        }
+        i
+    }
+}
+
 /// The name serde gives a unit variant (`critical`, `coherence`...).
 fn variant(value: impl Serialize) -> String {
     json!(value).as_str().unwrap_or_default().to_string()
@@ -124,17 +147,8 @@ fn application(a: &Application, s: &mut Strings) -> Value {
 /// applications: [...]}`, where an `app` is the index of its row in
 /// `applications` (occurrences alike share one).
 fn landscape(establishments: &[Establishment], s: &mut Strings) -> Value {
-    let mut apps: Vec<Value> = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut app = |a: &Application, s: &mut Strings| {
-        let row = application(a, s);
-        let next = apps.len();
-        let i = *seen.entry(row.to_string()).or_insert(next);
-        if i == next {
-            apps.push(row);
-        }
-        i
-    };
+    let mut apps = Rows::default();
+    let mut app = |a: &Application, s: &mut Strings| apps.id(application(a, s));
     let etabs: Vec<Value> = establishments
         .iter()
         .map(|e| {
@@ -157,7 +171,7 @@ fn landscape(establishments: &[Establishment], s: &mut Strings) -> Value {
             json!([s.id(&e.name), domains])
         })
         .collect();
-    json!({"etablissements": etabs, "applications": apps})
+    json!({"etablissements": etabs, "applications": apps.list})
 }
 
 /// A finding's message, which mostly begins with its subject (`GAP est
@@ -170,25 +184,26 @@ fn message(subject: &str, message: &str, s: &mut Strings) -> Value {
     }
 }
 
-/// `{score, dimensions, metrics, labels, findings}`: a finding is
-/// `[severity, dimension, code, subject, message, title, recommendation,
-/// extra]` (`message` as [`message`] gives it); `labels` names the severities and dimensions in the site's
+/// `{score, dimensions, metrics, labels, kinds, findings}`: a finding is
+/// `[kind, subject, message]` (`message` as [`message`] gives it), a kind
+/// `[severity, dimension, code, title, recommendation, extra]`, which
+/// findings alike share; `labels` names the severities and dimensions in the site's
 /// language, for the Markdown report the page writes.
 fn quality(atlas: &Atlas, lang: Lang, s: &mut Strings) -> Value {
     let q = analyse(atlas, lang);
+    let mut kinds = Rows::default();
     let findings: Vec<Value> = q
         .all()
         .map(|f| {
-            json!([
+            let kind = kinds.id(json!([
                 s.id(&variant(f.severity)),
                 s.id(&variant(f.dimension)),
                 s.id(f.code),
-                s.id(&f.subject),
-                message(&f.subject, &f.message, s),
                 s.id(&f.title),
                 s.id(&f.recommendation),
                 u8::from(f.extra),
-            ])
+            ]));
+            json!([kind, s.id(&f.subject), message(&f.subject, &f.message, s)])
         })
         .collect();
     let mut labels = Map::new();
@@ -209,7 +224,7 @@ fn quality(atlas: &Atlas, lang: Lang, s: &mut Strings) -> Value {
         })
         .collect();
     let m = &q.metrics;
-    json!({"score": q.score, "dimensions": dimensions, "labels": labels, "findings": findings,
+    json!({"score": q.score, "dimensions": dimensions, "labels": labels, "kinds": kinds.list, "findings": findings,
            "metrics": {"establishments": m.establishments, "applications": m.applications, "servers": m.servers,
                        "networkServers": m.network_servers, "flows": m.flows}})
 }
@@ -270,21 +285,25 @@ impl<'a> SiteData<'a> {
                 ])
             })
             .collect();
+        let mut kinds = Rows::default();
         let flows = atlas
             .all_flows()
             .map(|(etab, f)| {
                 let seen = observed.iter().any(|o| matches(f, o));
-                json!([
-                    s.id(etab),
-                    f.key(),
-                    s.id(&f.source()),
-                    s.id(&f.target()),
+                let kind = kinds.id(json!([
                     s.id(&text(&f.protocol)),
                     s.scalar(&f.port),
                     s.id(&text(&f.message_type)),
                     s.id(&text(&f.interface_type)),
                     s.id(&text(&f.eai)),
                     u8::from(f.encrypted()) | (u8::from(seen) << 1)
+                ]));
+                json!([
+                    s.id(etab),
+                    f.key(),
+                    s.id(&f.source()),
+                    s.id(&f.target()),
+                    kind
                 ])
             })
             .collect();
@@ -304,6 +323,7 @@ impl<'a> SiteData<'a> {
             landscape,
             servers,
             flows,
+            flow_kinds: kinds.list,
             trigrammes: &atlas.trigrammes,
             observed: observed_read,
             shadow_flows: flow_figures(atlas, &Filters::default(), observed)

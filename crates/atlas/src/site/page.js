@@ -22,15 +22,17 @@ function unpack(raw) {
       processus: processus.map(([pnom, list]) => ({ nom: S[pnom], applications: list.map(i => apps[i]) })) })) }));
   const servers = raw.servers.map(([etab, vm, ip, role, declaredRole, os, tri]) => ({ etablissement: S[etab], vm, ip,
     role: S[role], declaredRole: S[declaredRole], os: S[os], trigramme: S[tri] }));
-  const flows = raw.flows.map(([etab, id, source, target, protocol, port, messageType, interfaceType, eai, flags]) => ({
-    etablissement: S[etab], id, source: S[source], target: S[target], protocol: S[protocol], port: val(port),
-    messageType: S[messageType], interfaceType: S[interfaceType], eai: S[eai],
-    encrypted: (flags & 1) !== 0, observed: (flags & 2) !== 0 }));
+  const flowKinds = raw.flowKinds.map(([protocol, port, messageType, interfaceType, eai, marks]) => ({
+    protocol: S[protocol], port: val(port), messageType: S[messageType], interfaceType: S[interfaceType], eai: S[eai],
+    encrypted: (marks & 1) !== 0, observed: (marks & 2) !== 0 }));
+  const flows = raw.flows.map(([etab, id, source, target, kind]) => ({
+    etablissement: S[etab], id, source: S[source], target: S[target], ...flowKinds[kind] }));
   const q = raw.quality;
-  const findings = q.findings.map(([severity, dimension, code, subject, message, title, recommendation, extra]) => ({
-    severity: S[severity], dimension: S[dimension], code: S[code], subject: S[subject],
-    message: typeof message === 'number' ? S[subject] + S[message] : message,
-    title: S[title], recommendation: S[recommendation], extra: extra === 1 }));
+  const kinds = q.kinds.map(([severity, dimension, code, title, recommendation, extra]) => ({
+    severity: S[severity], dimension: S[dimension], code: S[code], title: S[title], recommendation: S[recommendation],
+    extra: extra === 1 }));
+  const findings = q.findings.map(([kind, subject, message]) => ({ ...kinds[kind], subject: S[subject],
+    message: typeof message === 'number' ? S[subject] + S[message] : message }));
   return { ...raw, landscape: { etablissements }, servers, flows, quality: { ...q, findings } };
 }
 

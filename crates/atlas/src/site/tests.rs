@@ -54,9 +54,9 @@ fn each_text_is_sent_once_and_unpacks_whole() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| match &f[4] {
+        .map(|f| match &f[2] {
             serde_json::Value::String(whole) => whole.clone(),
-            rest => text(&f[3]) + &text(rest),
+            rest => text(&f[1]) + &text(rest),
         })
         .collect();
     let expected: Vec<String> = quality.all().map(|f| f.message.clone()).collect();
