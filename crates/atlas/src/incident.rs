@@ -321,15 +321,23 @@ pub struct Network {
     pub links: Vec<Link>,
     pub eais: BTreeMap<String, String>,
     pub routes: std::collections::BTreeSet<String>,
+    /// Each application's label (its business map name), by trigramme.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The graph [`simulate`] walks under `rules`.
 pub fn network(atlas: &Atlas, observed: &[ObservedFlow], rules: &Rules) -> Network {
     let graph = graph::Graph::build(atlas, observed, rules);
+    let labels = graph
+        .apps
+        .iter()
+        .map(|(tri, meta)| (tri.clone(), meta.name.clone()))
+        .collect();
     Network {
         links: graph.links,
         eais: graph.eais,
         routes: graph.routes,
+        labels,
     }
 }
 

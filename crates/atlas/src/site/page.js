@@ -4,7 +4,37 @@
 // alignment, toFixed(1)), as guichet computes them in Rust.
 'use strict';
 
-const DATA = JSON.parse(document.getElementById('atlas-data').textContent);
+const DATA = unpack(JSON.parse(document.getElementById('atlas-data').textContent));
+
+// The data comes packed (site/data.rs): rows as arrays, repeated texts
+// once in `strings` and named by index, a number that is a value in a
+// one-element array. Unpacked here into the objects the views read.
+function unpack(raw) {
+  const S = raw.strings;
+  const val = (v) => (typeof v === 'number' ? S[v] : Array.isArray(v) ? v[0] : v);
+  const apps = raw.landscape.applications.map(([nom, editeur, hebergement, criticite, multi, filled, on, tri]) => ({
+    nom: val(nom), editeur: val(editeur), referent: (filled & 1) !== 0, hebergement: val(hebergement),
+    criticite: val(criticite), multiEtablissement: val(multi), lienPRTG: (filled & 2) !== 0,
+    interfaces: Object.fromEntries(on.map(i => [S[i], true])), trigramme: S[tri],
+  }));
+  const etablissements = raw.landscape.etablissements.map(([nom, domaines]) => ({ nom: S[nom],
+    domaines: domaines.map(([dnom, processus]) => ({ nom: S[dnom],
+      processus: processus.map(([pnom, list]) => ({ nom: S[pnom], applications: list.map(i => apps[i]) })) })) }));
+  const servers = raw.servers.map(([etab, vm, ip, role, declaredRole, os, tri]) => ({ etablissement: S[etab], vm, ip,
+    role: S[role], declaredRole: S[declaredRole], os: S[os], trigramme: S[tri] }));
+  const flowKinds = raw.flowKinds.map(([protocol, port, messageType, interfaceType, eai, marks]) => ({
+    protocol: S[protocol], port: val(port), messageType: S[messageType], interfaceType: S[interfaceType], eai: S[eai],
+    encrypted: (marks & 1) !== 0, observed: (marks & 2) !== 0 }));
+  const flows = raw.flows.map(([etab, id, source, target, kind]) => ({
+    etablissement: S[etab], id, source: S[source], target: S[target], ...flowKinds[kind] }));
+  const q = raw.quality;
+  const kinds = q.kinds.map(([severity, dimension, code, title, recommendation, extra]) => ({
+    severity: S[severity], dimension: S[dimension], code: S[code], title: S[title], recommendation: S[recommendation],
+    extra: extra === 1 }));
+  const findings = q.findings.map(([kind, subject, message]) => ({ ...kinds[kind], subject: S[subject],
+    message: typeof message === 'number' ? S[subject] + S[message] : message }));
+  return { ...raw, landscape: { etablissements }, servers, flows, quality: { ...q, findings } };
+}
 
 const TEXT = {
   fr: {
@@ -59,6 +89,8 @@ const TEXT = {
   },
 };
 
+const DIMENSIONS = ['completeness', 'coherence', 'validity', 'exploitability'];
+const SEVERITIES = ['critical', 'high', 'medium', 'low'];
 const VIEWS = ['indicators', 'business', 'applications', 'flows', 'matrix', 'incident', 'quality'];
 const COLOURS = { Medicale: '#4caf50', Administrative: '#ffeb3b', Planification: '#2196f3', Facturation: '#f44336', Autre: '#9e9e9e' };
 const STATES = [['encrypted', 'stEncrypted'], ['clear', 'stClear'], ['observed', 'stObserved'],
@@ -172,7 +204,7 @@ function ownFigures(f, etabs) {
     encryptedPct: pct(flows.filter(x => x.encrypted).length, flows.length),
     observedPct: observed ? pct(flows.filter(x => x.observed).length, flows.length) : null,
     observedEncryptedPct: observed ? pct(DATA.observed.filter(o => o.tls_in && o.tls_out).length, DATA.observed.length) : null,
-    shadow: DATA.figures.shadowFlows.length,
+    shadow: DATA.shadowFlows,
     criticalInClear: clear.sort(),
     eai: countBy(flows, x => x.eai.trim()),
     hubs: hubs(flows),
@@ -356,11 +388,66 @@ function legend() {
   return h('div', { class: 'legend' }, STATES.map(([s, key]) => h('span', {}, h('i', { class: `s-${s}` }), t(key))));
 }
 
+// Rust's order of texts (code point by code point), which the matrix's
+// rows and exchanges follow.
+function byCodePoint(a, b) {
+  let i = 0;
+  while (i < a.length && i < b.length) {
+    const x = a.codePointAt(i), y = b.codePointAt(i);
+    if (x !== y) return x < y ? -1 : 1;
+    i += x > 0xffff ? 2 : 1;
+  }
+  return (a.length > i) - (b.length > i);
+}
+// What Rust's str::trim takes off: Unicode White_Space.
+const trimmed = (text) => text.replace(/^[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+|[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/g, '');
+
+// The application × application matrix, as matrix.rs makes it: a cell per
+// pair a declared or observed flow joins, with the exchanges between them
+// and what is known of the pair. Made once, when first shown.
+let MATRIX = null;
+function flowMatrix() {
+  if (MATRIX) return MATRIX;
+  const pairs = new Map();
+  const pair = (source, target) => {
+    const key = `${source}\u0000${target}`;
+    if (!pairs.has(key)) pairs.set(key, { source, target, exchanges: new Set(), declared: false, seen: false,
+      shadow: false, encrypted: true, count: 0 });
+    return pairs.get(key);
+  };
+  const exchange = (protocol, type) => trimmed(`${protocol} ${type}`);
+  for (const f of DATA.flows) {
+    const p = pair(f.source, f.target);
+    p.exchanges.add(exchange(f.protocol, f.messageType));
+    p.declared = true;
+    p.seen ||= f.observed;
+    p.encrypted &&= f.encrypted;
+  }
+  for (const o of DATA.observed) {
+    if (o.source_trigramme === null || o.target_trigramme === null) continue;
+    const p = pair(o.source_trigramme, o.target_trigramme);
+    p.exchanges.add(exchange(o.kind.toUpperCase(), o.message_type));
+    p.shadow ||= !o.declared;
+    p.encrypted &&= o.tls_in && o.tls_out;
+    p.count += o.count;
+  }
+  const observing = DATA.observed.length > 0;
+  const stateOf = (p) => (p.shadow || !p.declared ? 'shadow' : !observing ? (p.encrypted ? 'encrypted' : 'clear')
+    : p.seen ? 'observed' : 'declared-not-observed');
+  const cells = [...pairs.values()].sort((a, b) => byCodePoint(a.source, b.source) || byCodePoint(a.target, b.target))
+    .map(p => ({ source: p.source, target: p.target, exchanges: [...p.exchanges].sort(byCodePoint), state: stateOf(p),
+      observedCount: p.count }));
+  const applications = [...new Set(cells.flatMap(c => [c.source, c.target]).filter(Boolean))].sort(byCodePoint);
+  MATRIX = { applications, cells };
+  return MATRIX;
+}
+
 function viewMatrix() {
   const etab = state.params.get('etab');
   const keep = etab ? new Set(DATA.flows.filter(x => x.etablissement === etab).flatMap(x => [x.source, x.target])) : null;
-  const apps = DATA.matrix.applications.filter(a => !keep || keep.has(a));
-  const cells = new Map(DATA.matrix.cells.map(c => [`${c.source}\u0000${c.target}`, c]));
+  const matrix = flowMatrix();
+  const apps = matrix.applications.filter(a => !keep || keep.has(a));
+  const cells = new Map(matrix.cells.map(c => [`${c.source}\u0000${c.target}`, c]));
   const label = Object.fromEntries(STATES.map(([s, key]) => [s, t(key)]));
   const head = h('tr', {}, h('th', { class: 'row' }, '↓ ' + t('source') + ' / ' + t('target') + ' →'), apps.map(a => h('th', { title: appName(a) }, a)));
   const rows = apps.map(s => h('tr', {}, h('th', { class: 'row', title: appName(s) }, s), apps.map(tg => {
@@ -390,8 +477,29 @@ function propagate(status, depth, iface) {
 // The graph is guichet's own (the same links `guichet map incident` walks,
 // computed when the site was built); the walk and the starts follow
 // it-lanscape's runAnalysis.
+// The graph by it-lanscape's rules is the declared flows, one link each;
+// guichet's adds a hop out of the EAI node each flow crosses, and the
+// links of observed traffic. Made once, when first walked.
+const NETWORKS = new Map();
+function network(eaiNodes) {
+  if (NETWORKS.has(eaiNodes)) return NETWORKS.get(eaiNodes);
+  const inc = DATA.incident;
+  const label = (node) => (node.startsWith('eai:') ? node.slice(4) : node.startsWith('route:') ? node.slice(6)
+    : Object.hasOwn(inc.labels, node) ? inc.labels[node] : node);
+  const link = (source, target, iface) => ({ source, target, iface, sourceLabel: label(source), targetLabel: label(target) });
+  const links = [];
+  for (const f of DATA.flows) {
+    links.push(link(f.source, f.target, f.interfaceType));
+    if (eaiNodes && Object.hasOwn(inc.relays, f.eai)) links.push(link(inc.relays[f.eai], f.target, f.interfaceType));
+  }
+  const net = eaiNodes ? { links: links.concat(inc.observed), eais: inc.eais, routes: inc.routes }
+    : { links, eais: {}, routes: [] };
+  NETWORKS.set(eaiNodes, net);
+  return net;
+}
+
 function simulate(kind, value, status, eaiNodes) {
-  const net = DATA.incident[eaiNodes ? 'guichet' : 'itLanscape'];
+  const net = network(eaiNodes);
   const impacted = new Map();
   const add = (node, st, cause, depth) => {
     if (!node) return false;
@@ -468,8 +576,8 @@ function viewIncident() {
     app: uniq(occurrences(DATA.landscape.etablissements).map(o => o.a.trigramme).filter(Boolean)).map(x => [x, `${x} · ${appName(x)}`]),
     server: DATA.servers.map(s => [`${s.etablissement}::${s.vm}`, `${s.vm} (${s.trigramme}) · ${s.etablissement}`]),
     flow: DATA.flows.map(x => [x.id, `${x.id} · ${x.source} → ${x.target}`]),
-    eai: Object.keys(DATA.incident.guichet.eais).map(x => [x, x]),
-    route: DATA.incident.guichet.routes.map(x => [x, x]),
+    eai: Object.keys(DATA.incident.eais).map(x => [x, x]),
+    route: DATA.incident.routes.map(x => [x, x]),
   };
   const set = (k) => (ev) => { p.set(k, ev.target.type === 'checkbox' ? (ev.target.checked ? '1' : '0') : ev.target.value); if (k === 'kind') p.delete('value'); go('incident'); };
   const kinds = [['app', t('application')], ['server', t('server')], ['flow', t('flow')]]
@@ -493,15 +601,60 @@ function viewIncident() {
   return out;
 }
 
+// The data-quality report in Markdown, as `guichet map check` writes it
+// (quality/markdown.rs), in the language the site was built in: a
+// summary, the dimensions, the findings by severity, guichet's own apart.
+function qualityMarkdown() {
+  const q = DATA.quality;
+  const pick = (fr, en) => (DATA.lang === 'fr' ? fr : en);
+  const cell = (text) => String(text).replaceAll('|', '\\|').replaceAll('\r\n', '<br>').replaceAll('\n', '<br>');
+  const mdTable = (headers, rows) => {
+    if (!rows.length) return pick('_Aucune donnée._', '_No data._');
+    const line = (cells) => `| ${cells.join(' | ')} |`;
+    return [line(headers.map(cell)), line(headers.map(() => '---')), ...rows.map(r => line(r.map(cell)))].join('\n');
+  };
+  const own = q.findings.filter(f => !f.extra), extra = q.findings.filter(f => f.extra);
+  const count = (severity) => String(own.filter(f => f.severity === severity).length);
+  const m = q.metrics;
+  const summary = mdTable([pick('Indicateur', 'Indicator'), pick('Valeur', 'Value')], [
+    [pick('Score global', 'Overall score'), `${q.score}/100`], ['Applications', String(m.applications)],
+    [pick('Établissements', 'Establishments'), String(m.establishments)], [pick('Serveurs', 'Servers'), String(m.servers)],
+    [pick('Serveurs réseau', 'Network servers'), String(m.networkServers)], [pick('Flux', 'Flows'), String(m.flows)],
+    [pick('Anomalies', 'Findings'), String(own.length)], [pick('Critiques', 'Critical'), count('critical')],
+    [pick('Fortes', 'High'), count('high')]]);
+  const dims = mdTable(['Dimension', 'Score', pick('Contrôles conformes', 'Checks passed')], DIMENSIONS.map(d => {
+    const s = q.dimensions[d];
+    return [q.labels[d], `${s.score}%`, `${s.passed}/${s.total}`];
+  }));
+  const bySeverity = (findings) => {
+    const headers = ['Dimension', pick('Anomalie', 'Finding'), pick('Détail', 'Detail'), pick('Recommandation', 'Recommendation')];
+    const out = [];
+    for (const severity of SEVERITIES) {
+      const rows = findings.filter(f => f.severity === severity).map(f => [q.labels[f.dimension], f.title, f.message, f.recommendation]);
+      if (rows.length) out.push(`### ${q.labels[severity]} (${rows.length})\n\n${mdTable(headers, rows)}\n`);
+    }
+    if (!out.length) out.push(`${pick('_Aucune anomalie._', '_No findings._')}\n`);
+    return out;
+  };
+  const parts = [`# ${pick('Qualité des données', 'Data quality')}\n`, `## ${pick('Synthèse', 'Summary')}\n\n${summary}\n`,
+    `## Dimensions\n\n${dims}\n`, `## ${pick('Anomalies', 'Findings')}\n`, ...bySeverity(own)];
+  if (extra.length) {
+    parts.push(`## ${pick('Contrôles propres à guichet (hors score)', "guichet's own checks (not scored)")}\n\n${
+      pick('Ces constats ne comptent ni dans les dimensions ni dans le score.', 'These findings count in no dimension and not in the score.')}\n`,
+    ...bySeverity(extra));
+  }
+  return parts.join('\n');
+}
+
 function viewQuality() {
   const q = DATA.quality;
   if (!q) return [h('h2', {}, t('quality')), h('p', {}, t('noQuality'))];
-  const dims = ['completeness', 'coherence', 'validity', 'exploitability'];
+  const dims = DIMENSIONS;
   return [h('h2', {}, t('quality')),
     h('div', { class: 'cards' }, card('q-score', 'score', q.score),
       dims.map(d => h('div', { class: 'card', id: `q-${d}` }, h('div', { class: 'v' }, q.dimensions[d].score),
         h('div', { class: 'k' }, `${t(d)} · ${q.dimensions[d].passed}/${q.dimensions[d].total} ${t('checks')}`)))),
-    q.markdown ? h('p', {}, h('button', { class: 'act', onclick: () => download('qualite.md', q.markdown) }, t('report'))) : null,
+    h('p', {}, h('button', { class: 'act', onclick: () => download('qualite.md', qualityMarkdown()) }, t('report'))),
     h('h3', {}, `${t('findings')} (${q.findings.length})`),
     table([t('severity'), t('dimension'), 'Code', t('subject'), t('message')], q.findings.map(f => [
       h('span', { class: `sev-${f.severity}` }, t(`sev${f.severity}`)), t(f.dimension), f.code, f.subject, f.message]))];

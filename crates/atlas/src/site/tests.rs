@@ -32,3 +32,40 @@ fn markup_in_the_data_stays_data() {
     assert_eq!(html.matches("</script>").count(), 2, "only the page's own");
     assert!(html.contains("\\u003c/script>\\u003cscript>alert(1)"));
 }
+
+/// Each text is sent once, and what is packed unpacks to what was
+/// computed: the findings' messages, the flows, the observed routes.
+#[test]
+fn each_text_is_sent_once_and_unpacks_whole() {
+    let Some(atlas) = demo() else { return };
+    let data = serde_json::to_value(SiteData::new(&atlas, &[], crate::Lang::Fr, "now")).unwrap();
+    let strings: Vec<&str> = data["strings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    let unique: std::collections::BTreeSet<&str> = strings.iter().copied().collect();
+    assert_eq!(unique.len(), strings.len(), "a text sent twice");
+
+    let text = |v: &serde_json::Value| strings[v.as_u64().unwrap() as usize].to_string();
+    let quality = crate::quality::analyse(&atlas, crate::Lang::Fr);
+    let messages: Vec<String> = data["quality"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| match &f[2] {
+            serde_json::Value::String(whole) => whole.clone(),
+            rest => text(&f[1]) + &text(rest),
+        })
+        .collect();
+    let expected: Vec<String> = quality.all().map(|f| f.message.clone()).collect();
+    assert_eq!(messages, expected);
+
+    let flows = data["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), atlas.all_flows().count());
+    let (_, first) = atlas.all_flows().next().unwrap();
+    assert_eq!(flows[0][1], first.key());
+    assert_eq!(text(&flows[0][2]), first.source());
+    assert!(data.get("matrix").is_none() && data["quality"].get("markdown").is_none());
+}

@@ -119,6 +119,23 @@ impl Bench {
     }
 }
 
+/// The data a map page embeds (its `atlas-data` script), parsed: what the
+/// page holds, whatever shape it is packed in.
+pub fn page_data(page: &str) -> serde_json::Value {
+    let marker = "<script id=\"atlas-data\" type=\"application/json\">";
+    let start = page.find(marker).expect("the page's data") + marker.len();
+    let end = start + page[start..].find("</script>").expect("its end");
+    serde_json::from_str(&page[start..end]).expect("the page's data is JSON")
+}
+
+/// Whether the page's data names `route` among the routes observed
+/// traffic crossed.
+pub fn page_names_route(page: &str, route: &str) -> bool {
+    page_data(page)["incident"]["routes"]
+        .as_array()
+        .is_some_and(|routes| routes.iter().any(|r| r == route))
+}
+
 /// Stdout and stderr of a finished command, for assertion messages.
 pub fn show(out: &Output) -> String {
     format!(
