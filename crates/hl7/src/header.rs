@@ -6,7 +6,7 @@
 //! with the message's character set), so a log shows what was on the wire.
 
 use crate::charset::Charset;
-use crate::message::{Field, Message, Segment};
+use crate::message::{Field, Message};
 
 /// The PHI-free identity of a message, read from its header.
 ///
@@ -123,33 +123,33 @@ pub(crate) struct HeaderFields<'a> {
 impl<'a> HeaderFields<'a> {
     /// Finds the fields in MSH, or in FHS/BHS and the first MSH of a batch.
     pub(crate) fn locate(msg: &Message<'a>) -> Self {
-        let head = msg.header();
-        let msh = msg.first_msh();
-        let from_msh = |n: usize| msh.map_or(Field::empty(msg.delimiters()), |s| s.field(n));
-        let (message_type, control_id) = identity(head);
+        // One pass over each segment: the header (MSH, or FHS/BHS) and the
+        // first MSH are most often the same segment.
+        let head: [Field<'a>; 19] = msg.header().first_fields();
+        let msh = match msg.first_msh() {
+            Some(msh) if msh.raw().as_ptr() == msg.header().raw().as_ptr() => head,
+            Some(msh) => msh.first_fields(),
+            None => [Field::empty(msg.delimiters()); 19],
+        };
+        let (message_type, control_id) = if msg.is_batch() {
+            // The segment id and FHS-11/BHS-11.
+            (head[0], head[11])
+        } else {
+            (head[9], head[10])
+        };
         HeaderFields {
-            sending_application: head.field(3),
-            sending_facility: head.field(4),
-            receiving_application: head.field(5),
-            receiving_facility: head.field(6),
+            sending_application: head[3],
+            sending_facility: head[4],
+            receiving_application: head[5],
+            receiving_facility: head[6],
             message_type,
             control_id,
-            processing_id: from_msh(11),
-            version: from_msh(12),
-            accept_ack: from_msh(15),
-            application_ack: from_msh(16),
-            charset: from_msh(18),
+            processing_id: msh[11],
+            version: msh[12],
+            accept_ack: msh[15],
+            application_ack: msh[16],
+            charset: msh[18],
         }
-    }
-}
-
-/// (message type, control id) of a header segment: MSH-9/MSH-10, or the
-/// segment id and FHS-11/BHS-11 for a batch.
-fn identity(head: Segment<'_>) -> (Field<'_>, Field<'_>) {
-    if head.id() == b"MSH" {
-        (head.field(9), head.field(10))
-    } else {
-        (head.field(0), head.field(11))
     }
 }
 

@@ -376,6 +376,40 @@ impl<'a> Segment<'a> {
         }
     }
 
+    /// Fields 0 to `N - 1`, each as [`Segment::field`] gives it, found in
+    /// one pass over the segment instead of one pass per field.
+    pub fn first_fields<const N: usize>(&self) -> [Field<'a>; N] {
+        let mut fields = [Field::empty(self.delimiters); N];
+        let header = self.is_header();
+        if header && N > 1 {
+            fields[1] = Field {
+                raw: self.raw.get(3..4).unwrap_or_default(),
+                delimiters: self.delimiters,
+                level: Level::Literal,
+            };
+        }
+        // Part k of the segment is field k, or field k + 1 in a header
+        // segment (whose field 1 is the separator itself).
+        let shift = usize::from(header);
+        for (k, raw) in self.raw.split(|&b| b == self.delimiters.field).enumerate() {
+            let n = if k == 0 { 0 } else { k + shift };
+            let Some(slot) = fields.get_mut(n) else {
+                break;
+            };
+            let literal = n == 0 || (header && n <= 2);
+            *slot = Field {
+                raw,
+                delimiters: self.delimiters,
+                level: if literal {
+                    Level::Literal
+                } else {
+                    Level::Field
+                },
+            };
+        }
+        fields
+    }
+
     /// The number of the last field written, empty ones included.
     pub fn field_count(&self) -> usize {
         let parts = self.raw.split(|&b| b == self.delimiters.field).count();

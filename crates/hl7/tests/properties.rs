@@ -92,6 +92,21 @@ fn exercise(msg: &Message<'_>) {
 }
 
 fn exercise_segment(seg: Segment<'_>, charset: Charset) {
+    let firsts: [_; 24] = seg.first_fields();
+    for (n, first) in firsts.iter().enumerate() {
+        let field = seg.field(n);
+        assert_eq!(first.raw(), field.raw(), "field {n}");
+        assert_eq!(
+            first.repetition(2).raw(),
+            field.repetition(2).raw(),
+            "field {n}"
+        );
+        assert_eq!(
+            first.repetition(1).component(2).raw(),
+            field.repetition(1).component(2).raw(),
+            "field {n}"
+        );
+    }
     for n in 0..=seg.field_count() + 1 {
         let field = seg.field(n);
         for rep in field.repetitions() {
