@@ -292,10 +292,18 @@ impl AckCode {
 impl AckSummary {
     /// Reads MSA-1 and MSA-2; `None` when the message has no MSA.
     pub fn read(msg: &Message<'_>) -> Option<AckSummary> {
-        let msa = msg.segment("MSA")?;
+        let [_, code, id] = msg.segment("MSA")?.first_fields();
+        let id = id.raw();
+        // ASCII reads the same in every character set HL7 names here:
+        // MSH-18 is looked up only for an id that is not.
+        let charset = if id.is_ascii() {
+            Charset::Ascii
+        } else {
+            msg.charset()
+        };
         Some(AckSummary {
-            code: AckCode::from_code(msa.field(1).raw()),
-            acknowledged_id: msg.charset().decode(msa.field(2).raw()).into_owned(),
+            code: AckCode::from_code(code.raw()),
+            acknowledged_id: charset.decode(id).into_owned(),
         })
     }
 }

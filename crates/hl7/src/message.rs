@@ -550,10 +550,6 @@ impl<'a> Spans<'a> {
     fn new(raw: &'a [u8], pos: usize, lenient: bool) -> Self {
         Spans { raw, pos, lenient }
     }
-
-    fn is_end(&self, b: u8) -> bool {
-        b == b'\r' || self.lenient && b == b'\n'
-    }
 }
 
 impl Iterator for Spans<'_> {
@@ -562,10 +558,12 @@ impl Iterator for Spans<'_> {
     fn next(&mut self) -> Option<(usize, usize)> {
         while let Some(rest) = self.raw.get(self.pos..).filter(|r| !r.is_empty()) {
             let start = self.pos;
-            let end = rest
-                .iter()
-                .position(|&b| self.is_end(b))
-                .map_or(self.raw.len(), |i| start + i);
+            let found = if self.lenient {
+                memchr::memchr2(b'\r', b'\n', rest)
+            } else {
+                memchr::memchr(b'\r', rest)
+            };
+            let end = found.map_or(self.raw.len(), |i| start + i);
             self.pos = end + 1;
             if end > start {
                 return Some((start, end));
