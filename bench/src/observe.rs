@@ -329,8 +329,10 @@ fn section(
              | guichet | instructions per message |\n|---|---|\n\
              | without observation | {off:.0} |\n| with observation | {on:.0} |\n\n\
              Observation costs **{:+.1} %** of guichet's instructions per message. This figure \
-             does not move with the machine's load; the CPU time above does. The profiles \
-             are kept in `target/bench-profiles/` for `callgrind_annotate`.\n\n",
+             does not move with the machine's load; the CPU time above does. It counts guichet's \
+             own instructions only: the kernel's work for its sockets, which CPU time includes, \
+             is not in it, so the share is larger than in CPU time. The profiles are kept in \
+             `target/bench-profiles/` for `callgrind_annotate`.\n\n",
             (on - off) / off * 100.0,
             warmup = CALLGRIND_WARMUP.as_secs(),
             window = CALLGRIND_WINDOW.as_secs(),
