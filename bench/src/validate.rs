@@ -8,15 +8,14 @@
 //! The same documents are what the validating HTTP rule's rounds post
 //! ([`posted_document`]), dated from the round's clock.
 
-use std::fmt::Write as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
-use guichet_ror::model::{Capacity, Document, Establishment, Field, Path as At, Unit, Value};
-use guichet_ror::{codes, xml};
+use guichet_ror::model::Document;
+use guichet_ror::{sample, xml};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -133,53 +132,20 @@ fn write_files(dir: &Path, plan: &Plan) -> anyhow::Result<u64> {
     Ok(bytes)
 }
 
-fn field(text: &str) -> Field<String> {
-    Field::new(text.to_string(), At::default())
-}
-
 fn document(i: usize, units: Range<usize>, dates: &Dates) -> Document {
-    Document {
-        id: Some(field(&format!("D-{i}"))),
-        time: Some(field(&dates.written)),
-        establishment: Establishment {
-            finess_eg: Some(field("350054680")),
-            finess_ej: Some(field("350000014")),
-            sender: None,
-        },
-        units: units.map(|u| unit(u, i, &dates.updated)).collect(),
-        at: At::default(),
-    }
-}
-
-fn unit(u: usize, i: usize, updated: &str) -> Unit {
-    let mut capacity = Capacity::default();
-    let code = |text: &str| Field::new(Value::Code(text.to_owned().into()), At::default());
-    capacity.set(&codes::CAPACITY_TYPE, code("01"));
-    capacity.set(&codes::CAPACITY_STATUS, code("02"));
-    capacity.set(&codes::TEMPORALITY, code("01"));
-    capacity.set(
-        &codes::COUNT,
-        Field::new(Value::Integer((i % 9) as i64), At::default()),
-    );
-    capacity.set(&codes::SOURCE_TYPE, code("02"));
-    capacity.set(&codes::GENDER, code("01"));
-    let date = Field::new(Value::DateTime(updated.into()), At::default());
-    capacity.set(&codes::UPDATE_DATE, date);
-    capacity.set(&codes::TEMPORARY_ASSIGNMENT, code("01"));
-    Unit {
-        id: field(&format!("U{u}")),
-        capacities: vec![capacity],
-        at: At::default(),
-    }
+    let count = (i % 9) as i64;
+    sample::document(
+        &format!("D-{i}"),
+        units,
+        count,
+        &dates.written,
+        &dates.updated,
+    )
 }
 
 /// The referential that knows every unit of the documents.
 pub fn referential_csv(units: usize) -> String {
-    let mut text = String::from("finess_eg,unit_id,label\n");
-    for u in 0..units {
-        let _ = writeln!(text, "350054680,U{u},Unit {u}");
-    }
-    text
+    sample::referential_csv(units)
 }
 
 fn section(plan: &Plan, bytes: u64, median: &Round, date: &str) -> String {

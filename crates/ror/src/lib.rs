@@ -12,6 +12,7 @@
 //! - [`rules`]: what a document must meet, each rule with its code.
 //! - [`validate`]: the form recognised from the bytes, read, checked.
 //! - [`fhir`]: the ROR's FHIR R4 form (a `Bundle` of `Location`s).
+//! - [`sample`]: synthetic documents for benchmarks and profiling.
 //!
 //! No I/O: callers read the bytes, this crate reads the document.
 
@@ -22,6 +23,7 @@ pub mod model;
 pub mod patch;
 pub mod referential;
 pub mod rules;
+pub mod sample;
 pub mod store;
 pub mod xml;
 
