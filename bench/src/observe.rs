@@ -70,8 +70,9 @@ enum Meter {
 #[derive(Debug, Clone, Copy)]
 struct Round {
     per_second: f64,
-    /// guichet's CPU time per message answered, in microseconds.
-    cpu_us: f64,
+    /// guichet's cost per message answered: CPU time in microseconds, or
+    /// instructions under [`Meter::Instructions`].
+    per_message: f64,
 }
 
 /// Instructions per message, without and with observation, or why they
@@ -90,7 +91,7 @@ pub async fn run(guichet: &Path, plan: &Plan, dir: &Path, date: &str) -> anyhow:
                 "observe {variant:?} round {}: {:.0} msg/s, {:.1} µs CPU per message",
                 round + 1,
                 measured.per_second,
-                measured.cpu_us
+                measured.per_message
             );
             match variant {
                 Variant::Without => without.push(measured),
@@ -101,27 +102,18 @@ pub async fn run(guichet: &Path, plan: &Plan, dir: &Path, date: &str) -> anyhow:
     let instructions = if valgrind_found() {
         std::fs::create_dir_all(&plan.profiles)
             .with_context(|| format!("cannot create {}", plan.profiles.display()))?;
-        let off = measure(
-            guichet,
-            plan,
-            &dir.join("callgrind-without"),
-            Variant::Without,
-            Meter::Instructions,
-        )
-        .await?;
-        let on = measure(
-            guichet,
-            plan,
-            &dir.join("callgrind-with"),
-            Variant::With,
-            Meter::Instructions,
-        )
-        .await?;
+        let mut counted = Vec::new();
+        for variant in [Variant::Without, Variant::With] {
+            let tag = format!("callgrind-{variant:?}").to_lowercase();
+            let round =
+                measure(guichet, plan, &dir.join(tag), variant, Meter::Instructions).await?;
+            counted.push(round.per_message);
+        }
         eprintln!(
             "observe under callgrind: {:.0} instructions per message without, {:.0} with",
-            off.cpu_us, on.cpu_us
+            counted[0], counted[1]
         );
-        Ok((off.cpu_us, on.cpu_us))
+        Ok((counted[0], counted[1]))
     } else {
         Err("valgrind is not on the PATH".to_owned())
     };
@@ -136,8 +128,6 @@ fn valgrind_found() -> bool {
 }
 
 /// One round: a fresh sink, guichet and journal, `plan.conns` senders.
-/// Under [`Meter::Instructions`], the round's `cpu_us` holds instructions
-/// per message.
 async fn measure(
     guichet: &Path,
     plan: &Plan,
@@ -161,45 +151,58 @@ async fn measure(
     std::fs::write(&config, config_text(dir, entry, sink_addr, variant))
         .with_context(|| format!("cannot write {}", config.display()))?;
     let config = config.display().to_string();
-    let log = dir.join("guichet.log");
-    let out_file = dir.join("callgrind.out");
-    let round = match meter {
-        Meter::Cpu => {
-            let mut gateway = Child::spawn("guichet", guichet, &["run", "-c", &config], &[], &log)?;
-            gateway.wait_listening(entry, START_TIMEOUT).await?;
-            let window = Window::starting_now(plan.warmup, plan.measured);
-            let round = senders(plan, entry, window, cpu(gateway.pid(), window)).await?;
-            gateway.check_alive()?;
-            round
-        }
+    let run = ["run", "-c", config.as_str()];
+    // Under callgrind, its dump is kept as the variant's profile.
+    let profile = plan
+        .profiles
+        .join(format!("observe-{variant:?}.callgrind").to_lowercase());
+    let out = format!(
+        "--callgrind-out-file={}",
+        dir.join("callgrind.out").display()
+    );
+    let program = guichet.display().to_string();
+    let (name, exe, args, start, warmup, measured) = match meter {
+        Meter::Cpu => (
+            "guichet",
+            guichet,
+            run.to_vec(),
+            START_TIMEOUT,
+            plan.warmup,
+            plan.measured,
+        ),
         Meter::Instructions => {
-            let out = format!("--callgrind-out-file={}", out_file.display());
-            let guichet = guichet.display().to_string();
-            let args = ["--tool=callgrind", &out, &guichet, "run", "-c", &config];
-            let mut gateway = Child::spawn(
+            let mut args = vec!["--tool=callgrind", out.as_str(), program.as_str()];
+            args.extend(run);
+            let valgrind = Path::new("valgrind");
+            let timeout = CALLGRIND_START_TIMEOUT;
+            (
                 "guichet under callgrind",
-                Path::new("valgrind"),
-                &args,
-                &[],
-                &log,
-            )?;
-            gateway
-                .wait_listening(entry, CALLGRIND_START_TIMEOUT)
-                .await?;
-            let window = Window::starting_now(CALLGRIND_WARMUP, CALLGRIND_WINDOW);
-            let counted = instructions(gateway.pid(), window, &out_file);
-            let round = senders(plan, entry, window, counted).await?;
-            gateway.check_alive()?;
-            let kept = plan
-                .profiles
-                .join(format!("observe-{variant:?}.callgrind").to_lowercase());
-            let dump = PathBuf::from(format!("{}.1", out_file.display()));
-            std::fs::copy(&dump, &kept)
-                .with_context(|| format!("cannot keep {} as {}", dump.display(), kept.display()))?;
-            eprintln!("callgrind profile kept: {}", kept.display());
-            round
+                valgrind,
+                args,
+                timeout,
+                CALLGRIND_WARMUP,
+                CALLGRIND_WINDOW,
+            )
         }
     };
+    let mut gateway = Child::spawn(name, exe, &args, &[], &dir.join("guichet.log"))?;
+    gateway.wait_listening(entry, start).await?;
+    let window = Window::starting_now(warmup, measured);
+    let pid = gateway.pid();
+    let round = match meter {
+        Meter::Cpu => senders(plan, entry, window, cpu(pid, window)).await?,
+        Meter::Instructions => {
+            let dump = dir.join("callgrind.out.1");
+            senders(
+                plan,
+                entry,
+                window,
+                instructions(pid, window, &dump, &profile),
+            )
+            .await?
+        }
+    };
+    gateway.check_alive()?;
     sink.check_alive()?;
     Ok(round)
 }
@@ -217,20 +220,29 @@ async fn cpu(pid: u32, window: Window) -> anyhow::Result<f64> {
 }
 
 /// The instructions guichet executed inside the window: callgrind's
-/// counters zeroed at its start, dumped at its end.
-async fn instructions(pid: u32, window: Window, out_file: &Path) -> anyhow::Result<f64> {
+/// counters zeroed at its start, dumped at its end into `dump`, which is
+/// then kept as `profile` for `callgrind_annotate`.
+async fn instructions(
+    pid: u32,
+    window: Window,
+    dump: &Path,
+    profile: &Path,
+) -> anyhow::Result<f64> {
     tokio::time::sleep_until(window.measure_from.into()).await;
     callgrind_control("-z", pid).await?;
     tokio::time::sleep_until(window.end.into()).await;
     callgrind_control("-d", pid).await?;
-    let dump = PathBuf::from(format!("{}.1", out_file.display()));
-    let text = std::fs::read_to_string(&dump)
+    let text = std::fs::read_to_string(dump)
         .with_context(|| format!("callgrind wrote no dump at {}", dump.display()))?;
-    text.lines()
+    let summary = text
+        .lines()
         .find_map(|line| line.strip_prefix("summary: "))
         .and_then(|n| n.trim().parse::<u64>().ok())
-        .map(|n| n as f64)
-        .with_context(|| format!("no instruction summary in {}", dump.display()))
+        .with_context(|| format!("no instruction summary in {}", dump.display()))?;
+    std::fs::copy(dump, profile)
+        .with_context(|| format!("cannot keep {} as {}", dump.display(), profile.display()))?;
+    eprintln!("callgrind profile kept: {}", profile.display());
+    Ok(summary as f64)
 }
 
 async fn callgrind_control(command: &'static str, pid: u32) -> anyhow::Result<()> {
@@ -271,7 +283,7 @@ async fn senders(
     }
     Ok(Round {
         per_second: stats.messages as f64 / window.measured().as_secs_f64(),
-        cpu_us: cost? / stats.messages as f64,
+        per_message: cost? / stats.messages as f64,
     })
 }
 
@@ -295,17 +307,17 @@ fn config_text(dir: &Path, entry: SocketAddr, sink: SocketAddr, variant: Variant
 /// The median of `rounds` by CPU per message, and the range of both figures.
 fn median(rounds: &[Round]) -> (Round, (f64, f64), (f64, f64)) {
     let mut by_cpu = rounds.to_vec();
-    by_cpu.sort_by(|a, b| a.cpu_us.total_cmp(&b.cpu_us));
+    by_cpu.sort_by(|a, b| a.per_message.total_cmp(&b.per_message));
     let mid = by_cpu.get(by_cpu.len() / 2).copied().unwrap_or(Round {
         per_second: 0.0,
-        cpu_us: 0.0,
+        per_message: 0.0,
     });
     let range = |f: fn(&Round) -> f64| {
         let values = rounds.iter().map(f);
         let lo = values.clone().fold(f64::INFINITY, f64::min);
         (lo, values.fold(0.0, f64::max))
     };
-    (mid, range(|r| r.cpu_us), range(|r| r.per_second))
+    (mid, range(|r| r.per_message), range(|r| r.per_second))
 }
 
 fn section(
@@ -317,8 +329,8 @@ fn section(
 ) -> String {
     let (off, off_cpu, off_rate) = median(without);
     let (on, on_cpu, on_rate) = median(with);
-    let overhead = if off.cpu_us > 0.0 {
-        (on.cpu_us - off.cpu_us) / off.cpu_us * 100.0
+    let overhead = if off.per_message > 0.0 {
+        (on.per_message - off.per_message) / off.per_message * 100.0
     } else {
         0.0
     };
@@ -342,7 +354,7 @@ fn section(
     let row = |name: &str, r: &Round, cpu: (f64, f64), rate: (f64, f64)| {
         format!(
             "| {name} | {:.1} µs ({:.1}–{:.1}) | {:.0} msg/s ({:.0}–{:.0}) |\n",
-            r.cpu_us, cpu.0, cpu.1, r.per_second, rate.0, rate.1
+            r.per_message, cpu.0, cpu.1, r.per_second, rate.0, rate.1
         )
     };
     format!(
