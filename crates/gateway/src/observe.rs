@@ -189,18 +189,19 @@ impl Default for Observer {
 }
 
 fn merge(merged: &mut BTreeMap<(FlowKey, &'static str), FlowCount>, key: &FlowKey, c: Count) {
+    let (first_ms, last_ms) = (unix_ms(c.first), unix_ms(c.last));
     let row = merged
         .entry((key.clone(), c.outcome))
         .or_insert_with(|| FlowCount {
             key: key.clone(),
             outcome: c.outcome.to_string(),
             count: 0,
-            first_ms: unix_ms(c.first),
-            last_ms: unix_ms(c.last),
+            first_ms,
+            last_ms,
         });
     row.count += c.n;
-    row.first_ms = row.first_ms.min(unix_ms(c.first));
-    row.last_ms = row.last_ms.max(unix_ms(c.last));
+    row.first_ms = row.first_ms.min(first_ms);
+    row.last_ms = row.last_ms.max(last_ms);
 }
 
 impl Tally {
@@ -272,8 +273,8 @@ impl Seen<'_> {
 
     fn is(&self, key: &FlowKey) -> bool {
         key.route == self.route
-            && same(&key.direction, self.direction)
-            && same(&key.kind, self.ends.kind)
+            && key.direction == self.direction
+            && key.kind == self.ends.kind
             && key.tls_in == self.ends.tls_in
             && key.tls_out == self.ends.tls_out
             && key.application == self.application
@@ -297,8 +298,8 @@ impl Seen<'_> {
     }
 }
 
-/// Whether two labels are equal: most often the same `&'static str`, so
-/// the address is compared before the bytes.
+/// Whether two outcome labels are equal: both `&'static str`, most often
+/// the same one, so the address is compared before the bytes.
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && (std::ptr::eq(a.as_ptr(), b.as_ptr()) || a == b)
 }
