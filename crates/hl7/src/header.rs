@@ -123,15 +123,20 @@ pub(crate) struct HeaderFields<'a> {
 impl<'a> HeaderFields<'a> {
     /// Finds the fields in MSH, or in FHS/BHS and the first MSH of a batch.
     pub(crate) fn locate(msg: &Message<'a>) -> Self {
-        // One pass over each segment: the header (MSH, or FHS/BHS) and the
-        // first MSH are most often the same segment.
-        let head: [Field<'a>; 19] = msg.header().first_fields();
-        let msh = match msg.first_msh() {
-            Some(msh) if msh.raw().as_ptr() == msg.header().raw().as_ptr() => head,
-            Some(msh) => msh.first_fields(),
-            None => [Field::empty(msg.delimiters()); 19],
+        // One pass over each segment; the header is the first MSH unless
+        // the message is a batch (FHS/BHS first).
+        let header = msg.header();
+        let head: [Field<'a>; 19] = header.first_fields();
+        let batch = header.id() != b"MSH";
+        let msh = if batch {
+            msg.segment("MSH")
+                .map_or([Field::empty(msg.delimiters()); 19], |msh| {
+                    msh.first_fields()
+                })
+        } else {
+            head
         };
-        let (message_type, control_id) = if msg.is_batch() {
+        let (message_type, control_id) = if batch {
             // The segment id and FHS-11/BHS-11.
             (head[0], head[11])
         } else {

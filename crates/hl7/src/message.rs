@@ -357,23 +357,14 @@ impl<'a> Segment<'a> {
     /// field(1) is the first after the id. field(0) is the id. Absent fields
     /// are empty.
     pub fn field(&self, n: usize) -> Field<'a> {
-        let literal = n == 0 || (self.is_header() && n <= 2);
-        let level = if literal {
-            Level::Literal
-        } else {
-            Level::Field
-        };
-        let raw = match (self.is_header(), n) {
+        let header = self.is_header();
+        let raw = match (header, n) {
             (_, 0) => self.id(),
-            (true, 1) => self.raw.get(3..4).unwrap_or_default(),
+            (true, 1) => self.separator(),
             (true, n) => nth_part(self.raw, self.delimiters.field, n - 1),
             (false, n) => nth_part(self.raw, self.delimiters.field, n),
         };
-        Field {
-            raw,
-            delimiters: self.delimiters,
-            level,
-        }
+        self.numbered(n, header, raw)
     }
 
     /// Fields 0 to `N - 1`, each as [`Segment::field`] gives it, found in
@@ -381,12 +372,8 @@ impl<'a> Segment<'a> {
     pub fn first_fields<const N: usize>(&self) -> [Field<'a>; N] {
         let mut fields = [Field::empty(self.delimiters); N];
         let header = self.is_header();
-        if header && N > 1 {
-            fields[1] = Field {
-                raw: self.raw.get(3..4).unwrap_or_default(),
-                delimiters: self.delimiters,
-                level: Level::Literal,
-            };
+        if let (true, Some(slot)) = (header, fields.get_mut(1)) {
+            *slot = self.numbered(1, header, self.separator());
         }
         // Part k of the segment is field k, or field k + 1 in a header
         // segment (whose field 1 is the separator itself).
@@ -396,18 +383,30 @@ impl<'a> Segment<'a> {
             let Some(slot) = fields.get_mut(n) else {
                 break;
             };
-            let literal = n == 0 || (header && n <= 2);
-            *slot = Field {
-                raw,
-                delimiters: self.delimiters,
-                level: if literal {
-                    Level::Literal
-                } else {
-                    Level::Field
-                },
-            };
+            *slot = self.numbered(n, header, raw);
         }
         fields
+    }
+
+    /// Field `n` of this segment holding `raw`: the id, and a header
+    /// segment's separator and encoding characters, are literal (never
+    /// split into repetitions or components).
+    fn numbered(&self, n: usize, header: bool, raw: &'a [u8]) -> Field<'a> {
+        let literal = n == 0 || (header && n <= 2);
+        Field {
+            raw,
+            delimiters: self.delimiters,
+            level: if literal {
+                Level::Literal
+            } else {
+                Level::Field
+            },
+        }
+    }
+
+    /// MSH-1 (FHS-1, BHS-1): the field separator as written.
+    fn separator(&self) -> &'a [u8] {
+        self.raw.get(3..4).unwrap_or_default()
     }
 
     /// The number of the last field written, empty ones included.
