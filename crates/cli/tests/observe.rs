@@ -222,6 +222,28 @@ fn mllp_relay_counts_messages_by_parties_and_type_and_keeps_no_content() {
 
 /// The parties, message type and count of each flow of `map observed`,
 /// sorted.
+/// The demo cartography's folder, with `mapping.toml` naming the
+/// laboratory LABO^CHU (SIL) and the admissions DPI^HOSP (GAP): no flow
+/// the demo declares joins them. `None` when the fixture is absent
+/// (outside CI; under CI that is a failure).
+fn demo_mapped(bench: &Bench) -> Option<String> {
+    let demo = guichet_testsupport::fixtures::lanscape_dir()?;
+    bench.write(
+        "mapping.toml",
+        "[parties]\n\"LABO^CHU\" = \"SIL\"\n\"DPI^HOSP\" = \"GAP\"\n",
+    );
+    Some(demo.display().to_string())
+}
+
+/// `map kpis DEMO --format json`, the observed flows read from `source`
+/// and named by `mapping.toml`.
+fn kpis(bench: &Bench, demo: &str, source: &[&str]) -> Value {
+    let mut args = vec!["map", "kpis", demo, "--format", "json"];
+    args.extend_from_slice(source);
+    args.extend_from_slice(&["--mapping", "mapping.toml"]);
+    serde_json::from_str(&bench.ok(&args)).unwrap()
+}
+
 fn by_parties(flows: &[Value]) -> Vec<(String, String, String, u64)> {
     parties_and(flows, "message_type")
 }
@@ -319,19 +341,10 @@ fn mllp_relay_observed_into_a_postgres_journal_is_read_by_the_map_commands() {
     );
     assert_no_content("the listing", table.as_bytes());
 
-    let Some(demo) = guichet_testsupport::fixtures::lanscape_dir() else {
+    let Some(demo) = demo_mapped(&bench) else {
         return;
     };
-    let demo = demo.display().to_string();
-    // The laboratory (SIL) to the admissions (GAP): no flow declares it.
-    bench.write(
-        "mapping.toml",
-        "[parties]\n\"LABO^CHU\" = \"SIL\"\n\"DPI^HOSP\" = \"GAP\"\n",
-    );
-    let mut args = vec!["map", "kpis", demo.as_str(), "--format", "json"];
-    args.extend_from_slice(&by_config);
-    args.extend_from_slice(&["--mapping", "mapping.toml"]);
-    let k: Value = serde_json::from_str(&bench.ok(&args)).unwrap();
+    let k = kpis(&bench, &demo, &by_config);
     assert_eq!(
         shadows(&k),
         vec![
@@ -504,18 +517,10 @@ fn store_and_forward_counts_a_retried_message_once_and_its_failed_attempts_apart
     assert!(by("unacknowledged") >= 3 && by("AR") >= 1, "{outcomes:?}");
     assert_eq!(by("unacknowledged") + by("AR"), failed, "{outcomes:?}");
 
-    let Some(demo) = guichet_testsupport::fixtures::lanscape_dir() else {
+    let Some(demo) = demo_mapped(&bench) else {
         return;
     };
-    let demo = demo.display().to_string();
-    bench.write(
-        "mapping.toml",
-        "[parties]\n\"LABO^CHU\" = \"SIL\"\n\"DPI^HOSP\" = \"GAP\"\n",
-    );
-    let mut args = vec!["map", "kpis", demo.as_str(), "--format", "json"];
-    args.extend_from_slice(SQLITE);
-    args.extend_from_slice(&["--mapping", "mapping.toml"]);
-    let k: Value = serde_json::from_str(&bench.ok(&args)).unwrap();
+    let k = kpis(&bench, &demo, SQLITE);
     assert_eq!(shadows(&k), vec![row("SIL", "GAP", "ADT^A01", 3)], "{k:#}");
     drop(accepting);
 }
@@ -783,17 +788,11 @@ const TOKEN: &str = "5f0c2b8e9a41d7763e0c2b8e9a41d776";
 /// live.
 #[test]
 fn the_map_shows_a_shadow_flow_once_a_message_crossed_an_undeclared_route() {
-    let Some(demo) = guichet_testsupport::fixtures::lanscape_dir() else {
+    let bench = bench();
+    let Some(demo) = demo_mapped(&bench) else {
         return;
     };
-    let demo = demo.display().to_string();
-    let bench = bench();
     let (listen, listen_port) = bench.listen(&[]);
-    // The pharmacy (SIL) to the admissions (GAP): no flow declares it.
-    bench.write(
-        "mapping.toml",
-        "[parties]\n\"LABO^CHU\" = \"SIL\"\n\"DPI^HOSP\" = \"GAP\"\n",
-    );
     let token = bench.write("admin.token", &format!("{TOKEN}\n"));
     std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let admin = crate::common::free_port();
@@ -820,10 +819,8 @@ fn the_map_shows_a_shadow_flow_once_a_message_crossed_an_undeclared_route() {
 
     send(&bench, port, 2, true);
     wait_for_count(&bench, &gateway, "pharma", 2);
-    let source = ["--journal", "journal.db", "--mapping", "mapping.toml"];
-    let mut args = vec!["map", "kpis", demo.as_str(), "--format", "json"];
-    args.extend_from_slice(&source);
-    let k: Value = serde_json::from_str(&bench.ok(&args)).unwrap();
+    let source = ["--journal", "journal.db"];
+    let k = kpis(&bench, &demo, &source);
     let shadows = &k["shadowFlows"];
     assert_eq!(shadows.as_array().map(Vec::len), Some(1), "{k:#}");
     assert_eq!(
@@ -834,6 +831,7 @@ fn the_map_shows_a_shadow_flow_once_a_message_crossed_an_undeclared_route() {
 
     let mut args = vec!["map", "build", demo.as_str(), "--out", "site"];
     args.extend_from_slice(&source);
+    args.extend_from_slice(&["--mapping", "mapping.toml"]);
     bench.ok(&args);
     let page = std::fs::read(bench.path("site/index.html")).unwrap();
     assert_no_content("the site", &page);
