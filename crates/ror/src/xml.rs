@@ -54,14 +54,6 @@ pub fn read(text: &[u8]) -> Result<Document, XmlError> {
     }
 }
 
-/// The document, without its values' paths, when `text` is in the
-/// layout guichet writes (what nearly every sender sends); `None` for
-/// anything else, which [`read`] takes. For judging only: a report
-/// needs the document read again by [`read`].
-pub fn read_untracked(text: &[u8]) -> Option<Document> {
-    scan::read(text, Path::untracked())
-}
-
 /// Reads a document event by event with quick-xml: anything XML allows,
 /// and where and why a text is not a document.
 fn read_events(text: &[u8]) -> Result<Document, XmlError> {
