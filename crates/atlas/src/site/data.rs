@@ -45,7 +45,8 @@ pub struct SiteData<'a> {
     pub flow_kinds: Vec<Value>,
     pub trigrammes: &'a BTreeMap<String, String>,
     /// What the page reads of each observed aggregate (its figures, its
-    /// matrix), and whether a declared flow accounts for it.
+    /// matrix), and whether a declared flow accounts for it; `count` is
+    /// the messages it adds to the matrix ([`ObservedFlow::messages`]).
     pub observed: Vec<Value>,
     /// Observed flows no declaration accounts for.
     pub shadow_flows: usize,
@@ -312,7 +313,7 @@ impl<'a> SiteData<'a> {
             .map(|o| {
                 json!({"source_trigramme": o.source_trigramme, "target_trigramme": o.target_trigramme,
                        "tls_in": o.tls_in, "tls_out": o.tls_out, "kind": o.kind, "message_type": o.message_type,
-                       "count": o.count, "declared": atlas.all_flows().any(|(_, f)| matches(f, o))})
+                       "count": o.messages(), "declared": atlas.all_flows().any(|(_, f)| matches(f, o))})
             })
             .collect();
         let landscape = landscape(&atlas.establishments, &mut s);

@@ -69,3 +69,22 @@ fn each_text_is_sent_once_and_unpacks_whole() {
     assert_eq!(text(&flows[0][2]), first.source());
     assert!(data.get("matrix").is_none() && data["quality"].get("markdown").is_none());
 }
+
+/// The page draws its matrix from the observed aggregates: each carries
+/// the messages it adds, as the matrix counts them, so a store-and-forward
+/// route's `in` and `retry` legs add none.
+#[test]
+fn observed_counts_are_the_messages_the_matrix_adds() {
+    let atlas = crate::model::Atlas::default();
+    let legs = crate::testdata::stored_and_forwarded("SIL", "GAP", 3, 5);
+    let data = serde_json::to_value(SiteData::new(&atlas, &legs, crate::Lang::Fr, "now")).unwrap();
+    let counts: u64 = data["observed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["count"].as_u64().unwrap())
+        .sum();
+    let matrix = crate::matrix::matrix(&[], &legs);
+    let cells: u64 = matrix.cells.iter().map(|c| c.observed_count).sum();
+    assert_eq!((counts, cells), (3, 3));
+}
