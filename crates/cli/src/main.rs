@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         cli::Command::Demo(_) => "warn",
         _ => "info",
     };
-    logging::init(log_format, default_level);
+    let log_flush = logging::init(log_format, default_level);
     let result = match args.command {
         cli::Command::Init(a) => init::init(&a),
         cli::Command::Run(a) => run::run(&a),
@@ -67,6 +67,9 @@ fn main() -> ExitCode {
             import_stunnel::import_stunnel_command(&a)
         }
     };
+    // The lines still queued are written before the error, and the
+    // error's own line (JSON) after them, straight to stderr.
+    drop(log_flush);
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -13,7 +13,9 @@ use std::time::{Duration, SystemTime};
 use guichet_hl7::{AckCode, Header};
 use guichet_tls::AppName;
 use tokio::sync::broadcast;
-use tracing::{info, warn};
+use tracing::{field, Level};
+
+use crate::log_writer::{self, LineFormat, LineOut, Record};
 
 use crate::config::RouteName;
 
@@ -65,6 +67,18 @@ pub struct MessageEvent {
     /// Payload bytes, without MLLP framing.
     pub size: usize,
     pub outcome: MessageOutcome,
+    /// Where it happened: the span its log line is shown under.
+    pub origin: Origin,
+}
+
+/// Where a message event happened, as the span of its log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A sender's connection: `conn{route remote app}`.
+    Connection,
+    /// A store-and-forward route's delivery worker on this node:
+    /// `delivery{route node}`.
+    Delivery { node: Arc<str> },
 }
 
 impl MessageOutcome {
@@ -109,6 +123,37 @@ impl MessageOutcome {
             MessageOutcome::Duplicate => 12,
             MessageOutcome::NotStored => 13,
             MessageOutcome::NoAckDue => 14,
+        }
+    }
+
+    /// The level and message of the event's log line.
+    pub fn line(&self) -> (Level, &'static str) {
+        match self {
+            MessageOutcome::Acknowledged {
+                id_matches: true, ..
+            } => (Level::INFO, "message acknowledged"),
+            MessageOutcome::Acknowledged { .. } => (
+                Level::WARN,
+                "ACK does not acknowledge this message: its MSA-2 differs from the message's MSH-10",
+            ),
+            MessageOutcome::PassedNotHl7 => (
+                Level::INFO,
+                "frame without MSH forwarded (non_hl7 = \"pass\")",
+            ),
+            MessageOutcome::Stored | MessageOutcome::Duplicate => {
+                (Level::INFO, "message stored and acknowledged to the sender")
+            }
+            MessageOutcome::NoAckDue => (
+                Level::INFO,
+                "message forwarded; no ACK due (enhanced mode, MSH-15 NE or ER) and none came",
+            ),
+            MessageOutcome::NotStored => (
+                Level::WARN,
+                "message not stored: the sender was answered with an error",
+            ),
+            MessageOutcome::Unacknowledged
+            | MessageOutcome::RejectedNotHl7
+            | MessageOutcome::UnsolicitedAck { .. } => (Level::WARN, "message not acknowledged"),
         }
     }
 
@@ -169,17 +214,29 @@ impl EventBus {
     }
 
     /// Logs the event, keeps it among the recent ones and hands it to
-    /// subscribers, if any.
+    /// subscribers, if any. The line goes to the log writer, which formats
+    /// it on its own thread, or through `tracing` where none is installed.
     pub(crate) fn publish(&self, event: MessageEvent) {
-        log(&event);
-        self.publish_unlogged(event);
+        let event = Arc::new(event);
+        let (level, _) = event.outcome.line();
+        let enabled = match level {
+            Level::INFO => tracing::enabled!(Level::INFO),
+            _ => tracing::enabled!(Level::WARN),
+        };
+        if enabled && !log_writer::record(event.clone()) {
+            log(&event);
+        }
+        self.share(event);
     }
 
     /// Publishes without a log line, for events the caller sums up in one
     /// (a connection lost with thousands of messages in flight must not
     /// write thousands of lines).
     pub(crate) fn publish_unlogged(&self, event: MessageEvent) {
-        let event = Arc::new(event);
+        self.share(Arc::new(event));
+    }
+
+    fn share(&self, event: Arc<MessageEvent>) {
         if let Ok(mut recent) = self.recent.lock() {
             if recent.len() == RECENT {
                 recent.pop_front();
@@ -190,55 +247,182 @@ impl EventBus {
     }
 }
 
+/// A field of an event's log line.
+enum Value<'a> {
+    /// Text from the message's header, shown as written.
+    Text(&'a str),
+    /// A fixed label (ACK code, outcome), quoted as `tracing` quotes
+    /// string fields.
+    Label(&'static str),
+    Count(u64),
+    Millis(f64),
+}
+
+impl MessageEvent {
+    /// The fields of its log line, in order: metadata only.
+    fn fields(&self) -> impl Iterator<Item = (&'static str, Value<'_>)> {
+        let header = self.header.as_ref().map(|h| {
+            [
+                ("message_type", Value::Text(&h.message_type)),
+                ("control_id", Value::Text(&h.control_id)),
+                ("sender", Value::Text(&h.sending_application)),
+                ("receiver", Value::Text(&h.receiving_application)),
+                ("version", Value::Text(&h.version)),
+            ]
+        });
+        let (verdict, latency) = match &self.outcome {
+            MessageOutcome::Acknowledged { latency, .. } => (
+                ("ack", Value::Label(self.outcome.label())),
+                Some(("latency_ms", Value::Millis(latency.as_secs_f64() * 1e3))),
+            ),
+            other => (("outcome", Value::Label(other.label())), None),
+        };
+        header
+            .into_iter()
+            .flatten()
+            .chain([("size", Value::Count(self.size as u64)), verdict])
+            .chain(latency)
+    }
+
+    /// When its line is dated: the ACK's arrival for an acknowledged
+    /// message, the message's otherwise (no clock read of its own).
+    fn logged_at(&self) -> SystemTime {
+        match &self.outcome {
+            MessageOutcome::Acknowledged { latency, .. } => self.at + *latency,
+            _ => self.at,
+        }
+    }
+
+    /// `tracing`'s full text layout:
+    /// `<time> <LEVEL> <span>{<fields>}: <target>: <message> <key>=<value>...`
+    fn write_text(&self, out: &mut LineOut<'_>) {
+        let (level, message) = self.outcome.line();
+        out.timestamp(self.logged_at());
+        out.display(format_args!(" {level:>5} "));
+        match &self.origin {
+            Origin::Connection => {
+                out.display(format_args!(
+                    "conn{{route={} remote={}",
+                    self.route, self.remote
+                ));
+                if let Some(app) = &self.peer_app {
+                    out.raw(b" app=");
+                    out.quoted(app.as_str());
+                }
+            }
+            Origin::Delivery { node } => {
+                out.display(format_args!("delivery{{route={} node=", self.route));
+                out.text(node);
+            }
+        }
+        out.display(format_args!("}}: {TARGET}: {message}"));
+        for (key, value) in self.fields() {
+            out.display(format_args!(" {key}="));
+            match value {
+                Value::Text(text) => out.text(text),
+                Value::Label(label) => out.quoted(label),
+                Value::Count(n) => out.display(n),
+                Value::Millis(ms) => out.display(format_args!("{ms:.3}")),
+            }
+        }
+        out.raw(b"\n");
+    }
+
+    /// The JSON layout of `--log-format json`: the event's fields
+    /// flattened, then the target and the span.
+    fn write_json(&self, out: &mut LineOut<'_>) {
+        let (level, message) = self.outcome.line();
+        out.raw(b"{\"timestamp\":\"");
+        out.timestamp(self.logged_at());
+        out.display(format_args!("\",\"level\":\"{level}\",\"message\":"));
+        out.json(message);
+        for (key, value) in self.fields() {
+            out.display(format_args!(",\"{key}\":"));
+            match value {
+                Value::Text(text) | Value::Label(text) => out.json(text),
+                Value::Count(n) => out.display(n),
+                Value::Millis(ms) => out.display(format_args!("{ms:.3}")),
+            }
+        }
+        out.display(format_args!(",\"target\":\"{TARGET}\",\"span\":"));
+        self.write_json_span(out);
+        out.raw(b",\"spans\":[");
+        self.write_json_span(out);
+        out.raw(b"]}\n");
+    }
+
+    fn write_json_span(&self, out: &mut LineOut<'_>) {
+        out.raw(b"{");
+        match &self.origin {
+            Origin::Connection => {
+                if let Some(app) = &self.peer_app {
+                    out.raw(b"\"app\":");
+                    out.json(app.as_str());
+                    out.raw(b",");
+                }
+                out.display(format_args!("\"remote\":\"{}\",\"route\":", self.remote));
+                out.json(self.route.as_str());
+                out.raw(b",\"name\":\"conn\"}");
+            }
+            Origin::Delivery { node } => {
+                out.raw(b"\"node\":");
+                out.json(node);
+                out.raw(b",\"route\":");
+                out.json(self.route.as_str());
+                out.raw(b",\"name\":\"delivery\"}");
+            }
+        }
+    }
+}
+
+/// The target message lines are logged under, as `tracing` names it.
+const TARGET: &str = "guichet_gateway::events";
+
+impl Record for MessageEvent {
+    fn write(&self, format: LineFormat, out: &mut LineOut<'_>) {
+        match format {
+            LineFormat::Text => self.write_text(out),
+            LineFormat::Json => self.write_json(out),
+        }
+    }
+}
+
+/// The event's line through `tracing`, where no log writer is installed
+/// (the gateway as a library, its tests): the message and fields of the
+/// writer's line, under the span the event happened in.
 fn log(e: &MessageEvent) {
-    let empty = String::new();
-    let (kind, id, sender, receiver, version) = match &e.header {
-        Some(h) => (
-            &h.message_type,
-            &h.control_id,
-            &h.sending_application,
-            &h.receiving_application,
-            &h.version,
+    let (level, message) = e.outcome.line();
+    let header = e.header.as_ref();
+    let text = |f: fn(&Header) -> &String| header.map(|h| field::display(f(h)));
+    let (ack, outcome, latency_ms) = match &e.outcome {
+        MessageOutcome::Acknowledged { latency, .. } => (
+            Some(e.outcome.label()),
+            None,
+            Some(latency.as_secs_f64() * 1e3),
         ),
-        None => (&empty, &empty, &empty, &empty, &empty),
+        other => (None, Some(other.label()), None),
     };
-    let outcome = e.outcome.label();
-    match &e.outcome {
-        MessageOutcome::Acknowledged {
-            id_matches: true,
-            latency,
-            ..
-        } => info!(
-            message_type = %kind, control_id = %id, sender = %sender, receiver = %receiver,
-            version = %version, size = e.size, ack = outcome, latency_ms = latency.as_secs_f64() * 1e3,
-            "message acknowledged"
-        ),
-        MessageOutcome::Acknowledged { latency, .. } => warn!(
-            message_type = %kind, control_id = %id, sender = %sender, receiver = %receiver,
-            version = %version, size = e.size, ack = outcome, latency_ms = latency.as_secs_f64() * 1e3,
-            "ACK does not acknowledge this message: its MSA-2 differs from the message's MSH-10"
-        ),
-        MessageOutcome::PassedNotHl7 => info!(
-            size = e.size,
-            outcome, "frame without MSH forwarded (non_hl7 = \"pass\")"
-        ),
-        MessageOutcome::Stored | MessageOutcome::Duplicate => info!(
-            message_type = %kind, control_id = %id, sender = %sender, receiver = %receiver,
-            version = %version, size = e.size, outcome, "message stored and acknowledged to the sender"
-        ),
-        MessageOutcome::NoAckDue => info!(
-            message_type = %kind, control_id = %id, sender = %sender, receiver = %receiver,
-            version = %version, size = e.size, outcome,
-            "message forwarded; no ACK due (enhanced mode, MSH-15 NE or ER) and none came"
-        ),
-        MessageOutcome::NotStored => warn!(
-            message_type = %kind, control_id = %id, sender = %sender, receiver = %receiver,
-            size = e.size, outcome, "message not stored: the sender was answered with an error"
-        ),
-        _ => warn!(
-            message_type = %kind, control_id = %id, sender = %sender, receiver = %receiver,
-            size = e.size, outcome, "message not acknowledged"
-        ),
+    macro_rules! line {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                message_type = text(|h| &h.message_type),
+                control_id = text(|h| &h.control_id),
+                sender = text(|h| &h.sending_application),
+                receiver = text(|h| &h.receiving_application),
+                version = text(|h| &h.version),
+                size = e.size,
+                ack,
+                outcome,
+                latency_ms,
+                "{message}"
+            )
+        };
+    }
+    if level == Level::INFO {
+        line!(Level::INFO);
+    } else {
+        line!(Level::WARN);
     }
 }
 
@@ -246,7 +430,107 @@ fn log(e: &MessageEvent) {
 mod tests {
     use std::time::Duration;
 
+    use guichet_hl7::Message;
+
     use super::*;
+
+    fn event(outcome: MessageOutcome, origin: Origin) -> MessageEvent {
+        let raw = b"MSH|^~\\&|EAI|CHU|DPI|CHU|20261206||ADT^A01^ADT_A01|ID\n42|P|2.5^FRA^2.11\r";
+        let message = Message::parse(raw).expect("a message");
+        MessageEvent {
+            at: SystemTime::UNIX_EPOCH + Duration::new(1_765_000_000, 123_456_000),
+            route: RouteName::new("adt"),
+            remote: "127.0.0.1:4000".parse().unwrap(),
+            peer_app: Some(AppName::new("eai")),
+            header: Some(Header::read(&message)),
+            size: 1024,
+            outcome,
+            origin,
+        }
+    }
+
+    fn line(e: &MessageEvent, format: LineFormat) -> String {
+        String::from_utf8(log_writer::render(e, format)).unwrap()
+    }
+
+    /// The writer's line is the one `tracing` wrote for the event (same
+    /// layout, span, message and fields), dated when the ACK came, with a
+    /// line break in the control id escaped.
+    #[test]
+    fn an_acknowledged_message_line_in_text() {
+        let e = event(
+            MessageOutcome::Acknowledged {
+                code: Some(AckCode::AA),
+                id_matches: true,
+                latency: Duration::from_micros(1_500),
+            },
+            Origin::Connection,
+        );
+        assert_eq!(
+            line(&e, LineFormat::Text),
+            "2025-12-06T05:46:40.124956Z  INFO conn{route=adt remote=127.0.0.1:4000 app=\"eai\"}: \
+             guichet_gateway::events: message acknowledged message_type=ADT^A01^ADT_A01 \
+             control_id=ID\\n42 sender=EAI receiver=DPI version=2.5^FRA^2.11 size=1024 \
+             ack=\"AA\" latency_ms=1.500\n"
+        );
+    }
+
+    #[test]
+    fn a_delivery_line_in_text_names_its_node() {
+        let e = event(
+            MessageOutcome::Unacknowledged,
+            Origin::Delivery { node: "n1".into() },
+        );
+        let text = line(&e, LineFormat::Text);
+        assert!(
+            text.starts_with(
+                "2025-12-06T05:46:40.123456Z  WARN delivery{route=adt node=n1}: \
+                 guichet_gateway::events: message not acknowledged message_type="
+            ),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(" size=1024 outcome=\"unacknowledged\"\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_message_line_in_json() {
+        let e = event(MessageOutcome::Stored, Origin::Connection);
+        let text = line(&e, LineFormat::Json);
+        assert_eq!(text.lines().count(), 1);
+        let json: serde_json::Value = serde_json::from_str(&text).expect(&text);
+        assert_eq!(json["timestamp"], "2025-12-06T05:46:40.123456Z");
+        assert_eq!(json["level"], "INFO");
+        assert_eq!(
+            json["message"],
+            "message stored and acknowledged to the sender"
+        );
+        assert_eq!(json["control_id"], "ID\n42");
+        assert_eq!(json["size"], 1024);
+        assert_eq!(json["outcome"], "stored");
+        assert_eq!(json["target"], "guichet_gateway::events");
+        let span = serde_json::json!({
+            "app": "eai", "remote": "127.0.0.1:4000", "route": "adt", "name": "conn"
+        });
+        assert_eq!(json["span"], span);
+        assert_eq!(json["spans"], serde_json::json!([span]));
+    }
+
+    /// A frame without MSH has no header fields to show.
+    #[test]
+    fn a_line_without_header_has_size_and_outcome_only() {
+        let mut e = event(MessageOutcome::PassedNotHl7, Origin::Connection);
+        e.header = None;
+        e.peer_app = None;
+        assert_eq!(
+            line(&e, LineFormat::Text),
+            "2025-12-06T05:46:40.123456Z  INFO conn{route=adt remote=127.0.0.1:4000}: \
+             guichet_gateway::events: frame without MSH forwarded (non_hl7 = \"pass\") \
+             size=1024 outcome=\"passed_not_hl7\"\n"
+        );
+    }
 
     /// `index` and `LABELS` are kept by hand beside `label`: they must agree.
     #[test]

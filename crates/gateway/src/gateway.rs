@@ -243,7 +243,7 @@ impl Gateway {
             let worker = Worker {
                 route: route.clone(),
                 journal: journal.clone(),
-                node: spec.node.clone(),
+                node: spec.node.as_str().into(),
                 lease_ttl: spec.lease_timeout,
                 policy,
                 wake: sf.stored.clone(),

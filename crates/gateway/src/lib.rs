@@ -35,6 +35,7 @@ pub mod check;
 pub mod config;
 pub mod events;
 pub mod localtime;
+pub mod log_writer;
 pub mod metrics;
 pub mod observe;
 pub mod ocsp;
@@ -44,7 +45,7 @@ mod stream;
 
 pub use admin::{AdminError, AdminListener, AdminServer};
 pub use config::{Config, ConfigError};
-pub use events::{EventBus, MessageEvent, MessageOutcome};
+pub use events::{EventBus, MessageEvent, MessageOutcome, Origin};
 pub use gateway::{Gateway, GatewayError};
 pub use metrics::Metrics;
 pub use reload::{ReloadError, Reloader};

@@ -352,6 +352,11 @@ impl Metrics {
         self.register_store_forward(r);
         self.register_requests(r);
         self.register_revocation(r);
+        r.register(
+            "log_lines_dropped",
+            "Log lines dropped because the log output could not keep up",
+            crate::log_writer::dropped_counter(),
+        );
     }
 
     /// Connections, handshakes, refusals, bytes and reloads.

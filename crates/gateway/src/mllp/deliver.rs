@@ -29,7 +29,7 @@ use super::relay::accept_ack_expected;
 use crate::certs::unix_ms;
 use crate::config::{ForwardPolicy, RouteKind};
 use crate::dial::{observe_handshake, open_forward, DialError, ForwardError};
-use crate::events::{MessageEvent, MessageOutcome};
+use crate::events::{MessageEvent, MessageOutcome, Origin};
 use crate::lease::{Lease, Pause};
 use crate::metrics::Side;
 use crate::observe::{FlowEnds, Party, Seen, OUT, RETRY};
@@ -55,7 +55,7 @@ const SHUTDOWN_ACK_GRACE: Duration = Duration::from_secs(5);
 pub(crate) struct Worker {
     pub route: Arc<RouteRuntime>,
     pub journal: Journal,
-    pub node: String,
+    pub node: Arc<str>,
     pub lease_ttl: Duration,
     pub policy: ForwardPolicy,
     pub wake: Arc<Notify>,
@@ -487,6 +487,9 @@ impl Worker {
             header,
             size,
             outcome,
+            origin: Origin::Delivery {
+                node: self.node.clone(),
+            },
         });
     }
 

@@ -43,7 +43,7 @@ use tracing::{debug, warn};
 
 use super::frame_deadline::{FrameDeadline, FrameTimedOut};
 use crate::config::{MllpSettings, NonHl7Policy, RouteName};
-use crate::events::{MessageEvent, MessageOutcome};
+use crate::events::{MessageEvent, MessageOutcome, Origin};
 use crate::observe::{FlowEnds, Party, Seen};
 use crate::route::RouteRuntime;
 use crate::tcp::{Activity, PumpEnd};
@@ -126,6 +126,7 @@ impl Peer {
             header,
             size,
             outcome,
+            origin: Origin::Connection,
         }
     }
 
