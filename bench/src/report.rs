@@ -353,7 +353,8 @@ carried data.
             "## How it is measured
 
 - guichet: two `guichet run` processes with `kind = \"mllp\"` routes (every
-  message parsed, its ACK matched and an event published), `RUST_LOG=warn`,
+  message parsed, its ACK matched and an event published), logging at the
+  default level (`info`: one line per message, to a file),
   `min_version = \"1.3\"`, the server side admitting only app `eai`.
 - HAProxy: `mode tcp`, `nbthread` = cores (guichet's worker threads);
   client side `server ... ssl verify required ca-file crl-file crt sni

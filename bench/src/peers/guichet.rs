@@ -1,6 +1,7 @@
 //! guichet: two `guichet run` processes with `mllp` routes, so every
 //! message is parsed and its ACK matched (events on, as deployed). Logs at
-//! `warn`, so a line per message is not what is measured.
+//! guichet's default level (`info`: a line per message, to a file), as a
+//! gateway deployed with no `RUST_LOG`.
 
 use std::path::Path;
 
@@ -14,7 +15,7 @@ pub(super) fn start(setup: &Setup, layout: &Layout, dir: &Path) -> anyhow::Resul
     let server = server_side(setup, layout, &certs.dpi);
     let client = write_config(dir, "eai.toml", &client)?;
     let server = write_config(dir, "dpi.toml", &server)?;
-    let env = [("RUST_LOG", "warn")];
+    let env = [("RUST_LOG", "info")];
     let run = |name: &str, config: &str, log: &str| {
         Child::spawn(
             name,
