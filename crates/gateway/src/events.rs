@@ -255,7 +255,7 @@ enum Value<'a> {
     /// string fields.
     Label(&'static str),
     Count(u64),
-    Millis(f64),
+    Millis(Duration),
 }
 
 impl MessageEvent {
@@ -273,7 +273,7 @@ impl MessageEvent {
         let (verdict, latency) = match &self.outcome {
             MessageOutcome::Acknowledged { latency, .. } => (
                 ("ack", Value::Label(self.outcome.label())),
-                Some(("latency_ms", Value::Millis(latency.as_secs_f64() * 1e3))),
+                Some(("latency_ms", Value::Millis(*latency))),
             ),
             other => (("outcome", Value::Label(other.label())), None),
         };
@@ -298,78 +298,94 @@ impl MessageEvent {
     fn write_text(&self, out: &mut LineOut<'_>) {
         let (level, message) = self.outcome.line();
         out.timestamp(self.logged_at());
-        out.display(format_args!(" {level:>5} "));
+        out.str(" ");
+        out.level(level, true);
         match &self.origin {
             Origin::Connection => {
-                out.display(format_args!(
-                    "conn{{route={} remote={}",
-                    self.route, self.remote
-                ));
+                out.str(" conn{route=");
+                out.str(self.route.as_str());
+                out.str(" remote=");
+                out.addr(self.remote);
                 if let Some(app) = &self.peer_app {
-                    out.raw(b" app=");
+                    out.str(" app=");
                     out.quoted(app.as_str());
                 }
             }
             Origin::Delivery { node } => {
-                out.display(format_args!("delivery{{route={} node=", self.route));
+                out.str(" delivery{route=");
+                out.str(self.route.as_str());
+                out.str(" node=");
                 out.text(node);
             }
         }
-        out.display(format_args!("}}: {TARGET}: {message}"));
+        out.str("}: ");
+        out.str(TARGET);
+        out.str(": ");
+        out.str(message);
         for (key, value) in self.fields() {
-            out.display(format_args!(" {key}="));
+            out.str(" ");
+            out.str(key);
+            out.str("=");
             match value {
                 Value::Text(text) => out.text(text),
                 Value::Label(label) => out.quoted(label),
-                Value::Count(n) => out.display(n),
-                Value::Millis(ms) => out.display(format_args!("{ms:.3}")),
+                Value::Count(n) => out.number(n),
+                Value::Millis(d) => out.millis(d),
             }
         }
-        out.raw(b"\n");
+        out.str("\n");
     }
 
     /// The JSON layout of `--log-format json`: the event's fields
     /// flattened, then the target and the span.
     fn write_json(&self, out: &mut LineOut<'_>) {
         let (level, message) = self.outcome.line();
-        out.raw(b"{\"timestamp\":\"");
+        out.str("{\"timestamp\":\"");
         out.timestamp(self.logged_at());
-        out.display(format_args!("\",\"level\":\"{level}\",\"message\":"));
+        out.str("\",\"level\":\"");
+        out.level(level, false);
+        out.str("\",\"message\":");
         out.json(message);
         for (key, value) in self.fields() {
-            out.display(format_args!(",\"{key}\":"));
+            out.str(",\"");
+            out.str(key);
+            out.str("\":");
             match value {
                 Value::Text(text) | Value::Label(text) => out.json(text),
-                Value::Count(n) => out.display(n),
-                Value::Millis(ms) => out.display(format_args!("{ms:.3}")),
+                Value::Count(n) => out.number(n),
+                Value::Millis(d) => out.millis(d),
             }
         }
-        out.display(format_args!(",\"target\":\"{TARGET}\",\"span\":"));
+        out.str(",\"target\":\"");
+        out.str(TARGET);
+        out.str("\",\"span\":");
         self.write_json_span(out);
-        out.raw(b",\"spans\":[");
+        out.str(",\"spans\":[");
         self.write_json_span(out);
-        out.raw(b"]}\n");
+        out.str("]}\n");
     }
 
     fn write_json_span(&self, out: &mut LineOut<'_>) {
-        out.raw(b"{");
+        out.str("{");
         match &self.origin {
             Origin::Connection => {
                 if let Some(app) = &self.peer_app {
-                    out.raw(b"\"app\":");
+                    out.str("\"app\":");
                     out.json(app.as_str());
-                    out.raw(b",");
+                    out.str(",");
                 }
-                out.display(format_args!("\"remote\":\"{}\",\"route\":", self.remote));
+                out.str("\"remote\":\"");
+                out.addr(self.remote);
+                out.str("\",\"route\":");
                 out.json(self.route.as_str());
-                out.raw(b",\"name\":\"conn\"}");
+                out.str(",\"name\":\"conn\"}");
             }
             Origin::Delivery { node } => {
-                out.raw(b"\"node\":");
+                out.str("\"node\":");
                 out.json(node);
-                out.raw(b",\"route\":");
+                out.str(",\"route\":");
                 out.json(self.route.as_str());
-                out.raw(b",\"name\":\"delivery\"}");
+                out.str(",\"name\":\"delivery\"}");
             }
         }
     }

@@ -13,6 +13,7 @@
 //! many were lost. Nothing waits for the terminal or the disk.
 
 use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -372,7 +373,9 @@ impl LineOut<'_> {
             );
         }
         self.out.extend_from_slice(clock.date.as_bytes());
-        let _ = write!(self.out, ".{:06}Z", since.subsec_micros());
+        self.out.push(b'.');
+        self.padded(u64::from(since.subsec_micros()), 6);
+        self.out.push(b'Z');
     }
 
     /// Bytes as they are.
@@ -380,9 +383,68 @@ impl LineOut<'_> {
         self.out.extend_from_slice(bytes);
     }
 
-    /// A value through its `Display`, as `tracing` shows `%value` fields.
+    /// A string as it is.
+    pub fn str(&mut self, text: &str) {
+        self.out.extend_from_slice(text.as_bytes());
+    }
+
+    /// A value through its `Display` (slower than the writers below).
     pub fn display(&mut self, value: impl std::fmt::Display) {
         let _ = write!(self.out, "{value}");
+    }
+
+    /// A level as `tracing` shows it: `INFO`, or ` INFO` padded to five
+    /// characters in the text layout.
+    pub fn level(&mut self, level: Level, padded: bool) {
+        let name = level.as_str();
+        if padded {
+            self.out.resize(self.out.len() + 5 - name.len(), b' ');
+        }
+        self.str(name);
+    }
+
+    /// A number in decimal.
+    pub fn number(&mut self, n: u64) {
+        self.padded(n, 1);
+    }
+
+    /// `n` on at least `width` digits (up to 20), zeros in front.
+    fn padded(&mut self, n: u64, width: usize) {
+        let mut digits = [b'0'; 20];
+        let mut at = digits.len();
+        let mut rest = n;
+        while rest > 0 {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        let start = at.min(digits.len() - width.clamp(1, digits.len()));
+        self.out.extend_from_slice(&digits[start..]);
+    }
+
+    /// A duration in milliseconds, to the microsecond: `1.500`.
+    pub fn millis(&mut self, d: Duration) {
+        let micros = d.as_micros().min(u128::from(u64::MAX)) as u64;
+        self.number(micros / 1000);
+        self.out.push(b'.');
+        self.padded(micros % 1000, 3);
+    }
+
+    /// An address as its `Display` writes it, IPv4 without `fmt`.
+    pub fn addr(&mut self, addr: SocketAddr) {
+        match addr {
+            SocketAddr::V4(v4) => {
+                for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.out.push(b'.');
+                    }
+                    self.number(u64::from(octet));
+                }
+                self.out.push(b':');
+                self.number(u64::from(v4.port()));
+            }
+            SocketAddr::V6(_) => self.display(addr),
+        }
     }
 
     /// Text as written, but a control character (a line break in a field,
@@ -422,14 +484,24 @@ impl LineOut<'_> {
         match format {
             LineFormat::Text => {
                 self.timestamp(now);
-                self.display(format_args!(" {level:>5} {TARGET}: {message}\n"));
+                self.str(" ");
+                self.level(level, true);
+                self.str(" ");
+                self.str(TARGET);
+                self.str(": ");
+                self.str(message);
+                self.str("\n");
             }
             LineFormat::Json => {
-                self.raw(b"{\"timestamp\":\"");
+                self.str("{\"timestamp\":\"");
                 self.timestamp(now);
-                self.display(format_args!("\",\"level\":\"{level}\",\"message\":"));
+                self.str("\",\"level\":\"");
+                self.level(level, false);
+                self.str("\",\"message\":");
                 self.json(message);
-                self.display(format_args!(",\"target\":\"{TARGET}\"}}\n"));
+                self.str(",\"target\":\"");
+                self.str(TARGET);
+                self.str("\"}\n");
             }
         }
     }

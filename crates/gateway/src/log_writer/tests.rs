@@ -151,3 +151,29 @@ fn timestamps_are_rfc3339_utc_with_microseconds() {
         "2025-12-06T05:46:40.123456Z 2025-12-06T05:46:41.023456Z"
     );
 }
+
+/// The writer's own number and address writers agree with `Display`.
+#[test]
+fn numbers_durations_and_addresses() {
+    for n in [0, 7, 10, 999, 1_000_000, u64::MAX] {
+        assert_eq!(written(|o| o.number(n)), n.to_string());
+    }
+    let millis = |micros| written(|o| o.millis(Duration::from_micros(micros)));
+    assert_eq!(millis(0), "0.000");
+    assert_eq!(millis(7), "0.007");
+    assert_eq!(millis(1_500), "1.500");
+    assert_eq!(millis(12_345_678), "12345.678");
+    assert_eq!(written(|o| o.millis(Duration::from_nanos(999))), "0.000");
+    for addr in [
+        "127.0.0.1:4000",
+        "0.0.0.0:0",
+        "255.255.255.255:65535",
+        "[::1]:8443",
+    ] {
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        assert_eq!(written(|o| o.addr(addr)), addr.to_string());
+    }
+    assert_eq!(written(|o| o.level(Level::INFO, true)), " INFO");
+    assert_eq!(written(|o| o.level(Level::ERROR, true)), "ERROR");
+    assert_eq!(written(|o| o.level(Level::WARN, false)), "WARN");
+}
