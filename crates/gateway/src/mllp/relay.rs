@@ -24,12 +24,14 @@
 //! of all.
 
 use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::SinkExt;
+use guichet_hl7::mllp::{CARRIAGE_RETURN, END_BLOCK, START_BLOCK};
 use guichet_hl7::{
     build_reject_for_unparseable, stamp, AckCode, AckMode, AckRequest, AckSummary, ErrorCode,
     ErrorDetail, Frame, Header, Leading, Message, MllpCodec, MllpError, ParseOptions, Severity,
@@ -382,8 +384,19 @@ impl Relay<'_> {
         W: AsyncWrite + Unpin,
     {
         let mut deadline = FrameDeadline::new(self.settings.frame_timeout);
+        // One timer for the connection, moved only to wake earlier: waking
+        // early costs a look at the queue, while a new timer per ACK cost
+        // the timer wheel's lock twice a message.
+        let overdue = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(overdue);
+        let mut armed: Option<Instant> = None;
         loop {
-            let overdue_at = self.next_overdue();
+            if let Some(at) = self.next_overdue() {
+                if armed.is_none_or(|armed| at < armed) {
+                    overdue.as_mut().reset(at);
+                    armed = Some(at);
+                }
+            }
             tokio::select! {
                 biased;
                 () = self.reply_queued.notified() => self.send_own_replies(&mut to_client).await?,
@@ -400,7 +413,10 @@ impl Relay<'_> {
                     refill(frames.read_buffer_mut());
                     self.send_own_replies(&mut to_client).await?;
                 }
-                () = sleep_until(overdue_at) => self.report_overdue(),
+                () = &mut overdue, if armed.is_some() => {
+                    armed = None;
+                    self.report_overdue();
+                }
             }
         }
         to_client.get_mut().shutdown().await?;
@@ -488,7 +504,9 @@ impl Relay<'_> {
                 },
                 Err(_) => return Ok(()),
             };
-            forward(to_client, reply).await?;
+            // Built here, not read: through the codec, which checks it.
+            to_client.send(reply).await.map_err(io_error)?;
+            trim(to_client.write_buffer_mut());
         }
     }
 
@@ -822,13 +840,34 @@ fn refill(buffer: &mut BytesMut) {
     }
 }
 
-/// Sends a frame, then trims the write buffer.
+/// Sends a frame the decoder read as it came, framing and payload in one
+/// vectored write: no copy into the codec's buffer, and no second scan
+/// for boundaries the decoder already ruled out (a TLS stream writes the
+/// three parts as one record).
 async fn forward<W: AsyncWrite + Unpin>(
     to: &mut FramedWrite<W, MllpCodec>,
     payload: Bytes,
 ) -> Result<(), RelayError> {
-    to.send(payload).await.map_err(io_error)?;
-    trim(to.write_buffer_mut());
+    // Own replies go through the codec, flushed at once; anything it still
+    // holds goes first.
+    if !to.write_buffer().is_empty() {
+        SinkExt::<&[u8]>::flush(to).await.map_err(io_error)?;
+    }
+    let io = to.get_mut();
+    let mut parts = [
+        IoSlice::new(&[START_BLOCK]),
+        IoSlice::new(&payload),
+        IoSlice::new(&[END_BLOCK, CARRIAGE_RETURN]),
+    ];
+    let mut parts = &mut parts[..];
+    while !parts.is_empty() {
+        let written = io.write_vectored(parts).await.map_err(RelayError::Io)?;
+        if written == 0 {
+            return Err(RelayError::Io(std::io::ErrorKind::WriteZero.into()));
+        }
+        IoSlice::advance_slices(&mut parts, written);
+    }
+    io.flush().await.map_err(RelayError::Io)?;
     Ok(())
 }
 
@@ -841,13 +880,6 @@ fn awaited(owed: &Owed) -> Option<&Waiting> {
 
 fn io_error(e: MllpError) -> RelayError {
     RelayError::Io(e.into())
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The log `reason` of a framing error that ends a connection.
