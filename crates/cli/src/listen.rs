@@ -118,7 +118,7 @@ impl Record {
     fn write(&mut self, r: &Received) -> anyhow::Result<()> {
         use std::io::Write;
         let h = r.header.as_ref();
-        let field = |f: fn(&guichet_hl7::Header) -> &String| h.map(|h| f(h).clone());
+        let field = |f: fn(&guichet_hl7::Header) -> &str| h.map(f);
         let line = serde_json::json!({
             "time": now_rfc3339(),
             "conn": r.conn,

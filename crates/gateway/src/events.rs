@@ -409,7 +409,7 @@ impl Record for MessageEvent {
 fn log(e: &MessageEvent) {
     let (level, message) = e.outcome.line();
     let header = e.header.as_ref();
-    let text = |f: fn(&Header) -> &String| header.map(|h| field::display(f(h)));
+    let text = |f: fn(&Header) -> &str| header.map(|h| field::display(f(h)));
     let (ack, outcome, latency_ms) = match &e.outcome {
         MessageOutcome::Acknowledged { latency, .. } => (
             Some(e.outcome.label()),

@@ -480,7 +480,7 @@ impl StatusBoard {
 
 fn message_record(e: &MessageEvent) -> MessageRecord {
     let h = e.header.as_ref();
-    let text = |f: fn(&guichet_hl7::Header) -> &String| h.map(f).cloned().unwrap_or_default();
+    let text = |f: fn(&guichet_hl7::Header) -> &str| h.map(f).unwrap_or_default().to_owned();
     let (id_matches, latency_ms) = match &e.outcome {
         MessageOutcome::Acknowledged {
             id_matches,

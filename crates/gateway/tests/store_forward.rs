@@ -277,7 +277,7 @@ async fn duplicate_within_the_window_is_acked_twice_stored_and_delivered_once() 
         .iter()
         .map(|p| {
             let h = Header::read(&Message::parse(p).unwrap());
-            (h.sending_application, h.control_id)
+            (h.sending_application.into(), h.control_id.into())
         })
         .collect();
     let want = [("EAI", "DUP-1"), ("LAB", "DUP-1"), ("EAI", "NEXT-2")];

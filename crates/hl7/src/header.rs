@@ -5,7 +5,13 @@
 //! written" (escape sequences and component separators included, decoded
 //! with the message's character set), so a log shows what was on the wire.
 
+use compact_str::CompactString;
+
 use crate::charset::Charset;
+
+/// A header field's text: kept inline up to 24 bytes (every field guichet
+/// reads from MSH in practice), so reading a header allocates nothing.
+pub type Text = CompactString;
 use crate::message::{Field, Message};
 
 /// The PHI-free identity of a message, read from its header.
@@ -17,21 +23,21 @@ use crate::message::{Field, Message};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     /// MSH-3, the whole HD as written (e.g. "EAI^1.2.3^ISO").
-    pub sending_application: String,
+    pub sending_application: Text,
     /// MSH-4.
-    pub sending_facility: String,
+    pub sending_facility: Text,
     /// MSH-5.
-    pub receiving_application: String,
+    pub receiving_application: Text,
     /// MSH-6.
-    pub receiving_facility: String,
+    pub receiving_facility: Text,
     /// MSH-9 as written, e.g. "ADT^A01^ADT_A01".
-    pub message_type: String,
+    pub message_type: Text,
     /// MSH-10, what the ACK's MSA-2 must repeat.
-    pub control_id: String,
+    pub control_id: Text,
     /// MSH-11 (P, T, D...).
-    pub processing_id: String,
+    pub processing_id: Text,
     /// MSH-12 as written, e.g. "2.5^FRA^2.11".
-    pub version: String,
+    pub version: Text,
     /// MSH-15; `None` when empty or unknown.
     pub accept_ack: Option<AckMode>,
     /// MSH-16; `None` when empty or unknown.
@@ -163,7 +169,7 @@ impl Header {
     pub fn read(msg: &Message<'_>) -> Header {
         let f = HeaderFields::locate(msg);
         let charset = Charset::from_msh18(f.charset.repetition(1).raw());
-        let text = |field: Field<'_>| charset.decode(field.raw()).into_owned();
+        let text = |field: Field<'_>| Text::from(charset.decode(field.raw()));
         Header {
             sending_application: text(f.sending_application),
             sending_facility: text(f.sending_facility),
@@ -182,13 +188,13 @@ impl Header {
     /// The fields that identify the message, copied out for keeping.
     pub fn meta(&self) -> Meta {
         Meta {
-            sending_application: self.sending_application.clone(),
-            sending_facility: self.sending_facility.clone(),
-            receiving_application: self.receiving_application.clone(),
-            receiving_facility: self.receiving_facility.clone(),
-            message_type: self.message_type.clone(),
-            control_id: self.control_id.clone(),
-            version: self.version.clone(),
+            sending_application: self.sending_application.as_str().to_owned(),
+            sending_facility: self.sending_facility.as_str().to_owned(),
+            receiving_application: self.receiving_application.as_str().to_owned(),
+            receiving_facility: self.receiving_facility.as_str().to_owned(),
+            message_type: self.message_type.as_str().to_owned(),
+            control_id: self.control_id.as_str().to_owned(),
+            version: self.version.as_str().to_owned(),
         }
     }
 

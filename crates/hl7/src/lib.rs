@@ -24,7 +24,7 @@ pub use ack::{
 };
 pub use charset::{Charset, Unrepresentable};
 pub use escape::{escape, unescape};
-pub use header::{AckCode, AckMode, AckSummary, Header, Meta};
+pub use header::{AckCode, AckMode, AckSummary, Header, Meta, Text};
 pub use message::{
     Delimiters, Field, Leading, Message, ParseError, ParseOptions, Repetitions, Segment, Segments,
 };

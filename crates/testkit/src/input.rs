@@ -141,8 +141,8 @@ fn outgoing(
         })?;
     Ok(Outgoing {
         bytes: Bytes::from(bytes),
-        control_id: header.control_id,
-        message_type: header.message_type,
+        control_id: header.control_id.into(),
+        message_type: header.message_type.into(),
     })
 }
 

@@ -365,8 +365,8 @@ impl State {
             let mut received = lock(&self.received);
             received.payloads.push(payload.to_vec());
             let seen = header.as_ref().map_or(0, |h| {
-                received.ids.push(h.control_id.clone());
-                let count = received.per_id.entry(h.control_id.clone()).or_default();
+                received.ids.push(h.control_id.to_string());
+                let count = received.per_id.entry(h.control_id.to_string()).or_default();
                 *count += 1;
                 *count - 1
             });

@@ -156,7 +156,7 @@ fn pid(id: &str, name: &str, sex: &str) -> String {
 /// When `message` is not HL7 v2.
 pub fn control_id(message: &[u8]) -> String {
     let parsed = Message::parse_with(message, ParseOptions::lenient()).expect("an HL7 message");
-    Header::read(&parsed).control_id
+    Header::read(&parsed).control_id.into()
 }
 
 /// Lower-case hexadecimal.

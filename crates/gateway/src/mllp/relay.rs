@@ -626,7 +626,7 @@ impl Relay<'_> {
                 .map(|w| {
                     w.overdue = true;
                     let h = &w.header;
-                    (h.message_type.clone(), h.control_id.clone())
+                    (h.message_type.to_string(), h.control_id.to_string())
                 })
                 .collect(),
             Err(_) => return,
