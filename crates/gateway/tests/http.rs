@@ -961,6 +961,151 @@ async fn upstream_down_is_502_and_too_slow_is_504() {
     s.wait_requests(RULE_A, APP_A, "2xx", 1).await;
 }
 
+/// What a [`RawUpstream`] does with a connection.
+#[derive(Clone, Copy, PartialEq)]
+enum Keeps {
+    /// Answers every request, keeping the connection open.
+    Open,
+    /// Answers one request, then closes, without saying so in the answer.
+    OneAnswer,
+    /// Answers one request, reads the next one's head, and closes
+    /// without answering it.
+    CutSecond,
+}
+
+/// A plain HTTP/1.1 upstream on a raw socket, counting the connections
+/// it accepts: what hyper's server would hide (a close after an answer
+/// that promised keep-alive, a request read and never answered).
+struct RawUpstream {
+    addr: std::net::SocketAddr,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl RawUpstream {
+    async fn start(keeps: Keeps) -> RawUpstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(Self::serve(socket, keeps));
+            }
+        });
+        RawUpstream { addr, accepted }
+    }
+
+    async fn serve(mut socket: tokio::net::TcpStream, keeps: Keeps) {
+        const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        let mut answered = 0;
+        while read_head(&mut socket).await {
+            if keeps == Keeps::CutSecond && answered == 1 {
+                return;
+            }
+            if socket.write_all(ANSWER).await.is_err() {
+                return;
+            }
+            answered += 1;
+            if keeps == Keeps::OneAnswer {
+                return;
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+/// Reads a request head (the tests' requests have no body); false at the
+/// connection's end.
+async fn read_head(socket: &mut tokio::net::TcpStream) -> bool {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match socket.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// A site whose rule `raw` (`/raw/`, partner-a) goes to `raw`.
+async fn raw_site(raw: &RawUpstream, route: &str) -> Site {
+    let echo = Upstream::plain().await;
+    let layout =
+        Layout::standard(&echo)
+            .route(route)
+            .rule(&rule("raw", "/raw/", &raw.url(), &[APP_A], ""));
+    Site::start(Pki::new(), echo, &layout).await
+}
+
+/// Issue 17: requests from one client connection and from several, one
+/// after the other, share one kept-alive upstream connection.
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_shared() {
+    let raw = RawUpstream::start(Keeps::Open).await;
+    let s = raw_site(&raw, "").await;
+    let mut h1 = s.keep_alive(&s.a, false).await;
+    for _ in 0..3 {
+        let answer = h1.get("/raw/beds").await.unwrap();
+        assert_eq!((answer.status, &answer.body[..]), (200, &b"ok"[..]));
+    }
+    let a = s.curl(&s.a);
+    for _ in 0..2 {
+        let out = a.run("/raw/beds", &[]).await;
+        assert_eq!(out.status, 200, "{out:?}");
+    }
+    assert_eq!(raw.accepted(), 1);
+    s.wait_requests("raw", APP_A, "2xx", 5).await;
+}
+
+/// Issue 17: an upstream that closes a kept-alive connection after its
+/// answer costs no request: the next one goes on a new connection.
+#[tokio::test]
+async fn an_upstream_closing_an_idle_connection_fails_no_request() {
+    let raw = RawUpstream::start(Keeps::OneAnswer).await;
+    let s = raw_site(&raw, "").await;
+    let mut h1 = s.keep_alive(&s.a, false).await;
+    for _ in 0..3 {
+        let answer = h1.get("/raw/beds").await.unwrap();
+        assert_eq!(answer.status, 200, "{answer:?}");
+        // The upstream's close reaches guichet before the next request.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(raw.accepted(), 3);
+    assert_eq!(s.refusals("upstream_error"), 0);
+}
+
+/// Issue 17: an upstream that reads a request on a kept-alive connection
+/// and closes it unanswered gets the client a prompt 502 (the request may
+/// have had effects: it is not sent again), and the next request a new
+/// connection.
+#[tokio::test]
+async fn an_upstream_cutting_a_pooled_connection_mid_request_is_a_prompt_502() {
+    let raw = RawUpstream::start(Keeps::CutSecond).await;
+    let s = raw_site(&raw, "response_timeout = \"30s\"").await;
+    let mut h1 = s.keep_alive(&s.a, false).await;
+    assert_eq!(h1.get("/raw/beds").await.unwrap().status, 200);
+    let started = Instant::now();
+    let cut = h1.get("/raw/beds").await.unwrap();
+    assert_eq!(cut.status, 502, "{cut:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    s.wait_refusals("upstream_error", 1).await;
+    assert_eq!(h1.get("/raw/beds").await.unwrap().status, 200);
+    assert_eq!(raw.accepted(), 2);
+}
+
 // ------------------------------------------------ 7. https upstream
 
 #[tokio::test]

@@ -26,7 +26,7 @@ use super::rules::{
 use super::validate::{Checked, Invalid};
 use crate::config::{HttpRule, HttpSpec, RouteSpec};
 use crate::state::HttpState;
-use crate::upstream::{error_chain, Body, ConnectError, TlsFailure, UpstreamClient};
+use crate::upstream::{error_chain, Body, ConnectError, TlsFailure, UpstreamClient, UpstreamError};
 
 impl Conn {
     pub(super) async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
@@ -214,7 +214,7 @@ impl Conn {
         &self,
         finish: Finish,
         rule: &HttpRule,
-        e: &hyper_util::client::legacy::Error,
+        e: &UpstreamError,
     ) -> Response<Body> {
         let refused = classify(e);
         if refused == Refused::BadRequestBody {
@@ -425,37 +425,54 @@ fn head_size<B>(request: &Request<B>) -> usize {
 }
 
 /// What went wrong talking to the upstream.
-fn classify(error: &hyper_util::client::legacy::Error) -> Refused {
-    let connection_tls = TlsFailure::of(error);
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+fn classify(error: &UpstreamError) -> Refused {
+    match error {
+        UpstreamError::Connect(e) => connect_refusal(e),
+        UpstreamError::Exchange(e) => classify_chain(e, None).unwrap_or(Refused::UpstreamError),
+        UpstreamError::Closed => Refused::UpstreamError,
+        UpstreamError::Client(e) => match classify_chain(e, TlsFailure::of(e).as_ref()) {
+            Some(refused) => refused,
+            None if e.is_connect() => Refused::UpstreamUnavailable,
+            None => Refused::UpstreamError,
+        },
+    }
+}
+
+fn connect_refusal(error: &ConnectError) -> Refused {
+    match error {
+        ConnectError::Unavailable(_) => Refused::UpstreamUnavailable,
+        ConnectError::Tls(_) => Refused::UpstreamTls,
+    }
+}
+
+/// The refusal an error or one of its causes names, if any; `connection`
+/// is the TLS error its connection recorded.
+fn classify_chain(
+    error: &(dyn std::error::Error + 'static),
+    connection: Option<&rustls::Error>,
+) -> Option<Refused> {
+    let mut source = Some(error);
     while let Some(e) = source {
         if let Some(connect) = e.downcast_ref::<ConnectError>() {
-            return match connect {
-                ConnectError::Unavailable(_) => Refused::UpstreamUnavailable,
-                ConnectError::Tls(_) => Refused::UpstreamTls,
-            };
+            return Some(connect_refusal(connect));
         }
         if e.downcast_ref::<TooLarge>().is_some() {
-            return Refused::BodyTooLarge;
+            return Some(Refused::BodyTooLarge);
         }
         if e.downcast_ref::<ClientBody>().is_some() {
-            return Refused::BadRequestBody;
+            return Some(Refused::BadRequestBody);
         }
         // With TLS 1.3 an upstream refusing guichet's certificate says so
         // in an alert on the first read after the handshake, as an I/O
         // error of the exchange.
         if e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| is_tls_alert(io, connection_tls.as_ref()))
+            .is_some_and(|io| is_tls_alert(io, connection))
         {
-            return Refused::UpstreamTls;
+            return Some(Refused::UpstreamTls);
         }
         source = e.source();
     }
-    if error.is_connect() {
-        Refused::UpstreamUnavailable
-    } else {
-        Refused::UpstreamError
-    }
+    None
 }
 
 fn protocol(version: Version) -> &'static str {

@@ -24,8 +24,10 @@ use crate::config::Upstream;
 use crate::dial::{connect, DialError};
 use crate::stream::Stream;
 
+mod pool;
 mod token;
 
+pub(crate) use pool::PooledBody;
 pub use token::TokenSource;
 
 /// The TLS ALPN protocols an `http` listener offers and an https upstream
@@ -38,6 +40,10 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 /// One rule's upstream: where, and its connection pool.
 #[derive(Clone)]
 pub struct UpstreamClient {
+    /// Plain HTTP/1.1 upstreams: connections driven by the requests'
+    /// own tasks.
+    pool: Option<Arc<pool::Pool>>,
+    /// TLS upstreams (HTTP/2 or HTTP/1.1 by ALPN): hyper's pool.
     client: Client<Connector, Body>,
     /// Where its access tokens come from, when it asks for them.
     token: Option<Arc<TokenSource>>,
@@ -48,7 +54,7 @@ pub struct UpstreamClient {
 
 /// Why no connection to the upstream could be had.
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
+pub(crate) enum ConnectError {
     #[error("{0}")]
     Unavailable(DialError),
     #[error("TLS: {0}")]
@@ -64,6 +70,10 @@ impl UpstreamClient {
     ) -> Result<Self, http::uri::InvalidUri> {
         let authority: Authority = upstream.authority().parse()?;
         let server_name = upstream.tls.as_ref().map(|t| t.server_name.clone());
+        let pool = upstream
+            .tls
+            .is_none()
+            .then(|| pool::Pool::new(upstream.host.clone(), upstream.port, connect_timeout));
         let connector = Connector {
             host: upstream.host.clone(),
             port: upstream.port,
@@ -78,6 +88,7 @@ impl UpstreamClient {
             .pool_max_idle_per_host(1024)
             .build(connector);
         Ok(UpstreamClient {
+            pool,
             client,
             scheme: if upstream.tls.is_some() {
                 Scheme::HTTPS
@@ -180,11 +191,111 @@ impl UpstreamClient {
         Ok(Uri::from_parts(parts)?)
     }
 
-    pub fn request(
+    /// Sends `request` and gives the answer's head, its body to stream.
+    pub(crate) async fn request(
         &self,
         request: http::Request<Body>,
-    ) -> hyper_util::client::legacy::ResponseFuture {
-        self.client.request(request)
+    ) -> Result<http::Response<AnswerBody>, UpstreamError> {
+        match &self.pool {
+            Some(pool) => match pool.send(origin_form(request)).await {
+                Ok(response) => Ok(response.map(AnswerBody::Pooled)),
+                Err(pool::Failed::Connect(e)) => Err(UpstreamError::Connect(e)),
+                Err(pool::Failed::Exchange(e)) => Err(UpstreamError::Exchange(e)),
+                Err(pool::Failed::Closed) => Err(UpstreamError::Closed),
+            },
+            None => match self.client.request(request).await {
+                Ok(response) => Ok(response.map(AnswerBody::Shared)),
+                Err(e) => Err(UpstreamError::Client(e)),
+            },
+        }
+    }
+}
+
+/// A request as sent on a connection of its own: the path and query
+/// only, the authority in its Host header (as hyper's pool sends it).
+fn origin_form(mut request: http::Request<Body>) -> http::Request<Body> {
+    let uri = request.uri();
+    if !request.headers().contains_key(http::header::HOST) {
+        if let Some(host) = uri
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+        {
+            request.headers_mut().insert(http::header::HOST, host);
+        }
+    }
+    if let Some(path) = request.uri().path_and_query().cloned() {
+        *request.uri_mut() = Uri::from(path);
+    }
+    request
+}
+
+/// Why an exchange with an upstream failed.
+#[derive(Debug)]
+pub(crate) enum UpstreamError {
+    /// From hyper's pool (TLS upstreams).
+    Client(hyper_util::client::legacy::Error),
+    /// No connection could be opened.
+    Connect(ConnectError),
+    /// The connection failed before or during the answer's head.
+    Exchange(hyper::Error),
+    /// A new connection ended before it could take the request.
+    Closed,
+}
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamError::Client(e) => e.fmt(f),
+            UpstreamError::Connect(e) => e.fmt(f),
+            UpstreamError::Exchange(e) => e.fmt(f),
+            UpstreamError::Closed => f.write_str("connection closed before the request was sent"),
+        }
+    }
+}
+
+impl std::error::Error for UpstreamError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            UpstreamError::Client(e) => e.source(),
+            UpstreamError::Connect(e) => e.source(),
+            UpstreamError::Exchange(e) => e.source(),
+            UpstreamError::Closed => None,
+        }
+    }
+}
+
+/// An upstream answer's body, from either kind of connection.
+pub(crate) enum AnswerBody {
+    Shared(hyper::body::Incoming),
+    Pooled(PooledBody),
+}
+
+impl http_body::Body for AnswerBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            AnswerBody::Shared(body) => Pin::new(body).poll_frame(cx),
+            AnswerBody::Pooled(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            AnswerBody::Shared(body) => body.is_end_stream(),
+            AnswerBody::Pooled(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            AnswerBody::Shared(body) => body.size_hint(),
+            AnswerBody::Pooled(body) => body.size_hint(),
+        }
     }
 }
 
