@@ -5,6 +5,7 @@
 //! - `file`: creating the file, refusing a damaged or foreign one.
 //! - `schema`: tables and migrations.
 //! - `writer`: the writer thread and its group commit.
+//! - `sync`: the thread that syncs one commit while the next is written.
 //! - `write`, `read`: the SQL of each operation.
 //! - `flows`: the observed flows' table.
 
@@ -12,10 +13,11 @@ mod file;
 mod flows;
 mod read;
 mod schema;
+mod sync;
 mod write;
 mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rusqlite::Connection;
@@ -50,7 +52,8 @@ impl SqliteStore {
 fn open_blocking(path: &Path) -> Result<SqliteStore, JournalError> {
     let open = file::prepare(path)?;
     let conn = write_connection(path)?;
-    let writer = Writer::start(conn)
+    let syncer = syncer(path, &conn)?;
+    let writer = Writer::start(conn, syncer)
         .map_err(|e| file::refuse(path, format!("cannot start its writer thread: {e}")))?;
     Ok(SqliteStore {
         writer,
@@ -69,6 +72,29 @@ fn write_connection(path: &Path) -> Result<Connection, JournalError> {
     schema::set_wal(&conn).map_err(|e| refuse(&format!("cannot switch to WAL mode: {e}")))?;
     schema::migrate(&conn).map_err(|e| refuse(&e))?;
     Ok(conn)
+}
+
+/// The thread that syncs commits, with the writer's connection set to
+/// leave syncing to it. Without a WAL file to sync (it could not be
+/// opened) each durable commit syncs in place, as SQLite does at FULL.
+fn syncer(path: &Path, conn: &Connection) -> Result<Option<sync::Syncer>, JournalError> {
+    // SQLite's own name for the file, the one its WAL is named after.
+    let db = conn.path().map_or_else(|| path.to_path_buf(), PathBuf::from);
+    let wal = match sync::open_wal(&db) {
+        Ok(wal) => wal,
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "the journal's WAL cannot be opened for syncing: each commit syncs in place"
+            );
+            return Ok(None);
+        }
+    };
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(|e| file::refuse(path, format!("cannot set its commit mode: {e}")))?;
+    sync::Syncer::start(wal)
+        .map(Some)
+        .map_err(|e| file::refuse(path, format!("cannot start its sync thread: {e}")))
 }
 
 impl SqliteStore {
@@ -205,5 +231,88 @@ impl Store for SqliteStore {
 
     fn commits(&self) -> u64 {
         self.writer.commits()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn message(control_id: &str) -> NewMessage {
+        NewMessage {
+            route: "adt".into(),
+            received_at_ms: 1000,
+            peer_app: None,
+            peer_addr: "127.0.0.1:40000".into(),
+            dedup_key: "eai".into(),
+            dedup_since_ms: None,
+            meta: crate::Meta {
+                control_id: control_id.into(),
+                ..Default::default()
+            },
+            body: b"MSH|^~\\&|".to_vec(),
+            sealed: false,
+        }
+    }
+
+    /// Messages a second connection sees committed.
+    fn committed(path: &Path) -> i64 {
+        let conn = Connection::open(path).unwrap();
+        conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// An ingest is answered after the sync that follows its commit, not
+    /// at the commit; a write that needs no sync is answered at once,
+    /// while the sync still runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_ingest_is_answered_only_after_its_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let _open = file::prepare(&path).unwrap();
+        let (syncer, sync_started, release) = sync::tests::gated();
+        let writer = Writer::start(write_connection(&path).unwrap(), Some(syncer)).unwrap();
+        let ingest = writer.call(true, |conn| write::ingest(conn, vec![message("C1")]));
+        let mut ingest = tokio::spawn(ingest);
+        tokio::task::spawn_blocking(move || {
+            sync_started.recv_timeout(Duration::from_secs(5)).unwrap();
+            sync_started
+        })
+        .await
+        .unwrap();
+        // committed, visible, but not answered while the disk syncs
+        assert_eq!(committed(&path), 1);
+        let claim = writer.call(false, |conn| write::claim(conn, "adt", 10));
+        let claimed = tokio::time::timeout(Duration::from_secs(5), claim).await;
+        assert_eq!(claimed.unwrap().unwrap().len(), 1);
+        let early = tokio::time::timeout(Duration::from_millis(200), &mut ingest).await;
+        assert!(early.is_err(), "answered before its sync ended");
+        release.send(Ok(())).unwrap();
+        let stored = tokio::time::timeout(Duration::from_secs(5), ingest).await;
+        let stored = stored.unwrap().unwrap().unwrap();
+        assert!(matches!(stored[..], [crate::Ingested::Stored(_)]));
+    }
+
+    /// After a failed sync the journal stores nothing more: the kernel may
+    /// have dropped what it could not write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_a_failed_sync_ingests_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let _open = file::prepare(&path).unwrap();
+        let (syncer, _sync_started, release) = sync::tests::gated();
+        let writer = Writer::start(write_connection(&path).unwrap(), Some(syncer)).unwrap();
+        release.send(Err(std::io::Error::other("EIO"))).unwrap();
+        let first = writer
+            .call(true, |conn| write::ingest(conn, vec![message("C1")]))
+            .await;
+        assert!(matches!(first, Err(JournalError::Unavailable(ref why)) if why.contains("EIO")));
+        let second = writer
+            .call(true, |conn| write::ingest(conn, vec![message("C2")]))
+            .await;
+        assert!(matches!(second, Err(JournalError::Unavailable(ref why)) if why.contains("EIO")));
+        assert_eq!(committed(&path), 1, "stored after the failed sync");
     }
 }
