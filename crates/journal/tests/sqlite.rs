@@ -390,7 +390,9 @@ async fn a_batch_that_cannot_commit_stores_nothing_and_says_so() {
 }
 
 /// Every message whose ingest returned survives a SIGKILL of the process
-/// right after. The child is this test binary running
+/// right after, with its body, while a delivery claims and records
+/// beside the ingests (commits not waiting for the disk, interleaved with
+/// those that do). The child is this test binary running
 /// `child_ingests_until_killed`.
 #[tokio::test]
 async fn acknowledged_messages_survive_sigkill() {
@@ -439,6 +441,20 @@ async fn child_ingests_until_killed() {
         return;
     };
     let journal = open(Path::new(&path)).await.unwrap();
+    let delivery = {
+        let journal = journal.clone();
+        tokio::spawn(async move {
+            loop {
+                let claimed = journal.claim("adt", 16).await.unwrap();
+                let outcomes = claimed
+                    .iter()
+                    .map(|c| (c.id, crate::suite::fixtures::delivered(2000)))
+                    .collect();
+                journal.record_many(outcomes).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        })
+    };
     let tasks: Vec<_> = (0..8)
         .map(|task| {
             let journal = journal.clone();
@@ -454,6 +470,7 @@ async fn child_ingests_until_killed() {
     for task in tasks {
         task.await.unwrap();
     }
+    delivery.await.unwrap();
 }
 
 /// `cargo test --release -p guichet-journal --test sqlite -- --ignored

@@ -157,6 +157,22 @@ impl Store for SqliteStore {
         self.write(move |conn| write::record(conn, id, &outcome))
     }
 
+    fn record_many(
+        &self,
+        outcomes: Vec<(MessageId, Outcome)>,
+    ) -> BoxFuture<Result<(), JournalError>> {
+        if outcomes.is_empty() {
+            return Box::pin(async { Ok(()) });
+        }
+        let recorded = self.write(move |conn| write::record_many(conn, &outcomes));
+        Box::pin(async move {
+            match recorded.await? {
+                Some(missing) => Err(JournalError::NotFound(missing)),
+                None => Ok(()),
+            }
+        })
+    }
+
     fn replay(&self, which: Replay) -> BoxFuture<Result<u64, JournalError>> {
         self.write(move |conn| write::replay(conn, &which))
     }

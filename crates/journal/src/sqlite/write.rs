@@ -181,6 +181,27 @@ pub(super) fn record(
     id: MessageId,
     outcome: &Outcome,
 ) -> Result<(), JournalError> {
+    let changed = record_one(conn, id, outcome).map_err(failed)?;
+    found(changed, id)
+}
+
+/// Records every outcome in one request; an unknown id changes nothing
+/// and the first one is returned. An SQL failure undoes them all.
+pub(super) fn record_many(
+    conn: &Connection,
+    outcomes: &[(MessageId, Outcome)],
+) -> Result<Option<MessageId>, JournalError> {
+    let mut missing = None;
+    for (id, outcome) in outcomes {
+        if record_one(conn, *id, outcome).map_err(failed)? == 0 {
+            missing = missing.or(Some(*id));
+        }
+    }
+    Ok(missing)
+}
+
+/// The rows changed: 0 when `id` is unknown.
+fn record_one(conn: &Connection, id: MessageId, outcome: &Outcome) -> rusqlite::Result<usize> {
     let sql = "UPDATE messages
                SET state = ?2, attempts = attempts + 1, last_error = ?3, ack_code = ?4,
                    next_attempt_at_ms = ?5, finished_at_ms = ?6
@@ -212,11 +233,8 @@ pub(super) fn record(
             Some(at_ms),
         ),
     };
-    let changed = conn
-        .prepare_cached(sql)
-        .and_then(|mut s| s.execute(params![id.0, state.as_str(), error, ack, next, finished]))
-        .map_err(failed)?;
-    found(changed, id)
+    conn.prepare_cached(sql)?
+        .execute(params![id.0, state.as_str(), error, ack, next, finished])
 }
 
 fn found(changed: usize, id: MessageId) -> Result<(), JournalError> {
