@@ -350,8 +350,10 @@ fn old_journal(path: &Path, flows: bool) {
         )
         .unwrap();
     }
-    conn.execute_batch("UPDATE messages SET body = NULL WHERE id = 3; DELETE FROM messages WHERE id = 5")
-        .unwrap();
+    conn.execute_batch(
+        "UPDATE messages SET body = NULL WHERE id = 3; DELETE FROM messages WHERE id = 5",
+    )
+    .unwrap();
     conn.close().unwrap();
 }
 
@@ -363,7 +365,10 @@ async fn a_journal_with_bodies_inline_keeps_its_messages() {
     let path = journal_path(&dir);
     old_journal(&path, true);
     let journal = open(&path).await.unwrap();
-    let records = journal.list(crate::suite::fixtures::filter()).await.unwrap();
+    let records = journal
+        .list(crate::suite::fixtures::filter())
+        .await
+        .unwrap();
     let seen: Vec<_> = records
         .iter()
         .map(|r| (r.id.0, r.meta.control_id.as_str(), r.state, r.body_len))
@@ -424,10 +429,7 @@ async fn a_journal_of_schema_1_gains_the_flows_table() {
         4
     );
     assert_eq!(
-        journal
-            .body(guichet_journal::MessageId(1))
-            .await
-            .unwrap(),
+        journal.body(guichet_journal::MessageId(1)).await.unwrap(),
         body("O1")
     );
     let key = guichet_journal::FlowKey {
@@ -685,4 +687,34 @@ async fn ingest_throughput() {
         journal.commits(),
         total as f64 / journal.commits() as f64
     );
+}
+
+/// Committed pages reach the database file while the journal stays open
+/// and no single commit is large enough for the writer to checkpoint by
+/// itself: the checkpoint thread copies them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_copied_back_while_the_journal_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = journal_path(&dir);
+    let journal = open(&path).await.unwrap();
+    let before = std::fs::metadata(&path).unwrap().len();
+    for chunk in 0..20 {
+        let batch = (0..50)
+            .map(|i| message("adt", &format!("W{chunk}-{i}"), 1000))
+            .collect();
+        journal.ingest(batch).await.unwrap();
+    }
+    let wal = std::fs::metadata(side_file(&path, "-wal")).unwrap().len();
+    assert!(wal > 64 * 4096, "the WAL holds too little to tell: {wal}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&path).unwrap().len() <= before {
+        assert!(
+            Instant::now() < deadline,
+            "nothing was copied back into the database file"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // and what was copied reads back
+    let claimed = journal.claim("adt", 1000).await.unwrap();
+    assert_eq!(claimed.len(), 1000);
 }

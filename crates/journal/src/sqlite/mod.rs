@@ -6,9 +6,11 @@
 //! - `schema`: tables and migrations.
 //! - `writer`: the writer thread and its group commit.
 //! - `sync`: the thread that syncs one commit while the next is written.
+//! - `checkpoint`: the thread that copies the WAL back into the file.
 //! - `write`, `read`: the SQL of each operation.
 //! - `flows`: the observed flows' table.
 
+mod checkpoint;
 mod file;
 mod flows;
 mod read;
@@ -29,6 +31,9 @@ use crate::{
 use read::Readers;
 use write::PRUNE_CHUNK;
 use writer::Writer;
+
+/// The writer connection's page cache, in KiB.
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
 
 /// A journal in one SQLite file. Dropping the last handle stops the
 /// writer thread once it has answered what was queued.
@@ -53,7 +58,8 @@ fn open_blocking(path: &Path) -> Result<SqliteStore, JournalError> {
     let open = file::prepare(path)?;
     let conn = write_connection(path)?;
     let syncer = syncer(path, &conn)?;
-    let writer = Writer::start(conn, syncer)
+    let checkpointer = checkpointer(path, &conn);
+    let writer = Writer::start(conn, syncer, checkpointer)
         .map_err(|e| file::refuse(path, format!("cannot start its writer thread: {e}")))?;
     Ok(SqliteStore {
         writer,
@@ -69,6 +75,10 @@ fn write_connection(path: &Path) -> Result<Connection, JournalError> {
     conn.busy_timeout(read::BUSY_TIMEOUT)
         .map_err(|e| refuse(&e))?;
     conn.set_prepared_statement_cache_capacity(64);
+    // The indexes' pages stay in memory as the journal grows, instead of
+    // being read back from the file at each insert (the default is 2 MiB).
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
+        .map_err(|e| refuse(&e))?;
     schema::set_wal(&conn).map_err(|e| refuse(&format!("cannot switch to WAL mode: {e}")))?;
     schema::migrate(&conn).map_err(|e| refuse(&e))?;
     Ok(conn)
@@ -79,7 +89,9 @@ fn write_connection(path: &Path) -> Result<Connection, JournalError> {
 /// opened) each durable commit syncs in place, as SQLite does at FULL.
 fn syncer(path: &Path, conn: &Connection) -> Result<Option<sync::Syncer>, JournalError> {
     // SQLite's own name for the file, the one its WAL is named after.
-    let db = conn.path().map_or_else(|| path.to_path_buf(), PathBuf::from);
+    let db = conn
+        .path()
+        .map_or_else(|| path.to_path_buf(), PathBuf::from);
     let wal = match sync::open_wal(&db) {
         Ok(wal) => wal,
         Err(e) => {
@@ -95,6 +107,27 @@ fn syncer(path: &Path, conn: &Connection) -> Result<Option<sync::Syncer>, Journa
     sync::Syncer::start(wal)
         .map(Some)
         .map_err(|e| file::refuse(path, format!("cannot start its sync thread: {e}")))
+}
+
+/// The thread that checkpoints, with the writer's own automatic
+/// checkpoint pushed back to a backstop. Without it (its connection could
+/// not be opened) the writer checkpoints as SQLite does by default.
+fn checkpointer(path: &Path, conn: &Connection) -> Option<checkpoint::Checkpointer> {
+    let db = conn
+        .path()
+        .map_or_else(|| path.to_path_buf(), PathBuf::from);
+    let started = checkpoint::Checkpointer::start(&db).and_then(|checkpointer| {
+        conn.pragma_update(None, "wal_autocheckpoint", checkpoint::BACKSTOP_PAGES)
+            .map(|()| checkpointer)
+            .map_err(|e| e.to_string())
+    });
+    match started {
+        Ok(checkpointer) => Some(checkpointer),
+        Err(e) => {
+            tracing::warn!(error = %e, "the journal's checkpoint thread cannot start: the writer checkpoints");
+            None
+        }
+    }
 }
 
 impl SqliteStore {
@@ -289,7 +322,7 @@ mod tests {
         let path = dir.path().join("journal.db");
         let _open = file::prepare(&path).unwrap();
         let (syncer, sync_started, release) = sync::tests::gated();
-        let writer = Writer::start(write_connection(&path).unwrap(), Some(syncer)).unwrap();
+        let writer = Writer::start(write_connection(&path).unwrap(), Some(syncer), None).unwrap();
         let ingest = writer.call(true, |conn| write::ingest(conn, vec![message("C1")]));
         let mut ingest = tokio::spawn(ingest);
         tokio::task::spawn_blocking(move || {
@@ -319,7 +352,7 @@ mod tests {
         let path = dir.path().join("journal.db");
         let _open = file::prepare(&path).unwrap();
         let (syncer, _sync_started, release) = sync::tests::gated();
-        let writer = Writer::start(write_connection(&path).unwrap(), Some(syncer)).unwrap();
+        let writer = Writer::start(write_connection(&path).unwrap(), Some(syncer), None).unwrap();
         release.send(Err(std::io::Error::other("EIO"))).unwrap();
         let first = writer
             .call(true, |conn| write::ingest(conn, vec![message("C1")]))

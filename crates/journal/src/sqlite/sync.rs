@@ -221,7 +221,11 @@ pub(super) mod tests {
 
     /// A syncer on a [`Gate`]: says when each sync starts, and lets it
     /// end with what the test sends.
-    pub(in crate::sqlite) fn gated() -> (Syncer, mpsc::Receiver<()>, mpsc::Sender<std::io::Result<()>>) {
+    pub(in crate::sqlite) fn gated() -> (
+        Syncer,
+        mpsc::Receiver<()>,
+        mpsc::Sender<std::io::Result<()>>,
+    ) {
         let (started, sync_started) = mpsc::channel();
         let (release, proceed) = mpsc::channel();
         let syncer = Syncer::start(Gate { started, proceed }).unwrap();
@@ -239,13 +243,25 @@ pub(super) mod tests {
         // handed over while the first sync runs: waits for a second one
         let (second, second_answer) = probe();
         syncer.hand_over(vec![second]);
-        assert!(first_answer.recv_timeout(SHORT).is_err(), "answered before its sync");
+        assert!(
+            first_answer.recv_timeout(SHORT).is_err(),
+            "answered before its sync"
+        );
         release.send(Ok(())).unwrap();
-        assert_eq!(first_answer.recv_timeout(Duration::from_secs(5)), Ok(Ok(())));
+        assert_eq!(
+            first_answer.recv_timeout(Duration::from_secs(5)),
+            Ok(Ok(()))
+        );
         sync_started.recv_timeout(Duration::from_secs(5)).unwrap();
-        assert!(second_answer.recv_timeout(SHORT).is_err(), "answered by the earlier sync");
+        assert!(
+            second_answer.recv_timeout(SHORT).is_err(),
+            "answered by the earlier sync"
+        );
         release.send(Ok(())).unwrap();
-        assert_eq!(second_answer.recv_timeout(Duration::from_secs(5)), Ok(Ok(())));
+        assert_eq!(
+            second_answer.recv_timeout(Duration::from_secs(5)),
+            Ok(Ok(()))
+        );
     }
 
     #[test]
@@ -255,14 +271,23 @@ pub(super) mod tests {
         syncer.hand_over(vec![first]);
         sync_started.recv_timeout(Duration::from_secs(5)).unwrap();
         release.send(Err(std::io::Error::other("EIO"))).unwrap();
-        let why = first_answer.recv_timeout(Duration::from_secs(5)).unwrap().unwrap_err();
+        let why = first_answer
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap()
+            .unwrap_err();
         assert!(why.contains("EIO") && why.contains("restarted"), "{why}");
         assert_eq!(syncer.failed(), Some(why.clone()));
         // later requests are refused without trusting another sync
         let (second, second_answer) = probe();
         syncer.hand_over(vec![second]);
-        assert_eq!(second_answer.recv_timeout(Duration::from_secs(5)), Ok(Err(why)));
-        assert!(sync_started.try_recv().is_err(), "synced again after a failure");
+        assert_eq!(
+            second_answer.recv_timeout(Duration::from_secs(5)),
+            Ok(Err(why))
+        );
+        assert!(
+            sync_started.try_recv().is_err(),
+            "synced again after a failure"
+        );
     }
 
     #[test]
@@ -280,11 +305,17 @@ pub(super) mod tests {
             thread::spawn(move || syncer.wait_taken())
         };
         thread::sleep(SHORT);
-        assert!(!waiter.is_finished(), "went on while a batch waited for the disk");
+        assert!(
+            !waiter.is_finished(),
+            "went on while a batch waited for the disk"
+        );
         release.send(Ok(())).unwrap();
         waiter.join().unwrap();
         release.send(Ok(())).unwrap();
-        assert_eq!(second_answer.recv_timeout(Duration::from_secs(5)), Ok(Ok(())));
+        assert_eq!(
+            second_answer.recv_timeout(Duration::from_secs(5)),
+            Ok(Ok(()))
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ use std::thread;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::Checkpointer;
 use super::sync::Syncer;
 use crate::JournalError;
 
@@ -100,8 +101,14 @@ fn in_savepoint<T>(
 impl Writer {
     /// Starts the writer thread on `conn`, syncing through `syncer` when
     /// there is one (else each durable commit syncs in place). It ends
-    /// when the last handle is dropped, after answering what was queued.
-    pub(super) fn start(conn: Connection, syncer: Option<Syncer>) -> std::io::Result<Writer> {
+    /// when the last handle is dropped, after answering what was queued;
+    /// `checkpointer` is stopped then, before `conn` closes (the last
+    /// connection to close checkpoints the WAL and removes it).
+    pub(super) fn start(
+        conn: Connection,
+        syncer: Option<Syncer>,
+        checkpointer: Option<Checkpointer>,
+    ) -> std::io::Result<Writer> {
         let (requests, queue) = mpsc::unbounded_channel();
         let commits = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&commits);
@@ -111,7 +118,13 @@ impl Writer {
         };
         thread::Builder::new()
             .name("journal-writer".into())
-            .spawn(move || serve(conn, queue, &counter, mode))?;
+            .spawn(move || {
+                serve(&conn, queue, &counter, mode);
+                drop(checkpointer);
+                if let Err((_, e)) = conn.close() {
+                    tracing::warn!(error = %e, "closing the journal's write connection failed");
+                }
+            })?;
         Ok(Writer { requests, commits })
     }
 
@@ -165,7 +178,7 @@ enum Durability {
 
 /// The writer thread's loop.
 fn serve(
-    conn: Connection,
+    conn: &Connection,
     mut queue: mpsc::UnboundedReceiver<Request>,
     commits: &AtomicU64,
     mut mode: Durability,
@@ -178,13 +191,10 @@ fn serve(
                 Err(_) => break,
             }
         }
-        run_batch(&conn, batch, &mut mode, commits);
+        run_batch(conn, batch, &mut mode, commits);
     }
     // Syncs and answers what was handed over before the connection closes.
     drop(mode);
-    if let Err((_, e)) = conn.close() {
-        tracing::warn!(error = %e, "closing the journal's write connection failed");
-    }
 }
 
 /// The connection's current `synchronous` level, to set it only on change.
