@@ -148,6 +148,15 @@ impl Journal {
         self.store.record(id, outcome)
     }
 
+    /// Records several outcomes in one request (see [`Store::record_many`]);
+    /// queued before this returns, like [`Journal::record`].
+    pub fn record_many(
+        &self,
+        outcomes: Vec<(MessageId, Outcome)>,
+    ) -> impl std::future::Future<Output = Result<(), JournalError>> + Send + 'static {
+        self.store.record_many(outcomes)
+    }
+
     pub async fn replay(&self, which: Replay) -> Result<u64, JournalError> {
         self.store.replay(which).await
     }

@@ -86,6 +86,29 @@ pub trait Store: Send + Sync + 'static {
     /// Needs no fsync: a lost record means a redelivery, never a loss.
     fn record(&self, id: MessageId, outcome: Outcome) -> BoxFuture<Result<(), JournalError>>;
 
+    /// Records several outcomes as [`Store::record`] does, in one request.
+    /// An unknown id changes nothing and the others are recorded; the
+    /// first unknown one is answered as [`JournalError::NotFound`].
+    fn record_many(
+        &self,
+        outcomes: Vec<(MessageId, Outcome)>,
+    ) -> BoxFuture<Result<(), JournalError>> {
+        let queued: Vec<_> = outcomes
+            .into_iter()
+            .map(|(id, outcome)| self.record(id, outcome))
+            .collect();
+        Box::pin(async move {
+            let mut first = Ok(());
+            for recorded in queued {
+                let result = recorded.await;
+                if first.is_ok() {
+                    first = result;
+                }
+            }
+            first
+        })
+    }
+
     /// Puts messages back in line (`queued`, attempts reset, `redelivered`
     /// set). Returns how many. A message whose body was pruned cannot be
     /// replayed ([`JournalError::NoBody`] for [`Replay::One`]; skipped and

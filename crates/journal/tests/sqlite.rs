@@ -236,15 +236,189 @@ async fn a_journal_from_a_newer_guichet_is_refused() {
     assert!(text.contains("newer guichet (schema version 99"), "{text}");
 }
 
+/// The tables of a journal written by guichet before schema version 3,
+/// as those versions created them: bodies inline in `messages`.
+/// Copied here, not taken from the code, so that a change to the code's
+/// migrations cannot change what an old file looks like.
+const OLD_V1: &str = "
+CREATE TABLE schema_migrations (
+    version INTEGER PRIMARY KEY,
+    applied_at_ms INTEGER NOT NULL
+);
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    route TEXT NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    peer_app TEXT,
+    peer_addr TEXT NOT NULL,
+    dedup_key TEXT NOT NULL,
+    sending_application TEXT NOT NULL,
+    sending_facility TEXT NOT NULL,
+    receiving_application TEXT NOT NULL,
+    receiving_facility TEXT NOT NULL,
+    message_type TEXT NOT NULL,
+    control_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    body_len INTEGER NOT NULL,
+    sealed INTEGER NOT NULL,
+    state TEXT NOT NULL
+        CHECK (state IN ('queued', 'in_flight', 'failed', 'delivered', 'dead')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    redelivered INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    ack_code TEXT,
+    next_attempt_at_ms INTEGER,
+    finished_at_ms INTEGER,
+    body BLOB
+);
+CREATE INDEX messages_pending ON messages (route, id)
+    WHERE state IN ('queued', 'in_flight', 'failed');
+CREATE INDEX messages_dead ON messages (route) WHERE state = 'dead';
+CREATE INDEX messages_dedup ON messages (route, dedup_key, control_id, received_at_ms);
+CREATE INDEX messages_received ON messages (received_at_ms);
+CREATE INDEX messages_finished ON messages (finished_at_ms) WHERE body IS NOT NULL;
+CREATE TABLE leases (
+    route TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+);
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    message_id INTEGER
+);
+INSERT INTO schema_migrations (version, applied_at_ms) VALUES (1, 0);
+";
+
+const OLD_V2: &str = "
+CREATE TABLE flows (
+    route TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    application TEXT NOT NULL,
+    source TEXT NOT NULL,
+    target TEXT NOT NULL,
+    message_type TEXT NOT NULL,
+    tls_in INTEGER NOT NULL,
+    tls_out INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    hits INTEGER NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    PRIMARY KEY (route, kind, direction, application, source, target, message_type,
+                 tls_in, tls_out, outcome)
+);
+INSERT INTO schema_migrations (version, applied_at_ms) VALUES (2, 0);
+";
+
+/// An old journal at `path` (schema 1, or 2 with `flows`) holding, by
+/// id: 1 queued, 2 delivered with its body, 3 delivered with its body
+/// pruned, 4 failed; and a 5th record deleted by a prune, whose id must
+/// not come back.
+fn old_journal(path: &Path, flows: bool) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.execute_batch(OLD_V1).unwrap();
+    if flows {
+        conn.execute_batch(OLD_V2).unwrap();
+    }
+    let rows: [(&str, &str, Option<i64>); 5] = [
+        ("O1", "queued", None),
+        ("O2", "delivered", Some(2000)),
+        ("O3", "delivered", Some(2000)),
+        ("O4", "failed", None),
+        ("O5", "delivered", Some(2000)),
+    ];
+    for (cid, state, finished) in rows {
+        conn.execute(
+            "INSERT INTO messages (route, received_at_ms, peer_app, peer_addr, dedup_key,
+                 sending_application, sending_facility, receiving_application,
+                 receiving_facility, message_type, control_id, version, body_len, sealed,
+                 state, attempts, finished_at_ms, body)
+             VALUES ('adt', 1000, 'eai', '127.0.0.1:40000', 'eai', 'EAI', 'CHU', 'DPI', 'CHU',
+                 'ADT^A01^ADT_A01', ?1, '2.5', ?2, 0, ?3, ?4, ?5, ?6)",
+            rusqlite::params![
+                cid,
+                body(cid).len() as i64,
+                state,
+                i64::from(state != "queued"),
+                finished,
+                body(cid)
+            ],
+        )
+        .unwrap();
+    }
+    conn.execute_batch(
+        "UPDATE messages SET body = NULL WHERE id = 3; DELETE FROM messages WHERE id = 5",
+    )
+    .unwrap();
+    conn.close().unwrap();
+}
+
+/// A journal of schema 2 (bodies inline) opens with every message, body
+/// and state kept, and goes on: claims, prunes, new ids after the old.
+#[tokio::test]
+async fn a_journal_with_bodies_inline_keeps_its_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = journal_path(&dir);
+    old_journal(&path, true);
+    let journal = open(&path).await.unwrap();
+    let records = journal
+        .list(crate::suite::fixtures::filter())
+        .await
+        .unwrap();
+    let seen: Vec<_> = records
+        .iter()
+        .map(|r| (r.id.0, r.meta.control_id.as_str(), r.state, r.body_len))
+        .collect();
+    let len = |cid| Some(body(cid).len() as u64);
+    use guichet_journal::{MessageId, State};
+    assert_eq!(
+        seen,
+        [
+            (4, "O4", State::Failed, len("O4")),
+            (3, "O3", State::Delivered, None),
+            (2, "O2", State::Delivered, len("O2")),
+            (1, "O1", State::Queued, len("O1")),
+        ]
+    );
+    assert_eq!(journal.body(MessageId(2)).await.unwrap(), body("O2"));
+    assert!(matches!(
+        journal.body(MessageId(3)).await,
+        Err(JournalError::NoBody(MessageId(3)))
+    ));
+    let claimed = journal.claim("adt", 10).await.unwrap();
+    let claimed: Vec<_> = claimed.iter().map(|c| (c.id.0, c.body.clone())).collect();
+    assert_eq!(claimed, [(1, body("O1")), (4, body("O4"))]);
+    let next = store(&journal, message("adt", "N1", 3000)).await;
+    assert_eq!(next, MessageId(6), "an id of the old journal came back");
+    assert_eq!(journal.body(next).await.unwrap(), body("N1"));
+    // the delivered body goes at a prune; the pruned one is not counted
+    let pruned = journal.prune(2500, 0).await.unwrap();
+    assert_eq!(pruned, crate::suite::fixtures::report(1, 0));
+    assert!(matches!(
+        journal.body(MessageId(2)).await,
+        Err(JournalError::NoBody(MessageId(2)))
+    ));
+    let pruned = journal.prune(2500, 1500).await.unwrap();
+    assert_eq!(pruned, crate::suite::fixtures::report(0, 2));
+    drop(journal);
+    wait_closed(&path).await;
+    // and the migrated file opens again as it is
+    let journal = open(&path).await.unwrap();
+    assert_eq!(journal.body(MessageId(4)).await.unwrap(), body("O4"));
+}
+
 /// A journal written before observed flows existed (schema version 1)
-/// gains the flows table at its next opening, its messages kept.
+/// gains the flows table, and its bodies their own, at its next opening,
+/// its messages kept.
 #[tokio::test]
 async fn a_journal_of_schema_1_gains_the_flows_table() {
-    let (_dir, path) = closed_journal(3).await;
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("DROP TABLE flows; DELETE FROM schema_migrations WHERE version = 2")
-        .unwrap();
-    drop(conn);
+    let dir = tempfile::tempdir().unwrap();
+    let path = journal_path(&dir);
+    old_journal(&path, false);
     let journal = open(&path).await.unwrap();
     assert_eq!(
         journal
@@ -252,7 +426,11 @@ async fn a_journal_of_schema_1_gains_the_flows_table() {
             .await
             .unwrap()
             .len(),
-        3
+        4
+    );
+    assert_eq!(
+        journal.body(guichet_journal::MessageId(1)).await.unwrap(),
+        body("O1")
     );
     let key = guichet_journal::FlowKey {
         route: "adt".into(),
@@ -390,7 +568,9 @@ async fn a_batch_that_cannot_commit_stores_nothing_and_says_so() {
 }
 
 /// Every message whose ingest returned survives a SIGKILL of the process
-/// right after. The child is this test binary running
+/// right after, with its body, while a delivery claims and records
+/// beside the ingests (commits not waiting for the disk, interleaved with
+/// those that do). The child is this test binary running
 /// `child_ingests_until_killed`.
 #[tokio::test]
 async fn acknowledged_messages_survive_sigkill() {
@@ -439,6 +619,20 @@ async fn child_ingests_until_killed() {
         return;
     };
     let journal = open(Path::new(&path)).await.unwrap();
+    let delivery = {
+        let journal = journal.clone();
+        tokio::spawn(async move {
+            loop {
+                let claimed = journal.claim("adt", 16).await.unwrap();
+                let outcomes = claimed
+                    .iter()
+                    .map(|c| (c.id, crate::suite::fixtures::delivered(2000)))
+                    .collect();
+                journal.record_many(outcomes).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        })
+    };
     let tasks: Vec<_> = (0..8)
         .map(|task| {
             let journal = journal.clone();
@@ -454,6 +648,7 @@ async fn child_ingests_until_killed() {
     for task in tasks {
         task.await.unwrap();
     }
+    delivery.await.unwrap();
 }
 
 /// `cargo test --release -p guichet-journal --test sqlite -- --ignored
@@ -492,4 +687,34 @@ async fn ingest_throughput() {
         journal.commits(),
         total as f64 / journal.commits() as f64
     );
+}
+
+/// Committed pages reach the database file while the journal stays open
+/// and no single commit is large enough for the writer to checkpoint by
+/// itself: the checkpoint thread copies them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_copied_back_while_the_journal_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = journal_path(&dir);
+    let journal = open(&path).await.unwrap();
+    let before = std::fs::metadata(&path).unwrap().len();
+    for chunk in 0..20 {
+        let batch = (0..50)
+            .map(|i| message("adt", &format!("W{chunk}-{i}"), 1000))
+            .collect();
+        journal.ingest(batch).await.unwrap();
+    }
+    let wal = std::fs::metadata(side_file(&path, "-wal")).unwrap().len();
+    assert!(wal > 64 * 4096, "the WAL holds too little to tell: {wal}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&path).unwrap().len() <= before {
+        assert!(
+            Instant::now() < deadline,
+            "nothing was copied back into the database file"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // and what was copied reads back
+    let claimed = journal.claim("adt", 1000).await.unwrap();
+    assert_eq!(claimed.len(), 1000);
 }

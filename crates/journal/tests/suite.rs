@@ -127,6 +127,7 @@ macro_rules! journal_suite {
             retry_keeps_head_of_line,
             dead_lets_the_queue_move_on,
             record_then_claim_in_call_order,
+            record_many_records_each_in_call_order,
             recover_flags_redelivered,
             leases_are_exclusive_between_nodes,
             lease_expiry_lets_another_node_take_over,
@@ -640,6 +641,36 @@ pub mod cases {
         recorded.await.unwrap();
         retried.await.unwrap();
         assert_eq!(state(&j, ids_[0]).await, State::Delivered);
+    }
+
+    /// Several outcomes in one request: each recorded, an unknown id
+    /// named without undoing the others, queued when called.
+    pub async fn record_many_records_each_in_call_order(h: Harness) {
+        let j = h.open().await;
+        let ids_ = store_n(&j, "adt", 4).await;
+        assert_eq!(ids(&j.claim("adt", 3).await.unwrap()), ids_[0..3]);
+        let missing = MessageId(999_999);
+        // not awaited yet: the claim queued after it sees its outcomes
+        let recorded = j.record_many(vec![
+            (ids_[0], delivered(2000)),
+            (missing, delivered(2000)),
+            (ids_[1], dead(2100)),
+            (ids_[2], retry(5000)),
+        ]);
+        let claimed = j.claim("adt", 10).await.unwrap();
+        assert_eq!(ids(&claimed), vec![ids_[2], ids_[3]]);
+        assert_eq!(
+            (claimed[0].attempts, claimed[0].next_attempt_at_ms),
+            (1, Some(5000))
+        );
+        match recorded.await {
+            Err(JournalError::NotFound(id)) => assert_eq!(id, missing),
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+        assert_eq!(state(&j, ids_[0]).await, State::Delivered);
+        assert_eq!(state(&j, ids_[1]).await, State::Dead);
+        assert_eq!(j.get(ids_[1]).await.unwrap().finished_at_ms, Some(2100));
+        j.record_many(Vec::new()).await.unwrap();
     }
 
     pub async fn recover_flags_redelivered(h: Harness) {

@@ -238,18 +238,12 @@ impl Worker {
             return;
         }
         settled.since = None;
-        let recorded: Vec<_> = settled
-            .outcomes
-            .drain(..)
-            .map(|(id, outcome)| self.journal.record(id, outcome))
-            .collect();
+        let recorded = self
+            .journal
+            .record_many(std::mem::take(&mut settled.outcomes));
         tokio::spawn(async move {
-            for recorded in recorded {
-                if let Err(e) = recorded.await {
-                    warn!(
-                        "could not record a delivery outcome (the message will be sent again): {e}"
-                    );
-                }
+            if let Err(e) = recorded.await {
+                warn!("could not record a delivery outcome (the message will be sent again): {e}");
             }
         });
     }

@@ -37,11 +37,9 @@ use crate::tcp::{Activity, PumpEnd};
 /// this many per journal batch.
 const MAX_BATCH: usize = 64;
 
-/// What a frame became.
-enum Received {
-    Message { header: Box<Header>, body: Bytes },
-    NotHl7,
-}
+/// A frame's message, read once: its header span for the ACK, its
+/// header fields for the journal and the events. `None`: not HL7.
+type Parsed<'a> = Option<(Message<'a>, Header)>;
 
 /// The answer owed for one frame.
 enum Answer {
@@ -145,7 +143,7 @@ impl Ingest<'_> {
         &self,
         deadline: &mut FrameDeadline,
         frames: &mut FramedRead<R, MllpCodec>,
-    ) -> Result<Option<Vec<Received>>, Stop> {
+    ) -> Result<Option<Vec<Bytes>>, Stop> {
         let next = deadline.next(frames).await.map_err(|t| {
             self.route
                 .metrics
@@ -155,11 +153,11 @@ impl Ingest<'_> {
         let Some(first) = self.frame(next)? else {
             return Ok(None);
         };
-        let mut batch = vec![self.received(first)];
+        let mut batch = vec![first.payload];
         while batch.len() < MAX_BATCH {
             match frames.next().now_or_never() {
                 Some(next) => match self.frame(next)? {
-                    Some(frame) => batch.push(self.received(frame)),
+                    Some(frame) => batch.push(frame.payload),
                     None => break,
                 },
                 None => break,
@@ -193,28 +191,25 @@ impl Ingest<'_> {
         }
     }
 
-    fn received(&self, frame: Frame) -> Received {
-        match Message::parse_with(&frame.payload, ParseOptions::wire()) {
-            Ok(message) => {
-                self.peer.leading(self.route, &frame.payload);
-                Received::Message {
-                    header: Box::new(Header::read(&message)),
-                    body: frame.payload,
-                }
-            }
-            Err(_) => Received::NotHl7,
-        }
+    /// Parses a frame's message, the only time it is parsed.
+    fn parse<'a>(&self, payload: &'a Bytes) -> Parsed<'a> {
+        let message = Message::parse_with(payload, ParseOptions::wire()).ok()?;
+        self.peer.leading(self.route, payload);
+        let header = Header::read(&message);
+        Some((message, header))
     }
 
     /// Stores the batch's messages in one journal call and says what to
     /// answer each frame, in order.
-    async fn store(&self, batch: Vec<Received>) -> Vec<Answer> {
+    async fn store(&self, batch: Vec<Bytes>) -> Vec<Answer> {
         let at = SystemTime::now();
-        let news: Vec<NewMessage> = batch
+        let parsed: Vec<Parsed<'_>> = batch.iter().map(|payload| self.parse(payload)).collect();
+        let news: Vec<NewMessage> = parsed
             .iter()
-            .filter_map(|r| match r {
-                Received::Message { header, body } => Some(self.new_message(header, body, at)),
-                Received::NotHl7 => None,
+            .zip(&batch)
+            .filter_map(|(parsed, body)| {
+                let (_, header) = parsed.as_ref()?;
+                Some(self.new_message(header, body, at))
             })
             .collect();
         let mut results = if news.is_empty() {
@@ -229,19 +224,19 @@ impl Ingest<'_> {
             self.stored.notify_one();
         }
         let mut stored = results.as_mut().map(|r| r.drain(..));
-        batch
+        parsed
             .into_iter()
-            .map(|received| match received {
-                Received::NotHl7 => {
+            .map(|parsed| match parsed {
+                None => {
                     self.publish(None, 0, at, MessageOutcome::RejectedNotHl7);
                     Answer::Reply(reject_not_hl7())
                 }
-                Received::Message { header, body } => {
+                Some((message, header)) => {
                     let outcome = match &mut stored {
                         Ok(iter) => iter.next(),
                         Err(_) => None,
                     };
-                    self.answer(*header, &body, at, outcome)
+                    self.answer(&message, header, at, outcome)
                 }
             })
             .collect()
@@ -276,8 +271,8 @@ impl Ingest<'_> {
     /// (`None`: not stored).
     fn answer(
         &self,
+        message: &Message<'_>,
         header: Header,
-        body: &[u8],
         at: SystemTime,
         outcome: Option<Ingested>,
     ) -> Answer {
@@ -292,14 +287,11 @@ impl Ingest<'_> {
         };
         let failed = event == MessageOutcome::NotStored;
         let wanted = !enhanced || accept_ack_due(&header, code);
-        let size = body.len();
-        let reply = wanted.then(|| ack(body, code, failed));
+        let size = message.raw().len();
+        let reply = wanted.then(|| ack(message, code, failed));
         self.publish(Some(header), size, at, event);
         match reply {
-            Some(Some(bytes)) => Answer::Reply(bytes),
-            // An ACK cannot be built for a message that parsed before:
-            // never answer an accept we cannot write; close instead.
-            Some(None) => Answer::Close,
+            Some(bytes) => Answer::Reply(bytes),
             None if failed => Answer::Close,
             None => Answer::Nothing,
         }
@@ -317,8 +309,7 @@ impl Ingest<'_> {
 }
 
 /// guichet's own ACK for a message it stored (or could not store).
-fn ack(body: &[u8], code: AckCode, failed: bool) -> Option<Vec<u8>> {
-    let message = Message::parse_with(body, ParseOptions::wire()).ok()?;
+fn ack(message: &Message<'_>, code: AckCode, failed: bool) -> Vec<u8> {
     let control_id = stamp::next_control_id();
     let timestamp = stamp::now_timestamp();
     let (text, error) = if failed {
@@ -333,8 +324,8 @@ fn ack(body: &[u8], code: AckCode, failed: bool) -> Option<Vec<u8>> {
     } else {
         (None, None)
     };
-    Some(build_ack(
-        &message,
+    build_ack(
+        message,
         &AckRequest {
             code,
             control_id: &control_id,
@@ -342,5 +333,5 @@ fn ack(body: &[u8], code: AckCode, failed: bool) -> Option<Vec<u8>> {
             text,
             error,
         },
-    ))
+    )
 }

@@ -5,17 +5,21 @@
 //! - `file`: creating the file, refusing a damaged or foreign one.
 //! - `schema`: tables and migrations.
 //! - `writer`: the writer thread and its group commit.
+//! - `sync`: the thread that syncs one commit while the next is written.
+//! - `checkpoint`: the thread that copies the WAL back into the file.
 //! - `write`, `read`: the SQL of each operation.
 //! - `flows`: the observed flows' table.
 
+mod checkpoint;
 mod file;
 mod flows;
 mod read;
 mod schema;
+mod sync;
 mod write;
 mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rusqlite::Connection;
@@ -27,6 +31,9 @@ use crate::{
 use read::Readers;
 use write::PRUNE_CHUNK;
 use writer::Writer;
+
+/// The writer connection's page cache, in KiB.
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
 
 /// A journal in one SQLite file. Dropping the last handle stops the
 /// writer thread once it has answered what was queued.
@@ -50,7 +57,9 @@ impl SqliteStore {
 fn open_blocking(path: &Path) -> Result<SqliteStore, JournalError> {
     let open = file::prepare(path)?;
     let conn = write_connection(path)?;
-    let writer = Writer::start(conn)
+    let syncer = syncer(path, &conn)?;
+    let checkpointer = checkpointer(path, &conn);
+    let writer = Writer::start(conn, syncer, checkpointer)
         .map_err(|e| file::refuse(path, format!("cannot start its writer thread: {e}")))?;
     Ok(SqliteStore {
         writer,
@@ -66,9 +75,59 @@ fn write_connection(path: &Path) -> Result<Connection, JournalError> {
     conn.busy_timeout(read::BUSY_TIMEOUT)
         .map_err(|e| refuse(&e))?;
     conn.set_prepared_statement_cache_capacity(64);
+    // The indexes' pages stay in memory as the journal grows, instead of
+    // being read back from the file at each insert (the default is 2 MiB).
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
+        .map_err(|e| refuse(&e))?;
     schema::set_wal(&conn).map_err(|e| refuse(&format!("cannot switch to WAL mode: {e}")))?;
     schema::migrate(&conn).map_err(|e| refuse(&e))?;
     Ok(conn)
+}
+
+/// The thread that syncs commits, with the writer's connection set to
+/// leave syncing to it. Without a WAL file to sync (it could not be
+/// opened) each durable commit syncs in place, as SQLite does at FULL.
+fn syncer(path: &Path, conn: &Connection) -> Result<Option<sync::Syncer>, JournalError> {
+    // SQLite's own name for the file, the one its WAL is named after.
+    let db = conn
+        .path()
+        .map_or_else(|| path.to_path_buf(), PathBuf::from);
+    let wal = match sync::open_wal(&db) {
+        Ok(wal) => wal,
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "the journal's WAL cannot be opened for syncing: each commit syncs in place"
+            );
+            return Ok(None);
+        }
+    };
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(|e| file::refuse(path, format!("cannot set its commit mode: {e}")))?;
+    sync::Syncer::start(wal)
+        .map(Some)
+        .map_err(|e| file::refuse(path, format!("cannot start its sync thread: {e}")))
+}
+
+/// The thread that checkpoints, with the writer's own automatic
+/// checkpoint pushed back to a backstop. Without it (its connection could
+/// not be opened) the writer checkpoints as SQLite does by default.
+fn checkpointer(path: &Path, conn: &Connection) -> Option<checkpoint::Checkpointer> {
+    let db = conn
+        .path()
+        .map_or_else(|| path.to_path_buf(), PathBuf::from);
+    let started = checkpoint::Checkpointer::start(&db).and_then(|checkpointer| {
+        conn.pragma_update(None, "wal_autocheckpoint", checkpoint::BACKSTOP_PAGES)
+            .map(|()| checkpointer)
+            .map_err(|e| e.to_string())
+    });
+    match started {
+        Ok(checkpointer) => Some(checkpointer),
+        Err(e) => {
+            tracing::warn!(error = %e, "the journal's checkpoint thread cannot start: the writer checkpoints");
+            None
+        }
+    }
 }
 
 impl SqliteStore {
@@ -129,6 +188,22 @@ impl Store for SqliteStore {
 
     fn record(&self, id: MessageId, outcome: Outcome) -> BoxFuture<Result<(), JournalError>> {
         self.write(move |conn| write::record(conn, id, &outcome))
+    }
+
+    fn record_many(
+        &self,
+        outcomes: Vec<(MessageId, Outcome)>,
+    ) -> BoxFuture<Result<(), JournalError>> {
+        if outcomes.is_empty() {
+            return Box::pin(async { Ok(()) });
+        }
+        let recorded = self.write(move |conn| write::record_many(conn, &outcomes));
+        Box::pin(async move {
+            match recorded.await? {
+                Some(missing) => Err(JournalError::NotFound(missing)),
+                None => Ok(()),
+            }
+        })
     }
 
     fn replay(&self, which: Replay) -> BoxFuture<Result<u64, JournalError>> {
@@ -205,5 +280,88 @@ impl Store for SqliteStore {
 
     fn commits(&self) -> u64 {
         self.writer.commits()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn message(control_id: &str) -> NewMessage {
+        NewMessage {
+            route: "adt".into(),
+            received_at_ms: 1000,
+            peer_app: None,
+            peer_addr: "127.0.0.1:40000".into(),
+            dedup_key: "eai".into(),
+            dedup_since_ms: None,
+            meta: crate::Meta {
+                control_id: control_id.into(),
+                ..Default::default()
+            },
+            body: b"MSH|^~\\&|".to_vec(),
+            sealed: false,
+        }
+    }
+
+    /// Messages a second connection sees committed.
+    fn committed(path: &Path) -> i64 {
+        let conn = Connection::open(path).unwrap();
+        conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// An ingest is answered after the sync that follows its commit, not
+    /// at the commit; a write that needs no sync is answered at once,
+    /// while the sync still runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_ingest_is_answered_only_after_its_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let _open = file::prepare(&path).unwrap();
+        let (syncer, sync_started, release) = sync::tests::gated();
+        let writer = Writer::start(write_connection(&path).unwrap(), Some(syncer), None).unwrap();
+        let ingest = writer.call(true, |conn| write::ingest(conn, vec![message("C1")]));
+        let mut ingest = tokio::spawn(ingest);
+        tokio::task::spawn_blocking(move || {
+            sync_started.recv_timeout(Duration::from_secs(5)).unwrap();
+            sync_started
+        })
+        .await
+        .unwrap();
+        // committed, visible, but not answered while the disk syncs
+        assert_eq!(committed(&path), 1);
+        let claim = writer.call(false, |conn| write::claim(conn, "adt", 10));
+        let claimed = tokio::time::timeout(Duration::from_secs(5), claim).await;
+        assert_eq!(claimed.unwrap().unwrap().len(), 1);
+        let early = tokio::time::timeout(Duration::from_millis(200), &mut ingest).await;
+        assert!(early.is_err(), "answered before its sync ended");
+        release.send(Ok(())).unwrap();
+        let stored = tokio::time::timeout(Duration::from_secs(5), ingest).await;
+        let stored = stored.unwrap().unwrap().unwrap();
+        assert!(matches!(stored[..], [crate::Ingested::Stored(_)]));
+    }
+
+    /// After a failed sync the journal stores nothing more: the kernel may
+    /// have dropped what it could not write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_a_failed_sync_ingests_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let _open = file::prepare(&path).unwrap();
+        let (syncer, _sync_started, release) = sync::tests::gated();
+        let writer = Writer::start(write_connection(&path).unwrap(), Some(syncer), None).unwrap();
+        release.send(Err(std::io::Error::other("EIO"))).unwrap();
+        let first = writer
+            .call(true, |conn| write::ingest(conn, vec![message("C1")]))
+            .await;
+        assert!(matches!(first, Err(JournalError::Unavailable(ref why)) if why.contains("EIO")));
+        let second = writer
+            .call(true, |conn| write::ingest(conn, vec![message("C2")]))
+            .await;
+        assert!(matches!(second, Err(JournalError::Unavailable(ref why)) if why.contains("EIO")));
+        assert_eq!(committed(&path), 1, "stored after the failed sync");
     }
 }

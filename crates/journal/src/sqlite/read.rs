@@ -82,12 +82,12 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The columns [`record_from`] reads, in its order. The body's length is
-/// shown only while the body is kept; `typeof` reads no blob content.
+/// shown only while the body is kept.
 const RECORD_COLUMNS: &str = "id, route, received_at_ms, peer_app, peer_addr,
     sending_application, sending_facility, receiving_application, receiving_facility,
     message_type, control_id, version, state, attempts, redelivered, last_error, ack_code,
     next_attempt_at_ms, finished_at_ms,
-    CASE WHEN typeof(body) = 'null' THEN NULL ELSE body_len END, sealed";
+    CASE WHEN has_body = 1 THEN body_len END, sealed";
 
 fn record_from(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
     Ok(MessageRecord {
@@ -146,7 +146,10 @@ pub(super) fn get(conn: &Connection, id: MessageId) -> Result<MessageRecord, Jou
 
 pub(super) fn body(conn: &Connection, id: MessageId) -> Result<Vec<u8>, JournalError> {
     let body: Option<Option<Vec<u8>>> = conn
-        .prepare_cached("SELECT body FROM messages WHERE id = ?1")
+        .prepare_cached(
+            "SELECT (SELECT body FROM bodies WHERE bodies.id = messages.id)
+             FROM messages WHERE id = ?1",
+        )
         .and_then(|mut s| s.query_row([id.0], |row| row.get(0)).optional())
         .map_err(failed)?;
     body.ok_or(JournalError::NotFound(id))?

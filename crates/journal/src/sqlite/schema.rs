@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 /// Schema steps in order: `(version, sql)`. A released step is never
 /// edited; a change is a new step.
-const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3)];
 
 /// `body` is the last column so that reading any other column never walks
 /// the overflow pages of a large body. `id` is AUTOINCREMENT: ids are
@@ -85,6 +85,25 @@ CREATE TABLE flows (
     PRIMARY KEY (route, kind, direction, application, source, target, message_type,
                  tls_in, tls_out, outcome)
 );
+";
+
+/// Bodies in a table of their own, keyed by the message's id: a state
+/// change (claim, delivery outcome, replay) then rewrites a small
+/// metadata row into the WAL, never the page that holds the body.
+/// `has_body` keeps what `body IS NOT NULL` told: whether the body is
+/// still kept (it goes at a prune), without a look into `bodies`.
+/// Existing bodies are moved over; `DROP COLUMN` rewrites the table once.
+const V3: &str = "
+CREATE TABLE bodies (
+    id INTEGER PRIMARY KEY,
+    body BLOB NOT NULL
+);
+INSERT INTO bodies (id, body) SELECT id, body FROM messages WHERE body IS NOT NULL;
+ALTER TABLE messages ADD COLUMN has_body INTEGER NOT NULL DEFAULT 1;
+UPDATE messages SET has_body = 0 WHERE body IS NULL;
+DROP INDEX messages_finished;
+ALTER TABLE messages DROP COLUMN body;
+CREATE INDEX messages_finished ON messages (finished_at_ms) WHERE has_body = 1;
 ";
 
 const MARKER: &str = "

@@ -60,12 +60,13 @@ fn find_duplicate(
         .map(|id| id.map(MessageId))
 }
 
+/// The message's record, then its body under the same id.
 fn insert(conn: &Connection, m: &NewMessage) -> rusqlite::Result<MessageId> {
     let sql = "INSERT INTO messages (route, received_at_ms, peer_app, peer_addr, dedup_key,
                    sending_application, sending_facility, receiving_application,
                    receiving_facility, message_type, control_id, version,
-                   body_len, sealed, state, body)
-               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'queued', ?15)";
+                   body_len, sealed, state, has_body)
+               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'queued', 1)";
     let meta = &m.meta;
     conn.prepare_cached(sql)?.execute(params![
         m.route,
@@ -82,9 +83,11 @@ fn insert(conn: &Connection, m: &NewMessage) -> rusqlite::Result<MessageId> {
         meta.version,
         m.body.len() as i64,
         m.sealed,
-        m.body,
     ])?;
-    Ok(MessageId(conn.last_insert_rowid()))
+    let id = conn.last_insert_rowid();
+    conn.prepare_cached("INSERT INTO bodies (id, body) VALUES (?1, ?2)")?
+        .execute(params![id, m.body])?;
+    Ok(MessageId(id))
 }
 
 /// Takes, renews or refuses `route`'s lease (see [`crate::Store::acquire_lease`]).
@@ -148,7 +151,8 @@ pub(super) fn claim(
 fn next_messages(conn: &Connection, route: &str, limit: usize) -> rusqlite::Result<Vec<Claimed>> {
     let sql = "SELECT id, route, received_at_ms, sending_application, sending_facility,
                       receiving_application, receiving_facility, message_type, control_id,
-                      version, sealed, attempts, redelivered, next_attempt_at_ms, body
+                      version, sealed, attempts, redelivered, next_attempt_at_ms,
+                      (SELECT body FROM bodies WHERE bodies.id = messages.id)
                FROM messages
                WHERE route = ?1 AND state IN ('queued', 'in_flight', 'failed')
                  AND state <> 'in_flight'
@@ -181,6 +185,27 @@ pub(super) fn record(
     id: MessageId,
     outcome: &Outcome,
 ) -> Result<(), JournalError> {
+    let changed = record_one(conn, id, outcome).map_err(failed)?;
+    found(changed, id)
+}
+
+/// Records every outcome in one request; an unknown id changes nothing
+/// and the first one is returned. An SQL failure undoes them all.
+pub(super) fn record_many(
+    conn: &Connection,
+    outcomes: &[(MessageId, Outcome)],
+) -> Result<Option<MessageId>, JournalError> {
+    let mut missing = None;
+    for (id, outcome) in outcomes {
+        if record_one(conn, *id, outcome).map_err(failed)? == 0 {
+            missing = missing.or(Some(*id));
+        }
+    }
+    Ok(missing)
+}
+
+/// The rows changed: 0 when `id` is unknown.
+fn record_one(conn: &Connection, id: MessageId, outcome: &Outcome) -> rusqlite::Result<usize> {
     let sql = "UPDATE messages
                SET state = ?2, attempts = attempts + 1, last_error = ?3, ack_code = ?4,
                    next_attempt_at_ms = ?5, finished_at_ms = ?6
@@ -212,11 +237,8 @@ pub(super) fn record(
             Some(at_ms),
         ),
     };
-    let changed = conn
-        .prepare_cached(sql)
-        .and_then(|mut s| s.execute(params![id.0, state.as_str(), error, ack, next, finished]))
-        .map_err(failed)?;
-    found(changed, id)
+    conn.prepare_cached(sql)?
+        .execute(params![id.0, state.as_str(), error, ack, next, finished])
 }
 
 fn found(changed: usize, id: MessageId) -> Result<(), JournalError> {
@@ -241,7 +263,7 @@ const REQUEUE: &str = "UPDATE messages
 
 fn replay_one(conn: &Connection, id: MessageId) -> Result<u64, JournalError> {
     let has_body: Option<bool> = conn
-        .prepare_cached("SELECT typeof(body) <> 'null' FROM messages WHERE id = ?1")
+        .prepare_cached("SELECT has_body = 1 FROM messages WHERE id = ?1")
         .and_then(|mut s| s.query_row([id.0], |row| row.get(0)).optional())
         .map_err(failed)?;
     match has_body {
@@ -264,7 +286,7 @@ fn replay_route(conn: &Connection, route: &str, states: &[State]) -> Result<u64,
         return Ok(0);
     }
     let sql = format!(
-        "{REQUEUE} WHERE route = ?1 AND state IN ({}) AND typeof(body) <> 'null'",
+        "{REQUEUE} WHERE route = ?1 AND state IN ({}) AND has_body = 1",
         state_sql(states)
     );
     conn.prepare_cached(&sql)
@@ -290,27 +312,48 @@ pub(super) fn audit(
 /// Drops up to [`PRUNE_CHUNK`] bodies of messages finished before
 /// `before_ms`; returns how many.
 pub(super) fn prune_bodies(conn: &Connection, before_ms: i64) -> Result<u64, JournalError> {
-    let sql = "UPDATE messages SET body = NULL WHERE id IN (
-                   SELECT id FROM messages
-                   WHERE finished_at_ms < ?1 AND body IS NOT NULL
-                     AND state IN ('delivered', 'dead')
-                   LIMIT ?2)";
-    chunk(conn, sql, before_ms)
+    let sql = "SELECT id FROM messages
+               WHERE finished_at_ms < ?1 AND has_body = 1 AND state IN ('delivered', 'dead')
+               LIMIT ?2";
+    let ids = chunk_ids(conn, sql, before_ms).map_err(failed)?;
+    let mut kept = conn
+        .prepare_cached("UPDATE messages SET has_body = 0 WHERE id = ?1")
+        .map_err(failed)?;
+    for id in &ids {
+        kept.execute([id]).map_err(failed)?;
+    }
+    drop_bodies(conn, &ids).map_err(failed)?;
+    Ok(ids.len() as u64)
 }
 
 /// Deletes up to [`PRUNE_CHUNK`] finished messages received before
-/// `before_ms`; returns how many.
+/// `before_ms`, with any body they still have; returns how many.
 pub(super) fn prune_records(conn: &Connection, before_ms: i64) -> Result<u64, JournalError> {
-    let sql = "DELETE FROM messages WHERE id IN (
-                   SELECT id FROM messages
-                   WHERE received_at_ms < ?1 AND state IN ('delivered', 'dead')
-                   LIMIT ?2)";
-    chunk(conn, sql, before_ms)
+    let sql = "SELECT id FROM messages
+               WHERE received_at_ms < ?1 AND state IN ('delivered', 'dead')
+               LIMIT ?2";
+    let ids = chunk_ids(conn, sql, before_ms).map_err(failed)?;
+    let mut delete = conn
+        .prepare_cached("DELETE FROM messages WHERE id = ?1")
+        .map_err(failed)?;
+    for id in &ids {
+        delete.execute([id]).map_err(failed)?;
+    }
+    drop_bodies(conn, &ids).map_err(failed)?;
+    Ok(ids.len() as u64)
 }
 
-fn chunk(conn: &Connection, sql: &str, before_ms: i64) -> Result<u64, JournalError> {
-    conn.prepare_cached(sql)
-        .and_then(|mut s| s.execute(params![before_ms, PRUNE_CHUNK as i64]))
-        .map(|n| n as u64)
-        .map_err(failed)
+/// The ids of one prune chunk.
+fn chunk_ids(conn: &Connection, sql: &str, before_ms: i64) -> rusqlite::Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let ids = stmt.query_map(params![before_ms, PRUNE_CHUNK as i64], |row| row.get(0))?;
+    ids.collect()
+}
+
+fn drop_bodies(conn: &Connection, ids: &[i64]) -> rusqlite::Result<()> {
+    let mut delete = conn.prepare_cached("DELETE FROM bodies WHERE id = ?1")?;
+    for id in ids {
+        delete.execute([id])?;
+    }
+    Ok(())
 }

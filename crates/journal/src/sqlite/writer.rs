@@ -4,8 +4,10 @@
 //! whatever else is already waiting (up to [`MAX_BATCH`]), runs them all
 //! in one transaction in arrival order and commits once: concurrent
 //! ingests share one fsync instead of queueing for one each. A request is
-//! answered only after the commit: no caller hears "stored" for something
-//! a crash could take back.
+//! answered only after the commit, and a durable one (ingest) only after
+//! the sync that follows it: no caller hears "stored" for something a
+//! crash could take back. With a [`Syncer`] the sync runs on its own
+//! thread while the next batch is written (see `sync`).
 //!
 //! The channel is unbounded because a request must be queued when its
 //! method is called, before any `.await` (the call-order promise of
@@ -19,6 +21,8 @@ use std::thread;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::Checkpointer;
+use super::sync::Syncer;
 use crate::JournalError;
 
 /// Most requests in one transaction: bounds how long one commit holds the
@@ -26,7 +30,7 @@ use crate::JournalError;
 const MAX_BATCH: usize = 512;
 
 /// A queued write: run inside the batch's transaction, answered after it.
-trait Job: Send {
+pub(super) trait Job: Send {
     /// Runs the write; keeps its result until the commit says whether it
     /// stands.
     fn run(&mut self, conn: &Connection);
@@ -95,15 +99,32 @@ fn in_savepoint<T>(
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`. It ends when the last handle is
-    /// dropped, after answering what was queued.
-    pub(super) fn start(conn: Connection) -> std::io::Result<Writer> {
+    /// Starts the writer thread on `conn`, syncing through `syncer` when
+    /// there is one (else each durable commit syncs in place). It ends
+    /// when the last handle is dropped, after answering what was queued;
+    /// `checkpointer` is stopped then, before `conn` closes (the last
+    /// connection to close checkpoints the WAL and removes it).
+    pub(super) fn start(
+        conn: Connection,
+        syncer: Option<Syncer>,
+        checkpointer: Option<Checkpointer>,
+    ) -> std::io::Result<Writer> {
         let (requests, queue) = mpsc::unbounded_channel();
         let commits = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&commits);
+        let mode = match syncer {
+            Some(syncer) => Durability::Pipelined(syncer),
+            None => Durability::InPlace(Sync::Unknown),
+        };
         thread::Builder::new()
             .name("journal-writer".into())
-            .spawn(move || serve(conn, queue, &counter))?;
+            .spawn(move || {
+                serve(&conn, queue, &counter, mode);
+                drop(checkpointer);
+                if let Err((_, e)) = conn.close() {
+                    tracing::warn!(error = %e, "closing the journal's write connection failed");
+                }
+            })?;
         Ok(Writer { requests, commits })
     }
 
@@ -144,9 +165,24 @@ fn stopped() -> JournalError {
     JournalError::Unavailable("the journal writer has stopped".into())
 }
 
+/// How durable requests are made durable.
+enum Durability {
+    /// Committed with `synchronous = NORMAL` and synced by the syncer's
+    /// thread, overlapping the next batch.
+    Pipelined(Syncer),
+    /// Each durable batch commits with `synchronous = FULL` (when the WAL
+    /// file could not be opened for syncing); the connection's current
+    /// level, to set it only on change.
+    InPlace(Sync),
+}
+
 /// The writer thread's loop.
-fn serve(conn: Connection, mut queue: mpsc::UnboundedReceiver<Request>, commits: &AtomicU64) {
-    let mut sync = Sync::Unknown;
+fn serve(
+    conn: &Connection,
+    mut queue: mpsc::UnboundedReceiver<Request>,
+    commits: &AtomicU64,
+    mut mode: Durability,
+) {
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -155,11 +191,10 @@ fn serve(conn: Connection, mut queue: mpsc::UnboundedReceiver<Request>, commits:
                 Err(_) => break,
             }
         }
-        run_batch(&conn, batch, &mut sync, commits);
+        run_batch(conn, batch, &mut mode, commits);
     }
-    if let Err((_, e)) = conn.close() {
-        tracing::warn!(error = %e, "closing the journal's write connection failed");
-    }
+    // Syncs and answers what was handed over before the connection closes.
+    drop(mode);
 }
 
 /// The connection's current `synchronous` level, to set it only on change.
@@ -170,29 +205,73 @@ enum Sync {
     Normal,
 }
 
-/// One transaction for the whole batch; every request answered after it
-/// (and after the commit is counted).
-fn run_batch(conn: &Connection, batch: Vec<Request>, sync: &mut Sync, commits: &AtomicU64) {
+/// One transaction for the whole batch. Every request is answered after
+/// it (and after the commit is counted); durable ones after its sync.
+fn run_batch(conn: &Connection, batch: Vec<Request>, mode: &mut Durability, commits: &AtomicU64) {
     let durable = batch.iter().any(|r| r.durable);
-    let mut jobs: Vec<Box<dyn Job>> = batch.into_iter().map(|r| r.job).collect();
-    let outcome = transact(conn, &mut jobs, durable, sync);
-    if outcome.is_ok() {
-        commits.fetch_add(1, Ordering::Relaxed);
+    if durable {
+        if let Durability::Pipelined(syncer) = mode {
+            if let Some(why) = syncer.failed() {
+                for request in batch {
+                    request.job.answer(Err(&why));
+                }
+                return;
+            }
+        }
     }
-    let outcome = outcome.map_err(|e| e.to_string());
-    let committed = outcome.as_ref().map(|_| ()).map_err(String::as_str);
-    for job in jobs {
-        job.answer(committed);
+    let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(batch.len());
+    let mut kinds = Vec::with_capacity(batch.len());
+    for request in batch {
+        kinds.push(request.durable);
+        jobs.push(request.job);
+    }
+    let in_place = match mode {
+        Durability::Pipelined(_) => None,
+        Durability::InPlace(sync) => Some(sync),
+    };
+    let outcome = transact(conn, &mut jobs, durable, in_place);
+    if let Err(e) = outcome {
+        let why = e.to_string();
+        for job in jobs {
+            job.answer(Err(&why));
+        }
+        return;
+    }
+    commits.fetch_add(1, Ordering::Relaxed);
+    let Durability::Pipelined(syncer) = mode else {
+        for job in jobs {
+            job.answer(Ok(()));
+        }
+        return;
+    };
+    let mut to_sync = Vec::new();
+    for (job, durable) in jobs.into_iter().zip(kinds) {
+        if durable {
+            to_sync.push(job);
+        } else {
+            // Nothing waits on the disk for it: a lost bookkeeping write
+            // means a redelivery, never a loss.
+            job.answer(Ok(()));
+        }
+    }
+    if !to_sync.is_empty() {
+        syncer.hand_over(to_sync);
+        syncer.wait_taken();
     }
 }
 
+/// Runs the jobs in one transaction. `in_place`: the connection's level,
+/// set to FULL for a durable batch; `None` when the syncer syncs (the
+/// level stays NORMAL, set at start).
 fn transact(
     conn: &Connection,
     jobs: &mut [Box<dyn Job>],
     durable: bool,
-    sync: &mut Sync,
+    in_place: Option<&mut Sync>,
 ) -> Result<(), TransactError> {
-    set_sync(conn, durable, sync).map_err(TransactError::Mode)?;
+    if let Some(sync) = in_place {
+        set_sync(conn, durable, sync).map_err(TransactError::Mode)?;
+    }
     exec(conn, "BEGIN IMMEDIATE").map_err(TransactError::Begin)?;
     for job in jobs.iter_mut() {
         job.run(conn);
