@@ -31,6 +31,7 @@
 //! live lease. Keep TTLs well above the expected skew; a node whose clock
 //! is more than a second from the database's says so at start.
 
+mod cursor;
 mod flows;
 mod group;
 mod ingest;
@@ -141,6 +142,7 @@ impl Store for PgStore {
         let op = Op::Claim {
             route: route.to_string(),
             limit,
+            after: None,
         };
         self.writer.submit(op, Done::claimed)
     }

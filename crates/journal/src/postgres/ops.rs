@@ -103,6 +103,22 @@ const REPLAYED: &str = "state = 'queued', attempts = 0, redelivered = TRUE, \
 const AUDIT: &str = "
 INSERT INTO audit (at_ms, actor, action, message_id) VALUES ($1::BIGINT, $2::TEXT, $3::TEXT, $4::BIGINT)";
 
+/// Up to `$2` of route `$1`'s claimable messages after id `$3`, in id
+/// order, moved to `in_flight`. The inner query can only be answered in
+/// order by `messages_claimable` (it is on `id + 0`, see
+/// [`super::schema`]); the outer `UPDATE` finds the rows by primary key
+/// from the array. Neither has another plan to flip to when the table's
+/// statistics change.
+fn claim_sql() -> String {
+    format!(
+        "UPDATE messages SET state = 'in_flight' WHERE id = ANY(ARRAY(
+             SELECT id FROM messages
+             WHERE route = $1::TEXT AND state IN ('queued', 'failed') AND id + 0 > $3::BIGINT
+             ORDER BY id + 0 LIMIT $2::BIGINT FOR UPDATE))
+         RETURNING {CLAIMED_COLUMNS}"
+    )
+}
+
 /// The writer's statements, prepared once per connection.
 pub(super) struct Statements {
     earlier: Statement,
@@ -120,12 +136,7 @@ pub(super) struct Statements {
 
 impl Statements {
     pub(super) async fn prepare(client: &Client) -> Result<Statements, tokio_postgres::Error> {
-        let claim = format!(
-            "UPDATE messages SET state = 'in_flight' WHERE id IN (
-                 SELECT id FROM messages WHERE route = $1::TEXT AND state IN ('queued', 'failed')
-                 ORDER BY id LIMIT $2::BIGINT FOR UPDATE)
-             RETURNING {CLAIMED_COLUMNS}"
-        );
+        let claim = claim_sql();
         let replay_one = format!(
             "WITH replayed AS (
                  UPDATE messages SET {REPLAYED} WHERE id = $1::BIGINT AND body IS NOT NULL RETURNING id)
@@ -195,7 +206,11 @@ pub(super) fn request<'a>(client: &'a Client, statements: &'a Statements, op: &'
             let count = client.execute(&statements.recover, &[route]).await?;
             Ok(Ok(Done::Count(count)))
         }),
-        Op::Claim { route, limit } => answer(claim(client, statements, route, *limit)),
+        Op::Claim {
+            route,
+            limit,
+            after,
+        } => answer(claim(client, statements, route, *limit, *after)),
         Op::Record { id, outcome } => answer(record(client, statements, *id, outcome)),
         Op::Replay(which) => answer(replay(client, statements, which)),
         Op::Audit {
@@ -341,9 +356,19 @@ pub(super) fn commit(client: &Client) -> Step<'_> {
     })
 }
 
-async fn claim(client: &Client, statements: &Statements, route: &str, limit: usize) -> Answer {
+/// Claims (see [`claim_sql`]) after `after`, or from the start.
+async fn claim(
+    client: &Client,
+    statements: &Statements,
+    route: &str,
+    limit: usize,
+    after: Option<MessageId>,
+) -> Answer {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = client.query(&statements.claim, &[&route, &limit]).await?;
+    let after = after.map_or(0, |id| id.0);
+    let rows = client
+        .query(&statements.claim, &[&route, &limit, &after])
+        .await?;
     let claimed: Result<Vec<_>, _> = rows.iter().map(rows::claimed).collect();
     Ok(claimed.map(|mut claimed| {
         claimed.sort_by_key(|c| c.id);
@@ -410,5 +435,80 @@ async fn replay(client: &Client, statements: &Statements, which: &Replay) -> Ans
                 .await?;
             Ok(Ok(Done::Count(count)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use guichet_testsupport::postgres::TestDatabase;
+    use tokio_postgres::NoTls;
+
+    use super::claim_sql;
+    use crate::{open, OpenOptions, StoreSpec};
+
+    /// 100,000 messages queued on one route behind 20,000 delivered ones,
+    /// as after an outage on a journal with some history.
+    const BACKLOG: &str = "
+INSERT INTO messages (route, received_at_ms, peer_addr, dedup_key, sending_application,
+    sending_facility, receiving_application, receiving_facility, message_type, control_id,
+    version, body, body_len, sealed, state)
+SELECT 'adt', g, '127.0.0.1:1', 'eai', 'EAI', 'CHU', 'LAB', 'CHU', 'ADT^A01', 'C' || g, '2.5',
+    convert_to(repeat('x', 500), 'UTF8'), 500, FALSE,
+    CASE WHEN g <= 20000 THEN 'delivered' ELSE 'queued' END
+FROM generate_series(1, 120000) AS g";
+
+    /// Issue 17: once ANALYZE had seen a backlog, the claim walked the
+    /// primary key (or scanned the table and hashed), and the drain fell
+    /// to a fraction of its rate. Its plan must be the same with and
+    /// without statistics, generic (prepared) or custom.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_claim_reads_its_own_index_with_or_without_statistics() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let spec = StoreSpec::Postgres(db.url().to_string());
+        drop(open(&spec, OpenOptions::default()).await.unwrap());
+        let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client.batch_execute(BACKLOG).await.unwrap();
+        client
+            .batch_execute(&format!(
+                "PREPARE claim(TEXT, BIGINT, BIGINT) AS {}",
+                claim_sql()
+            ))
+            .await
+            .unwrap();
+        for analyzed in [false, true] {
+            if analyzed {
+                client.batch_execute("ANALYZE messages").await.unwrap();
+            }
+            for mode in ["force_generic_plan", "force_custom_plan"] {
+                for after in [0, 20_000, 70_000] {
+                    let sql = format!(
+                        "SET plan_cache_mode = {mode}; EXPLAIN EXECUTE claim('adt', 32, {after})"
+                    );
+                    let plan = plan_text(&client, &sql).await;
+                    println!("analyzed: {analyzed}, {mode}, after {after}:\n{plan}");
+                    assert!(
+                        plan.contains("Index Scan using messages_claimable")
+                            && plan.contains("Index Scan using messages_pkey"),
+                        "{plan}"
+                    );
+                    for other in ["Seq Scan", "Sort", "Hash", "Bitmap", "Nested Loop"] {
+                        assert!(!plan.contains(other), "{other} in\n{plan}");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn plan_text(client: &tokio_postgres::Client, sql: &str) -> String {
+        let mut lines = Vec::new();
+        for message in client.simple_query(sql).await.unwrap() {
+            if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+                lines.push(row.get(0).unwrap_or_default().to_string());
+            }
+        }
+        lines.join("\n")
     }
 }

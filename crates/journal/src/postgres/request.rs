@@ -22,6 +22,9 @@ pub(super) enum Op {
     Claim {
         route: String,
         limit: usize,
+        /// Only messages after this one: set by the writer from the
+        /// route's cursor (see [`super::cursor`]); `None` from the start.
+        after: Option<MessageId>,
     },
     Record {
         id: MessageId,

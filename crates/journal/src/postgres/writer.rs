@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
 
+use super::cursor::Cursors;
 use super::group::{self, Answers, Failure};
 use super::ops::Statements;
 use super::request::{Done, Op, Request};
@@ -92,6 +93,7 @@ pub(super) fn spawn(target: Target, session: Session) -> Handle {
         session: Some(session),
         backoff: Backoff::new(),
         down_reason: String::new(),
+        cursors: Cursors::default(),
     };
     tokio::spawn(writer.run());
     Handle { queue }
@@ -137,6 +139,8 @@ struct Writer {
     backoff: Backoff,
     /// Why the last connection attempt failed, for fast failures.
     down_reason: String,
+    /// Where each route's next claim starts.
+    cursors: Cursors,
 }
 
 impl Writer {
@@ -170,7 +174,7 @@ impl Writer {
         group
     }
 
-    async fn serve(&mut self, group: Vec<Request>) {
+    async fn serve(&mut self, mut group: Vec<Request>) {
         if !self.connected().await {
             let reason = format!(
                 "journal database {} unreachable: {}",
@@ -180,8 +184,9 @@ impl Writer {
             group.into_iter().for_each(|request| request.fail(&reason));
             return;
         }
+        self.cursors.aim(&mut group);
         match self.attempt(&group).await {
-            Ok(results) => answer_all(group, results),
+            Ok(results) => self.answer_all(group, results),
             Err(Failure::Aborted(reason)) if group.len() > 1 => {
                 tracing::debug!(error = %reason, requests = group.len(), "journal group failed; retrying one by one");
                 self.serve_one_by_one(group).await;
@@ -198,9 +203,10 @@ impl Writer {
     async fn serve_one_by_one(&mut self, group: Vec<Request>) {
         let mut rest = group.into_iter();
         while let Some(request) = rest.next() {
-            let single = vec![request];
+            let mut single = vec![request];
+            self.cursors.aim(&mut single);
             match self.attempt(&single).await {
-                Ok(results) => answer_all(single, results),
+                Ok(results) => self.answer_all(single, results),
                 Err(Failure::Aborted(reason)) => single.into_iter().for_each(|r| r.fail(&reason)),
                 Err(Failure::Lost(reason)) => {
                     return self.lose(single.into_iter().chain(rest).collect(), &reason)
@@ -248,15 +254,28 @@ impl Writer {
         }
     }
 
-    /// One transaction for `group`, bounded in time.
+    /// One transaction for `group`, bounded in time. A failed one may
+    /// have left claims undone (or, lost, done): cursors start over.
     async fn attempt(&mut self, group: &[Request]) -> Result<Answers, Failure> {
         let Some(session) = &self.session else {
             return Err(Failure::Lost("not connected".into()));
         };
         let transaction = group::transaction(&session.client, &session.statements, group);
-        match tokio::time::timeout(GROUP_TIMEOUT, transaction).await {
+        let result = match tokio::time::timeout(GROUP_TIMEOUT, transaction).await {
             Ok(result) => result,
             Err(_) => Err(Failure::Lost(format!("no answer within {GROUP_TIMEOUT:?}"))),
+        };
+        if result.is_err() {
+            self.cursors.clear();
+        }
+        result
+    }
+
+    /// Answers a committed group, after moving the cursors past its claims.
+    fn answer_all(&mut self, group: Vec<Request>, results: Answers) {
+        self.cursors.advance(&group, &results);
+        for (request, result) in group.into_iter().zip(results) {
+            request.answer(result);
         }
     }
 }
@@ -269,11 +288,5 @@ impl Writer {
 async fn let_answered_senders_queue() {
     for _ in 0..3 {
         tokio::task::yield_now().await;
-    }
-}
-
-fn answer_all(group: Vec<Request>, results: Answers) {
-    for (request, result) in group.into_iter().zip(results) {
-        request.answer(result);
     }
 }
