@@ -118,6 +118,9 @@ impl Done {
 /// A queued write and where its answer goes.
 pub(super) struct Request {
     pub(super) op: Op,
+    /// Ingests queued before this request (see [`super::writer`]): it is
+    /// applied only once all of them have been.
+    pub(super) after_ingests: u64,
     pub(super) reply: oneshot::Sender<Result<Done, JournalError>>,
 }
 
