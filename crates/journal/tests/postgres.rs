@@ -388,6 +388,69 @@ async fn an_ingest_is_answered_only_after_its_commit() {
     assert_eq!(count(&db, "SELECT count(*) FROM messages").await, 640);
 }
 
+/// Outcomes queued together are recorded by one statement: each is
+/// applied, and one of a message not in the journal fails alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outcomes_recorded_together_apply_each_and_fail_alone() {
+    let Some(db) = database().await else { return };
+    let j = node(&db).await;
+    let batch = (0..3).map(|i| message("adt", &format!("C{i}"), 1000));
+    let ids: Vec<_> = j
+        .ingest(batch.collect())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Ingested::id)
+        .collect();
+    assert_eq!(j.claim("adt", 3).await.unwrap().len(), 3);
+    // the claim waits for this large ingest: the outcomes queue behind it
+    let busy: Vec<_> = (0..500)
+        .map(|i| message("other", &format!("B{i}"), 1000))
+        .collect();
+    let busy = j.ingest(busy);
+    let claimed = j.claim("other", 1);
+    let missing = guichet_journal::MessageId(ids[2].0 + 10_000);
+    use crate::suite::fixtures::{dead, delivered, retry};
+    let recorded = [
+        j.record(ids[0], delivered(2000)),
+        j.record(missing, delivered(2000)),
+        j.record(ids[1], retry(3000)),
+        j.record(ids[2], dead(4000)),
+    ];
+    busy.await.unwrap();
+    claimed.await.unwrap();
+    let mut results = Vec::new();
+    for record in recorded {
+        results.push(record.await);
+    }
+    assert!(results[0].is_ok() && results[2].is_ok() && results[3].is_ok());
+    assert!(
+        matches!(results[1], Err(JournalError::NotFound(id)) if id == missing),
+        "{:?}",
+        results[1]
+    );
+    let record = |id| j.get(id);
+    let (a, b, c) = (
+        record(ids[0]).await.unwrap(),
+        record(ids[1]).await.unwrap(),
+        record(ids[2]).await.unwrap(),
+    );
+    use guichet_journal::State;
+    assert_eq!(
+        (a.state, a.attempts, a.ack_code.as_deref(), a.finished_at_ms),
+        (State::Delivered, 1, Some("AA"), Some(2000))
+    );
+    assert_eq!(
+        (b.state, b.attempts, b.next_attempt_at_ms, b.finished_at_ms),
+        (State::Failed, 1, Some(3000), None)
+    );
+    assert_eq!(
+        (c.state, c.attempts, c.finished_at_ms),
+        (State::Dead, 1, Some(4000))
+    );
+    assert!(b.last_error.is_some() && c.last_error.is_some());
+}
+
 /// A backlog claimed a batch at a time (each claim starting after the
 /// last): every message once, in id order, and a retried message (behind
 /// the claims' position) or a recovered one is claimed again.

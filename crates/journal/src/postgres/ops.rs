@@ -26,6 +26,8 @@ pub(super) enum Output {
     Earlier(Vec<Option<MessageId>>),
     /// The ids of a run's inserted rows, in insertion order.
     Inserted(Vec<MessageId>),
+    /// The ids of a run of outcomes that were found and recorded.
+    Recorded(Vec<MessageId>),
 }
 
 pub(super) type Step<'a> = Pinned<'a, Result<Output, tokio_postgres::Error>>;
@@ -96,6 +98,18 @@ UPDATE messages SET state = $2::TEXT, attempts = attempts + 1, last_error = $3::
     ack_code = $4::TEXT, next_attempt_at_ms = $5::BIGINT, finished_at_ms = $6::BIGINT
 WHERE id = $1::BIGINT";
 
+/// A run of outcomes (distinct messages) in one statement: on a backlog
+/// the delivery worker records a batch at a time, and one statement per
+/// outcome was most of the journal's work per message. Each row is found
+/// by primary key from the arrays.
+const RECORD_RUN: &str = "
+UPDATE messages AS m SET state = u.state, attempts = m.attempts + 1, last_error = u.error,
+    ack_code = u.ack_code, next_attempt_at_ms = u.next_at, finished_at_ms = u.finished_at
+FROM unnest($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[])
+    AS u(id, state, error, ack_code, next_at, finished_at)
+WHERE m.id = u.id
+RETURNING m.id";
+
 /// What a replay resets: back in line, to be sent now, flagged.
 const REPLAYED: &str = "state = 'queued', attempts = 0, redelivered = TRUE, \
      next_attempt_at_ms = NULL, finished_at_ms = NULL";
@@ -129,6 +143,7 @@ pub(super) struct Statements {
     recover: Statement,
     claim: Statement,
     record: Statement,
+    record_run: Statement,
     replay_one: Statement,
     replay_route: Statement,
     audit: Statement,
@@ -154,10 +169,11 @@ impl Statements {
             client.prepare(ACQUIRE_LEASE),
             client.prepare(RELEASE_LEASE),
         )?;
-        let (recover, claim, record, replay_one, replay_route, audit) = tokio::try_join!(
+        let (recover, claim, record, record_run, replay_one, replay_route, audit) = tokio::try_join!(
             client.prepare(RECOVER),
             client.prepare(&claim),
             client.prepare(RECORD),
+            client.prepare(RECORD_RUN),
             client.prepare(&replay_one),
             client.prepare(&replay_route),
             client.prepare(AUDIT),
@@ -171,6 +187,7 @@ impl Statements {
             recover,
             claim,
             record,
+            record_run,
             replay_one,
             replay_route,
             audit,
@@ -376,13 +393,42 @@ async fn claim(
     }))
 }
 
-async fn record(
-    client: &Client,
-    statements: &Statements,
-    id: MessageId,
-    outcome: &Outcome,
-) -> Answer {
-    let (state, error, ack_code, next_attempt_at_ms, finished_at_ms) = match outcome {
+/// Records a run of outcomes, of distinct messages, with one statement.
+pub(super) fn record_run<'a>(
+    client: &'a Client,
+    statements: &'a Statements,
+    run: &[(MessageId, &'a Outcome)],
+) -> Step<'a> {
+    let ids: Vec<i64> = run.iter().map(|(id, _)| id.0).collect();
+    let columns: Vec<Columns<'a>> = run.iter().map(|(_, outcome)| columns(outcome)).collect();
+    let states: Vec<&str> = columns.iter().map(|c| c.0).collect();
+    let errors: Vec<Option<&String>> = columns.iter().map(|c| c.1).collect();
+    let ack_codes: Vec<Option<&String>> = columns.iter().map(|c| c.2).collect();
+    let next_at: Vec<Option<i64>> = columns.iter().map(|c| c.3).collect();
+    let finished_at: Vec<Option<i64>> = columns.iter().map(|c| c.4).collect();
+    Box::pin(async move {
+        let params: [&(dyn ToSql + Sync); 6] =
+            [&ids, &states, &errors, &ack_codes, &next_at, &finished_at];
+        let rows = client.query(&statements.record_run, &params).await?;
+        let found = rows
+            .iter()
+            .map(|row| row.try_get("id").map(MessageId))
+            .collect::<Result<_, _>>()?;
+        Ok(Output::Recorded(found))
+    })
+}
+
+/// An outcome's state, error, ACK code, next attempt and finish time.
+type Columns<'a> = (
+    &'static str,
+    Option<&'a String>,
+    Option<&'a String>,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn columns(outcome: &Outcome) -> Columns<'_> {
+    match outcome {
         Outcome::Delivered { ack_code, at_ms } => {
             ("delivered", None, Some(ack_code), None, Some(*at_ms))
         }
@@ -402,7 +448,16 @@ async fn record(
             ack_code,
             at_ms,
         } => ("dead", Some(error), ack_code.as_ref(), None, Some(*at_ms)),
-    };
+    }
+}
+
+async fn record(
+    client: &Client,
+    statements: &Statements,
+    id: MessageId,
+    outcome: &Outcome,
+) -> Answer {
+    let (state, error, ack_code, next_attempt_at_ms, finished_at_ms) = columns(outcome);
     let params: [&(dyn ToSql + Sync); 6] = [
         &id.0,
         &state,
@@ -443,7 +498,7 @@ mod tests {
     use guichet_testsupport::postgres::TestDatabase;
     use tokio_postgres::NoTls;
 
-    use super::claim_sql;
+    use super::{claim_sql, RECORD_RUN};
     use crate::{open, OpenOptions, StoreSpec};
 
     /// 100,000 messages queued on one route behind 20,000 delivered ones,
@@ -473,7 +528,8 @@ FROM generate_series(1, 120000) AS g";
         client.batch_execute(BACKLOG).await.unwrap();
         client
             .batch_execute(&format!(
-                "PREPARE claim(TEXT, BIGINT, BIGINT) AS {}",
+                "PREPARE claim(TEXT, BIGINT, BIGINT) AS {};
+                 PREPARE record_run(BIGINT[], TEXT[], TEXT[], TEXT[], BIGINT[], BIGINT[]) AS {RECORD_RUN}",
                 claim_sql()
             ))
             .await
@@ -497,6 +553,17 @@ FROM generate_series(1, 120000) AS g";
                     for other in ["Seq Scan", "Sort", "Hash", "Bitmap", "Nested Loop"] {
                         assert!(!plan.contains(other), "{other} in\n{plan}");
                     }
+                }
+                let sql = format!(
+                    "SET plan_cache_mode = {mode}; EXPLAIN EXECUTE record_run(
+                         '{{30000,30001}}', '{{delivered,delivered}}', '{{NULL,NULL}}',
+                         '{{AA,AA}}', '{{NULL,NULL}}', '{{1,1}}')"
+                );
+                let plan = plan_text(&client, &sql).await;
+                println!("analyzed: {analyzed}, {mode}, outcomes:\n{plan}");
+                assert!(plan.contains("Index Scan using messages_pkey"), "{plan}");
+                for other in ["Seq Scan", "Hash", "Bitmap"] {
+                    assert!(!plan.contains(other), "{other} in\n{plan}");
                 }
             }
         }
