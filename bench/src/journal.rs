@@ -84,6 +84,26 @@ impl Journal {
         }
     }
 
+    /// Gathers the planner's statistics on a PostgreSQL journal's tables,
+    /// as autoanalyze does after many inserts: the drain must not depend
+    /// on whether it ran yet.
+    async fn analyze(&self) -> anyhow::Result<()> {
+        let Journal::Postgres(database) = self else {
+            return Ok(());
+        };
+        let (client, connection) = tokio_postgres::connect(database.url(), tokio_postgres::NoTls)
+            .await
+            .context("connecting to the journal database to ANALYZE it")?;
+        let connection = tokio::spawn(connection);
+        client
+            .batch_execute("ANALYZE")
+            .await
+            .context("ANALYZE on the journal database")?;
+        drop(client);
+        let _ = connection.await;
+        Ok(())
+    }
+
     /// Drops a PostgreSQL journal. The testkit drops `WITH (FORCE)`, which
     /// PostgreSQL refuses while autovacuum (a superuser's process) works on
     /// the database, as it does after a round's inserts; a plain `DROP`
@@ -137,10 +157,12 @@ pub async fn measure(plan: &Plan, setup: &Setup, scenario: Scenario, peer: Peer)
             Err(why) => return Outcome::Skipped(why),
         },
     };
-    let setting = journal.as_ref().map(Journal::setting);
-    let result = match scenario {
-        Scenario::Drain(_) => drain(plan, setup, &tag, &dir, setting.as_deref()).await,
-        _ => ingest(plan, setup, scenario, &tag, &dir, setting.as_deref()).await,
+    let result = match (scenario, &journal) {
+        (Scenario::Drain(_), Some(journal)) => after_outage(plan, setup, &tag, &dir, journal).await,
+        _ => {
+            let setting = journal.as_ref().map(Journal::setting);
+            ingest(plan, setup, scenario, &tag, &dir, setting.as_deref()).await
+        }
     };
     if let Some(journal) = journal {
         journal.remove().await;
@@ -169,19 +191,23 @@ async fn ingest(
     Ok(Outcome::Throughput(throughput))
 }
 
-/// Fills the journal with the receiver down, then starts it and times
-/// how long it takes to receive every message.
-async fn drain(
+/// The journal after an outage: fills it with the receiver down (the
+/// fill rate is ingest with the receiver down), analyzes a PostgreSQL
+/// journal's tables as autoanalyze would have during the outage, then
+/// starts the receiver and times how long it takes to receive every
+/// message.
+async fn after_outage(
     plan: &Plan,
     setup: &Setup,
     tag: &str,
     dir: &Path,
-    store: Option<&str>,
+    journal: &Journal,
 ) -> anyhow::Result<Outcome> {
     let sink_addr = crate::peers::local(free_port()?);
+    let store = journal.setting();
     let gateway::Gateway {
         pair: mut gateway, ..
-    } = gateway::start(setup, dir, sink_addr, store).await?;
+    } = gateway::start(setup, dir, sink_addr, Some(&store)).await?;
     let message = LoadMessage::adt_a01();
     let expected = plan.drain_messages;
     let started = Instant::now();
@@ -199,6 +225,7 @@ async fn drain(
     if !drain.fill.is_valid() {
         return Ok(Outcome::Drain(drain));
     }
+    journal.analyze().await?;
     let report = dir.join("sink-count");
     let cpu_before = pair_cpu(&gateway);
     let (n, path) = (expected.to_string(), report.display().to_string());

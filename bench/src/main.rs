@@ -252,8 +252,8 @@ struct RunArgs {
     /// descriptor limit.
     #[arg(long)]
     idle_conns: Option<u32>,
-    /// Messages stored with the receiver down, then delivered, by a drain
-    /// scenario [default: 50000, --quick 10000].
+    /// Messages stored with the receiver down, then delivered, by a
+    /// journal-after-an-outage scenario [default: 100000, --quick 10000].
     #[arg(long, value_name = "N")]
     drain_messages: Option<u64>,
     /// Only these peers (comma-separated). The report is then printed, not
@@ -310,9 +310,11 @@ enum ScenarioArg {
     SfSqlite,
     /// The same into PostgreSQL (GUICHET_TEST_POSTGRES).
     SfPostgres,
-    /// A SQLite journal filled with the receiver down, then delivered.
+    /// Journal after an outage: a SQLite journal filled with the receiver
+    /// down, then delivered.
     DrainSqlite,
-    /// The same with PostgreSQL.
+    /// The same with PostgreSQL, its tables analyzed before the receiver
+    /// comes back.
     DrainPostgres,
     /// Every HTTPS gateway scenario below (guichet, nginx, Caddy).
     Http,
@@ -605,7 +607,7 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
     let (seconds, warmup, rounds, idle, drain) = if args.quick {
         (1.5, 0.5, 1, 1000, 10_000)
     } else {
-        (5.0, 1.0, 3, 10_000, 50_000)
+        (5.0, 1.0, 3, 10_000, 100_000)
     };
     let seconds = args.seconds.unwrap_or(seconds);
     let warmup = args.warmup.unwrap_or(warmup);

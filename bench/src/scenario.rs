@@ -234,7 +234,7 @@ impl Scenario {
                 )
             }
             Scenario::Drain(store) => format!(
-                "drain, {store}, 1 connection ({} messages)",
+                "journal after an outage, {store}, 1 connection ({} messages)",
                 crate::report::rate(plan.drain_messages as f64)
             ),
             Scenario::HttpOne => "keep-alive, 1 connection".to_owned(),

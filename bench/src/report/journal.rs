@@ -18,6 +18,8 @@ pub(super) const HEADING: &str = "## Store-and-forward journal\n";
 const INGEST_TARGET: [(Store, f64); 2] = [(Store::Sqlite, 20_000.0), (Store::Postgres, 10_000.0)];
 /// Drain rate on one connection, as a share of passthrough on one.
 const DRAIN_TARGET: f64 = 0.8;
+/// Drain rate of a PostgreSQL journal after an outage, once analyzed.
+const POSTGRES_DRAIN_TARGET: f64 = 10_000.0;
 
 impl Run<'_> {
     /// The whole section, self-contained (date, command, machine), so it
@@ -61,11 +63,17 @@ load generator -> guichet (one plain MLLP route) -> MLLP ACK sink
   connection, one message outstanding), on the same cores; what it had not
   delivered when the window ended is the journal's queue depth then
   (`guichet journal stats`).
-- Drain: guichet starts with the sink down; {drain} messages are sent through
-  {many} connections and acknowledged; then the sink starts. The rate is
-  the messages over the time from the sink's first message to its last
-  ACK: one connection, one message outstanding, each outcome recorded in
-  the journal. Every message must arrive; redeliveries are counted.
+- Journal after an outage (`drain-sqlite`, `drain-postgres`): guichet
+  starts with the sink down; {drain} messages are sent through {many}
+  connections and acknowledged, stored with the receiver down (the rate
+  of this fill is the ingest rate with the receiver down, in the checks
+  column). For PostgreSQL, `ANALYZE` then runs on the journal's database,
+  as autoanalyze would have during such an outage, so the drain is
+  measured with the planner's statistics of a full queue. Then the sink
+  starts. The rate is the messages over the time from the sink's first
+  message to its last ACK: one connection, one message outstanding, each
+  outcome recorded in the journal. Every message must arrive;
+  redeliveries are counted.
 - One connection is latency-bound, the figure most sensitive to the
   machine's state (on a virtual machine, an idle vCPU is slow to wake):
   compare the drain with passthrough in the same run, not across runs.
@@ -158,7 +166,7 @@ slower).
             };
             let _ = writeln!(
                 out,
-                "| {store}, drain vs passthrough, 1 connection: msgs/s | {} | {} | {} |",
+                "| {store}, journal after an outage vs passthrough, 1 connection: msgs/s | {} | {} | {} |",
                 rate(drain.per_second()),
                 rate(one.per_second()),
                 times(drain.per_second() / one.per_second()),
@@ -194,10 +202,28 @@ slower).
                 None => (text, "—".to_owned(), self.journal_unknown(&[scenario])),
             });
         }
+        let text = format!(
+            "{} PostgreSQL messages stored during an outage, after ANALYZE, delivered to a fast \
+             receiver on one connection: at least {} msgs/s",
+            rate(self.plan.drain_messages as f64),
+            rate(POSTGRES_DRAIN_TARGET)
+        );
+        verdicts.push(match self.drain(Store::Postgres) {
+            Some(drain) => (
+                text,
+                rate(drain.per_second()),
+                verdict(drain.per_second() >= POSTGRES_DRAIN_TARGET),
+            ),
+            None => (
+                text,
+                "—".to_owned(),
+                self.journal_unknown(&[Scenario::Drain(Store::Postgres)]),
+            ),
+        });
         for store in [Store::Sqlite, Store::Postgres] {
             let text = format!(
-                "{store} journal drained to a fast receiver on one connection: at least \
-                 {DRAIN_TARGET}x passthrough on one connection"
+                "{store} journal after an outage, drained to a fast receiver on one connection: \
+                 at least {DRAIN_TARGET}x passthrough on one connection"
             );
             let one = self.journal_throughput(Scenario::PassthroughOne);
             verdicts.push(match (self.drain(store), one) {
@@ -317,11 +343,11 @@ fn journal_row(outcome: &Outcome) -> String {
     }
 }
 
-/// `ok, 50,000 delivered, 0 redelivered; filled at 23,000 msgs/s`.
+/// `ok, 100,000 delivered, 0 redelivered; stored (sink down) at 23,000 msgs/s`.
 fn drain_checks(d: &Drain) -> String {
     if d.is_valid() {
         format!(
-            "ok, {} delivered, {} redelivered; filled (sink down) at {} msgs/s",
+            "ok, {} delivered, {} redelivered; stored (sink down) at {} msgs/s",
             rate(d.count.messages as f64),
             d.count.duplicates,
             rate(d.fill_per_second())

@@ -16,6 +16,8 @@
 //! - Operations issued by one process take effect in the order they were
 //!   called: a [`Journal::record`] followed by a [`Journal::claim`] sees the
 //!   recorded outcome, even if the record's future was not awaited yet.
+//!   (On PostgreSQL an ingest may take effect before bookkeeping called
+//!   earlier, which never changes what it stores.)
 //!
 //! Nothing here logs a body or any field beyond the MSH metadata.
 
@@ -50,7 +52,8 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 ///
 /// Every method that writes must take effect in call order relative to the
 /// other writing methods of the same `Store` value: implementations enqueue
-/// the request before returning the future.
+/// the request before returning the future. (An ingest may overtake
+/// bookkeeping queued before it: nothing it stores depends on it.)
 pub trait Store: Send + Sync + 'static {
     /// Stores a batch atomically, in order, and returns once it is durable.
     /// A message whose `(route, dedup_key, control_id)` was already stored

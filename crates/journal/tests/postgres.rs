@@ -286,13 +286,17 @@ async fn ingests_and_claims_queued_together_apply_in_call_order() {
     assert_eq!(first, vec![Ingested::Duplicate(c1), Ingested::Stored(c2)]);
     let ids =
         |claimed: Vec<guichet_journal::Claimed>| claimed.iter().map(|c| c.id).collect::<Vec<_>>();
-    assert_eq!(ids(claimed.unwrap()), vec![c1, c2]);
+    let (claimed, claimed_again) = (ids(claimed.unwrap()), ids(claimed_again.unwrap()));
+    // a claim sees every ingest called before it; one called after it
+    // (on the ingest lane) may already be stored too
+    assert!(claimed.starts_with(&[c1, c2]), "{claimed:?}");
     let second = second.unwrap();
     let Ingested::Stored(c3) = second[1] else {
         panic!("{second:?}")
     };
     assert_eq!(second, vec![Ingested::Duplicate(c2), Ingested::Stored(c3)]);
-    assert_eq!(ids(claimed_again.unwrap()), vec![c3]);
+    let both: Vec<_> = claimed.into_iter().chain(claimed_again).collect();
+    assert_eq!(both, vec![c1, c2, c3]);
     assert_eq!(third.unwrap(), vec![Ingested::Duplicate(c3)]);
 }
 
@@ -347,6 +351,201 @@ async fn a_route_delivered_while_senders_retransmit_gets_each_message_once() {
         .await,
         400
     );
+}
+
+/// Each sender's ingest is answered only once its message is committed:
+/// another session sees it the moment the answer arrives, whatever the
+/// senders' concurrency (their groups share commits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ingest_is_answered_only_after_its_commit() {
+    let Some(db) = database().await else { return };
+    let j = node(&db).await;
+    let senders: Vec<_> = (0..32)
+        .map(|sender| {
+            let (j, url) = (j.clone(), db.url().to_string());
+            tokio::spawn(async move {
+                let observer = connect(&url).await;
+                let visible = observer
+                    .prepare("SELECT count(*) FROM messages WHERE id = $1")
+                    .await
+                    .unwrap();
+                for seq in 0..20 {
+                    let m = deduped(message("adt", &format!("S{sender}-{seq}"), now_ms()), 0);
+                    let id = j.ingest(vec![m]).await.unwrap()[0].id();
+                    // a claim on the other lane, so groups of both kinds mix
+                    if seq % 5 == 0 {
+                        j.claim("adt", 4).await.unwrap();
+                    }
+                    let seen: i64 = observer.query_one(&visible, &[&id.0]).await.unwrap().get(0);
+                    assert_eq!(seen, 1, "{id} answered before it was committed");
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM messages").await, 640);
+}
+
+/// Outcomes queued together are recorded by one statement: each is
+/// applied, and one of a message not in the journal fails alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outcomes_recorded_together_apply_each_and_fail_alone() {
+    let Some(db) = database().await else { return };
+    let j = node(&db).await;
+    let batch = (0..3).map(|i| message("adt", &format!("C{i}"), 1000));
+    let ids: Vec<_> = j
+        .ingest(batch.collect())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Ingested::id)
+        .collect();
+    assert_eq!(j.claim("adt", 3).await.unwrap().len(), 3);
+    // the claim waits for this large ingest: the outcomes queue behind it
+    let busy: Vec<_> = (0..500)
+        .map(|i| message("other", &format!("B{i}"), 1000))
+        .collect();
+    let busy = j.ingest(busy);
+    let claimed = j.claim("other", 1);
+    let missing = guichet_journal::MessageId(ids[2].0 + 10_000);
+    use crate::suite::fixtures::{dead, delivered, retry};
+    let recorded = [
+        j.record(ids[0], delivered(2000)),
+        j.record(missing, delivered(2000)),
+        j.record(ids[1], retry(3000)),
+        j.record(ids[2], dead(4000)),
+    ];
+    busy.await.unwrap();
+    claimed.await.unwrap();
+    let mut results = Vec::new();
+    for record in recorded {
+        results.push(record.await);
+    }
+    assert!(results[0].is_ok() && results[2].is_ok() && results[3].is_ok());
+    assert!(
+        matches!(results[1], Err(JournalError::NotFound(id)) if id == missing),
+        "{:?}",
+        results[1]
+    );
+    let record = |id| j.get(id);
+    let (a, b, c) = (
+        record(ids[0]).await.unwrap(),
+        record(ids[1]).await.unwrap(),
+        record(ids[2]).await.unwrap(),
+    );
+    use guichet_journal::State;
+    assert_eq!(
+        (a.state, a.attempts, a.ack_code.as_deref(), a.finished_at_ms),
+        (State::Delivered, 1, Some("AA"), Some(2000))
+    );
+    assert_eq!(
+        (b.state, b.attempts, b.next_attempt_at_ms, b.finished_at_ms),
+        (State::Failed, 1, Some(3000), None)
+    );
+    assert_eq!(
+        (c.state, c.attempts, c.finished_at_ms),
+        (State::Dead, 1, Some(4000))
+    );
+    assert!(b.last_error.is_some() && c.last_error.is_some());
+}
+
+/// A backlog claimed a batch at a time (each claim starting after the
+/// last): every message once, in id order, and a retried message (behind
+/// the claims' position) or a recovered one is claimed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backlog_is_claimed_in_order_and_put_back_messages_are_claimed_again() {
+    let Some(db) = database().await else { return };
+    let j = node(&db).await;
+    let batch = (0..300).map(|i| message("adt", &format!("C{i}"), 1000));
+    let ids: Vec<_> = j
+        .ingest(batch.collect())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Ingested::id)
+        .collect();
+    let other = j.ingest(vec![message("lab", "L", 1000)]).await.unwrap()[0].id();
+    let mut claimed = Vec::new();
+    for _ in 0..3 {
+        claimed.extend(j.claim("adt", 32).await.unwrap().into_iter().map(|c| c.id));
+    }
+    assert_eq!(claimed, ids[..96]);
+    // the fifth is retried: it is claimed first again
+    j.record(ids[4], crate::suite::fixtures::retry(5000))
+        .await
+        .unwrap();
+    let next: Vec<_> = j.claim("adt", 32).await.unwrap();
+    assert_eq!(next[0].id, ids[4]);
+    assert_eq!(
+        next[1..].iter().map(|c| c.id).collect::<Vec<_>>(),
+        ids[96..127]
+    );
+    // a new holder recovers what was in flight: claimed from the start again
+    assert_eq!(j.recover("adt").await.unwrap(), 127);
+    let mut again = Vec::new();
+    loop {
+        let batch = j.claim("adt", 32).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        let batch: Vec<_> = batch.into_iter().map(|c| c.id).collect();
+        assert!(batch.windows(2).all(|w| w[0] < w[1]), "{batch:?}");
+        again.extend(batch);
+    }
+    assert_eq!(again, ids);
+    assert_eq!(j.claim("lab", 32).await.unwrap()[0].id, other);
+}
+
+/// Two nodes claiming one route at once (as two lease holders could for
+/// a moment if clocks drift) never take the same message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_claiming_at_once_never_take_a_message_twice() {
+    let Some(db) = database().await else { return };
+    let (a, b) = (node(&db).await, node(&db).await);
+    let batch = (0..2000).map(|i| message("adt", &format!("C{i}"), 1000));
+    let ids: Vec<_> = a
+        .ingest(batch.collect())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Ingested::id)
+        .collect();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+    let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let drain = |j: Journal| {
+        let (start, taken) = (start.clone(), taken.clone());
+        tokio::spawn(async move {
+            use std::sync::atomic::Ordering::SeqCst;
+            start.wait().await;
+            let mut mine = Vec::new();
+            while taken.load(SeqCst) < 2000 {
+                let batch = j.claim("adt", 16).await.unwrap();
+                let batch: Vec<_> = batch.into_iter().map(|c| c.id).collect();
+                assert!(batch.windows(2).all(|w| w[0] < w[1]), "{batch:?}");
+                taken.fetch_add(batch.len(), SeqCst);
+                let records: Vec<_> = batch
+                    .iter()
+                    .map(|id| j.record(*id, crate::suite::fixtures::delivered(1)))
+                    .collect();
+                for record in records {
+                    record.await.unwrap();
+                }
+                mine.extend(batch);
+            }
+            mine
+        })
+    };
+    let (mine_a, mine_b) = (drain(a), drain(b));
+    let (mine_a, mine_b) = (mine_a.await.unwrap(), mine_b.await.unwrap());
+    assert!(
+        !mine_a.is_empty() && !mine_b.is_empty(),
+        "one node took all"
+    );
+    let mut all: Vec<_> = mine_a.into_iter().chain(mine_b).collect();
+    all.sort();
+    assert_eq!(all, ids, "each message claimed exactly once");
 }
 
 // ---- the database going away ----
@@ -473,11 +672,77 @@ async fn nodes_starting_at_once_migrate_once() {
     for opened in opens {
         opened.await.unwrap().unwrap();
     }
-    // One row per migration (messages, then flows), each applied once.
+    // One row per migration (messages, flows, the claim's index), each applied once.
     assert_eq!(
         count(&db, "SELECT count(*) FROM schema_migrations").await,
-        2
+        3
     );
+}
+
+/// Issue 17: a journal written before the claim had its own index
+/// (schema version 2) opens, gains the index, and keeps every message in
+/// its state; the claim then takes the waiting ones in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_version_2_journal_is_migrated_and_keeps_its_messages() {
+    let Some(db) = database().await else { return };
+    let j = node(&db).await;
+    let batch = (0..6).map(|i| message("adt", &format!("C{i}"), 1000 + i));
+    let ids: Vec<_> = j
+        .ingest(batch.collect())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Ingested::id)
+        .collect();
+    assert_eq!(j.claim("adt", 3).await.unwrap().len(), 3);
+    j.record(ids[0], crate::suite::fixtures::delivered(2000))
+        .await
+        .unwrap();
+    j.record(ids[1], crate::suite::fixtures::retry(3000))
+        .await
+        .unwrap();
+    drop(j);
+    // back to the layout of version 2, as an older guichet left it
+    connect(db.url())
+        .await
+        .batch_execute(
+            "DROP INDEX messages_claimable; DELETE FROM schema_migrations WHERE version = 3",
+        )
+        .await
+        .unwrap();
+    let claimable_index = "SELECT count(*) FROM pg_indexes WHERE indexname = 'messages_claimable'";
+    assert_eq!(count(&db, claimable_index).await, 0);
+
+    let j = node(&db).await;
+    assert_eq!(count(&db, claimable_index).await, 1);
+    assert_eq!(
+        count(&db, "SELECT max(version)::BIGINT FROM schema_migrations").await,
+        3
+    );
+    let states: Vec<_> = j
+        .list(Filter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .rev()
+        .map(|r| (r.id, r.state.as_str()))
+        .collect();
+    let expected = [
+        "delivered",
+        "failed",
+        "in_flight",
+        "queued",
+        "queued",
+        "queued",
+    ];
+    assert_eq!(
+        states,
+        ids.iter().copied().zip(expected).collect::<Vec<_>>()
+    );
+    let claimed: Vec<_> = j.claim("adt", 10).await.unwrap();
+    let claimed: Vec<_> = claimed.iter().map(|c| (c.id, c.body.clone())).collect();
+    let waiting = [1, 3, 4, 5].map(|i| (ids[i], body(&format!("C{i}"))));
+    assert_eq!(claimed, waiting);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

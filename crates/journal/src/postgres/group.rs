@@ -56,6 +56,8 @@ enum Slot {
         requests: Range<usize>,
         plan: Plan,
     },
+    /// The messages found by the run of outcomes `requests`.
+    Recorded(Range<usize>),
 }
 
 /// A group's transaction under way.
@@ -91,8 +93,12 @@ pub(super) async fn transaction(
     }
     let mut next = 0;
     while next < requests.len() {
-        next = match ingest_run_end(requests, next) {
-            end if end > next => group.ingest(next..end).await?,
+        next = match (
+            ingest_run_end(requests, next),
+            record_run_end(requests, next),
+        ) {
+            (end, _) if end > next => group.ingest(next..end).await?,
+            (_, end) if end > next + 1 => group.records(next..end),
             _ => group.request(next),
         };
     }
@@ -106,6 +112,17 @@ fn ingest_run_end(requests: &[Request], start: usize) -> usize {
     let run = requests[start..]
         .iter()
         .take_while(|r| matches!(r.op, Op::Ingest(_)))
+        .count();
+    start + run
+}
+
+/// The end of the run of outcomes of distinct messages starting at
+/// `start` (one statement records a message once).
+fn record_run_end(requests: &[Request], start: usize) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    let run = requests[start..]
+        .iter()
+        .take_while(|r| matches!(r.op, Op::Record { id, .. } if seen.insert(id)))
         .count();
     start + run
 }
@@ -130,6 +147,21 @@ impl<'a> Group<'a> {
         let step = ops::request(self.client, self.statements, &self.requests[i].op);
         self.send(Slot::Answer(i), step);
         i + 1
+    }
+
+    /// Queues the statement of a run of outcomes; returns the index after it.
+    fn records(&mut self, run: Range<usize>) -> usize {
+        let outcomes: Vec<_> = self.requests[run.clone()]
+            .iter()
+            .filter_map(|request| match &request.op {
+                Op::Record { id, outcome } => Some((*id, outcome)),
+                _ => None,
+            })
+            .collect();
+        let step = ops::record_run(self.client, self.statements, &outcomes);
+        let end = run.end;
+        self.send(Slot::Recorded(run), step);
+        end
     }
 
     /// Queues the insert of a run of ingests, after awaiting the duplicate
@@ -197,6 +229,17 @@ impl<'a> Group<'a> {
             (Slot::Earlier, Output::Earlier(earlier)) => self.earlier = earlier,
             (Slot::Inserted { requests, plan }, Output::Inserted(ids)) => {
                 self.file_run(requests, &plan, &ids)?
+            }
+            (Slot::Recorded(requests), Output::Recorded(found)) => {
+                for i in requests {
+                    let Op::Record { id, .. } = &self.requests[i].op else {
+                        return Err(Unfiled::Unexpected);
+                    };
+                    self.answers[i] = Some(match found.contains(id) {
+                        true => Ok(Done::Unit),
+                        false => Err(JournalError::NotFound(*id)),
+                    });
+                }
             }
             _ => return Err(Unfiled::Unexpected),
         }

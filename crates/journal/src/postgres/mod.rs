@@ -2,9 +2,10 @@
 //! one set of queues. Every node ingests; each route's queue is delivered
 //! by the node holding its lease.
 //!
-//! Each node keeps two connections: the writer's (every write, in call
-//! order, grouped into shared commits: see [`writer`] and [`group`]) and
-//! the reader's (listings, bodies, stats, and pruning: see [`reader`]).
+//! Each node keeps three connections: the writer's two lanes (ingests on
+//! one, every other write on the other, each in call order and grouped
+//! into shared commits: see [`writer`] and [`group`]) and the reader's
+//! (listings, bodies, stats, and pruning: see [`reader`]).
 //! Ingest commits with the database's `synchronous_commit` (forced `on`
 //! if it is `off`); groups of bookkeeping only (claims, outcomes,
 //! recovery) commit without waiting for the WAL flush, since losing them
@@ -31,6 +32,7 @@
 //! live lease. Keep TTLs well above the expected skew; a node whose clock
 //! is more than a second from the database's says so at start.
 
+mod cursor;
 mod flows;
 mod group;
 mod ingest;
@@ -54,7 +56,7 @@ use std::sync::Arc;
 use reader::Reader;
 use request::{Done, Op};
 use session::{ConnectError, Target};
-use writer::{Handle, Session};
+use writer::{Handle, Session, Sessions};
 
 use crate::{
     BoxFuture, Claimed, Filter, FlowCount, FlowTotal, Ingested, JournalError, MessageId,
@@ -83,10 +85,13 @@ impl PgStore {
         let mut client = target.connect("writer").await.map_err(open_error)?;
         schema::migrate(&mut client, &target).await?;
         session::check_clock(&client, &target).await;
-        let session = Session::new(client).await.map_err(open_error)?;
+        let other = Session::new(client).await.map_err(open_error)?;
+        let ingest = target.connect("ingest").await.map_err(open_error)?;
+        let ingest = Session::new(ingest).await.map_err(open_error)?;
         let reader = target.connect("reader").await.map_err(open_error)?;
+        let sessions = Sessions { ingest, other };
         Ok(PgStore {
-            writer: writer::spawn(target.clone(), session),
+            writer: writer::spawn(target.clone(), sessions),
             reader: Arc::new(Reader::new(target, reader)),
         })
     }
@@ -141,6 +146,7 @@ impl Store for PgStore {
         let op = Op::Claim {
             route: route.to_string(),
             limit,
+            after: None,
         };
         self.writer.submit(op, Done::claimed)
     }

@@ -26,6 +26,8 @@ pub(super) enum Output {
     Earlier(Vec<Option<MessageId>>),
     /// The ids of a run's inserted rows, in insertion order.
     Inserted(Vec<MessageId>),
+    /// The ids of a run of outcomes that were found and recorded.
+    Recorded(Vec<MessageId>),
 }
 
 pub(super) type Step<'a> = Pinned<'a, Result<Output, tokio_postgres::Error>>;
@@ -96,12 +98,40 @@ UPDATE messages SET state = $2::TEXT, attempts = attempts + 1, last_error = $3::
     ack_code = $4::TEXT, next_attempt_at_ms = $5::BIGINT, finished_at_ms = $6::BIGINT
 WHERE id = $1::BIGINT";
 
+/// A run of outcomes (distinct messages) in one statement: on a backlog
+/// the delivery worker records a batch at a time, and one statement per
+/// outcome was most of the journal's work per message. Each row is found
+/// by primary key from the arrays.
+const RECORD_RUN: &str = "
+UPDATE messages AS m SET state = u.state, attempts = m.attempts + 1, last_error = u.error,
+    ack_code = u.ack_code, next_attempt_at_ms = u.next_at, finished_at_ms = u.finished_at
+FROM unnest($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[])
+    AS u(id, state, error, ack_code, next_at, finished_at)
+WHERE m.id = u.id
+RETURNING m.id";
+
 /// What a replay resets: back in line, to be sent now, flagged.
 const REPLAYED: &str = "state = 'queued', attempts = 0, redelivered = TRUE, \
      next_attempt_at_ms = NULL, finished_at_ms = NULL";
 
 const AUDIT: &str = "
 INSERT INTO audit (at_ms, actor, action, message_id) VALUES ($1::BIGINT, $2::TEXT, $3::TEXT, $4::BIGINT)";
+
+/// Up to `$2` of route `$1`'s claimable messages after id `$3`, in id
+/// order, moved to `in_flight`. The inner query can only be answered in
+/// order by `messages_claimable` (it is on `id + 0`, see
+/// [`super::schema`]); the outer `UPDATE` finds the rows by primary key
+/// from the array. Neither has another plan to flip to when the table's
+/// statistics change.
+fn claim_sql() -> String {
+    format!(
+        "UPDATE messages SET state = 'in_flight' WHERE id = ANY(ARRAY(
+             SELECT id FROM messages
+             WHERE route = $1::TEXT AND state IN ('queued', 'failed') AND id + 0 > $3::BIGINT
+             ORDER BY id + 0 LIMIT $2::BIGINT FOR UPDATE))
+         RETURNING {CLAIMED_COLUMNS}"
+    )
+}
 
 /// The writer's statements, prepared once per connection.
 pub(super) struct Statements {
@@ -113,6 +143,7 @@ pub(super) struct Statements {
     recover: Statement,
     claim: Statement,
     record: Statement,
+    record_run: Statement,
     replay_one: Statement,
     replay_route: Statement,
     audit: Statement,
@@ -120,12 +151,7 @@ pub(super) struct Statements {
 
 impl Statements {
     pub(super) async fn prepare(client: &Client) -> Result<Statements, tokio_postgres::Error> {
-        let claim = format!(
-            "UPDATE messages SET state = 'in_flight' WHERE id IN (
-                 SELECT id FROM messages WHERE route = $1::TEXT AND state IN ('queued', 'failed')
-                 ORDER BY id LIMIT $2::BIGINT FOR UPDATE)
-             RETURNING {CLAIMED_COLUMNS}"
-        );
+        let claim = claim_sql();
         let replay_one = format!(
             "WITH replayed AS (
                  UPDATE messages SET {REPLAYED} WHERE id = $1::BIGINT AND body IS NOT NULL RETURNING id)
@@ -143,10 +169,11 @@ impl Statements {
             client.prepare(ACQUIRE_LEASE),
             client.prepare(RELEASE_LEASE),
         )?;
-        let (recover, claim, record, replay_one, replay_route, audit) = tokio::try_join!(
+        let (recover, claim, record, record_run, replay_one, replay_route, audit) = tokio::try_join!(
             client.prepare(RECOVER),
             client.prepare(&claim),
             client.prepare(RECORD),
+            client.prepare(RECORD_RUN),
             client.prepare(&replay_one),
             client.prepare(&replay_route),
             client.prepare(AUDIT),
@@ -160,6 +187,7 @@ impl Statements {
             recover,
             claim,
             record,
+            record_run,
             replay_one,
             replay_route,
             audit,
@@ -195,7 +223,11 @@ pub(super) fn request<'a>(client: &'a Client, statements: &'a Statements, op: &'
             let count = client.execute(&statements.recover, &[route]).await?;
             Ok(Ok(Done::Count(count)))
         }),
-        Op::Claim { route, limit } => answer(claim(client, statements, route, *limit)),
+        Op::Claim {
+            route,
+            limit,
+            after,
+        } => answer(claim(client, statements, route, *limit, *after)),
         Op::Record { id, outcome } => answer(record(client, statements, *id, outcome)),
         Op::Replay(which) => answer(replay(client, statements, which)),
         Op::Audit {
@@ -341,9 +373,19 @@ pub(super) fn commit(client: &Client) -> Step<'_> {
     })
 }
 
-async fn claim(client: &Client, statements: &Statements, route: &str, limit: usize) -> Answer {
+/// Claims (see [`claim_sql`]) after `after`, or from the start.
+async fn claim(
+    client: &Client,
+    statements: &Statements,
+    route: &str,
+    limit: usize,
+    after: Option<MessageId>,
+) -> Answer {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = client.query(&statements.claim, &[&route, &limit]).await?;
+    let after = after.map_or(0, |id| id.0);
+    let rows = client
+        .query(&statements.claim, &[&route, &limit, &after])
+        .await?;
     let claimed: Result<Vec<_>, _> = rows.iter().map(rows::claimed).collect();
     Ok(claimed.map(|mut claimed| {
         claimed.sort_by_key(|c| c.id);
@@ -351,13 +393,42 @@ async fn claim(client: &Client, statements: &Statements, route: &str, limit: usi
     }))
 }
 
-async fn record(
-    client: &Client,
-    statements: &Statements,
-    id: MessageId,
-    outcome: &Outcome,
-) -> Answer {
-    let (state, error, ack_code, next_attempt_at_ms, finished_at_ms) = match outcome {
+/// Records a run of outcomes, of distinct messages, with one statement.
+pub(super) fn record_run<'a>(
+    client: &'a Client,
+    statements: &'a Statements,
+    run: &[(MessageId, &'a Outcome)],
+) -> Step<'a> {
+    let ids: Vec<i64> = run.iter().map(|(id, _)| id.0).collect();
+    let columns: Vec<Columns<'a>> = run.iter().map(|(_, outcome)| columns(outcome)).collect();
+    let states: Vec<&str> = columns.iter().map(|c| c.0).collect();
+    let errors: Vec<Option<&String>> = columns.iter().map(|c| c.1).collect();
+    let ack_codes: Vec<Option<&String>> = columns.iter().map(|c| c.2).collect();
+    let next_at: Vec<Option<i64>> = columns.iter().map(|c| c.3).collect();
+    let finished_at: Vec<Option<i64>> = columns.iter().map(|c| c.4).collect();
+    Box::pin(async move {
+        let params: [&(dyn ToSql + Sync); 6] =
+            [&ids, &states, &errors, &ack_codes, &next_at, &finished_at];
+        let rows = client.query(&statements.record_run, &params).await?;
+        let found = rows
+            .iter()
+            .map(|row| row.try_get("id").map(MessageId))
+            .collect::<Result<_, _>>()?;
+        Ok(Output::Recorded(found))
+    })
+}
+
+/// An outcome's state, error, ACK code, next attempt and finish time.
+type Columns<'a> = (
+    &'static str,
+    Option<&'a String>,
+    Option<&'a String>,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn columns(outcome: &Outcome) -> Columns<'_> {
+    match outcome {
         Outcome::Delivered { ack_code, at_ms } => {
             ("delivered", None, Some(ack_code), None, Some(*at_ms))
         }
@@ -377,7 +448,16 @@ async fn record(
             ack_code,
             at_ms,
         } => ("dead", Some(error), ack_code.as_ref(), None, Some(*at_ms)),
-    };
+    }
+}
+
+async fn record(
+    client: &Client,
+    statements: &Statements,
+    id: MessageId,
+    outcome: &Outcome,
+) -> Answer {
+    let (state, error, ack_code, next_attempt_at_ms, finished_at_ms) = columns(outcome);
     let params: [&(dyn ToSql + Sync); 6] = [
         &id.0,
         &state,
@@ -410,5 +490,92 @@ async fn replay(client: &Client, statements: &Statements, which: &Replay) -> Ans
                 .await?;
             Ok(Ok(Done::Count(count)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use guichet_testsupport::postgres::TestDatabase;
+    use tokio_postgres::NoTls;
+
+    use super::{claim_sql, RECORD_RUN};
+    use crate::{open, OpenOptions, StoreSpec};
+
+    /// 100,000 messages queued on one route behind 20,000 delivered ones,
+    /// as after an outage on a journal with some history.
+    const BACKLOG: &str = "
+INSERT INTO messages (route, received_at_ms, peer_addr, dedup_key, sending_application,
+    sending_facility, receiving_application, receiving_facility, message_type, control_id,
+    version, body, body_len, sealed, state)
+SELECT 'adt', g, '127.0.0.1:1', 'eai', 'EAI', 'CHU', 'LAB', 'CHU', 'ADT^A01', 'C' || g, '2.5',
+    convert_to(repeat('x', 500), 'UTF8'), 500, FALSE,
+    CASE WHEN g <= 20000 THEN 'delivered' ELSE 'queued' END
+FROM generate_series(1, 120000) AS g";
+
+    /// Issue 17: once ANALYZE had seen a backlog, the claim walked the
+    /// primary key (or scanned the table and hashed), and the drain fell
+    /// to a fraction of its rate. Its plan must be the same with and
+    /// without statistics, generic (prepared) or custom.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_claim_reads_its_own_index_with_or_without_statistics() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let spec = StoreSpec::Postgres(db.url().to_string());
+        drop(open(&spec, OpenOptions::default()).await.unwrap());
+        let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client.batch_execute(BACKLOG).await.unwrap();
+        client
+            .batch_execute(&format!(
+                "PREPARE claim(TEXT, BIGINT, BIGINT) AS {};
+                 PREPARE record_run(BIGINT[], TEXT[], TEXT[], TEXT[], BIGINT[], BIGINT[]) AS {RECORD_RUN}",
+                claim_sql()
+            ))
+            .await
+            .unwrap();
+        for analyzed in [false, true] {
+            if analyzed {
+                client.batch_execute("ANALYZE messages").await.unwrap();
+            }
+            for mode in ["force_generic_plan", "force_custom_plan"] {
+                for after in [0, 20_000, 70_000] {
+                    let sql = format!(
+                        "SET plan_cache_mode = {mode}; EXPLAIN EXECUTE claim('adt', 32, {after})"
+                    );
+                    let plan = plan_text(&client, &sql).await;
+                    println!("analyzed: {analyzed}, {mode}, after {after}:\n{plan}");
+                    assert!(
+                        plan.contains("Index Scan using messages_claimable")
+                            && plan.contains("Index Scan using messages_pkey"),
+                        "{plan}"
+                    );
+                    for other in ["Seq Scan", "Sort", "Hash", "Bitmap", "Nested Loop"] {
+                        assert!(!plan.contains(other), "{other} in\n{plan}");
+                    }
+                }
+                let sql = format!(
+                    "SET plan_cache_mode = {mode}; EXPLAIN EXECUTE record_run(
+                         '{{30000,30001}}', '{{delivered,delivered}}', '{{NULL,NULL}}',
+                         '{{AA,AA}}', '{{NULL,NULL}}', '{{1,1}}')"
+                );
+                let plan = plan_text(&client, &sql).await;
+                println!("analyzed: {analyzed}, {mode}, outcomes:\n{plan}");
+                assert!(plan.contains("Index Scan using messages_pkey"), "{plan}");
+                for other in ["Seq Scan", "Hash", "Bitmap"] {
+                    assert!(!plan.contains(other), "{other} in\n{plan}");
+                }
+            }
+        }
+    }
+
+    async fn plan_text(client: &tokio_postgres::Client, sql: &str) -> String {
+        let mut lines = Vec::new();
+        for message in client.simple_query(sql).await.unwrap() {
+            if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+                lines.push(row.get(0).unwrap_or_default().to_string());
+            }
+        }
+        lines.join("\n")
     }
 }

@@ -22,6 +22,9 @@ pub(super) enum Op {
     Claim {
         route: String,
         limit: usize,
+        /// Only messages after this one: set by the writer from the
+        /// route's cursor (see [`super::cursor`]); `None` from the start.
+        after: Option<MessageId>,
     },
     Record {
         id: MessageId,
@@ -115,6 +118,9 @@ impl Done {
 /// A queued write and where its answer goes.
 pub(super) struct Request {
     pub(super) op: Op,
+    /// Ingests queued before this request (see [`super::writer`]): it is
+    /// applied only once all of them have been.
+    pub(super) after_ingests: u64,
     pub(super) reply: oneshot::Sender<Result<Done, JournalError>>,
 }
 

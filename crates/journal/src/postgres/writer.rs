@@ -1,12 +1,22 @@
-//! The writer: one task and one connection per node that apply every
-//! write in call order, grouping whatever is waiting into one transaction
-//! and one commit (group commit).
+//! The writer: two lanes per node, each a task and a connection, that
+//! apply writes in call order, grouping whatever is waiting into one
+//! transaction and one commit (group commit). Ingests take one lane;
+//! everything else (claims, outcomes, leases, replays) takes the other,
+//! so the delivery worker's bookkeeping and the senders' ingests do not
+//! wait for each other's transactions, and each lane's groups hold one
+//! kind of work (an ingest group waits for its WAL flush, a bookkeeping
+//! group of claims and outcomes does not).
 //!
-//! Requests enter a bounded queue when the [`crate::Store`] method is
-//! called, not when its future is awaited, so a `record` then a `claim`
-//! apply in that order. A group's statements are pipelined, and a run of
-//! ingests is stored by one statement (see [`super::group`]): a group of
-//! ingests costs one or two round trips and one WAL flush.
+//! Requests enter a lane's bounded queue when the [`crate::Store`] method
+//! is called, not when its future is awaited, so a `record` then a
+//! `claim` apply in that order, as do two ingests. Between the lanes, a
+//! request other than an ingest is applied only after every ingest
+//! queued before it (a `claim` sees the messages ingested before it was
+//! called); an ingest does not wait for the bookkeeping queued before it,
+//! which never changes what an ingest stores or answers. A group's
+//! statements are pipelined, and a run of ingests is stored by one
+//! statement (see [`super::group`]): a group of ingests costs one or two
+//! round trips and one WAL flush.
 //!
 //! A transaction that fails answers every request in it with an error,
 //! never with success. If the failure came from one request's data, the
@@ -16,11 +26,13 @@
 //! fail at once with [`JournalError::Unavailable`] (the gateway answers
 //! the sender with an error ACK, and the sender retries).
 
+use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::Client;
 
+use super::cursor::Cursors;
 use super::group::{self, Answers, Failure};
 use super::ops::Statements;
 use super::request::{Done, Op, Request};
@@ -45,9 +57,13 @@ const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// (its outcome unknown, its requests answered Unavailable).
 const GROUP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The store's side of the writer: queues requests.
+/// The store's side of the writer: queues requests on their lane.
 pub(super) struct Handle {
-    queue: mpsc::Sender<Request>,
+    ingests: mpsc::Sender<Request>,
+    others: mpsc::Sender<Request>,
+    /// Ingests queued so far. Held while queueing, so that the ingest
+    /// lane's queue is in this count's order.
+    queued_ingests: Mutex<u64>,
 }
 
 impl Handle {
@@ -59,17 +75,14 @@ impl Handle {
         extract: fn(Done) -> Option<T>,
     ) -> BoxFuture<Result<T, JournalError>> {
         let (reply, answer) = oneshot::channel();
-        let queued = self
-            .queue
-            .try_send(Request { op, reply })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(request) => request.op.failure(format!(
-                    "{QUEUE_CAPACITY} requests already wait for the database"
-                )),
-                mpsc::error::TrySendError::Closed(request) => {
-                    request.op.failure("the journal writer stopped".into())
-                }
-            });
+        let queued = self.queue(op, reply).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(request) => request.op.failure(format!(
+                "{QUEUE_CAPACITY} requests already wait for the database"
+            )),
+            mpsc::error::TrySendError::Closed(request) => {
+                request.op.failure("the journal writer stopped".into())
+            }
+        });
         Box::pin(async move {
             queued?;
             let done = answer
@@ -82,19 +95,82 @@ impl Handle {
     }
 }
 
-/// Starts the writer on `session`'s connection. It stops when the
-/// [`Handle`] is dropped.
-pub(super) fn spawn(target: Target, session: Session) -> Handle {
-    let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
-    let writer = Writer {
-        target,
+impl Handle {
+    /// Puts a request in its lane's queue, numbered after the ingests
+    /// queued before it.
+    fn queue(
+        &self,
+        op: Op,
+        reply: oneshot::Sender<Result<Done, JournalError>>,
+    ) -> Result<(), mpsc::error::TrySendError<Request>> {
+        let mut queued_ingests = self
+            .queued_ingests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let is_ingest = matches!(op, Op::Ingest(_));
+        let request = Request {
+            op,
+            reply,
+            after_ingests: *queued_ingests,
+        };
+        if is_ingest {
+            self.ingests.try_send(request)?;
+            *queued_ingests += 1;
+        } else {
+            self.others.try_send(request)?;
+        }
+        Ok(())
+    }
+}
+
+/// The lanes' connections (see the module's documentation).
+pub(super) struct Sessions {
+    pub(super) ingest: Session,
+    pub(super) other: Session,
+}
+
+/// Starts both lanes. They stop when the [`Handle`] is dropped.
+pub(super) fn spawn(target: Target, sessions: Sessions) -> Handle {
+    let (ingests, ingest_requests) = mpsc::channel(QUEUE_CAPACITY);
+    let (others, other_requests) = mpsc::channel(QUEUE_CAPACITY);
+    let (applied, applied_ingests) = watch::channel(0);
+    let lane = |role, requests, session, order| Writer {
+        target: target.clone(),
+        role,
         requests,
         session: Some(session),
         backoff: Backoff::new(),
         down_reason: String::new(),
+        cursors: Cursors::default(),
+        order,
     };
-    tokio::spawn(writer.run());
-    Handle { queue }
+    let ingest = lane(
+        "ingest",
+        ingest_requests,
+        sessions.ingest,
+        Order::Counts(applied),
+    );
+    let other = lane(
+        "writer",
+        other_requests,
+        sessions.other,
+        Order::Follows(applied_ingests),
+    );
+    tokio::spawn(ingest.run());
+    tokio::spawn(other.run());
+    Handle {
+        ingests,
+        others,
+        queued_ingests: Mutex::new(0),
+    }
+}
+
+/// How a lane keeps the order between the lanes.
+enum Order {
+    /// The ingest lane: counts the ingests it has answered.
+    Counts(watch::Sender<u64>),
+    /// The other lane: waits for the ingests queued before a group.
+    Follows(watch::Receiver<u64>),
 }
 
 /// The writer's connection and its prepared statements.
@@ -125,18 +201,23 @@ impl Session {
         Ok(Session { client, statements })
     }
 
-    async fn open(target: &Target) -> Result<Session, ConnectError> {
-        Session::new(target.connect("writer").await?).await
+    async fn open(target: &Target, role: &str) -> Result<Session, ConnectError> {
+        Session::new(target.connect(role).await?).await
     }
 }
 
 struct Writer {
     target: Target,
+    /// The connection's name, `guichet-journal-<role>`.
+    role: &'static str,
     requests: mpsc::Receiver<Request>,
     session: Option<Session>,
     backoff: Backoff,
     /// Why the last connection attempt failed, for fast failures.
     down_reason: String,
+    /// Where each route's next claim starts.
+    cursors: Cursors,
+    order: Order,
 }
 
 impl Writer {
@@ -144,11 +225,26 @@ impl Writer {
         while let Some(first) = self.requests.recv().await {
             let group = self.gather(first);
             let answered = group.len();
+            self.follow_ingests(&group).await;
             self.serve(group).await;
+            if let Order::Counts(applied) = &self.order {
+                applied.send_modify(|count| *count += answered as u64);
+            }
             if answered > 1 {
                 let_answered_senders_queue().await;
             }
         }
+    }
+
+    /// On the other lane: waits until the ingests queued before `group`
+    /// have been answered (stored or refused).
+    async fn follow_ingests(&mut self, group: &[Request]) {
+        let Order::Follows(applied) = &mut self.order else {
+            return;
+        };
+        let after = group.iter().map(|r| r.after_ingests).max().unwrap_or(0);
+        // A closed lane answered (refused) everything: nothing to wait for.
+        let _ = applied.wait_for(|count| *count >= after).await;
     }
 
     /// `first` and whatever else is already waiting, within the limits.
@@ -170,7 +266,7 @@ impl Writer {
         group
     }
 
-    async fn serve(&mut self, group: Vec<Request>) {
+    async fn serve(&mut self, mut group: Vec<Request>) {
         if !self.connected().await {
             let reason = format!(
                 "journal database {} unreachable: {}",
@@ -180,8 +276,9 @@ impl Writer {
             group.into_iter().for_each(|request| request.fail(&reason));
             return;
         }
+        self.cursors.aim(&mut group);
         match self.attempt(&group).await {
-            Ok(results) => answer_all(group, results),
+            Ok(results) => self.answer_all(group, results),
             Err(Failure::Aborted(reason)) if group.len() > 1 => {
                 tracing::debug!(error = %reason, requests = group.len(), "journal group failed; retrying one by one");
                 self.serve_one_by_one(group).await;
@@ -198,9 +295,10 @@ impl Writer {
     async fn serve_one_by_one(&mut self, group: Vec<Request>) {
         let mut rest = group.into_iter();
         while let Some(request) = rest.next() {
-            let single = vec![request];
+            let mut single = vec![request];
+            self.cursors.aim(&mut single);
             match self.attempt(&single).await {
-                Ok(results) => answer_all(single, results),
+                Ok(results) => self.answer_all(single, results),
                 Err(Failure::Aborted(reason)) => single.into_iter().for_each(|r| r.fail(&reason)),
                 Err(Failure::Lost(reason)) => {
                     return self.lose(single.into_iter().chain(rest).collect(), &reason)
@@ -229,7 +327,8 @@ impl Writer {
         if !self.backoff.ready() {
             return false;
         }
-        let opened = tokio::time::timeout(SESSION_TIMEOUT, Session::open(&self.target)).await;
+        let opened =
+            tokio::time::timeout(SESSION_TIMEOUT, Session::open(&self.target, self.role)).await;
         match opened.unwrap_or(Err(ConnectError::NoSession(SESSION_TIMEOUT))) {
             Ok(session) => {
                 tracing::info!(
@@ -248,15 +347,28 @@ impl Writer {
         }
     }
 
-    /// One transaction for `group`, bounded in time.
+    /// One transaction for `group`, bounded in time. A failed one may
+    /// have left claims undone (or, lost, done): cursors start over.
     async fn attempt(&mut self, group: &[Request]) -> Result<Answers, Failure> {
         let Some(session) = &self.session else {
             return Err(Failure::Lost("not connected".into()));
         };
         let transaction = group::transaction(&session.client, &session.statements, group);
-        match tokio::time::timeout(GROUP_TIMEOUT, transaction).await {
+        let result = match tokio::time::timeout(GROUP_TIMEOUT, transaction).await {
             Ok(result) => result,
             Err(_) => Err(Failure::Lost(format!("no answer within {GROUP_TIMEOUT:?}"))),
+        };
+        if result.is_err() {
+            self.cursors.clear();
+        }
+        result
+    }
+
+    /// Answers a committed group, after moving the cursors past its claims.
+    fn answer_all(&mut self, group: Vec<Request>, results: Answers) {
+        self.cursors.advance(&group, &results);
+        for (request, result) in group.into_iter().zip(results) {
+            request.answer(result);
         }
     }
 }
@@ -269,11 +381,5 @@ impl Writer {
 async fn let_answered_senders_queue() {
     for _ in 0..3 {
         tokio::task::yield_now().await;
-    }
-}
-
-fn answer_all(group: Vec<Request>, results: Answers) {
-    for (request, result) in group.into_iter().zip(results) {
-        request.answer(result);
     }
 }
