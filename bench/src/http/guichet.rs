@@ -1,17 +1,17 @@
 //! guichet as the HTTPS gateway: one `guichet run` with one `http` route
 //! and one rule admitting the partner's application: chain and CRL
-//! checked, identity headers (both forms, the default) sent upstream, logs
-//! at `warn`.
+//! checked, identity headers (both forms, the default) sent upstream;
+//! guichet logs at its default level (`info`), as a gateway deployed with
+//! no `RUST_LOG`.
 //!
 //! For the validating rule's rounds, the rule checks each document against
-//! the round's referential, or forwards it unchecked, and guichet logs at
-//! its default level (`info`), as a gateway deployed with no `RUST_LOG`.
+//! the round's referential, or forwards it unchecked.
 //!
 //! A second application, `other` (the intruder's certificate), is known
 //! to the route but not admitted by the rule: it completes the handshake
 //! and gets a 403 per request, as with nginx's fingerprint map.
 
-use super::{Payload, Round};
+use super::Round;
 use crate::children::Child;
 use crate::peers::{p, write_config, Setup};
 
@@ -21,17 +21,9 @@ pub(super) fn start(setup: &Setup, round: &Round<'_>) -> anyhow::Result<Child> {
         "guichet",
         &setup.guichet,
         &["run", "-c", &config],
-        &[("RUST_LOG", log_level(round.payload))],
+        &[("RUST_LOG", "info")],
         &round.dir.join("guichet.log"),
     )
-}
-
-/// `warn` against nginx and Caddy; guichet's own default with a document.
-fn log_level(payload: Payload) -> &'static str {
-    match payload {
-        Payload::Get => "warn",
-        Payload::Forwarded | Payload::Validated => "info",
-    }
 }
 
 fn config(setup: &Setup, round: &Round<'_>) -> String {

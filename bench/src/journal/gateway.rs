@@ -34,7 +34,7 @@ pub(super) async fn start(
         "guichet",
         &setup.guichet,
         &["run", "-c", &config],
-        &[("RUST_LOG", "warn")],
+        &[("RUST_LOG", "info")],
         &dir.join("guichet.log"),
     )?;
     guichet.wait_listening(entry, START_TIMEOUT).await?;

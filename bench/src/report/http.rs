@@ -179,7 +179,7 @@ fast here. vs nginx: requests/s divided by nginx's (above 1: faster).
 - guichet: one `guichet run`, one `kind = \"http\"` route, `listen_tls` with
   the CA and its CRL, one rule `path = \"/ror/\"` to the upstream admitting
   the application `partner` (CN `eai` + issuer DN), identity headers in both
-  forms (the default), `RUST_LOG=warn`, worker threads: one per core (the
+  forms (the default), logging at its default level (`info`), worker threads: one per core (the
   default). A second application `other` (CN `intruder`) is known to the
   route but not to the rule.
 - nginx: `worker_processes auto` (one per core), `ssl_verify_client on`,

@@ -48,7 +48,8 @@ load generator -> guichet (one plain MLLP route) -> MLLP ACK sink
 ```
 
 {provenance}
-- guichet: {guichet}, one process, `RUST_LOG=warn`; the route is
+- guichet: {guichet}, one process, logging at its default level (`info`:
+  a line per message, to a file); the route is
   `kind = \"mllp\"` with `delivery = \"store-and-forward\"`, or
   `\"passthrough\"` for the baselines; `duplicate_window` at its default
   (24h: each message is looked up among the earlier ones), no body key
