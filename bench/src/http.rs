@@ -266,6 +266,7 @@ async fn generate(
     let before = processes.cpu();
     tokio::time::sleep_until(window.end.into()).await;
     let after = processes.cpu();
+    let gateway_peak_kib = crate::procfs::tree_peak_rss_kib(processes.gateway.pid());
     let [gateway_cpu, upstream_cpu] = [0, 1].map(|i| {
         after[i]
             .zip(before[i])
@@ -277,6 +278,7 @@ async fn generate(
         stats: outcome.stats,
         measured: window.measured(),
         gateway_cpu,
+        gateway_peak_kib,
         rounds: Vec::new(),
         backlog: None,
         http: Some(Detail {

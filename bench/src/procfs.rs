@@ -54,6 +54,18 @@ pub fn tree_cpu_time(pid: u32) -> Option<Duration> {
     )
 }
 
+/// The peak resident memory (VmHWM) of a process and its descendants
+/// (nginx's workers), summed, in KiB.
+pub fn tree_peak_rss_kib(pid: u32) -> Option<u64> {
+    let own = peak_rss_kib(pid).ok()?;
+    Some(
+        descendants(pid)
+            .into_iter()
+            .filter_map(|p| peak_rss_kib(p).ok())
+            .fold(own, |total, kib| total + kib),
+    )
+}
+
 /// Every process whose chain of parents leads to `root`.
 fn descendants(root: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {

@@ -144,17 +144,20 @@ runs.
         out.push_str(
             "## Results
 
-msgs/s is the median round, with the lowest and highest rounds in
-parentheses; the latencies and CPU are those of the median round.
-Latencies are from the load generator: sending the message to reading its
-whole ACK (for a connection per message, connecting included). Gateway CPU
-is the user + system time of both gateway processes during the measured
-window, divided by the messages answered. KiB/conn is the growth of the
-resident memory (VmRSS) of both gateway processes, client side + server
-side, divided by the connections held open.
+Gateway CPU/msg comes first: the user + system time of both gateway
+processes during the measured window, divided by the messages answered,
+is the figure a shared machine leaves steady (rates move with whatever
+else runs). msgs/s is the median round, with the lowest and highest
+rounds in parentheses; the latencies, CPU and memory are those of the
+median round. Latencies are from the load generator: sending the message
+to reading its whole ACK (for a connection per message, connecting
+included). Peak memory is the most both gateway processes have been
+resident (VmHWM, summed) by the end of the round. KiB/conn is the growth
+of the resident memory (VmRSS) of both gateway processes, client side +
+server side, divided by the connections held open.
 
-| scenario | peer | msgs/s | p50 | p99 | p99.9 | gateway CPU/msg | KiB/conn | ACK checks |
-|---|---|---:|---:|---:|---:|---:|---:|---|
+| scenario | peer | gateway CPU/msg | msgs/s | p50 | p99 | p99.9 | peak memory | KiB/conn | ACK checks |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---|
 ",
         );
         for m in self.measurements.iter().filter(|m| m.scenario.is_tunnel()) {
@@ -227,7 +230,51 @@ divided by the other's (below 1: guichet uses less memory).
                 Self::unknown,
             ),
             self.idle_target(),
+            self.cpu_and_p99_target(
+                Scenario::ManyConnections,
+                Peer::Haproxy,
+                0.85,
+                format!(
+                    "{many} connections: gateway CPU per message at most 0.85x HAProxy's, \
+                     with a p99 no higher"
+                ),
+                Self::unknown,
+            ),
         ]
+    }
+
+    /// The target `text`: guichet's CPU per message in `scenario` at most
+    /// `factor` times `other`'s, and its p99 no higher.
+    fn cpu_and_p99_target(
+        &self,
+        scenario: Scenario,
+        other: Peer,
+        factor: f64,
+        text: String,
+        unknown: fn(&Self, Scenario) -> Verdict,
+    ) -> (String, String, Verdict) {
+        let figures = |peer| {
+            let t = self.throughput(scenario, peer)?;
+            Some((t.cpu_per_message()?, t.stats.latency.quantile(0.99)?))
+        };
+        match (figures(Peer::Guichet), figures(other)) {
+            (Some((ours, our_p99)), Some((theirs, their_p99))) if !theirs.is_zero() => {
+                let ratio = ours.as_secs_f64() / theirs.as_secs_f64();
+                (
+                    text,
+                    format!(
+                        "{} ({} vs {}), p99 {} vs {}",
+                        times(ratio),
+                        latency(ours),
+                        latency(theirs),
+                        latency(our_p99),
+                        latency(their_p99)
+                    ),
+                    verdict(ratio <= factor && our_p99 <= their_p99),
+                )
+            }
+            _ => (text, "—".to_owned(), unknown(self, scenario)),
+        }
     }
 
     /// The target `text`: guichet's messages/s in `scenario` at least
@@ -371,6 +418,12 @@ carried data.
   for the many-connections scenario; {senders} concurrent senders for the
   connection-per-message one. A run with any connection error or any ACK
   whose MSA-2 is not the message's MSH-10 is marked invalid.
+- Instructions per message: a `perf stat` count would be steadier than CPU
+  time under noise, but this machine's virtual CPUs expose no hardware
+  counters (`perf stat -e instructions true` answers `<not supported>`).
+  `cargo run --release -p guichet-bench -- observe` counts guichet's
+  instructions per message under callgrind instead (user space only; see
+  \"Flow observation\").
 - Connection per message: each peer keeps its TLS session defaults.
   guichet (rustls: client session cache, server stateful tickets) resumes
   TLS 1.3 sessions between its two gateways: a fresh ECDHE exchange, but
@@ -471,18 +524,18 @@ fn row(outcome: &Outcome) -> String {
                 .collect::<Vec<_>>()
                 .join(" + ");
             format!(
-                "— | — | — | — | — | **{:.1}** ({split}) | {}",
+                "— | — | — | — | — | — | **{:.1}** ({split}) | {}",
                 idle.pair_per_conn(),
                 checks(&idle.stats)
             )
         }
         Outcome::Drain(d) => format!(
-            "{} | — | — | — | — | — | {} delivered",
+            "— | {} | — | — | — | — | — | {} delivered",
             rates(d.per_second(), &d.rounds),
             rate(d.count.messages as f64)
         ),
-        Outcome::Skipped(why) => format!("— | — | — | — | — | — | skipped: {why}"),
-        Outcome::Failed(_) => "— | — | — | — | — | — | **failed** (below)".to_owned(),
+        Outcome::Skipped(why) => format!("— | — | — | — | — | — | — | skipped: {why}"),
+        Outcome::Failed(_) => "— | — | — | — | — | — | — | **failed** (below)".to_owned(),
     }
 }
 
@@ -492,17 +545,34 @@ fn quotient(ours: Option<f64>, theirs: Option<f64>) -> Option<f64> {
     Some(ours? / theirs)
 }
 
-/// The cells every throughput row starts with: the rate with its range,
-/// p50, p99, p99.9, and the gateway's CPU per message.
+/// The cells every throughput row starts with: the gateway's CPU per
+/// message first (the figure a shared machine leaves steady), then
+/// [`rate_cells`] and the gateway's peak memory.
 fn throughput_cells(t: &Throughput) -> String {
     format!(
-        "{} | {} | {} | {} | {}",
+        "{} | {} | {}",
+        latency_or_dash(t.cpu_per_message()),
+        rate_cells(t),
+        peak_memory(t)
+    )
+}
+
+/// The rate with its range, p50, p99 and p99.9.
+fn rate_cells(t: &Throughput) -> String {
+    format!(
+        "{} | {} | {} | {}",
         rates(t.per_second(), &t.rounds),
         quantile(&t.stats, 0.5),
         quantile(&t.stats, 0.99),
         quantile(&t.stats, 0.999),
-        latency_or_dash(t.cpu_per_message())
     )
+}
+
+/// The gateway processes' peak resident memory, in MiB.
+fn peak_memory(t: &Throughput) -> String {
+    t.gateway_peak_kib.map_or("—".to_owned(), |kib| {
+        format!("{:.1} MiB", kib as f64 / 1024.0)
+    })
 }
 
 /// `6,452 (6,300–6,700)`: the median and the range of the rounds.

@@ -102,6 +102,9 @@ pub struct Throughput {
     pub measured: Duration,
     /// CPU time of both gateway processes inside the window.
     pub gateway_cpu: Option<Duration>,
+    /// The gateway processes' peak resident memory (VmHWM, summed) at the
+    /// end of the window, in KiB.
+    pub gateway_peak_kib: Option<u64>,
     /// Messages per second of every round, in the order measured; this
     /// round is the median one.
     pub rounds: Vec<f64>,
@@ -461,19 +464,30 @@ pub async fn throughput(
         tokio::time::sleep_until(window.measure_from.into()).await;
         let before = pair_cpu(pair);
         tokio::time::sleep_until(window.end.into()).await;
-        Some(pair_cpu(pair)?.saturating_sub(before?))
+        let cpu = pair_cpu(pair).zip(before).map(|(a, b)| a.saturating_sub(b));
+        (cpu, pair_peak_kib(pair))
     };
-    let (stats, gateway_cpu) = tokio::join!(load, cpu);
+    let (stats, (gateway_cpu, gateway_peak_kib)) = tokio::join!(load, cpu);
+    let gateways = !pair.gateways.is_empty();
     let mut throughput = Throughput {
         stats,
         measured: window.measured(),
-        gateway_cpu: gateway_cpu.filter(|_| !pair.gateways.is_empty()),
+        gateway_cpu: gateway_cpu.filter(|_| gateways),
+        gateway_peak_kib: gateway_peak_kib.filter(|_| gateways),
         rounds: Vec::new(),
         backlog: None,
         http: None,
     };
     throughput.rounds.push(throughput.per_second());
     throughput
+}
+
+/// The peak resident memory so far of the pair's gateways, summed.
+pub fn pair_peak_kib(pair: &Pair) -> Option<u64> {
+    pair.gateways
+        .iter()
+        .map(|g| crate::procfs::peak_rss_kib(g.pid()).ok())
+        .sum()
 }
 
 /// CPU time used so far by both gateways of the pair.

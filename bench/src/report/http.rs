@@ -5,8 +5,8 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use super::{
-    checks, latency_or_dash, problem, problems_list, rate, targets_table, throughput_cells, times,
-    Run, Verdict,
+    checks, latency_or_dash, peak_memory, problem, problems_list, rate, rate_cells, targets_table,
+    times, Run, Verdict,
 };
 use crate::http::client::PATH;
 use crate::http::{Detail, BODY};
@@ -86,8 +86,8 @@ upstream's. The three share {cores} cores: a gateway's rate is bounded by
 the sum of the three, so a gateway twice as cheap is less than twice as
 fast here. vs nginx: requests/s divided by nginx's (above 1: faster).
 
-| scenario | peer | req/s | p50 | p99 | p99.9 | CPU/req: gateway | load generator | upstream | vs nginx | checks |
-|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|
+| scenario | peer | CPU/req: gateway | load generator | upstream | req/s | p50 | p99 | p99.9 | gateway peak memory | vs nginx | checks |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
 ",
             provenance = self.provenance("the gateway and the upstream"),
             cores = m.cores,
@@ -132,6 +132,19 @@ fast here. vs nginx: requests/s divided by nginx's (above 1: faster).
                 scenario,
                 Peer::Nginx,
                 KEEP_ALIVE_TARGET,
+                text,
+                Self::http_unknown,
+            ));
+        }
+        for scenario in [Scenario::HttpOne, Scenario::HttpMany] {
+            let text = format!(
+                "{}: gateway CPU per request at most nginx's, with a p99 no higher",
+                scenario.label(self.plan)
+            );
+            verdicts.push(self.cpu_and_p99_target(
+                scenario,
+                Peer::Nginx,
+                1.0,
                 text,
                 Self::http_unknown,
             ));
@@ -283,15 +296,17 @@ pub(super) fn http_row(outcome: &Outcome, vs_nginx: &str) -> String {
             let per_request =
                 |cpu: fn(&Detail) -> Option<Duration>| latency_or_dash(per_request(t, cpu));
             format!(
-                "{} | {} | {} | {vs_nginx} | {}",
-                throughput_cells(t),
+                "{} | {} | {} | {} | {} | {vs_nginx} | {}",
+                latency_or_dash(t.cpu_per_message()),
                 per_request(|d| d.load_cpu),
                 per_request(|d| d.upstream_cpu),
+                rate_cells(t),
+                peak_memory(t),
                 http_checks(t)
             )
         }
-        Outcome::Skipped(why) => format!("— | — | — | — | — | — | — | — | skipped: {why}"),
-        _ => "— | — | — | — | — | — | — | — | **failed** (below)".to_owned(),
+        Outcome::Skipped(why) => format!("— | — | — | — | — | — | — | — | — | skipped: {why}"),
+        _ => "— | — | — | — | — | — | — | — | — | **failed** (below)".to_owned(),
     }
 }
 
