@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::suite::fixtures::{body, deduped, message};
+use crate::suite::fixtures::{body, deduped, message, store_n};
 use crate::suite::{Harness, Skip};
 use guichet_journal::{open, Filter, Ingested, Journal, JournalError, OpenOptions, StoreSpec};
 use guichet_testsupport::postgres::TestDatabase;
@@ -394,14 +394,7 @@ async fn an_ingest_is_answered_only_after_its_commit() {
 async fn outcomes_recorded_together_apply_each_and_fail_alone() {
     let Some(db) = database().await else { return };
     let j = node(&db).await;
-    let batch = (0..3).map(|i| message("adt", &format!("C{i}"), 1000));
-    let ids: Vec<_> = j
-        .ingest(batch.collect())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(Ingested::id)
-        .collect();
+    let ids = store_n(&j, "adt", 3).await;
     assert_eq!(j.claim("adt", 3).await.unwrap().len(), 3);
     // the claim waits for this large ingest: the outcomes queue behind it
     let busy: Vec<_> = (0..500)
@@ -458,14 +451,7 @@ async fn outcomes_recorded_together_apply_each_and_fail_alone() {
 async fn a_backlog_is_claimed_in_order_and_put_back_messages_are_claimed_again() {
     let Some(db) = database().await else { return };
     let j = node(&db).await;
-    let batch = (0..300).map(|i| message("adt", &format!("C{i}"), 1000));
-    let ids: Vec<_> = j
-        .ingest(batch.collect())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(Ingested::id)
-        .collect();
+    let ids = store_n(&j, "adt", 300).await;
     let other = j.ingest(vec![message("lab", "L", 1000)]).await.unwrap()[0].id();
     let mut claimed = Vec::new();
     for _ in 0..3 {
@@ -504,14 +490,7 @@ async fn a_backlog_is_claimed_in_order_and_put_back_messages_are_claimed_again()
 async fn two_nodes_claiming_at_once_never_take_a_message_twice() {
     let Some(db) = database().await else { return };
     let (a, b) = (node(&db).await, node(&db).await);
-    let batch = (0..2000).map(|i| message("adt", &format!("C{i}"), 1000));
-    let ids: Vec<_> = a
-        .ingest(batch.collect())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(Ingested::id)
-        .collect();
+    let ids = store_n(&a, "adt", 2000).await;
     let start = std::sync::Arc::new(tokio::sync::Barrier::new(2));
     let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let drain = |j: Journal| {
@@ -686,14 +665,7 @@ async fn nodes_starting_at_once_migrate_once() {
 async fn a_version_2_journal_is_migrated_and_keeps_its_messages() {
     let Some(db) = database().await else { return };
     let j = node(&db).await;
-    let batch = (0..6).map(|i| message("adt", &format!("C{i}"), 1000 + i));
-    let ids: Vec<_> = j
-        .ingest(batch.collect())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(Ingested::id)
-        .collect();
+    let ids = store_n(&j, "adt", 6).await;
     assert_eq!(j.claim("adt", 3).await.unwrap().len(), 3);
     j.record(ids[0], crate::suite::fixtures::delivered(2000))
         .await
