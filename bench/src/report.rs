@@ -424,6 +424,8 @@ carried data.
   `cargo run --release -p guichet-bench -- observe` counts guichet's
   instructions per message under callgrind instead (user space only; see
   \"Flow observation\").
+- Targets not met: the profiles that show why, and what would move them,
+  are in `docs/PERFORMANCE.md`.
 - Connection per message: each peer keeps its TLS session defaults.
   guichet (rustls: client session cache, server stateful tickets) resumes
   TLS 1.3 sessions between its two gateways: a fresh ECDHE exchange, but
