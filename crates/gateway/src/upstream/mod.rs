@@ -197,12 +197,10 @@ impl UpstreamClient {
         request: http::Request<Body>,
     ) -> Result<http::Response<AnswerBody>, UpstreamError> {
         match &self.pool {
-            Some(pool) => match pool.send(origin_form(request)).await {
-                Ok(response) => Ok(response.map(AnswerBody::Pooled)),
-                Err(pool::Failed::Connect(e)) => Err(UpstreamError::Connect(e)),
-                Err(pool::Failed::Exchange(e)) => Err(UpstreamError::Exchange(e)),
-                Err(pool::Failed::Closed) => Err(UpstreamError::Closed),
-            },
+            Some(pool) => Ok(pool
+                .send(origin_form(request))
+                .await?
+                .map(AnswerBody::Pooled)),
             None => match self.client.request(request).await {
                 Ok(response) => Ok(response.map(AnswerBody::Shared)),
                 Err(e) => Err(UpstreamError::Client(e)),
@@ -229,39 +227,21 @@ fn origin_form(mut request: http::Request<Body>) -> http::Request<Body> {
     request
 }
 
-/// Why an exchange with an upstream failed.
-#[derive(Debug)]
+/// Why an exchange with an upstream failed: each shown as its cause.
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum UpstreamError {
     /// From hyper's pool (TLS upstreams).
+    #[error(transparent)]
     Client(hyper_util::client::legacy::Error),
     /// No connection could be opened.
+    #[error(transparent)]
     Connect(ConnectError),
     /// The connection failed before or during the answer's head.
+    #[error(transparent)]
     Exchange(hyper::Error),
     /// A new connection ended before it could take the request.
+    #[error("connection closed before the request was sent")]
     Closed,
-}
-
-impl std::fmt::Display for UpstreamError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            UpstreamError::Client(e) => e.fmt(f),
-            UpstreamError::Connect(e) => e.fmt(f),
-            UpstreamError::Exchange(e) => e.fmt(f),
-            UpstreamError::Closed => f.write_str("connection closed before the request was sent"),
-        }
-    }
-}
-
-impl std::error::Error for UpstreamError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            UpstreamError::Client(e) => e.source(),
-            UpstreamError::Connect(e) => e.source(),
-            UpstreamError::Exchange(e) => e.source(),
-            UpstreamError::Closed => None,
-        }
-    }
 }
 
 /// An upstream answer's body, from either kind of connection.

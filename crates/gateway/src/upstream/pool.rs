@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{Builder, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 
-use super::{Body, ConnectError, UpstreamStream};
+use super::{Body, ConnectError, UpstreamError, UpstreamStream};
 use crate::dial::connect;
 use crate::stream::Stream;
 
@@ -49,17 +49,6 @@ struct Pooled {
     ended: bool,
 }
 
-/// Why a pooled exchange failed.
-#[derive(Debug)]
-pub(super) enum Failed {
-    /// No connection could be opened.
-    Connect(ConnectError),
-    /// The connection failed before or during the answer's head.
-    Exchange(hyper::Error),
-    /// A new connection ended before it could take the request.
-    Closed,
-}
-
 /// An idle connection older than this is closed rather than reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// At most this many idle connections are kept per upstream.
@@ -82,7 +71,7 @@ impl Pool {
     pub(super) async fn send(
         self: &Arc<Self>,
         mut request: http::Request<Body>,
-    ) -> Result<http::Response<PooledBody>, Failed> {
+    ) -> Result<http::Response<PooledBody>, UpstreamError> {
         loop {
             let (mut pooled, reused) = match self.take() {
                 Some(pooled) => (pooled, true),
@@ -99,13 +88,13 @@ impl Pool {
                 if reused {
                     continue;
                 }
-                return Err(e.map_or(Failed::Closed, Failed::Exchange));
+                return Err(e.map_or(UpstreamError::Closed, UpstreamError::Exchange));
             }
             match pooled.exchange(request).await {
                 Ok(response) => return Ok(self.tracked(response, pooled)),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) if reused => request = unsent,
-                    _ => return Err(Failed::Exchange(e.into_error())),
+                    _ => return Err(UpstreamError::Exchange(e.into_error())),
                 },
             }
         }
@@ -152,15 +141,15 @@ impl Pool {
         }
     }
 
-    async fn open(&self) -> Result<Box<Pooled>, Failed> {
+    async fn open(&self) -> Result<Box<Pooled>, UpstreamError> {
         let tcp = connect(&self.host, self.port, self.connect_timeout)
             .await
-            .map_err(|e| Failed::Connect(ConnectError::Unavailable(e)))?;
+            .map_err(|e| UpstreamError::Connect(ConnectError::Unavailable(e)))?;
         let io = TokioIo::new(UpstreamStream::new(Stream::Plain(tcp)));
         let (send, conn) = Builder::new()
             .handshake(io)
             .await
-            .map_err(Failed::Exchange)?;
+            .map_err(UpstreamError::Exchange)?;
         Ok(Box::new(Pooled {
             send,
             conn,
