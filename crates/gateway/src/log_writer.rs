@@ -16,7 +16,7 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
@@ -91,7 +91,7 @@ pub fn install(format: LineFormat) -> Option<(Lines, Flush)> {
         Lines,
         Flush {
             stop,
-            thread: Mutex::new(Some(thread)),
+            thread: Some(thread),
         },
     ))
 }
@@ -143,9 +143,7 @@ impl Sink {
 
     fn send(&self, line: Line) {
         if self.stopped.load(Ordering::Acquire) {
-            let mut text = Vec::new();
-            Clock::default().line(self.format, line, &mut text);
-            let _ = io::stderr().write_all(&text);
+            self.write_now([line]);
             return;
         }
         match self.tx.try_send(line) {
@@ -154,6 +152,16 @@ impl Sink {
                 self.dropped.inc();
             }
         }
+    }
+
+    /// Writes lines straight to stderr, once the writer has stopped.
+    fn write_now(&self, lines: impl IntoIterator<Item = Line>) {
+        let mut text = Vec::new();
+        let mut clock = Clock::default();
+        for line in lines {
+            clock.line(self.format, line, &mut text);
+        }
+        let _ = io::stderr().write_all(&text);
     }
 }
 
@@ -203,25 +211,21 @@ impl Drop for LineBuf {
 /// stops; lines after that go straight to stderr.
 pub struct Flush {
     stop: Arc<AtomicBool>,
-    thread: Mutex<Option<JoinHandle<Receiver<Line>>>>,
+    thread: Option<JoinHandle<Receiver<Line>>>,
 }
 
 impl Drop for Flush {
     fn drop(&mut self) {
-        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
-        let Some(thread) = thread else { return };
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
         self.stop.store(true, Ordering::Release);
         thread.thread().unpark();
         let Ok(rx) = thread.join() else { return };
         let Some(sink) = SINK.get() else { return };
         sink.stopped.store(true, Ordering::Release);
         // Lines queued between the writer's last take and `stopped`.
-        let mut text = Vec::new();
-        let mut clock = Clock::default();
-        while let Ok(line) = rx.try_recv() {
-            clock.line(sink.format, line, &mut text);
-        }
-        let _ = io::stderr().write_all(&text);
+        sink.write_now(rx.try_iter());
     }
 }
 
@@ -376,11 +380,6 @@ impl LineOut<'_> {
         self.out.push(b'.');
         self.padded(u64::from(since.subsec_micros()), 6);
         self.out.push(b'Z');
-    }
-
-    /// Bytes as they are.
-    pub fn raw(&mut self, bytes: &[u8]) {
-        self.out.extend_from_slice(bytes);
     }
 
     /// A string as it is.

@@ -32,7 +32,7 @@ impl Record for Fixed {
         out.timestamp(at());
         out.display(format_args!(" {format:?} "));
         out.text(self.0);
-        out.raw(b"\n");
+        out.str("\n");
     }
 }
 
@@ -145,7 +145,7 @@ fn timestamps_are_rfc3339_utc_with_microseconds() {
     assert_eq!(
         written(|o| {
             o.timestamp(at());
-            o.raw(b" ");
+            o.str(" ");
             o.timestamp(next);
         }),
         "2025-12-06T05:46:40.123456Z 2025-12-06T05:46:41.023456Z"
