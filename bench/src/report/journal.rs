@@ -186,6 +186,25 @@ slower).
         );
     }
 
+    /// The target `text`: a rate of `store`'s outage scenario (its fill or
+    /// its drain) at least `wanted` msgs/s.
+    fn outage_target(
+        &self,
+        store: Store,
+        text: String,
+        figure: fn(&Drain) -> f64,
+        wanted: f64,
+    ) -> (String, String, Verdict) {
+        match self.drain(store) {
+            Some(drain) => (text, rate(figure(drain)), verdict(figure(drain) >= wanted)),
+            None => (
+                text,
+                "—".to_owned(),
+                self.journal_unknown(&[Scenario::Drain(store)]),
+            ),
+        }
+    }
+
     fn journal_verdicts(&self) -> Vec<(String, String, Verdict)> {
         let many = self.plan.many_conns;
         let mut verdicts = Vec::new();
@@ -211,36 +230,24 @@ slower).
             rate(self.plan.drain_messages as f64),
             rate(SQLITE_FILL_TARGET)
         );
-        verdicts.push(match self.drain(Store::Sqlite) {
-            Some(drain) => (
-                text,
-                rate(drain.fill_per_second()),
-                verdict(drain.fill_per_second() >= SQLITE_FILL_TARGET),
-            ),
-            None => (
-                text,
-                "—".to_owned(),
-                self.journal_unknown(&[Scenario::Drain(Store::Sqlite)]),
-            ),
-        });
+        verdicts.push(self.outage_target(
+            Store::Sqlite,
+            text,
+            Drain::fill_per_second,
+            SQLITE_FILL_TARGET,
+        ));
         let text = format!(
             "{} PostgreSQL messages stored during an outage, after ANALYZE, delivered to a fast \
              receiver on one connection: at least {} msgs/s",
             rate(self.plan.drain_messages as f64),
             rate(POSTGRES_DRAIN_TARGET)
         );
-        verdicts.push(match self.drain(Store::Postgres) {
-            Some(drain) => (
-                text,
-                rate(drain.per_second()),
-                verdict(drain.per_second() >= POSTGRES_DRAIN_TARGET),
-            ),
-            None => (
-                text,
-                "—".to_owned(),
-                self.journal_unknown(&[Scenario::Drain(Store::Postgres)]),
-            ),
-        });
+        verdicts.push(self.outage_target(
+            Store::Postgres,
+            text,
+            Drain::per_second,
+            POSTGRES_DRAIN_TARGET,
+        ));
         for store in [Store::Sqlite, Store::Postgres] {
             let text = format!(
                 "{store} journal after an outage, drained to a fast receiver on one connection: \
