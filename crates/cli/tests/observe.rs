@@ -80,25 +80,52 @@ fn wait_for_count_in(
     route: &str,
     total: u64,
 ) -> Vec<Value> {
+    let sum = |flows: &[Value]| -> u64 { flows.iter().filter_map(|f| f["count"].as_u64()).sum() };
+    poll(
+        gateway,
+        Duration::from_millis(200),
+        || {
+            // A SQLite journal is created once the gateway has opened it.
+            let all = if source != SQLITE || bench.path("journal.db").exists() {
+                observed_from(bench, source, &[])
+            } else {
+                Vec::new()
+            };
+            all.into_iter().filter(|f| f["route"] == route).collect()
+        },
+        |flows| sum(flows) >= total,
+        |flows| {
+            format!(
+                "route {route}: {} observed of {total}; flows {flows:?}",
+                sum(flows)
+            )
+        },
+    )
+}
+
+/// Reads with `read` every `every` until `done` holds of what was read,
+/// and returns it; fails the test after [`FLUSHED`], saying `why` of the
+/// last reading, with the gateway's log.
+fn poll(
+    gateway: &Proc,
+    every: Duration,
+    read: impl Fn() -> Vec<Value>,
+    done: impl Fn(&[Value]) -> bool,
+    why: impl Fn(&[Value]) -> String,
+) -> Vec<Value> {
     let deadline = Instant::now() + FLUSHED;
     loop {
-        // A SQLite journal is created once the gateway has opened it.
-        let all = if source != SQLITE || bench.path("journal.db").exists() {
-            observed_from(bench, source, &[])
-        } else {
-            Vec::new()
-        };
-        let flows: Vec<Value> = all.into_iter().filter(|f| f["route"] == route).collect();
-        let sum: u64 = flows.iter().filter_map(|f| f["count"].as_u64()).sum();
-        if sum >= total {
-            return flows;
+        let read = read();
+        if done(&read) {
+            return read;
         }
         assert!(
             Instant::now() < deadline,
-            "route {route}: {sum} observed of {total}; flows {flows:?}\n{}",
+            "{}\n{}",
+            why(&read),
             gateway.log()
         );
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(every);
     }
 }
 
@@ -440,19 +467,13 @@ fn wait_stored(
     what: &str,
     done: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let deadline = Instant::now() + FLUSHED;
-    loop {
-        let messages = stored(bench);
-        if done(&messages) {
-            return messages;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {messages:?}\n{}",
-            gateway.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    poll(
+        gateway,
+        Duration::from_millis(100),
+        || stored(bench),
+        done,
+        |messages| format!("{what}: {messages:?}"),
+    )
 }
 
 /// The receiver of a store-and-forward route is down, then refuses (AR),
