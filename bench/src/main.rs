@@ -410,12 +410,7 @@ fn bench_observe(args: &ObserveArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let section = runtime.block_on(observe::run(&guichet, &plan, dir.path(), &now()))?;
-    write_section(
-        args.out.as_ref(),
-        &workspace,
-        "## Flow observation\n",
-        &section,
-    )
+    write_section(args.out.as_ref(), &workspace, observe::HEADING, &section)
 }
 
 /// `guichet-bench books`: the test-book runner; writes the "Test books"
@@ -530,15 +525,21 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         let markdown = run.markdown();
         println!("{markdown}");
         if let Some(out) = report_path(args, &workspace) {
-            // Bed availability and test books have runs of their own: kept.
+            // Bed availability, test books, the map and flow observation
+            // have runs of their own: kept.
             let existing = std::fs::read_to_string(&out).unwrap_or_default();
-            let markdown = [validate::HEADING, books::HEADING].into_iter().fold(
-                markdown,
-                |markdown, heading| match report::section_of(&existing, heading) {
+            let kept = [
+                validate::HEADING,
+                books::HEADING,
+                map::HEADING,
+                observe::HEADING,
+            ];
+            let markdown = kept.into_iter().fold(markdown, |markdown, heading| {
+                match report::section_of(&existing, heading) {
                     Some(kept) => report::merge_section(&markdown, heading, kept),
                     None => markdown,
-                },
-            );
+                }
+            });
             std::fs::write(&out, &markdown)
                 .with_context(|| format!("cannot write {}", out.display()))?;
             eprintln!("report written to {}", out.display());

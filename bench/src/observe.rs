@@ -28,6 +28,9 @@ use crate::load::{self, Window};
 use crate::message::LoadMessage;
 use crate::procfs::cpu_time;
 
+/// The report section this run writes.
+pub const HEADING: &str = "## Flow observation\n";
+
 /// How long guichet and the sink may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 

@@ -444,6 +444,9 @@ carried data.
   rule against the same rule without validation by
   `cargo run --release -p guichet-bench -- validate --http`; each
   replaces only its own part of the section.
+- The map (`cargo run --release -p guichet-bench -- map`) and flow
+  observation (`cargo run --release -p guichet-bench -- observe`) have
+  runs of their own, which a full run keeps as they are.
 - Test books have a run of their own, which a full run keeps as it is:
   `cargo run --release -p guichet-bench -- books` writes a book of 1000
   bed-availability cases, starts two validating HTTPS gateways each in
