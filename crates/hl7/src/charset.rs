@@ -97,17 +97,20 @@ impl Charset {
     /// (accidental 8859 text almost never is), otherwise as 8859-15, the
     /// French default. Invalid UTF-8 under `Utf8` becomes U+FFFD.
     pub fn decode<'a>(&self, bytes: &'a [u8]) -> Cow<'a, str> {
-        if let Some(ascii) = ascii_str(bytes) {
-            return Cow::Borrowed(ascii);
-        }
         match self {
+            // ASCII reads the same in every set: under ASCII and UTF-8, the
+            // one UTF-8 check covers it (no separate pass for ASCII).
             Charset::Ascii => match std::str::from_utf8(bytes) {
                 Ok(text) => Cow::Borrowed(text),
                 Err(_) => Cow::Owned(decode_latin9(bytes)),
             },
-            Charset::Latin1 | Charset::Other => Cow::Owned(decode_latin1(bytes)),
-            Charset::Latin9 => Cow::Owned(decode_latin9(bytes)),
             Charset::Utf8 => String::from_utf8_lossy(bytes),
+            Charset::Latin1 | Charset::Other => {
+                ascii_str(bytes).map_or_else(|| Cow::Owned(decode_latin1(bytes)), Cow::Borrowed)
+            }
+            Charset::Latin9 => {
+                ascii_str(bytes).map_or_else(|| Cow::Owned(decode_latin9(bytes)), Cow::Borrowed)
+            }
         }
     }
 

@@ -167,17 +167,32 @@ impl<'a> HeaderFields<'a> {
 impl Header {
     /// Reads the header fields of `msg`, and nothing else.
     pub fn read(msg: &Message<'_>) -> Header {
+        Header::read_some(msg, true)
+    }
+
+    /// Reads what a relayed message's event and its ACK check use: MSH-3,
+    /// 5, 9, 10, 12 (the log line and the status page), MSH-15 and 16 (the
+    /// answer owed) and MSH-18 (to decode them). The facilities (MSH-4,
+    /// MSH-6) and the processing id (MSH-11) are left empty: a relay that
+    /// neither journals nor observes flows never looks at them, and a
+    /// header is read for every message it forwards.
+    pub fn read_relayed(msg: &Message<'_>) -> Header {
+        Header::read_some(msg, false)
+    }
+
+    fn read_some(msg: &Message<'_>, all: bool) -> Header {
         let f = HeaderFields::locate(msg);
         let charset = Charset::from_msh18(f.charset.repetition(1).raw());
         let text = |field: Field<'_>| Text::from(charset.decode(field.raw()));
+        let other = |field: Field<'_>| if all { text(field) } else { Text::default() };
         Header {
             sending_application: text(f.sending_application),
-            sending_facility: text(f.sending_facility),
+            sending_facility: other(f.sending_facility),
             receiving_application: text(f.receiving_application),
-            receiving_facility: text(f.receiving_facility),
+            receiving_facility: other(f.receiving_facility),
             message_type: text(f.message_type),
             control_id: text(f.control_id),
-            processing_id: text(f.processing_id),
+            processing_id: other(f.processing_id),
             version: text(f.version),
             accept_ack: AckMode::from_code(f.accept_ack.raw()),
             application_ack: AckMode::from_code(f.application_ack.raw()),
@@ -322,6 +337,30 @@ impl AckSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relayed_header_reads_all_but_the_facilities_and_processing_id() {
+        let raw = b"MSH|^~\\&|EAI^1.2.3^ISO|CHU|DPI|CHU|20240101120000||ADT^A01^ADT_A01|MSG42|P|2.5^FRA^2.11|||AL|NE||8859/1\rPID|1\r";
+        let Ok(msg) = Message::parse(raw) else {
+            panic!("the sample must parse");
+        };
+        let full = Header::read(&msg);
+        let relayed = Header::read_relayed(&msg);
+        assert_eq!(
+            relayed,
+            Header {
+                sending_facility: Text::default(),
+                receiving_facility: Text::default(),
+                processing_id: Text::default(),
+                ..full.clone()
+            }
+        );
+        assert_eq!(full.sending_facility, "CHU");
+        assert_eq!(full.processing_id, "P");
+        assert_eq!(relayed.accept_ack, Some(AckMode::Always));
+        assert_eq!(relayed.application_ack, Some(AckMode::Never));
+        assert_eq!(relayed.charset, Charset::Latin1);
+    }
 
     #[test]
     fn meta_copies_the_identifying_fields_of_the_header() {

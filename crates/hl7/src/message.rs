@@ -376,14 +376,21 @@ impl<'a> Segment<'a> {
             *slot = self.numbered(1, header, self.separator());
         }
         // Part k of the segment is field k, or field k + 1 in a header
-        // segment (whose field 1 is the separator itself).
-        let shift = usize::from(header);
-        for (k, raw) in self.raw.split(|&b| b == self.delimiters.field).enumerate() {
-            let n = if k == 0 { 0 } else { k + shift };
-            let Some(slot) = fields.get_mut(n) else {
+        // segment (whose field 1 is the separator itself). The scan stops
+        // at the end of field N - 1: nothing past it is read.
+        let after_id = if header { 2 } else { 1 };
+        let mut rest = self.raw;
+        let mut n = 0;
+        while let Some(slot) = fields.get_mut(n) {
+            // Fields are short: a plain scan beats memchr's set-up.
+            let sep = self.delimiters.field;
+            let end = rest.iter().position(|&b| b == sep).unwrap_or(rest.len());
+            *slot = self.numbered(n, header, &rest[..end]);
+            let Some(next) = rest.get(end + 1..) else {
                 break;
             };
-            *slot = self.numbered(n, header, raw);
+            rest = next;
+            n = if n == 0 { after_id } else { n + 1 };
         }
         fields
     }

@@ -343,7 +343,7 @@ impl Relay<'_> {
             match Message::parse_with(&frame.payload, ParseOptions::wire()) {
                 Ok(message) => {
                     self.peer.leading(self.route, &frame.payload);
-                    self.await_answer(Header::read(&message), size);
+                    self.await_answer(self.header(&message), size);
                     forward(&mut to_server, frame.payload).await?;
                     refill(frames.read_buffer_mut());
                 }
@@ -421,6 +421,16 @@ impl Relay<'_> {
         }
         to_client.get_mut().shutdown().await?;
         Ok(())
+    }
+
+    /// What the relay reads of a message's header: the facilities only
+    /// when flows are observed (nothing else of a relay shows them).
+    fn header(&self, message: &Message<'_>) -> Header {
+        if self.route.observer.enabled() {
+            Header::read(message)
+        } else {
+            Header::read_relayed(message)
+        }
     }
 
     /// Books the answer a message about to be forwarded is owed (an
