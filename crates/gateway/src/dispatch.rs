@@ -42,22 +42,28 @@ pub(crate) async fn handle(
 ) {
     let state = route.current();
     let span = info_span!("conn", route = %state.spec.name, remote = %remote, app = field::Empty);
-    async move {
-        let name = state.spec.name.as_str();
-        let _open = OpenGuard::new(&route.metrics, name);
-        let handshake = admission.take_handshake();
-        let outcome = tokio::select! {
-            outcome = serve(&route, http, &state, tcp, remote, handshake, shutdown) => outcome,
-            () = force.cancelled() => {
-                info!("closed at the end of the shutdown drain period");
-                Outcome::Drained
-            }
-        };
-        route.metrics.ended(name, outcome);
-        drop(admission);
-    }
-    .instrument(span)
-    .await;
+    let conn = Conn { remote, span };
+    let name = state.spec.name.as_str();
+    let _open = OpenGuard::new(&route.metrics, name);
+    let handshake = admission.take_handshake();
+    let outcome = tokio::select! {
+        outcome = serve(&route, http, &state, tcp, &conn, handshake, shutdown) => outcome,
+        () = force.cancelled() => {
+            conn.span.in_scope(|| info!("closed at the end of the shutdown drain period"));
+            Outcome::Drained
+        }
+    };
+    route.metrics.ended(name, outcome);
+    drop(admission);
+}
+
+/// Who a connection is with, and the span its log lines go under. The
+/// span is entered around what logs, not at each poll of the connection's
+/// task: an `mllp` relay is polled several times a message, and its
+/// message lines carry the route, address and application themselves.
+struct Conn {
+    remote: SocketAddr,
+    span: Span,
 }
 
 /// Keeps the open-connections gauge right on every exit path.
@@ -90,15 +96,17 @@ async fn serve(
     http: Option<Arc<HttpRuntime>>,
     state: &RouteState,
     tcp: TcpStream,
-    remote: SocketAddr,
+    conn: &Conn,
     handshake: Option<HandshakeTicket>,
     shutdown: CancellationToken,
 ) -> Outcome {
     let spec = &state.spec;
     let limits = spec.limits;
+    let (remote, span) = (conn.remote, &conn.span);
     // Small HL7 messages and their ACKs must not wait for Nagle.
     let _ = tcp.set_nodelay(true);
-    let (inbound, peer_app) = match accept_tls(route_rt, state, tcp, remote, handshake).await {
+    let accepting = accept_tls(route_rt, state, tcp, remote, handshake);
+    let (inbound, peer_app) = match accepting.instrument(span.clone()).await {
         Ok(accepted) => accepted,
         Err(outcome) => return outcome,
     };
@@ -118,8 +126,9 @@ async fn serve(
             },
             shutdown,
         )
+        .instrument(span.clone())
         .await;
-        return ended(end, Traffic::Requests(requests), limits.idle_timeout);
+        return span.in_scope(|| ended(end, Traffic::Requests(requests), limits.idle_timeout));
     }
     let stored = route_rt
         .store_forward
@@ -131,17 +140,25 @@ async fn serve(
         app: peer_app.map(|p| p.app),
         ends: FlowEnds::of(spec),
         direction: if stored.is_some() { IN } else { RELAY },
+        span: span.clone(),
     };
     match stored {
         // Store-and-forward: the receiver is the delivery worker's business.
-        Some((sf, policy)) => ingest(route_rt, state, inbound, peer, sf, policy).await,
+        Some((sf, policy)) => {
+            ingest(route_rt, state, inbound, peer, sf, policy)
+                .instrument(span.clone())
+                .await
+        }
         None => {
             // A tunnel is observed per connection; an mllp relay per message.
             let tunnel = matches!(spec.kind, RouteKind::Tcp).then(|| peer.app.clone());
-            let outcome = match open_outbound(route_rt, state, remote).await {
+            let opening = open_outbound(route_rt, state, remote);
+            let outcome = match opening.instrument(span.clone()).await {
                 Ok(outbound) => forward(route_rt, state, inbound, outbound, peer).await,
                 Err(outcome) => {
-                    close(inbound, limits.handshake_timeout).await;
+                    close(inbound, limits.handshake_timeout)
+                        .instrument(span.clone())
+                        .await;
                     outcome
                 }
             };
@@ -283,18 +300,24 @@ async fn forward(
     let mut client = Metered::new(inbound, activity.clone(), up);
     let down = bytes(&route_rt.metrics, route, Direction::Downstream);
     let mut server = Metered::new(outbound, activity.clone(), down);
+    let span = peer.span.clone();
     let end = match &spec.kind {
+        // The relay enters the span to log (see `Conn`).
         RouteKind::Mllp(settings) => {
             let (client, server) = (&mut client, &mut server);
             relay(client, server, activity, idle, peer, *settings, route_rt).await
         }
-        RouteKind::Tcp | RouteKind::Http(_) => pump(&mut client, &mut server, idle).await,
+        RouteKind::Tcp | RouteKind::Http(_) => {
+            pump(&mut client, &mut server, idle)
+                .instrument(span.clone())
+                .await
+        }
     };
     let traffic = Traffic::Bytes {
         up: client.total,
         down: server.total,
     };
-    ended(end, traffic, idle)
+    span.in_scope(|| ended(end, traffic, idle))
 }
 
 /// Journals what a store-and-forward route's sender sends, acknowledged

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use guichet_hl7::{AckCode, Header};
 use guichet_tls::AppName;
 use tokio::sync::broadcast;
-use tracing::{field, Level};
+use tracing::{field, Level, Span};
 
 use crate::log_writer::{self, LineFormat, LineOut, Record};
 
@@ -218,6 +218,17 @@ impl EventBus {
     /// subscribers, if any. The line goes to the log writer, which formats
     /// it on its own thread, or through `tracing` where none is installed.
     pub(crate) fn publish(&self, event: MessageEvent) {
+        self.publish_logged(event, log);
+    }
+
+    /// Like [`EventBus::publish`], for a caller whose task is not polled
+    /// inside its connection's span: a line written through `tracing`
+    /// goes under `span`.
+    pub(crate) fn publish_in(&self, event: MessageEvent, span: &Span) {
+        self.publish_logged(event, |event| span.in_scope(|| log(event)));
+    }
+
+    fn publish_logged(&self, event: MessageEvent, log: impl FnOnce(&MessageEvent)) {
         let event = Arc::new(event);
         let (level, _) = event.outcome.line();
         let enabled = match level {

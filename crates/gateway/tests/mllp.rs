@@ -749,8 +749,12 @@ impl tracing::Subscriber for Capture {
     }
 
     fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        self.line(|f| span.record(f));
-        tracing::span::Id::from_u64(self.next_id.fetch_add(1, Ordering::Relaxed) + 1)
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        self.line(|f| {
+            let _ = write!(f.0, " span_id={id}");
+            span.record(f);
+        });
+        tracing::span::Id::from_u64(id)
     }
 
     fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
@@ -760,12 +764,61 @@ impl tracing::Subscriber for Capture {
     fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
 
     fn event(&self, event: &tracing::Event<'_>) {
-        self.line(|f| event.record(f));
+        let in_span = ENTERED.with(|entered| entered.borrow().last().copied());
+        self.line(|f| {
+            event.record(f);
+            if let Some(id) = in_span {
+                let _ = write!(f.0, " in_span={id}");
+            }
+        });
     }
 
-    fn enter(&self, _: &tracing::span::Id) {}
+    fn enter(&self, id: &tracing::span::Id) {
+        ENTERED.with(|entered| entered.borrow_mut().push(id.into_u64()));
+    }
 
-    fn exit(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {
+        ENTERED.with(|entered| entered.borrow_mut().pop());
+    }
+}
+
+thread_local! {
+    /// The spans entered on this thread, innermost last.
+    static ENTERED: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The relay is polled outside its connection's span and enters it to
+/// log: a warning it writes must still be under `conn{route remote}`.
+#[tokio::test]
+async fn a_relay_warning_is_logged_in_its_connection_span() {
+    let logs = global_capture();
+    let pki = Pki::new();
+    let backend = MllpBackend::start(AckPlan::accept()).await;
+    let gateway = plain_gateway(&pki, &backend, "").await;
+
+    let mut stream = tcp(gateway.addr(ROUTE)).await;
+    let local = stream.local_addr().unwrap();
+    let mut acks = FrameReader::default();
+    stream.write_all(b"NOISE").await.unwrap();
+    send_frames(&mut stream, &[&adt("SPAN-1")]).await;
+    acks.frame(&mut stream).await;
+
+    let text = logs.text();
+    let span_line = text
+        .lines()
+        .find(|l| l.contains(&format!("remote={local}")) && l.contains("span_id="))
+        .expect("the connection's span");
+    let id = span_line
+        .split(' ')
+        .find_map(|w| w.strip_prefix("span_id="))
+        .unwrap();
+    assert!(span_line.contains(&format!("route={ROUTE}")), "{span_line}");
+    let warned = text
+        .lines()
+        .filter(|l| l.contains("bytes outside any MLLP frame discarded"))
+        .filter(|l| l.contains("bytes=5"))
+        .any(|l| l.ends_with(&format!(" in_span={id}")));
+    assert!(warned, "no warning in span {id}:\n{text}");
 }
 
 /// A pipelining sender pairs answers with messages by position: guichet's

@@ -41,7 +41,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite};
-use tracing::{debug, warn};
+use tracing::{debug, warn, Span};
 
 use super::frame_deadline::{FrameDeadline, FrameTimedOut};
 use crate::config::{MllpSettings, NonHl7Policy, RouteName};
@@ -59,6 +59,9 @@ pub(crate) struct Peer {
     pub ends: FlowEnds,
     /// [`crate::observe::RELAY`], or [`crate::observe::IN`] into a journal.
     pub direction: &'static str,
+    /// The connection's span: the relay's task is not polled inside it,
+    /// so what the relay logs enters it (see `dispatch::Conn`).
+    pub span: Span,
 }
 
 impl Peer {
@@ -73,7 +76,9 @@ impl Peer {
     ) {
         route.counters.message(&outcome);
         self.observe(route, header.as_ref(), at, &outcome);
-        route.events.publish(self.event(header, size, at, outcome));
+        route
+            .events
+            .publish_in(self.event(header, size, at, outcome), &self.span);
     }
 
     /// Like [`Peer::publish`], without the event's own log line: the
@@ -146,11 +151,13 @@ impl Peer {
         if leading.whitespace > 0 {
             route.metrics.leading_bytes(name, LEADING_WHITESPACE);
         }
-        debug!(
-            bom = leading.bom,
-            whitespace = leading.whitespace,
-            "message with a BOM or whitespace before MSH accepted, forwarded as received"
-        );
+        self.span.in_scope(|| {
+            debug!(
+                bom = leading.bom,
+                whitespace = leading.whitespace,
+                "message with a BOM or whitespace before MSH accepted, forwarded as received"
+            );
+        });
     }
 
     /// Counts and logs what the decoder dropped before `frame`: bytes
@@ -165,13 +172,15 @@ impl Peer {
             START_BLOCK_IN_FRAME,
             frame.interrupted as u64,
         );
-        warn!(
-            side,
-            frames = frame.interrupted,
-            bytes = frame.interrupted_bytes,
-            reason = START_BLOCK_IN_FRAME,
-            "MLLP frame interrupted by a start block (0x0B) before its end block: the partial frame was dropped, not forwarded"
-        );
+        self.span.in_scope(|| {
+            warn!(
+                side,
+                frames = frame.interrupted,
+                bytes = frame.interrupted_bytes,
+                reason = START_BLOCK_IN_FRAME,
+                "MLLP frame interrupted by a start block (0x0B) before its end block: the partial frame was dropped, not forwarded"
+            );
+        });
     }
 
     /// Counts and logs bytes found outside any MLLP frame.
@@ -180,7 +189,9 @@ impl Peer {
             route
                 .metrics
                 .frame_error(self.route.as_str(), "discarded_bytes");
-            warn!(side, bytes, "bytes outside any MLLP frame discarded");
+            self.span.in_scope(|| {
+                warn!(side, bytes, "bytes outside any MLLP frame discarded");
+            });
         }
     }
 }
@@ -646,6 +657,7 @@ impl Relay<'_> {
             .acks_overdue
             .inc_by(overdue.len() as u64);
         let waited_s = timeout.as_secs_f64();
+        let _log = self.peer.span.enter();
         match overdue.as_slice() {
             [] => {}
             [(message_type, control_id)] => warn!(
@@ -714,6 +726,7 @@ impl Relay<'_> {
                 MessageOutcome::Unacknowledged,
             );
         }
+        let _log = self.peer.span.enter();
         warn!(
             count,
             outcome = "unacknowledged",
