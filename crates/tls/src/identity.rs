@@ -323,16 +323,19 @@ impl DistinguishedName {
     /// Equality as sets of attributes, ignoring order and the case of
     /// attribute names: `CN=a, O=b` equals `o=b,CN=a`.
     pub fn same_as(&self, other: &DistinguishedName) -> bool {
-        let canonical = |dn: &DistinguishedName| {
-            let mut v: Vec<(String, String)> = dn
+        // Compared in place: rules check the issuer on every request, and
+        // sorted copies cost two allocations per attribute.
+        let count = |dn: &DistinguishedName, (key, value): &(String, String)| {
+            dn.attributes
+                .iter()
+                .filter(|(k, v)| k.eq_ignore_ascii_case(key) && v == value)
+                .count()
+        };
+        self.attributes.len() == other.attributes.len()
+            && self
                 .attributes
                 .iter()
-                .map(|(k, val)| (k.to_ascii_uppercase(), val.clone()))
-                .collect();
-            v.sort();
-            v
-        };
-        canonical(self) == canonical(other)
+                .all(|attribute| count(self, attribute) == count(other, attribute))
     }
 }
 
@@ -518,6 +521,12 @@ mod tests {
         assert_eq!(a.values("o").collect::<Vec<_>>(), ["Hôpital, Nord"]);
         let c: DistinguishedName = "CN=Other CA, O=Hôpital\\, Nord".parse().unwrap();
         assert!(!a.same_as(&c));
+        // Repeated attributes count: the same names, not the same set.
+        let twice_cn: DistinguishedName = "CN=a, CN=a, O=b".parse().unwrap();
+        let twice_o: DistinguishedName = "CN=a, O=b, O=b".parse().unwrap();
+        assert!(!twice_cn.same_as(&twice_o));
+        assert!(!twice_o.same_as(&twice_cn));
+        assert!(!a.same_as(&"CN=Test CA".parse().unwrap()));
         assert!("no equals sign".parse::<DistinguishedName>().is_err());
     }
 }
