@@ -70,6 +70,11 @@ impl RuleName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    #[cfg(test)]
+    pub(crate) fn new(name: &str) -> Self {
+        RuleName(Arc::from(name))
+    }
 }
 
 impl fmt::Display for RuleName {
