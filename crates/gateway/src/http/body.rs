@@ -40,8 +40,35 @@ pub struct Capped {
     sent: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-/// Completes once a request's body has been read whole (or failed).
-pub type Sent = tokio::sync::oneshot::Receiver<()>;
+/// Completes once a request's body has been read whole (or failed); at
+/// once for an empty body.
+pub struct Sent(Option<tokio::sync::oneshot::Receiver<()>>);
+
+impl Sent {
+    pub async fn wait(self) {
+        if let Some(rx) = self.0 {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// The request body as the upstream gets it: none for an empty one (no
+/// allocation, nothing to count, sent already), else counted and capped
+/// at `limit` (see [`Capped`]), its bytes added to `seen`.
+pub fn forwarded(
+    inner: Incoming,
+    limit: u64,
+    seen: impl FnOnce() -> Arc<AtomicU64>,
+    heads: &Arc<HeadClock>,
+) -> (crate::upstream::Body, Sent) {
+    if inner.is_end_stream() {
+        // A zero-sized body: boxing it allocates nothing.
+        let empty = http_body_util::Empty::new().map_err(|never| match never {});
+        return (empty.boxed_unsync(), Sent(None));
+    }
+    let (capped, sent) = Capped::new(inner, limit, seen(), heads.clone());
+    (capped.boxed_unsync(), sent)
+}
 
 impl Capped {
     pub fn new(
@@ -60,7 +87,7 @@ impl Capped {
             heads,
             sent,
         };
-        (capped, rx)
+        (capped, Sent(Some(rx)))
     }
 
     fn sent(&mut self) {

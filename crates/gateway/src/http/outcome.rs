@@ -33,7 +33,8 @@ pub(super) struct Finish {
     pub(super) slot: Option<tokio::sync::OwnedSemaphorePermit>,
     pub(super) record: AccessRecord,
     pub(super) started: Instant,
-    pub(super) bytes_in: Arc<AtomicU64>,
+    /// Request body bytes read, counted once the body is not empty.
+    pub(super) bytes_in: Option<Arc<AtomicU64>>,
 }
 
 impl OnEnd for Finish {
@@ -41,7 +42,10 @@ impl OnEnd for Finish {
         self.conn.heads.response();
         let elapsed = self.started.elapsed();
         self.record.bytes_out = bytes;
-        self.record.bytes_in = self.bytes_in.load(Ordering::Relaxed);
+        self.record.bytes_in = self
+            .bytes_in
+            .as_ref()
+            .map_or(0, |n| n.load(Ordering::Relaxed));
         self.record.complete = complete;
         self.record.duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
         let class = status_class(self.record.status);

@@ -3,7 +3,7 @@
 //! rule's upstream with the client's identity, and its answer streamed
 //! back.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use guichet_tls::AppName;
@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::access::AccessRecord;
-use super::body::{self, Capped, ClientBody, TooLarge, Tracked};
+use super::body::{self, ClientBody, TooLarge, Tracked};
 use super::conn::Conn;
 use super::headers;
 use super::outcome::{Abandoned, Denied, Finish};
@@ -61,7 +61,7 @@ impl Conn {
         let upstream = &upstreams.upstreams[index];
         finish.record.upstream = Some(rule.upstream.origin.clone());
         let (forwarded, sent) =
-            match self.upstream_request(request, spec, rule, &app, upstream, &finish) {
+            match self.upstream_request(request, spec, rule, &app, upstream, &mut finish) {
                 Ok(pair) => pair,
                 Err(()) => return self.refuse(finish, Refused::BadRequest, Some(rule), None),
             };
@@ -158,7 +158,7 @@ impl Conn {
             conn: self.clone(),
             slot: None,
             started,
-            bytes_in: Arc::new(AtomicU64::new(0)),
+            bytes_in: None,
         }
     }
 
@@ -179,7 +179,7 @@ impl Conn {
         // `response_timeout` runs once the request's body is sent: a large
         // upload on a slow link is no slow upstream.
         let late = async {
-            let _ = sent.await;
+            sent.wait().await;
             tokio::time::sleep(spec.response_timeout).await;
         };
         // Kept only when this upstream's tokens may need forgetting.
@@ -350,7 +350,7 @@ impl Conn {
         rule: &HttpRule,
         app: &AppName,
         upstream: &UpstreamClient,
-        finish: &Finish,
+        finish: &mut Finish,
     ) -> Result<(Request<Body>, body::Sent), ()> {
         let (mut parts, body) = request.into_parts();
         let path_and_query = match (&rule.upstream.base_path, parts.uri.path_and_query()) {
@@ -372,13 +372,9 @@ impl Conn {
             forms: spec.identity_headers,
         }
         .apply(&mut parts.headers);
-        let (body, sent) = Capped::new(
-            body,
-            spec.max_body_bytes,
-            finish.bytes_in.clone(),
-            self.heads.clone(),
-        );
-        Ok((Request::from_parts(parts, body.boxed_unsync()), sent))
+        let seen = || finish.bytes_in.get_or_insert_with(Arc::default).clone();
+        let (body, sent) = body::forwarded(body, spec.max_body_bytes, seen, &self.heads);
+        Ok((Request::from_parts(parts, body), sent))
     }
 }
 
