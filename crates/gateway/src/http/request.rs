@@ -249,14 +249,16 @@ impl Conn {
         let authority = authority.map_err(|()| (Refused::BadHost, None, None))?;
         // One authority from here on: the one the rule is chosen on, and
         // the one the upstream is told (without any userinfo).
-        request.headers_mut().remove(HOST);
-        if let Some(authority) = &authority {
-            let text = match authority.port() {
-                Some(port) => format!("{}:{port}", authority.host()),
-                None => authority.host().to_string(),
-            };
-            if let Ok(value) = HeaderValue::from_str(&text) {
-                request.headers_mut().insert(HOST, value);
+        if !host_is(request, authority.as_ref()) {
+            request.headers_mut().remove(HOST);
+            if let Some(authority) = &authority {
+                let text = match authority.port() {
+                    Some(port) => format!("{}:{port}", authority.host()),
+                    None => authority.host().to_string(),
+                };
+                if let Ok(value) = HeaderValue::from_str(&text) {
+                    request.headers_mut().insert(HOST, value);
+                }
             }
         }
         let bad_path = (Refused::BadPath, None, None);
@@ -376,6 +378,22 @@ impl Conn {
         let (body, sent) = body::forwarded(body, spec.max_body_bytes, seen, &self.heads);
         Ok((Request::from_parts(parts, body), sent))
     }
+}
+
+/// Whether the request's Host header is already `authority` as the
+/// upstream is told it: `host[:port]`, no userinfo, no empty port. Most
+/// HTTP/1.1 requests' is, and is then kept as it came (no new value).
+fn host_is<B>(request: &Request<B>, authority: Option<&http::uri::Authority>) -> bool {
+    let Some(authority) = authority else {
+        return !request.headers().contains_key(HOST);
+    };
+    let text = authority.as_str();
+    !text.contains('@')
+        && !text.ends_with(':')
+        && request
+            .headers()
+            .get(HOST)
+            .is_some_and(|host| host.as_bytes() == text.as_bytes())
 }
 
 /// At most this much of a path goes to the access log: a line stays a

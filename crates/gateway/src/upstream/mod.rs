@@ -50,6 +50,8 @@ pub struct UpstreamClient {
     /// Parsed once: every request's URI is built from them.
     scheme: Scheme,
     authority: Authority,
+    /// `authority` as a Host header, for plain upstreams' requests.
+    host: Option<http::HeaderValue>,
 }
 
 /// Why no connection to the upstream could be had.
@@ -95,6 +97,7 @@ impl UpstreamClient {
             } else {
                 Scheme::HTTP
             },
+            host: http::HeaderValue::from_str(authority.as_str()).ok(),
             authority,
             token: None,
         })
@@ -198,7 +201,7 @@ impl UpstreamClient {
     ) -> Result<http::Response<AnswerBody>, UpstreamError> {
         match &self.pool {
             Some(pool) => Ok(pool
-                .send(origin_form(request))
+                .send(origin_form(request, self.host.as_ref()))
                 .await?
                 .map(AnswerBody::Pooled)),
             None => match self.client.request(request).await {
@@ -211,13 +214,20 @@ impl UpstreamClient {
 
 /// A request as sent on a connection of its own: the path and query
 /// only, the authority in its Host header (as hyper's pool sends it).
-fn origin_form(mut request: http::Request<Body>) -> http::Request<Body> {
+/// `host` is the upstream's authority as a header, made once.
+fn origin_form(
+    mut request: http::Request<Body>,
+    host: Option<&http::HeaderValue>,
+) -> http::Request<Body> {
     let uri = request.uri();
     if !request.headers().contains_key(http::header::HOST) {
-        if let Some(host) = uri
-            .authority()
-            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
-        {
+        let host = match host {
+            Some(host) if uri.authority().is_some() => Some(host.clone()),
+            _ => uri
+                .authority()
+                .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok()),
+        };
+        if let Some(host) = host {
             request.headers_mut().insert(http::header::HOST, host);
         }
     }
