@@ -87,6 +87,9 @@ impl fmt::Display for RuleName {
 #[derive(Debug, Clone)]
 pub struct HttpRule {
     pub name: RuleName,
+    /// `name` as the value of the header that tells the upstream the
+    /// rule, made once.
+    pub name_header: http::HeaderValue,
     /// Lower case, without port; `None` matches any host.
     pub host: Option<String>,
     /// A path prefix, matched on segment boundaries.
@@ -337,6 +340,8 @@ fn http_rule(
     let rules = allowed_apps(&raw.allow, "allow", apps)?;
     Ok(HttpRule {
         name: RuleName(Arc::from(raw.name.as_str())),
+        // `check_name` above keeps it to letters, digits and `-_.`.
+        name_header: crate::http::headers::value(&raw.name),
         host,
         path,
         upstream,

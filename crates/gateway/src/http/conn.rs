@@ -53,7 +53,7 @@ impl Conn {
         Conn {
             requests: AtomicU64::new(0),
             heads: Arc::new(HeadClock::new(h2)),
-            headers: headers::ClientHeaders::new(&peer.identity, &fingerprint, &client),
+            headers: headers::ClientHeaders::new(&peer.app, &peer.identity, &fingerprint, &client),
             subject: Arc::from(peer.identity.subject.to_string()),
             fingerprint: Arc::from(fingerprint),
             client: Arc::from(client),

@@ -136,6 +136,9 @@ pub fn strip_identity_claims(headers: &mut HeaderMap) {
 /// What the upstream is told about a client's certificate and address:
 /// the same for every request of a connection, so built once.
 pub struct ClientHeaders {
+    /// The application the certificate was recognised as, and its value:
+    /// the one a rule admits it as, most often.
+    app: (AppName, HeaderValue),
     fingerprint: HeaderValue,
     client_ip: HeaderValue,
     traefik: HeaderValue,
@@ -145,8 +148,9 @@ pub struct ClientHeaders {
 impl ClientHeaders {
     /// `fingerprint` is the certificate's SHA-256 in lower-case hex,
     /// `client_ip` the client's address, as the access log writes them.
-    pub fn new(identity: &Identity, fingerprint: &str, client_ip: &str) -> Self {
+    pub fn new(app: &AppName, identity: &Identity, fingerprint: &str, client_ip: &str) -> Self {
         ClientHeaders {
+            app: (app.clone(), value(app.as_str())),
             fingerprint: value(fingerprint),
             client_ip: value(client_ip),
             traefik: value(&traefik_info(identity)),
@@ -158,7 +162,8 @@ impl ClientHeaders {
 /// Who the client is, as the upstream is told.
 pub struct Forwarded<'a> {
     pub app: &'a AppName,
-    pub rule: &'a str,
+    /// The rule's name as a header value.
+    pub rule: &'a HeaderValue,
     pub client: &'a ClientHeaders,
     /// The host the client asked for, as it wrote it.
     pub host: Option<&'a HeaderValue>,
@@ -170,8 +175,12 @@ impl Forwarded<'_> {
     /// stripped).
     pub fn apply(&self, headers: &mut HeaderMap) {
         let client = self.client;
-        set(headers, APP, self.app.as_str());
-        set(headers, RULE, self.rule);
+        let app = match &client.app {
+            (known, app) if known == self.app => app.clone(),
+            _ => value(self.app.as_str()),
+        };
+        headers.insert(HeaderName::from_static(APP), app);
+        headers.insert(HeaderName::from_static(RULE), self.rule.clone());
         headers.insert(
             HeaderName::from_static(FINGERPRINT),
             client.fingerprint.clone(),
@@ -199,13 +208,8 @@ impl Forwarded<'_> {
     }
 }
 
-/// Sets a header from text that was made header-safe by its builder.
-fn set(headers: &mut HeaderMap, name: &'static str, text: &str) {
-    headers.insert(HeaderName::from_static(name), value(text));
-}
-
 /// A header value from text, escaping what a header cannot carry.
-fn value(text: &str) -> HeaderValue {
+pub fn value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text)
         .unwrap_or_else(|_| HeaderValue::from_str(&escape_unsafe(text)).unwrap_or(EMPTY))
 }

@@ -368,7 +368,7 @@ impl Conn {
         headers::strip_identity_claims(&mut parts.headers);
         headers::Forwarded {
             app,
-            rule: rule.name.as_str(),
+            rule: &rule.name_header,
             client: &self.headers,
             host: original_host.as_ref(),
             forms: spec.identity_headers,
