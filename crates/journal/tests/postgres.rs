@@ -484,6 +484,140 @@ async fn a_backlog_is_claimed_in_order_and_put_back_messages_are_claimed_again()
     assert_eq!(j.claim("lab", 32).await.unwrap()[0].id, other);
 }
 
+/// Makes the insert of control id `LATE` (and `BUSY`) wait, after its id
+/// is drawn, for advisory lock 17 (18), which this session holds.
+const HOLD_INSERTS: &str = "
+CREATE FUNCTION hold_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.control_id = 'LATE' THEN PERFORM pg_advisory_xact_lock(17); END IF;
+    IF NEW.control_id = 'BUSY' THEN PERFORM pg_advisory_xact_lock(18); END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER hold_insert AFTER INSERT ON messages FOR EACH ROW EXECUTE FUNCTION hold_insert();
+SELECT pg_advisory_lock(17), pg_advisory_lock(18)";
+
+/// Waits until `n` sessions wait for an advisory lock.
+async fn until_held(client: &Client, n: i64) {
+    let sql = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted";
+    let start = Instant::now();
+    while client.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) < n {
+        assert!(start.elapsed() < Duration::from_secs(30), "never held");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Polls `future` once, so that its request is queued now, in this order.
+async fn queue<F: std::future::Future + Unpin>(future: &mut F) {
+    std::future::poll_fn(|cx| {
+        let polled = std::pin::Pin::new(&mut *future).poll(cx);
+        assert!(polled.is_pending(), "answered at once");
+        std::task::Poll::Ready(())
+    })
+    .await
+}
+
+fn from(peer: &str, route: &str, control_id: &str) -> guichet_journal::NewMessage {
+    let mut m = message(route, control_id, 1000);
+    m.peer_addr = peer.to_string();
+    m
+}
+
+/// Issue 17: ingest lanes commit out of id order. Sender A's LATE draws
+/// its id, then sender B's messages are stored with higher ids and
+/// claimed while LATE is not committed yet. Once it is, LATE must be
+/// claimed before A's next message: a claim starting after the highest
+/// id claimed so far would skip it while the backlog lasts, and deliver
+/// A's messages out of order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_committed_after_higher_ids_were_claimed_is_claimed_before_its_senders_next() {
+    let Some(db) = database().await else { return };
+    let j = node(&db).await;
+    let (a, b, z) = ("10.0.0.1:1000", "10.0.0.2:1000", "10.0.0.3:1000");
+    // a message claimed and delivered: the claims' position is past it
+    let first = j.ingest(vec![from(a, "adt", "A0")]).await.unwrap()[0].id();
+    assert_eq!(j.claim("adt", 1).await.unwrap()[0].id, first);
+    j.record(first, crate::suite::fixtures::delivered(1))
+        .await
+        .unwrap();
+    let admin = connect(db.url()).await;
+    admin.batch_execute(HOLD_INSERTS).await.unwrap();
+    // the claim waits for BUSY, queued before it; LATE, queued after it,
+    // draws its id and waits on another lane
+    let mut busy = Box::pin(j.ingest(vec![from(z, "other", "BUSY")]));
+    let mut claimed = Box::pin(j.claim("adt", 3));
+    let mut late = Box::pin(j.ingest(vec![from(a, "adt", "LATE")]));
+    queue(&mut busy).await;
+    queue(&mut claimed).await;
+    queue(&mut late).await;
+    until_held(&admin, 2).await;
+    let later: Vec<_> = ["B0", "B1", "B2"].map(|c| from(b, "adt", c)).into();
+    let later: Vec<_> = j.ingest(later).await.unwrap();
+    let later: Vec<_> = later.into_iter().map(Ingested::id).collect();
+    admin
+        .batch_execute("SELECT pg_advisory_unlock(18)")
+        .await
+        .unwrap();
+    busy.await.unwrap();
+    let claimed: Vec<_> = claimed.await.unwrap().into_iter().map(|c| c.id).collect();
+    assert_eq!(claimed, later);
+    let not_yet = tokio::time::timeout(Duration::from_millis(200), &mut late).await;
+    assert!(not_yet.is_err(), "LATE answered before its commit");
+    admin
+        .batch_execute("SELECT pg_advisory_unlock(17)")
+        .await
+        .unwrap();
+    let late = late.await.unwrap()[0].id();
+    assert!(late < later[0], "{late:?} was committed in id order");
+    let next = j.ingest(vec![from(a, "adt", "A1")]).await.unwrap()[0].id();
+    assert_eq!(j.claim("adt", 1).await.unwrap()[0].id, late);
+    let rest: Vec<_> = j.claim("adt", 10).await.unwrap();
+    assert_eq!(rest.into_iter().map(|c| c.id).collect::<Vec<_>>(), [next]);
+}
+
+/// Senders stored on several lanes at once while the route is delivered:
+/// each sender's messages are claimed once each, in the order it sent
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_sender_is_delivered_in_its_order_while_lanes_commit_at_once() {
+    let Some(db) = database().await else { return };
+    let j = node(&db).await;
+    let (senders, each) = (16, 40);
+    let tasks: Vec<_> = (0..senders)
+        .map(|sender| {
+            let j = j.clone();
+            tokio::spawn(async move {
+                let peer = format!("10.0.1.{sender}:2000");
+                for seq in 0..each {
+                    let m = from(&peer, "adt", &format!("S{sender}-{seq}"));
+                    j.ingest(vec![m]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut next_seq = vec![0; senders];
+    let mut delivered = 0;
+    let start = Instant::now();
+    while delivered < senders * each {
+        assert!(start.elapsed() < Duration::from_secs(60), "{delivered}");
+        let claimed = j.claim("adt", 8).await.unwrap();
+        for c in &claimed {
+            let control_id = &c.meta.control_id;
+            let (sender, seq) = control_id[1..].split_once('-').unwrap();
+            let (sender, seq): (usize, usize) = (sender.parse().unwrap(), seq.parse().unwrap());
+            assert_eq!(seq, next_seq[sender], "{control_id} out of order");
+            next_seq[sender] += 1;
+            j.record(c.id, crate::suite::fixtures::delivered(1))
+                .await
+                .unwrap();
+        }
+        delivered += claimed.len();
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert!(j.claim("adt", 8).await.unwrap().is_empty());
+}
+
 /// Two nodes claiming one route at once (as two lease holders could for
 /// a moment if clocks drift) never take the same message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -66,7 +66,11 @@ async fn verify_full_with_the_right_ca_stores_and_delivers() {
     let journal = journal(&url).await.unwrap();
     round_trip(&journal).await;
     let sessions = cluster.journal_sessions(OPEN_DB).await;
-    assert_eq!(sessions.len(), 3, "writer, ingest and reader: {sessions:?}");
+    assert_eq!(
+        sessions.len(),
+        6,
+        "writer, 4 ingest lanes and reader: {sessions:?}"
+    );
     assert!(sessions.iter().all(|(ssl, _)| *ssl), "{sessions:?}");
     let transport = PgTransport::inspect(&url).unwrap();
     assert_eq!(transport.mode, PgSslMode::VerifyFull);
@@ -91,7 +95,7 @@ async fn a_lost_session_comes_back_over_tls() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(ended, 3);
+    assert_eq!(ended, 6, "writer, 4 ingest lanes and reader");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let mut n = 0;
     loop {

@@ -7,8 +7,13 @@
 //! cannot be there, so it is dropped whenever a message may be back in
 //! line below it: a claim that came back short (the backlog is done), a
 //! retry recorded, a recovery, a replay, a failed group or a lost
-//! connection. This node's writer stores its messages in id order, so its
-//! own ingests always land after the cursor; a message another node
+//! connection.
+//!
+//! Ids are drawn at insert time and committed in any order: this node's
+//! ingest lanes may commit id 7 after a claim took id 8. A cursor
+//! therefore never passes the floor below which every message of this
+//! node is committed ([`super::lanes::Lanes::floor_since`]): 7 is claimed
+//! next, before any later message of its sender. A message another node
 //! commits with a lower id than one already claimed waits for the next
 //! short claim (the cross-node order is not kept anyway: see [`super`]).
 
@@ -45,13 +50,22 @@ impl Cursors {
         }
     }
 
-    /// Moves the cursors past what `group`'s claims took, once it committed.
-    pub(super) fn advance(&mut self, group: &[Request], answers: &Answers) {
+    /// Moves the cursors past what `group`'s claims took, once it
+    /// committed, but not past `floor` (`None`: no limit).
+    pub(super) fn advance(
+        &mut self,
+        group: &[Request],
+        answers: &Answers,
+        floor: Option<MessageId>,
+    ) {
         for (request, answer) in group.iter().zip(answers) {
             match (&request.op, answer) {
                 (Op::Claim { route, limit, .. }, Ok(Done::Claimed(claimed))) => {
                     match claimed.last().filter(|_| claimed.len() == *limit) {
-                        Some(last) => self.0.insert(route.clone(), last.id),
+                        Some(last) => {
+                            let at = floor.map_or(last.id, |floor| floor.min(last.id));
+                            self.0.insert(route.clone(), at)
+                        }
                         None => self.0.remove(route),
                     };
                 }

@@ -2,9 +2,9 @@
 //! one set of queues. Every node ingests; each route's queue is delivered
 //! by the node holding its lease.
 //!
-//! Each node keeps three connections: the writer's two lanes (ingests on
-//! one, every other write on the other, each in call order and grouped
-//! into shared commits: see [`writer`] and [`group`]) and the reader's
+//! Each node keeps six connections: the writer's lanes (ingests on four,
+//! every other write on one, each in call order and grouped into shared
+//! commits: see [`writer`], [`lanes`] and [`group`]) and the reader's
 //! (listings, bodies, stats, and pruning: see [`reader`]).
 //! Ingest commits with the database's `synchronous_commit` (forced `on`
 //! if it is `off`); groups of bookkeeping only (claims, outcomes,
@@ -20,9 +20,12 @@
 //! Delivery order: ids come from one identity sequence, and a route's
 //! queue is claimed in id order. Two nodes ingesting on one route may
 //! commit ids out of order (node A takes id 7, node B takes 8 and commits
-//! first), so 8 may be delivered before 7. Per sender, order holds: a
-//! sender sends its next message only after the ACK, i.e. after the
-//! commit, so its next id is both larger and later.
+//! first), so 8 may be delivered before 7; so may one node's ingest
+//! lanes. Per sender connection, order holds: its ingests keep to one
+//! lane while any is unanswered, and a sender that waits for the ACK
+//! sends its next message after the commit, so its next id is both
+//! larger and later; a claim's cursor never passes an id this node may
+//! still commit (see [`cursor`]), so the earlier one is claimed first.
 //!
 //! Leases compare times given by the callers (`now_ms`), as the SQLite
 //! backend does, rather than the database's `now()`: both backends keep
@@ -36,6 +39,7 @@ mod cursor;
 mod flows;
 mod group;
 mod ingest;
+mod lanes;
 mod ops;
 mod pipeline;
 mod reader;
@@ -86,8 +90,15 @@ impl PgStore {
         schema::migrate(&mut client, &target).await?;
         session::check_clock(&client, &target).await;
         let other = Session::new(client).await.map_err(open_error)?;
-        let ingest = target.connect("ingest").await.map_err(open_error)?;
-        let ingest = Session::new(ingest).await.map_err(open_error)?;
+        let mut ingest = Vec::new();
+        for lane in 0..writer::INGEST_LANES {
+            let client = target.connect(&writer::ingest_role(lane)).await;
+            ingest.push(
+                Session::new(client.map_err(open_error)?)
+                    .await
+                    .map_err(open_error)?,
+            );
+        }
         let reader = target.connect("reader").await.map_err(open_error)?;
         let sessions = Sessions { ingest, other };
         Ok(PgStore {

@@ -1,19 +1,24 @@
-//! The writer: two lanes per node, each a task and a connection, that
-//! apply writes in call order, grouping whatever is waiting into one
-//! transaction and one commit (group commit). Ingests take one lane;
+//! The writer: lanes, each a task and a connection, that apply writes in
+//! call order, grouping whatever is waiting into one transaction and one
+//! commit (group commit). Ingests take one of [`INGEST_LANES`] lanes;
 //! everything else (claims, outcomes, leases, replays) takes the other,
 //! so the delivery worker's bookkeeping and the senders' ingests do not
 //! wait for each other's transactions, and each lane's groups hold one
 //! kind of work (an ingest group waits for its WAL flush, a bookkeeping
-//! group of claims and outcomes does not).
+//! group of claims and outcomes does not). Several ingest lanes let one
+//! group's insert overlap another's WAL flush: their commits share
+//! flushes in the server instead of waiting for each other.
 //!
 //! Requests enter a lane's bounded queue when the [`crate::Store`] method
 //! is called, not when its future is awaited, so a `record` then a
-//! `claim` apply in that order, as do two ingests. Between the lanes, a
-//! request other than an ingest is applied only after every ingest
-//! queued before it (a `claim` sees the messages ingested before it was
-//! called); an ingest does not wait for the bookkeeping queued before it,
-//! which never changes what an ingest stores or answers. A group's
+//! `claim` apply in that order, as do two ingests of one sender
+//! connection (which keep to one lane while either is unanswered: see
+//! [`super::lanes`]). Ingests of different senders called at the same
+//! time may be stored in either order. Between the lanes, a request other
+//! than an ingest is applied only after every ingest queued before it (a
+//! `claim` sees the messages ingested before it was called); an ingest
+//! does not wait for the bookkeeping queued before it, which never
+//! changes what an ingest stores or answers. A group's
 //! statements are pipelined, and a run of ingests is stored by one
 //! statement (see [`super::group`]): a group of ingests costs one or two
 //! round trips and one WAL flush.
@@ -26,7 +31,7 @@
 //! fail at once with [`JournalError::Unavailable`] (the gateway answers
 //! the sender with an error ACK, and the sender retries).
 
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -34,12 +39,17 @@ use tokio_postgres::Client;
 
 use super::cursor::Cursors;
 use super::group::{self, Answers, Failure};
+use super::lanes::{self, Lanes, Mark, Ticket};
 use super::ops::Statements;
 use super::request::{Done, Op, Request};
 use super::session::{Backoff, ConnectError, Target};
 use crate::{BoxFuture, JournalError};
 
-/// Requests waiting for the writer beyond this are refused (Unavailable):
+/// Ingest lanes, hence ingest connections, per node. Measured with 32
+/// senders on two cores: see docs/PERFORMANCE.md.
+pub(super) const INGEST_LANES: usize = 4;
+
+/// Requests waiting for a lane beyond this are refused (Unavailable):
 /// the database is not keeping up, better an error ACK than unbounded memory.
 const QUEUE_CAPACITY: usize = 8192;
 
@@ -59,11 +69,11 @@ const GROUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The store's side of the writer: queues requests on their lane.
 pub(super) struct Handle {
-    ingests: mpsc::Sender<Request>,
+    ingests: Vec<mpsc::Sender<Request>>,
     others: mpsc::Sender<Request>,
-    /// Ingests queued so far. Held while queueing, so that the ingest
-    /// lane's queue is in this count's order.
-    queued_ingests: Mutex<u64>,
+    /// Chooses the ingest lanes and numbers ingests (its lock is held
+    /// while queueing, so that each queue is in that numbering's order).
+    lanes: Arc<Lanes>,
 }
 
 impl Handle {
@@ -103,37 +113,35 @@ impl Handle {
         op: Op,
         reply: oneshot::Sender<Result<Done, JournalError>>,
     ) -> Result<(), mpsc::error::TrySendError<Request>> {
-        let mut queued_ingests = self
-            .queued_ingests
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let is_ingest = matches!(op, Op::Ingest(_));
-        let request = Request {
+        let sender = matches!(op, Op::Ingest(_)).then(|| lanes::sender_of(&op));
+        let request = |after_ingests| Request {
             op,
             reply,
-            after_ingests: *queued_ingests,
+            after_ingests,
         };
-        if is_ingest {
-            self.ingests.try_send(request)?;
-            *queued_ingests += 1;
-        } else {
-            self.others.try_send(request)?;
+        match sender {
+            Some(sender) => self.lanes.queue_ingest(sender, |lane, number| {
+                self.ingests[lane].try_send(request(number))
+            }),
+            _ => self
+                .lanes
+                .queue_other(|after| self.others.try_send(request(after))),
         }
-        Ok(())
     }
 }
 
 /// The lanes' connections (see the module's documentation).
 pub(super) struct Sessions {
-    pub(super) ingest: Session,
+    /// One per ingest lane.
+    pub(super) ingest: Vec<Session>,
     pub(super) other: Session,
 }
 
-/// Starts both lanes. They stop when the [`Handle`] is dropped.
+/// Starts every lane. They stop when the [`Handle`] is dropped.
 pub(super) fn spawn(target: Target, sessions: Sessions) -> Handle {
-    let (ingests, ingest_requests) = mpsc::channel(QUEUE_CAPACITY);
+    let (lanes, applied_ingests) = Lanes::new(sessions.ingest.len());
+    let lanes = Arc::new(lanes);
     let (others, other_requests) = mpsc::channel(QUEUE_CAPACITY);
-    let (applied, applied_ingests) = watch::channel(0);
     let lane = |role, requests, session, order| Writer {
         target: target.clone(),
         role,
@@ -142,33 +150,34 @@ pub(super) fn spawn(target: Target, sessions: Sessions) -> Handle {
         backoff: Backoff::new(),
         down_reason: String::new(),
         cursors: Cursors::default(),
+        lanes: lanes.clone(),
         order,
     };
-    let ingest = lane(
-        "ingest",
-        ingest_requests,
-        sessions.ingest,
-        Order::Counts(applied),
-    );
-    let other = lane(
-        "writer",
-        other_requests,
-        sessions.other,
-        Order::Follows(applied_ingests),
-    );
-    tokio::spawn(ingest.run());
-    tokio::spawn(other.run());
+    let mut ingests = Vec::new();
+    for (number, session) in sessions.ingest.into_iter().enumerate() {
+        let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
+        ingests.push(queue);
+        let role = ingest_role(number);
+        tokio::spawn(lane(role, requests, session, Order::Ingests(number)).run());
+    }
+    let order = Order::Follows(applied_ingests);
+    tokio::spawn(lane("writer".into(), other_requests, sessions.other, order).run());
     Handle {
         ingests,
         others,
-        queued_ingests: Mutex::new(0),
+        lanes,
     }
+}
+
+/// The connection name of ingest lane `number`.
+pub(super) fn ingest_role(number: usize) -> String {
+    format!("ingest-{}", number + 1)
 }
 
 /// How a lane keeps the order between the lanes.
 enum Order {
-    /// The ingest lane: counts the ingests it has answered.
-    Counts(watch::Sender<u64>),
+    /// Ingest lane `n`: tells [`Lanes`] what it started and answered.
+    Ingests(usize),
     /// The other lane: waits for the ingests queued before a group.
     Follows(watch::Receiver<u64>),
 }
@@ -209,7 +218,7 @@ impl Session {
 struct Writer {
     target: Target,
     /// The connection's name, `guichet-journal-<role>`.
-    role: &'static str,
+    role: String,
     requests: mpsc::Receiver<Request>,
     session: Option<Session>,
     backoff: Backoff,
@@ -217,6 +226,7 @@ struct Writer {
     down_reason: String,
     /// Where each route's next claim starts.
     cursors: Cursors,
+    lanes: Arc<Lanes>,
     order: Order,
 }
 
@@ -226,9 +236,10 @@ impl Writer {
             let group = self.gather(first);
             let answered = group.len();
             self.follow_ingests(&group).await;
+            let tickets = self.start(&group);
             self.serve(group).await;
-            if let Order::Counts(applied) = &self.order {
-                applied.send_modify(|count| *count += answered as u64);
+            if let Order::Ingests(lane) = self.order {
+                self.lanes.finished(lane, &tickets);
             }
             if answered > 1 {
                 let_answered_senders_queue().await;
@@ -245,6 +256,29 @@ impl Writer {
         let after = group.iter().map(|r| r.after_ingests).max().unwrap_or(0);
         // A closed lane answered (refused) everything: nothing to wait for.
         let _ = applied.wait_for(|count| *count >= after).await;
+    }
+
+    /// On an ingest lane: tells [`Lanes`] that `group` starts, and
+    /// returns what to tell it once the group is answered.
+    fn start(&self, group: &[Request]) -> Vec<Ticket> {
+        let Order::Ingests(lane) = self.order else {
+            return Vec::new();
+        };
+        self.lanes.started(lane);
+        group
+            .iter()
+            .map(|r| Ticket::of(r.after_ingests, &r.op))
+            .collect()
+    }
+
+    /// Sets where `group`'s claims start; on the other lane, also marks
+    /// where the ingest lanes stand as they are sent.
+    fn aim(&self, group: &mut [Request]) -> Option<Mark> {
+        self.cursors.aim(group);
+        match self.order {
+            Order::Follows(_) => Some(self.lanes.mark()),
+            Order::Ingests(_) => None,
+        }
     }
 
     /// `first` and whatever else is already waiting, within the limits.
@@ -276,9 +310,9 @@ impl Writer {
             group.into_iter().for_each(|request| request.fail(&reason));
             return;
         }
-        self.cursors.aim(&mut group);
+        let mark = self.aim(&mut group);
         match self.attempt(&group).await {
-            Ok(results) => self.answer_all(group, results),
+            Ok(results) => self.answer_all(group, results, mark),
             Err(Failure::Aborted(reason)) if group.len() > 1 => {
                 tracing::debug!(error = %reason, requests = group.len(), "journal group failed; retrying one by one");
                 self.serve_one_by_one(group).await;
@@ -296,9 +330,9 @@ impl Writer {
         let mut rest = group.into_iter();
         while let Some(request) = rest.next() {
             let mut single = vec![request];
-            self.cursors.aim(&mut single);
+            let mark = self.aim(&mut single);
             match self.attempt(&single).await {
-                Ok(results) => self.answer_all(single, results),
+                Ok(results) => self.answer_all(single, results, mark),
                 Err(Failure::Aborted(reason)) => single.into_iter().for_each(|r| r.fail(&reason)),
                 Err(Failure::Lost(reason)) => {
                     return self.lose(single.into_iter().chain(rest).collect(), &reason)
@@ -328,7 +362,7 @@ impl Writer {
             return false;
         }
         let opened =
-            tokio::time::timeout(SESSION_TIMEOUT, Session::open(&self.target, self.role)).await;
+            tokio::time::timeout(SESSION_TIMEOUT, Session::open(&self.target, &self.role)).await;
         match opened.unwrap_or(Err(ConnectError::NoSession(SESSION_TIMEOUT))) {
             Ok(session) => {
                 tracing::info!(
@@ -364,9 +398,15 @@ impl Writer {
         result
     }
 
-    /// Answers a committed group, after moving the cursors past its claims.
-    fn answer_all(&mut self, group: Vec<Request>, results: Answers) {
-        self.cursors.advance(&group, &results);
+    /// Answers a committed group, after noting the ids it answered and
+    /// moving the cursors past its claims (no further than a message of
+    /// this node may still commit: see [`Lanes::floor_since`]).
+    fn answer_all(&mut self, group: Vec<Request>, results: Answers, mark: Option<Mark>) {
+        self.lanes.saw_answers(&results);
+        if let Some(mark) = mark {
+            let floor = self.lanes.floor_since(mark);
+            self.cursors.advance(&group, &results, floor);
+        }
         for (request, result) in group.into_iter().zip(results) {
             request.answer(result);
         }
