@@ -484,17 +484,19 @@ async fn a_backlog_is_claimed_in_order_and_put_back_messages_are_claimed_again()
     assert_eq!(j.claim("lab", 32).await.unwrap()[0].id, other);
 }
 
-/// Makes the insert of control id `LATE` (and `BUSY`) wait, after its id
-/// is drawn, for advisory lock 17 (18), which this session holds.
+/// Makes the insert of control id `LATE` wait, after its id is drawn,
+/// for advisory lock 17; and an ingest with duplicate detection of
+/// control id `P` wait, before any id is drawn, for its duplicate lock
+/// (the journal's namespace, 0x67756963). This session holds both.
 const HOLD_INSERTS: &str = "
 CREATE FUNCTION hold_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.control_id = 'LATE' THEN PERFORM pg_advisory_xact_lock(17); END IF;
-    IF NEW.control_id = 'BUSY' THEN PERFORM pg_advisory_xact_lock(18); END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER hold_insert AFTER INSERT ON messages FOR EACH ROW EXECUTE FUNCTION hold_insert();
-SELECT pg_advisory_lock(17), pg_advisory_lock(18)";
+SELECT pg_advisory_lock(17),
+    pg_advisory_lock(1735747939, hashtext('adt' || chr(31) || 'eai' || chr(31) || 'P'))";
 
 /// Waits until `n` sessions wait for an advisory lock.
 async fn until_held(client: &Client, n: i64) {
@@ -527,12 +529,13 @@ fn from(peer: &str, route: &str, control_id: &str) -> guichet_journal::NewMessag
 /// claimed while LATE is not committed yet. Once it is, LATE must be
 /// claimed before A's next message: a claim starting after the highest
 /// id claimed so far would skip it while the backlog lasts, and deliver
-/// A's messages out of order.
+/// A's messages out of order. (Needs two ingest lanes or more: on one,
+/// LATE would queue behind B's batch and never be held.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_message_committed_after_higher_ids_were_claimed_is_claimed_before_its_senders_next() {
     let Some(db) = database().await else { return };
     let j = node(&db).await;
-    let (a, b, z) = ("10.0.0.1:1000", "10.0.0.2:1000", "10.0.0.3:1000");
+    let (a, b) = ("10.0.0.1:1000", "10.0.0.2:1000");
     // a message claimed and delivered: the claims' position is past it
     let first = j.ingest(vec![from(a, "adt", "A0")]).await.unwrap()[0].id();
     assert_eq!(j.claim("adt", 1).await.unwrap()[0].id, first);
@@ -541,23 +544,22 @@ async fn a_message_committed_after_higher_ids_were_claimed_is_claimed_before_its
         .unwrap();
     let admin = connect(db.url()).await;
     admin.batch_execute(HOLD_INSERTS).await.unwrap();
-    // the claim waits for BUSY, queued before it; LATE, queued after it,
-    // draws its id and waits on another lane
-    let mut busy = Box::pin(j.ingest(vec![from(z, "other", "BUSY")]));
-    let mut claimed = Box::pin(j.claim("adt", 3));
+    // B's batch waits for its duplicate lock before drawing ids; the
+    // claim, queued after it, waits for it; LATE, queued after the claim,
+    // draws its id and waits on the other ingest lane
+    let mut batch = vec![deduped(from(b, "adt", "P"), 0)];
+    batch.extend(["B0", "B1", "B2"].map(|c| from(b, "adt", c)));
+    let mut later = Box::pin(j.ingest(batch));
+    let mut claimed = Box::pin(j.claim("adt", 4));
     let mut late = Box::pin(j.ingest(vec![from(a, "adt", "LATE")]));
-    queue(&mut busy).await;
+    queue(&mut later).await;
     queue(&mut claimed).await;
     queue(&mut late).await;
     until_held(&admin, 2).await;
-    let later: Vec<_> = ["B0", "B1", "B2"].map(|c| from(b, "adt", c)).into();
-    let later: Vec<_> = j.ingest(later).await.unwrap();
-    let later: Vec<_> = later.into_iter().map(Ingested::id).collect();
-    admin
-        .batch_execute("SELECT pg_advisory_unlock(18)")
-        .await
-        .unwrap();
-    busy.await.unwrap();
+    let unlock = "SELECT pg_advisory_unlock(1735747939, \
+                  hashtext('adt' || chr(31) || 'eai' || chr(31) || 'P'))";
+    admin.batch_execute(unlock).await.unwrap();
+    let later: Vec<_> = later.await.unwrap().into_iter().map(Ingested::id).collect();
     let claimed: Vec<_> = claimed.await.unwrap().into_iter().map(|c| c.id).collect();
     assert_eq!(claimed, later);
     let not_yet = tokio::time::timeout(Duration::from_millis(200), &mut late).await;

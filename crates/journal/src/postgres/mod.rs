@@ -2,7 +2,7 @@
 //! one set of queues. Every node ingests; each route's queue is delivered
 //! by the node holding its lease.
 //!
-//! Each node keeps six connections: the writer's lanes (ingests on four,
+//! Each node keeps four connections: the writer's lanes (ingests on two,
 //! every other write on one, each in call order and grouped into shared
 //! commits: see [`writer`], [`lanes`] and [`group`]) and the reader's
 //! (listings, bodies, stats, and pruning: see [`reader`]).

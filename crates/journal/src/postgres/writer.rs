@@ -45,9 +45,11 @@ use super::request::{Done, Op, Request};
 use super::session::{Backoff, ConnectError, Target};
 use crate::{BoxFuture, JournalError};
 
-/// Ingest lanes, hence ingest connections, per node. Measured with 32
-/// senders on two cores: see docs/PERFORMANCE.md.
-pub(super) const INGEST_LANES: usize = 4;
+/// Ingest lanes, hence ingest connections, per node. Each lane's groups
+/// are smaller than one lane's would be, and each group costs the server
+/// a transaction: with 32 senders on two busy cores, three or four lanes
+/// lost a fifth of the rate that two kept (see docs/PERFORMANCE.md).
+pub(super) const INGEST_LANES: usize = 2;
 
 /// Requests waiting for a lane beyond this are refused (Unavailable):
 /// the database is not keeping up, better an error ACK than unbounded memory.
