@@ -136,7 +136,11 @@ async fn open(spec: &JournalSpec, config: &Path) -> anyhow::Result<Journal> {
         }
     }
     let key = spec.body_key.as_deref().map(BodyKey::load).transpose()?;
-    guichet_journal::open(&spec.store, OpenOptions { key })
+    let options = OpenOptions {
+        key,
+        ..OpenOptions::default()
+    };
+    guichet_journal::open(&spec.store, options)
         .await
         .with_context(|| format!("cannot open the journal {}", spec.store))
 }

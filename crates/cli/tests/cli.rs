@@ -685,7 +685,7 @@ fn journal_takes_c_after_its_command_and_never_creates_a_database_to_read_it() {
     runtime
         .block_on(guichet_journal::open(
             &guichet_journal::StoreSpec::Sqlite(db.clone()),
-            guichet_journal::OpenOptions { key: None },
+            guichet_journal::OpenOptions::default(),
         ))
         .expect("a new journal");
     for args in [

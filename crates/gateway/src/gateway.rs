@@ -308,7 +308,11 @@ fn folder_routes(
 /// Opens the journal, with its body key when one is configured.
 async fn open_journal(spec: &JournalSpec) -> Result<Journal, JournalError> {
     let key = spec.body_key.as_deref().map(BodyKey::load).transpose()?;
-    let journal = guichet_journal::open(&spec.store, OpenOptions { key }).await?;
+    let options = OpenOptions {
+        key,
+        ingest_connections: spec.ingest_connections,
+    };
+    let journal = guichet_journal::open(&spec.store, options).await?;
     info!(store = %spec.store, node = %spec.node, "journal open");
     Ok(journal)
 }

@@ -57,10 +57,23 @@ fn redact_password(url: &str) -> String {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OpenOptions {
     /// Seals bodies at ingest and opens them at delivery.
     pub key: Option<BodyKey>,
+    /// PostgreSQL: connections that store ingests, each committing on its
+    /// own (see `postgres::lanes`). One by default; SQLite has one writer
+    /// and ignores it.
+    pub ingest_connections: usize,
+}
+
+impl Default for OpenOptions {
+    fn default() -> OpenOptions {
+        OpenOptions {
+            key: None,
+            ingest_connections: 1,
+        }
+    }
 }
 
 /// Opens (and migrates) the journal. A SQLite file that is missing is
@@ -69,7 +82,10 @@ pub struct OpenOptions {
 pub async fn open(spec: &StoreSpec, options: OpenOptions) -> Result<Journal, JournalError> {
     let store: Arc<dyn Store> = match spec {
         StoreSpec::Sqlite(path) => Arc::new(crate::sqlite::SqliteStore::open(path).await?),
-        StoreSpec::Postgres(url) => Arc::new(crate::postgres::PgStore::connect(url).await?),
+        StoreSpec::Postgres(url) => {
+            let lanes = options.ingest_connections.max(1);
+            Arc::new(crate::postgres::PgStore::connect(url, lanes).await?)
+        }
     };
     Ok(Journal::new(store, options))
 }

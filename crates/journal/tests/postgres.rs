@@ -50,8 +50,17 @@ async fn database() -> Option<TestDatabase> {
 }
 
 async fn node(database: &TestDatabase) -> Journal {
+    node_with_lanes(database, 1).await
+}
+
+/// A node storing ingests over `lanes` connections.
+async fn node_with_lanes(database: &TestDatabase, lanes: usize) -> Journal {
     let spec = StoreSpec::Postgres(database.url().to_string());
-    open(&spec, OpenOptions::default()).await.unwrap()
+    let options = OpenOptions {
+        ingest_connections: lanes,
+        ..OpenOptions::default()
+    };
+    open(&spec, options).await.unwrap()
 }
 
 /// A direct session on `url`, to look at the tables.
@@ -529,12 +538,12 @@ fn from(peer: &str, route: &str, control_id: &str) -> guichet_journal::NewMessag
 /// claimed while LATE is not committed yet. Once it is, LATE must be
 /// claimed before A's next message: a claim starting after the highest
 /// id claimed so far would skip it while the backlog lasts, and deliver
-/// A's messages out of order. (Needs two ingest lanes or more: on one,
+/// A's messages out of order. (Needs two ingest lanes: on one,
 /// LATE would queue behind B's batch and never be held.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_message_committed_after_higher_ids_were_claimed_is_claimed_before_its_senders_next() {
     let Some(db) = database().await else { return };
-    let j = node(&db).await;
+    let j = node_with_lanes(&db, 2).await;
     let (a, b) = ("10.0.0.1:1000", "10.0.0.2:1000");
     // a message claimed and delivered: the claims' position is past it
     let first = j.ingest(vec![from(a, "adt", "A0")]).await.unwrap()[0].id();
@@ -582,7 +591,7 @@ async fn a_message_committed_after_higher_ids_were_claimed_is_claimed_before_its
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_sender_is_delivered_in_its_order_while_lanes_commit_at_once() {
     let Some(db) = database().await else { return };
-    let j = node(&db).await;
+    let j = node_with_lanes(&db, 2).await;
     let (senders, each) = (16, 40);
     let tasks: Vec<_> = (0..senders)
         .map(|sender| {

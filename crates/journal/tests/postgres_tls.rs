@@ -18,12 +18,13 @@ async fn cluster() -> Option<TlsCluster> {
     Some(cluster)
 }
 
+/// Two ingest connections, so that every kind of session is checked.
 async fn journal(url: &str) -> Result<Journal, JournalError> {
-    open(
-        &StoreSpec::Postgres(url.to_string()),
-        OpenOptions::default(),
-    )
-    .await
+    let options = OpenOptions {
+        ingest_connections: 2,
+        ..OpenOptions::default()
+    };
+    open(&StoreSpec::Postgres(url.to_string()), options).await
 }
 
 /// The error text of a journal that must not open; it never carries the

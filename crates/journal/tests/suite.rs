@@ -1231,7 +1231,12 @@ pub mod cases {
     // ---- sealing, persistence, concurrency ----
 
     pub async fn sealed_bodies_round_trip_and_leave_no_plaintext(h: Harness) {
-        let keyed = h.open_with(OpenOptions { key: Some(key()) }).await;
+        let keyed = h
+            .open_with(OpenOptions {
+                key: Some(key()),
+                ..OpenOptions::default()
+            })
+            .await;
         let plain = h.open().await;
         let sent = message("adt", "SEALED-1", 1000);
         let id = store(&keyed, sent.clone()).await;

@@ -376,9 +376,17 @@ impl Builder {
                 "at least 2s (it is renewed every third of it)",
             ));
         }
+        let store = guichet_journal::StoreSpec::parse(&raw.store, &self.dir);
+        let ingest_connections = count(raw.ingest_connections, &at("ingest_connections"), 16)?;
+        if ingest_connections.is_some() && matches!(store, guichet_journal::StoreSpec::Sqlite(_)) {
+            return Err(SettingError::field(
+                at("ingest_connections"),
+                "only for a postgres:// store: a SQLite journal has one writer",
+            ));
+        }
         let day = Duration::from_secs(86_400);
         Ok(JournalSpec {
-            store: guichet_journal::StoreSpec::parse(&raw.store, &self.dir),
+            store,
             node,
             lease_timeout,
             body_key: raw.body_key.as_deref().map(|v| self.path(v)),
@@ -388,6 +396,7 @@ impl Builder {
                 .unwrap_or(400 * day),
             prune_interval: duration(raw.prune_interval.as_deref(), &at("prune_interval"))?
                 .unwrap_or(Duration::from_secs(3600)),
+            ingest_connections: ingest_connections.unwrap_or(1),
         })
     }
 

@@ -56,6 +56,7 @@ pub struct RawJournal {
     pub retain_bodies: Option<String>,
     pub retain_events: Option<String>,
     pub prune_interval: Option<String>,
+    pub ingest_connections: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -284,11 +284,24 @@ fn journal_checks_its_lease_and_resolves_postgres_files() {
     let pg = parse(&format!(
         "[journal]\nstore = \"postgres://g:pw@db/guichet\"\n{base}"
     ))
+    .unwrap()
+    .journal
     .unwrap();
-    assert!(matches!(
-        pg.journal.unwrap().store,
-        guichet_journal::StoreSpec::Postgres(_)
-    ));
+    assert!(matches!(pg.store, guichet_journal::StoreSpec::Postgres(_)));
+    assert_eq!(pg.ingest_connections, 1);
+    let lanes = parse(&format!(
+        "[journal]\nstore = \"postgres://g:pw@db/guichet\"\ningest_connections = 3\n{base}"
+    ))
+    .unwrap();
+    assert_eq!(lanes.journal.unwrap().ingest_connections, 3);
+    assert_error(
+        &format!("[journal]\nstore = \"postgres://g:pw@db/g\"\ningest_connections = 0\n{base}"),
+        "[journal] ingest_connections",
+    );
+    assert_error(
+        &format!("[journal]\nstore = \"j.db\"\ningest_connections = 2\n{base}"),
+        "[journal] ingest_connections: only for a postgres:// store",
+    );
     // TLS files named in the URL are taken from the config's folder.
     let tls = parse(&format!(
         "[journal]\nstore = \"postgres://g:pw@db/guichet?sslmode=verify-full&sslrootcert=pki/db-ca.pem\"\n{base}"

@@ -138,6 +138,9 @@ pub struct JournalSpec {
     /// Metadata of delivered messages is kept this long.
     pub retain_events: Duration,
     pub prune_interval: Duration,
+    /// PostgreSQL: connections that store ingests, committing on their
+    /// own (1 unless set; SQLite has one writer).
+    pub ingest_connections: usize,
 }
 
 /// What to do with a frame that holds no HL7 message (no MSH).

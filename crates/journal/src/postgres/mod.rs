@@ -2,8 +2,8 @@
 //! one set of queues. Every node ingests; each route's queue is delivered
 //! by the node holding its lease.
 //!
-//! Each node keeps four connections: the writer's lanes (ingests on two,
-//! every other write on one, each in call order and grouped into shared
+//! Each node keeps three connections or more: the writer's lanes (ingests
+//! on one, or on `ingest_connections`; every other write on one, each in call order and grouped into shared
 //! commits: see [`writer`], [`lanes`] and [`group`]) and the reader's
 //! (listings, bodies, stats, and pruning: see [`reader`]).
 //! Ingest commits with the database's `synchronous_commit` (forced `on`
@@ -21,7 +21,7 @@
 //! queue is claimed in id order. Two nodes ingesting on one route may
 //! commit ids out of order (node A takes id 7, node B takes 8 and commits
 //! first), so 8 may be delivered before 7; so may one node's ingest
-//! lanes. Per sender connection, order holds: its ingests keep to one
+//! lanes when there are several. Per sender connection, order holds: its ingests keep to one
 //! lane while any is unanswered, and a sender that waits for the ACK
 //! sends its next message after the commit, so its next id is both
 //! larger and later; a claim's cursor never passes an id this node may
@@ -76,8 +76,12 @@ pub(crate) struct PgStore {
 impl PgStore {
     /// Connects to `url` (`postgres://user:password@host:port/database`),
     /// migrates the schema, and starts the writer. The database must exist;
-    /// the tables are created in the user's default schema.
-    pub(crate) async fn connect(url: &str) -> Result<PgStore, JournalError> {
+    /// the tables are created in the user's default schema. Ingests go
+    /// over `ingest_connections` connections (at least one).
+    pub(crate) async fn connect(
+        url: &str,
+        ingest_connections: usize,
+    ) -> Result<PgStore, JournalError> {
         let target = Target::parse(url)?;
         if let Some(weakness) = target.transport().weakness() {
             tracing::warn!(database = target.location(), "journal database: {weakness}");
@@ -91,7 +95,7 @@ impl PgStore {
         session::check_clock(&client, &target).await;
         let other = Session::new(client).await.map_err(open_error)?;
         let mut ingest = Vec::new();
-        for lane in 0..writer::INGEST_LANES {
+        for lane in 0..ingest_connections.max(1) {
             let client = target.connect(&writer::ingest_role(lane)).await;
             ingest.push(
                 Session::new(client.map_err(open_error)?)

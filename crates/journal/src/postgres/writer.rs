@@ -1,6 +1,7 @@
 //! The writer: lanes, each a task and a connection, that apply writes in
 //! call order, grouping whatever is waiting into one transaction and one
-//! commit (group commit). Ingests take one of [`INGEST_LANES`] lanes;
+//! commit (group commit). Ingests take one of the ingest lanes (one by
+//! default: `[journal] ingest_connections`);
 //! everything else (claims, outcomes, leases, replays) takes the other,
 //! so the delivery worker's bookkeeping and the senders' ingests do not
 //! wait for each other's transactions, and each lane's groups hold one
@@ -44,12 +45,6 @@ use super::ops::Statements;
 use super::request::{Done, Op, Request};
 use super::session::{Backoff, ConnectError, Target};
 use crate::{BoxFuture, JournalError};
-
-/// Ingest lanes, hence ingest connections, per node. Each lane's groups
-/// are smaller than one lane's would be, and each group costs the server
-/// a transaction: with 32 senders on two busy cores, three or four lanes
-/// lost a fifth of the rate that two kept (see docs/PERFORMANCE.md).
-pub(super) const INGEST_LANES: usize = 2;
 
 /// Requests waiting for a lane beyond this are refused (Unavailable):
 /// the database is not keeping up, better an error ACK than unbounded memory.
