@@ -313,15 +313,31 @@ CREATE TABLE flows (
 INSERT INTO schema_migrations (version, applied_at_ms) VALUES (2, 0);
 ";
 
-/// An old journal at `path` (schema 1, or 2 with `flows`) holding, by
-/// id: 1 queued, 2 delivered with its body, 3 delivered with its body
-/// pruned, 4 failed; and a 5th record deleted by a prune, whose id must
-/// not come back.
-fn old_journal(path: &Path, flows: bool) {
+/// Schema 3 as its guichet migrated a journal: bodies in their own
+/// table; the states' CHECK and the pending index still `IN` lists.
+const OLD_V3: &str = "
+CREATE TABLE bodies (
+    id INTEGER PRIMARY KEY,
+    body BLOB NOT NULL
+);
+INSERT INTO bodies (id, body) SELECT id, body FROM messages WHERE body IS NOT NULL;
+ALTER TABLE messages ADD COLUMN has_body INTEGER NOT NULL DEFAULT 1;
+UPDATE messages SET has_body = 0 WHERE body IS NULL;
+DROP INDEX messages_finished;
+ALTER TABLE messages DROP COLUMN body;
+CREATE INDEX messages_finished ON messages (finished_at_ms) WHERE has_body = 1;
+INSERT INTO schema_migrations (version, applied_at_ms) VALUES (3, 0);
+";
+
+/// An old journal at `path` of schema `version` (1; 2 with `flows`; 3
+/// with bodies apart) holding, by id: 1 queued, 2 delivered with its
+/// body, 3 delivered with its body pruned, 4 failed; and a 5th record
+/// deleted by a prune, whose id must not come back.
+fn old_journal(path: &Path, version: u32) {
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.pragma_update(None, "journal_mode", "WAL").unwrap();
     conn.execute_batch(OLD_V1).unwrap();
-    if flows {
+    if version >= 2 {
         conn.execute_batch(OLD_V2).unwrap();
     }
     let rows: [(&str, &str, Option<i64>); 5] = [
@@ -354,6 +370,9 @@ fn old_journal(path: &Path, flows: bool) {
         "UPDATE messages SET body = NULL WHERE id = 3; DELETE FROM messages WHERE id = 5",
     )
     .unwrap();
+    if version >= 3 {
+        conn.execute_batch(OLD_V3).unwrap();
+    }
     conn.close().unwrap();
 }
 
@@ -363,7 +382,7 @@ fn old_journal(path: &Path, flows: bool) {
 async fn a_journal_with_bodies_inline_keeps_its_messages() {
     let dir = tempfile::tempdir().unwrap();
     let path = journal_path(&dir);
-    old_journal(&path, true);
+    old_journal(&path, 2);
     let journal = open(&path).await.unwrap();
     let records = journal
         .list(crate::suite::fixtures::filter())
@@ -411,6 +430,65 @@ async fn a_journal_with_bodies_inline_keeps_its_messages() {
     assert_eq!(journal.body(MessageId(4)).await.unwrap(), body("O4"));
 }
 
+/// A journal of schema 3 (the states' CHECK and the pending index as
+/// `IN` lists) is rebuilt at its next opening: every message, body and
+/// state kept, duplicates of its messages still found, the ids of pruned
+/// messages not given again, an unknown state still refused.
+#[tokio::test]
+async fn a_journal_of_schema_3_is_rebuilt_with_its_messages() {
+    use crate::suite::fixtures::{deduped, filter, ingest_one};
+    use guichet_journal::{MessageId, State};
+    let dir = tempfile::tempdir().unwrap();
+    let path = journal_path(&dir);
+    old_journal(&path, 3);
+    let journal = open(&path).await.unwrap();
+    let records = journal.list(filter()).await.unwrap();
+    let seen: Vec<_> = records
+        .iter()
+        .map(|r| (r.id.0, r.meta.control_id.as_str(), r.state, r.body_len))
+        .collect();
+    let len = |cid| Some(body(cid).len() as u64);
+    assert_eq!(
+        seen,
+        [
+            (4, "O4", State::Failed, len("O4")),
+            (3, "O3", State::Delivered, None),
+            (2, "O2", State::Delivered, len("O2")),
+            (1, "O1", State::Queued, len("O1")),
+        ]
+    );
+    let stats = journal.stats().await.unwrap();
+    let stats: Vec<_> = stats
+        .iter()
+        .map(|s| (s.route.as_str(), s.depth, s.in_flight, s.failed, s.dead))
+        .collect();
+    assert_eq!(stats, [("adt", 2, 0, 1, 0)]);
+    let again = ingest_one(&journal, deduped(message("adt", "O2", 3000), 0)).await;
+    assert!(
+        matches!(again, Ingested::Duplicate(MessageId(2))),
+        "{again:?}"
+    );
+    let claimed = journal.claim("adt", 10).await.unwrap();
+    let claimed: Vec<_> = claimed.iter().map(|c| (c.id.0, c.body.clone())).collect();
+    assert_eq!(claimed, [(1, body("O1")), (4, body("O4"))]);
+    let next = store(&journal, message("adt", "N1", 3000)).await;
+    assert_eq!(next, MessageId(6), "an id of the old journal came back");
+    drop(journal);
+    wait_closed(&path).await;
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("SELECT max(version) FROM schema_migrations", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(version, 4);
+    let refused = conn.execute("UPDATE messages SET state = 'lost' WHERE id = 1", []);
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("CHECK")),
+        "{refused:?}"
+    );
+}
+
 /// A journal written before observed flows existed (schema version 1)
 /// gains the flows table, and its bodies their own, at its next opening,
 /// its messages kept.
@@ -418,7 +496,7 @@ async fn a_journal_with_bodies_inline_keeps_its_messages() {
 async fn a_journal_of_schema_1_gains_the_flows_table() {
     let dir = tempfile::tempdir().unwrap();
     let path = journal_path(&dir);
-    old_journal(&path, false);
+    old_journal(&path, 1);
     let journal = open(&path).await.unwrap();
     assert_eq!(
         journal

@@ -212,13 +212,12 @@ fn conditions(filter: &Filter) -> (Vec<String>, Vec<Value>) {
 pub(super) fn stats(conn: &Connection) -> Result<Vec<RouteStats>, JournalError> {
     // Pending and dead rows only, each read through its partial index: the
     // cost does not grow with the delivered history.
-    let sql = "SELECT route, SUM(state IN ('queued', 'in_flight', 'failed')),
+    let sql = "SELECT route, SUM(state <> 'dead'),
                       SUM(state = 'in_flight'), SUM(state = 'failed'),
                       SUM(state = 'dead'),
-                      MIN(CASE WHEN state IN ('queued', 'in_flight', 'failed')
-                               THEN received_at_ms END)
+                      MIN(CASE WHEN state <> 'dead' THEN received_at_ms END)
                FROM (SELECT route, state, received_at_ms FROM messages
-                         WHERE state IN ('queued', 'in_flight', 'failed')
+                         WHERE state <> 'delivered' AND state <> 'dead'
                      UNION ALL
                      SELECT route, state, received_at_ms FROM messages
                          WHERE state = 'dead')

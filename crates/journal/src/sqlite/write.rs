@@ -15,6 +15,33 @@ use crate::{Claimed, Ingested, JournalError, MessageId, NewMessage, Outcome, Rep
 /// behind it waits milliseconds, not seconds.
 pub(super) const PRUNE_CHUNK: u64 = 1000;
 
+/// The statements run for every message (ingest, claim, outcome). None
+/// may build a temporary b-tree (an `IN` list of three or more values,
+/// a sort): a test below holds them to it.
+///
+/// MIN rather than ORDER BY id LIMIT 1: the index gives the window's
+/// rows in time order, and sorting them took a temporary b-tree.
+const DUPLICATE: &str = "SELECT MIN(id) FROM messages
+    WHERE route = ?1 AND dedup_key = ?2 AND control_id = ?3 AND received_at_ms >= ?4";
+const INSERT_MESSAGE: &str = "INSERT INTO messages (route, received_at_ms, peer_app, peer_addr,
+        dedup_key, sending_application, sending_facility, receiving_application,
+        receiving_facility, message_type, control_id, version, body_len, sealed, state, has_body)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'queued', 1)";
+const INSERT_BODY: &str = "INSERT INTO bodies (id, body) VALUES (?1, ?2)";
+const NEXT: &str = "SELECT id, route, received_at_ms, sending_application, sending_facility,
+        receiving_application, receiving_facility, message_type, control_id,
+        version, sealed, attempts, redelivered, next_attempt_at_ms,
+        (SELECT body FROM bodies WHERE bodies.id = messages.id)
+    FROM messages
+    WHERE route = ?1 AND state <> 'delivered' AND state <> 'dead'
+      AND state <> 'in_flight'
+    ORDER BY id LIMIT ?2";
+const MARK_IN_FLIGHT: &str = "UPDATE messages SET state = 'in_flight' WHERE id = ?1";
+const RECORD: &str = "UPDATE messages
+    SET state = ?2, attempts = attempts + 1, last_error = ?3, ack_code = ?4,
+        next_attempt_at_ms = ?5, finished_at_ms = ?6
+    WHERE id = ?1";
+
 fn failed(e: rusqlite::Error) -> JournalError {
     JournalError::Query(e.to_string())
 }
@@ -48,27 +75,18 @@ fn find_duplicate(
     m: &NewMessage,
     since_ms: i64,
 ) -> rusqlite::Result<Option<MessageId>> {
-    let sql = "SELECT id FROM messages
-               WHERE route = ?1 AND dedup_key = ?2 AND control_id = ?3 AND received_at_ms >= ?4
-               ORDER BY id LIMIT 1";
-    conn.prepare_cached(sql)?
+    conn.prepare_cached(DUPLICATE)?
         .query_row(
             params![m.route, m.dedup_key, m.meta.control_id, since_ms],
-            |row| row.get(0),
+            |row| row.get::<_, Option<i64>>(0),
         )
-        .optional()
         .map(|id| id.map(MessageId))
 }
 
 /// The message's record, then its body under the same id.
 fn insert(conn: &Connection, m: &NewMessage) -> rusqlite::Result<MessageId> {
-    let sql = "INSERT INTO messages (route, received_at_ms, peer_app, peer_addr, dedup_key,
-                   sending_application, sending_facility, receiving_application,
-                   receiving_facility, message_type, control_id, version,
-                   body_len, sealed, state, has_body)
-               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'queued', 1)";
     let meta = &m.meta;
-    conn.prepare_cached(sql)?.execute(params![
+    conn.prepare_cached(INSERT_MESSAGE)?.execute(params![
         m.route,
         m.received_at_ms,
         m.peer_app,
@@ -85,7 +103,7 @@ fn insert(conn: &Connection, m: &NewMessage) -> rusqlite::Result<MessageId> {
         m.sealed,
     ])?;
     let id = conn.last_insert_rowid();
-    conn.prepare_cached("INSERT INTO bodies (id, body) VALUES (?1, ?2)")?
+    conn.prepare_cached(INSERT_BODY)?
         .execute(params![id, m.body])?;
     Ok(MessageId(id))
 }
@@ -124,7 +142,7 @@ pub(super) fn release_lease(
 
 pub(super) fn recover(conn: &Connection, route: &str) -> Result<u64, JournalError> {
     let sql = "UPDATE messages SET state = 'failed', redelivered = 1
-               WHERE route = ?1 AND state IN ('queued', 'in_flight', 'failed')
+               WHERE route = ?1 AND state <> 'delivered' AND state <> 'dead'
                  AND state = 'in_flight'";
     conn.prepare_cached(sql)
         .and_then(|mut s| s.execute([route]))
@@ -139,9 +157,7 @@ pub(super) fn claim(
     limit: usize,
 ) -> Result<Vec<Claimed>, JournalError> {
     let claimed = next_messages(conn, route, limit).map_err(failed)?;
-    let mut mark = conn
-        .prepare_cached("UPDATE messages SET state = 'in_flight' WHERE id = ?1")
-        .map_err(failed)?;
+    let mut mark = conn.prepare_cached(MARK_IN_FLIGHT).map_err(failed)?;
     for message in &claimed {
         mark.execute([message.id.0]).map_err(failed)?;
     }
@@ -149,16 +165,8 @@ pub(super) fn claim(
 }
 
 fn next_messages(conn: &Connection, route: &str, limit: usize) -> rusqlite::Result<Vec<Claimed>> {
-    let sql = "SELECT id, route, received_at_ms, sending_application, sending_facility,
-                      receiving_application, receiving_facility, message_type, control_id,
-                      version, sealed, attempts, redelivered, next_attempt_at_ms,
-                      (SELECT body FROM bodies WHERE bodies.id = messages.id)
-               FROM messages
-               WHERE route = ?1 AND state IN ('queued', 'in_flight', 'failed')
-                 AND state <> 'in_flight'
-               ORDER BY id LIMIT ?2";
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut stmt = conn.prepare_cached(sql)?;
+    let mut stmt = conn.prepare_cached(NEXT)?;
     let rows = stmt.query_map(params![route, limit], |row| {
         Ok(Claimed {
             id: MessageId(row.get(0)?),
@@ -206,10 +214,6 @@ pub(super) fn record_many(
 
 /// The rows changed: 0 when `id` is unknown.
 fn record_one(conn: &Connection, id: MessageId, outcome: &Outcome) -> rusqlite::Result<usize> {
-    let sql = "UPDATE messages
-               SET state = ?2, attempts = attempts + 1, last_error = ?3, ack_code = ?4,
-                   next_attempt_at_ms = ?5, finished_at_ms = ?6
-               WHERE id = ?1";
     let (state, error, ack, next, finished) = match outcome {
         Outcome::Delivered { ack_code, at_ms } => {
             (State::Delivered, None, Some(ack_code), None, Some(at_ms))
@@ -237,7 +241,7 @@ fn record_one(conn: &Connection, id: MessageId, outcome: &Outcome) -> rusqlite::
             Some(at_ms),
         ),
     };
-    conn.prepare_cached(sql)?
+    conn.prepare_cached(RECORD)?
         .execute(params![id.0, state.as_str(), error, ack, next, finished])
 }
 
@@ -356,4 +360,42 @@ fn drop_bodies(conn: &Connection, ids: &[i64]) -> rusqlite::Result<()> {
         delete.execute([id])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each per-message statement's program, on a journal of this
+    /// schema, opens no temporary b-tree: one per run cost more than the
+    /// insert itself.
+    #[test]
+    fn per_message_statements_open_no_temporary_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("journal.db")).unwrap();
+        super::super::schema::create(&conn).unwrap();
+        for sql in [
+            DUPLICATE,
+            INSERT_MESSAGE,
+            INSERT_BODY,
+            NEXT,
+            MARK_IN_FLIGHT,
+            RECORD,
+        ] {
+            let mut explain = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+            let unbound = vec![rusqlite::types::Null; explain.parameter_count()];
+            let opcodes: Vec<String> = explain
+                .query_map(rusqlite::params_from_iter(unbound), |row| row.get(1))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert!(opcodes.iter().any(|op| op == "Halt"), "{opcodes:?}");
+            let temporary = ["OpenEphemeral", "OpenAutoindex", "SorterOpen"];
+            let opened: Vec<_> = opcodes
+                .iter()
+                .filter(|op| temporary.contains(&op.as_str()))
+                .collect();
+            assert!(opened.is_empty(), "{sql}\nopens {opened:?}");
+        }
+    }
 }
