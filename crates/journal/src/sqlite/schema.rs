@@ -113,6 +113,10 @@ CREATE INDEX messages_finished ON messages (finished_at_ms) WHERE has_body = 1;
 /// changes only with the table, so the table is rebuilt: every row is
 /// copied once, at the first start of this version. Its AUTOINCREMENT
 /// counter goes with it, so ids of pruned messages never come back.
+/// `messages_finished` no longer holds pending messages (their
+/// `finished_at_ms` is NULL): an insert updates one index less, and an
+/// outcome adds its row instead of moving it; a prune's
+/// `finished_at_ms < ?` implies the new condition, so it still reads it.
 const V4: &str = "
 CREATE TABLE messages_v4 (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -160,7 +164,8 @@ CREATE INDEX messages_pending ON messages (route, id)
 CREATE INDEX messages_dead ON messages (route) WHERE state = 'dead';
 CREATE INDEX messages_dedup ON messages (route, dedup_key, control_id, received_at_ms);
 CREATE INDEX messages_received ON messages (received_at_ms);
-CREATE INDEX messages_finished ON messages (finished_at_ms) WHERE has_body = 1;
+CREATE INDEX messages_finished ON messages (finished_at_ms)
+    WHERE has_body = 1 AND finished_at_ms IS NOT NULL;
 ";
 
 const MARKER: &str = "

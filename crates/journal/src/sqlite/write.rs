@@ -42,6 +42,11 @@ const RECORD: &str = "UPDATE messages
         next_attempt_at_ms = ?5, finished_at_ms = ?6
     WHERE id = ?1";
 
+/// The next bodies a prune drops, read from `messages_finished`.
+const PRUNE_BODIES: &str = "SELECT id FROM messages
+    WHERE finished_at_ms < ?1 AND has_body = 1 AND state IN ('delivered', 'dead')
+    LIMIT ?2";
+
 fn failed(e: rusqlite::Error) -> JournalError {
     JournalError::Query(e.to_string())
 }
@@ -316,10 +321,7 @@ pub(super) fn audit(
 /// Drops up to [`PRUNE_CHUNK`] bodies of messages finished before
 /// `before_ms`; returns how many.
 pub(super) fn prune_bodies(conn: &Connection, before_ms: i64) -> Result<u64, JournalError> {
-    let sql = "SELECT id FROM messages
-               WHERE finished_at_ms < ?1 AND has_body = 1 AND state IN ('delivered', 'dead')
-               LIMIT ?2";
-    let ids = chunk_ids(conn, sql, before_ms).map_err(failed)?;
+    let ids = chunk_ids(conn, PRUNE_BODIES, before_ms).map_err(failed)?;
     let mut kept = conn
         .prepare_cached("UPDATE messages SET has_body = 0 WHERE id = ?1")
         .map_err(failed)?;
@@ -365,6 +367,26 @@ fn drop_bodies(conn: &Connection, ids: &[i64]) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A prune finds the bodies to drop through `messages_finished`, not
+    /// by stepping over every record.
+    #[test]
+    fn a_prune_reads_the_finished_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("journal.db")).unwrap();
+        super::super::schema::create(&conn).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {PRUNE_BODIES}"))
+            .unwrap()
+            .query_map([0_i64, 0], |row| row.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            plan,
+            ["SEARCH messages USING INDEX messages_finished (finished_at_ms<?)"]
+        );
+    }
 
     /// Each per-message statement's program, on a journal of this
     /// schema, opens no temporary b-tree: one per run cost more than the
