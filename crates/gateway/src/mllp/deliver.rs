@@ -36,8 +36,13 @@ use crate::observe::{FlowEnds, Party, Seen, OUT, RETRY};
 use crate::route::RouteRuntime;
 use crate::stream::Stream;
 
-/// Messages claimed from the journal at a time.
-const CLAIM: usize = 32;
+/// Messages claimed from the journal at a time. A journal commit answers
+/// one claim of the worker while it stores a message for each sender
+/// waiting on its ACK: a claim no larger than a busy route's senders (32
+/// in the benchmark) only kept pace with them, and once behind the drain
+/// never caught up. Claimed messages left in flight by a crash are sent
+/// again, flagged `redelivered`.
+const CLAIM: usize = 128;
 
 /// How often an idle worker looks at the journal without being woken
 /// (messages ingested by another node, replays by an operator).
