@@ -311,6 +311,7 @@ async fn open_journal(spec: &JournalSpec) -> Result<Journal, JournalError> {
     let options = OpenOptions {
         key,
         ingest_connections: spec.ingest_connections,
+        check: spec.integrity_check,
     };
     let journal = guichet_journal::open(&spec.store, options).await?;
     info!(store = %spec.store, node = %spec.node, "journal open");

@@ -65,6 +65,8 @@ pub struct OpenOptions {
     /// own (see `postgres::lanes`). One by default; SQLite has one writer
     /// and ignores it.
     pub ingest_connections: usize,
+    /// When an existing SQLite journal's pages are checked.
+    pub check: IntegrityCheck,
 }
 
 impl Default for OpenOptions {
@@ -72,8 +74,25 @@ impl Default for OpenOptions {
         OpenOptions {
             key: None,
             ingest_connections: 1,
+            check: IntegrityCheck::default(),
         }
     }
+}
+
+/// When SQLite's `quick_check` reads an existing journal file: it reads
+/// every page, which on a large journal takes minutes. The header, the
+/// schema and the migrations are always checked before the journal
+/// opens. (PostgreSQL checks its own pages.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IntegrityCheck {
+    /// Before the journal opens: a damaged file is refused.
+    #[default]
+    AtOpen,
+    /// On a thread of its own once the journal is open: start-up does not
+    /// wait, and damage found is logged as an error, after which every
+    /// ingest is refused (senders are answered with an error) until
+    /// guichet is restarted on a sound file.
+    Background,
 }
 
 /// Opens (and migrates) the journal. A SQLite file that is missing is
@@ -81,7 +100,9 @@ impl Default for OpenOptions {
 /// never replaced by an empty one.
 pub async fn open(spec: &StoreSpec, options: OpenOptions) -> Result<Journal, JournalError> {
     let store: Arc<dyn Store> = match spec {
-        StoreSpec::Sqlite(path) => Arc::new(crate::sqlite::SqliteStore::open(path).await?),
+        StoreSpec::Sqlite(path) => {
+            Arc::new(crate::sqlite::SqliteStore::open(path, options.check).await?)
+        }
         StoreSpec::Postgres(url) => {
             let lanes = options.ingest_connections.max(1);
             Arc::new(crate::postgres::PgStore::connect(url, lanes).await?)

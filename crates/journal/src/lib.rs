@@ -33,7 +33,7 @@ mod sqlite;
 
 pub use error::JournalError;
 pub use flows::{FlowCount, FlowKey, FlowTotal};
-pub use journal::{open, Journal, OpenOptions, StoreSpec};
+pub use journal::{open, IntegrityCheck, Journal, OpenOptions, StoreSpec};
 pub use model::{
     Claimed, Filter, Ingested, MessageId, MessageRecord, Meta, NewMessage, Outcome, PruneReport,
     Replay, RouteStats, State,

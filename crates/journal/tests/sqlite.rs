@@ -40,7 +40,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use crate::suite::fixtures::{body, message, store, store_n};
-use guichet_journal::{Ingested, Journal, JournalError, OpenOptions};
+use guichet_journal::{Ingested, IntegrityCheck, Journal, JournalError, OpenOptions};
 use tempfile::TempDir;
 
 fn journal_path(dir: &TempDir) -> PathBuf {
@@ -205,16 +205,47 @@ async fn a_truncated_journal_is_refused() {
     assert!(text.contains("is truncated: 50 bytes"), "{text}");
 }
 
-#[tokio::test]
-async fn a_journal_damaged_in_the_middle_is_refused() {
-    let (_dir, path) = closed_journal(200).await;
-    let mut bytes = std::fs::read(&path).unwrap();
+/// Overwrites four pages in the middle of the file.
+fn damage_the_middle(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
     let page = u16::from_be_bytes([bytes[16], bytes[17]]) as usize;
     let pages = bytes.len() / page;
     assert!(pages > 16, "{pages} pages");
     let middle = pages / 2 * page;
     bytes[middle..middle + 4 * page].fill(0x5a);
-    std::fs::write(&path, &bytes).unwrap();
+    std::fs::write(path, &bytes).unwrap();
+}
+
+/// With the pages checked in the background, a damaged journal opens
+/// (start-up does not wait for every page to be read); once the check
+/// finds the damage, every ingest is refused with the reason.
+#[tokio::test]
+async fn a_damaged_journal_checked_in_the_background_refuses_ingests() {
+    let (_dir, path) = closed_journal(200).await;
+    damage_the_middle(&path);
+    let options = OpenOptions {
+        check: IntegrityCheck::Background,
+        ..OpenOptions::default()
+    };
+    let spec = StoreSpec::Sqlite(path.clone());
+    let journal = guichet_journal::open(&spec, options).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match journal.ingest(vec![message("adt", "D1", 5000)]).await {
+            Err(JournalError::Unavailable(why)) if why.contains("is damaged") => {
+                assert!(why.contains(&path.display().to_string()), "{why}");
+                break;
+            }
+            other => assert!(Instant::now() < deadline, "still taken: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_journal_damaged_in_the_middle_is_refused() {
+    let (_dir, path) = closed_journal(200).await;
+    damage_the_middle(&path);
     let text = refusal(&path).await;
     assert!(
         text.contains("is damaged") && text.contains("backup"),

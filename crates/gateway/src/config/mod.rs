@@ -385,6 +385,14 @@ impl Builder {
             ));
         }
         let day = Duration::from_secs(86_400);
+        let integrity_check = choice(
+            raw.integrity_check.as_deref(),
+            &at("integrity_check"),
+            &[
+                ("at-open", guichet_journal::IntegrityCheck::AtOpen),
+                ("background", guichet_journal::IntegrityCheck::Background),
+            ],
+        )?;
         Ok(JournalSpec {
             store,
             node,
@@ -397,6 +405,7 @@ impl Builder {
             prune_interval: duration(raw.prune_interval.as_deref(), &at("prune_interval"))?
                 .unwrap_or(Duration::from_secs(3600)),
             ingest_connections: ingest_connections.unwrap_or(1),
+            integrity_check,
         })
     }
 

@@ -57,6 +57,7 @@ pub struct RawJournal {
     pub retain_events: Option<String>,
     pub prune_interval: Option<String>,
     pub ingest_connections: Option<i64>,
+    pub integrity_check: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

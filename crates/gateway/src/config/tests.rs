@@ -274,6 +274,33 @@ fn store_and_forward_routes_need_a_journal_and_take_delivery_settings() {
 }
 
 #[test]
+fn journal_integrity_check_is_at_open_unless_set() {
+    let base =
+        "[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:1\"\nforward = \"h:2\"\nkind = \"mllp\"\n";
+    let check = |setting: &str| {
+        parse(&format!("[journal]\nstore = \"j.db\"\n{setting}{base}"))
+            .unwrap()
+            .journal
+            .unwrap()
+            .integrity_check
+    };
+    use guichet_journal::IntegrityCheck;
+    assert_eq!(check(""), IntegrityCheck::AtOpen);
+    assert_eq!(
+        check("integrity_check = \"background\"\n"),
+        IntegrityCheck::Background
+    );
+    assert_eq!(
+        check("integrity_check = \"at-open\"\n"),
+        IntegrityCheck::AtOpen
+    );
+    assert_error(
+        &format!("[journal]\nstore = \"j.db\"\nintegrity_check = \"never\"\n{base}"),
+        "[journal] integrity_check",
+    );
+}
+
+#[test]
 fn journal_checks_its_lease_and_resolves_postgres_files() {
     let base =
         "[[route]]\nname = \"r\"\nlisten = \"127.0.0.1:1\"\nforward = \"h:2\"\nkind = \"mllp\"\n";

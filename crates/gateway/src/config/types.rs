@@ -141,6 +141,8 @@ pub struct JournalSpec {
     /// PostgreSQL: connections that store ingests, committing on their
     /// own (1 unless set; SQLite has one writer).
     pub ingest_connections: usize,
+    /// When an existing SQLite journal's pages are read for damage.
+    pub integrity_check: guichet_journal::IntegrityCheck,
 }
 
 /// What to do with a frame that holds no HL7 message (no MSH).

@@ -31,14 +31,22 @@ pub(super) fn refuse(path: &Path, reason: impl Into<String>) -> JournalError {
 }
 
 /// Makes sure `path` holds a sound guichet journal, creating it when it is
-/// missing. Blocking.
-pub(super) fn prepare(path: &Path) -> Result<OpenGuard, JournalError> {
-    match fs::symlink_metadata(path) {
-        Ok(_) => check_existing(path)?,
-        Err(e) if e.kind() == ErrorKind::NotFound => create(path)?,
+/// missing. Blocking. With `pages`, an existing file's pages are read
+/// too (`quick_check`); without, the header and schema only, and the
+/// answer says whether the pages are still to be checked.
+pub(super) fn prepare(path: &Path, pages: bool) -> Result<(OpenGuard, bool), JournalError> {
+    let unchecked = match fs::symlink_metadata(path) {
+        Ok(_) => {
+            check_existing(path, pages)?;
+            !pages
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            create(path)?;
+            false
+        }
         Err(e) => return Err(refuse(path, format!("cannot be read: {e}"))),
-    }
-    Ok(OpenGuard::new(path))
+    };
+    Ok((OpenGuard::new(path), unchecked))
 }
 
 /// Builds the new journal under a temporary name and links it into place
@@ -106,7 +114,7 @@ fn remove_staging(staging: &Path) {
 }
 
 /// Refuses a file that is not, or no longer, a whole guichet journal.
-fn check_existing(path: &Path) -> Result<(), JournalError> {
+fn check_existing(path: &Path, pages: bool) -> Result<(), JournalError> {
     let meta = fs::metadata(path).map_err(|e| refuse(path, format!("cannot be read: {e}")))?;
     if !meta.is_file() {
         return Err(refuse(path, "is not a regular file"));
@@ -121,7 +129,7 @@ fn check_existing(path: &Path) -> Result<(), JournalError> {
         let header = read_header(path)?;
         check_header(path, &header, meta.len())?;
     }
-    check_database(path)
+    check_database(path, pages)
 }
 
 /// Counts this process's open stores per journal file, so that the raw
@@ -133,7 +141,7 @@ fn check_existing(path: &Path) -> Result<(), JournalError> {
 /// it, after which another process may delete the live WAL. (SQLite shares
 /// one descriptor per file for this reason.) A journal opened again while
 /// open was checked the first time; `quick_check` runs through SQLite at
-/// every open.
+/// every open (before it, or beside the open journal).
 pub(super) struct OpenGuard(PathBuf);
 
 type Registry = std::sync::Mutex<std::collections::HashMap<PathBuf, usize>>;
@@ -244,17 +252,12 @@ fn wal_may_hold_pages(path: &Path, header: &[u8]) -> bool {
 
 /// Opens the file as SQLite reads it and asks SQLite whether it is sound
 /// and ours.
-fn check_database(path: &Path) -> Result<(), JournalError> {
+fn check_database(path: &Path, pages: bool) -> Result<(), JournalError> {
     let conn =
         Connection::open(path).map_err(|e| refuse(path, format!("cannot be opened: {e}")))?;
     let damaged = |e: rusqlite::Error| refuse(path, format!("is damaged ({e}): {ADVICE}"));
-    let problems = quick_check(&conn).map_err(damaged)?;
-    if !problems.is_empty() {
-        let shown = problems.join("; ");
-        return Err(refuse(
-            path,
-            format!("is damaged (quick_check: {shown}): {ADVICE}"),
-        ));
+    if pages {
+        check_pages(&conn).map_err(|why| refuse(path, why))?;
     }
     if !schema::is_journal(&conn).map_err(damaged)? {
         return Err(refuse(
@@ -264,6 +267,16 @@ fn check_database(path: &Path) -> Result<(), JournalError> {
         ));
     }
     Ok(())
+}
+
+/// `quick_check` on `conn`; the error says what is wrong and what to do.
+pub(super) fn check_pages(conn: &Connection) -> Result<(), String> {
+    let problems = quick_check(conn).map_err(|e| format!("is damaged ({e}): {ADVICE}"))?;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let shown = problems.join("; ");
+    Err(format!("is damaged (quick_check: {shown}): {ADVICE}"))
 }
 
 /// What `PRAGMA quick_check` finds wrong (the first few lines; they name

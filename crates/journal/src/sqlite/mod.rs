@@ -25,8 +25,8 @@ use std::sync::Arc;
 use rusqlite::Connection;
 
 use crate::{
-    BoxFuture, Claimed, Filter, FlowCount, FlowTotal, Ingested, JournalError, MessageId,
-    MessageRecord, NewMessage, Outcome, PruneReport, Replay, RouteStats, Store,
+    BoxFuture, Claimed, Filter, FlowCount, FlowTotal, Ingested, IntegrityCheck, JournalError,
+    MessageId, MessageRecord, NewMessage, Outcome, PruneReport, Replay, RouteStats, Store,
 };
 use read::Readers;
 use write::PRUNE_CHUNK;
@@ -46,26 +46,63 @@ pub(crate) struct SqliteStore {
 impl SqliteStore {
     /// Opens the journal at `path`, creating it (mode 0600) if missing and
     /// refusing one that exists but is not a sound guichet journal.
-    pub(crate) async fn open(path: &Path) -> Result<SqliteStore, JournalError> {
+    pub(crate) async fn open(
+        path: &Path,
+        check: IntegrityCheck,
+    ) -> Result<SqliteStore, JournalError> {
         let path = path.to_path_buf();
-        tokio::task::spawn_blocking(move || open_blocking(&path))
+        tokio::task::spawn_blocking(move || open_blocking(&path, check))
             .await
             .map_err(|e| JournalError::Unavailable(format!("opening the journal stopped: {e}")))?
     }
 }
 
-fn open_blocking(path: &Path) -> Result<SqliteStore, JournalError> {
-    let open = file::prepare(path)?;
+fn open_blocking(path: &Path, check: IntegrityCheck) -> Result<SqliteStore, JournalError> {
+    let (open, unchecked) = file::prepare(path, check == IntegrityCheck::AtOpen)?;
     let conn = write_connection(path)?;
     let syncer = syncer(path, &conn)?;
     let checkpointer = checkpointer(path, &conn);
     let writer = Writer::start(conn, syncer, checkpointer)
         .map_err(|e| file::refuse(path, format!("cannot start its writer thread: {e}")))?;
+    if unchecked {
+        check_in_background(path, writer.clone())
+            .map_err(|e| file::refuse(path, format!("cannot start its check thread: {e}")))?;
+    }
     Ok(SqliteStore {
         writer,
         readers: Readers::new(path),
         _open: open,
     })
+}
+
+/// Runs `quick_check` on a read connection of its own while the journal
+/// serves; damage found is logged and stops every later ingest. The read
+/// snapshot it holds keeps checkpoints from passing it, so the WAL grows
+/// until it ends.
+fn check_in_background(path: &Path, writer: Writer) -> std::io::Result<()> {
+    let path = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("journal-check".into())
+        .spawn(move || {
+            let checked = read::open_reader(&path)
+                .map_err(|e| format!("cannot be opened for its check: {e}"))
+                .and_then(|conn| file::check_pages(&conn));
+            match checked {
+                Ok(()) => {
+                    tracing::info!(journal = %path.display(), "the journal's pages are sound")
+                }
+                Err(why) => {
+                    tracing::error!(
+                        journal = %path.display(),
+                        reason = %why,
+                        "the journal is damaged: every ingest is refused until guichet is \
+                         restarted on a sound file"
+                    );
+                    writer.refuse_durable(format!("the journal {} {why}", path.display()));
+                }
+            }
+        })
+        .map(|_| ())
 }
 
 /// The writer's connection, on a journal brought to this code's schema.
@@ -320,7 +357,7 @@ mod tests {
     async fn an_ingest_is_answered_only_after_its_sync() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.db");
-        let _open = file::prepare(&path).unwrap();
+        let _open = file::prepare(&path, true).unwrap();
         let (syncer, sync_started, release) = sync::tests::gated();
         let writer = Writer::start(write_connection(&path).unwrap(), Some(syncer), None).unwrap();
         let ingest = writer.call(true, |conn| write::ingest(conn, vec![message("C1")]));
@@ -350,7 +387,7 @@ mod tests {
     async fn after_a_failed_sync_ingests_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.db");
-        let _open = file::prepare(&path).unwrap();
+        let _open = file::prepare(&path, true).unwrap();
         let (syncer, _sync_started, release) = sync::tests::gated();
         let writer = Writer::start(write_connection(&path).unwrap(), Some(syncer), None).unwrap();
         release.send(Err(std::io::Error::other("EIO"))).unwrap();

@@ -15,7 +15,7 @@
 //! answer, and MLLP senders wait for their ACK.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 
 use rusqlite::Connection;
@@ -57,6 +57,8 @@ struct Request {
 pub(super) struct Writer {
     requests: mpsc::UnboundedSender<Request>,
     commits: Arc<AtomicU64>,
+    /// Why the file is known to be damaged: durable writes are refused.
+    damaged: Arc<OnceLock<String>>,
 }
 
 impl<T, F> Job for Call<T, F>
@@ -112,6 +114,8 @@ impl Writer {
         let (requests, queue) = mpsc::unbounded_channel();
         let commits = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&commits);
+        let damaged = Arc::new(OnceLock::new());
+        let refused = Arc::clone(&damaged);
         let mode = match syncer {
             Some(syncer) => Durability::Pipelined(syncer),
             None => Durability::InPlace(Sync::Unknown),
@@ -119,13 +123,23 @@ impl Writer {
         thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || {
-                serve(&conn, queue, &counter, mode);
+                serve(&conn, queue, &counter, &refused, mode);
                 drop(checkpointer);
                 if let Err((_, e)) = conn.close() {
                     tracing::warn!(error = %e, "closing the journal's write connection failed");
                 }
             })?;
-        Ok(Writer { requests, commits })
+        Ok(Writer {
+            requests,
+            commits,
+            damaged,
+        })
+    }
+
+    /// From now on every durable write (ingest) is answered with `why`:
+    /// the file was found damaged after it opened.
+    pub(super) fn refuse_durable(&self, why: String) {
+        let _ = self.damaged.set(why);
     }
 
     /// Queues `work` now and returns its answer, to await. `durable`
@@ -181,6 +195,7 @@ fn serve(
     conn: &Connection,
     mut queue: mpsc::UnboundedReceiver<Request>,
     commits: &AtomicU64,
+    damaged: &OnceLock<String>,
     mut mode: Durability,
 ) {
     while let Some(first) = queue.blocking_recv() {
@@ -191,7 +206,7 @@ fn serve(
                 Err(_) => break,
             }
         }
-        run_batch(conn, batch, &mut mode, commits);
+        run_batch(conn, batch, &mut mode, commits, damaged);
     }
     // Syncs and answers what was handed over before the connection closes.
     drop(mode);
@@ -207,16 +222,24 @@ enum Sync {
 
 /// One transaction for the whole batch. Every request is answered after
 /// it (and after the commit is counted); durable ones after its sync.
-fn run_batch(conn: &Connection, batch: Vec<Request>, mode: &mut Durability, commits: &AtomicU64) {
+fn run_batch(
+    conn: &Connection,
+    batch: Vec<Request>,
+    mode: &mut Durability,
+    commits: &AtomicU64,
+    damaged: &OnceLock<String>,
+) {
     let durable = batch.iter().any(|r| r.durable);
     if durable {
-        if let Durability::Pipelined(syncer) = mode {
-            if let Some(why) = syncer.failed() {
-                for request in batch {
-                    request.job.answer(Err(&why));
-                }
-                return;
+        let failed = match mode {
+            Durability::Pipelined(syncer) => syncer.failed(),
+            Durability::InPlace(_) => None,
+        };
+        if let Some(why) = failed.or_else(|| damaged.get().cloned()) {
+            for request in batch {
+                request.job.answer(Err(&why));
             }
+            return;
         }
     }
     let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(batch.len());
