@@ -193,7 +193,7 @@ impl Store for SqliteStore {
         }
         Box::pin(
             self.writer
-                .call(true, move |conn| write::ingest(conn, batch)),
+                .call_sharing_fate(true, move |conn| write::ingest(conn, batch)),
         )
     }
 
@@ -379,6 +379,64 @@ mod tests {
         let stored = tokio::time::timeout(Duration::from_secs(5), ingest).await;
         let stored = stored.unwrap().unwrap().unwrap();
         assert!(matches!(stored[..], [crate::Ingested::Stored(_)]));
+    }
+
+    /// An ingest has no savepoint of its own: when it fails, its whole
+    /// batch is rolled back and every request of it answered with the
+    /// failure, so nothing of the failed ingest is stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_ingest_fails_its_whole_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let _open = file::prepare(&path, true).unwrap();
+        let (syncer, sync_started, release) = sync::tests::gated();
+        let writer = Writer::start(write_connection(&path).unwrap(), Some(syncer), None).unwrap();
+        let first = writer.call_sharing_fate(true, |conn| write::ingest(conn, vec![message("C0")]));
+        let first = tokio::spawn(first);
+        let started = tokio::task::spawn_blocking(move || {
+            sync_started.recv_timeout(Duration::from_secs(5)).unwrap();
+            sync_started
+        });
+        let _sync_started = started.await.unwrap();
+        // committed while the first sync runs: the writer then waits for
+        // the disk, and the next three requests form one batch
+        let second =
+            writer.call_sharing_fate(true, |conn| write::ingest(conn, vec![message("C0b")]));
+        let second = tokio::spawn(second);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while committed(&path) < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the second ingest was not committed"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let stored =
+            writer.call_sharing_fate(true, |conn| write::ingest(conn, vec![message("C1")]));
+        let failing = writer.call_sharing_fate(true, |conn| {
+            write::ingest(conn, vec![message("C2")])?;
+            Err::<(), _>(JournalError::Unavailable("the disk is full".into()))
+        });
+        let claim = writer.call(false, |conn| write::claim(conn, "adt", 10));
+        release.send(Ok(())).unwrap();
+        release.send(Ok(())).unwrap();
+        assert!(first.await.unwrap().is_ok());
+        assert!(second.await.unwrap().is_ok());
+        let within = Duration::from_secs(5);
+        let stored = tokio::time::timeout(within, stored)
+            .await
+            .expect("answered");
+        let failing = tokio::time::timeout(within, failing)
+            .await
+            .expect("answered");
+        let claim = tokio::time::timeout(within, claim).await.expect("answered");
+        for answer in [stored.map(|_| ()), failing, claim.map(|_| ())] {
+            assert!(
+                matches!(&answer, Err(JournalError::Unavailable(why)) if why.contains("the disk is full")),
+                "{answer:?}"
+            );
+        }
+        assert_eq!(committed(&path), 2, "stored from the failed batch");
     }
 
     /// After a failed sync the journal stores nothing more: the kernel may

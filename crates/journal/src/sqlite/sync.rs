@@ -208,7 +208,9 @@ pub(super) mod tests {
     struct Probe(mpsc::Sender<Result<(), String>>);
 
     impl Job for Probe {
-        fn run(&mut self, _: &rusqlite::Connection) {}
+        fn run(&mut self, _: &rusqlite::Connection) -> Result<(), String> {
+            Ok(())
+        }
         fn answer(self: Box<Self>, committed: Result<(), &str>) {
             let _ = self.0.send(committed.map_err(str::to_string));
         }

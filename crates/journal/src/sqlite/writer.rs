@@ -32,8 +32,9 @@ const MAX_BATCH: usize = 512;
 /// A queued write: run inside the batch's transaction, answered after it.
 pub(super) trait Job: Send {
     /// Runs the write; keeps its result until the commit says whether it
-    /// stands.
-    fn run(&mut self, conn: &Connection);
+    /// stands. `Err`: it failed with changes it cannot undo alone, and
+    /// the whole batch must be rolled back.
+    fn run(&mut self, conn: &Connection) -> Result<(), String>;
     /// Answers the caller: the kept result if the batch committed, else
     /// the batch's failure.
     fn answer(self: Box<Self>, committed: Result<(), &str>);
@@ -42,6 +43,9 @@ pub(super) trait Job: Send {
 /// A write and where its answer goes.
 struct Call<T, F> {
     work: Option<F>,
+    /// Runs in a savepoint of its own, so that its failure undoes it
+    /// alone; without one its failure fails the batch.
+    isolated: bool,
     result: Option<Result<T, JournalError>>,
     reply: oneshot::Sender<Result<T, JournalError>>,
 }
@@ -66,10 +70,18 @@ where
     T: Send,
     F: FnOnce(&Connection) -> Result<T, JournalError> + Send,
 {
-    fn run(&mut self, conn: &Connection) {
-        if let Some(work) = self.work.take() {
+    fn run(&mut self, conn: &Connection) -> Result<(), String> {
+        let Some(work) = self.work.take() else {
+            return Ok(());
+        };
+        if self.isolated {
             self.result = Some(in_savepoint(conn, work));
+            return Ok(());
         }
+        let result = work(conn);
+        let failed = result.as_ref().err().map(ToString::to_string);
+        self.result = Some(result);
+        failed.map_or(Ok(()), Err)
     }
 
     fn answer(self: Box<Self>, committed: Result<(), &str>) {
@@ -143,7 +155,7 @@ impl Writer {
     }
 
     /// Queues `work` now and returns its answer, to await. `durable`
-    /// makes its commit wait for the disk.
+    /// makes its commit wait for the disk. Its failure undoes it alone.
     pub(super) fn call<T, F>(
         &self,
         durable: bool,
@@ -153,9 +165,40 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
     {
+        self.queue(durable, true, work)
+    }
+
+    /// As [`Writer::call`], without a savepoint of its own: its failure
+    /// rolls back its whole batch, every request of which is answered
+    /// with it. For ingests, whose failures are the disk's (full,
+    /// failing) and would fail their batch-mates too: a savepoint per
+    /// request copied every page it touched into SQLite's sub-journal.
+    pub(super) fn call_sharing_fate<T, F>(
+        &self,
+        durable: bool,
+        work: F,
+    ) -> impl std::future::Future<Output = Result<T, JournalError>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
+    {
+        self.queue(durable, false, work)
+    }
+
+    fn queue<T, F>(
+        &self,
+        durable: bool,
+        isolated: bool,
+        work: F,
+    ) -> impl std::future::Future<Output = Result<T, JournalError>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let call = Call {
             work: Some(work),
+            isolated,
             result: None,
             reply,
         };
@@ -297,7 +340,12 @@ fn transact(
     }
     exec(conn, "BEGIN IMMEDIATE").map_err(TransactError::Begin)?;
     for job in jobs.iter_mut() {
-        job.run(conn);
+        if let Err(why) = job.run(conn) {
+            if !conn.is_autocommit() {
+                let _ = exec(conn, "ROLLBACK");
+            }
+            return Err(TransactError::Failed(why));
+        }
         if conn.is_autocommit() {
             return Err(TransactError::RolledBack);
         }
@@ -319,6 +367,8 @@ enum TransactError {
     Begin(rusqlite::Error),
     #[error("the transaction was rolled back by an error; nothing of it was stored")]
     RolledBack,
+    #[error("a write failed and its transaction was rolled back, nothing of it was stored: {0}")]
+    Failed(String),
     #[error("the commit failed, nothing of it was stored: {0}")]
     Commit(rusqlite::Error),
 }
