@@ -121,3 +121,87 @@ async fn reply_after_request_end_from_a_tls_client() {
         .wait_connections("from-eai", outcome::CLOSED, 1)
         .await;
 }
+
+/// Sends `data` while reading its echo, shuts down the write side once all
+/// is sent, and reads the echo to its end: both directions carry many
+/// TLS records at once, and the reply still flows after the request ends.
+async fn echo_while_sending(addr: std::net::SocketAddr, data: &[u8]) -> Vec<u8> {
+    let (mut read, mut write) = tcp(addr).await.into_split();
+    let sent = data.to_vec();
+    let sending = tokio::spawn(async move {
+        write.write_all(&sent).await.unwrap();
+        write.shutdown().await.unwrap();
+    });
+    let mut echoed = Vec::new();
+    bounded("echo", read.read_to_end(&mut echoed))
+        .await
+        .unwrap();
+    bounded("send", sending).await.unwrap();
+    echoed
+}
+
+#[tokio::test]
+async fn large_transfer_both_ways_then_half_close_through_a_plain_route() {
+    let pki = Pki::new();
+    let backend = echo_backend().await;
+    let gateway = Running::start(
+        &pki.config_path(),
+        &format!(
+            "{}[[route]]\nname = \"plain\"\nlisten = \"127.0.0.1:0\"\nforward = \"{}\"\n",
+            gateway_section("1s", "0s"),
+            backend.target(),
+        ),
+    )
+    .await;
+
+    let data = payload(4_000_000);
+    let got = echo_while_sending(gateway.addr("plain"), &data).await;
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "echo differs");
+    gateway.wait_connections("plain", outcome::CLOSED, 1).await;
+    assert_eq!(gateway.bytes("plain", UPSTREAM), data.len() as u64);
+    assert_eq!(gateway.bytes("plain", DOWNSTREAM), data.len() as u64);
+}
+
+#[tokio::test]
+async fn large_transfer_both_ways_then_half_close_through_a_tls_pair() {
+    let pki = Pki::new();
+    let dpi = pki.issue("dpi", Usage::ServerOnly);
+    let eai = pki.issue("eai", Usage::ClientOnly);
+    let backend = echo_backend().await;
+    let server = Running::start(
+        &pki.tmp.path().join("server.toml"),
+        &format!(
+            "{}{}{}[[route]]\nname = \"from-eai\"\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"dpi\"\nallow = [\"eai\"]\nforward = \"{}\"\n",
+            gateway_section("1s", "0s"),
+            profile("dpi", Some(&dpi), &pki.ca_cert(), Some(&pki.crl())),
+            app("eai", "eai"),
+            backend.target(),
+        ),
+    )
+    .await;
+    let client = Running::start(
+        &pki.config_path(),
+        &format!(
+            "{}{}[[route]]\nname = \"to-dpi\"\nlisten = \"127.0.0.1:0\"\nforward = \"{}\"\nforward_tls = \"eai\"\nserver_name = \"dpi\"\n",
+            gateway_section("1s", "0s"),
+            profile("eai", Some(&eai), &pki.ca_cert(), Some(&pki.crl())),
+            server.addr("from-eai"),
+        ),
+    )
+    .await;
+
+    let data = payload(2_000_000);
+    let got = echo_while_sending(client.addr("to-dpi"), &data).await;
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "echo differs");
+    client.wait_connections("to-dpi", outcome::CLOSED, 1).await;
+    server
+        .wait_connections("from-eai", outcome::CLOSED, 1)
+        .await;
+    for (gw, route) in [(&client, "to-dpi"), (&server, "from-eai")] {
+        assert_eq!(gw.bytes(route, UPSTREAM), data.len() as u64, "{route}");
+        assert_eq!(gw.bytes(route, DOWNSTREAM), data.len() as u64, "{route}");
+        assert_eq!(gw.connections(route, outcome::ERROR), 0, "{route}");
+    }
+}
