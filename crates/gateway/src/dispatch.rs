@@ -105,7 +105,9 @@ async fn serve(
     let (remote, span) = (conn.remote, &conn.span);
     // Small HL7 messages and their ACKs must not wait for Nagle.
     let _ = tcp.set_nodelay(true);
-    let accepting = accept_tls(route_rt, state, tcp, remote, handshake);
+    // The handshakes are boxed: their state is large and short-lived, and
+    // held inline it would size the task of every established connection.
+    let accepting = Box::pin(accept_tls(route_rt, state, tcp, remote, handshake));
     let (inbound, peer_app) = match accepting.instrument(span.clone()).await {
         Ok(accepted) => accepted,
         Err(outcome) => return outcome,
@@ -152,7 +154,7 @@ async fn serve(
         None => {
             // A tunnel is observed per connection; an mllp relay per message.
             let tunnel = matches!(spec.kind, RouteKind::Tcp).then(|| peer.app.clone());
-            let opening = open_outbound(route_rt, state, remote);
+            let opening = Box::pin(open_outbound(route_rt, state, remote));
             let outcome = match opening.instrument(span.clone()).await {
                 Ok(outbound) => forward(route_rt, state, inbound, outbound, peer).await,
                 Err(outcome) => {
