@@ -191,7 +191,14 @@ impl Lanes {
     /// group running at the mark draws ids above its own start's `seen`;
     /// one started since, above the mark's.
     pub(super) fn floor_since(&self, mark: Mark) -> Option<MessageId> {
-        let started_since = self.book().starts != mark.starts;
+        let book = self.book();
+        if book.running.len() == 1 {
+            // One lane commits its groups one after another, in id order:
+            // nothing below a claimed id can commit later.
+            return None;
+        }
+        let started_since = book.starts != mark.starts;
+        drop(book);
         let floor = match started_since {
             true => Some(mark.running.map_or(mark.seen, |r| r.min(mark.seen))),
             false => mark.running,
@@ -302,5 +309,15 @@ mod tests {
         assert_eq!(lanes.floor_since(busy), Some(MessageId(10)));
         let after = lanes.mark();
         assert_eq!(lanes.floor_since(after), None);
+    }
+
+    #[test]
+    fn one_lane_has_no_floor() {
+        let (lanes, _) = Lanes::new(1);
+        lanes.saw(MessageId(10));
+        lanes.started(0);
+        let busy = lanes.mark();
+        lanes.saw(MessageId(20));
+        assert_eq!(lanes.floor_since(busy), None);
     }
 }
