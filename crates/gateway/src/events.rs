@@ -2,9 +2,10 @@
 //!
 //! Events carry metadata only: MSH-3/4/5/6/9/10/12, sizes, the ACK code and
 //! whether MSA-2 matched (a relayed message's facilities, MSH-4/6, only
-//! when its route's flows are observed: see `Header::read_relayed`). They go to the log and to an in-process stream
-//! that the status page and the journal subscribe to. A slow subscriber
-//! loses the oldest events (broadcast); it never slows the data plane.
+//! when its route's flows are observed: see `Header::read_relayed`). They
+//! go to the log and to an in-process stream that the status page and the
+//! journal subscribe to. A slow subscriber loses the oldest events
+//! (broadcast); it never slows the data plane.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -3,9 +3,10 @@
 //! by the node holding its lease.
 //!
 //! Each node keeps three connections or more: the writer's lanes (ingests
-//! on one, or on `ingest_connections`; every other write on one, each in call order and grouped into shared
-//! commits: see [`writer`], [`lanes`] and [`group`]) and the reader's
-//! (listings, bodies, stats, and pruning: see [`reader`]).
+//! on one, or on `ingest_connections`; every other write on one; each in
+//! call order and grouped into shared commits: see [`writer`], [`lanes`]
+//! and [`group`]) and the reader's (listings, bodies, stats, and pruning:
+//! see [`reader`]).
 //! Ingest commits with the database's `synchronous_commit` (forced `on`
 //! if it is `off`); groups of bookkeeping only (claims, outcomes,
 //! recovery) commit without waiting for the WAL flush, since losing them
@@ -21,11 +22,12 @@
 //! queue is claimed in id order. Two nodes ingesting on one route may
 //! commit ids out of order (node A takes id 7, node B takes 8 and commits
 //! first), so 8 may be delivered before 7; so may one node's ingest
-//! lanes when there are several. Per sender connection, order holds: its ingests keep to one
-//! lane while any is unanswered, and a sender that waits for the ACK
-//! sends its next message after the commit, so its next id is both
-//! larger and later; a claim's cursor never passes an id this node may
-//! still commit (see [`cursor`]), so the earlier one is claimed first.
+//! lanes when there are several. Per sender connection, order holds: its
+//! ingests keep to one lane while any is unanswered, and a sender that
+//! waits for the ACK sends its next message after the commit, so its next
+//! id is both larger and later; a claim's cursor never passes an id this
+//! node may still commit (see [`cursor`]), so the earlier one is claimed
+//! first.
 //!
 //! Leases compare times given by the callers (`now_ms`), as the SQLite
 //! backend does, rather than the database's `now()`: both backends keep

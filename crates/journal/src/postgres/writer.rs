@@ -1,9 +1,9 @@
 //! The writer: lanes, each a task and a connection, that apply writes in
 //! call order, grouping whatever is waiting into one transaction and one
 //! commit (group commit). Ingests take one of the ingest lanes (one by
-//! default: `[journal] ingest_connections`);
-//! everything else (claims, outcomes, leases, replays) takes the other,
-//! so the delivery worker's bookkeeping and the senders' ingests do not
+//! default: `[journal] ingest_connections`); everything else (claims,
+//! outcomes, leases, replays) takes the other, so the delivery worker's
+//! bookkeeping and the senders' ingests do not
 //! wait for each other's transactions, and each lane's groups hold one
 //! kind of work (an ingest group waits for its WAL flush, a bookkeeping
 //! group of claims and outcomes does not). Several ingest lanes let one
