@@ -20,46 +20,31 @@ async fn exchange(addr: std::net::SocketAddr) -> Vec<u8> {
     reply
 }
 
-#[tokio::test]
-async fn reply_after_request_end_through_a_plain_route() {
-    let pki = Pki::new();
-    // Several TLS records' worth, so the tail cannot be lost unnoticed.
-    let reply = payload(300_000);
-    let backend = reply_after_eof_backend(reply.clone()).await;
-    let gateway = Running::start(
+/// A gateway with one plain `tcp` route, `plain`, to `target`.
+async fn plain_route(pki: &Pki, target: &str) -> Running {
+    Running::start(
         &pki.config_path(),
         &format!(
-            "{}[[route]]\nname = \"plain\"\nlisten = \"127.0.0.1:0\"\nforward = \"{}\"\n",
+            "{}[[route]]\nname = \"plain\"\nlisten = \"127.0.0.1:0\"\nforward = \"{target}\"\n",
             gateway_section("1s", "0s"),
-            backend.target(),
         ),
     )
-    .await;
-
-    let got = exchange(gateway.addr("plain")).await;
-    assert_eq!(got.len(), reply.len());
-    assert!(got == reply, "reply differs");
-    assert_eq!(backend.received(), REQUEST);
-    gateway.wait_connections("plain", outcome::CLOSED, 1).await;
-    assert_eq!(gateway.bytes("plain", UPSTREAM), REQUEST.len() as u64);
-    assert_eq!(gateway.bytes("plain", DOWNSTREAM), reply.len() as u64);
+    .await
 }
 
-#[tokio::test]
-async fn reply_after_request_end_through_a_tls_pair() {
-    let pki = Pki::new();
+/// Two gateways joined by mutual TLS: the client side's `to-dpi` route
+/// forwards to the server side's `from-eai`, which admits `eai` and
+/// forwards to `target`.
+async fn tls_pair(pki: &Pki, target: &str) -> (Running, Running) {
     let dpi = pki.issue("dpi", Usage::ServerOnly);
     let eai = pki.issue("eai", Usage::ClientOnly);
-    let reply = payload(300_000);
-    let backend = reply_after_eof_backend(reply.clone()).await;
     let server = Running::start(
         &pki.tmp.path().join("server.toml"),
         &format!(
-            "{}{}{}[[route]]\nname = \"from-eai\"\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"dpi\"\nallow = [\"eai\"]\nforward = \"{}\"\n",
+            "{}{}{}[[route]]\nname = \"from-eai\"\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"dpi\"\nallow = [\"eai\"]\nforward = \"{target}\"\n",
             gateway_section("1s", "0s"),
             profile("dpi", Some(&dpi), &pki.ca_cert(), Some(&pki.crl())),
             app("eai", "eai"),
-            backend.target(),
         ),
     )
     .await;
@@ -73,6 +58,32 @@ async fn reply_after_request_end_through_a_tls_pair() {
         ),
     )
     .await;
+    (client, server)
+}
+
+#[tokio::test]
+async fn reply_after_request_end_through_a_plain_route() {
+    let pki = Pki::new();
+    // Several TLS records' worth, so the tail cannot be lost unnoticed.
+    let reply = payload(300_000);
+    let backend = reply_after_eof_backend(reply.clone()).await;
+    let gateway = plain_route(&pki, &backend.target()).await;
+
+    let got = exchange(gateway.addr("plain")).await;
+    assert_eq!(got.len(), reply.len());
+    assert!(got == reply, "reply differs");
+    assert_eq!(backend.received(), REQUEST);
+    gateway.wait_connections("plain", outcome::CLOSED, 1).await;
+    assert_eq!(gateway.bytes("plain", UPSTREAM), REQUEST.len() as u64);
+    assert_eq!(gateway.bytes("plain", DOWNSTREAM), reply.len() as u64);
+}
+
+#[tokio::test]
+async fn reply_after_request_end_through_a_tls_pair() {
+    let pki = Pki::new();
+    let reply = payload(300_000);
+    let backend = reply_after_eof_backend(reply.clone()).await;
+    let (client, server) = tls_pair(&pki, &backend.target()).await;
 
     let got = exchange(client.addr("to-dpi")).await;
     assert_eq!(got.len(), reply.len());
@@ -144,15 +155,7 @@ async fn echo_while_sending(addr: std::net::SocketAddr, data: &[u8]) -> Vec<u8> 
 async fn large_transfer_both_ways_then_half_close_through_a_plain_route() {
     let pki = Pki::new();
     let backend = echo_backend().await;
-    let gateway = Running::start(
-        &pki.config_path(),
-        &format!(
-            "{}[[route]]\nname = \"plain\"\nlisten = \"127.0.0.1:0\"\nforward = \"{}\"\n",
-            gateway_section("1s", "0s"),
-            backend.target(),
-        ),
-    )
-    .await;
+    let gateway = plain_route(&pki, &backend.target()).await;
 
     let data = payload(4_000_000);
     let got = echo_while_sending(gateway.addr("plain"), &data).await;
@@ -166,30 +169,8 @@ async fn large_transfer_both_ways_then_half_close_through_a_plain_route() {
 #[tokio::test]
 async fn large_transfer_both_ways_then_half_close_through_a_tls_pair() {
     let pki = Pki::new();
-    let dpi = pki.issue("dpi", Usage::ServerOnly);
-    let eai = pki.issue("eai", Usage::ClientOnly);
     let backend = echo_backend().await;
-    let server = Running::start(
-        &pki.tmp.path().join("server.toml"),
-        &format!(
-            "{}{}{}[[route]]\nname = \"from-eai\"\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"dpi\"\nallow = [\"eai\"]\nforward = \"{}\"\n",
-            gateway_section("1s", "0s"),
-            profile("dpi", Some(&dpi), &pki.ca_cert(), Some(&pki.crl())),
-            app("eai", "eai"),
-            backend.target(),
-        ),
-    )
-    .await;
-    let client = Running::start(
-        &pki.config_path(),
-        &format!(
-            "{}{}[[route]]\nname = \"to-dpi\"\nlisten = \"127.0.0.1:0\"\nforward = \"{}\"\nforward_tls = \"eai\"\nserver_name = \"dpi\"\n",
-            gateway_section("1s", "0s"),
-            profile("eai", Some(&eai), &pki.ca_cert(), Some(&pki.crl())),
-            server.addr("from-eai"),
-        ),
-    )
-    .await;
+    let (client, server) = tls_pair(&pki, &backend.target()).await;
 
     let data = payload(2_000_000);
     let got = echo_while_sending(client.addr("to-dpi"), &data).await;
